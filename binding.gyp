@@ -1,0 +1,55 @@
+{
+  # The addon: the core (native/{gguf,quant,cpu,runtime,arch}) plus the N-API layer (native/addon).
+  # Each ISA's kernels are a static library compiled with its own -m flags; cpu/dispatch.cpp picks
+  # one at run time by cpuid, so one binary runs on any x86-64.
+  "variables": {
+    "core_cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+  },
+  "target_defaults": {
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+    "cflags_cc": ["-std=c++20", "-fexceptions", "<@(core_cflags)"],
+    "cflags!": ["-fno-exceptions"],
+    "xcode_settings": {
+      "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+      "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
+      "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fvisibility=hidden"]
+    }
+  },
+  "targets": [
+    {
+      "target_name": "moerun_avx2",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["<!@(node scripts/list-sources.cjs native/cpu/avx2)"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
+        }, {
+          "sources": ["native/cpu/avx2/register.cpp"]
+        }]
+      ]
+    },
+    {
+      "target_name": "moerun_avx512",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='x64'", {
+          "sources": ["<!@(node scripts/list-sources.cjs native/cpu/avx512)"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16"]
+        }, {
+          "sources": ["native/cpu/avx512/register.cpp"]
+        }]
+      ]
+    },
+    {
+      "target_name": "moerun",
+      "dependencies": ["moerun_avx2", "moerun_avx512"],
+      "sources": [
+        "<!@(node scripts/list-sources.cjs native/gguf native/quant native/cpu native/runtime native/arch native/addon)"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-pthread"],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

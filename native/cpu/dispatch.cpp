@@ -1,0 +1,128 @@
+#include "dispatch.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "../runtime/error.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace moerun {
+
+const cpu_features& cpu_detect() {
+    static const cpu_features features = [] {
+        cpu_features f;
+#if defined(__x86_64__) || defined(_M_X64)
+        unsigned a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+        const bool osxsave = c & (1u << 27);
+        f.fma = c & (1u << 12);
+        f.f16c = c & (1u << 29);
+        unsigned long long xcr0 = 0;
+        if (osxsave) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            xcr0 = (unsigned long long)hi << 32 | lo;
+        }
+        const bool os_avx = (xcr0 & 0x6) == 0x6;
+        const bool os_avx512 = (xcr0 & 0xe6) == 0xe6;
+        const bool os_amx = (xcr0 & 0x60000) == 0x60000;
+        if (!os_avx) { f.fma = f.f16c = false; return f; }
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            f.avx2 = b & (1u << 5);
+            if (os_avx512) {
+                f.avx512f = b & (1u << 16);
+                f.avx512dq = b & (1u << 17);
+                f.avx512bw = b & (1u << 30);
+                f.avx512vl = b & (1u << 31);
+                f.avx512vnni = c & (1u << 11);
+            }
+            if (os_amx) {
+                f.amx_bf16 = d & (1u << 22);
+                f.amx_tile = d & (1u << 24);
+                f.amx_int8 = d & (1u << 25);
+            }
+        }
+        if (os_avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);
+#elif defined(__aarch64__)
+        f.neon = true;
+#endif
+        return f;
+    }();
+    return features;
+}
+
+bool cpu_path_supported(cpu_path path) {
+    const cpu_features& f = cpu_detect();
+    switch (path) {
+        case cpu_path::scalar: return true;
+        case cpu_path::avx2: return f.avx2 && f.fma && f.f16c;
+        case cpu_path::avx512:
+            return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+    }
+    return false;
+}
+
+const char* cpu_path_name(cpu_path path) {
+    switch (path) {
+        case cpu_path::scalar: return "scalar";
+        case cpu_path::avx2: return "avx2";
+        case cpu_path::avx512: return "avx512";
+    }
+    return "?";
+}
+
+namespace {
+
+struct dispatch_state {
+    cpu_path path = cpu_path::scalar;
+    std::string error;  // non-empty when MOERUN_CPU asks for something impossible
+    std::array<type_traits, k_tensor_type_count> table{};
+};
+
+const dispatch_state& dispatch() {
+    static const dispatch_state state = [] {
+        dispatch_state s;
+        for (uint32_t i = 0; i < k_tensor_type_count; ++i) s.table[i] = type_traits_reference(tensor_type(i));
+        cpu_path want = cpu_path_supported(cpu_path::avx512) ? cpu_path::avx512
+                        : cpu_path_supported(cpu_path::avx2)  ? cpu_path::avx2
+                                                              : cpu_path::scalar;
+        if (const char* env = std::getenv("MOERUN_CPU"); env && *env && std::strcmp(env, "auto") != 0) {
+            bool known = false;
+            for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+                if (std::strcmp(env, cpu_path_name(p)) == 0) { want = p; known = true; }
+            }
+            if (!known) {
+                s.error = std::string("MOERUN_CPU='") + env + "' is not one of auto, scalar, avx2, avx512";
+            } else if (!cpu_path_supported(want)) {
+                s.error = std::string("MOERUN_CPU='") + env + "' but this CPU does not support it";
+            }
+        }
+        if (!s.error.empty()) return s;
+        s.path = want;
+        if (want == cpu_path::avx2 || want == cpu_path::avx512) cpu_register_avx2(s.table.data());
+        if (want == cpu_path::avx512) cpu_register_avx512(s.table.data());
+        return s;
+    }();
+    return state;
+}
+
+}  // namespace
+
+cpu_path cpu_active_path() {
+    const dispatch_state& s = dispatch();
+    if (!s.error.empty()) throw error(error_code::invalid_argument, s.error);
+    return s.path;
+}
+
+const type_traits& type_traits_of(tensor_type type) {
+    static const type_traits unknown{};
+    const uint32_t id = uint32_t(type);
+    return id < k_tensor_type_count ? dispatch().table[id] : unknown;
+}
+
+}  // namespace moerun

@@ -1,0 +1,34 @@
+// CPU feature detection and kernel selection. The ISA is picked once, at first use, by cpuid
+// (overridable with MOERUN_CPU=scalar|avx2|avx512); kernels live in per-ISA files compiled with
+// their own -m flags, so one binary runs on every x86-64 CPU.
+#pragma once
+
+#include <string>
+
+#include "../quant/types.h"
+
+namespace moerun {
+
+enum class cpu_path { scalar, avx2, avx512 };
+
+struct cpu_features {
+    bool avx2 = false, fma = false, f16c = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+    bool avx512vnni = false, avx512bf16 = false;
+    bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
+    bool neon = false;
+};
+
+const cpu_features& cpu_detect();
+bool cpu_path_supported(cpu_path path);
+const char* cpu_path_name(cpu_path path);
+
+// The path in use. Throws moerun::error if MOERUN_CPU names an unknown path or one this CPU lacks.
+cpu_path cpu_active_path();
+
+// Per-ISA registration: each overrides the table rows it has faster kernels for. Defined in
+// cpu/avx2/ and cpu/avx512/; on non-x86 builds they are empty.
+void cpu_register_avx2(type_traits* table);
+void cpu_register_avx512(type_traits* table);
+
+}  // namespace moerun

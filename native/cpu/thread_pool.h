@@ -1,0 +1,47 @@
+// A small persistent thread pool for data-parallel kernels. The caller thread takes part, so a pool
+// of n threads has n-1 workers. Work is split into contiguous [begin, end) ranges.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace moerun {
+
+class thread_pool {
+public:
+    explicit thread_pool(int n_threads);
+    ~thread_pool();
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+
+    int size() const { return n_threads_; }
+
+    // Runs fn(thread_index, n_threads) on every thread (the caller is index 0) and waits for all.
+    // Not reentrant; one caller at a time (the owner serializes).
+    void run(const std::function<void(int ith, int nth)>& fn);
+
+    // Splits [0, n) into chunks of at least `grain` items, balanced over the threads.
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+
+private:
+    void worker_main(int index);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable start_cv_, done_cv_;
+    const std::function<void(int, int)>* job_ = nullptr;
+    uint64_t generation_ = 0;   // bumped per job; workers run each generation once
+    std::atomic<int> pending_{0};
+    bool stopping_ = false;
+};
+
+// Physical cores (not SMT siblings) of this machine; at least 1.
+int physical_core_count();
+
+}  // namespace moerun

@@ -1,0 +1,344 @@
+#include "gguf.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <unordered_set>
+
+#include "../runtime/error.h"
+
+namespace moerun {
+
+const char* gguf_type_name(gguf_type type) {
+    switch (type) {
+        case gguf_type::u8: return "u8";
+        case gguf_type::i8: return "i8";
+        case gguf_type::u16: return "u16";
+        case gguf_type::i16: return "i16";
+        case gguf_type::u32: return "u32";
+        case gguf_type::i32: return "i32";
+        case gguf_type::f32: return "f32";
+        case gguf_type::boolean: return "bool";
+        case gguf_type::string: return "string";
+        case gguf_type::array: return "array";
+        case gguf_type::u64: return "u64";
+        case gguf_type::i64: return "i64";
+        case gguf_type::f64: return "f64";
+    }
+    return "?";
+}
+
+size_t gguf_type_size(gguf_type type) {
+    switch (type) {
+        case gguf_type::u8: case gguf_type::i8: case gguf_type::boolean: return 1;
+        case gguf_type::u16: case gguf_type::i16: return 2;
+        case gguf_type::u32: case gguf_type::i32: case gguf_type::f32: return 4;
+        case gguf_type::u64: case gguf_type::i64: case gguf_type::f64: return 8;
+        default: return 0;
+    }
+}
+
+bool gguf_value::is_integer() const {
+    switch (type) {
+        case gguf_type::u8: case gguf_type::i8: case gguf_type::u16: case gguf_type::i16:
+        case gguf_type::u32: case gguf_type::i32: case gguf_type::u64: case gguf_type::i64: return true;
+        default: return false;
+    }
+}
+
+namespace {
+
+constexpr int k_max_array_depth = 8;      // nested arrays deeper than this are rejected
+constexpr uint32_t k_max_dims = 4;
+
+// Sequential reader over the mapping; every read is bounds-checked and errors carry the offset.
+struct cursor {
+    const std::string& path;
+    const uint8_t* base;
+    uint64_t size;
+    uint64_t pos = 0;
+
+    [[noreturn]] void fail(const std::string& what) const {
+        throw error(error_code::bad_format, format("gguf: %s: %s", path.c_str(), what.c_str()));
+    }
+    void need(uint64_t n, const char* field) const {
+        if (n > size - pos) {
+            fail(format("%s at offset %llu needs %llu bytes but the file ends at %llu", field,
+                        (unsigned long long)pos, (unsigned long long)n, (unsigned long long)size));
+        }
+    }
+    template <typename T>
+    T read(const char* field) {
+        need(sizeof(T), field);
+        T v;
+        std::memcpy(&v, base + pos, sizeof(T));
+        pos += sizeof(T);
+        return v;
+    }
+    std::string_view read_string(const char* field) {
+        const uint64_t at = pos;
+        const uint64_t len = read<uint64_t>(field);
+        if (len > size - pos) {
+            fail(format("%s at offset %llu has length %llu, past the end of the file (%llu bytes)", field,
+                        (unsigned long long)at, (unsigned long long)len, (unsigned long long)size));
+        }
+        std::string_view s(reinterpret_cast<const char*>(base + pos), size_t(len));
+        pos += len;
+        return s;
+    }
+};
+
+bool valid_value_type(uint32_t t) { return t <= uint32_t(gguf_type::f64); }
+
+void read_value(cursor& c, gguf_type type, gguf_value& out, const std::string& key, int depth) {
+    out.type = type;
+    switch (type) {
+        case gguf_type::u8: out.i = c.read<uint8_t>(key.c_str()); break;
+        case gguf_type::i8: out.i = c.read<int8_t>(key.c_str()); break;
+        case gguf_type::u16: out.i = c.read<uint16_t>(key.c_str()); break;
+        case gguf_type::i16: out.i = c.read<int16_t>(key.c_str()); break;
+        case gguf_type::u32: out.i = c.read<uint32_t>(key.c_str()); break;
+        case gguf_type::i32: out.i = c.read<int32_t>(key.c_str()); break;
+        case gguf_type::u64: out.i = int64_t(c.read<uint64_t>(key.c_str())); break;
+        case gguf_type::i64: out.i = c.read<int64_t>(key.c_str()); break;
+        case gguf_type::f32: out.f = c.read<float>(key.c_str()); break;
+        case gguf_type::f64: out.f = c.read<double>(key.c_str()); break;
+        case gguf_type::boolean: {
+            const uint64_t at = c.pos;
+            const uint8_t b = c.read<uint8_t>(key.c_str());
+            if (b > 1) c.fail(format("key '%s' bool at offset %llu has value %u", key.c_str(), (unsigned long long)at, b));
+            out.i = b;
+            break;
+        }
+        case gguf_type::string: out.str = c.read_string(key.c_str()); break;
+        case gguf_type::array: {
+            if (depth >= k_max_array_depth) {
+                c.fail(format("key '%s' at offset %llu nests arrays deeper than %d", key.c_str(),
+                              (unsigned long long)c.pos, k_max_array_depth));
+            }
+            const uint64_t at = c.pos;
+            const uint32_t et = c.read<uint32_t>(key.c_str());
+            if (!valid_value_type(et)) {
+                c.fail(format("key '%s' array at offset %llu has unknown element type %u", key.c_str(), (unsigned long long)at, et));
+            }
+            out.elem_type = gguf_type(et);
+            out.count = c.read<uint64_t>(key.c_str());
+            const size_t esize = gguf_type_size(out.elem_type);
+            if (esize) {
+                if (out.count > (c.size - c.pos) / esize) {
+                    c.fail(format("key '%s' array at offset %llu has %llu elements of %zu bytes, past the end of the file",
+                                  key.c_str(), (unsigned long long)at, (unsigned long long)out.count, esize));
+                }
+                out.data = c.base + c.pos;
+                c.pos += out.count * esize;
+            } else if (out.elem_type == gguf_type::string) {
+                // Each string takes at least its 8-byte length: bound the count before reserving.
+                if (out.count > (c.size - c.pos) / 8) {
+                    c.fail(format("key '%s' array at offset %llu has %llu strings, more than the file can hold",
+                                  key.c_str(), (unsigned long long)at, (unsigned long long)out.count));
+                }
+                out.strings.reserve(size_t(out.count));
+                for (uint64_t k = 0; k < out.count; ++k) out.strings.push_back(c.read_string(key.c_str()));
+            } else {
+                // Nested arrays: each takes at least 12 bytes (type + count).
+                if (out.count > (c.size - c.pos) / 12) {
+                    c.fail(format("key '%s' array at offset %llu has %llu nested arrays, more than the file can hold",
+                                  key.c_str(), (unsigned long long)at, (unsigned long long)out.count));
+                }
+                out.items.resize(size_t(out.count));
+                for (auto& item : out.items) read_value(c, gguf_type::array, item, key, depth + 1);
+            }
+            break;
+        }
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<gguf_file> gguf_file::open(const std::string& path) {
+    std::unique_ptr<gguf_file> f(new gguf_file());
+    f->path_ = path;
+    f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f->fd_ < 0) {
+        throw error(error_code::io, format("gguf: cannot open '%s': %s", path.c_str(), std::strerror(errno)));
+    }
+    struct stat st;
+    if (fstat(f->fd_, &st) != 0) {
+        throw error(error_code::io, format("gguf: cannot stat '%s': %s", path.c_str(), std::strerror(errno)));
+    }
+    if (!S_ISREG(st.st_mode)) throw error(error_code::io, format("gguf: '%s' is not a regular file", path.c_str()));
+    f->size_ = uint64_t(st.st_size);
+    if (f->size_ < 24) {
+        throw error(error_code::bad_format,
+                    format("gguf: %s: file is %llu bytes, shorter than a GGUF header (24 bytes)", path.c_str(),
+                           (unsigned long long)f->size_));
+    }
+    void* p = mmap(nullptr, size_t(f->size_), PROT_READ, MAP_PRIVATE, f->fd_, 0);
+    if (p == MAP_FAILED) {
+        throw error(error_code::io, format("gguf: cannot map '%s': %s", path.c_str(), std::strerror(errno)));
+    }
+    f->base_ = static_cast<const uint8_t*>(p);
+    f->parse();
+    return f;
+}
+
+gguf_file::~gguf_file() {
+    if (base_) munmap(const_cast<uint8_t*>(base_), size_t(size_));
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void gguf_file::parse() {
+    cursor c{path_, base_, size_};
+    if (std::memcmp(base_, "GGUF", 4) != 0) {
+        c.fail(format("bad magic %02x %02x %02x %02x at offset 0 (expected 'GGUF')", base_[0], base_[1], base_[2], base_[3]));
+    }
+    c.pos = 4;
+    version_ = c.read<uint32_t>("version");
+    if (version_ != 2 && version_ != 3) c.fail(format("unsupported version %u at offset 4 (expected 2 or 3)", version_));
+    const uint64_t n_tensors = c.read<uint64_t>("tensor count");
+    const uint64_t n_kv = c.read<uint64_t>("metadata count");
+    // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info 8 + 4 + 8 + 4 + 8.
+    if (n_kv > (size_ - c.pos) / 13) c.fail(format("metadata count %llu at offset 16 is more than the file can hold", (unsigned long long)n_kv));
+    if (n_tensors > (size_ - c.pos) / 32) c.fail(format("tensor count %llu at offset 8 is more than the file can hold", (unsigned long long)n_tensors));
+
+    kv_.reserve(size_t(n_kv));
+    std::unordered_set<std::string> keys;
+    for (uint64_t k = 0; k < n_kv; ++k) {
+        const uint64_t at = c.pos;
+        const std::string key(c.read_string("metadata key"));
+        const uint32_t type = c.read<uint32_t>(key.c_str());
+        if (!valid_value_type(type)) c.fail(format("key '%s' at offset %llu has unknown value type %u", key.c_str(), (unsigned long long)at, type));
+        gguf_value v;
+        read_value(c, gguf_type(type), v, key, 0);
+        kv_.emplace_back(key, std::move(v));
+        if (!keys.insert(kv_.back().first).second) c.fail(format("duplicate key '%s' at offset %llu", key.c_str(), (unsigned long long)at));
+    }
+
+    if (const gguf_value* a = find("general.alignment")) {
+        if (a->type != gguf_type::u32 || a->i == 0 || (a->i & (a->i - 1)) != 0) {
+            c.fail(format("general.alignment must be a power-of-two u32, got %s %lld", gguf_type_name(a->type), (long long)a->i));
+        }
+        alignment_ = uint32_t(a->i);
+    }
+
+    tensors_.reserve(size_t(n_tensors));
+    std::unordered_set<std::string> names;
+    for (uint64_t t = 0; t < n_tensors; ++t) {
+        const uint64_t at = c.pos;
+        gguf_tensor_info info;
+        info.name = std::string(c.read_string("tensor name"));
+        const char* field = info.name.c_str();
+        info.n_dims = c.read<uint32_t>(field);
+        if (info.n_dims == 0 || info.n_dims > k_max_dims) {
+            c.fail(format("tensor '%s' at offset %llu has %u dimensions (1..%u allowed)", field, (unsigned long long)at, info.n_dims, k_max_dims));
+        }
+        for (uint32_t d = 0; d < info.n_dims; ++d) {
+            info.ne[d] = c.read<int64_t>(field);
+            if (info.ne[d] < 0) c.fail(format("tensor '%s' dimension %u is negative (%lld)", field, d, (long long)info.ne[d]));
+        }
+        // The element count must fit in int64 (ggml's limit).
+        int64_t n = 1;
+        for (uint32_t d = 0; d < info.n_dims; ++d) {
+            if (info.ne[d] != 0 && n > INT64_MAX / info.ne[d]) {
+                c.fail(format("tensor '%s' at offset %llu: element count %lld x %lld x %lld x %lld overflows 64 bits", field,
+                              (unsigned long long)at, (long long)info.ne[0], (long long)info.ne[1], (long long)info.ne[2], (long long)info.ne[3]));
+            }
+            n *= info.ne[d];
+        }
+        const uint32_t type = c.read<uint32_t>(field);
+        if (!tensor_type_known(type)) c.fail(format("tensor '%s' at offset %llu has unknown type %u", field, (unsigned long long)at, type));
+        info.type = tensor_type(type);
+        info.offset = c.read<uint64_t>(field);
+        const type_traits& tt = type_traits_reference(info.type);
+        if (info.ne[0] % tt.block_size != 0) {
+            c.fail(format("tensor '%s' row length %lld is not a multiple of %s's block size %lld", field,
+                          (long long)info.ne[0], tt.name, (long long)tt.block_size));
+        }
+        // Bytes = blocks * type_size; blocks <= n so only the multiplication can overflow.
+        const uint64_t blocks = uint64_t(n / tt.block_size);
+        if (blocks != 0 && tt.type_size > UINT64_MAX / blocks) c.fail(format("tensor '%s' byte size overflows", field));
+        info.n_bytes = blocks * tt.type_size;
+        if (info.offset % alignment_ != 0) {
+            c.fail(format("tensor '%s' data offset %llu is not a multiple of the alignment %u", field,
+                          (unsigned long long)info.offset, alignment_));
+        }
+        if (!names.insert(info.name).second) c.fail(format("duplicate tensor name '%s' at offset %llu", field, (unsigned long long)at));
+        tensors_.push_back(std::move(info));
+    }
+
+    // The data section starts at the next multiple of the alignment.
+    const uint64_t pad = (alignment_ - c.pos % alignment_) % alignment_;
+    if (n_tensors > 0 && pad > size_ - c.pos) c.fail(format("padding before tensor data at offset %llu runs past the end of the file", (unsigned long long)c.pos));
+    data_offset_ = c.pos + std::min<uint64_t>(pad, size_ - c.pos);
+    const uint64_t data_size = size_ - data_offset_;
+    for (auto& info : tensors_) {
+        if (info.offset > data_size || info.n_bytes > data_size - info.offset) {
+            c.fail(format("tensor '%s' data [offset %llu, size %llu] ends past the data section's end (%llu bytes from offset %llu, file size %llu)",
+                          info.name.c_str(), (unsigned long long)info.offset, (unsigned long long)info.n_bytes,
+                          (unsigned long long)data_size, (unsigned long long)data_offset_, (unsigned long long)size_));
+        }
+        info.data = base_ + data_offset_ + info.offset;
+    }
+}
+
+const gguf_value* gguf_file::find(std::string_view key) const {
+    for (const auto& [k, v] : kv_) {
+        if (k == key) return &v;
+    }
+    return nullptr;
+}
+
+const gguf_tensor_info* gguf_file::find_tensor(std::string_view name) const {
+    for (const auto& t : tensors_) {
+        if (t.name == name) return &t;
+    }
+    return nullptr;
+}
+
+namespace {
+[[noreturn]] void wrong_type(const std::string& path, std::string_view key, const gguf_value& v, const char* want) {
+    throw error(error_code::bad_format, format("gguf: %s: key '%.*s' is %s, expected %s", path.c_str(), int(key.size()),
+                                               key.data(), gguf_type_name(v.type), want));
+}
+}  // namespace
+
+std::optional<int64_t> gguf_file::get_int(std::string_view key) const {
+    const gguf_value* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_integer()) wrong_type(path_, key, *v, "an integer");
+    return v->i;
+}
+
+std::optional<double> gguf_file::get_float(std::string_view key) const {
+    const gguf_value* v = find(key);
+    if (!v) return std::nullopt;
+    if (v->is_float()) return v->f;
+    if (v->is_integer()) return double(v->i);
+    wrong_type(path_, key, *v, "a number");
+}
+
+std::optional<bool> gguf_file::get_bool(std::string_view key) const {
+    const gguf_value* v = find(key);
+    if (!v) return std::nullopt;
+    if (v->type != gguf_type::boolean) wrong_type(path_, key, *v, "a bool");
+    return v->i != 0;
+}
+
+std::optional<std::string> gguf_file::get_string(std::string_view key) const {
+    const gguf_value* v = find(key);
+    if (!v) return std::nullopt;
+    if (v->type != gguf_type::string) wrong_type(path_, key, *v, "a string");
+    return std::string(v->str);
+}
+
+void gguf_file::prefetch() const {
+    if (base_ && size_ > data_offset_) {
+        madvise(const_cast<uint8_t*>(base_), size_t(size_), MADV_WILLNEED);
+    }
+}
+
+}  // namespace moerun

@@ -1,0 +1,90 @@
+// The reference traits table: one row per GGUF type id. Adding a format = a block struct in
+// blocks.h, reference kernels, SIMD kernels in cpu/, and one row here.
+#include <array>
+#include <cstdio>
+
+#include "reference.h"
+
+namespace moerun {
+namespace {
+
+using T = tensor_type;
+
+std::array<type_traits, k_tensor_type_count> make_reference_table() {
+    std::array<type_traits, k_tensor_type_count> t{};
+    auto row = [&](T id, const char* name, int64_t block, size_t size, bool quantized) -> type_traits& {
+        type_traits& r = t[uint32_t(id)];
+        r.name = name;
+        r.block_size = block;
+        r.type_size = size;
+        r.is_quantized = quantized;
+        return r;
+    };
+    // Layout rows for every id GGUF defines, so files can be parsed and sized even when a type
+    // cannot be computed with; kernels are attached below for the types we support.
+    row(T::F32, "F32", 1, 4, false);
+    row(T::F16, "F16", 1, 2, false);
+    row(T::Q4_0, "Q4_0", 32, 18, true);
+    row(T::Q4_1, "Q4_1", 32, 20, true);
+    row(T::Q5_0, "Q5_0", 32, 22, true);
+    row(T::Q5_1, "Q5_1", 32, 24, true);
+    row(T::Q8_0, "Q8_0", 32, 34, true);
+    row(T::Q8_1, "Q8_1", 32, 36, true);
+    row(T::Q2_K, "Q2_K", 256, 84, true);
+    row(T::Q3_K, "Q3_K", 256, 110, true);
+    row(T::Q4_K, "Q4_K", 256, 144, true);
+    row(T::Q5_K, "Q5_K", 256, 176, true);
+    row(T::Q6_K, "Q6_K", 256, 210, true);
+    row(T::Q8_K, "Q8_K", 256, 292, true);
+    row(T::IQ2_XXS, "IQ2_XXS", 256, 66, true);
+    row(T::IQ2_XS, "IQ2_XS", 256, 74, true);
+    row(T::IQ3_XXS, "IQ3_XXS", 256, 98, true);
+    row(T::IQ1_S, "IQ1_S", 256, 50, true);
+    row(T::IQ4_NL, "IQ4_NL", 32, 18, true);
+    row(T::IQ3_S, "IQ3_S", 256, 110, true);
+    row(T::IQ2_S, "IQ2_S", 256, 82, true);
+    row(T::IQ4_XS, "IQ4_XS", 256, 136, true);
+    row(T::I8, "I8", 1, 1, false);
+    row(T::I16, "I16", 1, 2, false);
+    row(T::I32, "I32", 1, 4, false);
+    row(T::I64, "I64", 1, 8, false);
+    row(T::F64, "F64", 1, 8, false);
+    row(T::IQ1_M, "IQ1_M", 256, 56, true);
+    row(T::BF16, "BF16", 1, 2, false);
+    row(T::TQ1_0, "TQ1_0", 256, 54, true);
+    row(T::TQ2_0, "TQ2_0", 256, 66, true);
+    row(T::MXFP4, "MXFP4", 32, 17, true);
+
+    auto kernels = [&](T id, to_float_fn to, from_float_fn from, vec_dot_fn dot, T dot_type) {
+        type_traits& r = t[uint32_t(id)];
+        r.to_float = to;
+        r.from_float = from;
+        r.vec_dot = dot;
+        r.vec_dot_type = dot_type;
+    };
+    // Float weights multiply activations converted to their own type, as ggml does, so F16 and
+    // BF16 files give llama.cpp's logits to rounding.
+    kernels(T::F32, ref::to_float_f32, ref::from_float_f32, ref::vec_dot_f32, T::F32);
+    kernels(T::F16, ref::to_float_f16, ref::from_float_f16, ref::vec_dot_f16, T::F16);
+    kernels(T::BF16, ref::to_float_bf16, ref::from_float_bf16, ref::vec_dot_bf16, T::BF16);
+    return t;
+}
+
+}  // namespace
+
+const type_traits& type_traits_reference(tensor_type type) {
+    static const std::array<type_traits, k_tensor_type_count> table = make_reference_table();
+    static const type_traits unknown{};
+    const uint32_t id = uint32_t(type);
+    return id < k_tensor_type_count ? table[id] : unknown;
+}
+
+const char* tensor_type_name(tensor_type type) {
+    const type_traits& t = type_traits_reference(type);
+    if (t.name) return t.name;
+    static thread_local char buf[32];
+    std::snprintf(buf, sizeof buf, "type %u", uint32_t(type));
+    return buf;
+}
+
+}  // namespace moerun

@@ -1,0 +1,70 @@
+// Tensor element types and the traits table the engine consults for every weight and activation.
+//
+// Type ids are GGUF's (= ggml's `ggml_type`), so a tensor's type field indexes this table directly.
+// Block layouts follow llama.cpp bit for bit; each block struct lives in quant/blocks.h with a
+// static_assert on its size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moerun {
+
+enum class tensor_type : uint32_t {
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+    IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
+    IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
+    TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+};
+constexpr uint32_t k_tensor_type_count = 40;  // one past the largest id above
+
+// Row kernels. `n` is the number of elements in the row and is a multiple of the block size.
+using to_float_fn = void (*)(const void* src, float* dst, int64_t n);
+using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
+// s = dot(x, y): x is a row of this type, y a row of the type's `vec_dot_type` (activations).
+using vec_dot_fn = void (*)(int64_t n, float* s, const void* x, const void* y);
+
+struct type_traits {
+    const char* name = nullptr;     // "Q4_K"; nullptr for ids GGUF does not define
+    int64_t block_size = 0;         // elements per block
+    size_t type_size = 0;           // bytes per block
+    bool is_quantized = false;
+    to_float_fn to_float = nullptr;       // dequantize a row; nullptr = not supported
+    from_float_fn from_float = nullptr;   // quantize a row; nullptr = not supported
+    vec_dot_fn vec_dot = nullptr;         // nullptr = cannot be a matmul weight
+    tensor_type vec_dot_type = tensor_type::F32;  // what activations are converted to for vec_dot
+};
+
+// The active table: references overridden by the fastest kernels this CPU supports
+// (see cpu/dispatch.cpp). Never null; unknown ids give a traits entry with name == nullptr.
+const type_traits& type_traits_of(tensor_type type);
+// The scalar reference table, for tests that compare kernels against it.
+const type_traits& type_traits_reference(tensor_type type);
+
+// Name for messages ("Q4_K", or "type 57" for ids GGUF does not define).
+const char* tensor_type_name(tensor_type type);
+inline bool tensor_type_known(uint32_t id) {
+    return id < k_tensor_type_count && type_traits_reference(tensor_type(id)).name != nullptr;
+}
+
+// Bytes of a row of `n` elements; n must be a multiple of the block size.
+inline size_t row_size(tensor_type type, int64_t n) {
+    const type_traits& t = type_traits_reference(type);
+    return size_t(n / t.block_size) * t.type_size;
+}
+
+// ---- scalar half/bfloat conversions (IEEE round-to-nearest-even, like F16C and ggml) ----
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_fp16(float f);
+inline float bf16_to_fp32(uint16_t h) {
+    union { uint32_t u; float f; } v{uint32_t(h) << 16};
+    return v.f;
+}
+inline uint16_t fp32_to_bf16(float f) {
+    union { float f; uint32_t u; } v{f};
+    if ((v.u & 0x7fffffff) > 0x7f800000) return uint16_t((v.u >> 16) | 64);  // quiet NaN
+    return uint16_t((v.u + (0x7fff + ((v.u >> 16) & 1))) >> 16);
+}
+
+}  // namespace moerun

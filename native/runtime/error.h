@@ -1,0 +1,35 @@
+// The core's one error type. Everything that can fail throws moerun::error with a stable code and
+// a message that names the function and the bad value; the addon turns it into a MoerunError.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace moerun {
+
+enum class error_code {
+    io,                // cannot open/read/map/write a file
+    bad_format,        // a GGUF file is malformed (truncated, out-of-range offsets, bad magic...)
+    unsupported,       // well-formed but not something we run (architecture, tensor type)
+    invalid_argument,  // a caller passed a bad value
+    aborted,           // an abort was requested and work stopped early
+    context_full,      // the KV cache has no room for the tokens
+    out_of_memory,
+    internal,
+};
+
+const char* error_code_name(error_code code);  // "ERR_BAD_FORMAT", ...
+
+class error : public std::runtime_error {
+public:
+    error(error_code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    error_code code() const { return code_; }
+
+private:
+    error_code code_;
+};
+
+// printf-style message builder, for errors that quote values.
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace moerun

@@ -1,0 +1,30 @@
+// A weight tensor as the forward pass sees it: a typed view into the mapped GGUF file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../quant/types.h"
+
+namespace moerun {
+
+struct tensor {
+    const void* data = nullptr;  // nullptr = absent (optional tensors)
+    tensor_type type = tensor_type::F32;
+    int64_t ne[4] = {1, 1, 1, 1};  // ne[0] = row length (contiguous), ne[1] = rows, ne[2] = experts
+    const std::string* name = nullptr;
+
+    explicit operator bool() const { return data != nullptr; }
+    int64_t rows() const { return ne[1] * ne[2] * ne[3]; }
+    size_t row_bytes() const { return row_size(type, ne[0]); }
+    const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + size_t(r) * row_bytes(); }
+    // The 2-D matrix of expert `e` in a 3-D (ne0, ne1, n_expert) tensor.
+    tensor expert(int64_t e) const {
+        tensor t = *this;
+        t.data = row(e * ne[1]);
+        t.ne[2] = 1;
+        return t;
+    }
+};
+
+}  // namespace moerun
