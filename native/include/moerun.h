@@ -1,0 +1,42 @@
+// The core's public surface: the one header the N-API addon (native/addon/) includes. Everything
+// here is plain C++ with no Node dependency; failures throw moerun::error (runtime/error.h) with a
+// stable code and a message naming the function and the bad value.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "../cpu/dispatch.h"
+#include "../gguf/gguf.h"
+#include "../runtime/error.h"
+#include "../runtime/model.h"
+#include "../runtime/sampler.h"
+#include "../runtime/session.h"
+
+namespace moerun {
+
+struct model_load_params {
+    int n_threads = 0;                              // 0 = physical cores
+    std::function<void(double)> on_progress;        // fraction loaded, 0..1, from the loading thread
+    const std::atomic<bool>* abort = nullptr;       // set to stop loading (throws error(aborted))
+};
+
+// Maps and validates a GGUF model; the returned model is immutable and shared by sessions.
+std::shared_ptr<model> model_load(const std::string& path, const model_load_params& params);
+
+struct model_info {
+    std::string architecture;
+    int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, n_vocab = 0, n_ctx_train = 0;
+    int n_expert = 0, n_expert_used = 0;
+    int64_t file_type = -1;   // general.file_type (llama.cpp's LLAMA_FTYPE), -1 when absent
+    uint64_t size_bytes = 0;  // file size
+    uint64_t n_params = 0;    // elements of all tensors
+    int n_threads = 0;
+    std::string cpu_path;     // kernels in use: scalar, avx2, avx512
+};
+model_info model_get_info(const model& m);
+
+}  // namespace moerun

@@ -1,0 +1,62 @@
+// Loading: map the GGUF, let the architecture file describe it, fault the weights in with progress.
+#include <algorithm>
+
+#include "../arch/arch.h"
+#include "../cpu/dispatch.h"
+#include "../include/moerun.h"
+#include "error.h"
+
+namespace moerun {
+
+std::shared_ptr<model> model_load(const std::string& path, const model_load_params& params) {
+    cpu_active_path();  // surfaces a bad MOERUN_CPU as an error here, not deep in a kernel
+    auto m = std::make_shared<model>();
+    m->file = gguf_file::open(path);
+    auto arch = m->file->get_string("general.architecture");
+    if (!arch) throw error(error_code::bad_format, format("model: %s: key 'general.architecture' is missing", path.c_str()));
+    const arch_loader* loader = arch_find(*arch);
+    if (!loader) throw error(error_code::unsupported, format("model: %s: architecture '%s' is not supported", path.c_str(), arch->c_str()));
+    m->config.architecture = *arch;
+    loader->load(*m);
+
+    // Touch every page of the weights once so the first token does not pay for page faults, and
+    // so a long load reports progress and can be aborted.
+    const auto& tensors = m->file->tensors();
+    uint64_t total = 0, done = 0;
+    for (const auto& t : tensors) total += t.n_bytes;
+    m->file->prefetch();
+    volatile uint8_t sink = 0;
+    for (const auto& t : tensors) {
+        if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
+        for (uint64_t off = 0; off < t.n_bytes; off += 4096) sink = sink + t.data[off];
+        done += t.n_bytes;
+        if (params.on_progress && total) params.on_progress(double(done) / double(total));
+    }
+    (void)sink;
+
+    const int n_threads = params.n_threads > 0 ? params.n_threads : physical_core_count();
+    m->pool = std::make_unique<thread_pool>(std::min(n_threads, 256));
+    return m;
+}
+
+model_info model_get_info(const model& m) {
+    model_info info;
+    const model_config& c = m.config;
+    info.architecture = c.architecture;
+    info.n_layer = c.n_layer;
+    info.n_embd = c.n_embd;
+    info.n_head = c.n_head;
+    info.n_head_kv = c.n_head_kv;
+    info.n_vocab = c.n_vocab;
+    info.n_ctx_train = c.n_ctx_train;
+    info.n_expert = c.n_expert;
+    info.n_expert_used = c.n_expert_used;
+    info.file_type = m.file->get_int("general.file_type").value_or(-1);
+    info.size_bytes = m.file->file_size();
+    info.n_threads = m.pool->size();
+    for (const auto& t : m.file->tensors()) info.n_params += uint64_t(t.n_elements());
+    info.cpu_path = cpu_path_name(cpu_active_path());
+    return info;
+}
+
+}  // namespace moerun

@@ -1,0 +1,64 @@
+#include "ops.h"
+
+#include <cmath>
+
+namespace moerun {
+
+void rms_norm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = out + r * n;
+        double sum = 0;  // ggml accumulates squares in double
+        for (int64_t i = 0; i < n; ++i) sum += double(xr[i]) * double(xr[i]);
+        const float mean = float(sum / double(n));
+        const float scale = 1.0f / std::sqrt(mean + eps);
+        if (weight) {
+            for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] * scale) * weight[i];
+        } else {
+            for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale;
+        }
+    }
+}
+
+void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const model_config& c) {
+    // Angles: theta_i = pos * base^(-2i/n_rot), computed by repeated multiplication in float as
+    // ggml does, so positions far into the context agree with llama.cpp to the last bits.
+    float cs[512];  // (cos, sin) pairs for n_rot <= 512
+    const float theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));
+    float theta = float(pos);
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        const float t = c.rope_freq_scale * theta;
+        cs[i0] = std::cos(t);
+        cs[i0 + 1] = std::sin(t);
+        theta *= theta_scale;
+    }
+    for (int h = 0; h < n_heads; ++h) {
+        float* v = x + size_t(h) * size_t(head_dim);
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            // normal: pairs (2i, 2i+1); neox: pairs (i, i + n_rot/2)
+            const int a = c.rope_type == rope_kind::normal ? i0 : i0 / 2;
+            const int b = c.rope_type == rope_kind::normal ? i0 + 1 : i0 / 2 + n_rot / 2;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs[i0] - x1 * cs[i0 + 1];
+            v[b] = x0 * cs[i0 + 1] + x1 * cs[i0];
+        }
+    }
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float max = x[0];
+    for (int64_t i = 1; i < n; ++i) max = std::fmax(max, x[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - max);
+    const float inv = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace moerun

@@ -1,0 +1,108 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace moerun {
+
+namespace {
+uint64_t splitmix64(uint64_t& x) {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+sampler::sampler(const sampler_params& params) : params_(params) {
+    uint64_t s = params.seed;
+    for (auto& word : state_) word = splitmix64(s);
+}
+
+double sampler::next_uniform() {
+    const uint64_t result = rotl(state_[1] * 5, 7) * 9;
+    const uint64_t t = state_[1] << 17;
+    state_[2] ^= state_[0];
+    state_[3] ^= state_[1];
+    state_[1] ^= state_[2];
+    state_[0] ^= state_[3];
+    state_[2] ^= t;
+    state_[3] = rotl(state_[3], 45);
+    return double(result >> 11) * 0x1.0p-53;
+}
+
+void sampler::accept(int32_t token) {
+    if (params_.repeat_last_n <= 0) return;
+    history_.push_back(token);
+    while (int(history_.size()) > params_.repeat_last_n) history_.pop_front();
+}
+
+int32_t sampler::sample(const float* logits, int n_vocab) {
+    auto& c = candidates_;
+    c.resize(size_t(n_vocab));
+    for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {logits[i], i};
+
+    // Repeat penalty (llama.cpp's rule): divide positive logits, multiply negative ones, once per
+    // distinct recent token.
+    if (params_.repeat_penalty != 1.0f && !history_.empty()) {
+        std::vector<int32_t> seen(history_.begin(), history_.end());
+        std::sort(seen.begin(), seen.end());
+        seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+        for (int32_t t : seen) {
+            if (t < 0 || t >= n_vocab) continue;
+            float& l = c[size_t(t)].first;
+            l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+        }
+    }
+
+    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    if (params_.temperature <= 0.0f) {
+        return std::min_element(c.begin(), c.end(), by_logit)->second;
+    }
+
+    // Top-k: keep the k best, sorted descending.
+    size_t n = c.size();
+    if (params_.top_k > 0 && size_t(params_.top_k) < n) n = size_t(params_.top_k);
+    std::partial_sort(c.begin(), c.begin() + std::ptrdiff_t(n), c.end(), by_logit);
+    c.resize(n);
+
+    // Softmax over the survivors (at temperature 1, as llama.cpp's top-p/min-p see them).
+    auto softmax = [&](float temperature) {
+        const float max_l = c[0].first;
+        double sum = 0;
+        std::vector<double> p(c.size());
+        for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp(double(c[i].first - max_l) / temperature);
+        for (size_t i = 0; i < c.size(); ++i) p[i] /= sum;
+        return p;
+    };
+    std::vector<double> p = softmax(1.0f);
+
+    // Top-p: smallest prefix whose mass reaches p.
+    if (params_.top_p < 1.0f) {
+        double cum = 0;
+        size_t keep = c.size();
+        for (size_t i = 0; i < c.size(); ++i) {
+            cum += p[i];
+            if (cum >= params_.top_p) { keep = i + 1; break; }
+        }
+        c.resize(keep);
+        p.resize(keep);
+    }
+    // Min-p: drop tokens below min_p times the best probability.
+    if (params_.min_p > 0.0f) {
+        size_t keep = 1;
+        while (keep < c.size() && p[keep] >= params_.min_p * p[0]) ++keep;
+        c.resize(keep);
+    }
+
+    p = softmax(params_.temperature);
+    double r = next_uniform();
+    for (size_t i = 0; i < c.size(); ++i) {
+        if (r < p[i]) return c[i].second;
+        r -= p[i];
+    }
+    return c.back().second;
+}
+
+}  // namespace moerun

@@ -1,0 +1,207 @@
+// The shared forward pass: embeddings -> n_layer x (attention, FFN) -> norm -> output head.
+#include "session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../cpu/matmul.h"
+#include "error.h"
+#include "ops.h"
+
+namespace moerun {
+
+session::session(std::shared_ptr<model> m, const session_params& params) : model_(std::move(m)), params_(params) {
+    const model_config& c = model_->config;
+    if (params_.n_ctx <= 0) throw error(error_code::invalid_argument, format("session: context size %d must be positive", params_.n_ctx));
+    if (params_.n_batch <= 0) params_.n_batch = 256;
+    params_.n_batch = std::min(params_.n_batch, params_.n_ctx);
+    const tensor_type kv = params_.kv_type;
+    if (kv != tensor_type::F32 && kv != tensor_type::F16 && kv != tensor_type::BF16 && kv != tensor_type::Q8_0) {
+        throw error(error_code::invalid_argument, format("session: KV cache type %s is not one of F32, F16, BF16, Q8_0", tensor_type_name(kv)));
+    }
+    const type_traits& kt = type_traits_of(kv);
+    if (!kt.from_float || !kt.to_float) {
+        throw error(error_code::unsupported, format("session: KV cache type %s has no kernels in this build", tensor_type_name(kv)));
+    }
+    if (c.head_dim_k % kt.block_size != 0 || c.head_dim_v % kt.block_size != 0) {
+        throw error(error_code::invalid_argument,
+                    format("session: KV cache type %s needs head sizes that are multiples of %lld, but this model's are %d (key) and %d (value)",
+                           tensor_type_name(kv), (long long)kt.block_size, c.head_dim_k, c.head_dim_v));
+    }
+    k_row_bytes_ = row_size(kv, c.head_dim_k);
+    v_row_bytes_ = row_size(kv, c.head_dim_v);
+    k_cache_.resize(size_t(c.n_layer));
+    v_cache_.resize(size_t(c.n_layer));
+    try {
+        for (int il = 0; il < c.n_layer; ++il) {
+            k_cache_[size_t(il)].resize(size_t(params_.n_ctx) * size_t(c.n_head_kv) * k_row_bytes_);
+            v_cache_[size_t(il)].resize(size_t(params_.n_ctx) * size_t(c.n_head_kv) * v_row_bytes_);
+        }
+    } catch (const std::bad_alloc&) {
+        throw error(error_code::out_of_memory, format("session: cannot allocate a KV cache of %d tokens (%zu bytes)", params_.n_ctx,
+                                                      size_t(params_.n_ctx) * size_t(c.n_layer) * size_t(c.n_head_kv) * (k_row_bytes_ + v_row_bytes_)));
+    }
+}
+
+size_t session::kv_bytes() const {
+    size_t total = 0;
+    for (size_t i = 0; i < k_cache_.size(); ++i) total += k_cache_[i].size() + v_cache_[i].size();
+    return total;
+}
+
+void session::truncate(int n) { n_past_ = std::clamp(n, 0, n_past_); }
+
+void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vector<float>& logits,
+                       const std::atomic<bool>* abort) {
+    const model_config& c = model_->config;
+    if (n <= 0) throw error(error_code::invalid_argument, "evaluate: no tokens given");
+    if (n > params_.n_ctx - n_past_) {
+        throw error(error_code::context_full, format("evaluate: %d tokens do not fit: the context holds %d and %d are used",
+                                                     n, params_.n_ctx, n_past_));
+    }
+    for (int i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= c.n_vocab) {
+            throw error(error_code::invalid_argument, format("evaluate: token %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, c.n_vocab));
+        }
+    }
+    const size_t row = size_t(c.n_vocab);
+    logits.assign(mode == logits_mode::all ? row * size_t(n) : mode == logits_mode::last ? row : 0, 0.0f);
+
+    std::lock_guard<std::mutex> lock(model_->compute_mutex);
+    const int start = n_past_;
+    for (int b = 0; b < n; b += params_.n_batch) {
+        const int nb = std::min(params_.n_batch, n - b);
+        float* out = nullptr;
+        logits_mode batch_mode = logits_mode::none;
+        if (mode == logits_mode::all) {
+            out = logits.data() + size_t(b) * row;
+            batch_mode = logits_mode::all;
+        } else if (mode == logits_mode::last && b + nb == n) {
+            out = logits.data();
+            batch_mode = logits_mode::last;
+        }
+        forward_batch(tokens + b, nb, start + b, batch_mode, out, abort);
+        n_past_ = start + b + nb;  // a later abort keeps the batches already done
+    }
+}
+
+void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode mode, float* logits_out,
+                            const std::atomic<bool>* abort) {
+    const model_config& c = model_->config;
+    const model_weights& w = model_->weights;
+    thread_pool& pool = *model_->pool;
+    const int64_t d = c.n_embd;
+    const int64_t q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
+                  v_dim = int64_t(c.n_head_kv) * c.head_dim_v, o_dim = int64_t(c.n_head) * c.head_dim_v;
+    const size_t nt = size_t(n);
+    x_.resize(nt * size_t(d));
+    h_.resize(nt * size_t(d));
+    q_.resize(nt * size_t(q_dim));
+    k_.resize(nt * size_t(k_dim));
+    v_.resize(nt * size_t(v_dim));
+    attn_out_.resize(nt * size_t(o_dim));
+    gate_.resize(nt * size_t(c.n_ff));
+    up_.resize(nt * size_t(c.n_ff));
+    tmp_.resize(nt * size_t(d));
+
+    auto check_abort = [&] {
+        if (abort && abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "evaluate: aborted");
+    };
+
+    for (int i = 0; i < n; ++i) tensor_get_row(w.token_embd, tokens[i], x_.data() + size_t(i) * size_t(d));
+
+    const type_traits& kv = type_traits_of(params_.kv_type);
+    for (int il = 0; il < c.n_layer; ++il) {
+        check_abort();
+        const layer_weights& l = w.layers[size_t(il)];
+
+        // ---- attention ----
+        rms_norm_rows(x_.data(), static_cast<const float*>(l.attn_norm.data), h_.data(), n, d, c.norm_eps);
+        matmul(pool, l.wq, h_.data(), n, q_.data(), quant_scratch_);
+        matmul(pool, l.wk, h_.data(), n, k_.data(), quant_scratch_);
+        matmul(pool, l.wv, h_.data(), n, v_.data(), quant_scratch_);
+        for (int i = 0; i < n; ++i) {
+            rope_apply(q_.data() + size_t(i) * size_t(q_dim), c.n_head, c.head_dim_k, c.n_rot, pos0 + i, c);
+            rope_apply(k_.data() + size_t(i) * size_t(k_dim), c.n_head_kv, c.head_dim_k, c.n_rot, pos0 + i, c);
+            // Store this token's keys and values in the cache, one row per KV head.
+            for (int hk = 0; hk < c.n_head_kv; ++hk) {
+                const size_t slot = size_t(pos0 + i) * size_t(c.n_head_kv) + size_t(hk);
+                kv.from_float(k_.data() + size_t(i) * size_t(k_dim) + size_t(hk) * size_t(c.head_dim_k),
+                              k_cache_[size_t(il)].data() + slot * k_row_bytes_, c.head_dim_k);
+                kv.from_float(v_.data() + size_t(i) * size_t(v_dim) + size_t(hk) * size_t(c.head_dim_v),
+                              v_cache_[size_t(il)].data() + slot * v_row_bytes_, c.head_dim_v);
+            }
+        }
+        attention(il, n, pos0, q_.data(), attn_out_.data());
+        matmul(pool, l.wo, attn_out_.data(), n, tmp_.data(), quant_scratch_);
+        for (size_t i = 0; i < nt * size_t(d); ++i) x_[i] += tmp_[i];
+
+        // ---- feed-forward (SwiGLU) ----
+        rms_norm_rows(x_.data(), static_cast<const float*>(l.ffn_norm.data), h_.data(), n, d, c.norm_eps);
+        matmul(pool, l.ffn_gate, h_.data(), n, gate_.data(), quant_scratch_);
+        matmul(pool, l.ffn_up, h_.data(), n, up_.data(), quant_scratch_);
+        swiglu(gate_.data(), up_.data(), int64_t(nt) * c.n_ff);
+        matmul(pool, l.ffn_down, gate_.data(), n, tmp_.data(), quant_scratch_);
+        for (size_t i = 0; i < nt * size_t(d); ++i) x_[i] += tmp_[i];
+    }
+    check_abort();
+
+    if (mode == logits_mode::none) return;
+    const int first = mode == logits_mode::all ? 0 : n - 1;
+    const int rows = n - first;
+    rms_norm_rows(x_.data() + size_t(first) * size_t(d), static_cast<const float*>(w.output_norm.data), h_.data(), rows, d, c.norm_eps);
+    matmul(pool, w.output, h_.data(), rows, logits_out, quant_scratch_);
+}
+
+// Causal attention of n new tokens (queries q: n x n_head x head_dim_k) over the cache positions
+// 0..pos, writing out: n x n_head x head_dim_v. Threads split the (token, head) pairs.
+void session::attention(int il, int n, int pos0, const float* q, float* out) {
+    const model_config& c = model_->config;
+    thread_pool& pool = *model_->pool;
+    const type_traits& kv = type_traits_of(params_.kv_type);
+    const bool kv_f32 = params_.kv_type == tensor_type::F32;
+    const int group = c.n_head / c.n_head_kv;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim_k));
+    const uint8_t* kc = k_cache_[size_t(il)].data();
+    const uint8_t* vc = v_cache_[size_t(il)].data();
+    const int n_tasks = n * c.n_head;
+    const size_t q_stride = size_t(c.n_head) * size_t(c.head_dim_k);
+    const size_t o_stride = size_t(c.n_head) * size_t(c.head_dim_v);
+
+    thread_scratch_.resize(size_t(pool.size()));
+    const size_t need = size_t(pos0 + n) + size_t(c.head_dim_k) + size_t(c.head_dim_v);
+    for (auto& s : thread_scratch_) {
+        if (s.size() < need) s.resize(need);
+    }
+
+    pool.run([&](int ith, int nth) {
+        float* scores = thread_scratch_[size_t(ith)].data();
+        float* row = scores + pos0 + n;  // one dequantized K or V row
+        for (int task = ith; task < n_tasks; task += nth) {
+            const int i = task / c.n_head, h = task % c.n_head, hk = h / group;
+            const int n_kv = pos0 + i + 1;  // causal: positions 0..pos0+i
+            const float* qh = q + size_t(i) * q_stride + size_t(h) * size_t(c.head_dim_k);
+            for (int j = 0; j < n_kv; ++j) {
+                const uint8_t* krow = kc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * k_row_bytes_;
+                const float* kf = kv_f32 ? reinterpret_cast<const float*>(krow) : row;
+                if (!kv_f32) kv.to_float(krow, row, c.head_dim_k);
+                float dot = 0;
+                for (int e = 0; e < c.head_dim_k; ++e) dot += qh[e] * kf[e];
+                scores[j] = dot * scale;
+            }
+            softmax(scores, n_kv);
+            float* oh = out + size_t(i) * o_stride + size_t(h) * size_t(c.head_dim_v);
+            std::fill(oh, oh + c.head_dim_v, 0.0f);
+            for (int j = 0; j < n_kv; ++j) {
+                const uint8_t* vrow = vc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * v_row_bytes_;
+                const float* vf = kv_f32 ? reinterpret_cast<const float*>(vrow) : row;
+                if (!kv_f32) kv.to_float(vrow, row, c.head_dim_v);
+                const float p = scores[j];
+                for (int e = 0; e < c.head_dim_v; ++e) oh[e] += p * vf[e];
+            }
+        }
+    });
+}
+
+}  // namespace moerun

@@ -1,0 +1,52 @@
+// Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
+// tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
+//   run_model MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] TOKEN...
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../include/moerun.h"
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] TOKEN...\n", argv[0]);
+        return 2;
+    }
+    int n_gen = 32, n_threads = 0;
+    moerun::tensor_type kv = moerun::tensor_type::F32;
+    std::vector<int32_t> prompt;
+    for (int i = 2; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) kv = !std::strcmp(argv[++i], "f16") ? moerun::tensor_type::F16 : moerun::tensor_type::F32;
+        else prompt.push_back(std::atoi(argv[i]));
+    }
+    try {
+        moerun::model_load_params lp;
+        lp.n_threads = n_threads;
+        auto model = moerun::model_load(argv[1], lp);
+        moerun::session_params sp;
+        sp.n_ctx = int(prompt.size()) + n_gen + 1;
+        sp.kv_type = kv;
+        moerun::session s(model, sp);
+        std::vector<float> logits;
+        moerun::sampler_params samp;
+        samp.temperature = 0;
+        moerun::sampler sm(samp);
+        s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < n_gen; ++i) {
+            int32_t tok = sm.sample(logits.data(), model->config.n_vocab);
+            std::printf("%d ", tok);
+            s.evaluate(&tok, 1, moerun::logits_mode::last, logits, nullptr);
+        }
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("\n%.1f tok/s (%d threads, %s)\n", n_gen / sec, model->pool->size(), moerun::model_get_info(*model).cpu_path.c_str());
+    } catch (const moerun::error& e) {
+        std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
+        return 1;
+    }
+    return 0;
+}
