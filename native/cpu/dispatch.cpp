@@ -84,6 +84,12 @@ struct dispatch_state {
     std::array<type_traits, k_tensor_type_count> table{};
 };
 
+void fill_table(cpu_path path, type_traits* table) {
+    for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = type_traits_reference(tensor_type(i));
+    if (path == cpu_path::avx2 || path == cpu_path::avx512) cpu_register_avx2(table);
+    if (path == cpu_path::avx512) cpu_register_avx512(table);
+}
+
 const dispatch_state& dispatch() {
     static const dispatch_state state = [] {
         dispatch_state s;
@@ -104,14 +110,28 @@ const dispatch_state& dispatch() {
         }
         if (!s.error.empty()) return s;
         s.path = want;
-        if (want == cpu_path::avx2 || want == cpu_path::avx512) cpu_register_avx2(s.table.data());
-        if (want == cpu_path::avx512) cpu_register_avx512(s.table.data());
+        fill_table(want, s.table.data());
         return s;
     }();
     return state;
 }
 
 }  // namespace
+
+const type_traits& type_traits_for_path(cpu_path path, tensor_type type) {
+    using table_t = std::array<type_traits, k_tensor_type_count>;
+    static const std::array<table_t, 3> tables = [] {
+        std::array<table_t, 3> t{};
+        for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+            if (cpu_path_supported(p)) fill_table(p, t[size_t(p)].data());
+        }
+        return t;
+    }();
+    static const type_traits unknown{};
+    const uint32_t id = uint32_t(type);
+    if (id >= k_tensor_type_count || !cpu_path_supported(path)) return unknown;
+    return tables[size_t(path)][id];
+}
 
 cpu_path cpu_active_path() {
     const dispatch_state& s = dispatch();

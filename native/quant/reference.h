@@ -18,4 +18,61 @@ void to_float_bf16(const void* src, float* dst, int64_t n);
 void from_float_bf16(const float* src, void* dst, int64_t n);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 
+// Quantized formats (blocks in blocks.h). reference_q.cpp: the 32-element legacy formats;
+// reference_k.cpp: K-quants and Q8_K; reference_iq.cpp: IQ4_NL, IQ4_XS. Each vec_dot takes
+// activations of the type's vec_dot_type (see traits.cpp). Q8_1 and Q8_K are activation-only.
+void to_float_q4_0(const void* src, float* dst, int64_t n);
+void from_float_q4_0(const float* src, void* dst, int64_t n);
+void vec_dot_q4_0(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q4_1(const void* src, float* dst, int64_t n);
+void from_float_q4_1(const float* src, void* dst, int64_t n);
+void vec_dot_q4_1(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q5_0(const void* src, float* dst, int64_t n);
+void from_float_q5_0(const float* src, void* dst, int64_t n);
+void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q5_1(const void* src, float* dst, int64_t n);
+void from_float_q5_1(const float* src, void* dst, int64_t n);
+void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q8_0(const void* src, float* dst, int64_t n);
+void from_float_q8_0(const float* src, void* dst, int64_t n);
+void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q8_1(const void* src, float* dst, int64_t n);
+void from_float_q8_1(const float* src, void* dst, int64_t n);
+
+void to_float_q2_k(const void* src, float* dst, int64_t n);
+void from_float_q2_k(const float* src, void* dst, int64_t n);
+void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q3_k(const void* src, float* dst, int64_t n);
+void from_float_q3_k(const float* src, void* dst, int64_t n);
+void vec_dot_q3_k(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q4_k(const void* src, float* dst, int64_t n);
+void from_float_q4_k(const float* src, void* dst, int64_t n);
+void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q5_k(const void* src, float* dst, int64_t n);
+void from_float_q5_k(const float* src, void* dst, int64_t n);
+void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q6_k(const void* src, float* dst, int64_t n);
+void from_float_q6_k(const float* src, void* dst, int64_t n);
+void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_q8_k(const void* src, float* dst, int64_t n);
+void from_float_q8_k(const float* src, void* dst, int64_t n);
+
+void to_float_iq4_nl(const void* src, float* dst, int64_t n);
+void from_float_iq4_nl(const float* src, void* dst, int64_t n);
+void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
+
+void to_float_iq4_xs(const void* src, float* dst, int64_t n);
+void from_float_iq4_xs(const float* src, void* dst, int64_t n);
+void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
+
 }  // namespace moerun::ref

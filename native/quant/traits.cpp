@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdio>
 
+#include "blocks.h"
 #include "reference.h"
 
 namespace moerun {
@@ -67,6 +68,21 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
     kernels(T::F32, ref::to_float_f32, ref::from_float_f32, ref::vec_dot_f32, T::F32);
     kernels(T::F16, ref::to_float_f16, ref::from_float_f16, ref::vec_dot_f16, T::F16);
     kernels(T::BF16, ref::to_float_bf16, ref::from_float_bf16, ref::vec_dot_bf16, T::BF16);
+    // Quantized weights dot against activations quantized per block, as ggml pairs them.
+    kernels(T::Q4_0, ref::to_float_q4_0, ref::from_float_q4_0, ref::vec_dot_q4_0, T::Q8_0);
+    kernels(T::Q4_1, ref::to_float_q4_1, ref::from_float_q4_1, ref::vec_dot_q4_1, T::Q8_1);
+    kernels(T::Q5_0, ref::to_float_q5_0, ref::from_float_q5_0, ref::vec_dot_q5_0, T::Q8_0);
+    kernels(T::Q5_1, ref::to_float_q5_1, ref::from_float_q5_1, ref::vec_dot_q5_1, T::Q8_1);
+    kernels(T::Q8_0, ref::to_float_q8_0, ref::from_float_q8_0, ref::vec_dot_q8_0, T::Q8_0);
+    kernels(T::Q8_1, ref::to_float_q8_1, ref::from_float_q8_1, nullptr, T::Q8_1);
+    kernels(T::Q2_K, ref::to_float_q2_k, ref::from_float_q2_k, ref::vec_dot_q2_k, T::Q8_K);
+    kernels(T::Q3_K, ref::to_float_q3_k, ref::from_float_q3_k, ref::vec_dot_q3_k, T::Q8_K);
+    kernels(T::Q4_K, ref::to_float_q4_k, ref::from_float_q4_k, ref::vec_dot_q4_k, T::Q8_K);
+    kernels(T::Q5_K, ref::to_float_q5_k, ref::from_float_q5_k, ref::vec_dot_q5_k, T::Q8_K);
+    kernels(T::Q6_K, ref::to_float_q6_k, ref::from_float_q6_k, ref::vec_dot_q6_k, T::Q8_K);
+    kernels(T::Q8_K, ref::to_float_q8_k, ref::from_float_q8_k, nullptr, T::Q8_K);
+    kernels(T::IQ4_NL, ref::to_float_iq4_nl, ref::from_float_iq4_nl, ref::vec_dot_iq4_nl, T::Q8_0);
+    kernels(T::IQ4_XS, ref::to_float_iq4_xs, ref::from_float_iq4_xs, ref::vec_dot_iq4_xs, T::Q8_K);
     return t;
 }
 

@@ -1,0 +1,141 @@
+// Block layouts of the quantized formats, byte for byte as llama.cpp/ggml writes them in GGUF
+// files (ggml-common.h). Halves are stored as raw IEEE binary16 bits (uint16_t).
+//
+// Notation used in the comments: a block of n weights is w[i] = d * q[i] (symmetric) or
+// w[i] = d * q[i] - m / + m (affine). K-quants group 256 weights in a super-block with
+// 8 or 16 sub-blocks whose scales are themselves quantized against the super-block's fp16 d.
+#pragma once
+
+#include <cstdint>
+
+namespace moerun {
+
+constexpr int k_qk32 = 32;   // block size of the legacy formats and IQ4_NL
+constexpr int k_qk_k = 256;  // super-block size of the K-quants and IQ4_XS
+
+// ---- legacy 32-element blocks ----
+
+struct block_q4_0 {       // w = d * (q - 8), q in 0..15
+    uint16_t d;
+    uint8_t qs[16];       // element j in low nibble of qs[j], element j+16 in high nibble
+};
+static_assert(sizeof(block_q4_0) == 18);
+
+struct block_q4_1 {       // w = d * q + m, q in 0..15
+    uint16_t d, m;
+    uint8_t qs[16];
+};
+static_assert(sizeof(block_q4_1) == 20);
+
+struct block_q5_0 {       // w = d * (q - 16), q in 0..31; bit 4 of element j is bit j of qh
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
+static_assert(sizeof(block_q5_0) == 22);
+
+struct block_q5_1 {       // w = d * q + m, q in 0..31
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
+static_assert(sizeof(block_q5_1) == 24);
+
+struct block_q8_0 {       // w = d * q, q in -127..127
+    uint16_t d;
+    int8_t qs[32];
+};
+static_assert(sizeof(block_q8_0) == 34);
+
+struct block_q8_1 {       // activations for Q4_1/Q5_1: s = d * sum(q) lets the dot absorb their min
+    uint16_t d, s;
+    int8_t qs[32];
+};
+static_assert(sizeof(block_q8_1) == 36);
+
+struct block_iq4_nl {     // w = d * kvalues_iq4nl[q], q in 0..15, nibbles arranged as in Q4_0
+    uint16_t d;
+    uint8_t qs[16];
+};
+static_assert(sizeof(block_iq4_nl) == 18);
+
+// ---- 256-element super-blocks ----
+
+struct block_q2_K {       // 16 sub-blocks of 16: w = d*(sc&15)*q - dmin*(sc>>4), q in 0..3
+    uint8_t scales[16];   // low nibble: scale, high nibble: min, of each sub-block
+    uint8_t qs[64];       // per 128 elements: 32 bytes, element l+32*k at bits 2k of byte l
+    uint16_t d, dmin;
+};
+static_assert(sizeof(block_q2_K) == 84);
+
+struct block_q3_K {       // 16 sub-blocks of 16: w = d*(sc-32)*(q-4), q in 0..7, sc 6 bits
+    uint8_t hmask[32];    // bit 2 of q: element j at bit j/32 of hmask[j%32]
+    uint8_t qs[64];       // low 2 bits of q, packed as in Q2_K
+    uint8_t scales[12];   // 16 6-bit scales: low nibbles in bytes 0..7, high 2 bits in 8..11
+    uint16_t d;
+};
+static_assert(sizeof(block_q3_K) == 110);
+
+struct block_q4_K {       // 8 sub-blocks of 32: w = d*sc*q - dmin*m, q in 0..15, sc/m 6 bits
+    uint16_t d, dmin;
+    uint8_t scales[12];   // 8 scales + 8 mins, 6 bits each (see get_scale_min_k4)
+    uint8_t qs[128];      // per 64 elements: 32 bytes, first 32 in low nibbles, next 32 in high
+};
+static_assert(sizeof(block_q4_K) == 144);
+
+struct block_q5_K {       // as Q4_K with q in 0..31
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];       // bit 4 of q: element j at bit j/32 of qh[j%32]
+    uint8_t qs[128];
+};
+static_assert(sizeof(block_q5_K) == 176);
+
+struct block_q6_K {       // 16 sub-blocks of 16: w = d*sc*(q-32), q in 0..63, sc int8
+    uint8_t ql[128];      // low 4 bits
+    uint8_t qh[64];       // high 2 bits
+    int8_t scales[16];
+    uint16_t d;
+};
+static_assert(sizeof(block_q6_K) == 210);
+
+struct block_q8_K {       // activations for the K-quants and IQ4_XS; d is a plain float
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];    // sum of each group of 16 quants, for the min terms of Q2_K/Q4_K/Q5_K
+};
+static_assert(sizeof(block_q8_K) == 292);
+
+struct block_iq4_xs {     // 8 sub-blocks of 32: w = d*(ls-32)*kvalues_iq4nl[q], ls 6 bits
+    uint16_t d;
+    uint16_t scales_h;    // high 2 bits of sub-block ib's ls at bits 2*ib
+    uint8_t scales_l[4];  // low 4 bits: sub-block ib in nibble ib%2 of byte ib/2
+    uint8_t qs[128];      // per sub-block 16 bytes, nibbles as in IQ4_NL
+};
+static_assert(sizeof(block_iq4_xs) == 136);
+
+// The 16 non-linear levels of IQ4_NL and IQ4_XS.
+inline constexpr int8_t k_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                               1,    13,   25,  38,  53,  69,  89,  113};
+
+// 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K scales[12] array.
+inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// The 16 signed 6-bit scales (-32..31) of a Q3_K block.
+inline void q3k_unpack_scales(const uint8_t* s, int8_t out[16]) {
+    for (int j = 0; j < 16; ++j) {
+        const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+        const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = int8_t((lo | (hi << 4)) - 32);
+    }
+}
+
+}  // namespace moerun

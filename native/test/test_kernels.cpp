@@ -1,0 +1,320 @@
+// Kernel tests: every quant format and every CPU path this machine supports.
+//
+//   cmake -S . -B build-core -DCMAKE_BUILD_TYPE=Release && cmake --build build-core -j2 --target test_kernels
+//   ./build-core/test_kernels [fixtures dir]      (default: <repo>/test/fixtures/quant)
+//
+// Checks, each printed with its measured value and bound; exit status 1 if any fails:
+//   layout     traits row sizes equal the block structs of quant/blocks.h
+//   roundtrip  reference from_float -> to_float on Gaussian data, NMSE per type within a bound
+//   fixture    reference to_float of blocks written by llama.cpp equals llama.cpp's dequantization
+//              bit for bit; reference from_float of the same source data gives llama.cpp's bytes
+//   from_float each path's activation quantizers (Q8_0, Q8_1, Q8_K, F16, BF16) equal the reference
+//              byte for byte
+//   to_float   each path's dequantizers equal the reference bit for bit
+//   vec_dot    each path's dot products against the reference, NMSE within a bound per type
+//   matmul     matmul() on the active path against a naive double-precision loop
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../cpu/dispatch.h"
+#include "../cpu/matmul.h"
+#include "../cpu/thread_pool.h"
+#include "../quant/blocks.h"
+#include "../quant/types.h"
+#include "../runtime/tensor.h"
+
+using namespace moerun;
+using T = tensor_type;
+
+namespace {
+
+int g_failures = 0;
+
+void report(bool ok, const char* what, const std::string& detail) {
+    std::printf("%-4s %-10s %s\n", ok ? "ok" : "FAIL", what, detail.c_str());
+    if (!ok) ++g_failures;
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, f);
+    std::vsnprintf(buf, sizeof buf, f, ap);
+    va_end(ap);
+    return buf;
+}
+
+double nmse(const float* ref, const float* got, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = double(got[i]) - double(ref[i]);
+        num += d * d;
+        den += double(ref[i]) * double(ref[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+// Weight-like data: Gaussian with a few large outliers, and some all-zero / tiny blocks, which
+// exercise the quantizers' edge cases (zero scale, one dominant value).
+std::vector<float> weights_like(size_t n, uint32_t seed) {
+    std::vector<float> v = gaussian(n, seed);
+    std::mt19937 rng(seed ^ 0x9e3779b9u);
+    for (size_t i = 0; i < n; i += 97) v[i] *= 8.0f;
+    if (n >= 1024) {
+        for (size_t i = 256; i < 288; ++i) v[i] = 0.0f;
+        for (size_t i = 512; i < 544; ++i) v[i] *= 1e-6f;
+    }
+    return v;
+}
+
+struct type_case {
+    T type;
+    size_t block_bytes;   // sizeof the block struct (0: plain float type)
+    double roundtrip_max; // NMSE bound of from_float -> to_float on N(0,1) data
+    double dot_max;       // NMSE bound of a SIMD vec_dot against the reference
+};
+
+// Round-trip bounds: measured reference NMSE on N(0,1) data (printed by this test) with about 25%
+// headroom; they match llama.cpp's own quantizers, which give the same bytes (fixture check).
+// Dot bounds: float types are exact products summed in float with different association, so their
+// error is pure float rounding (≤ 1e-12). Integer-dot types take exact integer sums per block in
+// both the reference and the SIMD kernels; only the order of the float scaling and accumulation
+// across blocks differs, so the NMSE is float rounding over n/32 or n/256 terms: ≤ 1e-11.
+const type_case k_cases[] = {
+    {T::F32, 0, 1e-30, 1e-12},
+    {T::F16, 0, 1e-7, 1e-12},
+    {T::BF16, 0, 1e-5, 1e-12},
+    {T::Q4_0, sizeof(block_q4_0), 1.2e-2, 1e-11},
+    {T::Q4_1, sizeof(block_q4_1), 1.0e-2, 1e-11},
+    {T::Q5_0, sizeof(block_q5_0), 3.0e-3, 1e-11},
+    {T::Q5_1, sizeof(block_q5_1), 2.5e-3, 1e-11},
+    {T::Q8_0, sizeof(block_q8_0), 4.0e-5, 1e-11},
+    {T::Q8_1, sizeof(block_q8_1), 4.0e-5, 0},
+    {T::Q2_K, sizeof(block_q2_K), 1.2e-1, 1e-11},
+    {T::Q3_K, sizeof(block_q3_K), 4.0e-2, 1e-11},
+    {T::Q4_K, sizeof(block_q4_K), 1.0e-2, 1e-11},
+    {T::Q5_K, sizeof(block_q5_K), 2.5e-3, 1e-11},
+    {T::Q6_K, sizeof(block_q6_K), 7.0e-4, 1e-11},
+    {T::Q8_K, sizeof(block_q8_K), 6.5e-5, 0},
+    {T::IQ4_NL, sizeof(block_iq4_nl), 1.0e-2, 1e-11},
+    {T::IQ4_XS, sizeof(block_iq4_xs), 1.0e-2, 1e-11},
+};
+
+std::vector<uint8_t> quantize(const type_traits& t, T type, const std::vector<float>& x) {
+    std::vector<uint8_t> q(row_size(type, int64_t(x.size())));
+    t.from_float(x.data(), q.data(), int64_t(x.size()));
+    return q;
+}
+
+std::vector<float> dequantize(const type_traits& t, const std::vector<uint8_t>& q, size_t n) {
+    std::vector<float> y(n);
+    t.to_float(q.data(), y.data(), int64_t(n));
+    return y;
+}
+
+// ---- layout and round trip (reference) ----
+
+void check_reference(const type_case& c) {
+    const type_traits& r = type_traits_reference(c.type);
+    if (c.block_bytes) {
+        report(r.type_size == c.block_bytes, "layout", fmt("%-6s %zu bytes per block of %lld", r.name, r.type_size, (long long)r.block_size));
+    }
+    const size_t n = 256 * 64;
+    const std::vector<float> x = gaussian(n, 1234 + uint32_t(c.type));
+    if (!r.from_float || !r.to_float) {
+        report(false, "roundtrip", fmt("%-6s has no reference from_float/to_float", r.name));
+        return;
+    }
+    const std::vector<float> y = dequantize(r, quantize(r, c.type, x), n);
+    const double e = nmse(x.data(), y.data(), n);
+    report(e <= c.roundtrip_max, "roundtrip", fmt("%-6s nmse %.3e (bound %.1e)", r.name, e, c.roundtrip_max));
+}
+
+// ---- llama.cpp fixtures ----
+// File layout (little endian): "MQFX", u32 version 1, u32 type id, u32 n, f32 src[n],
+// u8 blocks[row_size(type, n)] = llama.cpp's quantization of src, f32 deq[n] = llama.cpp's
+// dequantization of those blocks (all zero bits when llama.cpp has no dequantizer for the type).
+
+bool read_file(const std::string& path, std::vector<uint8_t>& out) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    std::fseek(f, 0, SEEK_END);
+    out.resize(size_t(std::ftell(f)));
+    std::fseek(f, 0, SEEK_SET);
+    const bool ok = std::fread(out.data(), 1, out.size(), f) == out.size();
+    std::fclose(f);
+    return ok;
+}
+
+void check_fixture(const std::string& dir, const type_case& c) {
+    const type_traits& r = type_traits_reference(c.type);
+    if (!c.block_bytes) return;
+    const std::string path = dir + "/" + r.name + ".bin";
+    std::vector<uint8_t> file;
+    if (!read_file(path, file)) {
+        report(false, "fixture", fmt("%-6s cannot read %s", r.name, path.c_str()));
+        return;
+    }
+    uint32_t hdr[4] = {};
+    if (file.size() >= 16) std::memcpy(hdr, file.data(), 16);
+    const size_t n = hdr[3];
+    const size_t qbytes = n % size_t(r.block_size) == 0 ? row_size(c.type, int64_t(n)) : 0;
+    if (std::memcmp(file.data(), "MQFX", 4) != 0 || hdr[1] != 1 || hdr[2] != uint32_t(c.type) || !qbytes ||
+        file.size() != 16 + n * 4 + qbytes + n * 4) {
+        report(false, "fixture", fmt("%-6s %s is malformed", r.name, path.c_str()));
+        return;
+    }
+    std::vector<float> src(n), deq(n);
+    std::vector<uint8_t> blocks(qbytes);
+    std::memcpy(src.data(), file.data() + 16, n * 4);
+    std::memcpy(blocks.data(), file.data() + 16 + n * 4, qbytes);
+    std::memcpy(deq.data(), file.data() + 16 + n * 4 + qbytes, n * 4);
+
+    bool have_deq = false;
+    for (float v : deq) have_deq |= v != 0.0f;
+    if (have_deq) {
+        const std::vector<float> ours = dequantize(r, blocks, n);
+        size_t diff = 0;
+        for (size_t i = 0; i < n; ++i) diff += std::memcmp(&ours[i], &deq[i], 4) != 0;
+        report(diff == 0, "fixture", fmt("%-6s to_float of llama.cpp blocks: %zu of %zu values differ", r.name, diff, n));
+    }
+    const std::vector<uint8_t> ours = quantize(r, c.type, src);
+    size_t diff = 0;
+    for (size_t i = 0; i < qbytes; ++i) diff += ours[i] != blocks[i];
+    report(diff == 0, "fixture", fmt("%-6s from_float vs llama.cpp: %zu of %zu bytes differ", r.name, diff, qbytes));
+}
+
+// ---- SIMD paths against the reference ----
+
+void check_path(cpu_path path, const type_case& c) {
+    const type_traits& r = type_traits_reference(c.type);
+    const type_traits& p = type_traits_for_path(path, c.type);
+    const char* pn = cpu_path_name(path);
+    const size_t n = 256 * 12;  // 3072: several blocks of every size, not a power of two
+    const std::vector<float> x = weights_like(n, 77 + uint32_t(c.type));
+
+    if (p.from_float != r.from_float) {
+        const std::vector<uint8_t> a = quantize(r, c.type, x), b = quantize(p, c.type, x);
+        report(a == b, "from_float", fmt("%-6s %-6s %s", pn, r.name, a == b ? "identical bytes" : "bytes differ"));
+    }
+    if (p.to_float != r.to_float) {
+        const std::vector<uint8_t> q = quantize(r, c.type, x);
+        const std::vector<float> a = dequantize(r, q, n), b = dequantize(p, q, n);
+        const bool same = std::memcmp(a.data(), b.data(), n * 4) == 0;
+        report(same, "to_float", fmt("%-6s %-6s %s", pn, r.name, same ? "identical" : "differs"));
+    }
+    if (!r.vec_dot) return;
+    if (!p.vec_dot) {
+        report(false, "vec_dot", fmt("%-6s %-6s missing", pn, r.name));
+        return;
+    }
+    // 48 weight rows against one activation row; compare the 48 results as a vector.
+    const int rows = 48;
+    const type_traits& at = type_traits_reference(r.vec_dot_type);
+    const std::vector<float> act = gaussian(n, 4242);
+    const std::vector<uint8_t> aq = quantize(at, r.vec_dot_type, act);
+    std::vector<float> want(rows), got(rows);
+    const size_t wrow = row_size(c.type, int64_t(n));
+    for (int i = 0; i < rows; ++i) {
+        const std::vector<uint8_t> wq = quantize(r, c.type, weights_like(n, 1000 + uint32_t(i)));
+        r.vec_dot(int64_t(n), &want[size_t(i)], wq.data(), aq.data());
+        p.vec_dot(int64_t(n), &got[size_t(i)], wq.data(), aq.data());
+        (void)wrow;
+    }
+    const double e = nmse(want.data(), got.data(), size_t(rows));
+    const bool is_override = p.vec_dot != r.vec_dot;
+    report(e <= c.dot_max, "vec_dot",
+           fmt("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
+}
+
+// ---- matmul on the active path ----
+
+void check_matmul(thread_pool& pool, const type_case& c) {
+    const type_traits& t = type_traits_of(c.type);
+    if (!t.vec_dot) return;
+    const int64_t k = 512, n = 40, m = 3;
+    const std::vector<float> wf = weights_like(size_t(k * n), 555 + uint32_t(c.type));
+    const std::vector<uint8_t> wq = quantize(type_traits_reference(c.type), c.type, wf);
+    const std::vector<float> x = gaussian(size_t(k * m), 31337);
+    tensor w;
+    w.data = wq.data();
+    w.type = c.type;
+    w.ne[0] = k;
+    w.ne[1] = n;
+    std::vector<float> y(size_t(m * n));
+    std::vector<uint8_t> scratch;
+    matmul(pool, w, x.data(), m, y.data(), scratch);
+
+    // Naive: dequantized weights times the activations rounded through the dot type, in double.
+    const std::vector<float> wd = dequantize(type_traits_reference(c.type), wq, wf.size());
+    const type_traits& at = type_traits_reference(t.vec_dot_type);
+    std::vector<float> xr(x.size());
+    for (int64_t i = 0; i < m; ++i) {
+        std::vector<uint8_t> q(row_size(t.vec_dot_type, k));
+        at.from_float(x.data() + i * k, q.data(), k);
+        at.to_float(q.data(), xr.data() + i * k, k);
+    }
+    std::vector<float> want(y.size());
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t r = 0; r < n; ++r) {
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += double(wd[size_t(r * k + j)]) * double(xr[size_t(i * k + j)]);
+            want[size_t(i * n + r)] = float(s);
+        }
+    }
+    const double e = nmse(want.data(), y.data(), y.size());
+    // Only float rounding of the dot separates the two, except for Q8_1 activations (Q4_1, Q5_1):
+    // their block sum s = d*sum(q) is stored in fp16, so the min term carries a relative error of
+    // up to 2^-11, which the naive loop (using the exact dequantized activations) does not have.
+    const double bound = t.vec_dot_type == T::Q8_1 ? 2e-6 : 1e-10;
+    report(e <= bound, "matmul", fmt("%-6s %-6s nmse %.3e (bound %.0e)", cpu_path_name(cpu_active_path()), t.name, e, bound));
+}
+
+std::string default_fixture_dir() {
+    std::string f = __FILE__;  // <repo>/native/test/test_kernels.cpp
+    for (int i = 0; i < 3; ++i) {
+        const size_t s = f.find_last_of('/');
+        f = s == std::string::npos ? "." : f.substr(0, s);
+    }
+    return f + "/test/fixtures/quant";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string fixtures = argc > 1 ? argv[1] : default_fixture_dir();
+    const cpu_features& f = cpu_detect();
+    std::printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d dq %d vnni %d bf16 %d; active path %s\n", f.avx2,
+                f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.avx512bf16,
+                cpu_path_name(cpu_active_path()));
+
+    for (const type_case& c : k_cases) check_reference(c);
+    for (const type_case& c : k_cases) check_fixture(fixtures, c);
+    for (cpu_path path : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+        if (!cpu_path_supported(path)) {
+            std::printf("skip %-10s %s: not supported by this CPU\n", "path", cpu_path_name(path));
+            continue;
+        }
+        for (const type_case& c : k_cases) check_path(path, c);
+    }
+    thread_pool pool(2);
+    for (const type_case& c : k_cases) check_matmul(pool, c);
+
+    std::printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
+    return g_failures ? 1 : 0;
+}
