@@ -1,10 +1,38 @@
 // AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c; only called after cpuid says so.
+// Rows not named here keep the scalar reference kernels.
 #include "../dispatch.h"
+#include "kernels.h"
 
 namespace moerun {
 
 void cpu_register_avx2(type_traits* table) {
-    (void)table;  // kernels are registered here as they land (see cpu/README of each path)
+    using T = tensor_type;
+    auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
+
+    at(T::F32).vec_dot = avx2::vec_dot_f32;
+    at(T::F16).vec_dot = avx2::vec_dot_f16;
+    at(T::F16).to_float = avx2::to_float_f16;
+    at(T::F16).from_float = avx2::from_float_f16;
+    at(T::BF16).vec_dot = avx2::vec_dot_bf16;
+    at(T::BF16).to_float = avx2::to_float_bf16;
+    at(T::BF16).from_float = avx2::from_float_bf16;
+
+    at(T::Q8_0).from_float = avx2::from_float_q8_0;
+    at(T::Q8_1).from_float = avx2::from_float_q8_1;
+    at(T::Q8_K).from_float = avx2::from_float_q8_k;
+
+    at(T::Q4_0).vec_dot = avx2::vec_dot_q4_0;
+    at(T::Q4_1).vec_dot = avx2::vec_dot_q4_1;
+    at(T::Q5_0).vec_dot = avx2::vec_dot_q5_0;
+    at(T::Q5_1).vec_dot = avx2::vec_dot_q5_1;
+    at(T::Q8_0).vec_dot = avx2::vec_dot_q8_0;
+    at(T::IQ4_NL).vec_dot = avx2::vec_dot_iq4_nl;
+    at(T::Q2_K).vec_dot = avx2::vec_dot_q2_k;
+    at(T::Q3_K).vec_dot = avx2::vec_dot_q3_k;
+    at(T::Q4_K).vec_dot = avx2::vec_dot_q4_k;
+    at(T::Q5_K).vec_dot = avx2::vec_dot_q5_k;
+    at(T::Q6_K).vec_dot = avx2::vec_dot_q6_k;
+    at(T::IQ4_XS).vec_dot = avx2::vec_dot_iq4_xs;
 }
 
 }  // namespace moerun

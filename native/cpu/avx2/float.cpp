@@ -1,0 +1,93 @@
+// AVX2 kernels for the float types: F32/F16/BF16 dots and F16/BF16 conversion.
+// Dots keep 4 independent 8-lane accumulators (products exact in float for F16/BF16 inputs),
+// then reduce; the remainder past a multiple of 32 runs scalar.
+#include "../../quant/types.h"
+#include "kernels.h"
+#include "simd.h"
+
+namespace moerun::avx2 {
+
+namespace {
+
+// Loaders: 8 elements as 8 floats.
+inline __m256 load_f32(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); }
+inline __m256 load_bf16(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+}
+
+template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
+float dot(int64_t n, const E* a, const E* b) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(load(a + i + 8 * k), load(b + i + 8 * k), acc[k]);
+    }
+    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load(a + i), load(b + i), acc[0]);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; ++i) s += scalar(a[i]) * scalar(b[i]);
+    return s;
+}
+
+inline float id_f32(float x) { return x; }
+inline float cvt_f16(uint16_t h) { return f16(h); }
+inline float cvt_bf16(uint16_t h) { return bf16_to_fp32(h); }
+
+}  // namespace
+
+void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
+    *s = dot<float, load_f32, id_f32>(n, static_cast<const float*>(x), static_cast<const float*>(y));
+}
+void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
+    *s = dot<uint16_t, load_f16, cvt_f16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
+}
+void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
+    *s = dot<uint16_t, load_bf16, cvt_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
+}
+
+void to_float_f16(const void* src, float* dst, int64_t n) {
+    const uint16_t* h = static_cast<const uint16_t*>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_f16(h + i));
+    for (; i < n; ++i) dst[i] = f16(h[i]);
+}
+
+void from_float_f16(const float* src, void* dst, int64_t n) {
+    uint16_t* h = static_cast<uint16_t*>(dst);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; ++i) h[i] = to_f16(src[i]);
+}
+
+void to_float_bf16(const void* src, float* dst, int64_t n) {
+    const uint16_t* h = static_cast<const uint16_t*>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16(h + i));
+    for (; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
+}
+
+// Round to nearest even on the 16 dropped bits; NaNs stay NaN (quiet bit set), as fp32_to_bf16.
+void from_float_bf16(const float* src, void* dst, int64_t n) {
+    uint16_t* h = static_cast<uint16_t*>(dst);
+    int64_t i = 0;
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    for (; i + 16 <= n; i += 16) {
+        __m256i r[2];
+        for (int k = 0; k < 2; ++k) {
+            const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(src + i + 8 * k));
+            const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+            const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+            const __m256i nan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+            const __m256i is_nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+            r[k] = _mm256_blendv_epi8(rounded, nan, is_nan);
+        }
+        // 32-bit lanes hold values < 65536: pack unsigned, then restore the element order.
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + i), packed);
+    }
+    for (; i < n; ++i) h[i] = fp32_to_bf16(src[i]);
+}
+
+}  // namespace moerun::avx2

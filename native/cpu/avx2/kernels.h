@@ -1,0 +1,36 @@
+// The AVX2 kernels of this folder (declarations only; see register.cpp for the table rows).
+#pragma once
+
+#include <cstdint>
+
+namespace moerun::avx2 {
+
+// float.cpp
+void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
+void to_float_f16(const void* src, float* dst, int64_t n);
+void from_float_f16(const float* src, void* dst, int64_t n);
+void to_float_bf16(const void* src, float* dst, int64_t n);
+void from_float_bf16(const float* src, void* dst, int64_t n);
+
+// quant.cpp: 32-element formats and the activation quantizers
+void from_float_q8_0(const float* src, void* dst, int64_t n);
+void from_float_q8_1(const float* src, void* dst, int64_t n);
+void from_float_q8_k(const float* src, void* dst, int64_t n);
+void vec_dot_q4_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_1(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
+
+// kquant.cpp: 256-element formats against Q8_K
+void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q3_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
+
+}  // namespace moerun::avx2

@@ -1,0 +1,179 @@
+// AVX2 kernels for the 256-element formats against Q8_K: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
+//
+// Per super-block, each group of 32 quants is expanded to bytes, multiplied with the activations
+// (maddubs -> int16 pair sums), weighted by the integer sub-block scales in the int16 -> int32
+// step (madd), and accumulated in int32; one float multiply by d_x * d_y per super-block.
+// Formats with an offset (Q3_K's -4, Q6_K's -32) use the unsigned quants and subtract
+// offset * scale * bsums, the activation sums Q8_K carries; Q2_K/Q4_K/Q5_K mins work the same way.
+#include "../../quant/blocks.h"
+#include "kernels.h"
+#include "simd.h"
+
+namespace moerun::avx2 {
+
+namespace {
+
+// Bits `shift`.. of every byte, masked: (v >> shift) & mask per byte.
+inline __m256i bits(__m256i v, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
+}
+
+// sum_j scale[j] * bsums[j] for 16 sub-blocks of 16.
+inline int scaled_bsums16(const int16_t* bsums, const int* scale) {
+    int s = 0;
+    for (int j = 0; j < 16; ++j) s += scale[j] * bsums[j];
+    return s;
+}
+
+}  // namespace
+
+void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
+    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
+    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / 256; ++i) {
+        int m[16];
+        for (int j = 0; j < 16; ++j) m[j] = x[i].scales[j] >> 4;
+        mins += f16(x[i].dmin) * y[i].d * float(scaled_bsums16(y[i].bsums, m));
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q2 = load256(x[i].qs + 32 * h);
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;  // group of 32 elements
+                const __m256i sc = scales_2x16(x[i].scales[2 * g] & 0xF, x[i].scales[2 * g + 1] & 0xF);
+                const __m256i p = mul_u8_i8(bits(q2, 2 * k, 3), load256(y[i].qs + 32 * g));
+                isum = _mm256_add_epi32(isum, sum_i16_scaled(p, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum(acc) - mins;
+}
+
+void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
+    const block_q3_K* x = static_cast<const block_q3_K*>(vx);
+    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; ++i) {
+        int8_t sc8[16];
+        q3k_unpack_scales(x[i].scales, sc8);
+        int sc[16];
+        for (int j = 0; j < 16; ++j) sc[j] = sc8[j];
+        const __m256i hmask = load256(x[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q2 = load256(x[i].qs + 32 * h);
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;
+                // Unsigned quant 0..7 = low 2 bits | bit 2 from hmask; the -4 is applied below.
+                const __m256i q = _mm256_or_si256(bits(q2, 2 * k, 3), _mm256_slli_epi16(bits(hmask, g, 1), 2));
+                const __m256i p = mul_u8_i8(q, load256(y[i].qs + 32 * g));
+                isum = _mm256_add_epi32(isum, sum_i16_scaled(p, scales_2x16(sc[2 * g], sc[2 * g + 1])));
+            }
+        }
+        const int offset = 4 * scaled_bsums16(y[i].bsums, sc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d),
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_setr_epi32(offset, 0, 0, 0, 0, 0, 0, 0))), acc);
+    }
+    *s = hsum(acc);
+}
+
+namespace {
+
+// Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
+template <typename B, typename Quants>
+inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quants) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
+        int msum = 0;
+        for (int j = 0; j < 8; ++j) msum += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        mins += f16(x[i].dmin) * y[i].d * float(msum);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+            __m256i lo, hi;
+            quants(x[i], c, lo, hi);
+            const __m256i p0 = mul_u8_i8(lo, load256(y[i].qs + 64 * c));
+            const __m256i p1 = mul_u8_i8(hi, load256(y[i].qs + 64 * c + 32));
+            isum = _mm256_add_epi32(isum, sum_i16_scaled(p0, _mm256_set1_epi16(sc[2 * c])));
+            isum = _mm256_add_epi32(isum, sum_i16_scaled(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    return hsum(acc) - mins;
+}
+
+}  // namespace
+
+void vec_dot_q4_k(int64_t n, float* s, const void* vx, const void* vy) {
+    *s = dot_q45_k(n / 256, static_cast<const block_q4_K*>(vx), static_cast<const block_q8_K*>(vy),
+                   [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
+                       const __m256i q = load256(b.qs + 32 * c);
+                       lo = bits(q, 0, 0xF);
+                       hi = bits(q, 4, 0xF);
+                   });
+}
+
+void vec_dot_q5_k(int64_t n, float* s, const void* vx, const void* vy) {
+    *s = dot_q45_k(n / 256, static_cast<const block_q5_K*>(vx), static_cast<const block_q8_K*>(vy),
+                   [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
+                       const __m256i q = load256(b.qs + 32 * c);
+                       const __m256i qh = load256(b.qh);
+                       lo = _mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4));
+                       hi = _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4));
+                   });
+}
+
+void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
+    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
+    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; ++i) {
+        int sc[16];
+        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            // Unsigned quants 0..63 of the four 32-element groups of this half; -32 applied below.
+            const __m256i q[4] = {
+                _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
+                _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
+                _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
+                _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)),
+            };
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;
+                const __m256i p = mul_u8_i8(q[k], load256(y[i].qs + 32 * g));
+                isum = _mm256_add_epi32(isum, sum_i16_scaled(p, scales_2x16(sc[2 * g], sc[2 * g + 1])));
+            }
+        }
+        const int offset = 32 * scaled_bsums16(y[i].bsums, sc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d),
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_setr_epi32(offset, 0, 0, 0, 0, 0, 0, 0))), acc);
+    }
+    *s = hsum(acc);
+}
+
+void vec_dot_iq4_xs(int64_t n, float* s, const void* vx, const void* vy) {
+    const block_iq4_xs* x = static_cast<const block_iq4_xs*>(vx);
+    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+    const __m256i lut = _mm256_broadcastsi128_si256(load128(k_iq4nl_values));
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; ++i) {
+        __m256i isum = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ++ib) {
+            const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4)) - 32;
+            const __m256i q = _mm256_shuffle_epi8(lut, unpack_nibbles(x[i].qs + 16 * ib));
+            const __m256i p = mul_i8_i8(q, load256(y[i].qs + 32 * ib));
+            isum = _mm256_add_epi32(isum, sum_i16_scaled(p, _mm256_set1_epi16(short(ls))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = hsum(acc);
+}
+
+}  // namespace moerun::avx2

@@ -1,0 +1,86 @@
+// AVX2 helpers shared by the kernels in this folder. Included only by files compiled with
+// -mavx2 -mfma -mf16c (and by nothing else).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace moerun::avx2 {
+
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+inline uint16_t to_f16(float f) { return uint16_t(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// 16 bytes of packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high nibbles in 16..31
+// (the element order of Q4_0, Q4_1, IQ4_NL and IQ4_XS sub-blocks).
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i t = load128(qs);
+    const __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+// Byte j = 0xFF where bit j of `bits` is set, else 0.
+inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)),
+                                          _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+// Pairwise u8*s8 products summed to 16 int16 lanes (lane k: bytes 2k, 2k+1). The int16 sums
+// saturate beyond 32767: callers keep |u| * |s| * 2 below that (|u| <= 128, |s| <= 127 is fine).
+inline __m256i mul_u8_i8(__m256i u, __m256i s) { return _mm256_maddubs_epi16(u, s); }
+// Signed x signed via the sign trick: |x| * (y * sign(x)). Needs y != -128.
+inline __m256i mul_i8_i8(__m256i x, __m256i y) { return _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)); }
+// int16 pair sums -> 8 int32 lanes (each the sum of 4 byte products), optionally weighted.
+inline __m256i sum_i16(__m256i p) { return _mm256_madd_epi16(p, _mm256_set1_epi16(1)); }
+inline __m256i sum_i16_scaled(__m256i p, __m256i scale16) { return _mm256_madd_epi16(p, scale16); }
+// Scale vector for a 32-byte product whose first 16 bytes belong to scale a, the rest to b.
+inline __m256i scales_2x16(int a, int b) { return _mm256_set_m128i(_mm_set1_epi16(short(b)), _mm_set1_epi16(short(a))); }
+
+// 8 floats -> 8 int32 rounded half away from zero (C's roundf), exact for |x| < 2^23.
+inline __m256i round_away(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(x, t));
+    const __m256 one = _mm256_or_ps(_mm256_and_ps(x, sign), _mm256_set1_ps(1.0f));
+    const __m256 up = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, up));
+}
+
+// 4 x 8 int32 (in [-128, 127]) -> 32 int8 in order.
+inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_packs_epi32(a, b);  // a0-3 b0-3 | a4-7 b4-7
+    const __m256i cd = _mm256_packs_epi32(c, d);
+    const __m256i abcd = _mm256_packs_epi16(ab, cd);  // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
+    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+}  // namespace moerun::avx2
