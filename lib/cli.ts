@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+/**
+ * The `moerun` command line.
+ *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
+ *   moerun info PATH
+ */
+import { parseArgs } from 'node:util';
+import { MoerunError } from './errors.js';
+import { readGgufInfo, type GgufValue } from './gguf/reader.js';
+import { loadModel } from './model.js';
+import { bundledModelPath } from './system.js';
+
+const usage = `Usage:
+  moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
+      Streams a continuation of the prompt (default "Once upon a time"). Without --model it
+      runs the bundled TinyStories 260K model.
+  moerun info PATH
+      Prints a GGUF file's architecture, metadata and tensors.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return run(rest);
+    case 'info':
+      return info(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(usage);
+      return command === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`moerun: unknown command '${command}'\n\n${usage}`);
+      return 2;
+  }
+}
+
+function parseNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new MoerunError('ERR_INVALID_ARGUMENT', `--${name} expects a number, got '${value}'`);
+  return n;
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string', short: 'm' },
+      n: { type: 'string', short: 'n' },
+      temperature: { type: 'string', short: 't' },
+      seed: { type: 'string' },
+      threads: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      'repeat-penalty': { type: 'string' },
+      'context-size': { type: 'string', short: 'c' },
+    },
+  });
+  const prompt = positionals.length > 0 ? positionals.join(' ') : 'Once upon a time';
+  const threads = parseNumber('threads', values.threads);
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  await using model = await loadModel(values.model ?? bundledModelPath, threads === undefined ? {} : { threads });
+  const contextSize = parseNumber('context-size', values['context-size']);
+  const session = model.createSession(contextSize === undefined ? {} : { contextSize });
+  const options = {
+    maxTokens: parseNumber('n', values.n) ?? 128,
+    temperature: parseNumber('temperature', values.temperature) ?? 0.8,
+    seed: parseNumber('seed', values.seed),
+    topK: parseNumber('top-k', values['top-k']),
+    topP: parseNumber('top-p', values['top-p']),
+    minP: parseNumber('min-p', values['min-p']),
+    repeatPenalty: parseNumber('repeat-penalty', values['repeat-penalty']),
+    signal: controller.signal,
+  };
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  process.stdout.write(prompt);
+  const stream = session.generate(prompt, defined);
+  try {
+    for await (const chunk of stream) process.stdout.write(chunk.text);
+  } catch (err) {
+    if (!(err instanceof MoerunError && err.code === 'ERR_ABORTED')) throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  process.stdout.write('\n');
+  const s = session.lastStats;
+  if (s && process.stderr.isTTY) {
+    const tps = s.generatedTokens > 1 ? ((s.generatedTokens - 1) / s.decodeMs) * 1000 : 0;
+    process.stderr.write(`[${s.promptTokens} prompt tokens in ${s.promptMs.toFixed(1)} ms, ${s.generatedTokens} generated at ${tps.toFixed(1)} tok/s; stop: ${s.stopReason}]\n`);
+  }
+  return 0;
+}
+
+function show(value: GgufValue): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  const arr = value as ArrayLike<unknown>;
+  const head = Array.from({ length: Math.min(arr.length, 6) }, (_, i) => {
+    const v = arr[i];
+    return typeof v === 'string' ? JSON.stringify(v) : String(v);
+  });
+  return `[${head.join(', ')}${arr.length > 6 ? ', ...' : ''}] (${arr.length})`;
+}
+
+async function info(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) {
+    process.stderr.write(`moerun info: expected one GGUF path\n\n${usage}`);
+    return 2;
+  }
+  const gguf = await readGgufInfo(positionals[0]!);
+  const out: string[] = [];
+  out.push(`GGUF v${gguf.version}, ${gguf.fileSize} bytes, ${gguf.tensors.length} tensors, alignment ${gguf.alignment}`);
+  out.push('', 'metadata:');
+  for (const [key, value] of Object.entries(gguf.metadata)) out.push(`  ${key} = ${show(value)}`);
+  const byType = new Map<string, { count: number; bytes: number }>();
+  for (const t of gguf.tensors) {
+    const e = byType.get(t.type) ?? { count: 0, bytes: 0 };
+    e.count++;
+    e.bytes += t.byteSize;
+    byType.set(t.type, e);
+  }
+  out.push('', 'tensors by type:');
+  for (const [type, e] of byType) out.push(`  ${type.padEnd(8)} ${String(e.count).padStart(6)} tensors ${(e.bytes / 2 ** 20).toFixed(2).padStart(10)} MiB`);
+  out.push('', 'tensors:');
+  for (const t of gguf.tensors) out.push(`  ${t.name.padEnd(40)} ${t.type.padEnd(8)} [${t.shape.join(', ')}]`);
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof MoerunError) {
+      process.stderr.write(`moerun: ${err.message} [${err.code}]\n`);
+    } else {
+      process.stderr.write(`moerun: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    }
+    process.exitCode = 1;
+  },
+);

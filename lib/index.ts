@@ -1,0 +1,26 @@
+/**
+ * moerun: run open-weight LLMs (Mixture-of-Experts first) locally, on our own C++ kernels.
+ *
+ * @example
+ * import { loadModel } from 'moerun';
+ * await using model = await loadModel('model.gguf');
+ * const session = model.createSession({ contextSize: 2048 });
+ * for await (const chunk of session.generate('Once upon a time', { maxTokens: 64 })) {
+ *   process.stdout.write(chunk.text);
+ * }
+ */
+export { MoerunError, type MoerunErrorCode } from './errors.js';
+export { readGgufInfo, type GgufInfo, type GgufTensorInfo, type GgufValue } from './gguf/reader.js';
+export { loadModel, Model, type LoadModelOptions, type ModelInfo, type TokenizeOptions, type DetokenizeOptions } from './model.js';
+export {
+  Session,
+  GenerationStream,
+  type SessionOptions,
+  type EvaluateOptions,
+  type GenerateOptions,
+  type GenerateChunk,
+  type GenerateStats,
+  type StopReason,
+  type KvCacheType,
+} from './session.js';
+export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';

@@ -1,0 +1,211 @@
+/**
+ * Models: loading a GGUF file, its description, tokenization, and sessions.
+ */
+import { callNative, callNativeSync, MoerunError } from './errors.js';
+import type { GgufInfo } from './gguf/reader.js';
+import { native, type NativeModel } from './native.js';
+import { Session, type SessionOptions } from './session.js';
+import { Tokenizer } from './tokenizer/index.js';
+import {
+  abortSignal,
+  booleanOption,
+  checkKnownKeys,
+  functionOption,
+  nonEmptyString,
+  optionsObject,
+  positiveInteger,
+  describe,
+  invalid,
+} from './validate.js';
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** Compute threads: a positive integer, or `'auto'` (default) for the number of physical cores. */
+  threads?: number | 'auto';
+  /** Aborts loading; the promise rejects with `ERR_ABORTED`. */
+  signal?: AbortSignal;
+  /** Called with the fraction of weights loaded, 0..1. */
+  onProgress?: (fraction: number) => void;
+}
+
+/** A loaded model's description. */
+export interface ModelInfo {
+  /** GGUF `general.architecture`, e.g. `llama`, `qwen3moe` */
+  architecture: string;
+  /** GGUF `general.name`, when present */
+  name: string | undefined;
+  /** Transformer layers */
+  blockCount: number;
+  /** Hidden size */
+  embeddingLength: number;
+  /** Query heads */
+  headCount: number;
+  /** Key/value heads */
+  headCountKv: number;
+  /** Tokens in the vocabulary (rows of the output head) */
+  vocabSize: number;
+  /** Training context length */
+  contextLength: number;
+  /** Experts per MoE layer (0 = dense) */
+  expertCount: number;
+  /** Experts used per token (0 = dense) */
+  expertUsedCount: number;
+  /** GGUF `general.file_type` (llama.cpp's LLAMA_FTYPE), -1 when absent */
+  fileType: number;
+  /** File size in bytes */
+  sizeBytes: number;
+  /** Parameters (elements of all tensors) */
+  parameterCount: number;
+  /** Compute threads in use */
+  threads: number;
+  /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
+  cpuPath: string;
+}
+
+/** Options of {@link Model.tokenize}. */
+export interface TokenizeOptions {
+  /** Prepend BOS. Default: as the GGUF says (`tokenizer.ggml.add_bos_token`). */
+  addBos?: boolean;
+  /** Parse special/control tokens written in the text (e.g. `<|im_start|>`). Default false. */
+  special?: boolean;
+}
+
+/** Options of {@link Model.detokenize}. */
+export interface DetokenizeOptions {
+  /** Render control tokens (BOS, EOS, ...) as text. Default false. */
+  special?: boolean;
+}
+
+/** A loaded model. Create sessions from it; dispose it when done (or use `await using`). */
+export class Model {
+  /** What the model is. */
+  readonly info: ModelInfo;
+  /** The file it was loaded from. */
+  readonly path: string;
+  /** The model's tokenizer. */
+  readonly tokenizer: Tokenizer;
+  /** The file's header, metadata and tensor list. */
+  readonly gguf: GgufInfo;
+
+  #native: NativeModel | undefined;
+  readonly #sessions = new Set<Session>();
+
+  /** @internal Use {@link loadModel}. */
+  constructor(path: string, nativeModel: NativeModel) {
+    this.path = path;
+    this.#native = nativeModel;
+    this.gguf = callNativeSync(() => nativeModel.gguf());
+    const name = this.gguf.metadata['general.name'];
+    this.info = Object.freeze({ ...callNativeSync(() => nativeModel.info()), name: typeof name === 'string' ? name : undefined });
+    try {
+      this.tokenizer = Tokenizer.fromGgufMetadata(this.gguf.metadata);
+    } catch (err) {
+      nativeModel.dispose();
+      if (err instanceof MoerunError) throw err;
+      throw new MoerunError('ERR_UNSUPPORTED', `model: ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** True once {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** Text to token ids. */
+  tokenize(text: string, options?: TokenizeOptions): Int32Array {
+    this.#check();
+    if (typeof text !== 'string') throw invalid(`Expected a string for text but received ${describe(text)}`);
+    const o = optionsObject(options, 'tokenize()');
+    checkKnownKeys(o, ['addBos', 'special'], 'tokenize()');
+    if (o.addBos !== undefined) booleanOption('addBos', o.addBos);
+    if (o.special !== undefined) booleanOption('special', o.special);
+    return this.tokenizer.tokenize(text, o);
+  }
+
+  /** Token ids to text. */
+  detokenize(tokens: ArrayLike<number>, options?: DetokenizeOptions): string {
+    this.#check();
+    const ids = toTokenArray(tokens, this.info.vocabSize, 'tokens');
+    const o = optionsObject(options, 'detokenize()');
+    checkKnownKeys(o, ['special'], 'detokenize()');
+    if (o.special !== undefined) booleanOption('special', o.special);
+    return this.tokenizer.detokenize(ids, o);
+  }
+
+  /** A new session (its own KV cache) on this model. */
+  createSession(options?: SessionOptions): Session {
+    const nativeModel = this.#check();
+    const session = new Session(this, nativeModel, options);
+    this.#sessions.add(session);
+    return session;
+  }
+
+  /**
+   * Cancels in-flight work of every session, waits for it, and frees the model. Safe to call
+   * twice; later calls on the model or its sessions throw `ERR_DISPOSED`.
+   */
+  async dispose(): Promise<void> {
+    if (!this.#native) return;
+    const nativeModel = this.#native;
+    this.#native = undefined;
+    await Promise.all([...this.#sessions].map((s) => s.dispose()));
+    this.#sessions.clear();
+    nativeModel.dispose();
+  }
+
+  /** `await using model = await loadModel(...)` */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  /** @internal */
+  forgetSession(session: Session): void {
+    this.#sessions.delete(session);
+  }
+
+  #check(): NativeModel {
+    if (!this.#native) throw new MoerunError('ERR_DISPOSED', 'model is disposed');
+    return this.#native;
+  }
+}
+
+/**
+ * Loads a GGUF model off the JS thread.
+ * @example
+ * await using model = await loadModel('model.gguf', { threads: 4 });
+ */
+export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
+  nonEmptyString('path', path);
+  const o = optionsObject(options, 'loadModel()');
+  checkKnownKeys(o, ['threads', 'signal', 'onProgress'], 'loadModel()');
+  const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
+  const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
+  const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
+  if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted before it started');
+
+  const job = callNativeSync(() => native().loadModel(path, threads, onProgress));
+  const onAbort = (): void => job.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const nativeModel = await callNative(() => job.promise);
+    return new Model(path, nativeModel);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Validates token ids and copies them into an Int32Array. @internal */
+export function toTokenArray(tokens: ArrayLike<number>, vocabSize: number, name: string): Int32Array {
+  if (tokens === null || typeof tokens !== 'object' || typeof (tokens as ArrayLike<number>).length !== 'number') {
+    throw invalid(`Expected an array of token ids for ${name} but received ${describe(tokens)}`);
+  }
+  const out = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw invalid(`Expected token ids in [0, ${vocabSize}) for ${name} but received ${describe(t)} at index ${i}`);
+    }
+    out[i] = t;
+  }
+  return out;
+}

@@ -1,0 +1,101 @@
+/**
+ * The binding loader and the typed raw surface of the addon. Nothing else in lib/ touches the
+ * untyped addon object, so `any` never leaks.
+ * @internal
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { MoerunError } from './errors.js';
+import type { GgufInfo } from './gguf/reader.js';
+
+/** Fields of `model.info` that come from native code. */
+export interface NativeModelInfo {
+  architecture: string;
+  blockCount: number;
+  embeddingLength: number;
+  headCount: number;
+  headCountKv: number;
+  vocabSize: number;
+  contextLength: number;
+  expertCount: number;
+  expertUsedCount: number;
+  fileType: number;
+  sizeBytes: number;
+  parameterCount: number;
+  threads: number;
+  cpuPath: string;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  gguf(): GgufInfo;
+  dispose(): void;
+}
+
+export interface NativeSamplerParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed: number;
+}
+
+/** 0 = no logits, 1 = last row, 2 = every row. */
+export type NativeLogitsMode = 0 | 1 | 2;
+
+export interface NativeSession {
+  evaluate(tokens: Int32Array, mode: NativeLogitsMode): Promise<Float32Array>;
+  step(tokens: Int32Array): Promise<number>;
+  setSampler(params: NativeSamplerParams): void;
+  acceptTokens(tokens: Int32Array): void;
+  abort(): void;
+  truncate(n: number): void;
+  nPast(): number;
+  kvBytes(): number;
+  dispose(): void;
+}
+
+export interface NativeCpuInfo {
+  supportedPaths: string[];
+  activePath: string | null;
+  error?: string;
+  physicalCores: number;
+  features: Record<string, boolean>;
+}
+
+export interface NativeBinding {
+  readGgufInfo(path: string): Promise<GgufInfo>;
+  loadModel(path: string, threads: number, onProgress?: (fraction: number) => void): { promise: Promise<NativeModel>; abort(): void };
+  createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
+  cpuInfo(): NativeCpuInfo;
+}
+
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+let binding: NativeBinding | undefined;
+
+/** Loads the addon once (prebuild for this platform, or the local build). */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const require = createRequire(import.meta.url);
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    binding = load(packageRoot) as NativeBinding;
+  } catch (err) {
+    throw new MoerunError(
+      'ERR_NATIVE_LOAD',
+      `moerun: could not load the native addon for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
+        'Possible solutions:\n' +
+        '- Reinstall so the addon is built: `npm rebuild moerun` (needs python3, make and a C++20 compiler)\n' +
+        '- Check that this platform is supported (x86-64 or arm64 Linux/macOS)\n' +
+        `Cause: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return binding;
+}
+
+/** The package root (for the bundled model). @internal */
+export const moerunPackageRoot = packageRoot;

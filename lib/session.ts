@@ -1,0 +1,390 @@
+/**
+ * Sessions: one sequence's KV cache over a model, teacher-forced evaluation, and streaming
+ * generation as an async iterator.
+ */
+import { callNative, callNativeSync, MoerunError } from './errors.js';
+import type { Model } from './model.js';
+import { toTokenArray } from './model.js';
+import type { NativeModel, NativeSamplerParams, NativeSession } from './native.js';
+import { native } from './native.js';
+import { StopMatcher } from './stop.js';
+import { StreamingDetokenizer } from './tokenizer/index.js';
+import {
+  abortSignal,
+  checkKnownKeys,
+  finiteNumber,
+  invalid,
+  nonNegativeInteger,
+  oneOf,
+  optionsObject,
+  positiveInteger,
+  describe,
+} from './validate.js';
+
+/** KV cache element types. `f32` is exact; `f16` (default, like llama.cpp) halves the memory. */
+export type KvCacheType = 'f32' | 'f16' | 'bf16' | 'q8_0';
+
+/** Options of {@link Model.createSession}. */
+export interface SessionOptions {
+  /** Tokens the KV cache holds. Default: min(model's training context, 4096). */
+  contextSize?: number;
+  /** KV cache element type. Default `'f16'`. */
+  kvCacheType?: KvCacheType;
+}
+
+/** Options of {@link Session.evaluate}. */
+export interface EvaluateOptions {
+  /** `'all'`: one row of vocabSize logits per token; `'last'` (default): the last token's row. */
+  logits?: 'all' | 'last';
+  /** Aborts the evaluation at the next layer boundary (rejects with `ERR_ABORTED`). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Session.generate}. */
+export interface GenerateOptions {
+  /** Most tokens to generate. Default 256. */
+  maxTokens?: number;
+  /** Sampling temperature; 0 = greedy. Default 0.8. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 = off. Default 40. */
+  topK?: number;
+  /** Keep the smallest set with this much probability; 1 = off. Default 0.95. */
+  topP?: number;
+  /** Drop tokens below minP × the best token's probability; 0 = off. Default 0.05. */
+  minP?: number;
+  /** Penalty for recently seen tokens; 1 = off. Default 1. */
+  repeatPenalty?: number;
+  /** How many recent tokens the repeat penalty looks at. Default 64. */
+  repeatLastN?: number;
+  /** Random seed, for reproducible sampling. Default: random. */
+  seed?: number;
+  /** Stop when the text contains one of these (never emitted). */
+  stop?: string | string[];
+  /** Aborts generation at the next layer boundary; the iterator throws `ERR_ABORTED`. */
+  signal?: AbortSignal;
+}
+
+/** One piece of generated text. */
+export interface GenerateChunk {
+  /** Text of this token (complete UTF-8 characters only; may be empty while a character is incomplete) */
+  text: string;
+  /** The token id */
+  token: number;
+}
+
+/** Why generation ended. */
+export type StopReason = 'maxTokens' | 'eog' | 'stop' | 'abort' | 'contextFull';
+
+/** Measurements of one {@link Session.generate} call. */
+export interface GenerateStats {
+  /** Prompt tokens evaluated */
+  promptTokens: number;
+  /** Tokens generated */
+  generatedTokens: number;
+  /** Time to evaluate the prompt and sample the first token, ms */
+  promptMs: number;
+  /** Time for the remaining tokens, ms */
+  decodeMs: number;
+  stopReason: StopReason;
+}
+
+const generateOptionKeys = [
+  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
+] as const;
+
+/** A sequence's state on a model: its KV cache and sampler. Create with {@link Model.createSession}. */
+export class Session {
+  /** The model this session runs on. */
+  readonly model: Model;
+  /** KV cache capacity in tokens. */
+  readonly contextSize: number;
+  /** KV cache element type. */
+  readonly kvCacheType: KvCacheType;
+  /** Statistics of the last finished generate(). */
+  lastStats: GenerateStats | undefined;
+
+  #native: NativeSession | undefined;
+  #busy: Promise<unknown> | undefined;
+  /** Tokens whose keys/values are in the cache, in order. */
+  #cached: number[] = [];
+  /** Tokens accepted into the sequence but not yet evaluated (the last sampled token). */
+  #pending: number[] = [];
+
+  /** @internal Use {@link Model.createSession}. */
+  constructor(model: Model, nativeModel: NativeModel, options?: SessionOptions) {
+    this.model = model;
+    const o = optionsObject(options, 'createSession()');
+    checkKnownKeys(o, ['contextSize', 'kvCacheType'], 'createSession()');
+    this.contextSize = o.contextSize === undefined ? Math.min(model.info.contextLength || 4096, 4096) : positiveInteger('contextSize', o.contextSize);
+    this.kvCacheType = o.kvCacheType === undefined ? 'f16' : oneOf('kvCacheType', o.kvCacheType, ['f32', 'f16', 'bf16', 'q8_0'] as const);
+    this.#native = callNativeSync(() => native().createSession(nativeModel, this.contextSize, this.kvCacheType));
+  }
+
+  /** Tokens in the sequence so far (evaluated or about to be). */
+  get tokens(): readonly number[] {
+    return [...this.#cached, ...this.#pending];
+  }
+
+  /** Bytes held by the KV cache. */
+  get kvCacheBytes(): number {
+    return this.#check().kvBytes();
+  }
+
+  /**
+   * Appends tokens to the sequence (teacher forcing) and returns their logits: `'all'` gives
+   * tokens.length × vocabSize floats (row i = distribution after token i), `'last'` one row.
+   */
+  async evaluate(tokens: ArrayLike<number>, options?: EvaluateOptions): Promise<Float32Array> {
+    const s = this.#check();
+    const ids = toTokenArray(tokens, this.model.info.vocabSize, 'tokens');
+    if (ids.length === 0) throw invalid('Expected at least one token for tokens but received an empty array');
+    const o = optionsObject(options, 'evaluate()');
+    checkKnownKeys(o, ['logits', 'signal'], 'evaluate()');
+    const mode = o.logits === undefined ? 'last' : oneOf('logits', o.logits, ['all', 'last'] as const);
+    const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
+    return this.#exclusive(async () => {
+      await this.#flushPending(s, signal);
+      return this.#run(s, ids, signal, () => s.evaluate(ids, mode === 'all' ? 2 : 1));
+    });
+  }
+
+  /**
+   * Generates text as an async iterator of chunks. A string prompt is tokenized (with BOS when
+   * the session is empty and the model asks for it); an array is taken as token ids. The stream
+   * computes a token only when the consumer asks for the next chunk, so a slow consumer never
+   * makes work pile up. Breaking out of the loop leaves the session usable; `stats` is set when
+   * the loop ends.
+   */
+  generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): GenerationStream {
+    const s = this.#check();
+    const o = optionsObject(options, 'generate()');
+    checkKnownKeys(o, generateOptionKeys, 'generate()');
+    const maxTokens = o.maxTokens === undefined ? 256 : positiveInteger('maxTokens', o.maxTokens);
+    const params: NativeSamplerParams = {
+      temperature: o.temperature === undefined ? 0.8 : finiteNumber('temperature', o.temperature, 0),
+      topK: o.topK === undefined ? 40 : nonNegativeInteger('topK', o.topK),
+      topP: o.topP === undefined ? 0.95 : finiteNumber('topP', o.topP, 0, 1),
+      minP: o.minP === undefined ? 0.05 : finiteNumber('minP', o.minP, 0, 1),
+      repeatPenalty: o.repeatPenalty === undefined ? 1 : finiteNumber('repeatPenalty', o.repeatPenalty, 0),
+      repeatLastN: o.repeatLastN === undefined ? 64 : nonNegativeInteger('repeatLastN', o.repeatLastN),
+      seed: o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : nonNegativeInteger('seed', o.seed),
+    };
+    if (params.repeatPenalty === 0) throw invalid('Expected a positive number for repeatPenalty but received 0 (number)');
+    let stops: string[] = [];
+    if (o.stop !== undefined) {
+      stops = typeof o.stop === 'string' ? [o.stop] : Array.isArray(o.stop) ? o.stop : [];
+      if (!(typeof o.stop === 'string' || Array.isArray(o.stop)) || stops.some((x) => typeof x !== 'string' || x.length === 0)) {
+        throw invalid(`Expected a non-empty string or an array of non-empty strings for stop but received ${describe(o.stop)}`);
+      }
+    }
+    const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
+    let promptTokens: Int32Array;
+    if (typeof prompt === 'string') {
+      const addBos = this.#cached.length + this.#pending.length === 0 ? undefined : false;
+      promptTokens = this.model.tokenize(prompt, addBos === undefined ? {} : { addBos });
+    } else {
+      promptTokens = toTokenArray(prompt, this.model.info.vocabSize, 'prompt');
+    }
+    if (promptTokens.length === 0 && this.#pending.length === 0) {
+      throw invalid('generate(): the prompt is empty and the session has no pending token to continue from');
+    }
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    const stats: GenerateStats = { promptTokens: 0, generatedTokens: 0, promptMs: 0, decodeMs: 0, stopReason: 'maxTokens' };
+    return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats), stats);
+  }
+
+  /** Clears the sequence (the KV cache is reused). */
+  reset(): void {
+    const s = this.#check();
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    callNativeSync(() => s.truncate(0));
+    this.#cached = [];
+    this.#pending = [];
+  }
+
+  /** Cancels in-flight work, waits for it, and frees the KV cache. Safe to call twice. */
+  async dispose(): Promise<void> {
+    const s = this.#native;
+    if (!s) return;
+    this.#native = undefined;
+    s.abort();
+    await this.#busy?.catch(() => undefined);
+    s.dispose();
+    this.model.forgetSession(this);
+  }
+
+  /** `await using session = model.createSession()` */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  // ---- internals ----
+
+  #check(): NativeSession {
+    if (!this.#native || this.model.disposed) throw new MoerunError('ERR_DISPOSED', 'session is disposed');
+    return this.#native;
+  }
+
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    const p = fn();
+    this.#busy = p;
+    try {
+      return await p;
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  /** Runs one native evaluation of `tokens`, keeping #cached in step with the cache even on abort. */
+  async #run<T>(s: NativeSession, tokens: Int32Array, signal: AbortSignal | undefined, start: () => Promise<T>): Promise<T> {
+    if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'aborted');
+    const onAbort = (): void => s.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const before = s.nPast();
+    try {
+      return await callNative(start);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (this.#native) {
+        const done = s.nPast() - before;  // on abort, the batches that completed stay cached
+        for (let i = 0; i < done; i++) this.#cached.push(tokens[i]!);
+      }
+    }
+  }
+
+  async #flushPending(s: NativeSession, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const ids = Int32Array.from(this.#pending);
+    await this.#run(s, ids, signal, () => s.evaluate(ids, 0));
+    this.#pending = [];
+  }
+
+  async *#stream(
+    s: NativeSession,
+    prompt: Int32Array,
+    params: NativeSamplerParams,
+    maxTokens: number,
+    stops: string[],
+    signal: AbortSignal | undefined,
+    stats: GenerateStats,
+  ): AsyncGenerator<GenerateChunk, GenerateStats> {
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    let release!: () => void;
+    this.#busy = new Promise<void>((r) => (release = r));
+    const t0 = performance.now();
+    let tFirst: number | undefined;
+    const detok = new StreamingDetokenizer(this.model.tokenizer);
+    const stop = new StopMatcher(stops);
+    try {
+      callNativeSync(() => s.setSampler(params));
+      callNativeSync(() => s.acceptTokens(Int32Array.from(this.#cached)));
+      let input = Int32Array.from([...this.#pending, ...prompt]);
+      this.#pending = Array.from(input);
+      stats.promptTokens = input.length;
+      let lastToken = -1;
+      for (let n = 0; n < maxTokens; n++) {
+        if (this.#cached.length + input.length > this.contextSize) {
+          stats.stopReason = 'contextFull';
+          break;
+        }
+        let token: number;
+        const cachedBefore = this.#cached.length;
+        try {
+          const step = input;
+          token = await this.#run(s, step, signal, () => s.step(step));
+        } catch (err) {
+          // What the cache did not take stays pending, so the sequence remains consistent.
+          this.#pending = Array.from(input.subarray(this.#cached.length - cachedBefore));
+          if (err instanceof MoerunError && err.code === 'ERR_ABORTED') stats.stopReason = 'abort';
+          throw err;
+        }
+        tFirst ??= performance.now();
+        stats.generatedTokens++;
+        // The sampled token is part of the sequence; it is evaluated by the next step (or the
+        // next call, if generation ends here).
+        input = Int32Array.of(token);
+        this.#pending = [token];
+        if (this.model.tokenizer.isEog(token)) {
+          stats.stopReason = 'eog';
+          break;
+        }
+        const text = stop.push(detok.push(token));
+        if (text || !stop.stopped) yield { text, token };
+        if (stop.stopped) {
+          stats.stopReason = 'stop';
+          break;
+        }
+        lastToken = token;
+      }
+      if (stats.stopReason !== 'stop') {
+        const tail = stop.flush(detok.flush());
+        if (tail) yield { text: tail, token: lastToken };
+      }
+      return stats;
+    } finally {
+      const tEnd = performance.now();
+      stats.promptMs = (tFirst ?? tEnd) - t0;
+      stats.decodeMs = tEnd - (tFirst ?? tEnd);
+      this.lastStats = stats;
+      this.#busy = undefined;
+      release();
+    }
+  }
+}
+
+/**
+ * The async iterator {@link Session.generate} returns. Iterate it with `for await`; after the loop,
+ * {@link GenerationStream.stats} holds the measurements.
+ */
+export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
+  readonly #inner: AsyncGenerator<GenerateChunk, GenerateStats>;
+  readonly #stats: GenerateStats;
+  #finished = false;
+
+  /** @internal */
+  constructor(inner: AsyncGenerator<GenerateChunk, GenerateStats>, stats: GenerateStats) {
+    this.#inner = inner;
+    this.#stats = stats;
+  }
+
+  /** Set once iteration has finished (normally, by break, or by an error or abort). */
+  get stats(): GenerateStats | undefined {
+    return this.#finished ? this.#stats : undefined;
+  }
+
+  async next(): Promise<IteratorResult<GenerateChunk>> {
+    try {
+      const r = await this.#inner.next();
+      if (!r.done) return r;
+    } catch (err) {
+      this.#finished = true;
+      throw err;
+    }
+    this.#finished = true;
+    return { done: true, value: undefined };
+  }
+
+  async return(): Promise<IteratorResult<GenerateChunk>> {
+    await this.#inner.return(this.#stats);
+    this.#finished = true;
+    return { done: true, value: undefined };
+  }
+
+  async throw(err?: unknown): Promise<IteratorResult<GenerateChunk>> {
+    this.#finished = true;
+    await this.#inner.throw(err);
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Collects the whole generation as one string. */
+  async text(): Promise<string> {
+    let out = '';
+    for await (const chunk of this) out += chunk.text;
+    return out;
+  }
+}

@@ -1,0 +1,550 @@
+// The N-API layer: the only code that includes napi.h. Every load, parse and evaluate runs on the
+// libuv thread pool (AsyncWorker) and settles a Promise; the JS thread only converts values.
+// Native failures reject with an Error whose `code` is the core's stable error code; lib/ wraps it
+// in MoerunError with the caller's stack.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../include/moerun.h"
+
+namespace moerun::addon {
+namespace {
+
+// ---- errors ----------------------------------------------------------------------------------
+
+Napi::Error make_error(Napi::Env env, const char* code, const std::string& message) {
+    Napi::Error e = Napi::Error::New(env, message);
+    e.Set("code", Napi::String::New(env, code));
+    return e;
+}
+
+Napi::Value throw_error(Napi::Env env, const char* code, const std::string& message) {
+    make_error(env, code, message).ThrowAsJavaScriptException();
+    return env.Undefined();
+}
+
+// Runs `work` on the libuv pool; `done` converts its result on the JS thread. A moerun::error (or
+// any std::exception) rejects the promise with a coded Error.
+template <typename Result>
+class promise_worker : public Napi::AsyncWorker {
+public:
+    using work_fn = std::function<Result()>;
+    using done_fn = std::function<Napi::Value(Napi::Env, Result&)>;
+
+    promise_worker(Napi::Env env, work_fn work, done_fn done)
+        : Napi::AsyncWorker(env, "moerun"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+
+    Napi::Promise promise() const { return deferred_.Promise(); }
+
+protected:
+    void Execute() override {
+        try {
+            result_ = work_();
+        } catch (const error& e) {
+            code_ = error_code_name(e.code());
+            message_ = e.what();
+        } catch (const std::bad_alloc&) {
+            code_ = "ERR_OUT_OF_MEMORY";
+            message_ = "out of memory";
+        } catch (const std::exception& e) {
+            code_ = "ERR_INTERNAL";
+            message_ = e.what();
+        }
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        Napi::HandleScope scope(env);
+        if (code_) {
+            deferred_.Reject(make_error(env, code_, message_).Value());
+            return;
+        }
+        Napi::Value v = done_(env, result_);
+        if (env.IsExceptionPending()) {
+            deferred_.Reject(env.GetAndClearPendingException().Value());
+        } else {
+            deferred_.Resolve(v);
+        }
+    }
+    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+private:
+    Napi::Promise::Deferred deferred_;
+    work_fn work_;
+    done_fn done_;
+    Result result_{};
+    const char* code_ = nullptr;
+    std::string message_;
+};
+
+template <typename Result>
+Napi::Promise queue(Napi::Env env, typename promise_worker<Result>::work_fn work, typename promise_worker<Result>::done_fn done) {
+    auto* w = new promise_worker<Result>(env, std::move(work), std::move(done));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+// ---- GGUF metadata to JS -----------------------------------------------------------------------
+
+template <typename TypedArray, typename Elem>
+Napi::Value typed_copy(Napi::Env env, const gguf_value& v) {
+    TypedArray a = TypedArray::New(env, size_t(v.count));
+    std::memcpy(a.Data(), v.data, size_t(v.count) * sizeof(Elem));
+    return a;
+}
+
+Napi::Value integer_to_js(Napi::Env env, gguf_type type, int64_t i) {
+    if (type == gguf_type::u64) {
+        const uint64_t u = uint64_t(i);
+        if (u <= (1ull << 53)) return Napi::Number::New(env, double(u));
+        return Napi::BigInt::New(env, u);
+    }
+    if (i > (1ll << 53) || i < -(1ll << 53)) return Napi::BigInt::New(env, i);
+    return Napi::Number::New(env, double(i));
+}
+
+Napi::Value value_to_js(Napi::Env env, const gguf_value& v) {
+    switch (v.type) {
+        case gguf_type::f32: case gguf_type::f64: return Napi::Number::New(env, v.f);
+        case gguf_type::boolean: return Napi::Boolean::New(env, v.i != 0);
+        case gguf_type::string: return Napi::String::New(env, v.str.data(), v.str.size());
+        case gguf_type::array: break;
+        default: return integer_to_js(env, v.type, v.i);
+    }
+    switch (v.elem_type) {
+        case gguf_type::u8: return typed_copy<Napi::Uint8Array, uint8_t>(env, v);
+        case gguf_type::i8: return typed_copy<Napi::Int8Array, int8_t>(env, v);
+        case gguf_type::u16: return typed_copy<Napi::Uint16Array, uint16_t>(env, v);
+        case gguf_type::i16: return typed_copy<Napi::Int16Array, int16_t>(env, v);
+        case gguf_type::u32: return typed_copy<Napi::Uint32Array, uint32_t>(env, v);
+        case gguf_type::i32: return typed_copy<Napi::Int32Array, int32_t>(env, v);
+        case gguf_type::f32: return typed_copy<Napi::Float32Array, float>(env, v);
+        case gguf_type::f64: return typed_copy<Napi::Float64Array, double>(env, v);
+        case gguf_type::u64: return typed_copy<Napi::BigUint64Array, uint64_t>(env, v);
+        case gguf_type::i64: return typed_copy<Napi::BigInt64Array, int64_t>(env, v);
+        case gguf_type::boolean: {
+            Napi::Array a = Napi::Array::New(env, size_t(v.count));
+            for (uint64_t k = 0; k < v.count; ++k) a.Set(uint32_t(k), Napi::Boolean::New(env, v.data[k] != 0));
+            return a;
+        }
+        case gguf_type::string: {
+            Napi::Array a = Napi::Array::New(env, v.strings.size());
+            for (size_t k = 0; k < v.strings.size(); ++k) a.Set(uint32_t(k), Napi::String::New(env, v.strings[k].data(), v.strings[k].size()));
+            return a;
+        }
+        default: {  // nested arrays
+            Napi::Array a = Napi::Array::New(env, v.items.size());
+            for (size_t k = 0; k < v.items.size(); ++k) a.Set(uint32_t(k), value_to_js(env, v.items[k]));
+            return a;
+        }
+    }
+}
+
+Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("version", Napi::Number::New(env, f.version()));
+    out.Set("alignment", Napi::Number::New(env, f.alignment()));
+    out.Set("dataOffset", Napi::Number::New(env, double(f.data_offset())));
+    out.Set("fileSize", Napi::Number::New(env, double(f.file_size())));
+    Napi::Object md = Napi::Object::New(env);
+    for (const auto& [key, value] : f.metadata()) md.Set(key, value_to_js(env, value));
+    out.Set("metadata", md);
+    Napi::Array tensors = Napi::Array::New(env, f.tensors().size());
+    uint32_t i = 0;
+    for (const auto& t : f.tensors()) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", t.name);
+        o.Set("type", tensor_type_name(t.type));
+        o.Set("typeId", Napi::Number::New(env, double(uint32_t(t.type))));
+        Napi::Array shape = Napi::Array::New(env, t.n_dims);
+        for (uint32_t d = 0; d < t.n_dims; ++d) shape.Set(d, Napi::Number::New(env, double(t.ne[d])));
+        o.Set("shape", shape);
+        o.Set("offset", Napi::Number::New(env, double(f.data_offset() + t.offset)));
+        o.Set("byteSize", Napi::Number::New(env, double(t.n_bytes)));
+        tensors.Set(i++, o);
+    }
+    out.Set("tensors", tensors);
+    return out;
+}
+
+// ---- argument helpers ------------------------------------------------------------------------
+
+bool need_args(const Napi::CallbackInfo& info, size_t n, const char* fn) {
+    if (info.Length() < n) {
+        throw_error(info.Env(), "ERR_INVALID_ARGUMENT", std::string(fn) + ": expected " + std::to_string(n) + " arguments");
+        return false;
+    }
+    return true;
+}
+
+// ---- Model -----------------------------------------------------------------------------------
+
+class model_handle : public Napi::ObjectWrap<model_handle> {
+public:
+    static Napi::Function define(Napi::Env env) {
+        return DefineClass(env, "NativeModel", {
+            InstanceMethod("info", &model_handle::info),
+            InstanceMethod("gguf", &model_handle::gguf),
+            InstanceMethod("dispose", &model_handle::dispose),
+        });
+    }
+    explicit model_handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<model_handle>(info) {}
+
+    std::shared_ptr<model> get(Napi::Env env) {
+        if (!model_) throw_error(env, "ERR_DISPOSED", "model is disposed");
+        return model_;
+    }
+    std::shared_ptr<model> model_;
+
+private:
+    Napi::Value info(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto m = get(env);
+        if (!m) return env.Undefined();
+        const model_info mi = model_get_info(*m);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("architecture", mi.architecture);
+        o.Set("blockCount", mi.n_layer);
+        o.Set("embeddingLength", mi.n_embd);
+        o.Set("headCount", mi.n_head);
+        o.Set("headCountKv", mi.n_head_kv);
+        o.Set("vocabSize", mi.n_vocab);
+        o.Set("contextLength", mi.n_ctx_train);
+        o.Set("expertCount", mi.n_expert);
+        o.Set("expertUsedCount", mi.n_expert_used);
+        o.Set("fileType", Napi::Number::New(env, double(mi.file_type)));
+        o.Set("sizeBytes", Napi::Number::New(env, double(mi.size_bytes)));
+        o.Set("parameterCount", Napi::Number::New(env, double(mi.n_params)));
+        o.Set("threads", mi.n_threads);
+        o.Set("cpuPath", mi.cpu_path);
+        return o;
+    }
+    Napi::Value gguf(const Napi::CallbackInfo& cb) {
+        auto m = get(cb.Env());
+        if (!m) return cb.Env().Undefined();
+        return gguf_to_js(cb.Env(), *m->file);
+    }
+    Napi::Value dispose(const Napi::CallbackInfo& cb) {
+        model_.reset();
+        return cb.Env().Undefined();
+    }
+};
+
+// ---- Session ---------------------------------------------------------------------------------
+
+// Shared between the JS handle and in-flight workers, so disposing during work is safe.
+struct session_state {
+    std::unique_ptr<session> s;
+    std::unique_ptr<sampler> smp;
+    std::atomic<bool> abort{false};
+    std::atomic<bool> busy{false};
+};
+
+struct evaluate_result {
+    std::vector<float> logits;
+    int32_t token = -1;
+};
+
+class session_handle : public Napi::ObjectWrap<session_handle> {
+public:
+    static Napi::Function define(Napi::Env env) {
+        return DefineClass(env, "NativeSession", {
+            InstanceMethod("evaluate", &session_handle::evaluate),
+            InstanceMethod("step", &session_handle::step),
+            InstanceMethod("setSampler", &session_handle::set_sampler),
+            InstanceMethod("acceptTokens", &session_handle::accept_tokens),
+            InstanceMethod("abort", &session_handle::abort),
+            InstanceMethod("truncate", &session_handle::truncate),
+            InstanceMethod("nPast", &session_handle::n_past),
+            InstanceMethod("kvBytes", &session_handle::kv_bytes),
+            InstanceMethod("dispose", &session_handle::dispose),
+        });
+    }
+    explicit session_handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<session_handle>(info) {}
+    std::shared_ptr<session_state> state_;
+
+private:
+    std::shared_ptr<session_state> get(Napi::Env env) {
+        if (!state_) throw_error(env, "ERR_DISPOSED", "session is disposed");
+        return state_;
+    }
+    // Claims the session for one async operation; a second concurrent one is an error.
+    std::shared_ptr<session_state> claim(Napi::Env env) {
+        auto st = get(env);
+        if (!st) return nullptr;
+        bool expected = false;
+        if (!st->busy.compare_exchange_strong(expected, true)) {
+            throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+            return nullptr;
+        }
+        st->abort.store(false);
+        return st;
+    }
+    static bool tokens_arg(const Napi::CallbackInfo& cb, size_t i, std::vector<int32_t>& out) {
+        if (!cb[i].IsTypedArray() || cb[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+            throw_error(cb.Env(), "ERR_INVALID_ARGUMENT", "tokens must be an Int32Array");
+            return false;
+        }
+        Napi::Int32Array a = cb[i].As<Napi::Int32Array>();
+        out.assign(a.Data(), a.Data() + a.ElementLength());
+        return true;
+    }
+
+    // evaluate(tokens: Int32Array, mode: 0 none | 1 last | 2 all) -> Promise<Float32Array>
+    Napi::Value evaluate(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        if (!need_args(cb, 2, "evaluate")) return env.Undefined();
+        std::vector<int32_t> tokens;
+        if (!tokens_arg(cb, 0, tokens)) return env.Undefined();
+        const int mode_i = cb[1].As<Napi::Number>().Int32Value();
+        const logits_mode mode = mode_i == 2 ? logits_mode::all : mode_i == 1 ? logits_mode::last : logits_mode::none;
+        auto st = claim(env);
+        if (!st) return env.Undefined();
+        return queue<evaluate_result>(
+            env,
+            [st, tokens = std::move(tokens), mode] {
+                struct release { session_state& s; ~release() { s.busy.store(false); } } r{*st};
+                evaluate_result res;
+                st->s->evaluate(tokens.data(), int(tokens.size()), mode, res.logits, &st->abort);
+                if (st->smp) for (int32_t t : tokens) st->smp->accept(t);
+                return res;
+            },
+            [](Napi::Env env, evaluate_result& res) -> Napi::Value {
+                Napi::Float32Array a = Napi::Float32Array::New(env, res.logits.size());
+                if (!res.logits.empty()) std::memcpy(a.Data(), res.logits.data(), res.logits.size() * sizeof(float));
+                return a;
+            });
+    }
+
+    // step(tokens: Int32Array) -> Promise<number>: evaluates the tokens and samples the next one
+    // with the session's sampler (setSampler first). The sampled token is not yet evaluated.
+    Napi::Value step(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        if (!need_args(cb, 1, "step")) return env.Undefined();
+        std::vector<int32_t> tokens;
+        if (!tokens_arg(cb, 0, tokens)) return env.Undefined();
+        auto st = claim(env);
+        if (!st) return env.Undefined();
+        if (!st->smp) {
+            st->busy.store(false);
+            return throw_error(env, "ERR_INVALID_STATE", "step: no sampler set");
+        }
+        return queue<evaluate_result>(
+            env,
+            [st, tokens = std::move(tokens)] {
+                struct release { session_state& s; ~release() { s.busy.store(false); } } r{*st};
+                evaluate_result res;
+                st->s->evaluate(tokens.data(), int(tokens.size()), logits_mode::last, res.logits, &st->abort);
+                for (int32_t t : tokens) st->smp->accept(t);
+                res.token = st->smp->sample(res.logits.data(), int(res.logits.size()));
+                res.logits.clear();
+                return res;
+            },
+            [](Napi::Env env, evaluate_result& res) -> Napi::Value { return Napi::Number::New(env, res.token); });
+    }
+
+    // setSampler({ temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed })
+    Napi::Value set_sampler(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (!cb[0].IsObject()) return throw_error(env, "ERR_INVALID_ARGUMENT", "setSampler: expected an options object");
+        Napi::Object o = cb[0].As<Napi::Object>();
+        sampler_params p;
+        auto num = [&](const char* k, double fallback) { Napi::Value v = o.Get(k); return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback; };
+        p.temperature = float(num("temperature", p.temperature));
+        p.top_k = int(num("topK", p.top_k));
+        p.top_p = float(num("topP", p.top_p));
+        p.min_p = float(num("minP", p.min_p));
+        p.repeat_penalty = float(num("repeatPenalty", p.repeat_penalty));
+        p.repeat_last_n = int(num("repeatLastN", p.repeat_last_n));
+        p.seed = uint64_t(num("seed", 0));
+        st->smp = std::make_unique<sampler>(p);
+        return env.Undefined();
+    }
+
+    // acceptTokens(tokens): records tokens (e.g. an already cached prompt) for the repeat penalty.
+    Napi::Value accept_tokens(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        std::vector<int32_t> tokens;
+        if (!tokens_arg(cb, 0, tokens)) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (st->smp) for (int32_t t : tokens) st->smp->accept(t);
+        return env.Undefined();
+    }
+
+    Napi::Value abort(const Napi::CallbackInfo& cb) {
+        if (state_) state_->abort.store(true);
+        return cb.Env().Undefined();
+    }
+    Napi::Value truncate(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        st->s->truncate(cb[0].As<Napi::Number>().Int32Value());
+        return env.Undefined();
+    }
+    Napi::Value n_past(const Napi::CallbackInfo& cb) {
+        auto st = get(cb.Env());
+        if (!st) return cb.Env().Undefined();
+        return Napi::Number::New(cb.Env(), st->s->n_past());
+    }
+    Napi::Value kv_bytes(const Napi::CallbackInfo& cb) {
+        auto st = get(cb.Env());
+        if (!st) return cb.Env().Undefined();
+        return Napi::Number::New(cb.Env(), double(st->s->kv_bytes()));
+    }
+    // Drops the handle's reference; an in-flight worker keeps the state alive until it finishes.
+    Napi::Value dispose(const Napi::CallbackInfo& cb) {
+        if (state_) state_->abort.store(true);
+        state_.reset();
+        return cb.Env().Undefined();
+    }
+};
+
+// ---- module functions --------------------------------------------------------------------------
+
+struct instance_data {
+    Napi::FunctionReference model_ctor;
+    Napi::FunctionReference session_ctor;
+};
+
+Napi::Value read_gguf_info(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    if (!need_args(cb, 1, "readGgufInfo")) return env.Undefined();
+    if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "readGgufInfo: path must be a string");
+    std::string path = cb[0].As<Napi::String>();
+    return queue<std::shared_ptr<gguf_file>>(
+        env, [path] { return std::shared_ptr<gguf_file>(gguf_file::open(path)); },
+        [](Napi::Env env, std::shared_ptr<gguf_file>& f) -> Napi::Value { return gguf_to_js(env, *f); });
+}
+
+// loadModel(path, threads, onProgress?: (fraction) => void) -> { promise: Promise<NativeModel>, abort() }
+Napi::Value load_model(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    if (!need_args(cb, 2, "loadModel")) return env.Undefined();
+    if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: path must be a string");
+    std::string path = cb[0].As<Napi::String>();
+    const int threads = cb[1].As<Napi::Number>().Int32Value();
+    std::shared_ptr<Napi::ThreadSafeFunction> progress;
+    if (cb.Length() > 2 && cb[2].IsFunction()) {
+        progress = std::shared_ptr<Napi::ThreadSafeFunction>(
+            new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, cb[2].As<Napi::Function>(), "moerun-progress", 0, 1)),
+            [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+    }
+    auto abort = std::make_shared<std::atomic<bool>>(false);
+    auto* data = env.GetInstanceData<instance_data>();
+    Napi::Promise promise = queue<std::shared_ptr<model>>(
+        env,
+        [path, threads, progress, abort] {
+            model_load_params p;
+            p.n_threads = threads;
+            p.abort = abort.get();
+            double last = -1;
+            if (progress) {
+                p.on_progress = [progress, &last](double f) {
+                    if (f - last < 0.01 && f < 1.0) return;  // at most ~100 callbacks
+                    last = f;
+                    progress->NonBlockingCall([f](Napi::Env env, Napi::Function fn) { fn.Call({Napi::Number::New(env, f)}); });
+                };
+            }
+            return model_load(path, p);
+        },
+        [data](Napi::Env env, std::shared_ptr<model>& m) -> Napi::Value {
+            Napi::Object obj = data->model_ctor.New({});
+            model_handle::Unwrap(obj)->model_ = m;
+            return obj;
+        });
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("promise", promise);
+    out.Set("abort", Napi::Function::New(env, [abort](const Napi::CallbackInfo& cb) {
+        abort->store(true);
+        return cb.Env().Undefined();
+    }));
+    return out;
+}
+
+// createSession(model, contextSize, kvType: 'f32'|'f16'|'bf16'|'q8_0') -> NativeSession
+Napi::Value create_session(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    if (!need_args(cb, 3, "createSession")) return env.Undefined();
+    auto* data = env.GetInstanceData<instance_data>();
+    if (!cb[0].IsObject() || !cb[0].As<Napi::Object>().InstanceOf(data->model_ctor.Value())) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: expected a NativeModel");
+    }
+    auto m = model_handle::Unwrap(cb[0].As<Napi::Object>())->get(env);
+    if (!m) return env.Undefined();
+    session_params p;
+    p.n_ctx = cb[1].As<Napi::Number>().Int32Value();
+    const std::string kv = cb[2].As<Napi::String>();
+    if (kv == "f32") p.kv_type = tensor_type::F32;
+    else if (kv == "f16") p.kv_type = tensor_type::F16;
+    else if (kv == "bf16") p.kv_type = tensor_type::BF16;
+    else if (kv == "q8_0") p.kv_type = tensor_type::Q8_0;
+    else return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: kvType '" + kv + "' is not one of f32, f16, bf16, q8_0");
+    auto st = std::make_shared<session_state>();
+    try {
+        st->s = std::make_unique<session>(m, p);
+    } catch (const error& e) {
+        return throw_error(env, error_code_name(e.code()), e.what());
+    } catch (const std::bad_alloc&) {
+        return throw_error(env, "ERR_OUT_OF_MEMORY", "createSession: out of memory");
+    }
+    Napi::Object obj = data->session_ctor.New({});
+    session_handle::Unwrap(obj)->state_ = st;
+    return obj;
+}
+
+Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    const cpu_features& f = cpu_detect();
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array paths = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+        if (cpu_path_supported(p)) paths.Set(i++, cpu_path_name(p));
+    }
+    o.Set("supportedPaths", paths);
+    o.Set("physicalCores", physical_core_count());
+    Napi::Object feats = Napi::Object::New(env);
+    feats.Set("avx2", f.avx2); feats.Set("fma", f.fma); feats.Set("f16c", f.f16c);
+    feats.Set("avx512f", f.avx512f); feats.Set("avx512bw", f.avx512bw); feats.Set("avx512vl", f.avx512vl);
+    feats.Set("avx512vnni", f.avx512vnni); feats.Set("avx512bf16", f.avx512bf16);
+    feats.Set("amxTile", f.amx_tile); feats.Set("amxInt8", f.amx_int8); feats.Set("amxBf16", f.amx_bf16);
+    feats.Set("neon", f.neon);
+    o.Set("features", feats);
+    try {
+        o.Set("activePath", cpu_path_name(cpu_active_path()));
+    } catch (const error& e) {
+        o.Set("activePath", env.Null());
+        o.Set("error", e.what());
+    }
+    return o;
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+    auto* data = new instance_data();
+    data->model_ctor = Napi::Persistent(model_handle::define(env));
+    data->session_ctor = Napi::Persistent(session_handle::define(env));
+    env.SetInstanceData(data);  // freed with the environment (worker threads, reloads)
+    exports.Set("readGgufInfo", Napi::Function::New(env, read_gguf_info));
+    exports.Set("loadModel", Napi::Function::New(env, load_model));
+    exports.Set("createSession", Napi::Function::New(env, create_session));
+    exports.Set("cpuInfo", Napi::Function::New(env, cpu_info));
+    return exports;
+}
+
+}  // namespace
+}  // namespace moerun::addon
+
+static Napi::Object moerun_addon_init(Napi::Env env, Napi::Object exports) { return moerun::addon::init(env, exports); }
+NODE_API_MODULE(moerun, moerun_addon_init)
