@@ -61,7 +61,7 @@ export interface MakeModelOptions {
   nExpert?: number;
   /** Experts used per token (default 2 when nExpert > 0). */
   nExpertUsed?: number;
-  /** Expert FFN width (default nFf). */
+  /** Expert FFN width (default nFf). For llama (Mixtral) it is written as feed_forward_length. */
   nFfExp?: number;
   /** Tie the output projection to token_embd (no output.weight). Default false. */
   tiedEmbeddings?: boolean;
@@ -197,8 +197,12 @@ function fill(n: number, init: Init, seed: number): Float32Array {
 // Shared blocks
 // ============================================================================================
 
-/** general.* and the <arch>.* hyperparameters every llama-like model has. */
-function baseMetadata(b: Builder, arch: string): void {
+/**
+ * general.* and the <arch>.* hyperparameters every llama-like model has. `feedForwardLength` is
+ * the dense FFN width, except for llama-MoE (Mixtral), where llama.cpp reads the expert width
+ * from the same key.
+ */
+function baseMetadata(b: Builder, arch: string, feedForwardLength = b.o.nFf): void {
   const o = b.o;
   const u32 = (value: number): GgufValue => ({ type: 'u32', value });
   const f32 = (value: number): GgufValue => ({ type: 'f32', value });
@@ -209,7 +213,7 @@ function baseMetadata(b: Builder, arch: string): void {
   b.meta(`${arch}.context_length`, u32(o.contextLength));
   b.meta(`${arch}.embedding_length`, u32(o.nEmbd));
   b.meta(`${arch}.block_count`, u32(o.nLayer));
-  b.meta(`${arch}.feed_forward_length`, u32(o.nFf));
+  b.meta(`${arch}.feed_forward_length`, u32(feedForwardLength));
   b.meta(`${arch}.attention.head_count`, u32(o.nHead));
   b.meta(`${arch}.attention.head_count_kv`, u32(o.nHeadKv));
   b.meta(`${arch}.rope.dimension_count`, u32(o.nEmbd / o.nHead));
@@ -330,7 +334,7 @@ function spmTokenizer(b: Builder): void {
 /** llama: dense SwiGLU; with nExpert > 0, Mixtral (softmax top-k over `ffn_*_exps`). */
 function buildLlama(o: Resolved): ModelParts {
   const b = new Builder(o);
-  baseMetadata(b, 'llama');
+  baseMetadata(b, 'llama', o.nExpert > 0 ? o.nFfExp : o.nFf);
   spmTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
