@@ -553,3 +553,86 @@ describe('make-model', () => {
     expect(v.scores[299]).toBeLessThan(v.scores[260]);
   });
 });
+
+// ============================================================================================
+// Round trip through our native reader
+// ============================================================================================
+
+describe('round trip through readGgufInfo', () => {
+  it('reads back every value type, tensor type, shape, offset and size the writer wrote', async () => {
+    // The reader module directly, so this file does not depend on the rest of lib/ loading.
+    const { readGgufInfo } = await import('../lib/gguf/reader.js');
+    const path = join(dir, 'roundtrip.gguf');
+    const q4k = seq(144 * 2 * 3 * 2, (i) => (i * 13) & 0xff);
+    const result = await writeGguf(path, {
+      alignment: 64,
+      metadata: {
+        'general.architecture': 'llama',
+        u8: { type: 'u8', value: 200 },
+        i8: { type: 'i8', value: -100 },
+        u16: { type: 'u16', value: 60000 },
+        i16: { type: 'i16', value: -30000 },
+        u32: 4000000000,
+        i32: -2000000000,
+        f32: { type: 'f32', value: 0.5 },
+        bool: true,
+        string: 'naïve ▁x',
+        u64: { type: 'u64', value: 2n ** 60n },
+        i64: { type: 'i64', value: -5 },
+        f64: { type: 'f64', value: 0.1 },
+        strs: ['a', 'bb', ''],
+        f32s: Float32Array.of(1.5, -2),
+        i32s: Int32Array.of(-1, 2),
+        u8s: { type: 'array', itemType: 'u8', value: [7, 8] },
+        nested: [[1, 2], ['x']],
+      },
+      tensors: [
+        { name: 'a', type: 'F32', shape: [3, 5], data: seq(60) },
+        { name: 'blk.0.ffn_up_exps.weight', type: 'Q4_K', shape: [512, 3, 2], data: q4k },
+        { name: 'c', type: 'BF16', shape: [7], data: seq(14) },
+        { name: 'd', type: 'IQ4_NL', shape: [32, 1, 1, 2], data: seq(36) },
+      ],
+    });
+    const info = await readGgufInfo(path);
+    expect(info.version).toBe(3);
+    expect(info.alignment).toBe(64);
+    expect(info.dataOffset).toBe(result.dataOffset);
+    expect(info.fileSize).toBe(result.byteSize);
+    expect(info.tensors.map(({ name, typeId, shape, offset, byteSize }) => ({ name, typeId, shape, offset, byteSize }))).toEqual(
+      result.tensors.map((t, i) => ({
+        name: t.name,
+        typeId: [0, 12, 30, 20][i],
+        shape: [[3, 5], [512, 3, 2], [7], [32, 1, 1, 2]][i],
+        offset: result.dataOffset + t.offset,
+        byteSize: t.byteSize,
+      })),
+    );
+    expect(info.tensors.map((t) => t.type)).toEqual(['F32', 'Q4_K', 'BF16', 'IQ4_NL']);
+    const m = info.metadata;
+    expect(Object.keys(m)).toEqual([
+      'general.architecture', 'u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'f32', 'bool', 'string', 'u64', 'i64', 'f64',
+      'strs', 'f32s', 'i32s', 'u8s', 'nested', 'general.alignment',
+    ]);
+    expect([m.u8, m.i8, m.u16, m.i16, m.u32, m.i32, m.f32, m.bool, m.string]).toEqual([200, -100, 60000, -30000, 4000000000, -2000000000, 0.5, true, 'naïve ▁x']);
+    expect(BigInt(m.u64 as bigint)).toBe(2n ** 60n);
+    expect(Number(m.i64)).toBe(-5);
+    expect(m.f64).toBe(0.1);
+    expect(m.strs).toEqual(['a', 'bb', '']);
+    expect(m.f32s).toEqual(Float32Array.of(1.5, -2));
+    expect(m.i32s).toEqual(Int32Array.of(-1, 2));
+    expect(m.u8s).toEqual(Uint8Array.of(7, 8));
+    expect(m.nested).toEqual([Uint32Array.of(1, 2), ['x']]);
+    expect(m['general.alignment']).toBe(64);
+  });
+
+  it('reads a make-model file as written', async () => {
+    const { readGgufInfo } = await import('../lib/gguf/reader.js');
+    const made = await makeModel({ arch: 'llama', out: join(dir, 'rt-moe.gguf'), nExpert: 4, nFfExp: 256, type: 'f16' });
+    const info = await readGgufInfo(made.path);
+    expect(info.fileSize).toBe(made.byteSize);
+    expect(info.tensors.map((t) => [t.name, t.offset, t.byteSize])).toEqual(made.tensors.map((t) => [t.name, made.dataOffset + t.offset, t.byteSize]));
+    expect(info.metadata['llama.expert_count']).toBe(4);
+    expect((info.metadata['tokenizer.ggml.tokens'] as string[]).length).toBe(512);
+    expect(info.tensors.find((t) => t.name === 'blk.1.ffn_down_exps.weight')).toMatchObject({ type: 'F16', shape: [256, 256, 4] });
+  });
+});
