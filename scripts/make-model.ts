@@ -1,7 +1,7 @@
 // make-model: seeded random-weight GGUF files that llama.cpp loads, one small builder per
 // architecture.
 //
-//   npx tsx scripts/make-model.ts --arch llama --out /tmp/m.gguf [--seed 1] [--type f32|f16]
+//   npx tsx scripts/make-model.ts --arch llama|qwen2|qwen3moe --out /tmp/m.gguf [--seed 1] [--type f32|f16]
 //       [--n-embd 256] [--n-layer 2] [--n-head 8] [--n-head-kv 4] [--n-ff 512] [--n-vocab 512]
 //       [--n-expert 4 --n-expert-used 2 [--n-ff-exp 256]] [--tied] [--output-scale 4]
 //       [--context-length 2048] [--rope-freq-base 10000] [--rms-eps 1e-5]
@@ -236,8 +236,14 @@ function embeddings(b: Builder): void {
   if (!o.tiedEmbeddings) b.matrix('output.weight', [o.nEmbd, o.nVocab], outStd);
 }
 
-/** attn_norm, attn_q/k/v/output of layer `i` (no biases, no QK-norm). */
-function attention(b: Builder, i: number): void {
+/** Attention variants: Q/K/V biases (qwen2), RMSNorm of each Q and K head (qwen3moe, olmoe). */
+interface AttentionOptions {
+  bias?: boolean;
+  qkNorm?: boolean;
+}
+
+/** attn_norm, attn_q/k/v/output of layer `i`, with optional biases and QK-norm. */
+function attention(b: Builder, i: number, opts: AttentionOptions = {}): void {
   const o = b.o;
   const headDim = o.nEmbd / o.nHead;
   const std = 1 / Math.sqrt(o.nEmbd);
@@ -245,6 +251,16 @@ function attention(b: Builder, i: number): void {
   b.matrix(`blk.${i}.attn_q.weight`, [o.nEmbd, o.nHead * headDim], std); // (n_head*head_dim, n_embd)
   b.matrix(`blk.${i}.attn_k.weight`, [o.nEmbd, o.nHeadKv * headDim], std); // (n_head_kv*head_dim, n_embd)
   b.matrix(`blk.${i}.attn_v.weight`, [o.nEmbd, o.nHeadKv * headDim], std);
+  if (opts.bias) {
+    // Biases of the size of the projected values' spread, so they visibly move the logits.
+    b.f32(`blk.${i}.attn_q.bias`, [o.nHead * headDim], { kind: 'normal', std: 0.5 });
+    b.f32(`blk.${i}.attn_k.bias`, [o.nHeadKv * headDim], { kind: 'normal', std: 0.5 });
+    b.f32(`blk.${i}.attn_v.bias`, [o.nHeadKv * headDim], { kind: 'normal', std: 0.5 });
+  }
+  if (opts.qkNorm) {
+    b.f32(`blk.${i}.attn_q_norm.weight`, [headDim], { kind: 'norm' });
+    b.f32(`blk.${i}.attn_k_norm.weight`, [headDim], { kind: 'norm' });
+  }
   b.matrix(`blk.${i}.attn_output.weight`, [o.nHead * headDim, o.nEmbd], 1 / Math.sqrt(o.nHead * headDim));
 }
 
@@ -345,8 +361,38 @@ function buildLlama(o: Resolved): ModelParts {
   return b.parts();
 }
 
+/** qwen2: dense SwiGLU, Q/K/V biases. */
+function buildQwen2(o: Resolved): ModelParts {
+  const b = new Builder(o);
+  baseMetadata(b, 'qwen2');
+  spmTokenizer(b);
+  embeddings(b);
+  for (let i = 0; i < o.nLayer; i++) {
+    attention(b, i, { bias: true });
+    denseFfn(b, i);
+  }
+  return b.parts();
+}
+
+/** qwen3moe: QK-norm, every layer MoE (softmax top-k, weights renormalized over the top k). */
+function buildQwen3Moe(o: Resolved): ModelParts {
+  if (o.nExpert === 0) throw new RangeError('qwen3moe needs nExpert > 0');
+  const b = new Builder(o);
+  baseMetadata(b, 'qwen3moe');
+  b.meta('qwen3moe.expert_feed_forward_length', { type: 'u32', value: o.nFfExp });
+  spmTokenizer(b);
+  embeddings(b);
+  for (let i = 0; i < o.nLayer; i++) {
+    attention(b, i, { qkNorm: true });
+    moeFfn(b, i);
+  }
+  return b.parts();
+}
+
 const ARCHES = {
   llama: buildLlama,
+  qwen2: buildQwen2,
+  qwen3moe: buildQwen3Moe,
 } satisfies Record<string, (o: Resolved) => ModelParts>;
 
 // ============================================================================================

@@ -543,7 +543,8 @@ describe('make-model', () => {
 
   it('validates its options', async () => {
     await expect(makeModel({ arch: 'llama', out: join(dir, 'x.gguf'), nEmbd: -1 })).rejects.toThrow('Expected a positive integer for nEmbd but received -1 (number)');
-    await expect(makeModel({ arch: 'gpt9' as never, out: join(dir, 'x.gguf') })).rejects.toThrow(/Expected arch to be one of llama/);
+    await expect(makeModel({ arch: 'gpt9' as never, out: join(dir, 'x.gguf') })).rejects.toThrow(/Expected arch to be one of llama, qwen2, qwen3moe/);
+    await expect(makeModel({ arch: 'qwen3moe', out: join(dir, 'x.gguf') })).rejects.toThrow('qwen3moe needs nExpert > 0');
     await expect(makeModel({ arch: 'llama', out: join(dir, 'x.gguf'), nLayers: 2 } as never)).rejects.toThrow("Unknown make-model option 'nLayers'");
     await expect(makeModel({ arch: 'llama', out: join(dir, 'x.gguf'), nHead: 7 })).rejects.toThrow(/not a multiple of nHead/);
     expect(existsSync(join(dir, 'x.gguf'))).toBe(false);

@@ -60,7 +60,7 @@ describe('llama.cpp oracle on make-model files', () => {
     expect(c.top1Decisive.fraction).toBe(1);
   }, TIMEOUT);
 
-  it('tied embeddings, another seed and Mixtral experts all reach llama.cpp', async () => {
+  it('tied embeddings, another seed, Mixtral experts and qwen3moe all reach llama.cpp', async () => {
     const seed = await llamaCppLogits((await model('seed8.gguf', { seed: 8 })).path, PROMPT, OPTS);
     expect(nmse(seed.logits, f32Logits)).toBeGreaterThan(0.5);
 
@@ -75,6 +75,18 @@ describe('llama.cpp oracle on make-model files', () => {
     const d = nmse(moe1.logits, moe2.logits);
     expect(d).toBeGreaterThan(1e-3);
     expect(decisivePositions(moe2.logits, N_VOCAB).length).toBeGreaterThanOrEqual(PROMPT.length - 2);
+
+    // qwen3moe = the same weights plus QK-norm: loads, and the norm changes the logits.
+    const q3 = await llamaCppLogits((await model('qwen3moe.gguf', { arch: 'qwen3moe', nExpert: 4, nExpertUsed: 2, nFfExp: 256 })).path, PROMPT, OPTS);
+    expect(finite(q3.logits)).toBe(true);
+    expect(nmse(q3.logits, moe2.logits)).toBeGreaterThan(1e-2);
+  }, TIMEOUT);
+
+  it('qwen2 (llama plus Q/K/V biases) loads, and the biases change the logits', async () => {
+    const q2 = await llamaCppLogits((await model('qwen2.gguf', { arch: 'qwen2' })).path, PROMPT, OPTS);
+    expect(finite(q2.logits)).toBe(true);
+    expect(nmse(q2.logits, f32Logits)).toBeGreaterThan(1e-2);
+    expect(decisivePositions(q2.logits, N_VOCAB).length).toBeGreaterThanOrEqual(PROMPT.length - 2);
   }, TIMEOUT);
 
   it('greedy generation matches teacher-forced argmax over its own output', async () => {
