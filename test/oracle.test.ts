@@ -4,7 +4,7 @@
 // greedy decoding is consistent with teacher forcing; failures come back as OracleError.
 // Also unit tests for the metrics.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,10 +60,7 @@ describe('llama.cpp oracle on make-model files', () => {
     expect(c.top1Decisive.fraction).toBe(1);
   }, TIMEOUT);
 
-  it('tied embeddings, another seed, Mixtral experts and qwen3moe all reach llama.cpp', async () => {
-    const seed = await llamaCppLogits((await model('seed8.gguf', { seed: 8 })).path, PROMPT, OPTS);
-    expect(nmse(seed.logits, f32Logits)).toBeGreaterThan(0.5);
-
+  it('tied embeddings, Mixtral experts and qwen3moe all reach llama.cpp', async () => {
     const tied = await llamaCppLogits((await model('tied.gguf', { tiedEmbeddings: true })).path, PROMPT, OPTS);
     expect(finite(tied.logits)).toBe(true);
     expect(nmse(tied.logits, f32Logits)).toBeGreaterThan(0.5);
@@ -105,17 +102,15 @@ describe('llama.cpp oracle on make-model files', () => {
   }, TIMEOUT);
 
   it('reports a file llama.cpp cannot load as an OracleError, not a crash', async () => {
-    const bad = join(dir, 'truncated.gguf');
-    writeFileSync(bad, Buffer.from('GGUF\x03\x00\x00\x00', 'latin1'));
-    const err = await llamaCppLogits(bad, [1, 2], OPTS).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(OracleError);
-    expect((err as OracleError).exitCode).not.toBe(0);
     // A file llama.cpp's loader rejects: its reason is in the error.
     const spec = makeModelSpec({ arch: 'llama', out: 'unused' });
     const metadata = (spec.metadata as [string, GgufValue][]).map(([k, v]): [string, GgufValue] => [k, k === 'llama.feed_forward_length' ? 300 : v]);
     const wrongShape = join(dir, 'wrong-shape.gguf');
     await writeGguf(wrongShape, { ...spec, metadata });
-    await expect(llamaCppLogits(wrongShape, [1, 2], OPTS)).rejects.toThrow(/blk\.0\.ffn_gate\.weight' has wrong shape/);
+    const err = await llamaCppLogits(wrongShape, [1, 2], OPTS).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OracleError);
+    expect((err as OracleError).exitCode).toBe(1);
+    expect((err as OracleError).message).toMatch(/blk\.0\.ffn_gate\.weight' has wrong shape/);
     await expect(llamaCppLogits(f32Path, [], OPTS)).rejects.toThrow(/non-empty array/);
     await expect(llamaCppLogits(f32Path, [1], { thread: 2 } as never)).rejects.toThrow("Unknown oracle option 'thread'");
   }, TIMEOUT);
