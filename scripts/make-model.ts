@@ -525,7 +525,7 @@ const CLI_OPTIONS = {
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: CLI_OPTIONS, strict: true });
   if (values.help || !values.arch || !values.out) {
-    console.log('usage: make-model --arch llama --out FILE.gguf [--seed N] [--type f32|f16] [--n-embd N] ' +
+    console.log(`usage: make-model --arch ${Object.keys(ARCHES).join('|')} --out FILE.gguf [--seed N] [--type f32|f16] [--n-embd N] ` +
       '[--n-layer N] [--n-head N] [--n-head-kv N] [--n-ff N] [--n-vocab N] [--n-expert N] ' +
       '[--n-expert-used N] [--n-ff-exp N] [--tied] [--output-scale X] [--context-length N] ' +
       '[--rope-freq-base X] [--rms-eps X]');
