@@ -118,8 +118,12 @@ static_assert(sizeof(block_iq4_xs) == 136);
 inline constexpr int8_t k_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                                1,    13,   25,  38,  53,  69,  89,  113};
 
+// The helpers below are `static` so that each file, the ISA-specific ones included, gets its own
+// copy: one inline definition shared by files compiled with different -m flags could make the
+// linker keep an AVX-512 copy for scalar callers.
+
 // 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K scales[12] array.
-inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+static inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -130,7 +134,7 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
 }
 
 // The 16 signed 6-bit scales (-32..31) of a Q3_K block.
-inline void q3k_unpack_scales(const uint8_t* s, int8_t out[16]) {
+static inline void q3k_unpack_scales(const uint8_t* s, int8_t out[16]) {
     for (int j = 0; j < 16; ++j) {
         const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
         const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;

@@ -1,7 +1,7 @@
 // AVX2 kernels for the float types: F32/F16/BF16 dots and F16/BF16 conversion.
 // Dots keep 4 independent 8-lane accumulators (products exact in float for F16/BF16 inputs),
 // then reduce; the remainder past a multiple of 32 runs scalar.
-#include "../../quant/types.h"
+#include "../../quant/reference.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -31,7 +31,7 @@ float dot(int64_t n, const E* a, const E* b) {
 
 inline float id_f32(float x) { return x; }
 inline float cvt_f16(uint16_t h) { return f16(h); }
-inline float cvt_bf16(uint16_t h) { return bf16_to_fp32(h); }
+inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
 
 }  // namespace
 
@@ -65,7 +65,7 @@ void to_float_bf16(const void* src, float* dst, int64_t n) {
     const uint16_t* h = static_cast<const uint16_t*>(src);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16(h + i));
-    for (; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
+    for (; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
 }
 
 // Round to nearest even on the 16 dropped bits; NaNs stay NaN (quiet bit set), as fp32_to_bf16.
@@ -87,7 +87,7 @@ void from_float_bf16(const float* src, void* dst, int64_t n) {
         const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + i), packed);
     }
-    for (; i < n; ++i) h[i] = fp32_to_bf16(src[i]);
+    if (i < n) ref::from_float_bf16(src + i, h + i, n - i);
 }
 
 }  // namespace moerun::avx2

@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <cstring>
 
+// Everything here has internal linkage (unnamed namespace): the same inline function compiled in
+// an AVX-512 file could otherwise be the copy the linker keeps, and run on an AVX2-only CPU.
 namespace moerun::avx2 {
+namespace {
 
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 inline uint16_t to_f16(float f) { return uint16_t(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
@@ -83,4 +86,7 @@ inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
     return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+inline float bf16_to_f32(uint16_t h) { return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(uint32_t(h) << 16)))); }
+
+}  // namespace
 }  // namespace moerun::avx2

@@ -1,0 +1,54 @@
+// AVX-512 (F/BW/VL/DQ) helpers shared by the kernels in this folder; included only by files
+// compiled with the AVX-512 flags. The 256-bit helpers of ../avx2/simd.h are reused (AVX-512 CPUs
+// have AVX2); like those, everything here has internal linkage.
+#pragma once
+
+// GCC 12's AVX-512 intrinsic headers trip -Wuninitialized on their own _mm512_undefined_*
+// placeholders (GCC bug 105593, fixed in GCC 13); silence it for the files of this folder.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include "../avx2/simd.h"
+
+namespace moerun::avx512 {
+namespace {
+
+using avx2::f16;
+using avx2::load128;
+using avx2::load256;
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1); }
+inline __m512 join_ps(float lo, float hi) {
+    return _mm512_insertf32x8(_mm512_zextps256_ps512(_mm256_set1_ps(lo)), _mm256_set1_ps(hi), 1);
+}
+
+// y * sign(x) per byte (y != -128): with |x| it turns a signed x signed product into u8 x s8.
+inline __m512i apply_sign(__m512i y, __m512i x) {
+    return _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y);
+}
+// Pairwise int16 sums of byte products (see avx2::mul_u8_i8 for the saturation bound).
+inline __m512i mul_u8_i8(__m512i u, __m512i s) { return _mm512_maddubs_epi16(u, s); }
+inline __m512i mul_i8_i8(__m512i x, __m512i y) { return _mm512_maddubs_epi16(_mm512_abs_epi8(x), apply_sign(y, x)); }
+// acc + int16 pair sums weighted by per-lane int16 scales, widened to int32.
+inline __m512i add_scaled(__m512i acc, __m512i p16, __m512i scale16) { return _mm512_add_epi32(acc, _mm512_madd_epi16(p16, scale16)); }
+
+// Spreads 16 int16 sub-block scales over the 32 int16 lanes of a 64-byte product: lane L gets
+// scale[first + L / per] (per = 8: four sub-blocks of 16 bytes; per = 16: two of 32).
+inline __m512i spread_scales(__m512i scales16, int first, int per) {
+    const __m512i iota = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13,
+                                          12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx = _mm512_add_epi16(per == 8 ? _mm512_srli_epi16(iota, 3) : _mm512_srli_epi16(iota, 4), _mm512_set1_epi16(short(first)));
+    return _mm512_permutexvar_epi16(idx, scales16);
+}
+// Up to 16 int scales -> int16 lanes 0..15 of a zmm.
+inline __m512i scales_to_i16(const int* s, int count) {
+    alignas(64) int16_t v[32] = {};
+    for (int i = 0; i < count; ++i) v[i] = int16_t(s[i]);
+    return _mm512_load_si512(v);
+}
+
+}  // namespace
+}  // namespace moerun::avx512
