@@ -62,6 +62,7 @@ function checkOptions(name: string, options: unknown, keys: ReadonlySet<string>)
   }
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const ABSENT = (id: number): number | undefined => (id >= 0 ? id : undefined);
 
@@ -187,6 +188,8 @@ export class Tokenizer {
     if (addBos && vocab.special.bos < 0) throw new TokenizerError('bad-metadata', 'tokenizer: addBos is set but the vocabulary has no BOS token');
     if (addEos && vocab.special.eos < 0) throw new TokenizerError('bad-metadata', 'tokenizer: addEos is set but the vocabulary has no EOS token');
 
+    // llama.cpp receives UTF-8: a lone surrogate arrives as U+FFFD.
+    text = text.replace(LONE_SURROGATE, '\uFFFD');
     const out: number[] = [];
     const fragments = this.partition(text, options?.special ?? false);
     if (addBos) out.push(vocab.special.bos);
