@@ -104,7 +104,10 @@ export class Session {
   lastStats: GenerateStats | undefined;
 
   #native: NativeSession | undefined;
+  /** Set while an evaluate() or a generate() stream is active (a stream may be paused at a yield). */
   #busy: Promise<unknown> | undefined;
+  /** The native call in flight, if any; dispose() waits only for this. */
+  #inflight: Promise<unknown> | undefined;
   /** Tokens whose keys/values are in the cache, in order. */
   #cached: number[] = [];
   /** Tokens accepted into the sequence but not yet evaluated (the last sampled token). */
@@ -208,7 +211,7 @@ export class Session {
     if (!s) return;
     this.#native = undefined;
     s.abort();
-    await this.#busy?.catch(() => undefined);
+    await this.#inflight?.catch(() => undefined);
     s.dispose();
     this.model.forgetSession(this);
   }
@@ -242,9 +245,12 @@ export class Session {
     const onAbort = (): void => s.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const before = s.nPast();
+    const call = callNative(start);
+    this.#inflight = call;
     try {
-      return await callNative(start);
+      return await call;
     } finally {
+      this.#inflight = undefined;
       signal?.removeEventListener('abort', onAbort);
       if (this.#native) {
         const done = s.nPast() - before;  // on abort, the batches that completed stay cached
@@ -284,6 +290,7 @@ export class Session {
       stats.promptTokens = input.length;
       let lastToken = -1;
       for (let n = 0; n < maxTokens; n++) {
+        this.#check();  // the model or session may have been disposed while we were paused
         if (this.#cached.length + input.length > this.contextSize) {
           stats.stopReason = 'contextFull';
           break;
