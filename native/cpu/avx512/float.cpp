@@ -32,9 +32,6 @@ float dot(int64_t n, const E* a, const E* b) {
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<float, load_f32>(n, static_cast<const float*>(x), static_cast<const float*>(y));
 }
-void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
-    *s = dot<uint16_t, load_f16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
-}
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
 }

@@ -7,26 +7,15 @@ namespace moerun::avx512 {
 
 // float.cpp
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16_dpbf16(int64_t n, float* s, const void* x, const void* y);  // needs AVX512_BF16
 void to_float_f16(const void* src, float* dst, int64_t n);
 void from_float_f16(const float* src, void* dst, int64_t n);
 
-// quant.cpp: 32-element formats, two blocks per register; need AVX512_VNNI
-void vec_dot_q4_0(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q4_1(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
-
-// kquant.cpp: 256-element formats, 64 quants per register
+// kquant.cpp: K-quants, 64 quants per register
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q3_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 
 }  // namespace moerun::avx512
