@@ -71,6 +71,10 @@ export interface NativeBinding {
   loadModel(path: string, threads: number, onProgress?: (fraction: number) => void): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
   cpuInfo(): NativeCpuInfo;
+  /** Encodes rows of `rowLength` floats as `type` (GGML type name), threaded, off the JS thread. */
+  quantize(type: string, src: Float32Array, rowLength: number, threads: number): Promise<Uint8Array>;
+  /** Decodes `rows` rows of `rowLength` elements of `type` into floats. */
+  dequantize(type: string, src: Uint8Array, rows: number, rowLength: number, threads: number): Promise<Float32Array>;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

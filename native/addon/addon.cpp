@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../include/moerun.h"
+#include "../quant/quantize.h"
 
 namespace moerun::addon {
 namespace {
@@ -531,6 +532,58 @@ Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
     return o;
 }
 
+// quantize(type, src: Float32Array, rowLength, threads) -> Promise<Uint8Array>
+Napi::Value quantize(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    if (!need_args(cb, 4, "quantize")) return env.Undefined();
+    if (!cb[0].IsString() || !cb[1].IsTypedArray() || cb[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !cb[2].IsNumber() || !cb[3].IsNumber()) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "quantize(type: string, src: Float32Array, rowLength: number, threads: number)");
+    }
+    const std::string type = cb[0].As<Napi::String>();
+    Napi::Float32Array src = cb[1].As<Napi::Float32Array>();
+    const int64_t row_len = cb[2].As<Napi::Number>().Int64Value();
+    const int threads = cb[3].As<Napi::Number>().Int32Value();
+    if (row_len <= 0 || src.ElementLength() % size_t(row_len) != 0) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "quantize: the source length is not a multiple of rowLength");
+    }
+    // Copy the input so the worker never touches a JS-owned buffer.
+    auto data = std::make_shared<std::vector<float>>(src.Data(), src.Data() + src.ElementLength());
+    return queue<std::vector<uint8_t>>(
+        env,
+        [type, data, row_len, threads] {
+            return quantize_rows(tensor_type_from_name(type.c_str()), data->data(), int64_t(data->size()) / row_len, row_len, threads);
+        },
+        [](Napi::Env env, std::vector<uint8_t>& out) -> Napi::Value {
+            Napi::Uint8Array a = Napi::Uint8Array::New(env, out.size());
+            if (!out.empty()) std::memcpy(a.Data(), out.data(), out.size());
+            return a;
+        });
+}
+
+// dequantize(type, src: Uint8Array, rows, rowLength, threads) -> Promise<Float32Array>
+Napi::Value dequantize(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    if (!need_args(cb, 5, "dequantize")) return env.Undefined();
+    if (!cb[0].IsString() || !cb[1].IsTypedArray() || cb[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !cb[2].IsNumber() || !cb[3].IsNumber() || !cb[4].IsNumber()) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "dequantize(type: string, src: Uint8Array, rows: number, rowLength: number, threads: number)");
+    }
+    const std::string type = cb[0].As<Napi::String>();
+    Napi::Uint8Array src = cb[1].As<Napi::Uint8Array>();
+    auto data = std::make_shared<std::vector<uint8_t>>(src.Data(), src.Data() + src.ByteLength());
+    const int64_t rows = cb[2].As<Napi::Number>().Int64Value(), row_len = cb[3].As<Napi::Number>().Int64Value();
+    const int threads = cb[4].As<Napi::Number>().Int32Value();
+    return queue<std::vector<float>>(
+        env,
+        [type, data, rows, row_len, threads] {
+            return dequantize_rows(tensor_type_from_name(type.c_str()), data->data(), data->size(), rows, row_len, threads);
+        },
+        [](Napi::Env env, std::vector<float>& out) -> Napi::Value {
+            Napi::Float32Array a = Napi::Float32Array::New(env, out.size());
+            if (!out.empty()) std::memcpy(a.Data(), out.data(), out.size() * sizeof(float));
+            return a;
+        });
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
     auto* data = new instance_data();
     data->model_ctor = Napi::Persistent(model_handle::define(env));
@@ -540,6 +593,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("loadModel", Napi::Function::New(env, load_model));
     exports.Set("createSession", Napi::Function::New(env, create_session));
     exports.Set("cpuInfo", Napi::Function::New(env, cpu_info));
+    exports.Set("quantize", Napi::Function::New(env, quantize));
+    exports.Set("dequantize", Napi::Function::New(env, dequantize));
     return exports;
 }
 

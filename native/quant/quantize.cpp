@@ -1,0 +1,58 @@
+#include "quantize.h"
+
+#include <strings.h>
+
+#include "../cpu/thread_pool.h"
+#include "../runtime/error.h"
+
+namespace moerun {
+
+tensor_type tensor_type_from_name(const char* name) {
+    for (uint32_t id = 0; id < k_tensor_type_count; ++id) {
+        const type_traits& t = type_traits_reference(tensor_type(id));
+        if (t.name && strcasecmp(t.name, name) == 0) return tensor_type(id);
+    }
+    throw error(error_code::invalid_argument, format("unknown tensor type '%s'", name));
+}
+
+namespace {
+const type_traits& checked(tensor_type type, int64_t row_len, bool encode) {
+    const type_traits& t = type_traits_of(type);
+    if (!t.name || (encode ? !t.from_float : !t.to_float)) {
+        throw error(error_code::unsupported, format("%s %s is not supported", encode ? "quantizing to" : "dequantizing", tensor_type_name(type)));
+    }
+    if (row_len <= 0 || row_len % t.block_size != 0) {
+        throw error(error_code::invalid_argument, format("row length %lld is not a positive multiple of %s's block size %lld",
+                                                         (long long)row_len, t.name, (long long)t.block_size));
+    }
+    return t;
+}
+}  // namespace
+
+std::vector<uint8_t> quantize_rows(tensor_type type, const float* src, int64_t n_rows, int64_t row_len, int n_threads) {
+    const type_traits& t = checked(type, row_len, true);
+    const size_t row_bytes = row_size(type, row_len);
+    std::vector<uint8_t> out(row_bytes * size_t(n_rows));
+    thread_pool pool(n_threads > 0 ? n_threads : physical_core_count());
+    pool.parallel_for(n_rows, 1, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) t.from_float(src + r * row_len, out.data() + size_t(r) * row_bytes, row_len);
+    });
+    return out;
+}
+
+std::vector<float> dequantize_rows(tensor_type type, const uint8_t* src, size_t src_bytes, int64_t n_rows, int64_t row_len, int n_threads) {
+    const type_traits& t = checked(type, row_len, false);
+    const size_t row_bytes = row_size(type, row_len);
+    if (row_bytes * size_t(n_rows) != src_bytes) {
+        throw error(error_code::invalid_argument, format("%zu bytes is not %lld rows of %lld %s elements (%zu bytes)", src_bytes,
+                                                         (long long)n_rows, (long long)row_len, t.name, row_bytes * size_t(n_rows)));
+    }
+    std::vector<float> out(size_t(n_rows) * size_t(row_len));
+    thread_pool pool(n_threads > 0 ? n_threads : physical_core_count());
+    pool.parallel_for(n_rows, 1, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) t.to_float(src + size_t(r) * row_bytes, out.data() + r * row_len, row_len);
+    });
+    return out;
+}
+
+}  // namespace moerun
