@@ -15,6 +15,9 @@ import { MergeHeap } from './heap.js';
 import { BYTE_TO_CHAR, pushUtf8 } from './unicode.js';
 import type { Vocab } from './vocab.js';
 
+/** Per-encoder cap on cached words/chunks; the cache is simply emptied when full. */
+const MAX_CACHE_ENTRIES = 1 << 16;
+
 /** Byte -> token id of its byte-fallback token, or -1. */
 function buildSpmByteTokens(vocab: Vocab): Int32Array {
   const out = new Int32Array(256).fill(-1);
@@ -72,19 +75,73 @@ class Symbols {
 // SPM
 // ----------------------------------------------------------------------------
 
-/** SentencePiece-style tokenizer (llama.cpp's llm_tokenizer_spm). */
+/**
+ * SentencePiece-style tokenizer (llama.cpp's llm_tokenizer_spm).
+ *
+ * llama.cpp runs the merge queue over a whole text fragment. Merges only ever
+ * join neighbours into a vocabulary token, so a boundary between two
+ * codepoints that appear next to each other in no token can never be crossed:
+ * the text splits there into chunks that merge independently (the global
+ * score/leftmost order restricted to one chunk is that chunk's own order).
+ * We tokenize chunk by chunk and cache each chunk's ids, which for ordinary
+ * text means one chunk per "▁word".
+ */
 export class SpmEncoder {
   private readonly byteTokens: Int32Array;
   private readonly sym = new Symbols();
   private readonly heap = new MergeHeap();
   private readonly top = { left: 0, right: 0, size: 0 };
+  /** Adjacent codepoint pairs (a * 0x110000 + b) that occur inside some token. */
+  private readonly pairs = new Set<number>();
+  private readonly cache = new Map<string, number[]>();
 
   constructor(private readonly vocab: Vocab) {
     this.byteTokens = buildSpmByteTokens(vocab);
+    for (const t of vocab.tokens) {
+      let prev = -1;
+      for (let k = 0; k < t.length; ) {
+        const cp = t.codePointAt(k)!;
+        if (prev >= 0) this.pairs.add(prev * 0x110000 + cp);
+        prev = cp;
+        k += cp > 0xffff ? 2 : 1;
+      }
+    }
+  }
+
+  /** Empties the chunk cache. */
+  clearCache(): void {
+    this.cache.clear();
   }
 
   /** Tokenizes already-escaped text (spaces as U+2581), appending ids to `out`. */
   encode(text: string, out: number[]): void {
+    const pairs = this.pairs;
+    let start = 0;
+    let prev = -1;
+    for (let k = 0; k < text.length; ) {
+      const cp = text.codePointAt(k)!;
+      if (prev >= 0 && !pairs.has(prev * 0x110000 + cp)) {
+        this.encodeChunk(text.slice(start, k), out);
+        start = k;
+      }
+      prev = cp;
+      k += cp > 0xffff ? 2 : 1;
+    }
+    if (start < text.length) this.encodeChunk(start === 0 ? text : text.slice(start), out);
+  }
+
+  private encodeChunk(chunk: string, out: number[]): void {
+    let ids = this.cache.get(chunk);
+    if (ids === undefined) {
+      ids = [];
+      this.encodeUncached(chunk, ids);
+      if (this.cache.size >= MAX_CACHE_ENTRIES) this.cache.clear();
+      this.cache.set(chunk, ids);
+    }
+    for (let i = 0; i < ids.length; i++) out.push(ids[i]);
+  }
+
+  private encodeUncached(text: string, out: number[]): void {
     const { tokenToId, scores } = this.vocab;
     const sym = this.sym;
     const heap = this.heap;
@@ -146,8 +203,6 @@ export class SpmEncoder {
 // BPE
 // ----------------------------------------------------------------------------
 
-const MAX_CACHE_ENTRIES = 1 << 16;
-
 /** Byte-level BPE tokenizer (llama.cpp's llm_tokenizer_bpe session, per word). */
 export class BpeEncoder {
   private readonly cache = new Map<string, number[]>();
@@ -157,6 +212,11 @@ export class BpeEncoder {
   private readonly utf8: number[] = [];
 
   constructor(private readonly vocab: Vocab) {}
+
+  /** Empties the word cache. */
+  clearCache(): void {
+    this.cache.clear();
+  }
 
   /** Tokenizes one pre-tokenizer word, appending ids to `out`. */
   encodeWord(word: string, out: number[]): void {

@@ -152,6 +152,12 @@ export class Tokenizer {
     return new Tokenizer(loadVocab(metadata));
   }
 
+  /** Frees the word/chunk → ids cache (it refills as text is tokenized; capped at 65536 entries). */
+  clearCache(): void {
+    this.bpe?.clearCache();
+    this.spm?.clearCache();
+  }
+
   /** True if `token` ends generation. */
   isEog(token: number): boolean {
     return this.vocab.eog.has(token);
