@@ -33,5 +33,27 @@ tensor arch_tensor(const model& m, const std::string& name, std::initializer_lis
 // Hyper-parameters every transformer has (block count, sizes, heads, norm eps, RoPE), read with
 // llama.cpp's defaults.
 void arch_read_common_hparams(model& m);
+// MoE hyper-parameters (<arch>.expert_count, expert_used_count, expert_feed_forward_length,
+// expert_weights_norm/scale, expert_gating_func, expert_group_count/used_count,
+// leading_dense_block_count); validates them against each other.
+void arch_read_moe_hparams(model& m);
+
+// token_embd, output_norm, output (tied to token_embd when absent).
+void arch_load_embeddings(model& m);
+
+enum class qk_norm { none, per_head, whole };
+struct attention_layout {
+    bool fused_qkv = false;   // attn_qkv instead of attn_q/k/v
+    bool bias = false;        // attn_{q,k,v}.bias required
+    qk_norm norm = qk_norm::none;
+};
+// attn_norm, Q/K/V (fused or not, with optional biases and Q/K norms), attn_output.
+void arch_load_attention(model& m, layer_weights& l, const std::string& prefix, const attention_layout& a);
+// ffn_norm + dense SwiGLU of width n_ff.
+void arch_load_dense_ffn(model& m, layer_weights& l, const std::string& prefix, int64_t n_ff);
+// ffn_norm + router + routed experts (+ optional exp_probs_b).
+void arch_load_moe_ffn(model& m, layer_weights& l, const std::string& prefix);
+// Shared expert of width n_ff_shexp; with_gate: its sigmoid gate ffn_gate_inp_shexp (qwen2moe).
+void arch_load_shared_expert(model& m, layer_weights& l, const std::string& prefix, int64_t n_ff_shexp, bool with_gate);
 
 }  // namespace moerun

@@ -7,10 +7,20 @@
 namespace moerun {
 
 void arch_load_llama(model& m);
+void arch_load_qwen2(model& m);
+void arch_load_qwen2moe(model& m);
+void arch_load_qwen3moe(model& m);
+void arch_load_olmoe(model& m);
+void arch_load_bailingmoe2(model& m);
 
 const arch_loader* arch_find(std::string_view name) {
     static const arch_loader loaders[] = {
         {"llama", arch_load_llama},
+        {"qwen2", arch_load_qwen2},
+        {"qwen2moe", arch_load_qwen2moe},
+        {"qwen3moe", arch_load_qwen3moe},
+        {"olmoe", arch_load_olmoe},
+        {"bailingmoe2", arch_load_bailingmoe2},
     };
     for (const auto& l : loaders) {
         if (name == l.name) return &l;
@@ -93,13 +103,99 @@ void arch_read_common_hparams(model& m) {
     c.rope_freq_base = arch_get_float_or(m, "rope.freq_base", 10000.0f);
     const float scale = arch_get_float_or(m, "rope.scaling.factor", 0.0f);
     c.rope_freq_scale = scale > 0 ? 1.0f / scale : 1.0f;
-    if (c.head_dim_k <= 0 || c.head_dim_v <= 0 || c.n_rot <= 0 || c.n_rot > c.head_dim_k || c.n_rot % 2 != 0) {
+    if (c.head_dim_k <= 0 || c.head_dim_v <= 0 || c.n_rot <= 0 || c.n_rot > c.head_dim_k || c.n_rot % 2 != 0 || c.n_rot > 512) {
         throw error(error_code::bad_format, format("model: %s: implausible head sizes: key_length %d, value_length %d, rope dims %d",
                                                    m.file->path().c_str(), c.head_dim_k, c.head_dim_v, c.n_rot));
     }
     const gguf_tensor_info* embd = m.file->find_tensor("token_embd.weight");
     if (!embd) throw error(error_code::bad_format, format("model: %s: required tensor 'token_embd.weight' is missing", m.file->path().c_str()));
     c.n_vocab = int(embd->ne[1]);
+}
+
+void arch_read_moe_hparams(model& m) {
+    model_config& c = m.config;
+    c.n_expert = int(arch_get_int_or(m, "expert_count", 0));
+    c.n_expert_used = int(arch_get_int_or(m, "expert_used_count", 0));
+    if (c.n_expert == 0) return;
+    c.n_ff_exp = int(arch_get_int_or(m, "expert_feed_forward_length", c.n_ff));
+    c.n_layer_dense_lead = int(arch_get_int_or(m, "leading_dense_block_count", 0));
+    c.expert_weights_norm = m.file->get_bool(c.architecture + ".expert_weights_norm").value_or(c.expert_weights_norm);
+    c.expert_weights_scale = arch_get_float_or(m, "expert_weights_scale", c.expert_weights_scale);
+    const int64_t gating = arch_get_int_or(m, "expert_gating_func", 0);  // 0: the architecture's default
+    if (gating == 1) c.gating = expert_gating::softmax;
+    else if (gating == 2) c.gating = expert_gating::sigmoid;
+    else if (gating != 0) throw error(error_code::unsupported, format("model: %s: expert_gating_func %lld is not supported", m.file->path().c_str(), (long long)gating));
+    c.n_expert_groups = int(arch_get_int_or(m, "expert_group_count", 1));
+    c.n_group_used = int(arch_get_int_or(m, "expert_group_used_count", c.n_expert_groups));
+    if (c.n_expert < 1 || c.n_expert > 4096 || c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.n_ff_exp <= 0 ||
+        c.n_expert_groups < 1 || c.n_expert % c.n_expert_groups != 0 || c.n_group_used < 1 || c.n_group_used > c.n_expert_groups ||
+        c.n_expert_used > c.n_group_used * (c.n_expert / c.n_expert_groups) || c.n_layer_dense_lead < 0 || c.n_layer_dense_lead > c.n_layer) {
+        throw error(error_code::bad_format,
+                    format("model: %s: implausible MoE hyper-parameters: %d experts, %d used, expert width %d, %d groups (%d used), %d leading dense layers",
+                           m.file->path().c_str(), c.n_expert, c.n_expert_used, c.n_ff_exp, c.n_expert_groups, c.n_group_used, c.n_layer_dense_lead));
+    }
+}
+
+void arch_load_embeddings(model& m) {
+    const model_config& c = m.config;
+    model_weights& w = m.weights;
+    w.token_embd = arch_tensor(m, "token_embd.weight", {c.n_embd, c.n_vocab}, tensor_use::matrix);
+    w.output_norm = arch_tensor(m, "output_norm.weight", {c.n_embd}, tensor_use::vector);
+    w.output = arch_tensor(m, "output.weight", {c.n_embd, c.n_vocab}, tensor_use::matrix, /*required=*/false);
+    if (!w.output) w.output = w.token_embd;  // tied embeddings
+}
+
+void arch_load_attention(model& m, layer_weights& l, const std::string& p, const attention_layout& a) {
+    const model_config& c = m.config;
+    const int64_t d = c.n_embd, q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
+                  v_dim = int64_t(c.n_head_kv) * c.head_dim_v, o_dim = int64_t(c.n_head) * c.head_dim_v;
+    l.attn_norm = arch_tensor(m, p + "attn_norm.weight", {d}, tensor_use::vector);
+    if (a.fused_qkv) {
+        l.wqkv = arch_tensor(m, p + "attn_qkv.weight", {d, q_dim + k_dim + v_dim}, tensor_use::matrix);
+    } else {
+        l.wq = arch_tensor(m, p + "attn_q.weight", {d, q_dim}, tensor_use::matrix);
+        l.wk = arch_tensor(m, p + "attn_k.weight", {d, k_dim}, tensor_use::matrix);
+        l.wv = arch_tensor(m, p + "attn_v.weight", {d, v_dim}, tensor_use::matrix);
+    }
+    if (a.bias) {
+        l.bq = arch_tensor(m, p + "attn_q.bias", {q_dim}, tensor_use::vector);
+        l.bk = arch_tensor(m, p + "attn_k.bias", {k_dim}, tensor_use::vector);
+        l.bv = arch_tensor(m, p + "attn_v.bias", {v_dim}, tensor_use::vector);
+    }
+    if (a.norm != qk_norm::none) {
+        const bool per_head = a.norm == qk_norm::per_head;
+        l.attn_q_norm = arch_tensor(m, p + "attn_q_norm.weight", {per_head ? c.head_dim_k : q_dim}, tensor_use::vector);
+        l.attn_k_norm = arch_tensor(m, p + "attn_k_norm.weight", {per_head ? c.head_dim_k : k_dim}, tensor_use::vector);
+    }
+    l.wo = arch_tensor(m, p + "attn_output.weight", {o_dim, d}, tensor_use::matrix);
+}
+
+void arch_load_dense_ffn(model& m, layer_weights& l, const std::string& p, int64_t n_ff) {
+    const int64_t d = m.config.n_embd;
+    if (n_ff <= 0) throw error(error_code::bad_format, format("model: %s: feed_forward_length is missing or zero", m.file->path().c_str()));
+    l.ffn_norm = arch_tensor(m, p + "ffn_norm.weight", {d}, tensor_use::vector);
+    l.ffn_gate = arch_tensor(m, p + "ffn_gate.weight", {d, n_ff}, tensor_use::matrix);
+    l.ffn_up = arch_tensor(m, p + "ffn_up.weight", {d, n_ff}, tensor_use::matrix);
+    l.ffn_down = arch_tensor(m, p + "ffn_down.weight", {n_ff, d}, tensor_use::matrix);
+}
+
+void arch_load_moe_ffn(model& m, layer_weights& l, const std::string& p) {
+    const model_config& c = m.config;
+    const int64_t d = c.n_embd, ne = c.n_expert, ff = c.n_ff_exp;
+    l.ffn_norm = arch_tensor(m, p + "ffn_norm.weight", {d}, tensor_use::vector);
+    l.ffn_gate_inp = arch_tensor(m, p + "ffn_gate_inp.weight", {d, ne}, tensor_use::matrix);
+    l.ffn_exp_probs_b = arch_tensor(m, p + "exp_probs_b.bias", {ne}, tensor_use::vector, /*required=*/false);
+    l.ffn_gate_exps = arch_tensor(m, p + "ffn_gate_exps.weight", {d, ff, ne}, tensor_use::matrix);
+    l.ffn_up_exps = arch_tensor(m, p + "ffn_up_exps.weight", {d, ff, ne}, tensor_use::matrix);
+    l.ffn_down_exps = arch_tensor(m, p + "ffn_down_exps.weight", {ff, d, ne}, tensor_use::matrix);
+}
+
+void arch_load_shared_expert(model& m, layer_weights& l, const std::string& p, int64_t n_ff_shexp, bool with_gate) {
+    const int64_t d = m.config.n_embd;
+    l.ffn_gate_shexp = arch_tensor(m, p + "ffn_gate_shexp.weight", {d, n_ff_shexp}, tensor_use::matrix);
+    l.ffn_up_shexp = arch_tensor(m, p + "ffn_up_shexp.weight", {d, n_ff_shexp}, tensor_use::matrix);
+    l.ffn_down_shexp = arch_tensor(m, p + "ffn_down_shexp.weight", {n_ff_shexp, d}, tensor_use::matrix);
+    if (with_gate) l.ffn_gate_inp_shexp = arch_tensor(m, p + "ffn_gate_inp_shexp.weight", {d}, tensor_use::vector);
 }
 
 }  // namespace moerun

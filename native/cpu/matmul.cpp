@@ -6,42 +6,79 @@
 
 namespace moerun {
 
-void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch) {
-    const int64_t k = w.ne[0];
-    const int64_t n = w.ne[1];
+namespace {
+
+// Converts the m activation rows to the weights' dot type (F32 weights use x as is) and returns
+// the converted rows and their stride in bytes.
+std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const type_traits& wt, const float* x, int64_t m, int64_t k,
+                                                      std::vector<uint8_t>& scratch) {
+    if (wt.vec_dot_type == tensor_type::F32) return {reinterpret_cast<const uint8_t*>(x), size_t(k) * sizeof(float)};
+    const type_traits& at = type_traits_of(wt.vec_dot_type);
+    const size_t row = row_size(wt.vec_dot_type, k);
+    scratch.resize(row * size_t(m));
+    pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * row, k);
+    });
+    return {scratch.data(), row};
+}
+
+const type_traits& dot_traits(const tensor& w) {
     const type_traits& wt = type_traits_of(w.type);
     if (!wt.vec_dot) {
         throw error(error_code::unsupported, format("matmul: tensor '%s' has type %s, which has no dot-product kernel",
                                                     w.name ? w.name->c_str() : "?", tensor_type_name(w.type)));
     }
-    // Activations in the weight's dot type. F32 weights use x directly.
-    const void* xq = x;
-    size_t xq_row = size_t(k) * sizeof(float);
-    if (wt.vec_dot_type != tensor_type::F32) {
-        const type_traits& at = type_traits_of(wt.vec_dot_type);
-        xq_row = row_size(wt.vec_dot_type, k);
-        scratch.resize(xq_row * size_t(m));
-        pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * xq_row, k);
-        });
-        xq = scratch.data();
-    }
-    const uint8_t* xb = static_cast<const uint8_t*>(xq);
-    const size_t w_row = w.row_bytes();
-    const uint8_t* wb = static_cast<const uint8_t*>(w.data);
-    // Threads take contiguous blocks of output rows; within a block, a few weight rows are reused
-    // across all m activation rows while they are hot in cache.
+    return wt;
+}
+
+// y_j = x . w_j^T for `count` weights of the same shape and type, threaded over the combined
+// output rows. Threads take contiguous blocks of rows; within a block, a few weight rows are
+// reused across all m activation rows while they are hot in cache.
+void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, int count, const float* x, int64_t m,
+                  std::vector<uint8_t>& scratch) {
+    const tensor& w0 = *ws[0];
+    const int64_t k = w0.ne[0], n = w0.ne[1];
+    const type_traits& wt = dot_traits(w0);
+    const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    const size_t w_row = w0.row_bytes();
     constexpr int64_t k_row_tile = 16;
-    pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t r0 = begin; r0 < end; r0 += k_row_tile) {
-            const int64_t r1 = std::min(end, r0 + k_row_tile);
+    pool.parallel_for(n * count, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t r0 = begin; r0 < end;) {
+            const int j = int(r0 / n);  // which weight; a tile never crosses into the next one
+            const int64_t r1 = std::min({end, r0 + k_row_tile, int64_t(j + 1) * n});
+            const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
+            float* y = ys[j];
             for (int64_t i = 0; i < m; ++i) {
                 const uint8_t* xi = xb + size_t(i) * xq_row;
                 float* yi = y + i * n;
-                for (int64_t r = r0; r < r1; ++r) wt.vec_dot(k, &yi[r], wb + size_t(r) * w_row, xi);
+                for (int64_t r = r0; r < r1; ++r) {
+                    const int64_t rr = r - int64_t(j) * n;
+                    wt.vec_dot(k, &yi[rr], wb + size_t(rr) * w_row, xi);
+                }
             }
+            r0 = r1;
         }
     });
+}
+
+}  // namespace
+
+void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch) {
+    const tensor* ws[] = {&w};
+    float* ys[] = {y};
+    matmul_multi(pool, ws, ys, 1, x, m, scratch);
+}
+
+void matmul_pair(thread_pool& pool, const tensor& w1, const tensor& w2, const float* x, int64_t m, float* y1, float* y2,
+                 std::vector<uint8_t>& scratch) {
+    if (w1.type != w2.type || w1.ne[0] != w2.ne[0] || w1.ne[1] != w2.ne[1]) {
+        matmul(pool, w1, x, m, y1, scratch);  // mixed types (e.g. a Q4_K_M file): two passes
+        matmul(pool, w2, x, m, y2, scratch);
+        return;
+    }
+    const tensor* ws[] = {&w1, &w2};
+    float* ys[] = {y1, y2};
+    matmul_multi(pool, ws, ys, 2, x, m, scratch);
 }
 
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {

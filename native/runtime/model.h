@@ -21,6 +21,11 @@ enum class rope_kind {
     neox,    // rotate halves (x[i], x[i + n_rot/2]): qwen2, qwen3moe, ...
 };
 
+enum class expert_gating {
+    softmax,  // probabilities = softmax over all experts
+    sigmoid,  // probabilities = sigmoid of each router logit (DeepSeek V3, Ling 2.0)
+};
+
 struct model_config {
     std::string architecture;  // GGUF general.architecture
     int n_layer = 0;
@@ -40,22 +45,49 @@ struct model_config {
     float rope_freq_base = 10000.0f;
     float rope_freq_scale = 1.0f;  // 1 / linear scaling factor
 
-    // Mixture of experts (0 = dense)
+    // Mixture of experts (n_expert = 0: dense). Layers below n_layer_dense_lead use the dense FFN.
     int n_expert = 0;
     int n_expert_used = 0;
+    int n_ff_exp = 0;              // hidden size of one routed expert
+    int n_layer_dense_lead = 0;
+    expert_gating gating = expert_gating::softmax;
+    bool expert_weights_norm = false;  // renormalize the selected experts' weights to sum 1
+    float expert_weights_scale = 1.0f;
+    int n_expert_groups = 1;       // group-limited top-k: pick n_group_used groups (by the sum of
+    int n_group_used = 1;          // each group's top-2 scores), then top-k experts inside them
 };
 
 struct layer_weights {
     tensor attn_norm;  // (n_embd)
-    tensor wq;         // (n_embd, n_head * head_dim_k)
-    tensor wk;         // (n_embd, n_head_kv * head_dim_k)
-    tensor wv;         // (n_embd, n_head_kv * head_dim_v)
+    tensor wqkv;       // fused (n_embd, q_dim + k_dim + v_dim), or the three below
+    tensor wq;         // (n_embd, q_dim = n_head * head_dim_k)
+    tensor wk;         // (n_embd, k_dim = n_head_kv * head_dim_k)
+    tensor wv;         // (n_embd, v_dim = n_head_kv * head_dim_v)
+    tensor bq, bk, bv;  // optional biases (qwen2): (q_dim), (k_dim), (v_dim)
+    tensor attn_q_norm;  // optional RMSNorm of queries: (head_dim_k) per head, or (q_dim) whole
+    tensor attn_k_norm;  // optional RMSNorm of keys: (head_dim_k) per head, or (k_dim) whole
     tensor wo;         // (n_head * head_dim_v, n_embd)
-    tensor bq, bk, bv;  // optional biases (qwen2): (n_head * head_dim_k) ...
     tensor ffn_norm;   // (n_embd)
+
+    // Dense FFN (SwiGLU)
     tensor ffn_gate;   // (n_embd, n_ff)
     tensor ffn_up;     // (n_embd, n_ff)
     tensor ffn_down;   // (n_ff, n_embd)
+
+    // Routed experts (present on MoE layers)
+    tensor ffn_gate_inp;     // router: (n_embd, n_expert)
+    tensor ffn_exp_probs_b;  // optional selection bias: (n_expert), added for top-k choice only
+    tensor ffn_gate_exps;    // (n_embd, n_ff_exp, n_expert)
+    tensor ffn_up_exps;      // (n_embd, n_ff_exp, n_expert)
+    tensor ffn_down_exps;    // (n_ff_exp, n_embd, n_expert)
+
+    // Shared expert(s), always on (all shared experts fused into one FFN of width n_ff_shexp)
+    tensor ffn_gate_shexp;      // (n_embd, n_ff_shexp)
+    tensor ffn_up_shexp;        // (n_embd, n_ff_shexp)
+    tensor ffn_down_shexp;      // (n_ff_shexp, n_embd)
+    tensor ffn_gate_inp_shexp;  // optional scalar gate: (n_embd); output *= sigmoid(gate . x) (qwen2moe)
+
+    bool is_moe() const { return bool(ffn_gate_inp); }
 };
 
 struct model_weights {

@@ -7,6 +7,7 @@
 
 #include "../cpu/matmul.h"
 #include "error.h"
+#include "ffn.h"
 #include "ops.h"
 
 namespace moerun {
@@ -101,8 +102,6 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     k_.resize(nt * size_t(k_dim));
     v_.resize(nt * size_t(v_dim));
     attn_out_.resize(nt * size_t(o_dim));
-    gate_.resize(nt * size_t(c.n_ff));
-    up_.resize(nt * size_t(c.n_ff));
     tmp_.resize(nt * size_t(d));
 
     auto check_abort = [&] {
@@ -118,17 +117,16 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
 
         // ---- attention ----
         rms_norm_rows(x_.data(), static_cast<const float*>(l.attn_norm.data), h_.data(), n, d, c.norm_eps);
-        matmul(pool, l.wq, h_.data(), n, q_.data(), quant_scratch_);
-        matmul(pool, l.wk, h_.data(), n, k_.data(), quant_scratch_);
-        matmul(pool, l.wv, h_.data(), n, v_.data(), quant_scratch_);
+        project_qkv(l, n);
         for (int i = 0; i < n; ++i) {
-            rope_apply(q_.data() + size_t(i) * size_t(q_dim), c.n_head, c.head_dim_k, c.n_rot, pos0 + i, c);
-            rope_apply(k_.data() + size_t(i) * size_t(k_dim), c.n_head_kv, c.head_dim_k, c.n_rot, pos0 + i, c);
+            float* qi = q_.data() + size_t(i) * size_t(q_dim);
+            float* ki = k_.data() + size_t(i) * size_t(k_dim);
+            rope_apply(qi, c.n_head, c.head_dim_k, c.n_rot, pos0 + i, c);
+            rope_apply(ki, c.n_head_kv, c.head_dim_k, c.n_rot, pos0 + i, c);
             // Store this token's keys and values in the cache, one row per KV head.
             for (int hk = 0; hk < c.n_head_kv; ++hk) {
                 const size_t slot = size_t(pos0 + i) * size_t(c.n_head_kv) + size_t(hk);
-                kv.from_float(k_.data() + size_t(i) * size_t(k_dim) + size_t(hk) * size_t(c.head_dim_k),
-                              k_cache_[size_t(il)].data() + slot * k_row_bytes_, c.head_dim_k);
+                kv.from_float(ki + size_t(hk) * size_t(c.head_dim_k), k_cache_[size_t(il)].data() + slot * k_row_bytes_, c.head_dim_k);
                 kv.from_float(v_.data() + size_t(i) * size_t(v_dim) + size_t(hk) * size_t(c.head_dim_v),
                               v_cache_[size_t(il)].data() + slot * v_row_bytes_, c.head_dim_v);
             }
@@ -137,12 +135,13 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
         matmul(pool, l.wo, attn_out_.data(), n, tmp_.data(), quant_scratch_);
         for (size_t i = 0; i < nt * size_t(d); ++i) x_[i] += tmp_[i];
 
-        // ---- feed-forward (SwiGLU) ----
+        // ---- feed-forward: dense SwiGLU or mixture of experts ----
         rms_norm_rows(x_.data(), static_cast<const float*>(l.ffn_norm.data), h_.data(), n, d, c.norm_eps);
-        matmul(pool, l.ffn_gate, h_.data(), n, gate_.data(), quant_scratch_);
-        matmul(pool, l.ffn_up, h_.data(), n, up_.data(), quant_scratch_);
-        swiglu(gate_.data(), up_.data(), int64_t(nt) * c.n_ff);
-        matmul(pool, l.ffn_down, gate_.data(), n, tmp_.data(), quant_scratch_);
+        if (l.is_moe()) {
+            ffn_moe(pool, c, l, h_.data(), n, tmp_.data(), ffn_);
+        } else {
+            ffn_dense(pool, l.ffn_gate, l.ffn_up, l.ffn_down, h_.data(), n, c.n_embd, tmp_.data(), ffn_);
+        }
         for (size_t i = 0; i < nt * size_t(d); ++i) x_[i] += tmp_[i];
     }
     check_abort();
@@ -152,6 +151,46 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     const int rows = n - first;
     rms_norm_rows(x_.data() + size_t(first) * size_t(d), static_cast<const float*>(w.output_norm.data), h_.data(), rows, d, c.norm_eps);
     matmul(pool, w.output, h_.data(), rows, logits_out, quant_scratch_);
+}
+
+// q_, k_, v_ (n rows each) = projections of h_, with optional bias and Q/K RMSNorm.
+void session::project_qkv(const layer_weights& l, int n) {
+    const model_config& c = model_->config;
+    thread_pool& pool = *model_->pool;
+    const size_t q_dim = size_t(c.n_head) * size_t(c.head_dim_k), k_dim = size_t(c.n_head_kv) * size_t(c.head_dim_k),
+                 v_dim = size_t(c.n_head_kv) * size_t(c.head_dim_v);
+    if (l.wqkv) {
+        const size_t row = q_dim + k_dim + v_dim;
+        qkv_.resize(size_t(n) * row);
+        matmul(pool, l.wqkv, h_.data(), n, qkv_.data(), quant_scratch_);
+        for (int i = 0; i < n; ++i) {
+            const float* r = qkv_.data() + size_t(i) * row;
+            std::copy_n(r, q_dim, q_.data() + size_t(i) * q_dim);
+            std::copy_n(r + q_dim, k_dim, k_.data() + size_t(i) * k_dim);
+            std::copy_n(r + q_dim + k_dim, v_dim, v_.data() + size_t(i) * v_dim);
+        }
+    } else {
+        matmul(pool, l.wq, h_.data(), n, q_.data(), quant_scratch_);
+        matmul(pool, l.wk, h_.data(), n, k_.data(), quant_scratch_);
+        matmul(pool, l.wv, h_.data(), n, v_.data(), quant_scratch_);
+    }
+    auto add_bias = [n](const tensor& b, float* y, size_t dim) {
+        if (!b) return;
+        const float* bv = static_cast<const float*>(b.data);
+        for (int i = 0; i < n; ++i)
+            for (size_t j = 0; j < dim; ++j) y[size_t(i) * dim + j] += bv[j];
+    };
+    add_bias(l.bq, q_.data(), q_dim);
+    add_bias(l.bk, k_.data(), k_dim);
+    add_bias(l.bv, v_.data(), v_dim);
+    // Q/K norm: per head when the weight has head_dim elements, else over the whole projection.
+    auto norm = [&](const tensor& w, float* y, size_t dim) {
+        if (!w) return;
+        const int64_t len = w.ne[0];
+        rms_norm_rows(y, static_cast<const float*>(w.data), y, int64_t(n) * int64_t(dim) / len, len, c.norm_eps);
+    };
+    norm(l.attn_q_norm, q_.data(), q_dim);
+    norm(l.attn_k_norm, k_.data(), k_dim);
 }
 
 // Causal attention of n new tokens (queries q: n x n_head x head_dim_k) over the cache positions

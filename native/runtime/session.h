@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "ffn.h"
 #include "model.h"
 
 namespace moerun {
@@ -39,6 +40,7 @@ public:
 private:
     void forward_batch(const int32_t* tokens, int n, int pos0, logits_mode mode, float* logits_out,
                        const std::atomic<bool>* abort);
+    void project_qkv(const layer_weights& l, int n);
     void attention(int il, int n, int pos0, const float* q, float* out);
 
     std::shared_ptr<model> model_;
@@ -49,8 +51,9 @@ private:
     std::vector<std::vector<uint8_t>> v_cache_;  // per layer: (n_ctx, n_head_kv, head_dim_v) in kv_type
 
     // Scratch, sized for n_batch tokens.
-    std::vector<float> x_, h_, q_, k_, v_, attn_out_, gate_, up_, tmp_;
+    std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_out_, tmp_;
     std::vector<uint8_t> quant_scratch_;
+    ffn_scratch ffn_;
     std::vector<std::vector<float>> thread_scratch_;  // per thread: scores + dequantized K/V rows
 };
 

@@ -1,0 +1,155 @@
+#include "ffn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "../cpu/matmul.h"
+#include "ops.h"
+
+namespace moerun {
+
+void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const tensor& down, const float* x, int n,
+               int n_embd, float* out, ffn_scratch& s) {
+    const int64_t n_ff = gate.ne[1];
+    s.gate.resize(size_t(n) * size_t(n_ff));
+    s.up.resize(size_t(n) * size_t(n_ff));
+    matmul_pair(pool, gate, up, x, n, s.gate.data(), s.up.data(), s.quant);
+    swiglu(s.gate.data(), s.up.data(), int64_t(n) * n_ff);
+    matmul(pool, down, s.gate.data(), n, out, s.quant);
+    (void)n_embd;
+}
+
+namespace {
+
+// Chooses n_expert_used experts for one token and their combine weights.
+//   probs: (n_expert) router probabilities; bias: optional selection bias.
+void route_token(const model_config& c, const float* probs, const float* bias, int32_t* selected, float* weights,
+                 std::vector<float>& score) {
+    const int n_expert = c.n_expert;
+    score.assign(probs, probs + n_expert);
+    if (bias) {
+        for (int e = 0; e < n_expert; ++e) score[size_t(e)] += bias[e];
+    }
+    // Group-limited routing: rank groups by the sum of their two best scores, keep the best
+    // n_group_used groups, and mask the experts of the others.
+    if (c.n_expert_groups > 1) {
+        const int per_group = n_expert / c.n_expert_groups;
+        std::vector<std::pair<float, int>> groups(size_t(c.n_expert_groups));
+        for (int g = 0; g < c.n_expert_groups; ++g) {
+            float best = -std::numeric_limits<float>::infinity(), second = best;
+            for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
+                const float v = score[size_t(e)];
+                if (v > best) { second = best; best = v; }
+                else if (v > second) second = v;
+            }
+            groups[size_t(g)] = {per_group > 1 ? best + second : best, g};
+        }
+        std::partial_sort(groups.begin(), groups.begin() + c.n_group_used, groups.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        std::vector<char> keep(size_t(c.n_expert_groups), 0);
+        for (int i = 0; i < c.n_group_used; ++i) keep[size_t(groups[size_t(i)].second)] = 1;
+        for (int e = 0; e < n_expert; ++e) {
+            if (!keep[size_t(e / per_group)]) score[size_t(e)] = -std::numeric_limits<float>::infinity();
+        }
+    }
+    std::vector<int32_t> order(static_cast<size_t>(n_expert));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + c.n_expert_used, order.end(), [&](int32_t a, int32_t b) {
+        return score[size_t(a)] > score[size_t(b)] || (score[size_t(a)] == score[size_t(b)] && a < b);
+    });
+    float sum = 0;
+    for (int k = 0; k < c.n_expert_used; ++k) {
+        selected[k] = order[size_t(k)];
+        weights[k] = probs[order[size_t(k)]];  // the unbiased probability weighs the output
+        sum += weights[k];
+    }
+    if (c.expert_weights_norm) {
+        const float denom = std::max(sum, 6.103515625e-5f);  // smallest normal f16, as llama.cpp clamps
+        for (int k = 0; k < c.n_expert_used; ++k) weights[k] /= denom;
+    }
+    if (c.expert_weights_scale != 0.0f && c.expert_weights_scale != 1.0f) {
+        for (int k = 0; k < c.n_expert_used; ++k) weights[k] *= c.expert_weights_scale;
+    }
+}
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
+             ffn_scratch& s) {
+    const int d = c.n_embd, n_used = c.n_expert_used, n_expert = c.n_expert;
+    const int64_t n_ff = c.n_ff_exp;
+
+    // ---- route ----
+    s.router.resize(size_t(n) * size_t(n_expert));
+    matmul(pool, l.ffn_gate_inp, x, n, s.router.data(), s.quant);
+    s.selected.resize(size_t(n) * size_t(n_used));
+    s.weights.resize(size_t(n) * size_t(n_used));
+    const float* bias = l.ffn_exp_probs_b ? static_cast<const float*>(l.ffn_exp_probs_b.data) : nullptr;
+    std::vector<float> score;
+    for (int t = 0; t < n; ++t) {
+        float* p = s.router.data() + size_t(t) * size_t(n_expert);
+        if (c.gating == expert_gating::softmax) {
+            softmax(p, n_expert);
+        } else {
+            for (int e = 0; e < n_expert; ++e) p[e] = sigmoid(p[e]);
+        }
+        route_token(c, p, bias, s.selected.data() + size_t(t) * size_t(n_used), s.weights.data() + size_t(t) * size_t(n_used), score);
+    }
+
+    // ---- run each active expert once over its tokens ----
+    // (token, slot) pairs per expert, in token order.
+    std::vector<std::vector<int32_t>> routed(static_cast<size_t>(n_expert));
+    for (int t = 0; t < n; ++t) {
+        for (int k = 0; k < n_used; ++k) routed[size_t(s.selected[size_t(t) * size_t(n_used) + size_t(k)])].push_back(t * n_used + k);
+    }
+    s.expert_out.resize(size_t(n) * size_t(n_used) * size_t(d));
+    for (int e = 0; e < n_expert; ++e) {
+        const auto& pairs = routed[size_t(e)];
+        const int m = int(pairs.size());
+        if (m == 0) continue;
+        s.xe.resize(size_t(m) * size_t(d));
+        for (int i = 0; i < m; ++i) std::copy_n(x + size_t(pairs[size_t(i)] / n_used) * size_t(d), d, s.xe.data() + size_t(i) * size_t(d));
+        s.gate.resize(size_t(m) * size_t(n_ff));
+        s.up.resize(size_t(m) * size_t(n_ff));
+        matmul_pair(pool, l.ffn_gate_exps.expert(e), l.ffn_up_exps.expert(e), s.xe.data(), m, s.gate.data(), s.up.data(), s.quant);
+        swiglu(s.gate.data(), s.up.data(), int64_t(m) * n_ff);
+        s.ye.resize(size_t(m) * size_t(d));
+        matmul(pool, l.ffn_down_exps.expert(e), s.gate.data(), m, s.ye.data(), s.quant);
+        for (int i = 0; i < m; ++i) std::copy_n(s.ye.data() + size_t(i) * size_t(d), d, s.expert_out.data() + size_t(pairs[size_t(i)]) * size_t(d));
+    }
+
+    // ---- combine, slot by slot (the order llama.cpp adds them) ----
+    for (int t = 0; t < n; ++t) {
+        float* o = out + size_t(t) * size_t(d);
+        const float* w = s.weights.data() + size_t(t) * size_t(n_used);
+        const float* eo = s.expert_out.data() + size_t(t) * size_t(n_used) * size_t(d);
+        for (int i = 0; i < d; ++i) o[i] = eo[i] * w[0];
+        for (int k = 1; k < n_used; ++k) {
+            for (int i = 0; i < d; ++i) o[i] += eo[size_t(k) * size_t(d) + size_t(i)] * w[k];
+        }
+    }
+
+    // ---- shared expert ----
+    if (l.ffn_up_shexp) {
+        s.shared.resize(size_t(n) * size_t(d));
+        ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s);
+        if (l.ffn_gate_inp_shexp) {
+            // A real sigmoid (llama.cpp computes silu(g)/g, which is NaN at exactly g = 0).
+            const float* gw = static_cast<const float*>(l.ffn_gate_inp_shexp.data);
+            for (int t = 0; t < n; ++t) {
+                const float* xt = x + size_t(t) * size_t(d);
+                float g = 0;
+                for (int i = 0; i < d; ++i) g += gw[i] * xt[i];
+                const float gate = sigmoid(g);
+                for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
+            }
+        }
+        for (size_t i = 0; i < size_t(n) * size_t(d); ++i) out[i] += s.shared[i];
+    }
+}
+
+}  // namespace moerun

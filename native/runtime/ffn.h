@@ -1,0 +1,37 @@
+// Feed-forward blocks: the dense SwiGLU FFN and the grouped Mixture-of-Experts FFN.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model.h"
+
+namespace moerun {
+
+// Scratch reused across layers and calls (grows to the largest batch seen).
+struct ffn_scratch {
+    std::vector<float> gate, up;          // (m, n_ff) activations of one FFN call
+    std::vector<float> router;            // (n, n_expert) router logits, then probabilities
+    std::vector<int32_t> selected;        // (n, n_expert_used) expert ids per token
+    std::vector<float> weights;           // (n, n_expert_used) combine weights per token
+    std::vector<float> xe, ye;            // gathered inputs / outputs of one expert's tokens
+    std::vector<float> expert_out;        // (n, n_expert_used, n_embd) per-slot outputs, summed in slot order
+    std::vector<float> shared;            // (n, n_embd) shared-expert output
+    std::vector<uint8_t> quant;           // activations converted to the weights' dot type
+};
+
+// out (n x n_embd) = SwiGLU FFN of x with (gate, up, down).
+void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const tensor& down, const float* x, int n,
+               int n_embd, float* out, ffn_scratch& s);
+
+// out (n x n_embd) = routed experts (+ shared expert) of x for one MoE layer.
+//   route: router logits -> softmax|sigmoid probabilities -> (+ selection bias) -> optional
+//          group-limited top-k -> top-k -> weights = probabilities of the chosen (normalized,
+//          scaled);
+//   run:   tokens are grouped by expert and each expert runs once over its tokens (gate and up
+//          fused), so a prompt batch costs one matrix-matrix product per active expert;
+//   combine: out[t] = sum over slots k of weight[t,k] * expert_out[t,k] (+ shared expert).
+void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
+             ffn_scratch& s);
+
+}  // namespace moerun
