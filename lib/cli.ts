@@ -3,11 +3,13 @@
  * The `moerun` command line.
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
  *   moerun info PATH
+ *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
  */
 import { parseArgs } from 'node:util';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
+import { describeQuantizeType, quantize, quantizeTypes, type QuantizeType } from './quantize.js';
 import { bundledModelPath } from './system.js';
 
 const usage = `Usage:
@@ -16,6 +18,10 @@ const usage = `Usage:
       runs the bundled TinyStories 260K model.
   moerun info PATH
       Prints a GGUF file's architecture, metadata and tensors.
+  moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
+      Re-encodes the weights as TYPE: a block type (every quantizable tensor gets it) or one of
+      llama.cpp's mixes Q4_K_M, Q5_K_M, Q6_K. Routers, norms and 1-D tensors are copied.
+      TYPE: ${quantizeTypes.join(', ')}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -25,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return run(rest);
     case 'info':
       return info(rest);
+    case 'quantize':
+      return quantizeCommand(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -133,6 +141,60 @@ async function info(args: string[]): Promise<number> {
   for (const t of gguf.tensors) out.push(`  ${t.name.padEnd(40)} ${t.type.padEnd(8)} [${t.shape.join(', ')}]`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;
+}
+
+async function quantizeCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { threads: { type: 'string', short: 't' } } });
+  if (positionals.length !== 3) {
+    process.stderr.write(`moerun quantize: expected IN.gguf OUT.gguf TYPE\n\n${usage}`);
+    return 2;
+  }
+  const [inPath, outPath, typeArg] = positionals as [string, string, string];
+  const type = describeQuantizeType(typeArg) as QuantizeType;
+  const threads = parseNumber('threads', values.threads);
+  // Ctrl-C aborts at the next slab; the writer then removes its temp file, so no half file remains.
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  const tty = process.stderr.isTTY;
+  let lastDraw = 0;
+  const draw = (fraction: number, name: string): void => {
+    const now = Date.now();
+    if (!tty || (now - lastDraw < 100 && fraction < 1)) return;
+    lastDraw = now;
+    const width = 30;
+    const filled = Math.round(fraction * width);
+    const label = name.length > 32 ? `${name.slice(0, 29)}...` : name;
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(1).padStart(5)}% ${label.padEnd(32)}`);
+  };
+  const started = Date.now();
+  try {
+    const result = await quantize(inPath, outPath, type, {
+      ...(threads === undefined ? {} : { threads }),
+      onProgress: draw,
+      signal: controller.signal,
+    });
+    if (tty) process.stderr.write('\n');
+    const byType = new Map<string, number>();
+    for (const t of result.tensors) byType.set(t.type, (byType.get(t.type) ?? 0) + 1);
+    const mib = (n: number): string => (n / 2 ** 20).toFixed(2);
+    const fallbacks = result.tensors.filter((t) => t.fallback).length;
+    process.stdout.write(
+      `${outPath}: ${mib(result.sourceBytes)} MiB -> ${mib(result.bytes)} MiB of tensor data in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+        `file type ${result.fileType}; tensors: ${[...byType].map(([t, n]) => `${n} ${t}`).join(', ')}` +
+        `${fallbacks > 0 ? `; ${fallbacks} fell back (rows not a multiple of the block size)` : ''}\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (tty) process.stderr.write('\n');
+    if (err instanceof MoerunError && err.code === 'ERR_ABORTED') {
+      process.stderr.write('moerun quantize: interrupted; no output file was written\n');
+      return 130;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -24,3 +24,4 @@ export {
   type KvCacheType,
 } from './session.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
+export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
