@@ -33,6 +33,9 @@ tensor arch_tensor(const model& m, const std::string& name, std::initializer_lis
 // Hyper-parameters every transformer has (block count, sizes, heads, norm eps, RoPE), read with
 // llama.cpp's defaults.
 void arch_read_common_hparams(model& m);
+// YaRN constants from rope.scaling.* (llama.cpp's cparams): ramp dims and the cos/sin scale.
+// yarn_log_mul: mscale_all_dim (0 when absent); deepseek_mscale: DeepSeek-V2's mscale rule.
+void arch_setup_yarn(model& m, float yarn_log_mul, bool deepseek_mscale);
 // MoE hyper-parameters (<arch>.expert_count, expert_used_count, expert_feed_forward_length,
 // expert_weights_norm/scale, expert_gating_func, expert_group_count/used_count,
 // leading_dense_block_count); validates them against each other.

@@ -12,6 +12,7 @@ void arch_load_qwen2moe(model& m);
 void arch_load_qwen3moe(model& m);
 void arch_load_olmoe(model& m);
 void arch_load_bailingmoe2(model& m);
+void arch_load_deepseek2(model& m);
 
 const arch_loader* arch_find(std::string_view name) {
     static const arch_loader loaders[] = {
@@ -21,6 +22,7 @@ const arch_loader* arch_find(std::string_view name) {
         {"qwen3moe", arch_load_qwen3moe},
         {"olmoe", arch_load_olmoe},
         {"bailingmoe2", arch_load_bailingmoe2},
+        {"deepseek2", arch_load_deepseek2},
     };
     for (const auto& l : loaders) {
         if (name == l.name) return &l;
@@ -103,6 +105,7 @@ void arch_read_common_hparams(model& m) {
     c.rope_freq_base = arch_get_float_or(m, "rope.freq_base", 10000.0f);
     const float scale = arch_get_float_or(m, "rope.scaling.factor", 0.0f);
     c.rope_freq_scale = scale > 0 ? 1.0f / scale : 1.0f;
+    arch_setup_yarn(m, 0.0f, false);
     if (c.head_dim_k <= 0 || c.head_dim_v <= 0 || c.n_rot <= 0 || c.n_rot > c.head_dim_k || c.n_rot % 2 != 0 || c.n_rot > 512) {
         throw error(error_code::bad_format, format("model: %s: implausible head sizes: key_length %d, value_length %d, rope dims %d",
                                                    m.file->path().c_str(), c.head_dim_k, c.head_dim_v, c.n_rot));
@@ -196,6 +199,37 @@ void arch_load_shared_expert(model& m, layer_weights& l, const std::string& p, i
     l.ffn_up_shexp = arch_tensor(m, p + "ffn_up_shexp.weight", {d, n_ff_shexp}, tensor_use::matrix);
     l.ffn_down_shexp = arch_tensor(m, p + "ffn_down_shexp.weight", {n_ff_shexp, d}, tensor_use::matrix);
     if (with_gate) l.ffn_gate_inp_shexp = arch_tensor(m, p + "ffn_gate_inp_shexp.weight", {d}, tensor_use::vector);
+}
+
+void arch_setup_yarn(model& m, float yarn_log_mul, bool deepseek_mscale) {
+    model_config& c = m.config;
+    const std::string type = m.file->get_string(c.architecture + ".rope.scaling.type").value_or("linear");
+    if (type == "none") c.rope_freq_scale = 1.0f;
+    else if (type != "linear" && type != "yarn") {
+        throw error(error_code::unsupported, format("model: %s: rope.scaling.type '%s' is not supported", m.file->path().c_str(), type.c_str()));
+    }
+    c.rope_ext_factor = type == "yarn" ? 1.0f : 0.0f;
+    const float attn_factor = arch_get_float_or(m, "rope.scaling.attn_factor", 1.0f);
+    c.rope_mscale = attn_factor;
+    if (c.rope_ext_factor == 0.0f) return;
+    auto get_mscale = [](float s, float ms) { return s <= 1.0f ? 1.0f : 0.1f * ms * std::log(s) + 1.0f; };
+    const float factor = 1.0f / c.rope_freq_scale;
+    float mscale;
+    if (yarn_log_mul != 0.0f) {
+        const float ms = deepseek_mscale && yarn_log_mul != 1.0f ? yarn_log_mul : 1.0f;
+        mscale = get_mscale(factor, ms) / get_mscale(factor, yarn_log_mul);
+    } else {
+        mscale = get_mscale(factor, 1.0f);
+    }
+    // ggml's rope multiplies by (1 + 0.1 ln factor) again under YaRN; cancel it here.
+    c.rope_mscale = mscale / (1.0f + 0.1f * std::log(factor)) * attn_factor;
+    const float beta_fast = 32.0f, beta_slow = 1.0f;
+    const int n_ctx_orig = int(arch_get_int_or(m, "rope.scaling.original_context_length", c.n_ctx_train));
+    auto corr_dim = [&](float n_rot_turns) {
+        return float(c.n_rot) * std::log(float(n_ctx_orig) / (n_rot_turns * 2.0f * float(M_PI))) / (2.0f * std::log(c.rope_freq_base));
+    };
+    c.rope_corr_dims[0] = std::max(0.0f, std::floor(corr_dim(beta_fast)));
+    c.rope_corr_dims[1] = std::min(float(c.n_rot - 1), std::ceil(corr_dim(beta_slow)));
 }
 
 }  // namespace moerun

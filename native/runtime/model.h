@@ -43,7 +43,26 @@ struct model_config {
     rope_kind rope_type = rope_kind::normal;
     int n_rot = 0;              // rotated dims per head (<= head_dim_k)
     float rope_freq_base = 10000.0f;
-    float rope_freq_scale = 1.0f;  // 1 / linear scaling factor
+    float rope_freq_scale = 1.0f;  // 1 / rope.scaling.factor (linear or YaRN)
+    // YaRN (rope.scaling.type = yarn): dims below corr_dims[0] extrapolate, above corr_dims[1]
+    // interpolate, with a linear ramp between; cos/sin are scaled by rope_mscale.
+    float rope_ext_factor = 0.0f;  // 1 with YaRN, else 0
+    float rope_mscale = 1.0f;      // llama.cpp's yarn_attn_factor
+    float rope_corr_dims[2] = {0, 0};
+
+    // Attention score scale; 0 = 1/sqrt(head_dim_k).
+    float attn_scale = 0.0f;
+
+    // Multi-head latent attention (deepseek2), absorbed form: the cache holds one latent row per
+    // token, (kv_lora_rank + n_rot): the normalized compressed KV followed by the shared RoPE key.
+    // Queries are absorbed into the latent space with attn_k_b and outputs expanded with attn_v_b.
+    // Then n_head_kv = 1, head_dim_k = kv_lora_rank + n_rot, head_dim_v = kv_lora_rank (V is the
+    // latent part of K, not stored twice).
+    bool mla = false;
+    int q_lora_rank = 0;     // 0 = queries projected directly (V2-Lite)
+    int kv_lora_rank = 0;
+    int head_dim_k_mla = 0;  // per-head query/key size before absorption: nope + n_rot
+    int head_dim_v_mla = 0;  // per-head value size after expansion
 
     // Mixture of experts (n_expert = 0: dense). Layers below n_layer_dense_lead use the dense FFN.
     int n_expert = 0;
@@ -66,7 +85,17 @@ struct layer_weights {
     tensor bq, bk, bv;  // optional biases (qwen2): (q_dim), (k_dim), (v_dim)
     tensor attn_q_norm;  // optional RMSNorm of queries: (head_dim_k) per head, or (q_dim) whole
     tensor attn_k_norm;  // optional RMSNorm of keys: (head_dim_k) per head, or (k_dim) whole
-    tensor wo;         // (n_head * head_dim_v, n_embd)
+    tensor wo;         // (n_head * head_dim_v, n_embd); MLA: (n_head * head_dim_v_mla, n_embd)
+
+    // MLA (deepseek2)
+    tensor wq_a;            // (n_embd, q_lora_rank)
+    tensor attn_q_a_norm;   // (q_lora_rank)
+    tensor wq_b;            // (q_lora_rank, n_head * head_dim_k_mla); or wq (n_embd, same) without q LoRA
+    tensor wkv_a_mqa;       // (n_embd, kv_lora_rank + n_rot)
+    tensor attn_kv_a_norm;  // (kv_lora_rank)
+    tensor wk_b;            // (head_dim_k_mla - n_rot, kv_lora_rank, n_head): query absorption
+    tensor wv_b;            // (kv_lora_rank, head_dim_v_mla, n_head): output expansion
+
     tensor ffn_norm;   // (n_embd)
 
     // Dense FFN (SwiGLU)

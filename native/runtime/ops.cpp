@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace moerun {
@@ -27,9 +28,17 @@ void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const m
     const float theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));
     float theta = float(pos);
     for (int i0 = 0; i0 < n_rot; i0 += 2) {
-        const float t = c.rope_freq_scale * theta;
-        cs[i0] = std::cos(t);
-        cs[i0 + 1] = std::sin(t);
+        const float extrap = theta, interp = c.rope_freq_scale * theta;
+        float t = interp, mscale = c.rope_mscale;
+        if (c.rope_ext_factor != 0.0f) {
+            // YaRN: mix interpolation and extrapolation by a ramp over the dims.
+            const float y = (float(i0 / 2) - c.rope_corr_dims[0]) / std::max(0.001f, c.rope_corr_dims[1] - c.rope_corr_dims[0]);
+            const float ramp = (1.0f - std::min(1.0f, std::max(0.0f, y))) * c.rope_ext_factor;
+            t = interp * (1.0f - ramp) + extrap * ramp;
+            mscale *= 1.0f + 0.1f * std::log(1.0f / c.rope_freq_scale);
+        }
+        cs[i0] = std::cos(t) * mscale;
+        cs[i0 + 1] = std::sin(t) * mscale;
         theta *= theta_scale;
     }
     for (int h = 0; h < n_heads; ++h) {

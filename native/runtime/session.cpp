@@ -31,7 +31,7 @@ session::session(std::shared_ptr<model> m, const session_params& params) : model
                            tensor_type_name(kv), (long long)kt.block_size, c.head_dim_k, c.head_dim_v));
     }
     k_row_bytes_ = row_size(kv, c.head_dim_k);
-    v_row_bytes_ = row_size(kv, c.head_dim_v);
+    v_row_bytes_ = c.mla ? 0 : row_size(kv, c.head_dim_v);  // MLA: V is the latent part of K
     k_cache_.resize(size_t(c.n_layer));
     v_cache_.resize(size_t(c.n_layer));
     try {
@@ -94,7 +94,8 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     thread_pool& pool = *model_->pool;
     const int64_t d = c.n_embd;
     const int64_t q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
-                  v_dim = int64_t(c.n_head_kv) * c.head_dim_v, o_dim = int64_t(c.n_head) * c.head_dim_v;
+                  v_dim = int64_t(c.n_head_kv) * c.head_dim_v,
+                  o_dim = int64_t(c.n_head) * std::max(c.head_dim_v, c.head_dim_v_mla);
     const size_t nt = size_t(n);
     x_.resize(nt * size_t(d));
     h_.resize(nt * size_t(d));
@@ -117,21 +118,25 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
 
         // ---- attention ----
         rms_norm_rows(x_.data(), static_cast<const float*>(l.attn_norm.data), h_.data(), n, d, c.norm_eps);
-        project_qkv(l, n);
-        for (int i = 0; i < n; ++i) {
-            float* qi = q_.data() + size_t(i) * size_t(q_dim);
-            float* ki = k_.data() + size_t(i) * size_t(k_dim);
-            rope_apply(qi, c.n_head, c.head_dim_k, c.n_rot, pos0 + i, c);
-            rope_apply(ki, c.n_head_kv, c.head_dim_k, c.n_rot, pos0 + i, c);
-            // Store this token's keys and values in the cache, one row per KV head.
-            for (int hk = 0; hk < c.n_head_kv; ++hk) {
-                const size_t slot = size_t(pos0 + i) * size_t(c.n_head_kv) + size_t(hk);
-                kv.from_float(ki + size_t(hk) * size_t(c.head_dim_k), k_cache_[size_t(il)].data() + slot * k_row_bytes_, c.head_dim_k);
-                kv.from_float(v_.data() + size_t(i) * size_t(v_dim) + size_t(hk) * size_t(c.head_dim_v),
-                              v_cache_[size_t(il)].data() + slot * v_row_bytes_, c.head_dim_v);
+        if (c.mla) {
+            attention_mla(il, l, n, pos0);
+        } else {
+            project_qkv(l, n);
+            for (int i = 0; i < n; ++i) {
+                float* qi = q_.data() + size_t(i) * size_t(q_dim);
+                float* ki = k_.data() + size_t(i) * size_t(k_dim);
+                rope_apply(qi, c.n_head, c.head_dim_k, c.n_rot, pos0 + i, c);
+                rope_apply(ki, c.n_head_kv, c.head_dim_k, c.n_rot, pos0 + i, c);
+                // Store this token's keys and values in the cache, one row per KV head.
+                for (int hk = 0; hk < c.n_head_kv; ++hk) {
+                    const size_t slot = size_t(pos0 + i) * size_t(c.n_head_kv) + size_t(hk);
+                    kv.from_float(ki + size_t(hk) * size_t(c.head_dim_k), k_cache_[size_t(il)].data() + slot * k_row_bytes_, c.head_dim_k);
+                    kv.from_float(v_.data() + size_t(i) * size_t(v_dim) + size_t(hk) * size_t(c.head_dim_v),
+                                  v_cache_[size_t(il)].data() + slot * v_row_bytes_, c.head_dim_v);
+                }
             }
+            attention(il, n, pos0, q_.data(), attn_out_.data());
         }
-        attention(il, n, pos0, q_.data(), attn_out_.data());
         matmul(pool, l.wo, attn_out_.data(), n, tmp_.data(), quant_scratch_);
         for (size_t i = 0; i < nt * size_t(d); ++i) x_[i] += tmp_[i];
 
@@ -193,6 +198,63 @@ void session::project_qkv(const layer_weights& l, int n) {
     norm(l.attn_k_norm, k_.data(), k_dim);
 }
 
+// Multi-head latent attention, absorbed form (see model_config::mla). Writes attn_out_:
+// (n, n_head * head_dim_v_mla).
+void session::attention_mla(int il, const layer_weights& l, int n, int pos0) {
+    const model_config& c = model_->config;
+    thread_pool& pool = *model_->pool;
+    const type_traits& kv = type_traits_of(params_.kv_type);
+    const int n_head = c.n_head, rope = c.n_rot, lora = c.kv_lora_rank, k_mla = c.head_dim_k_mla, nope = k_mla - rope;
+    const size_t nt = size_t(n), row = size_t(lora + rope);
+
+    // Queries: (n, n_head, k_mla), through the optional low-rank bottleneck.
+    mla_q_.resize(nt * size_t(n_head) * size_t(k_mla));
+    if (l.wq_a) {
+        mla_tmp_.resize(nt * size_t(c.q_lora_rank));
+        matmul(pool, l.wq_a, h_.data(), n, mla_tmp_.data(), quant_scratch_);
+        rms_norm_rows(mla_tmp_.data(), static_cast<const float*>(l.attn_q_a_norm.data), mla_tmp_.data(), n, c.q_lora_rank, c.norm_eps);
+        matmul(pool, l.wq_b, mla_tmp_.data(), n, mla_q_.data(), quant_scratch_);
+    } else {
+        matmul(pool, l.wq, h_.data(), n, mla_q_.data(), quant_scratch_);
+    }
+    // Latent KV: (n, lora + rope) = [RMSNorm(compressed KV), RoPE(shared key)], cached as is.
+    mla_kv_.resize(nt * row);
+    matmul(pool, l.wkv_a_mqa, h_.data(), n, mla_kv_.data(), quant_scratch_);
+    for (int i = 0; i < n; ++i) {
+        float* r = mla_kv_.data() + size_t(i) * row;
+        rms_norm_rows(r, static_cast<const float*>(l.attn_kv_a_norm.data), r, 1, lora, c.norm_eps);
+        rope_apply(r + lora, 1, rope, rope, pos0 + i, c);
+        kv.from_float(r, k_cache_[size_t(il)].data() + size_t(pos0 + i) * k_row_bytes_, int64_t(row));
+    }
+    // Absorbed queries q_: (n, n_head, lora + rope) = [wk_b[h] . q_nope, RoPE(q_pe)].
+    q_.resize(nt * size_t(n_head) * row);
+    mla_nope_.resize(nt * size_t(nope));
+    mla_tmp_.resize(nt * size_t(lora));
+    for (int h = 0; h < n_head; ++h) {
+        for (int i = 0; i < n; ++i) {
+            const float* qh = mla_q_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * size_t(k_mla);
+            std::copy_n(qh, nope, mla_nope_.data() + size_t(i) * size_t(nope));
+            float* dst = q_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * row;
+            std::copy_n(qh + nope, rope, dst + lora);
+            rope_apply(dst + lora, 1, rope, rope, pos0 + i, c);
+        }
+        matmul(pool, l.wk_b.expert(h), mla_nope_.data(), n, mla_tmp_.data(), quant_scratch_);
+        for (int i = 0; i < n; ++i) std::copy_n(mla_tmp_.data() + size_t(i) * size_t(lora), lora, q_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * row);
+    }
+    // Attention in the latent space (one KV head): latent_ = (n, n_head, lora).
+    mla_latent_.resize(nt * size_t(n_head) * size_t(lora));
+    attention(il, n, pos0, q_.data(), mla_latent_.data());
+    // Expand each head's latent output with wv_b[h]: attn_out_ = (n, n_head, head_dim_v_mla).
+    const int v_mla = c.head_dim_v_mla;
+    mla_tmp_.resize(nt * size_t(lora));
+    mla_nope_.resize(nt * size_t(v_mla));
+    for (int h = 0; h < n_head; ++h) {
+        for (int i = 0; i < n; ++i) std::copy_n(mla_latent_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * size_t(lora), lora, mla_tmp_.data() + size_t(i) * size_t(lora));
+        matmul(pool, l.wv_b.expert(h), mla_tmp_.data(), n, mla_nope_.data(), quant_scratch_);
+        for (int i = 0; i < n; ++i) std::copy_n(mla_nope_.data() + size_t(i) * size_t(v_mla), v_mla, attn_out_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * size_t(v_mla));
+    }
+}
+
 // Causal attention of n new tokens (queries q: n x n_head x head_dim_k) over the cache positions
 // 0..pos, writing out: n x n_head x head_dim_v. Threads split the (token, head) pairs.
 void session::attention(int il, int n, int pos0, const float* q, float* out) {
@@ -201,9 +263,11 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
     const type_traits& kv = type_traits_of(params_.kv_type);
     const bool kv_f32 = params_.kv_type == tensor_type::F32;
     const int group = c.n_head / c.n_head_kv;
-    const float scale = 1.0f / std::sqrt(float(c.head_dim_k));
+    const float scale = c.attn_scale != 0.0f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim_k));
     const uint8_t* kc = k_cache_[size_t(il)].data();
-    const uint8_t* vc = v_cache_[size_t(il)].data();
+    // MLA: values are the first head_dim_v elements of each key row.
+    const uint8_t* vc = c.mla ? kc : v_cache_[size_t(il)].data();
+    const size_t v_stride = c.mla ? k_row_bytes_ : v_row_bytes_;
     const int n_tasks = n * c.n_head;
     const size_t q_stride = size_t(c.n_head) * size_t(c.head_dim_k);
     const size_t o_stride = size_t(c.n_head) * size_t(c.head_dim_v);
@@ -233,7 +297,7 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
             float* oh = out + size_t(i) * o_stride + size_t(h) * size_t(c.head_dim_v);
             std::fill(oh, oh + c.head_dim_v, 0.0f);
             for (int j = 0; j < n_kv; ++j) {
-                const uint8_t* vrow = vc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * v_row_bytes_;
+                const uint8_t* vrow = vc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * v_stride;
                 const float* vf = kv_f32 ? reinterpret_cast<const float*>(vrow) : row;
                 if (!kv_f32) kv.to_float(vrow, row, c.head_dim_v);
                 const float p = scores[j];

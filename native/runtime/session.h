@@ -42,6 +42,7 @@ private:
                        const std::atomic<bool>* abort);
     void project_qkv(const layer_weights& l, int n);
     void attention(int il, int n, int pos0, const float* q, float* out);
+    void attention_mla(int il, const layer_weights& l, int n, int pos0);
 
     std::shared_ptr<model> model_;
     session_params params_;
@@ -54,6 +55,7 @@ private:
     std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_out_, tmp_;
     std::vector<uint8_t> quant_scratch_;
     ffn_scratch ffn_;
+    std::vector<float> mla_q_, mla_kv_, mla_nope_, mla_tmp_, mla_latent_;  // MLA intermediates
     std::vector<std::vector<float>> thread_scratch_;  // per thread: scores + dequantized K/V rows
 };
 
