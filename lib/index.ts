@@ -15,6 +15,9 @@ export { loadModel, Model, type LoadModelOptions, type ModelInfo, type TokenizeO
 export {
   Session,
   GenerationStream,
+  ChatStream,
+  type ChatOptions,
+  type ChatChunk,
   type SessionOptions,
   type EvaluateOptions,
   type GenerateOptions,
@@ -23,5 +26,6 @@ export {
   type StopReason,
   type KvCacheType,
 } from './session.js';
+export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } from './chat.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';

@@ -2,6 +2,7 @@
  * Sessions: one sequence's KV cache over a model, teacher-forced evaluation, and streaming
  * generation as an async iterator.
  */
+import { checkMessages, promptOpensThink, renderChatTemplate, templateStopTokens, ThinkSplitter, type ChatMessage } from './chat.js';
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import type { Model } from './model.js';
 import { toTokenArray } from './model.js';
@@ -11,6 +12,7 @@ import { StopMatcher } from './stop.js';
 import { StreamingDetokenizer } from './tokenizer/index.js';
 import {
   abortSignal,
+  booleanOption,
   checkKnownKeys,
   finiteNumber,
   invalid,
@@ -86,6 +88,28 @@ export interface GenerateStats {
   /** Time for the remaining tokens, ms */
   decodeMs: number;
   stopReason: StopReason;
+  /** Tokens of the prompt already in the KV cache and not evaluated again (chat's common prefix). */
+  reusedTokens: number;
+}
+
+/** Options of {@link Session.chat}: those of {@link GenerateOptions} plus the template's. */
+export interface ChatOptions extends GenerateOptions {
+  /** A Jinja chat template to use instead of the GGUF's `tokenizer.chat_template`. */
+  chatTemplate?: string;
+  /** Template variable `enable_thinking` (Qwen3, DeepSeek R1, QwQ). Default true, like llama.cpp. */
+  enableThinking?: boolean;
+  /** Further template variables, e.g. `{ date_string: '1 Jan 2025' }`. */
+  templateVars?: Record<string, unknown>;
+}
+
+/** One piece of a chat answer; it carries `text` or `reasoning` (the other is ''). */
+export interface ChatChunk {
+  /** Answer text */
+  text: string;
+  /** Reasoning text (inside `<think>…</think>`) */
+  reasoning: string;
+  /** The token id that completed this piece */
+  token: number;
 }
 
 const generateOptionKeys = [
@@ -112,6 +136,8 @@ export class Session {
   #cached: number[] = [];
   /** Tokens accepted into the sequence but not yet evaluated (the last sampled token). */
   #pending: number[] = [];
+  /** Native evaluation calls started (for backpressure tests). */
+  #nativeCalls = 0;
 
   /** @internal Use {@link Model.createSession}. */
   constructor(model: Model, nativeModel: NativeModel, options?: SessionOptions) {
@@ -126,6 +152,11 @@ export class Session {
   /** Tokens in the sequence so far (evaluated or about to be). */
   get tokens(): readonly number[] {
     return [...this.#cached, ...this.#pending];
+  }
+
+  /** @internal Native evaluation calls started so far (a stream starts one per consumed chunk). */
+  get nativeCalls(): number {
+    return this.#nativeCalls;
   }
 
   /** Bytes held by the KV cache. */
@@ -162,6 +193,80 @@ export class Session {
     const s = this.#check();
     const o = optionsObject(options, 'generate()');
     checkKnownKeys(o, generateOptionKeys, 'generate()');
+    const promptTokens = this.#promptTokens(prompt);
+    return this.#start(s, o, promptTokens, [], 0);
+  }
+
+  /**
+   * Chats: renders `messages` with the model's chat template (or `options.chatTemplate`),
+   * reuses the KV cache for the tokens the conversation shares with what the session already
+   * holds (so a follow-up turn evaluates only the new messages), and streams the answer as
+   * chunks that carry either answer `text` or `reasoning` (inside `<think>…</think>`).
+   * Generation stops at the model's end-of-generation tokens and the template's end-of-turn token.
+   */
+  chat(messages: readonly ChatMessage[], options?: ChatOptions): ChatStream {
+    const s = this.#check();
+    const msgs = checkMessages(messages);
+    const o = optionsObject(options, 'chat()');
+    checkKnownKeys(o, [...generateOptionKeys, 'chatTemplate', 'enableThinking', 'templateVars'], 'chat()');
+    let template: string;
+    if (o.chatTemplate !== undefined) {
+      if (typeof o.chatTemplate !== 'string' || o.chatTemplate.length === 0) {
+        throw invalid(`Expected a non-empty string for chatTemplate but received ${describe(o.chatTemplate)}`);
+      }
+      template = o.chatTemplate;
+    } else {
+      const t = this.model.gguf.metadata['tokenizer.chat_template'];
+      if (typeof t !== 'string' || t.length === 0) {
+        throw new MoerunError(
+          'ERR_UNSUPPORTED',
+          `chat(): the model ${this.model.info.name ?? this.model.path} has no chat template (GGUF key tokenizer.chat_template); pass one as options.chatTemplate, or use generate() for plain continuation`,
+        );
+      }
+      template = t;
+    }
+    const enableThinking = o.enableThinking === undefined ? true : booleanOption('enableThinking', o.enableThinking);
+    if (o.templateVars !== undefined && (o.templateVars === null || typeof o.templateVars !== 'object' || Array.isArray(o.templateVars))) {
+      throw invalid(`Expected an object for templateVars but received ${describe(o.templateVars)}`);
+    }
+    const tok = this.model.tokenizer;
+    const bosToken = tok.bos === undefined ? '' : tok.tokenText(tok.bos);
+    const eosToken = tok.eos === undefined ? '' : tok.tokenText(tok.eos);
+    let text = renderChatTemplate(template, msgs, {
+      bosToken, eosToken, vars: { enable_thinking: enableThinking, ...o.templateVars },
+    });
+    // Like llama.cpp: a template that writes BOS itself does not get a second one from the tokenizer.
+    if (tok.addBosDefault && bosToken && text.startsWith(bosToken)) text = text.slice(bosToken.length);
+    const full = tok.tokenize(text, { special: true });
+    const extraEog = templateStopTokens(template, tok, bosToken, eosToken).filter((t) => !tok.isEog(t));
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+
+    // Reuse the cached common prefix; at least one token must be evaluated to get logits.
+    let common = 0;
+    const limit = Math.min(this.#cached.length, full.length - 1);
+    while (common < limit && this.#cached[common] === full[common]) common++;
+    if (common < this.#cached.length) {
+      callNativeSync(() => s.truncate(common));
+      this.#cached.length = common;
+    }
+    this.#pending = [];
+    const gen = { ...o };
+    delete gen.chatTemplate;
+    delete gen.enableThinking;
+    delete gen.templateVars;
+    const stream = this.#start(s, gen, full.subarray(common), extraEog, common);
+    return new ChatStream(stream, new ThinkSplitter(promptOpensThink(text)));
+  }
+
+  #promptTokens(prompt: string | ArrayLike<number>): Int32Array {
+    if (typeof prompt === 'string') {
+      const addBos = this.#cached.length + this.#pending.length === 0 ? undefined : false;
+      return this.model.tokenize(prompt, addBos === undefined ? {} : { addBos });
+    }
+    return toTokenArray(prompt, this.model.info.vocabSize, 'prompt');
+  }
+
+  #start(s: NativeSession, o: Partial<GenerateOptions>, promptTokens: Int32Array, extraEog: number[], reused: number): GenerationStream {
     const maxTokens = o.maxTokens === undefined ? 256 : positiveInteger('maxTokens', o.maxTokens);
     const params: NativeSamplerParams = {
       temperature: o.temperature === undefined ? 0.8 : finiteNumber('temperature', o.temperature, 0),
@@ -181,19 +286,12 @@ export class Session {
       }
     }
     const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
-    let promptTokens: Int32Array;
-    if (typeof prompt === 'string') {
-      const addBos = this.#cached.length + this.#pending.length === 0 ? undefined : false;
-      promptTokens = this.model.tokenize(prompt, addBos === undefined ? {} : { addBos });
-    } else {
-      promptTokens = toTokenArray(prompt, this.model.info.vocabSize, 'prompt');
-    }
     if (promptTokens.length === 0 && this.#pending.length === 0) {
       throw invalid('generate(): the prompt is empty and the session has no pending token to continue from');
     }
     if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
-    const stats: GenerateStats = { promptTokens: 0, generatedTokens: 0, promptMs: 0, decodeMs: 0, stopReason: 'maxTokens' };
-    return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats), stats);
+    const stats: GenerateStats = { promptTokens: 0, generatedTokens: 0, promptMs: 0, decodeMs: 0, stopReason: 'maxTokens', reusedTokens: reused };
+    return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats, extraEog), stats);
   }
 
   /** Clears the sequence (the KV cache is reused). */
@@ -245,6 +343,7 @@ export class Session {
     const onAbort = (): void => s.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const before = s.nPast();
+    this.#nativeCalls++;
     const call = callNative(start);
     this.#inflight = call;
     try {
@@ -274,6 +373,7 @@ export class Session {
     stops: string[],
     signal: AbortSignal | undefined,
     stats: GenerateStats,
+    extraEog: readonly number[] = [],
   ): AsyncGenerator<GenerateChunk, GenerateStats> {
     if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
     let release!: () => void;
@@ -286,6 +386,11 @@ export class Session {
       callNativeSync(() => s.setSampler(params));
       callNativeSync(() => s.acceptTokens(Int32Array.from(this.#cached)));
       let input = Int32Array.from([...this.#pending, ...prompt]);
+      // The first generated token continues text, so its SPM leading space is kept (as llama.cpp's
+      // token_to_piece does); only a generation that starts the text strips it. BOS primes the
+      // detokenizer without producing text.
+      const tok = this.model.tokenizer;
+      if (tok.bos !== undefined && (this.#cached.some((t) => !tok.isControl(t)) || input.some((t) => !tok.isControl(t)))) detok.push(tok.bos);
       this.#pending = Array.from(input);
       stats.promptTokens = input.length;
       let lastToken = -1;
@@ -312,7 +417,7 @@ export class Session {
         // next call, if generation ends here).
         input = Int32Array.of(token);
         this.#pending = [token];
-        if (this.model.tokenizer.isEog(token)) {
+        if (this.model.tokenizer.isEog(token) || extraEog.includes(token)) {
           stats.stopReason = 'eog';
           break;
         }
@@ -393,5 +498,72 @@ export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
     let out = '';
     for await (const chunk of this) out += chunk.text;
     return out;
+  }
+}
+
+/**
+ * The async iterator {@link Session.chat} returns: chunks of answer text or reasoning. After the
+ * loop, {@link ChatStream.stats} holds the measurements.
+ */
+export class ChatStream implements AsyncIterableIterator<ChatChunk> {
+  readonly #inner: GenerationStream;
+  readonly #think: ThinkSplitter;
+  readonly #queue: ChatChunk[] = [];
+  #done = false;
+  #lastToken = -1;
+
+  /** @internal */
+  constructor(inner: GenerationStream, think: ThinkSplitter) {
+    this.#inner = inner;
+    this.#think = think;
+  }
+
+  /** Set once iteration has finished. */
+  get stats(): GenerateStats | undefined {
+    return this.#inner.stats;
+  }
+
+  async next(): Promise<IteratorResult<ChatChunk>> {
+    while (this.#queue.length === 0) {
+      if (this.#done) return { done: true, value: undefined };
+      const r = await this.#inner.next();
+      if (r.done) {
+        this.#done = true;
+        for (const p of this.#think.flush()) this.#queue.push({ ...p, token: this.#lastToken });
+      } else {
+        this.#lastToken = r.value.token;
+        for (const p of this.#think.push(r.value.text)) this.#queue.push({ ...p, token: r.value.token });
+      }
+    }
+    return { done: false, value: this.#queue.shift()! };
+  }
+
+  async return(): Promise<IteratorResult<ChatChunk>> {
+    this.#done = true;
+    this.#queue.length = 0;
+    await this.#inner.return();
+    return { done: true, value: undefined };
+  }
+
+  async throw(err?: unknown): Promise<IteratorResult<ChatChunk>> {
+    this.#done = true;
+    this.#queue.length = 0;
+    await this.#inner.throw(err);
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Collects the whole answer: `{ text, reasoning }`. */
+  async collect(): Promise<{ text: string; reasoning: string }> {
+    let text = '';
+    let reasoning = '';
+    for await (const c of this) {
+      text += c.text;
+      reasoning += c.reasoning;
+    }
+    return { text, reasoning };
   }
 }
