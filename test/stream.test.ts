@@ -1,0 +1,137 @@
+// The generation stream on stories260K: abort latency inside a long prompt, break/return/throw,
+// backpressure, concurrency, disposal, worker threads and child processes.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundledModelPath, loadModel, MoerunError, type Model } from 'moerun';
+
+const workerScript = path.join(__dirname, 'helpers/stream-worker.mjs');
+let model: Model;
+let reference: string;
+beforeAll(async () => {
+  model = await loadModel(bundledModelPath, { threads: 2 });
+  reference = await model.createSession({ contextSize: 128 }).generate('Once upon a time', { maxTokens: 20, temperature: 0 }).text();
+});
+afterAll(async () => {
+  await model?.dispose();
+});
+
+const longPrompt = (): number[] => {
+  const ids = Array.from(model.tokenize('Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '.repeat(60)));
+  return ids.slice(0, 1500);
+};
+
+describe('stream', () => {
+  it('aborts a 1500-token prompt evaluation within a layer, and the session stays usable', async () => {
+    const prompt = longPrompt();
+    expect(prompt.length).toBe(1500);
+    const full = model.createSession({ contextSize: 2048 });
+    const t0 = performance.now();
+    await full.evaluate(prompt);
+    const fullMs = performance.now() - t0;
+    const s = model.createSession({ contextSize: 2048 });
+    const c = new AbortController();
+    const stream = s.generate(prompt, { maxTokens: 5, signal: c.signal });
+    const pending = stream.next();
+    await new Promise((r) => setTimeout(r, fullMs / 4));
+    const tAbort = performance.now();
+    c.abort();
+    const err = await pending.catch((e: unknown) => e);
+    const latency = performance.now() - tAbort;
+    console.log(`abort latency: ${latency.toFixed(2)} ms (full 1500-token prompt: ${fullMs.toFixed(1)} ms, ${s.tokens.length} tokens in the sequence)`);
+    expect(err).toMatchObject({ code: 'ERR_ABORTED' });
+    expect(stream.stats?.stopReason).toBe('abort');
+    expect(latency).toBeLessThan(fullMs / 2);
+    expect(s.tokens.length).toBe(1500);  // cached + pending: nothing lost
+    expect((await s.generate([], { maxTokens: 3, temperature: 0 }).text()).length).toBeGreaterThan(0);
+    await Promise.all([s.dispose(), full.dispose()]);
+  });
+
+  it('break, return() and a throwing consumer stop native work and leave the session reusable', async () => {
+    const s = model.createSession({ contextSize: 512 });
+    for await (const _ of s.generate('Once upon a time', { maxTokens: 200, temperature: 0 })) break;
+    const afterBreak = s.nativeCalls;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(s.nativeCalls).toBe(afterBreak);
+    const st = s.generate(' And', { maxTokens: 200 });
+    await st.next();
+    await st.return();
+    expect(st.stats).toBeDefined();
+    await expect((async () => {
+      for await (const _ of s.generate(' Then', { maxTokens: 200 })) throw new Error('consumer failed');
+    })()).rejects.toThrow('consumer failed');
+    const n = s.nativeCalls;
+    expect((await s.generate(' The end', { maxTokens: 3 }).text()).length).toBeGreaterThan(0);
+    expect(s.nativeCalls).toBeLessThanOrEqual(n + 4);
+  });
+
+  it('computes only on demand: a slow consumer never lets work run ahead', async () => {
+    const s = model.createSession({ contextSize: 256 });
+    const base = s.nativeCalls;
+    let consumed = 0;
+    for await (const _ of s.generate('Once upon a time', { maxTokens: 30, temperature: 0 })) {
+      consumed++;
+      await new Promise((r) => setTimeout(r, 5));
+      expect(s.nativeCalls - base).toBeLessThanOrEqual(consumed + 1);
+    }
+    expect(consumed).toBeGreaterThan(10);
+  });
+
+  it('matches stop strings across chunk boundaries, never emitting them', async () => {
+    const s = model.createSession({ contextSize: 256 });
+    const text = await s.generate('Once upon a time', { maxTokens: 60, temperature: 0, stop: ['girl nam'] }).text();
+    expect(text).toBe(', there was a little ');
+    expect(s.lastStats).toMatchObject({ stopReason: 'stop', promptTokens: 5 });
+  });
+
+  it('two sessions on one model generate concurrently like sequentially', async () => {
+    const run = (seed: number) => model.createSession({ contextSize: 256 }).generate('Once upon a time', { maxTokens: 40, temperature: 1, seed }).text();
+    const seq = [await run(1), await run(2)];
+    const par = await Promise.all([run(1), run(2)]);
+    expect(par).toEqual(seq);
+  });
+
+  it('rejects a second generate on a busy session with ERR_BUSY', async () => {
+    const s = model.createSession({ contextSize: 128 });
+    const a = s.generate('Once', { maxTokens: 10 });
+    await a.next();
+    expect(() => s.generate('x')).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    expect(() => s.chat([{ role: 'user', content: 'x' }], { chatTemplate: '{{ messages[0].content }}' })).toThrow(expect.objectContaining({ code: 'ERR_BUSY' }));
+    await a.return();
+  });
+
+  it('model.dispose() during generation cancels it; await using frees the session', async () => {
+    const m = await loadModel(bundledModelPath, { threads: 1 });
+    {
+      await using s = m.createSession({ contextSize: 128 });
+      expect(s.kvCacheBytes).toBeGreaterThan(0);
+    }
+    const s = m.createSession({ contextSize: 1024 });
+    const stream = s.generate('Once upon a time', { maxTokens: 1000 });
+    await stream.next();
+    const pending = stream.next();
+    await m.dispose();
+    const r = await pending.then(() => 'ok', (e: MoerunError) => e.code);
+    expect(['ok', 'ERR_ABORTED', 'ERR_DISPOSED']).toContain(r);
+    await expect(stream.next()).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+  });
+
+  it('validates options with exact messages', () => {
+    const s = model.createSession({ contextSize: 128 });
+    expect(() => s.generate('x', { stop: [''] })).toThrow('Expected a non-empty string or an array of non-empty strings for stop but received  (array)');
+    expect(() => s.generate('x', { signal: {} as never })).toThrow('Expected an AbortSignal for signal but received [object Object] (object)');
+    expect(() => s.generate('x', { topP: 2 })).toThrow('Expected a number in [0, 1] for topP but received 2 (number)');
+  });
+
+  it('runs in two worker threads at once and in a child process', async () => {
+    const inWorker = () =>
+      new Promise<string>((resolve, reject) => {
+        const w = new Worker(workerScript);
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+    expect(await Promise.all([inWorker(), inWorker()])).toEqual([reference, reference]);
+    expect(execFileSync(process.execPath, [workerScript], { encoding: 'utf8' })).toBe(reference);
+  });
+});
