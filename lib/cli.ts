@@ -4,11 +4,15 @@
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
  *   moerun info PATH
  *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
+ *   moerun chat [--model PATH] [--system TEXT]
+ *   moerun tokenize PATH TEXT
  */
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
+import type { ChatMessage } from './chat.js';
 import { describeQuantizeType, quantize, quantizeTypes, type QuantizeType } from './quantize.js';
 import { bundledModelPath } from './system.js';
 
@@ -22,6 +26,11 @@ const usage = `Usage:
       Re-encodes the weights as TYPE: a block type (every quantizable tensor gets it) or one of
       llama.cpp's mixes Q4_K_M, Q5_K_M, Q6_K. Routers, norms and 1-D tensors are copied.
       TYPE: ${quantizeTypes.join(', ')}
+  moerun chat [--model PATH] [--system TEXT] [--threads N]
+      Interactive chat with the model's chat template, streaming answers. Ctrl-C stops an
+      answer; Ctrl-C at an empty prompt (or Ctrl-D) exits.
+  moerun tokenize PATH TEXT
+      Prints the token ids and pieces of TEXT (special tokens parsed).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -33,6 +42,10 @@ async function main(argv: string[]): Promise<number> {
       return info(rest);
     case 'quantize':
       return quantizeCommand(rest);
+    case 'chat':
+      return chatCommand(rest);
+    case 'tokenize':
+      return tokenizeCommand(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -195,6 +208,94 @@ async function quantizeCommand(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+async function chatCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { model: { type: 'string', short: 'm' }, system: { type: 'string', short: 's' }, threads: { type: 'string' } },
+  });
+  const threads = parseNumber('threads', values.threads);
+  await using model = await loadModel(values.model ?? bundledModelPath, threads === undefined ? {} : { threads });
+  const session = model.createSession();
+  const hasTemplate = typeof model.gguf.metadata['tokenizer.chat_template'] === 'string';
+  if (!hasTemplate) process.stderr.write('[this model has no chat template: plain text continuation of what you type]\n');
+  const history: ChatMessage[] = values.system ? [{ role: 'system', content: values.system }] : [];
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' });
+  let answering: AbortController | undefined;
+  let closed = false;
+  // Ctrl-C: stops the answer in progress; at an empty prompt, exits.
+  rl.on('SIGINT', () => {
+    if (answering) answering.abort();
+    else if (rl.line.length > 0) {
+      rl.write(null, { ctrl: true, name: 'u' });
+      process.stdout.write('\n');
+      rl.prompt();
+    } else rl.close();
+  });
+  rl.on('close', () => (closed = true));
+  const onSigint = (): void => answering?.abort();
+  process.on('SIGINT', onSigint);
+  try {
+    rl.prompt();
+    for await (const line of rl) {
+      if (line.trim() === '') {
+        rl.prompt();
+        continue;
+      }
+      answering = new AbortController();
+      let reply = '';
+      let thinking = false;
+      try {
+        if (hasTemplate) {
+          history.push({ role: 'user', content: line });
+          for await (const c of session.chat(history, { signal: answering.signal, maxTokens: 1024 })) {
+            if (c.reasoning) {
+              if (!thinking) process.stdout.write('\x1b[2m');
+              thinking = true;
+              process.stdout.write(c.reasoning);
+            } else {
+              if (thinking) process.stdout.write('\x1b[0m\n');
+              thinking = false;
+              process.stdout.write(c.text);
+              reply += c.text;
+            }
+          }
+        } else {
+          for await (const c of session.generate(line, { signal: answering.signal, maxTokens: 256 })) process.stdout.write(c.text);
+        }
+      } catch (err) {
+        if (!(err instanceof MoerunError && err.code === 'ERR_ABORTED')) throw err;
+        process.stdout.write(' [interrupted]');
+      } finally {
+        if (thinking) process.stdout.write('\x1b[0m');
+        answering = undefined;
+      }
+      if (hasTemplate) history.push({ role: 'assistant', content: reply });
+      process.stdout.write('\n');
+      if (closed) break;
+      rl.prompt();
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+    rl.close();
+  }
+  return 0;
+}
+
+async function tokenizeCommand(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length < 2) {
+    process.stderr.write(`moerun tokenize: expected a GGUF path and text\n\n${usage}`);
+    return 2;
+  }
+  const gguf = await readGgufInfo(positionals[0]!);
+  const { Tokenizer } = await import('./tokenizer/index.js');
+  const tokenizer = Tokenizer.fromGgufMetadata(gguf.metadata);
+  const ids = tokenizer.tokenize(positionals.slice(1).join(' '), { special: true });
+  const out = Array.from(ids, (id) => `${String(id).padStart(7)}  ${JSON.stringify(tokenizer.tokenToPiece(id, { special: true }))}`);
+  process.stdout.write(`${out.join('\n')}\n${ids.length} tokens\n`);
+  return 0;
 }
 
 main(process.argv.slice(2)).then(
