@@ -16,6 +16,10 @@ std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const t
     const type_traits& at = type_traits_of(wt.vec_dot_type);
     const size_t row = row_size(wt.vec_dot_type, k);
     scratch.resize(row * size_t(m));
+    if (m <= 2) {  // decode: not worth waking the threads
+        for (int64_t i = 0; i < m; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * row, k);
+        return {scratch.data(), row};
+    }
     pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * row, k);
     });
@@ -31,28 +35,32 @@ const type_traits& dot_traits(const tensor& w) {
     return wt;
 }
 
-// y_j = x . w_j^T for `count` weights of the same shape and type, threaded over the combined
-// output rows. Threads take contiguous blocks of rows; within a block, a few weight rows are
+// y_j = x . w_j^T for `count` weights sharing row length and type (their row counts may differ),
+// threaded over the concatenated output rows: one activation conversion and one synchronization
+// for all of them. Threads take contiguous blocks of rows; within a block, a few weight rows are
 // reused across all m activation rows while they are hot in cache.
 void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, int count, const float* x, int64_t m,
                   std::vector<uint8_t>& scratch) {
     const tensor& w0 = *ws[0];
-    const int64_t k = w0.ne[0], n = w0.ne[1];
+    const int64_t k = w0.ne[0];
     const type_traits& wt = dot_traits(w0);
     const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
+    for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
     const size_t w_row = w0.row_bytes();
     constexpr int64_t k_row_tile = 16;
-    pool.parallel_for(n * count, 4, [&](int64_t begin, int64_t end) {
+    pool.parallel_for(first_row[count], 4, [&](int64_t begin, int64_t end) {
+        int j = 0;
         for (int64_t r0 = begin; r0 < end;) {
-            const int j = int(r0 / n);  // which weight; a tile never crosses into the next one
-            const int64_t r1 = std::min({end, r0 + k_row_tile, int64_t(j + 1) * n});
+            while (r0 >= first_row[j + 1]) ++j;  // a tile never crosses into the next weight
+            const int64_t r1 = std::min({end, r0 + k_row_tile, first_row[j + 1]});
+            const int64_t n = ws[j]->ne[1];
             const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-            float* y = ys[j];
             for (int64_t i = 0; i < m; ++i) {
                 const uint8_t* xi = xb + size_t(i) * xq_row;
-                float* yi = y + i * n;
+                float* yi = ys[j] + i * n;
                 for (int64_t r = r0; r < r1; ++r) {
-                    const int64_t rr = r - int64_t(j) * n;
+                    const int64_t rr = r - first_row[j];
                     wt.vec_dot(k, &yi[rr], wb + size_t(rr) * w_row, xi);
                 }
             }
@@ -69,16 +77,22 @@ void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float
     matmul_multi(pool, ws, ys, 1, x, m, scratch);
 }
 
-void matmul_pair(thread_pool& pool, const tensor& w1, const tensor& w2, const float* x, int64_t m, float* y1, float* y2,
-                 std::vector<uint8_t>& scratch) {
-    if (w1.type != w2.type || w1.ne[0] != w2.ne[0] || w1.ne[1] != w2.ne[1]) {
-        matmul(pool, w1, x, m, y1, scratch);  // mixed types (e.g. a Q4_K_M file): two passes
-        matmul(pool, w2, x, m, y2, scratch);
-        return;
+void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, const float* x, int64_t m, std::vector<uint8_t>& scratch) {
+    const tensor* ws[4] = {};
+    float* ys[4] = {};
+    int count = 0;
+    if (jobs.size() == 0) return;
+    for (const matmul_job& j : jobs) {
+        const tensor& w0 = *jobs.begin()->w;
+        if (count == 4 || j.w->type != w0.type || j.w->ne[0] != w0.ne[0]) {
+            for (const matmul_job& each : jobs) matmul(pool, *each.w, x, m, each.y, scratch);  // mixed types: one pass each
+            return;
+        }
+        ws[count] = j.w;
+        ys[count] = j.y;
+        ++count;
     }
-    const tensor* ws[] = {&w1, &w2};
-    float* ys[] = {y1, y2};
-    matmul_multi(pool, ws, ys, 2, x, m, scratch);
+    matmul_multi(pool, ws, ys, count, x, m, scratch);
 }
 
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {

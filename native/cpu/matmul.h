@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "../runtime/tensor.h"
@@ -13,11 +14,14 @@ namespace moerun {
 // vec_dot). x rows are converted once to w's vec_dot_type in `scratch`.
 void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch);
 
-// y1 = x . w1^T and y2 = x . w2^T in one threaded pass: the activations are converted once and
-// the threads synchronize once (the fused gate/up projection of an FFN). w1 and w2 have the same
-// shape and type.
-void matmul_pair(thread_pool& pool, const tensor& w1, const tensor& w2, const float* x, int64_t m, float* y1, float* y2,
-                 std::vector<uint8_t>& scratch);
+// y_j = x . w_j^T for up to 4 weights with the same row length (k) and type, in one threaded
+// pass: the activations are converted once and the threads synchronize once (Q/K/V projections,
+// the fused gate/up of an FFN). Weights of different types fall back to one pass each.
+struct matmul_job {
+    const tensor* w;
+    float* y;  // (m x w->ne[1])
+};
+void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, const float* x, int64_t m, std::vector<uint8_t>& scratch);
 
 // dst (n) = row `r` of `w` as floats (embedding lookups).
 void tensor_get_row(const tensor& w, int64_t r, float* dst);

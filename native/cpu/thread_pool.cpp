@@ -13,10 +13,27 @@ thread_pool::thread_pool(int n_threads) : n_threads_(std::max(1, n_threads)) {
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
 }
 
+namespace {
+// One step of a spin-wait. Every 64th step yields the core, so an oversubscribed machine (more
+// runnable threads than cores) still schedules the thread being waited for.
+inline void cpu_relax(int step) {
+    if ((step & 63) == 63) {
+        std::this_thread::yield();
+        return;
+    }
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+constexpr int k_spin_iterations = 1 << 14;  // ~0.1-1 ms of pause instructions before sleeping
+}  // namespace
+
 thread_pool::~thread_pool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        stopping_ = true;
+        stopping_.store(true);
     }
     start_cv_.notify_all();
     for (auto& w : workers_) w.join();
@@ -27,40 +44,39 @@ void thread_pool::run(const std::function<void(int, int)>& fn) {
         fn(0, 1);
         return;
     }
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        job_ = &fn;
-        pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-        ++generation_;
+    job_ = &fn;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes job_ and pending_
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        // Taking the lock orders this notify after a sleeper's predicate check (no lost wake-up).
+        { std::lock_guard<std::mutex> lock(mutex_); }
+        start_cv_.notify_all();
     }
-    start_cv_.notify_all();
     fn(0, n_threads_);
-    // Spin briefly (kernels are short at decode), then sleep.
-    for (int spin = 0; spin < 20000 && pending_.load(std::memory_order_acquire) != 0; ++spin) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
+    for (int spin = 0; spin < k_spin_iterations && pending_.load(std::memory_order_acquire) != 0; ++spin) cpu_relax(spin);
     if (pending_.load(std::memory_order_acquire) != 0) {
         std::unique_lock<std::mutex> lock(mutex_);
         done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = nullptr;
 }
 
 void thread_pool::worker_main(int index) {
     uint64_t seen = 0;
     for (;;) {
-        const std::function<void(int, int)>* job;
-        {
-            std::unique_lock<std::mutex> lock(mutex_);
-            start_cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-            if (stopping_) return;
-            seen = generation_;
-            job = job_;
+        for (int spin = 0; spin < k_spin_iterations && generation_.load(std::memory_order_acquire) == seen &&
+                           bursts_.load(std::memory_order_relaxed) > 0;
+             ++spin) {
+            cpu_relax(spin);
         }
-        (*job)(index, n_threads_);
+        if (generation_.load(std::memory_order_acquire) == seen) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            start_cv_.wait(lock, [&] { return stopping_.load() || generation_.load(std::memory_order_seq_cst) != seen; });
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
+        }
+        if (stopping_.load()) return;
+        seen = generation_.load(std::memory_order_acquire);
+        (*job_)(index, n_threads_);
         if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             std::lock_guard<std::mutex> lock(mutex_);
             done_cv_.notify_one();

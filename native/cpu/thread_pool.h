@@ -25,6 +25,20 @@ public:
     // Not reentrant; one caller at a time (the owner serializes).
     void run(const std::function<void(int ith, int nth)>& fn);
 
+    // While a burst is open, idle workers spin between jobs (a forward pass issues a job every few
+    // microseconds); outside one they sleep at once, so an idle model costs no CPU and never
+    // competes with the JS thread. Bursts nest.
+    class burst {
+    public:
+        explicit burst(thread_pool& p) : p_(p) { p_.bursts_.fetch_add(1, std::memory_order_relaxed); }
+        ~burst() { p_.bursts_.fetch_sub(1, std::memory_order_relaxed); }
+        burst(const burst&) = delete;
+        burst& operator=(const burst&) = delete;
+
+    private:
+        thread_pool& p_;
+    };
+
     // Splits [0, n) into chunks of at least `grain` items, balanced over the threads.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
@@ -33,12 +47,16 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
+    // Workers spin on generation_ for a short while after each job (decode issues jobs every few
+    // microseconds, and a condition-variable wake-up costs tens of them), then sleep on start_cv_.
     std::mutex mutex_;
     std::condition_variable start_cv_, done_cv_;
     const std::function<void(int, int)>* job_ = nullptr;
-    uint64_t generation_ = 0;   // bumped per job; workers run each generation once
-    std::atomic<int> pending_{0};
-    bool stopping_ = false;
+    std::atomic<uint64_t> generation_{0};  // bumped per job; workers run each generation once
+    std::atomic<int> sleepers_{0};         // workers blocked on start_cv_
+    std::atomic<int> pending_{0};          // workers still running the current job
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> bursts_{0};           // open bursts: workers spin only while > 0
 };
 
 // Physical cores (not SMT siblings) of this machine; at least 1.

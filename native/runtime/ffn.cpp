@@ -15,7 +15,7 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
     const int64_t n_ff = gate.ne[1];
     s.gate.resize(size_t(n) * size_t(n_ff));
     s.up.resize(size_t(n) * size_t(n_ff));
-    matmul_pair(pool, gate, up, x, n, s.gate.data(), s.up.data(), s.quant);
+    matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, x, n, s.quant);
     swiglu(s.gate.data(), s.up.data(), int64_t(n) * n_ff);
     matmul(pool, down, s.gate.data(), n, out, s.quant);
     (void)n_embd;
@@ -115,7 +115,8 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
         for (int i = 0; i < m; ++i) std::copy_n(x + size_t(pairs[size_t(i)] / n_used) * size_t(d), d, s.xe.data() + size_t(i) * size_t(d));
         s.gate.resize(size_t(m) * size_t(n_ff));
         s.up.resize(size_t(m) * size_t(n_ff));
-        matmul_pair(pool, l.ffn_gate_exps.expert(e), l.ffn_up_exps.expert(e), s.xe.data(), m, s.gate.data(), s.up.data(), s.quant);
+        const tensor gate = l.ffn_gate_exps.expert(e), up = l.ffn_up_exps.expert(e);
+        matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, s.xe.data(), m, s.quant);
         swiglu(s.gate.data(), s.up.data(), int64_t(m) * n_ff);
         s.ye.resize(size_t(m) * size_t(d));
         matmul(pool, l.ffn_down_exps.expert(e), s.gate.data(), m, s.ye.data(), s.quant);

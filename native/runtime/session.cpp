@@ -70,6 +70,7 @@ void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vect
     logits.assign(mode == logits_mode::all ? row * size_t(n) : mode == logits_mode::last ? row : 0, 0.0f);
 
     std::lock_guard<std::mutex> lock(model_->compute_mutex);
+    thread_pool::burst burst(*model_->pool);
     const int start = n_past_;
     for (int b = 0; b < n; b += params_.n_batch) {
         const int nb = std::min(params_.n_batch, n - b);
@@ -175,9 +176,7 @@ void session::project_qkv(const layer_weights& l, int n) {
             std::copy_n(r + q_dim + k_dim, v_dim, v_.data() + size_t(i) * v_dim);
         }
     } else {
-        matmul(pool, l.wq, h_.data(), n, q_.data(), quant_scratch_);
-        matmul(pool, l.wk, h_.data(), n, k_.data(), quant_scratch_);
-        matmul(pool, l.wv, h_.data(), n, v_.data(), quant_scratch_);
+        matmul_group(pool, {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, h_.data(), n, quant_scratch_);
     }
     auto add_bias = [n](const tensor& b, float* y, size_t dim) {
         if (!b) return;
