@@ -54,8 +54,10 @@ export interface ModelInfo {
   fileType: number;
   /** File size in bytes */
   sizeBytes: number;
-  /** Parameters (elements of all tensors) */
+  /** Parameters (elements of all tensors in the file) */
   parameterCount: number;
+  /** Parameters read per token: everything but the routed experts, plus n_expert_used / n_expert of those */
+  activeParameterCount: number;
   /** Compute threads in use */
   threads: number;
   /** CPU kernels in use: `scalar`, `avx2` or `avx512` */

@@ -23,6 +23,7 @@ export interface NativeModelInfo {
   fileType: number;
   sizeBytes: number;
   parameterCount: number;
+  activeParameterCount: number;
   threads: number;
   cpuPath: string;
 }

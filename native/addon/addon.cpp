@@ -221,6 +221,7 @@ private:
         o.Set("fileType", Napi::Number::New(env, double(mi.file_type)));
         o.Set("sizeBytes", Napi::Number::New(env, double(mi.size_bytes)));
         o.Set("parameterCount", Napi::Number::New(env, double(mi.n_params)));
+        o.Set("activeParameterCount", Napi::Number::New(env, double(mi.n_params_active)));
         o.Set("threads", mi.n_threads);
         o.Set("cpuPath", mi.cpu_path);
         return o;

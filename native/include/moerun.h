@@ -33,7 +33,8 @@ struct model_info {
     int n_expert = 0, n_expert_used = 0;
     int64_t file_type = -1;   // general.file_type (llama.cpp's LLAMA_FTYPE), -1 when absent
     uint64_t size_bytes = 0;  // file size
-    uint64_t n_params = 0;    // elements of all tensors
+    uint64_t n_params = 0;    // elements of all tensors in the file
+    uint64_t n_params_active = 0;  // elements read per token (routed experts at used/total)
     int n_threads = 0;
     std::string cpu_path;     // kernels in use: scalar, avx2, avx512
 };
