@@ -95,6 +95,42 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
     matmul_multi(pool, ws, ys, count, x, m, scratch);
 }
 
+void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, const std::vector<expert_batch>& batches,
+                    const float* x, int64_t m, std::vector<uint8_t>& scratch) {
+    if (jobs.size() == 0 || batches.empty()) return;
+    const tensor& w0 = *jobs.begin()->w;
+    for (const matmul_job& j : jobs) {
+        if (j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->ne[1] != w0.ne[1]) {
+            for (const matmul_job& each : jobs) matmul_experts(pool, {each}, batches, x, m, scratch);  // mixed types: one pass each
+            return;
+        }
+    }
+    const int64_t k = w0.ne[0], n = w0.ne[1];
+    const type_traits& wt = dot_traits(w0);
+    const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    const size_t w_row = w0.row_bytes();
+    const int64_t n_batches = int64_t(batches.size());
+    const int64_t per_job = n_batches * n;  // output rows of one weight across all experts
+    const matmul_job* job_list = jobs.begin();
+    constexpr int64_t k_row_tile = 16;
+    pool.parallel_for(per_job * int64_t(jobs.size()), 4, [&](int64_t begin, int64_t end) {
+        for (int64_t r0 = begin; r0 < end;) {
+            const int64_t j = r0 / per_job, b = (r0 % per_job) / n;  // weight, batch
+            const int64_t base = j * per_job + b * n;                // a tile stays in one (weight, batch)
+            const int64_t r1 = std::min({end, r0 + k_row_tile, base + n});
+            const expert_batch& eb = batches[size_t(b)];
+            const uint8_t* wb = static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
+            float* y = job_list[j].y;
+            for (int64_t i = eb.first; i < eb.first + eb.count; ++i) {
+                const uint8_t* xi = xb + size_t(i) * xq_row;
+                float* yi = y + i * n;
+                for (int64_t r = r0 - base; r < r1 - base; ++r) wt.vec_dot(k, &yi[r], wb + size_t(r) * w_row, xi);
+            }
+            r0 = r1;
+        }
+    });
+}
+
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {
     const type_traits& wt = type_traits_of(w.type);
     if (!wt.to_float) {

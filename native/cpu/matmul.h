@@ -23,6 +23,18 @@ struct matmul_job {
 };
 void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, const float* x, int64_t m, std::vector<uint8_t>& scratch);
 
+// Grouped expert matmul (ggml's mul_mat_id): for each batch b, rows [first, first + count) of x
+// go through expert `expert` of each 3-D weight: y_j[row] = x[row] . w_j.expert(e)^T. All experts
+// and weights share one threaded pass over (weight, expert, output row), so a decode step through
+// k experts costs one synchronization, not k.
+struct expert_batch {
+    int expert;
+    int64_t first;  // first row of x / y
+    int64_t count;  // rows routed to this expert
+};
+void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, const std::vector<expert_batch>& batches,
+                    const float* x, int64_t m, std::vector<uint8_t>& scratch);
+
 // dst (n) = row `r` of `w` as floats (embedding lookups).
 void tensor_get_row(const tensor& w, int64_t r, float* dst);
 

@@ -101,27 +101,32 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
     }
 
     // ---- run each active expert once over its tokens ----
-    // (token, slot) pairs per expert, in token order.
+    // Rows of (token, slot) pairs sorted by expert: xe holds each pair's input, and the experts
+    // run in two grouped passes (gate+up, then down) over all of them.
     std::vector<std::vector<int32_t>> routed(static_cast<size_t>(n_expert));
     for (int t = 0; t < n; ++t) {
         for (int k = 0; k < n_used; ++k) routed[size_t(s.selected[size_t(t) * size_t(n_used) + size_t(k)])].push_back(t * n_used + k);
     }
-    s.expert_out.resize(size_t(n) * size_t(n_used) * size_t(d));
+    const int rows = n * n_used;
+    std::vector<expert_batch> batches;
+    std::vector<int32_t> pair_of_row;  // row -> (token * n_used + slot)
+    pair_of_row.reserve(size_t(rows));
     for (int e = 0; e < n_expert; ++e) {
         const auto& pairs = routed[size_t(e)];
-        const int m = int(pairs.size());
-        if (m == 0) continue;
-        s.xe.resize(size_t(m) * size_t(d));
-        for (int i = 0; i < m; ++i) std::copy_n(x + size_t(pairs[size_t(i)] / n_used) * size_t(d), d, s.xe.data() + size_t(i) * size_t(d));
-        s.gate.resize(size_t(m) * size_t(n_ff));
-        s.up.resize(size_t(m) * size_t(n_ff));
-        const tensor gate = l.ffn_gate_exps.expert(e), up = l.ffn_up_exps.expert(e);
-        matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, s.xe.data(), m, s.quant);
-        swiglu(s.gate.data(), s.up.data(), int64_t(m) * n_ff);
-        s.ye.resize(size_t(m) * size_t(d));
-        matmul(pool, l.ffn_down_exps.expert(e), s.gate.data(), m, s.ye.data(), s.quant);
-        for (int i = 0; i < m; ++i) std::copy_n(s.ye.data() + size_t(i) * size_t(d), d, s.expert_out.data() + size_t(pairs[size_t(i)]) * size_t(d));
+        if (pairs.empty()) continue;
+        batches.push_back({e, int64_t(pair_of_row.size()), int64_t(pairs.size())});
+        pair_of_row.insert(pair_of_row.end(), pairs.begin(), pairs.end());
     }
+    s.xe.resize(size_t(rows) * size_t(d));
+    for (int r = 0; r < rows; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
+    s.gate.resize(size_t(rows) * size_t(n_ff));
+    s.up.resize(size_t(rows) * size_t(n_ff));
+    matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
+    swiglu(s.gate.data(), s.up.data(), int64_t(rows) * n_ff);
+    s.ye.resize(size_t(rows) * size_t(d));
+    matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
+    s.expert_out.resize(size_t(rows) * size_t(d));
+    for (int r = 0; r < rows; ++r) std::copy_n(s.ye.data() + size_t(r) * size_t(d), d, s.expert_out.data() + size_t(pair_of_row[size_t(r)]) * size_t(d));
 
     // ---- combine, slot by slot (the order llama.cpp adds them) ----
     for (int t = 0; t < n; ++t) {
