@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from 'moerun';
-import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
+import { makeModel, makeModelParts, type MakeModelOptions } from '../scripts/make-model.js';
 import { greedyTokens } from './helpers/generate.js';
 import { compareLogits, nmse } from './helpers/metrics.js';
 import { llamaCppGreedy, llamaCppLogits } from './helpers/oracle.js';
@@ -36,7 +36,10 @@ type CaseOptions = Omit<MakeModelOptions, 'out' | 'type'>;
 interface ArchCase {
   name: string;
   options: CaseOptions;
-  /** llama.cpp's F32 KV cache bytes per token for this model (its cache layout). */
+  /**
+   * llama.cpp's F32 KV cache bytes per token for this model, from its cache layout (checked once
+   * against its "llama_kv_cache: size = ..." log line: 3456 for deepseek2-v3, 3072 bailingmoe2).
+   */
   llamaKvBytesPerToken: number;
 }
 
@@ -318,5 +321,41 @@ describe('each feature reaches llama.cpp', () => {
         if (f.changes === false) expect(nmse(ours.logits, (await ourLogits(basePath)).logits)).toBe(0);
       }
     }, TIMEOUT);
+  }
+});
+
+// ============================================================================================
+// The routing conditioning's premise: only token_embd writes the router channels, only routers read them
+// ============================================================================================
+
+describe('router channels', () => {
+  const RESERVED = 32; // make-model's default routerChannels for MoE models
+  for (const c of CASES.filter((x) => x.name !== 'qwen2')) {
+    it(`${c.name}: reserved channels are written by token_embd only and read by the routers only`, () => {
+      const { weights } = makeModelParts({ ...c.options, out: 'unused' });
+      const nEmbd = 256;
+      const first = nEmbd - RESERVED;
+      let checked = 0;
+      for (const w of weights) {
+        if (/\.nextn\.|layer_output_norm/.test(w.name)) continue;
+        const [ne0, ne1 = 1] = w.shape;
+        const reads = ne0 === nEmbd && /(attn_(q|k|v|qkv|q_a|kv_a_mqa)|ffn_(gate|up)(_exps|_shexp)?|ffn_gate_inp_shexp)\.weight$|^output\.weight$/.test(w.name);
+        const writes = ne1 === nEmbd && /(attn_output|ffn_down(_exps|_shexp)?)\.weight$/.test(w.name);
+        const router = /ffn_gate_inp\.weight$/.test(w.name);
+        if (!reads && !writes && !router) continue;
+        const v = w.values();
+        let leak = 0;
+        for (let i = 0; i < v.length; i++) {
+          const channel = writes ? Math.floor(i / ne0) % ne1 : i % ne0;
+          if ((channel >= first) !== router && v[i] !== 0) leak++;
+        }
+        expect(leak, w.name).toBe(0);
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(8);
+      // The embedding does write them.
+      const embd = weights.find((w) => w.name === 'token_embd.weight')!.values();
+      expect(embd.subarray(first, nEmbd).some((x) => x !== 0)).toBe(true);
+    });
   }
 });
