@@ -9,8 +9,8 @@ void rms_norm_rows(const float* x, const float* weight, float* out, int64_t rows
     for (int64_t r = 0; r < rows; ++r) {
         const float* xr = x + r * n;
         float* yr = out + r * n;
-        double sum = 0;  // ggml accumulates squares in double
-        for (int64_t i = 0; i < n; ++i) sum += double(xr[i]) * double(xr[i]);
+        double sum = 0;  // squares in float, accumulated in double, as ggml does
+        for (int64_t i = 0; i < n; ++i) sum += double(xr[i] * xr[i]);
         const float mean = float(sum / double(n));
         const float scale = 1.0f / std::sqrt(mean + eps);
         if (weight) {

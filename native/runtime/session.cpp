@@ -272,24 +272,32 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
     const size_t o_stride = size_t(c.n_head) * size_t(c.head_dim_v);
 
     thread_scratch_.resize(size_t(pool.size()));
-    const size_t need = size_t(pos0 + n) + size_t(c.head_dim_k) + size_t(c.head_dim_v);
+    // Per thread: scores (pos0 + n), one V row (head_dim_v), the converted query (<= 4 bytes/elem).
+    const size_t need = size_t(pos0 + n) + size_t(c.head_dim_v) + size_t(c.head_dim_k) + 64;
     for (auto& s : thread_scratch_) {
         if (s.size() < need) s.resize(need);
     }
 
+    // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
+    // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
+    const type_traits& qt = type_traits_of(kv.vec_dot_type);
     pool.run([&](int ith, int nth) {
         float* scores = thread_scratch_[size_t(ith)].data();
-        float* row = scores + pos0 + n;  // one dequantized K or V row
+        float* row = scores + pos0 + n;  // one dequantized V row
+        uint8_t* q_conv = reinterpret_cast<uint8_t*>(row + c.head_dim_v);  // the query in the dot type
         for (int task = ith; task < n_tasks; task += nth) {
             const int i = task / c.n_head, h = task % c.n_head, hk = h / group;
             const int n_kv = pos0 + i + 1;  // causal: positions 0..pos0+i
             const float* qh = q + size_t(i) * q_stride + size_t(h) * size_t(c.head_dim_k);
+            const void* qd = qh;
+            if (kv.vec_dot_type != tensor_type::F32) {
+                qt.from_float(qh, q_conv, c.head_dim_k);
+                qd = q_conv;
+            }
             for (int j = 0; j < n_kv; ++j) {
                 const uint8_t* krow = kc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * k_row_bytes_;
-                const float* kf = kv_f32 ? reinterpret_cast<const float*>(krow) : row;
-                if (!kv_f32) kv.to_float(krow, row, c.head_dim_k);
-                float dot = 0;
-                for (int e = 0; e < c.head_dim_k; ++e) dot += qh[e] * kf[e];
+                float dot;
+                kv.vec_dot(c.head_dim_k, &dot, krow, qd);
                 scores[j] = dot * scale;
             }
             softmax(scores, n_kv);
