@@ -18,10 +18,11 @@ import { writeGguf } from '../lib/gguf/writer.js';
 import { readGgufInfo } from '../lib/index.js';
 import { StreamingDetokenizer, SUPPORTED_PRE_TOKENIZERS, Tokenizer, TokenizerError } from '../lib/tokenizer/index.js';
 import { preTokenizerSpec } from '../lib/tokenizer/pretokenizer.js';
+import { sharedDir } from './helpers/shared.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const vocabDir = path.resolve(repoRoot, '../shared/vocab');
-const storiesPath = path.resolve(repoRoot, '../shared/models/stories260K.gguf');
+const vocabDir = path.join(sharedDir() ?? path.resolve(repoRoot, '../shared'), 'vocab');
+const storiesPath = path.resolve(repoRoot, 'models/stories260K.gguf');
 
 const vocabFiles = existsSync(vocabDir)
   ? readdirSync(vocabDir).filter((f) => /^ggml-vocab-.*\.gguf$/.test(f) && existsSync(path.join(vocabDir, f + '.inp'))).sort()
