@@ -98,6 +98,23 @@ describe('stories260K', () => {
     expect(a).not.toBe(c);
   });
 
+  it('samples by the documented rules: top-k 1, min-p 1 and tiny top-p all reduce to greedy', async () => {
+    const run = async (options: Record<string, number>) => {
+      const s = model.createSession({ contextSize: 128 });
+      const text = await s.generate('Once upon a time', { maxTokens: 30, ...options }).text();
+      await s.dispose();
+      return text;
+    };
+    const greedy = await run({ temperature: 0 });
+    expect(await run({ temperature: 1.5, topK: 1, seed: 3 })).toBe(greedy);
+    expect(await run({ temperature: 1.5, topK: 0, topP: 1, minP: 1, seed: 4 })).toBe(greedy);
+    expect(await run({ temperature: 1.5, topK: 0, topP: 1e-6, minP: 0, seed: 5 })).toBe(greedy);
+    // A strong repeat penalty changes greedy text (the story repeats words like "Lily").
+    expect(await run({ temperature: 0, repeatPenalty: 5, repeatLastN: 64 })).not.toBe(greedy);
+    // High temperature without truncation is not greedy.
+    expect(await run({ temperature: 2, topK: 0, topP: 1, minP: 0, seed: 6 })).not.toBe(greedy);
+  });
+
   it('stops on stop strings without emitting them, and reports stats', async () => {
     const s = model.createSession({ contextSize: 128 });
     const stream = s.generate('Once upon a time', { maxTokens: 60, temperature: 0, stop: ['Lily'] });
