@@ -8,25 +8,10 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
+import type { ModelInfo } from './model.js';
 
-/** Fields of `model.info` that come from native code. */
-export interface NativeModelInfo {
-  architecture: string;
-  blockCount: number;
-  embeddingLength: number;
-  headCount: number;
-  headCountKv: number;
-  vocabSize: number;
-  contextLength: number;
-  expertCount: number;
-  expertUsedCount: number;
-  fileType: number;
-  sizeBytes: number;
-  parameterCount: number;
-  activeParameterCount: number;
-  threads: number;
-  cpuPath: string;
-}
+/** Fields of `model.info` that come from native code (all but `name`). */
+export type NativeModelInfo = Omit<ModelInfo, 'name'>;
 
 export interface NativeModel {
   info(): NativeModelInfo;

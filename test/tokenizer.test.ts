@@ -19,6 +19,7 @@ import { readGgufInfo } from '../lib/index.js';
 import { StreamingDetokenizer, SUPPORTED_PRE_TOKENIZERS, Tokenizer, TokenizerError } from '../lib/tokenizer/index.js';
 import { preTokenizerSpec } from '../lib/tokenizer/pretokenizer.js';
 import { sharedDir } from './helpers/shared.js';
+import { rng } from './helpers/random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const vocabDir = path.join(sharedDir() ?? path.resolve(repoRoot, '../shared'), 'vocab');
@@ -56,16 +57,6 @@ function readConformance(file: string): { input: string; expected: number[] }[] 
 // Seeded randomness
 // ----------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   'Hello', 'world', ' the', 'The', "'s", "'RE", "n't", "I'll", ' ', '  ', '   ', '\n', '\n\n', '\t', ' \n', '\r\n',

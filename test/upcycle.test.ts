@@ -15,6 +15,7 @@ import { bundledModelPath, loadModel, readGgufInfo, type GgufInfo } from 'moerun
 import { encodeF32, writeGguf, type GgufTensorInput, type GgufValue } from '../lib/gguf/writer.js';
 import { nmse } from './helpers/metrics.js';
 import { llamaCppLogits } from './helpers/oracle.js';
+import { rng } from './helpers/random.js';
 
 const N_EXPERT = 4;
 const CONTEXT = 64;
@@ -28,17 +29,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 // Building the upcycled file
 // ============================================================================================
 
-/** A small seeded generator (mulberry32) for permutations and router weights. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function permutation(n: number, next: () => number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);
