@@ -6,9 +6,11 @@
  *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
+ *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { benchCommand, benchUsage } from './bench.js';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
@@ -31,7 +33,7 @@ const usage = `Usage:
       answer; Ctrl-C at an empty prompt (or Ctrl-D) exits.
   moerun tokenize PATH TEXT
       Prints the token ids and pieces of TEXT (special tokens parsed).
-`;
+${benchUsage}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -42,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
       return info(rest);
     case 'quantize':
       return quantizeCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
     case 'chat':
       return chatCommand(rest);
     case 'tokenize':

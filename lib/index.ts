@@ -29,3 +29,4 @@ export {
 export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } from './chat.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
+export { bench, formatBenchTable, renderBenchSvg, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench.js';

@@ -380,12 +380,13 @@ export async function checkBenchModel(file: string, threads = 2): Promise<{ moer
     await model.dispose();
   }
   const { getLlama } = await import('node-llama-cpp');
-  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
   try {
     const lm = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
     const context = await lm.createContext({ contextSize: 64, batchSize: 64, threads, flashAttention: false });
     const sequence = context.getSequence();
-    const out = await sequence.controlledEvaluate(prompt.map((t, i) => (i === prompt.length - 1 ? [t, { generateNext: { logits: true } }] : t)));
+    const input = prompt.map((t, i) => (i === prompt.length - 1 ? [t, { generateNext: { logits: true } }] : t));
+    const out = await sequence.controlledEvaluate(input as Parameters<typeof sequence.controlledEvaluate>[0]);
     const map = out[prompt.length - 1]?.next?.logits;
     if (!map || map.size !== nVocab) throw new Error(`llama.cpp: ${map?.size ?? 0} logits, expected ${nVocab}`);
     const llamaCpp = rms([...map.values()], 'llama.cpp');
