@@ -186,8 +186,22 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string& path) {
     return f;
 }
 
+std::unique_ptr<gguf_file> gguf_file::open_memory(const uint8_t* data, size_t size, const std::string& name) {
+    std::unique_ptr<gguf_file> f(new gguf_file());
+    f->path_ = name;
+    // Exactly `size` bytes, so reads past the end are caught by sanitizers as they would fault on a mapping.
+    f->owned_.assign(data, data + size);
+    f->size_ = size;
+    if (f->size_ < 24) {
+        throw error(error_code::bad_format, format("gguf: %s: file is %zu bytes, shorter than a GGUF header (24 bytes)", name.c_str(), size));
+    }
+    f->base_ = f->owned_.data();
+    f->parse();
+    return f;
+}
+
 gguf_file::~gguf_file() {
-    if (base_) munmap(const_cast<uint8_t*>(base_), size_t(size_));
+    if (base_ && fd_ >= 0) munmap(const_cast<uint8_t*>(base_), size_t(size_));
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -336,7 +350,7 @@ std::optional<std::string> gguf_file::get_string(std::string_view key) const {
 }
 
 void gguf_file::prefetch() const {
-    if (base_ && size_ > data_offset_) {
+    if (base_ && fd_ >= 0 && size_ > data_offset_) {
         madvise(const_cast<uint8_t*>(base_), size_t(size_), MADV_WILLNEED);
     }
 }

@@ -62,6 +62,9 @@ class gguf_file {
 public:
     // Opens and validates `path`. Throws moerun::error (io or bad_format).
     static std::unique_ptr<gguf_file> open(const std::string& path);
+    // Parses an in-memory copy of a file's bytes (fuzzing, tests); `name` stands in for the path
+    // in messages.
+    static std::unique_ptr<gguf_file> open_memory(const uint8_t* data, size_t size, const std::string& name);
     ~gguf_file();
     gguf_file(const gguf_file&) = delete;
     gguf_file& operator=(const gguf_file&) = delete;
@@ -93,6 +96,7 @@ private:
 
     std::string path_;
     int fd_ = -1;
+    std::vector<uint8_t> owned_;  // open_memory's copy (base_ points into it)
     const uint8_t* base_ = nullptr;
     uint64_t size_ = 0;
     uint32_t version_ = 0;
