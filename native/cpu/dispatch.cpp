@@ -1,5 +1,6 @@
 #include "dispatch.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -84,10 +85,22 @@ struct dispatch_state {
     std::array<type_traits, k_tensor_type_count> table{};
 };
 
+// Runs one registration function. A row whose vec_dot it replaces without also giving a
+// vec_dot_n loses the old vec_dot_n (which would not match the new vec_dot bit for bit): matmul
+// then loops over the new vec_dot.
+void apply_registration(void (*reg)(type_traits*), type_traits* table) {
+    std::array<type_traits, k_tensor_type_count> before;
+    std::copy(table, table + k_tensor_type_count, before.begin());
+    reg(table);
+    for (uint32_t i = 0; i < k_tensor_type_count; ++i) {
+        if (table[i].vec_dot != before[i].vec_dot && table[i].vec_dot_n == before[i].vec_dot_n) table[i].vec_dot_n = nullptr;
+    }
+}
+
 void fill_table(cpu_path path, type_traits* table) {
     for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = type_traits_reference(tensor_type(i));
-    if (path == cpu_path::avx2 || path == cpu_path::avx512) cpu_register_avx2(table);
-    if (path == cpu_path::avx512) cpu_register_avx512(table);
+    if (path == cpu_path::avx2 || path == cpu_path::avx512) apply_registration(cpu_register_avx2, table);
+    if (path == cpu_path::avx512) apply_registration(cpu_register_avx512, table);
 }
 
 const dispatch_state& dispatch() {

@@ -35,6 +35,28 @@ const type_traits& dot_traits(const tensor& w) {
     return wt;
 }
 
+// y[i * n + r] = dot(weight row r, activation row i) for weight rows [r0, r1) and activation rows
+// [i0, i1). With several activation rows the type's multi-row dot takes them in groups, so each
+// weight block is unpacked once per group instead of once per row; the group's activations stay
+// in L1 while the tile's weight rows pass through.
+void dot_tile(const type_traits& wt, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1, const uint8_t* xb,
+              size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
+    constexpr int64_t k_act_group = 4;
+    if (wt.vec_dot_n && i1 - i0 >= 2) {
+        for (int64_t i = i0; i < i1; i += k_act_group) {
+            const int64_t ny = std::min(k_act_group, i1 - i);
+            const uint8_t* xi = xb + size_t(i) * xq_row;
+            for (int64_t r = r0; r < r1; ++r) wt.vec_dot_n(k, y + i * n + r, n, wb + size_t(r) * w_row, xi, xq_row, ny);
+        }
+        return;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+        const uint8_t* xi = xb + size_t(i) * xq_row;
+        float* yi = y + i * n;
+        for (int64_t r = r0; r < r1; ++r) wt.vec_dot(k, &yi[r], wb + size_t(r) * w_row, xi);
+    }
+}
+
 // y_j = x . w_j^T for `count` weights sharing row length and type (their row counts may differ),
 // threaded over the concatenated output rows: one activation conversion and one synchronization
 // for all of them. Threads take contiguous blocks of rows; within a block, a few weight rows are
@@ -56,14 +78,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
             const int64_t r1 = std::min({end, r0 + k_row_tile, first_row[j + 1]});
             const int64_t n = ws[j]->ne[1];
             const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-            for (int64_t i = 0; i < m; ++i) {
-                const uint8_t* xi = xb + size_t(i) * xq_row;
-                float* yi = ys[j] + i * n;
-                for (int64_t r = r0; r < r1; ++r) {
-                    const int64_t rr = r - first_row[j];
-                    wt.vec_dot(k, &yi[rr], wb + size_t(rr) * w_row, xi);
-                }
-            }
+            dot_tile(wt, k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
             r0 = r1;
         }
     });
@@ -120,12 +135,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
             const int64_t r1 = std::min({end, r0 + k_row_tile, base + n});
             const expert_batch& eb = batches[size_t(b)];
             const uint8_t* wb = static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
-            float* y = job_list[j].y;
-            for (int64_t i = eb.first; i < eb.first + eb.count; ++i) {
-                const uint8_t* xi = xb + size_t(i) * xq_row;
-                float* yi = y + i * n;
-                for (int64_t r = r0 - base; r < r1 - base; ++r) wt.vec_dot(k, &yi[r], wb + size_t(r) * w_row, xi);
-            }
+            dot_tile(wt, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
             r0 = r1;
         }
     });

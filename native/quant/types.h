@@ -24,6 +24,11 @@ using to_float_fn = void (*)(const void* src, float* dst, int64_t n);
 using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
 // s = dot(x, y): x is a row of this type, y a row of the type's `vec_dot_type` (activations).
 using vec_dot_fn = void (*)(int64_t n, float* s, const void* x, const void* y);
+// One weight row against `ny` activation rows (prompt processing): s[j * s_stride] = dot(x, y_j)
+// with y_j = y + j * y_stride bytes, for j < ny (any ny >= 1). Each weight block is unpacked once
+// for all the rows. Every row's result is bit for bit what vec_dot of the same table gives: the
+// kernels keep vec_dot's per-row summation order.
+using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 struct type_traits {
     const char* name = nullptr;     // "Q4_K"; nullptr for ids GGUF does not define
@@ -33,6 +38,7 @@ struct type_traits {
     to_float_fn to_float = nullptr;       // dequantize a row; nullptr = not supported
     from_float_fn from_float = nullptr;   // quantize a row; nullptr = not supported
     vec_dot_fn vec_dot = nullptr;         // nullptr = cannot be a matmul weight
+    vec_dot_n_fn vec_dot_n = nullptr;     // nullptr = callers loop over vec_dot
     tensor_type vec_dot_type = tensor_type::F32;  // what activations are converted to for vec_dot
 };
 

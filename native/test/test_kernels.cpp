@@ -12,6 +12,8 @@
 //              byte for byte
 //   to_float   each path's dequantizers equal the reference bit for bit
 //   vec_dot    each path's dot products against the reference, NMSE within a bound per type
+//   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
+//              the vec_dot bound
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <cmath>
 #include <cstdarg>
@@ -201,6 +203,54 @@ void check_fixture(const std::string& dir, const type_case& c) {
 
 // ---- SIMD paths against the reference ----
 
+// vec_dot_n: one weight row against ny activation rows, for several ny (groups of 4 and tails).
+// Each result must equal the same path's vec_dot bit for bit (the kernels keep its summation
+// order, which keeps matmul's results independent of the batch size), and the reference within
+// the vec_dot bound.
+void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
+    const type_traits& r = type_traits_reference(c.type);
+    const type_traits& p = type_traits_for_path(path, c.type);
+    const char* pn = cpu_path_name(path);
+    if (!p.vec_dot_n) {
+        // Allowed (matmul then loops over vec_dot), but only for rows whose vec_dot is not the reference's.
+        report(p.vec_dot != r.vec_dot, "vec_dot_n", fmt("%-6s %-6s none: matmul loops over vec_dot", pn, r.name));
+        return;
+    }
+    const int max_ny = 9;
+    const type_traits& at = type_traits_reference(r.vec_dot_type);
+    const size_t arow = row_size(r.vec_dot_type, int64_t(n));
+    std::vector<uint8_t> act(arow * max_ny);
+    for (int j = 0; j < max_ny; ++j) {
+        const std::vector<float> a = gaussian(n, 5000 + uint32_t(j));
+        at.from_float(a.data(), act.data() + size_t(j) * arow, int64_t(n));
+    }
+    std::vector<float> want, got, same;  // reference vec_dot, vec_dot_n, this path's vec_dot
+    size_t mismatches = 0;
+    for (int ny : {1, 2, 3, 4, 5, 8, 9}) {
+        for (int i = 0; i < rows; i += 7) {
+            const std::vector<uint8_t> wq = quantize(r, c.type, weights_like(n, 3000 + uint32_t(i)));
+            const int64_t stride = 3;  // s[j * stride]: the stride is honoured and nothing else written
+            std::vector<float> s(size_t(ny * stride), -1.0f);
+            p.vec_dot_n(int64_t(n), s.data(), stride, wq.data(), act.data(), arow, ny);
+            for (int j = 0; j < ny; ++j) {
+                float w = 0, v = 0;
+                r.vec_dot(int64_t(n), &w, wq.data(), act.data() + size_t(j) * arow);
+                p.vec_dot(int64_t(n), &v, wq.data(), act.data() + size_t(j) * arow);
+                const float g = s[size_t(j * stride)];
+                mismatches += std::memcmp(&g, &v, 4) != 0;
+                mismatches += s[size_t(j * stride + 1)] != -1.0f || s[size_t(j * stride + 2)] != -1.0f;
+                want.push_back(w);
+                got.push_back(g);
+            }
+        }
+    }
+    const double e = nmse(want.data(), got.data(), want.size());
+    const bool is_override = p.vec_dot_n != r.vec_dot_n;
+    report(e <= c.dot_max && mismatches == 0, "vec_dot_n",
+           fmt("%-6s %-6s nmse %.3e (bound %.0e), %zu of %zu differ from vec_dot%s", pn, r.name, e, c.dot_max, mismatches,
+               want.size(), is_override ? "" : "  [reference kernel]"));
+}
+
 void check_path(cpu_path path, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     const type_traits& p = type_traits_for_path(path, c.type);
@@ -240,14 +290,22 @@ void check_path(cpu_path path, const type_case& c) {
     const bool is_override = p.vec_dot != r.vec_dot;
     report(e <= c.dot_max, "vec_dot",
            fmt("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
+    check_dot_n(path, c, n, rows);
 }
 
 // ---- matmul on the active path ----
 
+void check_matmul(thread_pool& pool, const type_case& c, int64_t m);
+
 void check_matmul(thread_pool& pool, const type_case& c) {
     const type_traits& t = type_traits_of(c.type);
     if (!t.vec_dot) return;
-    const int64_t k = 512, n = 40, m = 3;
+    for (int64_t m : {int64_t(1), int64_t(3), int64_t(7)}) check_matmul(pool, c, m);
+}
+
+void check_matmul(thread_pool& pool, const type_case& c, int64_t m) {
+    const type_traits& t = type_traits_of(c.type);
+    const int64_t k = 512, n = 40;
     const std::vector<float> wf = weights_like(size_t(k * n), 555 + uint32_t(c.type));
     const std::vector<uint8_t> wq = quantize(type_traits_reference(c.type), c.type, wf);
     const std::vector<float> x = gaussian(size_t(k * m), 31337);
@@ -282,7 +340,7 @@ void check_matmul(thread_pool& pool, const type_case& c) {
     // their block sum s = d*sum(q) is stored in fp16, so the min term carries a relative error of
     // up to 2^-11, which the naive loop (using the exact dequantized activations) does not have.
     const double bound = t.vec_dot_type == T::Q8_1 ? 2e-6 : 1e-10;
-    report(e <= bound, "matmul", fmt("%-6s %-6s nmse %.3e (bound %.0e)", cpu_path_name(cpu_active_path()), t.name, e, bound));
+    report(e <= bound, "matmul", fmt("%-6s %-6s m %lld nmse %.3e (bound %.0e)", cpu_path_name(cpu_active_path()), t.name, (long long)m, e, bound));
 }
 
 std::string default_fixture_dir() {

@@ -1,0 +1,136 @@
+// Prefill matmul benchmark: y (m x n) = x (m x k) . w^T on the active CPU path (MOERUN_CPU picks
+// it), for weights of random valid blocks in a few types and FFN-like shapes.
+//
+//   cmake --build build-core -j2 --target bench_matmul
+//   MOERUN_CPU=avx512 ./build-core/bench_matmul [--threads N] [--types Q4_K,Q8_0,F16] [--m 1,8,64,512]
+//
+// Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
+// call, activation conversion included. GFLOP/s counts 2*m*n*k; GB/s is the weight bytes read
+// once per call (what bounds decode, m = 1).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../cpu/dispatch.h"
+#include "../cpu/matmul.h"
+#include "../cpu/thread_pool.h"
+#include "../quant/types.h"
+#include "../runtime/tensor.h"
+
+using namespace moerun;
+
+namespace {
+
+std::vector<int64_t> parse_list(const char* s) {
+    std::vector<int64_t> v;
+    for (const char* p = s; *p;) {
+        v.push_back(std::strtoll(p, const_cast<char**>(&p), 10));
+        if (*p == ',') ++p;
+    }
+    return v;
+}
+
+std::vector<std::string> split(const char* s) {
+    std::vector<std::string> v;
+    std::string cur;
+    for (const char* p = s;; ++p) {
+        if (*p == ',' || !*p) {
+            if (!cur.empty()) v.push_back(cur);
+            cur.clear();
+            if (!*p) break;
+        } else {
+            cur += *p;
+        }
+    }
+    return v;
+}
+
+bool type_by_name(const std::string& name, tensor_type& out) {
+    for (uint32_t i = 0; i < k_tensor_type_count; ++i) {
+        const type_traits& t = type_traits_reference(tensor_type(i));
+        if (t.name && name == t.name && t.vec_dot) {
+            out = tensor_type(i);
+            return true;
+        }
+    }
+    return false;
+}
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int threads = 1;
+    std::vector<std::string> types = {"Q4_K", "Q8_0", "F16"};
+    std::vector<int64_t> ms = {1, 8, 64, 512};
+    std::vector<int64_t> ns = {2048, 5632};
+    const int64_t k = 2048;
+    double budget = 0.4;  // seconds of repetitions per point
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--types")) types = split(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--m")) ms = parse_list(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--n")) ns = parse_list(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--budget")) budget = std::atof(argv[i + 1]);
+        else {
+            std::fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    thread_pool pool(threads);
+    std::printf("path %s, %d thread(s), k = %lld\n", cpu_path_name(cpu_active_path()), threads, (long long)k);
+    std::printf("%-6s %6s %5s %10s %9s %8s\n", "type", "n", "m", "ms", "GFLOP/s", "GB/s");
+    std::mt19937 rng(42);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    for (const std::string& name : types) {
+        tensor_type type;
+        if (!type_by_name(name, type)) {
+            std::fprintf(stderr, "unknown or non-matmul type %s\n", name.c_str());
+            return 2;
+        }
+        const type_traits& ref = type_traits_reference(type);
+        for (int64_t n : ns) {
+            // Valid blocks: quantize Gaussian rows with the reference quantizer.
+            std::vector<float> wf(static_cast<size_t>(k));
+            const size_t wrow = row_size(type, k);
+            std::vector<uint8_t> wq(wrow * size_t(n));
+            for (int64_t r = 0; r < n; ++r) {
+                for (float& v : wf) v = gauss(rng);
+                ref.from_float(wf.data(), wq.data() + size_t(r) * wrow, k);
+            }
+            tensor w;
+            w.data = wq.data();
+            w.type = type;
+            w.ne[0] = k;
+            w.ne[1] = n;
+            for (int64_t m : ms) {
+                std::vector<float> x(size_t(m * k)), y(size_t(m * n));
+                for (float& v : x) v = gauss(rng);
+                std::vector<uint8_t> scratch;
+                thread_pool::burst b(pool);
+                matmul(pool, w, x.data(), m, y.data(), scratch);  // warm up
+                double best = 1e30, spent = 0;
+                for (int rep = 0; rep < 3 || (spent < budget && rep < 1000); ++rep) {
+                    const double t0 = now_s();
+                    matmul(pool, w, x.data(), m, y.data(), scratch);
+                    const double dt = now_s() - t0;
+                    best = std::min(best, dt);
+                    spent += dt;
+                }
+                const double flops = 2.0 * double(m) * double(n) * double(k);
+                std::printf("%-6s %6lld %5lld %10.3f %9.1f %8.1f\n", name.c_str(), (long long)n, (long long)m, best * 1e3,
+                            flops / best * 1e-9, double(wq.size()) / best * 1e-9);
+                std::fflush(stdout);
+            }
+        }
+    }
+    return 0;
+}
