@@ -449,7 +449,7 @@ export class Session {
  * The async iterator {@link Session.generate} returns. Iterate it with `for await`; after the loop,
  * {@link GenerationStream.stats} holds the measurements.
  */
-export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
+export class GenerationStream implements AsyncIterableIterator<GenerateChunk, undefined> {
   readonly #inner: AsyncGenerator<GenerateChunk, GenerateStats>;
   readonly #stats: GenerateStats;
   #finished = false;
@@ -465,7 +465,7 @@ export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
     return this.#finished ? this.#stats : undefined;
   }
 
-  async next(): Promise<IteratorResult<GenerateChunk>> {
+  async next(): Promise<IteratorResult<GenerateChunk, undefined>> {
     try {
       const r = await this.#inner.next();
       if (!r.done) return r;
@@ -477,13 +477,13 @@ export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
     return { done: true, value: undefined };
   }
 
-  async return(): Promise<IteratorResult<GenerateChunk>> {
+  async return(): Promise<IteratorResult<GenerateChunk, undefined>> {
     await this.#inner.return(this.#stats);
     this.#finished = true;
     return { done: true, value: undefined };
   }
 
-  async throw(err?: unknown): Promise<IteratorResult<GenerateChunk>> {
+  async throw(err?: unknown): Promise<IteratorResult<GenerateChunk, undefined>> {
     this.#finished = true;
     await this.#inner.throw(err);
     return { done: true, value: undefined };
@@ -505,7 +505,7 @@ export class GenerationStream implements AsyncIterableIterator<GenerateChunk> {
  * The async iterator {@link Session.chat} returns: chunks of answer text or reasoning. After the
  * loop, {@link ChatStream.stats} holds the measurements.
  */
-export class ChatStream implements AsyncIterableIterator<ChatChunk> {
+export class ChatStream implements AsyncIterableIterator<ChatChunk, undefined> {
   readonly #inner: GenerationStream;
   readonly #think: ThinkSplitter;
   readonly #queue: ChatChunk[] = [];
@@ -523,7 +523,7 @@ export class ChatStream implements AsyncIterableIterator<ChatChunk> {
     return this.#inner.stats;
   }
 
-  async next(): Promise<IteratorResult<ChatChunk>> {
+  async next(): Promise<IteratorResult<ChatChunk, undefined>> {
     while (this.#queue.length === 0) {
       if (this.#done) return { done: true, value: undefined };
       const r = await this.#inner.next();
@@ -538,14 +538,14 @@ export class ChatStream implements AsyncIterableIterator<ChatChunk> {
     return { done: false, value: this.#queue.shift()! };
   }
 
-  async return(): Promise<IteratorResult<ChatChunk>> {
+  async return(): Promise<IteratorResult<ChatChunk, undefined>> {
     this.#done = true;
     this.#queue.length = 0;
     await this.#inner.return();
     return { done: true, value: undefined };
   }
 
-  async throw(err?: unknown): Promise<IteratorResult<ChatChunk>> {
+  async throw(err?: unknown): Promise<IteratorResult<ChatChunk, undefined>> {
     this.#done = true;
     this.#queue.length = 0;
     await this.#inner.throw(err);
