@@ -1,6 +1,7 @@
 // The AVX2 kernels of this folder (declarations only; see register.cpp for the table rows).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace moerun::avx2 {
@@ -24,6 +25,13 @@ void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
+// vec_dot_n (see quant/types.h): equal to the vec_dot above row by row, bit for bit
+void vec_dot_n_q4_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q4_1(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q5_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q5_1(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q8_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq4_nl(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // kquant.cpp: 256-element formats against Q8_K
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
@@ -32,5 +40,8 @@ void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_q4_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q5_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 }  // namespace moerun::avx2

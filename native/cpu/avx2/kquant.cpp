@@ -106,7 +106,133 @@ inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quant
     return hsum(acc) - mins;
 }
 
+// dot_q45_k for R activation rows (vec_dot_n): scales and quants unpacked once per super-block,
+// each row with its own mins and accumulator in dot_q45_k's order (bit for bit the same result).
+template <int R, typename B, typename Quants>
+inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
+    __m256 acc[R];
+    float mins[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        mins[r] = 0;
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
+        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) {
+            int msum = 0;
+            for (int j = 0; j < 8; ++j) msum += m[j] * (yr[r][i].bsums[2 * j] + yr[r][i].bsums[2 * j + 1]);
+            mins[r] += dmin * yr[r][i].d * float(msum);
+            isum[r] = _mm256_setzero_si256();
+        }
+        for (int c = 0; c < 4; ++c) {
+            __m256i lo, hi;
+            quants(x[i], c, lo, hi);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int r = 0; r < R; ++r) {
+                const __m256i p0 = mul_u8_i8(lo, load256(yr[r][i].qs + 64 * c));
+                const __m256i p1 = mul_u8_i8(hi, load256(yr[r][i].qs + 64 * c + 32));
+                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p0, s0));
+                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p1, s1));
+            }
+        }
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) - mins[r];
+}
+
+template <typename B, typename Quants>
+inline void dot_n_q45_k(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
+                        Quants quants) {
+    const B* x = static_cast<const B*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q45_k_rows<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    });
+}
+
+inline void quants_q4_k(const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
+    const __m256i q = load256(b.qs + 32 * c);
+    lo = bits(q, 0, 0xF);
+    hi = bits(q, 4, 0xF);
+}
+
+inline void quants_q5_k(const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
+    const __m256i q = load256(b.qs + 32 * c);
+    const __m256i qh = load256(b.qh);
+    lo = _mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4));
+    hi = _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4));
+}
+
+// Q6_K for R rows: the four 32-quant groups of each half unpacked once (see vec_dot_q6_k).
+template <int R>
+inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m256 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        int sc[16];
+        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            const __m256i q[4] = {
+                _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
+                _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
+                _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
+                _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)),
+            };
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;
+                const __m256i scale = scales_2x16(sc[2 * g], sc[2 * g + 1]);
+                for (int r = 0; r < R; ++r) {
+                    const __m256i p = mul_u8_i8(q[k], load256(yr[r][i].qs + 32 * g));
+                    isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p, scale));
+                }
+            }
+        }
+        const float d = f16(x[i].d);
+        for (int r = 0; r < R; ++r) {
+            const int offset = 32 * scaled_bsums16(yr[r][i].bsums, sc);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d),
+                                     _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], _mm256_setr_epi32(offset, 0, 0, 0, 0, 0, 0, 0))), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
 }  // namespace
+
+void vec_dot_n_q4_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) { quants_q4_k(b, c, lo, hi); });
+}
+
+void vec_dot_n_q5_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k<block_q5_K>(n, s, ss, x, y, ys, ny, [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) { quants_q5_k(b, c, lo, hi); });
+}
+
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q6_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
+}
 
 void vec_dot_q4_k(int64_t n, float* s, const void* vx, const void* vy) {
     *s = dot_q45_k(n / 256, static_cast<const block_q4_K*>(vx), static_cast<const block_q8_K*>(vy),

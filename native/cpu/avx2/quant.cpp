@@ -36,6 +36,70 @@ inline __m256 dot_blocks(int64_t nb, const B* x, const Y* y, Expand expand) {
     return _mm256_add_ps(acc0, acc1);
 }
 
+// dot_blocks for R activation rows at once (vec_dot_n): each block is expanded once, then
+// multiplied with every row; each row keeps dot_blocks' two alternating accumulators, so
+// out[r] is bit for bit what dot_blocks gives for row r.
+template <int R, typename B, typename Y, bool unsigned_x, typename Expand>
+inline void dot_blocks_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, __m256* out, Expand expand) {
+    __m256 acc0[R], acc1[R];
+    const Y* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc0[r] = acc1[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const Y*>(y + size_t(r) * y_stride);
+    }
+    auto one = [&](int64_t b, __m256* acc) {
+        const __m256i qx = expand(x[b]);
+        const __m256i ux = unsigned_x ? qx : _mm256_sign_epi8(qx, qx);  // |x| (see mul_i8_i8)
+        const float dx = f16(x[b].d);
+        for (int r = 0; r < R; ++r) {
+            const __m256i qy = load256(yr[r][b].qs);
+            const __m256i p = _mm256_maddubs_epi16(ux, unsigned_x ? qy : _mm256_sign_epi8(qy, qx));
+            const __m256 d = _mm256_set1_ps(dx * f16(yr[r][b].d));
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i16(p)), acc[r]);
+        }
+    };
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        one(i, acc0);
+        one(i + 1, acc1);
+    }
+    if (i < nb) one(i, acc0);
+    for (int r = 0; r < R; ++r) out[r] = _mm256_add_ps(acc0[r], acc1[r]);
+}
+
+// vec_dot_n of a format without a min term: s[j] = hsum(dot_blocks(x, y_j)).
+template <typename B, typename Y, bool unsigned_x, typename Expand>
+inline void dot_n_blocks(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
+                         Expand expand) {
+    const B* x = static_cast<const B*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        __m256 acc[R];
+        dot_blocks_rows<R, B, Y, unsigned_x>(n / 32, x, y + size_t(j) * y_stride, y_stride, acc, expand);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = hsum(acc[r]);
+    });
+}
+
+// The same for Q4_1 / Q5_1, whose min term goes through the Q8_1 block sums: s[j] = hsum + mins_j.
+template <typename B, typename Expand>
+inline void dot_n_blocks_min(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
+                             Expand expand) {
+    const B* x = static_cast<const B*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        __m256 acc[R];
+        dot_blocks_rows<R, B, block_q8_1, true>(n / 32, x, y + size_t(j) * y_stride, y_stride, acc, expand);
+        for (int r = 0; r < R; ++r) {
+            const block_q8_1* yr = reinterpret_cast<const block_q8_1*>(y + size_t(j + r) * y_stride);
+            float mins = 0;
+            for (int64_t i = 0; i < n / 32; ++i) mins += f16(x[i].m) * f16(yr[i].s);
+            s[(j + r) * s_stride] = hsum(acc[r]) + mins;
+        }
+    });
+}
+
 inline uint32_t load_u32(const uint8_t* p) {
     uint32_t v;
     std::memcpy(&v, p, 4);
@@ -168,6 +232,39 @@ void vec_dot_iq4_nl(int64_t n, float* s, const void* vx, const void* vy) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_iq4nl_values));
     *s = hsum(dot_blocks<block_iq4_nl, block_q8_0, false>(n / 32, static_cast<const block_iq4_nl*>(vx), static_cast<const block_q8_0*>(vy),
         [&](const block_iq4_nl& b) { return _mm256_shuffle_epi8(lut, unpack_nibbles(b.qs)); }));
+}
+
+// ---- multi-row dots (vec_dot_n): the expansions above, once per block for up to 4 rows ----
+
+void vec_dot_n_q4_0(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    const __m256i off = _mm256_set1_epi8(8);
+    dot_n_blocks<block_q4_0, block_q8_0, false>(n, s, ss, x, y, ys, ny,
+        [&](const block_q4_0& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), off); });
+}
+
+void vec_dot_n_q4_1(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_blocks_min<block_q4_1>(n, s, ss, x, y, ys, ny, [](const block_q4_1& b) { return unpack_nibbles(b.qs); });
+}
+
+void vec_dot_n_q5_0(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    const __m256i off = _mm256_set1_epi8(16);
+    dot_n_blocks<block_q5_0, block_q8_0, false>(n, s, ss, x, y, ys, ny,
+        [&](const block_q5_0& b) { return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)), off); });
+}
+
+void vec_dot_n_q5_1(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_blocks_min<block_q5_1>(n, s, ss, x, y, ys, ny,
+        [](const block_q5_1& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); });
+}
+
+void vec_dot_n_q8_0(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_blocks<block_q8_0, block_q8_0, false>(n, s, ss, x, y, ys, ny, [](const block_q8_0& b) { return load256(b.qs); });
+}
+
+void vec_dot_n_iq4_nl(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    const __m256i lut = _mm256_broadcastsi128_si256(load128(k_iq4nl_values));
+    dot_n_blocks<block_iq4_nl, block_q8_0, false>(n, s, ss, x, y, ys, ny,
+        [&](const block_iq4_nl& b) { return _mm256_shuffle_epi8(lut, unpack_nibbles(b.qs)); });
 }
 
 }  // namespace moerun::avx2

@@ -27,12 +27,21 @@ void cpu_register_avx2(type_traits* table) {
     at(T::Q5_1).vec_dot = avx2::vec_dot_q5_1;
     at(T::Q8_0).vec_dot = avx2::vec_dot_q8_0;
     at(T::IQ4_NL).vec_dot = avx2::vec_dot_iq4_nl;
+    at(T::Q4_0).vec_dot_n = avx2::vec_dot_n_q4_0;
+    at(T::Q4_1).vec_dot_n = avx2::vec_dot_n_q4_1;
+    at(T::Q5_0).vec_dot_n = avx2::vec_dot_n_q5_0;
+    at(T::Q5_1).vec_dot_n = avx2::vec_dot_n_q5_1;
+    at(T::Q8_0).vec_dot_n = avx2::vec_dot_n_q8_0;
+    at(T::IQ4_NL).vec_dot_n = avx2::vec_dot_n_iq4_nl;
     at(T::Q2_K).vec_dot = avx2::vec_dot_q2_k;
     at(T::Q3_K).vec_dot = avx2::vec_dot_q3_k;
     at(T::Q4_K).vec_dot = avx2::vec_dot_q4_k;
     at(T::Q5_K).vec_dot = avx2::vec_dot_q5_k;
     at(T::Q6_K).vec_dot = avx2::vec_dot_q6_k;
     at(T::IQ4_XS).vec_dot = avx2::vec_dot_iq4_xs;
+    at(T::Q4_K).vec_dot_n = avx2::vec_dot_n_q4_k;
+    at(T::Q5_K).vec_dot_n = avx2::vec_dot_n_q5_k;
+    at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
 }
 
 }  // namespace moerun

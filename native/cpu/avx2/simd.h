@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 // Everything here has internal linkage (unnamed namespace): the same inline function compiled in
 // an AVX-512 file could otherwise be the copy the linker keeps, and run on an AVX2-only CPU.
@@ -84,6 +85,20 @@ inline __m256i pack_i32_to_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
     const __m256i cd = _mm256_packs_epi32(c, d);
     const __m256i abcd = _mm256_packs_epi16(ab, cd);  // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
     return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Multi-row dots (vec_dot_n): runs body(std::integral_constant<int, R>, j) over the activation
+// rows j..j+R-1, in groups of `G` and then one group of the remaining 1..G-1 rows, so the kernel
+// body can keep R rows' accumulators in registers with R known at compile time.
+template <int G, typename Body>
+inline void for_row_groups(int64_t ny, Body&& body) {
+    int64_t j = 0;
+    for (; j + G <= ny; j += G) body(std::integral_constant<int, G>{}, j);
+    const int64_t rest = ny - j;
+    if constexpr (G > 3) if (rest == 3) body(std::integral_constant<int, 3>{}, j);
+    if constexpr (G > 2) if (rest == 2) body(std::integral_constant<int, 2>{}, j);
+    if constexpr (G > 1) if (rest == 1) body(std::integral_constant<int, 1>{}, j);
+    static_assert(G >= 1 && G <= 4, "groups of 1 to 4 rows");
 }
 
 inline float bf16_to_f32(uint16_t h) { return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(uint32_t(h) << 16)))); }
