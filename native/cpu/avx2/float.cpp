@@ -32,7 +32,43 @@ float dot(int64_t n, const E* a, const E* b) {
 inline float id_f32(float x) { return x; }
 inline float cvt_f16(uint16_t h) { return f16(h); }
 inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
+// dot() for R rows b[0..R-1] against one row a (vec_dot_n): a's vectors are loaded (and
+// converted) once for all rows; each row keeps dot()'s four accumulators and order, so out[r] is
+// bit for bit dot(n, a, b[r]). R = 2 keeps the 8 accumulators and 4 a-vectors in 16 registers.
+template <int R, typename E, __m256 (*load)(const E*), float (*scalar)(E)>
+void dot_rows(int64_t n, const E* a, const E* const* b, float* out) {
+    __m256 acc[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 va[4];
+        for (int k = 0; k < 4; ++k) va[k] = load(a + i + 8 * k);
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_fmadd_ps(va[k], load(b[r] + i + 8 * k), acc[r][k]);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 va = load(a + i);
+        for (int r = 0; r < R; ++r) acc[r][0] = _mm256_fmadd_ps(va, load(b[r] + i), acc[r][0]);
+    }
+    for (int r = 0; r < R; ++r) {
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+        for (int64_t t = i; t < n; ++t) s += scalar(a[t]) * scalar(b[r][t]);
+        out[r] = s;
+    }
+}
 
+template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
+void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny) {
+    for_row_groups<2>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        const E* b[R];
+        for (int r = 0; r < R; ++r) b[r] = reinterpret_cast<const E*>(static_cast<const uint8_t*>(y) + size_t(j + r) * y_stride);
+        float out[R];
+        dot_rows<R, E, load, scalar>(n, static_cast<const E*>(x), b, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    });
+}
 }  // namespace
 
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
@@ -43,6 +79,16 @@ void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
 }
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16, cvt_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
+}
+
+void vec_dot_n_f32(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<float, load_f32, id_f32>(n, s, ss, x, y, ys, ny);
+}
+void vec_dot_n_f16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t, load_f16, cvt_f16>(n, s, ss, x, y, ys, ny);
+}
+void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t, load_bf16, cvt_bf16>(n, s, ss, x, y, ys, ny);
 }
 
 void to_float_f16(const void* src, float* dst, int64_t n) {

@@ -10,6 +10,9 @@ namespace moerun::avx2 {
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void to_float_f16(const void* src, float* dst, int64_t n);
 void from_float_f16(const float* src, void* dst, int64_t n);
 void to_float_bf16(const void* src, float* dst, int64_t n);

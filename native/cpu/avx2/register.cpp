@@ -16,6 +16,9 @@ void cpu_register_avx2(type_traits* table) {
     at(T::BF16).vec_dot = avx2::vec_dot_bf16;
     at(T::BF16).to_float = avx2::to_float_bf16;
     at(T::BF16).from_float = avx2::from_float_bf16;
+    at(T::F32).vec_dot_n = avx2::vec_dot_n_f32;
+    at(T::F16).vec_dot_n = avx2::vec_dot_n_f16;
+    at(T::BF16).vec_dot_n = avx2::vec_dot_n_bf16;
 
     at(T::Q8_0).from_float = avx2::from_float_q8_0;
     at(T::Q8_1).from_float = avx2::from_float_q8_1;

@@ -27,7 +27,111 @@ float dot(int64_t n, const E* a, const E* b) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+// dot() for R rows b[0..R-1] against one row a (vec_dot_n): a's vectors loaded once for all rows,
+// each row with dot()'s four accumulators and order (bit for bit dot(n, a, b[r])).
+template <int R, typename E, __m512 (*load)(const E*, __mmask16)>
+void dot_rows(int64_t n, const E* a, const E* const* b, float* out) {
+    __m512 acc[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 4; ++k) acc[r][k] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512 va[4];
+        for (int k = 0; k < 4; ++k) va[k] = load(a + i + 16 * k, 0xFFFF);
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < 4; ++k) acc[r][k] = _mm512_fmadd_ps(va[k], load(b[r] + i + 16 * k, 0xFFFF), acc[r][k]);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+        const __m512 va = load(a + i, m);
+        for (int r = 0; r < R; ++r) acc[r][0] = _mm512_fmadd_ps(va, load(b[r] + i, m), acc[r][0]);
+    }
+    for (int r = 0; r < R; ++r) {
+        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3])));
+    }
+}
+
+// vec_dot_bf16_dpbf16 for R rows.
+template <int R>
+void dot_rows_dpbf16(int64_t n, const uint16_t* a, const uint16_t* const* b, float* out) {
+    __m512 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int k = 0; k < 2; ++k) {
+            const __m512bh va = (__m512bh)load512(a + i + 32 * k);
+            for (int r = 0; r < R; ++r) acc[r][k] = _mm512_dpbf16_ps(acc[r][k], va, (__m512bh)load512(b[r] + i + 32 * k));
+        }
+    }
+    for (; i < n; i += 32) {
+        const __mmask32 m = n - i >= 32 ? __mmask32(0xFFFFFFFF) : __mmask32((1u << (n - i)) - 1);
+        const __m512bh va = (__m512bh)_mm512_maskz_loadu_epi16(m, a + i);
+        for (int r = 0; r < R; ++r) acc[r][0] = _mm512_dpbf16_ps(acc[r][0], va, (__m512bh)_mm512_maskz_loadu_epi16(m, b[r] + i));
+    }
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+// avx2::vec_dot_f16 (the F16 dot of this path) for R rows, with the same 256-bit accumulators and
+// scalar tail; the 32 vector registers of AVX-512 hold 4 rows' accumulators, where AVX2 fits 2.
+template <int R>
+void dot_rows_f16_256(int64_t n, const uint16_t* a, const uint16_t* const* b, float* out) {
+    auto ld = [](const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); };
+    __m256 acc[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 va[4];
+        for (int k = 0; k < 4; ++k) va[k] = ld(a + i + 8 * k);
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_fmadd_ps(va[k], ld(b[r] + i + 8 * k), acc[r][k]);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 va = ld(a + i);
+        for (int r = 0; r < R; ++r) acc[r][0] = _mm256_fmadd_ps(va, ld(b[r] + i), acc[r][0]);
+    }
+    for (int r = 0; r < R; ++r) {
+        float s = avx2::hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+        for (int64_t t = i; t < n; ++t) s += f16(a[t]) * f16(b[r][t]);
+        out[r] = s;
+    }
+}
+
+// Groups of 4 rows through `rows_fn<R>`.
+template <typename E, typename RowsFn>
+void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny, RowsFn rows_fn) {
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        const E* b[R];
+        for (int r = 0; r < R; ++r) b[r] = reinterpret_cast<const E*>(static_cast<const uint8_t*>(y) + size_t(j + r) * y_stride);
+        float out[R];
+        rows_fn(rows, static_cast<const E*>(x), b, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    });
+}
+
 }  // namespace
+
+void vec_dot_n_f32(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<float>(n, s, ss, x, y, ys, ny, [&](auto rows, const float* a, const float* const* b, float* out) {
+        dot_rows<decltype(rows)::value, float, load_f32>(n, a, b, out);
+    });
+}
+void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows<decltype(rows)::value, uint16_t, load_bf16>(n, a, b, out);
+    });
+}
+void vec_dot_n_bf16_dpbf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows_dpbf16<decltype(rows)::value>(n, a, b, out);
+    });
+}
+void vec_dot_n_f16_256(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows_f16_256<decltype(rows)::value>(n, a, b, out);
+    });
+}
 
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<float, load_f32>(n, static_cast<const float*>(x), static_cast<const float*>(y));

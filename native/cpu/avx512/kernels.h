@@ -1,6 +1,7 @@
 // The AVX-512 kernels of this folder (declarations only; see register.cpp for which rows use them).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace moerun::avx512 {
@@ -9,6 +10,12 @@ namespace moerun::avx512 {
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16_dpbf16(int64_t n, float* s, const void* x, const void* y);  // needs AVX512_BF16
+// vec_dot_n (see quant/types.h), bit for bit the vec_dot of this path row by row; the F16 one
+// matches avx2::vec_dot_f16, which the AVX-512 path keeps.
+void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_bf16_dpbf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_f16_256(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void to_float_f16(const void* src, float* dst, int64_t n);
 void from_float_f16(const float* src, void* dst, int64_t n);
 
@@ -17,5 +24,9 @@ void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
+// vec_dot_n (see quant/types.h): equal to the vec_dot above row by row, bit for bit
+void vec_dot_n_q4_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q5_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 }  // namespace moerun::avx512

@@ -80,7 +80,127 @@ inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quant
     return _mm512_reduce_add_ps(acc) - mins;
 }
 
+// Integer sum_j scale[j] * bsums[j] over 16 sub-blocks, from int16 scales in a register (exact:
+// the same int as scaled_bsums16).
+inline int bsums_dot16(const int16_t* bsums, __m256i scales16) {
+    return avx2::hsum_i32(_mm256_madd_epi16(load256(bsums), scales16));
+}
+
+// dot_q45_k for R activation rows (vec_dot_n): scales and quants unpacked once per super-block,
+// each row with its own mins and accumulator in dot_q45_k's order (bit for bit the same result).
+template <int R, typename B, typename Quants>
+inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
+    __m512 acc[R];
+    float mins[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm512_setzero_ps();
+        mins[r] = 0;
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        int sc[8];
+        alignas(32) int16_t m16[16];  // each sub-block's min twice: it weighs both bsums of 16
+        for (int j = 0; j < 8; ++j) {
+            uint8_t a, m;
+            get_scale_min_k4(j, x[i].scales, &a, &m);
+            sc[j] = a;
+            m16[2 * j] = m16[2 * j + 1] = m;
+        }
+        const __m256i mins16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(m16));
+        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        __m512i isum[R];
+        for (int r = 0; r < R; ++r) {
+            mins[r] += dmin * yr[r][i].d * float(bsums_dot16(yr[r][i].bsums, mins16));
+            isum[r] = _mm512_setzero_si512();
+        }
+        for (int c = 0; c < 4; ++c) {
+            const __m512i q = quants(x[i], c);
+            const __m512i scale = scales_2x32(sc[2 * c], sc[2 * c + 1]);
+            for (int r = 0; r < R; ++r) isum[r] = add_scaled(isum[r], mul_u8_i8(q, load512(yr[r][i].qs + 64 * c)), scale);
+        }
+        for (int r = 0; r < R; ++r) acc[r] = accumulate(acc[r], d * yr[r][i].d, isum[r], 0);
+    }
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) - mins[r];
+}
+
+template <typename B, typename Quants>
+inline void dot_n_q45_k(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
+                        Quants quants) {
+    const B* x = static_cast<const B*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q45_k_rows<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    });
+}
+
+inline __m512i quants_q4_k(const block_q4_K& b, int c) {
+    const __m256i q = load256(b.qs + 32 * c);
+    return join(bits(q, 0, 0xF), bits(q, 4, 0xF));
+}
+
+inline __m512i quants_q5_k(const block_q5_K& b, int c) {
+    const __m256i q = load256(b.qs + 32 * c), qh = load256(b.qh);
+    return join(_mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4)),
+                _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4)));
+}
+
+// Q6_K for R rows: 64 quants per register unpacked once (see vec_dot_q6_k).
+template <int R>
+inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m512 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm512_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m512i sc16 = scales_to_i16(x[i].scales);
+        __m512i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            const __m512i q01 = join(_mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
+                                     _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)));
+            const __m512i q23 = join(_mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
+                                     _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)));
+            const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
+            for (int r = 0; r < R; ++r) {
+                isum[r] = add_scaled(isum[r], mul_u8_i8(q01, load512(yr[r][i].qs + 128 * h)), s01);
+                isum[r] = add_scaled(isum[r], mul_u8_i8(q23, load512(yr[r][i].qs + 128 * h + 64)), s23);
+            }
+        }
+        const float d = f16(x[i].d);
+        const __m256i sc = _mm512_castsi512_si256(sc16);
+        for (int r = 0; r < R; ++r) acc[r] = accumulate(acc[r], d * yr[r][i].d, isum[r], 32 * bsums_dot16(yr[r][i].bsums, sc));
+    }
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
 }  // namespace
+
+void vec_dot_n_q4_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c) { return quants_q4_k(b, c); });
+}
+
+void vec_dot_n_q5_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k<block_q5_K>(n, s, ss, x, y, ys, ny, [](const block_q5_K& b, int c) { return quants_q5_k(b, c); });
+}
+
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q6_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
+}
 
 void vec_dot_q4_k(int64_t n, float* s, const void* vx, const void* vy) {
     *s = dot_q45_k(n / 256, static_cast<const block_q4_K*>(vx), static_cast<const block_q8_K*>(vy), [](const block_q4_K& b, int c) {

@@ -19,11 +19,17 @@ void cpu_register_avx512(type_traits* table) {
     at(T::F16).to_float = avx512::to_float_f16;
     at(T::F16).from_float = avx512::from_float_f16;
     at(T::BF16).vec_dot = f.avx512bf16 ? avx512::vec_dot_bf16_dpbf16 : avx512::vec_dot_bf16;
+    at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
+    at(T::F16).vec_dot_n = avx512::vec_dot_n_f16_256;  // F16's vec_dot stays AVX2's; 4 rows of it
+    at(T::BF16).vec_dot_n = f.avx512bf16 ? avx512::vec_dot_n_bf16_dpbf16 : avx512::vec_dot_n_bf16;
 
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
     at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k;
     at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
+    at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k;
+    at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k;
+    at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k;
 }
 
 }  // namespace moerun
