@@ -27,9 +27,9 @@ void cpu_register_avx512(type_traits* table) {
     at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k;
     at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
-    at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k;
-    at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k;
-    at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k;
+    at(T::Q4_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q4_k_vnni : avx512::vec_dot_n_q4_k;
+    at(T::Q5_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q5_k_vnni : avx512::vec_dot_n_q5_k;
+    at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
 }
 
 }  // namespace moerun
