@@ -2,44 +2,22 @@
 // llama.cpp's own quantizer, stories260K quantized and decoded, and synthetic 256-aligned llama
 // models per type run by llama.cpp (node-llama-cpp) and by moerun against their F32 twin.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundledModelPath, loadModel, MoerunError, quantize, readGgufInfo, type GgufInfo, type QuantizeType } from 'moerun';
+import { bundledModelPath, loadModel, MoerunError, quantize, readGgufInfo, type QuantizeType } from 'moerun';
 
 import { writeGguf } from '../lib/gguf/writer.js';
-import { native } from '../lib/native.js';
 import { makeModel } from '../scripts/make-model.js';
 import { compareLogits, nmse } from './helpers/metrics.js';
 import { llamaCppGreedy, llamaCppLogits } from './helpers/oracle.js';
+import { tensorBytes, tensorFloats, writeF32Twin } from './helpers/twin.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'moerun-quantize-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const out = (name: string): string => path.join(dir, name);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-async function tensorBytes(info: GgufInfo, file: string, name: string): Promise<Uint8Array> {
-  const t = info.tensors.find((x) => x.name === name)!;
-  const fh = await open(file, 'r');
-  try {
-    const buf = new Uint8Array(t.byteSize);
-    await fh.read(buf, 0, t.byteSize, t.offset);
-    return buf;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A tensor's values as floats, whatever its type. */
-async function tensorFloats(info: GgufInfo, file: string, name: string): Promise<Float32Array> {
-  const t = info.tensors.find((x) => x.name === name)!;
-  const bytes = await tensorBytes(info, file, name);
-  const ne0 = t.shape[0]!;
-  if (t.type === 'F32') return new Float32Array(bytes.buffer, 0, bytes.byteLength / 4);
-  return native().dequantize(t.type, bytes, t.shape.reduce((a, b) => a * b, 1) / ne0, ne0, 2);
-}
 
 // =================================================================================================
 describe('quantize() options', () => {
@@ -193,7 +171,7 @@ describe("quantize() against llama.cpp's quantizer (fixtures)", () => {
 // =================================================================================================
 // A 256-aligned synthetic llama (make-model: d 256, ffn 512, 2 layers, vocab 512) at each type.
 // Our quantized file must load in llama.cpp and in moerun. The reference is its F32 twin (the same
-// quantized weights dequantized and written as F32, which here is our own quantize(.., 'F32')), run
+// quantized weights dequantized and written as F32: test/helpers/twin.ts, our quantize(.., 'F32')), run
 // by llama.cpp; both engines run the quantized file and are compared with it (DESIGN.md).
 describe('synthetic llama per type: llama.cpp and moerun on our quantized file vs its F32 twin', () => {
   const N_VOCAB = 512;
@@ -213,7 +191,7 @@ describe('synthetic llama per type: llama.cpp and moerun on our quantized file v
     const qFile = out(`synth-${type}.gguf`);
     const twin = out(`synth-${type}-twin.gguf`);
     await quantize(src, qFile, type, { threads: 2 });
-    await quantize(qFile, twin, 'F32', { threads: 2 });
+    await writeF32Twin(qFile, twin, 2);
 
     // Weight reconstruction error of the whole model (every quantized tensor, pooled).
     const srcInfo = await readGgufInfo(src);
