@@ -169,10 +169,12 @@ async function quantizeCommand(args: string[]): Promise<number> {
   const [inPath, outPath, typeArg] = positionals as [string, string, string];
   const type = describeQuantizeType(typeArg) as QuantizeType;
   const threads = parseNumber('threads', values.threads);
-  // Ctrl-C aborts at the next slab; the writer then removes its temp file, so no half file remains.
+  // Ctrl-C (or a closed terminal, or kill) aborts at the next slab; the writer then removes its
+  // temp file, so no half file remains.
   const controller = new AbortController();
-  const onSigint = (): void => controller.abort();
-  process.once('SIGINT', onSigint);
+  const onSignal = (): void => controller.abort();
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.once(s, onSignal);
   const tty = process.stderr.isTTY;
   let lastDraw = 0;
   const draw = (fraction: number, name: string): void => {
@@ -210,7 +212,7 @@ async function quantizeCommand(args: string[]): Promise<number> {
     }
     throw err;
   } finally {
-    process.off('SIGINT', onSigint);
+    for (const s of signals) process.off(s, onSignal);
   }
 }
 
