@@ -1,6 +1,7 @@
 // The quantizer (lib/quantize.ts): option errors, llama.cpp's per-tensor recipe, byte equality with
 // llama.cpp's own quantizer, stories260K quantized and decoded, and synthetic 256-aligned llama
 // models per type run by llama.cpp (node-llama-cpp) and by moerun against their F32 twin.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,6 +55,44 @@ describe('quantize() options', () => {
     await expect(p).rejects.toMatchObject({ code: 'ERR_ABORTED' });
     expect(calls).toBe(3);
     expect(readdirSync(dir).filter((f) => f.startsWith('aborted'))).toEqual([]); // no temp file either
+  });
+});
+
+// =================================================================================================
+describe('moerun quantize (CLI)', () => {
+  const cli = path.join(root, 'dist', 'cli.js');
+
+  it('quantizes a file and reports what it wrote; a bad TYPE is a clear error', () => {
+    const file = out('cli-q8.gguf');
+    const ok = spawnSync(process.execPath, [cli, 'quantize', bundledModelPath, file, 'q8_0', '--threads', '2'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/file type 7; tensors: 32 Q8_0, 11 F32, 5 F16; 5 fell back/);
+    expect(existsSync(file)).toBe(true);
+    const bad = spawnSync(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q4_K_S'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/Expected one of 'F32', .* for type but received "Q4_K_S" \(string\) \[ERR_INVALID_ARGUMENT\]/);
+    expect(existsSync(out('cli-bad.gguf'))).toBe(false);
+  });
+
+  it('stops on Ctrl-C (SIGINT) and leaves no file, not even the temp file', async () => {
+    // One 128 MiB F32 matrix, quantized to IQ4_XS (the slowest quantizer): seconds of work.
+    const src = out('cli-big.gguf');
+    const values = new Float32Array(4096 * 8192);
+    for (let i = 0, x = 1; i < values.length; i++) values[i] = ((x = Math.imul(x, 1664525) + 1013904223) >> 8) / 2 ** 23;
+    await writeGguf(src, { metadata: { 'general.architecture': 'llama' }, tensors: [{ name: 'blk.0.ffn_up.weight', type: 'F32', shape: [4096, 8192], data: values }] });
+    const dst = out('cli-interrupted.gguf');
+    const child = spawn(process.execPath, [cli, 'quantize', src, dst, 'IQ4_XS', '--threads', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // Wait until the temp file exists (the work has started), then interrupt.
+    const tmp = (): string[] => readdirSync(dir).filter((f) => f.startsWith('cli-interrupted'));
+    for (let i = 0; i < 500 && tmp().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(tmp().length).toBe(1);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('interrupted; no output file was written');
+    expect(tmp()).toEqual([]);
   });
 });
 
