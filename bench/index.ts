@@ -44,6 +44,7 @@ const repeats = Number(values.repeats);
 for (const s of shapes) if (!(s in BENCH_SHAPES)) throw new Error(`unknown shape '${s}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
 
 const cpu = cpuInfo();
+const loadStart = os.loadavg()[0]!;
 const bandwidthBefore = (await measureBandwidth(threads)) / 1e9;
 console.log(
   `moerun bench: commit ${gitCommit()}, node ${process.version}, ${os.cpus()[0]?.model.trim() ?? 'cpu'}, ISA path ${cpu.activePath}, ` +
@@ -92,7 +93,8 @@ for (const shape of shapes) {
 }
 const bandwidthAfter = (await measureBandwidth(threads)) / 1e9;
 
-console.log(`\nmemory bandwidth: ${bandwidthBefore.toFixed(1)} GB/s before, ${bandwidthAfter.toFixed(1)} GB/s after (read, ${threads} threads)`);
+console.log(`\nmemory bandwidth: ${bandwidthBefore.toFixed(1)} GB/s before, ${bandwidthAfter.toFixed(1)} GB/s after (read, ${threads} threads); ` +
+  `1-min load average ${loadStart.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end on ${os.cpus().length} CPUs (above the CPU count, other work competed)`);
 console.log(
   formatTable(
     ['model', 'quant', 'GiB', 'active GB/tok', `moerun pp${pp}`, `llama.cpp pp${pp}`, 'pp ratio', `moerun tg${tg}`, `llama.cpp tg${tg}`, 'tg ratio',

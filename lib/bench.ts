@@ -135,6 +135,8 @@ export interface BenchConditions {
   threads: number;
   /** Read bandwidth with `threads` threads, GB/s (10⁹ bytes). */
   bandwidthGBs: number;
+  /** 1-minute load average when the run started and ended, and the machine's logical CPUs: a load above the CPUs means other work competed for them. */
+  loadAverage: { start: number; end: number; cpus: number };
   pp: number;
   tg: number;
   repeats: number;
@@ -161,6 +163,7 @@ export async function bench(options: BenchOptions): Promise<BenchReport> {
   const check = (): void => {
     if (o.signal?.aborted) throw new MoerunError('ERR_ABORTED', 'bench: aborted');
   };
+  const loadStart = os.loadavg()[0]!;
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'moerun-bench-'));
   try {
     // ---- files: the given models, then their quantizations ----
@@ -258,6 +261,7 @@ export async function bench(options: BenchOptions): Promise<BenchReport> {
         isa: cpu.activePath ?? 'unknown',
         threads: o.threads,
         bandwidthGBs: bandwidth / 1e9,
+        loadAverage: { start: loadStart, end: os.loadavg()[0]!, cpus: os.cpus().length },
         pp: o.pp,
         tg: o.tg,
         repeats: o.repeats,
@@ -775,7 +779,7 @@ const rate = (s: Spread): string => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.m
 export function formatConditions(c: BenchConditions): string {
   return (
     `moerun ${c.moerunVersion} @ ${c.commit}, node ${c.node}, ${c.cpu}, ISA path ${c.isa}, ${c.threads} threads, ` +
-    `memory bandwidth ${fmt(c.bandwidthGBs)} GB/s (read, ${c.threads} threads); pp${c.pp} / tg${c.tg} tokens/s as median (min–max) of ${c.repeats} ` +
+    `memory bandwidth ${fmt(c.bandwidthGBs)} GB/s (read, ${c.threads} threads); load average ${fmt(c.loadAverage.start)} → ${fmt(c.loadAverage.end)} on ${c.loadAverage.cpus} CPUs; pp${c.pp} / tg${c.tg} tokens/s as median (min–max) of ${c.repeats} ` +
     `interleaved runs after a warm-up; quality over ${c.textTokens} tokens of ${c.text}`
   );
 }

@@ -202,7 +202,7 @@ function fixtureReport(): BenchReport {
   });
   return {
     conditions: { date: '2025-01-01T00:00:00.000Z', commit: 'abc1234', moerunVersion: '0.1.0', node: 'v20', cpu: 'AMD "EPYC" <test>', isa: 'avx512', threads: 2,
-      bandwidthGBs: 20, pp: 512, tg: 128, repeats: 3, text: 'aesop.txt', textTokens: 100 },
+      bandwidthGBs: 20, loadAverage: { start: 1, end: 1, cpus: 2 }, pp: 512, tg: 128, repeats: 3, text: 'aesop.txt', textTokens: 100 },
     results: [file('F32', 0, 3000, true), file('Q8_0', 0.0013, 3500, true), file('Q4_0', 0.19, 3800, false)],
   };
 }
@@ -244,7 +244,7 @@ describe('bench() on stories260K', () => {
     const json = JSON.parse(JSON.stringify(report)) as BenchReport;
     expect(Object.keys(json).sort()).toEqual(['conditions', 'results']);
     expect(Object.keys(json.conditions).sort()).toEqual(
-      ['bandwidthGBs', 'commit', 'cpu', 'date', 'isa', 'moerunVersion', 'node', 'pp', 'repeats', 'text', 'textTokens', 'tg', 'threads'],
+      ['bandwidthGBs', 'commit', 'cpu', 'date', 'isa', 'loadAverage', 'moerunVersion', 'node', 'pp', 'repeats', 'text', 'textTokens', 'tg', 'threads'],
     );
     expect(json.conditions).toMatchObject({ threads: 2, pp: 32, tg: 4, repeats: 2, text: 'aesop.txt', textTokens: 200 });
     expect(json.conditions.bandwidthGBs).toBeGreaterThan(0);
