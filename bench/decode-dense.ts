@@ -10,6 +10,11 @@
 // the quantized blocks are written directly as random bytes with fixed, modest scales (no
 // quantization pass), and cached under os.tmpdir()/moerun-bench. Every matrix, token_embd and
 // output included, has the named type; norms are F32.
+//
+// On a shared, oversubscribed machine llama.cpp's multi-threaded decode collapses (its threads
+// spin at a barrier after every op, so one descheduled thread stalls all: stories260K measured
+// 2-25 tok/s at 2 threads vs ~2000-3000 at 1 thread, under load average 4-8 on 2 cores). Quote
+// 2-thread ratios only from a quiet machine; `--threads 1` is robust to that noise.
 import { execSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -227,6 +232,11 @@ try {
   /* not a git checkout */
 }
 const cpu = cpuInfo();
+{
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
+  console.log(`llama.cpp (node-llama-cpp ${llama.buildType}): ${llama.systemInfo.trim()}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  await llama.dispose();
+}
 console.log(
   `decode-dense bench: commit ${commit}, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}, moerun path ${cpu.activePath}, ` +
     `${threads} threads, ${nTokens} decode tokens x ${rounds} rounds (+1 warm-up) per engine, interleaved`,
