@@ -468,7 +468,7 @@ async function typedMetadata(file: FileHandle, info: GgufInfo, path: string): Pr
   return out;
 }
 
-/** For messages in the CLI. @internal */
+/** A TYPE argument from the command line, case-insensitive. @internal */
 export function describeQuantizeType(value: unknown): string {
   if (typeof value === 'string' && (quantizeTypes as readonly string[]).includes(value.toUpperCase())) return value.toUpperCase();
   throw invalid(`Expected one of ${quantizeTypes.map((t) => `'${t}'`).join(', ')} for type but received ${describe(value)}`);
