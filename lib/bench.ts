@@ -895,6 +895,9 @@ export function renderBenchSvg(report: BenchReport, title = 'Decode speed vs qua
   s.push(`<text x="${m.left + pw / 2}" y="${H - 34}" text-anchor="middle" fill="#222222" font-size="13">mean KL divergence from ${escapeXml(pts.find((r) => r.reference)?.reference ?? 'the reference')} (nats/token, lower is better)</text>`);
   s.push(`<text transform="translate(20 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle" fill="#222222" font-size="13">decode speed, tg${c.tg} (tokens/s)</text>`);
   s.push('<g font-size="12">');
+  // Labels: one line each, placed right/left and above/below the point, whichever overlaps no
+  // earlier label (approximate text boxes of 6.5 px a character).
+  const boxes: { x0: number; x1: number; y0: number; y1: number }[] = [];
   for (const r of pts) {
     const x = X(r.quality!.meanKl);
     const y = Y(r.moerun.tg.median);
@@ -904,10 +907,23 @@ export function renderBenchSvg(report: BenchReport, title = 'Decode speed vs qua
       s.push(`<circle cx="${f(x)}" cy="${f(Y(l))}" r="5" fill="#ffffff" stroke="#f28e2b" stroke-width="2"/>`);
     }
     s.push(`<circle cx="${f(x)}" cy="${f(y)}" r="6" fill="#4e79a7" stroke="#ffffff" stroke-width="1.5"/>`);
-    const anchor = x > m.left + pw * 0.8 ? 'end' : 'start';
-    const dx = anchor === 'end' ? -10 : 10;
-    s.push(`<text x="${f(x + dx)}" y="${f(y - 8)}" text-anchor="${anchor}" fill="#222222" font-weight="bold">${escapeXml(r.label)}</text>`);
-    s.push(`<text x="${f(x + dx)}" y="${f(y + 18)}" text-anchor="${anchor}" fill="#666666">${escapeXml(`${mib(r.sizeBytes)} MiB, top-1 ${fmt(r.quality!.top1 * 100, 1)}%`)}</text>`);
+    const detail = `${mib(r.sizeBytes)} MiB, top-1 ${fmt(r.quality!.top1 * 100, 1)}%`;
+    const width = 6.5 * (r.label.length + detail.length + 3);
+    const candidates = [
+      { anchor: 'start', dx: 10, dy: -9 }, { anchor: 'start', dx: 10, dy: 17 },
+      { anchor: 'end', dx: -10, dy: -9 }, { anchor: 'end', dx: -10, dy: 17 },
+    ].map((c) => {
+      const x0 = c.anchor === 'start' ? x + c.dx : x + c.dx - width;
+      return { ...c, box: { x0, x1: x0 + width, y0: y + c.dy - 12, y1: y + c.dy + 3 } };
+    });
+    const fits = (b: { x0: number; x1: number; y0: number; y1: number }): boolean =>
+      b.x0 >= 2 && b.x1 <= W - 2 && !boxes.some((o) => b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1);
+    const pick = candidates.find((c) => fits(c.box)) ?? candidates.find((c) => c.box.x0 >= 2 && c.box.x1 <= W - 2) ?? candidates[0]!;
+    boxes.push(pick.box);
+    s.push(
+      `<text x="${f(x + pick.dx)}" y="${f(y + pick.dy)}" text-anchor="${pick.anchor}" fill="#222222"><tspan font-weight="bold">${escapeXml(r.label)}</tspan>` +
+        `<tspan fill="#666666"> · ${escapeXml(detail)}</tspan></text>`,
+    );
   }
   s.push('</g>');
   // Legend

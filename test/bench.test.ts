@@ -215,6 +215,7 @@ describe('SVG plot', () => {
     // 3 moerun points + 2 llama.cpp points + 2 legend markers
     expect(elements.get('circle')).toBe(7);
     for (const label of ['F32', 'Q8_0', 'Q4_0']) expect(texts).toContain(label);
+    expect(elements.get('tspan')).toBe(6);
     expect(texts.some((t) => t.startsWith('mean KL divergence from F32 &lt;ref&gt; &amp; co'))).toBe(true);
     expect(texts.some((t) => t.startsWith('decode speed'))).toBe(true);
     expect(texts).toContain('0');
