@@ -1,6 +1,7 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
-//   run_model MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] TOKEN...
+//   run_model MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--prompt N] TOKEN...
+// --prompt N appends N synthetic prompt tokens (for prefill timing).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,7 +21,10 @@ int main(int argc, char** argv) {
     for (int i = 2; i < argc; ++i) {
         if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
-        else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) kv = !std::strcmp(argv[++i], "f16") ? moerun::tensor_type::F16 : moerun::tensor_type::F32;
+        else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) {
+            const int np = std::atoi(argv[++i]);
+            for (int k = 0; k < np; ++k) prompt.push_back(1 + (k * 37) % 500);
+        } else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) kv = !std::strcmp(argv[++i], "f16") ? moerun::tensor_type::F16 : moerun::tensor_type::F32;
         else prompt.push_back(std::atoi(argv[i]));
     }
     try {
@@ -35,7 +39,9 @@ int main(int argc, char** argv) {
         moerun::sampler_params samp;
         samp.temperature = 0;
         moerun::sampler sm(samp);
+        const auto tp = std::chrono::steady_clock::now();
         s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
+        const double prompt_sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < n_gen; ++i) {
             int32_t tok = sm.sample(logits.data(), model->config.n_vocab);
@@ -43,7 +49,8 @@ int main(int argc, char** argv) {
             s.evaluate(&tok, 1, moerun::logits_mode::last, logits, nullptr);
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("\n%.1f tok/s (%d threads, %s)\n", n_gen / sec, model->pool->size(), moerun::model_get_info(*model).cpu_path.c_str());
+        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads, %s)\n", prompt.size(), double(prompt.size()) / prompt_sec,
+                    n_gen / sec, model->pool->size(), moerun::model_get_info(*model).cpu_path.c_str());
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
         return 1;
