@@ -77,6 +77,27 @@ function patchStripBuiltins(): void {
 }
 patchStripBuiltins();
 
+/**
+ * @huggingface/jinja prints booleans as `true`/`false`; Python's Jinja and llama.cpp's print
+ * `True`/`False` for `{{ flag }}`. Not covered: `flag | string` and `'x' ~ flag` / `'x' + flag` still give `true`.
+ */
+function patchBooleanOutput(): void {
+  const env = new Environment();
+  env.set('b', true);
+  const sample = (env as unknown as { variables: Map<string, object> }).variables.get('b');
+  const proto = sample && (Object.getPrototypeOf(sample) as { toString(): string; moerunPatched?: boolean; type?: string });
+  if (!proto || (sample as { type?: string }).type !== 'BooleanValue' || Object.prototype.hasOwnProperty.call(proto, 'moerunPatched')) return;
+  Object.defineProperty(proto, 'toString', {
+    configurable: true,
+    writable: true,
+    value(this: { value: boolean }) {
+      return this.value ? 'True' : 'False';
+    },
+  });
+  Object.defineProperty(proto, 'moerunPatched', { value: true });
+}
+patchBooleanOutput();
+
 function compile(source: string): Template {
   let t = templateCache.get(source);
   if (!t) {

@@ -1,6 +1,8 @@
-// Chat templates (rendered with @huggingface/jinja) against llama.cpp's expectations, the
-// <think> splitter, and session.chat() on stories260K: KV-cache reuse across turns, errors.
-import { readFileSync } from 'node:fs';
+// Chat templates (rendered with @huggingface/jinja) against llama.cpp's expectations and against
+// llama.cpp's own Jinja renderer (through node-llama-cpp), the <think> splitter, and session.chat()
+// on stories260K: KV-cache reuse across turns, errors.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, renderChatTemplate, type ChatMessage, type Model } from 'moerun';
@@ -16,6 +18,8 @@ const conversation: ChatMessage[] = [
   { role: 'assistant', content: '   I am an assistant   ' },
   { role: 'user', content: 'Another question' },
 ];
+
+const system0: ChatMessage = { role: 'system', content: 'You are a helpful assistant' };
 
 // test-chat-template.cpp's expected output for ChatML (teknium/OpenHermes-2.5), which Qwen3 and
 // QwQ produce for this conversation (no tools, no reasoning in the history).
@@ -80,8 +84,22 @@ describe('chat templates', () => {
     );
   });
 
-  it("Ling 2.0 (bailing2): a Jinja transcription of llama.cpp's LLM_CHAT_TEMPLATE_BAILING2 formatter gives its output", () => {
-    // llama.cpp ships no Ling 2.0 .jinja; this transcribes src/llama-chat.cpp's bailing2 branch, and
+  it('Ling 2.0 (inclusionAI Ling-1T GGUF template): llama-server\'s own chat_example for it', () => {
+    // The template as embedded in a Ling-1T GGUF (see fixtures/templates/README.md); the expected
+    // string is the chat_example llama-server logged for it.
+    const t = fixture('inclusionAI-Ling-1T.jinja');
+    const example: ChatMessage[] = [system0, { role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi there' }, { role: 'user', content: 'How are you?' }];
+    expect(renderChatTemplate(t, example)).toBe(
+      '<role>SYSTEM</role>You are a helpful assistant\ndetailed thinking off<|role_end|><role>HUMAN</role>Hello<|role_end|><role>ASSISTANT</role>Hi there<|role_end|><role>HUMAN</role>How are you?<|role_end|><role>ASSISTANT</role>',
+    );
+    // Reasoning after the last user turn is rendered in a <think> block; earlier turns drop it.
+    expect(renderChatTemplate(t, [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!', reasoning: 'greeting' }], { addGenerationPrompt: false })).toBe(
+      '<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>Hi<|role_end|><role>ASSISTANT</role>\n<think>\ngreeting\n</think>\n\nHello!<|role_end|>',
+    );
+  });
+
+  it("Ling 2.0 (bailing2) IMITATION, not a real template: a Jinja transcription of llama.cpp's LLM_CHAT_TEMPLATE_BAILING2 formatter gives its output", () => {
+    // Not a model's template (the real one is inclusionAI-Ling-1T.jinja). llama.cpp ships no Ling 2.0 .jinja; this transcribes src/llama-chat.cpp's bailing2 branch, and
     // the expected strings are what that C++ code writes (default system "detailed thinking off").
     const t = fixture('ling-2.0-bailing2.jinja');
     const body =
@@ -95,6 +113,176 @@ describe('chat templates', () => {
     expect(() => renderChatTemplate('{% for %}', conversation)).toThrow(/chat template: cannot parse it/);
     expect(() => renderChatTemplate("{{ raise_exception('no system') }}", conversation)).toThrow(/chat template: rendering failed: .*no system/);
   });
+});
+
+
+// llama.cpp's Jinja engine (common/jinja, the `--jinja` path), reached through node-llama-cpp's
+// internal `AddonJinjaRenderer` binding: the same input object node-llama-cpp's
+// JinjaTemplateChatWrapper passes (messages, add_generation_prompt, bos_token, eos_token, extra
+// variables). It runs in a child process so node-llama-cpp's ggml never shares a process with ours;
+// from a file (under node_modules/.cache, so 'node-llama-cpp' resolves): node-llama-cpp forks
+// binding tests with process.execArgv, which must not carry an `-e` script.
+const nativeRendererScript = `
+import { getLlama } from 'node-llama-cpp';
+let input = '';
+for await (const chunk of process.stdin) input += chunk;
+const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+const Renderer = llama._bindings?.AddonJinjaRenderer;
+if (typeof Renderer !== 'function') {
+  process.stderr.write('node-llama-cpp ' + '(llama._bindings.AddonJinjaRenderer) is not available: its internal API changed');
+  process.exit(3);
+}
+const renderers = new Map();
+const out = JSON.parse(input).map(({ template, vars }) => {
+  try {
+    let r = renderers.get(template);
+    if (!r) renderers.set(template, (r = new Renderer(template)));
+    return { text: r.render(vars) };
+  } catch (err) {
+    return { error: String(err?.message ?? err) };
+  }
+});
+process.stdout.write(JSON.stringify(out));
+await llama.dispose();
+`;
+
+interface NativeJob {
+  template: string;
+  vars: Record<string, unknown>;
+}
+
+/** Renders each job with llama.cpp's Jinja renderer; throws a clear error if it is unavailable. */
+function renderWithLlamaCpp(jobs: NativeJob[]): Array<{ text?: string; error?: string }> {
+  const dir = path.join(__dirname, '..', 'node_modules', '.cache', 'moerun-test');
+  mkdirSync(dir, { recursive: true });
+  const script = path.join(dir, 'llama-jinja-render.mjs');
+  writeFileSync(script, nativeRendererScript);
+  let stdout: string;
+  try {
+    stdout = execFileSync(process.execPath, [script], {
+      cwd: path.join(__dirname, '..'),
+      input: JSON.stringify(jobs),
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 120_000,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }).toString();
+  } catch (err) {
+    const e = err as { status?: number; stderr?: Buffer; message: string };
+    throw new Error(
+      `llama.cpp's Jinja renderer (node-llama-cpp devDependency, llama._bindings.AddonJinjaRenderer via getLlama({ gpu: false, build: 'never' })) ` +
+        `could not be used (exit ${e.status}): ${e.stderr?.toString().trim() || e.message}`,
+    );
+  }
+  return JSON.parse(stdout) as Array<{ text?: string; error?: string }>;
+}
+
+// Every fixture, and the inline templates above, with the BOS/EOS texts of their models' vocabs.
+const tokensFor: Record<string, { bos: string; eos: string }> = {
+  'Qwen-Qwen3-0.6B.jinja': { bos: '', eos: '<|im_end|>' },
+  'Qwen-QwQ-32B.jinja': { bos: '', eos: '<|im_end|>' },
+  'deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja': { bos: '<｜begin▁of▁sentence｜>', eos: '<｜end▁of▁sentence｜>' },
+  'meta-llama-Llama-3.1-8B-Instruct.jinja': { bos: '<|begin_of_text|>', eos: '<|eot_id|>' },
+  'inclusionAI-Ling-1T.jinja': { bos: '<|startoftext|>', eos: '<|endoftext|>' },
+  'ling-2.0-bailing2.jinja': { bos: '<|startoftext|>', eos: '<|endoftext|>' },
+};
+const inlineTemplates: Record<string, string> = {
+  'llama3 (test-chat-template.cpp)':
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}",
+  'Ling-lite (test-chat-template.cpp)':
+    "{% for message in messages %}{% set role = message['role'] | lower %}{% if role == 'user' %}{% set role = 'HUMAN' %}{% endif %}{% set role = role | upper %}{{ '<role>' + role + '</role>' + message['content'] }}{% endfor %}{% if add_generation_prompt %}{{ '<role>ASSISTANT</role>' }}{% endif %}",
+  'booleans printed (True/False, as Python)':
+    "{% for m in messages %}{{ m.content }}:{{ loop.first }},{{ loop.last }};{% endfor %}{{ add_generation_prompt }}{{ enable_thinking is defined }}",
+};
+const fixtureNames = readdirSync(path.join(__dirname, 'fixtures/templates')).filter((f) => f.endsWith('.jinja')).sort();
+
+const system: ChatMessage = { role: 'system', content: 'You are a helpful assistant' };
+const conversations: Record<string, ChatMessage[]> = {
+  'system + user': [system, { role: 'user', content: 'Hello' }],
+  'user only': [{ role: 'user', content: 'Hello' }],
+  'multi-turn (test-chat-template.cpp)': conversation,
+  'ends with an assistant turn': [system, { role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Hi there' }],
+  '<think> in the history, edge whitespace': [
+    { role: 'user', content: '\n  2+2?' },
+    { role: 'assistant', content: '<think>\nadd them\n</think>\n\n4' },
+    { role: 'user', content: 'times 3?  ' },
+  ],
+  'reasoning on the last assistant turn': [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: '\nHello!', reasoning: '\nthe user greets\n' }],
+  'non-ASCII, quotes, backslash': [system, { role: 'user', content: 'Grüße 👋 — "quotes" \\ back\tslash' }],
+};
+const tools = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'Get the weather',
+      parameters: { type: 'object', properties: { city: { type: 'string', description: 'City "name"' }, days: { type: 'integer' } }, required: ['city'] },
+    },
+  },
+];
+const variants: Array<{ name: string; addGenerationPrompt: boolean; vars: Record<string, unknown> }> = [
+  { name: 'add_generation_prompt', addGenerationPrompt: true, vars: {} },
+  { name: 'no add_generation_prompt', addGenerationPrompt: false, vars: {} },
+  { name: 'add_generation_prompt, enable_thinking=false', addGenerationPrompt: true, vars: { enable_thinking: false } },
+  { name: 'add_generation_prompt, enable_thinking=true', addGenerationPrompt: true, vars: { enable_thinking: true } },
+  { name: 'add_generation_prompt, tools', addGenerationPrompt: true, vars: { tools } },
+];
+
+interface Case {
+  template: string;
+  source: string;
+  conversation: string;
+  variant: (typeof variants)[number];
+  bos: string;
+  eos: string;
+}
+const cases: Case[] = [];
+for (const name of [...fixtureNames, ...Object.keys(inlineTemplates)]) {
+  const source = inlineTemplates[name] ?? fixture(name);
+  const { bos, eos } = tokensFor[name] ?? { bos: '<s>', eos: '</s>' };
+  for (const conv of Object.keys(conversations)) for (const variant of variants) cases.push({ template: name, source, conversation: conv, variant, bos, eos });
+}
+
+describe("chat templates: our renderer gives exactly what llama.cpp's Jinja renderer gives", () => {
+  let native: Array<{ text?: string; error?: string }>;
+  beforeAll(() => {
+    native = renderWithLlamaCpp(
+      cases.map((c) => ({
+        template: c.source,
+        vars: {
+          ...c.variant.vars,
+          messages: conversations[c.conversation]!.map((m) =>
+            m.reasoning === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, reasoning_content: m.reasoning },
+          ),
+          add_generation_prompt: c.variant.addGenerationPrompt,
+          bos_token: c.bos,
+          eos_token: c.eos,
+        },
+      })),
+    );
+  }, 120_000);
+
+  it('covers every fixture', () => {
+    expect(fixtureNames).toEqual(expect.arrayContaining(Object.keys(tokensFor)));
+    expect(Object.keys(tokensFor)).toEqual(expect.arrayContaining(fixtureNames));
+  });
+
+  for (const name of [...fixtureNames, ...Object.keys(inlineTemplates)]) {
+    it(`${name}: ${Object.keys(conversations).length} conversations × ${variants.length} variants`, () => {
+      cases.forEach((c, i) => {
+        if (c.template !== name) return;
+        const label = `${c.template} / ${c.conversation} / ${c.variant.name}`;
+        const theirs = native[i]!;
+        expect(theirs.error, `llama.cpp failed on ${label}`).toBeUndefined();
+        const ours = renderChatTemplate(c.source, conversations[c.conversation]!, {
+          addGenerationPrompt: c.variant.addGenerationPrompt,
+          bosToken: c.bos,
+          eosToken: c.eos,
+          vars: c.variant.vars,
+        });
+        expect(ours, label).toBe(theirs.text);
+      });
+    });
+  }
 });
 
 let model: Model;
