@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace moerun {
 
@@ -131,6 +132,22 @@ static inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_
         *sc = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
+}
+
+// All 8 scales and 8 mins of a Q4_K/Q5_K scales[12] array at once, with word operations (the
+// same values as get_scale_min_k4 for j = 0..7). Bytes 0-3 hold scales 0-3 (low 6 bits) and the
+// top 2 bits of scales 4-7; bytes 4-7 the same for the mins; bytes 8-11 the low 4 bits of
+// scales 4-7 (low nibbles) and mins 4-7 (high nibbles).
+static inline void unpack_scales_min_k4(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t w[3];
+    std::memcpy(w, q, 12);
+    const uint32_t s03 = w[0] & 0x3f3f3f3fu, m03 = w[1] & 0x3f3f3f3fu;
+    const uint32_t s47 = (w[2] & 0x0f0f0f0fu) | (((w[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m47 = ((w[2] >> 4) & 0x0f0f0f0fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+    std::memcpy(sc, &s03, 4);
+    std::memcpy(sc + 4, &s47, 4);
+    std::memcpy(m, &m03, 4);
+    std::memcpy(m + 4, &m47, 4);
 }
 
 // The 16 signed 6-bit scales (-32..31) of a Q3_K block.

@@ -82,16 +82,26 @@ void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
 namespace {
 
 // Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
+// sum_j m[j] * (bsums[2j] + bsums[2j+1]) in integers (the Q8_K block sums pair up into the 8
+// sub-blocks of 32): the same int as the scalar loop.
+inline int mins_dot_bsums(const uint8_t* m, const int16_t* bsums) {
+    const __m256i b = load256(bsums);
+    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+    __m128i v = _mm_madd_epi16(pairs, m16);
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+    return _mm_cvtsi128_si32(v);
+}
+
 template <typename B, typename Quants>
 inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quants) {
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
     for (int64_t i = 0; i < nb; ++i) {
         uint8_t sc[8], m[8];
-        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
-        int msum = 0;
-        for (int j = 0; j < 8; ++j) msum += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        mins += f16(x[i].dmin) * y[i].d * float(msum);
+        unpack_scales_min_k4(x[i].scales, sc, m);
+        mins += f16(x[i].dmin) * y[i].d * float(mins_dot_bsums(m, y[i].bsums));
         __m256i isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; ++c) {
             __m256i lo, hi;
@@ -120,13 +130,11 @@ inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_st
     }
     for (int64_t i = 0; i < nb; ++i) {
         uint8_t sc[8], m[8];
-        for (int j = 0; j < 8; ++j) get_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
+        unpack_scales_min_k4(x[i].scales, sc, m);
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
         __m256i isum[R];
         for (int r = 0; r < R; ++r) {
-            int msum = 0;
-            for (int j = 0; j < 8; ++j) msum += m[j] * (yr[r][i].bsums[2 * j] + yr[r][i].bsums[2 * j + 1]);
-            mins[r] += dmin * yr[r][i].d * float(msum);
+            mins[r] += dmin * yr[r][i].d * float(mins_dot_bsums(m, yr[r][i].bsums));
             isum[r] = _mm256_setzero_si256();
         }
         for (int c = 0; c < 4; ++c) {

@@ -1,8 +1,9 @@
 // AVX-512 (F, BW, VL, DQ; BF16 where present) kernels. Compiled with -mavx512* flags; only called
 // after cpuid says so. Runs after cpu_register_avx2: rows not set here keep the AVX2 kernels.
 //
-// Only kernels measured faster than their AVX2 versions are installed. On AMD Zen 4 (which runs
-// 512-bit ops as two 256-bit halves) that is F32, BF16 (vdpbf16ps), Q2_K, Q4_K, Q5_K and Q6_K.
+// Only kernels measured faster than their AVX2 versions are installed: F32, BF16 (vdpbf16ps),
+// Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids.
+// Q4_K and Q5_K were faster at 256 bits on both and keep the AVX2 kernels.
 // VNNI (vpdpbusd) versions of the 32-element formats, and 512-bit Q3_K/IQ4_XS/F16 dots, were
 // written and passed test_kernels but ran 5-40% slower than AVX2 here (see git history, 5908cb7).
 #include "../dispatch.h"
@@ -24,11 +25,7 @@ void cpu_register_avx512(type_traits* table) {
     at(T::BF16).vec_dot_n = f.avx512bf16 ? avx512::vec_dot_n_bf16_dpbf16 : avx512::vec_dot_n_bf16;
 
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
-    at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k;
-    at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
-    at(T::Q4_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q4_k_vnni : avx512::vec_dot_n_q4_k;
-    at(T::Q5_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q5_k_vnni : avx512::vec_dot_n_q5_k;
     at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
 }
 

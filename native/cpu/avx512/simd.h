@@ -46,8 +46,6 @@ inline __m512i spread_scales(__m512i scales16, int first, int per) {
 // 16 int8 scales in memory -> int16 lanes 0..15 (a register load: building the vector through a
 // stack array instead stalls on store forwarding).
 inline __m512i scales_to_i16(const int8_t* s) { return _mm512_castsi256_si512(_mm256_cvtepi8_epi16(load128(s))); }
-// Two int16 scales spread over the halves of a 64-byte product (two sub-blocks of 32).
-inline __m512i scales_2x32(int a, int b) { return join(_mm256_set1_epi16(short(a)), _mm256_set1_epi16(short(b))); }
 
 }  // namespace
 }  // namespace moerun::avx512
