@@ -684,11 +684,23 @@ export function syntheticSpmVocab(nVocab: number): { tokens: string[]; scores: F
     for (let k = 2; k < w.length; k++) pieces.add(w.slice(0, k)); // prefixes, so merges can build words
   }
   const letters = 'etaoinshrdlucmfwypgb';
+  // Filler pieces: two letters, then "▁" + two letters + the base-20 digits of c (unique for
+  // every i, so any vocabulary size terminates).
+  const n = letters.length;
   for (let i = 0; pieces.size < nVocab - tokens.length; i++) {
-    const a = letters[i % letters.length];
-    const b2 = letters[Math.floor(i / letters.length) % letters.length];
-    const c = Math.floor(i / (letters.length * letters.length));
-    pieces.add(c === 0 ? `${a}${b2}` : `▁${a}${b2}${letters[c % letters.length]}`);
+    const a = letters[i % n];
+    const b2 = letters[Math.floor(i / n) % n];
+    let c = Math.floor(i / (n * n));
+    if (c === 0) {
+      pieces.add(`${a}${b2}`);
+      continue;
+    }
+    let piece = `▁${a}${b2}`;
+    do {
+      piece += letters[c % n];
+      c = Math.floor(c / n);
+    } while (c > 0);
+    pieces.add(piece);
   }
   const scores = new Float32Array(nVocab);
   let rank = 0;
