@@ -13,7 +13,11 @@
 //
 // Depth: the default --layers keeps each model's file near 8 GiB at Q8_0 so it stays in the page
 // cache of a 24 GB machine while two engines map it; per-layer speed is what the ratio measures.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
@@ -55,7 +59,29 @@ console.log(
     `after one warm-up round; pp${pp} from an empty context, tg${tg} greedy decode steps; F16 KV cache (both defaults); tokens/s as median (min–max)`,
 );
 
-console.log('\nkernel suite: skipped (the addon exposes no standalone matvec/matmul entry; the model suites below time the kernels in place)');
+// Kernel suite: the C++ driver native/test/bench_matmul (built with cmake into build-core/, as
+// test/kernels.test.ts does) on every ISA path this CPU has: matvec (m = 1) and matmul (m = 64)
+// per weight type, GFLOP/s and GB/s of weights.
+{
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const buildDir = path.join(root, 'build-core');
+  const run = (cmd: string, args: string[], env = process.env) => spawnSync(cmd, args, { cwd: root, env, encoding: 'utf8' });
+  if (run('cmake', ['--version']).status !== 0) {
+    console.log('\nkernel suite: skipped (cmake is not installed)');
+  } else {
+    const configured = existsSync(path.join(buildDir, 'CMakeCache.txt')) || run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']).status === 0;
+    const built = configured && run('cmake', ['--build', buildDir, '-j2', '--target', 'bench_matmul']).status === 0;
+    if (!built) {
+      console.log('\nkernel suite: skipped (building native/test/bench_matmul failed)');
+    } else {
+      for (const isa of cpu.supportedPaths) {
+        const r = run(path.join(buildDir, 'bench_matmul'), ['--threads', String(threads), '--types', 'F16,BF16,Q8_0,Q4_0,Q4_K,Q5_K,Q6_K,Q2_K,Q3_K,IQ4_XS', '--m', '1,64', '--n', '2048', '--budget', '0.2'],
+          { ...process.env, MOERUN_CPU: isa });
+        console.log(`\nkernel suite (${isa}): k = n = 2048, min of repeats\n${(r.stdout ?? '').trim()}`);
+      }
+    }
+  }
+}
 
 const rows: string[][] = [];
 const json: object[] = [];
