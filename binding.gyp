@@ -3,7 +3,7 @@
   # Each ISA's kernels are a static library compiled with its own -m flags; cpu/dispatch.cpp picks
   # one at run time by cpuid, so one binary runs on any x86-64.
   "variables": {
-    "core_cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    "core_cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
   },
   "target_defaults": {
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],

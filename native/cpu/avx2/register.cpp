@@ -6,6 +6,7 @@
 namespace moerun {
 
 void cpu_register_avx2(type_traits* table) {
+#if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
     auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
 
@@ -45,6 +46,9 @@ void cpu_register_avx2(type_traits* table) {
     at(T::Q4_K).vec_dot_n = avx2::vec_dot_n_q4_k;
     at(T::Q5_K).vec_dot_n = avx2::vec_dot_n_q5_k;
     at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
+#else
+    (void)table;  // other architectures build only this file: the scalar references stay
+#endif
 }
 
 }  // namespace moerun

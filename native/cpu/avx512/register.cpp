@@ -12,6 +12,7 @@
 namespace moerun {
 
 void cpu_register_avx512(type_traits* table) {
+#if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
     auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
     const cpu_features& f = cpu_detect();
@@ -27,6 +28,14 @@ void cpu_register_avx512(type_traits* table) {
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
     at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
+    if (f.avx512vnni) {  // vec_dot stays AVX2's; these match it bit for bit
+        at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_vnni;
+        at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_vnni;
+        at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_vnni;
+    }
+#else
+    (void)table;  // other architectures build only this file: the scalar references stay
+#endif
 }
 
 }  // namespace moerun
