@@ -2,7 +2,7 @@
  * Models: loading a GGUF file, its description, tokenization, and sessions.
  */
 import { callNative, callNativeSync, MoerunError } from './errors.js';
-import type { GgufInfo } from './gguf/reader.js';
+import { convertSliced, type GgufInfo } from './gguf/reader.js';
 import { native, type NativeModel } from './native.js';
 import { Session, type SessionOptions } from './session.js';
 import { Tokenizer } from './tokenizer/index.js';
@@ -93,19 +93,13 @@ export class Model {
   readonly #sessions = new Set<Session>();
 
   /** @internal Use {@link loadModel}. */
-  constructor(path: string, nativeModel: NativeModel) {
+  constructor(path: string, nativeModel: NativeModel, gguf: GgufInfo, tokenizer: Tokenizer) {
     this.path = path;
     this.#native = nativeModel;
-    this.gguf = callNativeSync(() => nativeModel.gguf());
-    const name = this.gguf.metadata['general.name'];
+    this.gguf = gguf;
+    this.tokenizer = tokenizer;
+    const name = gguf.metadata['general.name'];
     this.info = Object.freeze({ ...callNativeSync(() => nativeModel.info()), name: typeof name === 'string' ? name : undefined });
-    try {
-      this.tokenizer = Tokenizer.fromGgufMetadata(this.gguf.metadata);
-    } catch (err) {
-      nativeModel.dispose();
-      if (err instanceof MoerunError) throw err;
-      throw new MoerunError('ERR_UNSUPPORTED', `model: ${path}: ${(err as Error).message}`, { cause: err });
-    }
   }
 
   /** True once {@link dispose} was called. */
@@ -188,10 +182,21 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
   const job = callNativeSync(() => native().loadModel(path, threads, onProgress));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let nativeModel: NativeModel | undefined;
   try {
-    const nativeModel = await callNative(() => job.promise);
-    return new Model(path, nativeModel);
+    nativeModel = await callNative(() => job.promise);
+    const gguf = await convertSliced(nativeModel);
+    // Indexing a large vocabulary takes tens of milliseconds: done in slices, off the hot path.
+    const tokenizer = await Tokenizer.fromGgufMetadataAsync(gguf.metadata).catch((err: unknown) => {
+      if (err instanceof MoerunError) throw err;
+      throw new MoerunError('ERR_UNSUPPORTED', `model: ${path}: ${(err as Error).message}`, { cause: err });
+    });
+    if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted');
+    const model = new Model(path, nativeModel, gguf, tokenizer);
+    nativeModel = undefined;  // owned by the model now
+    return model;
   } finally {
+    nativeModel?.dispose();
     signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -13,10 +13,25 @@ import type { ModelInfo } from './model.js';
 /** Fields of `model.info` that come from native code (all but `name`). */
 export type NativeModelInfo = Omit<ModelInfo, 'name'>;
 
-export interface NativeModel {
+/**
+ * Access to a parsed GGUF: `gguf(maxInline)` converts the header, metadata and tensor list, with
+ * string arrays longer than maxInline left as `{ deferredStrings: n }` for `ggufStrings(key, begin,
+ * end)` to fetch in slices (see lib/gguf/reader.ts).
+ */
+export interface NativeGgufSource {
+  gguf(maxInline?: number): GgufInfo;
+  ggufStrings(key: string, begin: number, end: number): string[];
+}
+
+export interface NativeModel extends NativeGgufSource {
   info(): NativeModelInfo;
-  gguf(): GgufInfo;
   dispose(): void;
+}
+
+export interface NativeGguf {
+  info(maxInline?: number): GgufInfo;
+  strings(key: string, begin: number, end: number): string[];
+  close(): void;
 }
 
 export interface NativeSamplerParams {
@@ -53,7 +68,8 @@ export interface NativeCpuInfo {
 }
 
 export interface NativeBinding {
-  readGgufInfo(path: string): Promise<GgufInfo>;
+  /** Parses a GGUF off the JS thread; the handle converts it to JS (lib/gguf/reader.ts). */
+  openGguf(path: string): Promise<NativeGguf>;
   loadModel(path: string, threads: number, onProgress?: (fraction: number) => void): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
   cpuInfo(): NativeCpuInfo;

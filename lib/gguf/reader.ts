@@ -1,8 +1,8 @@
 /**
  * Reading GGUF files: header, metadata and tensor infos, without loading weights.
  */
-import { callNative } from '../errors.js';
-import { native } from '../native.js';
+import { callNative, callNativeSync } from '../errors.js';
+import { native, type NativeGgufSource } from '../native.js';
 import { nonEmptyString } from '../validate.js';
 
 /**
@@ -67,5 +67,34 @@ export interface GgufInfo {
  */
 export async function readGgufInfo(path: string): Promise<GgufInfo> {
   nonEmptyString('path', path);
-  return callNative(() => native().readGgufInfo(path));
+  const file = await callNative(() => native().openGguf(path));
+  try {
+    return await convertSliced({ gguf: (max) => file.info(max), ggufStrings: (k, b, e) => file.strings(k, b, e) });
+  } finally {
+    file.close();
+  }
+}
+
+/** Strings converted per slice (a few milliseconds of the JS thread). */
+const SLICE = 8192;
+
+/**
+ * Converts a parsed GGUF to JS without holding the event loop: large string arrays (a 150k-token
+ * vocabulary, 280k merges) are fetched in slices with a macrotask turn between them.
+ * @internal
+ */
+export async function convertSliced(source: NativeGgufSource): Promise<GgufInfo> {
+  const info = callNativeSync(() => source.gguf(SLICE));
+  for (const [key, value] of Object.entries(info.metadata)) {
+    const deferred = (value as unknown as { deferredStrings?: unknown }).deferredStrings;
+    if (typeof deferred !== 'number') continue;
+    const out: string[] = new Array<string>(deferred);
+    for (let begin = 0; begin < deferred; begin += SLICE) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const part = callNativeSync(() => source.ggufStrings(key, begin, Math.min(deferred, begin + SLICE)));
+      for (let i = 0; i < part.length; i++) out[begin + i] = part[i]!;
+    }
+    info.metadata[key] = out;
+  }
+  return info;
 }

@@ -13,7 +13,7 @@
 import { PieceTable, SpaceCleaner } from './detokenize.js';
 import { BpeEncoder, SpmEncoder } from './encoders.js';
 import { compileSplitRegex, splitWords, type CompiledSplitRegex } from './pretokenizer.js';
-import { Attr, loadVocab, TokenizerError, type Vocab, type VocabType } from './vocab.js';
+import { Attr, loadVocab, loadVocabAsync, TokenizerError, type Vocab, type VocabType } from './vocab.js';
 
 export { SUPPORTED_PRE_TOKENIZERS } from './pretokenizer.js';
 export { TokenizerError, type VocabType } from './vocab.js';
@@ -150,6 +150,17 @@ export class Tokenizer {
       throw new TypeError(`Expected an object for metadata but received ${String(metadata)} (${describe(metadata)})`);
     }
     return new Tokenizer(loadVocab(metadata));
+  }
+
+  /**
+   * fromGgufMetadata without holding the event loop: a real BPE vocab takes 50-100 ms to index,
+   * done here in slices of a few milliseconds (what loadModel uses).
+   */
+  static async fromGgufMetadataAsync(metadata: Readonly<Record<string, unknown>>): Promise<Tokenizer> {
+    if (typeof metadata !== 'object' || metadata === null) {
+      throw new TypeError(`Expected an object for metadata but received ${String(metadata)} (${describe(metadata)})`);
+    }
+    return new Tokenizer(await loadVocabAsync(metadata));
   }
 
   /** Frees the word/chunk → ids cache (it refills as text is tokenized; capped at 65536 entries). */

@@ -204,6 +204,31 @@ function nullSpecials(): SpecialIds {
 
 /** Reads the `tokenizer.*` keys of GGUF metadata into a Vocab. */
 export function loadVocab(meta: Meta): Vocab {
+  const steps = vocabSteps(meta);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * loadVocab without holding the event loop: the work (maps over ~150k tokens and merges, about
+ * 50-100 ms for a real BPE vocab) runs in slices with a macrotask turn between them.
+ */
+export async function loadVocabAsync(meta: Meta): Promise<Vocab> {
+  const steps = vocabSteps(meta);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Entries per slice of loadVocabAsync (a few milliseconds of work). */
+const SLICE = 16384;
+
+// loadVocab's body as a generator that yields between slices of its large loops.
+function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   const model = getString(meta, 'tokenizer.ggml.model');
   if (model === undefined) {
     throw new TokenizerError('bad-metadata', 'tokenizer: metadata has no tokenizer.ggml.model key');
@@ -292,6 +317,7 @@ export function loadVocab(meta: Meta): Vocab {
     for (let i = 0; i < n; i++) {
       if (tokens[i] === '') tokens[i] = `[EMPTY_${i}]`;
       tokenToId.set(tokens[i], i);
+      if (i % SLICE === SLICE - 1) yield;
     }
   }
 
@@ -304,6 +330,7 @@ export function loadVocab(meta: Meta): Vocab {
       // llama.cpp splits at the first space after position 0; a merge without one maps to ("", "").
       const key = m.indexOf(' ', 1) >= 0 ? m : ' ';
       if (!mergeRanks.has(key)) mergeRanks.set(key, i);
+      if (i % SLICE === SLICE - 1) yield;
     }
   }
 

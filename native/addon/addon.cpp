@@ -4,6 +4,7 @@
 // in MoerunError with the caller's stack.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -146,14 +147,25 @@ Napi::Value value_to_js(Napi::Env env, const gguf_value& v) {
     }
 }
 
-Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f) {
+// String arrays longer than `max_inline` (vocabularies: 150k tokens, 280k merges) are returned as
+// { deferredStrings: count } and fetched by the caller in slices with gguf_strings_to_js, so no
+// single call holds the JS thread for long.
+Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f, size_t max_inline = SIZE_MAX) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("version", Napi::Number::New(env, f.version()));
     out.Set("alignment", Napi::Number::New(env, f.alignment()));
     out.Set("dataOffset", Napi::Number::New(env, double(f.data_offset())));
     out.Set("fileSize", Napi::Number::New(env, double(f.file_size())));
     Napi::Object md = Napi::Object::New(env);
-    for (const auto& [key, value] : f.metadata()) md.Set(key, value_to_js(env, value));
+    for (const auto& [key, value] : f.metadata()) {
+        if (value.type == gguf_type::array && value.elem_type == gguf_type::string && value.strings.size() > max_inline) {
+            Napi::Object marker = Napi::Object::New(env);
+            marker.Set("deferredStrings", Napi::Number::New(env, double(value.strings.size())));
+            md.Set(key, marker);
+        } else {
+            md.Set(key, value_to_js(env, value));
+        }
+    }
     out.Set("metadata", md);
     Napi::Array tensors = Napi::Array::New(env, f.tensors().size());
     uint32_t i = 0;
@@ -171,6 +183,25 @@ Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f) {
     }
     out.Set("tensors", tensors);
     return out;
+}
+
+// Strings [begin, end) of the string array `key` (see gguf_to_js's deferred arrays).
+Napi::Value gguf_strings_to_js(const Napi::CallbackInfo& cb, const gguf_file& f) {
+    Napi::Env env = cb.Env();
+    if (cb.Length() < 3 || !cb[0].IsString() || !cb[1].IsNumber() || !cb[2].IsNumber()) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "ggufStrings(key: string, begin: number, end: number)");
+    }
+    const std::string key = cb[0].As<Napi::String>();
+    const gguf_value* v = f.find(key);
+    if (!v || v->type != gguf_type::array || v->elem_type != gguf_type::string) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "ggufStrings: '" + key + "' is not a string array");
+    }
+    const size_t n = v->strings.size();
+    const size_t begin = size_t(std::clamp(cb[1].As<Napi::Number>().Int64Value(), int64_t(0), int64_t(n)));
+    const size_t end = size_t(std::clamp(cb[2].As<Napi::Number>().Int64Value(), int64_t(begin), int64_t(n)));
+    Napi::Array a = Napi::Array::New(env, end - begin);
+    for (size_t k = begin; k < end; ++k) a.Set(uint32_t(k - begin), Napi::String::New(env, v->strings[k].data(), v->strings[k].size()));
+    return a;
 }
 
 // ---- argument helpers ------------------------------------------------------------------------
@@ -191,6 +222,7 @@ public:
         return DefineClass(env, "NativeModel", {
             InstanceMethod("info", &model_handle::info),
             InstanceMethod("gguf", &model_handle::gguf),
+            InstanceMethod("ggufStrings", &model_handle::gguf_strings),
             InstanceMethod("dispose", &model_handle::dispose),
         });
     }
@@ -226,13 +258,50 @@ private:
         o.Set("cpuPath", mi.cpu_path);
         return o;
     }
+    // gguf(maxInline?: number): header, metadata (long string arrays deferred) and tensors.
     Napi::Value gguf(const Napi::CallbackInfo& cb) {
         auto m = get(cb.Env());
         if (!m) return cb.Env().Undefined();
-        return gguf_to_js(cb.Env(), *m->file);
+        const size_t max_inline = cb.Length() > 0 && cb[0].IsNumber() ? size_t(std::max<int64_t>(0, cb[0].As<Napi::Number>().Int64Value())) : SIZE_MAX;
+        return gguf_to_js(cb.Env(), *m->file, max_inline);
+    }
+    Napi::Value gguf_strings(const Napi::CallbackInfo& cb) {
+        auto m = get(cb.Env());
+        if (!m) return cb.Env().Undefined();
+        return gguf_strings_to_js(cb, *m->file);
     }
     Napi::Value dispose(const Napi::CallbackInfo& cb) {
         model_.reset();
+        return cb.Env().Undefined();
+    }
+};
+
+// ---- GGUF file (readGgufInfo) ------------------------------------------------------------------
+
+class gguf_handle : public Napi::ObjectWrap<gguf_handle> {
+public:
+    static Napi::Function define(Napi::Env env) {
+        return DefineClass(env, "NativeGguf", {
+            InstanceMethod("info", &gguf_handle::info),
+            InstanceMethod("strings", &gguf_handle::strings),
+            InstanceMethod("close", &gguf_handle::close),
+        });
+    }
+    explicit gguf_handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<gguf_handle>(info) {}
+    std::shared_ptr<gguf_file> file_;
+
+private:
+    Napi::Value info(const Napi::CallbackInfo& cb) {
+        if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
+        const size_t max_inline = cb.Length() > 0 && cb[0].IsNumber() ? size_t(std::max<int64_t>(0, cb[0].As<Napi::Number>().Int64Value())) : SIZE_MAX;
+        return gguf_to_js(cb.Env(), *file_, max_inline);
+    }
+    Napi::Value strings(const Napi::CallbackInfo& cb) {
+        if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
+        return gguf_strings_to_js(cb, *file_);
+    }
+    Napi::Value close(const Napi::CallbackInfo& cb) {
+        file_.reset();
         return cb.Env().Undefined();
     }
 };
@@ -418,16 +487,23 @@ private:
 struct instance_data {
     Napi::FunctionReference model_ctor;
     Napi::FunctionReference session_ctor;
+    Napi::FunctionReference gguf_ctor;
 };
 
-Napi::Value read_gguf_info(const Napi::CallbackInfo& cb) {
+// openGguf(path) -> Promise<NativeGguf>: parsed off the JS thread; converted by the caller.
+Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
-    if (!need_args(cb, 1, "readGgufInfo")) return env.Undefined();
-    if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "readGgufInfo: path must be a string");
+    if (!need_args(cb, 1, "openGguf")) return env.Undefined();
+    if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "openGguf: path must be a string");
     std::string path = cb[0].As<Napi::String>();
+    auto* data = env.GetInstanceData<instance_data>();
     return queue<std::shared_ptr<gguf_file>>(
         env, [path] { return std::shared_ptr<gguf_file>(gguf_file::open(path)); },
-        [](Napi::Env env, std::shared_ptr<gguf_file>& f) -> Napi::Value { return gguf_to_js(env, *f); });
+        [data](Napi::Env env, std::shared_ptr<gguf_file>& f) -> Napi::Value {
+            Napi::Object obj = data->gguf_ctor.New({});
+            gguf_handle::Unwrap(obj)->file_ = f;
+            return obj;
+        });
 }
 
 // loadModel(path, threads, onProgress?: (fraction) => void) -> { promise: Promise<NativeModel>, abort() }
@@ -589,8 +665,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     auto* data = new instance_data();
     data->model_ctor = Napi::Persistent(model_handle::define(env));
     data->session_ctor = Napi::Persistent(session_handle::define(env));
+    data->gguf_ctor = Napi::Persistent(gguf_handle::define(env));
     env.SetInstanceData(data);  // freed with the environment (worker threads, reloads)
-    exports.Set("readGgufInfo", Napi::Function::New(env, read_gguf_info));
+    exports.Set("openGguf", Napi::Function::New(env, open_gguf));
     exports.Set("loadModel", Napi::Function::New(env, load_model));
     exports.Set("createSession", Napi::Function::New(env, create_session));
     exports.Set("cpuInfo", Napi::Function::New(env, cpu_info));
