@@ -150,4 +150,141 @@ void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
+// ---- Q4_K / Q5_K for several activation rows with AVX512_VNNI at 256 bits ----
+//
+// The AVX2 kernels' integer lanes exactly (so bit for bit avx2::vec_dot_q4_k / q5_k row by row):
+// vpdpwssd fuses the sub-block scale multiply and the int32 add, two accumulators per row break
+// the dependency chain (integer adds, so the lanes are unchanged), and the mins term (the Q8_K
+// block sums paired into the 8 sub-blocks of 32, times the 6-bit mins) is one vpmaddwd per row
+// with the mins spread to pairs once per weight block, the four rows reduced together.
+namespace {
+
+inline __m256i bits256(__m256i v, int shift, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
+}
+
+// Lanes j of a, b, c, d summed: {sum a, sum b, sum c, sum d}.
+inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    const __m256i abcd = _mm256_hadd_epi32(ab, cd);  // {a01+a23, b.., c.., d.. | upper halves}
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+template <int R, typename B, typename Quants>
+inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
+    __m256 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    float mins[4] = {0, 0, 0, 0};
+    // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (int64_t i = 0; i < nb; ++i) {
+        uint8_t sc[8], m[8];
+        unpack_scales_min_k4(x[i].scales, sc, m);
+        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
+        __m256i mv[4];
+        for (int r = 0; r < 4; ++r) mv[r] = r < R ? _mm256_madd_epi16(load256(yr[r][i].bsums), m16) : _mm256_setzero_si256();
+        alignas(16) int mi[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(mi), hsum4_i32(mv[0], mv[1], mv[2], mv[3]));
+        for (int r = 0; r < R; ++r) mins[r] += dmin * yr[r][i].d * float(mi[r]);
+        __m256i isum[R][2];
+        for (int r = 0; r < R; ++r) isum[r][0] = isum[r][1] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+            __m256i lo, hi;
+            quants(x[i], c, lo, hi);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int r = 0; r < R; ++r) {
+                isum[r][0] = _mm256_dpwssd_epi32(isum[r][0], _mm256_maddubs_epi16(lo, load256(yr[r][i].qs + 64 * c)), s0);
+                isum[r][1] = _mm256_dpwssd_epi32(isum[r][1], _mm256_maddubs_epi16(hi, load256(yr[r][i].qs + 64 * c + 32)), s1);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(_mm256_add_epi32(isum[r][0], isum[r][1])), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]) - mins[r];
+}
+
+template <typename B, typename Quants>
+inline void dot_n_q45_k_vnni(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
+                             Quants quants) {
+    const B* x = static_cast<const B*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q45_k_rows_vnni<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    });
+}
+
+}  // namespace
+
+void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k_vnni<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
+        const __m256i q = load256(b.qs + 32 * c);
+        lo = bits256(q, 0, 0xF);
+        hi = bits256(q, 4, 0xF);
+    });
+}
+
+void vec_dot_n_q5_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q45_k_vnni<block_q5_K>(n, s, ss, x, y, ys, ny, [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
+        const __m256i q = load256(b.qs + 32 * c);
+        const __m256i qh = load256(b.qh);
+        lo = _mm256_or_si256(bits256(q, 0, 0xF), _mm256_slli_epi16(bits256(qh, 2 * c, 1), 4));
+        hi = _mm256_or_si256(bits256(q, 4, 0xF), _mm256_slli_epi16(bits256(qh, 2 * c + 1, 1), 4));
+    });
+}
+
+// ---- Q8_0 for several activation rows with AVX512_VNNI at 256 bits ----
+//
+// avx2's dot_blocks_rows for Q8_0 with vpdpbusd in place of vpmaddubsw + vpmaddwd(1): the same
+// int32 lanes (|x| <= 128 and |y| <= 127, so the int16 pair sums never saturated), the same float
+// steps, so bit for bit avx2::vec_dot_q8_0 row by row.
+namespace {
+
+template <int R>
+inline void dot_q8_0_rows_vnni(int64_t nb, const block_q8_0* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m256 acc0[R], acc1[R];
+    const block_q8_0* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc0[r] = acc1[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_0*>(y + size_t(r) * y_stride);
+    }
+    auto one = [&](int64_t b, __m256* acc) {
+        const __m256i qx = load256(x[b].qs);
+        const __m256i ux = _mm256_sign_epi8(qx, qx);
+        const float dx = f16(x[b].d);
+        for (int r = 0; r < R; ++r) {
+            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, _mm256_sign_epi8(load256(yr[r][b].qs), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(yr[r][b].d)), _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    };
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        one(i, acc0);
+        one(i + 1, acc1);
+    }
+    if (i < nb) one(i, acc0);
+    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(_mm256_add_ps(acc0[r], acc1[r]));
+}
+
+}  // namespace
+
+void vec_dot_n_q8_0_vnni(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q8_0* x = static_cast<const block_q8_0*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q8_0_rows_vnni<R>(n / 32, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
+}
+
 }  // namespace moerun::avx512
