@@ -41,7 +41,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadModel, quantize, readGgufInfo, type GgufInfo, type QuantizeType } from 'moerun';
 import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
-import { compareLogits, nmse, type LogitComparison } from './helpers/metrics.js';
+import { compareLogits, nmse, type LogitComparison, worstRowNmse } from './helpers/metrics.js';
 import { llamaCppLogits, OracleError } from './helpers/oracle.js';
 import { tensorFloats, writeF32Twin } from './helpers/twin.js';
 
@@ -279,15 +279,6 @@ function source(c: (typeof CASES)[number]) {
   return p;
 }
 
-function worstRowNmse(a: Float32Array, ref: Float32Array): number {
-  let worst = 0;
-  for (let r = 0; r < ref.length / N_VOCAB; r++) {
-    const e = nmse(a.subarray(r * N_VOCAB, (r + 1) * N_VOCAB), ref.subarray(r * N_VOCAB, (r + 1) * N_VOCAB));
-    if (!(e <= worst)) worst = e; // NaN sticks
-  }
-  return worst;
-}
-
 /** Files are made one at a time (the CPU is busy with oracle children anyway); oracle calls are pooled. */
 let fileChain: Promise<unknown> = Promise.resolve();
 async function runCase(c: (typeof CASES)[number], type: QuantizeType): Promise<CaseResult> {
@@ -319,8 +310,8 @@ async function runCase(c: (typeof CASES)[number], type: QuantizeType): Promise<C
     llama: llama.ok ? compareLogits(llama.value, ref.value, N_VOCAB) : (llama.error as OracleError),
     ours: ours.ok ? compareLogits(ours.value.logits, ref.value, N_VOCAB) : (ours.error as Error),
     worstRow: {
-      llama: llama.ok ? worstRowNmse(llama.value, ref.value) : NaN,
-      ours: ours.ok ? worstRowNmse(ours.value.logits, ref.value) : NaN,
+      llama: llama.ok ? worstRowNmse(llama.value, ref.value, N_VOCAB) : NaN,
+      ours: ours.ok ? worstRowNmse(ours.value.logits, ref.value, N_VOCAB) : NaN,
     },
     sameFile: ours.ok && llama.ok ? nmse(ours.value.logits, llama.value) : NaN,
     kvBytesPerToken: ours.ok ? ours.value.kvBytesPerToken : NaN,

@@ -2,6 +2,7 @@
 // the shared model_config / model_weights; the forward pass is shared.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "../runtime/model.h"
@@ -56,6 +57,13 @@ void arch_load_attention(model& m, layer_weights& l, const std::string& prefix, 
 void arch_load_dense_ffn(model& m, layer_weights& l, const std::string& prefix, int64_t n_ff);
 // ffn_norm + router + routed experts (+ optional exp_probs_b).
 void arch_load_moe_ffn(model& m, layer_weights& l, const std::string& prefix);
+// Sizes m.weights.layers to n_layer and calls fn(layer, "blk.<il>.", il) for each layer.
+template <typename Fn>
+void arch_for_each_layer(model& m, Fn fn) {
+    m.weights.layers.resize(size_t(m.config.n_layer));
+    for (int il = 0; il < m.config.n_layer; ++il) fn(m.weights.layers[size_t(il)], "blk." + std::to_string(il) + ".", il);
+}
+
 // Shared expert of width n_ff_shexp; with_gate: its sigmoid gate ffn_gate_inp_shexp (qwen2moe).
 void arch_load_shared_expert(model& m, layer_weights& l, const std::string& prefix, int64_t n_ff_shexp, bool with_gate);
 

@@ -23,10 +23,7 @@ void arch_load_bailingmoe2(model& m) {
     const int64_t n_shared = arch_get_int_or(m, "expert_shared_count", 0);
     const int64_t n_ff_shexp = arch_get_int_or(m, "expert_shared_feed_forward_length", c.n_ff_exp) * n_shared;
     arch_load_embeddings(m);
-    m.weights.layers.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        const std::string p = "blk." + std::to_string(il) + ".";
-        layer_weights& l = m.weights.layers[size_t(il)];
+    arch_for_each_layer(m, [&](layer_weights& l, const std::string& p, int il) {
         arch_load_attention(m, l, p, {.fused_qkv = true, .norm = qk_norm::per_head});
         if (il < c.n_layer_dense_lead) {
             arch_load_dense_ffn(m, l, p, c.n_ff);
@@ -34,7 +31,7 @@ void arch_load_bailingmoe2(model& m) {
             arch_load_moe_ffn(m, l, p);
             if (n_ff_shexp > 0) arch_load_shared_expert(m, l, p, n_ff_shexp, /*with_gate=*/false);
         }
-    }
+    });
 }
 
 }  // namespace moerun

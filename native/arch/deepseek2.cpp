@@ -39,10 +39,7 @@ void arch_load_deepseek2(model& m) {
 
     arch_load_embeddings(m);
     const int64_t d = c.n_embd, n_head = c.n_head, lora = c.kv_lora_rank, rope = c.n_rot, k_mla = c.head_dim_k_mla, v_mla = c.head_dim_v_mla;
-    m.weights.layers.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        const std::string p = "blk." + std::to_string(il) + ".";
-        layer_weights& l = m.weights.layers[size_t(il)];
+    arch_for_each_layer(m, [&](layer_weights& l, const std::string& p, int il) {
         l.attn_norm = arch_tensor(m, p + "attn_norm.weight", {d}, tensor_use::vector);
         if (c.q_lora_rank > 0) {
             l.wq_a = arch_tensor(m, p + "attn_q_a.weight", {d, c.q_lora_rank}, tensor_use::matrix);
@@ -62,7 +59,7 @@ void arch_load_deepseek2(model& m) {
             arch_load_moe_ffn(m, l, p);
             if (n_ff_shexp > 0) arch_load_shared_expert(m, l, p, n_ff_shexp, /*with_gate=*/false);
         }
-    }
+    });
 }
 
 }  // namespace moerun

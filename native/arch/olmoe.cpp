@@ -11,13 +11,10 @@ void arch_load_olmoe(model& m) {
     arch_read_moe_hparams(m);
     c.expert_weights_norm = false;
     arch_load_embeddings(m);
-    m.weights.layers.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        const std::string p = "blk." + std::to_string(il) + ".";
-        layer_weights& l = m.weights.layers[size_t(il)];
+    arch_for_each_layer(m, [&](layer_weights& l, const std::string& p, int) {
         arch_load_attention(m, l, p, {.norm = qk_norm::whole});
         arch_load_moe_ffn(m, l, p);
-    }
+    });
 }
 
 }  // namespace moerun

@@ -12,14 +12,11 @@ void arch_load_qwen2moe(model& m) {
     c.expert_weights_norm = false;
     const int64_t n_ff_shexp = arch_get_int_or(m, "expert_shared_feed_forward_length", c.n_ff_exp);
     arch_load_embeddings(m);
-    m.weights.layers.resize(size_t(c.n_layer));
-    for (int il = 0; il < c.n_layer; ++il) {
-        const std::string p = "blk." + std::to_string(il) + ".";
-        layer_weights& l = m.weights.layers[size_t(il)];
+    arch_for_each_layer(m, [&](layer_weights& l, const std::string& p, int) {
         arch_load_attention(m, l, p, {.bias = true});
         arch_load_moe_ffn(m, l, p);
         arch_load_shared_expert(m, l, p, n_ff_shexp, /*with_gate=*/true);
-    }
+    });
 }
 
 }  // namespace moerun

@@ -124,3 +124,13 @@ function rowCount(x: ArrayLike<number>, nVocab: number): number {
   }
   return x.length / nVocab;
 }
+
+/** The worst per-row NMSE of rows of nVocab logits, so one bad position cannot hide in the average (NaN sticks). */
+export function worstRowNmse(a: Float32Array, ref: Float32Array, nVocab: number): number {
+  let worst = 0;
+  for (let r = 0; r < ref.length / nVocab; r++) {
+    const e = nmse(a.subarray(r * nVocab, (r + 1) * nVocab), ref.subarray(r * nVocab, (r + 1) * nVocab));
+    if (!(e <= worst)) worst = e;
+  }
+  return worst;
+}
