@@ -41,7 +41,7 @@ const type_traits& dot_traits(const tensor& w) {
 // in L1 while the tile's weight rows pass through.
 void dot_tile(const type_traits& wt, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1, const uint8_t* xb,
               size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
-    constexpr int64_t k_act_group = 4;
+    constexpr int64_t k_act_group = 8;
     if (wt.vec_dot_n && i1 - i0 >= 2) {
         for (int64_t i = i0; i < i1; i += k_act_group) {
             const int64_t ny = std::min(k_act_group, i1 - i);

@@ -203,7 +203,7 @@ void check_fixture(const std::string& dir, const type_case& c) {
 
 // ---- SIMD paths against the reference ----
 
-// vec_dot_n: one weight row against ny activation rows, for several ny (groups of 4 and tails).
+// vec_dot_n: one weight row against ny activation rows, for several ny (groups of 8 and 4, and tails).
 // Each result must equal the same path's vec_dot bit for bit (the kernels keep its summation
 // order, which keeps matmul's results independent of the batch size), and the reference within
 // the vec_dot bound.
@@ -217,7 +217,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
         report(p.vec_dot != r.vec_dot, "vec_dot_n", fmt("%-6s %-6s none: matmul loops over vec_dot", pn, r.name));
         return;
     }
-    const int max_ny = 9;
+    const int max_ny = 17;
     const type_traits& at = type_traits_reference(r.vec_dot_type);
     const size_t arow = row_size(r.vec_dot_type, int64_t(n));
     std::vector<uint8_t> act(arow * max_ny);
@@ -227,7 +227,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
     }
     std::vector<float> want, got, same;  // reference vec_dot, vec_dot_n, this path's vec_dot
     size_t mismatches = 0;
-    for (int ny : {1, 2, 3, 4, 5, 8, 9}) {
+    for (int ny : {1, 2, 3, 4, 5, 8, 9, 12, 13, 16, 17}) {
         for (int i = 0; i < rows; i += 7) {
             const std::vector<uint8_t> wq = quantize(r, c.type, weights_like(n, 3000 + uint32_t(i)));
             const int64_t stride = 3;  // s[j * stride]: the stride is honoured and nothing else written

@@ -178,7 +178,8 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
         acc[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
     }
-    float mins[4] = {0, 0, 0, 0};
+    float mins[R];
+    for (int r = 0; r < R; ++r) mins[r] = 0;
     // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for (int64_t i = 0; i < nb; ++i) {
@@ -186,10 +187,13 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
         unpack_scales_min_k4(x[i].scales, sc, m);
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-        __m256i mv[4];
-        for (int r = 0; r < 4; ++r) mv[r] = r < R ? _mm256_madd_epi16(load256(yr[r][i].bsums), m16) : _mm256_setzero_si256();
-        alignas(16) int mi[4];
-        _mm_store_si128(reinterpret_cast<__m128i*>(mi), hsum4_i32(mv[0], mv[1], mv[2], mv[3]));
+        constexpr int R4 = (R + 3) / 4 * 4;
+        __m256i mv[R4];
+        for (int r = 0; r < R4; ++r) mv[r] = r < R ? _mm256_madd_epi16(load256(yr[r][i].bsums), m16) : _mm256_setzero_si256();
+        alignas(16) int mi[R4];
+        for (int r = 0; r < R4; r += 4) {
+            _mm_store_si128(reinterpret_cast<__m128i*>(mi + r), hsum4_i32(mv[r], mv[r + 1], mv[r + 2], mv[r + 3]));
+        }
         for (int r = 0; r < R; ++r) mins[r] += dmin * yr[r][i].d * float(mi[r]);
         __m256i isum[R][2];
         for (int r = 0; r < R; ++r) isum[r][0] = isum[r][1] = _mm256_setzero_si256();
@@ -214,7 +218,20 @@ inline void dot_n_q45_k_vnni(int64_t n, float* s, int64_t s_stride, const void* 
                              Quants quants) {
     const B* x = static_cast<const B*>(vx);
     const uint8_t* y = static_cast<const uint8_t*>(vy);
-    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+    int64_t j0 = 0;
+    for (; j0 + 8 <= ny; j0 += 8) {  // 8 rows: 16 accumulators, the block's quants and scales fit the 32 registers
+        float out[8];
+        dot_q45_k_rows_vnni<8>(n / 256, x, y + size_t(j0) * y_stride, y_stride, out, quants);
+        for (int r = 0; r < 8; ++r) s[(j0 + r) * s_stride] = out[r];
+    }
+    if (j0 + 4 < ny) {
+        float out[4];
+        dot_q45_k_rows_vnni<4>(n / 256, x, y + size_t(j0) * y_stride, y_stride, out, quants);
+        for (int r = 0; r < 4; ++r) s[(j0 + r) * s_stride] = out[r];
+        j0 += 4;
+    }
+    avx2::for_row_groups<4>(ny - j0, [&](auto rows, int64_t j) {
+        j += j0;
         constexpr int R = decltype(rows)::value;
         float out[R];
         dot_q45_k_rows_vnni<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
