@@ -29,7 +29,8 @@ void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, c
 // Q4_K / Q5_K vec_dot_n with vpdpwssd at 256 bits (AVX512_VNNI + VL): bit for bit avx2::vec_dot_q4_k / q5_k
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// Q8_0 vec_dot_n with vpdpbusd at 256 bits: bit for bit avx2::vec_dot_q8_0
-void vec_dot_n_q8_0_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+// Q8_0 with four blocks per float step (vpdpbusd, vphaddd): vec_dot_n bit for bit this vec_dot, not AVX2's
+void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 }  // namespace moerun::avx512

@@ -258,48 +258,70 @@ void vec_dot_n_q5_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const v
     });
 }
 
-// ---- Q8_0 for several activation rows with AVX512_VNNI at 256 bits ----
+// ---- Q8_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
 //
-// avx2's dot_blocks_rows for Q8_0 with vpdpbusd in place of vpmaddubsw + vpmaddwd(1): the same
-// int32 lanes (|x| <= 128 and |y| <= 127, so the int16 pair sums never saturated), the same float
-// steps, so bit for bit avx2::vec_dot_q8_0 row by row.
+// Per row and four blocks: four vpdpbusd dots, reduced to {block 0..3 of the low half, block 0..3
+// of the high half} by three vphaddd, converted once and weighted by the four d_x * d_y (F16
+// converted four at a time) in one fma, where the per-block kernels pay a scalar conversion,
+// multiply, broadcast, convert and fma per block. A different float order from avx2::vec_dot_q8_0,
+// so the AVX-512 table takes vec_dot and vec_dot_n from here, which agree bit for bit.
 namespace {
 
+inline __m128 f16x4(const block_q8_0* b) {
+    return _mm_cvtph_ps(_mm_setr_epi16(short(b[0].d), short(b[1].d), short(b[2].d), short(b[3].d), 0, 0, 0, 0));
+}
+
 template <int R>
-inline void dot_q8_0_rows_vnni(int64_t nb, const block_q8_0* x, const uint8_t* y, size_t y_stride, float* out) {
-    __m256 acc0[R], acc1[R];
+inline void dot_q8_0_rows_x4(int64_t nb, const block_q8_0* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m256 acc[R];
     const block_q8_0* yr[R];
     for (int r = 0; r < R; ++r) {
-        acc0[r] = acc1[r] = _mm256_setzero_ps();
+        acc[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const block_q8_0*>(y + size_t(r) * y_stride);
     }
-    auto one = [&](int64_t b, __m256* acc) {
-        const __m256i qx = load256(x[b].qs);
-        const __m256i ux = _mm256_sign_epi8(qx, qx);
-        const float dx = f16(x[b].d);
-        for (int r = 0; r < R; ++r) {
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, _mm256_sign_epi8(load256(yr[r][b].qs), qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(yr[r][b].d)), _mm256_cvtepi32_ps(p), acc[r]);
-        }
-    };
     int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        one(i, acc0);
-        one(i + 1, acc1);
+    for (; i + 4 <= nb; i += 4) {
+        __m256i qx[4], ux[4];
+        for (int b = 0; b < 4; ++b) {
+            qx[b] = load256(x[i + b].qs);
+            ux[b] = _mm256_sign_epi8(qx[b], qx[b]);
+        }
+        const __m128 dx = f16x4(x + i);
+        for (int r = 0; r < R; ++r) {
+            __m256i p[4];
+            for (int b = 0; b < 4; ++b) {
+                p[b] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux[b], _mm256_sign_epi8(load256(yr[r][i + b].qs), qx[b]));
+            }
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            const __m128 d4 = _mm_mul_ps(dx, f16x4(yr[r] + i));
+            acc[r] = _mm256_fmadd_ps(_mm256_set_m128(d4, d4), _mm256_cvtepi32_ps(h), acc[r]);
+        }
     }
-    if (i < nb) one(i, acc0);
-    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(_mm256_add_ps(acc0[r], acc1[r]));
+    for (; i < nb; ++i) {
+        const __m256i qx = load256(x[i].qs);
+        const __m256i ux = _mm256_sign_epi8(qx, qx);
+        const float dx = f16(x[i].d);
+        for (int r = 0; r < R; ++r) {
+            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, _mm256_sign_epi8(load256(yr[r][i].qs), qx));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(yr[r][i].d)), _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
 }  // namespace
 
-void vec_dot_n_q8_0_vnni(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
+    dot_q8_0_rows_x4<1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
+}
+
+void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
     const block_q8_0* x = static_cast<const block_q8_0*>(vx);
     const uint8_t* y = static_cast<const uint8_t*>(vy);
     avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
         constexpr int R = decltype(rows)::value;
         float out[R];
-        dot_q8_0_rows_vnni<R>(n / 32, x, y + size_t(j) * ys, ys, out);
+        dot_q8_0_rows_x4<R>(n / 32, x, y + size_t(j) * ys, ys, out);
         for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
     });
 }

@@ -31,7 +31,10 @@ void cpu_register_avx512(type_traits* table) {
     if (f.avx512vnni) {  // vec_dot stays AVX2's; these match it bit for bit
         at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_vnni;
         at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_vnni;
-        at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_vnni;
+    }
+    if (f.avx512vnni) {  // Q8_0 four blocks per float step: vec_dot and vec_dot_n agree bit for bit
+        at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_x4;
+        at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_x4;
     }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
