@@ -29,6 +29,7 @@
 #include "../cpu/thread_pool.h"
 #include "../quant/blocks.h"
 #include "../quant/types.h"
+#include "../runtime/error.h"
 #include "../runtime/tensor.h"
 
 using namespace moerun;
@@ -41,16 +42,6 @@ int g_failures = 0;
 void report(bool ok, const char* what, const std::string& detail) {
     std::printf("%-4s %-10s %s\n", ok ? "ok" : "FAIL", what, detail.c_str());
     if (!ok) ++g_failures;
-}
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
 }
 
 double nmse(const float* ref, const float* got, size_t n) {
@@ -134,17 +125,17 @@ std::vector<float> dequantize(const type_traits& t, const std::vector<uint8_t>& 
 void check_reference(const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     if (c.block_bytes) {
-        report(r.type_size == c.block_bytes, "layout", fmt("%-6s %zu bytes per block of %lld", r.name, r.type_size, (long long)r.block_size));
+        report(r.type_size == c.block_bytes, "layout", format("%-6s %zu bytes per block of %lld", r.name, r.type_size, (long long)r.block_size));
     }
     const size_t n = 256 * 64;
     const std::vector<float> x = gaussian(n, 1234 + uint32_t(c.type));
     if (!r.from_float || !r.to_float) {
-        report(false, "roundtrip", fmt("%-6s has no reference from_float/to_float", r.name));
+        report(false, "roundtrip", format("%-6s has no reference from_float/to_float", r.name));
         return;
     }
     const std::vector<float> y = dequantize(r, quantize(r, c.type, x), n);
     const double e = nmse(x.data(), y.data(), n);
-    report(e <= c.roundtrip_max, "roundtrip", fmt("%-6s nmse %.3e (bound %.1e)", r.name, e, c.roundtrip_max));
+    report(e <= c.roundtrip_max, "roundtrip", format("%-6s nmse %.3e (bound %.1e)", r.name, e, c.roundtrip_max));
 }
 
 // ---- llama.cpp fixtures ----
@@ -169,7 +160,7 @@ void check_fixture(const std::string& dir, const type_case& c) {
     const std::string path = dir + "/" + r.name + ".bin";
     std::vector<uint8_t> file;
     if (!read_file(path, file)) {
-        report(false, "fixture", fmt("%-6s cannot read %s", r.name, path.c_str()));
+        report(false, "fixture", format("%-6s cannot read %s", r.name, path.c_str()));
         return;
     }
     uint32_t hdr[4] = {};
@@ -178,7 +169,7 @@ void check_fixture(const std::string& dir, const type_case& c) {
     const size_t qbytes = n % size_t(r.block_size) == 0 ? row_size(c.type, int64_t(n)) : 0;
     if (std::memcmp(file.data(), "MQFX", 4) != 0 || hdr[1] != 1 || hdr[2] != uint32_t(c.type) || !qbytes ||
         file.size() != 16 + n * 4 + qbytes + n * 4) {
-        report(false, "fixture", fmt("%-6s %s is malformed", r.name, path.c_str()));
+        report(false, "fixture", format("%-6s %s is malformed", r.name, path.c_str()));
         return;
     }
     std::vector<float> src(n), deq(n);
@@ -193,12 +184,12 @@ void check_fixture(const std::string& dir, const type_case& c) {
         const std::vector<float> ours = dequantize(r, blocks, n);
         size_t diff = 0;
         for (size_t i = 0; i < n; ++i) diff += std::memcmp(&ours[i], &deq[i], 4) != 0;
-        report(diff == 0, "fixture", fmt("%-6s to_float of llama.cpp blocks: %zu of %zu values differ", r.name, diff, n));
+        report(diff == 0, "fixture", format("%-6s to_float of llama.cpp blocks: %zu of %zu values differ", r.name, diff, n));
     }
     const std::vector<uint8_t> ours = quantize(r, c.type, src);
     size_t diff = 0;
     for (size_t i = 0; i < qbytes; ++i) diff += ours[i] != blocks[i];
-    report(diff == 0, "fixture", fmt("%-6s from_float vs llama.cpp: %zu of %zu bytes differ", r.name, diff, qbytes));
+    report(diff == 0, "fixture", format("%-6s from_float vs llama.cpp: %zu of %zu bytes differ", r.name, diff, qbytes));
 }
 
 // ---- SIMD paths against the reference ----
@@ -214,7 +205,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
     const char* pn = cpu_path_name(path);
     if (!p.vec_dot_n) {
         // Allowed (matmul then loops over vec_dot), but only for rows whose vec_dot is not the reference's.
-        report(p.vec_dot != r.vec_dot, "vec_dot_n", fmt("%-6s %-6s none: matmul loops over vec_dot", pn, r.name));
+        report(p.vec_dot != r.vec_dot, "vec_dot_n", format("%-6s %-6s none: matmul loops over vec_dot", pn, r.name));
         return;
     }
     const int max_ny = 17;
@@ -248,7 +239,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
     const double e = nmse(want.data(), got.data(), want.size());
     const bool is_override = p.vec_dot_n != r.vec_dot_n;
     report(e <= c.dot_max && mismatches == 0, "vec_dot_n",
-           fmt("%-6s %-6s nmse %.3e (bound %.0e), %zu of %zu differ from vec_dot%s", pn, r.name, e, c.dot_max, mismatches,
+           format("%-6s %-6s nmse %.3e (bound %.0e), %zu of %zu differ from vec_dot%s", pn, r.name, e, c.dot_max, mismatches,
                want.size(), is_override ? "" : "  [reference kernel]"));
 }
 
@@ -261,17 +252,17 @@ void check_path(cpu_path path, const type_case& c) {
 
     if (p.from_float != r.from_float) {
         const std::vector<uint8_t> a = quantize(r, c.type, x), b = quantize(p, c.type, x);
-        report(a == b, "from_float", fmt("%-6s %-6s %s", pn, r.name, a == b ? "identical bytes" : "bytes differ"));
+        report(a == b, "from_float", format("%-6s %-6s %s", pn, r.name, a == b ? "identical bytes" : "bytes differ"));
     }
     if (p.to_float != r.to_float) {
         const std::vector<uint8_t> q = quantize(r, c.type, x);
         const std::vector<float> a = dequantize(r, q, n), b = dequantize(p, q, n);
         const bool same = std::memcmp(a.data(), b.data(), n * 4) == 0;
-        report(same, "to_float", fmt("%-6s %-6s %s", pn, r.name, same ? "identical" : "differs"));
+        report(same, "to_float", format("%-6s %-6s %s", pn, r.name, same ? "identical" : "differs"));
     }
     if (!r.vec_dot) return;
     if (!p.vec_dot) {
-        report(false, "vec_dot", fmt("%-6s %-6s missing", pn, r.name));
+        report(false, "vec_dot", format("%-6s %-6s missing", pn, r.name));
         return;
     }
     // 48 weight rows against one activation row; compare the 48 results as a vector.
@@ -290,7 +281,7 @@ void check_path(cpu_path path, const type_case& c) {
     const double e = nmse(want.data(), got.data(), size_t(rows));
     const bool is_override = p.vec_dot != r.vec_dot;
     report(e <= c.dot_max, "vec_dot",
-           fmt("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
+           format("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
     check_dot_n(path, c, n, rows);
 }
 
@@ -341,7 +332,7 @@ void check_matmul(thread_pool& pool, const type_case& c, int64_t m) {
     // their block sum s = d*sum(q) is stored in fp16, so the min term carries a relative error of
     // up to 2^-11, which the naive loop (using the exact dequantized activations) does not have.
     const double bound = t.vec_dot_type == T::Q8_1 ? 2e-6 : 1e-10;
-    report(e <= bound, "matmul", fmt("%-6s %-6s m %lld nmse %.3e (bound %.0e)", cpu_path_name(cpu_active_path()), t.name, (long long)m, e, bound));
+    report(e <= bound, "matmul", format("%-6s %-6s m %lld nmse %.3e (bound %.0e)", cpu_path_name(cpu_active_path()), t.name, (long long)m, e, bound));
 }
 
 std::string default_fixture_dir() {
