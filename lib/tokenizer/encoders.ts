@@ -86,6 +86,30 @@ class Symbols {
  * We tokenize chunk by chunk and cache each chunk's ids, which for ordinary
  * text means one chunk per "▁word".
  */
+/**
+ * The merge loop SPM and BPE share: queue every adjacent pair that `tryAdd` accepts (with its
+ * priority), then repeatedly merge the best one and queue the new neighbours. Entries made stale
+ * by an earlier merge (a side already merged away, or a size that no longer matches) are skipped.
+ */
+function mergeBest(
+  sym: Symbols,
+  heap: MergeHeap,
+  top: { left: number; right: number; size: number },
+  tryAdd: (left: number, right: number) => void,
+): void {
+  for (let i = 1; i < sym.count; i++) tryAdd(i - 1, i);
+  while (heap.length > 0) {
+    heap.pop(top);
+    const { left, right } = top;
+    const ll = sym.len[left];
+    const rl = sym.len[right];
+    if (ll === 0 || rl === 0 || ll + rl !== top.size) continue;
+    sym.merge(left, right);
+    tryAdd(sym.prev[left], left);
+    tryAdd(left, sym.next[left]);
+  }
+}
+
 export class SpmEncoder {
   private readonly byteTokens: Int32Array;
   private readonly sym = new Symbols();
@@ -163,19 +187,7 @@ export class SpmEncoder {
       if (id === undefined) return;
       heap.push(-scores[id], left, right, size);
     };
-    for (let i = 1; i < sym.count; i++) tryAdd(i - 1, i);
-
-    const top = this.top;
-    while (heap.length > 0) {
-      heap.pop(top);
-      const { left, right } = top;
-      const ll = sym.len[left];
-      const rl = sym.len[right];
-      if (ll === 0 || rl === 0 || ll + rl !== top.size) continue;
-      sym.merge(left, right);
-      tryAdd(sym.prev[left], left);
-      tryAdd(left, sym.next[left]);
-    }
+    mergeBest(sym, heap, this.top, tryAdd);
 
     const bytes: number[] = [];
     for (let i = 0; i !== -1; i = sym.next[i]) {
@@ -265,19 +277,7 @@ export class BpeEncoder {
       if (rank === undefined) return;
       heap.push(rank, left, right, a.length + b.length);
     };
-    for (let i = 1; i < sym.count; i++) tryAdd(i - 1, i);
-
-    const top = this.top;
-    while (heap.length > 0) {
-      heap.pop(top);
-      const { left, right } = top;
-      const ll = sym.len[left];
-      const rl = sym.len[right];
-      if (ll === 0 || rl === 0 || ll + rl !== top.size) continue;
-      sym.merge(left, right);
-      tryAdd(sym.prev[left], left);
-      tryAdd(left, sym.next[left]);
-    }
+    mergeBest(sym, heap, this.top, tryAdd);
 
     for (let i = 0; i !== -1; i = sym.next[i]) {
       const piece = enc.substr(sym.start[i], sym.len[i]);
