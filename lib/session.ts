@@ -239,7 +239,7 @@ export class Session {
     if (tok.addBosDefault && bosToken && text.startsWith(bosToken)) text = text.slice(bosToken.length);
     const full = tok.tokenize(text, { special: true });
     const extraEog = templateStopTokens(template, tok, bosToken, eosToken).filter((t) => !tok.isEog(t));
-    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    this.#assertIdle();
 
     // Reuse the cached common prefix; at least one token must be evaluated to get logits.
     let common = 0;
@@ -289,7 +289,7 @@ export class Session {
     if (promptTokens.length === 0 && this.#pending.length === 0) {
       throw invalid('generate(): the prompt is empty and the session has no pending token to continue from');
     }
-    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    this.#assertIdle();
     const stats: GenerateStats = { promptTokens: 0, generatedTokens: 0, promptMs: 0, decodeMs: 0, stopReason: 'maxTokens', reusedTokens: reused };
     return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats, extraEog), stats);
   }
@@ -297,7 +297,7 @@ export class Session {
   /** Clears the sequence (the KV cache is reused). */
   reset(): void {
     const s = this.#check();
-    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    this.#assertIdle();
     callNativeSync(() => s.truncate(0));
     this.#cached = [];
     this.#pending = [];
@@ -321,13 +321,17 @@ export class Session {
 
   // ---- internals ----
 
+  #assertIdle(): void {
+    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+  }
+
   #check(): NativeSession {
     if (!this.#native || this.model.disposed) throw new MoerunError('ERR_DISPOSED', 'session is disposed');
     return this.#native;
   }
 
   async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    this.#assertIdle();
     const p = fn();
     this.#busy = p;
     try {
@@ -375,7 +379,7 @@ export class Session {
     stats: GenerateStats,
     extraEog: readonly number[] = [],
   ): AsyncGenerator<GenerateChunk, GenerateStats> {
-    if (this.#busy) throw new MoerunError('ERR_BUSY', 'session is busy: another generate() or evaluate() is running');
+    this.#assertIdle();
     let release!: () => void;
     this.#busy = new Promise<void>((r) => (release = r));
     const t0 = performance.now();
