@@ -372,6 +372,7 @@ private:
         if (!need_args(cb, 2, "evaluate")) return env.Undefined();
         std::vector<int32_t> tokens;
         if (!tokens_arg(cb, 0, tokens)) return env.Undefined();
+        if (!cb[1].IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "evaluate: mode must be 0, 1 or 2");
         const int mode_i = cb[1].As<Napi::Number>().Int32Value();
         const logits_mode mode = mode_i == 2 ? logits_mode::all : mode_i == 1 ? logits_mode::last : logits_mode::none;
         auto st = claim(env);
@@ -461,6 +462,7 @@ private:
         auto st = get(env);
         if (!st) return env.Undefined();
         if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (!cb[0].IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "truncate: n must be a number");
         st->s->truncate(cb[0].As<Napi::Number>().Int32Value());
         return env.Undefined();
     }
@@ -511,6 +513,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
     if (!need_args(cb, 2, "loadModel")) return env.Undefined();
     if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: path must be a string");
+    if (!cb[1].IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: threads must be a number");
     std::string path = cb[0].As<Napi::String>();
     const int threads = cb[1].As<Napi::Number>().Int32Value();
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
@@ -562,6 +565,9 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     auto m = model_handle::Unwrap(cb[0].As<Napi::Object>())->get(env);
     if (!m) return env.Undefined();
     session_params p;
+    if (!cb[1].IsNumber() || !cb[2].IsString()) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession(model, contextSize: number, kvType: string)");
+    }
     p.n_ctx = cb[1].As<Napi::Number>().Int32Value();
     const std::string kv = cb[2].As<Napi::String>();
     if (kv == "f32") p.kv_type = tensor_type::F32;
