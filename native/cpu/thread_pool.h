@@ -52,11 +52,13 @@ private:
     std::mutex mutex_;
     std::condition_variable start_cv_, done_cv_;
     const std::function<void(int, int)>* job_ = nullptr;
-    std::atomic<uint64_t> generation_{0};  // bumped per job; workers run each generation once
-    std::atomic<int> sleepers_{0};         // workers blocked on start_cv_
-    std::atomic<int> pending_{0};          // workers still running the current job
+    // The spun-on words live on their own cache lines: every idle worker polls generation_ while
+    // finishing workers decrement pending_, and sharing a line would bounce it between all cores.
+    alignas(64) std::atomic<uint64_t> generation_{0};  // bumped per job; workers run each generation once
+    alignas(64) std::atomic<int> pending_{0};          // workers still running the current job
+    alignas(64) std::atomic<int> sleepers_{0};         // workers blocked on start_cv_
     std::atomic<bool> stopping_{false};
-    std::atomic<int> bursts_{0};           // open bursts: workers spin only while > 0
+    std::atomic<int> bursts_{0};                       // open bursts: workers spin only while > 0
 };
 
 // Physical cores (not SMT siblings) of this machine; at least 1.
