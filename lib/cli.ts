@@ -309,8 +309,14 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    const code = (err as { code?: unknown })?.code;
     if (err instanceof MoerunError) {
       process.stderr.write(`moerun: ${err.message} [${err.code}]\n`);
+    } else if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+      // A mistyped flag: say which, and how to use the command, without a stack trace.
+      process.stderr.write(`moerun: ${(err as Error).message}\n\n${usage}`);
+      process.exitCode = 2;
+      return;
     } else {
       process.stderr.write(`moerun: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     }
