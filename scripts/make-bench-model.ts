@@ -1,6 +1,6 @@
 // Benchmark models: synthetic GGUFs with the exact shapes of real MoE models and random weights.
 //
-//   npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0] [--layers N] [--dir DIR] [--force] [--check]
+//   npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0] [--layers N] [--dir DIR] [--force] [--check]
 //   SHAPE: ling-mini-2.0 | qwen3-30b-a3b | olmoe-1b-7b | deepseek-v2-lite
 //
 // Speed does not depend on weight values, so nothing is quantized: each quantized tensor is a run of
@@ -91,11 +91,11 @@ export const BENCH_SHAPES = {
 /** A shape name: `ling-mini-2.0`, `qwen3-30b-a3b`, `olmoe-1b-7b`, `deepseek-v2-lite`. */
 export type BenchShapeName = keyof typeof BENCH_SHAPES;
 
-/** File types this script writes: llama.cpp's Q4_K_M recipe, or every matrix Q8_0. */
-export type BenchQuant = 'Q4_K_M' | 'Q8_0';
+/** File types this script writes: llama.cpp's Q4_K_M recipe, or every matrix of one block type. */
+export type BenchQuant = 'Q4_K_M' | 'Q8_0' | 'Q6_K' | 'Q4_0';
 
 /** LLAMA_FTYPE values written as general.file_type. */
-const FILE_TYPES: Record<BenchQuant, number> = { Q8_0: 7, Q4_K_M: 15 };
+const FILE_TYPES: Record<BenchQuant, number> = { Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q6_K: 18 }; // llama.cpp's LLAMA_FTYPE
 
 /** Options of {@link makeBenchModel}. */
 export interface MakeBenchModelOptions {
@@ -196,7 +196,7 @@ function hash(name: string): number {
 }
 
 // ============================================================================================
-// Tensor types: llama.cpp's Q4_K_M recipe (llama-quant.cpp), or Q8_0 everywhere
+// Tensor types: llama.cpp's Q4_K_M recipe (llama-quant.cpp), or one block type everywhere
 // ============================================================================================
 
 /** `use_more_bits`: the first and last eighth of the layers, and every third one between. */
@@ -215,7 +215,10 @@ function tensorTypes(tensors: { name: string; shape: readonly number[] }[], quan
   let iAttnV = 0;
   return tensors.map(({ name, shape }) => {
     if (!tensorAllowsQuantization(name, shape)) return 'F32';
-    if (quant === 'Q8_0') return 'Q8_0';
+    if (quant !== 'Q4_K_M') {
+      // One block type everywhere, with llama.cpp's fallback where a row does not fit a block.
+      return shape[0]! % ggmlTypeInfo(quant).blockSize === 0 ? quant : (FALLBACK[quant] ?? 'F16');
+    }
     let type: GgmlTypeName = 'Q4_K';
     const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
     if (name === 'output.weight') type = 'Q6_K';
@@ -270,7 +273,9 @@ function spmVocab(nVocab: number): { tokens: string[]; scores: Float32Array; typ
 export async function makeBenchModel(options: MakeBenchModelOptions): Promise<string> {
   const shape: BenchShape = BENCH_SHAPES[options.shape];
   if (!shape) throw new TypeError(`Unknown shape '${String(options.shape)}'; expected one of ${Object.keys(BENCH_SHAPES).join(', ')}`);
-  if (options.quant !== 'Q4_K_M' && options.quant !== 'Q8_0') throw new TypeError(`Expected quant Q4_K_M or Q8_0 but received '${String(options.quant)}'`);
+  if (!(options.quant in FILE_TYPES)) {
+    throw new TypeError(`Expected quant ${Object.keys(FILE_TYPES).join(', ')} but received '${String(options.quant)}'`);
+  }
   const fullDepth = shape.options.nLayer!;
   const nLayer = options.layers ?? fullDepth;
   if (!Number.isInteger(nLayer) || nLayer < 2 || nLayer > fullDepth) throw new RangeError(`Expected --layers in [2, ${fullDepth}] but received ${nLayer}`);
@@ -402,7 +407,7 @@ export async function checkBenchModel(file: string, threads = 2): Promise<{ moer
 // CLI
 // ============================================================================================
 
-const usage = `Usage: npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0] [--layers N] [--dir DIR] [--force] [--check]
+const usage = `Usage: npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0] [--layers N] [--dir DIR] [--force] [--check]
   SHAPE: ${Object.keys(BENCH_SHAPES).join(', ')}
   Writes (or finds) a random-weight GGUF with that model's exact shapes under ${benchModelDir} and prints its path.
   --check loads it in moerun and in llama.cpp (node-llama-cpp) and checks that both give finite logits.
