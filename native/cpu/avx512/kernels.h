@@ -33,5 +33,7 @@ void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t s_stride, const void* x, co
 // Q8_0 with four blocks per float step (vpdpbusd, vphaddd): vec_dot_n bit for bit this vec_dot, not AVX2's
 void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_q4_0_x4(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 }  // namespace moerun::avx512

@@ -248,21 +248,27 @@ void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const v
     });
 }
 
-// ---- Q8_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
+// ---- Q8_0 and Q4_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
 //
 // Per row and four blocks: four vpdpbusd dots, reduced to {block 0..3 of the low half, block 0..3
 // of the high half} by three vphaddd, converted once and weighted by the four d_x * d_y (F16
 // converted four at a time) in one fma, where the per-block kernels pay a scalar conversion,
-// multiply, broadcast, convert and fma per block. A different float order from avx2::vec_dot_q8_0,
-// so the AVX-512 table takes vec_dot and vec_dot_n from here, which agree bit for bit.
+// multiply, broadcast, convert and fma per block. The weight block is expanded once to signed
+// bytes (Q8_0: as stored; Q4_0: nibbles - 8) and multiplied as |x| * sign(y, x). A different float
+// order from the AVX2 kernels, so the AVX-512 table takes vec_dot and vec_dot_n from here, which
+// agree bit for bit.
 namespace {
 
-inline __m128 f16x4(const block_q8_0* b) {
+template <typename B>
+inline __m128 f16x4(const B* b) {
     return _mm_cvtph_ps(_mm_setr_epi16(short(b[0].d), short(b[1].d), short(b[2].d), short(b[3].d), 0, 0, 0, 0));
 }
 
-template <int R>
-inline void dot_q8_0_rows_x4(int64_t nb, const block_q8_0* x, const uint8_t* y, size_t y_stride, float* out) {
+inline __m256i expand_i8(const block_q8_0& b) { return load256(b.qs); }
+inline __m256i expand_i8(const block_q4_0& b) { return _mm256_sub_epi8(avx2::unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
+
+template <typename B, int R>
+inline void dot_q80_rows_x4(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out) {
     __m256 acc[R];
     const block_q8_0* yr[R];
     for (int r = 0; r < R; ++r) {
@@ -273,7 +279,7 @@ inline void dot_q8_0_rows_x4(int64_t nb, const block_q8_0* x, const uint8_t* y, 
     for (; i + 4 <= nb; i += 4) {
         __m256i qx[4], ux[4];
         for (int b = 0; b < 4; ++b) {
-            qx[b] = load256(x[i + b].qs);
+            qx[b] = expand_i8(x[i + b]);
             ux[b] = _mm256_sign_epi8(qx[b], qx[b]);
         }
         const __m128 dx = f16x4(x + i);
@@ -288,7 +294,7 @@ inline void dot_q8_0_rows_x4(int64_t nb, const block_q8_0* x, const uint8_t* y, 
         }
     }
     for (; i < nb; ++i) {
-        const __m256i qx = load256(x[i].qs);
+        const __m256i qx = expand_i8(x[i]);
         const __m256i ux = _mm256_sign_epi8(qx, qx);
         const float dx = f16(x[i].d);
         for (int r = 0; r < R; ++r) {
@@ -299,21 +305,31 @@ inline void dot_q8_0_rows_x4(int64_t nb, const block_q8_0* x, const uint8_t* y, 
     for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
-}  // namespace
-
-void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
-    dot_q8_0_rows_x4<1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
-}
-
-void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q8_0* x = static_cast<const block_q8_0*>(vx);
+template <typename B>
+void dot_n_q80_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const B* x = static_cast<const B*>(vx);
     const uint8_t* y = static_cast<const uint8_t*>(vy);
     avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
         constexpr int R = decltype(rows)::value;
         float out[R];
-        dot_q8_0_rows_x4<R>(n / 32, x, y + size_t(j) * ys, ys, out);
+        dot_q80_rows_x4<B, R>(n / 32, x, y + size_t(j) * ys, ys, out);
         for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
     });
+}
+
+}  // namespace
+
+void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
+    dot_q80_rows_x4<block_q8_0, 1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
+}
+void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    dot_n_q80_x4<block_q8_0>(n, s, ss, vx, vy, ys, ny);
+}
+void vec_dot_q4_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
+    dot_q80_rows_x4<block_q4_0, 1>(n / 32, static_cast<const block_q4_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
+}
+void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    dot_n_q80_x4<block_q4_0>(n, s, ss, vx, vy, ys, ny);
 }
 
 // ---- Q4_K / Q5_K for several activation rows at 512 bits (AVX512_VNNI) ----

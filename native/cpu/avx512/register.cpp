@@ -35,6 +35,8 @@ void cpu_register_avx512(type_traits* table) {
     if (f.avx512vnni) {  // Q8_0 four blocks per float step: vec_dot and vec_dot_n agree bit for bit
         at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_x4;
         at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_x4;
+        at(T::Q4_0).vec_dot = avx512::vec_dot_q4_0_x4;  // the same kernel, nibbles - 8 expanded
+        at(T::Q4_0).vec_dot_n = avx512::vec_dot_n_q4_0_x4;
     }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
