@@ -212,24 +212,35 @@ void vec_dot_q5_1(int64_t n, float* s, const void* vx, const void* vy) {
 
 // ---- Q8_0 / Q8_1 ----
 
-void to_float_q8_0(const void* src, float* dst, int64_t n) {
-    const block_q8_0* x = static_cast<const block_q8_0*>(src);
+namespace {
+
+// Q8_0 and Q8_1 share their quants: 32 values scaled by d = amax / 127, rounded (ties away from 0).
+// Returns d.
+float quantize_32_i8(const float* src, int8_t* qs) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
+    const float d = amax / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; ++j) qs[j] = int8_t(std::round(src[j] * id));
+    return d;
+}
+
+template <typename B>
+void to_float_8bit(const void* src, float* dst, int64_t n) {
+    const B* x = static_cast<const B*>(src);
     for (int64_t i = 0; i < n / k_qk32; ++i, dst += k_qk32) {
         const float d = fp16_to_fp32(x[i].d);
         for (int j = 0; j < 32; ++j) dst[j] = float(x[i].qs[j]) * d;
     }
 }
 
+}  // namespace
+
+void to_float_q8_0(const void* src, float* dst, int64_t n) { to_float_8bit<block_q8_0>(src, dst, n); }
+
 void from_float_q8_0(const float* src, void* dst, int64_t n) {
     block_q8_0* y = static_cast<block_q8_0*>(dst);
-    for (int64_t i = 0; i < n / k_qk32; ++i, src += k_qk32) {
-        float amax = 0;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
-        const float d = amax / 127;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        for (int j = 0; j < 32; ++j) y[i].qs[j] = int8_t(std::round(src[j] * id));  // ties away from 0
-    }
+    for (int64_t i = 0; i < n / k_qk32; ++i, src += k_qk32) y[i].d = fp32_to_fp16(quantize_32_i8(src, y[i].qs));
 }
 
 void vec_dot_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
@@ -244,27 +255,15 @@ void vec_dot_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
     *s = sum;
 }
 
-void to_float_q8_1(const void* src, float* dst, int64_t n) {
-    const block_q8_1* x = static_cast<const block_q8_1*>(src);
-    for (int64_t i = 0; i < n / k_qk32; ++i, dst += k_qk32) {
-        const float d = fp16_to_fp32(x[i].d);
-        for (int j = 0; j < 32; ++j) dst[j] = float(x[i].qs[j]) * d;
-    }
-}
+void to_float_q8_1(const void* src, float* dst, int64_t n) { to_float_8bit<block_q8_1>(src, dst, n); }
 
 void from_float_q8_1(const float* src, void* dst, int64_t n) {
     block_q8_1* y = static_cast<block_q8_1*>(dst);
     for (int64_t i = 0; i < n / k_qk32; ++i, src += k_qk32) {
-        float amax = 0;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(src[j]));
-        const float d = amax / 127;
-        const float id = d ? 1.0f / d : 0.0f;
+        const float d = quantize_32_i8(src, y[i].qs);
         y[i].d = fp32_to_fp16(d);
         int sum = 0;
-        for (int j = 0; j < 32; ++j) {
-            y[i].qs[j] = int8_t(std::round(src[j] * id));
-            sum += y[i].qs[j];
-        }
+        for (int j = 0; j < 32; ++j) sum += y[i].qs[j];
         y[i].s = fp32_to_fp16(float(sum) * d);
     }
 }

@@ -18,6 +18,17 @@ inline __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
 }
 
+// The unsigned quants (0..63) of the four 32-element groups of half h (0, 1) of a Q6_K block:
+// low 4 bits from ql, high 2 bits from qh.
+inline void unpack_q6_k_half(const block_q6_K& b, int h, __m256i q[4]) {
+    const __m256i ql0 = load256(b.ql + 64 * h), ql1 = load256(b.ql + 64 * h + 32);
+    const __m256i qh = load256(b.qh + 32 * h);
+    q[0] = _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4));
+    q[1] = _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4));
+    q[2] = _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4));
+    q[3] = _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4));
+}
+
 // sum_j scale[j] * bsums[j] for 16 sub-blocks of 16.
 inline int scaled_bsums16(const int16_t* bsums, const int* scale) {
     int s = 0;
@@ -194,14 +205,8 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
         __m256i isum[R];
         for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
-            const __m256i qh = load256(x[i].qh + 32 * h);
-            const __m256i q[4] = {
-                _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
-                _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
-                _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
-                _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)),
-            };
+            __m256i q[4];
+            unpack_q6_k_half(x[i], h, q);
             for (int k = 0; k < 4; ++k) {
                 const int g = 4 * h + k;
                 const __m256i scale = scales_2x16(sc[2 * g], sc[2 * g + 1]);
@@ -270,15 +275,8 @@ void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
         for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
-            const __m256i qh = load256(x[i].qh + 32 * h);
-            // Unsigned quants 0..63 of the four 32-element groups of this half; -32 applied below.
-            const __m256i q[4] = {
-                _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
-                _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)),
-                _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
-                _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)),
-            };
+            __m256i q[4];
+            unpack_q6_k_half(x[i], h, q);  // unsigned 0..63; the -32 is applied below
             for (int k = 0; k < 4; ++k) {
                 const int g = 4 * h + k;
                 const __m256i p = mul_u8_i8(q[k], load256(y[i].qs + 32 * g));
