@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "../runtime/error.h"
+#include "vector_ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -83,6 +84,7 @@ struct dispatch_state {
     cpu_path path = cpu_path::scalar;
     std::string error;  // non-empty when MOERUN_CPU asks for something impossible
     std::array<type_traits, k_tensor_type_count> table{};
+    vector_ops ops = vector_ops_reference();
 };
 
 // Runs one registration function. A row whose vec_dot it replaces without also giving a
@@ -124,6 +126,8 @@ const dispatch_state& dispatch() {
         if (!s.error.empty()) return s;
         s.path = want;
         fill_table(want, s.table.data());
+        if (want == cpu_path::avx2) cpu_register_avx2_vector_ops(&s.ops);
+        if (want == cpu_path::avx512) cpu_register_avx512_vector_ops(&s.ops);
         return s;
     }();
     return state;
@@ -157,5 +161,7 @@ const type_traits& type_traits_of(tensor_type type) {
     const uint32_t id = uint32_t(type);
     return id < k_tensor_type_count ? dispatch().table[id] : unknown;
 }
+
+const vector_ops& vector_ops_active() { return dispatch().ops; }
 
 }  // namespace moerun

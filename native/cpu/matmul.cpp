@@ -35,13 +35,27 @@ const type_traits& dot_traits(const tensor& w) {
     return wt;
 }
 
+// Which summation order a float weight's matmul uses (quant/types.h): llama.cpp's GEMM order
+// where its dense GEMM takes the shape (rows % 4 == 0, k % L == 0), else its vector-dot order.
+// Expert matmuls always use the vector-dot order, as llama.cpp's mul_mat_id does.
+bool dense_uses_unrolled(const type_traits& wt, int64_t k, int64_t rows) {
+    return wt.vec_dot_unrolled && (wt.gemm_lanes == 0 || k % wt.gemm_lanes != 0 || rows % 4 != 0);
+}
+
 // y[i * n + r] = dot(weight row r, activation row i) for weight rows [r0, r1) and activation rows
 // [i0, i1). With several activation rows the type's multi-row dot takes them in groups, so each
 // weight block is unpacked once per group instead of once per row; the group's activations stay
-// in L1 while the tile's weight rows pass through.
-void dot_tile(const type_traits& wt, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1, const uint8_t* xb,
-              size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
+// in L1 while the tile's weight rows pass through. `unrolled`: the vector-dot order, row by row.
+void dot_tile(const type_traits& wt, bool unrolled, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1,
+              const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
     constexpr int64_t k_act_group = 8;
+    if (unrolled) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const uint8_t* xi = xb + size_t(i) * xq_row;
+            for (int64_t r = r0; r < r1; ++r) wt.vec_dot_unrolled(k, &y[i * n + r], wb + size_t(r) * w_row, xi);
+        }
+        return;
+    }
     if (wt.vec_dot_n && i1 - i0 >= 2) {
         for (int64_t i = i0; i < i1; i += k_act_group) {
             const int64_t ny = std::min(k_act_group, i1 - i);
@@ -78,7 +92,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
             const int64_t r1 = std::min({end, r0 + k_row_tile, first_row[j + 1]});
             const int64_t n = ws[j]->ne[1];
             const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-            dot_tile(wt, k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
+            dot_tile(wt, dense_uses_unrolled(wt, k, n), k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
             r0 = r1;
         }
     });
@@ -135,7 +149,8 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
             const int64_t r1 = std::min({end, r0 + k_row_tile, base + n});
             const expert_batch& eb = batches[size_t(b)];
             const uint8_t* wb = static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
-            dot_tile(wt, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
+            dot_tile(wt, wt.vec_dot_unrolled != nullptr, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count,
+                     job_list[j].y, n);
             r0 = r1;
         }
     });

@@ -59,8 +59,8 @@ void from_float_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, s
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
     const float* a = static_cast<const float*>(x);
     const float* b = static_cast<const float*>(y);
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += double(a[i]) * double(b[i]);
+    double sum = 0;  // float products summed in double: llama.cpp's plain-C order
+    for (int64_t i = 0; i < n; ++i) sum += double(a[i] * b[i]);
     *s = float(sum);
 }
 

@@ -30,6 +30,19 @@ using vec_dot_fn = void (*)(int64_t n, float* s, const void* x, const void* y);
 // kernels keep vec_dot's per-row summation order.
 using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
+// Float weights (F32, F16) sum in llama.cpp's CPU orders, so that F32 and F16 models give its
+// logits bit for bit on the same ISA. Rounding the activations to F16 before every F16 matmul
+// turns any last-bit difference upstream into a different F16 value, so "close" is not enough.
+// With L = gemm_lanes (16 on AVX-512, 8 on AVX2):
+//   vec_dot, vec_dot_n ("GEMM order", llama.cpp's llamafile tiles, used for its dense matmuls):
+//     one L-lane accumulator per output, one fused multiply-add per L elements, then the lanes
+//     added pairwise (halves down to 4 lanes, then (0 + 2) + (1 + 3)). Needs n % L == 0.
+//   vec_dot_unrolled ("vector-dot order", ggml_vec_dot_*, used for expert matmuls, attention
+//     scores, and dense shapes its GEMM rejects: weight rows % 4 != 0 or n % L != 0): four
+//     L-lane accumulators over steps of 4L, added pairwise, then the remainder element by element
+//     (F32 in float, F16 in double).
+// With gemm_lanes == 0 (the scalar path) both are llama.cpp's plain-C order: float products
+// summed in double, element by element.
 struct type_traits {
     const char* name = nullptr;     // "Q4_K"; nullptr for ids GGUF does not define
     int64_t block_size = 0;         // elements per block
@@ -40,6 +53,8 @@ struct type_traits {
     vec_dot_fn vec_dot = nullptr;         // nullptr = cannot be a matmul weight
     vec_dot_n_fn vec_dot_n = nullptr;     // nullptr = callers loop over vec_dot
     tensor_type vec_dot_type = tensor_type::F32;  // what activations are converted to for vec_dot
+    vec_dot_fn vec_dot_unrolled = nullptr;  // float types: the vector-dot order; nullptr = use vec_dot
+    int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
 };
 
 // The active table: references overridden by the fastest kernels this CPU supports

@@ -16,7 +16,7 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
     s.gate.resize(size_t(n) * size_t(n_ff));
     s.up.resize(size_t(n) * size_t(n_ff));
     matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, x, n, s.quant);
-    swiglu(s.gate.data(), s.up.data(), int64_t(n) * n_ff);
+    swiglu_rows(s.gate.data(), s.up.data(), n, n_ff);
     matmul(pool, down, s.gate.data(), n, out, s.quant);
     (void)n_embd;
 }
@@ -59,14 +59,14 @@ void route_token(const model_config& c, const float* probs, const float* bias, i
     std::partial_sort(order.begin(), order.begin() + c.n_expert_used, order.end(), [&](int32_t a, int32_t b) {
         return score[size_t(a)] > score[size_t(b)] || (score[size_t(a)] == score[size_t(b)] && a < b);
     });
-    float sum = 0;
+    double sum = 0;  // in double, as ggml's sum_rows
     for (int k = 0; k < c.n_expert_used; ++k) {
         selected[k] = order[size_t(k)];
         weights[k] = probs[order[size_t(k)]];  // the unbiased probability weighs the output
-        sum += weights[k];
+        sum += double(weights[k]);
     }
     if (c.expert_weights_norm) {
-        const float denom = std::max(sum, 6.103515625e-5f);  // smallest normal f16, as llama.cpp clamps
+        const float denom = std::max(float(sum), 6.103515625e-5f);  // smallest normal f16, as llama.cpp clamps
         for (int k = 0; k < c.n_expert_used; ++k) weights[k] /= denom;
     }
     if (c.expert_weights_scale != 0.0f && c.expert_weights_scale != 1.0f) {
@@ -122,7 +122,7 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
     s.gate.resize(size_t(rows) * size_t(n_ff));
     s.up.resize(size_t(rows) * size_t(n_ff));
     matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
-    swiglu(s.gate.data(), s.up.data(), int64_t(rows) * n_ff);
+    swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
     s.ye.resize(size_t(rows) * size_t(d));
     matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
     s.expert_out.resize(size_t(rows) * size_t(d));
@@ -144,13 +144,15 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
         s.shared.resize(size_t(n) * size_t(d));
         ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s);
         if (l.ffn_gate_inp_shexp) {
-            // A real sigmoid (llama.cpp computes silu(g)/g, which is NaN at exactly g = 0).
-            const float* gw = static_cast<const float*>(l.ffn_gate_inp_shexp.data);
+            // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
+            // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
+            // llama.cpp sums in the vector-dot order.
+            const type_traits& f32 = type_traits_of(tensor_type::F32);
+            const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
             for (int t = 0; t < n; ++t) {
-                const float* xt = x + size_t(t) * size_t(d);
-                float g = 0;
-                for (int i = 0; i < d; ++i) g += gw[i] * xt[i];
-                const float gate = sigmoid(g);
+                float g;
+                dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
+                const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
                 for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
             }
         }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../cpu/vector_ops.h"
+
 namespace moerun {
 
 void rms_norm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps) {
@@ -25,6 +27,9 @@ void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const m
     // Angles: theta_i = pos * base^(-2i/n_rot), computed by repeated multiplication in float as
     // ggml does, so positions far into the context agree with llama.cpp to the last bits.
     float cs[512];  // (cos, sin) pairs for n_rot <= 512
+    // Rounded as llama.cpp's build for this path rounds it: with FMA, GCC fuses the first product
+    // of each `a*b +- c*d`.
+    const bool fused = vector_ops_active().contracts_fma;
     const float theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));
     float theta = float(pos);
     for (int i0 = 0; i0 < n_rot; i0 += 2) {
@@ -34,8 +39,14 @@ void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const m
             // YaRN: mix interpolation and extrapolation by a ramp over the dims.
             const float y = (float(i0 / 2) - c.rope_corr_dims[0]) / std::max(0.001f, c.rope_corr_dims[1] - c.rope_corr_dims[0]);
             const float ramp = (1.0f - std::min(1.0f, std::max(0.0f, y))) * c.rope_ext_factor;
-            t = interp * (1.0f - ramp) + extrap * ramp;
-            mscale *= 1.0f + 0.1f * std::log(1.0f / c.rope_freq_scale);
+            const float log_scale = std::log(1.0f / c.rope_freq_scale);
+            if (fused) {
+                t = std::fma(interp, 1.0f - ramp, extrap * ramp);
+                mscale *= std::fma(0.1f, log_scale, 1.0f);
+            } else {
+                t = interp * (1.0f - ramp) + extrap * ramp;
+                mscale *= 1.0f + 0.1f * log_scale;
+            }
         }
         cs[i0] = std::cos(t) * mscale;
         cs[i0 + 1] = std::sin(t) * mscale;
@@ -47,27 +58,23 @@ void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const m
             // normal: pairs (2i, 2i+1); neox: pairs (i, i + n_rot/2)
             const int a = c.rope_type == rope_kind::normal ? i0 : i0 / 2;
             const int b = c.rope_type == rope_kind::normal ? i0 + 1 : i0 / 2 + n_rot / 2;
-            const float x0 = v[a], x1 = v[b];
-            v[a] = x0 * cs[i0] - x1 * cs[i0 + 1];
-            v[b] = x0 * cs[i0 + 1] + x1 * cs[i0];
+            const float x0 = v[a], x1 = v[b], cos = cs[i0], sin = cs[i0 + 1];
+            if (fused) {
+                v[a] = std::fma(x0, cos, -(x1 * sin));
+                v[b] = std::fma(x0, sin, x1 * cos);
+            } else {
+                v[a] = x0 * cos - x1 * sin;
+                v[b] = x0 * sin + x1 * cos;
+            }
         }
     }
 }
 
-void swiglu(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
+void swiglu_rows(float* gate, const float* up, int64_t rows, int64_t n) {
+    const vector_ops& ops = vector_ops_active();
+    for (int64_t r = 0; r < rows; ++r) ops.swiglu(gate + r * n, up + r * n, n);
 }
 
-void softmax(float* x, int64_t n) {
-    float max = x[0];
-    for (int64_t i = 1; i < n; ++i) max = std::fmax(max, x[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - max);
-    const float inv = float(1.0 / sum);
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
+void softmax(float* x, int64_t n) { vector_ops_active().softmax(x, n); }
 
 }  // namespace moerun

@@ -1,5 +1,6 @@
-// Element-wise and row-wise operations of the forward pass (scalar; the matmuls dominate).
-// Numerics follow ggml's CPU ops where it matters for matching llama.cpp's logits.
+// Element-wise and row-wise operations of the forward pass. Numerics follow ggml's CPU ops to the
+// bit (F16 models round activations to F16, so every last bit upstream matters); softmax and
+// SwiGLU run the active ISA's versions in cpu/vector_ops.h.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +16,10 @@ void rms_norm_rows(const float* x, const float* weight, float* out, int64_t rows
 // x holds n_heads heads of head_dim floats.
 void rope_apply(float* x, int n_heads, int head_dim, int n_rot, int pos, const model_config& c);
 
-// gate = silu(gate) * up, n elements.
-void swiglu(float* gate, const float* up, int64_t n);
+// gate = silu(gate) * up over `rows` rows of n elements (each row chunked from its start).
+void swiglu_rows(float* gate, const float* up, int64_t rows, int64_t n);
 
-// In-place softmax of n scores; returns nothing, normalizes to sum 1.
+// In-place softmax of n scores, normalized to sum 1.
 void softmax(float* x, int64_t n);
 
 }  // namespace moerun

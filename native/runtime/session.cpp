@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "../cpu/matmul.h"
+#include "../cpu/vector_ops.h"
 #include "error.h"
 #include "ffn.h"
 #include "ops.h"
@@ -271,19 +272,27 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
     const size_t q_stride = size_t(c.n_head) * size_t(c.head_dim_k);
     const size_t o_stride = size_t(c.n_head) * size_t(c.head_dim_v);
 
+    // llama.cpp's score rows span its whole padded KV window, a multiple of 256 cells; masked cells
+    // have probability 0. Padding ours with -inf to a multiple of the vector width gives its softmax
+    // the same chunks (extra all-zero chunks add nothing).
+    const vector_ops& ops = vector_ops_active();
+    const int pad = std::max(ops.lanes, 1);
     thread_scratch_.resize(size_t(pool.size()));
-    // Per thread: scores (pos0 + n), one V row (head_dim_v), the converted query (<= 4 bytes/elem).
-    const size_t need = size_t(pos0 + n) + size_t(c.head_dim_v) + size_t(c.head_dim_k) + 64;
+    // Per thread: padded scores, one V row (head_dim_v), the converted query (<= 4 bytes/elem).
+    const size_t need = size_t(pos0 + n + pad) + size_t(c.head_dim_v) + size_t(c.head_dim_k) + 64;
     for (auto& s : thread_scratch_) {
         if (s.size() < need) s.resize(need);
     }
 
     // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
     // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
+    // llama.cpp sums the F32 scores in its vector-dot order (its GEMM does not take the permuted
+    // queries).
     const type_traits& qt = type_traits_of(kv.vec_dot_type);
+    const vec_dot_fn score_dot = kv.vec_dot_unrolled ? kv.vec_dot_unrolled : kv.vec_dot;
     pool.run([&](int ith, int nth) {
         float* scores = thread_scratch_[size_t(ith)].data();
-        float* row = scores + pos0 + n;  // one dequantized V row
+        float* row = scores + pos0 + n + pad;  // one dequantized V row
         uint8_t* q_conv = reinterpret_cast<uint8_t*>(row + c.head_dim_v);  // the query in the dot type
         for (int task = ith; task < n_tasks; task += nth) {
             const int i = task / c.n_head, h = task % c.n_head, hk = h / group;
@@ -297,16 +306,23 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
             for (int j = 0; j < n_kv; ++j) {
                 const uint8_t* krow = kc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * k_row_bytes_;
                 float dot;
-                kv.vec_dot(c.head_dim_k, &dot, krow, qd);
+                score_dot(c.head_dim_k, &dot, krow, qd);
                 scores[j] = dot * scale;
             }
-            softmax(scores, n_kv);
+            const int n_padded = (n_kv + pad - 1) / pad * pad;
+            std::fill(scores + n_kv, scores + n_padded, -INFINITY);
+            ops.softmax(scores, n_padded);
             float* oh = out + size_t(i) * o_stride + size_t(h) * size_t(c.head_dim_v);
+            if (kv_f32) {  // values weighted in llama.cpp's order (its GEMM over the positions)
+                const float* v0 = reinterpret_cast<const float*>(vc + size_t(hk) * v_stride);
+                ops.weighted_sum(scores, n_kv, v0, size_t(c.n_head_kv) * v_stride / sizeof(float), c.head_dim_v, oh);
+                continue;
+            }
             std::fill(oh, oh + c.head_dim_v, 0.0f);
             for (int j = 0; j < n_kv; ++j) {
                 const uint8_t* vrow = vc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * v_stride;
-                const float* vf = kv_f32 ? reinterpret_cast<const float*>(vrow) : row;
-                if (!kv_f32) kv.to_float(vrow, row, c.head_dim_v);
+                kv.to_float(vrow, row, c.head_dim_v);
+                const float* vf = row;
                 const float p = scores[j];
                 for (int e = 0; e < c.head_dim_v; ++e) oh[e] += p * vf[e];
             }

@@ -1,6 +1,9 @@
 // AVX2 kernels for the float types: F32/F16/BF16 dots and F16/BF16 conversion.
-// Dots keep 4 independent 8-lane accumulators (products exact in float for F16/BF16 inputs),
-// then reduce; the remainder past a multiple of 32 runs scalar.
+// F32 and F16 dots sum in llama.cpp's two orders with L = 8 (see quant/types.h): the GEMM order
+// (vec_dot, vec_dot_n) and the vector-dot order (vec_dot_unrolled). BF16 keeps 4 independent
+// accumulators (products exact in float), reduced, with the remainder past 32 scalar.
+#include <cmath>
+
 #include "../../quant/reference.h"
 #include "kernels.h"
 #include "simd.h"
@@ -15,6 +18,55 @@ inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); 
 inline __m256 load_bf16(const uint16_t* p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
 }
+// The first `count` (< 8) elements, zero-padded.
+template <typename E, __m256 (*load)(const E*)>
+inline __m256 load_partial(const E* p, int64_t count) {
+    E tmp[8] = {};
+    std::memcpy(tmp, p, size_t(count) * sizeof(E));
+    return load(tmp);
+}
+
+inline float id_f32(float x) { return x; }
+inline float cvt_f16(uint16_t h) { return f16(h); }
+inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
+
+// ---- GEMM order: one 8-lane accumulator per output, lanes added by hsum's tree ----
+
+// R rows b[0..R-1] against one row a: out[r] = dot(a, b[r]). A remainder past a multiple of 8
+// (which llama.cpp's GEMM never sees) counts as a zero-padded vector.
+template <int R, typename E, __m256 (*load)(const E*)>
+void dot_rows_gemm(int64_t n, const E* a, const E* const* b, float* out) {
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 va = load(a + i);
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(va, load(b[r] + i), acc[r]);
+    }
+    if (i < n) {
+        const __m256 va = load_partial<E, load>(a + i, n - i);
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(va, load_partial<E, load>(b[r] + i, n - i), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+// ---- vector-dot order: four 8-lane accumulators over steps of 32 ----
+
+// The four accumulators of the first n & ~31 elements, reduced as llama.cpp's AVX reduce does:
+// (0 + 2) + (1 + 3), halves added, then two horizontal adds.
+template <typename E, __m256 (*load)(const E*)>
+float dot_unrolled_body(int64_t n, const E* a, const E* b) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(load(a + i + 8 * k), load(b + i + 8 * k), acc[k]);
+    }
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+// ---- BF16: four accumulators, scalar remainder ----
 
 template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
 float dot(int64_t n, const E* a, const E* b) {
@@ -29,9 +81,6 @@ float dot(int64_t n, const E* a, const E* b) {
     return s;
 }
 
-inline float id_f32(float x) { return x; }
-inline float cvt_f16(uint16_t h) { return f16(h); }
-inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
 // dot() for R rows b[0..R-1] against one row a (vec_dot_n): a's vectors are loaded (and
 // converted) once for all rows; each row keeps dot()'s four accumulators and order, so out[r] is
 // bit for bit dot(n, a, b[r]). R = 2 keeps the 8 accumulators and 4 a-vectors in 16 registers.
@@ -58,37 +107,64 @@ void dot_rows(int64_t n, const E* a, const E* const* b, float* out) {
     }
 }
 
-template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
-void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny) {
-    for_row_groups<2>(ny, [&](auto rows, int64_t j) {
+// Row groups of up to G through rows_fn(R, a, b, out).
+template <int G, typename E, typename RowsFn>
+void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny, RowsFn rows_fn) {
+    for_row_groups<G>(ny, [&](auto rows, int64_t j) {
         constexpr int R = decltype(rows)::value;
         const E* b[R];
         for (int r = 0; r < R; ++r) b[r] = reinterpret_cast<const E*>(static_cast<const uint8_t*>(y) + size_t(j + r) * y_stride);
         float out[R];
-        dot_rows<R, E, load, scalar>(n, static_cast<const E*>(x), b, out);
+        rows_fn(rows, static_cast<const E*>(x), b, out);
         for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
     });
 }
 }  // namespace
 
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
-    *s = dot<float, load_f32, id_f32>(n, static_cast<const float*>(x), static_cast<const float*>(y));
+    const float* b = static_cast<const float*>(y);
+    dot_rows_gemm<1, float, load_f32>(n, static_cast<const float*>(x), &b, s);
 }
 void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
-    *s = dot<uint16_t, load_f16, cvt_f16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
+    const uint16_t* b = static_cast<const uint16_t*>(y);
+    dot_rows_gemm<1, uint16_t, load_f16>(n, static_cast<const uint16_t*>(x), &b, s);
 }
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16, cvt_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
 }
 
 void vec_dot_n_f32(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<float, load_f32, id_f32>(n, s, ss, x, y, ys, ny);
+    dot_n<4, float>(n, s, ss, x, y, ys, ny, [&](auto rows, const float* a, const float* const* b, float* out) {
+        dot_rows_gemm<decltype(rows)::value, float, load_f32>(n, a, b, out);
+    });
 }
 void vec_dot_n_f16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<uint16_t, load_f16, cvt_f16>(n, s, ss, x, y, ys, ny);
+    dot_n<4, uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows_gemm<decltype(rows)::value, uint16_t, load_f16>(n, a, b, out);
+    });
 }
 void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<uint16_t, load_bf16, cvt_bf16>(n, s, ss, x, y, ys, ny);
+    dot_n<2, uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows<decltype(rows)::value, uint16_t, load_bf16, cvt_bf16>(n, a, b, out);
+    });
+}
+
+// Vector-dot order: the remainder accumulates in float for F32 (separate multiply and add: the
+// build's -ffp-contract=off keeps them unfused, as llama.cpp's build leaves them), in double for
+// F16 (its products are exact in float).
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
+    const float* a = static_cast<const float*>(x);
+    const float* b = static_cast<const float*>(y);
+    float sum = dot_unrolled_body<float, load_f32>(n, a, b);
+    for (int64_t i = n & ~int64_t(31); i < n; ++i) sum += a[i] * b[i];
+    *s = sum;
+}
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
+    const uint16_t* a = static_cast<const uint16_t*>(x);
+    const uint16_t* b = static_cast<const uint16_t*>(y);
+    double sum = dot_unrolled_body<uint16_t, load_f16>(n, a, b);
+    for (int64_t i = n & ~int64_t(31); i < n; ++i) sum += double(f16(a[i]) * f16(b[i]));
+    *s = float(sum);
 }
 
 void to_float_f16(const void* src, float* dst, int64_t n) {

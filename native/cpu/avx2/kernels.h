@@ -10,6 +10,8 @@ namespace moerun::avx2 {
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
@@ -46,5 +48,10 @@ void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
+// vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
+void softmax(float* x, int64_t n);
+void swiglu(float* gate, const float* up, int64_t n);
+void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out);
 
 }  // namespace moerun::avx2

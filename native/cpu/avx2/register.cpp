@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c; only called after cpuid says so.
 // Rows not named here keep the scalar reference kernels.
 #include "../dispatch.h"
+#include "../vector_ops.h"
 #include "kernels.h"
 
 namespace moerun {
@@ -10,8 +11,13 @@ void cpu_register_avx2(type_traits* table) {
     using T = tensor_type;
     auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
 
+    // F32 and F16 in llama.cpp's 8-lane orders (quant/types.h), which its AVX2 builds use.
     at(T::F32).vec_dot = avx2::vec_dot_f32;
+    at(T::F32).vec_dot_unrolled = avx2::vec_dot_unrolled_f32;
+    at(T::F32).gemm_lanes = 8;
     at(T::F16).vec_dot = avx2::vec_dot_f16;
+    at(T::F16).vec_dot_unrolled = avx2::vec_dot_unrolled_f16;
+    at(T::F16).gemm_lanes = 8;
     at(T::F16).to_float = avx2::to_float_f16;
     at(T::F16).from_float = avx2::from_float_f16;
     at(T::BF16).vec_dot = avx2::vec_dot_bf16;
@@ -48,6 +54,18 @@ void cpu_register_avx2(type_traits* table) {
     at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
+#endif
+}
+
+void cpu_register_avx2_vector_ops(vector_ops* ops) {
+#if defined(__x86_64__) || defined(_M_X64)
+    ops->lanes = 8;
+    ops->softmax = avx2::softmax;
+    ops->swiglu = avx2::swiglu;
+    ops->weighted_sum = avx2::weighted_sum;
+    ops->contracts_fma = true;  // llama.cpp's AVX2 builds have FMA, and GCC contracts
+#else
+    (void)ops;
 #endif
 }
 

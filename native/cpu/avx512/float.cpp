@@ -1,5 +1,9 @@
-// AVX-512 kernels for the float types. Dots keep 4 independent 16-lane accumulators and finish
-// the remainder with masked loads. The BF16 dot uses vdpbf16ps where the CPU has AVX512_BF16.
+// AVX-512 kernels for the float types. F32 and F16 dots sum in llama.cpp's two orders with
+// L = 16 (see quant/types.h): the GEMM order (vec_dot, vec_dot_n) and the vector-dot order
+// (vec_dot_unrolled). BF16 dots keep 4 independent 16-lane accumulators and finish the remainder
+// with masked loads, with vdpbf16ps where the CPU has AVX512_BF16.
+#include <cmath>
+
 #include "kernels.h"
 #include "simd.h"
 
@@ -71,30 +75,29 @@ void dot_rows_dpbf16(int64_t n, const uint16_t* a, const uint16_t* const* b, flo
     for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
 }
 
-// avx2::vec_dot_f16 (the F16 dot of this path) for R rows, with the same 256-bit accumulators and
-// scalar tail; the 32 vector registers of AVX-512 hold 4 rows' accumulators, where AVX2 fits 2.
-template <int R>
-void dot_rows_f16_256(int64_t n, const uint16_t* a, const uint16_t* const* b, float* out) {
-    auto ld = [](const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); };
-    __m256 acc[R][4];
-    for (int r = 0; r < R; ++r)
-        for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 va[4];
-        for (int k = 0; k < 4; ++k) va[k] = ld(a + i + 8 * k);
-        for (int r = 0; r < R; ++r)
-            for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_fmadd_ps(va[k], ld(b[r] + i + 8 * k), acc[r][k]);
+// GEMM order for R rows b[0..R-1] against one row a: one 16-lane accumulator per row. A
+// remainder past a multiple of 16 (which llama.cpp's GEMM never sees) is a zero-padded vector.
+template <int R, typename E, __m512 (*load)(const E*, __mmask16)>
+void dot_rows_gemm(int64_t n, const E* a, const E* const* b, float* out) {
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+        const __m512 va = load(a + i, m);
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(va, load(b[r] + i, m), acc[r]);
     }
-    for (; i + 8 <= n; i += 8) {
-        const __m256 va = ld(a + i);
-        for (int r = 0; r < R; ++r) acc[r][0] = _mm256_fmadd_ps(va, ld(b[r] + i), acc[r][0]);
+    for (int r = 0; r < R; ++r) out[r] = hsum_gemm(acc[r]);
+}
+
+// Vector-dot order: four 16-lane accumulators over the first n & ~63 elements, added
+// (0 + 2) + (1 + 3), then hsum_tree.
+template <typename E, __m512 (*load)(const E*, __mmask16)>
+float dot_unrolled_body(int64_t n, const E* a, const E* b) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i + 64 <= n; i += 64) {
+        for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(load(a + i + 16 * k, 0xFFFF), load(b + i + 16 * k, 0xFFFF), acc[k]);
     }
-    for (int r = 0; r < R; ++r) {
-        float s = avx2::hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
-        for (int64_t t = i; t < n; ++t) s += f16(a[t]) * f16(b[r][t]);
-        out[r] = s;
-    }
+    return hsum_gemm(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
 }
 
 // Groups of 4 rows through `rows_fn<R>`.
@@ -114,7 +117,12 @@ void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, 
 
 void vec_dot_n_f32(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n<float>(n, s, ss, x, y, ys, ny, [&](auto rows, const float* a, const float* const* b, float* out) {
-        dot_rows<decltype(rows)::value, float, load_f32>(n, a, b, out);
+        dot_rows_gemm<decltype(rows)::value, float, load_f32>(n, a, b, out);
+    });
+}
+void vec_dot_n_f16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n<uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
+        dot_rows_gemm<decltype(rows)::value, uint16_t, load_f16>(n, a, b, out);
     });
 }
 void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
@@ -127,14 +135,31 @@ void vec_dot_n_bf16_dpbf16(int64_t n, float* s, int64_t ss, const void* x, const
         dot_rows_dpbf16<decltype(rows)::value>(n, a, b, out);
     });
 }
-void vec_dot_n_f16_256(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
-        dot_rows_f16_256<decltype(rows)::value>(n, a, b, out);
-    });
+void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
+    const float* b = static_cast<const float*>(y);
+    dot_rows_gemm<1, float, load_f32>(n, static_cast<const float*>(x), &b, s);
+}
+void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
+    const uint16_t* b = static_cast<const uint16_t*>(y);
+    dot_rows_gemm<1, uint16_t, load_f16>(n, static_cast<const uint16_t*>(x), &b, s);
 }
 
-void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
-    *s = dot<float, load_f32>(n, static_cast<const float*>(x), static_cast<const float*>(y));
+// Vector-dot order: the remainder accumulates in float for F32 (separate multiply and add: the
+// build's -ffp-contract=off keeps them unfused, as llama.cpp's build leaves them), in double for
+// F16 (its products are exact in float).
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
+    const float* a = static_cast<const float*>(x);
+    const float* b = static_cast<const float*>(y);
+    float sum = dot_unrolled_body<float, load_f32>(n, a, b);
+    for (int64_t i = n & ~int64_t(63); i < n; ++i) sum += a[i] * b[i];
+    *s = sum;
+}
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
+    const uint16_t* a = static_cast<const uint16_t*>(x);
+    const uint16_t* b = static_cast<const uint16_t*>(y);
+    double sum = dot_unrolled_body<uint16_t, load_f16>(n, a, b);
+    for (int64_t i = n & ~int64_t(63); i < n; ++i) sum += double(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
+    *s = float(sum);
 }
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));

@@ -8,14 +8,16 @@ namespace moerun::avx512 {
 
 // float.cpp
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16_dpbf16(int64_t n, float* s, const void* x, const void* y);  // needs AVX512_BF16
-// vec_dot_n (see quant/types.h), bit for bit the vec_dot of this path row by row; the F16 one
-// matches avx2::vec_dot_f16, which the AVX-512 path keeps.
+// vec_dot_n (see quant/types.h), bit for bit the vec_dot of this path row by row.
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_bf16_dpbf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_f16_256(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void to_float_f16(const void* src, float* dst, int64_t n);
 void from_float_f16(const float* src, void* dst, int64_t n);
 
@@ -35,5 +37,10 @@ void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_q4_0_x4(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
+// vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
+void softmax(float* x, int64_t n);
+void swiglu(float* gate, const float* up, int64_t n);
+void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out);
 
 }  // namespace moerun::avx512

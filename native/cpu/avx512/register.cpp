@@ -4,9 +4,10 @@
 // Only kernels measured faster than their AVX2 versions are installed: F32, BF16 (vdpbf16ps),
 // Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids.
 // Q4_K and Q5_K were faster at 256 bits on both and keep the AVX2 kernels.
-// VNNI (vpdpbusd) versions of the 32-element formats, and 512-bit Q3_K/IQ4_XS/F16 dots, were
+// VNNI (vpdpbusd) versions of the 32-element formats, and 512-bit Q3_K/IQ4_XS dots, were
 // written and passed test_kernels but ran 5-40% slower than AVX2 here (see git history, 5908cb7).
 #include "../dispatch.h"
+#include "../vector_ops.h"
 #include "kernels.h"
 
 namespace moerun {
@@ -17,12 +18,18 @@ void cpu_register_avx512(type_traits* table) {
     auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
     const cpu_features& f = cpu_detect();
 
+    // F32 and F16 in llama.cpp's 16-lane orders (quant/types.h), which its AVX-512 builds use.
     at(T::F32).vec_dot = avx512::vec_dot_f32;
+    at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
+    at(T::F32).vec_dot_unrolled = avx512::vec_dot_unrolled_f32;
+    at(T::F32).gemm_lanes = 16;
+    at(T::F16).vec_dot = avx512::vec_dot_f16;
+    at(T::F16).vec_dot_n = avx512::vec_dot_n_f16;
+    at(T::F16).vec_dot_unrolled = avx512::vec_dot_unrolled_f16;
+    at(T::F16).gemm_lanes = 16;
     at(T::F16).to_float = avx512::to_float_f16;
     at(T::F16).from_float = avx512::from_float_f16;
     at(T::BF16).vec_dot = f.avx512bf16 ? avx512::vec_dot_bf16_dpbf16 : avx512::vec_dot_bf16;
-    at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
-    at(T::F16).vec_dot_n = avx512::vec_dot_n_f16_256;  // F16's vec_dot stays AVX2's; 4 rows of it
     at(T::BF16).vec_dot_n = f.avx512bf16 ? avx512::vec_dot_n_bf16_dpbf16 : avx512::vec_dot_n_bf16;
 
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
@@ -40,6 +47,18 @@ void cpu_register_avx512(type_traits* table) {
     }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
+#endif
+}
+
+void cpu_register_avx512_vector_ops(vector_ops* ops) {
+#if defined(__x86_64__) || defined(_M_X64)
+    ops->lanes = 16;
+    ops->softmax = avx512::softmax;
+    ops->swiglu = avx512::swiglu;
+    ops->weighted_sum = avx512::weighted_sum;
+    ops->contracts_fma = true;  // llama.cpp's AVX512 builds have FMA, and GCC contracts
+#else
+    (void)ops;
 #endif
 }
 

@@ -19,6 +19,16 @@ using avx2::f16;
 using avx2::load128;
 using avx2::load256;
 
+// The 16 lanes added as llama.cpp's GEMM (GCC's _mm512_reduce_add_ps) adds them: halves down to
+// 4 lanes, then (0 + 2) + (1 + 3).
+inline float hsum_gemm(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1); }
 inline __m512 join_ps(float lo, float hi) {

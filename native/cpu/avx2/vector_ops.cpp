@@ -1,0 +1,95 @@
+// AVX2 row operations in llama.cpp's AVX2 order (L = 8), with its AVX2 vector exp.
+#include <cmath>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace moerun {
+namespace avx2 {
+namespace {
+
+// exp(x) for 8 lanes: x = n ln2 + b with n = round(x / ln2) (by the 1.5 * 2^23 shift) and ln2 in
+// two parts, exp(b) - 1 ~ a degree-5 polynomial j, and exp(x) = 2^n (1 + j), with 2^n built in
+// the exponent bits. |n| > 126 scales in two steps; |n| > 192 gives 0 or inf. These are the
+// constants and operation order of llama.cpp's AVX2 build (Arm's optimized-routines expf), so the
+// result is its result bit for bit; within 1.5 ulp of expf.
+inline __m256 exp_v(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+    const __m256 big = _mm256_cmp_ps(abs_ps(n), _mm256_set1_ps(126), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(j, k, k);
+    // 2^n = s1 * s2 with s1 = 2^(+-127) where n is large.
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32(int(0x82000000u)));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(abs_ps(n), _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_blendv_ps(_mm256_fmadd_ps(k, j, k), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), big);
+    return _mm256_blendv_ps(scaled, _mm256_mul_ps(s1, s1), huge);
+}
+
+}  // namespace
+
+void softmax(float* x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = std::fmax(max, x[i]);
+    const __m256 vmax = _mm256_set1_ps(max);
+    double sum = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = exp_v(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, v);
+        sum += double(hsum(v));
+    }
+    for (; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += double(x[i]);
+    }
+    const __m256 inv = _mm256_set1_ps(float(1.0 / sum));
+    i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; ++i) x[i] *= _mm256_cvtss_f32(inv);
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(gate + i);
+        const __m256 silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_v(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// GEMM order over j: 8 accumulators (lane j % 8), each a vector over 8 consecutive e, then the
+// lanes added by hsum's tree: (l + l+4), then (0 + 2) + (1 + 3).
+void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+    int64_t e = 0;
+    for (; e + 8 <= dim; e += 8) {
+        __m256 acc[8];
+        for (int l = 0; l < 8; ++l) acc[l] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; ++j) {
+            acc[j & 7] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + size_t(j) * v_stride + size_t(e)), acc[j & 7]);
+        }
+        for (int l = 0; l < 4; ++l) acc[l] = _mm256_add_ps(acc[l], acc[l + 4]);
+        _mm256_storeu_ps(out + e, _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
+    }
+    for (; e < dim; ++e) {
+        float acc[8] = {};
+        for (int64_t j = 0; j < n; ++j) acc[j & 7] = std::fma(p[j], v[size_t(j) * v_stride + size_t(e)], acc[j & 7]);
+        for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
+        out[e] = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    }
+}
+
+}  // namespace avx2
+}  // namespace moerun

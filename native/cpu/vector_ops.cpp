@@ -1,0 +1,46 @@
+// Scalar reference row operations: llama.cpp's plain-C versions (expf, sums in double).
+#include "vector_ops.h"
+
+#include <cmath>
+
+namespace moerun {
+
+namespace {
+
+void softmax_ref(float* x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = std::fmax(max, x[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += double(x[i]);
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu_ref(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void weighted_sum_ref(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+    for (int64_t e = 0; e < dim; ++e) {
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) sum += double(p[j] * v[size_t(j) * v_stride + size_t(e)]);
+        out[e] = float(sum);
+    }
+}
+
+}  // namespace
+
+vector_ops vector_ops_reference() {
+    vector_ops ops;
+    ops.lanes = 0;
+    ops.softmax = softmax_ref;
+    ops.swiglu = swiglu_ref;
+    ops.weighted_sum = weighted_sum_ref;
+    ops.contracts_fma = false;
+    return ops;
+}
+
+}  // namespace moerun

@@ -1,0 +1,38 @@
+// Row operations of the forward pass that llama.cpp's CPU backend computes with SIMD: softmax,
+// SwiGLU and attention's probability-weighted sum of values. Each ISA path has its own version
+// in llama.cpp's order and with its vector exp, so that float models give llama.cpp's logits
+// bit for bit (see "summation orders" in quant/types.h); the scalar path is its plain-C build.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moerun {
+
+struct vector_ops {
+    // L: 16 (AVX-512), 8 (AVX2), 0 (scalar). Softmax and SwiGLU take L-element chunks with the
+    // vector exp and the remainder with expf; weighted_sum uses the GEMM order over L lanes.
+    int lanes = 0;
+    // x[0..n) <- softmax(x): exp(x - max) chunk by chunk, each chunk's sum (lanes added by the
+    // GEMM tree) accumulated in double, then every element times float(1 / sum).
+    void (*softmax)(float* x, int64_t n) = nullptr;
+    // gate[i] <- silu(gate[i]) * up[i] for i < n, silu(x) = x / (1 + exp(-x)). One row: llama.cpp
+    // chunks each row from its start.
+    void (*swiglu)(float* gate, const float* up, int64_t n) = nullptr;
+    // out[e] = sum over j < n of p[j] * v_j[e], for e < dim, with v_j = v + j * v_stride floats:
+    // the GEMM order over j (lane j % L), as llama.cpp multiplies probabilities by its transposed
+    // value cache.
+    void (*weighted_sum)(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) = nullptr;
+    // Whether llama.cpp's build for this path contracts `a*b + c*d` into fma(a, b, c*d) (RoPE).
+    bool contracts_fma = false;
+};
+
+// The active path's operations (cpu/dispatch.cpp).
+const vector_ops& vector_ops_active();
+
+// Per path: the scalar reference, and the registrations in cpu/avx2/ and cpu/avx512/.
+vector_ops vector_ops_reference();
+void cpu_register_avx2_vector_ops(vector_ops* ops);
+void cpu_register_avx512_vector_ops(vector_ops* ops);
+
+}  // namespace moerun
