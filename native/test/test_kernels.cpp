@@ -14,6 +14,11 @@
 //   vec_dot    each path's dot products against the reference, NMSE within a bound per type
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
+//   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
+//              emulation of llama.cpp's summation order for that path bit for bit (quant/types.h),
+//              and the reference within the vec_dot bound
+//   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
+//              1.5 ulp of expf), and weighted_sum equal to the emulated GEMM order bit for bit
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <cmath>
 #include <cstdarg>
@@ -27,6 +32,7 @@
 #include "../cpu/dispatch.h"
 #include "../cpu/matmul.h"
 #include "../cpu/thread_pool.h"
+#include "../cpu/vector_ops.h"
 #include "../quant/blocks.h"
 #include "../quant/types.h"
 #include "../runtime/error.h"
@@ -285,6 +291,157 @@ void check_path(cpu_path path, const type_case& c) {
     check_dot_n(path, c, n, rows);
 }
 
+// ---- llama.cpp's summation orders, emulated in scalar code ----
+//
+// These pin the orders the F32/F16 kernels promise (quant/types.h): the SIMD kernels must equal
+// them bit for bit. (This file is built with -ffp-contract=off, so a*b + c rounds twice here.)
+
+// Lanes added pairwise down to 4 (l + l + width/2), then (0 + 2) + (1 + 3).
+float tree_sum(std::vector<float> lanes) {
+    for (size_t w = lanes.size() / 2; w >= 4; w /= 2)
+        for (size_t l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+    return (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+}
+
+// GEMM order: one L-lane accumulator (element i in lane i % L), fused multiply-adds, tree_sum.
+float gemm_order_dot(const float* a, const float* b, int64_t n, int lanes) {
+    std::vector<float> acc(size_t(lanes), 0.0f);
+    for (int64_t i = 0; i < n; ++i) acc[size_t(i % lanes)] = std::fma(a[i], b[i], acc[size_t(i % lanes)]);
+    return tree_sum(acc);
+}
+
+// Vector-dot order: 4 accumulators of L lanes over steps of 4L, added (0 + 2) + (1 + 3), then the
+// path's reduce: tree_sum (AVX-512), or halves then two horizontal adds (AVX2); then the rest
+// element by element, in float (F32) or double (F16).
+float unrolled_order_dot(const float* a, const float* b, int64_t n, int lanes, bool rest_in_double) {
+    const int64_t step = 4 * int64_t(lanes), body = n / step * step;
+    std::vector<std::vector<float>> acc(4, std::vector<float>(size_t(lanes), 0.0f));
+    for (int64_t i = 0; i < body; ++i) {
+        float& s = acc[size_t(i % step / lanes)][size_t(i % lanes)];
+        s = std::fma(a[i], b[i], s);
+    }
+    std::vector<float> v(static_cast<size_t>(lanes));
+    for (int l = 0; l < lanes; ++l) v[size_t(l)] = (acc[0][size_t(l)] + acc[2][size_t(l)]) + (acc[1][size_t(l)] + acc[3][size_t(l)]);
+    float sum;
+    if (lanes == 16) {
+        sum = tree_sum(v);
+    } else {  // AVX2: 8 -> 4 lanes, then hadd twice: (t0 + t1) + (t2 + t3)
+        float t[4];
+        for (int l = 0; l < 4; ++l) t[l] = v[size_t(l)] + v[size_t(l) + 4];
+        sum = (t[0] + t[1]) + (t[2] + t[3]);
+    }
+    if (!rest_in_double) {
+        for (int64_t i = body; i < n; ++i) sum += a[i] * b[i];
+        return sum;
+    }
+    double d = sum;
+    for (int64_t i = body; i < n; ++i) d += double(a[i] * b[i]);
+    return float(d);
+}
+
+void check_orders(cpu_path path, T type) {
+    const type_traits& p = type_traits_for_path(path, type);
+    const type_traits& r = type_traits_reference(type);
+    const char* pn = cpu_path_name(path);
+    if (p.gemm_lanes == 0) {
+        report(p.vec_dot == r.vec_dot && !p.vec_dot_unrolled, "orders", format("%-6s %-6s plain-C order (the reference)", pn, r.name));
+        return;
+    }
+    const int L = p.gemm_lanes;
+    size_t mismatches = 0, total = 0;
+    std::vector<float> want, got;
+    for (int64_t n : {int64_t(L), int64_t(4 * L), int64_t(256), int64_t(288), int64_t(4096 + 48), int64_t(37), int64_t(100)}) {
+        // Values the type represents exactly, so the emulation sees the kernel's inputs.
+        std::vector<float> a = weights_like(size_t(n), 9000 + uint32_t(n)), b = gaussian(size_t(n), 9100 + uint32_t(n));
+        std::vector<uint8_t> qa(row_size(type, n)), qb(row_size(type, n));
+        r.from_float(a.data(), qa.data(), n);
+        r.from_float(b.data(), qb.data(), n);
+        r.to_float(qa.data(), a.data(), n);
+        r.to_float(qb.data(), b.data(), n);
+        const float ref_unrolled = unrolled_order_dot(a.data(), b.data(), n, L, type == T::F16);
+        float u = 0;
+        p.vec_dot_unrolled(n, &u, qa.data(), qb.data());
+        mismatches += std::memcmp(&u, &ref_unrolled, 4) != 0;
+        ++total;
+        want.push_back(ref_unrolled);
+        got.push_back(u);
+        if (n % L == 0) {  // the GEMM order is defined for whole vectors
+            const float ref_gemm = gemm_order_dot(a.data(), b.data(), n, L);
+            float g = 0, gn[3] = {0, 0, 0};
+            p.vec_dot(n, &g, qa.data(), qb.data());
+            p.vec_dot_n(n, gn, 1, qa.data(), qb.data(), 0, 3);  // the same row three times
+            for (float x : {g, gn[0], gn[1], gn[2]}) mismatches += std::memcmp(&x, &ref_gemm, 4) != 0;
+            total += 4;
+            float plain = 0;
+            r.vec_dot(n, &plain, qa.data(), qb.data());
+            want.push_back(plain);
+            got.push_back(g);
+        }
+    }
+    const double e = nmse(want.data(), got.data(), want.size());
+    report(mismatches == 0 && e <= 1e-12, "orders",
+           format("%-6s %-6s L %d: %zu of %zu differ from the emulated orders; nmse vs plain %.1e", pn, r.name, L, mismatches, total, e));
+}
+
+// ---- row operations (cpu/vector_ops.h) ----
+
+void check_vector_ops(cpu_path path) {
+    if (!cpu_path_supported(path)) return;
+    vector_ops ops = vector_ops_reference();
+    if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
+    if (path == cpu_path::avx512) cpu_register_avx512_vector_ops(&ops);
+    const vector_ops ref = vector_ops_reference();
+    const char* pn = cpu_path_name(path);
+    if (ops.lanes == 0) {
+        report(ops.softmax == ref.softmax, "vector_ops", format("%-6s plain-C (the reference)", pn));
+        return;
+    }
+    // softmax: scores of a long row with -inf padding (masked cells) and a short one with a tail.
+    for (int64_t n : {int64_t(256), int64_t(13)}) {
+        std::vector<float> x = gaussian(size_t(n), 71, 4.0f);
+        for (int64_t i = n * 3 / 4; i < n && n > 16; ++i) x[size_t(i)] = -INFINITY;
+        std::vector<float> a = x, b = x;
+        ref.softmax(a.data(), n);
+        ops.softmax(b.data(), n);
+        bool zeros = true;
+        for (int64_t i = n * 3 / 4; i < n && n > 16; ++i) zeros = zeros && b[size_t(i)] == 0.0f;
+        const double e = nmse(a.data(), b.data(), size_t(n));
+        report(e <= 1e-12 && zeros, "vector_ops", format("%-6s softmax n %lld nmse %.1e (bound 1e-12), masked cells 0: %s", pn, (long long)n, e, zeros ? "yes" : "no"));
+    }
+    // SwiGLU over a range that reaches exp's limits (|x| > 88: exp flushes to 0 or inf).
+    {
+        const int64_t n = 4096 + 5;
+        std::vector<float> g = gaussian(size_t(n), 72, 6.0f), u = gaussian(size_t(n), 73);
+        g[0] = -120.0f, g[1] = 120.0f, g[2] = 0.0f, g[3] = -88.5f, g[4] = 95.0f;
+        std::vector<float> a = g, b = g;
+        ref.swiglu(a.data(), u.data(), n);
+        ops.swiglu(b.data(), u.data(), n);
+        const double e = nmse(a.data(), b.data(), size_t(n));
+        report(e <= 1e-12, "vector_ops", format("%-6s swiglu nmse %.1e (bound 1e-12)", pn, e));
+    }
+    // weighted_sum: probabilities times 37 value rows of a 72-wide head (vector and scalar tails).
+    {
+        const int64_t n = 37, dim = 72;
+        const size_t stride = 80;
+        const std::vector<float> p = gaussian(size_t(n), 74), v = gaussian(size_t(n) * stride, 75);
+        std::vector<float> out(static_cast<size_t>(dim));
+        ops.weighted_sum(p.data(), n, v.data(), stride, dim, out.data());
+        size_t mismatches = 0;
+        std::vector<float> want(static_cast<size_t>(dim));
+        for (int64_t e = 0; e < dim; ++e) {
+            std::vector<float> col(static_cast<size_t>(n));
+            for (int64_t j = 0; j < n; ++j) col[size_t(j)] = v[size_t(j) * stride + size_t(e)];
+            std::vector<float> pad_p(p), pad_c(col);
+            const int64_t padded = (n + ops.lanes - 1) / ops.lanes * ops.lanes;  // zeros add nothing
+            pad_p.resize(size_t(padded), 0.0f);
+            pad_c.resize(size_t(padded), 0.0f);
+            want[size_t(e)] = gemm_order_dot(pad_c.data(), pad_p.data(), padded, ops.lanes);
+            mismatches += std::memcmp(&want[size_t(e)], &out[size_t(e)], 4) != 0;
+        }
+        report(mismatches == 0, "vector_ops", format("%-6s weighted_sum: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
+    }
+}
+
 // ---- matmul on the active path ----
 
 void check_matmul(thread_pool& pool, const type_case& c, int64_t m);
@@ -361,6 +518,8 @@ int main(int argc, char** argv) {
             continue;
         }
         for (const type_case& c : k_cases) check_path(path, c);
+        for (T type : {T::F32, T::F16}) check_orders(path, type);
+        check_vector_ops(path);
     }
     thread_pool pool(2);
     for (const type_case& c : k_cases) check_matmul(pool, c);
