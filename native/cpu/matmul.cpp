@@ -56,6 +56,16 @@ void dot_tile(const type_traits& wt, bool unrolled, int64_t k, const uint8_t* wb
         }
         return;
     }
+    if (wt.gemm_tile) {  // float weights: register-blocked tiles of up to 4 weight rows
+        for (int64_t r = r0; r < r1; r += 4) {
+            const int64_t nw = std::min<int64_t>(4, r1 - r);
+            for (int64_t i = i0; i < i1; i += wt.gemm_tile_x) {
+                wt.gemm_tile(k, wb + size_t(r) * w_row, w_row, nw, xb + size_t(i) * xq_row, xq_row,
+                             std::min<int64_t>(wt.gemm_tile_x, i1 - i), y + i * n + r, n);
+            }
+        }
+        return;
+    }
     if (wt.vec_dot_n && i1 - i0 >= 2) {
         for (int64_t i = i0; i < i1; i += k_act_group) {
             const int64_t ny = std::min(k_act_group, i1 - i);

@@ -43,6 +43,13 @@ using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void*
 //     (F32 in float, F16 in double).
 // With gemm_lanes == 0 (the scalar path) both are llama.cpp's plain-C order: float products
 // summed in double, element by element.
+// Float types: an nw x nx tile of outputs in the GEMM order, y[i * y_stride + r] = dot(w_r, x_i)
+// for weight rows w_r = w + r * w_row bytes (r < nw <= 4) and activation rows x_i = x + i * x_row
+// bytes (i < nx <= gemm_tile_x), bit for bit vec_dot. Register-blocked like llama.cpp's tiles:
+// each step loads nw + nx vectors for nw * nx fused multiply-adds.
+using gemm_tile_fn = void (*)(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx,
+                              float* y, int64_t y_stride);
+
 struct type_traits {
     const char* name = nullptr;     // "Q4_K"; nullptr for ids GGUF does not define
     int64_t block_size = 0;         // elements per block
@@ -55,6 +62,8 @@ struct type_traits {
     tensor_type vec_dot_type = tensor_type::F32;  // what activations are converted to for vec_dot
     vec_dot_fn vec_dot_unrolled = nullptr;  // float types: the vector-dot order; nullptr = use vec_dot
     int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
+    gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
+    int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
 };
 
 // The active table: references overridden by the fastest kernels this CPU supports

@@ -2,7 +2,10 @@
 // F32 and F16 dots sum in llama.cpp's two orders with L = 8 (see quant/types.h): the GEMM order
 // (vec_dot, vec_dot_n) and the vector-dot order (vec_dot_unrolled). BF16 keeps 4 independent
 // accumulators (products exact in float), reduced, with the remainder past 32 scalar.
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <utility>
 
 #include "../../quant/reference.h"
 #include "kernels.h"
@@ -32,22 +35,72 @@ inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
 
 // ---- GEMM order: one 8-lane accumulator per output, lanes added by hsum's tree ----
 
-// R rows b[0..R-1] against one row a: out[r] = dot(a, b[r]). A remainder past a multiple of 8
-// (which llama.cpp's GEMM never sees) counts as a zero-padded vector.
-template <int R, typename E, __m256 (*load)(const E*)>
-void dot_rows_gemm(int64_t n, const E* a, const E* const* b, float* out) {
-    __m256 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+
+// An RM x RN tile: weight rows w[0..RM) against activation rows x[0..RN). At 4 x 3 the 12
+// accumulators, 3 activation vectors and one weight vector fill the 16 registers (activations
+// loaded first, as llama.cpp's tile does when RM > RN). A remainder past a multiple of 8 (which
+// llama.cpp's GEMM never sees) counts as a zero-padded vector.
+template <int RM, int RN, typename E, __m256 (*load)(const E*)>
+void gemm_tile(int64_t n, const E* const* w, const E* const* x, float* y, int64_t y_stride) {
+    __m256 acc[RN][RM];
+    MOERUN_UNROLL
+    for (int j = 0; j < RN; ++j)
+        MOERUN_UNROLL
+        for (int r = 0; r < RM; ++r) acc[j][r] = _mm256_setzero_ps();
+    // The main loop, then at most one zero-padded step.
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 va = load(a + i);
-        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(va, load(b[r] + i), acc[r]);
+        __m256 xv[RN];
+        MOERUN_UNROLL
+        for (int j = 0; j < RN; ++j) xv[j] = load(x[j] + i);
+        MOERUN_UNROLL
+        for (int r = 0; r < RM; ++r) {
+            const __m256 wv = load(w[r] + i);
+            MOERUN_UNROLL
+            for (int j = 0; j < RN; ++j) acc[j][r] = _mm256_fmadd_ps(wv, xv[j], acc[j][r]);
+        }
     }
     if (i < n) {
-        const __m256 va = load_partial<E, load>(a + i, n - i);
-        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(va, load_partial<E, load>(b[r] + i, n - i), acc[r]);
+        __m256 xv[RN];
+        MOERUN_UNROLL
+        for (int j = 0; j < RN; ++j) xv[j] = load_partial<E, load>(x[j] + i, n - i);
+        MOERUN_UNROLL
+        for (int r = 0; r < RM; ++r) {
+            const __m256 wv = load_partial<E, load>(w[r] + i, n - i);
+            MOERUN_UNROLL
+            for (int j = 0; j < RN; ++j) acc[j][r] = _mm256_fmadd_ps(wv, xv[j], acc[j][r]);
+        }
     }
-    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+    MOERUN_UNROLL
+    for (int j = 0; j < RN; ++j)
+        MOERUN_UNROLL
+        for (int r = 0; r < RM; ++r) y[j * y_stride + r] = hsum(acc[j][r]);
+}
+
+constexpr int k_tile_x = 3;  // activation rows per tile
+
+// gemm_tile_fn: the tile kernel for (nw, nx), from a table of all 4 x 3 instantiations.
+template <typename E, __m256 (*load)(const E*)>
+void gemm_tile_any(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                   int64_t y_stride) {
+    using fn = void (*)(int64_t, const E* const*, const E* const*, float*, int64_t);
+    static constexpr auto table = []<int... I>(std::integer_sequence<int, I...>) {
+        return std::array<fn, sizeof...(I)>{&gemm_tile<I / k_tile_x + 1, I % k_tile_x + 1, E, load>...};
+    }(std::make_integer_sequence<int, 4 * k_tile_x>{});
+    const E* wr[4];
+    const E* xr[k_tile_x];
+    for (int64_t r = 0; r < nw; ++r) wr[r] = reinterpret_cast<const E*>(static_cast<const uint8_t*>(w) + size_t(r) * w_row);
+    for (int64_t j = 0; j < nx; ++j) xr[j] = reinterpret_cast<const E*>(static_cast<const uint8_t*>(x) + size_t(j) * x_row);
+    table[size_t((nw - 1) * k_tile_x + (nx - 1))](n, wr, xr, y, y_stride);
+}
+
+// vec_dot_n through 1 x 3 tiles.
+template <typename E, __m256 (*load)(const E*)>
+void gemm_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny) {
+    for (int64_t j = 0; j < ny; j += k_tile_x) {
+        gemm_tile_any<E, load>(n, x, 0, 1, static_cast<const uint8_t*>(y) + size_t(j) * y_stride, y_stride,
+                               std::min<int64_t>(k_tile_x, ny - j), s + j * s_stride, s_stride);
+    }
 }
 
 // ---- vector-dot order: four 8-lane accumulators over steps of 32 ----
@@ -122,26 +175,30 @@ void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, 
 }  // namespace
 
 void vec_dot_f32(int64_t n, float* s, const void* x, const void* y) {
+    const float* a = static_cast<const float*>(x);
     const float* b = static_cast<const float*>(y);
-    dot_rows_gemm<1, float, load_f32>(n, static_cast<const float*>(x), &b, s);
+    gemm_tile<1, 1, float, load_f32>(n, &a, &b, s, 1);
 }
 void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
+    const uint16_t* a = static_cast<const uint16_t*>(x);
     const uint16_t* b = static_cast<const uint16_t*>(y);
-    dot_rows_gemm<1, uint16_t, load_f16>(n, static_cast<const uint16_t*>(x), &b, s);
+    gemm_tile<1, 1, uint16_t, load_f16>(n, &a, &b, s, 1);
 }
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16, cvt_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
 }
 
 void vec_dot_n_f32(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<4, float>(n, s, ss, x, y, ys, ny, [&](auto rows, const float* a, const float* const* b, float* out) {
-        dot_rows_gemm<decltype(rows)::value, float, load_f32>(n, a, b, out);
-    });
+    gemm_dot_n<float, load_f32>(n, s, ss, x, y, ys, ny);
 }
 void vec_dot_n_f16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n<4, uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {
-        dot_rows_gemm<decltype(rows)::value, uint16_t, load_f16>(n, a, b, out);
-    });
+    gemm_dot_n<uint16_t, load_f16>(n, s, ss, x, y, ys, ny);
+}
+void gemm_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t ys) {
+    gemm_tile_any<float, load_f32>(n, w, w_row, nw, x, x_row, nx, y, ys);
+}
+void gemm_tile_f16(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t ys) {
+    gemm_tile_any<uint16_t, load_f16>(n, w, w_row, nw, x, x_row, nx, y, ys);
 }
 void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n<2, uint16_t>(n, s, ss, x, y, ys, ny, [&](auto rows, const uint16_t* a, const uint16_t* const* b, float* out) {

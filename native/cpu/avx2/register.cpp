@@ -15,9 +15,13 @@ void cpu_register_avx2(type_traits* table) {
     at(T::F32).vec_dot = avx2::vec_dot_f32;
     at(T::F32).vec_dot_unrolled = avx2::vec_dot_unrolled_f32;
     at(T::F32).gemm_lanes = 8;
+    at(T::F32).gemm_tile = avx2::gemm_tile_f32;
+    at(T::F32).gemm_tile_x = 3;
     at(T::F16).vec_dot = avx2::vec_dot_f16;
     at(T::F16).vec_dot_unrolled = avx2::vec_dot_unrolled_f16;
     at(T::F16).gemm_lanes = 8;
+    at(T::F16).gemm_tile = avx2::gemm_tile_f16;
+    at(T::F16).gemm_tile_x = 3;
     at(T::F16).to_float = avx2::to_float_f16;
     at(T::F16).from_float = avx2::from_float_f16;
     at(T::BF16).vec_dot = avx2::vec_dot_bf16;

@@ -23,10 +23,14 @@ void cpu_register_avx512(type_traits* table) {
     at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
     at(T::F32).vec_dot_unrolled = avx512::vec_dot_unrolled_f32;
     at(T::F32).gemm_lanes = 16;
+    at(T::F32).gemm_tile = avx512::gemm_tile_f32;
+    at(T::F32).gemm_tile_x = 6;
     at(T::F16).vec_dot = avx512::vec_dot_f16;
     at(T::F16).vec_dot_n = avx512::vec_dot_n_f16;
     at(T::F16).vec_dot_unrolled = avx512::vec_dot_unrolled_f16;
     at(T::F16).gemm_lanes = 16;
+    at(T::F16).gemm_tile = avx512::gemm_tile_f16;
+    at(T::F16).gemm_tile_x = 6;
     at(T::F16).to_float = avx512::to_float_f16;
     at(T::F16).from_float = avx512::from_float_f16;
     at(T::BF16).vec_dot = f.avx512bf16 ? avx512::vec_dot_bf16_dpbf16 : avx512::vec_dot_bf16;
