@@ -3,7 +3,7 @@
 // the ratio and the GB/s of weights each engine streams per second next to a memory bandwidth
 // probe measured on this machine at the same thread count.
 //
-//   npx tsx bench/decode-dense.ts [--types Q4_K,Q8_0] [--threads 2] [--tokens 32] [--rounds 3]
+//   npx tsx bench/decode-dense.ts [--types Q4_K,Q8_0,F16] [--threads 2] [--tokens 32] [--rounds 3]
 //
 // Model: 16 layers, d 2048, ffn 5632, 32 q / 4 kv heads of 64, vocab 32000 (TinyLlama-1.1B's
 // shapes with 16 layers, ~0.84B parameters). Decode speed does not depend on weight values, so
@@ -47,17 +47,24 @@ const SHAPE: Omit<MakeModelOptions, 'out'> = {
 // The model file: random valid blocks
 // ============================================================================================
 
-type BlockType = 'Q4_K' | 'Q8_0';
+type BlockType = 'Q4_K' | 'Q8_0' | 'F16';
 /** Per type: block bytes and where its f16 scales sit (offset, value). */
 const BLOCKS: Record<BlockType, { bytes: number; scales: [number, number][]; fileType: number }> = {
   Q8_0: { bytes: 34, scales: [[0, 3e-4]], fileType: 7 }, // d; int8 ~ U(-128, 127) → weights σ ≈ 0.02
   Q4_K: { bytes: 144, scales: [[0, 2e-4], [2, 1e-4]], fileType: 14 }, // d, dmin
+  F16: { bytes: 2, scales: [], fileType: 1 }, // random halves, |w| in [2^-9, 2^-5) (below)
 };
 
 /** Random blocks for `bytes` bytes of `type`, scales fixed so every value is finite and modest. */
 function randomBlocks(type: BlockType, bytes: number): Uint8Array {
   const b = BLOCKS[type];
   const out = randomFillSync(new Uint8Array(bytes));
+  if (type === 'F16') {
+    // Keep the sign and mantissa bits, set the exponent field to 6..9: |w| in [2^-9, 2^-5).
+    const h = new Uint16Array(out.buffer, out.byteOffset, bytes / 2);
+    for (let i = 0; i < h.length; i++) h[i] = (h[i]! & 0x83ff) | ((6 + ((h[i]! >> 10) & 3)) << 10);
+    return out;
+  }
   const view = new DataView(out.buffer);
   const halves = b.scales.map(([at, v]) => [at, float32ToFloat16Bits(v)] as const);
   for (let at = 0; at < bytes; at += b.bytes) for (const [off, h] of halves) view.setUint16(at + off, h, true);
