@@ -86,11 +86,12 @@ void dot_tile(const type_traits& wt, bool unrolled, int64_t k, const uint8_t* wb
 // for all of them. Threads take contiguous blocks of rows; within a block, a few weight rows are
 // reused across all m activation rows while they are hot in cache.
 void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, int count, const float* x, int64_t m,
-                  std::vector<uint8_t>& scratch) {
+                  std::vector<uint8_t>& scratch, activation_view view) {
     const tensor& w0 = *ws[0];
     const int64_t k = w0.ne[0];
     const type_traits& wt = dot_traits(w0);
     const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    const bool view_unrolled = view == activation_view::permuted && wt.vec_dot_type == tensor_type::F32 && wt.vec_dot_unrolled;
     int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
     for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
     const size_t w_row = w0.row_bytes();
@@ -102,7 +103,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
             const int64_t r1 = std::min({end, r0 + k_row_tile, first_row[j + 1]});
             const int64_t n = ws[j]->ne[1];
             const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-            dot_tile(wt, dense_uses_unrolled(wt, k, n), k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
+            dot_tile(wt, view_unrolled || dense_uses_unrolled(wt, k, n), k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
             r0 = r1;
         }
     });
@@ -110,10 +111,11 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
 
 }  // namespace
 
-void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch) {
+void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch,
+            activation_view view) {
     const tensor* ws[] = {&w};
     float* ys[] = {y};
-    matmul_multi(pool, ws, ys, 1, x, m, scratch);
+    matmul_multi(pool, ws, ys, 1, x, m, scratch, view);
 }
 
 void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, const float* x, int64_t m, std::vector<uint8_t>& scratch) {
@@ -131,7 +133,7 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
         ys[count] = j.y;
         ++count;
     }
-    matmul_multi(pool, ws, ys, count, x, m, scratch);
+    matmul_multi(pool, ws, ys, count, x, m, scratch, activation_view::contiguous);
 }
 
 void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, const std::vector<expert_batch>& batches,

@@ -238,7 +238,8 @@ void session::attention_mla(int il, const layer_weights& l, int n, int pos0) {
             std::copy_n(qh + nope, rope, dst + lora);
             rope_apply(dst + lora, 1, rope, rope, pos0 + i, c);
         }
-        matmul(pool, l.wk_b.expert(h), mla_nope_.data(), n, mla_tmp_.data(), quant_scratch_);
+        // llama.cpp multiplies a permuted view of the query heads here.
+        matmul(pool, l.wk_b.expert(h), mla_nope_.data(), n, mla_tmp_.data(), quant_scratch_, activation_view::permuted);
         for (int i = 0; i < n; ++i) std::copy_n(mla_tmp_.data() + size_t(i) * size_t(lora), lora, q_.data() + (size_t(i) * size_t(n_head) + size_t(h)) * row);
     }
     // Attention in the latent space (one KV head): latent_ = (n, n_head, lora).
