@@ -1,7 +1,9 @@
 // The C++ kernel driver (native/test/test_kernels.cpp), run once per CPU path this machine has:
 // every SIMD kernel against the scalar reference on random data with its per-type NMSE bound, and
-// the reference quantizers against llama.cpp's bytes (test/fixtures/quant). The driver is built
-// with cmake into build-core/, without Node, exactly as a developer would build it.
+// the reference quantizers against llama.cpp's bytes (test/fixtures/quant). Then
+// native/test/ggml_orders.cpp: llama.cpp's own row kernels (each CPU variant of node-llama-cpp's
+// prebuilt ggml this machine runs) against moerun's F32/F16 dots, softmax and SwiGLU, bit for bit.
+// The drivers are built with cmake into build-core/, without Node, as a developer would build them.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +14,9 @@ import { cpuInfo } from 'moerun';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build-core');
 const driver = path.join(buildDir, 'test_kernels');
+const ordersDriver = path.join(buildDir, 'ggml_orders');
+/** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
+const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
 const hasCmake = spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status === 0;
 if (!hasCmake) console.log('kernels.test: cmake is not installed, so the C++ kernel driver is skipped');
 
@@ -20,17 +25,20 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
   return { status: r.status, output: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
+// Both drivers, built once for the file: configure once (cmake keeps the cache), then an
+// incremental build of just the drivers.
+if (hasCmake) {
   beforeAll(() => {
-    // Configure once (cmake keeps the cache), then an incremental build of just the driver.
     if (!existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
       const c = run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
       if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
     }
-    const b = run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels']);
-    if (b.status !== 0) throw new Error(`cmake build of test_kernels failed:\n${b.output.slice(-4000)}`);
+    const b = run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders']);
+    if (b.status !== 0) throw new Error(`cmake build of the kernel drivers failed:\n${b.output.slice(-4000)}`);
   }, 600_000);
+}
 
+describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
   const paths = cpuInfo().supportedPaths;
   console.log(`kernels.test: running test_kernels for the CPU paths ${paths.join(', ')}`);
 
@@ -42,4 +50,17 @@ describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
     expect(r.status).toBe(0);
     expect(r.output).toContain(`active path ${cpuPath}`); // the driver really ran this path
   }, 300_000);
+});
+
+describe.skipIf(!hasCmake)('ggml_orders (C++): llama.cpp\'s row kernels as the oracle', () => {
+  const hasBins = existsSync(llamaBins);
+  if (!hasBins) console.log(`kernels.test: no node-llama-cpp binaries at ${llamaBins}, so ggml_orders is skipped`);
+
+  it.skipIf(!hasBins)('moerun sums F32/F16 dots, softmax and SwiGLU as every runnable llama.cpp CPU variant does', () => {
+    const r = run(ordersDriver, [llamaBins]);
+    console.log(`ggml_orders:\n${r.output.trim()}`);
+    expect(r.status).toBe(0);
+    // Not vacuous: at least one variant ran where this CPU has a SIMD path.
+    if (cpuInfo().supportedPaths.some((p) => p !== 'scalar')) expect(r.output).toMatch(/passed: [1-9]\d* variant/);
+  }, 120_000);
 });

@@ -40,7 +40,8 @@ using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void*
 //   vec_dot_unrolled ("vector-dot order", ggml_vec_dot_*, used for expert matmuls, attention
 //     scores, and dense shapes its GEMM rejects: weight rows % 4 != 0 or n % L != 0): four
 //     L-lane accumulators over steps of 4L, added pairwise, then the remainder element by element
-//     (F32 in float, F16 in double).
+//     (F32 in float, the last (remainder mod L/2) with fused multiply-adds, as GCC compiled it;
+//     F16 in double).
 // With gemm_lanes == 0 (the scalar path) both are llama.cpp's plain-C order: float products
 // summed in double, element by element.
 // Float types: an nw x nx tile of outputs in the GEMM order, y[i * y_stride + r] = dot(w_r, x_i)

@@ -312,7 +312,7 @@ float gemm_order_dot(const float* a, const float* b, int64_t n, int lanes) {
 
 // Vector-dot order: 4 accumulators of L lanes over steps of 4L, added (0 + 2) + (1 + 3), then the
 // path's reduce: tree_sum (AVX-512), or halves then two horizontal adds (AVX2); then the rest
-// element by element, in float (F32) or double (F16).
+// element by element, in float (F32; the last rest mod L/2 fused) or double (F16).
 float unrolled_order_dot(const float* a, const float* b, int64_t n, int lanes, bool rest_in_double) {
     const int64_t step = 4 * int64_t(lanes), body = n / step * step;
     std::vector<std::vector<float>> acc(4, std::vector<float>(size_t(lanes), 0.0f));
@@ -330,8 +330,10 @@ float unrolled_order_dot(const float* a, const float* b, int64_t n, int lanes, b
         for (int l = 0; l < 4; ++l) t[l] = v[size_t(l)] + v[size_t(l) + 4];
         sum = (t[0] + t[1]) + (t[2] + t[3]);
     }
-    if (!rest_in_double) {
-        for (int64_t i = body; i < n; ++i) sum += a[i] * b[i];
+    if (!rest_in_double) {  // separate multiply and add, but fused for the last (rest mod L/2)
+        const int64_t fused = body + (n - body) / (lanes / 2) * (lanes / 2);
+        for (int64_t i = body; i < fused; ++i) sum += a[i] * b[i];
+        for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
         return sum;
     }
     double d = sum;
@@ -350,7 +352,7 @@ void check_orders(cpu_path path, T type) {
     const int L = p.gemm_lanes;
     size_t mismatches = 0, total = 0;
     std::vector<float> want, got;
-    for (int64_t n : {int64_t(L), int64_t(4 * L), int64_t(256), int64_t(288), int64_t(4096 + 48), int64_t(37), int64_t(100)}) {
+    for (int64_t n : {int64_t(L), int64_t(4 * L), int64_t(256), int64_t(288), int64_t(4096 + 48), int64_t(37), int64_t(100), int64_t(172), int64_t(190)}) {
         // Values the type represents exactly, so the emulation sees the kernel's inputs.
         std::vector<float> a = weights_like(size_t(n), 9000 + uint32_t(n)), b = gaussian(size_t(n), 9100 + uint32_t(n));
         std::vector<uint8_t> qa(row_size(type, n)), qb(row_size(type, n));

@@ -206,14 +206,17 @@ void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* 
     });
 }
 
-// Vector-dot order: the remainder accumulates in float for F32 (separate multiply and add: the
-// build's -ffp-contract=off keeps them unfused, as llama.cpp's build leaves them), in double for
-// F16 (its products are exact in float).
+// Vector-dot order: the remainder accumulates in float for F32, in double for F16 (its products
+// are exact in float). For F32, llama.cpp's build (GCC) vectorizes the remainder loop: its vector
+// part rounds each product before adding it (this file's -ffp-contract=off does the same), and its
+// scalar epilogue, the last (n - 32k) mod 4 elements, fuses multiply and add.
 void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
     const float* a = static_cast<const float*>(x);
     const float* b = static_cast<const float*>(y);
     float sum = dot_unrolled_body<float, load_f32>(n, a, b);
-    for (int64_t i = n & ~int64_t(31); i < n; ++i) sum += a[i] * b[i];
+    const int64_t rest = n & ~int64_t(31), fused = rest + ((n - rest) & ~int64_t(3));
+    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
+    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
     *s = sum;
 }
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
