@@ -98,16 +98,17 @@ function modelFile(c: ArchCase, type: 'f32' | 'f16'): Promise<string> {
   return p;
 }
 
-/** llama.cpp's prompt logits per file, computed once. */
+/** llama.cpp's prompt logits per file (and KV cache type), computed once. */
 const oracleLogits = new Map<string, Promise<Float32Array>>();
-function refLogits(path: string): Promise<Float32Array> {
-  let p = oracleLogits.get(path);
+function refLogits(path: string, kvCacheType: 'f32' | 'f16' = 'f32'): Promise<Float32Array> {
+  const key = `${path}:${kvCacheType}`;
+  let p = oracleLogits.get(key);
   if (!p) {
-    p = llamaCppLogits(path, PROMPT, ORACLE).then((r) => {
+    p = llamaCppLogits(path, PROMPT, { ...ORACLE, kvCacheType }).then((r) => {
       expect(r.nVocab).toBe(N_VOCAB);
       return r.logits;
     });
-    oracleLogits.set(path, p);
+    oracleLogits.set(key, p);
   }
   return p;
 }
@@ -121,10 +122,10 @@ async function withModel<T>(path: string, fn: (model: Model) => Promise<T>): Pro
   }
 }
 
-/** moerun's teacher-forced logits for PROMPT (fresh session, F32 KV cache). */
-async function ourLogits(path: string): Promise<{ logits: Float32Array; kvBytesPerToken: number }> {
+/** moerun's teacher-forced logits for PROMPT (fresh session, F32 KV cache unless asked). */
+async function ourLogits(path: string, kvCacheType: 'f32' | 'f16' = 'f32'): Promise<{ logits: Float32Array; kvBytesPerToken: number }> {
   return withModel(path, async (model) => {
-    const session = model.createSession({ contextSize: CONTEXT, kvCacheType: 'f32' });
+    const session = model.createSession({ contextSize: CONTEXT, kvCacheType });
     try {
       const logits = await session.evaluate(PROMPT, { logits: 'all' });
       return { logits, kvBytesPerToken: session.kvCacheBytes / session.contextSize };
@@ -142,15 +143,15 @@ const table: string[] = [];
 afterAll(() => {
   if (table.length === 0) return;
   console.log(
-    ['case / type          NMSE vs llama.cpp   worst row   top-1    KV B/token: moerun  llama.cpp', ...table].join('\n'),
+    ['case / weights (KV cache)      NMSE vs llama.cpp   worst row   top-1    KV B/token: moerun  llama.cpp', ...table].join('\n'),
   );
 });
 
-function report(c: ArchCase, type: string, ours: Float32Array, ref: Float32Array, kv: number): void {
+function report(c: ArchCase, type: string, ours: Float32Array, ref: Float32Array, kv: number, llamaKv = c.llamaKvBytesPerToken): void {
   const cmp = compareLogits(ours, ref, N_VOCAB);
   table.push(
-    `${`${c.name} / ${type}`.padEnd(20)} ${cmp.nmse.toExponential(2).padStart(17)} ${worstRowNmse(ours, ref, N_VOCAB).toExponential(2).padStart(11)}` +
-      ` ${`${cmp.top1.agree}/${cmp.top1.total}`.padStart(7)} ${String(kv).padStart(19)} ${String(c.llamaKvBytesPerToken).padStart(10)}`,
+    `${`${c.name} / ${type}`.padEnd(30)} ${cmp.nmse.toExponential(2).padStart(17)} ${worstRowNmse(ours, ref, N_VOCAB).toExponential(2).padStart(11)}` +
+      ` ${`${cmp.top1.agree}/${cmp.top1.total}`.padStart(7)} ${String(kv).padStart(19)} ${String(llamaKv).padStart(10)}`,
   );
 }
 
@@ -173,7 +174,8 @@ for (const c of CASES) {
         const path = await modelFile(c, type);
         const [ref, ours] = await Promise.all([refLogits(path), ourLogits(path)]);
         expect(ours.logits.length).toBe(PROMPT.length * N_VOCAB);
-        report(c, type, ours.logits, ref, ours.kvBytesPerToken);
+        report(c, `${type} (f32 KV)`, ours.logits, ref, ours.kvBytesPerToken);
+        expect(ours.kvBytesPerToken).toBe(c.llamaKvBytesPerToken);
         expect(worstRowNmse(ours.logits, ref, N_VOCAB)).toBeLessThanOrEqual(1e-10);
         expect(compareLogits(ours.logits, ref, N_VOCAB).top1.fraction).toBe(1);
       }, TIMEOUT);
@@ -198,6 +200,17 @@ for (const c of CASES) {
         expect(new Set(ref).size).toBeGreaterThan(8);
       }, TIMEOUT);
     }
+
+    // Both engines' default F16 KV cache: llama.cpp's F16 attention matmuls round the queries and
+    // the probabilities to F16 too, and moerun does the same.
+    it('F16 weights, F16 KV cache: prompt logits match llama.cpp at every position (NMSE ≤ 1e-10)', async () => {
+      const path = await modelFile(c, 'f16');
+      const [ref, ours] = await Promise.all([refLogits(path, 'f16'), ourLogits(path, 'f16')]);
+      report(c, 'f16 (f16 KV)', ours.logits, ref, ours.kvBytesPerToken, c.llamaKvBytesPerToken / 2);
+      expect(ours.kvBytesPerToken).toBe(c.llamaKvBytesPerToken / 2);
+      expect(worstRowNmse(ours.logits, ref, N_VOCAB)).toBeLessThanOrEqual(1e-10);
+      expect(compareLogits(ours.logits, ref, N_VOCAB).top1.fraction).toBe(1);
+    }, TIMEOUT);
 
     it("F16: llama.cpp's logits stay at F16 distance from its F32 twin (no routing choice flips)", async () => {
       const [f32, f16] = await Promise.all([modelFile(c, 'f32'), modelFile(c, 'f16')]);

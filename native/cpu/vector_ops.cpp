@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "../quant/types.h"
+
 namespace moerun {
 
 namespace {
@@ -31,6 +33,15 @@ void weighted_sum_ref(const float* p, int64_t n, const float* v, size_t v_stride
     }
 }
 
+// Products of two F16 values are exact in float.
+void weighted_sum_f16_ref(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out) {
+    for (int64_t e = 0; e < dim; ++e) {
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) sum += double(p[j] * fp16_to_fp32(v[size_t(j) * v_stride + size_t(e)]));
+        out[e] = float(sum);
+    }
+}
+
 }  // namespace
 
 vector_ops vector_ops_reference() {
@@ -39,6 +50,7 @@ vector_ops vector_ops_reference() {
     ops.softmax = softmax_ref;
     ops.swiglu = swiglu_ref;
     ops.weighted_sum = weighted_sum_ref;
+    ops.weighted_sum_f16 = weighted_sum_f16_ref;
     ops.contracts_fma = false;
     return ops;
 }

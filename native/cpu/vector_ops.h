@@ -23,6 +23,9 @@ struct vector_ops {
     // the GEMM order over j (lane j % L), as llama.cpp multiplies probabilities by its transposed
     // value cache.
     void (*weighted_sum)(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) = nullptr;
+    // weighted_sum over an F16 value cache (v_stride in elements). llama.cpp rounds the
+    // probabilities to F16 first (its F16 matmul's activation type); callers pass p so rounded.
+    void (*weighted_sum_f16)(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out) = nullptr;
     // Whether llama.cpp's build for this path contracts `a*b + c*d` into fma(a, b, c*d) (RoPE).
     bool contracts_fma = false;
 };

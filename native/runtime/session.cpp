@@ -287,10 +287,13 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
 
     // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
     // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
-    // llama.cpp sums the F32 scores in its vector-dot order (its GEMM does not take the permuted
-    // queries).
+    // Summation orders as llama.cpp's (quant/types.h): F32 queries reach its matmul as a permuted
+    // view, which skips its GEMM (the vector-dot order); F16 ones are converted to a contiguous
+    // copy first, which its GEMM takes when the head size is a multiple of its vector width.
     const type_traits& qt = type_traits_of(kv.vec_dot_type);
-    const vec_dot_fn score_dot = kv.vec_dot_unrolled ? kv.vec_dot_unrolled : kv.vec_dot;
+    const bool score_gemm = !kv_f32 && kv.gemm_lanes > 0 && c.head_dim_k % kv.gemm_lanes == 0;
+    const vec_dot_fn score_dot = kv.vec_dot_unrolled && !score_gemm ? kv.vec_dot_unrolled : kv.vec_dot;
+    const bool kv_f16 = params_.kv_type == tensor_type::F16;
     pool.run([&](int ith, int nth) {
         float* scores = thread_scratch_[size_t(ith)].data();
         float* row = scores + pos0 + n + pad;  // one dequantized V row
@@ -314,9 +317,17 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
             std::fill(scores + n_kv, scores + n_padded, -INFINITY);
             ops.softmax(scores, n_padded);
             float* oh = out + size_t(i) * o_stride + size_t(h) * size_t(c.head_dim_v);
-            if (kv_f32) {  // values weighted in llama.cpp's order (its GEMM over the positions)
+            // Values weighted in llama.cpp's order (its GEMM over the positions); an F16 cache's
+            // matmul rounds the probabilities to F16 first.
+            if (kv_f32) {
                 const float* v0 = reinterpret_cast<const float*>(vc + size_t(hk) * v_stride);
                 ops.weighted_sum(scores, n_kv, v0, size_t(c.n_head_kv) * v_stride / sizeof(float), c.head_dim_v, oh);
+                continue;
+            }
+            if (kv_f16) {
+                for (int j = 0; j < n_kv; ++j) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
+                const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vc + size_t(hk) * v_stride);
+                ops.weighted_sum_f16(scores, n_kv, v0, size_t(c.n_head_kv) * v_stride / sizeof(uint16_t), c.head_dim_v, oh);
                 continue;
             }
             std::fill(oh, oh + c.head_dim_v, 0.0f);

@@ -441,6 +441,23 @@ void check_vector_ops(cpu_path path) {
             mismatches += std::memcmp(&want[size_t(e)], &out[size_t(e)], 4) != 0;
         }
         report(mismatches == 0, "vector_ops", format("%-6s weighted_sum: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
+
+        // The same over an F16 value cache, with the probabilities rounded to F16 (as callers do).
+        std::vector<uint16_t> vh(v.size());
+        std::vector<float> vr(v.size()), ph(p.size());
+        for (size_t i = 0; i < v.size(); ++i) vh[i] = fp32_to_fp16(v[i]), vr[i] = fp16_to_fp32(vh[i]);
+        for (size_t i = 0; i < p.size(); ++i) ph[i] = fp16_to_fp32(fp32_to_fp16(p[i]));
+        ops.weighted_sum_f16(ph.data(), n, vh.data(), stride, dim, out.data());
+        mismatches = 0;
+        for (int64_t e = 0; e < dim; ++e) {
+            const int64_t padded = (n + ops.lanes - 1) / ops.lanes * ops.lanes;
+            std::vector<float> col(static_cast<size_t>(padded), 0.0f), pp(ph);
+            pp.resize(size_t(padded), 0.0f);
+            for (int64_t j = 0; j < n; ++j) col[size_t(j)] = vr[size_t(j) * stride + size_t(e)];
+            const float w = gemm_order_dot(col.data(), pp.data(), padded, ops.lanes);
+            mismatches += std::memcmp(&w, &out[size_t(e)], 4) != 0;
+        }
+        report(mismatches == 0, "vector_ops", format("%-6s weighted_sum_f16: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
     }
 }
 

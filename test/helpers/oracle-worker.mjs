@@ -2,7 +2,7 @@
 // that a GGML_ASSERT abort kills this process and not the test run.
 //
 // argv[2]: path of a JSON request { modelPath, tokens, mode: 'logits' | 'greedy', n, threads,
-//   contextSize, outPath }. Writes the raw little-endian float32 logits (n_rows × n_vocab) to
+//   kvCacheType: 'f32' | 'f16', contextSize, outPath }. Writes the raw little-endian float32 logits (n_rows × n_vocab) to
 //   outPath and prints one line `ORACLE-RESULT {json}` on stdout with { nVocab, nRows, tokens }.
 //   On failure: a message on stderr and exit code 1 (or death by signal on an abort).
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { getLlama } from 'node-llama-cpp';
 
 async function main() {
   const req = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-  const { modelPath, tokens, mode, n = 0, threads = 2, contextSize } = req;
+  const { modelPath, tokens, mode, n = 0, threads = 2, kvCacheType = 'f32', contextSize } = req;
+  const kvType = kvCacheType === 'f16' ? 'F16' : 'F32';
 
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'warn' });
   const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
@@ -20,8 +21,8 @@ async function main() {
     batchSize: ctxSize,
     threads,
     flashAttention: false,
-    experimentalKvCacheKeyType: 'F32',
-    experimentalKvCacheValueType: 'F32',
+    experimentalKvCacheKeyType: kvType,
+    experimentalKvCacheValueType: kvType,
   });
   const sequence = context.getSequence();
   // The vocab is the token list in the file; every row must cover exactly that many ids.

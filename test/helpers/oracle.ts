@@ -3,7 +3,7 @@
 // dead test run.
 //
 // Settings are fixed to make llama.cpp deterministic and comparable: CPU only, no flash attention,
-// F32 KV cache (its F16 default moves logits by NMSE ~7e-8), one sequence, batch = context.
+// F32 KV cache unless asked for F16 (both engines' default), one sequence, batch = context.
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 export interface OracleOptions {
   /** CPU threads llama.cpp uses (default 2). */
   threads?: number;
+  /** KV cache element type (default 'f32'; 'f16' is both engines' default). */
+  kvCacheType?: 'f32' | 'f16';
   /** Context (and batch) size; default: prompt + generated tokens + 8, at least 64. */
   contextSize?: number;
   /** Kill the child after this long (default 120 000 ms). */
@@ -77,7 +79,7 @@ export async function llamaCppGenerate(
 }
 
 const WORKER = fileURLToPath(new URL('./oracle-worker.mjs', import.meta.url));
-const OPTION_KEYS = new Set(['threads', 'contextSize', 'timeoutMs']);
+const OPTION_KEYS = new Set(['threads', 'kvCacheType', 'contextSize', 'timeoutMs']);
 
 async function runOracle(
   modelPath: string,
@@ -97,7 +99,7 @@ async function runOracle(
   try {
     const outPath = join(dir, 'logits.f32');
     const reqPath = join(dir, 'request.json');
-    const request = { modelPath, tokens: [...tokens], mode, n, threads: opts.threads ?? 2, contextSize: opts.contextSize, outPath };
+    const request = { modelPath, tokens: [...tokens], mode, n, threads: opts.threads ?? 2, kvCacheType: opts.kvCacheType ?? 'f32', contextSize: opts.contextSize, outPath };
     await writeFile(reqPath, JSON.stringify(request));
     const { stdout, stderr, code, signal } = await runChild(reqPath, opts.timeoutMs ?? 120_000);
     const cleanStderr = stderr

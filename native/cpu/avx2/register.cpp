@@ -67,6 +67,7 @@ void cpu_register_avx2_vector_ops(vector_ops* ops) {
     ops->softmax = avx2::softmax;
     ops->swiglu = avx2::swiglu;
     ops->weighted_sum = avx2::weighted_sum;
+    ops->weighted_sum_f16 = avx2::weighted_sum_f16;
     ops->contracts_fma = true;  // llama.cpp's AVX2 builds have FMA, and GCC contracts
 #else
     (void)ops;

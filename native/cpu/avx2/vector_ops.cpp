@@ -70,25 +70,41 @@ void swiglu(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+namespace {
+
 // GEMM order over j: 8 accumulators (lane j % 8), each a vector over 8 consecutive e, then the
-// lanes added by hsum's tree: (l + l+4), then (0 + 2) + (1 + 3).
-void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+// lanes added by hsum's tree: (l + l+4), then (0 + 2) + (1 + 3). V rows of F32 or F16.
+template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
+void weighted_sum_t(const float* p, int64_t n, const E* v, size_t v_stride, int64_t dim, float* out) {
     int64_t e = 0;
     for (; e + 8 <= dim; e += 8) {
         __m256 acc[8];
         for (int l = 0; l < 8; ++l) acc[l] = _mm256_setzero_ps();
         for (int64_t j = 0; j < n; ++j) {
-            acc[j & 7] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + size_t(j) * v_stride + size_t(e)), acc[j & 7]);
+            acc[j & 7] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load(v + size_t(j) * v_stride + size_t(e)), acc[j & 7]);
         }
         for (int l = 0; l < 4; ++l) acc[l] = _mm256_add_ps(acc[l], acc[l + 4]);
         _mm256_storeu_ps(out + e, _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
     }
     for (; e < dim; ++e) {
         float acc[8] = {};
-        for (int64_t j = 0; j < n; ++j) acc[j & 7] = std::fma(p[j], v[size_t(j) * v_stride + size_t(e)], acc[j & 7]);
+        for (int64_t j = 0; j < n; ++j) acc[j & 7] = std::fma(p[j], scalar(v[size_t(j) * v_stride + size_t(e)]), acc[j & 7]);
         for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
         out[e] = (acc[0] + acc[2]) + (acc[1] + acc[3]);
     }
+}
+
+inline __m256 load_f32(const float* q) { return _mm256_loadu_ps(q); }
+inline __m256 load_f16(const uint16_t* q) { return _mm256_cvtph_ps(load128(q)); }
+inline float id(float x) { return x; }
+
+}  // namespace
+
+void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+    weighted_sum_t<float, load_f32, id>(p, n, v, v_stride, dim, out);
+}
+void weighted_sum_f16(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out) {
+    weighted_sum_t<uint16_t, load_f16, f16>(p, n, v, v_stride, dim, out);
 }
 
 }  // namespace avx2

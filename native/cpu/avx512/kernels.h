@@ -45,5 +45,6 @@ void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, con
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);
 void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out);
+void weighted_sum_f16(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out);
 
 }  // namespace moerun::avx512

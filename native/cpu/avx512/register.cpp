@@ -60,6 +60,7 @@ void cpu_register_avx512_vector_ops(vector_ops* ops) {
     ops->softmax = avx512::softmax;
     ops->swiglu = avx512::swiglu;
     ops->weighted_sum = avx512::weighted_sum;
+    ops->weighted_sum_f16 = avx512::weighted_sum_f16;
     ops->contracts_fma = true;  // llama.cpp's AVX512 builds have FMA, and GCC contracts
 #else
     (void)ops;

@@ -64,20 +64,35 @@ void swiglu(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+namespace {
+
 // GEMM order over j: 16 accumulators (lane j % 16), each a vector over 16 consecutive e, then the
-// lanes added by hsum_gemm's tree: (l + l+8), (l + l+4), then (0 + 2) + (1 + 3).
-void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+// lanes added by hsum_gemm's tree: (l + l+8), (l + l+4), then (0 + 2) + (1 + 3). V rows of F32 or F16.
+template <typename E, __m512 (*load)(const E*, __mmask16)>
+void weighted_sum_t(const float* p, int64_t n, const E* v, size_t v_stride, int64_t dim, float* out) {
     for (int64_t e = 0; e < dim; e += 16) {
         const __mmask16 m = dim - e >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (dim - e)) - 1);
         __m512 acc[16];
         for (int l = 0; l < 16; ++l) acc[l] = _mm512_setzero_ps();
         for (int64_t j = 0; j < n; ++j) {
-            acc[j & 15] = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + size_t(j) * v_stride + size_t(e)), acc[j & 15]);
+            acc[j & 15] = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), load(v + size_t(j) * v_stride + size_t(e), m), acc[j & 15]);
         }
         for (int l = 0; l < 8; ++l) acc[l] = _mm512_add_ps(acc[l], acc[l + 8]);
         for (int l = 0; l < 4; ++l) acc[l] = _mm512_add_ps(acc[l], acc[l + 4]);
         _mm512_mask_storeu_ps(out + e, m, _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
     }
+}
+
+inline __m512 load_f32(const float* q, __mmask16 m) { return _mm512_maskz_loadu_ps(m, q); }
+inline __m512 load_f16(const uint16_t* q, __mmask16 m) { return _mm512_maskz_cvtph_ps(m, _mm256_maskz_loadu_epi16(m, q)); }
+
+}  // namespace
+
+void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out) {
+    weighted_sum_t<float, load_f32>(p, n, v, v_stride, dim, out);
+}
+void weighted_sum_f16(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out) {
+    weighted_sum_t<uint16_t, load_f16>(p, n, v, v_stride, dim, out);
 }
 
 }  // namespace avx512
