@@ -307,12 +307,14 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
                 qt.from_float(qh, q_conv, c.head_dim_k);
                 qd = q_conv;
             }
-            for (int j = 0; j < n_kv; ++j) {
-                const uint8_t* krow = kc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * k_row_bytes_;
-                float dot;
-                score_dot(c.head_dim_k, &dot, krow, qd);
-                scores[j] = dot * scale;
+            const size_t k_stride = size_t(c.n_head_kv) * k_row_bytes_;  // between one head's keys
+            const uint8_t* k0 = kc + size_t(hk) * k_row_bytes_;
+            int j = 0;
+            if (score_gemm && kv.gemm_tile) {  // 4 keys per call: 4 independent accumulator chains
+                for (; j + 4 <= n_kv; j += 4) kv.gemm_tile(c.head_dim_k, k0 + size_t(j) * k_stride, k_stride, 4, qd, 0, 1, scores + j, 1);
             }
+            for (; j < n_kv; ++j) score_dot(c.head_dim_k, &scores[j], k0 + size_t(j) * k_stride, qd);
+            for (j = 0; j < n_kv; ++j) scores[j] *= scale;
             const int n_padded = (n_kv + pad - 1) / pad * pad;
             std::fill(scores + n_kv, scores + n_padded, -INFINITY);
             ops.softmax(scores, n_padded);
