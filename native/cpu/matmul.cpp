@@ -57,8 +57,13 @@ void dot_tile(const type_traits& wt, bool unrolled, int64_t k, const uint8_t* wb
         return;
     }
     if (wt.gemm_tile) {  // float weights: register-blocked tiles of up to 4 weight rows
-        for (int64_t r = r0; r < r1; r += 4) {
-            const int64_t nw = std::min<int64_t>(4, r1 - r);
+        // When one tile takes all the activations (decode), one weight row per tile: the weights
+        // then stream from memory in one sequential pass. Four rows at a time read four streams a
+        // row apart (4 KiB for k = 2048 in F16), which ran a 1B F16 model's decode at 9.7 tok/s
+        // against 17.3 (1 thread, Zen 4).
+        const int64_t nw_max = i1 - i0 <= wt.gemm_tile_x ? 1 : 4;
+        for (int64_t r = r0; r < r1; r += nw_max) {
+            const int64_t nw = std::min<int64_t>(nw_max, r1 - r);
             for (int64_t i = i0; i < i1; i += wt.gemm_tile_x) {
                 wt.gemm_tile(k, wb + size_t(r) * w_row, w_row, nw, xb + size_t(i) * xq_row, xq_row,
                              std::min<int64_t>(wt.gemm_tile_x, i1 - i), y + i * n + r, n);
