@@ -31,9 +31,11 @@ void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 // The same with vpdpwssd (AVX512_VNNI)
 void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// Q4_K vec_dot_n with vpdpwssd at 256 bits (AVX512_VNNI + VL): bit for bit avx2::vec_dot_q4_k
+// Q4_K with vpdpwssd at 256 bits (AVX512_VNNI + VL), Q5_K at 512 bits; vec_dot and vec_dot_n of
+// each agree bit for bit (the mins term in the float accumulator, not a scalar per super-block)
+void vec_dot_q4_k_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// Q5_K at 512 bits (64 quants per register), also bit for bit avx2's vec_dot
 void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 // Q8_0 with four blocks per float step (vpdpbusd, vphaddd): vec_dot_n bit for bit this vec_dot, not AVX2's
 void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);

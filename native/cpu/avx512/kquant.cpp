@@ -171,13 +171,6 @@ inline __m256i bits256(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
 }
 
-// Lanes j of a, b, c, d summed: {sum a, sum b, sum c, sum d}.
-inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
-    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
-    const __m256i abcd = _mm256_hadd_epi32(ab, cd);  // {a01+a23, b.., c.., d.. | upper halves}
-    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
-}
-
 template <int R, typename B, typename Quants>
 inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
     __m256 acc[R];
@@ -187,9 +180,6 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
         acc[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
     }
-    float mins[R];
-    MOERUN_UNROLL
-    for (int r = 0; r < R; ++r) mins[r] = 0;
     // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for (int64_t i = 0; i < nb; ++i) {
@@ -197,17 +187,13 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
         unpack_scales_min_k4(x[i].scales, sc, m);
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-        constexpr int R4 = (R + 3) / 4 * 4;
-        __m256i mv[R4];
+        // The mins term, -dmin * d_y * sum(min_j * bsum_j), goes into the float accumulator lane by
+        // lane (8 lanes of two bsums each), with no horizontal sum per super-block.
         MOERUN_UNROLL
-        for (int r = 0; r < R4; ++r) mv[r] = r < R ? _mm256_madd_epi16(load256(yr[r][i].bsums), m16) : _mm256_setzero_si256();
-        alignas(16) int mi[R4];
-        MOERUN_UNROLL
-        for (int r = 0; r < R4; r += 4) {
-            _mm_store_si128(reinterpret_cast<__m128i*>(mi + r), hsum4_i32(mv[r], mv[r + 1], mv[r + 2], mv[r + 3]));
+        for (int r = 0; r < R; ++r) {
+            const __m256i mv = _mm256_madd_epi16(load256(yr[r][i].bsums), m16);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(mv), acc[r]);
         }
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) mins[r] += dmin * yr[r][i].d * float(mi[r]);
         __m256i isum[R][2];
         MOERUN_UNROLL
         for (int r = 0; r < R; ++r) isum[r][0] = isum[r][1] = _mm256_setzero_si256();
@@ -228,7 +214,7 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
         }
     }
     MOERUN_UNROLL
-    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]) - mins[r];
+    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
 template <typename B, typename Quants>
@@ -259,14 +245,21 @@ inline void dot_n_q45_k_vnni(int64_t n, float* s, int64_t s_stride, const void* 
     });
 }
 
+// Q4_K chunk c (64 quants): the low nibbles of its 32 bytes, then the high ones. (A lambda, not a
+// function: its own type, so the kernel templates inline it.)
+constexpr auto q4_k_chunk = [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
+    const __m256i q = load256(b.qs + 32 * c);
+    lo = bits256(q, 0, 0xF);
+    hi = bits256(q, 4, 0xF);
+};
+
 }  // namespace
 
+void vec_dot_q4_k_vnni(int64_t n, float* s, const void* x, const void* y) {
+    dot_q45_k_rows_vnni<1>(n / 256, static_cast<const block_q4_K*>(x), static_cast<const uint8_t*>(y), 0, s, q4_k_chunk);
+}
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k_vnni<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
-        const __m256i q = load256(b.qs + 32 * c);
-        lo = bits256(q, 0, 0xF);
-        hi = bits256(q, 4, 0xF);
-    });
+    dot_n_q45_k_vnni<block_q4_K>(n, s, ss, x, y, ys, ny, q4_k_chunk);
 }
 
 // ---- Q8_0 and Q4_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
@@ -376,11 +369,9 @@ template <int R, typename B, typename Quants>
 inline void dot_q45_k_rows_512(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
     __m256 acc[R];
     const block_q8_K* yr[R];
-    float mins[R];
     MOERUN_UNROLL
     for (int r = 0; r < R; ++r) {
         acc[r] = _mm256_setzero_ps();
-        mins[r] = 0;
         yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
     }
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -389,17 +380,11 @@ inline void dot_q45_k_rows_512(int64_t nb, const B* x, const uint8_t* y, size_t 
         unpack_scales_min_k4(x[i].scales, sc, m);
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-        constexpr int R4 = (R + 3) / 4 * 4;
-        __m256i mv[R4];
         MOERUN_UNROLL
-        for (int r = 0; r < R4; ++r) mv[r] = r < R ? _mm256_madd_epi16(load256(yr[r][i].bsums), m16) : _mm256_setzero_si256();
-        alignas(16) int mi[R4];
-        MOERUN_UNROLL
-        for (int r = 0; r < R4; r += 4) {
-            _mm_store_si128(reinterpret_cast<__m128i*>(mi + r), hsum4_i32(mv[r], mv[r + 1], mv[r + 2], mv[r + 3]));
+        for (int r = 0; r < R; ++r) {  // the mins term lane by lane, as dot_q45_k_rows_vnni
+            const __m256i mv = _mm256_madd_epi16(load256(yr[r][i].bsums), m16);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(mv), acc[r]);
         }
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) mins[r] += dmin * yr[r][i].d * float(mi[r]);
         // Scales as int16: sc[2c] in the low 256 bits of chunk c's register, sc[2c + 1] in the high.
         const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
         __m512i isum[R][2];
@@ -423,7 +408,7 @@ inline void dot_q45_k_rows_512(int64_t nb, const B* x, const uint8_t* y, size_t 
         }
     }
     MOERUN_UNROLL
-    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]) - mins[r];
+    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
 template <typename B, typename Quants>
@@ -453,16 +438,22 @@ inline __m512i nibbles512(const uint8_t* qs) {
     return _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)), _mm512_set1_epi8(0xF));
 }
 
+// Q5_K chunk c (64 quants in one register): qh bit 2c -> bit 4 of the low-group bytes, bit 2c + 1
+// -> bit 4 of the high-group bytes. (A lambda, so the kernel templates inline it.)
+constexpr auto q5_k_chunk = [](const block_q5_K& b, int c) {
+    const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh));
+    const __m512i h = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_setr_epi64(2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1)),
+                                       _mm512_set1_epi8(1));
+    return _mm512_or_si512(nibbles512(b.qs + 32 * c), _mm512_slli_epi16(h, 4));
+};
+
 }  // namespace
 
+void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y) {
+    dot_q45_k_rows_512<1>(n / 256, static_cast<const block_q5_K*>(x), static_cast<const uint8_t*>(y), 0, s, q5_k_chunk);
+}
 void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k_512<block_q5_K>(n, s, ss, x, y, ys, ny, [](const block_q5_K& b, int c) {
-        // qh bit 2c -> bit 4 of the low-group bytes, bit 2c + 1 -> bit 4 of the high-group bytes.
-        const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh));
-        const __m512i h = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_setr_epi64(2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1)),
-                                           _mm512_set1_epi8(1));
-        return _mm512_or_si512(nibbles512(b.qs + 32 * c), _mm512_slli_epi16(h, 4));
-    });
+    dot_n_q45_k_512<block_q5_K>(n, s, ss, x, y, ys, ny, q5_k_chunk);
 }
 
 }  // namespace moerun::avx512

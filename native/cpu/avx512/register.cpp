@@ -39,8 +39,10 @@ void cpu_register_avx512(type_traits* table) {
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
     at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
-    if (f.avx512vnni) {  // vec_dot stays AVX2's; these match it bit for bit (Q5_K at 512 bits: faster there)
+    if (f.avx512vnni) {  // vec_dot and vec_dot_n from one kernel each (Q5_K at 512 bits: faster there)
+        at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k_vnni;
         at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_vnni;
+        at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k_512;
         at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_512;
     }
     if (f.avx512vnni) {  // Q8_0 four blocks per float step: vec_dot and vec_dot_n agree bit for bit
