@@ -93,26 +93,21 @@ void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
 namespace {
 
 // Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
-// sum_j m[j] * (bsums[2j] + bsums[2j+1]) in integers (the Q8_K block sums pair up into the 8
-// sub-blocks of 32): the same int as the scalar loop.
-inline int mins_dot_bsums(const uint8_t* m, const int16_t* bsums) {
-    const __m256i b = load256(bsums);
-    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
-    __m128i v = _mm_madd_epi16(pairs, m16);
-    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
-    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-    return _mm_cvtsi128_si32(v);
+// The mins term, -dmin * d_y * sum_j m[j] * (bsums[2j] + bsums[2j+1]), goes into the float
+// accumulator lane by lane: lane j of mins_times_bsums is m[j] * (bsums[2j] + bsums[2j+1]), exact.
+inline __m256i mins_times_bsums(const uint8_t* m, const int16_t* bsums) {
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);  // min j -> int16 lanes 2j, 2j+1
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
+    return _mm256_madd_epi16(load256(bsums), m16);
 }
 
 template <typename B, typename Quants>
 inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quants) {
     __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
     for (int64_t i = 0; i < nb; ++i) {
         uint8_t sc[8], m[8];
         unpack_scales_min_k4(x[i].scales, sc, m);
-        mins += f16(x[i].dmin) * y[i].d * float(mins_dot_bsums(m, y[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(mins_times_bsums(m, y[i].bsums)), acc);
         __m256i isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; ++c) {
             __m256i lo, hi;
@@ -124,19 +119,17 @@ inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quant
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
     }
-    return hsum(acc) - mins;
+    return hsum(acc);
 }
 
 // dot_q45_k for R activation rows (vec_dot_n): scales and quants unpacked once per super-block,
-// each row with its own mins and accumulator in dot_q45_k's order (bit for bit the same result).
+// each row with its own accumulator in dot_q45_k's order (bit for bit the same result).
 template <int R, typename B, typename Quants>
 inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
     __m256 acc[R];
-    float mins[R];
     const block_q8_K* yr[R];
     for (int r = 0; r < R; ++r) {
         acc[r] = _mm256_setzero_ps();
-        mins[r] = 0;
         yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
     }
     for (int64_t i = 0; i < nb; ++i) {
@@ -145,7 +138,7 @@ inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_st
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
         __m256i isum[R];
         for (int r = 0; r < R; ++r) {
-            mins[r] += dmin * yr[r][i].d * float(mins_dot_bsums(m, yr[r][i].bsums));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(mins_times_bsums(m, yr[r][i].bsums)), acc[r]);
             isum[r] = _mm256_setzero_si256();
         }
         for (int c = 0; c < 4; ++c) {
@@ -161,7 +154,7 @@ inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_st
         }
         for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) - mins[r];
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
 
 template <typename B, typename Quants>
