@@ -32,6 +32,14 @@ inline __m512 accumulate(__m512 acc, float d, __m512i isum, int offset) {
     return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
 }
 
+// acc += d * (isum - Q6_K's offset), the offset 32 * sum_j scale[j] * bsums[j] taken lane by lane
+// (8 lanes of two sub-blocks): the same exact integer total, without a horizontal sum per
+// super-block and row.
+inline __m512 accumulate_q6_k(__m512 acc, float d, __m512i isum, const int16_t* bsums, __m256i scales16) {
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(bsums), scales16), 5);
+    return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, _mm512_zextsi256_si512(offset))), acc);
+}
+
 }  // namespace
 
 void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
@@ -59,12 +67,6 @@ void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
 }
 
 namespace {
-
-// Integer sum_j scale[j] * bsums[j] over 16 sub-blocks, from int16 scales in a register (exact:
-// the same int as scaled_bsums16).
-inline int bsums_dot16(const int16_t* bsums, __m256i scales16) {
-    return avx2::hsum_i32(_mm256_madd_epi16(load256(bsums), scales16));
-}
 
 // With `vnni`, vpdpwssd fuses the scale multiply (vpmaddwd) and the int32 add: the same exact
 // integer lanes, one instruction fewer per 64 quants and row.
@@ -106,7 +108,7 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
         const float d = f16(x[i].d);
         const __m256i sc = _mm512_castsi512_si256(sc16);
         MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) acc[r] = accumulate(acc[r], d * yr[r][i].d, isum[r], 32 * bsums_dot16(yr[r][i].bsums, sc));
+        for (int r = 0; r < R; ++r) acc[r] = accumulate_q6_k(acc[r], d * yr[r][i].d, isum[r], yr[r][i].bsums, sc);
     }
     MOERUN_UNROLL
     for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
@@ -152,8 +154,8 @@ void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
             isum = add_scaled(isum, mul_u8_i8(q01, load512(y[i].qs + 128 * h)), spread_scales(sc16, 8 * h, 8));
             isum = add_scaled(isum, mul_u8_i8(q23, load512(y[i].qs + 128 * h + 64)), spread_scales(sc16, 8 * h + 4, 8));
         }
-        // The -32 offset through the block sums: one vpmaddwd of the 16 scales (the same int).
-        acc = accumulate(acc, f16(x[i].d) * y[i].d, isum, 32 * bsums_dot16(y[i].bsums, _mm512_castsi512_si256(sc16)));
+        // The -32 offset through the block sums: one vpmaddwd of the 16 scales.
+        acc = accumulate_q6_k(acc, f16(x[i].d) * y[i].d, isum, y[i].bsums, _mm512_castsi512_si256(sc16));
     }
     *s = _mm512_reduce_add_ps(acc);
 }
