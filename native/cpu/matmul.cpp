@@ -13,15 +13,15 @@ namespace {
 std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const type_traits& wt, const float* x, int64_t m, int64_t k,
                                                       std::vector<uint8_t>& scratch) {
     if (wt.vec_dot_type == tensor_type::F32) return {reinterpret_cast<const uint8_t*>(x), size_t(k) * sizeof(float)};
-    const type_traits& at = type_traits_of(wt.vec_dot_type);
-    const size_t row = row_size(wt.vec_dot_type, k);
+    const size_t row = act_row_size(wt.vec_dot_type, k);
+    const from_float_fn from_float = act_from_float(wt.vec_dot_type);
     scratch.resize(row * size_t(m));
     if (m <= 2) {  // decode: not worth waking the threads
-        for (int64_t i = 0; i < m; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * row, k);
+        for (int64_t i = 0; i < m; ++i) from_float(x + i * k, scratch.data() + size_t(i) * row, k);
         return {scratch.data(), row};
     }
     pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) at.from_float(x + i * k, scratch.data() + size_t(i) * row, k);
+        for (int64_t i = b; i < e; ++i) from_float(x + i * k, scratch.data() + size_t(i) * row, k);
     });
     return {scratch.data(), row};
 }

@@ -65,6 +65,12 @@ struct type_traits {
     int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
     gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
     int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
+    // As a vec_dot_type: activation rows may carry act_extra_per_block bytes per block after the
+    // blocks, which from_float_act writes and this path's kernels read (Q8_0 on AVX-512: each
+    // block's scale as a float, so a kernel reads four with one load). Every kernel given
+    // activations of this type takes such rows (the others ignore the extra bytes).
+    from_float_fn from_float_act = nullptr;  // nullptr: from_float
+    size_t act_extra_per_block = 0;
 };
 
 // The active table: references overridden by the fastest kernels this CPU supports
@@ -83,6 +89,17 @@ inline bool tensor_type_known(uint32_t id) {
 inline size_t row_size(tensor_type type, int64_t n) {
     const type_traits& t = type_traits_reference(type);
     return size_t(n / t.block_size) * t.type_size;
+}
+
+// Bytes of an activation row of `n` elements of `type` on the active path (blocks, then the
+// path's extra bytes), and the function that writes one.
+inline size_t act_row_size(tensor_type type, int64_t n) {
+    const type_traits& t = type_traits_of(type);
+    return size_t(n / t.block_size) * (t.type_size + t.act_extra_per_block);
+}
+inline from_float_fn act_from_float(tensor_type type) {
+    const type_traits& t = type_traits_of(type);
+    return t.from_float_act ? t.from_float_act : t.from_float;
 }
 
 // ---- scalar half/bfloat conversions (IEEE round-to-nearest-even, like F16C and ggml) ----

@@ -279,8 +279,10 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
     const vector_ops& ops = vector_ops_active();
     const int pad = std::max(ops.lanes, 1);
     thread_scratch_.resize(size_t(pool.size()));
-    // Per thread: padded scores, one V row (head_dim_v), the converted query (<= 4 bytes/elem).
-    const size_t need = size_t(pos0 + n + pad) + size_t(c.head_dim_v) + size_t(c.head_dim_k) + 64;
+    // Per thread: padded scores, one V row (head_dim_v), the converted query (an activation row of
+    // the cache's dot type: at most 4 bytes per element plus 4 per block).
+    const size_t q_floats = (act_row_size(kv.vec_dot_type, c.head_dim_k) + sizeof(float) - 1) / sizeof(float);
+    const size_t need = size_t(pos0 + n + pad) + size_t(c.head_dim_v) + std::max(q_floats, size_t(c.head_dim_k)) + 64;
     for (auto& s : thread_scratch_) {
         if (s.size() < need) s.resize(need);
     }
@@ -290,7 +292,7 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
     // Summation orders as llama.cpp's (quant/types.h): F32 queries reach its matmul as a permuted
     // view, which skips its GEMM (the vector-dot order); F16 ones are converted to a contiguous
     // copy first, which its GEMM takes when the head size is a multiple of its vector width.
-    const type_traits& qt = type_traits_of(kv.vec_dot_type);
+    const from_float_fn q_from_float = act_from_float(kv.vec_dot_type);
     const bool score_gemm = !kv_f32 && kv.gemm_lanes > 0 && c.head_dim_k % kv.gemm_lanes == 0;
     const vec_dot_fn score_dot = kv.vec_dot_unrolled && !score_gemm ? kv.vec_dot_unrolled : kv.vec_dot;
     const bool kv_f16 = params_.kv_type == tensor_type::F16;
@@ -304,7 +306,7 @@ void session::attention(int il, int n, int pos0, const float* q, float* out) {
             const float* qh = q + size_t(i) * q_stride + size_t(h) * size_t(c.head_dim_k);
             const void* qd = qh;
             if (kv.vec_dot_type != tensor_type::F32) {
-                qt.from_float(qh, q_conv, c.head_dim_k);
+                q_from_float(qh, q_conv, c.head_dim_k);
                 qd = q_conv;
             }
             const size_t k_stride = size_t(c.n_head_kv) * k_row_bytes_;  // between one head's keys

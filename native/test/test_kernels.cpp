@@ -20,6 +20,7 @@
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
 //              1.5 ulp of expf), and weighted_sum equal to the emulated GEMM order bit for bit
 //   matmul     matmul() on the active path against a naive double-precision loop
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -200,6 +201,20 @@ void check_fixture(const std::string& dir, const type_case& c) {
 
 // ---- SIMD paths against the reference ----
 
+// An activation row as `path`'s kernels take it: the blocks (the reference's bytes; checked by
+// from_float), then the path's extra bytes (types.h, act_extra_per_block). Reference kernels
+// ignore the extra bytes.
+size_t act_row_bytes(cpu_path path, T type, size_t n) {
+    const type_traits& t = type_traits_for_path(path, type);
+    return n / size_t(t.block_size) * (t.type_size + t.act_extra_per_block);
+}
+std::vector<uint8_t> act_quantize(cpu_path path, T type, const std::vector<float>& x) {
+    const type_traits& t = type_traits_for_path(path, type);
+    std::vector<uint8_t> out(act_row_bytes(path, type, x.size()));
+    (t.from_float_act ? t.from_float_act : t.from_float)(x.data(), out.data(), int64_t(x.size()));
+    return out;
+}
+
 // vec_dot_n: one weight row against ny activation rows, for several ny (groups of 8 and 4, and tails).
 // Each result must equal the same path's vec_dot bit for bit (the kernels keep its summation
 // order, which keeps matmul's results independent of the batch size), and the reference within
@@ -215,12 +230,11 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
         return;
     }
     const int max_ny = 17;
-    const type_traits& at = type_traits_reference(r.vec_dot_type);
-    const size_t arow = row_size(r.vec_dot_type, int64_t(n));
+    const size_t arow = act_row_bytes(path, r.vec_dot_type, n);
     std::vector<uint8_t> act(arow * max_ny);
     for (int j = 0; j < max_ny; ++j) {
-        const std::vector<float> a = gaussian(n, 5000 + uint32_t(j));
-        at.from_float(a.data(), act.data() + size_t(j) * arow, int64_t(n));
+        const std::vector<uint8_t> a = act_quantize(path, r.vec_dot_type, gaussian(n, 5000 + uint32_t(j)));
+        std::copy(a.begin(), a.end(), act.begin() + std::ptrdiff_t(size_t(j) * arow));
     }
     std::vector<float> want, got, same;  // reference vec_dot, vec_dot_n, this path's vec_dot
     size_t mismatches = 0;
@@ -273,9 +287,7 @@ void check_path(cpu_path path, const type_case& c) {
     }
     // 48 weight rows against one activation row; compare the 48 results as a vector.
     const int rows = 48;
-    const type_traits& at = type_traits_reference(r.vec_dot_type);
-    const std::vector<float> act = gaussian(n, 4242);
-    const std::vector<uint8_t> aq = quantize(at, r.vec_dot_type, act);
+    const std::vector<uint8_t> aq = act_quantize(path, r.vec_dot_type, gaussian(n, 4242));
     std::vector<float> want(rows), got(rows);
     const size_t wrow = row_size(c.type, int64_t(n));
     for (int i = 0; i < rows; ++i) {
