@@ -225,6 +225,39 @@ for (const c of CASES) {
 }
 
 // ============================================================================================
+// KV cache types: each stays close to the F32 cache (every attention path, MLA included)
+// ============================================================================================
+
+describe('KV cache types', () => {
+  // Measured (worst of these cases): F16 8e-7, BF16 9e-6, Q8_0 9e-5; bounds with headroom, and far
+  // below what a wrong row or head (NMSE ~1) would give.
+  const BOUND = { f16: 1e-5, bf16: 1e-4, q8_0: 1e-3 } as const;
+  for (const name of ['qwen3moe', 'deepseek2-v3'] as const) {
+    it(`${name}: F16, BF16 and Q8_0 caches give logits close to the F32 cache's`, async () => {
+      const c = CASES.find((x) => x.name === name)!;
+      const path = await modelFile(c, 'f16');
+      await withModel(path, async (model) => {
+        const logitsFor = async (kvCacheType: 'f32' | 'f16' | 'bf16' | 'q8_0') => {
+          const session = model.createSession({ contextSize: CONTEXT, kvCacheType });
+          try {
+            return await session.evaluate(PROMPT, { logits: 'all' });
+          } finally {
+            await session.dispose();
+          }
+        };
+        const ref = await logitsFor('f32');
+        for (const kv of ['f16', 'bf16', 'q8_0'] as const) {
+          const e = nmse(await logitsFor(kv), ref);
+          console.log(`${name}: ${kv} KV cache vs F32: NMSE ${e.toExponential(2)}`);
+          expect(e).toBeGreaterThan(0); // really a different cache
+          expect(e).toBeLessThanOrEqual(BOUND[kv]);
+        }
+      });
+    }, TIMEOUT);
+  }
+});
+
+// ============================================================================================
 // Each feature reaches llama.cpp (and moerun agrees with it on the variant too)
 // ============================================================================================
 
