@@ -66,9 +66,9 @@ struct type_traits {
     gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
     int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
     // As a vec_dot_type: activation rows may carry act_extra_per_block bytes per block after the
-    // blocks, which from_float_act writes and this path's kernels read (Q8_0 on AVX-512: each
-    // block's scale as a float, so a kernel reads four with one load). Every kernel given
-    // activations of this type takes such rows (the others ignore the extra bytes).
+    // blocks, which from_float_act writes and this path's kernels read (Q8_0 on the SIMD paths:
+    // each block's scale as a float, read instead of a half converted per block and row; four at
+    // a time by the AVX-512 kernels). Every kernel given activations of this type takes such rows.
     from_float_fn from_float_act = nullptr;  // nullptr: from_float
     size_t act_extra_per_block = 0;
 };

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../quant/blocks.h"
+
 namespace moerun::avx2 {
 
 // float.cpp
@@ -25,6 +27,12 @@ void from_float_bf16(const float* src, void* dst, int64_t n);
 
 // quant.cpp: 32-element formats and the activation quantizers
 void from_float_q8_0(const float* src, void* dst, int64_t n);
+// Q8_0 activation rows of the SIMD paths (types.h, from_float_act): the blocks, then each block's
+// scale as a float, which the kernels read instead of converting the half per block and row.
+void from_float_q8_0_act(const float* src, void* dst, int64_t n);
+inline const float* q8_0_act_scales(const void* row, int64_t nb) {
+    return reinterpret_cast<const float*>(static_cast<const block_q8_0*>(row) + nb);
+}
 void from_float_q8_1(const float* src, void* dst, int64_t n);
 void from_float_q8_k(const float* src, void* dst, int64_t n);
 void vec_dot_q4_0(int64_t n, float* s, const void* x, const void* y);

@@ -5,6 +5,7 @@
 // activations (maddubs + madd), giving exact int32 partial sums that are scaled by d_x * d_y in
 // float. The quantizers reproduce the reference bit for bit (same scale arithmetic, same rounding).
 #include <algorithm>
+#include <type_traits>
 
 #include "../../quant/blocks.h"
 #include "../../quant/types.h"
@@ -15,17 +16,34 @@ namespace moerun::avx2 {
 
 namespace {
 
+// Activation block b's scale: Q8_0 rows carry it as a float after the blocks (q8_0_act_scales),
+// Q8_1 rows only as the block's half.
+template <typename Y>
+struct act_scales {
+    const Y* row;
+    const float* d;
+    act_scales(const Y* r, int64_t nb) : row(r) {
+        if constexpr (std::is_same_v<Y, block_q8_0>) d = q8_0_act_scales(r, nb);
+        else d = nullptr;
+    }
+    float operator[](int64_t b) const {
+        if constexpr (std::is_same_v<Y, block_q8_0>) return d[b];
+        else return f16(row[b].d);
+    }
+};
+
 // The common loop: sum over blocks of d_x * d_y * dot(expand(x), y).
 // `expand` gives the block's 32 quants as signed int8 (or unsigned when `unsigned_x`).
 template <typename B, typename Y, bool unsigned_x, typename Expand>
 inline __m256 dot_blocks(int64_t nb, const B* x, const Y* y, Expand expand) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const act_scales<Y> yd(y, nb);
     int64_t i = 0;
     auto one = [&](int64_t b, __m256& acc) {
         const __m256i qx = expand(x[b]);
         const __m256i qy = load256(y[b].qs);
         const __m256i p = unsigned_x ? mul_u8_i8(qx, qy) : mul_i8_i8(qx, qy);
-        const __m256 d = _mm256_set1_ps(f16(x[b].d) * f16(y[b].d));
+        const __m256 d = _mm256_set1_ps(f16(x[b].d) * yd[b]);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i16(p)), acc);
     };
     for (; i + 2 <= nb; i += 2) {
@@ -43,9 +61,11 @@ template <int R, typename B, typename Y, bool unsigned_x, typename Expand>
 inline void dot_blocks_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, __m256* out, Expand expand) {
     __m256 acc0[R], acc1[R];
     const Y* yr[R];
+    const float* ydr[R];  // Q8_0 rows: the block scales as floats
     for (int r = 0; r < R; ++r) {
         acc0[r] = acc1[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const Y*>(y + size_t(r) * y_stride);
+        if constexpr (std::is_same_v<Y, block_q8_0>) ydr[r] = q8_0_act_scales(yr[r], nb);
     }
     auto one = [&](int64_t b, __m256* acc) {
         const __m256i qx = expand(x[b]);
@@ -54,7 +74,10 @@ inline void dot_blocks_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_s
         for (int r = 0; r < R; ++r) {
             const __m256i qy = load256(yr[r][b].qs);
             const __m256i p = _mm256_maddubs_epi16(ux, unsigned_x ? qy : _mm256_sign_epi8(qy, qx));
-            const __m256 d = _mm256_set1_ps(dx * f16(yr[r][b].d));
+            float dy;
+            if constexpr (std::is_same_v<Y, block_q8_0>) dy = ydr[r][b];
+            else dy = f16(yr[r][b].d);
+            const __m256 d = _mm256_set1_ps(dx * dy);
             acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i16(p)), acc[r]);
         }
     };
@@ -140,6 +163,13 @@ void from_float_q8_0(const float* src, void* dst, int64_t n) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), quantize_q8_block(src + 32 * i, &d));
         y[i].d = to_f16(d);
     }
+}
+
+void from_float_q8_0_act(const float* src, void* dst, int64_t n) {
+    from_float_q8_0(src, dst, n);
+    const block_q8_0* y = static_cast<const block_q8_0*>(dst);
+    float* d = const_cast<float*>(q8_0_act_scales(dst, n / 32));
+    for (int64_t i = 0; i < n / 32; ++i) d[i] = f16(y[i].d);
 }
 
 void from_float_q8_1(const float* src, void* dst, int64_t n) {

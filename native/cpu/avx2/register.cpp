@@ -32,6 +32,10 @@ void cpu_register_avx2(type_traits* table) {
     at(T::BF16).vec_dot_n = avx2::vec_dot_n_bf16;
 
     at(T::Q8_0).from_float = avx2::from_float_q8_0;
+    // Q8_0 activation rows carry their block scales as floats for every kernel of this path and
+    // the AVX-512 one (types.h).
+    at(T::Q8_0).from_float_act = avx2::from_float_q8_0_act;
+    at(T::Q8_0).act_extra_per_block = sizeof(float);
     at(T::Q8_1).from_float = avx2::from_float_q8_1;
     at(T::Q8_K).from_float = avx2::from_float_q8_k;
 

@@ -38,8 +38,6 @@ void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 // Q8_0 with four blocks per float step (vpdpbusd, vphaddd): vec_dot_n bit for bit this vec_dot, not AVX2's
-// Q8_0 activation rows for the x4 kernels: the blocks, then each block's scale as a float
-void from_float_q8_0_act(const float* src, void* dst, int64_t n);
 void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_q4_0_x4(int64_t n, float* s, const void* x, const void* y);

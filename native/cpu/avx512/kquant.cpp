@@ -9,7 +9,7 @@
 // per-row accumulators in memory. Measured on Zen 4 (bench_matmul, 1 thread, m 64): Q4_K 95 -> 131,
 // Q8_0 62 -> 81, Q5_K 110 -> 115 GFLOP/s. (The AVX2 kernels, with 16 registers, gained nothing.)
 #include "../../quant/blocks.h"
-#include "../avx2/kernels.h"  // avx2::from_float_q8_0
+#include "../avx2/kernels.h"  // avx2::q8_0_act_scales
 #include "kernels.h"
 #include "simd.h"
 
@@ -284,9 +284,6 @@ inline __m128 f16x4(const B* b) {
 inline __m256i expand_i8(const block_q8_0& b) { return load256(b.qs); }
 inline __m256i expand_i8(const block_q4_0& b) { return _mm256_sub_epi8(avx2::unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
 
-// Activation rows (from_float_q8_0_act): nb Q8_0 blocks, then their nb scales as floats.
-inline const float* act_scales(const block_q8_0* row, int64_t nb) { return reinterpret_cast<const float*>(row + nb); }
-
 template <typename B, int R>
 inline void dot_q80_rows_x4(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out) {
     __m256 acc[R];
@@ -296,7 +293,7 @@ inline void dot_q80_rows_x4(int64_t nb, const B* x, const uint8_t* y, size_t y_s
     for (int r = 0; r < R; ++r) {
         acc[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const block_q8_0*>(y + size_t(r) * y_stride);
-        ydr[r] = act_scales(yr[r], nb);
+        ydr[r] = avx2::q8_0_act_scales(yr[r], nb);
     }
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
@@ -347,14 +344,6 @@ void dot_n_q80_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* v
 }
 
 }  // namespace
-
-void from_float_q8_0_act(const float* src, void* dst, int64_t n) {
-    avx2::from_float_q8_0(src, dst, n);
-    block_q8_0* b = static_cast<block_q8_0*>(dst);
-    const int64_t nb = n / 32;
-    float* d = const_cast<float*>(act_scales(b, nb));
-    for (int64_t i = 0; i < nb; ++i) d[i] = f16(b[i].d);
-}
 
 void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
     dot_q80_rows_x4<block_q8_0, 1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);

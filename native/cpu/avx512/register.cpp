@@ -46,10 +46,6 @@ void cpu_register_avx512(type_traits* table) {
         at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_512;
     }
     if (f.avx512vnni) {  // Q8_0 four blocks per float step: vec_dot and vec_dot_n agree bit for bit
-        // Q8_0 activation rows carry their block scales as floats, which these kernels read (the
-        // others with Q8_0 activations ignore them: Q5_0, IQ4_NL).
-        at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act;
-        at(T::Q8_0).act_extra_per_block = sizeof(float);
         at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_x4;
         at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_x4;
         at(T::Q4_0).vec_dot = avx512::vec_dot_q4_0_x4;  // the same kernel, nibbles - 8 expanded
