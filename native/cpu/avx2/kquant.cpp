@@ -29,13 +29,6 @@ inline void unpack_q6_k_half(const block_q6_K& b, int h, __m256i q[4]) {
     q[3] = _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4));
 }
 
-// sum_j scale[j] * bsums[j] for 16 sub-blocks of 16.
-inline int scaled_bsums16(const int16_t* bsums, const int* scale) {
-    int s = 0;
-    for (int j = 0; j < 16; ++j) s += scale[j] * bsums[j];
-    return s;
-}
-
 // Q6_K's offset, 32 * sum_j scale[j] * bsums[j], as 8 int32 lanes (two sub-blocks each) to take
 // from the block's integer sum lane by lane: the same exact total as one scalar offset, without a
 // scalar loop per super-block and row.
@@ -49,11 +42,10 @@ void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
     const block_q2_K* x = static_cast<const block_q2_K*>(vx);
     const block_q8_K* y = static_cast<const block_q8_K*>(vy);
     __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
     for (int64_t i = 0; i < n / 256; ++i) {
-        int m[16];
-        for (int j = 0; j < 16; ++j) m[j] = x[i].scales[j] >> 4;
-        mins += f16(x[i].dmin) * y[i].d * float(scaled_bsums16(y[i].bsums, m));
+        // The mins term, -dmin * d_y * sum_j min_j * bsums_j, lane by lane in the accumulator.
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(load128(x[i].scales), 4), _mm_set1_epi8(0xF)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(y[i].bsums), m16)), acc);
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
             const __m256i q2 = load256(x[i].qs + 32 * h);
@@ -66,7 +58,7 @@ void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
     }
-    *s = hsum(acc) - mins;
+    *s = hsum(acc);
 }
 
 void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
@@ -90,9 +82,12 @@ void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
                 isum = _mm256_add_epi32(isum, sum_i16_scaled(p, scales_2x16(sc[2 * g], sc[2 * g + 1])));
             }
         }
-        const int offset = 4 * scaled_bsums16(y[i].bsums, sc);
+        // The -4 offset through the block sums. (As a vector it measured slower: the scales come
+        // from scalar unpacking, and a vector load of them waits on the stores.)
+        int offset = 0;
+        for (int j = 0; j < 16; ++j) offset += sc[j] * y[i].bsums[j];
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d),
-                              _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_setr_epi32(offset, 0, 0, 0, 0, 0, 0, 0))), acc);
+                              _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, _mm256_setr_epi32(4 * offset, 0, 0, 0, 0, 0, 0, 0))), acc);
     }
     *s = hsum(acc);
 }

@@ -21,12 +21,6 @@ inline __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
 }
 
-inline int scaled_bsums16(const int16_t* bsums, const int* scale) {
-    int s = 0;
-    for (int j = 0; j < 16; ++j) s += scale[j] * bsums[j];
-    return s;
-}
-
 // acc += d * (sum of the int32 lanes of isum - offset).
 inline __m512 accumulate(__m512 acc, float d, __m512i isum, int offset) {
     isum = _mm512_sub_epi32(isum, _mm512_zextsi128_si512(_mm_cvtsi32_si128(offset)));
@@ -47,12 +41,13 @@ void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
     const block_q2_K* x = static_cast<const block_q2_K*>(vx);
     const block_q8_K* y = static_cast<const block_q8_K*>(vy);
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
     for (int64_t i = 0; i < n / 256; ++i) {
-        int m[16];
-        for (int j = 0; j < 16; ++j) m[j] = x[i].scales[j] >> 4;
-        mins += f16(x[i].dmin) * y[i].d * float(scaled_bsums16(y[i].bsums, m));
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(load128(x[i].scales), _mm_set1_epi8(0xF))));
+        // The mins term, -dmin * d_y * sum_j min_j * bsums_j, lane by lane in the accumulator.
+        const __m128i scales = load128(x[i].scales);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scales, 4), _mm_set1_epi8(0xF)));
+        const __m256i mv = _mm256_madd_epi16(load256(y[i].bsums), m16);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(-f16(x[i].dmin) * y[i].d), _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mv)), acc);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(scales, _mm_set1_epi8(0xF))));
         __m512i isum = _mm512_setzero_si512();
         for (int h = 0; h < 2; ++h) {
             const __m256i q2 = load256(x[i].qs + 32 * h);
@@ -64,7 +59,7 @@ void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
         }
         acc = accumulate(acc, f16(x[i].d) * y[i].d, isum, 0);
     }
-    *s = _mm512_reduce_add_ps(acc) - mins;
+    *s = _mm512_reduce_add_ps(acc);
 }
 
 namespace {
