@@ -22,7 +22,8 @@ constexpr uint32_t k_tensor_type_count = 40;  // one past the largest id above
 // Row kernels. `n` is the number of elements in the row and is a multiple of the block size.
 using to_float_fn = void (*)(const void* src, float* dst, int64_t n);
 using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
-// s = dot(x, y): x is a row of this type, y a row of the type's `vec_dot_type` (activations).
+// s = dot(x, y): x is a row of this type, y an activation row of the type's `vec_dot_type`, as
+// act_from_float writes it (below).
 using vec_dot_fn = void (*)(int64_t n, float* s, const void* x, const void* y);
 // One weight row against `ny` activation rows (prompt processing): s[j * s_stride] = dot(x, y_j)
 // with y_j = y + j * y_stride bytes, for j < ny (any ny >= 1). Each weight block is unpacked once
@@ -44,6 +45,7 @@ using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void*
 //     F16 in double).
 // With gemm_lanes == 0 (the scalar path) both are llama.cpp's plain-C order: float products
 // summed in double, element by element.
+
 // Float types: an nw x nx tile of outputs in the GEMM order, y[i * y_stride + r] = dot(w_r, x_i)
 // for weight rows w_r = w + r * w_row bytes (r < nw <= 4) and activation rows x_i = x + i * x_row
 // bytes (i < nx <= gemm_tile_x), bit for bit vec_dot. Register-blocked like llama.cpp's tiles:
