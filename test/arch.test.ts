@@ -113,8 +113,8 @@ function refLogits(path: string, kvCacheType: 'f32' | 'f16' = 'f32'): Promise<Fl
   return p;
 }
 
-async function withModel<T>(path: string, fn: (model: Model) => Promise<T>): Promise<T> {
-  const model = await loadModel(path, { threads: 1 });
+async function withModel<T>(path: string, fn: (model: Model) => Promise<T>, threads = 1): Promise<T> {
+  const model = await loadModel(path, { threads });
   try {
     return await fn(model);
   } finally {
@@ -223,6 +223,34 @@ for (const c of CASES) {
     }, TIMEOUT);
   });
 }
+
+// ============================================================================================
+// Threads split the work, never a sum: the logits do not depend on the thread count
+// ============================================================================================
+
+describe('thread count', () => {
+  for (const name of ['qwen3moe', 'deepseek2-v3'] as const) {
+    it(`${name}: 1 and 2 threads give the same F16 logits, bit for bit`, async () => {
+      const c = CASES.find((x) => x.name === name)!;
+      const path = await modelFile(c, 'f16');
+      const run = (threads: number) =>
+        withModel(
+          path,
+          async (model) => {
+            const session = model.createSession({ contextSize: CONTEXT, kvCacheType: 'f16' });
+            try {
+              return await session.evaluate(PROMPT, { logits: 'all' });
+            } finally {
+              await session.dispose();
+            }
+          },
+          threads,
+        );
+      const [one, two] = [await run(1), await run(2)];
+      expect(Buffer.from(two.buffer, two.byteOffset, two.byteLength).equals(Buffer.from(one.buffer, one.byteOffset, one.byteLength))).toBe(true);
+    }, TIMEOUT);
+  }
+});
 
 // ============================================================================================
 // KV cache types: each stays close to the F32 cache (every attention path, MLA included)
