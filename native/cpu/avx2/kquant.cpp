@@ -96,11 +96,11 @@ namespace {
 
 // Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
 // The mins term, -dmin * d_y * sum_j m[j] * (bsums[2j] + bsums[2j+1]), goes into the float
-// accumulator lane by lane: lane j of mins_times_bsums is m[j] * (bsums[2j] + bsums[2j+1]), exact.
-inline __m256i mins_times_bsums(const uint8_t* m, const int16_t* bsums) {
+// accumulator lane by lane: lane j of madd(bsums, mins16(m)) is m[j] * (bsums[2j] + bsums[2j+1]),
+// exact.
+inline __m256i mins16(const uint8_t* m) {
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);  // min j -> int16 lanes 2j, 2j+1
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-    return _mm256_madd_epi16(load256(bsums), m16);
+    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
 }
 
 template <typename B, typename Quants>
@@ -109,7 +109,7 @@ inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quant
     for (int64_t i = 0; i < nb; ++i) {
         uint8_t sc[8], m[8];
         unpack_scales_min_k4(x[i].scales, sc, m);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(mins_times_bsums(m, y[i].bsums)), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(y[i].bsums), mins16(m))), acc);
         __m256i isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; ++c) {
             __m256i lo, hi;
@@ -138,9 +138,10 @@ inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_st
         uint8_t sc[8], m[8];
         unpack_scales_min_k4(x[i].scales, sc, m);
         const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        const __m256i m16 = mins16(m);
         __m256i isum[R];
         for (int r = 0; r < R; ++r) {
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(mins_times_bsums(m, yr[r][i].bsums)), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(yr[r][i].bsums), m16)), acc[r]);
             isum[r] = _mm256_setzero_si256();
         }
         for (int c = 0; c < 4; ++c) {
