@@ -26,6 +26,8 @@ void from_float_f16(const float* src, void* dst, int64_t n);
 
 // kquant.cpp: K-quants, 64 quants per register
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_q2_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q2_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 // vec_dot_n (see quant/types.h): equal to the vec_dot above row by row, bit for bit
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);

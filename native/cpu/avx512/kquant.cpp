@@ -37,31 +37,6 @@ inline __m512 accumulate_q6_k(__m512 acc, float d, __m512i isum, const int16_t* 
 
 }  // namespace
 
-void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
-    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
-    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / 256; ++i) {
-        // The mins term, -dmin * d_y * sum_j min_j * bsums_j, lane by lane in the accumulator.
-        const __m128i scales = load128(x[i].scales);
-        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scales, 4), _mm_set1_epi8(0xF)));
-        const __m256i mv = _mm256_madd_epi16(load256(y[i].bsums), m16);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(-f16(x[i].dmin) * y[i].d), _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mv)), acc);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(scales, _mm_set1_epi8(0xF))));
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; ++h) {
-            const __m256i q2 = load256(x[i].qs + 32 * h);
-            for (int pair = 0; pair < 2; ++pair) {  // groups 4h+2pair, 4h+2pair+1 = 64 elements
-                const __m512i q = join(bits(q2, 4 * pair, 3), bits(q2, 4 * pair + 2, 3));
-                const __m512i p = mul_u8_i8(q, load512(y[i].qs + 128 * h + 64 * pair));
-                isum = add_scaled(isum, p, spread_scales(sc16, 8 * h + 4 * pair, 8));
-            }
-        }
-        acc = accumulate(acc, f16(x[i].d) * y[i].d, isum, 0);
-    }
-    *s = _mm512_reduce_add_ps(acc);
-}
-
 namespace {
 
 // With `vnni`, vpdpwssd fuses the scale multiply (vpmaddwd) and the int32 add: the same exact
@@ -70,6 +45,61 @@ template <bool vnni>
 inline __m512i add_scaled_n(__m512i acc, __m512i p16, __m512i scale16) {
     if constexpr (vnni) return _mm512_dpwssd_epi32(acc, p16, scale16);
     else return add_scaled(acc, p16, scale16);
+}
+
+// Q2_K for R rows: the 2-bit quants of a super-block unpacked once, 64 per register, for all rows.
+// The mins term, -dmin * d_y * sum_j min_j * bsums_j, goes into each row's accumulator lane by lane.
+template <int R, bool vnni>
+inline void dot_q2_k_rows(int64_t nb, const block_q2_K* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m512 acc[R];
+    const block_q8_K* yr[R];
+    MOERUN_UNROLL
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm512_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m128i scales = load128(x[i].scales);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scales, 4), _mm_set1_epi8(0xF)));
+        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        MOERUN_UNROLL
+        for (int r = 0; r < R; ++r) {
+            const __m256i mv = _mm256_madd_epi16(load256(yr[r][i].bsums), m16);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(-dmin * yr[r][i].d), _mm512_zextps256_ps512(_mm256_cvtepi32_ps(mv)), acc[r]);
+        }
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(scales, _mm_set1_epi8(0xF))));
+        __m512i isum[R];
+        MOERUN_UNROLL
+        for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q2 = load256(x[i].qs + 32 * h);
+            for (int pair = 0; pair < 2; ++pair) {  // groups 4h+2pair, 4h+2pair+1 = 64 elements
+                const __m512i q = join(bits(q2, 4 * pair, 3), bits(q2, 4 * pair + 2, 3));
+                const __m512i sc = spread_scales(sc16, 8 * h + 4 * pair, 8);
+                MOERUN_UNROLL
+                for (int r = 0; r < R; ++r) {
+                    isum[r] = add_scaled_n<vnni>(isum[r], mul_u8_i8(q, load512(yr[r][i].qs + 128 * h + 64 * pair)), sc);
+                }
+            }
+        }
+        MOERUN_UNROLL
+        for (int r = 0; r < R; ++r) acc[r] = accumulate(acc[r], d * yr[r][i].d, isum[r], 0);
+    }
+    MOERUN_UNROLL
+    for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+template <bool vnni>
+void dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q2_k_rows<R, vnni>(n / 256, x, y + size_t(j) * ys, ys, out);
+        MOERUN_UNROLL
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
 }
 
 // Q6_K for R rows: 64 quants per register unpacked once (see vec_dot_q6_k).
@@ -127,6 +157,18 @@ void dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy,
 
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_q6_k<false>(n, s, ss, x, y, ys, ny);
+}
+
+// Q2_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit (the
+// VNNI and plain integer lanes are the same).
+void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q2_k_rows<1, false>(n / 256, static_cast<const block_q2_K*>(x), static_cast<const uint8_t*>(y), 0, s);
+}
+void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q2_k<false>(n, s, ss, x, y, ys, ny);
+}
+void vec_dot_n_q2_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_q2_k<true>(n, s, ss, x, y, ys, ny);
 }
 void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_q6_k<true>(n, s, ss, x, y, ys, ny);

@@ -37,6 +37,7 @@ void cpu_register_avx512(type_traits* table) {
     at(T::BF16).vec_dot_n = f.avx512bf16 ? avx512::vec_dot_n_bf16_dpbf16 : avx512::vec_dot_n_bf16;
 
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
+    at(T::Q2_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q2_k_vnni : avx512::vec_dot_n_q2_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
     at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
     if (f.avx512vnni) {  // vec_dot and vec_dot_n from one kernel each (Q5_K at 512 bits: faster there)
