@@ -38,29 +38,6 @@ inline __m256i q6_k_offset(const int16_t* bsums, const int8_t* scales) {
 
 }  // namespace
 
-void vec_dot_q2_k(int64_t n, float* s, const void* vx, const void* vy) {
-    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
-    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 256; ++i) {
-        // The mins term, -dmin * d_y * sum_j min_j * bsums_j, lane by lane in the accumulator.
-        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(load128(x[i].scales), 4), _mm_set1_epi8(0xF)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(y[i].bsums), m16)), acc);
-        __m256i isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            const __m256i q2 = load256(x[i].qs + 32 * h);
-            for (int k = 0; k < 4; ++k) {
-                const int g = 4 * h + k;  // group of 32 elements
-                const __m256i sc = scales_2x16(x[i].scales[2 * g] & 0xF, x[i].scales[2 * g + 1] & 0xF);
-                const __m256i p = mul_u8_i8(bits(q2, 2 * k, 3), load256(y[i].qs + 32 * g));
-                isum = _mm256_add_epi32(isum, sum_i16_scaled(p, sc));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
-    }
-    *s = hsum(acc);
-}
-
 void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
     const block_q3_K* x = static_cast<const block_q3_K*>(vx);
     const block_q8_K* y = static_cast<const block_q8_K*>(vy);
@@ -93,6 +70,40 @@ void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
 }
 
 namespace {
+
+// Q2_K for R rows: each 32-quant group unpacked once per super-block for all rows. The mins term,
+// -dmin * d_y * sum_j min_j * bsums_j, goes into each row's accumulator lane by lane.
+template <int R>
+inline void dot_q2_k_rows(int64_t nb, const block_q2_K* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m256 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(load128(x[i].scales), 4), _mm_set1_epi8(0xF)));
+        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) {
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(yr[r][i].bsums), m16)), acc[r]);
+            isum[r] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q2 = load256(x[i].qs + 32 * h);
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;  // group of 32 elements
+                const __m256i sc = scales_2x16(x[i].scales[2 * g] & 0xF, x[i].scales[2 * g + 1] & 0xF);
+                const __m256i q = bits(q2, 2 * k, 3);
+                for (int r = 0; r < R; ++r) {
+                    isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(mul_u8_i8(q, load256(yr[r][i].qs + 32 * g)), sc));
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
 
 // Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
 // The mins term, -dmin * d_y * sum_j m[j] * (bsums[2j] + bsums[2j+1]), goes into the float
@@ -222,6 +233,21 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
 }
 
 }  // namespace
+
+// Q2_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit.
+void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q2_k_rows<1>(n / 256, static_cast<const block_q2_K*>(x), static_cast<const uint8_t*>(y), 0, s);
+}
+void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q2_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
+}
 
 void vec_dot_n_q4_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_q45_k<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) { quants_q4_k(b, c, lo, hi); });
