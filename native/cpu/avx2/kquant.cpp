@@ -71,6 +71,45 @@ void vec_dot_q3_k(int64_t n, float* s, const void* vx, const void* vy) {
 
 namespace {
 
+// Q3_K for R rows (vec_dot_n): scales and quants unpacked once per super-block for all rows. Each
+// row's offset, 4 * sum_j scale_j * bsums_j, is the same int as vec_dot_q3_k's, taken from the same
+// lane, so the results are bit for bit vec_dot_q3_k's.
+template <int R>
+inline void dot_q3_k_rows(int64_t nb, const block_q3_K* x, const uint8_t* y, size_t y_stride, float* out) {
+    __m256 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        int8_t sc8[16];
+        q3k_unpack_scales(x[i].scales, sc8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(load128(sc8));  // one wait on sc8's stores, shared by the rows
+        const __m256i hmask = load256(x[i].hmask);
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q2 = load256(x[i].qs + 32 * h);
+            for (int k = 0; k < 4; ++k) {
+                const int g = 4 * h + k;
+                const __m256i q = _mm256_or_si256(bits(q2, 2 * k, 3), _mm256_slli_epi16(bits(hmask, g, 1), 2));
+                const __m256i scale = scales_2x16(sc8[2 * g], sc8[2 * g + 1]);
+                for (int r = 0; r < R; ++r) {
+                    isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(mul_u8_i8(q, load256(yr[r][i].qs + 32 * g)), scale));
+                }
+            }
+        }
+        const float d = f16(x[i].d);
+        for (int r = 0; r < R; ++r) {
+            const int offset = 4 * hsum_i32(_mm256_madd_epi16(load256(yr[r][i].bsums), sc16));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d),
+                                     _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], _mm256_setr_epi32(offset, 0, 0, 0, 0, 0, 0, 0))), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
 // Q2_K for R rows: each 32-quant group unpacked once per super-block for all rows. The mins term,
 // -dmin * d_y * sum_j min_j * bsums_j, goes into each row's accumulator lane by lane.
 template <int R>
@@ -233,6 +272,17 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
 }
 
 }  // namespace
+
+void vec_dot_n_q3_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_q3_K* x = static_cast<const block_q3_K*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_q3_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
+}
 
 // Q2_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit.
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y) {
