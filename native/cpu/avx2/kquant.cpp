@@ -360,22 +360,52 @@ void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
     *s = hsum(acc);
 }
 
-void vec_dot_iq4_xs(int64_t n, float* s, const void* vx, const void* vy) {
-    const block_iq4_xs* x = static_cast<const block_iq4_xs*>(vx);
-    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+namespace {
+
+// IQ4_XS for R rows: each 32-quant sub-block looked up once (and its sign taken once) for all rows;
+// the integer lanes and the float steps are vec_dot's, so each row is bit for bit its result.
+template <int R>
+inline void dot_iq4_xs_rows(int64_t nb, const block_iq4_xs* x, const uint8_t* y, size_t y_stride, float* out) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_iq4nl_values));
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 256; ++i) {
-        __m256i isum = _mm256_setzero_si256();
+    __m256 acc[R];
+    const block_q8_K* yr[R];
+    for (int r = 0; r < R; ++r) {
+        acc[r] = _mm256_setzero_ps();
+        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
         for (int ib = 0; ib < 8; ++ib) {
             const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4)) - 32;
             const __m256i q = _mm256_shuffle_epi8(lut, unpack_nibbles(x[i].qs + 16 * ib));
-            const __m256i p = mul_i8_i8(q, load256(y[i].qs + 32 * ib));
-            isum = _mm256_add_epi32(isum, sum_i16_scaled(p, _mm256_set1_epi16(short(ls))));
+            const __m256i uq = _mm256_sign_epi8(q, q);  // |q|; the sign moves to the activations (mul_i8_i8)
+            const __m256i scale = _mm256_set1_epi16(short(ls));
+            for (int r = 0; r < R; ++r) {
+                const __m256i p = _mm256_maddubs_epi16(uq, _mm256_sign_epi8(load256(yr[r][i].qs + 32 * ib), q));
+                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p, scale));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
+        const float d = f16(x[i].d);
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
     }
-    *s = hsum(acc);
+    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+}
+
+}  // namespace
+
+void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y) {
+    dot_iq4_xs_rows<1>(n / 256, static_cast<const block_iq4_xs*>(x), static_cast<const uint8_t*>(y), 0, s);
+}
+void vec_dot_n_iq4_xs(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
+    const block_iq4_xs* x = static_cast<const block_iq4_xs*>(vx);
+    const uint8_t* y = static_cast<const uint8_t*>(vy);
+    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        dot_iq4_xs_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    });
 }
 
 }  // namespace moerun::avx2

@@ -59,6 +59,7 @@ void cpu_register_avx2(type_traits* table) {
     at(T::IQ4_XS).vec_dot = avx2::vec_dot_iq4_xs;
     at(T::Q2_K).vec_dot_n = avx2::vec_dot_n_q2_k;
     at(T::Q3_K).vec_dot_n = avx2::vec_dot_n_q3_k;
+    at(T::IQ4_XS).vec_dot_n = avx2::vec_dot_n_iq4_xs;
     at(T::Q4_K).vec_dot_n = avx2::vec_dot_n_q4_k;
     at(T::Q5_K).vec_dot_n = avx2::vec_dot_n_q5_k;
     at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
