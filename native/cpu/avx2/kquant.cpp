@@ -153,29 +153,8 @@ inline __m256i mins16(const uint8_t* m) {
     return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
 }
 
-template <typename B, typename Quants>
-inline float dot_q45_k(int64_t nb, const B* x, const block_q8_K* y, Quants quants) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        uint8_t sc[8], m[8];
-        unpack_scales_min_k4(x[i].scales, sc, m);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(y[i].bsums), mins16(m))), acc);
-        __m256i isum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; ++c) {
-            __m256i lo, hi;
-            quants(x[i], c, lo, hi);
-            const __m256i p0 = mul_u8_i8(lo, load256(y[i].qs + 64 * c));
-            const __m256i p1 = mul_u8_i8(hi, load256(y[i].qs + 64 * c + 32));
-            isum = _mm256_add_epi32(isum, sum_i16_scaled(p0, _mm256_set1_epi16(sc[2 * c])));
-            isum = _mm256_add_epi32(isum, sum_i16_scaled(p1, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(isum), acc);
-    }
-    return hsum(acc);
-}
-
-// dot_q45_k for R activation rows (vec_dot_n): scales and quants unpacked once per super-block,
-// each row with its own accumulator in dot_q45_k's order (bit for bit the same result).
+// Q4_K / Q5_K for R activation rows: scales and quants unpacked once per super-block, each row
+// with its own accumulator (vec_dot is the one-row case).
 template <int R, typename B, typename Quants>
 inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
     __m256 acc[R];
@@ -210,33 +189,22 @@ inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_st
     for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
 
-template <typename B, typename Quants>
-inline void dot_n_q45_k(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
-                        Quants quants) {
-    const B* x = static_cast<const B*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q45_k_rows<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
-        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
-    });
-}
-
-inline void quants_q4_k(const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
+// The two 32-quant groups of chunk c. (Lambdas, not functions: their own types, so the kernel
+// template inlines them.)
+constexpr auto q4_k_chunk = [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
     const __m256i q = load256(b.qs + 32 * c);
     lo = bits(q, 0, 0xF);
     hi = bits(q, 4, 0xF);
-}
-
-inline void quants_q5_k(const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
+};
+constexpr auto q5_k_chunk = [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
     const __m256i q = load256(b.qs + 32 * c);
     const __m256i qh = load256(b.qh);
     lo = _mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4));
     hi = _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4));
-}
+};
 
-// Q6_K for R rows: the four 32-quant groups of each half unpacked once (see vec_dot_q6_k).
+// Q6_K for R rows: the four 32-quant groups of each half unpacked once; the -32 offset leaves the
+// integer sums lane by lane (q6_k_offset).
 template <int R>
 inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, size_t y_stride, float* out) {
     __m256 acc[R];
@@ -273,91 +241,48 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
 
 }  // namespace
 
-void vec_dot_n_q3_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q3_K* x = static_cast<const block_q3_K*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q3_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
-    });
-}
+// Every vec_dot below is its rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit.
 
-// Q2_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit.
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y) {
     dot_q2_k_rows<1>(n / 256, static_cast<const block_q2_K*>(x), static_cast<const uint8_t*>(y), 0, s);
 }
-void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q2_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q2_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q2_K*>(x), yj, ys, out);
     });
 }
 
+void vec_dot_n_q3_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q3_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q3_K*>(x), yj, ys, out);
+    });
+}
+
+void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q45_k_rows<1>(n / 256, static_cast<const block_q4_K*>(x), static_cast<const uint8_t*>(y), 0, s, q4_k_chunk);
+}
 void vec_dot_n_q4_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k<block_q4_K>(n, s, ss, x, y, ys, ny, [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) { quants_q4_k(b, c, lo, hi); });
-}
-
-void vec_dot_n_q5_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k<block_q5_K>(n, s, ss, x, y, ys, ny, [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) { quants_q5_k(b, c, lo, hi); });
-}
-
-void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q6_k_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q45_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q4_K*>(x), yj, ys, out, q4_k_chunk);
     });
 }
 
-void vec_dot_q4_k(int64_t n, float* s, const void* vx, const void* vy) {
-    *s = dot_q45_k(n / 256, static_cast<const block_q4_K*>(vx), static_cast<const block_q8_K*>(vy),
-                   [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
-                       const __m256i q = load256(b.qs + 32 * c);
-                       lo = bits(q, 0, 0xF);
-                       hi = bits(q, 4, 0xF);
-                   });
+void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q45_k_rows<1>(n / 256, static_cast<const block_q5_K*>(x), static_cast<const uint8_t*>(y), 0, s, q5_k_chunk);
+}
+void vec_dot_n_q5_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q45_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q5_K*>(x), yj, ys, out, q5_k_chunk);
+    });
 }
 
-void vec_dot_q5_k(int64_t n, float* s, const void* vx, const void* vy) {
-    *s = dot_q45_k(n / 256, static_cast<const block_q5_K*>(vx), static_cast<const block_q8_K*>(vy),
-                   [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
-                       const __m256i q = load256(b.qs + 32 * c);
-                       const __m256i qh = load256(b.qh);
-                       lo = _mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4));
-                       hi = _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4));
-                   });
+void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q6_k_rows<1>(n / 256, static_cast<const block_q6_K*>(x), static_cast<const uint8_t*>(y), 0, s);
 }
-
-void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
-    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
-    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 256; ++i) {
-        int sc[16];
-        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
-        __m256i isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            __m256i q[4];
-            unpack_q6_k_half(x[i], h, q);  // unsigned 0..63; the -32 is applied below
-            for (int k = 0; k < 4; ++k) {
-                const int g = 4 * h + k;
-                const __m256i p = mul_u8_i8(q[k], load256(y[i].qs + 32 * g));
-                isum = _mm256_add_epi32(isum, sum_i16_scaled(p, scales_2x16(sc[2 * g], sc[2 * g + 1])));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d),
-                              _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_k_offset(y[i].bsums, x[i].scales))), acc);
-    }
-    *s = hsum(acc);
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q6_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q6_K*>(x), yj, ys, out);
+    });
 }
 
 namespace {
@@ -397,14 +322,9 @@ inline void dot_iq4_xs_rows(int64_t nb, const block_iq4_xs* x, const uint8_t* y,
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y) {
     dot_iq4_xs_rows<1>(n / 256, static_cast<const block_iq4_xs*>(x), static_cast<const uint8_t*>(y), 0, s);
 }
-void vec_dot_n_iq4_xs(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_iq4_xs* x = static_cast<const block_iq4_xs*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_iq4_xs_rows<R>(n / 256, x, y + size_t(j) * ys, ys, out);
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
+void vec_dot_n_iq4_xs(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_iq4_xs_rows<decltype(rows)::value>(n / 256, static_cast<const block_iq4_xs*>(x), yj, ys, out);
     });
 }
 

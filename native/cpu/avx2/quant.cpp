@@ -20,11 +20,11 @@ namespace {
 // Q8_1 rows only as the block's half.
 template <typename Y>
 struct act_scales {
-    const Y* row;
-    const float* d;
+    const Y* row = nullptr;
+    const float* d = nullptr;
+    act_scales() = default;
     act_scales(const Y* r, int64_t nb) : row(r) {
         if constexpr (std::is_same_v<Y, block_q8_0>) d = q8_0_act_scales(r, nb);
-        else d = nullptr;
     }
     float operator[](int64_t b) const {
         if constexpr (std::is_same_v<Y, block_q8_0>) return d[b];
@@ -61,11 +61,11 @@ template <int R, typename B, typename Y, bool unsigned_x, typename Expand>
 inline void dot_blocks_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, __m256* out, Expand expand) {
     __m256 acc0[R], acc1[R];
     const Y* yr[R];
-    const float* ydr[R];  // Q8_0 rows: the block scales as floats
+    act_scales<Y> yd[R];
     for (int r = 0; r < R; ++r) {
         acc0[r] = acc1[r] = _mm256_setzero_ps();
         yr[r] = reinterpret_cast<const Y*>(y + size_t(r) * y_stride);
-        if constexpr (std::is_same_v<Y, block_q8_0>) ydr[r] = q8_0_act_scales(yr[r], nb);
+        yd[r] = act_scales<Y>(yr[r], nb);
     }
     auto one = [&](int64_t b, __m256* acc) {
         const __m256i qx = expand(x[b]);
@@ -74,10 +74,7 @@ inline void dot_blocks_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_s
         for (int r = 0; r < R; ++r) {
             const __m256i qy = load256(yr[r][b].qs);
             const __m256i p = _mm256_maddubs_epi16(ux, unsigned_x ? qy : _mm256_sign_epi8(qy, qx));
-            float dy;
-            if constexpr (std::is_same_v<Y, block_q8_0>) dy = ydr[r][b];
-            else dy = f16(yr[r][b].d);
-            const __m256 d = _mm256_set1_ps(dx * dy);
+            const __m256 d = _mm256_set1_ps(dx * yd[r][b]);
             acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum_i16(p)), acc[r]);
         }
     };

@@ -105,6 +105,26 @@ inline void for_row_groups(int64_t ny, Body&& body) {
     static_assert(G >= 1 && G <= 4, "groups of 1 to 4 rows");
 }
 
+// vec_dot_n through a kernel for R activation rows at a time: rows_fn(std::integral_constant<int,
+// R>, y_j, out) writes the dots with rows y_j, y_j + y_stride, ... into out[0..R), which land in
+// s[(j + r) * s_stride]. With Big > 0, groups of Big rows go first (kernels with registers for
+// more rows), then groups of up to G.
+template <int G, int Big = 0, typename RowsFn>
+inline void dot_n_rows(int64_t ny, float* s, int64_t s_stride, const void* y, size_t y_stride, RowsFn&& rows_fn) {
+    const uint8_t* yb = static_cast<const uint8_t*>(y);
+    auto group = [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        float out[R];
+        rows_fn(rows, yb + size_t(j) * y_stride, out);
+        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
+    };
+    int64_t j0 = 0;
+    if constexpr (Big > 0) {
+        for (; j0 + Big <= ny; j0 += Big) group(std::integral_constant<int, Big>{}, j0);
+    }
+    for_row_groups<G>(ny - j0, [&](auto rows, int64_t j) { group(rows, j0 + j); });
+}
+
 inline float bf16_to_f32(uint16_t h) { return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(uint32_t(h) << 16)))); }
 
 }  // namespace

@@ -21,12 +21,6 @@ inline __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
 }
 
-// acc += d * (sum of the int32 lanes of isum - offset).
-inline __m512 accumulate(__m512 acc, float d, __m512i isum, int offset) {
-    isum = _mm512_sub_epi32(isum, _mm512_zextsi128_si512(_mm_cvtsi32_si128(offset)));
-    return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
-}
-
 // acc += d * (isum - Q6_K's offset), the offset 32 * sum_j scale[j] * bsums[j] taken lane by lane
 // (8 lanes of two sub-blocks): the same exact integer total, without a horizontal sum per
 // super-block and row.
@@ -83,26 +77,14 @@ inline void dot_q2_k_rows(int64_t nb, const block_q2_K* x, const uint8_t* y, siz
             }
         }
         MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) acc[r] = accumulate(acc[r], d * yr[r][i].d, isum[r], 0);
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d * yr[r][i].d), _mm512_cvtepi32_ps(isum[r]), acc[r]);
     }
     MOERUN_UNROLL
     for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-template <bool vnni>
-void dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q2_K* x = static_cast<const block_q2_K*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q2_k_rows<R, vnni>(n / 256, x, y + size_t(j) * ys, ys, out);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
-    });
-}
-
-// Q6_K for R rows: 64 quants per register unpacked once (see vec_dot_q6_k).
+// Q6_K for R rows: 64 quants per register (the unsigned quants 0..63; the -32 goes through the
+// block sums, accumulate_q6_k), unpacked once for all rows.
 template <int R, bool vnni>
 inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, size_t y_stride, float* out) {
     __m512 acc[R];
@@ -140,71 +122,46 @@ inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, siz
     for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-template <bool vnni>
-void dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    avx2::for_row_groups<4>(ny, [&](auto rows, int64_t j) {
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q6_k_rows<R, vnni>(n / 256, x, y + size_t(j) * ys, ys, out);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
-    });
-}
-
 }  // namespace
 
-void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q6_k<false>(n, s, ss, x, y, ys, ny);
-}
-
-// Q2_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit (the
-// VNNI and plain integer lanes are the same).
+// Q2_K and Q6_K: vec_dot is the rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit
+// (the VNNI and plain integer lanes are the same).
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y) {
     dot_q2_k_rows<1, false>(n / 256, static_cast<const block_q2_K*>(x), static_cast<const uint8_t*>(y), 0, s);
 }
+namespace {
+template <bool vnni>
+void vec_dot_n_q2_k_t(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    avx2::dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q2_k_rows<decltype(rows)::value, vnni>(n / 256, static_cast<const block_q2_K*>(x), yj, ys, out);
+    });
+}
+}  // namespace
 void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q2_k<false>(n, s, ss, x, y, ys, ny);
+    vec_dot_n_q2_k_t<false>(n, s, ss, x, y, ys, ny);
 }
 void vec_dot_n_q2_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q2_k<true>(n, s, ss, x, y, ys, ny);
+    vec_dot_n_q2_k_t<true>(n, s, ss, x, y, ys, ny);
+}
+
+void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y) {
+    dot_q6_k_rows<1, false>(n / 256, static_cast<const block_q6_K*>(x), static_cast<const uint8_t*>(y), 0, s);
+}
+namespace {
+template <bool vnni>
+void vec_dot_n_q6_k_t(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    avx2::dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q6_k_rows<decltype(rows)::value, vnni>(n / 256, static_cast<const block_q6_K*>(x), yj, ys, out);
+    });
+}
+}  // namespace
+void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    vec_dot_n_q6_k_t<false>(n, s, ss, x, y, ys, ny);
 }
 void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q6_k<true>(n, s, ss, x, y, ys, ny);
+    vec_dot_n_q6_k_t<true>(n, s, ss, x, y, ys, ny);
 }
 
-void vec_dot_q6_k(int64_t n, float* s, const void* vx, const void* vy) {
-    const block_q6_K* x = static_cast<const block_q6_K*>(vx);
-    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / 256; ++i) {
-        const __m512i sc16 = scales_to_i16(x[i].scales);
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
-            const __m256i qh = load256(x[i].qh + 32 * h);
-            // Unsigned quants 0..63 (the -32 goes through bsums), 64 elements per register.
-            const __m512i q01 = join(_mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4)),
-                                     _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4)));
-            const __m512i q23 = join(_mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4)),
-                                     _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4)));
-            isum = add_scaled(isum, mul_u8_i8(q01, load512(y[i].qs + 128 * h)), spread_scales(sc16, 8 * h, 8));
-            isum = add_scaled(isum, mul_u8_i8(q23, load512(y[i].qs + 128 * h + 64)), spread_scales(sc16, 8 * h + 4, 8));
-        }
-        // The -32 offset through the block sums: one vpmaddwd of the 16 scales.
-        acc = accumulate_q6_k(acc, f16(x[i].d) * y[i].d, isum, y[i].bsums, _mm512_castsi512_si256(sc16));
-    }
-    *s = _mm512_reduce_add_ps(acc);
-}
-
-// ---- Q4_K / Q5_K for several activation rows with AVX512_VNNI at 256 bits ----
-//
-// The AVX2 kernels' integer lanes exactly (so bit for bit avx2::vec_dot_q4_k / q5_k row by row):
-// vpdpwssd fuses the sub-block scale multiply and the int32 add, two accumulators per row break
-// the dependency chain (integer adds, so the lanes are unchanged), and the mins term (the Q8_K
-// block sums paired into the 8 sub-blocks of 32, times the 6-bit mins) is one vpmaddwd per row
-// with the mins spread to pairs once per weight block, the four rows reduced together.
 namespace {
 
 inline __m256i bits256(__m256i v, int shift, int mask) {
@@ -257,34 +214,6 @@ inline void dot_q45_k_rows_vnni(int64_t nb, const B* x, const uint8_t* y, size_t
     for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
-template <typename B, typename Quants>
-inline void dot_n_q45_k_vnni(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
-                             Quants quants) {
-    const B* x = static_cast<const B*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    int64_t j0 = 0;
-    for (; j0 + 8 <= ny; j0 += 8) {  // 8 rows: 16 accumulators, the block's quants and scales fit the 32 registers
-        float out[8];
-        dot_q45_k_rows_vnni<8>(n / 256, x, y + size_t(j0) * y_stride, y_stride, out, quants);
-        for (int r = 0; r < 8; ++r) s[(j0 + r) * s_stride] = out[r];
-    }
-    if (j0 + 4 < ny) {
-        float out[4];
-        dot_q45_k_rows_vnni<4>(n / 256, x, y + size_t(j0) * y_stride, y_stride, out, quants);
-        MOERUN_UNROLL
-        for (int r = 0; r < 4; ++r) s[(j0 + r) * s_stride] = out[r];
-        j0 += 4;
-    }
-    avx2::for_row_groups<4>(ny - j0, [&](auto rows, int64_t j) {
-        j += j0;
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q45_k_rows_vnni<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
-    });
-}
-
 // Q4_K chunk c (64 quants): the low nibbles of its 32 bytes, then the high ones. (A lambda, not a
 // function: its own type, so the kernel templates inline it.)
 constexpr auto q4_k_chunk = [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
@@ -299,7 +228,10 @@ void vec_dot_q4_k_vnni(int64_t n, float* s, const void* x, const void* y) {
     dot_q45_k_rows_vnni<1>(n / 256, static_cast<const block_q4_K*>(x), static_cast<const uint8_t*>(y), 0, s, q4_k_chunk);
 }
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k_vnni<block_q4_K>(n, s, ss, x, y, ys, ny, q4_k_chunk);
+    // 8 rows first: 16 accumulators, the block's quants and scales fit the 32 registers.
+    avx2::dot_n_rows<4, 8>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q45_k_rows_vnni<decltype(rows)::value>(n / 256, static_cast<const block_q4_K*>(x), yj, ys, out, q4_k_chunk);
+    });
 }
 
 // ---- Q8_0 and Q4_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
@@ -367,32 +299,20 @@ inline void dot_q80_rows_x4(int64_t nb, const B* x, const uint8_t* y, size_t y_s
     for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
-template <typename B>
-void dot_n_q80_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    const B* x = static_cast<const B*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    int64_t j0 = 0;
-    for (; j0 + 8 <= ny; j0 += 8) {  // 8 rows: the expanded weight blocks serve twice as many rows
-        float out[8];
-        dot_q80_rows_x4<B, 8>(n / 32, x, y + size_t(j0) * ys, ys, out);
-        MOERUN_UNROLL
-        for (int r = 0; r < 8; ++r) s[(j0 + r) * ss] = out[r];
-    }
-    avx2::for_row_groups<4>(ny - j0, [&](auto rows, int64_t j) {
-        j += j0;
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q80_rows_x4<B, R>(n / 32, x, y + size_t(j) * ys, ys, out);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) s[(j + r) * ss] = out[r];
-    });
-}
-
 }  // namespace
 
 void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
     dot_q80_rows_x4<block_q8_0, 1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
 }
+namespace {
+// 8 rows first: the expanded weight blocks serve twice as many rows.
+template <typename B>
+void dot_n_q80_x4(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    avx2::dot_n_rows<4, 8>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q80_rows_x4<B, decltype(rows)::value>(n / 32, static_cast<const B*>(x), yj, ys, out);
+    });
+}
+}  // namespace
 void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
     dot_n_q80_x4<block_q8_0>(n, s, ss, vx, vy, ys, ny);
 }
@@ -461,27 +381,6 @@ inline void dot_q45_k_rows_512(int64_t nb, const B* x, const uint8_t* y, size_t 
     for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
 }
 
-template <typename B, typename Quants>
-inline void dot_n_q45_k_512(int64_t n, float* s, int64_t s_stride, const void* vx, const void* vy, size_t y_stride, int64_t ny,
-                            Quants quants) {
-    const B* x = static_cast<const B*>(vx);
-    const uint8_t* y = static_cast<const uint8_t*>(vy);
-    int64_t j0 = 0;
-    for (; j0 + 8 <= ny; j0 += 8) {
-        float out[8];
-        dot_q45_k_rows_512<8>(n / 256, x, y + size_t(j0) * y_stride, y_stride, out, quants);
-        for (int r = 0; r < 8; ++r) s[(j0 + r) * s_stride] = out[r];
-    }
-    avx2::for_row_groups<4>(ny - j0, [&](auto rows, int64_t j) {
-        j += j0;
-        constexpr int R = decltype(rows)::value;
-        float out[R];
-        dot_q45_k_rows_512<R>(n / 256, x, y + size_t(j) * y_stride, y_stride, out, quants);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) s[(j + r) * s_stride] = out[r];
-    });
-}
-
 // Chunk c's 32 bytes of nibbles: low nibbles in the low 256 bits, high nibbles in the high.
 inline __m512i nibbles512(const uint8_t* qs) {
     const __m512i q = _mm512_broadcast_i64x4(load256(qs));
@@ -503,7 +402,9 @@ void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y) {
     dot_q45_k_rows_512<1>(n / 256, static_cast<const block_q5_K*>(x), static_cast<const uint8_t*>(y), 0, s, q5_k_chunk);
 }
 void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_q45_k_512<block_q5_K>(n, s, ss, x, y, ys, ny, q5_k_chunk);
+    avx2::dot_n_rows<4, 8>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        dot_q45_k_rows_512<decltype(rows)::value>(n / 256, static_cast<const block_q5_K*>(x), yj, ys, out, q5_k_chunk);
+    });
 }
 
 }  // namespace moerun::avx512
