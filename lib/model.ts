@@ -5,6 +5,7 @@ import { callNative, callNativeSync, MoerunError } from './errors.js';
 import { convertSliced, type GgufInfo } from './gguf/reader.js';
 import { native, type NativeModel } from './native.js';
 import { Session, type SessionOptions } from './session.js';
+import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
 import {
   abortSignal,
@@ -64,6 +65,18 @@ export interface ModelInfo {
   cpuPath: string;
 }
 
+/**
+ * How a load went, for apps that must keep their event loop responsive (an Electron renderer):
+ * the JS-thread part of loading (converting metadata strings, indexing the vocabulary) runs in
+ * slices of about 2 ms, and these are the numbers.
+ */
+export interface LoadStats {
+  /** From the call to the resolved promise, milliseconds. */
+  totalMs: number;
+  /** The synchronous slices of JS-thread work the load ran in. */
+  jsThread: SliceStats;
+}
+
 /** Options of {@link Model.tokenize}. */
 export interface TokenizeOptions {
   /** Prepend BOS. Default: as the GGUF says (`tokenizer.ggml.add_bos_token`). */
@@ -88,13 +101,16 @@ export class Model {
   readonly tokenizer: Tokenizer;
   /** The file's header, metadata and tensor list. */
   readonly gguf: GgufInfo;
+  /** How the load went: its duration and the longest stretch it held the JS thread. */
+  readonly loadStats: LoadStats;
 
   #native: NativeModel | undefined;
   readonly #sessions = new Set<Session>();
 
   /** @internal Use {@link loadModel}. */
-  constructor(path: string, nativeModel: NativeModel, gguf: GgufInfo, tokenizer: Tokenizer) {
+  constructor(path: string, nativeModel: NativeModel, gguf: GgufInfo, tokenizer: Tokenizer, loadStats: LoadStats) {
     this.path = path;
+    this.loadStats = loadStats;
     this.#native = nativeModel;
     this.gguf = gguf;
     this.tokenizer = tokenizer;
@@ -179,23 +195,43 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
   const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
   if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted before it started');
 
-  const job = callNativeSync(() => native().loadModel(path, threads, onProgress));
+  const t0 = performance.now();
+  const clock = new SliceClock();
+  clock.start();
+  // Progress arrives from the loading thread; once loading is done, later (queued) calls are
+  // dropped and the final 1 is reported here, so every report comes before the promise resolves.
+  let loaded = false;
+  let lastReported = -1;
+  const report = onProgress
+    ? (f: number): void => {
+        if (loaded) return;
+        lastReported = f;
+        onProgress(f);
+      }
+    : undefined;
+  const job = callNativeSync(() => native().loadModel(path, threads, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;
   try {
+    clock.stop();
     nativeModel = await callNative(() => job.promise);
-    const gguf = await convertSliced(nativeModel);
-    // Indexing a large vocabulary takes tens of milliseconds: done in slices, off the hot path.
-    const tokenizer = await Tokenizer.fromGgufMetadataAsync(gguf.metadata).catch((err: unknown) => {
+    loaded = true;
+    const gguf = await convertSliced(nativeModel, clock);
+    // Indexing a large vocabulary takes tens of milliseconds: done in slices of the clock's budget.
+    const tokenizer = await Tokenizer.fromGgufMetadataAsync(gguf.metadata, clock).catch((err: unknown) => {
       if (err instanceof MoerunError) throw err;
       throw new MoerunError('ERR_UNSUPPORTED', `model: ${path}: ${(err as Error).message}`, { cause: err });
     });
     if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted');
-    const model = new Model(path, nativeModel, gguf, tokenizer);
+    if (onProgress && lastReported !== 1) onProgress(1);
+    clock.stop();
+    const model = new Model(path, nativeModel, gguf, tokenizer, { totalMs: performance.now() - t0, jsThread: clock.stats });
     nativeModel = undefined;  // owned by the model now
     return model;
   } finally {
+    clock.stop();
+    loaded = true;
     nativeModel?.dispose();
     signal?.removeEventListener('abort', onAbort);
   }

@@ -73,6 +73,8 @@ export interface NativeBinding {
   loadModel(path: string, threads: number, onProgress?: (fraction: number) => void): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
   cpuInfo(): NativeCpuInfo;
+  /** CPU time of the calling thread in milliseconds (NaN where the platform has no such clock). */
+  threadCpuMs(): number;
   /** Encodes rows of `rowLength` floats as `type` (GGML type name), threaded, off the JS thread. */
   quantize(type: string, src: Float32Array, rowLength: number, threads: number): Promise<Uint8Array>;
   /** Decodes `rows` rows of `rowLength` elements of `type` into floats. */

@@ -3,7 +3,7 @@
 //
 //   npx tsx scripts/make-model.ts --arch llama|qwen2|qwen3moe|qwen2moe|olmoe|bailingmoe2|deepseek2
 //       --out /tmp/m.gguf [--seed 1] [--type f32|f16] [--n-embd 256] [--n-layer 2] [--n-head 8]
-//       [--n-head-kv 4] [--n-ff 512] [--n-vocab 512] [--n-expert 4 --n-expert-used 2 [--n-ff-exp 256]]
+//       [--n-head-kv 4] [--n-ff 512] [--n-vocab 512] [--tokenizer spm|bpe] [--n-expert 4 --n-expert-used 2 [--n-ff-exp 256]]
 //       [--tied] [--output-scale 4] [--context-length 2048] [--rope-freq-base 10000] [--rms-eps 1e-5]
 //       (MoE routing, MLA and RoPE-scaling options: see --help and MakeModelOptions)
 //
@@ -75,6 +75,8 @@ export interface MakeModelOptions {
   nFf?: number;
   /** Vocabulary size, at least 260 (default 512). */
   nVocab?: number;
+  /** Tokenizer: a SentencePiece vocabulary (`'spm'`, default) or a byte-level BPE one with merges (`'bpe'`, pre-tokenizer qwen2). */
+  tokenizer?: 'spm' | 'bpe';
   /** Experts per MoE layer; 0 = dense (default 0; qwen2moe, olmoe, bailingmoe2, deepseek2: 8). */
   nExpert?: number;
   /** Experts used per token (default 2 when nExpert > 0). */
@@ -145,6 +147,7 @@ const DEFAULTS: Omit<Resolved, 'arch' | 'out'> = {
   nHeadKv: 4,
   nFf: 512,
   nVocab: 512,
+  tokenizer: 'spm',
   nExpert: 0,
   nExpertUsed: 0,
   nFfExp: 0,
@@ -230,6 +233,7 @@ function resolve(options: MakeModelOptions): Resolved {
   if (o.nEmbd % o.nHead !== 0) throw new RangeError(`nEmbd ${o.nEmbd} is not a multiple of nHead ${o.nHead}`);
   if (o.nHead % o.nHeadKv !== 0) throw new RangeError(`nHead ${o.nHead} is not a multiple of nHeadKv ${o.nHeadKv}`);
   if (o.nRot === 0) o.nRot = o.nEmbd / o.nHead;
+  if (o.tokenizer !== 'spm' && o.tokenizer !== 'bpe') throw new TypeError(`Expected tokenizer 'spm' or 'bpe' but received '${String(o.tokenizer)}'`);
   if (o.nVocab < MIN_VOCAB) throw new RangeError(`nVocab must be at least ${MIN_VOCAB} but is ${o.nVocab}`);
   if (o.nExpert > 0 && (o.nExpertUsed < 1 || o.nExpertUsed > o.nExpert)) {
     throw new RangeError(`nExpertUsed must be in [1, nExpert = ${o.nExpert}] but is ${o.nExpertUsed}`);
@@ -713,7 +717,53 @@ export function syntheticSpmVocab(nVocab: number): { tokens: string[]; scores: F
   return { tokens, scores, types: Int32Array.from(types) };
 }
 
-function spmTokenizer(b: Builder): void {
+/**
+ * A byte-level BPE vocabulary of nVocab tokens: the 256 byte characters (GPT-2's byte-to-unicode
+ * map), then pieces made by merging an earlier token with one byte character (every merge a
+ * `left right` pair of tokens, ranked in order), then two control tokens.
+ */
+export function syntheticBpeVocab(nVocab: number): { tokens: string[]; types: Int32Array; merges: string[] } {
+  const byteChars: string[] = [];
+  for (let byte = 0, extra = 0; byte < 256; byte++) {
+    const printable = (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || byte >= 174;
+    byteChars.push(String.fromCharCode(printable ? byte : 256 + extra++));
+  }
+  // Letters and the space marker first, so the early merges look like words.
+  const order = [...'etaoinshrdlucmfwypgbvkxjqz'].map((c) => c.charCodeAt(0));
+  order.push(32, ...Array.from({ length: 256 }, (_, i) => i).filter((i) => i !== 32 && !order.includes(i)));
+  const specials = ['<|endoftext|>', '<|im_end|>'];
+  const tokens = [...byteChars];
+  const merges: string[] = [];
+  // tokens[a] + byteChars[r] are distinct for distinct (a, r) and never a single character.
+  for (let a = 0; tokens.length < nVocab - specials.length; a++) {
+    const left = tokens[a]!;
+    for (const r of order) {
+      if (tokens.length >= nVocab - specials.length) break;
+      tokens.push(left + byteChars[r]);
+      merges.push(`${left} ${byteChars[r]}`);
+    }
+  }
+  const types = new Int32Array(nVocab).fill(TOKEN_NORMAL);
+  for (const s of specials) {
+    types[tokens.length] = TOKEN_CONTROL;
+    tokens.push(s);
+  }
+  return { tokens, types, merges };
+}
+
+function writeTokenizer(b: Builder): void {
+  if (b.o.tokenizer === 'bpe') {
+    const { tokens, types, merges } = syntheticBpeVocab(b.o.nVocab);
+    b.meta('tokenizer.ggml.model', 'gpt2');
+    b.meta('tokenizer.ggml.pre', 'qwen2');
+    b.meta('tokenizer.ggml.tokens', tokens);
+    b.meta('tokenizer.ggml.token_type', types);
+    b.meta('tokenizer.ggml.merges', merges);
+    b.meta('tokenizer.ggml.bos_token_id', { type: 'u32', value: b.o.nVocab - 2 });
+    b.meta('tokenizer.ggml.eos_token_id', { type: 'u32', value: b.o.nVocab - 1 });
+    b.meta('tokenizer.ggml.add_bos_token', false);
+    return;
+  }
   const { tokens, scores, types } = syntheticSpmVocab(b.o.nVocab);
   b.meta('tokenizer.ggml.model', 'llama');
   b.meta('tokenizer.ggml.tokens', tokens);
@@ -734,7 +784,7 @@ function spmTokenizer(b: Builder): void {
 function buildLlama(o: Resolved): ModelParts {
   const b = new Builder(o);
   baseMetadata(b, 'llama', { feedForwardLength: o.nExpert > 0 ? o.nFfExp : o.nFf });
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
     attention(b, i);
@@ -748,7 +798,7 @@ function buildLlama(o: Resolved): ModelParts {
 function buildQwen2(o: Resolved): ModelParts {
   const b = new Builder(o);
   baseMetadata(b, 'qwen2');
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
     attention(b, i, { bias: true });
@@ -763,7 +813,7 @@ function buildQwen3Moe(o: Resolved): ModelParts {
   const b = new Builder(o);
   baseMetadata(b, 'qwen3moe');
   b.u32('qwen3moe.expert_feed_forward_length', o.nFfExp);
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
     attention(b, i, { qkNorm: 'head' });
@@ -782,7 +832,7 @@ function buildQwen2Moe(o: Resolved): ModelParts {
   baseMetadata(b, 'qwen2moe');
   b.u32('qwen2moe.expert_feed_forward_length', o.nFfExp);
   b.u32('qwen2moe.expert_shared_feed_forward_length', o.nFfShexp);
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
     attention(b, i, { bias: true });
@@ -801,7 +851,7 @@ function buildOlmoe(o: Resolved): ModelParts {
   if (o.nHeadKv !== o.nHead) throw new RangeError(`olmoe needs nHeadKv = nHead (its K norm spans n_embd) but nHeadKv is ${o.nHeadKv}`);
   const b = new Builder(o);
   baseMetadata(b, 'olmoe', { feedForwardLength: o.nFfExp });
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer; i++) {
     attention(b, i, { qkNorm: 'full' });
@@ -824,7 +874,7 @@ function buildBailingMoe2(o: Resolved): ModelParts {
   routingMetadata(b, arch);
   b.u32(`${arch}.expert_shared_feed_forward_length`, o.nFfShexp);
   b.u32(`${arch}.nextn_predict_layers`, o.nNextn);
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   for (let i = 0; i < o.nLayer + o.nNextn; i++) {
     attention(b, i, { fusedQkv: true, qkNorm: 'head' });
@@ -871,7 +921,7 @@ function buildDeepseek2(o: Resolved): ModelParts {
   b.u32(`${arch}.attention.key_length_mla`, kHead);
   b.u32(`${arch}.attention.value_length_mla`, o.vHeadDim);
   yarnMetadata(b, arch);
-  spmTokenizer(b);
+  writeTokenizer(b);
   embeddings(b);
   const dStd = 1 / Math.sqrt(o.nEmbd);
   for (let i = 0; i < o.nLayer; i++) {
@@ -1027,6 +1077,7 @@ const CLI_FLAGS: Record<string, { key: keyof Omit<MakeModelOptions, 'arch' | 'ou
   'n-head-kv': { key: 'nHeadKv', kind: 'number' },
   'n-ff': { key: 'nFf', kind: 'number' },
   'n-vocab': { key: 'nVocab', kind: 'number' },
+  tokenizer: { key: 'tokenizer', kind: 'string' },
   'n-expert': { key: 'nExpert', kind: 'number' },
   'n-expert-used': { key: 'nExpertUsed', kind: 'number' },
   'n-ff-exp': { key: 'nFfExp', kind: 'number' },

@@ -1,11 +1,11 @@
 // Chat templates (rendered with @huggingface/jinja) against llama.cpp's expectations and against
 // llama.cpp's own Jinja renderer (through node-llama-cpp), the <think> splitter, and session.chat()
 // on stories260K: KV-cache reuse across turns, errors.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, renderChatTemplate, type ChatMessage, type Model } from 'moerun';
+import { run } from './helpers/run.js';
 
 const fixture = (name: string): string => readFileSync(path.join(__dirname, 'fixtures/templates', name), 'utf8');
 
@@ -152,27 +152,19 @@ interface NativeJob {
 }
 
 /** Renders each job with llama.cpp's Jinja renderer; throws a clear error if it is unavailable. */
-function renderWithLlamaCpp(jobs: NativeJob[]): Array<{ text?: string; error?: string }> {
+async function renderWithLlamaCpp(jobs: NativeJob[]): Promise<Array<{ text?: string; error?: string }>> {
   const dir = path.join(__dirname, '..', 'node_modules', '.cache', 'moerun-test');
   mkdirSync(dir, { recursive: true });
   const script = path.join(dir, 'llama-jinja-render.mjs');
   writeFileSync(script, nativeRendererScript);
-  let stdout: string;
-  try {
-    stdout = execFileSync(process.execPath, [script], {
-      cwd: path.join(__dirname, '..'),
-      input: JSON.stringify(jobs),
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: 120_000,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }).toString();
-  } catch (err) {
-    const e = err as { status?: number; stderr?: Buffer; message: string };
+  const r = await run(process.execPath, [script], { cwd: path.join(__dirname, '..'), input: JSON.stringify(jobs) });
+  if (r.status !== 0) {
     throw new Error(
       `llama.cpp's Jinja renderer (node-llama-cpp devDependency, llama._bindings.AddonJinjaRenderer via getLlama({ gpu: false, build: 'never' })) ` +
-        `could not be used (exit ${e.status}): ${e.stderr?.toString().trim() || e.message}`,
+        `could not be used (exit ${r.status}): ${r.stderr.trim()}`,
     );
   }
+  const stdout = r.stdout;
   return JSON.parse(stdout) as Array<{ text?: string; error?: string }>;
 }
 
@@ -244,8 +236,8 @@ for (const name of [...fixtureNames, ...Object.keys(inlineTemplates)]) {
 
 describe("chat templates: our renderer gives exactly what llama.cpp's Jinja renderer gives", () => {
   let native: Array<{ text?: string; error?: string }>;
-  beforeAll(() => {
-    native = renderWithLlamaCpp(
+  beforeAll(async () => {
+    native = await renderWithLlamaCpp(
       cases.map((c) => ({
         template: c.source,
         vars: {

@@ -4,12 +4,12 @@
 // native/test/ggml_orders.cpp: llama.cpp's own row kernels (each CPU variant of node-llama-cpp's
 // prebuilt ggml this machine runs) against moerun's F32/F16 dots, softmax and SwiGLU, bit for bit.
 // The drivers are built with cmake into build-core/, without Node, as a developer would build them.
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cpuInfo } from 'moerun';
+import { hasTool, run as runTool } from './helpers/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build-core');
@@ -17,23 +17,18 @@ const driver = path.join(buildDir, 'test_kernels');
 const ordersDriver = path.join(buildDir, 'ggml_orders');
 /** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
 const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
-const hasCmake = spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status === 0;
-if (!hasCmake) console.log('kernels.test: cmake is not installed, so the C++ kernel driver is skipped');
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { status: number | null; output: string } {
-  const r = spawnSync(cmd, args, { cwd: root, env, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, output: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
+const hasCmake = hasTool('cmake', 'kernels.test');
+const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) => runTool(cmd, args, { cwd: root, env });
 
 // Both drivers, built once for the file: configure once (cmake keeps the cache), then an
 // incremental build of just the drivers.
 if (hasCmake) {
-  beforeAll(() => {
+  beforeAll(async () => {
     if (!existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
-      const c = run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
+      const c = await run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
       if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
     }
-    const b = run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders']);
+    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders']);
     if (b.status !== 0) throw new Error(`cmake build of the kernel drivers failed:\n${b.output.slice(-4000)}`);
   }, 600_000);
 }
@@ -42,8 +37,8 @@ describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
   const paths = cpuInfo().supportedPaths;
   console.log(`kernels.test: running test_kernels for the CPU paths ${paths.join(', ')}`);
 
-  it.each(paths)('passes on the %s path', (cpuPath) => {
-    const r = run(driver, [], { ...process.env, MOERUN_CPU: cpuPath });
+  it.each(paths)('passes on the %s path', async (cpuPath) => {
+    const r = await run(driver, [], { ...process.env, MOERUN_CPU: cpuPath });
     const failed = r.output.split('\n').filter((l) => /FAIL/.test(l));
     if (r.status !== 0) console.log(`test_kernels (MOERUN_CPU=${cpuPath}) failed:\n${failed.join('\n') || r.output.slice(-4000)}`);
     else console.log(`test_kernels ran on the ${cpuPath} path: ${r.output.trim().split('\n').at(-1)}`);
@@ -54,10 +49,11 @@ describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
 
 describe.skipIf(!hasCmake)('ggml_orders (C++): llama.cpp\'s row kernels as the oracle', () => {
   const hasBins = existsSync(llamaBins);
+  if (!hasBins && process.env.CI === 'true') throw new Error(`kernels.test: no node-llama-cpp binaries at ${llamaBins}, and CI=true forbids skipping`);
   if (!hasBins) console.log(`kernels.test: no node-llama-cpp binaries at ${llamaBins}, so ggml_orders is skipped`);
 
-  it.skipIf(!hasBins)('moerun sums F32/F16 dots, softmax and SwiGLU as every runnable llama.cpp CPU variant does', () => {
-    const r = run(ordersDriver, [llamaBins]);
+  it.skipIf(!hasBins)('moerun sums F32/F16 dots, softmax and SwiGLU as every runnable llama.cpp CPU variant does', async () => {
+    const r = await run(ordersDriver, [llamaBins]);
     console.log(`ggml_orders:\n${r.output.trim()}`);
     expect(r.status).toBe(0);
     // Not vacuous: at least one variant ran where this CPU has a SIMD path.

@@ -1,7 +1,7 @@
 // The quantizer (lib/quantize.ts): option errors, llama.cpp's per-tensor recipe, byte equality with
 // llama.cpp's own quantizer, stories260K quantized and decoded, and synthetic 256-aligned llama
 // models per type run by llama.cpp (node-llama-cpp) and by moerun against their F32 twin.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { writeGguf } from '../lib/gguf/writer.js';
 import { makeModel } from '../scripts/make-model.js';
 import { compareLogits, nmse } from './helpers/metrics.js';
 import { llamaCppGreedy, llamaCppLogits } from './helpers/oracle.js';
+import { run } from './helpers/run.js';
 import { tensorBytes, tensorFloats, writeF32Twin } from './helpers/twin.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'moerun-quantize-'));
@@ -62,13 +63,13 @@ describe('quantize() options', () => {
 describe('moerun quantize (CLI)', () => {
   const cli = path.join(root, 'dist', 'cli.js');
 
-  it('quantizes a file and reports what it wrote; a bad TYPE is a clear error', () => {
+  it('quantizes a file and reports what it wrote; a bad TYPE is a clear error', async () => {
     const file = out('cli-q8.gguf');
-    const ok = spawnSync(process.execPath, [cli, 'quantize', bundledModelPath, file, 'q8_0', '--threads', '2'], { encoding: 'utf8' });
+    const ok = await run(process.execPath, [cli, 'quantize', bundledModelPath, file, 'q8_0', '--threads', '2']);
     expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/file type 7; tensors: 32 Q8_0, 11 F32, 5 F16; 5 fell back/);
     expect(existsSync(file)).toBe(true);
-    const bad = spawnSync(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q4_K_S'], { encoding: 'utf8' });
+    const bad = await run(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q4_K_S']);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/Expected one of 'F32', .* for type but received "Q4_K_S" \(string\) \[ERR_INVALID_ARGUMENT\]/);
     expect(existsSync(out('cli-bad.gguf'))).toBe(false);
@@ -84,10 +85,14 @@ describe('moerun quantize (CLI)', () => {
     const child = spawn(process.execPath, [cli, 'quantize', src, dst, 'IQ4_XS', '--threads', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    // Wait until the temp file exists (the work has started), then interrupt.
+    let running = true;
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => ((running = false), resolve(code))));
+    // Wait until the temp file exists (the signal handlers are installed and the work has
+    // started), however long a loaded machine takes to get there; then interrupt. IQ4_XS of
+    // 32M weights takes seconds on 2 threads, so the child cannot finish before the signal.
     const tmp = (): string[] => readdirSync(dir).filter((f) => f.startsWith('cli-interrupted'));
-    for (let i = 0; i < 500 && tmp().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    while (running && tmp().length === 0) await new Promise((r) => setTimeout(r, 10));
+    expect(running, `the child exited before its temp file was seen: ${stderr}`).toBe(true);
     expect(tmp().length).toBe(1);
     child.kill('SIGINT');
     expect(await exited).toBe(130);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, MoerunError, type Model } from 'moerun';
 import { llamaCppGreedy, llamaCppLogits } from './helpers/oracle.js';
 import { nmse } from './helpers/metrics.js';
+import { native } from '../lib/native.js';
 
 const golden =
   'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.';
@@ -143,23 +144,33 @@ describe('stories260K', () => {
   });
 
   it('never blocks the event loop for long while generating', async () => {
-    // One compute thread leaves a core for the JS thread on a 2-core machine (as an Electron app
-    // would configure it); what this measures is that no work of ours runs on the JS thread.
+    // What this checks is that no work of ours runs on the JS thread for long. Each tick of a
+    // 5 ms timer reads the JS thread's own CPU clock: the CPU time between two ticks is work the
+    // thread did in one stretch, which other processes on a loaded machine cannot inflate (they
+    // delay the tick, not add to it). A wall-clock bound, loose enough for a loaded 2-core
+    // machine, catches a synchronous wait, which costs no CPU time.
     await using m = await loadModel(bundledModelPath, { threads: 1 });
     const s = m.createSession({ contextSize: 1024 });
+    const cpuNow = (): number => native().threadCpuMs();
+    let maxCpu = 0;
     let maxLag = 0;
     let last = performance.now();
+    let lastCpu = cpuNow();
     const timer = setInterval(() => {
       const now = performance.now();
+      const cpu = cpuNow();
       maxLag = Math.max(maxLag, now - last - 5);
+      maxCpu = Math.max(maxCpu, cpu - lastCpu);
       last = now;
+      lastCpu = cpu;
     }, 5);
     let n = 0;
     for await (const _ of s.generate('Once upon a time', { maxTokens: 300, temperature: 0.8, seed: 1 })) n++;
     clearInterval(timer);
-    console.log(`event-loop probe: ${n} tokens, max lag ${maxLag.toFixed(1)} ms`);
+    console.log(`event-loop probe: ${n} tokens, longest stretch of JS-thread CPU time between 5 ms ticks ${maxCpu.toFixed(2)} ms, max timer lag ${maxLag.toFixed(1)} ms`);
     expect(n).toBeGreaterThan(50);
-    expect(maxLag).toBeLessThan(20);
+    expect(maxCpu).toBeLessThan(10);
+    expect(maxLag).toBeLessThan(250);
   });
 
   it('rejects a second concurrent generate and bad options with exact messages', async () => {
@@ -211,9 +222,11 @@ describe('stories260K', () => {
   it('loads with progress and rejects bad load options', async () => {
     const seen: number[] = [];
     const m = await loadModel(bundledModelPath, { onProgress: (f) => seen.push(f) });
-    await new Promise((r) => setTimeout(r, 20));
+    // Every report arrives before the promise resolves, in order, ending with exactly one 1.
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.at(-1)).toBe(1);
+    expect(seen.filter((f) => f === 1).length).toBe(1);
+    expect(seen.every((f, i) => i === 0 || f >= seen[i - 1]!)).toBe(true);
     await m.dispose();
     await expect(loadModel(bundledModelPath, { threads: 0 })).rejects.toThrow('Expected a positive integer for threads but received 0 (number)');
     await expect(loadModel(bundledModelPath, { thread: 2 } as never)).rejects.toThrow(/Unknown option 'thread'.*did you mean 'threads'/);

@@ -1,13 +1,14 @@
 // The generation stream on stories260K: abort latency inside a long prompt, break/return/throw,
 // backpressure, concurrency, disposal, worker threads and child processes.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, MoerunError, type Model } from 'moerun';
+import { Tokenizer } from '../lib/tokenizer/index.js';
 import { makeModel } from '../scripts/make-model.js';
+import { run } from './helpers/run.js';
 
 const workerScript = path.join(__dirname, 'helpers/stream-worker.mjs');
 let model: Model;
@@ -29,31 +30,38 @@ describe('stream', () => {
   it('aborts a 1500-token prompt evaluation within a layer, and the session stays usable', async () => {
     const prompt = longPrompt();
     expect(prompt.length).toBe(1500);
-    const full = model.createSession({ contextSize: 2048 });
-    const t0 = performance.now();
-    await full.evaluate(prompt);
-    const fullMs = performance.now() - t0;
-    const s = model.createSession({ contextSize: 2048 });
-    const c = new AbortController();
-    const stream = s.generate(prompt, { maxTokens: 5, signal: c.signal });
-    const pending = stream.next();
-    await new Promise((r) => setTimeout(r, fullMs / 4));
-    const tAbort = performance.now();
-    c.abort();
-    const err = await pending.catch((e: unknown) => e);
-    const latency = performance.now() - tAbort;
-    console.log(`abort latency: ${latency.toFixed(2)} ms (full 1500-token prompt: ${fullMs.toFixed(1)} ms, ${s.tokens.length} tokens in the sequence)`);
-    expect(err).toMatchObject({ code: 'ERR_ABORTED' });
-    expect(stream.stats?.stopReason).toBe('abort');
-    // One layer of one prompt batch: 1500 tokens are 6 batches of 256 through 5 layers. The
-    // native loop checks the flag between layers, so the abort must land within about one such
-    // step (two, plus scheduling slack, as the bound).
-    const layerStepMs = fullMs / (Math.ceil(1500 / 256) * model.info.blockCount);
-    console.log(`one layer of one 256-token batch: ${layerStepMs.toFixed(1)} ms`);
-    expect(latency).toBeLessThan(2 * layerStepMs + 20);
-    expect(s.tokens.length).toBe(1500);  // cached + pending: nothing lost
-    expect((await s.generate([], { maxTokens: 3, temperature: 0 }).text()).length).toBeGreaterThan(0);
-    await Promise.all([s.dispose(), full.dispose()]);
+    // One layer of one prompt batch: 1500 tokens are 6 batches of 256 through the layers. The
+    // native loop checks the flag between layers, so the abort lands within about one such step;
+    // a loop that checked only between batches would take ~blockCount steps. The bound is two
+    // steps plus scheduling slack, and the best of three tries must meet it: a machine busy with
+    // other work can stretch one try, but it cannot make a batch-granular abort look layer-granular.
+    const tries: { latency: number; layerStepMs: number }[] = [];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const full = model.createSession({ contextSize: 2048 });
+      const t0 = performance.now();
+      await full.evaluate(prompt);
+      const fullMs = performance.now() - t0;
+      await full.dispose();
+      const layerStepMs = fullMs / (Math.ceil(1500 / 256) * model.info.blockCount);
+      const s = model.createSession({ contextSize: 2048 });
+      const c = new AbortController();
+      const stream = s.generate(prompt, { maxTokens: 5, signal: c.signal });
+      const pending = stream.next();
+      await new Promise((r) => setTimeout(r, fullMs / 4));
+      const tAbort = performance.now();
+      c.abort();
+      const err = await pending.catch((e: unknown) => e);
+      const latency = performance.now() - tAbort;
+      console.log(`abort latency: ${latency.toFixed(2)} ms (full 1500-token prompt: ${fullMs.toFixed(1)} ms, one layer of one batch ${layerStepMs.toFixed(1)} ms)`);
+      expect(err).toMatchObject({ code: 'ERR_ABORTED' });
+      expect(stream.stats?.stopReason).toBe('abort');
+      expect(s.tokens.length).toBe(1500);  // cached + pending: nothing lost
+      expect((await s.generate([], { maxTokens: 3, temperature: 0 }).text()).length).toBeGreaterThan(0);
+      await s.dispose();
+      tries.push({ latency, layerStepMs });
+      if (latency < 2 * layerStepMs + 20) break;
+    }
+    expect(tries.some((t) => t.latency < 2 * t.layerStepMs + 20), JSON.stringify(tries)).toBe(true);
   });
 
   it('break, return() and a throwing consumer stop native work and leave the session reusable', async () => {
@@ -144,27 +152,34 @@ describe('stream', () => {
         w.once('error', reject);
       });
     expect(await Promise.all([inWorker(), inWorker()])).toEqual([reference, reference]);
-    expect(execFileSync(process.execPath, [workerScript], { encoding: 'utf8' })).toBe(reference);
+    expect((await run(process.execPath, [workerScript])).stdout).toBe(reference);
   });
-  it('loads a model with a 128k-token vocabulary without holding the event loop', async () => {
-    // Metadata strings and the tokenizer's index are built in slices (lib/gguf/reader.ts,
-    // lib/tokenizer/vocab.ts); in one piece they held the JS thread for 50-150 ms.
+  it.each(['bpe', 'spm'] as const)('loads a 157k-token %s vocabulary in slices of a few milliseconds of the JS thread', async (tokenizer) => {
+    // Metadata strings and the tokenizer's index are built in slices of a ~2 ms budget
+    // (lib/slices.ts); in one piece they held the JS thread for 50-150 ms. The loader times each
+    // slice in the JS thread's own CPU time, which other processes on a loaded machine cannot
+    // stretch (they only delay the thread between slices).
     const dir = mkdtempSync(path.join(os.tmpdir(), 'moerun-bigvocab-'));
     const file = path.join(dir, 'bigvocab.gguf');
-    await makeModel({ arch: 'llama', out: file, nVocab: 128256, nEmbd: 64, nLayer: 1, nHead: 2, nHeadKv: 2, nFf: 128 });
-    let maxLag = 0;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      maxLag = Math.max(maxLag, now - last - 2);
-      last = now;
-    }, 2);
+    await makeModel({ arch: 'llama', out: file, nVocab: 157184, tokenizer, nEmbd: 64, nLayer: 1, nHead: 2, nHeadKv: 2, nFf: 128 });
     const m = await loadModel(file, { threads: 1 });
-    clearInterval(timer);
-    console.log(`128k-vocabulary load: max event-loop lag ${maxLag.toFixed(1)} ms`);
-    expect(m.info.vocabSize).toBe(128256);
-    expect(m.tokenize('Once upon a time').length).toBeGreaterThan(1);
-    expect(maxLag).toBeLessThan(40);  // one slice is a few ms; the rest is a 2-core machine running two test files
+    const { jsThread } = m.loadStats;
+    console.log(
+      `157k ${tokenizer} vocabulary load: ${m.loadStats.totalMs.toFixed(0)} ms, ${jsThread.slices} JS slices totalling ${jsThread.totalMs.toFixed(0)} ms; ` +
+        `longest ${jsThread.longestCpuMs.toFixed(2)} ms of thread CPU time (${jsThread.longestMs.toFixed(2)} ms wall)`,
+    );
+    expect(m.info.vocabSize).toBe(157184);
+    expect(jsThread.slices).toBeGreaterThan(10);
+    // Includes whatever young-generation GC V8 runs inside a slice (see the issue note).
+    expect(jsThread.longestCpuMs).toBeLessThan(10);
+    // The sliced index tokenizes exactly as the one built in one piece.
+    const whole = Tokenizer.fromGgufMetadata(m.gguf.metadata);
+    const text = 'Once upon a time, there was a little girl named Lily. <|im_end|> ünïcödé 123 \n\n  tabs\t!';
+    for (const special of [false, true]) {
+      const ids = m.tokenize(text, { special });
+      expect(ids.length).toBeGreaterThan(5);
+      expect(Array.from(ids)).toEqual(Array.from(whole.tokenize(text, { special })));
+    }
     await m.dispose();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -3,6 +3,7 @@
  */
 import { callNative, callNativeSync } from '../errors.js';
 import { native, type NativeGgufSource } from '../native.js';
+import { SliceClock } from '../slices.js';
 import { nonEmptyString } from '../validate.js';
 
 /**
@@ -75,23 +76,24 @@ export async function readGgufInfo(path: string): Promise<GgufInfo> {
   }
 }
 
-/** Strings converted per slice (a few milliseconds of the JS thread). */
-const SLICE = 8192;
+/** Strings converted per native call: a fraction of a millisecond of the JS thread. */
+const STRINGS_PER_CALL = 2048;
 
 /**
  * Converts a parsed GGUF to JS without holding the event loop: large string arrays (a 150k-token
- * vocabulary, 280k merges) are fetched in slices with a macrotask turn between them.
+ * vocabulary, 280k merges) are fetched in small pieces, in slices of the clock's budget.
  * @internal
  */
-export async function convertSliced(source: NativeGgufSource): Promise<GgufInfo> {
-  const info = callNativeSync(() => source.gguf(SLICE));
+export async function convertSliced(source: NativeGgufSource, clock: SliceClock = new SliceClock()): Promise<GgufInfo> {
+  clock.start();
+  const info = callNativeSync(() => source.gguf(STRINGS_PER_CALL));
   for (const [key, value] of Object.entries(info.metadata)) {
     const deferred = (value as unknown as { deferredStrings?: unknown }).deferredStrings;
     if (typeof deferred !== 'number') continue;
     const out: string[] = new Array<string>(deferred);
-    for (let begin = 0; begin < deferred; begin += SLICE) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      const part = callNativeSync(() => source.ggufStrings(key, begin, Math.min(deferred, begin + SLICE)));
+    for (let begin = 0; begin < deferred; begin += STRINGS_PER_CALL) {
+      await clock.yield();
+      const part = callNativeSync(() => source.ggufStrings(key, begin, Math.min(deferred, begin + STRINGS_PER_CALL)));
       for (let i = 0; i < part.length; i++) out[begin + i] = part[i]!;
     }
     info.metadata[key] = out;

@@ -115,21 +115,10 @@ export class SpmEncoder {
   private readonly sym = new Symbols();
   private readonly heap = new MergeHeap();
   private readonly top = { left: 0, right: 0, size: 0 };
-  /** Adjacent codepoint pairs (a * 0x110000 + b) that occur inside some token. */
-  private readonly pairs = new Set<number>();
   private readonly cache = new Map<string, number[]>();
 
   constructor(private readonly vocab: Vocab) {
     this.byteTokens = buildSpmByteTokens(vocab);
-    for (const t of vocab.tokens) {
-      let prev = -1;
-      for (let k = 0; k < t.length; ) {
-        const cp = t.codePointAt(k)!;
-        if (prev >= 0) this.pairs.add(prev * 0x110000 + cp);
-        prev = cp;
-        k += cp > 0xffff ? 2 : 1;
-      }
-    }
   }
 
   /** Empties the chunk cache. */
@@ -139,7 +128,7 @@ export class SpmEncoder {
 
   /** Tokenizes already-escaped text (spaces as U+2581), appending ids to `out`. */
   encode(text: string, out: number[]): void {
-    const pairs = this.pairs;
+    const pairs = this.vocab.spmPairs!;
     let start = 0;
     let prev = -1;
     for (let k = 0; k < text.length; ) {

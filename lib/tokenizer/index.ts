@@ -13,6 +13,7 @@
 import { PieceTable, SpaceCleaner } from './detokenize.js';
 import { BpeEncoder, SpmEncoder } from './encoders.js';
 import { compileSplitRegex, splitWords, type CompiledSplitRegex } from './pretokenizer.js';
+import type { SliceClock } from '../slices.js';
 import { Attr, loadVocab, loadVocabAsync, TokenizerError, type Vocab, type VocabType } from './vocab.js';
 
 export { SUPPORTED_PRE_TOKENIZERS } from './pretokenizer.js';
@@ -154,13 +155,14 @@ export class Tokenizer {
 
   /**
    * fromGgufMetadata without holding the event loop: a real BPE vocab takes 50-100 ms to index,
-   * done here in slices of a few milliseconds (what loadModel uses).
+   * done here in slices of a few milliseconds (what loadModel uses). `clock` (internal) times
+   * the slices as part of a larger piece of work.
    */
-  static async fromGgufMetadataAsync(metadata: Readonly<Record<string, unknown>>): Promise<Tokenizer> {
+  static async fromGgufMetadataAsync(metadata: Readonly<Record<string, unknown>>, clock?: SliceClock): Promise<Tokenizer> {
     if (typeof metadata !== 'object' || metadata === null) {
       throw new TypeError(`Expected an object for metadata but received ${String(metadata)} (${describe(metadata)})`);
     }
-    return new Tokenizer(await loadVocabAsync(metadata));
+    return new Tokenizer(await loadVocabAsync(metadata, clock));
   }
 
   /** Frees the word/chunk → ids cache (it refills as text is tokenized; capped at 65536 entries). */

@@ -5,6 +5,8 @@
 
 import { preTokenizerSpec, SUPPORTED_PRE_TOKENIZERS, type PreTokenizerSpec } from './pretokenizer.js';
 import { utf8Encoder } from './unicode.js';
+import { SliceClock } from '../slices.js';
+import { NumberSet, StringIndex } from './string-index.js';
 
 /** Thrown for metadata the tokenizer cannot use. `code` says which problem it is. */
 export class TokenizerError extends Error {
@@ -60,9 +62,11 @@ export interface Vocab {
   readonly tokens: readonly string[];
   readonly scores: Float32Array;
   readonly attrs: Uint16Array;
-  readonly tokenToId: ReadonlyMap<string, number>;
+  readonly tokenToId: StringIndex;
   /** BPE merge "left right" -> rank. */
-  readonly mergeRanks: ReadonlyMap<string, number>;
+  readonly mergeRanks: StringIndex;
+  /** SPM: adjacent code point pairs (a * 0x110000 + b) that occur inside some token. */
+  readonly spmPairs: NumberSet | undefined;
   readonly special: SpecialIds;
   readonly eog: ReadonlySet<number>;
   /** Control, user-defined and unknown tokens, longest (in UTF-8 bytes) first. */
@@ -213,19 +217,16 @@ export function loadVocab(meta: Meta): Vocab {
 
 /**
  * loadVocab without holding the event loop: the work (maps over ~150k tokens and merges, about
- * 50-100 ms for a real BPE vocab) runs in slices with a macrotask turn between them.
+ * 50-100 ms for a real BPE vocab) runs in slices of the clock's budget, with a macrotask turn
+ * between them.
  */
-export async function loadVocabAsync(meta: Meta): Promise<Vocab> {
-  const steps = vocabSteps(meta);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+export async function loadVocabAsync(meta: Meta, clock: SliceClock = new SliceClock()): Promise<Vocab> {
+  return clock.run(vocabSteps(meta));
 }
 
-/** Entries per slice of loadVocabAsync (a few milliseconds of work). */
-const SLICE = 16384;
+/** Entries between two chances to yield: a fraction of a millisecond of work. */
+const STEP = 256;
+const stepDone = (i: number): boolean => i % STEP === STEP - 1;
 
 // loadVocab's body as a generator that yields between slices of its large loops.
 function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
@@ -285,14 +286,13 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
 
   addSpacePrefix = getBool(meta, 'tokenizer.ggml.add_space_prefix') ?? addSpacePrefix;
 
-  const tokens: string[] =
-    type === 'none'
-      ? Array.from({ length: getInt(meta, 'tokenizer.ggml.vocab_size') ?? 0 }, () => '')
-      : [...(getStringArray(meta, 'tokenizer.ggml.tokens') ?? [])];
-  if (type !== 'none' && meta['tokenizer.ggml.tokens'] === undefined) {
+  const rawTokens = type === 'none' ? undefined : getStringArray(meta, 'tokenizer.ggml.tokens');
+  if (type !== 'none' && rawTokens === undefined) {
     throw new TokenizerError('bad-metadata', 'tokenizer: metadata has no tokenizer.ggml.tokens key');
   }
-  const n = tokens.length;
+  const n = rawTokens ? rawTokens.length : (getInt(meta, 'tokenizer.ggml.vocab_size') ?? 0);
+  // Filled below, in slices (an empty string becomes "[EMPTY_<id>]", as in llama.cpp).
+  const tokens = new Array<string>(n).fill('');
 
   const scores = new Float32Array(n);
   const rawScores = getNumberArray(meta, 'tokenizer.ggml.scores');
@@ -300,7 +300,10 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
     if (rawScores.length < n) {
       throw new TokenizerError('bad-metadata', `tokenizer: tokenizer.ggml.scores has ${rawScores.length} entries for ${n} tokens`);
     }
-    for (let i = 0; i < n; i++) scores[i] = rawScores[i];
+    for (let i = 0; i < n; i++) {
+      scores[i] = rawScores[i];
+      if (stepDone(i)) yield;
+    }
   }
 
   const attrs = new Uint16Array(n).fill(Attr.Normal);
@@ -309,28 +312,50 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
     if (rawTypes.length < n) {
       throw new TokenizerError('bad-metadata', `tokenizer: tokenizer.ggml.token_type has ${rawTypes.length} entries for ${n} tokens`);
     }
-    for (let i = 0; i < n; i++) attrs[i] = attrFromType(rawTypes[i]);
-  }
-
-  const tokenToId = new Map<string, number>();
-  if (type !== 'none') {
     for (let i = 0; i < n; i++) {
-      if (tokens[i] === '') tokens[i] = `[EMPTY_${i}]`;
-      tokenToId.set(tokens[i], i);
-      if (i % SLICE === SLICE - 1) yield;
+      attrs[i] = attrFromType(rawTypes[i]);
+      if (stepDone(i)) yield;
     }
   }
 
-  const mergeRanks = new Map<string, number>();
+  const tokenToId = new StringIndex(tokens, type === 'none' ? 0 : n);
+  if (type !== 'none') {
+    for (let i = 0; i < n; i++) {
+      const t = rawTokens![i]!;
+      tokens[i] = t === '' ? `[EMPTY_${i}]` : t;
+      tokenToId.add(i, true);  // a repeated string maps to its last id, as in llama.cpp's map
+      if (stepDone(i)) yield;
+    }
+  }
+
+  let spmPairs: NumberSet | undefined;
+  if (type === 'spm') {
+    spmPairs = new NumberSet();
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i];
+      let prev = -1;
+      for (let k = 0; k < t.length; ) {
+        const cp = t.codePointAt(k)!;
+        if (prev >= 0) spmPairs.add(prev * 0x110000 + cp);
+        prev = cp;
+        k += cp > 0xffff ? 2 : 1;
+      }
+      if (stepDone(i)) yield;
+    }
+  }
+
+  let mergeRanks = new StringIndex([], 0);
   if (type === 'bpe') {
     const merges = getStringArray(meta, 'tokenizer.ggml.merges');
     if (!merges) throw new TokenizerError('bad-metadata', 'tokenizer: BPE metadata has no tokenizer.ggml.merges key');
+    // llama.cpp splits at the first space after position 0; a merge without one maps to ("", "").
+    const keys = new Array<string>(merges.length);
+    mergeRanks = new StringIndex(keys);
     for (let i = 0; i < merges.length; i++) {
       const m = merges[i];
-      // llama.cpp splits at the first space after position 0; a merge without one maps to ("", "").
-      const key = m.indexOf(' ', 1) >= 0 ? m : ' ';
-      if (!mergeRanks.has(key)) mergeRanks.set(key, i);
-      if (i % SLICE === SLICE - 1) yield;
+      keys[i] = m.indexOf(' ', 1) >= 0 ? m : ' ';
+      mergeRanks.add(i, false);  // a repeated merge keeps its first rank
+      if (stepDone(i)) yield;
     }
   }
 
@@ -370,6 +395,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
 
     for (let i = 0; i < n; i++) {
       if ((attrs[i] & Attr.Control) !== 0 && tokens[i].includes('unused')) attrs[i] |= Attr.Unused;
+      if (stepDone(i)) yield;
     }
   }
 
@@ -382,6 +408,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
         eog.add(i);
         markControl(i);
       }
+      if (stepDone(i)) yield;
     }
   }
   for (const t of ['<|channel|>', '<|message|>', '<|start|>', '<|constrain|>']) {
@@ -415,11 +442,12 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
       specialTokens.push(i);
       byteLen.set(i, utf8Encoder.encode(tokens[i]).length);
     }
+    if (stepDone(i)) yield;
   }
   specialTokens.sort((a, b) => byteLen.get(b)! - byteLen.get(a)! || a - b);
 
   return {
-    type, model, pre, preSpec, tokens, scores, attrs, tokenToId, mergeRanks, special, eog, specialTokens,
+    type, model, pre, preSpec, tokens, scores, attrs, tokenToId, mergeRanks, spmPairs, special, eog, specialTokens,
     addBos, addEos, addSep, addSpacePrefix, cleanSpaces, ignoreMerges,
   };
 }

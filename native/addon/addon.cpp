@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <ctime>
+#include <limits>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -588,6 +590,17 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     return obj;
 }
 
+// CPU time of the calling (JS) thread, in milliseconds: what a slice of JS work cost the thread,
+// independent of how long the OS kept it off a core (lib/slices.ts). NaN where unavailable.
+Napi::Value thread_cpu_ms(const Napi::CallbackInfo& cb) {
+    double ms = std::numeric_limits<double>::quiet_NaN();
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    timespec ts{};
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) ms = double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+#endif
+    return Napi::Number::New(cb.Env(), ms);
+}
+
 Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
     const cpu_features& f = cpu_detect();
@@ -677,6 +690,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("loadModel", Napi::Function::New(env, load_model));
     exports.Set("createSession", Napi::Function::New(env, create_session));
     exports.Set("cpuInfo", Napi::Function::New(env, cpu_info));
+    exports.Set("threadCpuMs", Napi::Function::New(env, thread_cpu_ms));
     exports.Set("quantize", Napi::Function::New(env, quantize));
     exports.Set("dequantize", Napi::Function::New(env, dequantize));
     return exports;

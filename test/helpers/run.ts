@@ -1,0 +1,46 @@
+// Child processes for tests, asynchronously: a test file's worker must keep its event loop free
+// while a build, valgrind or a CLI runs (a synchronous spawn held it for a minute, and vitest's
+// worker RPC timed out), and a test must never skip for a missing tool under CI=true.
+import { spawn, spawnSync } from 'node:child_process';
+
+export interface RunResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** stdout then stderr. */
+  output: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Written to the child's stdin, which is then closed. */
+  input?: string;
+}
+
+export function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr, output: stdout + stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/**
+ * Whether a command-line tool is installed. Under CI=true a missing tool is an error, not a skip:
+ * .ci/run installs what the tests need.
+ */
+export function hasTool(cmd: string, testFile: string): boolean {
+  const found = spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+  if (!found) {
+    if (process.env.CI === 'true') throw new Error(`${testFile}: ${cmd} is not installed, and CI=true forbids skipping (.ci/run installs it)`);
+    console.log(`${testFile}: ${cmd} is not installed, so the tests that need it are skipped`);
+  }
+  return found;
+}
