@@ -1,5 +1,5 @@
 {
-  # The addon: the core (native/{gguf,quant,cpu,runtime,arch}) plus the N-API layer (native/addon).
+  # The addon: the core (native/{base,gguf,quant,cpu,runtime,arch}) plus the N-API layer (native/addon).
   # Each ISA's kernels are a static library compiled with its own -m flags; cpu/dispatch.cpp picks
   # one at run time by cpuid, so one binary runs on any x86-64.
   "variables": {
@@ -44,7 +44,7 @@
       "target_name": "moerun",
       "dependencies": ["moerun_avx2", "moerun_avx512"],
       "sources": [
-        "<!@(node scripts/list-sources.cjs native/gguf native/quant native/cpu native/runtime native/arch native/addon)"
+        "<!@(node scripts/list-sources.cjs native/base native/gguf native/quant native/cpu native/runtime native/arch native/addon)"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -2,7 +2,7 @@
 // per-head Q/K RMSNorm, partial NeoX RoPE (rope.dimension_count < head dim), sigmoid routing with
 // a selection-only expert bias and group-limited top-k, a shared expert, leading dense layers, and
 // next-token-prediction (MTP) layers at the end of the file that are loaded and skipped.
-#include "../runtime/error.h"
+#include "../base/error.h"
 #include "arch.h"
 
 namespace moerun {

@@ -1,7 +1,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "../runtime/error.h"
+#include "../base/error.h"
 #include "arch.h"
 
 namespace moerun {
@@ -80,6 +80,7 @@ tensor arch_tensor(const model& m, const std::string& name, std::initializer_lis
     t.data = info->data;
     t.type = info->type;
     std::memcpy(t.ne, info->ne, sizeof t.ne);
+    t.row_stride = row_size(t.type, t.ne[0]);
     t.name = &info->name;
     return t;
 }

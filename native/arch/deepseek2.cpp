@@ -4,7 +4,7 @@
 // Normal-order RoPE on the decoupled rope dims.
 #include <cmath>
 
-#include "../runtime/error.h"
+#include "../base/error.h"
 #include "arch.h"
 
 namespace moerun {

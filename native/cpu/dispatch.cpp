@@ -6,7 +6,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "../runtime/error.h"
+#include "../base/error.h"
 #include "vector_ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)

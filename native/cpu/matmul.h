@@ -5,8 +5,9 @@
 #include <initializer_list>
 #include <vector>
 
-#include "../runtime/tensor.h"
-#include "thread_pool.h"
+#include "../base/tensor.h"
+#include "../base/thread_pool.h"
+#include "../quant/types.h"
 
 namespace moerun {
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "../gguf/gguf.h"
-#include "../runtime/error.h"
+#include "../base/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "../runtime/error.h"
+#include "../base/error.h"
 
 namespace moerun {
 

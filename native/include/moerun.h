@@ -11,7 +11,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../gguf/gguf.h"
-#include "../runtime/error.h"
+#include "../base/error.h"
 #include "../runtime/model.h"
 #include "../runtime/sampler.h"
 #include "../runtime/session.h"

@@ -2,8 +2,8 @@
 
 #include <strings.h>
 
-#include "../cpu/thread_pool.h"
-#include "../runtime/error.h"
+#include "../base/thread_pool.h"
+#include "../base/error.h"
 
 namespace moerun {
 

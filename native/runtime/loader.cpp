@@ -4,7 +4,7 @@
 #include "../arch/arch.h"
 #include "../cpu/dispatch.h"
 #include "../include/moerun.h"
-#include "error.h"
+#include "../base/error.h"
 
 namespace moerun {
 

@@ -10,9 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/thread_pool.h"
+#include "../base/thread_pool.h"
 #include "../gguf/gguf.h"
-#include "tensor.h"
+#include "../base/tensor.h"
+#include "../quant/types.h"
 
 namespace moerun {
 

@@ -7,7 +7,7 @@
 
 #include "../cpu/matmul.h"
 #include "../cpu/vector_ops.h"
-#include "error.h"
+#include "../base/error.h"
 #include "ffn.h"
 #include "ops.h"
 

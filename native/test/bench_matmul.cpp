@@ -18,9 +18,9 @@
 
 #include "../cpu/dispatch.h"
 #include "../cpu/matmul.h"
-#include "../cpu/thread_pool.h"
+#include "../base/thread_pool.h"
 #include "../quant/types.h"
-#include "../runtime/tensor.h"
+#include "../base/tensor.h"
 
 using namespace moerun;
 
@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
             w.type = type;
             w.ne[0] = k;
             w.ne[1] = n;
+            w.row_stride = row_size(w.type, k);
             for (int64_t m : ms) {
                 std::vector<float> x(size_t(m * k)), y(size_t(m * n));
                 for (float& v : x) v = gauss(rng);

@@ -32,12 +32,12 @@
 
 #include "../cpu/dispatch.h"
 #include "../cpu/matmul.h"
-#include "../cpu/thread_pool.h"
+#include "../base/thread_pool.h"
 #include "../cpu/vector_ops.h"
 #include "../quant/blocks.h"
 #include "../quant/types.h"
-#include "../runtime/error.h"
-#include "../runtime/tensor.h"
+#include "../base/error.h"
+#include "../base/tensor.h"
 
 using namespace moerun;
 using T = tensor_type;
@@ -494,6 +494,7 @@ void check_matmul(thread_pool& pool, const type_case& c, int64_t m) {
     w.type = c.type;
     w.ne[0] = k;
     w.ne[1] = n;
+    w.row_stride = row_size(w.type, k);
     std::vector<float> y(size_t(m * n));
     std::vector<uint8_t> scratch;
     matmul(pool, w, x.data(), m, y.data(), scratch);
