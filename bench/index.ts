@@ -6,7 +6,7 @@
 //
 // For each shape and quantization: the model file from scripts/make-bench-model.ts (cached under
 // os.tmpdir()/moerun-bench), then both engines on the same file with the same threads, each in its
-// own process, interleaved round by round after an excluded warm-up (lib/bench.ts measureSpeed):
+// own process, interleaved round by round after an excluded warm-up (lib/bench/measure.ts measureSpeed):
 // pp and tg tokens/s (median, min–max), load time (file in the page cache) and peak RSS, the ratio,
 // and decode's achieved weight bandwidth (active weight bytes per token × tokens/s) next to the
 // memory bandwidth measured in this process with the same thread count.
@@ -22,7 +22,12 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 import { readGgufInfo } from '../lib/gguf/reader.js';
-import { activeWeightBytes, formatTable, gitCommit, measureBandwidth, measureSpeed, type EngineResult } from '../lib/bench.js';
+import { measureBandwidth } from '../lib/bench/bandwidth.js';
+import { gitCommit } from '../lib/bench/conditions.js';
+import { activeWeightBytes } from '../lib/bench/gguf-stats.js';
+import { measureSpeed } from '../lib/bench/measure.js';
+import type { EngineResult } from '../lib/bench/report.js';
+import { formatTable } from '../lib/cli/render.js';
 import { cpuInfo } from '../lib/system.js';
 import { BENCH_SHAPES, makeBenchModel, type BenchQuant, type BenchShapeName } from '../scripts/make-bench-model.js';
 

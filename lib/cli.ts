@@ -7,10 +7,12 @@
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
  *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
+ * The entry point (package.json `bin`); commands that outgrow it live in lib/cli/ (bench-command.ts,
+ * with the report's table and SVG in render.ts). Nothing in the library imports lib/cli*.
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { benchCommand, benchUsage } from './bench.js';
+import { benchCommand, benchUsage } from './cli/bench-command.js';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';

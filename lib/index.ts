@@ -26,8 +26,9 @@ export {
   type GenerateStats,
   type StopReason,
   type KvCacheType,
+  type SessionModel,
 } from './session.js';
 export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } from './chat.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
-export { bench, formatBenchTable, renderBenchSvg, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench.js';
+export { bench, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench/index.js';

@@ -4,9 +4,10 @@
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import { convertSliced, type GgufInfo } from './gguf/reader.js';
 import { native, type NativeModel } from './native.js';
-import { Session, type SessionOptions } from './session.js';
+import { Session, type SessionModel, type SessionOptions } from './session.js';
 import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
+import type { ModelInfo } from './model-info.js';
 import {
   abortSignal,
   booleanOption,
@@ -17,7 +18,10 @@ import {
   positiveInteger,
   describe,
   invalid,
+  toTokenArray,
 } from './validate.js';
+
+export type { ModelInfo } from './model-info.js';
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
@@ -27,42 +31,6 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   /** Called with the fraction of weights loaded, 0..1. */
   onProgress?: (fraction: number) => void;
-}
-
-/** A loaded model's description. */
-export interface ModelInfo {
-  /** GGUF `general.architecture`, e.g. `llama`, `qwen3moe` */
-  architecture: string;
-  /** GGUF `general.name`, when present */
-  name: string | undefined;
-  /** Transformer layers */
-  blockCount: number;
-  /** Hidden size */
-  embeddingLength: number;
-  /** Query heads */
-  headCount: number;
-  /** Key/value heads */
-  headCountKv: number;
-  /** Tokens in the vocabulary (rows of the output head) */
-  vocabSize: number;
-  /** Training context length */
-  contextLength: number;
-  /** Experts per MoE layer (0 = dense) */
-  expertCount: number;
-  /** Experts used per token (0 = dense) */
-  expertUsedCount: number;
-  /** GGUF `general.file_type` (llama.cpp's LLAMA_FTYPE), -1 when absent */
-  fileType: number;
-  /** File size in bytes */
-  sizeBytes: number;
-  /** Parameters (elements of all tensors in the file) */
-  parameterCount: number;
-  /** Parameters read per token: everything but the routed experts, plus n_expert_used / n_expert of those */
-  activeParameterCount: number;
-  /** Compute threads in use */
-  threads: number;
-  /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
-  cpuPath: string;
 }
 
 /**
@@ -92,7 +60,7 @@ export interface DetokenizeOptions {
 }
 
 /** A loaded model. Create sessions from it; dispose it when done (or use `await using`). */
-export class Model {
+export class Model implements SessionModel {
   /** What the model is. */
   readonly info: ModelInfo;
   /** The file it was loaded from. */
@@ -128,7 +96,7 @@ export class Model {
     this.#check();
     if (typeof text !== 'string') throw invalid(`Expected a string for text but received ${describe(text)}`);
     const o = optionsObject(options, 'tokenize()');
-    checkKnownKeys(o, ['addBos', 'special'], 'tokenize()');
+    checkKnownKeys(o, ['addBos', 'special'] satisfies (keyof TokenizeOptions)[], 'tokenize()');
     if (o.addBos !== undefined) booleanOption('addBos', o.addBos);
     if (o.special !== undefined) booleanOption('special', o.special);
     return this.tokenizer.tokenize(text, o);
@@ -139,15 +107,15 @@ export class Model {
     this.#check();
     const ids = toTokenArray(tokens, this.info.vocabSize, 'tokens');
     const o = optionsObject(options, 'detokenize()');
-    checkKnownKeys(o, ['special'], 'detokenize()');
+    checkKnownKeys(o, ['special'] satisfies (keyof DetokenizeOptions)[], 'detokenize()');
     if (o.special !== undefined) booleanOption('special', o.special);
     return this.tokenizer.detokenize(ids, o);
   }
 
   /** A new session (its own KV cache) on this model. */
-  createSession(options?: SessionOptions): Session {
+  createSession(options?: SessionOptions): Session<Model> {
     const nativeModel = this.#check();
-    const session = new Session(this, nativeModel, options);
+    const session: Session<Model> = new Session(this, nativeModel, () => this.#sessions.delete(session), options);
     this.#sessions.add(session);
     return session;
   }
@@ -168,11 +136,6 @@ export class Model {
   /** `await using model = await loadModel(...)` */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose();
-  }
-
-  /** @internal */
-  forgetSession(session: Session): void {
-    this.#sessions.delete(session);
   }
 
   #check(): NativeModel {
@@ -235,20 +198,4 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
     nativeModel?.dispose();
     signal?.removeEventListener('abort', onAbort);
   }
-}
-
-/** Validates token ids and copies them into an Int32Array. @internal */
-export function toTokenArray(tokens: ArrayLike<number>, vocabSize: number, name: string): Int32Array {
-  if (tokens === null || typeof tokens !== 'object' || typeof (tokens as ArrayLike<number>).length !== 'number') {
-    throw invalid(`Expected an array of token ids for ${name} but received ${describe(tokens)}`);
-  }
-  const out = new Int32Array(tokens.length);
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
-      throw invalid(`Expected token ids in [0, ${vocabSize}) for ${name} but received ${describe(t)} at index ${i}`);
-    }
-    out[i] = t;
-  }
-  return out;
 }

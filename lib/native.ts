@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
-import type { ModelInfo } from './model.js';
+import type { ModelInfo } from './model-info.js';
 
 /** Fields of `model.info` that come from native code (all but `name`). */
 export type NativeModelInfo = Omit<ModelInfo, 'name'>;

@@ -66,6 +66,9 @@ export interface QuantizeOptions {
   signal?: AbortSignal;
 }
 
+/** The names of {@link QuantizeOptions}, each checked against the interface. */
+const quantizeOptionKeys = ['threads', 'onProgress', 'signal'] as const satisfies readonly (keyof QuantizeOptions)[];
+
 /** What happened to one tensor. */
 export interface QuantizedTensor {
   name: string;
@@ -112,9 +115,9 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
   nonEmptyString('outPath', outPath);
   const target = oneOf('type', type, quantizeTypes);
   const opts = optionsObject(options, 'quantize()');
-  checkKnownKeys(opts, ['threads', 'onProgress', 'signal'], 'quantize()');
+  checkKnownKeys(opts, quantizeOptionKeys, 'quantize()');
   const threads = opts.threads === undefined ? cpuInfo().physicalCores : positiveInteger('threads', opts.threads);
-  const onProgress = opts.onProgress === undefined ? undefined : functionOption<(f: number, name: string) => void>('onProgress', opts.onProgress);
+  const onProgress = opts.onProgress === undefined ? undefined : functionOption<NonNullable<QuantizeOptions['onProgress']>>('onProgress', opts.onProgress);
   const signal = opts.signal === undefined ? undefined : abortSignal('signal', opts.signal);
   const checkAbort = (): void => {
     if (signal?.aborted) throw new MoerunError('ERR_ABORTED', `quantize: aborted while writing ${outPath}; no file was written`);

@@ -4,12 +4,12 @@
  */
 import { checkMessages, promptOpensThink, renderChatTemplate, templateStopTokens, ThinkSplitter, type ChatMessage } from './chat.js';
 import { callNative, callNativeSync, MoerunError } from './errors.js';
-import type { Model } from './model.js';
-import { toTokenArray } from './model.js';
+import type { GgufInfo } from './gguf/reader.js';
+import type { ModelInfo } from './model-info.js';
 import type { NativeModel, NativeSamplerParams, NativeSession } from './native.js';
 import { native } from './native.js';
 import { StopMatcher } from './stop.js';
-import { StreamingDetokenizer } from './tokenizer/index.js';
+import { StreamingDetokenizer, type Tokenizer } from './tokenizer/index.js';
 import {
   abortSignal,
   booleanOption,
@@ -21,10 +21,36 @@ import {
   optionsObject,
   positiveInteger,
   describe,
+  toTokenArray,
 } from './validate.js';
 
+/** Every KV cache element type a session accepts. */
+export const kvCacheTypes = ['f32', 'f16', 'bf16', 'q8_0'] as const;
+
 /** KV cache element types. `f32` is exact; `f16` (default, like llama.cpp) halves the memory. */
-export type KvCacheType = 'f32' | 'f16' | 'bf16' | 'q8_0';
+export type KvCacheType = (typeof kvCacheTypes)[number];
+
+/** What `logits` of {@link EvaluateOptions} accepts. */
+const logitsModes = ['all', 'last'] as const;
+
+/**
+ * What a session uses of its model; {@link Model} is one. Sessions know the model through this
+ * alone, so model.ts imports session.ts and never the other way round.
+ */
+export interface SessionModel {
+  /** The file it was loaded from. */
+  readonly path: string;
+  /** The parts of {@link ModelInfo} a session reads. */
+  readonly info: Readonly<Pick<ModelInfo, 'name' | 'vocabSize' | 'contextLength'>>;
+  /** The file's header and metadata (the chat template). */
+  readonly gguf: GgufInfo;
+  /** The model's tokenizer. */
+  readonly tokenizer: Tokenizer;
+  /** True once the model is disposed. */
+  readonly disposed: boolean;
+  /** Text to token ids. */
+  tokenize(text: string, options?: { addBos?: boolean }): Int32Array;
+}
 
 /** Options of {@link Model.createSession}. */
 export interface SessionOptions {
@@ -37,7 +63,7 @@ export interface SessionOptions {
 /** Options of {@link Session.evaluate}. */
 export interface EvaluateOptions {
   /** `'all'`: one row of vocabSize logits per token; `'last'` (default): the last token's row. */
-  logits?: 'all' | 'last';
+  logits?: (typeof logitsModes)[number];
   /** Aborts the evaluation at the next layer boundary (rejects with `ERR_ABORTED`). */
   signal?: AbortSignal;
 }
@@ -112,14 +138,21 @@ export interface ChatChunk {
   token: number;
 }
 
+/** The names of {@link GenerateOptions}, each checked against the interface. */
 const generateOptionKeys = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
-] as const;
+] as const satisfies readonly (keyof GenerateOptions)[];
 
-/** A sequence's state on a model: its KV cache and sampler. Create with {@link Model.createSession}. */
-export class Session {
+/** The names of {@link ChatOptions} beyond {@link GenerateOptions}'. */
+const chatOptionKeys = ['chatTemplate', 'enableThinking', 'templateVars'] as const satisfies readonly Exclude<keyof ChatOptions, keyof GenerateOptions>[];
+
+/**
+ * A sequence's state on a model: its KV cache and sampler. Create with {@link Model.createSession}
+ * (which gives a `Session<Model>`: `session.model` is the {@link Model}).
+ */
+export class Session<M extends SessionModel = SessionModel> {
   /** The model this session runs on. */
-  readonly model: Model;
+  readonly model: M;
   /** KV cache capacity in tokens. */
   readonly contextSize: number;
   /** KV cache element type. */
@@ -138,14 +171,17 @@ export class Session {
   #pending: number[] = [];
   /** Native evaluation calls started (for backpressure tests). */
   #nativeCalls = 0;
+  /** Tells the model this session is gone. */
+  readonly #onDispose: () => void;
 
   /** @internal Use {@link Model.createSession}. */
-  constructor(model: Model, nativeModel: NativeModel, options?: SessionOptions) {
+  constructor(model: M, nativeModel: NativeModel, onDispose: () => void, options?: SessionOptions) {
     this.model = model;
+    this.#onDispose = onDispose;
     const o = optionsObject(options, 'createSession()');
-    checkKnownKeys(o, ['contextSize', 'kvCacheType'], 'createSession()');
+    checkKnownKeys(o, ['contextSize', 'kvCacheType'] satisfies (keyof SessionOptions)[], 'createSession()');
     this.contextSize = o.contextSize === undefined ? Math.min(model.info.contextLength || 4096, 4096) : positiveInteger('contextSize', o.contextSize);
-    this.kvCacheType = o.kvCacheType === undefined ? 'f16' : oneOf('kvCacheType', o.kvCacheType, ['f32', 'f16', 'bf16', 'q8_0'] as const);
+    this.kvCacheType = o.kvCacheType === undefined ? 'f16' : oneOf('kvCacheType', o.kvCacheType, kvCacheTypes);
     this.#native = callNativeSync(() => native().createSession(nativeModel, this.contextSize, this.kvCacheType));
   }
 
@@ -173,8 +209,8 @@ export class Session {
     const ids = toTokenArray(tokens, this.model.info.vocabSize, 'tokens');
     if (ids.length === 0) throw invalid('Expected at least one token for tokens but received an empty array');
     const o = optionsObject(options, 'evaluate()');
-    checkKnownKeys(o, ['logits', 'signal'], 'evaluate()');
-    const mode = o.logits === undefined ? 'last' : oneOf('logits', o.logits, ['all', 'last'] as const);
+    checkKnownKeys(o, ['logits', 'signal'] satisfies (keyof EvaluateOptions)[], 'evaluate()');
+    const mode = o.logits === undefined ? 'last' : oneOf('logits', o.logits, logitsModes);
     const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
     return this.#exclusive(async () => {
       await this.#flushPending(s, signal);
@@ -208,7 +244,7 @@ export class Session {
     const s = this.#check();
     const msgs = checkMessages(messages);
     const o = optionsObject(options, 'chat()');
-    checkKnownKeys(o, [...generateOptionKeys, 'chatTemplate', 'enableThinking', 'templateVars'], 'chat()');
+    checkKnownKeys(o, [...generateOptionKeys, ...chatOptionKeys], 'chat()');
     let template: string;
     if (o.chatTemplate !== undefined) {
       if (typeof o.chatTemplate !== 'string' || o.chatTemplate.length === 0) {
@@ -311,7 +347,7 @@ export class Session {
     s.abort();
     await this.#inflight?.catch(() => undefined);
     s.dispose();
-    this.model.forgetSession(this);
+    this.#onDispose();
   }
 
   /** `await using session = model.createSession()` */

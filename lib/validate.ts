@@ -82,6 +82,22 @@ export function nonEmptyString(name: string, value: unknown): string {
   return value;
 }
 
+/** Validates token ids and copies them into an Int32Array. @internal */
+export function toTokenArray(tokens: ArrayLike<number>, vocabSize: number, name: string): Int32Array {
+  if (tokens === null || typeof tokens !== 'object' || typeof (tokens as ArrayLike<number>).length !== 'number') {
+    throw invalid(`Expected an array of token ids for ${name} but received ${describe(tokens)}`);
+  }
+  const out = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw invalid(`Expected token ids in [0, ${vocabSize}) for ${name} but received ${describe(t)} at index ${i}`);
+    }
+    out[i] = t;
+  }
+  return out;
+}
+
 function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {

@@ -1,21 +1,15 @@
-// moerun bench (lib/bench.ts): argument parsing, the quality arithmetic on distributions small
-// enough to work out by hand, active-bytes arithmetic, SVG well-formedness, and one real run on
-// stories260K (quantized to Q8_0, both engines, tiny pp/tg) checked for the JSON shape. Speed is
-// never asserted here (see bench/).
+// moerun bench (lib/bench/, lib/cli/bench-command.ts, lib/cli/render.ts): argument parsing, the
+// quality arithmetic on distributions small enough to work out by hand, active-bytes arithmetic,
+// SVG well-formedness, and one real run on stories260K (quantized to Q8_0, both engines, tiny
+// pp/tg) checked for the JSON shape. Speed is never asserted here (see bench/).
 import { describe, expect, it } from 'vitest';
 import { bench, bundledModelPath, type BenchReport } from 'moerun';
 
-import {
-  activeWeightBytes,
-  formatBenchTable,
-  klDivergence,
-  logSoftmax,
-  niceTicks,
-  parseBenchArgs,
-  QualityAccumulator,
-  renderBenchSvg,
-  spread,
-} from '../lib/bench.js';
+import { activeWeightBytes } from '../lib/bench/gguf-stats.js';
+import { spread } from '../lib/bench/measure.js';
+import { klDivergence, logSoftmax, QualityAccumulator } from '../lib/bench/quality.js';
+import { parseBenchArgs } from '../lib/cli/bench-command.js';
+import { formatBenchTable, niceTicks, renderBenchSvg } from '../lib/cli/render.js';
 import { MoerunError } from '../lib/errors.js';
 import type { GgufInfo, GgufTensorInfo } from '../lib/gguf/reader.js';
 

@@ -1,16 +1,22 @@
 // Compile-time checks of the public API's types (compiled by test/types.test.ts with tsc; never run).
 // Lines marked @ts-expect-error must fail to compile: misuse is a type error, not a runtime surprise.
 import {
+  bench,
   loadModel,
   readGgufInfo,
   MoerunError,
+  type BenchReport,
   type GenerateChunk,
   type GenerateStats,
   type GgufInfo,
   type KvCacheType,
   type MoerunErrorCode,
+  type Model,
   type ModelInfo,
+  type Session,
 } from 'moerun';
+// @ts-expect-error: the bench report's table and SVG are the CLI's (lib/cli/render.ts), not the library's
+import { formatBenchTable } from 'moerun';
 
 export async function usage(): Promise<void> {
   const info: GgufInfo = await readGgufInfo('m.gguf');
@@ -29,6 +35,10 @@ export async function usage(): Promise<void> {
   await using session = model.createSession({ contextSize: 256, kvCacheType: kv });
   const logits: Float32Array = await session.evaluate(ids, { logits: 'all' });
   void logits;
+  const own: Model = session.model;  // a model's sessions know it as the Model
+  const anySession: Session = session;  // and are Sessions
+  void own;
+  void anySession;
   const stream = session.generate('Once', { maxTokens: 4, temperature: 0, topK: 1, stop: ['\n'], seed: 1 });
   for await (const chunk of stream) {
     const c: GenerateChunk = chunk;
@@ -46,6 +56,12 @@ export async function usage(): Promise<void> {
       void code;
     }
   }
+
+  const report: BenchReport = await bench({ models: ['m.gguf'], quants: ['Q8_0'], threads: 2, onProgress: (f, label) => void [f, label] });
+  const tg: number = report.results[0]!.moerun.tg.median;
+  void tg;
+  // @ts-expect-error: quants is a closed set
+  await bench({ models: ['m.gguf'], quants: ['Q9'] });
 
   // @ts-expect-error: threads must be a number or 'auto'
   await loadModel('m.gguf', { threads: 'many' });

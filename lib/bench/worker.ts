@@ -1,26 +1,13 @@
 /**
- * The child process behind {@link ./bench.ts}: one engine (moerun or llama.cpp through
- * node-llama-cpp) on one model file, serving timing requests from the parent over IPC. A process
- * per engine keeps each one's peak RSS its own, lets the parent interleave the engines, and turns
- * a native abort into a reported failure instead of a dead benchmark.
- *
- * Protocol: the parent sends one {@link WorkerInit}; the child answers `{ ok: true, loadMs }` once
- * the model is loaded, then one reply per {@link WorkerRequest}: `{ ok: true, ms, maxRssBytes }` or
- * `{ ok: false, error }`.
+ * The child process behind an {@link EngineProcess} (engines.ts): one engine (moerun or llama.cpp
+ * through node-llama-cpp) on one model file, serving timing requests from the parent over IPC.
+ * The protocol ({@link WorkerInit}, {@link WorkerRequest}, {@link WorkerReply}) is defined in
+ * engines.ts. engines.ts forks this file by its path next to itself (worker.js in dist, worker.ts
+ * through tsx from source).
  * @internal
  */
-import { loadModel } from './model.js';
-
-/** @internal */
-export interface WorkerInit {
-  engine: 'moerun' | 'llama.cpp';
-  file: string;
-  threads: number;
-  contextSize: number;
-}
-
-/** @internal pp: evaluate `tokens` from an empty context; tg: `n` greedy decode steps after `first`. */
-export type WorkerRequest = { cmd: 'pp'; tokens: number[] } | { cmd: 'tg'; first: number; n: number } | { cmd: 'exit' };
+import { loadModel } from '../model.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './engines.js';
 
 interface Engine {
   /** Milliseconds to evaluate `tokens` (the last one with logits) from an empty context. */
@@ -105,7 +92,7 @@ async function llamaCppEngine(init: WorkerInit): Promise<Engine> {
 }
 
 const maxRssBytes = (): number => process.resourceUsage().maxRSS * 1024;
-const send = (msg: object): void => {
+const send = (msg: WorkerReply): void => {
   process.send?.(msg);
 };
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));

@@ -1,0 +1,40 @@
+/**
+ * {@link ModelInfo}, on its own so that native.ts (whose `info()` fills most of it) and model.ts
+ * both name it without native.ts importing model.ts.
+ */
+
+/** A loaded model's description. */
+export interface ModelInfo {
+  /** GGUF `general.architecture`, e.g. `llama`, `qwen3moe` */
+  architecture: string;
+  /** GGUF `general.name`, when present */
+  name: string | undefined;
+  /** Transformer layers */
+  blockCount: number;
+  /** Hidden size */
+  embeddingLength: number;
+  /** Query heads */
+  headCount: number;
+  /** Key/value heads */
+  headCountKv: number;
+  /** Tokens in the vocabulary (rows of the output head) */
+  vocabSize: number;
+  /** Training context length */
+  contextLength: number;
+  /** Experts per MoE layer (0 = dense) */
+  expertCount: number;
+  /** Experts used per token (0 = dense) */
+  expertUsedCount: number;
+  /** GGUF `general.file_type` (llama.cpp's LLAMA_FTYPE), -1 when absent */
+  fileType: number;
+  /** File size in bytes */
+  sizeBytes: number;
+  /** Parameters (elements of all tensors in the file) */
+  parameterCount: number;
+  /** Parameters read per token: everything but the routed experts, plus n_expert_used / n_expert of those */
+  activeParameterCount: number;
+  /** Compute threads in use */
+  threads: number;
+  /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
+  cpuPath: string;
+}
