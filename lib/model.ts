@@ -36,7 +36,7 @@ export interface LoadModelOptions {
 /**
  * How a load went, for apps that must keep their event loop responsive (an Electron renderer):
  * the JS-thread part of loading (converting metadata strings, indexing the vocabulary) runs in
- * slices of about 2 ms, and these are the numbers.
+ * slices of about 1 ms, and these are the numbers.
  */
 export interface LoadStats {
   /** From the call to the resolved promise, milliseconds. */

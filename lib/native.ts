@@ -13,17 +13,29 @@ import type { ModelInfo } from './model-info.js';
 /** Fields of `model.info` that come from native code (all but `name`). */
 export type NativeModelInfo = Omit<ModelInfo, 'name'>;
 
+/** Chunk c of a large GGUF string array: its elements c * 4096 .. as one string and their offsets. */
+export interface NativeStringTableChunk {
+  text: string;
+  offsets: Uint32Array;
+}
+
 /**
  * Access to a parsed GGUF: `gguf(maxInline)` converts the header, metadata and tensor list, with
- * string arrays longer than maxInline left as `{ deferredStrings: n }` for `ggufStrings(key, begin,
- * end)` to fetch in slices (see lib/gguf/reader.ts).
+ * string arrays longer than maxInline (1024, the native side's table threshold) left as
+ * `{ deferredStrings: n }` for `ggufStringTableChunk(key, c)` to fetch, each chunk once (see
+ * lib/gguf/reader.ts).
  */
 export interface NativeGgufSource {
   gguf(maxInline?: number): GgufInfo;
-  ggufStrings(key: string, begin: number, end: number): string[];
+  ggufStringTableChunk(key: string, chunk: number): NativeStringTableChunk;
+  /** Numeric arrays of over 16384 elements are left as `{ deferredArray: n, elementType }` (the
+   * typed array class); this copies elements begin.. into `target`, as many as fit. */
+  ggufArrayInto(key: string, begin: number, target: ArrayBufferView): number;
 }
 
 export interface NativeModel extends NativeGgufSource {
+  /** Strings [begin, end) of a string array, one JS string each (tests compare tables against it). */
+  ggufStrings(key: string, begin: number, end: number): string[];
   info(): NativeModelInfo;
   dispose(): void;
 }
@@ -31,6 +43,8 @@ export interface NativeModel extends NativeGgufSource {
 export interface NativeGguf {
   info(maxInline?: number): GgufInfo;
   strings(key: string, begin: number, end: number): string[];
+  stringTableChunk(key: string, chunk: number): NativeStringTableChunk;
+  arrayInto(key: string, begin: number, target: ArrayBufferView): number;
   close(): void;
 }
 

@@ -22,8 +22,8 @@ export interface SliceStats {
   totalMs: number;
 }
 
-/** Target length of one slice: well under a 16 ms frame, even on a slow core. */
-export const SLICE_BUDGET_MS = 2;
+/** Target length of one slice: a small part of a 16 ms frame, even on a slow core (a slice ends at the first step past it). */
+export const SLICE_BUDGET_MS = 1;
 
 // The addon's thread clock; NaN if the addon cannot load (the tokenizer also runs without it).
 const threadCpuMs = (): number => {

@@ -166,3 +166,46 @@ describe('readGgufInfo', () => {
     }
   });
 });
+
+// Large string arrays arrive as string tables (one string per chunk of 4096 elements, decoded by
+// native/addon/addon.cpp's append_utf16), and large numeric arrays a piece at a time. Each element
+// must be exactly the string V8 makes of the same bytes, invalid UTF-8 included.
+describe('large arrays', () => {
+  function fileWithArrays(strings: Buffer[], numbers: Float32Array): Buffer {
+    const b = new Bytes();
+    b.u8(0x47).u8(0x47).u8(0x55).u8(0x46).u32(3).u64(0n).u64(3n);
+    b.str('general.architecture').u32(8).str('llama');
+    b.str('test.strings').u32(9).u32(8).u64(BigInt(strings.length));
+    for (const s of strings) {
+      b.u64(BigInt(s.length));
+      b.parts.push(...s);
+    }
+    b.str('test.numbers').u32(9).u32(6).u64(BigInt(numbers.length));
+    for (const v of numbers) b.f32(v);
+    return b.buffer();
+  }
+
+  it('decodes every element as V8 does, valid or not, across chunk boundaries', async () => {
+    // Random byte strings biased towards UTF-8 lead and continuation bytes, plus edge cases.
+    let x = 12345;
+    const rand = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
+    const pool = [0x41, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0xa0, 0x9f, 0x90, 0x8f];
+    const strings: Buffer[] = [
+      Buffer.from(''), Buffer.from('plain'), Buffer.from('▁über 𝄞'), Buffer.from([0xf0, 0x9f, 0x98]), Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from([0xe0, 0x80, 0x80]), Buffer.from([0xc0, 0xaf]), Buffer.from([0xf4, 0x90, 0x80, 0x80]), Buffer.from([0xe2, 0x82]),
+    ];
+    while (strings.length < 9000) {
+      const len = rand(7);
+      strings.push(Buffer.from(Array.from({ length: len }, () => (rand(3) === 0 ? rand(256) : pool[rand(pool.length)]!))));
+    }
+    const numbers = Float32Array.from({ length: 40000 }, (_, i) => i * 0.5 - 7);
+    const file = write(fileWithArrays(strings, numbers));
+    const info = await readGgufInfo(file);
+    const got = info.metadata['test.strings'] as string[];
+    expect(got.length).toBe(strings.length);
+    for (let i = 0; i < strings.length; i++) {
+      if (got[i] !== strings[i]!.toString('utf8')) expect({ i, got: got[i] }).toEqual({ i, got: strings[i]!.toString('utf8') });
+    }
+    expect(info.metadata['test.numbers']).toEqual(numbers);
+  });
+});

@@ -156,7 +156,8 @@ describe('stream', () => {
   });
   it.each(['bpe', 'spm'] as const)('loads a 157k-token %s vocabulary in slices of a few milliseconds of the JS thread', async (tokenizer) => {
     // Metadata strings and the tokenizer's index are built in slices of a ~2 ms budget
-    // (lib/slices.ts); in one piece they held the JS thread for 50-150 ms. The loader times each
+    // (lib/slices.ts), from string tables rather than 300k JS strings (lib/gguf/string-table.ts);
+    // in one piece they held the JS thread for 50-150 ms. The loader times each
     // slice in the JS thread's own CPU time, which other processes on a loaded machine cannot
     // stretch (they only delay the thread between slices).
     const dir = mkdtempSync(path.join(os.tmpdir(), 'moerun-bigvocab-'));
@@ -170,8 +171,8 @@ describe('stream', () => {
     );
     expect(m.info.vocabSize).toBe(157184);
     expect(jsThread.slices).toBeGreaterThan(10);
-    // Includes whatever young-generation GC V8 runs inside a slice (see the issue note).
-    expect(jsThread.longestCpuMs).toBeLessThan(10);
+    // Includes whatever GC V8 runs inside a slice.
+    expect(jsThread.longestCpuMs).toBeLessThan(5);
     // The sliced index tokenizes exactly as the one built in one piece.
     const whole = Tokenizer.fromGgufMetadata(m.gguf.metadata);
     const text = 'Once upon a time, there was a little girl named Lily. <|im_end|> ünïcödé 123 \n\n  tabs\t!';

@@ -1,9 +1,10 @@
 /**
  * Reading GGUF files: header, metadata and tensor infos, without loading weights.
  */
-import { callNative, callNativeSync } from '../errors.js';
+import { callNative, callNativeSync, MoerunError } from '../errors.js';
 import { native, type NativeGgufSource } from '../native.js';
 import { SliceClock } from '../slices.js';
+import { attachStringTable, CHUNK, detachStringTable, StringTable, type StringTableChunk } from './string-table.js';
 import { nonEmptyString } from '../validate.js';
 
 /**
@@ -70,33 +71,84 @@ export async function readGgufInfo(path: string): Promise<GgufInfo> {
   nonEmptyString('path', path);
   const file = await callNative(() => native().openGguf(path));
   try {
-    return await convertSliced({ gguf: (max) => file.info(max), ggufStrings: (k, b, e) => file.strings(k, b, e) });
+    return await convertSliced({
+      gguf: (max) => file.info(max),
+      ggufStringTableChunk: (k, c) => file.stringTableChunk(k, c),
+      ggufArrayInto: (k, b, t) => file.arrayInto(k, b, t),
+    });
   } finally {
     file.close();
   }
 }
 
-/** Strings converted per native call: a fraction of a millisecond of the JS thread. */
-const STRINGS_PER_CALL = 2048;
+/** Typed array classes by name, for deferred numeric arrays. */
+const TYPED_ARRAYS = {
+  Uint8Array, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array, Float64Array, BigUint64Array, BigInt64Array,
+} as const;
+
+/** Elements copied per call into a deferred numeric array (the native side's threshold too). */
+const ARRAY_PIECE = 16384;
+
+// A large numeric array (a vocabulary's scores or token types), copied a piece per slice: a fresh
+// megabyte written in one call costs milliseconds of page faults.
+async function copyDeferredArray(source: NativeGgufSource, key: string, count: number, type: string, clock: SliceClock): Promise<GgufValue> {
+  const Ctor = TYPED_ARRAYS[type as keyof typeof TYPED_ARRAYS];
+  if (!Ctor) throw new MoerunError('ERR_INTERNAL', `gguf: '${key}' has unknown element type ${type}`);
+  const out = new Ctor(count);
+  for (let begin = 0; begin < count; begin += ARRAY_PIECE) {
+    await clock.yield();
+    const piece = out.subarray(begin, Math.min(count, begin + ARRAY_PIECE));
+    callNativeSync(() => source.ggufArrayInto(key, begin, piece));
+  }
+  return out as GgufValue;
+}
 
 /**
- * Converts a parsed GGUF to JS without holding the event loop: large string arrays (a 150k-token
- * vocabulary, 280k merges) are fetched in small pieces, in slices of the clock's budget.
+ * String arrays of more than this many elements come from the native reader as one string table
+ * each (native/addon/addon.cpp: k_table_min_count, the same number).
+ */
+const TABLE_MIN_COUNT = 1024;
+
+/**
+ * Converts a parsed GGUF to JS without holding the event loop. Large string arrays (a 150k-token
+ * vocabulary, 280k merges) arrive as string tables, chunk by chunk in slices of the clock's budget (lib/gguf/string-table.ts), which the
+ * tokenizer reads directly; `metadata[key]` turns a table into an array of strings only when
+ * someone reads it.
  * @internal
  */
 export async function convertSliced(source: NativeGgufSource, clock: SliceClock = new SliceClock()): Promise<GgufInfo> {
   clock.start();
-  const info = callNativeSync(() => source.gguf(STRINGS_PER_CALL));
-  for (const [key, value] of Object.entries(info.metadata)) {
-    const deferred = (value as unknown as { deferredStrings?: unknown }).deferredStrings;
-    if (typeof deferred !== 'number') continue;
-    const out: string[] = new Array<string>(deferred);
-    for (let begin = 0; begin < deferred; begin += STRINGS_PER_CALL) {
-      await clock.yield();
-      const part = callNativeSync(() => source.ggufStrings(key, begin, Math.min(deferred, begin + STRINGS_PER_CALL)));
-      for (let i = 0; i < part.length; i++) out[begin + i] = part[i]!;
+  const info = callNativeSync(() => source.gguf(TABLE_MIN_COUNT));
+  const md = info.metadata;
+  for (const [key, value] of Object.entries(md)) {
+    const marker = value as unknown as { deferredStrings?: unknown; deferredArray?: unknown; elementType?: unknown };
+    if (typeof marker.deferredArray === 'number') {
+      md[key] = await copyDeferredArray(source, key, marker.deferredArray, String(marker.elementType), clock);
+      continue;
     }
-    info.metadata[key] = out;
+    const deferred = marker.deferredStrings;
+    if (typeof deferred !== 'number') continue;
+    const chunks: StringTableChunk[] = [];
+    for (let c = 0; c * CHUNK < deferred; c++) {
+      await clock.yield();
+      chunks.push(callNativeSync(() => source.ggufStringTableChunk(key, c)));
+    }
+    const table = new StringTable(chunks);
+    if (table.length !== deferred) throw new MoerunError('ERR_INTERNAL', `gguf: string table '${key}' has ${table.length} elements, expected ${deferred}`);
+    attachStringTable(md, key, table);
+    Object.defineProperty(md, key, {
+      enumerable: true,
+      configurable: true,
+      get(): string[] {
+        const strings = table.toArray();
+        Object.defineProperty(md, key, { value: strings, enumerable: true, configurable: true, writable: true });
+        return strings;
+      },
+      set(v: GgufValue) {
+        detachStringTable(md, key);
+        Object.defineProperty(md, key, { value: v, enumerable: true, configurable: true, writable: true });
+      },
+    });
   }
   return info;
 }

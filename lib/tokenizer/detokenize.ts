@@ -16,11 +16,11 @@ const SPECIAL_ATTRS = Attr.Unknown | Attr.Control;
 
 /** Renders token pieces as bytes, caching the rendering of each token. */
 export class PieceTable {
-  private readonly cache: (Uint8Array | undefined)[];
+  // Rendered tokens, filled as they are used (a Map: an array of 150k slots would cost a fresh
+  // megabyte, and its page faults, while the model loads).
+  private readonly cache = new Map<number, Uint8Array>();
 
-  constructor(private readonly vocab: Vocab) {
-    this.cache = new Array(vocab.tokens.length);
-  }
+  constructor(private readonly vocab: Vocab) {}
 
   /**
    * The bytes of one token. With `special` false, control and unknown tokens
@@ -29,10 +29,10 @@ export class PieceTable {
   bytes(id: number, special: boolean): Uint8Array {
     const attr = this.vocab.attrs[id];
     if (!special && (attr & SPECIAL_ATTRS) !== 0) return EMPTY;
-    let b = this.cache[id];
+    let b = this.cache.get(id);
     if (b === undefined) {
       b = this.render(id);
-      this.cache[id] = b;
+      this.cache.set(id, b);
     }
     return b;
   }
@@ -40,7 +40,7 @@ export class PieceTable {
   private render(id: number): Uint8Array {
     const { vocab } = this;
     const attr = vocab.attrs[id];
-    const text = vocab.tokens[id];
+    const text = vocab.tokens.at(id);
     if (vocab.type === 'none') return EMPTY;
     if (attr & (SPECIAL_ATTRS | Attr.UserDefined)) return utf8Encoder.encode(text);
     if (attr & Attr.Normal) {

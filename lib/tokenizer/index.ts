@@ -184,7 +184,7 @@ export class Tokenizer {
   /** The token's raw vocabulary string (e.g. `▁Hello`, `Ġworld`, `<0x0A>`). */
   tokenText(token: number): string {
     this.checkToken(token, 0);
-    return this.vocab.tokens[token];
+    return this.vocab.tokens.at(token);
   }
 
   /** The token's id for an exact vocabulary string, if there is one. */
@@ -248,10 +248,11 @@ export class Tokenizer {
   private partition(text: string, parseSpecial: boolean): Fragment[] {
     if (text.length === 0) return [];
     let frags: Fragment[] = [text];
-    const { tokens, attrs } = this.vocab;
-    for (const id of this.vocab.specialTokens) {
+    const { specialTokens, specialTexts, attrs } = this.vocab;
+    for (let s = 0; s < specialTokens.length; s++) {
+      const id = specialTokens[s]!;
       if (!parseSpecial && (attrs[id] & (Attr.Control | Attr.Unknown)) !== 0) continue;
-      const tok = tokens[id];
+      const tok = specialTexts[s]!;
       if (!text.includes(tok)) continue;
       const next: Fragment[] = [];
       for (const f of frags) {

@@ -1,3 +1,5 @@
+import { hashString, type StringTable } from '../gguf/string-table.js';
+
 /**
  * Lookup structures for vocabularies of 150k+ entries that can be built in slices of a few
  * milliseconds.
@@ -8,31 +10,36 @@
  * indexed, so {@link StringIndex} is sized once and never rehashes.
  */
 
-/** FNV-1a over the UTF-16 code units. */
-function hashString(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 /**
- * An index of the strings of an array: string → its position. Open addressing over one
+ * An index of the elements of a string table: string → its position. Open addressing over one
  * Int32Array of positions + 1 (0 = empty, so a fresh array needs no fill; load factor at most
- * 1/2), compared against the array itself.
+ * 1/2), compared against the table in place.
  */
 export class StringIndex {
-  readonly #keys: readonly string[];
+  readonly #keys: StringTable;
   readonly #slots: Int32Array;
   readonly #mask: number;
   #size = 0;
 
   /** Indexes positions of `keys` as they are {@link add}ed; at most `capacity` of them. */
-  constructor(keys: readonly string[], capacity = keys.length) {
+  constructor(keys: StringTable, capacity = keys.length) {
     let n = 16;
     while (n < capacity * 2) n *= 2;
     this.#keys = keys;
     this.#slots = new Int32Array(n);
     this.#mask = n - 1;
+  }
+
+  /**
+   * Writes the slot array once, a piece per step: its first inserts land all over it, and each
+   * first touch of a fresh page is a page fault (milliseconds for a 2 MB table in one step).
+   */
+  *touch(): Generator<void, void, void> {
+    const piece = 65536;  // 256 KB
+    for (let a = 0; a < this.#slots.length; a += piece) {
+      this.#slots.fill(0, a, a + piece);
+      yield;
+    }
   }
 
   /** Distinct strings indexed. */
@@ -41,19 +48,19 @@ export class StringIndex {
   }
 
   // The slot holding `key`, or the empty slot where it would go.
-  #find(key: string): number {
-    const slots = this.#slots, keys = this.#keys, mask = this.#mask;
+  #findKey(key: string): number {
+    const slots = this.#slots, mask = this.#mask, keys = this.#keys;
     let i = hashString(key) & mask;
-    for (let p = slots[i]!; p !== 0 && keys[p - 1] !== key; p = slots[i]!) i = (i + 1) & mask;
+    for (let p = slots[i]!; p !== 0 && !keys.equals(p - 1, key); p = slots[i]!) i = (i + 1) & mask;
     return i;
   }
 
   /**
-   * Indexes position `i` under the string keys[i]. If that string is indexed already, `replace`
+   * Indexes position `i` under the string keys.at(i). If that string is indexed already, `replace`
    * decides which position it keeps: the later one (true, like Map.set) or the first (false).
    */
   add(i: number, replace: boolean): void {
-    const slot = this.#find(this.#keys[i]!);
+    const slot = this.#findKey(this.#keys.at(i));
     if (this.#slots[slot] === 0) {
       if (++this.#size * 2 > this.#slots.length) throw new RangeError(`StringIndex: more than ${this.#slots.length / 2} strings`);
       this.#slots[slot] = i + 1;
@@ -64,12 +71,12 @@ export class StringIndex {
 
   /** The position of `key`, if it is indexed. */
   get(key: string): number | undefined {
-    const p = this.#slots[this.#find(key)]!;
+    const p = this.#slots[this.#findKey(key)]!;
     return p === 0 ? undefined : p - 1;
   }
 
   has(key: string): boolean {
-    return this.#slots[this.#find(key)] !== 0;
+    return this.#slots[this.#findKey(key)] !== 0;
   }
 }
 

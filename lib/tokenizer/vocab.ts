@@ -7,6 +7,7 @@ import { preTokenizerSpec, SUPPORTED_PRE_TOKENIZERS, type PreTokenizerSpec } fro
 import { utf8Encoder } from './unicode.js';
 import { SliceClock } from '../slices.js';
 import { NumberSet, StringIndex } from './string-index.js';
+import { StringTable, stringTableOf } from '../gguf/string-table.js';
 
 /** Thrown for metadata the tokenizer cannot use. `code` says which problem it is. */
 export class TokenizerError extends Error {
@@ -59,7 +60,8 @@ export interface Vocab {
   readonly model: string;
   readonly pre: string;
   readonly preSpec: PreTokenizerSpec | undefined;
-  readonly tokens: readonly string[];
+  /** Token texts (a table: `tokens.at(id)`). */
+  readonly tokens: StringTable;
   readonly scores: Float32Array;
   readonly attrs: Uint16Array;
   readonly tokenToId: StringIndex;
@@ -71,6 +73,8 @@ export interface Vocab {
   readonly eog: ReadonlySet<number>;
   /** Control, user-defined and unknown tokens, longest (in UTF-8 bytes) first. */
   readonly specialTokens: readonly number[];
+  /** specialTokens' texts, in the same order. */
+  readonly specialTexts: readonly string[];
   readonly addBos: boolean;
   readonly addEos: boolean;
   readonly addSep: boolean;
@@ -147,6 +151,14 @@ function getStringArray(meta: Meta, key: string): readonly string[] | undefined 
   return v as string[];
 }
 
+/** A string array of the metadata as a table: the native reader's, or one made from the array. */
+function getStringTable(meta: Meta, key: string): StringTable | undefined {
+  const table = stringTableOf(meta, key);
+  if (table) return table.copy();  // its own overrides: the metadata's table stays the file's
+  const strings = getStringArray(meta, key);
+  return strings && StringTable.fromArray(strings);
+}
+
 function getNumberArray(meta: Meta, key: string): ArrayLike<number> | undefined {
   const v = meta[key];
   if (v === undefined) return undefined;
@@ -178,6 +190,7 @@ const EOG_TEXTS = new Set([
   '<|endoftext|>', '</s>', '<|eom_id|>', '<EOT>', '_<EOT>', '[EOT]', '[EOS]', '<|end_of_text|>',
   '<end_of_utterance>', '<eos>', '<turn|>', '<|tool_response>', '<｜end▁of▁sentence｜>', '[e~[',
 ]);
+const EOG_MAX_LENGTH = Math.max(...[...EOG_TEXTS].map((t) => t.length));
 
 const SPECIAL_KEYS: [keyof SpecialIds, string][] = [
   ['bos', 'bos_token_id'],
@@ -286,13 +299,12 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
 
   addSpacePrefix = getBool(meta, 'tokenizer.ggml.add_space_prefix') ?? addSpacePrefix;
 
-  const rawTokens = type === 'none' ? undefined : getStringArray(meta, 'tokenizer.ggml.tokens');
-  if (type !== 'none' && rawTokens === undefined) {
+  const tokenTable = type === 'none' ? undefined : getStringTable(meta, 'tokenizer.ggml.tokens');
+  if (type !== 'none' && tokenTable === undefined) {
     throw new TokenizerError('bad-metadata', 'tokenizer: metadata has no tokenizer.ggml.tokens key');
   }
-  const n = rawTokens ? rawTokens.length : (getInt(meta, 'tokenizer.ggml.vocab_size') ?? 0);
-  // Filled below, in slices (an empty string becomes "[EMPTY_<id>]", as in llama.cpp).
-  const tokens = new Array<string>(n).fill('');
+  const tokens = tokenTable ?? StringTable.fromArray(new Array<string>(getInt(meta, 'tokenizer.ggml.vocab_size') ?? 0).fill(''));
+  const n = tokens.length;
 
   const scores = new Float32Array(n);
   const rawScores = getNumberArray(meta, 'tokenizer.ggml.scores');
@@ -319,10 +331,10 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   }
 
   const tokenToId = new StringIndex(tokens, type === 'none' ? 0 : n);
+  yield* tokenToId.touch();
   if (type !== 'none') {
     for (let i = 0; i < n; i++) {
-      const t = rawTokens![i]!;
-      tokens[i] = t === '' ? `[EMPTY_${i}]` : t;
+      if (tokens.lengthOf(i) === 0) tokens.override(i, `[EMPTY_${i}]`);  // as llama.cpp does
       tokenToId.add(i, true);  // a repeated string maps to its last id, as in llama.cpp's map
       if (stepDone(i)) yield;
     }
@@ -332,7 +344,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   if (type === 'spm') {
     spmPairs = new NumberSet();
     for (let i = 0; i < n; i++) {
-      const t = tokens[i];
+      const t = tokens.at(i);
       let prev = -1;
       for (let k = 0; k < t.length; ) {
         const cp = t.codePointAt(k)!;
@@ -344,16 +356,15 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
     }
   }
 
-  let mergeRanks = new StringIndex([], 0);
+  let mergeRanks = new StringIndex(StringTable.fromArray([]), 0);
   if (type === 'bpe') {
-    const merges = getStringArray(meta, 'tokenizer.ggml.merges');
+    const merges = getStringTable(meta, 'tokenizer.ggml.merges');
     if (!merges) throw new TokenizerError('bad-metadata', 'tokenizer: BPE metadata has no tokenizer.ggml.merges key');
-    // llama.cpp splits at the first space after position 0; a merge without one maps to ("", "").
-    const keys = new Array<string>(merges.length);
-    mergeRanks = new StringIndex(keys);
+    mergeRanks = new StringIndex(merges);
+    yield* mergeRanks.touch();
     for (let i = 0; i < merges.length; i++) {
-      const m = merges[i];
-      keys[i] = m.indexOf(' ', 1) >= 0 ? m : ' ';
+      // llama.cpp splits at the first space after position 0; a merge without one maps to ("", "").
+      if (merges.at(i).indexOf(' ', 1) < 0) merges.override(i, ' ');
       mergeRanks.add(i, false);  // a repeated merge keeps its first rank
       if (stepDone(i)) yield;
     }
@@ -394,7 +405,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
     for (const [field, cands] of Object.entries(FIM_CANDIDATES)) detect(field as keyof SpecialIds, cands);
 
     for (let i = 0; i < n; i++) {
-      if ((attrs[i] & Attr.Control) !== 0 && tokens[i].includes('unused')) attrs[i] |= Attr.Unused;
+      if ((attrs[i] & Attr.Control) !== 0 && tokens.at(i).includes('unused')) attrs[i] |= Attr.Unused;
       if (stepDone(i)) yield;
     }
   }
@@ -404,7 +415,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   for (const id of [special.fimPad, special.fimRep, special.fimSep]) if (id !== -1) eog.add(id);
   if (type !== 'none') {
     for (let i = 0; i < n; i++) {
-      if (EOG_TEXTS.has(tokens[i])) {
+      if (tokens.lengthOf(i) <= EOG_MAX_LENGTH && EOG_TEXTS.has(tokens.at(i))) {
         eog.add(i);
         markControl(i);
       }
@@ -418,7 +429,7 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   for (const id of [special.eos, special.eot, special.eom]) if (id !== -1) eog.add(id);
   {
     const texts = new Map<string, number>();
-    for (const id of eog) if (id >= 0 && id < n) texts.set(tokens[id], id);
+    for (const id of eog) if (id >= 0 && id < n) texts.set(tokens.at(id), id);
     const end = texts.get('<|end|>');
     if (end !== undefined) {
       const hasCall = texts.has('<|call|>') || texts.has('<|calls|>');
@@ -440,14 +451,15 @@ function* vocabSteps(meta: Meta): Generator<void, Vocab, void> {
   for (let i = 0; i < n; i++) {
     if (attrs[i] & (Attr.Control | Attr.UserDefined | Attr.Unknown)) {
       specialTokens.push(i);
-      byteLen.set(i, utf8Encoder.encode(tokens[i]).length);
+      byteLen.set(i, utf8Encoder.encode(tokens.at(i)).length);
     }
     if (stepDone(i)) yield;
   }
   specialTokens.sort((a, b) => byteLen.get(b)! - byteLen.get(a)! || a - b);
+  const specialTexts = specialTokens.map((id) => tokens.at(id));
 
   return {
-    type, model, pre, preSpec, tokens, scores, attrs, tokenToId, mergeRanks, spmPairs, special, eog, specialTokens,
+    type, model, pre, preSpec, tokens, scores, attrs, tokenToId, mergeRanks, spmPairs, special, eog, specialTokens, specialTexts,
     addBos, addEos, addSep, addSpacePrefix, cleanSpaces, ignoreMerges,
   };
 }

@@ -7,12 +7,16 @@
 #include <algorithm>
 #include <ctime>
 #include <limits>
+#include <map>
+#include <cstring>
+#include <string_view>
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "../base/thread_pool.h"
 #include "../include/moerun.h"
 #include "../quant/quantize.h"
 
@@ -149,9 +153,53 @@ Napi::Value value_to_js(Napi::Env env, const gguf_value& v) {
     }
 }
 
+// Numeric arrays longer than this (a vocabulary's scores and token types: 150k elements) are
+// deferred too, when max_inline is given: the caller allocates the typed array and fills it a
+// piece at a time (numeric_array_into_js), since copying a fresh megabyte in one call costs
+// milliseconds of page faults.
+constexpr uint64_t k_numeric_inline_max = 16384;
+
+// The typed array class of a numeric GGUF element type, or nullptr.
+const char* numeric_array_name(gguf_type t) {
+    switch (t) {
+        case gguf_type::u8: return "Uint8Array";
+        case gguf_type::i8: return "Int8Array";
+        case gguf_type::u16: return "Uint16Array";
+        case gguf_type::i16: return "Int16Array";
+        case gguf_type::u32: return "Uint32Array";
+        case gguf_type::i32: return "Int32Array";
+        case gguf_type::f32: return "Float32Array";
+        case gguf_type::f64: return "Float64Array";
+        case gguf_type::u64: return "BigUint64Array";
+        case gguf_type::i64: return "BigInt64Array";
+        default: return nullptr;
+    }
+}
+
+// arrayInto(key, begin, target): copies elements begin.. of the numeric array `key` into the
+// typed array `target` (of the array's class), as many as fit.
+Napi::Value numeric_array_into_js(const Napi::CallbackInfo& cb, const gguf_file& f) {
+    Napi::Env env = cb.Env();
+    if (cb.Length() < 3 || !cb[0].IsString() || !cb[1].IsNumber() || !cb[2].IsTypedArray()) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "arrayInto(key: string, begin: number, target: TypedArray)");
+    }
+    const std::string key = cb[0].As<Napi::String>();
+    const gguf_value* v = f.find(key);
+    const char* name = v && v->type == gguf_type::array ? numeric_array_name(v->elem_type) : nullptr;
+    if (!name) return throw_error(env, "ERR_INVALID_ARGUMENT", "arrayInto: '" + key + "' is not a numeric array");
+    Napi::TypedArray target = cb[2].As<Napi::TypedArray>();
+    const size_t elem = gguf_type_size(v->elem_type);
+    if (target.ElementSize() != elem) return throw_error(env, "ERR_INVALID_ARGUMENT", std::string("arrayInto: target must be a ") + name);
+    const uint64_t begin = uint64_t(std::clamp(cb[1].As<Napi::Number>().Int64Value(), int64_t(0), int64_t(v->count)));
+    const uint64_t n = std::min<uint64_t>(target.ElementLength(), v->count - begin);
+    auto* dst = static_cast<uint8_t*>(target.ArrayBuffer().Data()) + target.ByteOffset();
+    std::memcpy(dst, v->data + begin * elem, size_t(n * elem));
+    return Napi::Number::New(env, double(n));
+}
+
 // String arrays longer than `max_inline` (vocabularies: 150k tokens, 280k merges) are returned as
-// { deferredStrings: count } and fetched by the caller in slices with gguf_strings_to_js, so no
-// single call holds the JS thread for long.
+// { deferredStrings: count } and fetched by the caller as string tables, chunk by chunk
+// (string_table_chunk_to_js), so no call holds the JS thread for long.
 Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f, size_t max_inline = SIZE_MAX) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("version", Napi::Number::New(env, f.version()));
@@ -163,6 +211,12 @@ Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f, size_t max_inline = S
         if (value.type == gguf_type::array && value.elem_type == gguf_type::string && value.strings.size() > max_inline) {
             Napi::Object marker = Napi::Object::New(env);
             marker.Set("deferredStrings", Napi::Number::New(env, double(value.strings.size())));
+            md.Set(key, marker);
+        } else if (max_inline != SIZE_MAX && value.type == gguf_type::array && value.count > k_numeric_inline_max &&
+                   numeric_array_name(value.elem_type)) {
+            Napi::Object marker = Napi::Object::New(env);
+            marker.Set("deferredArray", Napi::Number::New(env, double(value.count)));
+            marker.Set("elementType", numeric_array_name(value.elem_type));
             md.Set(key, marker);
         } else {
             md.Set(key, value_to_js(env, value));
@@ -184,6 +238,122 @@ Napi::Object gguf_to_js(Napi::Env env, const gguf_file& f, size_t max_inline = S
         tensors.Set(i++, o);
     }
     out.Set("tensors", tensors);
+    return out;
+}
+
+// ---- Large string arrays as string tables -------------------------------------------------------
+//
+// A vocabulary is 150k+ strings (and as many BPE merges). As that many JS strings they cost the
+// JS thread tens of milliseconds: creating them, and then V8's young-generation collections, which
+// copy every surviving string (pauses of 5-25 ms). Instead each large array becomes a table:
+// chunks of k_table_chunk elements, each one JS string of its elements (UTF-16, decoded here off
+// the JS thread while the file loads) plus the offsets where they start. Chunks keep each call
+// short: a fresh multi-megabyte allocation costs milliseconds of page faults by itself.
+
+constexpr size_t k_table_chunk = 4096;  // elements per chunk (lib/gguf/string-table.ts: CHUNK)
+
+struct string_table {
+    struct chunk {
+        std::u16string text;            // the chunk's elements, decoded, back to back
+        std::vector<uint32_t> offsets;  // elements + 1: element j is text[offsets[j], offsets[j + 1])
+    };
+    std::vector<chunk> chunks;
+    size_t fetched = 0;  // chunks handed to JS so far; the table is freed after the last
+};
+using string_tables = std::map<std::string, std::shared_ptr<string_table>, std::less<>>;
+
+// Appends the UTF-16 form of UTF-8 `s` as V8 decodes it (WHATWG: each maximal invalid subpart,
+// and a truncated sequence at the end, becomes one U+FFFD), so an element of the table equals
+// the string Napi::String::New would make of it.
+void append_utf16(std::u16string& out, std::string_view s) {
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    const size_t n = s.size();
+    size_t i = 0;
+    while (i < n) {
+        const uint8_t b = p[i];
+        if (b < 0x80) {
+            out.push_back(char16_t(b));
+            ++i;
+            continue;
+        }
+        int need = 0;
+        uint32_t cp = 0;
+        uint8_t lo = 0x80, hi = 0xBF;  // the range of the first continuation byte
+        if (b >= 0xC2 && b <= 0xDF) { need = 1; cp = b & 0x1F; }
+        else if (b >= 0xE0 && b <= 0xEF) { need = 2; cp = b & 0x0F; if (b == 0xE0) lo = 0xA0; if (b == 0xED) hi = 0x9F; }
+        else if (b >= 0xF0 && b <= 0xF4) { need = 3; cp = b & 0x07; if (b == 0xF0) lo = 0x90; if (b == 0xF4) hi = 0x8F; }
+        else {  // a continuation byte or C0, C1, F5..FF: not a lead byte
+            out.push_back(u'\uFFFD');
+            ++i;
+            continue;
+        }
+        size_t j = i + 1;
+        bool ok = true;
+        for (int k = 0; k < need; ++k, ++j) {
+            const uint8_t lo_k = k == 0 ? lo : 0x80, hi_k = k == 0 ? hi : 0xBF;
+            if (j >= n || p[j] < lo_k || p[j] > hi_k) { ok = false; break; }
+            cp = (cp << 6) | (p[j] & 0x3F);
+        }
+        if (!ok) {  // the bytes before the bad one (at least the lead) are one maximal subpart
+            out.push_back(u'\uFFFD');
+            i = j;
+            continue;
+        }
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            out.push_back(char16_t(0xD800 + (cp >> 10)));
+            out.push_back(char16_t(0xDC00 + (cp & 0x3FF)));
+        } else {
+            out.push_back(char16_t(cp));
+        }
+        i = j;
+    }
+}
+
+// Tables of every string array longer than `min_count` (on a worker thread, while loading).
+std::shared_ptr<string_tables> build_string_tables(const gguf_file& f, size_t min_count) {
+    auto tables = std::make_shared<string_tables>();
+    for (const auto& [key, value] : f.metadata()) {
+        if (value.type != gguf_type::array || value.elem_type != gguf_type::string || value.strings.size() <= min_count) continue;
+        auto t = std::make_shared<string_table>();
+        const size_t n = value.strings.size();
+        t->chunks.resize((n + k_table_chunk - 1) / k_table_chunk);
+        for (size_t c = 0; c < t->chunks.size(); ++c) {
+            string_table::chunk& ch = t->chunks[c];
+            const size_t begin = c * k_table_chunk, end = std::min(n, begin + k_table_chunk);
+            ch.offsets.reserve(end - begin + 1);
+            for (size_t i = begin; i < end; ++i) {
+                ch.offsets.push_back(uint32_t(ch.text.size()));
+                append_utf16(ch.text, value.strings[i]);  // a chunk of 4096 elements stays far below 4 G
+            }
+            ch.offsets.push_back(uint32_t(ch.text.size()));
+        }
+        tables->emplace(key, std::move(t));
+    }
+    return tables;
+}
+
+// String arrays of more than this many elements are deferred by gguf_to_js and fetched as tables.
+constexpr size_t k_table_min_count = 1024;
+
+// stringTableChunk(key, c) -> { text: string, offsets: Uint32Array } for chunk c of a deferred
+// array; the table is freed once its last chunk has been handed over.
+Napi::Value string_table_chunk_to_js(const Napi::CallbackInfo& cb, string_tables* tables) {
+    Napi::Env env = cb.Env();
+    if (cb.Length() < 2 || !cb[0].IsString() || !cb[1].IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "stringTableChunk(key: string, chunk: number)");
+    const std::string key = cb[0].As<Napi::String>();
+    auto it = tables ? tables->find(key) : string_tables::iterator{};
+    if (!tables || it == tables->end()) return throw_error(env, "ERR_INVALID_ARGUMENT", "stringTableChunk: '" + key + "' is not a deferred string array (or was fetched already)");
+    string_table& t = *it->second;
+    const int64_t c = cb[1].As<Napi::Number>().Int64Value();
+    if (c < 0 || size_t(c) >= t.chunks.size()) return throw_error(env, "ERR_INVALID_ARGUMENT", "stringTableChunk: chunk " + std::to_string(c) + " is out of range");
+    const string_table::chunk& ch = t.chunks[size_t(c)];
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("text", Napi::String::New(env, ch.text.data(), ch.text.size()));
+    Napi::Uint32Array offsets = Napi::Uint32Array::New(env, ch.offsets.size());
+    std::memcpy(offsets.Data(), ch.offsets.data(), ch.offsets.size() * sizeof(uint32_t));
+    out.Set("offsets", offsets);
+    if (++t.fetched == t.chunks.size()) tables->erase(it);
     return out;
 }
 
@@ -225,6 +395,8 @@ public:
             InstanceMethod("info", &model_handle::info),
             InstanceMethod("gguf", &model_handle::gguf),
             InstanceMethod("ggufStrings", &model_handle::gguf_strings),
+            InstanceMethod("ggufStringTableChunk", &model_handle::gguf_string_table_chunk),
+            InstanceMethod("ggufArrayInto", &model_handle::gguf_array_into),
             InstanceMethod("dispose", &model_handle::dispose),
         });
     }
@@ -235,6 +407,7 @@ public:
         return model_;
     }
     std::shared_ptr<model> model_;
+    std::shared_ptr<string_tables> tables_;  // the file's large string arrays, until fetched
 
 private:
     Napi::Value info(const Napi::CallbackInfo& cb) {
@@ -272,6 +445,15 @@ private:
         if (!m) return cb.Env().Undefined();
         return gguf_strings_to_js(cb, *m->file);
     }
+    Napi::Value gguf_array_into(const Napi::CallbackInfo& cb) {
+        auto m = get(cb.Env());
+        if (!m) return cb.Env().Undefined();
+        return numeric_array_into_js(cb, *m->file);
+    }
+    Napi::Value gguf_string_table_chunk(const Napi::CallbackInfo& cb) {
+        if (!get(cb.Env())) return cb.Env().Undefined();
+        return string_table_chunk_to_js(cb, tables_.get());
+    }
     Napi::Value dispose(const Napi::CallbackInfo& cb) {
         model_.reset();
         return cb.Env().Undefined();
@@ -286,11 +468,14 @@ public:
         return DefineClass(env, "NativeGguf", {
             InstanceMethod("info", &gguf_handle::info),
             InstanceMethod("strings", &gguf_handle::strings),
+            InstanceMethod("stringTableChunk", &gguf_handle::string_table_chunk),
+            InstanceMethod("arrayInto", &gguf_handle::array_into),
             InstanceMethod("close", &gguf_handle::close),
         });
     }
     explicit gguf_handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<gguf_handle>(info) {}
     std::shared_ptr<gguf_file> file_;
+    std::shared_ptr<string_tables> tables_;
 
 private:
     Napi::Value info(const Napi::CallbackInfo& cb) {
@@ -301,6 +486,14 @@ private:
     Napi::Value strings(const Napi::CallbackInfo& cb) {
         if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
         return gguf_strings_to_js(cb, *file_);
+    }
+    Napi::Value array_into(const Napi::CallbackInfo& cb) {
+        if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
+        return numeric_array_into_js(cb, *file_);
+    }
+    Napi::Value string_table_chunk(const Napi::CallbackInfo& cb) {
+        if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
+        return string_table_chunk_to_js(cb, tables_.get());
     }
     Napi::Value close(const Napi::CallbackInfo& cb) {
         file_.reset();
@@ -501,11 +694,17 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
     if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "openGguf: path must be a string");
     std::string path = cb[0].As<Napi::String>();
     auto* data = env.GetInstanceData<instance_data>();
-    return queue<std::shared_ptr<gguf_file>>(
-        env, [path] { return std::shared_ptr<gguf_file>(gguf_file::open(path)); },
-        [data](Napi::Env env, std::shared_ptr<gguf_file>& f) -> Napi::Value {
+    using opened = std::pair<std::shared_ptr<gguf_file>, std::shared_ptr<string_tables>>;
+    return queue<opened>(
+        env,
+        [path] {
+            std::shared_ptr<gguf_file> f(gguf_file::open(path));
+            return opened{f, build_string_tables(*f, k_table_min_count)};
+        },
+        [data](Napi::Env env, opened& r) -> Napi::Value {
             Napi::Object obj = data->gguf_ctor.New({});
-            gguf_handle::Unwrap(obj)->file_ = f;
+            gguf_handle::Unwrap(obj)->file_ = r.first;
+            gguf_handle::Unwrap(obj)->tables_ = r.second;
             return obj;
         });
 }
@@ -526,7 +725,8 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     }
     auto abort = std::make_shared<std::atomic<bool>>(false);
     auto* data = env.GetInstanceData<instance_data>();
-    Napi::Promise promise = queue<std::shared_ptr<model>>(
+    using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
+    Napi::Promise promise = queue<loaded>(
         env,
         [path, threads, progress, abort] {
             model_load_params p;
@@ -540,11 +740,13 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
                     progress->NonBlockingCall([f](Napi::Env env, Napi::Function fn) { fn.Call({Napi::Number::New(env, f)}); });
                 };
             }
-            return model_load(path, p);
+            std::shared_ptr<model> m = model_load(path, p);
+            return loaded{m, build_string_tables(*m->file, k_table_min_count)};
         },
-        [data](Napi::Env env, std::shared_ptr<model>& m) -> Napi::Value {
+        [data](Napi::Env env, loaded& r) -> Napi::Value {
             Napi::Object obj = data->model_ctor.New({});
-            model_handle::Unwrap(obj)->model_ = m;
+            model_handle::Unwrap(obj)->model_ = r.first;
+            model_handle::Unwrap(obj)->tables_ = r.second;
             return obj;
         });
     Napi::Object out = Napi::Object::New(env);
