@@ -4,17 +4,20 @@
 // native/test/ggml_orders.cpp: llama.cpp's own row kernels (each CPU variant of node-llama-cpp's
 // prebuilt ggml this machine runs) against moerun's F32/F16 dots, softmax and SwiGLU, bit for bit.
 // The drivers are built with cmake into build-core/, without Node, as a developer would build them.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cpuInfo } from 'moerun';
 import { hasTool, run as runTool } from './helpers/run.js';
+import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build-core');
 const driver = path.join(buildDir, 'test_kernels');
 const ordersDriver = path.join(buildDir, 'ggml_orders');
+const seamDriver = path.join(buildDir, 'backend_seam');
 /** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
 const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
 const hasCmake = hasTool('cmake', 'kernels.test');
@@ -28,7 +31,7 @@ if (hasCmake) {
       const c = await run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
       if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
     }
-    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders']);
+    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders', 'backend_seam']);
     if (b.status !== 0) throw new Error(`cmake build of the kernel drivers failed:\n${b.output.slice(-4000)}`);
   }, 600_000);
 }
@@ -59,4 +62,33 @@ describe.skipIf(!hasCmake)('ggml_orders (C++): llama.cpp\'s row kernels as the o
     // Not vacuous: at least one variant ran where this CPU has a SIMD path.
     if (cpuInfo().supportedPaths.some((p) => p !== 'scalar')) expect(r.output).toMatch(/passed: [1-9]\d* variant/);
   }, 120_000);
+});
+
+// native/test/backend_seam.cpp: a second backend whose activations are scrambled in memory (each
+// float's bits XOR-ed, decoded only inside its operations) gives the CPU backend's logits bit for
+// bit on every architecture. Had runtime/ touched an activation itself, or an operation's
+// contract missed a region it reads or writes, the logits would differ (checked when it was
+// written, by moving one residual add out of the backend: every model then failed).
+describe.skipIf(!hasCmake)('backend seam (C++): every architecture through a backend runtime/ cannot read', () => {
+  it('gives the CPU backend\'s logits bit for bit, F32 and F16 KV caches', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'moerun-seam-'));
+    try {
+      const models: Omit<MakeModelOptions, 'out'>[] = [
+        { arch: 'llama' }, { arch: 'qwen2' }, { arch: 'qwen2moe' }, { arch: 'qwen3moe', nExpert: 8 }, { arch: 'olmoe' },
+        { arch: 'bailingmoe2' }, { arch: 'deepseek2' }, { arch: 'deepseek2', qLoraRank: 0 },
+      ];
+      const files: string[] = [];
+      for (const [i, m] of models.entries()) {
+        const out = path.join(dir, `${i}-${m.arch}.gguf`);
+        await makeModel({ ...m, out });
+        files.push(out);
+      }
+      const r = await run(seamDriver, files);
+      console.log(`backend_seam:\n${r.output.trim()}`);
+      expect(r.status).toBe(0);
+      expect(r.output.match(/bit-identical/g)?.length).toBe(2 * models.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

@@ -144,3 +144,66 @@ describe('lib import rules', () => {
     expect(bad).toEqual([]);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// native include rules (the picture in native/backend/backend.h): the reader and the formats
+// depend on nothing above them; the forward orchestration does not know the CPU; only the addon
+// sees Node. `#include "..."` lines are resolved relative to the including file.
+
+/** Files a C++ source includes with quotes, relative to the repository root. */
+function nativeIncludes(file: string): string[] {
+  const source = readFileSync(path.join(root, file), 'utf8');
+  const out: string[] = [];
+  for (const m of source.matchAll(/^\s*#\s*include\s*"([^"]+)"/gm)) out.push(path.posix.normalize(path.posix.join(path.posix.dirname(file), m[1]!)));
+  return out;
+}
+
+/** Files under native/<from> that include anything under one of native/<to...>. */
+function violations(from: string, to: readonly string[]): string[] {
+  const bad: string[] = [];
+  for (const file of sourceFiles(`native/${from}`, ['.h', '.cpp'])) {
+    for (const inc of nativeIncludes(file)) {
+      if (to.some((t) => inc.startsWith(`native/${t}/`))) bad.push(`${file} includes ${inc}`);
+    }
+  }
+  return bad;
+}
+
+describe('native include rules', () => {
+  it('finds includes (so the rules cannot pass by finding nothing)', () => {
+    expect(nativeIncludes('native/runtime/session.h')).toContain('native/backend/backend.h');
+    expect(violations('runtime', ['backend'])).not.toEqual([]);
+  });
+
+  it('base/ includes nothing else of native/', () => {
+    expect(violations('base', ['gguf', 'quant', 'cpu', 'runtime', 'backend', 'arch', 'include', 'addon'])).toEqual([]);
+  });
+
+  it('gguf/ and quant/ include nothing from runtime/, cpu/, backend/ or above', () => {
+    expect(violations('gguf', ['runtime', 'cpu', 'backend', 'arch', 'include', 'addon'])).toEqual([]);
+    expect(violations('quant', ['runtime', 'cpu', 'backend', 'arch', 'include', 'addon', 'gguf'])).toEqual([]);
+  });
+
+  it('runtime/ and arch/ include nothing from cpu/ (they reach the hardware only through backend/)', () => {
+    expect(violations('runtime', ['cpu', 'addon'])).toEqual([]);
+    expect(violations('arch', ['cpu', 'addon'])).toEqual([]);
+  });
+
+  it('backend/ includes no implementation and nothing above it', () => {
+    expect(violations('backend', ['cpu', 'runtime', 'arch', 'include', 'addon'])).toEqual([]);
+  });
+
+  it('cpu/ includes nothing above the backend interface', () => {
+    expect(violations('cpu', ['runtime', 'arch', 'include', 'addon'])).toEqual([]);
+  });
+
+  it('only addon/ sees Node', () => {
+    const bad: string[] = [];
+    for (const file of sourceFiles('native', ['.h', '.cpp'])) {
+      if (file.startsWith('native/addon/')) continue;
+      const source = readFileSync(path.join(root, file), 'utf8');
+      if (/#\s*include\s*[<"](?:napi|node_api|node|uv|v8)[^>"]*[>"]/.test(source)) bad.push(file);
+    }
+    expect(bad).toEqual([]);
+  });
+});

@@ -5,7 +5,7 @@
 #include <limits>
 #include <numeric>
 
-#include "../cpu/matmul.h"
+#include "matmul.h"
 #include "ops.h"
 
 namespace moerun {

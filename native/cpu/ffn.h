@@ -4,7 +4,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "model.h"
+#include "../backend/model_desc.h"
+#include "../base/thread_pool.h"
 
 namespace moerun {
 

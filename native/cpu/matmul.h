@@ -5,30 +5,21 @@
 #include <initializer_list>
 #include <vector>
 
+#include "../backend/backend.h"
 #include "../base/tensor.h"
 #include "../base/thread_pool.h"
 #include "../quant/types.h"
 
 namespace moerun {
 
-// How llama.cpp's graph hands a matmul its activations, which decides its summation order for
-// float weights (quant/types.h): a contiguous tensor goes to its GEMM (the GEMM order); a permuted
-// view of F32 activations against F32 weights skips the GEMM (the vector-dot order), while F16
-// weights first convert the view to a contiguous F16 copy and keep the GEMM order.
-enum class activation_view { contiguous, permuted };
-
 // y (m x n) = x (m x k) . w^T, with w a (k, n) tensor (n rows of k elements, any type with a
-// vec_dot). x rows are converted once to w's vec_dot_type in `scratch`.
+// vec_dot; activation_view: backend/backend.h). x rows are converted once to w's vec_dot_type in `scratch`.
 void matmul(thread_pool& pool, const tensor& w, const float* x, int64_t m, float* y, std::vector<uint8_t>& scratch,
             activation_view view = activation_view::contiguous);
 
 // y_j = x . w_j^T for up to 4 weights with the same row length (k) and type, in one threaded
 // pass: the activations are converted once and the threads synchronize once (Q/K/V projections,
 // the fused gate/up of an FFN). Weights of different types fall back to one pass each.
-struct matmul_job {
-    const tensor* w;
-    float* y;  // (m x w->ne[1])
-};
 void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, const float* x, int64_t m, std::vector<uint8_t>& scratch);
 
 // Grouped expert matmul (ggml's mul_mat_id): for each batch b, rows [first, first + count) of x

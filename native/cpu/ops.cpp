@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "../cpu/vector_ops.h"
+#include "vector_ops.h"
 
 namespace moerun {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "model.h"
+#include "../backend/model_desc.h"
 
 namespace moerun {
 

@@ -2,15 +2,18 @@
 #include <algorithm>
 
 #include "../arch/arch.h"
-#include "../cpu/dispatch.h"
+#include "../backend/registry.h"
 #include "../include/moerun.h"
 #include "../base/error.h"
 
 namespace moerun {
 
 std::shared_ptr<model> model_load(const std::string& path, const model_load_params& params) {
-    cpu_active_path();  // surfaces a bad MOERUN_CPU as an error here, not deep in a kernel
     auto m = std::make_shared<model>();
+    // First, so a bad MOERUN_CPU is an error here, not deep in a kernel.
+    backend_params bp;
+    bp.n_threads = params.n_threads;
+    m->compute = backend_create_cpu(bp);
     m->file = gguf_file::open(path);
     auto arch = m->file->get_string("general.architecture");
     if (!arch) throw error(error_code::bad_format, format("model: %s: key 'general.architecture' is missing", path.c_str()));
@@ -33,9 +36,6 @@ std::shared_ptr<model> model_load(const std::string& path, const model_load_para
         if (params.on_progress && total) params.on_progress(double(done) / double(total));
     }
     (void)sink;
-
-    const int n_threads = params.n_threads > 0 ? params.n_threads : physical_core_count();
-    m->pool = std::make_unique<thread_pool>(std::min(n_threads, 256));
     return m;
 }
 
@@ -53,7 +53,7 @@ model_info model_get_info(const model& m) {
     info.n_expert_used = c.n_expert_used;
     info.file_type = m.file->get_int("general.file_type").value_or(-1);
     info.size_bytes = m.file->file_size();
-    info.n_threads = m.pool->size();
+    info.n_threads = m.compute->threads();
     for (const auto& t : m.file->tensors()) info.n_params += uint64_t(t.n_elements());
     // Active parameters: every weight the forward pass reads per token, with routed experts
     // counted at n_expert_used / n_expert (what "A3B" in a model's name means).
@@ -71,7 +71,7 @@ model_info model_get_info(const model& m) {
         if (routed > 0) active += routed * double(c.n_expert_used) / double(c.n_expert);
     }
     info.n_params_active = uint64_t(active);
-    info.cpu_path = cpu_path_name(cpu_active_path());
+    info.cpu_path = m.compute->kernel_path();
     return info;
 }
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "ffn.h"
+#include "../backend/backend.h"
 #include "model.h"
 
 namespace moerun {
@@ -26,7 +26,8 @@ public:
 
     // Appends `n` tokens at positions n_past()..n_past()+n-1 and fills `logits` with one row of
     // n_vocab floats per token (all), for the last token (last), or nothing. Checks `abort`
-    // between layers; an abort throws error(aborted) and leaves n_past() unchanged.
+    // between layers; an abort throws error(aborted) and keeps the batches of n_batch tokens
+    // finished before it (n_past() counts them).
     void evaluate(const int32_t* tokens, int n, logits_mode mode, std::vector<float>& logits,
                   const std::atomic<bool>* abort);
 
@@ -41,22 +42,19 @@ private:
     void forward_batch(const int32_t* tokens, int n, int pos0, logits_mode mode, float* logits_out,
                        const std::atomic<bool>* abort);
     void project_qkv(const layer_weights& l, int n);
-    void attention(int il, int n, int pos0, const float* q, float* out);
     void attention_mla(int il, const layer_weights& l, int n, int pos0);
+    float* act(std::unique_ptr<buffer>& b, size_t n_floats);
 
     std::shared_ptr<model> model_;
+    backend& compute_;
     session_params params_;
     int n_past_ = 0;
-    size_t k_row_bytes_ = 0, v_row_bytes_ = 0;  // one head's key / value row in kv_type
-    std::vector<std::vector<uint8_t>> k_cache_;  // per layer: (n_ctx, n_head_kv, head_dim_k) in kv_type
-    std::vector<std::vector<uint8_t>> v_cache_;  // per layer: (n_ctx, n_head_kv, head_dim_v) in kv_type
+    std::unique_ptr<kv_cache> kv_;
 
-    // Scratch, sized for n_batch tokens.
-    std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_out_, tmp_;
-    std::vector<uint8_t> quant_scratch_;
-    ffn_scratch ffn_;
-    std::vector<float> mla_q_, mla_kv_, mla_nope_, mla_tmp_, mla_latent_;  // MLA intermediates
-    std::vector<std::vector<float>> thread_scratch_;  // per thread: scores + dequantized K/V rows
+    // Activations in the backend's memory, grown to the largest batch seen. Never read or
+    // written here: only handed to the backend's operations.
+    std::unique_ptr<buffer> x_, h_, qkv_, q_, k_, v_, attn_out_, tmp_;
+    std::unique_ptr<buffer> mla_q_, mla_kv_, mla_nope_, mla_tmp_, mla_latent_;  // MLA intermediates
 };
 
 }  // namespace moerun

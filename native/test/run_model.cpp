@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads, %s)\n", prompt.size(), double(prompt.size()) / prompt_sec,
-                    n_gen / sec, model->pool->size(), moerun::model_get_info(*model).cpu_path.c_str());
+                    n_gen / sec, model->compute->threads(), moerun::model_get_info(*model).cpu_path.c_str());
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
         return 1;

@@ -1,0 +1,130 @@
+// The seam between the forward pass and the hardware it runs on.
+//
+// The layers of native/ (an arrow: "may include"; nothing includes upwards):
+//
+//   addon/ (N-API, the only code that sees Node)
+//     └─▶ include/moerun.h (the core's C++ API)
+//           ├─▶ runtime/ (forward orchestration, KV cache policy, sampler, loading)
+//           │     ├─▶ arch/ (GGUF metadata and tensor names → model_config / model_weights)
+//           │     └─▶ backend/backend.h (this interface) and backend/registry.h (choosing one)
+//           │             ▲ implemented by cpu/ (scalar, AVX2, AVX-512 kernels), cuda/ next
+//           └─▶ gguf/ (the file reader) ─▶ quant/ (formats: blocks, reference code) ─▶ base/
+//   base/: error, thread pool, tensor view, type ids: what everything stands on.
+//
+// runtime/ never includes cpu/: it describes *what* the forward pass computes, a backend decides
+// *how* and *where*, as calm keeps one model behind infer.c and infer.cu. Activations live in the
+// backend's memory: runtime/ allocates them through alloc() and passes them to the ops, but never
+// reads or writes them itself (the pointers may be device addresses); results come back to the
+// host only through matmul_to_host(). Weights are tensors that say where their bytes live
+// (tensor::location), so a layer can run on the backend that holds it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "../base/tensor.h"
+
+namespace moerun {
+
+struct model_config;
+struct layer_weights;
+
+// How llama.cpp's graph hands a matmul its activations, which decides its summation order for
+// float weights (quant/types.h): a contiguous tensor goes to its GEMM (the GEMM order); a permuted
+// view of F32 activations against F32 weights skips the GEMM (the vector-dot order), while F16
+// weights first convert the view to a contiguous F16 copy and keep the GEMM order.
+enum class activation_view { contiguous, permuted };
+
+// One weight of a grouped matmul: y (m x w->ne[1]) = x . w^T.
+struct matmul_job {
+    const tensor* w;
+    float* y;
+};
+
+// Activations in a backend's memory: `size` floats at data(), valid until the buffer is freed.
+class buffer {
+public:
+    virtual ~buffer() = default;
+    virtual float* data() = 0;
+    virtual size_t size() const = 0;
+};
+
+// One sequence's keys and values for every layer, in the backend's memory, in the element type
+// it was created with (F32, F16, BF16 or Q8_0). Cells are (position, KV head) rows.
+class kv_cache {
+public:
+    virtual ~kv_cache() = default;
+    virtual size_t bytes() const = 0;
+};
+
+class backend {
+public:
+    virtual ~backend() = default;
+
+    // "cpu (avx512)" and the like; the kernel path for model_info.
+    virtual std::string name() const = 0;
+    virtual std::string kernel_path() const = 0;
+    virtual int threads() const = 0;
+
+    // ---- memory ----
+    virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;
+    // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
+    // out_of_memory) for a type or shape the backend cannot hold.
+    virtual std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) = 0;
+
+    // A forward call's extent: begin() before its first op, end() after its last (the CPU keeps
+    // its threads spinning in between). Use backend_scope.
+    virtual void begin() {}
+    virtual void end() {}
+
+    // ---- operations; rows are contiguous unless a stride (in floats) is given ----
+    // out (n x ne[0]) = rows ids[0..n) of w (embedding lookup); ids on the host.
+    virtual void get_rows(const tensor& w, const int32_t* ids, int n, float* out) = 0;
+    // out[r] = x[r] / rms(x[r]) * weight, for `rows` rows of n floats, `stride` floats apart in
+    // both x and out (may alias); an empty weight normalizes only.
+    virtual void rms_norm(const float* x, const tensor& weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) = 0;
+    // Rotates the first n_rot dims of each of n_heads heads (head_dim apart) of n_tokens tokens
+    // (token_stride floats apart), token i at position pos0 + i, in place.
+    virtual void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
+                      const model_config& c) = 0;
+    // y (m x w.ne[1]) = x (m x w.ne[0]) . w^T.
+    virtual void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view view = activation_view::contiguous) = 0;
+    // The same into host memory (logits).
+    virtual void matmul_to_host(const tensor& w, const float* x, int64_t m, float* host_y) = 0;
+    // Up to 4 weights with the same row length over the same activations, in one pass.
+    virtual void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) = 0;
+    // dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < cols.
+    virtual void copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) = 0;
+    // x[i] += y[i] for i < n.
+    virtual void add(float* x, const float* y, int64_t n) = 0;
+    // y[r * dim + j] += b[j] (a bias vector) for r < rows.
+    virtual void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) = 0;
+    // Stores n tokens' keys and values (rows of n_head_kv x head_dim_k / head_dim_v floats) at
+    // positions pos0.. of a layer. MLA: v is null and k holds the latent rows.
+    virtual void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) = 0;
+    // Causal attention of n queries (n x n_head x head_dim_k, positions pos0..) over the layer's
+    // cached positions 0..pos0+i; out: n x n_head x head_dim_v.
+    virtual void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) = 0;
+    // out (n x n_embd) = SwiGLU FFN of x.
+    virtual void ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) = 0;
+    // out (n x n_embd) = the layer's routed experts (router, top-k, weights, grouped experts,
+    // weighted combine) plus its shared expert.
+    virtual void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) = 0;
+};
+
+// begin() ... end() around one forward call.
+class backend_scope {
+public:
+    explicit backend_scope(backend& b) : b_(b) { b_.begin(); }
+    ~backend_scope() { b_.end(); }
+    backend_scope(const backend_scope&) = delete;
+    backend_scope& operator=(const backend_scope&) = delete;
+
+private:
+    backend& b_;
+};
+
+}  // namespace moerun
