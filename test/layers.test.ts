@@ -207,3 +207,16 @@ describe('native include rules', () => {
     expect(bad).toEqual([]);
   });
 });
+
+describe('quant/ holds format facts only', () => {
+  it('no CPU kernel table fields or dispatch in quant/', () => {
+    const bad: string[] = [];
+    for (const file of sourceFiles('native/quant', ['.h', '.cpp'])) {
+      const source = readFileSync(path.join(root, file), 'utf8');
+      for (const word of ['gemm_lanes', 'gemm_tile', 'act_extra_per_block', 'from_float_act', 'vec_dot_n', 'vec_dot_unrolled', 'type_traits_of', 'thread_pool']) {
+        if (source.includes(word)) bad.push(`${file}: ${word}`);
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+});

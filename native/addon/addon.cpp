@@ -18,7 +18,7 @@
 
 #include "../base/thread_pool.h"
 #include "../include/moerun.h"
-#include "../quant/quantize.h"
+#include "../cpu/quantize.h"
 
 namespace moerun::addon {
 namespace {

@@ -67,7 +67,7 @@ tensor arch_tensor(const model& m, const std::string& name, std::initializer_lis
         throw error(error_code::bad_format, format("model: tensor '%s' has shape %s, expected %s", name.c_str(),
                                                    shape_str(info->ne, info->n_dims).c_str(), shape_str(want, shape.size()).c_str()));
     }
-    const type_traits& tt = type_traits_of(info->type);
+    const type_traits& tt = type_traits_reference(info->type);
     if (use == tensor_use::matrix && !tt.vec_dot) {
         throw error(error_code::unsupported, format("model: tensor '%s' has type %s, which moerun does not support yet",
                                                     name.c_str(), tensor_type_name(info->type)));

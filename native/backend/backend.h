@@ -33,7 +33,7 @@ struct model_config;
 struct layer_weights;
 
 // How llama.cpp's graph hands a matmul its activations, which decides its summation order for
-// float weights (quant/types.h): a contiguous tensor goes to its GEMM (the GEMM order); a permuted
+// float weights (cpu/kernels.h): a contiguous tensor goes to its GEMM (the GEMM order); a permuted
 // view of F32 activations against F32 weights skips the GEMM (the vector-dot order), while F16
 // weights first convert the view to a contiguous F16 copy and keep the GEMM order.
 enum class activation_view { contiguous, permuted };

@@ -121,7 +121,7 @@ std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n
     if (type != tensor_type::F32 && type != tensor_type::F16 && type != tensor_type::BF16 && type != tensor_type::Q8_0) {
         throw error(error_code::invalid_argument, format("session: KV cache type %s is not one of F32, F16, BF16, Q8_0", tensor_type_name(type)));
     }
-    const type_traits& kt = type_traits_of(type);
+    const cpu_kernels& kt = cpu_kernels_of(type);
     if (!kt.from_float || !kt.to_float) {
         throw error(error_code::unsupported, format("session: KV cache type %s has no kernels in this build", tensor_type_name(type)));
     }
@@ -153,7 +153,7 @@ std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n
 void cpu_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {
     auto& cache = static_cast<cpu_kv_cache&>(kv);
     const model_config& c = *cache.config;
-    const type_traits& kt = type_traits_of(cache.type);
+    const cpu_kernels& kt = cpu_kernels_of(cache.type);
     const size_t k_dim = size_t(c.n_head_kv) * size_t(c.head_dim_k), v_dim = size_t(c.n_head_kv) * size_t(c.head_dim_v);
     for (int i = 0; i < n; ++i) {
         for (int hk = 0; hk < c.n_head_kv; ++hk) {
@@ -171,7 +171,7 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     auto& cache = static_cast<cpu_kv_cache&>(kv_base);
     const model_config& c = *cache.config;
     thread_pool& pool = *pool_;
-    const type_traits& kv = type_traits_of(cache.type);
+    const cpu_kernels& kv = cpu_kernels_of(cache.type);
     const bool kv_f32 = cache.type == tensor_type::F32;
     const int group = c.n_head / c.n_head_kv;
     const float scale = c.attn_scale != 0.0f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim_k));
@@ -199,7 +199,7 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
 
     // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
     // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
-    // Summation orders as llama.cpp's (quant/types.h): F32 queries reach its matmul as a permuted
+    // Summation orders as llama.cpp's (cpu/kernels.h): F32 queries reach its matmul as a permuted
     // view, which skips its GEMM (the vector-dot order); F16 ones are converted to a contiguous
     // copy first, which its GEMM takes when the head size is a multiple of its vector width.
     const from_float_fn q_from_float = act_from_float(kv.vec_dot_type);

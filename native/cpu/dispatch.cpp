@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "../base/error.h"
+#include "../quant/reference.h"
 #include "vector_ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -80,18 +81,50 @@ const char* cpu_path_name(cpu_path path) {
 
 namespace {
 
+// The reference multi-row dot: a loop over the reference vec_dot, so it equals it bit for bit.
+template <vec_dot_fn dot>
+void vec_dot_n_loop(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny) {
+    for (int64_t j = 0; j < ny; ++j) dot(n, s + j * s_stride, x, static_cast<const uint8_t*>(y) + size_t(j) * y_stride);
+}
+
+// The scalar path's row for a type: the reference code, with its multi-row dot as a loop.
+cpu_kernels reference_row(tensor_type type) {
+    cpu_kernels k;
+    static_cast<type_traits&>(k) = type_traits_reference(type);
+    using T = tensor_type;
+    switch (type) {
+        case T::F32: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_f32>; break;
+        case T::F16: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_f16>; break;
+        case T::BF16: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_bf16>; break;
+        case T::Q4_0: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q4_0>; break;
+        case T::Q4_1: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q4_1>; break;
+        case T::Q5_0: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q5_0>; break;
+        case T::Q5_1: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q5_1>; break;
+        case T::Q8_0: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q8_0>; break;
+        case T::Q2_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q2_k>; break;
+        case T::Q3_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q3_k>; break;
+        case T::Q4_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q4_k>; break;
+        case T::Q5_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q5_k>; break;
+        case T::Q6_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q6_k>; break;
+        case T::IQ4_NL: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq4_nl>; break;
+        case T::IQ4_XS: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq4_xs>; break;
+        default: break;
+    }
+    return k;
+}
+
 struct dispatch_state {
     cpu_path path = cpu_path::scalar;
     std::string error;  // non-empty when MOERUN_CPU asks for something impossible
-    std::array<type_traits, k_tensor_type_count> table{};
+    std::array<cpu_kernels, k_tensor_type_count> table{};
     vector_ops ops = vector_ops_reference();
 };
 
 // Runs one registration function. A row whose vec_dot it replaces without also giving a
 // vec_dot_n loses the old vec_dot_n (which would not match the new vec_dot bit for bit): matmul
 // then loops over the new vec_dot.
-void apply_registration(void (*reg)(type_traits*), type_traits* table) {
-    std::array<type_traits, k_tensor_type_count> before;
+void apply_registration(void (*reg)(cpu_kernels*), cpu_kernels* table) {
+    std::array<cpu_kernels, k_tensor_type_count> before;
     std::copy(table, table + k_tensor_type_count, before.begin());
     reg(table);
     for (uint32_t i = 0; i < k_tensor_type_count; ++i) {
@@ -99,8 +132,8 @@ void apply_registration(void (*reg)(type_traits*), type_traits* table) {
     }
 }
 
-void fill_table(cpu_path path, type_traits* table) {
-    for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = type_traits_reference(tensor_type(i));
+void fill_table(cpu_path path, cpu_kernels* table) {
+    for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = reference_row(tensor_type(i));
     if (path == cpu_path::avx2 || path == cpu_path::avx512) apply_registration(cpu_register_avx2, table);
     if (path == cpu_path::avx512) apply_registration(cpu_register_avx512, table);
 }
@@ -108,7 +141,7 @@ void fill_table(cpu_path path, type_traits* table) {
 const dispatch_state& dispatch() {
     static const dispatch_state state = [] {
         dispatch_state s;
-        for (uint32_t i = 0; i < k_tensor_type_count; ++i) s.table[i] = type_traits_reference(tensor_type(i));
+        for (uint32_t i = 0; i < k_tensor_type_count; ++i) s.table[i] = reference_row(tensor_type(i));
         cpu_path want = cpu_path_supported(cpu_path::avx512) ? cpu_path::avx512
                         : cpu_path_supported(cpu_path::avx2)  ? cpu_path::avx2
                                                               : cpu_path::scalar;
@@ -135,8 +168,8 @@ const dispatch_state& dispatch() {
 
 }  // namespace
 
-const type_traits& type_traits_for_path(cpu_path path, tensor_type type) {
-    using table_t = std::array<type_traits, k_tensor_type_count>;
+const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type) {
+    using table_t = std::array<cpu_kernels, k_tensor_type_count>;
     static const std::array<table_t, 3> tables = [] {
         std::array<table_t, 3> t{};
         for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
@@ -144,7 +177,7 @@ const type_traits& type_traits_for_path(cpu_path path, tensor_type type) {
         }
         return t;
     }();
-    static const type_traits unknown{};
+    static const cpu_kernels unknown{};
     const uint32_t id = uint32_t(type);
     if (id >= k_tensor_type_count || !cpu_path_supported(path)) return unknown;
     return tables[size_t(path)][id];
@@ -156,8 +189,8 @@ cpu_path cpu_active_path() {
     return s.path;
 }
 
-const type_traits& type_traits_of(tensor_type type) {
-    static const type_traits unknown{};
+const cpu_kernels& cpu_kernels_of(tensor_type type) {
+    static const cpu_kernels unknown{};
     const uint32_t id = uint32_t(type);
     return id < k_tensor_type_count ? dispatch().table[id] : unknown;
 }

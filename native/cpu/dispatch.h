@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "../quant/types.h"
+#include "kernels.h"
 
 namespace moerun {
 
@@ -29,11 +29,11 @@ cpu_path cpu_active_path();
 // The table a given path would install (reference rows overridden by that path's registration
 // functions), independent of the active path; for tests that compare paths. The path must be
 // supported by this CPU (cpu_path_supported); unknown ids give a row with name == nullptr.
-const type_traits& type_traits_for_path(cpu_path path, tensor_type type);
+const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type);
 
 // Per-ISA registration: each overrides the table rows it has faster kernels for. Defined in
 // cpu/avx2/ and cpu/avx512/; on non-x86 builds they are empty.
-void cpu_register_avx2(type_traits* table);
-void cpu_register_avx512(type_traits* table);
+void cpu_register_avx2(cpu_kernels* table);
+void cpu_register_avx512(cpu_kernels* table);
 
 }  // namespace moerun

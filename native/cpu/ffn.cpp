@@ -147,7 +147,7 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
             // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
             // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
             // llama.cpp sums in the vector-dot order.
-            const type_traits& f32 = type_traits_of(tensor_type::F32);
+            const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
             const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
             for (int t = 0; t < n; ++t) {
                 float g;

@@ -10,7 +10,7 @@ namespace {
 
 // Converts the m activation rows to the weights' dot type (F32 weights use x as is) and returns
 // the converted rows and their stride in bytes.
-std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const type_traits& wt, const float* x, int64_t m, int64_t k,
+std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const cpu_kernels& wt, const float* x, int64_t m, int64_t k,
                                                       std::vector<uint8_t>& scratch) {
     if (wt.vec_dot_type == tensor_type::F32) return {reinterpret_cast<const uint8_t*>(x), size_t(k) * sizeof(float)};
     const size_t row = act_row_size(wt.vec_dot_type, k);
@@ -26,8 +26,8 @@ std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const t
     return {scratch.data(), row};
 }
 
-const type_traits& dot_traits(const tensor& w) {
-    const type_traits& wt = type_traits_of(w.type);
+const cpu_kernels& dot_traits(const tensor& w) {
+    const cpu_kernels& wt = cpu_kernels_of(w.type);
     if (!wt.vec_dot) {
         throw error(error_code::unsupported, format("matmul: tensor '%s' has type %s, which has no dot-product kernel",
                                                     w.name ? w.name->c_str() : "?", tensor_type_name(w.type)));
@@ -35,10 +35,10 @@ const type_traits& dot_traits(const tensor& w) {
     return wt;
 }
 
-// Which summation order a float weight's matmul uses (quant/types.h): llama.cpp's GEMM order
+// Which summation order a float weight's matmul uses (cpu/kernels.h): llama.cpp's GEMM order
 // where its dense GEMM takes the shape (rows % 4 == 0, k % L == 0), else its vector-dot order.
 // Expert matmuls always use the vector-dot order, as llama.cpp's mul_mat_id does.
-bool dense_uses_unrolled(const type_traits& wt, int64_t k, int64_t rows) {
+bool dense_uses_unrolled(const cpu_kernels& wt, int64_t k, int64_t rows) {
     return wt.vec_dot_unrolled && (wt.gemm_lanes == 0 || k % wt.gemm_lanes != 0 || rows % 4 != 0);
 }
 
@@ -46,7 +46,7 @@ bool dense_uses_unrolled(const type_traits& wt, int64_t k, int64_t rows) {
 // [i0, i1). With several activation rows the type's multi-row dot takes them in groups, so each
 // weight block is unpacked once per group instead of once per row; the group's activations stay
 // in L1 while the tile's weight rows pass through. `unrolled`: the vector-dot order, row by row.
-void dot_tile(const type_traits& wt, bool unrolled, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1,
+void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1,
               const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
     constexpr int64_t k_act_group = 8;
     if (unrolled) {
@@ -94,7 +94,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
                   std::vector<uint8_t>& scratch, activation_view view) {
     const tensor& w0 = *ws[0];
     const int64_t k = w0.ne[0];
-    const type_traits& wt = dot_traits(w0);
+    const cpu_kernels& wt = dot_traits(w0);
     const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
     const bool view_unrolled = view == activation_view::permuted && wt.vec_dot_type == tensor_type::F32 && wt.vec_dot_unrolled;
     int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
@@ -152,7 +152,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
         }
     }
     const int64_t k = w0.ne[0], n = w0.ne[1];
-    const type_traits& wt = dot_traits(w0);
+    const cpu_kernels& wt = dot_traits(w0);
     const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
     const size_t w_row = w0.row_bytes();
     const int64_t n_batches = int64_t(batches.size());
@@ -174,7 +174,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
 }
 
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {
-    const type_traits& wt = type_traits_of(w.type);
+    const cpu_kernels& wt = cpu_kernels_of(w.type);
     if (!wt.to_float) {
         throw error(error_code::unsupported, format("tensor '%s' has type %s, which cannot be dequantized",
                                                     w.name ? w.name->c_str() : "?", tensor_type_name(w.type)));

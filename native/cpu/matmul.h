@@ -8,7 +8,7 @@
 #include "../backend/backend.h"
 #include "../base/tensor.h"
 #include "../base/thread_pool.h"
-#include "../quant/types.h"
+#include "kernels.h"
 
 namespace moerun {
 

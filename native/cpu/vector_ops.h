@@ -1,7 +1,7 @@
 // Row operations of the forward pass that llama.cpp's CPU backend computes with SIMD: softmax,
 // SwiGLU and attention's probability-weighted sum of values. Each ISA path has its own version
 // in llama.cpp's order and with its vector exp, so that float models give llama.cpp's logits
-// bit for bit (see "summation orders" in quant/types.h); the scalar path is its plain-C build.
+// bit for bit (see "summation orders" in cpu/kernels.h); the scalar path is its plain-C build.
 #pragma once
 
 #include <cstddef>

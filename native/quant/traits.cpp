@@ -1,5 +1,5 @@
 // The reference traits table: one row per GGUF type id. Adding a format = a block struct in
-// blocks.h, reference kernels, SIMD kernels in cpu/, and one row here.
+// blocks.h, reference kernels, one row here, and SIMD kernels in cpu/ (registered there).
 #include <array>
 #include <cstdio>
 
@@ -10,12 +10,6 @@ namespace moerun {
 namespace {
 
 using T = tensor_type;
-
-// The reference multi-row dot: a loop over the reference vec_dot, so it equals it bit for bit.
-template <vec_dot_fn dot>
-void vec_dot_n_loop(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny) {
-    for (int64_t j = 0; j < ny; ++j) dot(n, s + j * s_stride, x, static_cast<const uint8_t*>(y) + size_t(j) * y_stride);
-}
 
 std::array<type_traits, k_tensor_type_count> make_reference_table() {
     std::array<type_traits, k_tensor_type_count> t{};
@@ -69,7 +63,6 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
         r.vec_dot = dot;
         r.vec_dot_type = dot_type;
     };
-    auto dot_n = [&](T id, vec_dot_n_fn f) { t[uint32_t(id)].vec_dot_n = f; };
     // Float weights multiply activations converted to their own type, as ggml does, so F16 and
     // BF16 files give llama.cpp's logits to rounding.
     kernels(T::F32, ref::to_float_f32, ref::from_float_f32, ref::vec_dot_f32, T::F32);
@@ -90,21 +83,6 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
     kernels(T::Q8_K, ref::to_float_q8_k, ref::from_float_q8_k, nullptr, T::Q8_K);
     kernels(T::IQ4_NL, ref::to_float_iq4_nl, ref::from_float_iq4_nl, ref::vec_dot_iq4_nl, T::Q8_0);
     kernels(T::IQ4_XS, ref::to_float_iq4_xs, ref::from_float_iq4_xs, ref::vec_dot_iq4_xs, T::Q8_K);
-    dot_n(T::F32, vec_dot_n_loop<ref::vec_dot_f32>);
-    dot_n(T::F16, vec_dot_n_loop<ref::vec_dot_f16>);
-    dot_n(T::BF16, vec_dot_n_loop<ref::vec_dot_bf16>);
-    dot_n(T::Q4_0, vec_dot_n_loop<ref::vec_dot_q4_0>);
-    dot_n(T::Q4_1, vec_dot_n_loop<ref::vec_dot_q4_1>);
-    dot_n(T::Q5_0, vec_dot_n_loop<ref::vec_dot_q5_0>);
-    dot_n(T::Q5_1, vec_dot_n_loop<ref::vec_dot_q5_1>);
-    dot_n(T::Q8_0, vec_dot_n_loop<ref::vec_dot_q8_0>);
-    dot_n(T::Q2_K, vec_dot_n_loop<ref::vec_dot_q2_k>);
-    dot_n(T::Q3_K, vec_dot_n_loop<ref::vec_dot_q3_k>);
-    dot_n(T::Q4_K, vec_dot_n_loop<ref::vec_dot_q4_k>);
-    dot_n(T::Q5_K, vec_dot_n_loop<ref::vec_dot_q5_k>);
-    dot_n(T::Q6_K, vec_dot_n_loop<ref::vec_dot_q6_k>);
-    dot_n(T::IQ4_NL, vec_dot_n_loop<ref::vec_dot_iq4_nl>);
-    dot_n(T::IQ4_XS, vec_dot_n_loop<ref::vec_dot_iq4_xs>);
     return t;
 }
 

@@ -1,4 +1,4 @@
-// llama.cpp's own row kernels as the oracle for moerun's summation orders (quant/types.h,
+// llama.cpp's own row kernels as the oracle for moerun's summation orders (cpu/kernels.h,
 // cpu/vector_ops.h): loads each CPU variant of llama.cpp's ggml (node-llama-cpp's prebuilt
 // libggml-cpu-*.so) that this CPU runs, and compares, bit for bit, on random rows of every length
 // 1..300:
@@ -66,8 +66,8 @@ outcome check_variant(const std::string& lib, cpu_path path) {
         std::printf("FAIL %s: a row kernel is not exported\n", name.c_str());
         return outcome::failed;
     }
-    const type_traits& t32 = type_traits_for_path(path, tensor_type::F32);
-    const type_traits& t16 = type_traits_for_path(path, tensor_type::F16);
+    const cpu_kernels& t32 = cpu_kernels_for_path(path, tensor_type::F32);
+    const cpu_kernels& t16 = cpu_kernels_for_path(path, tensor_type::F16);
     vector_ops ops = vector_ops_reference();
     if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
     if (path == cpu_path::avx512) cpu_register_avx512_vector_ops(&ops);

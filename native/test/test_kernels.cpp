@@ -15,7 +15,7 @@
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
-//              emulation of llama.cpp's summation order for that path bit for bit (quant/types.h),
+//              emulation of llama.cpp's summation order for that path bit for bit (cpu/kernels.h),
 //              and the reference within the vec_dot bound
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
 //              1.5 ulp of expf), and weighted_sum equal to the emulated GEMM order bit for bit
@@ -202,14 +202,14 @@ void check_fixture(const std::string& dir, const type_case& c) {
 // ---- SIMD paths against the reference ----
 
 // An activation row as `path`'s kernels take it: the blocks (the reference's bytes; checked by
-// from_float), then the path's extra bytes (types.h, act_extra_per_block). Reference kernels
+// from_float), then the path's extra bytes (cpu/kernels.h, act_extra_per_block). Reference kernels
 // ignore the extra bytes.
 size_t act_row_bytes(cpu_path path, T type, size_t n) {
-    const type_traits& t = type_traits_for_path(path, type);
+    const cpu_kernels& t = cpu_kernels_for_path(path, type);
     return n / size_t(t.block_size) * (t.type_size + t.act_extra_per_block);
 }
 std::vector<uint8_t> act_quantize(cpu_path path, T type, const std::vector<float>& x) {
-    const type_traits& t = type_traits_for_path(path, type);
+    const cpu_kernels& t = cpu_kernels_for_path(path, type);
     std::vector<uint8_t> out(act_row_bytes(path, type, x.size()));
     (t.from_float_act ? t.from_float_act : t.from_float)(x.data(), out.data(), int64_t(x.size()));
     return out;
@@ -222,7 +222,7 @@ std::vector<uint8_t> act_quantize(cpu_path path, T type, const std::vector<float
 void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
     if (!c.block_bytes) n += 21;  // float types: also the vector tails (masked or scalar)
     const type_traits& r = type_traits_reference(c.type);
-    const type_traits& p = type_traits_for_path(path, c.type);
+    const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
     const char* pn = cpu_path_name(path);
     if (!p.vec_dot_n) {
         // Allowed (matmul then loops over vec_dot), but only for rows whose vec_dot is not the reference's.
@@ -257,7 +257,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
         }
     }
     const double e = nmse(want.data(), got.data(), want.size());
-    const bool is_override = p.vec_dot_n != r.vec_dot_n;
+    const bool is_override = p.vec_dot_n != cpu_kernels_for_path(cpu_path::scalar, c.type).vec_dot_n;
     report(e <= c.dot_max && mismatches == 0, "vec_dot_n",
            format("%-6s %-6s nmse %.3e (bound %.0e), %zu of %zu differ from vec_dot%s", pn, r.name, e, c.dot_max, mismatches,
                want.size(), is_override ? "" : "  [reference kernel]"));
@@ -265,7 +265,7 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
 
 void check_path(cpu_path path, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
-    const type_traits& p = type_traits_for_path(path, c.type);
+    const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
     const char* pn = cpu_path_name(path);
     const size_t n = 256 * 12;  // 3072: several blocks of every size, not a power of two
     const std::vector<float> x = weights_like(n, 77 + uint32_t(c.type));
@@ -305,7 +305,7 @@ void check_path(cpu_path path, const type_case& c) {
 
 // ---- llama.cpp's summation orders, emulated in scalar code ----
 //
-// These pin the orders the F32/F16 kernels promise (quant/types.h): the SIMD kernels must equal
+// These pin the orders the F32/F16 kernels promise (cpu/kernels.h): the SIMD kernels must equal
 // them bit for bit. (This file is built with -ffp-contract=off, so a*b + c rounds twice here.)
 
 // Lanes added pairwise down to 4 (l + l + width/2), then (0 + 2) + (1 + 3).
@@ -354,7 +354,7 @@ float unrolled_order_dot(const float* a, const float* b, int64_t n, int lanes, b
 }
 
 void check_orders(cpu_path path, T type) {
-    const type_traits& p = type_traits_for_path(path, type);
+    const cpu_kernels& p = cpu_kernels_for_path(path, type);
     const type_traits& r = type_traits_reference(type);
     const char* pn = cpu_path_name(path);
     if (p.gemm_lanes == 0) {
@@ -478,13 +478,13 @@ void check_vector_ops(cpu_path path) {
 void check_matmul(thread_pool& pool, const type_case& c, int64_t m);
 
 void check_matmul(thread_pool& pool, const type_case& c) {
-    const type_traits& t = type_traits_of(c.type);
+    const cpu_kernels& t = cpu_kernels_of(c.type);
     if (!t.vec_dot) return;
     for (int64_t m : {int64_t(1), int64_t(3), int64_t(7)}) check_matmul(pool, c, m);
 }
 
 void check_matmul(thread_pool& pool, const type_case& c, int64_t m) {
-    const type_traits& t = type_traits_of(c.type);
+    const cpu_kernels& t = cpu_kernels_of(c.type);
     const int64_t k = 512, n = 40;
     const std::vector<float> wf = weights_like(size_t(k * n), 555 + uint32_t(c.type));
     const std::vector<uint8_t> wq = quantize(type_traits_reference(c.type), c.type, wf);

@@ -1,5 +1,5 @@
 // AVX2 kernels for the float types: F32/F16/BF16 dots and F16/BF16 conversion.
-// F32 and F16 dots sum in llama.cpp's two orders with L = 8 (see quant/types.h): the GEMM order
+// F32 and F16 dots sum in llama.cpp's two orders with L = 8 (see cpu/kernels.h): the GEMM order
 // (vec_dot, vec_dot_n) and the vector-dot order (vec_dot_unrolled). BF16 keeps 4 independent
 // accumulators (products exact in float), reduced, with the remainder past 32 scalar.
 #include <algorithm>

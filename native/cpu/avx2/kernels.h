@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../../quant/blocks.h"
+#include "../kernels.h"
 
 namespace moerun::avx2 {
 
@@ -16,7 +17,7 @@ void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// gemm_tile (quant/types.h): up to 4 x 3 outputs per call
+// gemm_tile (cpu/kernels.h): up to 4 x 3 outputs per call
 void gemm_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void gemm_tile_f16(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
@@ -27,7 +28,7 @@ void from_float_bf16(const float* src, void* dst, int64_t n);
 
 // quant.cpp: 32-element formats and the activation quantizers
 void from_float_q8_0(const float* src, void* dst, int64_t n);
-// Q8_0 activation rows of the SIMD paths (types.h, from_float_act): the blocks, then each block's
+// Q8_0 activation rows of the SIMD paths (cpu/kernels.h, from_float_act): the blocks, then each block's
 // scale as a float, which the kernels read instead of converting the half per block and row.
 void from_float_q8_0_act(const float* src, void* dst, int64_t n);
 inline const float* q8_0_act_scales(const void* row, int64_t nb) {
@@ -41,7 +42,7 @@ void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
-// vec_dot_n (see quant/types.h): equal to the vec_dot above row by row, bit for bit
+// vec_dot_n (see cpu/kernels.h): equal to the vec_dot above row by row, bit for bit
 void vec_dot_n_q4_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q4_1(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);

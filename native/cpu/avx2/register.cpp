@@ -6,12 +6,12 @@
 
 namespace moerun {
 
-void cpu_register_avx2(type_traits* table) {
+void cpu_register_avx2(cpu_kernels* table) {
 #if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
-    auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
+    auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
 
-    // F32 and F16 in llama.cpp's 8-lane orders (quant/types.h), which its AVX2 builds use.
+    // F32 and F16 in llama.cpp's 8-lane orders (cpu/kernels.h), which its AVX2 builds use.
     at(T::F32).vec_dot = avx2::vec_dot_f32;
     at(T::F32).vec_dot_unrolled = avx2::vec_dot_unrolled_f32;
     at(T::F32).gemm_lanes = 8;
@@ -33,7 +33,7 @@ void cpu_register_avx2(type_traits* table) {
 
     at(T::Q8_0).from_float = avx2::from_float_q8_0;
     // Q8_0 activation rows carry their block scales as floats for every kernel of this path and
-    // the AVX-512 one (types.h).
+    // the AVX-512 one (cpu/kernels.h).
     at(T::Q8_0).from_float_act = avx2::from_float_q8_0_act;
     at(T::Q8_0).act_extra_per_block = sizeof(float);
     at(T::Q8_1).from_float = avx2::from_float_q8_1;

@@ -1,5 +1,5 @@
 // AVX-512 kernels for the float types. F32 and F16 dots sum in llama.cpp's two orders with
-// L = 16 (see quant/types.h): the GEMM order (vec_dot, vec_dot_n) and the vector-dot order
+// L = 16 (see cpu/kernels.h): the GEMM order (vec_dot, vec_dot_n) and the vector-dot order
 // (vec_dot_unrolled). BF16 dots keep 4 independent 16-lane accumulators and finish the remainder
 // with masked loads, with vdpbf16ps where the CPU has AVX512_BF16.
 #include <algorithm>

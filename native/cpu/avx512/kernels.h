@@ -13,10 +13,10 @@ void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16_dpbf16(int64_t n, float* s, const void* x, const void* y);  // needs AVX512_BF16
-// vec_dot_n (see quant/types.h), bit for bit the vec_dot of this path row by row.
+// vec_dot_n (see cpu/kernels.h), bit for bit the vec_dot of this path row by row.
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// gemm_tile (quant/types.h): up to 4 x 6 outputs per call
+// gemm_tile (cpu/kernels.h): up to 4 x 6 outputs per call
 void gemm_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void gemm_tile_f16(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
@@ -29,7 +29,7 @@ void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q2_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q2_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
-// vec_dot_n (see quant/types.h): equal to the vec_dot above row by row, bit for bit
+// vec_dot_n (see cpu/kernels.h): equal to the vec_dot above row by row, bit for bit
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 // The same with vpdpwssd (AVX512_VNNI)
 void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);

@@ -12,13 +12,13 @@
 
 namespace moerun {
 
-void cpu_register_avx512(type_traits* table) {
+void cpu_register_avx512(cpu_kernels* table) {
 #if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
-    auto at = [&](T id) -> type_traits& { return table[uint32_t(id)]; };
+    auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
     const cpu_features& f = cpu_detect();
 
-    // F32 and F16 in llama.cpp's 16-lane orders (quant/types.h), which its AVX-512 builds use.
+    // F32 and F16 in llama.cpp's 16-lane orders (cpu/kernels.h), which its AVX-512 builds use.
     at(T::F32).vec_dot = avx512::vec_dot_f32;
     at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
     at(T::F32).vec_dot_unrolled = avx512::vec_dot_unrolled_f32;

@@ -16,8 +16,8 @@ tensor_type tensor_type_from_name(const char* name) {
 }
 
 namespace {
-const type_traits& checked(tensor_type type, int64_t row_len, bool encode) {
-    const type_traits& t = type_traits_of(type);
+const cpu_kernels& checked(tensor_type type, int64_t row_len, bool encode) {
+    const cpu_kernels& t = cpu_kernels_of(type);
     if (!t.name || (encode ? !t.from_float : !t.to_float)) {
         throw error(error_code::unsupported, format("%s %s is not supported", encode ? "quantizing to" : "dequantizing", tensor_type_name(type)));
     }
@@ -30,7 +30,7 @@ const type_traits& checked(tensor_type type, int64_t row_len, bool encode) {
 }  // namespace
 
 std::vector<uint8_t> quantize_rows(tensor_type type, const float* src, int64_t n_rows, int64_t row_len, int n_threads) {
-    const type_traits& t = checked(type, row_len, true);
+    const cpu_kernels& t = checked(type, row_len, true);
     const size_t row_bytes = row_size(type, row_len);
     std::vector<uint8_t> out(row_bytes * size_t(n_rows));
     thread_pool pool(n_threads > 0 ? n_threads : physical_core_count());
@@ -41,7 +41,7 @@ std::vector<uint8_t> quantize_rows(tensor_type type, const float* src, int64_t n
 }
 
 std::vector<float> dequantize_rows(tensor_type type, const uint8_t* src, size_t src_bytes, int64_t n_rows, int64_t row_len, int n_threads) {
-    const type_traits& t = checked(type, row_len, false);
+    const cpu_kernels& t = checked(type, row_len, false);
     const size_t row_bytes = row_size(type, row_len);
     if (row_bytes * size_t(n_rows) != src_bytes) {
         throw error(error_code::invalid_argument, format("%zu bytes is not %lld rows of %lld %s elements (%zu bytes)", src_bytes,

@@ -1,0 +1,71 @@
+// The CPU's kernel table: for each tensor type, the format's facts and reference code
+// (quant/types.h) with the fastest kernels this CPU path has in their place, plus what only the
+// CPU needs: multi-row dots, tiles, summation orders and activation row layouts. Filled by
+// cpu/dispatch.cpp from the reference rows and the per-ISA registrations (cpu/avx2, cpu/avx512).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../quant/types.h"
+
+namespace moerun {
+
+// One weight row against `ny` activation rows (prompt processing): s[j * s_stride] = dot(x, y_j)
+// with y_j = y + j * y_stride bytes, for j < ny (any ny >= 1). Each weight block is unpacked once
+// for all the rows. Every row's result is bit for bit what vec_dot of the same table gives: the
+// kernels keep vec_dot's per-row summation order.
+using vec_dot_n_fn = void (*)(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
+// Float weights (F32, F16) sum in llama.cpp's CPU orders, so that F32 and F16 models give its
+// logits bit for bit on the same ISA. Rounding the activations to F16 before every F16 matmul
+// turns any last-bit difference upstream into a different F16 value, so "close" is not enough.
+// With L = gemm_lanes (16 on AVX-512, 8 on AVX2):
+//   vec_dot, vec_dot_n ("GEMM order", llama.cpp's llamafile tiles, used for its dense matmuls):
+//     one L-lane accumulator per output, one fused multiply-add per L elements, then the lanes
+//     added pairwise (halves down to 4 lanes, then (0 + 2) + (1 + 3)). Needs n % L == 0.
+//   vec_dot_unrolled ("vector-dot order", ggml_vec_dot_*, used for expert matmuls, attention
+//     scores, and dense shapes its GEMM rejects: weight rows % 4 != 0 or n % L != 0): four
+//     L-lane accumulators over steps of 4L, added pairwise, then the remainder element by element
+//     (F32 in float, the last (remainder mod L/2) with fused multiply-adds, as GCC compiled it;
+//     F16 in double).
+// With gemm_lanes == 0 (the scalar path) both are llama.cpp's plain-C order: float products
+// summed in double, element by element.
+
+// Float types: an nw x nx tile of outputs in the GEMM order, y[i * y_stride + r] = dot(w_r, x_i)
+// for weight rows w_r = w + r * w_row bytes (r < nw <= 4) and activation rows x_i = x + i * x_row
+// bytes (i < nx <= gemm_tile_x), bit for bit vec_dot. Register-blocked like llama.cpp's tiles:
+// each step loads nw + nx vectors for nw * nx fused multiply-adds.
+using gemm_tile_fn = void (*)(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx,
+                              float* y, int64_t y_stride);
+
+struct cpu_kernels : type_traits {
+    vec_dot_n_fn vec_dot_n = nullptr;       // nullptr = callers loop over vec_dot
+    vec_dot_fn vec_dot_unrolled = nullptr;  // float types: the vector-dot order; nullptr = use vec_dot
+    int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
+    gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
+    int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
+    // As a vec_dot_type: activation rows may carry act_extra_per_block bytes per block after the
+    // blocks, which from_float_act writes and this path's kernels read (Q8_0 on the SIMD paths:
+    // each block's scale as a float, read instead of a half converted per block and row; four at
+    // a time by the AVX-512 kernels). Every kernel given activations of this type takes such rows.
+    from_float_fn from_float_act = nullptr;  // nullptr: from_float
+    size_t act_extra_per_block = 0;
+};
+
+// The active path's table (see cpu/dispatch.h). Never null; unknown ids give a row with
+// name == nullptr.
+const cpu_kernels& cpu_kernels_of(tensor_type type);
+
+// Bytes of an activation row of `n` elements of `type` on the active path (blocks, then the
+// path's extra bytes), and the function that writes one.
+inline size_t act_row_size(tensor_type type, int64_t n) {
+    const cpu_kernels& t = cpu_kernels_of(type);
+    return size_t(n / t.block_size) * (t.type_size + t.act_extra_per_block);
+}
+inline from_float_fn act_from_float(tensor_type type) {
+    const cpu_kernels& t = cpu_kernels_of(type);
+    return t.from_float_act ? t.from_float_act : t.from_float;
+}
+
+}  // namespace moerun
