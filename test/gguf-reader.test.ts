@@ -209,3 +209,31 @@ describe('large arrays', () => {
     expect(info.metadata['test.numbers']).toEqual(numbers);
   });
 });
+
+describe('tensor data layout', () => {
+  // Two F32 tensors of 16 elements (64 bytes each) at the given data offsets, in 128 bytes of data.
+  function twoTensors(offsetA: bigint, offsetB: bigint): Buffer {
+    const b = new Bytes();
+    b.u8(0x47).u8(0x47).u8(0x55).u8(0x46).u32(3).u64(2n).u64(1n);
+    b.str('general.architecture').u32(8).str('llama');
+    for (const [name, off] of [['a', offsetA], ['b', offsetB]] as const) {
+      b.str(name).u32(1).i64(16n).u32(0).u64(off);
+    }
+    b.pad(32);
+    for (let i = 0; i < 32; i++) b.f32(i);
+    return b.buffer();
+  }
+
+  it('refuses tensors whose data overlap', async () => {
+    await expectBad(twoTensors(0n, 0n), /tensor '[ab]' data \[offset 0, size 64\] overlaps tensor '[ab]' data \[offset 0, size 64\]/);
+    await expectBad(twoTensors(0n, 32n), /tensor 'b' data \[offset 32, size 64\] overlaps tensor 'a' data \[offset 0, size 64\]/);
+    await expectBad(twoTensors(32n, 0n), /tensor 'a' data \[offset 32, size 64\] overlaps tensor 'b' data \[offset 0, size 64\]/);
+  });
+
+  it('accepts adjacent tensors, in either order', async () => {
+    for (const [a, b] of [[0n, 64n], [64n, 0n]] as const) {
+      const info = await readGgufInfo(write(twoTensors(a, b)));
+      expect(info.tensors.map((t) => t.name)).toEqual(['a', 'b']);
+    }
+  });
+});

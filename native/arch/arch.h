@@ -23,6 +23,10 @@ const arch_loader* arch_find(std::string_view name);
 int64_t arch_get_int(const model& m, const char* suffix);
 int64_t arch_get_int_or(const model& m, const char* suffix, int64_t fallback);
 float arch_get_float_or(const model& m, const char* suffix, float fallback);
+// A count or size (block count, heads, experts, widths): in [0, 2^31 - 1], else bad_format naming
+// the key and the value as the file stores it (2^31 experts is not "-2147483648 experts").
+int arch_get_count(const model& m, const char* suffix);
+int arch_get_count_or(const model& m, const char* suffix, int64_t fallback);
 
 // Tensor by name with an exact shape (ne0 first; unused trailing dims are 1). `required` false
 // returns an empty tensor when absent. Matrices (used in matmul) must have a dot kernel; vectors

@@ -1,3 +1,4 @@
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -49,6 +50,22 @@ float arch_get_float_or(const model& m, const char* suffix, float fallback) {
     return float(m.file->get_float(key_of(m, suffix)).value_or(fallback));
 }
 
+namespace {
+int checked_count(const model& m, const char* suffix, int64_t v) {
+    if (v < 0 || v > INT32_MAX) {
+        throw error(error_code::bad_format, format("model: %s: '%s' is %lld, not a count (0 .. %d)", m.file->path().c_str(),
+                                                   key_of(m, suffix).c_str(), (long long)v, INT32_MAX));
+    }
+    return int(v);
+}
+}  // namespace
+
+int arch_get_count(const model& m, const char* suffix) { return checked_count(m, suffix, arch_get_int(m, suffix)); }
+
+int arch_get_count_or(const model& m, const char* suffix, int64_t fallback) {
+    return checked_count(m, suffix, arch_get_int_or(m, suffix, fallback));
+}
+
 tensor arch_tensor(const model& m, const std::string& name, std::initializer_list<int64_t> shape, tensor_use use, bool required) {
     const gguf_tensor_info* info = m.file->find_tensor(name);
     if (!info) {
@@ -87,22 +104,22 @@ tensor arch_tensor(const model& m, const std::string& name, std::initializer_lis
 
 void arch_read_common_hparams(model& m) {
     model_config& c = m.config;
-    c.n_layer = int(arch_get_int(m, "block_count"));
-    c.n_embd = int(arch_get_int(m, "embedding_length"));
-    c.n_head = int(arch_get_int(m, "attention.head_count"));
-    c.n_head_kv = int(arch_get_int_or(m, "attention.head_count_kv", c.n_head));
-    c.n_ctx_train = int(arch_get_int_or(m, "context_length", 2048));
-    c.n_ff = int(arch_get_int_or(m, "feed_forward_length", 0));
+    c.n_layer = arch_get_count(m, "block_count");
+    c.n_embd = arch_get_count(m, "embedding_length");
+    c.n_head = arch_get_count(m, "attention.head_count");
+    c.n_head_kv = arch_get_count_or(m, "attention.head_count_kv", c.n_head);
+    c.n_ctx_train = arch_get_count_or(m, "context_length", 2048);
+    c.n_ff = arch_get_count_or(m, "feed_forward_length", 0);
     if (c.n_layer <= 0 || c.n_layer > 4096 || c.n_embd <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 ||
         c.n_head % c.n_head_kv != 0) {
         throw error(error_code::bad_format,
                     format("model: %s: implausible hyper-parameters: block_count %d, embedding_length %d, head_count %d, head_count_kv %d",
                            m.file->path().c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv));
     }
-    c.head_dim_k = int(arch_get_int_or(m, "attention.key_length", c.n_embd / c.n_head));
-    c.head_dim_v = int(arch_get_int_or(m, "attention.value_length", c.n_embd / c.n_head));
+    c.head_dim_k = arch_get_count_or(m, "attention.key_length", c.n_embd / c.n_head);
+    c.head_dim_v = arch_get_count_or(m, "attention.value_length", c.n_embd / c.n_head);
     c.norm_eps = arch_get_float_or(m, "attention.layer_norm_rms_epsilon", 1e-5f);
-    c.n_rot = int(arch_get_int_or(m, "rope.dimension_count", c.head_dim_k));
+    c.n_rot = arch_get_count_or(m, "rope.dimension_count", c.head_dim_k);
     c.rope_freq_base = arch_get_float_or(m, "rope.freq_base", 10000.0f);
     const float scale = arch_get_float_or(m, "rope.scaling.factor", 0.0f);
     c.rope_freq_scale = scale > 0 ? 1.0f / scale : 1.0f;
@@ -113,24 +130,36 @@ void arch_read_common_hparams(model& m) {
     }
     const gguf_tensor_info* embd = m.file->find_tensor("token_embd.weight");
     if (!embd) throw error(error_code::bad_format, format("model: %s: required tensor 'token_embd.weight' is missing", m.file->path().c_str()));
+    if (embd->ne[1] <= 0 || embd->ne[1] > INT32_MAX) {
+        throw error(error_code::bad_format, format("model: %s: token_embd.weight has %lld rows, not a vocabulary size", m.file->path().c_str(),
+                                                   (long long)embd->ne[1]));
+    }
     c.n_vocab = int(embd->ne[1]);
+    // One embedding row (and one output row, checked with the output's shape) per token, as
+    // llama.cpp requires. Out-of-range special token ids are not an error: llama.cpp ignores
+    // them (with a warning) and so does the tokenizer.
+    if (const gguf_value* tokens = m.file->find("tokenizer.ggml.tokens");
+        tokens && tokens->type == gguf_type::array && tokens->elem_type == gguf_type::string && tokens->strings.size() != size_t(c.n_vocab)) {
+        throw error(error_code::bad_format, format("model: %s: the vocabulary has %zu tokens but token_embd.weight has %d rows; they must match",
+                                                   m.file->path().c_str(), tokens->strings.size(), c.n_vocab));
+    }
 }
 
 void arch_read_moe_hparams(model& m) {
     model_config& c = m.config;
-    c.n_expert = int(arch_get_int_or(m, "expert_count", 0));
-    c.n_expert_used = int(arch_get_int_or(m, "expert_used_count", 0));
+    c.n_expert = arch_get_count_or(m, "expert_count", 0);
+    c.n_expert_used = arch_get_count_or(m, "expert_used_count", 0);
     if (c.n_expert == 0) return;
-    c.n_ff_exp = int(arch_get_int_or(m, "expert_feed_forward_length", c.n_ff));
-    c.n_layer_dense_lead = int(arch_get_int_or(m, "leading_dense_block_count", 0));
+    c.n_ff_exp = arch_get_count_or(m, "expert_feed_forward_length", c.n_ff);
+    c.n_layer_dense_lead = arch_get_count_or(m, "leading_dense_block_count", 0);
     c.expert_weights_norm = m.file->get_bool(c.architecture + ".expert_weights_norm").value_or(c.expert_weights_norm);
     c.expert_weights_scale = arch_get_float_or(m, "expert_weights_scale", c.expert_weights_scale);
     const int64_t gating = arch_get_int_or(m, "expert_gating_func", 0);  // 0: the architecture's default
     if (gating == 1) c.gating = expert_gating::softmax;
     else if (gating == 2) c.gating = expert_gating::sigmoid;
     else if (gating != 0) throw error(error_code::unsupported, format("model: %s: expert_gating_func %lld is not supported", m.file->path().c_str(), (long long)gating));
-    c.n_expert_groups = int(arch_get_int_or(m, "expert_group_count", 1));
-    c.n_group_used = int(arch_get_int_or(m, "expert_group_used_count", c.n_expert_groups));
+    c.n_expert_groups = arch_get_count_or(m, "expert_group_count", 1);
+    c.n_group_used = arch_get_count_or(m, "expert_group_used_count", c.n_expert_groups);
     if (c.n_expert < 1 || c.n_expert > 4096 || c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.n_ff_exp <= 0 ||
         c.n_expert_groups < 1 || c.n_expert % c.n_expert_groups != 0 || c.n_group_used < 1 || c.n_group_used > c.n_expert_groups ||
         c.n_expert_used > c.n_group_used * (c.n_expert / c.n_expert_groups) || c.n_layer_dense_lead < 0 || c.n_layer_dense_lead > c.n_layer) {
@@ -225,7 +254,7 @@ void arch_setup_yarn(model& m, float yarn_log_mul, bool deepseek_mscale) {
     // ggml's rope multiplies by (1 + 0.1 ln factor) again under YaRN; cancel it here.
     c.rope_mscale = mscale / (1.0f + 0.1f * std::log(factor)) * attn_factor;
     const float beta_fast = 32.0f, beta_slow = 1.0f;
-    const int n_ctx_orig = int(arch_get_int_or(m, "rope.scaling.original_context_length", c.n_ctx_train));
+    const int n_ctx_orig = arch_get_count_or(m, "rope.scaling.original_context_length", c.n_ctx_train);
     auto corr_dim = [&](float n_rot_turns) {
         return float(c.n_rot) * std::log(float(n_ctx_orig) / (n_rot_turns * 2.0f * float(M_PI))) / (2.0f * std::log(c.rope_freq_base));
     };

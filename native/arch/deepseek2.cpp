@@ -14,10 +14,10 @@ void arch_load_deepseek2(model& m) {
     model_config& c = m.config;
     c.rope_type = rope_kind::normal;
     c.mla = true;
-    c.q_lora_rank = int(arch_get_int_or(m, "attention.q_lora_rank", 0));
-    c.kv_lora_rank = int(arch_get_int(m, "attention.kv_lora_rank"));
-    c.head_dim_k_mla = int(arch_get_int_or(m, "attention.key_length_mla", 0));
-    c.head_dim_v_mla = int(arch_get_int_or(m, "attention.value_length_mla", 0));
+    c.q_lora_rank = arch_get_count_or(m, "attention.q_lora_rank", 0);
+    c.kv_lora_rank = arch_get_count(m, "attention.kv_lora_rank");
+    c.head_dim_k_mla = arch_get_count_or(m, "attention.key_length_mla", 0);
+    c.head_dim_v_mla = arch_get_count_or(m, "attention.value_length_mla", 0);
     const std::string& path = m.file->path();
     if (c.head_dim_k_mla == 0 || c.head_dim_v_mla == 0) {
         throw error(error_code::unsupported, format("model: %s: deepseek2 file without attention.key_length_mla/value_length_mla (an old conversion without absorbed attn_k_b/attn_v_b); reconvert it with a current llama.cpp", path.c_str()));

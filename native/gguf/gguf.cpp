@@ -1,5 +1,6 @@
 #include "gguf.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -296,6 +297,21 @@ void gguf_file::parse() {
                           (unsigned long long)data_size, (unsigned long long)data_offset_, (unsigned long long)size_));
         }
         info.data = base_ + data_offset_ + info.offset;
+    }
+    // No two tensors may share bytes: a weight written through one name would change another
+    // (llama.cpp requires its offsets in order, each after the last; overlap is what matters).
+    std::vector<const gguf_tensor_info*> by_offset;
+    by_offset.reserve(tensors_.size());
+    for (const auto& info : tensors_) by_offset.push_back(&info);
+    std::sort(by_offset.begin(), by_offset.end(), [](const gguf_tensor_info* a, const gguf_tensor_info* b) { return a->offset < b->offset; });
+    for (size_t i = 1; i < by_offset.size(); ++i) {
+        const gguf_tensor_info& prev = *by_offset[i - 1];
+        const gguf_tensor_info& next = *by_offset[i];
+        if (prev.n_bytes > 0 && next.n_bytes > 0 && next.offset < prev.offset + prev.n_bytes) {
+            c.fail(format("tensor '%s' data [offset %llu, size %llu] overlaps tensor '%s' data [offset %llu, size %llu]", next.name.c_str(),
+                          (unsigned long long)next.offset, (unsigned long long)next.n_bytes, prev.name.c_str(),
+                          (unsigned long long)prev.offset, (unsigned long long)prev.n_bytes));
+        }
     }
 }
 
