@@ -3,6 +3,7 @@
  * vocabulary size and type names, from a file's header alone.
  */
 import type { GgufInfo } from '../gguf/reader.js';
+import { stringTableOf } from '../gguf/string-table.js';
 
 function numberMeta(info: GgufInfo, key: string): number {
   const v = info.metadata[key];
@@ -17,6 +18,9 @@ export function arch(info: GgufInfo): string {
 
 /** Tokens in the vocabulary: the token list, or the embedding's rows. */
 export function vocabSize(info: GgufInfo): number {
+  // The table's length, when the reader made one: reading the key would make 150k strings.
+  const table = stringTableOf(info.metadata, 'tokenizer.ggml.tokens');
+  if (table) return table.length;
   const tokens = info.metadata['tokenizer.ggml.tokens'];
   if (Array.isArray(tokens)) return tokens.length;
   const embd = info.tensors.find((t) => t.name === 'token_embd.weight');
