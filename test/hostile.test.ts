@@ -72,3 +72,16 @@ describe('token ids out of range', () => {
     expect(() => m.detokenize([600])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
   });
 });
+
+describe('faults as errors', () => {
+  it('a context the host cannot hold is ERR_OUT_OF_MEMORY before anything is allocated, and the model goes on', async () => {
+    await using m = await loadModel(bundledModelPath, { threads: 1 });
+    // stories260K: 640 bytes of F16 cache per token, so 10^8 tokens are 60 GiB and 10^9 are 600 GiB.
+    for (const contextSize of [1e8, 1e9, 2 ** 31 - 1]) {
+      expect(() => m.createSession({ contextSize })).toThrow(
+        expect.objectContaining({ code: 'ERR_OUT_OF_MEMORY', message: expect.stringMatching(/a KV cache of \d+ tokens needs [\d.]+ GiB, but this host has [\d.]+ GiB available/) }),
+      );
+    }
+    expect((await m.createSession({ contextSize: 64 }).generate('Once', { maxTokens: 3, temperature: 0 }).text()).length).toBeGreaterThan(0);
+  });
+});

@@ -8,6 +8,7 @@
 
 #include "../backend/registry.h"
 #include "../base/error.h"
+#include "../base/memory.h"
 #include "../base/thread_pool.h"
 #include "dispatch.h"
 #include "ffn.h"
@@ -129,6 +130,16 @@ std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n
         throw error(error_code::invalid_argument,
                     format("session: KV cache type %s needs head sizes that are multiples of %lld, but this model's are %d (key) and %d (value)",
                            tensor_type_name(type), (long long)kt.block_size, c.head_dim_k, c.head_dim_v));
+    }
+    // Refuse what the host cannot hold before allocating anything: with overcommit a huge
+    // allocation succeeds on paper and the process is killed when the cache fills.
+    const size_t k_row = row_size(type, c.head_dim_k), v_row = c.mla ? 0 : row_size(type, c.head_dim_v);
+    const long double need = (long double)n_ctx * c.n_layer * c.n_head_kv * (long double)(k_row + v_row);
+    const uint64_t available = host_memory_available();
+    if (need > (long double)available) {
+        throw error(error_code::out_of_memory,
+                    format("session: a KV cache of %d tokens needs %.2f GiB, but this host has %.2f GiB available for it", n_ctx,
+                           double(need / (1024.0L * 1024 * 1024)), double(available) / (1024.0 * 1024 * 1024)));
     }
     auto cache = std::make_unique<cpu_kv_cache>();
     cache->type = type;
