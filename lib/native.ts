@@ -34,15 +34,12 @@ export interface NativeGgufSource {
 }
 
 export interface NativeModel extends NativeGgufSource {
-  /** Strings [begin, end) of a string array, one JS string each (tests compare tables against it). */
-  ggufStrings(key: string, begin: number, end: number): string[];
   info(): NativeModelInfo;
   dispose(): void;
 }
 
 export interface NativeGguf {
   info(maxInline?: number): GgufInfo;
-  strings(key: string, begin: number, end: number): string[];
   stringTableChunk(key: string, chunk: number): NativeStringTableChunk;
   arrayInto(key: string, begin: number, target: ArrayBufferView): number;
   close(): void;

@@ -357,25 +357,6 @@ Napi::Value string_table_chunk_to_js(const Napi::CallbackInfo& cb, string_tables
     return out;
 }
 
-// Strings [begin, end) of the string array `key` (see gguf_to_js's deferred arrays).
-Napi::Value gguf_strings_to_js(const Napi::CallbackInfo& cb, const gguf_file& f) {
-    Napi::Env env = cb.Env();
-    if (cb.Length() < 3 || !cb[0].IsString() || !cb[1].IsNumber() || !cb[2].IsNumber()) {
-        return throw_error(env, "ERR_INVALID_ARGUMENT", "ggufStrings(key: string, begin: number, end: number)");
-    }
-    const std::string key = cb[0].As<Napi::String>();
-    const gguf_value* v = f.find(key);
-    if (!v || v->type != gguf_type::array || v->elem_type != gguf_type::string) {
-        return throw_error(env, "ERR_INVALID_ARGUMENT", "ggufStrings: '" + key + "' is not a string array");
-    }
-    const size_t n = v->strings.size();
-    const size_t begin = size_t(std::clamp(cb[1].As<Napi::Number>().Int64Value(), int64_t(0), int64_t(n)));
-    const size_t end = size_t(std::clamp(cb[2].As<Napi::Number>().Int64Value(), int64_t(begin), int64_t(n)));
-    Napi::Array a = Napi::Array::New(env, end - begin);
-    for (size_t k = begin; k < end; ++k) a.Set(uint32_t(k - begin), Napi::String::New(env, v->strings[k].data(), v->strings[k].size()));
-    return a;
-}
-
 // ---- argument helpers ------------------------------------------------------------------------
 
 bool need_args(const Napi::CallbackInfo& info, size_t n, const char* fn) {
@@ -394,7 +375,6 @@ public:
         return DefineClass(env, "NativeModel", {
             InstanceMethod("info", &model_handle::info),
             InstanceMethod("gguf", &model_handle::gguf),
-            InstanceMethod("ggufStrings", &model_handle::gguf_strings),
             InstanceMethod("ggufStringTableChunk", &model_handle::gguf_string_table_chunk),
             InstanceMethod("ggufArrayInto", &model_handle::gguf_array_into),
             InstanceMethod("dispose", &model_handle::dispose),
@@ -440,11 +420,6 @@ private:
         const size_t max_inline = cb.Length() > 0 && cb[0].IsNumber() ? size_t(std::max<int64_t>(0, cb[0].As<Napi::Number>().Int64Value())) : SIZE_MAX;
         return gguf_to_js(cb.Env(), *m->file, max_inline);
     }
-    Napi::Value gguf_strings(const Napi::CallbackInfo& cb) {
-        auto m = get(cb.Env());
-        if (!m) return cb.Env().Undefined();
-        return gguf_strings_to_js(cb, *m->file);
-    }
     Napi::Value gguf_array_into(const Napi::CallbackInfo& cb) {
         auto m = get(cb.Env());
         if (!m) return cb.Env().Undefined();
@@ -467,7 +442,6 @@ public:
     static Napi::Function define(Napi::Env env) {
         return DefineClass(env, "NativeGguf", {
             InstanceMethod("info", &gguf_handle::info),
-            InstanceMethod("strings", &gguf_handle::strings),
             InstanceMethod("stringTableChunk", &gguf_handle::string_table_chunk),
             InstanceMethod("arrayInto", &gguf_handle::array_into),
             InstanceMethod("close", &gguf_handle::close),
@@ -482,10 +456,6 @@ private:
         if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
         const size_t max_inline = cb.Length() > 0 && cb[0].IsNumber() ? size_t(std::max<int64_t>(0, cb[0].As<Napi::Number>().Int64Value())) : SIZE_MAX;
         return gguf_to_js(cb.Env(), *file_, max_inline);
-    }
-    Napi::Value strings(const Napi::CallbackInfo& cb) {
-        if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
-        return gguf_strings_to_js(cb, *file_);
     }
     Napi::Value array_into(const Napi::CallbackInfo& cb) {
         if (!file_) return throw_error(cb.Env(), "ERR_DISPOSED", "GGUF file is closed");
