@@ -21,10 +21,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { getLlama, LlamaLogLevel, type Token } from 'node-llama-cpp';
 
 import { cpuInfo, loadModel, readGgufInfo } from '../lib/index.js';
+import { measureBandwidth } from '../lib/bench/bandwidth.js';
 import { encodeF32, float32ToFloat16Bits, ggmlTensorByteSize, writeGguf, type GgufValue } from '../lib/gguf/writer.js';
 import { makeModelParts, type MakeModelOptions } from '../scripts/make-model.js';
 
@@ -139,30 +139,6 @@ async function bytesPerToken(file: string): Promise<number> {
 }
 
 // ============================================================================================
-// Memory bandwidth probe: `threads` workers each scan their own 512 MiB buffer with memchr
-// (Buffer.indexOf of a byte that is not there), so the read rate is what the cores can pull.
-// ============================================================================================
-
-async function bandwidthProbe(nThreads: number): Promise<number> {
-  const code = `
-    const { parentPort } = require('node:worker_threads');
-    const buf = Buffer.alloc(512 << 20, 1);
-    buf.indexOf(0); // fault the pages in
-    parentPort.postMessage('ready');
-    parentPort.once('message', () => {
-      let bytes = 0;
-      const t0 = performance.now();
-      while (performance.now() - t0 < 1500) { buf.indexOf(0); bytes += buf.length; }
-      parentPort.postMessage(bytes / ((performance.now() - t0) / 1000));
-    });`;
-  const workers = Array.from({ length: nThreads }, () => new Worker(code, { eval: true }));
-  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
-  const rates = await Promise.all(workers.map((w) => new Promise<number>((r) => (w.once('message', r), w.postMessage('go')))));
-  await Promise.all(workers.map((w) => w.terminate()));
-  return rates.reduce((a, b) => a + b, 0);
-}
-
-// ============================================================================================
 // Decoding: greedy, one token per step, after a 4-token prompt
 // ============================================================================================
 
@@ -266,7 +242,7 @@ for (const type of types) {
     }
   }
   for (const e of engines) await e?.dispose();
-  const probe = await bandwidthProbe(threads);
+  const probe = await measureBandwidth(threads);
   // Mean over rounds, and the best round (less sensitive to other processes on a shared machine).
   const mean = seconds.map((s) => (s.length ? (nTokens * s.length) / s.reduce((a, b) => a + b, 0) : NaN));
   const best = seconds.map((s) => (s.length ? nTokens / Math.min(...s) : NaN));
