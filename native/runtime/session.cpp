@@ -71,7 +71,6 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     backend& be = compute_;
     const int64_t d = c.n_embd;
     const int64_t q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
-                  v_dim = int64_t(c.n_head_kv) * c.head_dim_v,
                   o_dim = int64_t(c.n_head) * std::max(c.head_dim_v, c.head_dim_v_mla);
     const size_t nt = size_t(n);
     float* x = act(x_, nt * size_t(d));
@@ -102,7 +101,6 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
             be.kv_store(*kv_, il, k, v_->data(), pos0, n);
             be.attention(*kv_, il, q, n, pos0, attn_out);
         }
-        (void)v_dim;
         be.matmul(l.wo, attn_out, n, tmp);
         be.add(x, tmp, int64_t(nt) * d);
 
