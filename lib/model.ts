@@ -2,8 +2,8 @@
  * Models: loading a GGUF file, its description, tokenization, and sessions.
  */
 import { callNative, callNativeSync, MoerunError } from './errors.js';
-import { convertSliced, type GgufInfo } from './gguf/reader.js';
-import { native, type NativeModel } from './native.js';
+import { convertSliced, readGgufInfo, type GgufInfo } from './gguf/reader.js';
+import { native, type NativeModel, type NativeModelInfo } from './native.js';
 import { Session, type SessionModel, type SessionOptions } from './session.js';
 import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
@@ -31,6 +31,13 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   /** Called with the fraction of weights loaded, 0..1. */
   onProgress?: (fraction: number) => void;
+  /**
+   * Load the tokenizer and chat template only: the header and metadata are read and no weight is
+   * mapped or read, so `tokenize`, `detokenize` and chat templates work on a file of any size;
+   * {@link Model.createSession} throws `ERR_UNSUPPORTED`. `info` then has the metadata's numbers
+   * (`threads` 0, `cpuPath` `'none'`). Default false.
+   */
+  vocabOnly?: boolean;
 }
 
 /**
@@ -71,24 +78,30 @@ export class Model implements SessionModel {
   readonly gguf: GgufInfo;
   /** How the load went: its duration and the longest stretch it held the JS thread. */
   readonly loadStats: LoadStats;
+  /** True when loaded with `vocabOnly`: no weights, no sessions. */
+  readonly vocabOnly: boolean;
 
+  /** The weights; undefined for a vocab-only model. */
   #native: NativeModel | undefined;
+  #disposed = false;
   readonly #sessions = new Set<Session>();
 
   /** @internal Use {@link loadModel}. */
-  constructor(path: string, nativeModel: NativeModel, gguf: GgufInfo, tokenizer: Tokenizer, loadStats: LoadStats) {
+  constructor(path: string, nativeModel: NativeModel | undefined, gguf: GgufInfo, tokenizer: Tokenizer, loadStats: LoadStats) {
     this.path = path;
     this.loadStats = loadStats;
     this.#native = nativeModel;
+    this.vocabOnly = nativeModel === undefined;
     this.gguf = gguf;
     this.tokenizer = tokenizer;
     const name = gguf.metadata['general.name'];
-    this.info = Object.freeze({ ...callNativeSync(() => nativeModel.info()), name: typeof name === 'string' ? name : undefined });
+    const described = nativeModel ? callNativeSync(() => nativeModel.info()) : metadataInfo(gguf, tokenizer);
+    this.info = Object.freeze({ ...described, name: typeof name === 'string' ? name : undefined });
   }
 
   /** True once {@link dispose} was called. */
   get disposed(): boolean {
-    return this.#native === undefined;
+    return this.#disposed;
   }
 
   /** Text to token ids. */
@@ -114,7 +127,11 @@ export class Model implements SessionModel {
 
   /** A new session (its own KV cache) on this model. */
   createSession(options?: SessionOptions): Session<Model> {
-    const nativeModel = this.#check();
+    this.#check();
+    const nativeModel = this.#native;
+    if (!nativeModel) {
+      throw new MoerunError('ERR_UNSUPPORTED', `createSession(): ${this.path} was loaded with vocabOnly: true (tokenizer and chat template only, no weights); load it without vocabOnly to run it`);
+    }
     const session: Session<Model> = new Session(this, nativeModel, () => this.#sessions.delete(session), options);
     this.#sessions.add(session);
     return session;
@@ -125,12 +142,13 @@ export class Model implements SessionModel {
    * twice; later calls on the model or its sessions throw `ERR_DISPOSED`.
    */
   async dispose(): Promise<void> {
-    if (!this.#native) return;
+    if (this.#disposed) return;
+    this.#disposed = true;
     const nativeModel = this.#native;
     this.#native = undefined;
     await Promise.all([...this.#sessions].map((s) => s.dispose()));
     this.#sessions.clear();
-    nativeModel.dispose();
+    nativeModel?.dispose();
   }
 
   /** `await using model = await loadModel(...)` */
@@ -138,10 +156,39 @@ export class Model implements SessionModel {
     await this.dispose();
   }
 
-  #check(): NativeModel {
-    if (!this.#native) throw new MoerunError('ERR_DISPOSED', 'model is disposed');
-    return this.#native;
+  #check(): void {
+    if (this.#disposed) throw new MoerunError('ERR_DISPOSED', 'model is disposed');
   }
+}
+
+/** A vocab-only model's {@link NativeModelInfo}, from the metadata and tensor list alone. */
+function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
+  const md = gguf.metadata;
+  const architecture = typeof md['general.architecture'] === 'string' ? md['general.architecture'] : '';
+  const count = (key: string): number => {
+    const v = md[`${architecture}.${key}`];
+    return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+  };
+  const fileType = md['general.file_type'];
+  const parameterCount = gguf.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+  return {
+    architecture,
+    blockCount: count('block_count'),
+    embeddingLength: count('embedding_length'),
+    headCount: count('attention.head_count'),
+    headCountKv: count('attention.head_count_kv') || count('attention.head_count'),
+    vocabSize: tokenizer.vocabSize,
+    contextLength: count('context_length'),
+    expertCount: count('expert_count'),
+    expertUsedCount: count('expert_used_count'),
+    fileType: typeof fileType === 'number' ? fileType : -1,
+    sizeBytes: gguf.fileSize,
+    parameterCount,
+    // Routed experts' share is the native loader's knowledge; without weights, all parameters.
+    activeParameterCount: parameterCount,
+    threads: 0,
+    cpuPath: 'none',
+  };
 }
 
 /**
@@ -152,11 +199,13 @@ export class Model implements SessionModel {
 export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
   nonEmptyString('path', path);
   const o = optionsObject(options, 'loadModel()');
-  checkKnownKeys(o, ['threads', 'signal', 'onProgress'], 'loadModel()');
+  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
+  const vocabOnly = o.vocabOnly === undefined ? false : booleanOption('vocabOnly', o.vocabOnly);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
   const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
   const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
   if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted before it started');
+  if (vocabOnly) return loadVocabOnly(path, signal, onProgress);
 
   const t0 = performance.now();
   const clock = new SliceClock();
@@ -198,4 +247,21 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
     nativeModel?.dispose();
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** `loadModel(path, { vocabOnly: true })`: the header and metadata, read off the JS thread, and the tokenizer. */
+async function loadVocabOnly(path: string, signal: AbortSignal | undefined, onProgress: ((f: number) => void) | undefined): Promise<Model> {
+  const t0 = performance.now();
+  const clock = new SliceClock();
+  const gguf = await readGgufInfo(path);
+  if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted');
+  clock.start();
+  const tokenizer = await Tokenizer.fromGgufMetadataAsync(gguf.metadata, clock).catch((err: unknown) => {
+    if (err instanceof MoerunError) throw err;
+    throw new MoerunError('ERR_UNSUPPORTED', `model: ${path}: ${(err as Error).message}`, { cause: err });
+  });
+  clock.stop();
+  if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted');
+  onProgress?.(1);
+  return new Model(path, undefined, gguf, tokenizer, { totalMs: performance.now() - t0, jsThread: clock.stats });
 }
