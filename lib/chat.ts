@@ -1,21 +1,50 @@
 /**
- * Chat: rendering a model's Jinja chat template (`tokenizer.chat_template`) with
- * `@huggingface/jinja`, the template's own stop tokens, and splitting streamed text into the
- * answer and the `<think>…</think>` reasoning.
+ * Chat: rendering a model's Jinja chat template (`tokenizer.chat_template`) as llama.cpp does
+ * (the engine is lib/chat/jinja.ts), tools and tool calls in the conversation, the template's own
+ * stop tokens, and splitting streamed text into the answer and the `<think>…</think>` reasoning.
  */
-import { Environment, Template } from '@huggingface/jinja';
 import { MoerunError } from './errors.js';
+import { JinjaTemplate, TemplateLimitError, TemplateRaisedError, type RenderLimits } from './chat/jinja.js';
 import type { Tokenizer } from './tokenizer/index.js';
 import { describe, invalid } from './validate.js';
 
-/** One message of a conversation. */
+/** A tool call in an assistant message, as OpenAI's API writes it. */
+export interface ChatToolCall {
+  /** The call's id; a `'tool'` message answers it with the same `tool_call_id`. */
+  id: string;
+  type: 'function';
+  function: {
+    name: string;
+    /** The arguments as a JSON text (OpenAI's convention), e.g. `'{"city":"Paris"}'`. */
+    arguments: string;
+  };
+}
+
+/** One message of a conversation (OpenAI's shape). */
 export interface ChatMessage {
-  /** `'system'`, `'user'`, `'assistant'` (or another role the template knows, e.g. `'tool'`). */
+  /** `'system'`, `'user'`, `'assistant'`, `'tool'` (or another role the template knows). */
   role: string;
-  /** The message text. */
-  content: string;
+  /** The message text; may be null or absent on an assistant message that carries `tool_calls`. */
+  content: string | null;
   /** An assistant message's reasoning, for templates that render it (`reasoning_content`). */
   reasoning?: string;
+  /** An assistant message's tool calls. */
+  tool_calls?: ChatToolCall[];
+  /** A `'tool'` message: the id of the call it answers. */
+  tool_call_id?: string;
+  /** A `'tool'` message: the tool's name (some templates print it). */
+  name?: string;
+}
+
+/** A tool the model may call (OpenAI's shape). */
+export interface ChatTool {
+  type: 'function';
+  function: {
+    name: string;
+    description?: string;
+    /** The arguments' JSON Schema. */
+    parameters?: Record<string, unknown>;
+  };
 }
 
 /** Options of {@link renderChatTemplate}. */
@@ -26,83 +55,25 @@ export interface RenderChatTemplateOptions {
   bosToken?: string;
   /** Text of the EOS token (`eos_token`). Default ''. */
   eosToken?: string;
-  /** Further template variables, e.g. `{ enable_thinking: false }`. */
+  /** Tools offered to the model (`tools`). */
+  tools?: readonly ChatTool[];
+  /** Template variable `enable_thinking`. Default true, like llama.cpp. */
+  enableThinking?: boolean;
+  /** Further template variables, e.g. `{ date_string: '1 Jan 2025' }`; they override the defaults. */
   vars?: Record<string, unknown>;
+  /** The time `strftime_now()`, `date_string` and `datetime` show. Default now. */
+  now?: Date;
+  /** Limits on the render (defaults: 250 ms, 5M steps, 32M characters). */
+  limits?: Partial<RenderLimits>;
 }
 
-const templateCache = new Map<string, Template>();
+const templateCache = new Map<string, JinjaTemplate>();
 
-/**
- * @huggingface/jinja 0.5 ignores the argument of `str.strip/lstrip/rstrip(chars)` and always strips
- * whitespace, unlike Python and llama.cpp's Jinja: Qwen3's and QwQ's `content.lstrip('\n')` would
- * eat the leading spaces of a message. Wrap its string builtins so a `chars` argument is honoured.
- */
-function patchStripBuiltins(): void {
-  type Runtime = { value: unknown };
-  const env = new Environment();
-  env.set('s', '');
-  const sample = (env as unknown as { variables: Map<string, object> }).variables.get('s');
-  const proto = sample && Object.getPrototypeOf(sample);
-  const desc = proto && Object.getOwnPropertyDescriptor(proto, 'builtins');
-  if (!sample || !desc?.get || (proto as { moerunPatched?: boolean }).moerunPatched) return;
-  const original = desc.get;
-  const StringValue = sample.constructor as new (v: string) => Runtime;
-  const strip = (s: string, chars: string, left: boolean, right: boolean): string => {
-    let a = 0;
-    let b = s.length;
-    if (left) while (a < b && chars.includes(s[a]!)) a++;
-    if (right) while (b > a && chars.includes(s[b - 1]!)) b--;
-    return s.slice(a, b);
-  };
-  Object.defineProperty(proto, 'builtins', {
-    configurable: true,
-    get(this: Runtime) {
-      const map = original.call(this) as Map<string, Runtime>;
-      const fn = map.get('strip');
-      if (!fn || (map as { moerun?: boolean }).moerun) return map;
-      const FunctionValue = fn.constructor as new (f: (args: Runtime[]) => Runtime) => Runtime;
-      for (const [name, left, right] of [['strip', true, true], ['lstrip', true, false], ['rstrip', false, true]] as const) {
-        const builtin = map.get(name)!;
-        map.set(name, new FunctionValue((args: Runtime[]) => {
-          const chars = args[0]?.value;
-          if (typeof chars !== 'string') return (builtin.value as (a: Runtime[]) => Runtime)(args);
-          return new StringValue(strip(this.value as string, chars, left, right));
-        }));
-      }
-      (map as { moerun?: boolean }).moerun = true;
-      return map;
-    },
-  });
-  (proto as { moerunPatched?: boolean }).moerunPatched = true;
-}
-patchStripBuiltins();
-
-/**
- * @huggingface/jinja prints booleans as `true`/`false`; Python's Jinja and llama.cpp's print
- * `True`/`False` for `{{ flag }}`. Not covered: `flag | string` and `'x' ~ flag` / `'x' + flag` still give `true`.
- */
-function patchBooleanOutput(): void {
-  const env = new Environment();
-  env.set('b', true);
-  const sample = (env as unknown as { variables: Map<string, object> }).variables.get('b');
-  const proto = sample && (Object.getPrototypeOf(sample) as { toString(): string; moerunPatched?: boolean; type?: string });
-  if (!proto || (sample as { type?: string }).type !== 'BooleanValue' || Object.prototype.hasOwnProperty.call(proto, 'moerunPatched')) return;
-  Object.defineProperty(proto, 'toString', {
-    configurable: true,
-    writable: true,
-    value(this: { value: boolean }) {
-      return this.value ? 'True' : 'False';
-    },
-  });
-  Object.defineProperty(proto, 'moerunPatched', { value: true });
-}
-patchBooleanOutput();
-
-function compile(source: string): Template {
+function compile(source: string): JinjaTemplate {
   let t = templateCache.get(source);
   if (!t) {
     try {
-      t = new Template(source);
+      t = new JinjaTemplate(source);
     } catch (err) {
       throw new MoerunError('ERR_BAD_FORMAT', `chat template: cannot parse it: ${(err as Error).message}`, { cause: err });
     }
@@ -112,41 +83,113 @@ function compile(source: string): Template {
   return t;
 }
 
-/** Checks a messages array: a non-empty array of `{ role, content }` with string fields. @internal */
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Checks a messages array: a non-empty array of `{ role, content }` with string fields; an
+ * assistant message may carry `tool_calls` (then `content` may be null), a tool message
+ * `tool_call_id` and `name`. @internal
+ */
 export function checkMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) {
     throw invalid(`Expected a non-empty array of messages for messages but received ${describe(messages)}`);
   }
   messages.forEach((m: unknown, i) => {
     const o = m as Partial<ChatMessage> | null;
-    if (o === null || typeof o !== 'object' || typeof o.role !== 'string' || o.role.length === 0 || typeof o.content !== 'string') {
+    const withCalls = o !== null && typeof o === 'object' && o.tool_calls !== undefined;
+    const contentOk = typeof o?.content === 'string' || (withCalls && (o.content === null || o.content === undefined));
+    if (o === null || typeof o !== 'object' || typeof o.role !== 'string' || o.role.length === 0 || !contentOk) {
       throw invalid(`Expected { role: string, content: string } for messages[${i}] but received ${describe(m)}`);
     }
-    if (o.reasoning !== undefined && typeof o.reasoning !== 'string') {
-      throw invalid(`Expected a string for messages[${i}].reasoning but received ${describe(o.reasoning)}`);
+    for (const key of ['reasoning', 'tool_call_id', 'name'] as const) {
+      if (o[key] !== undefined && typeof o[key] !== 'string') {
+        throw invalid(`Expected a string for messages[${i}].${key} but received ${describe(o[key])}`);
+      }
+    }
+    if (withCalls) {
+      if (!Array.isArray(o.tool_calls)) throw invalid(`Expected an array for messages[${i}].tool_calls but received ${describe(o.tool_calls)}`);
+      o.tool_calls.forEach((c: unknown, j) => {
+        const call = c as Partial<ChatToolCall> | null;
+        if (!isObject(call) || typeof call.id !== 'string' || !isObject(call.function) || typeof call.function.name !== 'string' || typeof call.function.arguments !== 'string') {
+          throw invalid(`Expected { id: string, type: 'function', function: { name: string, arguments: string } } for messages[${i}].tool_calls[${j}] but received ${describe(c)}`);
+        }
+      });
     }
   });
   return messages as ChatMessage[];
 }
 
+/** Checks `tools`: an array of `{ type: 'function', function: { name, description?, parameters? } }`. @internal */
+export function checkTools(tools: unknown): ChatTool[] {
+  if (!Array.isArray(tools)) throw invalid(`Expected an array of tools for tools but received ${describe(tools)}`);
+  tools.forEach((t: unknown, i) => {
+    const o = t as Partial<ChatTool> | null;
+    const f = isObject(o) ? o.function : undefined;
+    if (!isObject(o) || o.type !== 'function' || !isObject(f) || typeof f.name !== 'string' || f.name.length === 0
+      || (f.description !== undefined && typeof f.description !== 'string') || (f.parameters !== undefined && !isObject(f.parameters))) {
+      throw invalid(`Expected { type: 'function', function: { name: string, description?: string, parameters?: object } } for tools[${i}] but received ${describe(t)}`);
+    }
+  });
+  return tools as ChatTool[];
+}
+
+/** Parses a tool call's JSON arguments for the template (llama.cpp passes them as objects). */
+function argumentsObject(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new MoerunError('ERR_INVALID_ARGUMENT', `Expected JSON text for ${where} but received ${describe(text)}`, { cause: err });
+  }
+}
+
+/** A message as the template sees it (llama.cpp's `to_json_oaicompat` plus its argument parsing). */
+function templateMessage(m: ChatMessage, i: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role, content: m.content ?? '' };
+  if (m.reasoning !== undefined) out.reasoning_content = m.reasoning;
+  if (m.name !== undefined) out.name = m.name;
+  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.tool_calls !== undefined) {
+    out.tool_calls = m.tool_calls.map((c, j) => ({
+      id: c.id,
+      type: 'function',
+      function: { name: c.function.name, arguments: argumentsObject(c.function.arguments, `messages[${i}].tool_calls[${j}].function.arguments`) },
+    }));
+  }
+  return out;
+}
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+const monthAbbr = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
 /**
- * Renders a Jinja chat template the way llama.cpp's `--jinja` path does: `messages`,
- * `add_generation_prompt`, `bos_token`, `eos_token`, plus `vars`. An assistant message's
- * `reasoning` is passed as `reasoning_content`.
+ * Renders a Jinja chat template with the context llama.cpp's `--jinja` path gives it:
+ * `messages` (tool-call arguments as objects), `bos_token`, `eos_token`, `enable_thinking`,
+ * `tools` when there are any, `datetime` and `date_string`, `add_generation_prompt` (left
+ * undefined when false, as llama.cpp does), then `vars`. A render that runs past its limits (a
+ * template that loops or expands without bound) throws `ERR_INVALID_ARGUMENT` instead of hanging.
  */
 export function renderChatTemplate(template: string, messages: readonly ChatMessage[], options: RenderChatTemplateOptions = {}): string {
   const t = compile(template);
-  const msgs = messages.map((m) => (m.reasoning === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, reasoning_content: m.reasoning }));
+  const now = options.now ?? new Date();
+  const context: Record<string, unknown> = {
+    messages: messages.map(templateMessage),
+    bos_token: options.bosToken ?? '',
+    eos_token: options.eosToken ?? '',
+    enable_thinking: options.enableThinking ?? true,
+    datetime: `${monthAbbr[now.getMonth()]} ${pad2(now.getDate())} ${now.getFullYear()}`,
+    date_string: `${pad2(now.getDate())} ${monthAbbr[now.getMonth()]} ${now.getFullYear()}`,
+  };
+  if (options.tools !== undefined && options.tools.length > 0) context.tools = options.tools;
+  Object.assign(context, options.vars);
+  if (options.addGenerationPrompt ?? true) context.add_generation_prompt = true;
   try {
-    return t.render({
-      ...options.vars,
-      messages: msgs,
-      add_generation_prompt: options.addGenerationPrompt ?? true,
-      bos_token: options.bosToken ?? '',
-      eos_token: options.eosToken ?? '',
-    });
+    return t.render(context, { now, limits: options.limits });
   } catch (err) {
-    throw new MoerunError('ERR_INVALID_ARGUMENT', `chat template: rendering failed: ${(err as Error).message}`, { cause: err });
+    const why = err instanceof TemplateLimitError ? 'stopped'
+      : err instanceof TemplateRaisedError ? 'the template raised an exception'
+      : err instanceof RangeError ? 'stopped (recursion too deep)'
+      : 'rendering failed';
+    throw new MoerunError('ERR_INVALID_ARGUMENT', `chat template: ${why}: ${(err as Error).message}`, { cause: err });
   }
 }
 
