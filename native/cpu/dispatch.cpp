@@ -108,6 +108,16 @@ cpu_kernels reference_row(tensor_type type) {
         case T::Q6_K: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_q6_k>; break;
         case T::IQ4_NL: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq4_nl>; break;
         case T::IQ4_XS: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq4_xs>; break;
+        case T::IQ2_XXS: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq2_xxs>; break;
+        case T::IQ2_XS: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq2_xs>; break;
+        case T::IQ2_S: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq2_s>; break;
+        case T::IQ3_XXS: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq3_xxs>; break;
+        case T::IQ3_S: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq3_s>; break;
+        case T::IQ1_S: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq1_s>; break;
+        case T::IQ1_M: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_iq1_m>; break;
+        case T::TQ1_0: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_tq1_0>; break;
+        case T::TQ2_0: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_tq2_0>; break;
+        case T::MXFP4: k.vec_dot_n = vec_dot_n_loop<ref::vec_dot_mxfp4>; break;
         default: break;
     }
     return k;

@@ -6,6 +6,7 @@
 // 8 or 16 sub-blocks whose scales are themselves quantized against the super-block's fp16 d.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -114,6 +115,112 @@ struct block_iq4_xs {     // 8 sub-blocks of 32: w = d*(ls-32)*kvalues_iq4nl[q],
     uint8_t qs[128];      // per sub-block 16 bytes, nibbles as in IQ4_NL
 };
 static_assert(sizeof(block_iq4_xs) == 136);
+
+// ---- lattice (codebook) formats: IQ1/IQ2/IQ3 ----
+// A group of 8 (IQ1/IQ2) or 4 (IQ3) weights is one point of a fixed grid (quant/iq_grids.h), chosen
+// by index, times a sub-block scale, with 7 stored sign bits per 8 weights whose 8th is their
+// parity (k_iq_signs). "ls" below is a sub-block's 3- or 4-bit scale field.
+
+struct block_iq2_xxs {    // per 32: w = d*(0.5+ls)/4 * grid2xxs[idx]*sign, ls 4 bits
+    uint16_t d;
+    uint16_t qs[32];      // per 32 weights two words: 4 byte-wide grid indices, then 4 x 7 sign bits | ls << 28
+};
+static_assert(sizeof(block_iq2_xxs) == 66);
+
+struct block_iq2_xs {     // per 16: w = d*(0.5+ls)/4 * grid2xs[idx]*sign
+    uint16_t d;
+    uint16_t qs[32];      // per 8 weights: 9-bit grid index | 7 sign bits << 9
+    uint8_t scales[8];    // per 32 weights: ls of the first 16 (low nibble) and the last 16 (high)
+};
+static_assert(sizeof(block_iq2_xs) == 74);
+
+struct block_iq2_s {      // per 16: w = d*(0.5+ls)/4 * grid2s[idx]*sign, signs stored in full
+    uint16_t d;
+    uint8_t qs[64];       // 32 low 8 bits of the grid indices, then 32 sign bytes (one per 8 weights)
+    uint8_t qh[8];        // per 32 weights: bits 9-8 of the 4 indices at bits 2l
+    uint8_t scales[8];    // as IQ2_XS
+};
+static_assert(sizeof(block_iq2_s) == 82);
+
+struct block_iq3_xxs {    // per 32: w = d*(0.5+ls)/2 * grid3xxs[idx]*sign, 4 weights per index
+    uint16_t d;
+    uint8_t qs[96];       // 64 grid indices, then per 32 weights a word of 4 x 7 sign bits | ls << 28
+};
+static_assert(sizeof(block_iq3_xxs) == 98);
+
+struct block_iq3_s {      // per 32: w = d*(1+2*ls) * grid3s[idx]*sign, 4 weights per index
+    uint16_t d;
+    uint8_t qs[64];       // low 8 bits of the 64 grid indices
+    uint8_t qh[8];        // per 32 weights: bit 8 of its 8 indices
+    uint8_t signs[32];    // one sign bit per weight
+    uint8_t scales[4];    // ls of 32-weight sub-blocks 2k (low nibble) and 2k+1 (high)
+};
+static_assert(sizeof(block_iq3_s) == 110);
+
+struct block_iq1_s {      // per 32: w = d*(2*ls+1) * (grid1[idx] + delta), grid values -1, 0, 1
+    uint16_t d;
+    uint8_t qs[32];       // low 8 bits of the 11-bit grid indices
+    uint16_t qh[8];       // per 32: 3 high index bits per group at bits 3l, ls at bits 12-14, delta sign at 15
+};
+static_assert(sizeof(block_iq1_s) == 50);
+
+struct block_iq1_m {      // per 16: w = d*(2*ls+1) * (grid1[idx] + delta); d is spread over scales
+    uint8_t qs[32];       // low 8 bits of the grid indices
+    uint8_t qh[16];       // per 16 weights: 3 high index bits and the delta sign (bit 3) per group of 8
+    uint8_t scales[8];    // 4 words: 4 x 3-bit ls each (bits 0-11), d's 16 bits in their top nibbles
+};
+static_assert(sizeof(block_iq1_m) == 56);
+
+inline constexpr float k_iq1_delta = 0.125f;  // the grid offset of IQ1_S/IQ1_M, +- per group
+
+// Sign bytes of the IQ2/IQ3 formats: 7 stored bits, bit 7 set when they hold an odd number of
+// minus signs, so each group of 8 has an even number.
+inline constexpr std::array<uint8_t, 128> k_iq_signs = [] {
+    std::array<uint8_t, 128> t{};
+    for (int i = 0; i < 128; ++i) t[size_t(i)] = uint8_t(i | ((__builtin_popcount(unsigned(i)) & 1) << 7));
+    return t;
+}();
+
+// ---- ternary and FP4 formats ----
+
+struct block_tq1_0 {      // w = d * (t - 1), t in 0..2, five (qs) or four (qh) trits per byte
+    uint8_t qs[48];       // elements 0..239: byte j holds 5 trits as a base-3 fraction (see to_float)
+    uint8_t qh[4];        // elements 240..255
+    uint16_t d;
+};
+static_assert(sizeof(block_tq1_0) == 54);
+
+struct block_tq2_0 {      // w = d * (q - 1), q in 0..2 (3 unused): 2 bits each
+    uint8_t qs[64];       // per 128 elements: 32 bytes, element l+32*k at bits 2k of byte l
+    uint16_t d;
+};
+static_assert(sizeof(block_tq2_0) == 66);
+
+struct block_mxfp4 {      // w = 2^(e-128) * k_mxfp4_values[q] (values are E2M1 doubled)
+    uint8_t e;            // E8M0 shared exponent
+    uint8_t qs[16];       // nibbles arranged as in Q4_0
+};
+static_assert(sizeof(block_mxfp4) == 17);
+
+// E2M1 (sign, 2 exponent bits, 1 mantissa bit) times 2, so each is an integer.
+inline constexpr std::array<int8_t, 16> k_mxfp4_values = [] {
+    std::array<int8_t, 16> t{};
+    for (int i = 0; i < 16; ++i) {
+        const int e = (i >> 1) & 3, m = i & 1;
+        const int twice = e == 0 ? m : (2 + m) << (e - 1);  // subnormal 0.5*m, else (1 + m/2) * 2^(e-1)
+        t[size_t(i)] = int8_t(i & 8 ? -twice : twice);
+    }
+    return t;
+}();
+
+// 2^(e-128) as llama.cpp decodes an E8M0 exponent for MXFP4 (half the E8M0 value; e 0 and 1
+// subnormal).
+static inline float e8m0_to_fp32_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
 
 // The 16 non-linear levels of IQ4_NL and IQ4_XS.
 inline constexpr int8_t k_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

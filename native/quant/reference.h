@@ -19,7 +19,8 @@ void from_float_bf16(const float* src, void* dst, int64_t n);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 
 // Quantized formats (blocks in blocks.h). reference_q.cpp: the 32-element legacy formats;
-// reference_k.cpp: K-quants and Q8_K; reference_iq.cpp: IQ4_NL, IQ4_XS. Each vec_dot takes
+// reference_k.cpp: K-quants and Q8_K; reference_iq.cpp: IQ4_NL, IQ4_XS; reference_iq_grid.cpp: the
+// lattice formats IQ1_S..IQ3_S; reference_tq.cpp: TQ1_0, TQ2_0, MXFP4. Each vec_dot takes
 // activations of the type's vec_dot_type (see traits.cpp). Q8_1 and Q8_K are activation-only.
 void to_float_q4_0(const void* src, float* dst, int64_t n);
 void from_float_q4_0(const float* src, void* dst, int64_t n);
@@ -74,5 +75,27 @@ void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq4_xs(const void* src, float* dst, int64_t n);
 void from_float_iq4_xs(const float* src, void* dst, int64_t n);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
+
+// Lattice, ternary and FP4 formats: no from_float yet (files written by llama.cpp load and run).
+void to_float_iq2_xxs(const void* src, float* dst, int64_t n);
+void vec_dot_iq2_xxs(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq2_xs(const void* src, float* dst, int64_t n);
+void vec_dot_iq2_xs(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq2_s(const void* src, float* dst, int64_t n);
+void vec_dot_iq2_s(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq3_xxs(const void* src, float* dst, int64_t n);
+void vec_dot_iq3_xxs(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq3_s(const void* src, float* dst, int64_t n);
+void vec_dot_iq3_s(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq1_s(const void* src, float* dst, int64_t n);
+void vec_dot_iq1_s(int64_t n, float* s, const void* x, const void* y);
+void to_float_iq1_m(const void* src, float* dst, int64_t n);
+void vec_dot_iq1_m(int64_t n, float* s, const void* x, const void* y);
+void to_float_tq1_0(const void* src, float* dst, int64_t n);
+void vec_dot_tq1_0(int64_t n, float* s, const void* x, const void* y);
+void to_float_tq2_0(const void* src, float* dst, int64_t n);
+void vec_dot_tq2_0(int64_t n, float* s, const void* x, const void* y);
+void to_float_mxfp4(const void* src, float* dst, int64_t n);
+void vec_dot_mxfp4(int64_t n, float* s, const void* x, const void* y);
 
 }  // namespace moerun::ref
