@@ -32,3 +32,15 @@ export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } 
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
 export { bench, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench/index.js';
+export { serve, type ServeOptions, type MoerunServer, type ServerMetrics, type FinishKind, type ApiErrorBody, type ApiErrorType } from './server/index.js';
+export {
+  connect,
+  RemoteModel,
+  RemoteSession,
+  REMOTE_TOKEN,
+  type ConnectOptions,
+  type TextModel,
+  type TextSession,
+  type TextGenerationStream,
+  type TextChatStream,
+} from './remote/index.js';

@@ -1,0 +1,364 @@
+/**
+ * The HTTP routes of `moerun serve` (hono): OpenAI's `/v1/chat/completions`, `/v1/completions`
+ * and `/v1/models`, plus `/health` and `/metrics`. Requests are checked (requests.ts), wait for a
+ * session (pool.ts), and stream as server-sent events or answer as one JSON object. A client that
+ * disconnects aborts its generation: the request's AbortSignal goes into the session, which stops
+ * at the next layer boundary.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { MoerunError } from '../errors.js';
+import type { Model } from '../model.js';
+import type { ChatOptions, ChatStream, GenerateStats, GenerationStream, Session } from '../session.js';
+import { ApiError, badRequest } from './api-error.js';
+import { MetricsRecorder, prometheusText, type FinishKind } from './metrics.js';
+import { SessionPool } from './pool.js';
+import { parseChatRequest, parseCompletionRequest, parseJsonObject, type ChatRequest, type CompletionRequest } from './requests.js';
+
+/** What the routes need: the model, its sessions, the settings that shape answers. */
+export interface AppContext {
+  model: Model;
+  /** The model id clients send and `/v1/models` lists. */
+  modelId: string;
+  pool: SessionPool;
+  metrics: MetricsRecorder;
+  /** When set, every route requires `Authorization: Bearer <apiKey>`. */
+  apiKey: string | undefined;
+  /** Largest request body accepted, bytes. */
+  maxBodyBytes: number;
+  /** The chat template to use instead of the model's (or, for a model without one, ChatML). */
+  chatTemplate: string | undefined;
+  /** Aborted when the server shuts down past its grace period: every generation stops. */
+  shutdown: AbortSignal;
+}
+
+/**
+ * ChatML, the fallback for a model whose GGUF has no chat template (as llama.cpp's server does).
+ * Its end-of-turn marker is also a stop string, for vocabularies where it is not a token.
+ */
+export const chatmlTemplate =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const chatmlEndOfTurn = '<|im_end|>';
+
+/** Routes counted in the metrics by name; anything else is counted as `other`. */
+const knownRoutes = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/health', '/metrics']);
+
+/** Status recorded for a request whose client went away before the answer (nginx's convention). */
+const CLIENT_CLOSED = 499;
+
+/** One generation's usage block, OpenAI's shape. */
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+function usageOf(stats: GenerateStats | undefined): Usage {
+  const prompt = stats ? stats.promptTokens + stats.reusedTokens : 0;
+  const completion = stats?.generatedTokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function finishReason(stats: GenerateStats | undefined): 'stop' | 'length' {
+  return stats?.stopReason === 'maxTokens' || stats?.stopReason === 'contextFull' ? 'length' : 'stop';
+}
+
+/** Constant-time comparison of the sent key with the configured one (hashed: equal lengths). */
+function keyMatches(sent: string, expected: string): boolean {
+  const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(sent), digest(expected));
+}
+
+function errorResponse(c: Context, err: ApiError): Response {
+  return c.json(err.body, err.status);
+}
+
+/** Any error as the API error to answer with: ours as they are, a MoerunError by its code, the rest a 500. */
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof MoerunError) {
+    if (err.code === 'ERR_INVALID_ARGUMENT' || err.code === 'ERR_BAD_FORMAT') return badRequest(err.message, null, 'invalid_value');
+    if (err.code === 'ERR_UNSUPPORTED') return badRequest(err.message, null, 'unsupported');
+    if (err.code === 'ERR_CONTEXT_FULL') return badRequest(err.message, null, 'context_length_exceeded');
+  }
+  return new ApiError(500, `The server had an error while generating: ${(err as Error)?.message ?? String(err)}`, 'server_error', null, 'internal_error');
+}
+
+/** A generation in progress on a leased session; ends exactly once, giving the session back. */
+class Generation<C> {
+  readonly #ctx: AppContext;
+  readonly #session: Session<Model>;
+  readonly stream: GenerationStream | ChatStream;
+  #ended = false;
+
+  constructor(ctx: AppContext, session: Session<Model>, stream: GenerationStream | ChatStream) {
+    this.#ctx = ctx;
+    this.#session = session;
+    this.stream = stream;
+    ctx.metrics.started(ctx.pool.active);
+  }
+
+  next(): Promise<IteratorResult<C, undefined>> {
+    return this.stream.next() as Promise<IteratorResult<C, undefined>>;
+  }
+
+  /** Records how it ended and gives the session back; stops the stream first if it still runs. */
+  async end(kind: FinishKind | undefined): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    await this.stream.return().catch(() => undefined);
+    const stats = this.stream.stats;
+    this.#ctx.metrics.finished(kind ?? finishReason(stats), stats);
+    this.#ctx.pool.release(this.#session);
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof MoerunError && err.code === 'ERR_ABORTED';
+}
+
+/**
+ * Starts a generation on a session from the pool and waits for its first piece, so that errors a
+ * session finds only once it runs (a prompt longer than the context) are still a clean 400 and not
+ * a broken event stream.
+ */
+async function begin<C>(
+  ctx: AppContext,
+  signal: AbortSignal,
+  start: (session: Session<Model>) => GenerationStream | ChatStream,
+): Promise<{ gen: Generation<C>; first: IteratorResult<C, undefined> }> {
+  const session = await ctx.pool.acquire(signal);
+  let stream: GenerationStream | ChatStream;
+  try {
+    stream = start(session);
+  } catch (err) {
+    ctx.pool.release(session);
+    throw err;
+  }
+  const gen = new Generation<C>(ctx, session, stream);
+  let first: IteratorResult<C, undefined>;
+  try {
+    first = await gen.next();
+  } catch (err) {
+    await gen.end(isAbort(err) ? 'abort' : 'error');
+    throw err;
+  }
+  const stats = stream.stats;
+  if (first.done && stats?.stopReason === 'contextFull' && stats.generatedTokens === 0) {
+    await gen.end('error');
+    throw badRequest(
+      `This model's maximum context length is ${session.contextSize} tokens, but the prompt has ${stats.promptTokens + stats.reusedTokens}; shorten it`,
+      null,
+      'context_length_exceeded',
+    );
+  }
+  return { gen, first };
+}
+
+/** Text and reasoning of one chunk, whichever stream it came from. */
+function pieces(chunk: { text: string; reasoning?: string }): { text: string; reasoning: string } {
+  return { text: chunk.text, reasoning: chunk.reasoning ?? '' };
+}
+
+/** Builds the hono app. */
+export function createApp(ctx: AppContext): Hono {
+  const app = new Hono();
+
+  app.use('*', async (c, next) => {
+    await next();
+    const route = knownRoutes.has(c.req.path) ? c.req.path : 'other';
+    ctx.metrics.request(route, c.req.raw.signal.aborted ? CLIENT_CLOSED : c.res.status);
+  });
+
+  app.use('*', async (c, next) => {
+    if (ctx.apiKey === undefined) return next();
+    const header = c.req.header('authorization') ?? '';
+    const sent = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '';
+    if (!sent || !keyMatches(sent, ctx.apiKey)) {
+      const message = sent ? 'Incorrect API key provided.' : "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.";
+      return errorResponse(c, new ApiError(401, message, 'invalid_request_error', null, 'invalid_api_key'));
+    }
+    return next();
+  });
+
+  const limit = bodyLimit({
+    maxSize: ctx.maxBodyBytes,
+    onError: (c) => errorResponse(c, badRequest(`The request body is larger than this server accepts (${ctx.maxBodyBytes} bytes)`, null, 'request_too_large')),
+  });
+
+  app.get('/health', (c) => c.json({ status: 'ok', model: ctx.modelId, activeGenerations: ctx.pool.active, queueLength: ctx.pool.queueLength }));
+
+  app.get('/metrics', (c) => {
+    const m = ctx.metrics.snapshot(ctx.pool);
+    const wantsJson = c.req.query('format') === 'json' || (c.req.header('accept') ?? '').includes('application/json');
+    if (wantsJson) return c.json(m);
+    return c.text(prometheusText(m), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+
+  const modelCard = (): object => ({ id: ctx.modelId, object: 'model', created: 0, owned_by: 'moerun' });
+  app.get('/v1/models', (c) => c.json({ object: 'list', data: [modelCard()] }));
+  app.get('/v1/models/:id', (c) =>
+    c.req.param('id') === ctx.modelId
+      ? c.json(modelCard())
+      : errorResponse(c, new ApiError(404, `The model '${c.req.param('id')}' does not exist; this server serves '${ctx.modelId}'`, 'invalid_request_error', 'model', 'model_not_found')),
+  );
+
+  /** The request's body as a checked object, and the signal that ends its generation. */
+  const readRequest = async <R extends { model: string }>(c: Context, parse: (body: Record<string, unknown>) => R): Promise<{ req: R; signal: AbortSignal }> => {
+    const req = parse(parseJsonObject(await c.req.text()));
+    if (req.model !== ctx.modelId) {
+      throw new ApiError(404, `The model '${req.model}' does not exist; this server serves '${ctx.modelId}'`, 'invalid_request_error', 'model', 'model_not_found');
+    }
+    return { req, signal: AbortSignal.any([c.req.raw.signal, ctx.shutdown]) };
+  };
+
+  app.post('/v1/chat/completions', limit, async (c) => {
+    const { req, signal } = await readRequest(c, parseChatRequest);
+    const options = chatOptions(ctx, req, signal);
+    const { gen, first } = await begin<{ text: string; reasoning: string }>(ctx, signal, (s) => s.chat(req.messages, options));
+    const id = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    if (req.stream) {
+      const frame = (choices: object[], extra: object = {}): object => ({ id, object: 'chat.completion.chunk', created, model: ctx.modelId, choices, ...extra });
+      return sse(gen, first, req.includeUsage, {
+        head: [frame([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }])],
+        chunk: (p) => {
+          const { text, reasoning } = pieces(p);
+          const delta = reasoning ? { reasoning_content: reasoning } : { content: text };
+          return frame([{ index: 0, delta, finish_reason: null }]);
+        },
+        tail: (stats) => frame([{ index: 0, delta: {}, finish_reason: finishReason(stats) }]),
+        usage: (stats) => frame([], { usage: usageOf(stats) }),
+      });
+    }
+    const { text, reasoning } = await collect(gen, first);
+    const stats = gen.stream.stats;
+    const message: Record<string, unknown> = { role: 'assistant', content: text };
+    if (reasoning) message.reasoning_content = reasoning;
+    return c.json({
+      id, object: 'chat.completion', created, model: ctx.modelId,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(stats) }],
+      usage: usageOf(stats),
+    });
+  });
+
+  app.post('/v1/completions', limit, async (c) => {
+    const { req, signal } = await readRequest(c, parseCompletionRequest);
+    const { gen, first } = await begin<{ text: string }>(ctx, signal, (s) => {
+      // A completion is independent of what the session did before.
+      s.reset();
+      return s.generate(req.prompt, { ...req.sampling, signal });
+    });
+    const id = `cmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const frame = (choices: object[], extra: object = {}): object => ({ id, object: 'text_completion', created, model: ctx.modelId, choices, ...extra });
+    if (req.stream) {
+      return sse(gen, first, req.includeUsage, {
+        head: [],
+        chunk: (p) => frame([{ index: 0, text: p.text, logprobs: null, finish_reason: null }]),
+        tail: (stats) => frame([{ index: 0, text: '', logprobs: null, finish_reason: finishReason(stats) }]),
+        usage: (stats) => frame([], { usage: usageOf(stats) }),
+      });
+    }
+    const { text } = await collect(gen, first);
+    const stats = gen.stream.stats;
+    return c.json(frame([{ index: 0, text, logprobs: null, finish_reason: finishReason(stats) }], { usage: usageOf(stats) }));
+  });
+
+  app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown route: ${c.req.method} ${c.req.path}`, 'invalid_request_error', null, 'unknown_url')));
+
+  app.onError((err, c) => {
+    const apiError = toApiError(err);
+    if (apiError.status === 500 && !isAbort(err)) process.emitWarning(`moerun serve: ${(err as Error)?.stack ?? String(err)}`);
+    return errorResponse(c, apiError);
+  });
+
+  return app;
+}
+
+/** A chat request's session options: sampling, the template and its variables, the signal. */
+function chatOptions(ctx: AppContext, req: ChatRequest, signal: AbortSignal): ChatOptions {
+  const options: ChatOptions = { ...req.sampling, signal };
+  const ownTemplate = ctx.model.gguf.metadata['tokenizer.chat_template'];
+  const template = ctx.chatTemplate ?? (typeof ownTemplate === 'string' && ownTemplate.length > 0 ? undefined : chatmlTemplate);
+  if (template !== undefined) options.chatTemplate = template;
+  if (template === chatmlTemplate) options.stop = [...(options.stop ?? []), chatmlEndOfTurn];
+  if (req.enableThinking !== undefined) options.enableThinking = req.enableThinking;
+  if (Object.keys(req.templateVars).length > 0) options.templateVars = req.templateVars;
+  return options;
+}
+
+/** Runs a non-streaming generation to its end. */
+async function collect<C extends { text: string }>(gen: Generation<C>, first: IteratorResult<C, undefined>): Promise<{ text: string; reasoning: string }> {
+  let text = '';
+  let reasoning = '';
+  try {
+    for (let r = first; !r.done; r = await gen.next()) {
+      const p = pieces(r.value);
+      text += p.text;
+      reasoning += p.reasoning;
+    }
+  } catch (err) {
+    await gen.end(isAbort(err) ? 'abort' : 'error');
+    throw err;
+  }
+  await gen.end(undefined);
+  return { text, reasoning };
+}
+
+/** How one endpoint frames its events. */
+interface SseFrames<C> {
+  /** Events before the first piece. */
+  head: object[];
+  chunk: (piece: C) => object;
+  /** The event carrying finish_reason. */
+  tail: (stats: GenerateStats | undefined) => object;
+  /** The `stream_options.include_usage` event. */
+  usage: (stats: GenerateStats | undefined) => object;
+}
+
+/**
+ * Server-sent events, pulled: the next piece is generated when the connection has taken the
+ * previous one (backpressure), and a disconnect cancels the stream, which ends the generation.
+ */
+function sse<C>(gen: Generation<C>, first: IteratorResult<C, undefined>, includeUsage: boolean, frames: SseFrames<C>): Response {
+  const encoder = new TextEncoder();
+  const event = (data: object | string): Uint8Array => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  let pending: IteratorResult<C, undefined> | undefined = first;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const h of frames.head) controller.enqueue(event(h));
+    },
+    async pull(controller) {
+      try {
+        const r = pending ?? (await gen.next());
+        pending = undefined;
+        if (!r.done) {
+          controller.enqueue(event(frames.chunk(r.value)));
+          return;
+        }
+        await gen.end(undefined);
+        const stats = gen.stream.stats;
+        controller.enqueue(event(frames.tail(stats)));
+        if (includeUsage) controller.enqueue(event(frames.usage(stats)));
+        controller.enqueue(event('[DONE]'));
+        controller.close();
+      } catch (err) {
+        await gen.end(isAbort(err) ? 'abort' : 'error');
+        if (isAbort(err)) {
+          controller.close();
+          return;
+        }
+        // Headers are sent: the error goes into the stream, as OpenAI's API does.
+        controller.enqueue(event(toApiError(err).body));
+        controller.close();
+      }
+    },
+    async cancel() {
+      await gen.end('abort');
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive' } });
+}
