@@ -7,12 +7,14 @@
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
  *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
+ *   moerun serve [--model PATH] [--port 8080] [--host 127.0.0.1] [--parallel N] [--api-key K] ...
  * The entry point (package.json `bin`); commands that outgrow it live in lib/cli/ (bench-command.ts,
  * with the report's table and SVG in render.ts). Nothing in the library imports lib/cli*.
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { benchCommand, benchUsage } from './cli/bench-command.js';
+import { serveCommand, serveUsage } from './cli/serve-command.js';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
@@ -35,7 +37,7 @@ const usage = `Usage:
       answer; Ctrl-C at an empty prompt (or Ctrl-D) exits.
   moerun tokenize PATH TEXT
       Prints the token ids and pieces of TEXT (special tokens parsed).
-${benchUsage}`;
+${benchUsage}${serveUsage}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -52,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
       return chatCommand(rest);
     case 'tokenize':
       return tokenizeCommand(rest);
+    case 'serve':
+      return serveCommand(rest);
     case undefined:
     case '-h':
     case '--help':
