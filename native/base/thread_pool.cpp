@@ -28,6 +28,11 @@ inline void cpu_relax(int step) {
 #endif
 }
 constexpr int k_spin_iterations = 1 << 14;  // ~0.1-1 ms of pause instructions before sleeping
+#ifdef MOERUN_PLANT_RACE
+// Planted bug, sanitizer builds' moerun_core_planted only (CMakeLists.txt): every thread of a job
+// counts it here without synchronization, a data race TSan must report (test/sanitizers.test.ts).
+uint64_t planted_jobs_run = 0;
+#endif
 }  // namespace
 
 thread_pool::~thread_pool() {
@@ -53,6 +58,9 @@ void thread_pool::run(const std::function<void(int, int)>& fn) {
         start_cv_.notify_all();
     }
     fn(0, n_threads_);
+#ifdef MOERUN_PLANT_RACE
+    ++planted_jobs_run;
+#endif
     for (int spin = 0; spin < k_spin_iterations && pending_.load(std::memory_order_acquire) != 0; ++spin) cpu_relax(spin);
     if (pending_.load(std::memory_order_acquire) != 0) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -77,6 +85,9 @@ void thread_pool::worker_main(int index) {
         if (stopping_.load()) return;
         seen = generation_.load(std::memory_order_acquire);
         (*job_)(index, n_threads_);
+#ifdef MOERUN_PLANT_RACE
+        ++planted_jobs_run;
+#endif
         if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             std::lock_guard<std::mutex> lock(mutex_);
             done_cv_.notify_one();

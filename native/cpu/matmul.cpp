@@ -95,7 +95,10 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
     const tensor& w0 = *ws[0];
     const int64_t k = w0.ne[0];
     const cpu_kernels& wt = dot_traits(w0);
-    const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    // Plain variables, not a structured binding: lambdas below capture them, which clang < 16 refuses.
+    const auto converted = convert_activations(pool, wt, x, m, k, scratch);
+    const uint8_t* const xb = converted.first;
+    const size_t xq_row = converted.second;
     const bool view_unrolled = view == activation_view::permuted && wt.vec_dot_type == tensor_type::F32 && wt.vec_dot_unrolled;
     int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
     for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
@@ -153,7 +156,10 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     }
     const int64_t k = w0.ne[0], n = w0.ne[1];
     const cpu_kernels& wt = dot_traits(w0);
-    const auto [xb, xq_row] = convert_activations(pool, wt, x, m, k, scratch);
+    // Plain variables, not a structured binding: lambdas below capture them, which clang < 16 refuses.
+    const auto converted = convert_activations(pool, wt, x, m, k, scratch);
+    const uint8_t* const xb = converted.first;
+    const size_t xq_row = converted.second;
     const size_t w_row = w0.row_bytes();
     const int64_t n_batches = int64_t(batches.size());
     const int64_t per_job = n_batches * n;  // output rows of one weight across all experts

@@ -8,13 +8,16 @@
 
 namespace moerun {
 
-std::shared_ptr<model> model_load(const std::string& path, const model_load_params& params) {
+namespace {
+// `open` maps or copies the file; called after the backend exists, so a bad MOERUN_CPU is an
+// error first, not deep in a kernel.
+template <class Open>
+std::shared_ptr<model> load(const std::string& path, const model_load_params& params, Open open) {
     auto m = std::make_shared<model>();
-    // First, so a bad MOERUN_CPU is an error here, not deep in a kernel.
     backend_params bp;
     bp.n_threads = params.n_threads;
     m->compute = backend_create_cpu(bp);
-    m->file = gguf_file::open(path);
+    m->file = open();
     auto arch = m->file->get_string("general.architecture");
     if (!arch) throw error(error_code::bad_format, format("model: %s: key 'general.architecture' is missing", path.c_str()));
     const arch_loader* loader = arch_find(*arch);
@@ -37,6 +40,15 @@ std::shared_ptr<model> model_load(const std::string& path, const model_load_para
     }
     (void)sink;
     return m;
+}
+}  // namespace
+
+std::shared_ptr<model> model_load(const std::string& path, const model_load_params& params) {
+    return load(path, params, [&] { return gguf_file::open(path); });
+}
+
+std::shared_ptr<model> model_load_memory(const uint8_t* data, size_t size, const std::string& name, const model_load_params& params) {
+    return load(name, params, [&] { return gguf_file::open_memory(data, size, name); });
 }
 
 model_info model_get_info(const model& m) {

@@ -42,6 +42,12 @@ int32_t sampler::sample(const float* logits, int n_vocab) {
     auto& c = candidates_;
     c.resize(size_t(n_vocab));
     for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {logits[i], i};
+#ifdef MOERUN_PLANT_OOB
+    // Planted bug, sanitizer builds' moerun_core_planted only (CMakeLists.txt): reads one float
+    // past the row, which ASan and the fuzzer must report (test/sanitizers.test.ts).
+    volatile float past_end = logits[n_vocab];
+    (void)past_end;
+#endif
 
     // Repeat penalty (llama.cpp's rule): divide positive logits, multiply negative ones, once per
     // distinct recent token.
