@@ -64,6 +64,29 @@ void vec_dot_n_q4_k(int64_t n, float* s, int64_t s_stride, const void* x, const 
 void vec_dot_n_q5_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
+// iq_grid.cpp: lattice (IQ1/IQ2/IQ3) and ternary formats against Q8_K, MXFP4 against Q8_0; each vec_dot_n
+// equals its vec_dot, and both the reference, bit for bit
+void vec_dot_iq2_xxs(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq2_xs(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq2_s(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq3_xxs(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq3_s(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq1_s(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq1_m(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_tq1_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_tq2_0(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_mxfp4(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_iq2_xxs(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq2_xs(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq2_s(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq3_xxs(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq3_s(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq1_s(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq1_m(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_tq1_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_tq2_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_mxfp4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);

@@ -63,6 +63,27 @@ void cpu_register_avx2(cpu_kernels* table) {
     at(T::Q4_K).vec_dot_n = avx2::vec_dot_n_q4_k;
     at(T::Q5_K).vec_dot_n = avx2::vec_dot_n_q5_k;
     at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
+    // The lattice, ternary and FP4 formats (iq_grid.cpp): bit for bit the reference.
+    at(T::IQ2_XXS).vec_dot = avx2::vec_dot_iq2_xxs;
+    at(T::IQ2_XXS).vec_dot_n = avx2::vec_dot_n_iq2_xxs;
+    at(T::IQ2_XS).vec_dot = avx2::vec_dot_iq2_xs;
+    at(T::IQ2_XS).vec_dot_n = avx2::vec_dot_n_iq2_xs;
+    at(T::IQ2_S).vec_dot = avx2::vec_dot_iq2_s;
+    at(T::IQ2_S).vec_dot_n = avx2::vec_dot_n_iq2_s;
+    at(T::IQ3_XXS).vec_dot = avx2::vec_dot_iq3_xxs;
+    at(T::IQ3_XXS).vec_dot_n = avx2::vec_dot_n_iq3_xxs;
+    at(T::IQ3_S).vec_dot = avx2::vec_dot_iq3_s;
+    at(T::IQ3_S).vec_dot_n = avx2::vec_dot_n_iq3_s;
+    at(T::IQ1_S).vec_dot = avx2::vec_dot_iq1_s;
+    at(T::IQ1_S).vec_dot_n = avx2::vec_dot_n_iq1_s;
+    at(T::IQ1_M).vec_dot = avx2::vec_dot_iq1_m;
+    at(T::IQ1_M).vec_dot_n = avx2::vec_dot_n_iq1_m;
+    at(T::TQ1_0).vec_dot = avx2::vec_dot_tq1_0;
+    at(T::TQ1_0).vec_dot_n = avx2::vec_dot_n_tq1_0;
+    at(T::TQ2_0).vec_dot = avx2::vec_dot_tq2_0;
+    at(T::TQ2_0).vec_dot_n = avx2::vec_dot_n_tq2_0;
+    at(T::MXFP4).vec_dot = avx2::vec_dot_mxfp4;
+    at(T::MXFP4).vec_dot_n = avx2::vec_dot_n_mxfp4;
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
 #endif
