@@ -28,6 +28,7 @@ export {
   type KvCacheType,
   type SessionModel,
 } from './session.js';
+export { Grammar, compileJsonSchema, type GrammarOptions, type JsonSchema } from './grammar/index.js';
 export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } from './chat.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';

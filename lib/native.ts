@@ -60,7 +60,10 @@ export type NativeLogitsMode = 0 | 1 | 2;
 
 export interface NativeSession {
   evaluate(tokens: Int32Array, mode: NativeLogitsMode): Promise<Float32Array>;
-  step(tokens: Int32Array): Promise<number>;
+  /** Evaluates, then samples among the tokens `mask` allows (bitset of nVocab bits; -1: none allowed). */
+  step(tokens: Int32Array, mask?: Uint32Array | null): Promise<number>;
+  /** Samples again from the last step()'s logits, among the tokens `mask` allows (-1: none). */
+  resample(mask: Uint32Array): number;
   setSampler(params: NativeSamplerParams): void;
   acceptTokens(tokens: Int32Array): void;
   abort(): void;

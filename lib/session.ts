@@ -5,6 +5,8 @@
 import { checkMessages, promptOpensThink, renderChatTemplate, templateStopTokens, ThinkSplitter, type ChatMessage } from './chat.js';
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
+import { grammarOption, type Grammar, type JsonSchema } from './grammar/index.js';
+import { TokenMatcher, vocabIndexOf } from './grammar/token-mask.js';
 import type { ModelInfo } from './model-info.js';
 import type { NativeModel, NativeSamplerParams, NativeSession } from './native.js';
 import { native } from './native.js';
@@ -90,6 +92,14 @@ export interface GenerateOptions {
   stop?: string | string[];
   /** Aborts generation at the next layer boundary; the iterator throws `ERR_ABORTED`. */
   signal?: AbortSignal;
+  /**
+   * Constrains the output to a grammar: a {@link Grammar} (compile once, reuse) or GBNF text.
+   * End of generation is allowed only where the grammar is complete, and generation stops
+   * (`stopReason: 'eog'`) once it is complete and nothing more may follow.
+   */
+  grammar?: Grammar | string;
+  /** Constrains the output to JSON that validates against this schema (see `compileJsonSchema`). */
+  jsonSchema?: JsonSchema;
 }
 
 /** One piece of generated text. */
@@ -116,6 +126,8 @@ export interface GenerateStats {
   stopReason: StopReason;
   /** Tokens of the prompt already in the KV cache and not evaluated again (chat's common prefix). */
   reusedTokens: number;
+  /** With a grammar: JS-thread time spent checking tokens and computing masks, ms (part of promptMs + decodeMs). */
+  grammarMs?: number;
 }
 
 /** Options of {@link Session.chat}: those of {@link GenerateOptions} plus the template's. */
@@ -140,7 +152,7 @@ export interface ChatChunk {
 
 /** The names of {@link GenerateOptions}, each checked against the interface. */
 const generateOptionKeys = [
-  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
+  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal', 'grammar', 'jsonSchema',
 ] as const satisfies readonly (keyof GenerateOptions)[];
 
 /** The names of {@link ChatOptions} beyond {@link GenerateOptions}'. */
@@ -322,12 +334,14 @@ export class Session<M extends SessionModel = SessionModel> {
       }
     }
     const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
+    const grammar = grammarOption(o.grammar, o.jsonSchema);
     if (promptTokens.length === 0 && this.#pending.length === 0) {
       throw invalid('generate(): the prompt is empty and the session has no pending token to continue from');
     }
     this.#assertIdle();
     const stats: GenerateStats = { promptTokens: 0, generatedTokens: 0, promptMs: 0, decodeMs: 0, stopReason: 'maxTokens', reusedTokens: reused };
-    return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats, extraEog), stats);
+    if (grammar) stats.grammarMs = 0;
+    return new GenerationStream(this.#stream(s, promptTokens, params, maxTokens, stops, signal, stats, extraEog, grammar), stats);
   }
 
   /** Clears the sequence (the KV cache is reused). */
@@ -398,6 +412,22 @@ export class Session<M extends SessionModel = SessionModel> {
     }
   }
 
+  /** The sampled token if the grammar allows it, else a new pick among the tokens it allows. */
+  #constrain(s: NativeSession, matcher: TokenMatcher, token: number, stats: GenerateStats): number {
+    const t0 = performance.now();
+    try {
+      if (token >= 0 && matcher.allows(token)) return token;
+      const mask = matcher.mask();
+      const picked = callNativeSync(() => s.resample(mask));
+      if (picked < 0) {
+        throw new MoerunError('ERR_UNSUPPORTED', 'grammar: no token of this vocabulary can continue the output here (the grammar needs text the vocabulary cannot spell)');
+      }
+      return picked;
+    } finally {
+      stats.grammarMs! += performance.now() - t0;
+    }
+  }
+
   async #flushPending(s: NativeSession, signal: AbortSignal | undefined): Promise<void> {
     if (this.#pending.length === 0) return;
     const ids = Int32Array.from(this.#pending);
@@ -414,6 +444,7 @@ export class Session<M extends SessionModel = SessionModel> {
     signal: AbortSignal | undefined,
     stats: GenerateStats,
     extraEog: readonly number[] = [],
+    grammar?: Grammar,
   ): AsyncGenerator<GenerateChunk, GenerateStats> {
     this.#assertIdle();
     let release!: () => void;
@@ -422,6 +453,7 @@ export class Session<M extends SessionModel = SessionModel> {
     let tFirst: number | undefined;
     const detok = new StreamingDetokenizer(this.model.tokenizer);
     const stop = new StopMatcher(stops);
+    const matcher = grammar && new TokenMatcher(grammar.program, vocabIndexOf(this.model.tokenizer));
     try {
       callNativeSync(() => s.setSampler(params));
       callNativeSync(() => s.acceptTokens(Int32Array.from(this.#cached)));
@@ -444,7 +476,11 @@ export class Session<M extends SessionModel = SessionModel> {
         const cachedBefore = this.#cached.length;
         try {
           const step = input;
-          token = await this.#run(s, step, signal, () => s.step(step));
+          // A grammar state seen before has its mask at hand; otherwise the sampler picks freely
+          // and the mask is computed only if the grammar rejects its pick.
+          const mask = matcher?.cachedMask();
+          token = await this.#run(s, step, signal, () => s.step(step, mask));
+          if (matcher) token = this.#constrain(s, matcher, token, stats);
         } catch (err) {
           // What the cache did not take stays pending, so the sequence remains consistent.
           this.#pending = Array.from(input.subarray(this.#cached.length - cachedBefore));
@@ -457,6 +493,11 @@ export class Session<M extends SessionModel = SessionModel> {
         // next call, if generation ends here).
         input = Int32Array.of(token);
         this.#pending = [token];
+        if (matcher) {
+          const t = performance.now();
+          matcher.accept(token);
+          stats.grammarMs! += performance.now() - t;
+        }
         if (this.model.tokenizer.isEog(token) || extraEog.includes(token)) {
           stats.stopReason = 'eog';
           break;
@@ -468,6 +509,10 @@ export class Session<M extends SessionModel = SessionModel> {
           break;
         }
         lastToken = token;
+        if (matcher?.finished) {
+          stats.stopReason = 'eog';  // the grammar is complete and allows nothing more
+          break;
+        }
       }
       if (stats.stopReason !== 'stop') {
         const tail = stop.flush(detok.flush());

@@ -477,6 +477,7 @@ private:
 struct session_state {
     std::unique_ptr<session> s;
     std::unique_ptr<sampler> smp;
+    std::vector<float> last_logits;  // (n_vocab) the row step() sampled from, for resample()
     std::atomic<bool> abort{false};
     std::atomic<bool> busy{false};
 };
@@ -492,6 +493,7 @@ public:
         return DefineClass(env, "NativeSession", {
             InstanceMethod("evaluate", &session_handle::evaluate),
             InstanceMethod("step", &session_handle::step),
+            InstanceMethod("resample", &session_handle::resample),
             InstanceMethod("setSampler", &session_handle::set_sampler),
             InstanceMethod("acceptTokens", &session_handle::accept_tokens),
             InstanceMethod("abort", &session_handle::abort),
@@ -558,13 +560,36 @@ private:
             });
     }
 
-    // step(tokens: Int32Array) -> Promise<number>: evaluates the tokens and samples the next one
-    // with the session's sampler (setSampler first). The sampled token is not yet evaluated.
+    // A grammar mask argument: a Uint32Array of ceil(n_vocab / 32) words (bit t: token t allowed).
+    static bool mask_arg(const Napi::CallbackInfo& cb, size_t i, int n_vocab, const char* fn, std::vector<uint32_t>& out) {
+        if (!cb[i].IsTypedArray() || cb[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+            throw_error(cb.Env(), "ERR_INVALID_ARGUMENT", std::string(fn) + ": mask must be a Uint32Array");
+            return false;
+        }
+        Napi::Uint32Array a = cb[i].As<Napi::Uint32Array>();
+        const size_t words = (size_t(n_vocab) + 31) / 32;
+        if (a.ElementLength() != words) {
+            throw_error(cb.Env(), "ERR_INVALID_ARGUMENT", std::string(fn) + ": mask has " + std::to_string(a.ElementLength()) + " words, expected " + std::to_string(words));
+            return false;
+        }
+        out.assign(a.Data(), a.Data() + words);
+        return true;
+    }
+
+    // step(tokens: Int32Array, mask?: Uint32Array) -> Promise<number>: evaluates the tokens and
+    // samples the next one with the session's sampler (setSampler first), among the tokens the
+    // mask allows if one is given (-1 if it allows none). The sampled token is not yet evaluated.
     Napi::Value step(const Napi::CallbackInfo& cb) {
         Napi::Env env = cb.Env();
         if (!need_args(cb, 1, "step")) return env.Undefined();
         std::vector<int32_t> tokens;
         if (!tokens_arg(cb, 0, tokens)) return env.Undefined();
+        std::vector<uint32_t> mask;
+        if (cb.Length() > 1 && !cb[1].IsUndefined() && !cb[1].IsNull()) {
+            auto st0 = get(env);
+            if (!st0) return env.Undefined();
+            if (!mask_arg(cb, 1, st0->s->get_model().config.n_vocab, "step", mask)) return env.Undefined();
+        }
         auto st = claim(env);
         if (!st) return env.Undefined();
         if (!st->smp) {
@@ -573,16 +598,29 @@ private:
         }
         return queue<evaluate_result>(
             env,
-            [st, tokens = std::move(tokens)] {
+            [st, tokens = std::move(tokens), mask = std::move(mask)] {
                 struct release { session_state& s; ~release() { s.busy.store(false); } } r{*st};
                 evaluate_result res;
-                st->s->evaluate(tokens.data(), int(tokens.size()), logits_mode::last, res.logits, &st->abort);
+                st->s->evaluate(tokens.data(), int(tokens.size()), logits_mode::last, st->last_logits, &st->abort);
                 for (int32_t t : tokens) st->smp->accept(t);
-                res.token = st->smp->sample(res.logits.data(), int(res.logits.size()));
-                res.logits.clear();
+                res.token = st->smp->sample(st->last_logits.data(), int(st->last_logits.size()), mask.empty() ? nullptr : mask.data());
                 return res;
             },
             [](Napi::Env env, evaluate_result& res) -> Napi::Value { return Napi::Number::New(env, res.token); });
+    }
+
+    // resample(mask: Uint32Array) -> number: samples again from the row the last step() sampled
+    // from, among the tokens the mask allows (-1 if none): a grammar rejected step()'s pick.
+    Napi::Value resample(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        if (!need_args(cb, 1, "resample")) return env.Undefined();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (!st->smp || st->last_logits.empty()) return throw_error(env, "ERR_INVALID_STATE", "resample: no step() to sample again from");
+        std::vector<uint32_t> mask;
+        if (!mask_arg(cb, 0, int(st->last_logits.size()), "resample", mask)) return env.Undefined();
+        return Napi::Number::New(env, st->smp->sample(st->last_logits.data(), int(st->last_logits.size()), mask.data()));
     }
 
     // setSampler({ temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed })

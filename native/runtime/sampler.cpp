@@ -38,7 +38,7 @@ void sampler::accept(int32_t token) {
     while (int(history_.size()) > params_.repeat_last_n) history_.pop_front();
 }
 
-int32_t sampler::sample(const float* logits, int n_vocab) {
+int32_t sampler::sample(const float* logits, int n_vocab, const uint32_t* allowed) {
     auto& c = candidates_;
     c.resize(size_t(n_vocab));
     for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {logits[i], i};
@@ -60,6 +60,17 @@ int32_t sampler::sample(const float* logits, int n_vocab) {
             float& l = c[size_t(t)].first;
             l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
         }
+    }
+
+    // Grammar mask: keep the allowed tokens only (the penalty above indexed c by token id).
+    if (allowed) {
+        size_t kept = 0;
+        for (size_t i = 0; i < c.size(); ++i) {
+            const int32_t t = c[i].second;
+            if ((allowed[t >> 5] >> (t & 31)) & 1u) c[kept++] = c[i];
+        }
+        c.resize(kept);
+        if (c.empty()) return -1;
     }
 
     auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };

@@ -23,8 +23,10 @@ class sampler {
 public:
     explicit sampler(const sampler_params& params);
 
-    // Picks a token from one row of logits (n_vocab floats).
-    int32_t sample(const float* logits, int n_vocab);
+    // Picks a token from one row of logits (n_vocab floats). `allowed`, when given, is a bitset of
+    // n_vocab bits (token t: bit t & 31 of word t >> 5); only tokens whose bit is set can be
+    // picked (a grammar's mask). Returns -1 when no token is allowed.
+    int32_t sample(const float* logits, int n_vocab, const uint32_t* allowed = nullptr);
     // Records a token (prompt or generated) for the repeat penalty.
     void accept(int32_t token);
 
