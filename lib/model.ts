@@ -38,6 +38,13 @@ export interface LoadModelOptions {
    * (`threads` 0, `cpuPath` `'none'`). Default false.
    */
   vocabOnly?: boolean;
+  /**
+   * Load weights larger than the host's memory (physical RAM, or `ulimit -v` where lower). By
+   * default such a model is refused with `ERR_OUT_OF_MEMORY`, since it would be read from disk
+   * for every token; with this set it is mapped all the same and runs from the page cache at
+   * disk speed. Default false.
+   */
+  allowLargerThanRam?: boolean;
 }
 
 /**
@@ -199,8 +206,9 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
 export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
   nonEmptyString('path', path);
   const o = optionsObject(options, 'loadModel()');
-  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
+  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
   const vocabOnly = o.vocabOnly === undefined ? false : booleanOption('vocabOnly', o.vocabOnly);
+  const allowLargerThanRam = o.allowLargerThanRam === undefined ? false : booleanOption('allowLargerThanRam', o.allowLargerThanRam);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
   const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
   const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
@@ -221,7 +229,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
         onProgress(f);
       }
     : undefined;
-  const job = callNativeSync(() => native().loadModel(path, threads, report));
+  const job = callNativeSync(() => native().loadModel(path, { threads, allowLargerThanRam }, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;

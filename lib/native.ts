@@ -70,7 +70,19 @@ export interface NativeSession {
   truncate(n: number): void;
   nPast(): number;
   kvBytes(): number;
+  workCounters(): NativeWorkCounters;
   dispose(): void;
+}
+
+/** What a session's native compute loop has done (a layer step is one layer of one batch). */
+export interface NativeWorkCounters {
+  /** Layer steps computed since the session was created. */
+  layerSteps: number;
+  abortedEvaluations: number;
+  /** The last aborted evaluation: layer steps it had finished when it saw the abort, out of the
+   * steps the whole call needed; -1 before any abort. */
+  lastAbortStepsDone: number;
+  lastAbortStepsPlanned: number;
 }
 
 export interface NativeCpuInfo {
@@ -84,7 +96,11 @@ export interface NativeCpuInfo {
 export interface NativeBinding {
   /** Parses a GGUF off the JS thread; the handle converts it to JS (lib/gguf/reader.ts). */
   openGguf(path: string): Promise<NativeGguf>;
-  loadModel(path: string, threads: number, onProgress?: (fraction: number) => void): { promise: Promise<NativeModel>; abort(): void };
+  loadModel(
+    path: string,
+    options: { threads: number; allowLargerThanRam: boolean },
+    onProgress?: (fraction: number) => void,
+  ): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
   cpuInfo(): NativeCpuInfo;
   /** CPU time of the calling thread in milliseconds (NaN where the platform has no such clock). */

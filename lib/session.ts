@@ -8,7 +8,7 @@ import type { GgufInfo } from './gguf/reader.js';
 import { grammarOption, type Grammar, type JsonSchema } from './grammar/index.js';
 import { TokenMatcher, vocabIndexOf } from './grammar/token-mask.js';
 import type { ModelInfo } from './model-info.js';
-import type { NativeModel, NativeSamplerParams, NativeSession } from './native.js';
+import type { NativeModel, NativeSamplerParams, NativeSession, NativeWorkCounters } from './native.js';
 import { native } from './native.js';
 import { StopMatcher } from './stop.js';
 import { StreamingDetokenizer, type Tokenizer } from './tokenizer/index.js';
@@ -205,6 +205,11 @@ export class Session<M extends SessionModel = SessionModel> {
   /** @internal Native evaluation calls started so far (a stream starts one per consumed chunk). */
   get nativeCalls(): number {
     return this.#nativeCalls;
+  }
+
+  /** @internal What the native compute loop has done: layer steps, and where the last abort landed. */
+  get workCounters(): NativeWorkCounters {
+    return this.#check().workCounters();
   }
 
   /** Bytes held by the KV cache. */

@@ -4,7 +4,7 @@
 // For each architecture × weight type, make-model writes a small seeded, routing-conditioned model
 // to a temp dir; moerun and llama.cpp (node-llama-cpp in a child process, F32 KV cache on both
 // sides) then must agree on:
-//   - teacher-forced logits at every prompt position: NMSE ≤ 1e-10 per row, same top-1 everywhere;
+//   - teacher-forced logits at every prompt position: bit for bit (every float32 equal);
 //   - 64 greedy tokens, identical.
 // A second group of tests shows that each routing/attention feature of a model (selection bias,
 // expert groups, weight scale and normalization, partial RoPE, YaRN, shared experts and their gate)
@@ -23,7 +23,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from 'moerun';
 import { makeModel, makeModelParts, type MakeModelOptions } from '../scripts/make-model.js';
 import { greedyTokens } from './helpers/generate.js';
-import { compareLogits, nmse, worstRowNmse } from './helpers/metrics.js';
+import { BIT_IDENTICAL, bitDifferences, compareLogits, nmse, worstRowNmse } from './helpers/metrics.js';
 import { llamaCppGreedy, llamaCppLogits } from './helpers/oracle.js';
 import { writeVariant, type VariantEdits } from './helpers/variants.js';
 
@@ -159,7 +159,7 @@ for (const c of CASES) {
   describe(c.name, () => {
     if (!implemented.includes(c.name)) {
       for (const T of ['F32', 'F16']) {
-        it.todo(`${T}: prompt logits match llama.cpp at every position (NMSE ≤ 1e-10)`);
+        it.todo(`${T}: prompt logits equal llama.cpp bit for bit at every position`);
         it.todo(`${T}: ${N_GREEDY} greedy tokens match llama.cpp`);
       }
       return;
@@ -170,14 +170,13 @@ for (const c of CASES) {
     // llama.cpp's F16 matmuls make land on the same values, and the logits agree to the bit.
     for (const type of ['f32', 'f16'] as const) {
       const T = type.toUpperCase();
-      it(`${T}: prompt logits match llama.cpp at every position (NMSE ≤ 1e-10)`, async () => {
+      it(`${T}: prompt logits equal llama.cpp bit for bit at every position`, async () => {
         const path = await modelFile(c, type);
         const [ref, ours] = await Promise.all([refLogits(path), ourLogits(path)]);
         expect(ours.logits.length).toBe(PROMPT.length * N_VOCAB);
         report(c, `${type} (f32 KV)`, ours.logits, ref, ours.kvBytesPerToken);
         expect(ours.kvBytesPerToken).toBe(c.llamaKvBytesPerToken);
-        expect(worstRowNmse(ours.logits, ref, N_VOCAB)).toBeLessThanOrEqual(1e-10);
-        expect(compareLogits(ours.logits, ref, N_VOCAB).top1.fraction).toBe(1);
+        expect(bitDifferences(ours.logits, ref)).toEqual(BIT_IDENTICAL);
       }, TIMEOUT);
 
       it(`${T}: ${N_GREEDY} greedy tokens match llama.cpp`, async () => {
@@ -203,13 +202,12 @@ for (const c of CASES) {
 
     // Both engines' default F16 KV cache: llama.cpp's F16 attention matmuls round the queries and
     // the probabilities to F16 too, and moerun does the same.
-    it('F16 weights, F16 KV cache: prompt logits match llama.cpp at every position (NMSE ≤ 1e-10)', async () => {
+    it('F16 weights, F16 KV cache: prompt logits equal llama.cpp bit for bit at every position', async () => {
       const path = await modelFile(c, 'f16');
       const [ref, ours] = await Promise.all([refLogits(path, 'f16'), ourLogits(path, 'f16')]);
       report(c, 'f16 (f16 KV)', ours.logits, ref, ours.kvBytesPerToken, c.llamaKvBytesPerToken / 2);
       expect(ours.kvBytesPerToken).toBe(c.llamaKvBytesPerToken / 2);
-      expect(worstRowNmse(ours.logits, ref, N_VOCAB)).toBeLessThanOrEqual(1e-10);
-      expect(compareLogits(ours.logits, ref, N_VOCAB).top1.fraction).toBe(1);
+      expect(bitDifferences(ours.logits, ref)).toEqual(BIT_IDENTICAL);
     }, TIMEOUT);
 
     it("F16: llama.cpp's logits stay at F16 distance from its F32 twin (no routing choice flips)", async () => {
@@ -358,8 +356,8 @@ describe('each feature reaches llama.cpp', () => {
       }
       if (implemented.includes(c.name)) {
         const ours = await ourLogits(variant);
-        expect(worstRowNmse(ours.logits, ref, N_VOCAB)).toBeLessThanOrEqual(1e-10);
-        if (f.changes === false) expect(nmse(ours.logits, (await ourLogits(basePath)).logits)).toBe(0);
+        expect(bitDifferences(ours.logits, ref)).toEqual(BIT_IDENTICAL);
+        if (f.changes === false) expect(bitDifferences(ours.logits, (await ourLogits(basePath)).logits)).toEqual(BIT_IDENTICAL);
       }
     }, TIMEOUT);
   }

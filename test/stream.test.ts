@@ -52,7 +52,16 @@ describe('stream', () => {
       c.abort();
       const err = await pending.catch((e: unknown) => e);
       const latency = performance.now() - tAbort;
-      console.log(`abort latency: ${latency.toFixed(2)} ms (full 1500-token prompt: ${fullMs.toFixed(1)} ms, one layer of one batch ${layerStepMs.toFixed(1)} ms)`);
+      // The native loop itself stopped part-way: it counted the layer steps it finished before it
+      // saw the flag, fewer than the call needed, and computes nothing more after the rejection.
+      const work = s.workCounters;
+      expect(work.abortedEvaluations).toBe(1);
+      expect(work.lastAbortStepsPlanned).toBe(Math.ceil(1500 / 256) * model.info.blockCount);
+      expect(work.lastAbortStepsDone).toBeGreaterThan(0);
+      expect(work.lastAbortStepsDone).toBeLessThan(work.lastAbortStepsPlanned);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(s.workCounters.layerSteps).toBe(work.layerSteps);
+      console.log(`abort latency: ${latency.toFixed(2)} ms (full 1500-token prompt: ${fullMs.toFixed(1)} ms, one layer of one batch ${layerStepMs.toFixed(1)} ms); native stopped after ${work.lastAbortStepsDone} of ${work.lastAbortStepsPlanned} layer steps`);
       expect(err).toMatchObject({ code: 'ERR_ABORTED' });
       expect(stream.stats?.stopReason).toBe('abort');
       expect(s.tokens.length).toBe(1500);  // cached + pending: nothing lost

@@ -6,7 +6,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { serve as serveNode } from '@hono/node-server';
 import { MoerunError } from '../errors.js';
 import type { Model } from '../model.js';
 import { kvCacheTypes, type KvCacheType, type SessionOptions } from '../session.js';
@@ -111,6 +110,9 @@ export async function serve(model: Model, options?: ServeOptions): Promise<Moeru
   const shutdown = new AbortController();
   const app = createApp({ model, modelId, pool, metrics, apiKey, maxBodyBytes, chatTemplate, shutdown: shutdown.signal });
 
+  // Imported here, not at the top: @hono/node-server sets up undici, whose WebAssembly parser
+  // reserves 10 GiB of address space, and `import 'moerun'` must work under a ulimit -v.
+  const { serve: serveNode } = await import('@hono/node-server');
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serveNode({ fetch: app.fetch, port, hostname: host }) as Server;
     const onError = (err: NodeJS.ErrnoException): void => {

@@ -500,6 +500,7 @@ public:
             InstanceMethod("truncate", &session_handle::truncate),
             InstanceMethod("nPast", &session_handle::n_past),
             InstanceMethod("kvBytes", &session_handle::kv_bytes),
+            InstanceMethod("workCounters", &session_handle::work_counters),
             InstanceMethod("dispose", &session_handle::dispose),
         });
     }
@@ -679,6 +680,20 @@ private:
         if (!st) return cb.Env().Undefined();
         return Napi::Number::New(cb.Env(), double(st->s->kv_bytes()));
     }
+    // workCounters() -> { layerSteps, abortedEvaluations, lastAbortStepsDone, lastAbortStepsPlanned }:
+    // atomics, safe to read while an evaluation runs on a worker thread.
+    Napi::Value work_counters(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        const session::work_counters w = st->s->counters();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("layerSteps", double(w.layer_steps));
+        o.Set("abortedEvaluations", double(w.aborted_evaluations));
+        o.Set("lastAbortStepsDone", double(w.last_abort_steps_done));
+        o.Set("lastAbortStepsPlanned", double(w.last_abort_steps_planned));
+        return o;
+    }
     // Drops the handle's reference; an in-flight worker keeps the state alive until it finishes.
     Napi::Value dispose(const Napi::CallbackInfo& cb) {
         if (state_) state_->abort.store(true);
@@ -717,14 +732,18 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         });
 }
 
-// loadModel(path, threads, onProgress?: (fraction) => void) -> { promise: Promise<NativeModel>, abort() }
+// loadModel(path, { threads, allowLargerThanRam }, onProgress?: (fraction) => void)
+//   -> { promise: Promise<NativeModel>, abort() }
 Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
     if (!need_args(cb, 2, "loadModel")) return env.Undefined();
     if (!cb[0].IsString()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: path must be a string");
-    if (!cb[1].IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: threads must be a number");
+    if (!cb[1].IsObject()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: options must be an object");
     std::string path = cb[0].As<Napi::String>();
-    const int threads = cb[1].As<Napi::Number>().Int32Value();
+    Napi::Object options = cb[1].As<Napi::Object>();
+    if (!options.Get("threads").IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: threads must be a number");
+    const int threads = options.Get("threads").As<Napi::Number>().Int32Value();
+    const bool allow_larger_than_ram = options.Get("allowLargerThanRam").ToBoolean().Value();
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
         progress = std::shared_ptr<Napi::ThreadSafeFunction>(
@@ -736,9 +755,10 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, progress, abort] {
+        [path, threads, allow_larger_than_ram, progress, abort] {
             model_load_params p;
             p.n_threads = threads;
+            p.allow_larger_than_ram = allow_larger_than_ram;
             p.abort = abort.get();
             double last = -1;
             if (progress) {

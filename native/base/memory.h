@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace moerun {
 
@@ -10,5 +11,12 @@ namespace moerun {
 // (/proc/meminfo MemAvailable on Linux, else physical memory), capped by the address-space limit
 // (ulimit -v) where one is set. UINT64_MAX when nothing is known.
 uint64_t host_memory_available();
+
+// Physical memory of the host in bytes (what a file mapping can keep resident at best), capped by
+// the address-space limit where one is set. UINT64_MAX when nothing is known.
+uint64_t host_memory_total();
+
+// "23.4 GiB": bytes for messages.
+std::string format_bytes(uint64_t bytes);
 
 }  // namespace moerun

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "../base/error.h"
+#include "../base/memory.h"
 
 namespace moerun {
 
@@ -180,7 +181,9 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string& path) {
     }
     void* p = mmap(nullptr, size_t(f->size_), PROT_READ, MAP_PRIVATE, f->fd_, 0);
     if (p == MAP_FAILED) {
-        throw error(error_code::io, format("gguf: cannot map '%s': %s", path.c_str(), std::strerror(errno)));
+        // ENOMEM: no address space for it (ulimit -v below the file size, or a 32-bit host).
+        throw error(errno == ENOMEM ? error_code::out_of_memory : error_code::io,
+                    format("gguf: cannot map '%s' (%s): %s", path.c_str(), format_bytes(f->size_).c_str(), std::strerror(errno)));
     }
     f->base_ = static_cast<const uint8_t*>(p);
     f->parse();
@@ -363,6 +366,15 @@ std::optional<std::string> gguf_file::get_string(std::string_view key) const {
     if (!v) return std::nullopt;
     if (v->type != gguf_type::string) wrong_type(path_, key, *v, "a string");
     return std::string(v->str);
+}
+
+void gguf_file::check_not_truncated() const {
+    if (fd_ < 0) return;  // in memory, or closed after the header
+    struct stat st;
+    if (fstat(fd_, &st) == 0 && uint64_t(st.st_size) < size_) {
+        throw error(error_code::io, format("gguf: %s was truncated while loaded (%llu of %llu bytes left): load it again",
+                                           path_.c_str(), (unsigned long long)st.st_size, (unsigned long long)size_));
+    }
 }
 
 void gguf_file::prefetch() const {

@@ -89,6 +89,10 @@ public:
 
     // Advises the kernel to read all tensor data ahead (madvise WILLNEED).
     void prefetch() const;
+    // Throws error(io) when the mapped file is now shorter than when it was mapped: its tail pages
+    // would raise SIGBUS when read. A file replaced by rename keeps its old mapping and passes.
+    // One fstat; a truncation racing a running evaluation is not caught (see README, "Faults").
+    void check_not_truncated() const;
 
 private:
     gguf_file() = default;

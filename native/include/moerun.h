@@ -22,6 +22,9 @@ struct model_load_params {
     int n_threads = 0;                              // 0 = physical cores
     std::function<void(double)> on_progress;        // fraction loaded, 0..1, from the loading thread
     const std::atomic<bool>* abort = nullptr;       // set to stop loading (throws error(aborted))
+    // Weights larger than the host's RAM are refused (error out_of_memory) unless this is set;
+    // then they are mapped and read from disk as the pages are needed, and not prefetched.
+    bool allow_larger_than_ram = false;
 };
 
 // Maps and validates a GGUF model; the returned model is immutable and shared by sessions.

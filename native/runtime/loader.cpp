@@ -5,6 +5,7 @@
 #include "../backend/registry.h"
 #include "../include/moerun.h"
 #include "../base/error.h"
+#include "../base/memory.h"
 
 namespace moerun {
 
@@ -25,11 +26,27 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     m->config.architecture = *arch;
     loader->load(*m);
 
-    // Touch every page of the weights once so the first token does not pay for page faults, and
-    // so a long load reports progress and can be aborted.
     const auto& tensors = m->file->tensors();
     uint64_t total = 0, done = 0;
     for (const auto& t : tensors) total += t.n_bytes;
+
+    // Weights that cannot all be resident would be read from disk again for every token (a
+    // 30 GiB model on a 16 GiB machine: minutes per token), which looks like a hang: say so,
+    // unless the caller asked for exactly that.
+    const uint64_t ram = host_memory_total();
+    if (total > ram) {
+        if (!params.allow_larger_than_ram) {
+            throw error(error_code::out_of_memory,
+                        format("model: %s has %s of weights and this host has %s of memory: it would be read from disk for "
+                               "every token. Load it with allowLargerThanRam to run it anyway",
+                               path.c_str(), format_bytes(total).c_str(), format_bytes(ram).c_str()));
+        }
+        if (params.on_progress) params.on_progress(1.0);
+        return m;  // not prefetched: the pages come from disk as the forward pass needs them
+    }
+
+    // Touch every page of the weights once so the first token does not pay for page faults, and
+    // so a long load reports progress and can be aborted.
     m->file->prefetch();
     volatile uint8_t sink = 0;
     for (const auto& t : tensors) {

@@ -29,6 +29,15 @@ float* session::act(std::unique_ptr<buffer>& b, size_t n_floats) {
     return b->data();
 }
 
+session::work_counters session::counters() const {
+    work_counters w;
+    w.layer_steps = layer_steps_.load(std::memory_order_relaxed);
+    w.aborted_evaluations = aborted_evaluations_.load();
+    w.last_abort_steps_done = last_abort_steps_done_.load();
+    w.last_abort_steps_planned = last_abort_steps_planned_.load();
+    return w;
+}
+
 void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vector<float>& logits,
                        const std::atomic<bool>* abort) {
     const model_config& c = model_->config;
@@ -42,12 +51,15 @@ void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vect
             throw error(error_code::invalid_argument, format("evaluate: token %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, c.n_vocab));
         }
     }
+    model_->file->check_not_truncated();
     const size_t row = size_t(c.n_vocab);
     logits.assign(mode == logits_mode::all ? row * size_t(n) : mode == logits_mode::last ? row : 0, 0.0f);
 
     std::lock_guard<std::mutex> lock(model_->compute_mutex);
     backend_scope scope(compute_);
     const int start = n_past_;
+    const uint64_t steps_before = layer_steps_.load(std::memory_order_relaxed);
+    const int64_t steps_planned = int64_t((n + params_.n_batch - 1) / params_.n_batch) * c.n_layer;
     for (int b = 0; b < n; b += params_.n_batch) {
         const int nb = std::min(params_.n_batch, n - b);
         float* out = nullptr;
@@ -59,7 +71,16 @@ void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vect
             out = logits.data();
             batch_mode = logits_mode::last;
         }
-        forward_batch(tokens + b, nb, start + b, batch_mode, out, abort);
+        try {
+            forward_batch(tokens + b, nb, start + b, batch_mode, out, abort);
+        } catch (const error& e) {
+            if (e.code() == error_code::aborted) {
+                last_abort_steps_done_.store(int64_t(layer_steps_.load(std::memory_order_relaxed) - steps_before));
+                last_abort_steps_planned_.store(steps_planned);
+                aborted_evaluations_.fetch_add(1);
+            }
+            throw;
+        }
         n_past_ = start + b + nb;  // a later abort keeps the batches already done
     }
 }
@@ -112,6 +133,7 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
             be.ffn_dense(l.ffn_gate, l.ffn_up, l.ffn_down, h, n, tmp);
         }
         be.add(x, tmp, int64_t(nt) * d);
+        layer_steps_.fetch_add(1, std::memory_order_relaxed);
     }
     check_abort();
 

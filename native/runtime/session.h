@@ -31,6 +31,17 @@ public:
     void evaluate(const int32_t* tokens, int n, logits_mode mode, std::vector<float>& logits,
                   const std::atomic<bool>* abort);
 
+    // What the compute loop has done, for tests and stats: readable from any thread while an
+    // evaluation runs. A layer step is one layer of one batch.
+    struct work_counters {
+        uint64_t layer_steps = 0;         // since the session was created
+        uint64_t aborted_evaluations = 0;
+        // The last aborted evaluate(): layer steps it had finished when it saw the flag, out of
+        // the steps the whole call needed (batches × layers); -1 before any abort.
+        int64_t last_abort_steps_done = -1, last_abort_steps_planned = -1;
+    };
+    work_counters counters() const;
+
     int n_past() const { return n_past_; }
     int n_ctx() const { return params_.n_ctx; }
     // Forgets cached positions >= n (0 = everything).
@@ -47,6 +58,8 @@ private:
 
     std::shared_ptr<model> model_;
     backend& compute_;
+    std::atomic<uint64_t> layer_steps_{0}, aborted_evaluations_{0};
+    std::atomic<int64_t> last_abort_steps_done_{-1}, last_abort_steps_planned_{-1};
     session_params params_;
     int n_past_ = 0;
     std::unique_ptr<kv_cache> kv_;

@@ -134,3 +134,26 @@ export function worstRowNmse(a: Float32Array, ref: Float32Array, nVocab: number)
   }
   return worst;
 }
+
+/**
+ * Positions where `a` and `ref` differ bit for bit (float32 bit patterns: -0 ≠ +0, NaN payloads
+ * count). For claims of "bit for bit": assert `bitDifferences(a, ref)` equals `{ count: 0, first: -1 }`,
+ * so a failure names how many values and the first index that differ.
+ */
+export function bitDifferences(a: Float32Array, ref: Float32Array): { count: number; first: number } {
+  sameLength(a, ref);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(ref.buffer, ref.byteOffset, ref.length);
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] !== y[i]) {
+      if (count === 0) first = i;
+      count++;
+    }
+  }
+  return { count, first };
+}
+
+/** `bitDifferences` that found none. */
+export const BIT_IDENTICAL = Object.freeze({ count: 0, first: -1 });
