@@ -5,8 +5,11 @@
  */
 import { MoerunError } from './errors.js';
 import { JinjaTemplate, TemplateLimitError, TemplateRaisedError, type RenderLimits } from './chat/jinja.js';
+import { toolCallMarkers, ToolCallParser, type ToolCall, type ToolCallPiece, type ToolCallSyntax } from './chat/tool-calls.js';
 import type { Tokenizer } from './tokenizer/index.js';
 import { describe, invalid } from './validate.js';
+
+export { toolCallSyntaxOf, type ToolCall, type ToolCallSyntax } from './chat/tool-calls.js';
 
 /** A tool call in an assistant message, as OpenAI's API writes it. */
 export interface ChatToolCall {
@@ -285,4 +288,67 @@ export class ThinkSplitter {
 export function promptOpensThink(prompt: string): boolean {
   const open = prompt.lastIndexOf('<think>');
   return open >= 0 && prompt.indexOf('</think>', open) < 0;
+}
+
+/** A piece of a chat answer: answer `text`, `reasoning`, and the tool calls completed with it. */
+export interface AnswerPiece extends ThinkPiece {
+  toolCalls?: ToolCall[];
+}
+
+/**
+ * Splits a chat answer as it streams: `<think>` reasoning apart from the answer, and (when the
+ * conversation offers tools) the answer's tool calls apart from its text. Tool-call markers that
+ * are special tokens (DeepSeek's, Llama's `<|python_tag|>`) are dropped by the detokenizer, so
+ * their ids are given here and put back as text for the parser. @internal
+ */
+export class AnswerSplitter {
+  readonly #think: ThinkSplitter;
+  readonly #tools: ToolCallParser | undefined;
+  readonly #markerTokens: ReadonlyMap<number, string>;
+
+  constructor(think: ThinkSplitter, syntax: ToolCallSyntax | undefined, markerTokens: ReadonlyMap<number, string> = new Map()) {
+    this.#think = think;
+    this.#tools = syntax && new ToolCallParser(syntax);
+    this.#markerTokens = markerTokens;
+  }
+
+  /** The tool-call markers of `syntax` that are single special tokens of `tokenizer`: id -> text. */
+  static markerTokens(syntax: ToolCallSyntax | undefined, tokenizer: Tokenizer): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const marker of syntax ? toolCallMarkers(syntax) : []) {
+      const ids = tokenizer.tokenize(marker, { special: true, addBos: false });
+      if (ids.length === 1 && tokenizer.isControl(ids[0]!)) out.set(ids[0]!, marker);
+    }
+    return out;
+  }
+
+  /** Takes the text of one generated token (and the token); returns the pieces to hand out now. */
+  push(text: string, token: number): AnswerPiece[] {
+    const marker = this.#markerTokens.get(token);
+    return this.#split(this.#think.push(marker !== undefined && text === '' ? marker : text));
+  }
+
+  /** Releases what is held at the end of the answer. */
+  flush(): AnswerPiece[] {
+    const out = this.#split(this.#think.flush());
+    if (this.#tools) out.push(...nonEmpty([this.#tools.flush()]));
+    return out;
+  }
+
+  #split(pieces: ThinkPiece[]): AnswerPiece[] {
+    if (!this.#tools) return pieces;
+    const out: AnswerPiece[] = [];
+    for (const p of pieces) {
+      if (p.reasoning) out.push(p);
+      else out.push(...nonEmpty([this.#tools.push(p.text)]));
+    }
+    return out;
+  }
+}
+
+/** Tool-call parser output as answer pieces, dropping empty ones. */
+function nonEmpty(pieces: ToolCallPiece[]): AnswerPiece[] {
+  return pieces
+    .filter((p) => p.text.length > 0 || p.toolCalls.length > 0)
+    .map((p) => (p.toolCalls.length > 0 ? { text: p.text, reasoning: '', toolCalls: p.toolCalls } : { text: p.text, reasoning: '' }));
 }

@@ -29,7 +29,16 @@ export {
   type SessionModel,
 } from './session.js';
 export { Grammar, compileJsonSchema, type GrammarOptions, type JsonSchema } from './grammar/index.js';
-export { renderChatTemplate, type ChatMessage, type RenderChatTemplateOptions } from './chat.js';
+export {
+  renderChatTemplate,
+  toolCallSyntaxOf,
+  type ChatMessage,
+  type ChatTool,
+  type ChatToolCall,
+  type RenderChatTemplateOptions,
+  type ToolCall,
+  type ToolCallSyntax,
+} from './chat.js';
 export { cpuInfo, bundledModelPath, type CpuInfo } from './system.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
 export { bench, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench/index.js';

@@ -2,7 +2,8 @@
  * Sessions: one sequence's KV cache over a model, teacher-forced evaluation, and streaming
  * generation as an async iterator.
  */
-import { checkMessages, promptOpensThink, renderChatTemplate, templateStopTokens, ThinkSplitter, type ChatMessage } from './chat.js';
+import { AnswerSplitter, checkMessages, checkTools, promptOpensThink, renderChatTemplate, templateStopTokens, ThinkSplitter, toolCallSyntaxOf, type ChatMessage, type ChatTool, type ToolCall } from './chat.js';
+import { requiredToolCallGrammar } from './chat/tool-calls.js';
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
 import { grammarOption, type Grammar, type JsonSchema } from './grammar/index.js';
@@ -138,6 +139,16 @@ export interface ChatOptions extends GenerateOptions {
   enableThinking?: boolean;
   /** Further template variables, e.g. `{ date_string: '1 Jan 2025' }`. */
   templateVars?: Record<string, unknown>;
+  /**
+   * Tools the model may call (OpenAI's shape), rendered by the template; the answer's tool calls
+   * (Qwen3/QwQ/Ling 2.0 `<tool_call>`, DeepSeek R1/V3, Llama 3.1 syntaxes) arrive as `chunk.toolCalls`.
+   */
+  tools?: ChatTool[];
+  /**
+   * `'auto'` (default): the model chooses. `'required'`: the answer is one tool call, its name and
+   * arguments constrained by the tools' JSON schemas (a grammar; no reasoning block first).
+   */
+  toolChoice?: 'auto' | 'required';
 }
 
 /** One piece of a chat answer; it carries `text` or `reasoning` (the other is ''). */
@@ -148,6 +159,8 @@ export interface ChatChunk {
   reasoning: string;
   /** The token id that completed this piece */
   token: number;
+  /** Tool calls completed with this piece (only with `tools`); their markup never appears in `text`. */
+  toolCalls?: ToolCall[];
 }
 
 /** The names of {@link GenerateOptions}, each checked against the interface. */
@@ -156,7 +169,7 @@ const generateOptionKeys = [
 ] as const satisfies readonly (keyof GenerateOptions)[];
 
 /** The names of {@link ChatOptions} beyond {@link GenerateOptions}'. */
-const chatOptionKeys = ['chatTemplate', 'enableThinking', 'templateVars'] as const satisfies readonly Exclude<keyof ChatOptions, keyof GenerateOptions>[];
+const chatOptionKeys = ['chatTemplate', 'enableThinking', 'templateVars', 'tools', 'toolChoice'] as const satisfies readonly Exclude<keyof ChatOptions, keyof GenerateOptions>[];
 
 /**
  * A sequence's state on a model: its KV cache and sampler. Create with {@link Model.createSession}
@@ -282,11 +295,17 @@ export class Session<M extends SessionModel = SessionModel> {
     if (o.templateVars !== undefined && (o.templateVars === null || typeof o.templateVars !== 'object' || Array.isArray(o.templateVars))) {
       throw invalid(`Expected an object for templateVars but received ${describe(o.templateVars)}`);
     }
+    const tools = o.tools === undefined ? [] : checkTools(o.tools);
+    const syntax = tools.length > 0 ? toolCallSyntaxOf(template) : undefined;
+    if (o.toolChoice !== undefined && o.toolChoice !== 'auto' && o.toolChoice !== 'required') {
+      throw invalid(`Expected 'auto' or 'required' for toolChoice but received ${describe(o.toolChoice)}`);
+    }
+    const toolGrammar = o.toolChoice === 'required' ? requiredToolCallGrammar(syntax, tools, o.grammar ?? o.jsonSchema) : undefined;
     const tok = this.model.tokenizer;
     const bosToken = tok.bos === undefined ? '' : tok.tokenText(tok.bos);
     const eosToken = tok.eos === undefined ? '' : tok.tokenText(tok.eos);
     let text = renderChatTemplate(template, msgs, {
-      bosToken, eosToken, vars: { enable_thinking: enableThinking, ...o.templateVars },
+      bosToken, eosToken, tools, enableThinking, vars: o.templateVars,
     });
     // Like llama.cpp: a template that writes BOS itself does not get a second one from the tokenizer.
     if (tok.addBosDefault && bosToken && text.startsWith(bosToken)) text = text.slice(bosToken.length);
@@ -307,8 +326,12 @@ export class Session<M extends SessionModel = SessionModel> {
     delete gen.chatTemplate;
     delete gen.enableThinking;
     delete gen.templateVars;
+    delete gen.tools;
+    delete gen.toolChoice;
+    if (toolGrammar) gen.grammar = toolGrammar;
     const stream = this.#start(s, gen, full.subarray(common), extraEog, common);
-    return new ChatStream(stream, new ThinkSplitter(promptOpensThink(text)));
+    const think = new ThinkSplitter(!toolGrammar && promptOpensThink(text));
+    return new ChatStream(stream, new AnswerSplitter(think, syntax, AnswerSplitter.markerTokens(syntax, tok)));
   }
 
   #promptTokens(prompt: string | ArrayLike<number>): Int32Array {
@@ -597,15 +620,15 @@ export class GenerationStream implements AsyncIterableIterator<GenerateChunk, un
  */
 export class ChatStream implements AsyncIterableIterator<ChatChunk, undefined> {
   readonly #inner: GenerationStream;
-  readonly #think: ThinkSplitter;
+  readonly #answer: AnswerSplitter;
   readonly #queue: ChatChunk[] = [];
   #done = false;
   #lastToken = -1;
 
   /** @internal */
-  constructor(inner: GenerationStream, think: ThinkSplitter) {
+  constructor(inner: GenerationStream, answer: AnswerSplitter) {
     this.#inner = inner;
-    this.#think = think;
+    this.#answer = answer;
   }
 
   /** Set once iteration has finished. */
@@ -619,10 +642,10 @@ export class ChatStream implements AsyncIterableIterator<ChatChunk, undefined> {
       const r = await this.#inner.next();
       if (r.done) {
         this.#done = true;
-        for (const p of this.#think.flush()) this.#queue.push({ ...p, token: this.#lastToken });
+        for (const p of this.#answer.flush()) this.#queue.push({ ...p, token: this.#lastToken });
       } else {
         this.#lastToken = r.value.token;
-        for (const p of this.#think.push(r.value.text)) this.#queue.push({ ...p, token: r.value.token });
+        for (const p of this.#answer.push(r.value.text, r.value.token)) this.#queue.push({ ...p, token: r.value.token });
       }
     }
     return { done: false, value: this.#queue.shift()! };
@@ -646,14 +669,16 @@ export class ChatStream implements AsyncIterableIterator<ChatChunk, undefined> {
     return this;
   }
 
-  /** Collects the whole answer: `{ text, reasoning }`. */
-  async collect(): Promise<{ text: string; reasoning: string }> {
+  /** Collects the whole answer: `{ text, reasoning, toolCalls }`. */
+  async collect(): Promise<{ text: string; reasoning: string; toolCalls: ToolCall[] }> {
     let text = '';
     let reasoning = '';
+    const toolCalls: ToolCall[] = [];
     for await (const c of this) {
       text += c.text;
       reasoning += c.reasoning;
+      if (c.toolCalls) toolCalls.push(...c.toolCalls);
     }
-    return { text, reasoning };
+    return { text, reasoning, toolCalls };
   }
 }
