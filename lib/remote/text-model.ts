@@ -45,3 +45,8 @@ export interface TextModel {
   dispose(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+// A local Model and RemoteModel both meet TextModel: checked here, at compile time.
+type Meets<T extends TextModel> = T;
+type LocalModelMeetsTextModel = Meets<import('../model.js').Model>;
+type RemoteModelMeetsTextModel = Meets<import('./index.js').RemoteModel>;
