@@ -198,7 +198,8 @@ export class ToolCallParser {
       if (call) out.toolCalls.push(call);
       else out.text = '<tool_call>' + rest;
     } else if (this.#inBlock) {
-      out.text = dsCallsBegin + rest;
+      // DeepSeek: the calls that closed are out; an unfinished one is handed out as text.
+      out.text = rest.trim() ? rest : '';
     } else {
       out.text = rest;
     }
