@@ -1,4 +1,4 @@
-// Chat templates (rendered with @huggingface/jinja) against llama.cpp's expectations and against
+// Chat templates (rendered by lib/chat/jinja.ts) against llama.cpp's expectations and against
 // llama.cpp's own Jinja renderer (through node-llama-cpp), the <think> splitter, and session.chat()
 // on stories260K: KV-cache reuse across turns, errors.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -68,7 +68,8 @@ describe('chat templates', () => {
   it('Llama 3.1 Instruct: date header, trimmed contents', () => {
     const t = fixture('meta-llama-Llama-3.1-8B-Instruct.jinja');
     const h = (role: string): string => `<|start_header_id|>${role}<|end_header_id|>\n\n`;
-    expect(renderChatTemplate(t, conversation, { bosToken: '<|begin_of_text|>' })).toBe(
+    // date_string: the render time, as llama.cpp's chat layer sets it.
+    expect(renderChatTemplate(t, conversation, { bosToken: '<|begin_of_text|>', now: new Date(2024, 6, 26, 12) })).toBe(
       `<|begin_of_text|>${h('system')}Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are a helpful assistant<|eot_id|>` +
         `${h('user')}Hello<|eot_id|>${h('assistant')}Hi there<|eot_id|>${h('user')}Who are you<|eot_id|>` +
         `${h('assistant')}I am an assistant<|eot_id|>${h('user')}Another question<|eot_id|>${h('assistant')}`,
@@ -111,7 +112,7 @@ describe('chat templates', () => {
 
   it('reports template errors and bad messages clearly', () => {
     expect(() => renderChatTemplate('{% for %}', conversation)).toThrow(/chat template: cannot parse it/);
-    expect(() => renderChatTemplate("{{ raise_exception('no system') }}", conversation)).toThrow(/chat template: rendering failed: .*no system/);
+    expect(() => renderChatTemplate("{{ raise_exception('no system') }}", conversation)).toThrow(/chat template: the template raised an exception: no system/);
   });
 });
 
@@ -245,9 +246,13 @@ describe("chat templates: our renderer gives exactly what llama.cpp's Jinja rend
           messages: conversations[c.conversation]!.map((m) =>
             m.reasoning === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, reasoning_content: m.reasoning },
           ),
-          add_generation_prompt: c.variant.addGenerationPrompt,
           bos_token: c.bos,
           eos_token: c.eos,
+          // The rest of the context llama.cpp's chat layer builds (common_chat_template_direct_apply).
+          enable_thinking: c.variant.vars.enable_thinking ?? true,
+          datetime: 'Mar 14 2026',
+          date_string: '14 Mar 2026',
+          ...(c.variant.addGenerationPrompt ? { add_generation_prompt: true } : {}),
         },
       })),
     );
@@ -270,6 +275,7 @@ describe("chat templates: our renderer gives exactly what llama.cpp's Jinja rend
           bosToken: c.bos,
           eosToken: c.eos,
           vars: c.variant.vars,
+          now: new Date(2026, 2, 14, 15),
         });
         expect(ours, label).toBe(theirs.text);
       });
