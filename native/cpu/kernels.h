@@ -57,11 +57,17 @@ struct cpu_kernels : type_traits {
 // name == nullptr.
 const cpu_kernels& cpu_kernels_of(tensor_type type);
 
+// Where an activation row's extra bytes start: after its blocks, rounded up to 4 bytes so the
+// extra floats are aligned (an odd count of Q8_0's 34-byte blocks ends 2 bytes off; reading a
+// float there is undefined behaviour, caught by UBSan in test/sanitizers.test.ts).
+inline size_t act_extra_offset(size_t blocks_bytes) { return (blocks_bytes + 3) & ~size_t(3); }
+
 // Bytes of an activation row of `n` elements of `type` on the active path (blocks, then the
-// path's extra bytes), and the function that writes one.
+// path's extra bytes; a multiple of 4 when there are any), and the function that writes one.
 inline size_t act_row_size(tensor_type type, int64_t n) {
     const cpu_kernels& t = cpu_kernels_of(type);
-    return size_t(n / t.block_size) * (t.type_size + t.act_extra_per_block);
+    const size_t nb = size_t(n / t.block_size);
+    return t.act_extra_per_block ? act_extra_offset(nb * t.type_size) + nb * t.act_extra_per_block : nb * t.type_size;
 }
 inline from_float_fn act_from_float(tensor_type type) {
     const cpu_kernels& t = cpu_kernels_of(type);

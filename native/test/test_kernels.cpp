@@ -282,7 +282,8 @@ void check_fixture(const std::string& dir, const type_case& c) {
 // ignore the extra bytes.
 size_t act_row_bytes(cpu_path path, T type, size_t n) {
     const cpu_kernels& t = cpu_kernels_for_path(path, type);
-    return n / size_t(t.block_size) * (t.type_size + t.act_extra_per_block);
+    const size_t nb = n / size_t(t.block_size);
+    return t.act_extra_per_block ? act_extra_offset(nb * t.type_size) + nb * t.act_extra_per_block : nb * t.type_size;
 }
 std::vector<uint8_t> act_quantize(cpu_path path, T type, const std::vector<float>& x) {
     const cpu_kernels& t = cpu_kernels_for_path(path, type);

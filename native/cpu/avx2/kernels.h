@@ -32,7 +32,7 @@ void from_float_q8_0(const float* src, void* dst, int64_t n);
 // scale as a float, which the kernels read instead of converting the half per block and row.
 void from_float_q8_0_act(const float* src, void* dst, int64_t n);
 inline const float* q8_0_act_scales(const void* row, int64_t nb) {
-    return reinterpret_cast<const float*>(static_cast<const block_q8_0*>(row) + nb);
+    return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + act_extra_offset(size_t(nb) * sizeof(block_q8_0)));
 }
 void from_float_q8_1(const float* src, void* dst, int64_t n);
 void from_float_q8_k(const float* src, void* dst, int64_t n);
