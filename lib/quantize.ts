@@ -327,8 +327,11 @@ function planTensors(info: GgufInfo, target: QuantizeType): PlannedTensor[] {
   return planned;
 }
 
-/** Source types the quantizer can decode. */
-const READABLE_TYPES = new Set<string>([...quantizeBlockTypes]);
+/** Source types the quantizer can decode: what it writes, and the types moerun reads but does not write yet. */
+const READABLE_TYPES = new Set<string>([
+  ...quantizeBlockTypes,
+  'IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ3_XXS', 'IQ3_S', 'IQ1_S', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4',
+]);
 
 /** llama.cpp's fallback for a 256-block type (32-block types go straight to F16). */
 const FALLBACK: Record<string, string> = {
