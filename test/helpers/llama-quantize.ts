@@ -1,0 +1,62 @@
+// llama.cpp's quantizer as a test tool: test/oracle/llama_quantize.c built against node-llama-cpp's
+// prebuilt libllama (headers from its bundled source, cloned locally once), for files in the types
+// moerun reads but does not write yet (IQ1/IQ2/IQ3, TQ1_0, TQ2_0, MXFP4).
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+import { run } from './run.js';
+
+const root = path.join(__dirname, '..', '..');
+const bundle = path.join(root, 'node_modules/node-llama-cpp/llama/gitRelease.bundle');
+/** node-llama-cpp's prebuilt libraries for this platform. */
+export const llamaBins = path.join(root, 'node_modules/@node-llama-cpp/linux-x64/bins/linux-x64');
+const cacheDir = path.join(root, 'node_modules/.cache/moerun-llama-quantize');
+const driverSource = path.join(root, 'test/oracle/llama_quantize.c');
+
+/**
+ * The `llama_ftype` whose default tensor type is each type (the "pure" target of
+ * llama_model_quantize). IQ2_S is LLAMA_FTYPE_MOSTLY_IQ2_M's: MOSTLY_IQ2_S (28) writes IQ2_XS.
+ */
+export const LLAMA_FTYPE = {
+  IQ2_XXS: 19, IQ2_XS: 20, IQ3_XXS: 23, IQ1_S: 24, IQ3_S: 26, IQ2_S: 29, IQ1_M: 31, TQ1_0: 36, TQ2_0: 37, MXFP4: 38,
+} as const;
+export type LlamaQuantType = keyof typeof LLAMA_FTYPE;
+
+/** ggml type ids for token_embd / output. */
+export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, Q6_K: 14 } as const;
+
+let built: Promise<string> | undefined;
+
+/** Clones the bundle's headers (once) and builds the driver (cached by its source and the bundle). */
+export function llamaQuantizer(): Promise<string> {
+  built ??= (async () => {
+    const st = statSync(bundle);
+    const key = createHash('sha256').update(readFileSync(driverSource)).update(`${st.size}-${st.mtimeMs}`).digest('hex').slice(0, 16);
+    const exe = path.join(cacheDir, `llama_quantize-${key}`);
+    if (existsSync(exe)) return exe;
+    mkdirSync(cacheDir, { recursive: true });
+    const src = path.join(cacheDir, `llama.cpp-${st.size}-${Math.floor(st.mtimeMs)}`);
+    if (!existsSync(path.join(src, 'include/llama.h'))) {
+      const r = await run('git', ['clone', '--quiet', bundle, src]);
+      if (r.status !== 0) throw new Error(`git clone of ${bundle} failed:\n${r.output}`);
+    }
+    const r = await run('cc', ['-O1', '-o', exe, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
+      '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so', '-lggml-base', `-Wl,-rpath,${llamaBins}`]);
+    if (r.status !== 0) throw new Error(`building ${driverSource} failed:\n${r.output}`);
+    return exe;
+  })();
+  return built;
+}
+
+/**
+ * Quantizes `inPath` to `outPath` with llama.cpp: every quantizable tensor as `type` (llama.cpp's
+ * fallback where a row is not whole blocks), token_embd and output as the given types, with an
+ * importance matrix of ones.
+ */
+export async function llamaQuantize(inPath: string, outPath: string, type: LlamaQuantType,
+  tokenEmbdType: number = GGML_TYPE.F32, outputType: number = GGML_TYPE.Q8_0): Promise<void> {
+  const exe = await llamaQuantizer();
+  const r = await run(exe, [inPath, outPath, String(LLAMA_FTYPE[type]), String(tokenEmbdType), String(outputType)]);
+  if (r.status !== 0) throw new Error(`llama_quantize ${inPath} ${type} failed:\n${r.output}`);
+}
