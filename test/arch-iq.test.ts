@@ -52,7 +52,7 @@ const N_VOCAB = 512;
 const CONTEXT = 32;
 const TIMEOUT = 300_000;
 
-const ready = hasTool('git', 'arch-iq.test.ts') && hasTool('cc', 'arch-iq.test.ts');
+const ready = hasTool('git', 'arch-iq.test.ts') && hasTool('gcc', 'arch-iq.test.ts');
 const dir = mkdtempSync(join(tmpdir(), 'moerun-arch-iq-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

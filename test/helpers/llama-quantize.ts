@@ -41,7 +41,7 @@ export function llamaQuantizer(): Promise<string> {
       const r = await run('git', ['clone', '--quiet', bundle, src]);
       if (r.status !== 0) throw new Error(`git clone of ${bundle} failed:\n${r.output}`);
     }
-    const r = await run('cc', ['-O1', '-o', exe, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
+    const r = await run('gcc', ['-O1', '-o', exe, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
       '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so', '-lggml-base', `-Wl,-rpath,${llamaBins}`]);
     if (r.status !== 0) throw new Error(`building ${driverSource} failed:\n${r.output}`);
     return exe;
