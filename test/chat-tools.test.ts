@@ -11,7 +11,7 @@ import { loadModel, MoerunError, renderChatTemplate, toolCallSyntaxOf, type Chat
 import { AnswerSplitter, ThinkSplitter } from '../lib/chat.js';
 import { ToolCallParser, type ToolCall, type ToolCallSyntax } from '../lib/chat/tool-calls.js';
 import { writeGguf } from '../lib/gguf/writer.js';
-import { makeModelSpec } from '../scripts/make-model.js';
+import { makeModelParts, makeModelSpec } from '../scripts/make-model.js';
 
 const fixture = (name: string): string => readFileSync(path.join(__dirname, 'fixtures/templates', name), 'utf8');
 const templates = {
@@ -250,8 +250,11 @@ describe('chat() with tools on a synthetic Qwen3-MoE model with Qwen3\'s templat
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'moerun-tools-'));
     const file = path.join(dir, 'qwen3moe-tools.gguf');
-    const spec = makeModelSpec({ arch: 'qwen3moe', out: file, tokenizer: 'bpe', nVocab: 1024, nExpert: 4, nExpertUsed: 2, seed: 7 });
-    await writeGguf(file, { ...spec, metadata: [...(spec.metadata ?? []), ['tokenizer.chat_template', templates.qwen3]] });
+    const options = { arch: 'qwen3moe', out: file, tokenizer: 'bpe', nVocab: 1024, nExpert: 4, nExpertUsed: 2, seed: 7 } as const;
+    const spec = makeModelSpec(options);
+    const { metadata } = makeModelParts(options);  // the same metadata, as a list to extend
+    // A real family's template in the file, as a converted Qwen3 GGUF carries it.
+    await writeGguf(file, { ...spec, metadata: [...metadata, ['tokenizer.chat_template', templates.qwen3]] });
     model = await loadModel(file, { threads: 2 });
   });
   afterAll(async () => {
