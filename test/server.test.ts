@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import Ajv from 'ajv';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, serve, type Model, type MoerunServer, type ServeOptions, type ServerMetrics } from 'moerun';
@@ -234,6 +235,138 @@ describe('serve: reasoning_content for <think> templates', () => {
   });
 });
 
+describe('serve: response_format and tools', () => {
+  const qwq = readFileSync(path.join(__dirname, 'fixtures/templates/Qwen-QwQ-32B.jinja'), 'utf8');
+  const person = {
+    type: 'object',
+    properties: {
+      name: { type: 'string', maxLength: 12 },
+      age: { type: 'integer', minimum: 0, maximum: 120 },
+      pets: { type: 'array', items: { enum: ['cat', 'dog', 'fish'] }, maxItems: 3 },
+    },
+    required: ['name', 'age'],
+    additionalProperties: false,
+  };
+  const weather: OpenAI.ChatCompletionTool = {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'The weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'], additionalProperties: false },
+    },
+  };
+  const time: OpenAI.ChatCompletionTool = {
+    type: 'function',
+    function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', maxLength: 8 } }, required: ['zone'], additionalProperties: false } },
+  };
+  const ask: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
+
+  it('json_schema at temperature 1: every answer parses, validates, and ends at the schema\'s end (streamed and not)', async () => {
+    const server = await start();
+    const openai = client(server);
+    const validate = new Ajv().compile(person);
+    for (let seed = 1; seed <= 6; seed++) {
+      const request = {
+        model: MODEL, messages: [{ role: 'user' as const, content: 'Describe a person.' }], temperature: 1, seed, max_tokens: 200,
+        response_format: { type: 'json_schema' as const, json_schema: { name: 'person', schema: person } },
+      };
+      let content: string;
+      if (seed % 2 === 0) {
+        const r = await openai.chat.completions.create(request);
+        expect(r.choices[0]!.finish_reason).toBe('stop');
+        content = r.choices[0]!.message.content!;
+      } else {
+        content = '';
+        let finish: string | null = null;
+        for await (const chunk of await openai.chat.completions.create({ ...request, stream: true })) {
+          content += chunk.choices[0]?.delta.content ?? '';
+          finish = chunk.choices[0]?.finish_reason ?? finish;
+        }
+        expect(finish).toBe('stop');
+      }
+      const value: unknown = JSON.parse(content);
+      expect(validate(value), `${content}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+  });
+
+  it('json_object: a JSON object', async () => {
+    const server = await start();
+    const r = await client(server).chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: 'Answer in JSON.' }], temperature: 1, seed: 3, max_tokens: 300, response_format: { type: 'json_object' },
+    });
+    const value: unknown = JSON.parse(r.choices[0]!.message.content!);
+    expect(value !== null && typeof value === 'object' && !Array.isArray(value)).toBe(true);
+  });
+
+  it("tool_choice 'required': one call to a listed tool, arguments valid for its schema, finish_reason tool_calls", async () => {
+    const server = await start({ chatTemplate: qwq });
+    const openai = client(server);
+    const validate = new Ajv().compile(weather.function.parameters!);
+    const r = await openai.chat.completions.create({ model: MODEL, messages: ask, tools: [weather, time], tool_choice: 'required', temperature: 1, seed: 5, max_tokens: 200 });
+    const choice = r.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    const calls = choice.message.tool_calls!;
+    expect(calls).toHaveLength(1);
+    const call = calls[0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(call.type).toBe('function');
+    expect(call.id).toMatch(/^call_/);
+    expect(['get_weather', 'get_time']).toContain(call.function.name);
+    const args: unknown = JSON.parse(call.function.arguments);
+    if (call.function.name === 'get_weather') expect(validate(args)).toBe(true);
+
+    // Naming a function forces that one; streamed, the call arrives as a delta with index 0.
+    const stream = await openai.chat.completions.create({
+      model: MODEL, messages: ask, tools: [weather, time], tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 1, seed: 9, max_tokens: 200, stream: true,
+    });
+    const deltas: OpenAI.ChatCompletionChunk.Choice.Delta.ToolCall[] = [];
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      deltas.push(...(chunk.choices[0]?.delta.tool_calls ?? []));
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(finish).toBe('tool_calls');
+    expect(deltas).toHaveLength(1);
+    expect(deltas[0]).toMatchObject({ index: 0, type: 'function', function: { name: 'get_weather' } });
+    expect(validate(JSON.parse(deltas[0]!.function!.arguments!))).toBe(true);
+  });
+
+  it('a conversation with a tool call and its result renders through the template; auto lets the model answer in text', async () => {
+    const server = await start({ chatTemplate: qwq });
+    const openai = client(server);
+    const withResult: OpenAI.ChatCompletionMessageParam[] = [
+      ...ask,
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris","unit":"C"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temperature": 21}' },
+    ];
+    const plain = await openai.chat.completions.create({ model: MODEL, messages: ask, max_tokens: 8, temperature: 0, chat_template_kwargs: { enable_thinking: false } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const r = await openai.chat.completions.create({ model: MODEL, messages: withResult, tools: [weather], max_tokens: 8, temperature: 0, chat_template_kwargs: { enable_thinking: false } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    // The tools' descriptions, the call and its result are in the prompt.
+    expect(r.usage!.prompt_tokens).toBeGreaterThan(plain.usage!.prompt_tokens + 100);
+    expect(r.choices[0]!.message.tool_calls).toBeUndefined();
+    expect(r.choices[0]!.finish_reason).toBe('length');
+    expect(r.choices[0]!.message.content!.length).toBeGreaterThan(0);
+  });
+
+  it('a tool schema or response_format that does not compile, and response_format after thinking, are 400s', async () => {
+    const server = await start({ chatTemplate: qwq });
+    const openai = client(server);
+    const badTool = await openai.chat.completions.create({
+      model: MODEL, messages: ask, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'nonsense' } } }], tool_choice: 'required',
+    }).catch((e: unknown) => e);
+    expect(badTool).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((badTool as Error).message).toMatch(/unknown type "nonsense"/);
+    const thinking = await openai.chat.completions.create({
+      model: MODEL, messages: ask, response_format: { type: 'json_object' }, chat_template_kwargs: { enable_thinking: true },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
+    expect(thinking).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((thinking as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
+    // Without enable_thinking, response_format turns thinking off: the JSON is content.
+    const r = await openai.chat.completions.create({ model: MODEL, messages: ask, response_format: { type: 'json_object' }, temperature: 1, seed: 2, max_tokens: 300 });
+    expect(typeof JSON.parse(r.choices[0]!.message.content!)).toBe('object');
+  });
+});
+
 describe('serve: the API key', () => {
   it('is required on every route, OpenAI-shaped 401 otherwise', async () => {
     const server = await start({ apiKey: 'sekret-key' });
@@ -267,6 +400,7 @@ describe('serve: malformed requests get OpenAI-shaped errors', () => {
   });
 
   const chat = { model: MODEL, messages: [{ role: 'user', content: 'hi' }] };
+  const weather = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } };
   const completion = { model: MODEL, prompt: 'Once upon a time' };
   // [what, route, body (a string is sent as is), status, param, code]
   const cases: [string, string, unknown, number, string | null, string][] = [
@@ -303,10 +437,18 @@ describe('serve: malformed requests get OpenAI-shaped errors', () => {
     ['logprobs', 'chat/completions', { ...chat, logprobs: true }, 400, 'logprobs', 'unsupported_parameter'],
     ['echo', 'completions', { ...completion, echo: true }, 400, 'echo', 'unsupported_parameter'],
     ['suffix', 'completions', { ...completion, suffix: 'The end.' }, 400, 'suffix', 'unsupported_parameter'],
-    ['tools', 'chat/completions', { ...chat, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 400, 'tools', 'unsupported_parameter'],
-    ['tool_choice', 'chat/completions', { ...chat, tool_choice: 'required' }, 400, 'tool_choice', 'unsupported_parameter'],
-    ['response_format json_object', 'chat/completions', { ...chat, response_format: { type: 'json_object' } }, 400, 'response_format', 'unsupported_parameter'],
-    ['response_format json_schema', 'chat/completions', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }, 400, 'response_format', 'unsupported_parameter'],
+    ['tools not an array', 'chat/completions', { ...chat, tools: { name: 'f' } }, 400, 'tools', 'invalid_type'],
+    ['a tool without a name', 'chat/completions', { ...chat, tools: [{ type: 'function', function: { parameters: {} } }] }, 400, 'tools[0]', 'invalid_value'],
+    ['a tool of another type', 'chat/completions', { ...chat, tools: [{ type: 'code_interpreter' }] }, 400, 'tools[0]', 'invalid_value'],
+    ['tool_choice without tools', 'chat/completions', { ...chat, tool_choice: 'required' }, 400, 'tool_choice', 'invalid_value'],
+    ['tool_choice naming an absent tool', 'chat/completions', { ...chat, tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 400, 'tool_choice', 'invalid_value'],
+    ['tool_choice of an unknown kind', 'chat/completions', { ...chat, tools: [weather], tool_choice: 'always' }, 400, 'tool_choice', 'invalid_value'],
+    ['parallel_tool_calls false with auto', 'chat/completions', { ...chat, tools: [weather], parallel_tool_calls: false }, 400, 'parallel_tool_calls', 'unsupported_parameter'],
+    ['tools with a template that has no tool-call syntax (ChatML)', 'chat/completions', { ...chat, tools: [weather] }, 400, 'tools', 'unsupported_parameter'],
+    ['json_schema without a name', 'chat/completions', { ...chat, response_format: { type: 'json_schema', json_schema: { schema: { type: 'object' } } } }, 400, 'response_format.json_schema', 'invalid_value'],
+    ['json_schema whose schema is a string', 'chat/completions', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: 'object' } } }, 400, 'response_format.json_schema.schema', 'invalid_type'],
+    ['json_schema with an unknown type', 'chat/completions', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'nonsense' } } } }, 400, 'response_format', 'invalid_value'],
+    ['json_schema with a broken $ref', 'chat/completions', { ...chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/nope' } } } }, 400, 'response_format', 'invalid_value'],
     ['response_format of an unknown type', 'chat/completions', { ...chat, response_format: { type: 'yaml' } }, 400, 'response_format.type', 'invalid_value'],
     ['no messages', 'chat/completions', { model: MODEL }, 400, 'messages', 'missing_required_parameter'],
     ['empty messages', 'chat/completions', { ...chat, messages: [] }, 400, 'messages', 'invalid_value'],
@@ -316,7 +458,8 @@ describe('serve: malformed requests get OpenAI-shaped errors', () => {
     ['content as a number', 'chat/completions', { ...chat, messages: [{ role: 'user', content: 42 }] }, 400, 'messages[0].content', 'invalid_type'],
     ['an image part', 'chat/completions', { ...chat, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] }, 400, 'messages[0].content[0].type', 'unsupported_parameter'],
     ['an unknown message field', 'chat/completions', { ...chat, messages: [{ role: 'user', content: 'hi', mood: 'happy' }] }, 400, 'messages[0].mood', 'unknown_parameter'],
-    ['a tool message', 'chat/completions', { ...chat, messages: [{ role: 'tool', content: '{}', tool_call_id: 'a' }] }, 400, 'messages[0].role', 'unsupported_parameter'],
+    ['a tool message without tool_call_id', 'chat/completions', { ...chat, messages: [{ role: 'tool', content: '{}' }] }, 400, 'messages[0].tool_call_id', 'missing_required_parameter'],
+    ['malformed assistant tool_calls', 'chat/completions', { ...chat, messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: {} } }] }] }, 400, 'messages[0].tool_calls[0]', 'invalid_value'],
     ['chat_template_kwargs not an object', 'chat/completions', { ...chat, chat_template_kwargs: [1] }, 400, 'chat_template_kwargs', 'invalid_type'],
     ['no prompt', 'completions', { model: MODEL }, 400, 'prompt', 'missing_required_parameter'],
     ['an empty prompt', 'completions', { ...completion, prompt: '' }, 400, 'prompt', 'invalid_value'],
@@ -373,6 +516,7 @@ describe('serve: a client that disconnects aborts its generation', () => {
         if (received === 20) {
           tAbort = performance.now();
           controller.abort();
+          break;
         }
       }
     } catch (err) {

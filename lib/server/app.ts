@@ -8,10 +8,12 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { toolCallSyntaxOf, type ToolCall } from '../chat/tool-calls.js';
 import { MoerunError } from '../errors.js';
+import { Grammar, type JsonSchema } from '../grammar/index.js';
 import type { Model } from '../model.js';
 import type { ChatOptions, ChatStream, GenerateStats, GenerationStream, Session } from '../session.js';
-import { ApiError, badRequest } from './api-error.js';
+import { ApiError, badRequest, unsupported } from './api-error.js';
 import { MetricsRecorder, prometheusText, type FinishKind } from './metrics.js';
 import { SessionPool } from './pool.js';
 import { parseChatRequest, parseCompletionRequest, parseJsonObject, type ChatRequest, type CompletionRequest } from './requests.js';
@@ -157,9 +159,21 @@ async function begin<C>(
   return { gen, first };
 }
 
-/** Text and reasoning of one chunk, whichever stream it came from. */
-function pieces(chunk: { text: string; reasoning?: string }): { text: string; reasoning: string } {
-  return { text: chunk.text, reasoning: chunk.reasoning ?? '' };
+/** A piece of either stream: generate's chunks have text only, chat's may have reasoning and tool calls. */
+interface Piece {
+  text: string;
+  reasoning?: string;
+  toolCalls?: ToolCall[];
+}
+
+/** Tool calls as OpenAI's API writes them; streamed ones carry `index`, counting the answer's calls from 0. */
+function toolCallsJson(calls: readonly ToolCall[], streamIndex?: number): object[] {
+  return calls.map((c, k) => ({
+    ...(streamIndex === undefined ? {} : { index: streamIndex + k }),
+    id: c.id,
+    type: 'function',
+    function: { name: c.name, arguments: c.arguments },
+  }));
 }
 
 /** Builds the hono app. */
@@ -217,36 +231,42 @@ export function createApp(ctx: AppContext): Hono {
   app.post('/v1/chat/completions', limit, async (c) => {
     const { req, signal } = await readRequest(c, parseChatRequest);
     const options = chatOptions(ctx, req, signal);
-    const { gen, first } = await begin<{ text: string; reasoning: string }>(ctx, signal, (s) => s.chat(req.messages, options));
+    const { gen, first } = await begin<Piece>(ctx, signal, (s) => s.chat(req.messages, options));
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     if (req.stream) {
       const frame = (choices: object[], extra: object = {}): object => ({ id, object: 'chat.completion.chunk', created, model: ctx.modelId, choices, ...extra });
+      let calls = 0;
       return sse(gen, first, req.includeUsage, {
         head: [frame([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }])],
         chunk: (p) => {
-          const { text, reasoning } = pieces(p);
-          const delta = reasoning ? { reasoning_content: reasoning } : { content: text };
+          const delta: Record<string, unknown> = p.reasoning ? { reasoning_content: p.reasoning } : p.text || !p.toolCalls?.length ? { content: p.text } : {};
+          if (p.toolCalls?.length) {
+            delta.tool_calls = toolCallsJson(p.toolCalls, calls);
+            calls += p.toolCalls.length;
+          }
           return frame([{ index: 0, delta, finish_reason: null }]);
         },
-        tail: (stats) => frame([{ index: 0, delta: {}, finish_reason: finishReason(stats) }]),
+        tail: (stats) => frame([{ index: 0, delta: {}, finish_reason: calls > 0 ? 'tool_calls' : finishReason(stats) }]),
         usage: (stats) => frame([], { usage: usageOf(stats) }),
       });
     }
-    const { text, reasoning } = await collect(gen, first);
+    const { text, reasoning, toolCalls } = await collect(gen, first);
     const stats = gen.stream.stats;
-    const message: Record<string, unknown> = { role: 'assistant', content: text };
+    // OpenAI's shape: content is null on an answer that is only tool calls.
+    const message: Record<string, unknown> = { role: 'assistant', content: text === '' && toolCalls.length > 0 ? null : text };
     if (reasoning) message.reasoning_content = reasoning;
+    if (toolCalls.length > 0) message.tool_calls = toolCallsJson(toolCalls);
     return c.json({
       id, object: 'chat.completion', created, model: ctx.modelId,
-      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(stats) }],
+      choices: [{ index: 0, message, logprobs: null, finish_reason: toolCalls.length > 0 ? 'tool_calls' : finishReason(stats) }],
       usage: usageOf(stats),
     });
   });
 
   app.post('/v1/completions', limit, async (c) => {
     const { req, signal } = await readRequest(c, parseCompletionRequest);
-    const { gen, first } = await begin<{ text: string }>(ctx, signal, (s) => {
+    const { gen, first } = await begin<Piece>(ctx, signal, (s) => {
       // A completion is independent of what the session did before.
       s.reset();
       return s.generate(req.prompt, { ...req.sampling, signal });
@@ -278,34 +298,76 @@ export function createApp(ctx: AppContext): Hono {
   return app;
 }
 
-/** A chat request's session options: sampling, the template and its variables, the signal. */
+/** Compiled `response_format` schemas by their JSON text: clients repeat the same schema. */
+const schemaGrammars = new Map<string, Grammar>();
+const SCHEMA_CACHE_SIZE = 32;
+
+function grammarOfSchema(schema: JsonSchema): Grammar {
+  const key = JSON.stringify(schema);
+  let grammar = schemaGrammars.get(key);
+  if (!grammar) {
+    try {
+      grammar = Grammar.fromJsonSchema(schema);
+    } catch (err) {
+      const apiError = toApiError(err);
+      if (apiError.status !== 400) throw err;
+      throw badRequest(`Invalid value for 'response_format': ${apiError.message}`, 'response_format', apiError.code);
+    }
+    if (schemaGrammars.size >= SCHEMA_CACHE_SIZE) schemaGrammars.delete(schemaGrammars.keys().next().value!);
+  } else {
+    schemaGrammars.delete(key);  // most recently used last
+  }
+  schemaGrammars.set(key, grammar);
+  return grammar;
+}
+
+/**
+ * A chat request's session options: sampling, the template and its variables, tools, the schema,
+ * the signal. Throws a 400 for what the template cannot do (tools it has no call syntax for).
+ */
 function chatOptions(ctx: AppContext, req: ChatRequest, signal: AbortSignal): ChatOptions {
   const options: ChatOptions = { ...req.sampling, signal };
   const ownTemplate = ctx.model.gguf.metadata['tokenizer.chat_template'];
-  const template = ctx.chatTemplate ?? (typeof ownTemplate === 'string' && ownTemplate.length > 0 ? undefined : chatmlTemplate);
-  if (template !== undefined) options.chatTemplate = template;
-  if (template === chatmlTemplate) options.stop = [...(options.stop ?? []), chatmlEndOfTurn];
-  if (req.enableThinking !== undefined) options.enableThinking = req.enableThinking;
+  const override = ctx.chatTemplate ?? (typeof ownTemplate === 'string' && ownTemplate.length > 0 ? undefined : chatmlTemplate);
+  const template = override ?? (ownTemplate as string);
+  if (override !== undefined) options.chatTemplate = override;
+  if (override === chatmlTemplate) options.stop = [...(options.stop ?? []), chatmlEndOfTurn];
+  if (req.tools.length > 0) {
+    if (toolCallSyntaxOf(template) === undefined) {
+      throw unsupported('tools', `Tools with this model's chat template (it has no tool-call syntax moerun parses: Qwen3/QwQ/Ling <tool_call>, DeepSeek R1/V3, Llama 3.1)`);
+    }
+    options.tools = req.tools;
+    options.toolChoice = req.toolChoice;
+  }
+  let enableThinking = req.enableThinking;
+  if (req.jsonSchema !== undefined) {
+    // The schema constrains the answer from its first token, so no thinking block comes first.
+    if (enableThinking === true) throw badRequest("'response_format' cannot follow a thinking block: leave chat_template_kwargs.enable_thinking unset or false", 'response_format', 'invalid_value');
+    enableThinking = false;
+    options.grammar = grammarOfSchema(req.jsonSchema);
+  }
+  if (enableThinking !== undefined) options.enableThinking = enableThinking;
   if (Object.keys(req.templateVars).length > 0) options.templateVars = req.templateVars;
   return options;
 }
 
 /** Runs a non-streaming generation to its end. */
-async function collect<C extends { text: string }>(gen: Generation<C>, first: IteratorResult<C, undefined>): Promise<{ text: string; reasoning: string }> {
+async function collect(gen: Generation<Piece>, first: IteratorResult<Piece, undefined>): Promise<{ text: string; reasoning: string; toolCalls: ToolCall[] }> {
   let text = '';
   let reasoning = '';
+  const toolCalls: ToolCall[] = [];
   try {
     for (let r = first; !r.done; r = await gen.next()) {
-      const p = pieces(r.value);
-      text += p.text;
-      reasoning += p.reasoning;
+      text += r.value.text;
+      reasoning += r.value.reasoning ?? '';
+      if (r.value.toolCalls) toolCalls.push(...r.value.toolCalls);
     }
   } catch (err) {
     await gen.end(isAbort(err) ? 'abort' : 'error');
     throw err;
   }
   await gen.end(undefined);
-  return { text, reasoning };
+  return { text, reasoning, toolCalls };
 }
 
 /** How one endpoint frames its events. */

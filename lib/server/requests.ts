@@ -5,7 +5,8 @@
  * API answers "Unrecognized request argument supplied"), so nothing a client asks for is silently
  * ignored.
  */
-import type { ChatMessage } from '../chat.js';
+import type { ChatMessage, ChatTool, ChatToolCall } from '../chat.js';
+import type { JsonSchema } from '../grammar/index.js';
 import type { GenerateOptions } from '../session.js';
 import { badRequest, unsupported } from './api-error.js';
 
@@ -29,6 +30,12 @@ export interface ChatRequest extends BaseRequest {
   enableThinking: boolean | undefined;
   /** The other `chat_template_kwargs`. */
   templateVars: Record<string, unknown>;
+  /** Tools offered to the model (after `tool_choice`: none when it is `'none'`, the named one when it names one). */
+  tools: ChatTool[];
+  /** `'required'` when `tool_choice` is `'required'` or names a function. */
+  toolChoice: 'auto' | 'required';
+  /** `response_format`: the schema the answer must validate against (`{ type: 'object' }` for `json_object`). */
+  jsonSchema: JsonSchema | undefined;
 }
 
 /** A checked `/v1/completions` request. */
@@ -205,19 +212,98 @@ function parseMessages(value: unknown): ChatMessage[] {
     for (const key of Object.keys(m)) {
       if (!allowed.includes(key)) throw badRequest(`Unrecognized argument in '${param}': ${key}`, `${param}.${key}`, 'unknown_parameter');
     }
-    if (given(m, 'tool_calls') || role === 'tool') throw unsupported(given(m, 'tool_calls') ? `${param}.tool_calls` : `${param}.role`, 'Tool calls in the conversation (tools)');
     if (given(m, 'name') && typeof m.name !== 'string') throw badRequest(`Invalid value for '${param}.name': expected a string but received ${shown(m.name)}`, `${param}.name`, 'invalid_type');
-    // Templates know system/user/assistant; OpenAI's newer 'developer' role is the system prompt.
+    // Templates know system/user/assistant/tool; OpenAI's newer 'developer' role is the system prompt.
     const message: ChatMessage = { role: role === 'developer' ? 'system' : role, content: messageContent(m.content, `${param}.content`, role === 'assistant') };
     if (given(m, 'reasoning_content')) message.reasoning = messageContent(m.reasoning_content, `${param}.reasoning_content`, false);
+    if (given(m, 'name')) message.name = m.name as string;
+    if (given(m, 'tool_calls')) message.tool_calls = parseToolCalls(m.tool_calls, `${param}.tool_calls`);
+    if (role === 'tool') {
+      if (typeof m.tool_call_id !== 'string' || m.tool_call_id.length === 0) {
+        throw badRequest(`Missing required parameter: '${param}.tool_call_id' (a non-empty string)`, `${param}.tool_call_id`, 'missing_required_parameter');
+      }
+      message.tool_call_id = m.tool_call_id;
+    }
     return message;
   });
 }
 
-/**
- * Checks a `/v1/chat/completions` body. `tools`, `tool_choice` and a structured `response_format`
- * are refused (400) until the library's chat() takes tools and grammars.
- */
+/** An assistant message's `tool_calls`: `[{ id, type: 'function', function: { name, arguments } }]`. */
+function parseToolCalls(value: unknown, param: string): ChatToolCall[] {
+  if (!Array.isArray(value)) throw badRequest(`Invalid value for '${param}': expected an array but received ${shown(value)}`, param, 'invalid_type');
+  return value.map((c: unknown, i): ChatToolCall => {
+    const f = isObject(c) ? c.function : undefined;
+    if (!isObject(c) || typeof c.id !== 'string' || c.type !== 'function' || !isObject(f) || typeof f.name !== 'string' || typeof f.arguments !== 'string') {
+      throw badRequest(`Invalid value for '${param}[${i}]': expected { id: string, type: 'function', function: { name: string, arguments: string } } but received ${shown(c)}`, `${param}[${i}]`, 'invalid_value');
+    }
+    return { id: c.id, type: 'function', function: { name: f.name, arguments: f.arguments } };
+  });
+}
+
+/** `tools`: `[{ type: 'function', function: { name, description?, parameters?, strict? } }]`. */
+function parseTools(value: unknown): ChatTool[] {
+  if (!Array.isArray(value)) throw badRequest(`Invalid value for 'tools': expected an array but received ${shown(value)}`, 'tools', 'invalid_type');
+  return value.map((t: unknown, i): ChatTool => {
+    const f = isObject(t) ? t.function : undefined;
+    if (!isObject(t) || t.type !== 'function' || !isObject(f) || typeof f.name !== 'string' || f.name.length === 0
+      || (given(f, 'description') && typeof f.description !== 'string') || (given(f, 'parameters') && !isObject(f.parameters))) {
+      throw badRequest(`Invalid value for 'tools[${i}]': expected { type: 'function', function: { name: string, description?: string, parameters?: object } } but received ${shown(t)}`, `tools[${i}]`, 'invalid_value');
+    }
+    const tool: ChatTool = { type: 'function', function: { name: f.name } };
+    if (given(f, 'description')) tool.function.description = f.description as string;
+    if (given(f, 'parameters')) tool.function.parameters = f.parameters as Record<string, unknown>;
+    return tool;
+  });
+}
+
+/** `tools`, `tool_choice` and `parallel_tool_calls`, as chat() takes them. */
+function parseToolOptions(body: Body): { tools: ChatTool[]; toolChoice: 'auto' | 'required' } {
+  let tools = given(body, 'tools') ? parseTools(body.tools) : [];
+  let toolChoice: 'auto' | 'required' = 'auto';
+  if (given(body, 'tool_choice')) {
+    const choice = body.tool_choice;
+    if (tools.length === 0) throw badRequest("'tool_choice' is only allowed when 'tools' are specified", 'tool_choice', 'invalid_value');
+    if (choice === 'none') tools = [];
+    else if (choice === 'required') toolChoice = 'required';
+    else if (choice !== 'auto') {
+      const name = isObject(choice) && choice.type === 'function' && isObject(choice.function) ? choice.function.name : undefined;
+      if (typeof name !== 'string') {
+        throw badRequest(`Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or { type: 'function', function: { name } } but received ${shown(choice)}`, 'tool_choice', 'invalid_value');
+      }
+      tools = tools.filter((t) => t.function.name === name);
+      if (tools.length === 0) throw badRequest(`Invalid value for 'tool_choice': no tool named '${name}' in 'tools'`, 'tool_choice', 'invalid_value');
+      toolChoice = 'required';
+    }
+  }
+  const parallel = boolean(body, 'parallel_tool_calls');
+  // With 'auto' the model may answer with several calls; one call is guaranteed only when required.
+  if (parallel === false && tools.length > 0 && toolChoice !== 'required') throw unsupported('parallel_tool_calls', "parallel_tool_calls false with tool_choice 'auto'");
+  return { tools, toolChoice };
+}
+
+/** `response_format` as the JSON Schema the answer must validate against (undefined: free text). */
+function parseResponseFormat(body: Body): JsonSchema | undefined {
+  if (!given(body, 'response_format')) return undefined;
+  const rf = body.response_format;
+  if (!isObject(rf) || typeof rf.type !== 'string') {
+    throw badRequest(`Invalid value for 'response_format': expected { type: 'text' | 'json_object' | 'json_schema' } but received ${shown(rf)}`, 'response_format', 'invalid_type');
+  }
+  if (rf.type === 'text') return undefined;
+  if (rf.type === 'json_object') return { type: 'object' };
+  if (rf.type !== 'json_schema') {
+    throw badRequest(`Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema' but received ${shown(rf.type)}`, 'response_format.type', 'invalid_value');
+  }
+  const js = rf.json_schema;
+  if (!isObject(js) || typeof js.name !== 'string' || js.name.length === 0) {
+    throw badRequest(`Invalid value for 'response_format.json_schema': expected { name: string, schema?: object, strict?: boolean } but received ${shown(js)}`, 'response_format.json_schema', 'invalid_value');
+  }
+  if (given(js, 'schema') && !isObject(js.schema) && typeof js.schema !== 'boolean') {
+    throw badRequest(`Invalid value for 'response_format.json_schema.schema': expected a JSON Schema object but received ${shown(js.schema)}`, 'response_format.json_schema.schema', 'invalid_type');
+  }
+  return given(js, 'schema') ? (js.schema as JsonSchema) : {};
+}
+
+/** Checks a `/v1/chat/completions` body. */
 export function parseChatRequest(body: Body): ChatRequest {
   checkFields(body, chatFields);
   const messages = parseMessages(body.messages);
@@ -234,19 +320,8 @@ export function parseChatRequest(body: Body): ChatRequest {
   onlyNeutral(body, 'store', (v) => v === false, 'store');
   onlyNeutral(body, 'metadata', (v) => isObject(v) && Object.keys(v).length === 0, 'metadata');
   onlyNeutral(body, 'reasoning_effort', () => false, 'reasoning_effort (use chat_template_kwargs.enable_thinking)');
-  onlyNeutral(body, 'tools', (v) => Array.isArray(v) && v.length === 0, 'tools (function calling)');
-  onlyNeutral(body, 'tool_choice', (v) => v === 'none', 'tool_choice');
-  onlyNeutral(body, 'parallel_tool_calls', (v) => typeof v === 'boolean', 'parallel_tool_calls');
-  if (given(body, 'response_format')) {
-    const rf = body.response_format;
-    if (!isObject(rf) || typeof rf.type !== 'string') {
-      throw badRequest(`Invalid value for 'response_format': expected { type: 'text' | 'json_object' | 'json_schema' } but received ${shown(rf)}`, 'response_format', 'invalid_type');
-    }
-    if (rf.type !== 'text') {
-      if (rf.type !== 'json_object' && rf.type !== 'json_schema') throw badRequest(`Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema' but received ${shown(rf.type)}`, 'response_format.type', 'invalid_value');
-      throw unsupported('response_format', `response_format '${rf.type}' (constrained decoding)`);
-    }
-  }
+  const { tools, toolChoice } = parseToolOptions(body);
+  const jsonSchema = parseResponseFormat(body);
   let enableThinking: boolean | undefined;
   let templateVars: Record<string, unknown> = {};
   if (given(body, 'chat_template_kwargs')) {
@@ -256,7 +331,7 @@ export function parseChatRequest(body: Body): ChatRequest {
     if (thinking !== undefined) enableThinking = boolean(kw, 'enable_thinking');
     templateVars = rest;
   }
-  return { ...base, messages, enableThinking, templateVars };
+  return { ...base, messages, enableThinking, templateVars, tools, toolChoice, jsonSchema };
 }
 
 /** OpenAI's default `max_tokens` for `/v1/completions`. */
