@@ -10,14 +10,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-import { Grammar, loadModel, MoerunError } from '../lib/index.js';
+import { Grammar, loadModel, MoerunError, readGgufInfo } from '../lib/index.js';
 import { parseGbnf } from '../lib/grammar/gbnf.js';
-import { TokenMatcher, vocabIndexOf } from '../lib/grammar/token-mask.js';
+import { TokenMatcher, vocabIndexOf, vocabIndexOfAsync } from '../lib/grammar/token-mask.js';
+import { Tokenizer } from '../lib/tokenizer/index.js';
+import { sharedDir } from './helpers/shared.js';
 import { nearMisses, sampleGrammar } from './helpers/grammar-samples.js';
 import { run } from './helpers/run.js';
 
 const LLAMA_GRAMMARS = fileURLToPath(new URL('../node_modules/node-llama-cpp/llama/grammars/', import.meta.url));
-const MODEL = '/work/shared/models/stories260K.gguf';
+const shared = sharedDir();
 const bundledModel = fileURLToPath(new URL('../models/stories260K.gguf', import.meta.url));
 
 interface OracleCase {
@@ -169,6 +171,37 @@ describe('token masks', () => {
     expect(allowedSum).toBeLessThan(tokens.length * tok.vocabSize);
     expect(m.complete).toBe(true);
     expect(m.allows(tok.eos!)).toBe(true);
+  });
+
+  // A real 151,936-token byte-level BPE vocabulary (Qwen2's: multi-byte characters split across
+  // tokens, special tokens) and a SentencePiece one, when the shared test data is present.
+  const realVocabs = ['ggml-vocab-qwen2.gguf', 'ggml-vocab-llama-spm.gguf'].map((f) => shared && join(shared, 'vocab', f)).filter((f): f is string => !!f);
+  if (realVocabs.length === 0) console.warn('grammar tests: no shared vocab files; the real-vocabulary mask checks are skipped');
+  it.each(realVocabs)('on %s: token bytes are the tokenizer pieces, and masks equal a per-token check', async (file) => {
+    const tok = Tokenizer.fromGgufMetadata((await readGgufInfo(file)).metadata);
+    const vocab = await vocabIndexOfAsync(tok);
+    for (let t = 0; t < tok.vocabSize; t++) {
+      const expected = tok.isEog(t) ? new Uint8Array(0) : tok.pieces.bytes(t, false);
+      if (Buffer.compare(Buffer.from(vocab.tokenBytes(t)), Buffer.from(expected)) !== 0) throw new Error(`token ${t}: bytes differ`);
+    }
+    const g = new Grammar(readGrammar('json.gbnf'));
+    const m = new TokenMatcher(g.program, vocab);
+    // Three states: the start, inside a string (nearly everything allowed), and after a key's colon.
+    let checked = 0;
+    for (const next of ['{"na', 'me é": ', '']) {
+      const mask = m.mask();
+      let allowed = 0;
+      for (let id = 0; id < tok.vocabSize; id++) {
+        const inMask = ((mask[id >>> 5]! >>> (id & 31)) & 1) === 1;
+        if (inMask !== m.allows(id)) throw new Error(`token ${id} (${JSON.stringify(tok.tokenText(id))}): mask ${inMask}, allows ${!inMask}`);
+        allowed += inMask ? 1 : 0;
+      }
+      expect(allowed).toBeGreaterThan(0);
+      expect(allowed).toBeLessThan(tok.vocabSize);
+      checked++;
+      for (const t of spell(vocab, next)) m.accept(t);
+    }
+    expect(checked).toBe(3);
   });
 
   it('allow end of generation only where the grammar is complete', async () => {

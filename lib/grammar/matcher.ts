@@ -59,8 +59,16 @@ class CharMatcher {
 
 /** A set of live stacks; see the file comment. */
 export class MatcherState {
-  /** Memoized transitions: code point → next state (null: the character is not allowed). */
+  /** Memoized transitions for ASCII code points (undefined: not computed yet; null: not allowed). */
+  readonly ascii: (MatcherState | null | undefined)[] = new Array(128).fill(undefined);
+  /** Memoized transitions for the other code points. */
   readonly next = new Map<number, MatcherState | null>();
+  /**
+   * Transitions by signature: bit i set when stacks[i] accepts the character. Characters with the
+   * same signature lead to the same state, so a new character costs a few class tests, not a
+   * recomputation of the stacks (a vocabulary holds thousands of distinct characters).
+   */
+  readonly bySignature = new Map<number, MatcherState | null>();
 
   constructor(
     /** Interning id (index in the program's state table). */
@@ -215,17 +223,36 @@ export class GrammarProgram {
 
   /** The state after code point `cp`, or null if the grammar does not allow it here. */
   advance(state: MatcherState, cp: number): MatcherState | null {
-    const memo = state.next.get(cp);
+    const memo = cp < 128 ? state.ascii[cp] : state.next.get(cp);
     if (memo !== undefined) return memo;
+    const next = this.transition(state, cp);
+    if (cp < 128) state.ascii[cp] = next;
+    else state.next.set(cp, next);
+    return next;
+  }
+
+  private transition(state: MatcherState, cp: number): MatcherState | null {
+    const stacks = state.stacks;
+    const bySignature = stacks.length <= 31;
+    let signature = 0;
+    if (bySignature) {
+      for (let i = 0; i < stacks.length; i++) {
+        const s = stacks[i]!;
+        if (s !== 0 && this.classes[this.args[this.stackPos[s]!]!]!.matches(cp)) signature |= 1 << i;
+      }
+      if (signature === 0) return null;
+      const known = state.bySignature.get(signature);
+      if (known !== undefined) return known;
+    }
     const out = new Set<number>();
     const seen = new Set<number>();
-    for (const s of state.stacks) {
+    for (const s of stacks) {
       if (s === 0) continue;
       const pos = this.stackPos[s]!;
       if (this.classes[this.args[pos]!]!.matches(cp)) this.expand(pos + 1, this.stackRest[s]!, out, seen);
     }
     const next = out.size === 0 ? null : this.intern(out);
-    state.next.set(cp, next);
+    if (bySignature) state.bySignature.set(signature, next);
     return next;
   }
 
