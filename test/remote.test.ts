@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import Ajv from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bundledModelPath,
@@ -146,6 +147,26 @@ function textModelContract(name: string, open: () => Promise<Contract>, close: (
       await session.dispose();
     });
 
+    it('chat with jsonSchema: JSON that validates; with tools required: one call whose arguments validate', async () => {
+      const session = model.createSession();
+      const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['name', 'age'], additionalProperties: false };
+      const json = await session.chat([{ role: 'user', content: 'Describe a person.' }], { jsonSchema: schema, enableThinking: false, temperature: 1, seed: 4, maxTokens: 100 }).collect();
+      expect(new Ajv().validate(schema, JSON.parse(json.text))).toBe(true);
+      const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'], additionalProperties: false } } };
+      const calls = [];
+      let text = '';
+      for await (const c of session.chat([{ role: 'user', content: 'Weather in Paris?' }], { tools: [weather], toolChoice: 'required', temperature: 1, seed: 7, maxTokens: 100 })) {
+        text += c.text;
+        calls.push(...(c.toolCalls ?? []));
+      }
+      expect(text).toBe('');
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.name).toBe('get_weather');
+      expect(new Ajv().validate(weather.function.parameters, JSON.parse(calls[0]!.arguments))).toBe(true);
+      record.structured = { json: json.text, call: { name: calls[0]!.name, arguments: calls[0]!.arguments } };
+      await session.dispose();
+    });
+
     it('a busy session, a disposed one and bad options are MoerunErrors', async () => {
       const session = model.createSession();
       const stream = session.generate('Once upon a time', { maxTokens: 5, temperature: 0 });
@@ -228,6 +249,8 @@ describe('connect(): what does not map, and failures', () => {
     expect(() => remote.createSession({ contextSize: 512 })).toThrow(/'contextSize' is the server's setting/);
     expect(() => session.chat([{ role: 'user', content: 'x' }], { chatTemplate: '{{ x }}' })).toThrow(/renders its own chat template/);
     expect(() => session.generate('x', { repeatLastN: 4 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED' }) as never);
+    expect(() => session.generate('x', { jsonSchema: { type: 'object' } })).toThrow(/use chat\(\) with jsonSchema/);
+    expect(() => session.chat([{ role: 'user', content: 'x' }], { grammar: 'root ::= "a"' })).toThrow(/a grammar cannot be sent/);
     // Token ids start a sequence but cannot be continued with text (the server answers in text).
     const ids = Array.from(model.tokenize('Once upon a time'));
     expect(GOLDEN.startsWith(await session.generate(ids, { maxTokens: 10, temperature: 0 }).text())).toBe(true);

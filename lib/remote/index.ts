@@ -5,7 +5,8 @@
  * completions endpoint cannot do (logits, KV state, tokenization, a template of the caller's)
  * throws `ERR_UNSUPPORTED`.
  */
-import { checkMessages, ThinkSplitter, type ChatMessage } from '../chat.js';
+import { checkMessages, checkTools, ThinkSplitter, type ChatMessage } from '../chat.js';
+import type { ToolCall } from '../chat/tool-calls.js';
 import { MoerunError, type MoerunErrorCode } from '../errors.js';
 import { GenerationStream, type ChatChunk, type ChatOptions, type GenerateChunk, type GenerateOptions, type GenerateStats, type SessionOptions, type StopReason } from '../session.js';
 import {
@@ -41,8 +42,10 @@ export interface ConnectOptions {
 export const REMOTE_TOKEN = -1;
 
 const connectOptionKeys = ['model', 'apiKey', 'headers', 'signal'] as const satisfies readonly (keyof ConnectOptions)[];
-const generateOptionKeys = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal'] as const satisfies readonly (keyof GenerateOptions)[];
-const chatOptionKeys = [...generateOptionKeys, 'chatTemplate', 'enableThinking', 'templateVars'] as const satisfies readonly (keyof ChatOptions)[];
+const generateOptionKeys = [
+  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal', 'grammar', 'jsonSchema',
+] as const satisfies readonly (keyof GenerateOptions)[];
+const chatOptionKeys = [...generateOptionKeys, 'chatTemplate', 'enableThinking', 'templateVars', 'tools', 'toolChoice'] as const satisfies readonly (keyof ChatOptions)[];
 
 /** A transport or HTTP failure as a MoerunError; the server's own message is kept. */
 async function httpError(response: Response, what: string): Promise<MoerunError> {
@@ -199,9 +202,59 @@ export class RemoteModel implements TextModel {
 
 /** What an OpenAI streaming chunk may carry (chat's `delta`, completions' `text`). */
 interface StreamChunk {
-  choices?: { text?: string; delta?: { content?: string | null; reasoning_content?: string | null; reasoning?: string | null }; finish_reason?: string | null }[];
+  choices?: {
+    text?: string;
+    delta?: { content?: string | null; reasoning_content?: string | null; reasoning?: string | null; tool_calls?: ToolCallDelta[] | null };
+    finish_reason?: string | null;
+  }[];
   usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
   error?: { message?: string; code?: string };
+}
+
+/** A streamed piece of a tool call: the first names it, later ones append to its arguments. */
+interface ToolCallDelta {
+  index?: number;
+  id?: string;
+  function?: { name?: string; arguments?: string };
+}
+
+/** One streamed piece of a remote answer. */
+interface RemotePiece {
+  text: string;
+  reasoning: string;
+  /** Tool calls completed by this piece. */
+  toolCalls: ToolCall[];
+}
+
+/**
+ * Assembles streamed tool calls: each is complete when the next one starts or the answer ends.
+ */
+class ToolCallAssembler {
+  #current: (ToolCall & { index: number }) | undefined;
+
+  /** Takes a chunk's deltas; returns the calls they completed. */
+  push(deltas: readonly ToolCallDelta[] | null | undefined): ToolCall[] {
+    const done: ToolCall[] = [];
+    for (const d of deltas ?? []) {
+      const index = d.index ?? this.#current?.index ?? 0;
+      if (!this.#current || index !== this.#current.index) {
+        const finished = this.flush();
+        done.push(...finished);
+        this.#current = { index, id: d.id ?? `call_${index}`, name: '', arguments: '' };
+      }
+      if (d.id) this.#current.id = d.id;
+      this.#current.name += d.function?.name ?? '';
+      this.#current.arguments += d.function?.arguments ?? '';
+    }
+    return done;
+  }
+
+  /** The call in progress, as complete (at the end of the answer). */
+  flush(): ToolCall[] {
+    const c = this.#current;
+    this.#current = undefined;
+    return c ? [{ id: c.id, name: c.name, arguments: c.arguments }] : [];
+  }
 }
 
 /**
@@ -244,6 +297,9 @@ export class RemoteSession implements TextSession {
     this.#check();
     const o = optionsObject(options, 'generate()');
     checkKnownKeys(o, generateOptionKeys, 'generate()');
+    if (o.grammar !== undefined || o.jsonSchema !== undefined) {
+      throw new MoerunError('ERR_UNSUPPORTED', `generate(): ${o.grammar !== undefined ? 'grammar' : 'jsonSchema'} cannot be sent to a completions endpoint; use chat() with jsonSchema (response_format)`);
+    }
     const body = samplingBody(o);
     let sentPrompt: string | number[];
     if (typeof prompt === 'string') {
@@ -258,11 +314,7 @@ export class RemoteSession implements TextSession {
     const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
     this.#claim();
     const stats = emptyStats();
-    const inner = this.#run(
-      '/completions', { ...body, prompt: sentPrompt }, signal, stats,
-      (c) => c.choices?.[0]?.text ?? '',
-      () => '',
-    );
+    const inner = this.#run('/completions', { ...body, prompt: sentPrompt }, signal, stats, (c) => ({ text: c.choices?.[0]?.text ?? '', reasoning: '', toolCalls: [] }), () => []);
     const history = this.#history;
     const session = this;
     async function* chunks(): AsyncGenerator<GenerateChunk, GenerateStats> {
@@ -294,7 +346,22 @@ export class RemoteSession implements TextSession {
     const o = optionsObject(options, 'chat()');
     checkKnownKeys(o, chatOptionKeys, 'chat()');
     if (o.chatTemplate !== undefined) throw new MoerunError('ERR_UNSUPPORTED', 'chat(): a remote model renders its own chat template; chatTemplate cannot be sent over an OpenAI-compatible API');
+    if (o.grammar !== undefined) throw new MoerunError('ERR_UNSUPPORTED', 'chat(): a grammar cannot be sent over an OpenAI-compatible API; jsonSchema can (as response_format)');
     const body: Record<string, unknown> = samplingBody(o);
+    if (o.jsonSchema !== undefined) {
+      if (o.jsonSchema === null || (typeof o.jsonSchema !== 'object' && typeof o.jsonSchema !== 'boolean')) {
+        throw invalid(`Expected a JSON Schema (an object) for jsonSchema but received ${describe(o.jsonSchema)}`);
+      }
+      body.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: o.jsonSchema } };
+    }
+    if (o.tools !== undefined) {
+      const tools = checkTools(o.tools);
+      if (tools.length > 0) body.tools = tools;
+    }
+    if (o.toolChoice !== undefined) {
+      if (o.toolChoice !== 'auto' && o.toolChoice !== 'required') throw invalid(`Expected 'auto' or 'required' for toolChoice but received ${describe(o.toolChoice)}`);
+      body.tool_choice = o.toolChoice;
+    }
     const kwargs: Record<string, unknown> = {};
     if (o.templateVars !== undefined) {
       if (o.templateVars === null || typeof o.templateVars !== 'object' || Array.isArray(o.templateVars)) throw invalid(`Expected an object for templateVars but received ${describe(o.templateVars)}`);
@@ -302,14 +369,25 @@ export class RemoteSession implements TextSession {
     }
     if (o.enableThinking !== undefined) kwargs.enable_thinking = booleanOption('enableThinking', o.enableThinking);
     if (Object.keys(kwargs).length > 0) body.chat_template_kwargs = kwargs;
-    body.messages = msgs.map((m) => ({ role: m.role, content: m.content, ...(m.reasoning !== undefined && m.role === 'assistant' ? { reasoning_content: m.reasoning } : {}) }));
+    body.messages = msgs.map((m) => {
+      const message: Record<string, unknown> = { role: m.role, content: m.content };
+      if (m.reasoning !== undefined && m.role === 'assistant') message.reasoning_content = m.reasoning;
+      if (m.tool_calls !== undefined) message.tool_calls = m.tool_calls;
+      if (m.tool_call_id !== undefined) message.tool_call_id = m.tool_call_id;
+      if (m.name !== undefined) message.name = m.name;
+      return message;
+    });
     const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
     this.#claim();
     const stats = emptyStats();
+    const calls = new ToolCallAssembler();
     const inner = this.#run(
       '/chat/completions', body, signal, stats,
-      (c) => c.choices?.[0]?.delta?.content ?? '',
-      (c) => c.choices?.[0]?.delta?.reasoning_content ?? c.choices?.[0]?.delta?.reasoning ?? '',
+      (c) => {
+        const delta = c.choices?.[0]?.delta;
+        return { text: delta?.content ?? '', reasoning: delta?.reasoning_content ?? delta?.reasoning ?? '', toolCalls: calls.push(delta?.tool_calls) };
+      },
+      () => calls.flush(),
     );
     return new RemoteChatStream(inner, stats);
   }
@@ -349,9 +427,10 @@ export class RemoteSession implements TextSession {
     body: Record<string, unknown>,
     signal: AbortSignal | undefined,
     stats: GenerateStats,
-    textOf: (c: StreamChunk) => string,
-    reasoningOf: (c: StreamChunk) => string,
-  ): AsyncGenerator<{ text: string; reasoning: string }, void> {
+    pieceOf: (c: StreamChunk) => RemotePiece,
+    /** Tool calls still open when the answer ends. */
+    finalCalls: () => ToolCall[],
+  ): AsyncGenerator<RemotePiece, void> {
     const what = `${path.slice(1)} (${this.#endpoint.baseUrl})`;
     const t0 = performance.now();
     let tFirst: number | undefined;
@@ -376,16 +455,17 @@ export class RemoteSession implements TextSession {
             stats.generatedTokens = chunk.usage.completion_tokens ?? stats.generatedTokens;
           }
           finish = chunk.choices?.[0]?.finish_reason ?? finish;
-          const text = textOf(chunk);
-          const reasoning = reasoningOf(chunk);
-          if (text || reasoning) {
+          const piece = pieceOf(chunk);
+          if (piece.text || piece.reasoning || piece.toolCalls.length > 0) {
             tFirst ??= performance.now();
-            yield { text, reasoning };
+            yield piece;
           }
         }
       } catch (err) {
         throw transportError(err, what, abort);
       }
+      const open = finalCalls();
+      if (open.length > 0) yield { text: '', reasoning: '', toolCalls: open };
       stats.stopReason = stopReasonOf(finish);
     } catch (err) {
       if (err instanceof MoerunError && err.code === 'ERR_ABORTED') stats.stopReason = 'abort';
@@ -433,16 +513,16 @@ function samplingBody(o: Partial<GenerateOptions>): Record<string, unknown> {
   return body;
 }
 
-/** {@link TextChatStream} over a remote chat: content through a `<think>` splitter, reasoning as sent. */
+/** {@link TextChatStream} over a remote chat: content through a `<think>` splitter, reasoning and tool calls as sent. */
 class RemoteChatStream implements TextChatStream {
-  readonly #inner: AsyncGenerator<{ text: string; reasoning: string }, void>;
+  readonly #inner: AsyncGenerator<RemotePiece, void>;
   readonly #stats: GenerateStats;
   readonly #think = new ThinkSplitter(false);
   readonly #queue: ChatChunk[] = [];
   #done = false;
   #finished = false;
 
-  constructor(inner: AsyncGenerator<{ text: string; reasoning: string }, void>, stats: GenerateStats) {
+  constructor(inner: AsyncGenerator<RemotePiece, void>, stats: GenerateStats) {
     this.#inner = inner;
     this.#stats = stats;
   }
@@ -457,7 +537,7 @@ class RemoteChatStream implements TextChatStream {
         this.#finished = true;
         return { done: true, value: undefined };
       }
-      let r: IteratorResult<{ text: string; reasoning: string }, void>;
+      let r: IteratorResult<RemotePiece, void>;
       try {
         r = await this.#inner.next();
       } catch (err) {
@@ -471,6 +551,7 @@ class RemoteChatStream implements TextChatStream {
       }
       if (r.value.reasoning) this.#queue.push({ text: '', reasoning: r.value.reasoning, token: REMOTE_TOKEN });
       for (const p of this.#think.push(r.value.text)) this.#queue.push({ ...p, token: REMOTE_TOKEN });
+      if (r.value.toolCalls.length > 0) this.#queue.push({ text: '', reasoning: '', token: REMOTE_TOKEN, toolCalls: r.value.toolCalls });
     }
     return { done: false, value: this.#queue.shift()! };
   }
