@@ -4,7 +4,7 @@
  * stop tokens, and splitting streamed text into the answer and the `<think>…</think>` reasoning.
  */
 import { MoerunError } from './errors.js';
-import { JinjaTemplate, TemplateLimitError, TemplateRaisedError, type RenderLimits } from './chat/jinja.js';
+import { defaultRenderLimits, JinjaTemplate, TemplateLimitError, TemplateRaisedError, type RenderLimits } from './chat/jinja.js';
 import { toolCallMarkers, ToolCallParser, type ToolCall, type ToolCallPiece, type ToolCallSyntax } from './chat/tool-calls.js';
 import type { Tokenizer } from './tokenizer/index.js';
 import { describe, invalid } from './validate.js';
@@ -66,7 +66,12 @@ export interface RenderChatTemplateOptions {
   vars?: Record<string, unknown>;
   /** The time `strftime_now()`, `date_string` and `datetime` show. Default now. */
   now?: Date;
-  /** Limits on the render (defaults: 250 ms, 5M steps, 32M characters). */
+  /**
+   * Limits on the render, so a template that loops or expands without bound fails instead of
+   * holding the JS thread. Defaults: 250 ms and 5M interpreter steps, plus 2 ms and 20k steps per
+   * message and tool (an honest template's work grows with the conversation: Qwen3's takes
+   * 65-250 ms for 1,000 messages of 600 characters); strings and `range()` up to 32M.
+   */
   limits?: Partial<RenderLimits>;
 }
 
@@ -185,8 +190,10 @@ export function renderChatTemplate(template: string, messages: readonly ChatMess
   if (options.tools !== undefined && options.tools.length > 0) context.tools = options.tools;
   Object.assign(context, options.vars);
   if (options.addGenerationPrompt ?? true) context.add_generation_prompt = true;
+  const items = messages.length + (options.tools?.length ?? 0);
+  const limits = { timeMs: defaultRenderLimits.timeMs + 2 * items, steps: defaultRenderLimits.steps + 20_000 * items, ...options.limits };
   try {
-    return t.render(context, { now, limits: options.limits });
+    return t.render(context, { now, limits });
   } catch (err) {
     const why = err instanceof TemplateLimitError ? 'stopped'
       : err instanceof TemplateRaisedError ? 'the template raised an exception'
