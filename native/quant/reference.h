@@ -76,7 +76,8 @@ void to_float_iq4_xs(const void* src, float* dst, int64_t n);
 void from_float_iq4_xs(const float* src, void* dst, int64_t n);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 
-// Lattice, ternary and FP4 formats: no from_float yet (files written by llama.cpp load and run).
+// Lattice formats: no from_float yet (files written by llama.cpp load and run). Ternary and FP4:
+// llama.cpp's quantizers.
 void to_float_iq2_xxs(const void* src, float* dst, int64_t n);
 void vec_dot_iq2_xxs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq2_xs(const void* src, float* dst, int64_t n);
@@ -92,10 +93,13 @@ void vec_dot_iq1_s(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq1_m(const void* src, float* dst, int64_t n);
 void vec_dot_iq1_m(int64_t n, float* s, const void* x, const void* y);
 void to_float_tq1_0(const void* src, float* dst, int64_t n);
+void from_float_tq1_0(const float* src, void* dst, int64_t n);
 void vec_dot_tq1_0(int64_t n, float* s, const void* x, const void* y);
 void to_float_tq2_0(const void* src, float* dst, int64_t n);
+void from_float_tq2_0(const float* src, void* dst, int64_t n);
 void vec_dot_tq2_0(int64_t n, float* s, const void* x, const void* y);
 void to_float_mxfp4(const void* src, float* dst, int64_t n);
+void from_float_mxfp4(const float* src, void* dst, int64_t n);
 void vec_dot_mxfp4(int64_t n, float* s, const void* x, const void* y);
 
 }  // namespace moerun::ref

@@ -1,6 +1,11 @@
 // Reference kernels for the ternary formats TQ1_0 and TQ2_0 (super-blocks of 256 weights in
 // {-d, 0, d}, dot with Q8_K) and for MXFP4 (blocks of 32 E2M1 values with an E8M0 exponent, dot
-// with Q8_0). Values and summation orders as llama.cpp's dequantize_row_* and generic vec_dot.
+// with Q8_0). Values and summation orders as llama.cpp's dequantize_row_* and generic vec_dot;
+// the quantizers are llama.cpp's (quantize_row_*_ref, which llama-quantize runs for these types:
+// no search, no importance matrix), so they write its bytes.
+#include <algorithm>
+#include <cmath>
+
 #include "blocks.h"
 #include "reference.h"
 
@@ -32,6 +37,33 @@ inline void tq1_for_each(const block_tq1_0& b, F&& f) {
         for (int j = 0; j < 4; ++j) f(e++, tq1_trit(b.qh[j], k));
 }
 
+// TQ quantizers: d = max |x|, each weight rounded to -1, 0, 1 (stored 0..2).
+inline float tq_scale(const float* x) {
+    float amax = 0;
+    for (int j = 0; j < k_qk_k; ++j) amax = std::max(amax, std::fabs(x[j]));
+    return amax;
+}
+inline int tq_trit(float x, float id) { return int(std::lround(x * id)) + 1; }
+
+// TQ1_0: n trits (first most significant) as a base-3 fraction scaled to a byte, rounded up.
+inline uint8_t tq1_pack(const int* t, int n) {
+    uint8_t q = 0;
+    for (int k = 0; k < n; ++k) q = uint8_t(q * 3 + t[k]);
+    for (int k = n; k < 5; ++k) q = uint8_t(q * 3);  // qh bytes: 4 trits, shifted up to 5
+    return uint8_t((uint16_t(q) * 256 + (243 - 1)) / 243);
+}
+
+// MXFP4: the E2M1 level nearest to x / d (first on ties).
+inline int mxfp4_index(float x, float d) {
+    int best = 0;
+    float best_err = std::fabs(float(k_mxfp4_values[0]) * d - x);
+    for (int i = 1; i < 16; ++i) {
+        const float err = std::fabs(float(k_mxfp4_values[size_t(i)]) * d - x);
+        if (err < best_err) { best = i; best_err = err; }
+    }
+    return best;
+}
+
 inline int tq2_value(const block_tq2_0& b, int e) {  // element e: 0..2 (3 is not written by llama.cpp)
     const int chunk = e / 128, l = (e % 128) / 32, m = e % 32;
     return (b.qs[32 * chunk + m] >> (2 * l)) & 3;
@@ -46,6 +78,29 @@ void to_float_tq1_0(const void* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n / k_qk_k; ++i, dst += k_qk_k) {
         const float d = fp16_to_fp32(x[i].d);
         tq1_for_each(x[i], [&](int e, int t) { dst[e] = float(t - 1) * d; });
+    }
+}
+
+void from_float_tq1_0(const float* src, void* dst, int64_t n) {
+    block_tq1_0* y = static_cast<block_tq1_0*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float* x = src + i * k_qk_k;
+        const float d = tq_scale(x);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        int t[5];
+        for (int m = 0; m < 32; ++m) {  // elements m + 32k, k = 0..4, in byte m
+            for (int k = 0; k < 5; ++k) t[k] = tq_trit(x[m + 32 * k], id);
+            y[i].qs[m] = tq1_pack(t, 5);
+        }
+        for (int m = 0; m < 16; ++m) {  // elements 160 + m + 16k in byte 32 + m
+            for (int k = 0; k < 5; ++k) t[k] = tq_trit(x[160 + m + 16 * k], id);
+            y[i].qs[32 + m] = tq1_pack(t, 5);
+        }
+        for (int j = 0; j < 4; ++j) {  // elements 240 + j + 4k in qh[j]
+            for (int k = 0; k < 4; ++k) t[k] = tq_trit(x[240 + j + 4 * k], id);
+            y[i].qh[j] = tq1_pack(t, 4);
+        }
     }
 }
 
@@ -71,6 +126,23 @@ void to_float_tq2_0(const void* src, float* dst, int64_t n) {
     }
 }
 
+void from_float_tq2_0(const float* src, void* dst, int64_t n) {
+    block_tq2_0* y = static_cast<block_tq2_0*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float* x = src + i * k_qk_k;
+        const float d = tq_scale(x);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        for (int c = 0; c < 2; ++c) {
+            for (int m = 0; m < 32; ++m) {
+                int q = 0;
+                for (int l = 0; l < 4; ++l) q |= (tq_trit(x[128 * c + 32 * l + m], id) & 3) << (2 * l);
+                y[i].qs[32 * c + m] = uint8_t(q);
+            }
+        }
+    }
+}
+
 void vec_dot_tq2_0(int64_t n, float* s, const void* vx, const void* vy) {
     const block_tq2_0* x = static_cast<const block_tq2_0*>(vx);
     const block_q8_K* y = static_cast<const block_q8_K*>(vy);
@@ -93,6 +165,19 @@ void to_float_mxfp4(const void* src, float* dst, int64_t n) {
             dst[j] = float(k_mxfp4_values[x[i].qs[j] & 0xf]) * d;
             dst[j + 16] = float(k_mxfp4_values[x[i].qs[j] >> 4]) * d;
         }
+    }
+}
+
+void from_float_mxfp4(const float* src, void* dst, int64_t n) {
+    block_mxfp4* y = static_cast<block_mxfp4*>(dst);
+    for (int64_t i = 0; i < n / k_qk32; ++i) {
+        const float* x = src + i * k_qk32;
+        float amax = 0;
+        for (int j = 0; j < k_qk32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        // E8M0 exponent: 2^(floor(log2 amax) - 2) is the scale that puts amax in E2M1's top binade.
+        y[i].e = amax > 0 ? uint8_t(int(std::floor(std::log2(amax)) - 2 + 127)) : 0;
+        const float d = e8m0_to_fp32_half(y[i].e);
+        for (int j = 0; j < 16; ++j) y[i].qs[j] = uint8_t(mxfp4_index(x[j], d) | (mxfp4_index(x[j + 16], d) << 4));
     }
 }
 

@@ -115,8 +115,8 @@ const type_case k_cases[] = {
     {T::Q8_K, sizeof(block_q8_K), 6.5e-5, 0},
     {T::IQ4_NL, sizeof(block_iq4_nl), 1.0e-2, 1e-11},
     {T::IQ4_XS, sizeof(block_iq4_xs), 1.0e-2, 1e-11},
-    // No from_float yet: round trip skipped, weight rows are random valid blocks (random_blocks).
-    // Their SIMD dots reduce each block's integer sum and scale it in the reference's float order,
+    // Lattice formats: no from_float yet: round trip skipped, weight rows are random valid blocks
+    // (random_blocks). These and the ternary and FP4 formats: their SIMD dots reduce each block's integer sum and scale it in the reference's float order,
     // so they must equal it exactly (bound 0).
     {T::IQ2_XXS, sizeof(block_iq2_xxs), 0, 0},
     {T::IQ2_XS, sizeof(block_iq2_xs), 0, 0},
@@ -125,9 +125,10 @@ const type_case k_cases[] = {
     {T::IQ3_S, sizeof(block_iq3_s), 0, 0},
     {T::IQ1_S, sizeof(block_iq1_s), 0, 0},
     {T::IQ1_M, sizeof(block_iq1_m), 0, 0},
-    {T::TQ1_0, sizeof(block_tq1_0), 0, 0},
-    {T::TQ2_0, sizeof(block_tq2_0), 0, 0},
-    {T::MXFP4, sizeof(block_mxfp4), 0, 0},
+    // Ternary formats round Gaussian data to {-max, 0, max} (they are for ternary-trained weights).
+    {T::TQ1_0, sizeof(block_tq1_0), 8.0e-1, 0},
+    {T::TQ2_0, sizeof(block_tq2_0), 8.0e-1, 0},
+    {T::MXFP4, sizeof(block_mxfp4), 1.6e-2, 0},
 };
 
 // Seeded random blocks of a type: random bytes (every grid index, sign and sub-block scale is
@@ -268,11 +269,20 @@ void check_fixture_file(const std::string& path, const type_case& c, uint32_t wa
     report(diff == 0, "fixture", format("%-6s from_float vs llama.cpp: %zu of %zu bytes differ", r.name, diff, qbytes));
 }
 
+// The types with random-block fixtures over their whole grid (make-quant-fixtures.py, BLOCK_FIXTURES).
+bool has_blocks_fixture(T type) {
+    switch (type) {
+        case T::IQ2_XXS: case T::IQ2_XS: case T::IQ2_S: case T::IQ3_XXS: case T::IQ3_S: case T::IQ1_S: case T::IQ1_M:
+        case T::TQ1_0: case T::TQ2_0: case T::MXFP4: return true;
+        default: return false;
+    }
+}
+
 void check_fixture(const std::string& dir, const type_case& c) {
     if (!c.block_bytes) return;
     const type_traits& r = type_traits_reference(c.type);
     check_fixture_file(dir + "/" + r.name + ".bin", c, 1);
-    if (!r.from_float) check_fixture_file(dir + "/" + r.name + "-blocks.bin", c, 3);
+    if (has_blocks_fixture(c.type)) check_fixture_file(dir + "/" + r.name + "-blocks.bin", c, 3);
 }
 
 // ---- SIMD paths against the reference ----
