@@ -1,0 +1,84 @@
+// Lifecycle scenarios with generation in flight, each run in its own process by
+// test/lifecycle.test.ts (and under ASan by test/sanitizers.test.ts):
+//   node lifecycle-child.mjs SCENARIO MODEL.gguf
+// SCENARIO:
+//   terminate  workers load the addon and generate; each is terminated at a different point
+//              (during load, inside a long prompt's evaluation, while decoding); then this thread
+//              loads the model and generates, and prints "ok terminate ..."
+//   exit       generation runs in this thread (a long prompt on the native thread) and
+//              process.exit(7) is called in the middle of it; the test expects status 7, no signal
+//   dropped    models and sessions with generation in flight are dropped without dispose(),
+//              collected by the GC (run with --expose-gc), then process.exit(0) while the last ones still run
+// MOERUN_DIST: the package entry to import instead of 'moerun' (a sanitized addon's copy).
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+const { loadModel } = await import(process.env.MOERUN_DIST ?? 'moerun');
+const longText = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '.repeat(20);
+
+async function generateLong(model, onPiece) {
+  const session = model.createSession({ contextSize: 1024 });
+  let n = 0;
+  for await (const piece of session.generate(longText, { maxTokens: 400, temperature: 0 })) onPiece(piece, ++n);
+  return n;
+}
+
+if (!isMainThread) {
+  // Worker: report each phase to the parent, which terminates it at the phase it waits for.
+  const { modelPath } = workerData;
+  parentPort.postMessage('loading');
+  const model = await loadModel(modelPath, { threads: 2 });
+  parentPort.postMessage('loaded');
+  await generateLong(model, (_piece, n) => parentPort.postMessage(n === 1 ? 'decoding' : 'piece'));
+  parentPort.postMessage('done');
+} else {
+  const [scenario, modelPath] = process.argv.slice(2);
+  if (scenario === 'terminate') {
+    const phases = ['loading', 'loaded', 'decoding'];
+    const reached = [];
+    for (const phase of phases) {
+      const worker = new Worker(new URL(import.meta.url), { workerData: { modelPath } });
+      const seen = await new Promise((resolve, reject) => {
+        worker.on('message', (m) => {
+          // 'loaded' is followed at once by the long prompt's evaluation on the native thread.
+          if (m === phase) resolve(m);
+        });
+        worker.on('error', reject);
+        worker.on('exit', () => resolve('exited before ' + phase));
+      });
+      const code = await worker.terminate();
+      reached.push(`${seen}:${code}`);
+    }
+    const model = await loadModel(modelPath, { threads: 2 });
+    const n = await generateLong(model, () => {});
+    await model.dispose();
+    console.log(`ok terminate ${reached.join(' ')}; then ${n} tokens in this thread`);
+  } else if (scenario === 'exit') {
+    const model = await loadModel(modelPath, { threads: 2 });
+    // The first piece comes after the prompt; exit half-way through the next tokens, and also
+    // while a second session's prompt evaluation is on the native thread.
+    const second = model.createSession({ contextSize: 1024 });
+    void second.evaluate(Array.from(model.tokenize(longText))).catch(() => {});
+    await generateLong(model, (_piece, n) => {
+      if (n === 3) {
+        console.log('exiting with generation in flight');
+        process.exit(7);
+      }
+    });
+    console.log('generation finished before exit');  // the test fails on this
+  } else if (scenario === 'dropped') {
+    for (let round = 0; round < 6; round++) {
+      const model = await loadModel(modelPath, { threads: 1 });
+      const session = model.createSession({ contextSize: 1024 });
+      // Started and never awaited, never disposed.
+      void session.generate(longText, { maxTokens: 8 }).text().catch(() => {});
+    }
+    globalThis.gc?.();
+    await new Promise((r) => setTimeout(r, 200));
+    globalThis.gc?.();
+    console.log('ok dropped 6 models with generation in flight; exiting');
+    process.exit(0);
+  } else {
+    console.error(`unknown scenario ${scenario}`);
+    process.exit(2);
+  }
+}

@@ -1,0 +1,40 @@
+// Lifecycle with generation in flight (issue 18, part 4): worker threads that load the addon and
+// are terminated during load, inside a prompt's evaluation and while decoding; process.exit()
+// while the native thread evaluates; models and sessions dropped without dispose() mid-generation.
+// Each scenario runs in its own process (test/helpers/lifecycle-child.mjs) so a crash shows as a
+// signal or a status, not as a dead test runner. test/sanitizers.test.ts runs the same scenarios
+// with the addon built under ASan.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { bundledModelPath } from 'moerun';
+import { run } from './helpers/run.js';
+
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'lifecycle-child.mjs');
+const scenario = (name: string) => run(process.execPath, ['--expose-gc', child, name, bundledModelPath]);
+
+describe('lifecycle with generation in flight', () => {
+  it('worker.terminate() during load, prompt evaluation and decoding: no crash, the process goes on', async () => {
+    const r = await scenario('terminate');
+    console.log(r.output.trim());
+    expect(r.signal).toBeNull();
+    expect(r.status, r.output).toBe(0);
+    // Each worker reached its phase before it was terminated (not "exited before ...").
+    expect(r.stdout).toMatch(/ok terminate loading:1 loaded:1 decoding:1; then \d+ tokens/);
+  }, 120_000);
+
+  it('process.exit() with a prompt evaluating and tokens decoding exits with its status', async () => {
+    const r = await scenario('exit');
+    expect(r.signal).toBeNull();
+    expect(r.status, r.output).toBe(7);
+    expect(r.stdout).toContain('exiting with generation in flight');
+    expect(r.stdout).not.toContain('generation finished');
+  }, 120_000);
+
+  it('models and sessions dropped without dispose() mid-generation, then exit: no crash', async () => {
+    const r = await scenario('dropped');
+    expect(r.signal).toBeNull();
+    expect(r.status, r.output).toBe(0);
+    expect(r.stdout).toContain('ok dropped 6 models');
+  }, 120_000);
+});
