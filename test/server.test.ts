@@ -602,7 +602,7 @@ describe('serve: parallel sessions and the queue', () => {
   });
 
   it('past the queue bound, or waiting too long: 503', async () => {
-    const server = await start({ contextSize: 4096, maxQueue: 1, queueTimeoutMs: 1000 });
+    const server = await start({ contextSize: 4096, maxQueue: 1, queueTimeoutMs: 3000 });
     const openai = client(server);
     const holder = new AbortController();
     const held = openai.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4000, temperature: 0 }, { signal: holder.signal }).catch(() => undefined);
@@ -624,7 +624,7 @@ describe('serve: parallel sessions and the queue', () => {
   });
 
   it('close(): queued requests get 503, a running one finishes within the grace period, then the port is free', async () => {
-    const server = await start({ contextSize: 4096, shutdownGraceMs: 5000 });
+    const server = await start({ contextSize: 4096, shutdownGraceMs: 30_000 });
     const openai = client(server);
     const running = openai.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 1000, temperature: 0 });
     await until(async () => (await metricsOf(server)).activeGenerations === 1, 'the generation');
