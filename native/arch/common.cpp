@@ -149,7 +149,17 @@ void arch_read_moe_hparams(model& m) {
     model_config& c = m.config;
     c.n_expert = arch_get_count_or(m, "expert_count", 0);
     c.n_expert_used = arch_get_count_or(m, "expert_used_count", 0);
-    if (c.n_expert == 0) return;
+    if (c.n_expert == 0) {
+        // Dense, unless the file has routers: then the count is missing, not zero.
+        for (int il = 0; il < c.n_layer; ++il) {
+            const std::string router = format("blk.%d.ffn_gate_inp.weight", il);
+            if (m.file->find_tensor(router)) {
+                throw error(error_code::bad_format, format("model: %s: '%s.expert_count' is missing or 0, but the file has expert routers (%s)",
+                                                           m.file->path().c_str(), c.architecture.c_str(), router.c_str()));
+            }
+        }
+        return;
+    }
     c.n_ff_exp = arch_get_count_or(m, "expert_feed_forward_length", c.n_ff);
     c.n_layer_dense_lead = arch_get_count_or(m, "leading_dense_block_count", 0);
     c.expert_weights_norm = m.file->get_bool(c.architecture + ".expert_weights_norm").value_or(c.expert_weights_norm);
