@@ -26,7 +26,7 @@ class Bytes {
 interface Layout { bytes: Buffer; boundaries: number[] }
 
 /** A valid file: 1 f32 tensor of 4x2, metadata of several types. `patch` edits fields. */
-function validFile(patch: { version?: number; nDims?: number; ne?: bigint[]; type?: number; offset?: bigint; strLen?: bigint; nKv?: bigint } = {}): Layout {
+function validFile(patch: { version?: number; nDims?: number; ne?: bigint[]; type?: number; offset?: bigint; strLen?: bigint; nKv?: bigint; alignment?: number } = {}): Layout {
   const b = new Bytes();
   const boundaries: number[] = [];
   b.u8(0x47).u8(0x47).u8(0x55).u8(0x46);  // "GGUF"
@@ -37,7 +37,7 @@ function validFile(patch: { version?: number; nDims?: number; ne?: bigint[]; typ
   b.str('general.architecture').u32(8);
   if (patch.strLen !== undefined) { b.u64(patch.strLen); b.parts.push(...Buffer.from('llama')); } else b.str('llama');
   boundaries.push(b.length);
-  b.str('general.alignment').u32(4).u32(32);
+  b.str('general.alignment').u32(4).u32(patch.alignment ?? 32);
   boundaries.push(b.length);
   b.str('test.scores').u32(9).u32(6).u64(3n).f32(0.5).f32(-1).f32(2);
   boundaries.push(b.length);
@@ -135,6 +135,8 @@ describe('readGgufInfo', () => {
   it('rejects unknown tensor types, misaligned offsets and bad dimension counts', async () => {
     await expectBad(validFile({ type: 99 }).bytes, /tensor 'w' .*unknown type 99/);
     await expectBad(validFile({ offset: 4n }).bytes, /offset 4 is not a multiple of the alignment 32/);
+    await expectBad(validFile({ alignment: 2 }).bytes, /general\.alignment must be a power-of-two u32 of at least 8, got u32 2/);
+    await expectBad(validFile({ alignment: 24 }).bytes, /general\.alignment must be a power-of-two u32 of at least 8, got u32 24/);
     await expectBad(validFile({ nDims: 5, ne: [1n, 1n, 1n, 1n, 8n] }).bytes, /5 dimensions/);
     await expectBad(validFile({ type: 2 }).bytes, /row length 4 is not a multiple of Q4_0's block size 32/);
   });

@@ -237,8 +237,11 @@ void gguf_file::parse() {
     }
 
     if (const gguf_value* a = find("general.alignment")) {
-        if (a->type != gguf_type::u32 || a->i == 0 || (a->i & (a->i - 1)) != 0) {
-            c.fail(format("general.alignment must be a power-of-two u32, got %s %lld", gguf_type_name(a->type), (long long)a->i));
+        // At least 8 (GGUF requires a multiple of 8): with less, an F32 tensor could start 2 bytes
+        // off its element alignment and every kernel reading it would read misaligned floats
+        // (undefined behaviour; found by the model fuzzer under UBSan).
+        if (a->type != gguf_type::u32 || a->i < 8 || (a->i & (a->i - 1)) != 0) {
+            c.fail(format("general.alignment must be a power-of-two u32 of at least 8, got %s %lld", gguf_type_name(a->type), (long long)a->i));
         }
         alignment_ = uint32_t(a->i);
     }
