@@ -137,6 +137,7 @@ describe('render limits: a runaway template is a MoerunError, not a hang', () =>
     'range(10**9)': '{% for i in range(10**9) %}x{% endfor %}',
     'nested loops': '{% for i in range(10000) %}{% for j in range(10000) %}{{ j }}{% endfor %}{% endfor %}',
     'recursive macro': '{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}',
+    'recursion through a namespace': '{% set ns = namespace(f=none) %}{% macro g(n) %}{{ ns.f(n + 1) }}{% endmacro %}{% set ns.f = g %}{{ g(0) }}',
     'string multiplication': "{{ 'x' * 10**9 }}",
     'doubling': "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
   };
@@ -152,7 +153,7 @@ describe('render limits: a runaway template is a MoerunError, not a hang', () =>
       const ms = performance.now() - t0;
       expect(caught).toBeInstanceOf(MoerunError);
       expect((caught as MoerunError).code).toBe('ERR_INVALID_ARGUMENT');
-      expect((caught as MoerunError).message).toMatch(/^chat template: (stopped|rendering failed)/);
+      expect((caught as MoerunError).message).toMatch(/^chat template: stopped/);
       expect(ms).toBeLessThan(1000);
     });
   }

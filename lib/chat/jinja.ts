@@ -38,9 +38,15 @@ export interface RenderLimits {
   steps: number;
   /** Longest string (output or intermediate) in UTF-16 code units; also caps `range()` sizes. */
   outputChars: number;
+  /**
+   * Deepest nesting of expressions and statements (recursive macros): past it the render stops
+   * before the JS stack overflows (which @huggingface/jinja's variable lookup would swallow).
+   * The deepest template of llama.cpp's collection needs 34.
+   */
+  depth: number;
 }
 
-export const defaultRenderLimits: RenderLimits = { timeMs: 250, steps: 5_000_000, outputChars: 32 * 1024 * 1024 };
+export const defaultRenderLimits: RenderLimits = { timeMs: 250, steps: 5_000_000, outputChars: 32 * 1024 * 1024, depth: 400 };
 
 /** Thrown when a render exceeds one of its {@link RenderLimits}. */
 export class TemplateLimitError extends Error {}
@@ -374,6 +380,7 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
   readonly #limits: RenderLimits;
   readonly #deadline: number;
   #steps = 0;
+  #depth = 0;
 
   constructor(env: Environment, limits: RenderLimits) {
     super(env);
@@ -389,15 +396,15 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
       throw new TemplateLimitError(`the template ran over ${this.#limits.timeMs} ms`);
     }
     if (!node) return undefinedValue();
+    if (node.type === 'MoerunValue') return node.value as RV;
+    if (++this.#depth > this.#limits.depth) {
+      throw new TemplateLimitError(`the template nested deeper than ${this.#limits.depth} levels (runaway recursion?)`);
+    }
     let result: RV;
-    switch (node.type) {
-      case 'MoerunValue':
-        return node.value as RV;
-      case 'ObjectLiteral':
-        result = this.#objectLiteral(node, env);
-        break;
-      default:
-        result = super.evaluate(node, env);
+    try {
+      result = node.type === 'ObjectLiteral' ? this.#objectLiteral(node, env) : super.evaluate(node, env);
+    } finally {
+      this.#depth--;
     }
     if (is(result, 'String') && (result.value as string).length > this.#limits.outputChars) {
       throw new TemplateLimitError(`the template made a string over ${this.#limits.outputChars} characters`);
