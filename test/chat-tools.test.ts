@@ -1,8 +1,9 @@
 // Tool calls: finding a template's tool-call syntax, parsing real-looking model outputs of each
 // family (Qwen3/QwQ/Ling 2.0 `<tool_call>`, DeepSeek R1 and V3.1, Llama 3.1) into calls, streamed
 // split at every position; rendering tools, tool calls and results through the real templates and
-// parsing back what the template writes for an assistant's call; and chat() end to end on a
-// synthetic Qwen3-MoE model with Qwen3's template (toolChoice 'required' through the grammar).
+// parsing back what the template writes for an assistant's call; and chat() end to end on
+// synthetic Qwen3-MoE and Llama models carrying Qwen3's and Llama 3.1's templates (toolChoice
+// 'required' through the grammar, then the call and its result as the next turn).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -244,17 +245,22 @@ describe('tools through the real templates', () => {
   });
 });
 
-describe('chat() with tools on a synthetic Qwen3-MoE model with Qwen3\'s template', () => {
+// Synthetic models carrying a real family's template, as converted GGUFs do.
+const families = [
+  { name: "a synthetic Qwen3-MoE model with Qwen3's template", arch: 'qwen3moe', template: templates.qwen3, markup: '<tool_call>' },
+  { name: "a synthetic Llama model with Llama 3.1's template", arch: 'llama', template: templates.llama31, markup: '{"name"' },
+] as const;
+
+for (const family of families) describe(`chat() with tools on ${family.name}`, () => {
   let dir: string;
   let model: Model;
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'moerun-tools-'));
-    const file = path.join(dir, 'qwen3moe-tools.gguf');
-    const options = { arch: 'qwen3moe', out: file, tokenizer: 'bpe', nVocab: 1024, nExpert: 4, nExpertUsed: 2, seed: 7 } as const;
+    const file = path.join(dir, `${family.arch}-tools.gguf`);
+    const options = { arch: family.arch, out: file, tokenizer: 'bpe', nVocab: 1024, nExpert: family.arch === 'qwen3moe' ? 4 : 0, nExpertUsed: family.arch === 'qwen3moe' ? 2 : 0, seed: 7 } as const;
     const spec = makeModelSpec(options);
     const { metadata } = makeModelParts(options);  // the same metadata, as a list to extend
-    // A real family's template in the file, as a converted Qwen3 GGUF carries it.
-    await writeGguf(file, { ...spec, metadata: [...metadata, ['tokenizer.chat_template', templates.qwen3]] });
+    await writeGguf(file, { ...spec, metadata: [...metadata, ['tokenizer.chat_template', family.template]] });
     model = await loadModel(file, { threads: 2 });
   });
   afterAll(async () => {
@@ -264,7 +270,7 @@ describe('chat() with tools on a synthetic Qwen3-MoE model with Qwen3\'s templat
 
   const messages: ChatMessage[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
 
-  it("toolChoice 'required': the answer is one call of a given tool, with arguments its schema accepts, and no markup in text", async () => {
+  it("toolChoice 'required': one call of a given tool, with arguments its schema accepts, no markup in text; the call and its result make the next turn", async () => {
     const session = model.createSession({ contextSize: 2048 });
     const stream = session.chat(messages, { tools, toolChoice: 'required', maxTokens: 300, temperature: 0.8, seed: 3 });
     const chunks = [];
@@ -277,9 +283,17 @@ describe('chat() with tools on a synthetic Qwen3-MoE model with Qwen3\'s templat
     if (only!.name === 'get_weather') expect(['Paris', 'Zürich']).toContain(args.city);
     else expect(typeof args.query).toBe('string');
     const text = chunks.map((c) => c.text).join('');
-    expect(text).not.toContain('<tool_call>');
+    expect(text).not.toContain(family.markup);
     expect(text.trim()).toBe('');
     expect(stream.stats!.stopReason).toBe('eog');
+    // The next turn: the call in OpenAI's shape and the tool's result, through the template.
+    const next = session.chat([
+      ...messages,
+      { role: 'assistant', content: null, tool_calls: [{ id: only!.id, type: 'function', function: { name: only!.name, arguments: only!.arguments } }] },
+      { role: 'tool', tool_call_id: only!.id, name: only!.name, content: '{"temperature": 21}' },
+    ], { tools, maxTokens: 4, temperature: 0 });
+    await next.collect();
+    expect(next.stats!.reusedTokens).toBeGreaterThan(100);  // the first turn's prompt is reused
   });
 
   it("toolChoice 'auto': tools are rendered into the prompt; whatever the model writes comes out as text or calls", async () => {
