@@ -31,8 +31,8 @@ export interface AppContext {
   maxBodyBytes: number;
   /** The chat template to use instead of the model's (or, for a model without one, ChatML). */
   chatTemplate: string | undefined;
-  /** Aborted when the server shuts down past its grace period: every generation stops. */
-  shutdown: AbortSignal;
+  /** The requests in flight; the server aborts them all when it shuts down past its grace period. */
+  inflight: Set<AbortController>;
 }
 
 /**
@@ -88,16 +88,47 @@ function toApiError(err: unknown): ApiError {
   return new ApiError(500, `The server had an error while generating: ${(err as Error)?.message ?? String(err)}`, 'server_error', null, 'internal_error');
 }
 
+/**
+ * What aborts one request's generation: its client disconnecting, or the server shutting down.
+ * (Not `AbortSignal.any` with the server's long-lived signal: on Node 20 every such signal stays
+ * referenced by the long-lived one, a leak per request.) `release()` when the request is over.
+ */
+class RequestAbort {
+  readonly #controller = new AbortController();
+  readonly #inflight: Set<AbortController>;
+  readonly #client: AbortSignal;
+  readonly #onClientAbort = (): void => this.#controller.abort(new MoerunError('ERR_ABORTED', 'the client disconnected'));
+
+  constructor(ctx: AppContext, client: AbortSignal) {
+    this.#inflight = ctx.inflight;
+    this.#client = client;
+    ctx.inflight.add(this.#controller);
+    client.addEventListener('abort', this.#onClientAbort, { once: true });
+    if (client.aborted) this.#onClientAbort();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  release(): void {
+    this.#inflight.delete(this.#controller);
+    this.#client.removeEventListener('abort', this.#onClientAbort);
+  }
+}
+
 /** A generation in progress on a leased session; ends exactly once, giving the session back. */
 class Generation<C> {
   readonly #ctx: AppContext;
   readonly #session: Session<Model>;
+  readonly #abort: RequestAbort;
   readonly stream: GenerationStream | ChatStream;
   #ended = false;
 
-  constructor(ctx: AppContext, session: Session<Model>, stream: GenerationStream | ChatStream) {
+  constructor(ctx: AppContext, session: Session<Model>, stream: GenerationStream | ChatStream, abort: RequestAbort) {
     this.#ctx = ctx;
     this.#session = session;
+    this.#abort = abort;
     this.stream = stream;
     ctx.metrics.started(ctx.pool.active);
   }
@@ -114,6 +145,7 @@ class Generation<C> {
     const stats = this.stream.stats;
     this.#ctx.metrics.finished(kind ?? finishReason(stats), stats);
     this.#ctx.pool.release(this.#session);
+    this.#abort.release();
   }
 }
 
@@ -128,18 +160,24 @@ function isAbort(err: unknown): boolean {
  */
 async function begin<C>(
   ctx: AppContext,
-  signal: AbortSignal,
-  start: (session: Session<Model>) => GenerationStream | ChatStream,
+  abort: RequestAbort,
+  start: (session: Session<Model>, signal: AbortSignal) => GenerationStream | ChatStream,
 ): Promise<{ gen: Generation<C>; first: IteratorResult<C, undefined> }> {
-  const session = await ctx.pool.acquire(signal);
+  let session: Session<Model>;
   let stream: GenerationStream | ChatStream;
   try {
-    stream = start(session);
+    session = await ctx.pool.acquire(abort.signal);
+    try {
+      stream = start(session, abort.signal);
+    } catch (err) {
+      ctx.pool.release(session);
+      throw err;
+    }
   } catch (err) {
-    ctx.pool.release(session);
+    abort.release();
     throw err;
   }
-  const gen = new Generation<C>(ctx, session, stream);
+  const gen = new Generation<C>(ctx, session, stream, abort);
   let first: IteratorResult<C, undefined>;
   try {
     first = await gen.next();
@@ -219,19 +257,20 @@ export function createApp(ctx: AppContext): Hono {
       : errorResponse(c, new ApiError(404, `The model '${c.req.param('id')}' does not exist; this server serves '${ctx.modelId}'`, 'invalid_request_error', 'model', 'model_not_found')),
   );
 
-  /** The request's body as a checked object, and the signal that ends its generation. */
-  const readRequest = async <R extends { model: string }>(c: Context, parse: (body: Record<string, unknown>) => R): Promise<{ req: R; signal: AbortSignal }> => {
+  /** The request's body as a checked object. */
+  const readRequest = async <R extends { model: string }>(c: Context, parse: (body: Record<string, unknown>) => R): Promise<R> => {
     const req = parse(parseJsonObject(await c.req.text()));
     if (req.model !== ctx.modelId) {
       throw new ApiError(404, `The model '${req.model}' does not exist; this server serves '${ctx.modelId}'`, 'invalid_request_error', 'model', 'model_not_found');
     }
-    return { req, signal: AbortSignal.any([c.req.raw.signal, ctx.shutdown]) };
+    return req;
   };
 
   app.post('/v1/chat/completions', limit, async (c) => {
-    const { req, signal } = await readRequest(c, parseChatRequest);
-    const options = chatOptions(ctx, req, signal);
-    const { gen, first } = await begin<Piece>(ctx, signal, (s) => s.chat(req.messages, options));
+    const req = await readRequest(c, parseChatRequest);
+    const options = chatOptions(ctx, req);
+    const abort = new RequestAbort(ctx, c.req.raw.signal);
+    const { gen, first } = await begin<Piece>(ctx, abort, (s, signal) => s.chat(req.messages, { ...options, signal }));
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     if (req.stream) {
@@ -265,8 +304,9 @@ export function createApp(ctx: AppContext): Hono {
   });
 
   app.post('/v1/completions', limit, async (c) => {
-    const { req, signal } = await readRequest(c, parseCompletionRequest);
-    const { gen, first } = await begin<Piece>(ctx, signal, (s) => {
+    const req = await readRequest(c, parseCompletionRequest);
+    const abort = new RequestAbort(ctx, c.req.raw.signal);
+    const { gen, first } = await begin<Piece>(ctx, abort, (s, signal) => {
       // A completion is independent of what the session did before.
       s.reset();
       return s.generate(req.prompt, { ...req.sampling, signal });
@@ -322,11 +362,11 @@ function grammarOfSchema(schema: JsonSchema): Grammar {
 }
 
 /**
- * A chat request's session options: sampling, the template and its variables, tools, the schema,
- * the signal. Throws a 400 for what the template cannot do (tools it has no call syntax for).
+ * A chat request's session options (all but the signal): sampling, the template and its variables,
+ * tools, the schema. Throws a 400 for what the template cannot do (tools it has no call syntax for).
  */
-function chatOptions(ctx: AppContext, req: ChatRequest, signal: AbortSignal): ChatOptions {
-  const options: ChatOptions = { ...req.sampling, signal };
+function chatOptions(ctx: AppContext, req: ChatRequest): ChatOptions {
+  const options: ChatOptions = { ...req.sampling };
   const ownTemplate = ctx.model.gguf.metadata['tokenizer.chat_template'];
   const override = ctx.chatTemplate ?? (typeof ownTemplate === 'string' && ownTemplate.length > 0 ? undefined : chatmlTemplate);
   const template = override ?? (ownTemplate as string);

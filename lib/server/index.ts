@@ -107,8 +107,8 @@ export async function serve(model: Model, options?: ServeOptions): Promise<Moeru
 
   const pool = new SessionPool(model, { parallel, maxQueue, queueTimeoutMs, session });
   const metrics = new MetricsRecorder();
-  const shutdown = new AbortController();
-  const app = createApp({ model, modelId, pool, metrics, apiKey, maxBodyBytes, chatTemplate, shutdown: shutdown.signal });
+  const inflight = new Set<AbortController>();
+  const app = createApp({ model, modelId, pool, metrics, apiKey, maxBodyBytes, chatTemplate, inflight });
 
   // Imported here, not at the top: @hono/node-server sets up undici, whose WebAssembly parser
   // reserves 10 GiB of address space, and `import 'moerun'` must work under a ulimit -v.
@@ -137,7 +137,7 @@ export async function serve(model: Model, options?: ServeOptions): Promise<Moeru
       // Generations running now may finish within the grace period; then they are aborted.
       const deadline = Date.now() + shutdownGraceMs;
       while (pool.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      shutdown.abort(new MoerunError('ERR_ABORTED', 'the server is shutting down'));
+      for (const request of inflight) request.abort(new MoerunError('ERR_ABORTED', 'the server is shutting down'));
       // Closing the connections cancels streams paused on a slow reader, which ends their generations.
       server.closeAllConnections();
       while (pool.active > 0) await new Promise((r) => setTimeout(r, 5));
