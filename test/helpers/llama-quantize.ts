@@ -60,3 +60,14 @@ export async function llamaQuantize(inPath: string, outPath: string, type: Llama
   const r = await run(exe, [inPath, outPath, String(LLAMA_FTYPE[type]), String(tokenEmbdType), String(outputType)]);
   if (r.status !== 0) throw new Error(`llama_quantize ${inPath} ${type} failed:\n${r.output}`);
 }
+
+/**
+ * What `llama-quantize [--pure] IN OUT FTYPE` writes: llama.cpp's default parameters and no
+ * importance matrix; `recipe` applies the file type's per-tensor mix, `pure` gives every quantizable
+ * tensor the file type's own type.
+ */
+export async function llamaQuantizeFile(inPath: string, outPath: string, ftype: number, mode: 'recipe' | 'pure'): Promise<void> {
+  const exe = await llamaQuantizer();
+  const r = await run(exe, [inPath, outPath, String(ftype), mode]);
+  if (r.status !== 0) throw new Error(`llama_quantize ${inPath} ${ftype} ${mode} failed:\n${r.output}`);
+}

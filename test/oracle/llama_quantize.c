@@ -7,6 +7,11 @@
 // token_embd and output, which get the given ggml types. An importance matrix of ones is passed for
 // every tensor (IQ2_XXS, IQ2_XS and IQ1_S refuse to quantize without one): n_per_row * n_expert
 // values each, as llama-imatrix writes them.
+//
+//   llama_quantize IN.gguf OUT.gguf FTYPE recipe|pure
+//
+// What `llama-quantize [--pure] IN OUT FTYPE` writes: llama.cpp's default parameters, no importance
+// matrix; `recipe` applies FTYPE's per-tensor mix, `pure` gives every tensor FTYPE's type.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +26,22 @@ static void log_errors(enum ggml_log_level level, const char * text, void * user
 }
 
 int main(int argc, char ** argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s IN.gguf OUT.gguf FTYPE TOKEN_EMBD_TYPE OUTPUT_TYPE\n", argv[0]);
+    const bool plain = argc == 5 && (strcmp(argv[4], "recipe") == 0 || strcmp(argv[4], "pure") == 0);
+    if (argc != 6 && !plain) {
+        fprintf(stderr, "usage: %s IN.gguf OUT.gguf FTYPE TOKEN_EMBD_TYPE OUTPUT_TYPE\n"
+                        "       %s IN.gguf OUT.gguf FTYPE recipe|pure\n", argv[0], argv[0]);
         return 2;
+    }
+    if (plain) {
+        llama_log_set(log_errors, NULL);
+        llama_backend_init();
+        struct llama_model_quantize_params qp = llama_model_quantize_default_params();
+        qp.nthread = 2;
+        qp.ftype = (enum llama_ftype) atoi(argv[3]);
+        qp.pure = strcmp(argv[4], "pure") == 0;
+        const uint32_t rc = llama_model_quantize(argv[1], argv[2], &qp);
+        if (rc != 0) fprintf(stderr, "llama_model_quantize failed (%u)\n", rc);
+        return rc == 0 ? 0 : 1;
     }
     struct ggml_context * meta = NULL;
     struct gguf_init_params gp = { /*no_alloc*/ true, /*ctx*/ &meta };
