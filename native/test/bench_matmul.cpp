@@ -98,13 +98,27 @@ int main(int argc, char** argv) {
         }
         const type_traits& ref = type_traits_reference(type);
         for (int64_t n : ns) {
-            // Valid blocks: quantize Gaussian rows with the reference quantizer.
+            // Valid blocks: quantize Gaussian rows with the reference quantizer, or for the types
+            // without one (the lattice formats), random bytes with a block scale of 1/64.
             std::vector<float> wf(static_cast<size_t>(k));
             const size_t wrow = row_size(type, k);
             std::vector<uint8_t> wq(wrow * size_t(n));
             for (int64_t r = 0; r < n; ++r) {
                 for (float& v : wf) v = gauss(rng);
-                ref.from_float(wf.data(), wq.data() + size_t(r) * wrow, k);
+                if (ref.from_float) {
+                    ref.from_float(wf.data(), wq.data() + size_t(r) * wrow, k);
+                    continue;
+                }
+                uint8_t* row = wq.data() + size_t(r) * wrow;
+                for (size_t i = 0; i < wrow; ++i) row[i] = uint8_t(rng());
+                const uint16_t d = fp32_to_fp16(1.0f / 64);
+                for (uint8_t* b = row; b < row + wrow; b += ref.type_size) {
+                    if (type == tensor_type::IQ1_M) {  // d in the top nibbles of its 4 scale words
+                        for (int w = 0; w < 4; ++w) b[48 + 2 * w + 1] = uint8_t((b[48 + 2 * w + 1] & 0x0f) | (((d >> (4 * w)) & 0xf) << 4));
+                    } else {
+                        std::memcpy(b, &d, 2);  // d first
+                    }
+                }
             }
             tensor w;
             w.data = wq.data();

@@ -28,10 +28,18 @@ inline __m256i points8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 // 4 sign bytes (one per 8 weights, bit j of byte l for weight 8l + j) as +-1 bytes.
 inline __m256i signs_pm1(uint32_t bits) { return _mm256_or_si256(bits_to_bytes(bits), _mm256_set1_epi8(1)); }
 
-// The 4 x 7 stored sign bits of an IQ2_XXS/IQ3_XXS word, completed by parity to 4 sign bytes.
-inline uint32_t parity_signs(uint32_t word) {
-    return uint32_t(k_iq_signs[word & 127]) | uint32_t(k_iq_signs[(word >> 7) & 127]) << 8 |
-           uint32_t(k_iq_signs[(word >> 14) & 127]) << 16 | uint32_t(k_iq_signs[(word >> 21) & 127]) << 24;
+// k_iq_signs expanded: 7 stored sign bits -> 8 bytes of +-1 (the 8th by parity), one load per group.
+inline constexpr std::array<uint64_t, 128> k_sign_bytes = [] {
+    std::array<uint64_t, 128> t{};
+    for (int i = 0; i < 128; ++i) {
+        for (int j = 0; j < 8; ++j) t[size_t(i)] |= uint64_t((k_iq_signs[size_t(i)] >> j) & 1 ? 0xff : 0x01) << (8 * j);
+    }
+    return t;
+}();
+
+// The 4 x 7 stored sign bits of an IQ2_XXS/IQ3_XXS word as 32 bytes of +-1.
+inline __m256i parity_signs(uint32_t word) {
+    return points8(k_sign_bytes[word & 127], k_sign_bytes[(word >> 7) & 127], k_sign_bytes[(word >> 14) & 127], k_sign_bytes[(word >> 21) & 127]);
 }
 
 inline uint32_t load_u32(const uint8_t* p) {
@@ -52,7 +60,7 @@ struct iq2_xxs_fmt {
         std::memcpy(aux, b.qs + 4 * ib, 8);
         const uint8_t* idx = reinterpret_cast<const uint8_t*>(aux);
         s.w = points8(k_iq2xxs_grid[idx[0]], k_iq2xxs_grid[idx[1]], k_iq2xxs_grid[idx[2]], k_iq2xxs_grid[idx[3]]);
-        s.sign = signs_pm1(parity_signs(aux[1]));
+        s.sign = parity_signs(aux[1]);
         s.scale = _mm256_set1_epi16(short(2 * (aux[1] >> 28) + 1));
     }
 };
@@ -65,8 +73,7 @@ struct iq2_xs_fmt {
     static void sub(const block& b, int ib, sub_block& s) {
         const uint16_t* q = b.qs + 4 * ib;
         s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
-        s.sign = signs_pm1(uint32_t(k_iq_signs[q[0] >> 9]) | uint32_t(k_iq_signs[q[1] >> 9]) << 8 |
-                           uint32_t(k_iq_signs[q[2] >> 9]) << 16 | uint32_t(k_iq_signs[q[3] >> 9]) << 24);
+        s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
         s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
     }
 };
@@ -97,7 +104,7 @@ struct iq3_xxs_fmt {
         const auto& g = k_iq3xxs_grid;
         s.w = _mm256_setr_epi32(int(g[q3[0]]), int(g[q3[1]]), int(g[q3[2]]), int(g[q3[3]]), int(g[q3[4]]), int(g[q3[5]]),
                                 int(g[q3[6]]), int(g[q3[7]]));
-        s.sign = signs_pm1(parity_signs(aux));
+        s.sign = parity_signs(aux);
         s.scale = _mm256_set1_epi16(short(2 * (aux >> 28) + 1));
     }
 };
