@@ -54,27 +54,18 @@ export class TemplateLimitError extends Error {}
 /** Thrown by the template's own `raise_exception(message)`. */
 export class TemplateRaisedError extends Error {}
 
+/** @huggingface/jinja's value classes, from values it makes (the package does not export them). */
 const classes = (() => {
   const env = new Environment();
   const samples: Record<string, unknown> = { s: '', i: 1, f: 1.5, b: true, n: null, a: [], o: {}, fn: () => undefined };
   for (const [k, v] of Object.entries(samples)) env.set(k, v);
-  const vars = (env as unknown as { variables: Map<string, RV> }).variables;
-  const cls = (k: string) => vars.get(k)!.constructor as RVClass;
-  const interp = new Interpreter(env);
-  const evalExpr = (src: string): RV => {
-    const program = parse(tokenize(`{{ ${src} }}`)) as unknown as { body: Node[] };
-    return interp.evaluate(program.body[0] as never, env) as unknown as RV;
-  };
-  const undef = vars.get('missing') ?? env.lookupVariable('missing');
-  let kwargs: RVClass | undefined;
-  env.set('capture', (...args: RV[]) => {
-    kwargs = args.at(-1)!.constructor as RVClass;
-  });
-  evalExpr('capture(k=1)');
+  const cls = (v: unknown) => (v as RV).constructor as RVClass;
+  const made = (k: string) => cls(env.lookupVariable(k));
+  const tuple = parse(tokenize('{{ (1, 2) }}')) as unknown as { body: Node[] };
   return {
-    String: cls('s'), Integer: cls('i'), Float: cls('f'), Boolean: cls('b'), Null: cls('n'),
-    Array: cls('a'), Object: cls('o'), Function: cls('fn'), Undefined: (undef as unknown as RV).constructor as RVClass,
-    Tuple: evalExpr('(1, 2)').constructor as RVClass, KeywordArguments: kwargs!,
+    String: made('s'), Integer: made('i'), Float: made('f'), Boolean: made('b'), Null: made('n'),
+    Array: made('a'), Object: made('o'), Function: made('fn'), Undefined: made('missing'),
+    Tuple: cls(new Interpreter(env).evaluate(tuple.body[0] as never, env)),
   };
 })();
 
@@ -93,7 +84,7 @@ function floatString(x: number): string {
 }
 
 /** llama.cpp's text of a value where it prints one (`{{ x }}`, `~`, `| string`). */
-export function valueText(v: RV): string {
+function valueText(v: RV): string {
   switch (v.type) {
     case 'StringValue': return v.value as string;
     case 'IntegerValue': return String(v.value);
@@ -311,6 +302,13 @@ function strip(s: string, chars: string, left: boolean, right: boolean): string 
   return s.slice(a, b);
 }
 
+/** A JS value (JSON-like) as a runtime value, by @huggingface/jinja's own conversion. */
+function runtimeValue(v: unknown): RV {
+  const scratch = new Environment();
+  scratch.set('v', v);
+  return scratch.lookupVariable('v') as unknown as RV;
+}
+
 /** A compiled template. */
 export class JinjaTemplate {
   readonly #program: unknown;
@@ -329,21 +327,16 @@ export class JinjaTemplate {
     const limits = { ...defaultRenderLimits, ...options.limits };
     const now = options.now ?? new Date();
     const env = new Environment();
-    const globals: Record<string, unknown> = {
-      false: false, true: true, none: null, False: false, True: true, None: null,
-    };
-    for (const [k, v] of Object.entries(globals)) env.set(k, v);
+    const set = (name: string, value: RV) => env.setVariable(name, value as never);
+    for (const [k, v] of Object.entries({ false: false, true: true, none: null, False: false, True: true, None: null })) set(k, runtimeValue(v));
     const fn = (f: (args: RV[]) => RV) => new classes.Function(f);
-    const vars = (env as unknown as { variables: Map<string, RV> }).variables;
-    vars.set('raise_exception', fn((args) => {
+    set('raise_exception', fn((args) => {
       throw new TemplateRaisedError(args[0] ? valueText(args[0]) : 'raise_exception');
     }));
-    vars.set('strftime_now', fn((args) => str(strftime(args[0] ? valueText(args[0]) : '', now))));
-    vars.set('range', fn((args) => rangeValue(args, limits.outputChars)));
-    for (const [k, v] of Object.entries(context)) {
-      if (v !== undefined) vars.set(k, (env.set('__moerun_tmp', v), vars.get('__moerun_tmp')!));
-      vars.delete('__moerun_tmp');
-    }
+    set('strftime_now', fn((args) => str(strftime(args[0] ? valueText(args[0]) : '', now))));
+    set('range', fn((args) => rangeValue(args, limits.outputChars)));
+    // The context's values may replace the globals above (as in llama.cpp); undefined ones stay unset.
+    for (const [k, v] of Object.entries(context)) if (v !== undefined) set(k, runtimeValue(v));
     const interpreter = new LlamaInterpreter(env, limits);
     return printed(interpreter.run(this.#program as never));
   }
