@@ -83,11 +83,11 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
     kernels(T::Q8_K, ref::to_float_q8_k, ref::from_float_q8_k, nullptr, T::Q8_K);
     kernels(T::IQ4_NL, ref::to_float_iq4_nl, ref::from_float_iq4_nl, ref::vec_dot_iq4_nl, T::Q8_0);
     kernels(T::IQ4_XS, ref::to_float_iq4_xs, ref::from_float_iq4_xs, ref::vec_dot_iq4_xs, T::Q8_K);
-    // Lattice formats: read and computed with, not yet written (from_float nullptr).
+    // Lattice formats: read and computed with; only IQ3_XXS written so far (from_float nullptr).
     kernels(T::IQ2_XXS, ref::to_float_iq2_xxs, nullptr, ref::vec_dot_iq2_xxs, T::Q8_K);
     kernels(T::IQ2_XS, ref::to_float_iq2_xs, nullptr, ref::vec_dot_iq2_xs, T::Q8_K);
     kernels(T::IQ2_S, ref::to_float_iq2_s, nullptr, ref::vec_dot_iq2_s, T::Q8_K);
-    kernels(T::IQ3_XXS, ref::to_float_iq3_xxs, nullptr, ref::vec_dot_iq3_xxs, T::Q8_K);
+    kernels(T::IQ3_XXS, ref::to_float_iq3_xxs, ref::from_float_iq3_xxs, ref::vec_dot_iq3_xxs, T::Q8_K);
     kernels(T::IQ3_S, ref::to_float_iq3_s, nullptr, ref::vec_dot_iq3_s, T::Q8_K);
     kernels(T::IQ1_S, ref::to_float_iq1_s, nullptr, ref::vec_dot_iq1_s, T::Q8_K);
     kernels(T::IQ1_M, ref::to_float_iq1_m, nullptr, ref::vec_dot_iq1_m, T::Q8_K);

@@ -121,7 +121,7 @@ const type_case k_cases[] = {
     {T::IQ2_XXS, sizeof(block_iq2_xxs), 0, 0},
     {T::IQ2_XS, sizeof(block_iq2_xs), 0, 0},
     {T::IQ2_S, sizeof(block_iq2_s), 0, 0},
-    {T::IQ3_XXS, sizeof(block_iq3_xxs), 0, 0},
+    {T::IQ3_XXS, sizeof(block_iq3_xxs), 5.6e-2, 0},
     {T::IQ3_S, sizeof(block_iq3_s), 0, 0},
     {T::IQ1_S, sizeof(block_iq1_s), 0, 0},
     {T::IQ1_M, sizeof(block_iq1_m), 0, 0},
