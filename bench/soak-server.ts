@@ -1,7 +1,8 @@
 // The server under load: `moerun serve` in its own process, N concurrent clients on loopback for a
 // fixed time, each cycling through a mix of requests, with the server's RSS sampled every 250 ms.
 //
-//   npx tsx bench/soak-server.ts [--seconds 60] [--clients 4] [--parallel 2] [--model PATH] [--json out.json] [--no-rss-verdict]
+//   npx tsx bench/soak-server.ts [--seconds 60] [--warmup-requests 1500] [--clients 4] [--parallel 2]
+//                                [--model PATH] [--json out.json] [--no-rss-verdict]
 //
 // The mix, per client in turn: chat streamed; completion; chat with a json_schema response_format
 // (the answer must parse); a streamed completion the client abandons after 5 events (a disconnect:
@@ -10,11 +11,13 @@
 // error. Afterwards the server's /metrics must show every request answered, nothing running or
 // queued, and it must exit 0 on SIGTERM.
 //
-// RSS: the first half is warm-up (sessions and their KV caches, JIT, and V8 growing its heap,
-// which it does lazily under load: bench/serve-heap.ts shows the heap after GC staying level). RSS
-// is "flat" when the median of the last quarter is within max(8 MiB, 5%) of the third quarter's;
-// the summary also gives the least-squares slope over the second half, MiB/min. Exit status 1 on
-// any error or a growth past that bound. Prints one line per 10 s and a summary (JSON with --json).
+// RSS: V8 grows its heap lazily under load, so the server's RSS rises for its first ~1,000-1,500
+// requests and then levels (bench/serve-heap.ts shows the heap after GC level from the start). The
+// clients first send --warmup-requests requests (checked like the rest, RSS not judged), then run
+// for --seconds; RSS is "flat" when the median of that window's last quarter is within
+// max(8 MiB, 5%) of its first quarter's. The summary also gives the least-squares slope, MiB/min.
+// Exit status 1 on any error or a growth past that bound. Prints one line per 10 s and a summary
+// (JSON with --json).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -27,6 +30,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' },
+    'warmup-requests': { type: 'string', default: '1500' },
     clients: { type: 'string', default: '4' },
     parallel: { type: 'string', default: '2' },
     model: { type: 'string', default: path.join(root, 'models/stories260K.gguf') },
@@ -36,10 +40,11 @@ const { values } = parseArgs({
   },
 });
 const seconds = Number(values.seconds);
+const warmupRequests = Number(values['warmup-requests']);
 const clients = Number(values.clients);
 const parallel = Number(values.parallel);
-if (!(seconds > 0) || !Number.isInteger(clients) || clients < 1 || !Number.isInteger(parallel) || parallel < 1) {
-  throw new Error('--seconds must be positive, --clients and --parallel positive integers');
+if (!(seconds > 0) || !Number.isInteger(warmupRequests) || warmupRequests < 0 || !Number.isInteger(clients) || clients < 1 || !Number.isInteger(parallel) || parallel < 1) {
+  throw new Error('--seconds must be positive, --warmup-requests a non-negative integer, --clients and --parallel positive integers');
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -174,12 +179,17 @@ async function oneRequest(url: string, kind: Kind, seed: number): Promise<void> 
 
 async function main(): Promise<number> {
   const server = await startServer();
+  // RSS every 250 ms: during warm-up into warmupSamples, then into samples (t from the window's start).
+  const warmupSamples: { t: number; rss: number }[] = [];
   const samples: { t: number; rss: number }[] = [];
-  const t0 = performance.now();
-  const sampler = setInterval(() => samples.push({ t: (performance.now() - t0) / 1000, rss: rssMiB(server.pid) }), 250);
+  const tStart = performance.now();
+  let measuring = warmupRequests === 0;
+  let t0 = tStart;
+  let deadline = measuring ? t0 + seconds * 1000 : Infinity;
+  const warmup = { requests: 0, seconds: 0 };
+  const sampler = setInterval(() => (measuring ? samples : warmupSamples).push({ t: (performance.now() - t0) / 1000, rss: rssMiB(server.pid) }), 250);
   const tally: Tally = { sent: 0, ok: Object.fromEntries(kinds.map((k) => [k, 0])) as Record<Kind, number>, errors: [], latencyMs: [] };
-  const deadline = t0 + seconds * 1000;
-  let lastReport = t0;
+  let lastReport = tStart;
   const client = async (c: number): Promise<void> => {
     for (let i = c; performance.now() < deadline; i++) {
       const kind = kinds[i % kinds.length]!;
@@ -192,9 +202,17 @@ async function main(): Promise<number> {
       } catch (err) {
         tally.errors.push(`${kind}: ${(err as Error).message}`);
       }
+      if (!measuring && tally.sent >= warmupRequests) {
+        measuring = true;
+        warmup.requests = tally.sent;
+        warmup.seconds = (performance.now() - tStart) / 1000;
+        t0 = performance.now();
+        deadline = t0 + seconds * 1000;
+        console.log(`warm-up: ${warmup.requests} requests in ${warmup.seconds.toFixed(0)} s, RSS ${warmupSamples.at(-1)?.rss.toFixed(1)} MiB; measuring for ${seconds} s`);
+      }
       if (performance.now() - lastReport > 10_000) {
         lastReport = performance.now();
-        console.log(`${((lastReport - t0) / 1000).toFixed(0).padStart(3)} s: ${tally.sent} requests, ${tally.errors.length} errors, RSS ${samples.at(-1)?.rss.toFixed(1)} MiB`);
+        console.log(`${((lastReport - tStart) / 1000).toFixed(0).padStart(3)} s: ${tally.sent} requests, ${tally.errors.length} errors, RSS ${(samples.at(-1) ?? warmupSamples.at(-1))?.rss.toFixed(1)} MiB`);
       }
     }
   };
@@ -213,16 +231,15 @@ async function main(): Promise<number> {
   const exitCode = await server.exited;
 
   const quarter = samples.length / 4;
-  const third = median(samples.slice(Math.floor(2 * quarter), Math.floor(3 * quarter)).map((s) => s.rss));
-  const last = median(samples.slice(Math.floor(3 * quarter)).map((s) => s.rss));
-  const bound = Math.max(8, third * 0.05);
-  const flat = last - third <= bound;
-  const secondHalf = samples.slice(Math.floor(2 * quarter));
-  const meanT = secondHalf.reduce((a, p) => a + p.t, 0) / secondHalf.length;
-  const meanR = secondHalf.reduce((a, p) => a + p.rss, 0) / secondHalf.length;
-  const slopePerMin = (60 * secondHalf.reduce((a, p) => a + (p.t - meanT) * (p.rss - meanR), 0)) / secondHalf.reduce((a, p) => a + (p.t - meanT) ** 2, 0);
+  const firstQuarter = median(samples.slice(0, Math.floor(quarter)).map((s) => s.rss));
+  const lastQuarter = median(samples.slice(Math.floor(3 * quarter)).map((s) => s.rss));
+  const bound = Math.max(8, firstQuarter * 0.05);
+  const flat = lastQuarter - firstQuarter <= bound;
+  const meanT = samples.reduce((a, p) => a + p.t, 0) / samples.length;
+  const meanR = samples.reduce((a, p) => a + p.rss, 0) / samples.length;
+  const slopePerMin = (60 * samples.reduce((a, p) => a + (p.t - meanT) * (p.rss - meanR), 0)) / samples.reduce((a, p) => a + (p.t - meanT) ** 2, 0);
   const problems = [...tally.errors];
-  if (!flat && !values['no-rss-verdict']) problems.push(`RSS grew from ${third.toFixed(1)} to ${last.toFixed(1)} MiB between the third and last quarters (bound ${bound.toFixed(1)})`);
+  if (!flat && !values['no-rss-verdict']) problems.push(`RSS grew from ${firstQuarter.toFixed(1)} to ${lastQuarter.toFixed(1)} MiB between the first and last quarters of the measured window (bound ${bound.toFixed(1)})`);
   if (answered !== tally.sent) problems.push(`the server counted ${answered} answered requests, the clients sent ${tally.sent}`);
   if (metrics.activeGenerations !== 0 || metrics.queueLength !== 0) problems.push(`not idle after the run: ${metrics.activeGenerations} running, ${metrics.queueLength} queued`);
   if (exitCode !== 0) problems.push(`the server exited with ${exitCode} on SIGTERM`);
@@ -231,24 +248,25 @@ async function main(): Promise<number> {
   const latency = [...tally.latencyMs].sort((a, b) => a - b);
   const summary = {
     seconds, clients, parallel, model: path.basename(values.model),
+    warmup: { ...warmup, rssFirst: warmupSamples[0]?.rss, rssLast: warmupSamples.at(-1)?.rss },
     requests: tally.sent,
+    measuredRequests: tally.sent - warmup.requests,
     byKind: tally.ok,
     errors: tally.errors.length,
-    requestsPerSecond: tally.sent / seconds,
+    requestsPerSecond: (tally.sent - warmup.requests) / seconds,
     latencyMs: { p50: latency[Math.floor(latency.length * 0.5)], p95: latency[Math.floor(latency.length * 0.95)], max: latency.at(-1) },
     serverAnswered: answered,
     generations: metrics.generations,
     generatedTokens: metrics.generatedTokens,
     rssMiB: {
-      first: samples[0]?.rss,
       byTenth: Array.from({ length: 10 }, (_, k) => median(samples.slice(Math.floor((k * samples.length) / 10), Math.floor(((k + 1) * samples.length) / 10)).map((s) => s.rss))),
-      thirdQuarter: third, lastQuarter: last, bound, flat, slopeSecondHalfPerMin: slopePerMin, max: Math.max(...samples.map((s) => s.rss)),
+      firstQuarter, lastQuarter, bound, flat, slopePerMin, max: Math.max(...samples.map((s) => s.rss)),
     },
     exitCode,
     problems,
   };
   console.log(JSON.stringify(summary, null, 2));
-  if (values.json) await writeFile(values.json, JSON.stringify({ ...summary, rssSamples: samples }, null, 2));
+  if (values.json) await writeFile(values.json, JSON.stringify({ ...summary, warmupRssSamples: warmupSamples, rssSamples: samples }, null, 2));
   return problems.length === 0 ? 0 : 1;
 }
 

@@ -14,7 +14,7 @@ it('8 s of 4 concurrent clients: no error, every request answered, a clean exit'
   const shared = sharedDir();
   const model = shared ? path.join(shared, 'models/stories260K.gguf') : bundledModelPath;
   const tsx = path.join(root, 'node_modules/tsx/dist/cli.mjs');
-  const r = await run(process.execPath, [tsx, path.join(root, 'bench/soak-server.ts'), '--seconds', '8', '--clients', '4', '--parallel', '2', '--model', model, '--no-rss-verdict']);
+  const r = await run(process.execPath, [tsx, path.join(root, 'bench/soak-server.ts'), '--seconds', '8', '--clients', '4', '--parallel', '2', '--model', model, '--warmup-requests', '0', '--no-rss-verdict']);
   const summary = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
     requests: number; errors: number; serverAnswered: number; exitCode: number; problems: string[]; byKind: Record<string, number>; generations: Record<string, number>;
   };
