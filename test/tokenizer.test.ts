@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { hasData } from './helpers/run.js';
 import { writeGguf } from '../lib/gguf/writer.js';
 import { readGgufInfo } from '../lib/index.js';
 import { StreamingDetokenizer, SUPPORTED_PRE_TOKENIZERS, Tokenizer, TokenizerError } from '../lib/tokenizer/index.js';
@@ -28,7 +29,8 @@ const storiesPath = path.resolve(repoRoot, 'models/stories260K.gguf');
 const vocabFiles = existsSync(vocabDir)
   ? readdirSync(vocabDir).filter((f) => /^ggml-vocab-.*\.gguf$/.test(f) && existsSync(path.join(vocabDir, f + '.inp'))).sort()
   : [];
-if (vocabFiles.length === 0) console.warn(`tokenizer tests: skipping the conformance suite: no vocab files in ${vocabDir}`);
+const haveVocab = hasData(vocabFiles.length > 0, `llama.cpp's vocab files (${vocabDir})`, 'tokenizer.test');
+const haveStories = hasData(existsSync(storiesPath), storiesPath, 'tokenizer.test');
 if (!existsSync(storiesPath)) console.warn(`tokenizer tests: skipping stories260K cases: ${storiesPath} is missing`);
 
 const tokenizers = new Map<string, Tokenizer>();
@@ -122,15 +124,14 @@ let oracleAvailable = true;
 try {
   await import('node-llama-cpp');
 } catch (e) {
-  oracleAvailable = false;
-  console.warn(`tokenizer tests: skipping llama.cpp oracle comparisons: node-llama-cpp does not load (${String(e)})`);
+  oracleAvailable = hasData(false, `node-llama-cpp (does not load: ${String(e)})`, 'tokenizer.test');
 }
 
 // ----------------------------------------------------------------------------
 // 1. Conformance suite
 // ----------------------------------------------------------------------------
 
-describe.skipIf(vocabFiles.length === 0)('llama.cpp tokenizer conformance suite', () => {
+describe.skipIf(!haveVocab)('llama.cpp tokenizer conformance suite', () => {
   for (const name of vocabFiles) {
     it(`${name}: every line matches`, async () => {
       const file = path.join(vocabDir, name);
@@ -154,7 +155,7 @@ describe.skipIf(vocabFiles.length === 0)('llama.cpp tokenizer conformance suite'
 // 2. stories260K
 // ----------------------------------------------------------------------------
 
-describe.skipIf(!existsSync(storiesPath))('stories260K (SPM)', () => {
+describe.skipIf(!haveStories)('stories260K (SPM)', () => {
   let tok: Tokenizer;
   beforeAll(async () => {
     tok = await tokenizerFor(storiesPath);
@@ -209,7 +210,7 @@ describe.skipIf(!existsSync(storiesPath))('stories260K (SPM)', () => {
 
 const oracleFiles = [...vocabFiles.map((f) => path.join(vocabDir, f)), ...(existsSync(storiesPath) ? [storiesPath] : [])];
 
-describe.skipIf(!oracleAvailable || oracleFiles.length === 0)('random inputs against llama.cpp (node-llama-cpp)', () => {
+describe.skipIf(!oracleAvailable || !haveVocab)('random inputs against llama.cpp (node-llama-cpp)', () => {
   for (const file of oracleFiles) {
     const name = path.basename(file);
     it(`${name}: tokenize and detokenize agree`, async () => {
@@ -277,7 +278,8 @@ const preNames = (() => {
   }
   return [...names];
 })();
-describe.skipIf(!oracleAvailable || !existsSync(gpt2Vocab))('pre-tokenizers against llama.cpp', () => {
+const haveGpt2 = hasData(existsSync(gpt2Vocab), gpt2Vocab, 'tokenizer.test');
+describe.skipIf(!oracleAvailable || !haveGpt2)('pre-tokenizers against llama.cpp', () => {
   for (const pre of preNames) {
     it(`pre-tokenizer "${pre}"`, async () => {
       const meta = { ...(await readGgufInfo(gpt2Vocab)).metadata, 'tokenizer.ggml.pre': pre };
@@ -322,7 +324,7 @@ describe.skipIf(!oracleAvailable || !existsSync(gpt2Vocab))('pre-tokenizers agai
 // 4. Streaming detokenizer
 // ----------------------------------------------------------------------------
 
-describe.skipIf(oracleFiles.length === 0)('StreamingDetokenizer', () => {
+describe.skipIf(!haveVocab)('StreamingDetokenizer', () => {
   for (const file of oracleFiles) {
     const name = path.basename(file);
     it(`${name}: any chunking concatenates to detokenize()`, async () => {

@@ -44,3 +44,15 @@ export function hasTool(cmd: string, testFile: string): boolean {
   }
   return found;
 }
+
+/**
+ * Whether test data a suite needs is present (`present`), with the same rule as {@link hasTool}:
+ * under CI=true missing data is an error, elsewhere the suite is skipped with a line saying why.
+ */
+export function hasData(present: boolean, what: string, testFile: string): boolean {
+  if (!present) {
+    if (process.env.CI === 'true') throw new Error(`${testFile}: ${what} is missing, and CI=true forbids skipping`);
+    console.log(`${testFile}: ${what} is missing, so the tests that need it are skipped`);
+  }
+  return present;
+}
