@@ -76,9 +76,11 @@ void to_float_iq4_xs(const void* src, float* dst, int64_t n);
 void from_float_iq4_xs(const float* src, void* dst, int64_t n);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 
-// Lattice formats: from_float only for IQ3_XXS so far (files written by llama.cpp load and run).
+// Lattice formats: quantizers only for IQ3_XXS (with or without an importance matrix) and IQ2_XXS
+// (which llama.cpp quantizes only with one) so far; files written by llama.cpp load and run.
 // Ternary and FP4: llama.cpp's quantizers.
 void to_float_iq2_xxs(const void* src, float* dst, int64_t n);
+void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp
 void vec_dot_iq2_xxs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq2_xs(const void* src, float* dst, int64_t n);
 void vec_dot_iq2_xs(int64_t n, float* s, const void* x, const void* y);
@@ -86,6 +88,7 @@ void to_float_iq2_s(const void* src, float* dst, int64_t n);
 void vec_dot_iq2_s(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq3_xxs(const void* src, float* dst, int64_t n);
 void from_float_iq3_xxs(const float* src, void* dst, int64_t n);  // reference_iq3_quantize.cpp
+void from_float_imatrix_iq3_xxs(const float* src, void* dst, int64_t n, const float* imatrix);
 void vec_dot_iq3_xxs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq3_s(const void* src, float* dst, int64_t n);
 void vec_dot_iq3_s(int64_t n, float* s, const void* x, const void* y);

@@ -239,4 +239,9 @@ void from_float_iq3_xxs(const float* src, void* dst, int64_t n) {
     for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq3_xxs_block(src + k_qk_k * i, &y[i], nullptr);
 }
 
+void from_float_imatrix_iq3_xxs(const float* src, void* dst, int64_t n, const float* imatrix) {
+    block_iq3_xxs* y = static_cast<block_iq3_xxs*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq3_xxs_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+}
+
 }  // namespace moerun::ref

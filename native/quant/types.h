@@ -17,6 +17,9 @@ namespace moerun {
 // block size.
 using to_float_fn = void (*)(const void* src, float* dst, int64_t n);
 using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
+// Quantize with an importance matrix: imatrix[n] weighs each column of the row (llama-imatrix's
+// values, one per element of the row), as llama.cpp's quantize_* take quant_weights.
+using from_float_imatrix_fn = void (*)(const float* src, void* dst, int64_t n, const float* imatrix);
 // s = dot(x, y): x is a row of this type, y a row of the type's `vec_dot_type` (for CPU kernels:
 // an activation row as cpu/kernels.h's act_from_float writes it).
 using vec_dot_fn = void (*)(int64_t n, float* s, const void* x, const void* y);
@@ -30,6 +33,7 @@ struct type_traits {
     bool is_quantized = false;
     to_float_fn to_float = nullptr;       // dequantize a row; nullptr = not supported
     from_float_fn from_float = nullptr;   // quantize a row; nullptr = not supported
+    from_float_imatrix_fn from_float_imatrix = nullptr;  // quantize a row with an importance matrix; nullptr = none
     vec_dot_fn vec_dot = nullptr;         // nullptr = cannot be a matmul weight
     tensor_type vec_dot_type = tensor_type::F32;  // what activations are converted to for vec_dot
 };

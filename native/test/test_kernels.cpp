@@ -259,14 +259,21 @@ void check_fixture_file(const std::string& path, const type_case& c, uint32_t wa
     for (float v : deq) have_deq |= v != 0.0f;
     if (have_deq) check_fixture_deq(c, version == 3 ? "blocks over every grid point" : "blocks", blocks, deq);
     if (version == 3) return;
-    if (!r.from_float || version == 2) {  // our quantizers take no importance matrix yet
-        std::printf("skip %-10s %-6s from_float vs llama.cpp: %s\n", "fixture", r.name, r.from_float ? "needs an imatrix" : "no quantizer yet");
+    if (version == 2 ? !r.from_float_imatrix : !r.from_float) {
+        std::printf("skip %-10s %-6s from_float vs llama.cpp: no quantizer%s yet\n", "fixture", r.name, version == 2 ? " with an importance matrix" : "");
         return;
     }
-    const std::vector<uint8_t> ours = quantize(r, c.type, src);
+    std::vector<uint8_t> ours(qbytes);
+    if (version == 2) {
+        std::vector<float> imatrix(n);
+        std::memcpy(imatrix.data(), file.data() + 16 + n * 4, n * 4);
+        r.from_float_imatrix(src.data(), ours.data(), int64_t(n), imatrix.data());
+    } else {
+        ours = quantize(r, c.type, src);
+    }
     size_t diff = 0;
     for (size_t i = 0; i < qbytes; ++i) diff += ours[i] != blocks[i];
-    report(diff == 0, "fixture", format("%-6s from_float vs llama.cpp: %zu of %zu bytes differ", r.name, diff, qbytes));
+    report(diff == 0, "fixture", format("%-6s from_float%s vs llama.cpp: %zu of %zu bytes differ", r.name, version == 2 ? "_imatrix" : "", diff, qbytes));
 }
 
 // The types with random-block fixtures over their whole grid (make-quant-fixtures.py, BLOCK_FIXTURES).
