@@ -1,6 +1,6 @@
 // Lifecycle scenarios with generation in flight, each run in its own process by
 // test/lifecycle.test.ts (and under ASan by test/sanitizers.test.ts):
-//   node lifecycle-child.mjs SCENARIO MODEL.gguf
+//   node lifecycle-child.mjs SCENARIO MODEL.gguf [ROUNDS (dropped; default 6)]
 // SCENARIO:
 //   terminate  workers load the addon and generate; each is terminated at a different point
 //              (during load, inside a long prompt's evaluation, while decoding); then this thread
@@ -15,10 +15,10 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 const { loadModel } = await import(process.env.MOERUN_DIST ?? 'moerun');
 const longText = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. '.repeat(20);
 
-async function generateLong(model, onPiece) {
+async function generateLong(model, onPiece, maxTokens = 400) {
   const session = model.createSession({ contextSize: 1024 });
   let n = 0;
-  for await (const piece of session.generate(longText, { maxTokens: 400, temperature: 0 })) onPiece(piece, ++n);
+  for await (const piece of session.generate(longText, { maxTokens, temperature: 0 })) onPiece(piece, ++n);
   return n;
 }
 
@@ -49,7 +49,7 @@ if (!isMainThread) {
       reached.push(`${seen}:${code}`);
     }
     const model = await loadModel(modelPath, { threads: 2 });
-    const n = await generateLong(model, () => {});
+    const n = await generateLong(model, () => {}, 16);
     await model.dispose();
     console.log(`ok terminate ${reached.join(' ')}; then ${n} tokens in this thread`);
   } else if (scenario === 'exit') {
@@ -66,7 +66,8 @@ if (!isMainThread) {
     });
     console.log('generation finished before exit');  // the test fails on this
   } else if (scenario === 'dropped') {
-    for (let round = 0; round < 6; round++) {
+    const rounds = Number(process.argv[4] ?? 6);
+    for (let round = 0; round < rounds; round++) {
       const model = await loadModel(modelPath, { threads: 1 });
       const session = model.createSession({ contextSize: 1024 });
       // Started and never awaited, never disposed.
@@ -75,7 +76,7 @@ if (!isMainThread) {
     globalThis.gc?.();
     await new Promise((r) => setTimeout(r, 200));
     globalThis.gc?.();
-    console.log('ok dropped 6 models with generation in flight; exiting');
+    console.log(`ok dropped ${rounds} models with generation in flight; exiting`);
     process.exit(0);
   } else {
     console.error(`unknown scenario ${scenario}`);
