@@ -69,8 +69,25 @@ export class Grammar {
 }
 
 /**
+ * Grammars compiled from the text or schema of recent calls, most recent last: a server passing
+ * the same `response_format` on every request keeps its matcher states and cached masks.
+ */
+const recent = new Map<string, Grammar>();
+const RECENT_GRAMMARS = 32;
+
+function remembered(key: string, compile: () => Grammar): Grammar {
+  let g = recent.get(key);
+  if (g) recent.delete(key);
+  else g = compile();
+  recent.set(key, g);
+  if (recent.size > RECENT_GRAMMARS) recent.delete(recent.keys().next().value!);
+  return g;
+}
+
+/**
  * The grammar a generate()/chat() call asked for: `grammar` (a {@link Grammar} or GBNF text) or
- * `jsonSchema`, at most one of them. @internal
+ * `jsonSchema`, at most one of them. Text and schemas seen recently reuse their compiled grammar.
+ * @internal
  */
 export function grammarOption(grammar: unknown, jsonSchema: unknown): Grammar | undefined {
   if (grammar !== undefined && jsonSchema !== undefined) {
@@ -78,14 +95,20 @@ export function grammarOption(grammar: unknown, jsonSchema: unknown): Grammar | 
   }
   if (grammar !== undefined) {
     if (grammar instanceof Grammar) return grammar;
-    if (typeof grammar === 'string') return new Grammar(grammar);
+    if (typeof grammar === 'string') return remembered(`gbnf:${grammar}`, () => new Grammar(grammar));
     throw new MoerunError('ERR_INVALID_ARGUMENT', `Expected a Grammar or a GBNF string for grammar but received ${describe(grammar)}`);
   }
   if (jsonSchema !== undefined) {
     if (jsonSchema === null || (typeof jsonSchema !== 'object' && typeof jsonSchema !== 'boolean')) {
       throw new MoerunError('ERR_INVALID_ARGUMENT', `Expected a JSON Schema (an object) for jsonSchema but received ${describe(jsonSchema)}`);
     }
-    return Grammar.fromJsonSchema(jsonSchema as JsonSchema);
+    let key: string;
+    try {
+      key = `schema:${JSON.stringify(jsonSchema)}`;
+    } catch {
+      throw new MoerunError('ERR_INVALID_ARGUMENT', 'Expected a JSON Schema (plain JSON data) for jsonSchema, but it cannot be serialized (a cycle?)');
+    }
+    return remembered(key, () => Grammar.fromJsonSchema(jsonSchema as JsonSchema));
   }
   return undefined;
 }
