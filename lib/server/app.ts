@@ -16,7 +16,7 @@ import type { ChatOptions, ChatStream, GenerateStats, GenerationStream, Session 
 import { ApiError, badRequest, unsupported } from './api-error.js';
 import { MetricsRecorder, prometheusText, type FinishKind } from './metrics.js';
 import { SessionPool } from './pool.js';
-import { parseChatRequest, parseCompletionRequest, parseJsonObject, type ChatRequest, type CompletionRequest } from './requests.js';
+import { parseChatRequest, parseCompletionRequest, parseJsonObject, type ChatRequest } from './requests.js';
 
 /** What the routes need: the model, its sessions, the settings that shape answers. */
 export interface AppContext {
