@@ -442,6 +442,8 @@ export class RemoteSession implements TextSession {
       let finish: string | null | undefined;
       try {
         for await (const data of sseData(response.body)) {
+          // Events already received are dropped once aborted, as a local session stops at its next step.
+          if (abort.aborted) throw new MoerunError('ERR_ABORTED', `${what}: aborted`);
           if (data === '[DONE]') break;
           let chunk: StreamChunk;
           try {
