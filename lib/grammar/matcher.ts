@@ -61,7 +61,7 @@ class CharMatcher {
 export class MatcherState {
   /** Memoized transitions for ASCII code points (undefined: not computed yet; null: not allowed). */
   readonly ascii: (MatcherState | null | undefined)[] = new Array(128).fill(undefined);
-  /** Memoized transitions for the other code points. */
+  /** Memoized transitions for the other code points, in states with too many stacks for signatures. */
   readonly next = new Map<number, MatcherState | null>();
   /**
    * Transitions by signature: bit i set when stacks[i] accepts the character. Characters with the
@@ -223,11 +223,18 @@ export class GrammarProgram {
 
   /** The state after code point `cp`, or null if the grammar does not allow it here. */
   advance(state: MatcherState, cp: number): MatcherState | null {
-    const memo = cp < 128 ? state.ascii[cp] : state.next.get(cp);
+    if (cp < 128) {
+      const memo = state.ascii[cp];
+      if (memo !== undefined) return memo;
+      return (state.ascii[cp] = this.transition(state, cp));
+    }
+    // Other characters (thousands of them in a vocabulary): the signature is a few class tests,
+    // cheaper than memoizing each character.
+    if (state.stacks.length <= 31) return this.transition(state, cp);
+    const memo = state.next.get(cp);
     if (memo !== undefined) return memo;
     const next = this.transition(state, cp);
-    if (cp < 128) state.ascii[cp] = next;
-    else state.next.set(cp, next);
+    state.next.set(cp, next);
     return next;
   }
 
