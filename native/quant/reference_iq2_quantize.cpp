@@ -1,6 +1,9 @@
-// The IQ2_XXS quantizer: llama.cpp's quantize_row_iq2_xxs_impl (what llama-quantize runs), so it
-// writes llama.cpp's bytes. llama.cpp quantizes IQ2_XXS only with an importance matrix, so this is
-// a from_float_imatrix. Per 32 weights: the signs are split off (flipping the least important
+// The quantizers of the 8-element lattice formats with 2-bit level codes, IQ2_XXS and IQ1_S:
+// llama.cpp's quantize_row_iq2_xxs_impl and quantize_row_iq1_s_impl (what llama-quantize runs), so
+// they write llama.cpp's bytes. llama.cpp quantizes both only with an importance matrix, so these
+// are from_float_imatrix functions.
+//
+// IQ2_XXS: Per 32 weights: the signs are split off (flipping the least important
 // weight when a group of 8 has an odd number of negatives), a first scale comes from make_qp_quants,
 // then 13 trial scales each snap every group of 8 magnitudes to a grid point (iq_grids.h) or, off
 // the grid, to the best of its nearest grid points; the weighted least-squares scale wins, and the
@@ -8,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -21,59 +25,63 @@ namespace {
 
 constexpr int k_max_q = 3;                 // levels per element (2 bits, 3 used)
 constexpr float k_group_max_eps = 1e-15f;  // sub-blocks below this are zero
-constexpr int k_map_size = 43692;          // 8-element points of levels 0..2 (2 bits each): codes < 43691
+constexpr int k_map_size = 43692;          // 8-element points of levels 0..2 (2 bits each): codes <= 43690
 
-// The search tables, from the grid's level codes (as in reference_iq3_quantize.cpp): map[u] = grid
-// index of the point with code u, or for a point off the grid -(offset + 1) into `neighbours`: a
-// count n, then the n grid indices at the two smallest squared distances (in 2l+1 units, ties by
-// index).
-struct iq2xxs_search {
+// The search tables of an 8-element grid with 2-bit level codes (IQ2_XXS: 256 points, IQ1_S: 2048),
+// from its codes (as in reference_iq3_quantize.cpp): map[u] = grid index of the point with code u,
+// or for a point off the grid -(offset + 1) into `neighbours`: a count n, then the n grid indices at
+// the n_want smallest distinct squared distances (in 2l+1 units), by distance then index.
+struct grid8_search {
     std::vector<int> map = std::vector<int>(k_map_size, -1);
     std::vector<uint16_t> neighbours;
-    std::array<int8_t, 256 * 8> grid;  // grid point k, element i: 2l + 1
+    std::vector<int8_t> grid;  // grid point k, element i: 2l + 1
 
-    iq2xxs_search() {
-        for (int k = 0; k < 256; ++k) {
-            for (int i = 0; i < 8; ++i) grid[size_t(8 * k + i)] = int8_t(2 * ((k_iq2xxs_codes[k] >> (2 * i)) & 3) + 1);
-            map[k_iq2xxs_codes[k]] = k;
+    grid8_search(const uint16_t* codes, int n_grid, int n_want) : grid(size_t(8 * n_grid)) {
+        for (int k = 0; k < n_grid; ++k) {
+            for (int i = 0; i < 8; ++i) grid[size_t(8 * k + i)] = int8_t(2 * ((codes[k] >> (2 * i)) & 3) + 1);
+            map[codes[k]] = k;
         }
-        constexpr int n_want = 2;
-        std::vector<std::pair<int, int>> dist(256);
+        std::vector<int> dist(static_cast<size_t>(n_grid));
         for (int u = 0; u < k_map_size; ++u) {
             if (map[size_t(u)] >= 0) continue;
-            for (int j = 0; j < 256; ++j) {
+            // The n_want smallest distinct distances, then every point at each, in index order: the
+            // prefix of the points sorted by (distance, index).
+            std::vector<int> nearest;
+            for (int j = 0; j < n_grid; ++j) {
                 int d2 = 0;
                 for (int i = 0; i < 8; ++i) {
                     const int diff = grid[size_t(8 * j + i)] - (2 * ((u >> (2 * i)) & 3) + 1);
                     d2 += diff * diff;
                 }
-                dist[size_t(j)] = {d2, j};
+                dist[size_t(j)] = d2;
+                if (std::find(nearest.begin(), nearest.end(), d2) == nearest.end()) {
+                    nearest.push_back(d2);
+                    std::sort(nearest.begin(), nearest.end());
+                    if (int(nearest.size()) > n_want) nearest.pop_back();
+                }
             }
-            std::sort(dist.begin(), dist.end());
             map[size_t(u)] = -int(neighbours.size()) - 1;
             const size_t count_at = neighbours.size();
             neighbours.push_back(0);
-            int d2 = dist[0].first, have = 1, n = 0;
-            for (const auto& [d, j] : dist) {
-                if (d > d2) {
-                    if (have == n_want) break;
-                    d2 = d;
-                    ++have;
-                }
-                neighbours.push_back(uint16_t(j));
-                ++n;
+            for (int d2 : nearest) {
+                for (int j = 0; j < n_grid; ++j) if (dist[size_t(j)] == d2) neighbours.push_back(uint16_t(j));
             }
-            neighbours[count_at] = uint16_t(n);
+            neighbours[count_at] = uint16_t(neighbours.size() - count_at - 1);
         }
     }
 };
 
-const iq2xxs_search& search_tables() {
-    static const iq2xxs_search s;
+const grid8_search& iq2xxs_tables() {
+    static const grid8_search s(k_iq2xxs_codes, 256, 2);
     return s;
 }
 
-int best_neighbour(const iq2xxs_search& s, const uint16_t* nb, const float* xval, const float* weight, float scale, int8_t* L) {
+const grid8_search& iq1s_tables() {
+    static const grid8_search s(k_iq1s_codes, 2048, 3);
+    return s;
+}
+
+int best_neighbour(const grid8_search& s, const uint16_t* nb, const float* xval, const float* weight, float scale, int8_t* L) {
     float best_d2 = 3.402823466e+38f;
     int best = -1;
     for (int j = 1; j <= nb[0]; ++j) {
@@ -158,7 +166,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
 
 // One super-block with its slice of the importance matrix (256 column weights).
 void quantize_iq2_xxs_block(const float* xbl, block_iq2_xxs* y, const float* quant_weights) {
-    const iq2xxs_search& s = search_tables();
+    const grid8_search& s = iq2xxs_tables();
     float scales[8], weight[32], xval[32], waux[32];
     int8_t L[32], Laux[32];
     uint8_t block_signs[4];
@@ -285,11 +293,174 @@ void quantize_iq2_xxs_block(const float* xbl, block_iq2_xxs* y, const float* qua
     std::memcpy(y->qs, q2, sizeof y->qs);
 }
 
+// ---- IQ1_S ----
+
+// llama.cpp's qsort order for the (value, index) pairs of a sub-block: by value only, through the
+// C library's qsort, so that ties come out in the same order as in llama.cpp on this libc.
+int iq1_pair_order(const void* left, const void* right) {
+    const float l = *static_cast<const float*>(left), r = *static_cast<const float*>(right);
+    return l < r ? -1 : l > r ? 1 : 0;
+}
+
+// The neighbour of an off-grid group with the least weighted error at `scale`, grid values mapped
+// through xg (the levels -1, 0, 1 shifted by +-delta); writes its levels 0..2.
+int iq1_best_neighbour(const grid8_search& s, const uint16_t* nb, const float* xval, const float* weight, float scale,
+                       const float* xg, int8_t* L) {
+    float best = 3.402823466e+38f;
+    int best_index = -1;
+    for (int j = 1; j <= nb[0]; ++j) {
+        const int8_t* pg = &s.grid[size_t(8 * nb[j])];
+        float d2 = 0;
+        for (int i = 0; i < 8; ++i) {
+            const float diff = scale * xg[(pg[i] - 1) / 2] - xval[i];
+            d2 += weight[i] * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            best_index = nb[j];
+        }
+    }
+    if (best_index < 0) best_index = nb[1];  // only when every distance is NaN
+    const int8_t* pg = &s.grid[size_t(8 * best_index)];
+    for (int i = 0; i < 8; ++i) L[i] = int8_t((pg[i] - 1) / 2);
+    return best_index;
+}
+
+// One IQ1_S super-block. Per 32 weights, the exact weighted least-squares split of the sorted
+// values into the levels -1, 0, 1 (both signs of the delta tried), then each group of 8 mapped to
+// the grid or its best neighbour.
+void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_weights) {
+    const grid8_search& s = iq1s_tables();
+    const float x_p[3] = {-1 + k_iq1_delta, k_iq1_delta, 1 + k_iq1_delta};
+    const float x_m[3] = {-1 - k_iq1_delta, -k_iq1_delta, 1 - k_iq1_delta};
+    float scales[8], weight[32], sumx[33], sumw[33], pairs[64];
+    int8_t L[32], shifts[8];
+    uint16_t index[4];
+    y->d = fp32_to_fp16(0.f);
+    std::memset(y->qs, 0, sizeof y->qs);
+    std::memset(y->qh, 0, sizeof y->qh);
+
+    float sumx2 = 0;
+    for (int i = 0; i < k_qk_k; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / k_qk_k;
+    float max_scale = 0;
+
+    for (int ib = 0; ib < 8; ++ib) {
+        const float* xb = xbl + 32 * ib;
+        const float* qw = quant_weights + 32 * ib;
+        for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < 32; ++i) max = std::max(max, std::fabs(xb[i]));
+        if (max < 1e-12f) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        // Sorted values with their positions (the index stored in the pair's second float's bits).
+        for (int j = 0; j < 32; ++j) {
+            pairs[2 * j] = xb[j];
+            std::memcpy(&pairs[2 * j + 1], &j, 4);
+        }
+        std::qsort(pairs, 32, 2 * sizeof(float), iq1_pair_order);
+        auto idx = [&](int j) {
+            int i;
+            std::memcpy(&i, &pairs[2 * j + 1], 4);
+            return i;
+        };
+        sumx[0] = sumw[0] = 0;
+        for (int j = 0; j < 32; ++j) {
+            const int i = idx(j);
+            sumx[j + 1] = sumx[j] + weight[i] * xb[i];
+            sumw[j + 1] = sumw[j] + weight[i];
+        }
+        float best_score = -3.402823466e+38f, scale = max;
+        int besti1 = -1, besti2 = -1, best_shift = 0;
+        for (int i1 = 0; i1 <= 32; ++i1) {
+            for (int i2 = i1; i2 <= 32; ++i2) {
+                for (int shift : {1, -1}) {
+                    const float* xs = shift == 1 ? x_p : x_m;
+                    const float sumqx = (sumx[i1] - sumx[0]) * xs[0] + (sumx[i2] - sumx[i1]) * xs[1] + (sumx[32] - sumx[i2]) * xs[2];
+                    const float sumq2 = (sumw[i1] - sumw[0]) * xs[0] * xs[0] + (sumw[i2] - sumw[i1]) * xs[1] * xs[1] +
+                                        (sumw[32] - sumw[i2]) * xs[2] * xs[2];
+                    if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
+                        scale = sumqx / sumq2;
+                        best_score = scale * sumqx;
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_shift = shift;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_shift == 0) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j) L[idx(j)] = 0;
+        for (int j = besti1; j < besti2; ++j) L[idx(j)] = 1;
+        for (int j = besti2; j < 32; ++j) L[idx(j)] = 2;
+        if (scale < 0) {
+            for (int8_t& l : L) l = int8_t(2 - l);
+            scale = -scale;
+            best_shift = -best_shift;
+        }
+        bool all_on_grid = true;
+        const float* xx = best_shift == 1 ? x_p : x_m;
+        for (int k = 0; k < 4; ++k) {
+            uint16_t u = 0;
+            for (int j = 0; j < 8; ++j) u = uint16_t(u | (L[8 * k + j] << (2 * j)));
+            int grid_index = s.map[u];
+            if (grid_index < 0) {
+                all_on_grid = false;
+                grid_index = iq1_best_neighbour(s, s.neighbours.data() - s.map[u] - 1, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k);
+            }
+            index[k] = uint16_t(grid_index);
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < 4; ++k) {
+                const int8_t* pg = &s.grid[size_t(8 * index[k])];
+                for (int j = 0; j < 8; ++j) {
+                    const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+        }
+        uint16_t h = 0;
+        for (int k = 0; k < 4; ++k) {
+            y->qs[4 * ib + k] = uint8_t(index[k] & 255);
+            h = uint16_t(h | ((index[k] >> 8) << (3 * k)));
+        }
+        y->qh[ib] = h;
+        scales[ib] = scale;
+        shifts[ib] = int8_t(best_shift);
+        max_scale = std::max(max_scale, scale);
+    }
+
+    if (!max_scale) return;
+    const float d = max_scale / 15;
+    y->d = fp32_to_fp16(d * 1.125f);  // llama.cpp's fudge factor
+    const float id = 1 / d;
+    for (int ib = 0; ib < 8; ++ib) {
+        int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        if (shifts[ib] == -1) l |= 8;
+        y->qh[ib] = uint16_t(y->qh[ib] | (l << 12));
+    }
+}
+
 }  // namespace
 
 void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix) {
     block_iq2_xxs* y = static_cast<block_iq2_xxs*>(dst);
     for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq2_xxs_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+}
+
+void from_float_imatrix_iq1_s(const float* src, void* dst, int64_t n, const float* imatrix) {
+    block_iq1_s* y = static_cast<block_iq1_s*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_s_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
 }
 
 }  // namespace moerun::ref
