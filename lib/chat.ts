@@ -6,6 +6,7 @@
 import { MoerunError } from './errors.js';
 import { defaultRenderLimits, JinjaTemplate, TemplateLimitError, TemplateRaisedError, type RenderLimits } from './chat/jinja.js';
 import { toolCallMarkers, ToolCallParser, type ToolCall, type ToolCallPiece, type ToolCallSyntax } from './chat/tool-calls.js';
+import { native } from './native.js';
 import type { Tokenizer } from './tokenizer/index.js';
 import { describe, invalid } from './validate.js';
 
@@ -68,14 +69,33 @@ export interface RenderChatTemplateOptions {
   now?: Date;
   /**
    * Limits on the render, so a template that loops or expands without bound fails instead of
-   * holding the JS thread. Defaults: 250 ms and 5M interpreter steps, plus 2 ms and 20k steps per
+   * holding the JS thread. Defaults: 300 ms of the JS thread's CPU time and 5M interpreter steps, plus 2 ms and 20k steps per
    * message and tool (an honest template's work grows with the conversation: Qwen3's takes
-   * 65-250 ms for 1,000 messages of 600 characters); strings and `range()` up to 32M.
+   * 65-250 ms for 1,000 messages of 600 characters); strings up to 32M characters, lists made at once (`range()`, `split()`) up to 1M items, nesting 400 deep.
    */
   limits?: Partial<RenderLimits>;
 }
 
 const templateCache = new Map<string, JinjaTemplate>();
+
+let clock: (() => number) | undefined;
+
+/**
+ * The clock of the render limits: the JS thread's CPU time (the addon's), so that a busy machine
+ * does not stop an honest render; wall time if the addon cannot load. Found at the first render.
+ */
+function renderClock(): () => number {
+  if (!clock) {
+    clock = () => performance.now();
+    try {
+      const binding = native();
+      if (Number.isFinite(binding.threadCpuMs())) clock = () => binding.threadCpuMs();
+    } catch {
+      // wall time
+    }
+  }
+  return clock;
+}
 
 function compile(source: string): JinjaTemplate {
   let t = templateCache.get(source);
@@ -193,11 +213,11 @@ export function renderChatTemplate(template: string, messages: readonly ChatMess
   const items = messages.length + (options.tools?.length ?? 0);
   const limits = { timeMs: defaultRenderLimits.timeMs + 2 * items, steps: defaultRenderLimits.steps + 20_000 * items, ...options.limits };
   try {
-    return t.render(context, { now, limits });
+    return t.render(context, { now, limits, clock: renderClock() });
   } catch (err) {
     const why = err instanceof TemplateLimitError ? 'stopped'
       : err instanceof TemplateRaisedError ? 'the template raised an exception'
-      : err instanceof RangeError ? 'stopped (recursion too deep)'
+      : err instanceof RangeError ? 'stopped'
       : 'rendering failed';
     throw new MoerunError('ERR_INVALID_ARGUMENT', `chat template: ${why}: ${(err as Error).message}`, { cause: err });
   }

@@ -32,12 +32,14 @@ interface Node {
 
 /** Limits on one render, so a template cannot hang or exhaust the process (issue 18). */
 export interface RenderLimits {
-  /** Wall-clock budget, ms: the JS thread is held at most about this long. */
+  /** Time budget, ms, on the render's clock (moerun's chat: the JS thread's CPU time). */
   timeMs: number;
   /** Interpreter steps (expressions and statements evaluated). */
   steps: number;
-  /** Longest string (output or intermediate) in UTF-16 code units; also caps `range()` sizes. */
+  /** Longest string (output or intermediate) in UTF-16 code units. */
   outputChars: number;
+  /** Most items one `range()`, `split()` or `| list` of a string may make (each makes them all at once). */
+  listItems: number;
   /**
    * Deepest nesting of expressions and statements (recursive macros): past it the render stops
    * before the JS stack overflows (which @huggingface/jinja's variable lookup would swallow).
@@ -46,7 +48,7 @@ export interface RenderLimits {
   depth: number;
 }
 
-export const defaultRenderLimits: RenderLimits = { timeMs: 250, steps: 5_000_000, outputChars: 32 * 1024 * 1024, depth: 400 };
+export const defaultRenderLimits: RenderLimits = { timeMs: 300, steps: 5_000_000, outputChars: 32 * 1024 * 1024, listItems: 1_000_000, depth: 400 };
 
 /** Thrown when a render exceeds one of its {@link RenderLimits}. */
 export class TemplateLimitError extends Error {}
@@ -62,17 +64,29 @@ const classes = (() => {
   const cls = (v: unknown) => (v as RV).constructor as RVClass;
   const made = (k: string) => cls(env.lookupVariable(k));
   const tuple = parse(tokenize('{{ (1, 2) }}')) as unknown as { body: Node[] };
+  const interp = new Interpreter(env);
+  /** The class of what evaluating a `{% break %}` / `{% continue %}` throws. */
+  const control = (type: string) => {
+    try {
+      interp.evaluate({ type } as never, env);
+    } catch (err) {
+      return (err as object).constructor;
+    }
+    throw new Error(`@huggingface/jinja: evaluating ${type} did not throw`);
+  };
   return {
     String: made('s'), Integer: made('i'), Float: made('f'), Boolean: made('b'), Null: made('n'),
     Array: made('a'), Object: made('o'), Function: made('fn'), Undefined: made('missing'),
-    Tuple: cls(new Interpreter(env).evaluate(tuple.body[0] as never, env)),
+    Tuple: cls(interp.evaluate(tuple.body[0] as never, env)),
+    BreakControl: control('Break'),
+    ContinueControl: control('Continue'),
   };
 })();
 
 const str = (s: string) => new classes.String(s);
 const int = (n: number) => new classes.Integer(n);
 const undefinedValue = () => new classes.Undefined();
-const is = (v: RV, c: keyof typeof classes) => v instanceof classes[c];
+const is = (v: RV, c: Exclude<keyof typeof classes, 'BreakControl' | 'ContinueControl'>) => v instanceof classes[c];
 const isUndefined = (v: RV) => is(v, 'Undefined');
 const isNone = (v: RV) => is(v, 'Null');
 
@@ -252,11 +266,19 @@ function compareKeys(a: RV[], b: RV[]): number {
 }
 
 /** Methods llama.cpp gives values that @huggingface/jinja does not. */
-function methodOf(object: RV, name: string): RV | undefined {
+function methodOf(object: RV, name: string, limits: RenderLimits): RV | undefined {
   const fn = (f: (args: RV[]) => RV) => new classes.Function(f);
   if (is(object, 'String')) {
     const s = object.value as string;
     switch (name) {
+      case 'split':
+        // @huggingface/jinja's own split, once the parts are known to be few enough.
+        return fn((args) => {
+          const sep = args[0] && is(args[0], 'String') ? (args[0].value as string) : undefined;
+          checkListItems(countParts(s, sep, limits.listItems + 1), 'split()', limits);
+          const builtin = (object as unknown as { builtins: Map<string, RV> }).builtins.get('split')!;
+          return (builtin.value as (a: RV[]) => RV)(args);
+        });
       case 'format':
         // Only `{}` placeholders, filled in order.
         return fn((args) => {
@@ -320,10 +342,11 @@ export class JinjaTemplate {
 
   /**
    * Renders with `context` as globals. `now` is the time `strftime_now` formats (local time, as
-   * llama.cpp's does). Throws {@link TemplateLimitError} past a limit, {@link TemplateRaisedError}
-   * from `raise_exception`, and plain errors for what the template does wrong.
+   * llama.cpp's does); `clock` (ms) measures `limits.timeMs` (default: wall time). Throws
+   * {@link TemplateLimitError} past a limit, {@link TemplateRaisedError} from `raise_exception`,
+   * and plain errors for what the template does wrong.
    */
-  render(context: Record<string, unknown>, options: { now?: Date; limits?: Partial<RenderLimits> } = {}): string {
+  render(context: Record<string, unknown>, options: { now?: Date; limits?: Partial<RenderLimits>; clock?: () => number } = {}): string {
     const limits = { ...defaultRenderLimits, ...options.limits };
     const now = options.now ?? new Date();
     const env = new Environment();
@@ -334,16 +357,33 @@ export class JinjaTemplate {
       throw new TemplateRaisedError(args[0] ? valueText(args[0]) : 'raise_exception');
     }));
     set('strftime_now', fn((args) => str(strftime(args[0] ? valueText(args[0]) : '', now))));
-    set('range', fn((args) => rangeValue(args, limits.outputChars)));
+    set('range', fn((args) => rangeValue(args, limits)));
     // The context's values may replace the globals above (as in llama.cpp); undefined ones stay unset.
     for (const [k, v] of Object.entries(context)) if (v !== undefined) set(k, runtimeValue(v));
-    const interpreter = new LlamaInterpreter(env, limits);
+    const interpreter = new LlamaInterpreter(env, limits, options.clock ?? (() => performance.now()));
     return printed(interpreter.run(this.#program as never));
   }
 }
 
-/** llama.cpp's `range(stop)` / `range(start, stop[, step])`, capped at `max` items. */
-function rangeValue(args: RV[], max: number): RV {
+/** How many parts `s.split(sep)` makes (whitespace runs without `sep`), counting up to `max`. */
+function countParts(s: string, sep: string | undefined, max: number): number {
+  let parts = 1;
+  if (sep) {
+    for (let at = s.indexOf(sep); at >= 0 && parts < max; at = s.indexOf(sep, at + sep.length)) parts++;
+  } else {
+    const space = /\s+/g;
+    while (space.exec(s) && parts < max) parts++;
+  }
+  return parts;
+}
+
+/** Stops a render whose one operation would make more than `limits.listItems` items. */
+function checkListItems(count: number, what: string, limits: RenderLimits): void {
+  if (count > limits.listItems) throw new TemplateLimitError(`${what} makes more than ${limits.listItems} items`);
+}
+
+/** llama.cpp's `range(stop)` / `range(start, stop[, step])`. */
+function rangeValue(args: RV[], limits: RenderLimits): RV {
   const n = args.map((a) => {
     if (!is(a, 'Integer')) throw new Error(`range() expects integers, got ${a.type}`);
     return a.value as number;
@@ -351,7 +391,7 @@ function rangeValue(args: RV[], max: number): RV {
   const [start, stop, step] = n.length === 1 ? [0, n[0]!, 1] : [n[0]!, n[1]!, n[2] ?? 1];
   if (step === 0) throw new Error('range() step must not be zero');
   const count = Math.max(0, Math.ceil((stop - start) / step));
-  if (count > max) throw new TemplateLimitError(`range() of ${count} items is over the limit of ${max}`);
+  checkListItems(count, 'range()', limits);
   const out: RV[] = [];
   for (let i = 0; i < count; i++) out.push(int(start + i * step));
   return new classes.Array(out);
@@ -371,23 +411,35 @@ interface BaseInterpreter {
 /** The interpreter with llama.cpp's semantics and the render limits. */
 class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment) => BaseInterpreter) {
   readonly #limits: RenderLimits;
+  readonly #clock: () => number;
   readonly #deadline: number;
   #steps = 0;
   #depth = 0;
 
-  constructor(env: Environment, limits: RenderLimits) {
+  constructor(env: Environment, limits: RenderLimits, clock: () => number) {
     super(env);
     this.#limits = limits;
-    this.#deadline = performance.now() + limits.timeMs;
+    this.#clock = clock;
+    this.#deadline = clock() + limits.timeMs;
   }
 
-  override evaluate(node: Node | undefined, env: Environment): RV {
+  /** Counts a step; past the step or time budget, stops the render. */
+  #checkLimits(): void {
     if (++this.#steps > this.#limits.steps) {
       throw new TemplateLimitError(`the template ran over ${this.#limits.steps} steps`);
     }
-    if ((this.#steps & 1023) === 0 && performance.now() > this.#deadline) {
+    // A step can be costly (a long string made, a big list), so the clock is read often.
+    if ((this.#steps & 15) === 0 && this.#clock() > this.#deadline) {
       throw new TemplateLimitError(`the template ran over ${this.#limits.timeMs} ms`);
     }
+  }
+
+  #checkLength(s: string): void {
+    if (s.length > this.#limits.outputChars) throw new TemplateLimitError(`the template made a string over ${this.#limits.outputChars} characters`);
+  }
+
+  override evaluate(node: Node | undefined, env: Environment): RV {
+    this.#checkLimits();
     if (!node) return undefinedValue();
     if (node.type === 'MoerunValue') return node.value as RV;
     if (++this.#depth > this.#limits.depth) {
@@ -399,9 +451,7 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
     } finally {
       this.#depth--;
     }
-    if (is(result, 'String') && (result.value as string).length > this.#limits.outputChars) {
-      throw new TemplateLimitError(`the template made a string over ${this.#limits.outputChars} characters`);
-    }
+    if (is(result, 'String')) this.#checkLength(result.value as string);
     return result;
   }
 
@@ -439,30 +489,79 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
     return super.evaluateBinaryExpression({ ...node, left: valueNode(left), right: valueNode(right) }, env);
   }
 
-  // llama.cpp: iterating undefined iterates nothing; `for a, b in` unpacks tuples as lists.
+  /**
+   * `{% for %}`, as @huggingface/jinja runs it (the body shares one scope across iterations; `loop`
+   * has index, index0, revindex, revindex0, first, last, length, previtem, nextitem; `else` runs
+   * when nothing iterated), but with the limits checked at every item: its own version builds a
+   * scope per item before the first iteration, out of reach of the limits (1.3 s for 100k items).
+   * llama.cpp: iterating undefined iterates nothing; a dict iterates its (key, value) pairs, one
+   * loop variable taking the key; `for a, b in` unpacks tuples.
+   */
   override evaluateFor(node: Node, env: Environment): RV {
+    const scope = new Environment(env);
     const iterableNode = node.iterable as Node;
-    const select = iterableNode.type === 'SelectExpression';
-    let iterable = this.evaluate(select ? (iterableNode.lhs as Node) : iterableNode, env);
+    const test = iterableNode.type === 'SelectExpression' ? (iterableNode.test as Node) : undefined;
+    let iterable = this.evaluate(test ? (iterableNode.lhs as Node) : iterableNode, scope);
     if (isUndefined(iterable)) iterable = new classes.Array([]);
-    // llama.cpp: a dict iterates its (key, value) pairs: one loop variable takes the key.
+    const loopvar = node.loopvar as Node;
+    const unpack = loopvar.type === 'TupleLiteral';
     if (is(iterable, 'Object')) {
       const pairs = entries(iterable);
-      iterable = new classes.Array((node.loopvar as Node).type === 'TupleLiteral' ? pairs : pairs.map((p) => (p.value as RV[])[0]!));
+      iterable = new classes.Array(unpack ? pairs : pairs.map((p) => (p.value as RV[])[0]!));
     }
-    if (is(iterable, 'Array') && (node.loopvar as Node).type === 'TupleLiteral') {
-      iterable = new classes.Array((iterable.value as RV[]).map((x) => (is(x, 'Tuple') ? new classes.Array(x.value) : x)));
+    if (!is(iterable, 'Array')) throw new Error(`Expected iterable or object type in for loop: got ${iterable.type}`);
+    const bind = (target: Environment, item: RV) => {
+      if (!unpack) return target.setVariable(loopvar.value as string, item as never);
+      const names = loopvar.value as Node[];
+      if (!is(item, 'Array')) throw new Error(`Cannot unpack non-iterable type: ${item.type}`);
+      const parts = item.value as RV[];
+      if (parts.length !== names.length) throw new Error(`Too ${names.length > parts.length ? 'few' : 'many'} items to unpack`);
+      names.forEach((n, j) => {
+        if (n.type !== 'Identifier') throw new Error(`Cannot unpack non-identifier type: ${n.type}`);
+        target.setVariable(n.value as string, parts[j] as never);
+      });
+    };
+    let items = iterable.value as RV[];
+    if (test) {
+      items = items.filter((item) => {
+        const itemScope = new Environment(scope);
+        bind(itemScope, item);
+        return this.evaluate(test, itemScope).__bool__().value;
+      });
     }
-    const replaced = select ? { ...iterableNode, lhs: valueNode(iterable) } : valueNode(iterable);
-    return super.evaluateFor({ ...node, iterable: replaced }, env);
+    let out = '';
+    let iterated = false;
+    for (let i = 0; i < items.length; i++) {
+      this.#checkLimits();
+      scope.setVariable('loop', new classes.Object(new Map<string, RV>([
+        ['index', int(i + 1)], ['index0', int(i)], ['revindex', int(items.length - i)], ['revindex0', int(items.length - i - 1)],
+        ['first', new classes.Boolean(i === 0)], ['last', new classes.Boolean(i === items.length - 1)], ['length', int(items.length)],
+        ['previtem', i > 0 ? items[i - 1]! : undefinedValue()], ['nextitem', i < items.length - 1 ? items[i + 1]! : undefinedValue()],
+      ])) as never);
+      bind(scope, items[i]!);
+      try {
+        out += this.evaluateBlock(node.body as Node[], scope).value as string;
+      } catch (err) {
+        if (err instanceof classes.ContinueControl) continue;
+        if (err instanceof classes.BreakControl) break;
+        throw err;
+      } finally {
+        this.#checkLength(out);
+      }
+      iterated = true;
+    }
+    if (!iterated) out += this.evaluateBlock((node.defaultBlock as Node[] | undefined) ?? [], scope).value as string;
+    return str(out);
   }
 
   // llama.cpp: output prints strings, numbers and booleans (True/False); a list prints its items
   // one after another; none, undefined and dicts print nothing.
   override evaluateBlock(statements: Node[], env: Environment): RV {
     let out = '';
-    for (const statement of statements) out += printed(this.evaluate(statement, env));
-    if (out.length > this.#limits.outputChars) throw new TemplateLimitError(`the template made a string over ${this.#limits.outputChars} characters`);
+    for (const statement of statements) {
+      out += printed(this.evaluate(statement, env));
+      this.#checkLength(out);
+    }
     return str(out);
   }
 
@@ -476,7 +575,7 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
     if (is(object, 'Object') && is(property, 'Integer')) return (object.value as Map<unknown, RV>).get(property.value) ?? undefinedValue();
     if (is(property, 'String')) {
       const name = property.value as string;
-      const method = methodOf(object, name);
+      const method = methodOf(object, name, this.#limits);
       if (method && !(is(object, 'Object') && (object.value as Map<string, RV>).has(name))) return method;
     }
     return super.evaluateMemberExpression({ ...expr, object: valueNode(object), property: valueNode(property), computed: true }, env);
@@ -494,6 +593,7 @@ class LlamaInterpreter extends (Interpreter as unknown as new (env: Environment)
       return missing ? fallback ?? str('') : operand;
     }
     if (isUndefined(operand) && undefinedFilters[name]) return undefinedFilters[name]();
+    if (name === 'list' && is(operand, 'String')) checkListItems((operand.value as string).length, '| list', this.#limits);
     if (isNone(operand) && noneFilters[name]) return noneFilters[name]();
     if (name === 'tojson') {
       // Positional arguments after the value: ensure_ascii, indent, separators.
