@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, MoerunError, renderChatTemplate, toolCallSyntaxOf, type ChatMessage, type ChatTool, type Model } from 'moerun';
 import { AnswerSplitter, ThinkSplitter } from '../lib/chat.js';
-import { ToolCallParser, type ToolCall, type ToolCallSyntax } from '../lib/chat/tool-calls.js';
+import { requiredToolCallGrammar, ToolCallParser, type ToolCall, type ToolCallSyntax } from '../lib/chat/tool-calls.js';
 import { writeGguf } from '../lib/gguf/writer.js';
 import { makeModelParts, makeModelSpec } from '../scripts/make-model.js';
 
@@ -196,6 +196,31 @@ describe('tool-call parsers on real-looking outputs', () => {
     expect(pieces.map((p) => p.reasoning).join('')).toBe('I should look it up.');
     expect(pieces.map((p) => p.text).join('')).toBe('\n\n');
     expect(plain(pieces.flatMap((p) => p.toolCalls ?? []))).toEqual([{ name: 'get_weather', arguments: { city: 'Paris' } }]);
+  });
+});
+
+describe("toolChoice 'required': the grammar of one call", () => {
+  it('<tool_call> syntax: accepts a call of a given tool with schema-valid arguments, nothing else', () => {
+    const g = requiredToolCallGrammar('hermes', tools, undefined);
+    expect(g.matches('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')).toBe(true);
+    expect(g.matches('<tool_call>\n{"name": "search", "arguments": {"query": "crêpes"}}\n</tool_call>')).toBe(true);
+    expect(g.matches('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>')).toBe(false);  // not in the enum
+    expect(g.matches('<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')).toBe(false);  // no such tool
+    expect(g.matches('<tool_call>\n{"name": "search", "arguments": {}}\n</tool_call>')).toBe(false);  // query is required
+    expect(g.matches('Sure! <tool_call>\n{"name": "search", "arguments": {"query": "x"}}\n</tool_call>')).toBe(false);
+  });
+
+  it('Llama 3 syntax: the bare JSON call with "parameters"', () => {
+    const g = requiredToolCallGrammar('llama3', tools, undefined);
+    expect(g.matches('{"name": "get_weather", "parameters": {"city": "Zürich", "unit": "celsius"}}')).toBe(true);
+    expect(g.matches('{"name": "get_weather", "arguments": {"city": "Zürich"}}')).toBe(false);
+  });
+
+  it('is refused where it cannot be built', () => {
+    expect(() => requiredToolCallGrammar('deepseek', tools, undefined)).toThrow(/toolChoice 'required' is supported for the <tool_call> .* not for deepseek/);
+    expect(() => requiredToolCallGrammar(undefined, tools, undefined)).toThrow(/not for a template without a known tool-call syntax/);
+    expect(() => requiredToolCallGrammar('hermes', [], undefined)).toThrow(/needs tools/);
+    expect(() => requiredToolCallGrammar('hermes', tools, { type: 'object' })).toThrow(/cannot be combined with grammar or jsonSchema/);
   });
 });
 
