@@ -28,7 +28,7 @@ export interface ChatToolCall {
 export interface ChatMessage {
   /** `'system'`, `'user'`, `'assistant'`, `'tool'` (or another role the template knows). */
   role: string;
-  /** The message text; may be null or absent on an assistant message that carries `tool_calls`. */
+  /** The message text; may be null on an assistant message that carries `tool_calls`. */
   content: string | null;
   /** An assistant message's reasoning, for templates that render it (`reasoning_content`). */
   reasoning?: string;
