@@ -49,7 +49,13 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-pthread"],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread"],
+      # The generic code's baseline on x86-64: x86-64-v2 (SSE4.2, POPCNT), no AVX, so the binary runs on
+      # every x86-64 CPU of the last 15 years; AVX lives only in the ISA libraries above
+      # (test/isa.test.ts checks the built addon by disassembly). scripts/prebuild.ts reads these flags.
+      "conditions": [
+        ["target_arch=='x64'", { "cflags_cc": ["-march=x86-64-v2", "-mtune=generic"] }]
+      ]
     }
   ]
 }
