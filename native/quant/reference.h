@@ -76,8 +76,9 @@ void to_float_iq4_xs(const void* src, float* dst, int64_t n);
 void from_float_iq4_xs(const float* src, void* dst, int64_t n);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 
-// Lattice formats: quantizers only for IQ3_XXS (with or without an importance matrix), IQ2_XXS and
-// IQ1_S (which llama.cpp quantizes only with one) so far; files written by llama.cpp load and run.
+// Lattice formats: quantizers only for IQ3_XXS and IQ1_M (with or without an importance matrix),
+// IQ2_XXS and IQ1_S (which llama.cpp quantizes only with one) so far; files written by llama.cpp
+// load and run.
 // Ternary and FP4: llama.cpp's quantizers.
 void to_float_iq2_xxs(const void* src, float* dst, int64_t n);
 void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp
@@ -96,6 +97,8 @@ void to_float_iq1_s(const void* src, float* dst, int64_t n);
 void from_float_imatrix_iq1_s(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp
 void vec_dot_iq1_s(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq1_m(const void* src, float* dst, int64_t n);
+void from_float_iq1_m(const float* src, void* dst, int64_t n);  // reference_iq2_quantize.cpp
+void from_float_imatrix_iq1_m(const float* src, void* dst, int64_t n, const float* imatrix);
 void vec_dot_iq1_m(int64_t n, float* s, const void* x, const void* y);
 void to_float_tq1_0(const void* src, float* dst, int64_t n);
 void from_float_tq1_0(const float* src, void* dst, int64_t n);

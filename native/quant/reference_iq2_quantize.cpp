@@ -1,7 +1,7 @@
-// The quantizers of the 8-element lattice formats with 2-bit level codes, IQ2_XXS and IQ1_S:
-// llama.cpp's quantize_row_iq2_xxs_impl and quantize_row_iq1_s_impl (what llama-quantize runs), so
-// they write llama.cpp's bytes. llama.cpp quantizes both only with an importance matrix, so these
-// are from_float_imatrix functions.
+// The quantizers of the 8-element lattice formats with 2-bit level codes, IQ2_XXS, IQ1_S and IQ1_M:
+// llama.cpp's quantize_row_iq2_xxs_impl, quantize_row_iq1_s_impl and quantize_row_iq1_m_impl (what
+// llama-quantize runs), so they write llama.cpp's bytes. llama.cpp quantizes IQ2_XXS and IQ1_S only
+// with an importance matrix (from_float_imatrix only); IQ1_M with or without one.
 //
 // IQ2_XXS: Per 32 weights: the signs are split off (flipping the least important
 // weight when a group of 8 has an odd number of negatives), a first scale comes from make_qp_quants,
@@ -451,6 +451,174 @@ void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_w
     }
 }
 
+// ---- IQ1_M ----
+
+// One IQ1_M super-block (quant_weights may be null). As IQ1_S per 16 weights, with a delta sign per
+// group of 8 (the four sign combinations of the two groups searched together), 3-bit scales, and d
+// refit over the whole super-block.
+void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_weights) {
+    const grid8_search& s = iq1s_tables();
+    const float x_p[3] = {-1 + k_iq1_delta, k_iq1_delta, 1 + k_iq1_delta};
+    const float x_m[3] = {-1 - k_iq1_delta, -k_iq1_delta, 1 - k_iq1_delta};
+    const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};  // delta sign bits of the two groups, per shift k
+    float scales[16], weight[16], pairs[32];
+    int8_t L[16], shifts[16];
+    uint16_t index[2];
+    std::memset(y, 0, sizeof *y);
+
+    float sumx2 = 0;
+    for (int i = 0; i < k_qk_k; ++i) sumx2 += xbl[i] * xbl[i];
+    const float sigma2 = 2 * sumx2 / k_qk_k;
+    float max_scale = 0;
+    auto weights_of = [&](int ib) {
+        const float* xb = xbl + 16 * ib;
+        if (quant_weights) {
+            const float* qw = quant_weights + 16 * ib;
+            for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < 16; ++i) weight[i] = xb[i] * xb[i];
+        }
+    };
+    // Levels of group k (0, 1) under shift combination `shift`: 0 (+,+), 1 (+,-), 2 (-,+), 3 (-,-).
+    auto levels = [&](int shift, int k) { return (k == 0 ? shift < 2 : shift % 2 == 0) ? x_p : x_m; };
+
+    for (int ib = 0; ib < 16; ++ib) {
+        const float* xb = xbl + 16 * ib;
+        weights_of(ib);
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < 16; ++i) max = std::max(max, std::fabs(xb[i]));
+        if (max < 1e-7f) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        for (int j = 0; j < 16; ++j) {
+            pairs[2 * j] = xb[j];
+            std::memcpy(&pairs[2 * j + 1], &j, 4);
+        }
+        std::qsort(pairs, 16, 2 * sizeof(float), iq1_pair_order);
+        auto idx = [&](int j) {
+            int i;
+            std::memcpy(&i, &pairs[2 * j + 1], 4);
+            return i;
+        };
+        float best_score = -3.402823466e+38f, scale = max;
+        int besti1 = -1, besti2 = -1, best_k = -1;
+        // Prefix sums per half (each half has its own delta sign); with v0 - v1 = v1 - v2 = -1 the
+        // 3-group sum of a split is T * v2 - px[i1] - px[i2].
+        float px[2][17], pw[2][17];
+        px[0][0] = px[1][0] = pw[0][0] = pw[1][0] = 0;
+        for (int j = 0; j < 16; ++j) {
+            const int i = idx(j);
+            const int h = i < 8 ? 0 : 1;
+            px[h][j + 1] = px[h][j] + weight[i] * xb[i];
+            px[1 - h][j + 1] = px[1 - h][j];
+            pw[h][j + 1] = pw[h][j] + weight[i];
+            pw[1 - h][j + 1] = pw[1 - h][j];
+        }
+        const float txs[2] = {px[0][16], px[1][16]}, tws[2] = {pw[0][16], pw[1][16]};
+        const float p2 = x_p[2], m2 = x_m[2];
+        const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1], cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+        const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1], cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+        for (int i1 = 0; i1 <= 16; ++i1) {
+            for (int i2 = i1; i2 <= 16; ++i2) {
+                float qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+                for (int h = 0; h < 2; ++h) {
+                    const float sx = px[h][i1] + px[h][i2];
+                    qx_p[h] = txs[h] * p2 - sx;
+                    qx_m[h] = txs[h] * m2 - sx;
+                    q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
+                    q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+                }
+                const float sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+                const float sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+                for (int k = 0; k < 4; ++k) {
+                    if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
+                        scale = sumqx[k] / sumq2[k];
+                        best_score = scale * sumqx[k];
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_k = k;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_k < 0) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j) L[idx(j)] = 0;
+        for (int j = besti1; j < besti2; ++j) L[idx(j)] = 1;
+        for (int j = besti2; j < 16; ++j) L[idx(j)] = 2;
+        if (scale < 0) {
+            for (int8_t& l : L) l = int8_t(2 - l);
+            scale = -scale;
+            best_k = 3 - best_k;
+        }
+        bool all_on_grid = true;
+        for (int k = 0; k < 2; ++k) {
+            uint16_t u = 0;
+            for (int j = 0; j < 8; ++j) u = uint16_t(u | (L[8 * k + j] << (2 * j)));
+            int grid_index = s.map[u];
+            if (grid_index < 0) {
+                all_on_grid = false;
+                grid_index = iq1_best_neighbour(s, s.neighbours.data() - s.map[u] - 1, xb + 8 * k, weight + 8 * k, scale, levels(best_k, k), L + 8 * k);
+            }
+            index[k] = uint16_t(grid_index);
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < 2; ++k) {
+                const float* xx = levels(best_k, k);
+                const int8_t* pg = &s.grid[size_t(8 * index[k])];
+                for (int j = 0; j < 8; ++j) {
+                    const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+        }
+        y->qs[2 * ib] = uint8_t(index[0] & 255);
+        y->qs[2 * ib + 1] = uint8_t(index[1] & 255);
+        y->qh[ib] = uint8_t((index[0] >> 8) | ((index[1] >> 8) << 4));
+        scales[ib] = scale;
+        shifts[ib] = int8_t(best_k);
+        max_scale = std::max(max_scale, scale);
+    }
+
+    if (!max_scale) return;
+    // 3-bit scales against d = max / 15, then d refit by least squares over the whole super-block.
+    uint16_t sc[4] = {};
+    float d = max_scale / 15;
+    const float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+        const int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        sc[ib / 4] = uint16_t(sc[ib / 4] | (l << (3 * (ib % 4))));
+        y->qh[ib] |= masks[shifts[ib]];
+        const float* xb = xbl + 16 * ib;
+        weights_of(ib);
+        for (int k = 0; k < 2; ++k) {
+            const float* xx = levels(shifts[ib], k);
+            const int8_t* pg = &s.grid[size_t(8 * (y->qs[2 * ib + k] + ((y->qh[ib] << (8 - 4 * k)) & 0x700)))];
+            for (int j = 0; j < 8; ++j) {
+                const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2] * float(2 * l + 1);
+                sumqx += w * q * xb[8 * k + j];
+                sumq2 += w * q * q;
+            }
+        }
+    }
+    if (sumq2 > 0) d = sumqx / sumq2;
+    const uint16_t dh = fp32_to_fp16(d * 1.1125f);  // llama.cpp's fudge factor
+    sc[0] = uint16_t(sc[0] | ((dh & 0x000f) << 12));
+    sc[1] = uint16_t(sc[1] | ((dh & 0x00f0) << 8));
+    sc[2] = uint16_t(sc[2] | ((dh & 0x0f00) << 4));
+    sc[3] = uint16_t(sc[3] | (dh & 0xf000));
+    std::memcpy(y->scales, sc, 8);
+}
+
 }  // namespace
 
 void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix) {
@@ -461,6 +629,16 @@ void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const fl
 void from_float_imatrix_iq1_s(const float* src, void* dst, int64_t n, const float* imatrix) {
     block_iq1_s* y = static_cast<block_iq1_s*>(dst);
     for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_s_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+}
+
+void from_float_iq1_m(const float* src, void* dst, int64_t n) {
+    block_iq1_m* y = static_cast<block_iq1_m*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_m_block(src + k_qk_k * i, &y[i], nullptr);
+}
+
+void from_float_imatrix_iq1_m(const float* src, void* dst, int64_t n, const float* imatrix) {
+    block_iq1_m* y = static_cast<block_iq1_m*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_m_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
 }
 
 }  // namespace moerun::ref

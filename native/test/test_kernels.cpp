@@ -124,7 +124,7 @@ const type_case k_cases[] = {
     {T::IQ3_XXS, sizeof(block_iq3_xxs), 5.6e-2, 0},
     {T::IQ3_S, sizeof(block_iq3_s), 0, 0},
     {T::IQ1_S, sizeof(block_iq1_s), 0, 0},
-    {T::IQ1_M, sizeof(block_iq1_m), 0, 0},
+    {T::IQ1_M, sizeof(block_iq1_m), 4.2e-1, 0},
     // Ternary formats round Gaussian data to {-max, 0, max} (they are for ternary-trained weights).
     {T::TQ1_0, sizeof(block_tq1_0), 8.0e-1, 0},
     {T::TQ2_0, sizeof(block_tq2_0), 8.0e-1, 0},
