@@ -242,6 +242,14 @@ describe('generate() with a grammar', () => {
     const empty = session.generate('Hi', { grammar: 'root ::= ' });
     expect(await empty.text()).toBe('');
     expect(empty.stats!.stopReason).toBe('eog');
+    // chat() takes the same options.
+    session.reset();
+    const chat = session.chat([{ role: 'user', content: 'Tell me about the cat.' }], {
+      chatTemplate: '{% for m in messages %}{{ m.content }}\n{% endfor %}', grammar: g, temperature: 1, seed: 9, maxTokens: 100,
+    });
+    const answer = await chat.collect();
+    expect(g.matches(answer.text), answer.text).toBe(true);
+    expect(chat.stats!.stopReason).toBe('eog');
     // A character the vocabulary has no token for is spelled with byte tokens (UTF-8 split
     // across tokens: the matcher holds the partial character between them).
     session.reset();

@@ -14,8 +14,8 @@ import { CHAR_TO_BYTE, utf8Encoder } from '../tokenizer/unicode.js';
 import { Attr } from '../tokenizer/vocab.js';
 import { advanceBytes, type GrammarProgram, type MatcherState, UTF8_NONE, type Utf8Partial } from './matcher.js';
 
-/** States whose masks a vocabulary keeps per grammar before it starts over (bounds memory: 19 KB each at 150k tokens). */
-const MAX_CACHED_MASKS = 2048;
+/** Masks a vocabulary keeps, all grammars together, before it starts over (19 KB each at 150k tokens: ~20 MB). */
+const MAX_CACHED_MASKS = 1024;
 
 /** Every token of one vocabulary, arranged for mask computation. Build with {@link vocabIndexOf}. */
 export class VocabIndex {
@@ -40,7 +40,8 @@ export class VocabIndex {
   /** Tokens whose bytes are not whole UTF-8 characters. */
   private readonly oddTokens: Int32Array;
 
-  private readonly masks = new WeakMap<GrammarProgram, Map<MatcherState, Uint32Array>>();
+  private masks = new WeakMap<GrammarProgram, Map<MatcherState, Uint32Array>>();
+  private cachedCount = 0;
 
   /** @internal Use {@link vocabIndexOf} / {@link vocabIndexOfAsync}. */
   constructor(parts: VocabParts) {
@@ -93,13 +94,17 @@ export class VocabIndex {
       if ((i & 255) === 255) yield;
     }
     if (state.complete) for (const t of this.eog) bits[t >>> 5]! |= 1 << (t & 31);
+    if (this.cachedCount >= MAX_CACHED_MASKS) {
+      this.masks = new WeakMap();
+      this.cachedCount = 0;
+    }
     let cache = this.masks.get(program);
     if (!cache) {
       cache = new Map();
       this.masks.set(program, cache);
     }
-    if (cache.size >= MAX_CACHED_MASKS) cache.clear();
     cache.set(state, bits);
+    this.cachedCount++;
     return bits;
   }
 
