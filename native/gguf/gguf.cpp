@@ -2,9 +2,18 @@
 
 #include <algorithm>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#define WIN32_LEAN_AND_MEAN
+#include <io.h>
+#include <windows.h>
+#else
+#include <sys/mman.h>
 #include <unistd.h>
+#endif
 
 #include <cerrno>
 #include <cstring>
@@ -12,6 +21,33 @@
 
 #include "../base/error.h"
 #include "../base/memory.h"
+
+#ifdef _WIN32
+// The POSIX calls below over Win32, for the win32-x64 (MinGW) build: a read-only view of a whole
+// file (the file stays open for check_not_truncated). Build with -D_FILE_OFFSET_BITS=64 so stat's
+// size is 64-bit. Paths go through the C runtime's ANSI code page, not UTF-16.
+namespace {
+constexpr int PROT_READ = 1, MAP_PRIVATE = 2, MADV_WILLNEED = 3;
+void* const MAP_FAILED = reinterpret_cast<void*>(-1);
+#ifndef O_CLOEXEC
+#define O_CLOEXEC O_BINARY
+#endif
+
+void* mmap(void*, size_t size, int, int, int fd, long long) {
+    HANDLE mapping = CreateFileMappingW(reinterpret_cast<HANDLE>(_get_osfhandle(fd)), nullptr, PAGE_READONLY, 0, 0, nullptr);
+    if (!mapping) {
+        errno = EACCES;
+        return MAP_FAILED;
+    }
+    void* view = MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, size);
+    CloseHandle(mapping);  // the view keeps the mapping alive
+    if (!view) errno = ENOMEM;
+    return view ? view : MAP_FAILED;
+}
+int munmap(void* p, size_t) { return UnmapViewOfFile(p) ? 0 : -1; }
+int madvise(void*, size_t, int) { return 0; }  // no read-ahead hint on Windows
+}  // namespace
+#endif
 
 namespace moerun {
 
