@@ -1,0 +1,128 @@
+// Checks the prebuilds of scripts/prebuild.ts where this machine can: `npm run prebuild:check`.
+// Not part of CI (the cross toolchains, qemu and wine are large); each check says what it ran.
+//   linux-x64    glibc symbol versions (objdump -T), no instruction beyond x86-64-v2 outside the
+//                per-ISA kernels (scripts/isa-check.ts), and the prebuild itself streaming the golden
+//                stories260K text through the CLI (PREBUILDS_ONLY=1, so build/Release is not used).
+//   linux-arm64  glibc symbol versions, and native/test/run_model linked from the prebuild's own
+//                objects, run under qemu-aarch64: the same greedy tokens as on x64 (scalar path).
+//   win32-x64    the DLLs the .node imports (objdump -p), and run_model.exe from the prebuild's
+//                objects under wine: the same greedy tokens.
+// Needs the objects in build-prebuild/<target>/ (run `npm run prebuild` first).
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkIsa } from './isa-check.js';
+import { targets } from './prebuild.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const model = path.join(root, 'models/stories260K.gguf');
+const golden =
+  'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.';
+const GLIBC_LIMIT = [2, 28];
+let failures = 0;
+
+function report(ok: boolean, what: string): void {
+  process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${what}\n`);
+  if (!ok) failures++;
+}
+
+function have(cmd: string, args = ['--version']): boolean {
+  return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+}
+
+function objectsOf(target: string): { all: string[]; isa: string[]; generic: string[] } {
+  const dir = path.join(root, 'build-prebuild', target);
+  const all = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.o')).map((f) => path.join(dir, f));
+  const isIsa = (f: string) => /native\/cpu\/avx(2|512)\//.test(f);
+  return { all, isa: all.filter(isIsa), generic: all.filter((f) => !isIsa(f)) };
+}
+
+/** The highest GLIBC_x.y among the binary's dynamic symbols, and the symbols that need more than the limit. */
+function glibcVersions(binary: string): { highest: string; above: string[] } {
+  const out = execFileSync('objdump', ['-T', binary], { encoding: 'utf8' });
+  let highest = [0, 0];
+  const above: string[] = [];
+  for (const m of out.matchAll(/GLIBC_(\d+)\.(\d+)(?:\.\d+)?\)?\s+(\S+)/g)) {
+    const v = [Number(m[1]), Number(m[2])];
+    const cmp = (a: number[], b: number[]) => a[0]! - b[0]! || a[1]! - b[1]!;
+    if (cmp(v, highest) > 0) highest = v;
+    if (cmp(v, GLIBC_LIMIT) > 0) above.push(`${m[3]}@GLIBC_${v.join('.')}`);
+  }
+  return { highest: `GLIBC_${highest.join('.')}`, above: [...new Set(above)] };
+}
+
+/** Links native/test/run_model from a prebuild's objects (all but the addon's) and returns the executable. */
+function linkRunModel(target: (typeof targets)[number]): string {
+  const { all } = objectsOf(target.name);
+  const core = all.filter((f) => !f.includes(`${path.sep}native${path.sep}addon${path.sep}`));
+  const exe = path.join(root, 'build-prebuild', target.name, target.windows ? 'run_model.exe' : 'run_model');
+  const flags = ['-std=c++20', '-O2', '-ffp-contract=off', '-fno-math-errno', ...(target.windows ? ['-static'] : ['-pthread', '-static-libstdc++', '-static-libgcc'])];
+  execFileSync(target.cxx, [...flags, 'native/test/run_model.cpp', ...core, '-o', exe, ...(target.windows ? ['-lwinpthread'] : [])], { cwd: root, stdio: 'inherit' });
+  return exe;
+}
+
+/** run_model's greedy tokens from BOS (first output line) and the CPU path it reports. */
+function greedyTokens(cmd: string[], env: NodeJS.ProcessEnv = process.env): { tokens: string; path: string; ok: boolean; output: string } {
+  const r = spawnSync(cmd[0]!, [...cmd.slice(1), model, '-n', '60', '-t', '2', '1'], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
+  const lines = (r.stdout ?? '').trim().split('\n');
+  const pathMatch = /, (\w+)\)$/.exec(lines[1] ?? '');
+  return { tokens: lines[0]?.trim() ?? '', path: pathMatch?.[1] ?? '?', ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+async function main(): Promise<void> {
+  let reference: string | undefined;
+  if (fs.existsSync(path.join(root, 'prebuilds/linux-x64'))) {
+    const binary = path.join(root, 'prebuilds/linux-x64/moerun.napi.glibc.node');
+    process.stdout.write(`linux-x64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
+    const glibc = glibcVersions(binary);
+    report(glibc.above.length === 0, `linux-x64: needs glibc symbols up to ${glibc.highest}${glibc.above.length ? `; above 2.28: ${glibc.above.join(', ')}` : ''}`);
+    const objs = objectsOf('linux-x64');
+    const isa = await checkIsa(binary, objs.isa, objs.generic);
+    report(isa.violations.length === 0 && isa.kernelFunctions > 0,
+      `linux-x64: ${isa.violations.length} functions with instructions beyond x86-64-v2 outside the per-ISA kernels (${isa.kernelFunctions} kernel functions use them)${isa.violations.map((v) => `\n       ${v.symbol}: ${v.instruction}`).join('')}`);
+    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'run', 'Once upon a time', '-n', '60', '--temperature', '0'], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1' }, timeout: 120_000,
+    });
+    report(cli.status === 0 && cli.stdout.startsWith(golden), `linux-x64: the prebuild streams the golden stories260K text through the CLI${cli.status === 0 ? '' : `: ${cli.stderr.trim().split('\n')[0]}`}`);
+    const exe = linkRunModel(targets.find((x) => x.name === 'linux-x64')!);
+    for (const cpu of ['scalar', 'avx2', 'avx512']) {
+      const r = greedyTokens([exe], { ...process.env, MOERUN_CPU: cpu });
+      if (!r.ok) continue;  // a path this CPU lacks
+      process.stdout.write(`linux-x64 run_model (${r.path}): ${r.tokens}\n`);
+      if (cpu === 'scalar') reference = r.tokens;
+    }
+  }
+  if (fs.existsSync(path.join(root, 'prebuilds/linux-arm64'))) {
+    const binary = path.join(root, 'prebuilds/linux-arm64/moerun.napi.glibc.node');
+    process.stdout.write(`linux-arm64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
+    const arch = execFileSync('objdump', ['-f', binary], { encoding: 'utf8' });
+    report(/architecture: aarch64/.test(arch), 'linux-arm64: the .node is aarch64 code');
+    const glibc = glibcVersions(binary);
+    report(glibc.above.length === 0, `linux-arm64: needs glibc symbols up to ${glibc.highest}${glibc.above.length ? `; above 2.28: ${glibc.above.join(', ')}` : ''}`);
+    if (have('qemu-aarch64-static', ['--version'])) {
+      const exe = linkRunModel(targets.find((x) => x.name === 'linux-arm64')!);
+      const r = greedyTokens(['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu', exe]);
+      process.stdout.write(`linux-arm64 run_model under qemu (${r.path}): ${r.tokens}\n`);
+      report(r.ok && reference !== undefined && r.tokens === reference, `linux-arm64: run_model under qemu-aarch64 gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim()}`}`);
+    } else report(false, 'linux-arm64: qemu-aarch64-static is not installed (apt-get install qemu-user-static)');
+  }
+  if (fs.existsSync(path.join(root, 'prebuilds/win32-x64'))) {
+    const binary = path.join(root, 'prebuilds/win32-x64/moerun.napi.node');
+    process.stdout.write(`win32-x64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
+    const dlls = [...execFileSync('objdump', ['-p', binary], { encoding: 'utf8' }).matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]!);
+    report(dlls.includes('node.exe') && dlls.every((d) => /^(node\.exe|KERNEL32\.dll|msvcrt\.dll|api-ms-win-.*|ADVAPI32\.dll|USER32\.dll)$/i.test(d)),
+      `win32-x64: imports ${dlls.join(', ')} (Node-API from node.exe, no MinGW DLL)`);
+    const wine = '/usr/lib/wine/wine64';
+    if (fs.existsSync(wine)) {
+      const exe = linkRunModel(targets.find((x) => x.name === 'win32-x64')!);
+      const r = greedyTokens([wine, exe], { ...process.env, WINEDEBUG: '-all', MOERUN_CPU: 'scalar' });
+      process.stdout.write(`win32-x64 run_model under wine (${r.path}): ${r.tokens}\n`);
+      report(r.ok && reference !== undefined && r.tokens === reference, `win32-x64: run_model.exe under wine gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim().slice(0, 400)}`}`);
+    } else report(false, 'win32-x64: wine is not installed (apt-get install wine64)');
+  }
+  process.stdout.write(failures ? `${failures} checks failed\n` : 'all checks passed\n');
+  process.exit(failures ? 1 : 0);
+}
+
+void main();

@@ -1,0 +1,190 @@
+// Node-API prebuilds, cross-compiled from this Linux machine into prebuildify's layout
+// (prebuilds/<platform>-<arch>/moerun.napi[.glibc].node), where node-gyp-build finds them.
+//   npx tsx scripts/prebuild.ts [linux-x64] [linux-arm64] [win32-x64]     (default: all three)
+// On a shared machine wrap it in the build lock: flock /tmp/moerun-build.lock npm run prebuild
+//
+// The flags come from binding.gyp (one place): its core_cflags, each ISA library's flags and the
+// addon's defines. Node-API's headers and the Windows import library come from the node-api-headers
+// npm package (its .def files through dlltool), nothing is downloaded. Objects and dependency files
+// go to build-prebuild/<target>/, so a second run recompiles only what changed.
+// Toolchains (Debian): g++, g++-aarch64-linux-gnu, g++-mingw-w64-x86-64 (its -posix compiler, for std::thread).
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+export interface PrebuildTarget {
+  /** prebuildify's folder name, `${process.platform}-${process.arch}`. */
+  name: string;
+  cxx: string;
+  /** x64 targets compile the per-ISA kernel folders with their own flags; others get only their register.cpp stubs. */
+  x64: boolean;
+  /** node-gyp-build tag: a glibc build must not be picked on musl (Alpine). */
+  libcTag?: 'glibc';
+  /** Extra compile flags for every file. */
+  cflags: string[];
+  /** Link flags after the objects. */
+  libs: string[];
+  windows?: boolean;
+}
+
+// x64 targets also get binding.gyp's x86-64-v2 baseline for the generic code (no AVX outside
+// native/cpu/avx2 and avx512). -static-libstdc++/-static-libgcc: the binary needs no GLIBCXX_ or
+// GCC_ symbol versions from the system it meets, only glibc's.
+export const targets: PrebuildTarget[] = [
+  { name: 'linux-x64', cxx: 'g++', x64: true, libcTag: 'glibc', cflags: ['-fPIC'], libs: ['-static-libstdc++', '-static-libgcc', '-pthread'] },
+  { name: 'linux-arm64', cxx: 'aarch64-linux-gnu-g++', x64: false, libcTag: 'glibc', cflags: ['-fPIC'], libs: ['-static-libstdc++', '-static-libgcc', '-pthread'] },
+  {
+    name: 'win32-x64', cxx: 'x86_64-w64-mingw32-g++-posix', x64: true, windows: true,
+    // 64-bit stat sizes (models over 2 GiB); M_PI from <cmath>.
+    cflags: ['-D_FILE_OFFSET_BITS=64', '-D_USE_MATH_DEFINES'],
+    // Everything static: the .node depends on no MinGW DLL, only on Windows and node.exe.
+    libs: ['-static', '-static-libstdc++', '-static-libgcc', '-lwinpthread'],
+  },
+];
+
+/** binding.gyp is a Python literal; ours parses as JSON once its # comments are gone. */
+function readBindingGyp(): { core: string[]; x64Baseline: string[]; avx2: string[]; avx512: string[]; defines: string[] } {
+  const text = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
+  const gyp = JSON.parse(text) as {
+    variables: { core_cflags: string[] };
+    targets: { target_name: string; defines?: string[]; conditions?: [string, { cflags_cc: string[] }][] }[];
+  };
+  const target = (n: string) => gyp.targets.find((t) => t.target_name === n)!;
+  // A target's flags under its "target_arch=='x64'" condition.
+  const isaFlags = (n: string) => target(n).conditions!.find(([cond]) => cond.includes("'x64'"))![1].cflags_cc;
+  return {
+    core: gyp.variables.core_cflags,
+    x64Baseline: isaFlags('moerun'),
+    avx2: isaFlags('moerun_avx2'),
+    avx512: isaFlags('moerun_avx512'),
+    defines: target('moerun').defines ?? [],
+  };
+}
+
+function listSources(...dirs: string[]): string[] {
+  const out = spawnSync(process.execPath, [path.join(root, 'scripts/list-sources.cjs'), ...dirs], { cwd: root, encoding: 'utf8' });
+  return out.stdout.split(' ').filter(Boolean);
+}
+
+/** True if obj is missing or older than its source or any header its .d file names. */
+function stale(obj: string): boolean {
+  let objTime: number;
+  try {
+    objTime = fs.statSync(obj).mtimeMs;
+  } catch {
+    return true;
+  }
+  let deps: string[];
+  try {
+    deps = fs.readFileSync(obj.replace(/\.o$/, '.d'), 'utf8').replace(/\\\n/g, ' ').split(':').slice(1).join(':').split(/\s+/).filter(Boolean);
+  } catch {
+    return true;
+  }
+  return deps.some((d) => {
+    try {
+      return fs.statSync(path.resolve(root, d)).mtimeMs > objTime;
+    } catch {
+      return true;
+    }
+  });
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}`))));
+  });
+}
+
+/** Runs jobs, `parallel` at a time; the first failure stops new ones and is thrown. */
+async function pool(jobs: (() => Promise<void>)[], parallel: number): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < jobs.length && failed === undefined) {
+      const job = jobs[next++]!;
+      await job().catch((err) => (failed ??= err));
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  if (failed !== undefined) throw failed;
+}
+
+/** The import library of node.exe's Node-API exports, from node-api-headers' .def files. */
+function windowsImportLibrary(outDir: string): string {
+  const defDir = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'def');
+  const lib = path.join(outDir, 'libnode_api.a');
+  // node_api.def lists js_native_api's symbols too; the addon imports them all from the host exe.
+  const r = spawnSync('x86_64-w64-mingw32-dlltool', ['-d', path.join(defDir, 'node_api.def'), '-l', lib, '-D', 'node.exe'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`dlltool failed: ${r.stderr || r.error?.message}`);
+  return lib;
+}
+
+export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<string> {
+  const flags = readBindingGyp();
+  const napiInclude = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'include');
+  const addonApiInclude = (require('node-addon-api') as { include_dir: string }).include_dir;
+  const objDir = path.join(root, 'build-prebuild', t.name);
+  const common = [
+    '-std=c++20', '-fexceptions', ...flags.core, ...t.cflags,
+    ...flags.defines.map((d) => `-D${d}`), `-I${napiInclude}`, `-I${path.resolve(root, addonApiInclude)}`, '-MMD',
+  ];
+  if (!t.windows) common.push('-pthread');
+  const generic = listSources('native/base', 'native/gguf', 'native/quant', 'native/cpu', 'native/runtime', 'native/arch', 'native/addon');
+  const units: { src: string; extra: string[] }[] = generic.map((src) => ({ src, extra: [] }));
+  if (t.x64) {
+    for (const src of listSources('native/cpu/avx2')) units.push({ src, extra: flags.avx2 });
+    for (const src of listSources('native/cpu/avx512')) units.push({ src, extra: flags.avx512 });
+  } else {
+    units.push({ src: 'native/cpu/avx2/register.cpp', extra: [] }, { src: 'native/cpu/avx512/register.cpp', extra: [] });
+  }
+  const objects: string[] = [];
+  const jobs: (() => Promise<void>)[] = [];
+  for (const unit of units) if (t.x64 && unit.extra.length === 0) unit.extra = flags.x64Baseline;
+  for (const { src, extra } of units) {
+    const obj = path.join(objDir, src.replace(/\.cpp$/, '.o'));
+    objects.push(obj);
+    if (!stale(obj)) continue;
+    fs.mkdirSync(path.dirname(obj), { recursive: true });
+    jobs.push(async () => {
+      process.stdout.write(`  ${t.name}: ${src}\n`);
+      await run(t.cxx, [...common, ...extra, '-c', src, '-o', obj]);
+    });
+  }
+  await pool(jobs, parallel);
+  const outDir = path.join(root, 'prebuilds', t.name);
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `moerun.napi${t.libcTag ? `.${t.libcTag}` : ''}.node`);
+  const linkLibs = t.windows ? [windowsImportLibrary(objDir), ...t.libs] : t.libs;
+  await run(t.cxx, ['-shared', '-o', out, ...objects, ...linkLibs, ...(t.windows ? [] : ['-Wl,-z,noexecstack'])]);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !targets.some((t) => t.name === w));
+  if (unknown.length) throw new Error(`unknown target ${unknown.join(', ')}; known: ${targets.map((t) => t.name).join(', ')}`);
+  const chosen = wanted.length ? targets.filter((t) => wanted.includes(t.name)) : targets;
+  // Two compile jobs at most: the build machine is shared (MOERUN_JOBS to change).
+  const parallel = Math.max(1, Number(process.env.MOERUN_JOBS ?? Math.min(2, os.availableParallelism())));
+  for (const t of chosen) {
+    if (spawnSync(t.cxx, ['--version']).status !== 0) throw new Error(`${t.name}: ${t.cxx} not found (see the toolchains at the top of scripts/prebuild.ts)`);
+    const started = Date.now();
+    const out = await buildTarget(t, parallel);
+    process.stdout.write(`${t.name}: ${path.relative(root, out)} ${(fs.statSync(out).size / 2 ** 20).toFixed(2)} MiB in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: Error) => {
+    process.stderr.write(`prebuild: ${err.message}\n`);
+    process.exit(1);
+  });
+}
