@@ -68,7 +68,7 @@ function charsToGbnf(ranges: readonly number[]): string {
   };
   // Remove what JSON must escape (controls, '"', '\\', DEL kept out like the string rule does) and surrogates.
   const banned = [0, 0x1f, 0x22, 0x22, 0x5c, 0x5c, 0x7f, 0x7f, 0xd800, 0xdfff];
-  const plain = normalizeRanges(complementWithin(r, banned));
+  const plain = normalizeRanges(subtractRanges(r, banned));
   const alts: string[] = [];
   if (plain.length > 0) {
     let cls = '[';
@@ -84,8 +84,8 @@ function charsToGbnf(ranges: readonly number[]): string {
   return alts.length === 1 ? alts[0]! : `(${alts.join(' | ')})`;
 }
 
-/** ranges minus banned (both normalized). */
-function complementWithin(ranges: readonly number[], banned: readonly number[]): number[] {
+/** `ranges` without the code points of `banned` (both normalized). */
+function subtractRanges(ranges: readonly number[], banned: readonly number[]): number[] {
   const keep = complement(normalizeRanges(banned));
   const out: number[] = [];
   for (let i = 0; i < ranges.length; i += 2) {

@@ -3,8 +3,8 @@
  * once per tokenizer) walked against a matcher state, and the per-generation token matcher.
  *
  * The walk visits the trie in preorder; a subtree whose prefix the grammar rejects is skipped
- * whole, so tokens sharing a prefix share its work, and each step is a memoized state transition
- * (a Map lookup once warm). A state's mask is cached, so a state seen again (a JSON schema's
+ * whole, so tokens sharing a prefix share its work, and each step is a memoized state transition.
+ * A state's mask is cached, so a state seen again (a JSON schema's
  * grammar has few) costs nothing. Tokens that are not whole UTF-8 characters (byte tokens,
  * fragments of multi-byte characters) are checked one by one at the byte level.
  */
