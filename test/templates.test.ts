@@ -6,7 +6,7 @@
 // and the render limits (issue 18): a template that loops or expands without bound is a MoerunError
 // well within a second.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MoerunError, renderChatTemplate } from 'moerun';
@@ -67,6 +67,7 @@ async function renderWithLlama(exe: string, jobs: Job[]): Promise<{ text?: strin
   const file = path.join(cacheDir, `jobs-${process.pid}.json`);
   writeFileSync(file, JSON.stringify(jobs.map((j) => ({ template: j.template, context: j.context, time: renderTime }))));
   const r = await run(exe, [file], { env: { ...process.env, TZ: 'UTC' } });
+  rmSync(file, { force: true });
   if (r.status !== 0) throw new Error(`the oracle failed:\n${r.stderr}`);
   return JSON.parse(r.stdout) as { text?: string; error?: string }[];
 }
