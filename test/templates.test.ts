@@ -58,6 +58,7 @@ async function buildOracle(src: string): Promise<string> {
   };
   await Promise.all([worker(), worker()]);
   const r = await run('g++', ['-o', exe, ...objects]);
+  for (const o of objects) rmSync(o, { force: true });
   if (r.status !== 0) throw new Error(`linking the oracle failed:\n${r.output}`);
   return exe;
 }
