@@ -4,7 +4,7 @@
 // parsing back what the template writes for an assistant's call; and chat() end to end on
 // synthetic Qwen3-MoE and Llama models carrying Qwen3's and Llama 3.1's templates (toolChoice
 // 'required' through the grammar, then the call and its result as the next turn).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,10 @@ import { AnswerSplitter, ThinkSplitter } from '../lib/chat.js';
 import { requiredToolCallGrammar, ToolCallParser, type ToolCall, type ToolCallSyntax } from '../lib/chat/tool-calls.js';
 import { writeGguf } from '../lib/gguf/writer.js';
 import { makeModelParts, makeModelSpec } from '../scripts/make-model.js';
+import { readGgufInfo } from '../lib/index.js';
+import { StreamingDetokenizer, Tokenizer } from '../lib/tokenizer/index.js';
+import { hasData } from './helpers/run.js';
+import { sharedDir } from './helpers/shared.js';
 
 const fixture = (name: string): string => readFileSync(path.join(__dirname, 'fixtures/templates', name), 'utf8');
 const templates = {
@@ -196,6 +200,42 @@ describe('tool-call parsers on real-looking outputs', () => {
     expect(pieces.map((p) => p.reasoning).join('')).toBe('I should look it up.');
     expect(pieces.map((p) => p.text).join('')).toBe('\n\n');
     expect(plain(pieces.flatMap((p) => p.toolCalls ?? []))).toEqual([{ name: 'get_weather', arguments: { city: 'Paris' } }]);
+  });
+});
+
+// Real vocabularies (llama.cpp's conformance files): a model's answer tokenized as the model would
+// write it, detokenized one token at a time as chat() does (special tokens dropped), then split.
+const vocabDir = path.join(sharedDir() ?? '/nonexistent', 'vocab');
+const vocab = (name: string) => path.join(vocabDir, `ggml-vocab-${name}.gguf`);
+const haveVocabs = hasData(existsSync(vocab('llama-bpe')) && existsSync(vocab('qwen2')), `llama.cpp's vocab files (${vocabDir})`, 'chat-tools.test');
+
+describe.runIf(haveVocabs)('tool calls streamed token by token through real vocabularies', () => {
+  async function answerThrough(name: string, syntax: ToolCallSyntax, output: string, rename: Record<number, string> = {}) {
+    const metadata = { ...(await readGgufInfo(vocab(name))).metadata };
+    const tokens = [...(metadata['tokenizer.ggml.tokens'] as string[])];
+    for (const [id, text] of Object.entries(rename)) tokens[Number(id)] = text;
+    const tok = Tokenizer.fromGgufMetadata({ ...metadata, 'tokenizer.ggml.tokens': tokens });
+    const markers = AnswerSplitter.markerTokens(syntax, tok);
+    const split = new AnswerSplitter(new ThinkSplitter(), syntax, markers);
+    const detok = new StreamingDetokenizer(tok);
+    const pieces = Array.from(tok.tokenize(output, { special: true, addBos: false })).flatMap((id) => split.push(detok.push(id), id));
+    pieces.push(...split.push(detok.flush(), -1), ...split.flush());
+    return { markers, text: pieces.map((p) => p.text).join(''), calls: plain(pieces.flatMap((p) => p.toolCalls ?? [])) };
+  }
+
+  it("Llama 3.1: <|python_tag|> is a control token the detokenizer drops; it is put back for the parser", async () => {
+    // Llama 3.1's vocabulary is Llama 3's (the conformance file) with control token 128010 named <|python_tag|>.
+    // A built-in tool's call: without the tag put back it would be plain text.
+    const r = await answerThrough('llama-bpe', 'llama3', '<|python_tag|>brave_search.call(query="Zürich")', { 128010: '<|python_tag|>' });
+    expect([...r.markers.values()]).toEqual(['<|python_tag|>']);
+    expect(r.calls).toEqual([{ name: 'brave_search', arguments: { query: 'Zürich' } }]);
+    expect(r.text).toBe('');
+  });
+
+  it('Qwen2/Qwen3: <tool_call> arrives as text (not a control token) and parses', async () => {
+    const r = await answerThrough('qwen2', 'hermes', 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>');
+    expect(r.calls).toEqual([{ name: 'get_weather', arguments: { city: 'Paris' } }]);
+    expect(r.text).toBe('Checking.\n');
   });
 });
 
