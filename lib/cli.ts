@@ -2,8 +2,8 @@
 /**
  * The `moerun` command line.
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
- *   moerun info PATH
- *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
+ *   moerun info [PATH]
+ *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
  *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
@@ -19,18 +19,23 @@ import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
 import type { ChatMessage } from './chat.js';
-import { describeQuantizeType, quantize, quantizeTypes, type QuantizeType } from './quantize.js';
-import { bundledModelPath } from './system.js';
+import { describeQuantizeType, parseTensorTypeArg, quantize, quantizeTypes, type QuantizeTensorType, type QuantizeType } from './quantize.js';
+import { bundledModelPath, cpuInfo } from './system.js';
+import { nativeBinaryPath } from './native.js';
 
 const usage = `Usage:
   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
       Streams a continuation of the prompt (default "Once upon a time"). Without --model it
       runs the bundled TinyStories 260K model.
-  moerun info PATH
-      Prints a GGUF file's architecture, metadata and tensors.
-  moerun quantize IN.gguf OUT.gguf TYPE [--threads N]
-      Re-encodes the weights as TYPE: a block type (every quantizable tensor gets it) or one of
-      llama.cpp's mixes Q4_K_M, Q5_K_M, Q6_K. Routers, norms and 1-D tensors are copied.
+  moerun info [PATH]
+      Prints the native binary in use and the CPU kernel paths (in use, supported); with PATH,
+      also a GGUF file's architecture, metadata and tensors.
+  moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]...
+                 [--output-tensor-type TYPE] [--token-embedding-type TYPE] [--pure]
+      Re-encodes the weights as TYPE, as \`llama-quantize IN OUT TYPE\` does: llama.cpp's per-tensor
+      recipe for that file type (Q3_K, Q4_K, Q5_K: every quantizable tensor that block type).
+      --tensor-type gives the tensors whose name matches the regular expression PATTERN a type of
+      their own (first match wins); --pure drops the recipe. Routers, norms and 1-D tensors are copied.
       TYPE: ${quantizeTypes.join(', ')}
   moerun chat [--model PATH] [--system TEXT] [--threads N]
       Interactive chat with the model's chat template, streaming answers. Ctrl-C stops an
@@ -142,13 +147,20 @@ function show(value: GgufValue): string {
 
 async function info(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
-  if (positionals.length !== 1) {
-    process.stderr.write(`moerun info: expected one GGUF path\n\n${usage}`);
+  if (positionals.length > 1) {
+    process.stderr.write(`moerun info: expected at most one GGUF path\n\n${usage}`);
     return 2;
   }
-  const gguf = await readGgufInfo(positionals[0]!);
+  const cpu = cpuInfo();
   const out: string[] = [];
-  out.push(`GGUF v${gguf.version}, ${gguf.fileSize} bytes, ${gguf.tensors.length} tensors, alignment ${gguf.alignment}`);
+  out.push(`native: ${nativeBinaryPath()} (${process.platform}-${process.arch})`);
+  out.push(`cpu kernels: ${cpu.activePath ?? `none: ${cpu.error}`} (this CPU supports ${cpu.supportedPaths.join(', ')})`);
+  if (positionals.length === 0) {
+    process.stdout.write(out.join('\n') + '\n');
+    return 0;
+  }
+  const gguf = await readGgufInfo(positionals[0]!);
+  out.push('', `GGUF v${gguf.version}, ${gguf.fileSize} bytes, ${gguf.tensors.length} tensors, alignment ${gguf.alignment}`);
   out.push('', 'metadata:');
   for (const [key, value] of Object.entries(gguf.metadata)) out.push(`  ${key} = ${show(value)}`);
   const byType = new Map<string, { count: number; bytes: number }>();
@@ -167,7 +179,17 @@ async function info(args: string[]): Promise<number> {
 }
 
 async function quantizeCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { threads: { type: 'string', short: 't' } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      threads: { type: 'string', short: 't' },
+      'tensor-type': { type: 'string', multiple: true },
+      'output-tensor-type': { type: 'string' },
+      'token-embedding-type': { type: 'string' },
+      pure: { type: 'boolean' },
+    },
+  });
   if (positionals.length !== 3) {
     process.stderr.write(`moerun quantize: expected IN.gguf OUT.gguf TYPE\n\n${usage}`);
     return 2;
@@ -196,6 +218,10 @@ async function quantizeCommand(args: string[]): Promise<number> {
   try {
     const result = await quantize(inPath, outPath, type, {
       ...(threads === undefined ? {} : { threads }),
+      ...(values['tensor-type'] ? { tensorTypes: values['tensor-type'].map(parseTensorTypeArg) } : {}),
+      ...(values['output-tensor-type'] ? { outputTensorType: values['output-tensor-type'] as QuantizeTensorType } : {}),
+      ...(values['token-embedding-type'] ? { tokenEmbeddingType: values['token-embedding-type'] as QuantizeTensorType } : {}),
+      ...(values.pure ? { pure: true } : {}),
       onProgress: draw,
       signal: controller.signal,
     });

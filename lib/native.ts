@@ -113,14 +113,22 @@ export interface NativeBinding {
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let binding: NativeBinding | undefined;
+let bindingPath: string | undefined;
+
+/** The .node file native() loads (or loaded): a local build/Release one first, else the prebuild for this platform. */
+export function nativeBinaryPath(): string {
+  native();
+  return bindingPath!;
+}
 
 /** Loads the addon once (prebuild for this platform, or the local build). */
 export function native(): NativeBinding {
   if (binding) return binding;
   const require = createRequire(import.meta.url);
   try {
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    binding = load(packageRoot) as NativeBinding;
+    const load = require('node-gyp-build') as { resolve(dir: string): string };
+    bindingPath = load.resolve(packageRoot);
+    binding = require(bindingPath) as NativeBinding;
   } catch (err) {
     throw new MoerunError(
       'ERR_NATIVE_LOAD',
