@@ -176,7 +176,7 @@ export class ToolCallParser {
     const out: ToolCallPiece = { text: '', toolCalls: [] };
     this.#held += text;
     switch (this.#syntax) {
-      case 'hermes': this.#blocks(out, ['<tool_call>'], '</tool_call>', (body) => [jsonCall(body.trim())]); break;
+      case 'hermes': this.#hermes(out); break;
       case 'deepseek': this.#deepseek(out); break;
       case 'llama3': this.#llama3(out); break;
     }
@@ -208,18 +208,14 @@ export class ToolCallParser {
     return out;
   }
 
-  /** Text and `open ... close` blocks, each block parsed by `parse` when its `close` arrives. */
-  #blocks(out: ToolCallPiece, opens: readonly string[], close: string, parse: (body: string) => (ToolCall | undefined)[]): void {
+  /** `<tool_call>` blocks amid text, each parsed as a JSON call when its `</tool_call>` arrives. */
+  #hermes(out: ToolCallPiece): void {
+    const [open, close] = ['<tool_call>', '</tool_call>'];
     for (;;) {
       if (!this.#inBlock) {
-        let at = -1;
-        let open = '';
-        for (const o of opens) {
-          const i = this.#held.indexOf(o);
-          if (i >= 0 && (at < 0 || i < at)) [at, open] = [i, o];
-        }
+        const at = this.#held.indexOf(open);
         if (at < 0) {
-          const keep = partialMarkerSuffix(this.#held, opens);
+          const keep = partialMarkerSuffix(this.#held, [open]);
           out.text += this.#held.slice(0, this.#held.length - keep);
           this.#held = this.#held.slice(this.#held.length - keep);
           return;
@@ -233,9 +229,9 @@ export class ToolCallParser {
       const body = this.#held.slice(0, end);
       this.#held = this.#held.slice(end + close.length);
       this.#inBlock = false;
-      const calls = parse(body);
-      if (calls.length > 0 && calls.every((c) => c !== undefined)) out.toolCalls.push(...(calls as ToolCall[]));
-      else out.text += opens[0] + body + close;
+      const call = jsonCall(body.trim());
+      if (call) out.toolCalls.push(call);
+      else out.text += open + body + close;
     }
   }
 
