@@ -117,12 +117,15 @@ async function pool(jobs: (() => Promise<void>)[], parallel: number): Promise<vo
   if (failed !== undefined) throw failed;
 }
 
-/** The import library of node.exe's Node-API exports, from node-api-headers' .def files. */
+/**
+ * The delay-load import library of node.exe's Node-API exports, from node-api-headers' .def file
+ * (node_api.def lists js_native_api's symbols too); native/addon/win32/delay_load_hook.cpp maps
+ * "node.exe" to whichever executable loaded the addon (node.exe, electron.exe, ...).
+ */
 function windowsImportLibrary(outDir: string): string {
   const defDir = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'def');
-  const lib = path.join(outDir, 'libnode_api.a');
-  // node_api.def lists js_native_api's symbols too; the addon imports them all from the host exe.
-  const r = spawnSync('x86_64-w64-mingw32-dlltool', ['-d', path.join(defDir, 'node_api.def'), '-l', lib, '-D', 'node.exe'], { encoding: 'utf8' });
+  const lib = path.join(outDir, 'libnode_api_delay.a');
+  const r = spawnSync('x86_64-w64-mingw32-dlltool', ['-d', path.join(defDir, 'node_api.def'), '-y', lib, '-D', 'node.exe'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`dlltool failed: ${r.stderr || r.error?.message}`);
   return lib;
 }
@@ -145,6 +148,7 @@ export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<
   } else {
     units.push({ src: 'native/cpu/avx2/register.cpp', extra: [] }, { src: 'native/cpu/avx512/register.cpp', extra: [] });
   }
+  if (t.windows) units.push({ src: 'native/addon/win32/delay_load_hook.cpp', extra: [] });
   const objects: string[] = [];
   const jobs: (() => Promise<void>)[] = [];
   for (const unit of units) if (t.x64 && unit.extra.length === 0) unit.extra = flags.x64Baseline;
