@@ -31,6 +31,9 @@ import {
 /** Every KV cache element type a session accepts. */
 export const kvCacheTypes = ['f32', 'f16', 'bf16', 'q8_0'] as const;
 
+/** The largest {@link SessionOptions.contextSize}: positions are 32-bit signed integers in the engine. */
+export const MAX_CONTEXT_SIZE = 2 ** 31 - 1;
+
 /** KV cache element types. `f32` is exact; `f16` (default, like llama.cpp) halves the memory. */
 export type KvCacheType = (typeof kvCacheTypes)[number];
 
@@ -207,6 +210,8 @@ export class Session<M extends SessionModel = SessionModel> {
     const o = optionsObject(options, 'createSession()');
     checkKnownKeys(o, ['contextSize', 'kvCacheType'] satisfies (keyof SessionOptions)[], 'createSession()');
     this.contextSize = o.contextSize === undefined ? Math.min(model.info.contextLength || 4096, 4096) : positiveInteger('contextSize', o.contextSize);
+    // Positions are 32-bit in the engine: a larger size would wrap, not fail.
+    if (this.contextSize > MAX_CONTEXT_SIZE) throw invalid(`contextSize ${this.contextSize} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);
     this.kvCacheType = o.kvCacheType === undefined ? 'f16' : oneOf('kvCacheType', o.kvCacheType, kvCacheTypes);
     this.#native = callNativeSync(() => native().createSession(nativeModel, this.contextSize, this.kvCacheType));
   }

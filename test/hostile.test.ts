@@ -84,4 +84,13 @@ describe('faults as errors', () => {
     }
     expect((await m.createSession({ contextSize: 64 }).generate('Once', { maxTokens: 3, temperature: 0 }).text()).length).toBeGreaterThan(0);
   });
+
+  it('a context size past 32 bits is refused, not wrapped (2^31 once read as -2^31)', async () => {
+    await using m = await loadModel(bundledModelPath, { threads: 1 });
+    for (const contextSize of [2 ** 31, 3e9, 2 ** 53]) {
+      expect(() => m.createSession({ contextSize })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: `contextSize ${contextSize} is larger than the largest supported, 2147483647` }),
+      );
+    }
+  });
 });

@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <ctime>
 #include <limits>
 #include <map>
@@ -800,7 +802,11 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     if (!cb[1].IsNumber() || !cb[2].IsString()) {
         return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession(model, contextSize: number, kvType: string)");
     }
-    p.n_ctx = cb[1].As<Napi::Number>().Int32Value();
+    const double n_ctx = cb[1].As<Napi::Number>().DoubleValue();
+    if (!(n_ctx >= 1 && n_ctx <= double(INT32_MAX)) || n_ctx != std::floor(n_ctx)) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT", format("createSession: context size %.17g is not an integer in [1, %d]", n_ctx, INT32_MAX));
+    }
+    p.n_ctx = int(n_ctx);
     const std::string kv = cb[2].As<Napi::String>();
     if (kv == "f32") p.kv_type = tensor_type::F32;
     else if (kv == "f16") p.kv_type = tensor_type::F16;
