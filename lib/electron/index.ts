@@ -48,8 +48,7 @@ interface ElectronMain {
 export async function startMoerunProcess(): Promise<MoerunProcess> {
   const electron = (await import('electron' as string)) as ElectronMain & { default?: ElectronMain };
   const { utilityProcess, MessageChannelMain } = electron.default ?? electron;
-  // Inside an asar archive, Electron runs the unpacked copy (asarUnpack moerun, see README).
-  const entry = fileURLToPath(new URL('./utility.js', import.meta.url)).replace(/app\.asar([\\/])/, 'app.asar.unpacked$1');
+  const entry = fileURLToPath(new URL('./utility.js', import.meta.url));
   const child = utilityProcess.fork(entry, [], { serviceName: 'moerun' });
   const serveOn = (port: EventPortLike) => child.postMessage({ moerun: 'port' }, [port]);
   return {
