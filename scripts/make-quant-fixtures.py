@@ -21,7 +21,8 @@ File layouts (little endian), all starting b"MQFX", u32 version, u32 ggml type i
     f32 deq[n] (llama.cpp's dequantization of blocks; all zero when llama.cpp has no dequantizer
     for the type, as for Q8_1).
   version 2, <TYPE>.bin for the types llama.cpp quantizes only with an importance matrix
-    (IQ2_XXS, IQ2_XS, IQ1_S): as version 1 with f32 imatrix[n] (the row's column weights) after src.
+    (IQ2_XXS, IQ2_XS, IQ1_S), and <TYPE>-imatrix.bin for those that take one optionally (IQ3_XXS,
+    IQ1_M): as version 1 with f32 imatrix[n] (the row's column weights) after src.
   version 3, <TYPE>-blocks.bin for the lattice, ternary and FP4 formats: u8 blocks[row bytes], f32
     deq[n]. Seeded random blocks whose grid indices run through every point of the type's grid,
     with random signs, sub-block scales and deltas, and llama.cpp's dequantization of them: every
@@ -45,6 +46,7 @@ LLAMA_CPP = Path(os.environ.get("LLAMA_CPP", "/work/scratch/llama.cpp"))
 GGML_BUILD = Path(os.environ.get("GGML_BUILD", "/work/scratch/build/ggml"))
 OUT = REPO / "test" / "fixtures" / "quant"
 N = 1024  # elements per fixture: 32 blocks of 32 or 4 super-blocks of 256
+N_LARGE = 8192  # the lattice, ternary and FP4 types: 32 super-blocks, for their search-heavy quantizers
 
 # name: (ggml type id, block size, bytes per block)
 TYPES = {
@@ -58,6 +60,7 @@ TYPES = {
     "TQ1_0": (34, 256, 54), "TQ2_0": (35, 256, 66), "MXFP4": (39, 32, 17),
 }
 NEEDS_IMATRIX = {"IQ2_XXS", "IQ2_XS", "IQ1_S"}  # ggml_quantize_requires_imatrix
+TAKES_IMATRIX = {"IQ3_XXS", "IQ1_M"}  # optional: a second fixture with one
 # Types with a -blocks.bin fixture, and the number of points of their grid (0: no grid)
 BLOCK_FIXTURES = {"IQ2_XXS": 256, "IQ2_XS": 512, "IQ2_S": 1024, "IQ3_XXS": 256, "IQ3_S": 512,
                   "IQ1_S": 2048, "IQ1_M": 2048, "TQ1_0": 0, "TQ2_0": 0, "MXFP4": 0}
@@ -135,12 +138,12 @@ def build_driver(workdir: Path) -> Path:
     return exe
 
 
-def source_data(type_id: int) -> np.ndarray:
+def source_data(type_id: int, n: int = N) -> np.ndarray:
     """Per 32-element block, Gaussian data at a random scale (1e-3..10), plus edge-case blocks:
     all zero, one dominant outlier, constant, all negative, tiny values, uniform."""
     rng = np.random.default_rng(20240 + type_id)
-    x = np.empty(N, dtype=np.float32)
-    for b in range(N // 32):
+    x = np.empty(n, dtype=np.float32)
+    for b in range(n // 32):
         blk = rng.standard_normal(32) * 10 ** rng.uniform(-3, 1)
         kind = b % 8
         if kind == 1 and b < 16:
@@ -171,10 +174,10 @@ def gguf_py_dequantize(name: str, blocks: bytes):
         return None
 
 
-def imatrix_data(type_id: int) -> np.ndarray:
+def imatrix_data(type_id: int, n: int = N) -> np.ndarray:
     """Column weights as llama-imatrix would give them: positive, spread over two decades."""
     rng = np.random.default_rng(30240 + type_id)
-    return (10 ** rng.uniform(-1, 1, N)).astype(np.float32)
+    return (10 ** rng.uniform(-1, 1, n)).astype(np.float32)
 
 
 def f16_scale(rng) -> int:
@@ -237,28 +240,31 @@ def main() -> None:
         for name, (type_id, block, size) in TYPES.items():
             if only and name not in only:
                 continue
-            x = source_data(type_id)
+            n = N_LARGE if name in BLOCK_FIXTURES else N
+            x = source_data(type_id, n)
             (work / "src.bin").write_bytes(x.tobytes())
-            args = [str(exe), str(type_id), str(N), str(work / "src.bin"), str(work / "out.bin")]
-            imatrix = imatrix_data(type_id) if name in NEEDS_IMATRIX else None
-            if imatrix is not None:
-                (work / "imatrix.bin").write_bytes(imatrix.tobytes())
-                args.append(str(work / "imatrix.bin"))
-            subprocess.run(args, check=True)
-            out = (work / "out.bin").read_bytes()
-            nbytes = N // block * size
-            assert len(out) == nbytes + 4 * N, (name, len(out))
-            blocks, deq = out[:nbytes], np.frombuffer(out[nbytes:], dtype=np.float32)
-            check = gguf_py_dequantize(name, blocks) if deq.any() else None
-            note = "no gguf-py dequantizer"
-            if check is not None:
-                note = f"gguf-py max |diff| {float(np.max(np.abs(check - deq))):.3g}"
-            path = OUT / f"{name}.bin"
-            if imatrix is None:
-                path.write_bytes(b"MQFX" + struct.pack("<III", 1, type_id, N) + x.tobytes() + blocks + deq.tobytes())
-            else:
-                path.write_bytes(b"MQFX" + struct.pack("<III", 2, type_id, N) + x.tobytes() + imatrix.tobytes() + blocks + deq.tobytes())
-            print(f"{path.relative_to(REPO)}: {path.stat().st_size} bytes ({note})")
+            variants = [("", name in NEEDS_IMATRIX)] + ([("-imatrix", True)] if name in TAKES_IMATRIX else [])
+            for suffix, with_imatrix in variants:
+                args = [str(exe), str(type_id), str(n), str(work / "src.bin"), str(work / "out.bin")]
+                imatrix = imatrix_data(type_id, n) if with_imatrix else None
+                if imatrix is not None:
+                    (work / "imatrix.bin").write_bytes(imatrix.tobytes())
+                    args.append(str(work / "imatrix.bin"))
+                subprocess.run(args, check=True)
+                out = (work / "out.bin").read_bytes()
+                nbytes = n // block * size
+                assert len(out) == nbytes + 4 * n, (name, len(out))
+                blocks, deq = out[:nbytes], np.frombuffer(out[nbytes:], dtype=np.float32)
+                check = gguf_py_dequantize(name, blocks) if deq.any() else None
+                note = "no gguf-py dequantizer"
+                if check is not None:
+                    note = f"gguf-py max |diff| {float(np.max(np.abs(check - deq))):.3g}"
+                path = OUT / f"{name}{suffix}.bin"
+                if imatrix is None:
+                    path.write_bytes(b"MQFX" + struct.pack("<III", 1, type_id, n) + x.tobytes() + blocks + deq.tobytes())
+                else:
+                    path.write_bytes(b"MQFX" + struct.pack("<III", 2, type_id, n) + x.tobytes() + imatrix.tobytes() + blocks + deq.tobytes())
+                print(f"{path.relative_to(REPO)}: {path.stat().st_size} bytes ({note})")
 
             if name in BLOCK_FIXTURES:
                 rng = np.random.default_rng(40240 + type_id)

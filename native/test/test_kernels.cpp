@@ -207,7 +207,8 @@ void check_reference(const type_case& c) {
 // type id, u32 n:
 //   1: f32 src[n], u8 blocks[row_size(type, n)] = llama.cpp's quantization of src, f32 deq[n] =
 //      llama.cpp's dequantization of those blocks (all zero bits when llama.cpp has none)
-//   2: as 1 with f32 imatrix[n] after src (types llama.cpp quantizes only with an imatrix)
+//   2: as 1 with f32 imatrix[n] after src (<TYPE>.bin of the types llama.cpp quantizes only with an
+//      imatrix; <TYPE>-imatrix.bin of those that take one optionally)
 //   3: u8 blocks[row_size(type, n)], f32 deq[n]: random blocks covering every grid point
 
 bool read_file(const std::string& path, std::vector<uint8_t>& out) {
@@ -243,7 +244,7 @@ void check_fixture_file(const std::string& path, const type_case& c, uint32_t wa
     const size_t n = hdr[3];
     const size_t qbytes = n % size_t(r.block_size) == 0 ? row_size(c.type, int64_t(n)) : 0;
     const size_t src_bytes = version == 3 ? 0 : version == 2 ? 2 * n * 4 : n * 4;  // src (+ imatrix)
-    const bool version_ok = want_version == 3 ? version == 3 : version == 1 || version == 2;
+    const bool version_ok = want_version == 1 ? version == 1 || version == 2 : version == want_version;
     if (std::memcmp(file.data(), "MQFX", 4) != 0 || !version_ok || hdr[2] != uint32_t(c.type) || !qbytes ||
         file.size() != 16 + src_bytes + qbytes + n * 4) {
         report(false, "fixture", format("%-6s %s is malformed", r.name, path.c_str()));
@@ -290,6 +291,7 @@ void check_fixture(const std::string& dir, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     check_fixture_file(dir + "/" + r.name + ".bin", c, 1);
     if (has_blocks_fixture(c.type)) check_fixture_file(dir + "/" + r.name + "-blocks.bin", c, 3);
+    if (c.type == T::IQ3_XXS || c.type == T::IQ1_M) check_fixture_file(dir + "/" + r.name + "-imatrix.bin", c, 2);  // optional imatrix
 }
 
 // ---- SIMD paths against the reference ----
