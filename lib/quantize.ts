@@ -6,15 +6,16 @@
  * ends in `weight`, except norms (`*_norm.weight`), MoE routers (`ffn_gate_inp.weight`) and a few
  * small special tensors. Everything else (1-D tensors, biases, routers, norms) is copied as is.
  *
- * Which type a changed tensor gets:
- * - a block type (`Q4_0` ... `IQ4_XS`) is "pure", like `llama-quantize --pure`: every quantizable
- *   tensor gets that type;
- * - a mix (`Q4_K_M`, `Q5_K_M`, `Q6_K`) follows llama.cpp's recipe for that file type: output (and
- *   tied token embeddings) Q6_K, attn_v and ffn_down of some layers Q6_K, fused QKV one step up,
- *   8-expert models' attn_k/attn_v Q8_0;
+ * Which type a changed tensor gets (llama.cpp's `llama_tensor_get_type`):
+ * - a target named like a llama.cpp file type (`Q4_0`, `Q2_K`, `Q3_K_M`, `IQ4_XS`, `IQ2_XXS`, ...)
+ *   follows that file type's recipe (quantize/recipes.ts), as `llama-quantize IN OUT TYPE` does;
+ *   `pure` gives every tensor the file type's own type, as `--pure` does;
+ * - `Q3_K`, `Q4_K`, `Q5_K` are pure runs of the _S file types;
+ * - `tokenEmbeddingType` / `outputTensorType` set those two tensors, and `tensorTypes` overrides
+ *   (regular expressions on tensor names) replace the recipe for the tensors they match;
  * - then, as in llama.cpp's `tensor_type_fallback`, a tensor whose rows are not a whole number of
- *   blocks falls back: Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS → IQ4_NL, and
- *   F16 when even the 32-element block does not fit;
+ *   blocks falls back: Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ types → IQ4_NL,
+ *   and F16 when even the 32-element block does not fit;
  * - float targets (`F32`, `F16`, `BF16`) convert every quantizable tensor.
  *
  * Tensors are written in llama.cpp's order (non-layer tensors first, then by layer number, then by
@@ -23,13 +24,25 @@
 import { open, type FileHandle } from 'node:fs/promises';
 
 import { callNative, MoerunError } from './errors.js';
-import { ggmlTensorByteSize, ggmlTypeInfo, type GgmlTypeName } from './gguf/constants.js';
+import { GgmlType, ggmlTensorByteSize, ggmlTypeInfo, type GgmlTypeName } from './gguf/constants.js';
 import { readGgufInfo, type GgufInfo, type GgufTensorInfo, type GgufValue as ReadValue } from './gguf/reader.js';
 import { writeGguf, type GgufTensorInput, type GgufValue as WriteValue } from './gguf/writer.js';
 import { native } from './native.js';
+import {
+  fallbackType,
+  isAttnVLike,
+  LLAMA_FILE_TYPES,
+  recipeType,
+  requiresImatrix,
+  tensorCategory,
+  type LlamaFileType,
+  type RecipeCounters,
+  type RecipeModel,
+} from './quantize/recipes.js';
 import { cpuInfo } from './system.js';
 import {
   abortSignal,
+  booleanOption,
   checkKnownKeys,
   describe,
   functionOption,
@@ -44,17 +57,45 @@ import {
 // Public surface
 // ============================================================================================
 
-/** Block types the quantizer writes: every tensor that may be quantized gets this type. */
+/** Tensor types the quantizer writes (it has an encoder for each); tensorTypes may name any of them. */
 export const quantizeBlockTypes = [
   'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1',
   'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS',
 ] as const;
 
-/** Every TYPE {@link quantize} accepts: a block type or one of llama.cpp's mixes. */
-export const quantizeTypes = [...quantizeBlockTypes, 'Q4_K_M', 'Q5_K_M'] as const;
+/**
+ * Block types that are not llama.cpp file type names: a pure run of the file type named here
+ * (llama-quantize takes Q3_K / Q4_K / Q5_K as aliases of the _M mixes; moerun does not).
+ */
+const PURE_TARGETS = { Q3_K: 'Q3_K_S', Q4_K: 'Q4_K_S', Q5_K: 'Q5_K_S' } as const satisfies Record<string, LlamaFileType>;
 
-/** A target of {@link quantize}: a block type (`'Q4_K'`) or a llama.cpp mix (`'Q4_K_M'`). */
+/**
+ * Every TYPE {@link quantize} accepts. Each name but Q3_K, Q4_K and Q5_K is a llama.cpp file type
+ * and means what `llama-quantize IN OUT TYPE` writes (its per-tensor recipe); Q3_K, Q4_K and Q5_K
+ * give every quantizable tensor that block type (`llama-quantize --pure` of the _S file type).
+ */
+export const quantizeTypes = [
+  'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS',
+  'Q2_K_S', 'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_K_S', 'Q4_K_M', 'Q5_K_S', 'Q5_K_M',
+  'IQ1_S', 'IQ1_M', 'IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ2_M', 'IQ3_XXS', 'IQ3_XS', 'IQ3_S', 'IQ3_M',
+] as const satisfies readonly (LlamaFileType | keyof typeof PURE_TARGETS)[];
+
+/** A target of {@link quantize}: a llama.cpp file type (`'Q4_K_M'`, `'IQ4_XS'`) or a pure block type (`'Q4_K'`). */
 export type QuantizeType = (typeof quantizeTypes)[number];
+
+/** A tensor type by its GGUF name (`'Q4_K'`, `'F16'`, ...), for the per-tensor overrides. */
+export type QuantizeTensorType = GgmlTypeName;
+
+/** One `--tensor-type PATTERN=TYPE` override. */
+export interface TensorTypeOverride {
+  /**
+   * A regular expression searched in each tensor name (`'ffn_down_exps'`, `'blk\\.[0-2]\\.'`).
+   * As in llama-quantize it is lower-cased first; the first override whose pattern matches wins.
+   */
+  pattern: string;
+  /** The type those tensors get instead of the recipe's (still subject to llama.cpp's fallback for odd row lengths). */
+  type: QuantizeTensorType;
+}
 
 /** Options for {@link quantize}. */
 export interface QuantizeOptions {
@@ -64,10 +105,23 @@ export interface QuantizeOptions {
   onProgress?: (fraction: number, tensorName: string) => void;
   /** Aborting stops at the next slab (a few MB of work) and leaves no output file. */
   signal?: AbortSignal;
+  /**
+   * Per-tensor types for hand-made mixes (llama-quantize's `--tensor-type`): a tensor whose name
+   * matches a pattern gets that type instead of the recipe's. Quantized targets only.
+   */
+  tensorTypes?: TensorTypeOverride[];
+  /** The type of `output.weight` (llama-quantize's `--output-tensor-type`), used as is. */
+  outputTensorType?: QuantizeTensorType;
+  /** The type of `token_embd.weight` (llama-quantize's `--token-embedding-type`), used as is. */
+  tokenEmbeddingType?: QuantizeTensorType;
+  /** Every quantizable tensor gets the file type's own type, no recipe (llama-quantize's `--pure`). */
+  pure?: boolean;
 }
 
 /** The names of {@link QuantizeOptions}, each checked against the interface. */
-const quantizeOptionKeys = ['threads', 'onProgress', 'signal'] as const satisfies readonly (keyof QuantizeOptions)[];
+const quantizeOptionKeys = [
+  'threads', 'onProgress', 'signal', 'tensorTypes', 'outputTensorType', 'tokenEmbeddingType', 'pure',
+] as const satisfies readonly (keyof QuantizeOptions)[];
 
 /** What happened to one tensor. */
 export interface QuantizedTensor {
@@ -105,10 +159,16 @@ export interface QuantizeResult {
  * key for key, with `general.file_type` and `general.quantization_version` set as llama-quantize
  * sets them. Quantized sources are dequantized first (requantizing loses accuracy twice).
  *
+ * A mix that needs a tensor type moerun cannot write yet (IQ1_S ... IQ3_S), or that llama.cpp only
+ * writes with an importance matrix (the IQ1/IQ2 mixes, IQ3_XXS, IQ3_XS, Q2_K_S), is refused with
+ * `ERR_UNSUPPORTED` naming what is missing, before anything is written.
+ *
  * The work runs on native threads, a slab of rows at a time, so the JS thread stays responsive.
  *
  * @example
  * await quantize('model-f16.gguf', 'model-q4_k_m.gguf', 'Q4_K_M', { onProgress: (f) => bar(f) });
+ * // DeepSeek-style dynamic mix: experts at Q2_K, the rest as Q4_K_M decides
+ * await quantize('model-f16.gguf', 'model-dyn.gguf', 'Q4_K_M', { tensorTypes: [{ pattern: '_exps', type: 'Q2_K' }] });
  */
 export async function quantize(inPath: string, outPath: string, type: QuantizeType, options?: QuantizeOptions): Promise<QuantizeResult> {
   nonEmptyString('inPath', inPath);
@@ -119,6 +179,7 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
   const threads = opts.threads === undefined ? cpuInfo().physicalCores : positiveInteger('threads', opts.threads);
   const onProgress = opts.onProgress === undefined ? undefined : functionOption<NonNullable<QuantizeOptions['onProgress']>>('onProgress', opts.onProgress);
   const signal = opts.signal === undefined ? undefined : abortSignal('signal', opts.signal);
+  const choices = tensorChoices(target, opts);
   const checkAbort = (): void => {
     if (signal?.aborted) throw new MoerunError('ERR_ABORTED', `quantize: aborted while writing ${outPath}; no file was written`);
   };
@@ -128,8 +189,9 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
   const file = await open(inPath, 'r');
   try {
     const metadata = await typedMetadata(file, info, inPath);
-    const plan = planTensors(info, target);
-    const fileType = FILE_TYPES[target];
+    const plan = planTensors(info, target, { ...choices, hasImatrix: false });
+    checkWritable(plan, target);
+    const fileType = LLAMA_FILE_TYPES[fileTypeOf(target)].id;
     setKey(metadata, 'general.quantization_version', { type: 'u32', value: GGML_QNT_VERSION });
     setKey(metadata, 'general.file_type', { type: 'u32', value: fileType });
 
@@ -174,30 +236,79 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
 }
 
 // ============================================================================================
-// llama.cpp's file types and per-tensor recipe (src/llama-quant.cpp)
+// Which type each tensor gets: llama.cpp's llama_tensor_get_type (src/llama-quant.cpp), with the
+// recipes in quantize/recipes.ts
 // ============================================================================================
 
 /** GGML_QNT_VERSION: the quantization format version llama-quantize writes. */
 const GGML_QNT_VERSION = 2;
 
-/**
- * LLAMA_FTYPE_* for each target. Block types without a "pure" file type of their own take the
- * closest one (Q3_K → Q3_K_S, Q4_K → Q4_K_S, Q5_K → Q5_K_S), as a pure llama-quantize run does.
- */
-const FILE_TYPES: Record<QuantizeType, number> = {
-  F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, Q2_K: 10, Q3_K: 11, Q4_K: 14,
-  Q4_K_M: 15, Q5_K: 16, Q5_K_M: 17, Q6_K: 18, IQ4_NL: 25, IQ4_XS: 30, BF16: 32,
-};
+const FLOAT_TYPES = new Set<string>(['F32', 'F16', 'BF16']);
+const WRITABLE_TYPES = new Set<string>(quantizeBlockTypes);
 
-/** The recipes this quantizer implements; everything else is pure. */
-type Mix = 'Q4_K_M' | 'Q5_K_M' | 'Q6_K';
-const MIXES: Record<string, Mix | undefined> = { Q4_K_M: 'Q4_K_M', Q5_K_M: 'Q5_K_M', Q6_K: 'Q6_K' };
-const FLOAT_TYPES = new Set(['F32', 'F16', 'BF16']);
+/** The llama.cpp file type behind a target. */
+function fileTypeOf(target: QuantizeType): LlamaFileType {
+  return target in PURE_TARGETS ? PURE_TARGETS[target as keyof typeof PURE_TARGETS] : (target as LlamaFileType);
+}
 
-interface PlannedTensor {
+/** The user's per-tensor choices, checked: llama-quantize's --tensor-type, --output-tensor-type, --token-embedding-type, --pure. @internal */
+export interface TensorChoices {
+  pure: boolean;
+  overrides: { regex: RegExp; type: GgmlTypeName }[];
+  outputType?: GgmlTypeName;
+  tokenEmbdType?: GgmlTypeName;
+}
+
+function tensorTypeName(name: string, value: unknown): GgmlTypeName {
+  const upper = typeof value === 'string' ? value.toUpperCase() : undefined;
+  if (upper !== undefined && upper in GgmlType) return upper as GgmlTypeName;
+  throw invalid(`Expected a tensor type name ('Q4_K', 'F16', ...) for ${name} but received ${describe(value)}`);
+}
+
+function tensorChoices(target: QuantizeType, opts: Partial<QuantizeOptions>): TensorChoices {
+  const pure = target in PURE_TARGETS || (opts.pure !== undefined && booleanOption('pure', opts.pure));
+  const overrides: TensorChoices['overrides'] = [];
+  if (opts.tensorTypes !== undefined) {
+    if (!Array.isArray(opts.tensorTypes)) throw invalid(`Expected an array of { pattern, type } for tensorTypes but received ${describe(opts.tensorTypes)}`);
+    // llama.cpp only looks at overrides when the file type is quantized
+    if (opts.tensorTypes.length > 0 && FLOAT_TYPES.has(target)) throw invalid(`tensorTypes apply to quantized targets only, not ${target}`);
+    opts.tensorTypes.forEach((o: unknown, i) => {
+      if (typeof o !== 'object' || o === null) throw invalid(`Expected { pattern, type } for tensorTypes[${i}] but received ${describe(o)}`);
+      const { pattern, type } = o as Record<string, unknown>;
+      nonEmptyString(`tensorTypes[${i}].pattern`, pattern);
+      let regex: RegExp;
+      try {
+        regex = new RegExp((pattern as string).toLowerCase());
+      } catch (err) {
+        throw invalid(`tensorTypes[${i}].pattern is not a regular expression: ${(err as Error).message}`);
+      }
+      overrides.push({ regex, type: tensorTypeName(`tensorTypes[${i}].type`, type) });
+    });
+  }
+  return {
+    pure,
+    overrides,
+    outputType: opts.outputTensorType === undefined ? undefined : tensorTypeName('outputTensorType', opts.outputTensorType),
+    tokenEmbdType: opts.tokenEmbeddingType === undefined ? undefined : tensorTypeName('tokenEmbeddingType', opts.tokenEmbeddingType),
+  };
+}
+
+/** A CLI `PATTERN=TYPE` (llama-quantize's --tensor-type syntax: the pattern ends at the first '='). @internal */
+export function parseTensorTypeArg(arg: string): TensorTypeOverride {
+  const at = arg.indexOf('=');
+  if (at <= 0 || at === arg.length - 1) throw invalid(`Expected PATTERN=TYPE for --tensor-type but received ${describe(arg)}`);
+  return { pattern: arg.slice(0, at), type: arg.slice(at + 1) as QuantizeTensorType };
+}
+
+/** @internal */
+export interface PlannedTensor {
   tensor: GgufTensorInfo;
+  /** The type to write (the source's own type: copied as is). */
   type: string;
+  /** The row length did not fit the wanted type and llama.cpp's fallback applied. */
   fallback: boolean;
+  /** llama.cpp writes this type here only with an importance matrix. */
+  needsImatrix: boolean;
 }
 
 /** ggml_n_dims: dimensions up to the last one that is not 1. */
@@ -224,19 +335,6 @@ export function tensorAllowsQuantization(name: string, shape: readonly number[])
   return true;
 }
 
-type Category = 'output' | 'token_embd' | 'attn_qkv' | 'attn_kv_b' | 'attn_v' | 'attn_k' | 'attn_q' | 'attn_output' | 'ffn_up' | 'ffn_gate' | 'ffn_down' | 'other';
-
-/** llama.cpp's `tensor_get_category`. */
-function category(name: string): Category {
-  if (name === 'output.weight') return 'output';
-  if (name === 'token_embd.weight' || name === 'per_layer_token_embd.weight') return 'token_embd';
-  for (const c of ['attn_qkv', 'attn_kv_b', 'attn_v', 'attn_k', 'attn_q', 'attn_output'] as const) {
-    if (name.includes(`${c}.weight`)) return c;
-  }
-  for (const c of ['ffn_up', 'ffn_gate', 'ffn_down'] as const) if (name.includes(c)) return c;
-  return 'other';
-}
-
 /** llama.cpp's `weight_name_comparer`: layer number (-1 for non-layer tensors), then name. */
 function llamaOrder(a: GgufTensorInfo, b: GgufTensorInfo): number {
   const layer = (n: string): number => {
@@ -249,75 +347,63 @@ function llamaOrder(a: GgufTensorInfo, b: GgufTensorInfo): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** `use_more_bits`: the first and last eighth of the layers, and every third one between. */
-function useMoreBits(i: number, n: number): boolean {
-  return i < Math.trunc(n / 8) || i >= Math.trunc((7 * n) / 8) || (i - Math.trunc(n / 8)) % 3 === 2;
-}
-
+/** A number key, or the first item of a per-layer array (head counts may be either). */
 function numberKey(md: Record<string, ReadValue>, key: string): number {
-  const v = md[key];
+  let v = md[key] as unknown;
+  if (Array.isArray(v) || ArrayBuffer.isView(v)) v = (v as ArrayLike<unknown>)[0];
   return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
 }
 
-/** The type of every tensor, in llama.cpp's order. */
-function planTensors(info: GgufInfo, target: QuantizeType): PlannedTensor[] {
+/** Architectures whose 80-layer size llama.cpp calls LLM_TYPE_70B (llama: only with GQA; jais2: 68 layers). */
+function is70B(arch: string, nLayer: number, nHead: number, nHeadKv: number): boolean {
+  if (arch === 'llama') return nLayer === 80 && nHead !== nHeadKv;
+  if (arch === 'qwen2' || arch === 'deci' || arch === 'olmo') return nLayer === 80;
+  return arch === 'jais2' && nLayer === 68;
+}
+
+/**
+ * The type of every tensor, in llama.cpp's order (llama_model_quantize's preliminary pass):
+ * --token-embedding-type / --output-tensor-type first, then the first matching --tensor-type, else
+ * the recipe (unless pure), then the fallback for rows that are not whole blocks. @internal
+ */
+export function planTensors(info: GgufInfo, target: QuantizeType, choices: TensorChoices & { hasImatrix: boolean }): PlannedTensor[] {
   const md = info.metadata;
   const arch = typeof md['general.architecture'] === 'string' ? md['general.architecture'] : '';
-  const nExpert = Math.max(1, numberKey(md, `${arch}.expert_count`));
   const nLayer = numberKey(md, `${arch}.block_count`);
   const nHead = numberKey(md, `${arch}.attention.head_count`);
-  const nHeadKv = numberKey(md, `${arch}.attention.head_count_kv`) || nHead;
-  // llama.cpp's LLM_TYPE_70B (80-layer llama with GQA): attn_v gets a step more precision.
-  const is70B = arch === 'llama' && nLayer === 80 && nHead !== nHeadKv;
+  const nHeadKv = md[`${arch}.attention.head_count_kv`] === undefined ? nHead : numberKey(md, `${arch}.attention.head_count_kv`);
   const tensors = [...info.tensors].sort(llamaOrder);
-  const names = new Set(tensors.map((t) => t.name));
-  const tied = !names.has('output.weight');
-  const nAttnV = tensors.filter((t) => ['attn_v', 'attn_qkv', 'attn_kv_b'].includes(category(t.name))).length;
-  let iAttnV = 0;
-  let iFfnDown = 0;
-  const mix = MIXES[target];
-  const isFloat = FLOAT_TYPES.has(target);
-  const base = mix === 'Q4_K_M' ? 'Q4_K' : mix === 'Q5_K_M' ? 'Q5_K' : target;
+  const model: RecipeModel = {
+    arch,
+    nExpert: Math.max(1, numberKey(md, `${arch}.expert_count`)),
+    nLayer,
+    nGqa: nHeadKv === 0 ? 0 : Math.trunc(nHead / nHeadKv),
+    is70B: is70B(arch, nLayer, nHead, nHeadKv),
+    tied: !tensors.some((t) => t.name === 'output.weight'),
+    nAttnV: tensors.filter((t) => isAttnVLike(tensorCategory(t.name))).length,
+    hasImatrix: choices.hasImatrix,
+  };
+  const counters: RecipeCounters = { attnV: 0, ffnDown: 0, ffnGate: 0, ffnUp: 0 };
+  const ft = fileTypeOf(target);
+  const defaultType: GgmlTypeName = LLAMA_FILE_TYPES[ft].type;
 
   const planned = tensors.map((tensor): PlannedTensor => {
-    if (!tensorAllowsQuantization(tensor.name, tensor.shape)) return { tensor, type: tensor.type, fallback: false };
-    if (isFloat) return { tensor, type: target, fallback: false };
-    let type: string = base;
-    const cat = category(tensor.name);
+    const keep = { tensor, type: tensor.type, fallback: false, needsImatrix: false };
+    if (!tensorAllowsQuantization(tensor.name, tensor.shape)) return keep;
+    const cat = tensorCategory(tensor.name);
+    const overridden = choices.overrides.find((o) => o.regex.test(tensor.name));
+    // per_layer_token_embd follows --token-embedding-type unless a --tensor-type names it
+    const embdOverridden = tensor.name === 'per_layer_token_embd.weight' && overridden !== undefined;
+    // (these three as llama.cpp: no fallback; token_embd and output never need an imatrix)
+    if (choices.tokenEmbdType && cat === 'token_embd' && !embdOverridden) return { ...keep, type: choices.tokenEmbdType };
+    if (choices.outputType && cat === 'output') return { ...keep, type: choices.outputType };
+    if (FLOAT_TYPES.has(defaultType)) return { ...keep, type: defaultType };
     const ne0 = tensor.shape[0]!;
-    if (mix) {
-      // llama_tensor_get_type_impl, for the Q4_K_M / Q5_K_M / Q6_K file types.
-      if (cat === 'output' || (tied && cat === 'token_embd')) {
-        type = ne0 % ggmlTypeInfo(type as 'Q4_K').blockSize !== 0 ? 'Q8_0' : 'Q6_K';
-      } else if (cat === 'attn_v' || cat === 'attn_qkv' || cat === 'attn_kv_b') {
-        if ((mix === 'Q4_K_M' || mix === 'Q5_K_M') && useMoreBits(iAttnV, nAttnV)) type = 'Q6_K';
-        if (is70B && type === 'Q4_K') type = 'Q5_K';
-        if (nExpert === 8) type = 'Q8_0';
-        // (llama.cpp's separate attn_qkv rule sits after this attn_v-like branch, so it never fires)
-        iAttnV++;
-      } else if (cat === 'attn_k') {
-        if (nExpert === 8) type = 'Q8_0';
-      } else if (cat === 'ffn_down') {
-        let iLayer = iFfnDown;
-        if (nExpert > 1) {
-          const m = /^blk\.(\d+)\./.exec(tensor.name);
-          if (!m) throw new MoerunError('ERR_BAD_FORMAT', `quantize: cannot find the layer of tensor '${tensor.name}'`);
-          iLayer = Number(m[1]);
-        }
-        if ((mix === 'Q4_K_M' || mix === 'Q5_K_M') && useMoreBits(iLayer, nLayer)) type = 'Q6_K';
-        iFfnDown++;
-      } else if (cat === 'attn_output') {
-        if (nExpert === 8 && mix === 'Q4_K_M') type = 'Q5_K';
-      }
-    }
-    // tensor_type_fallback: rows that are not whole blocks.
-    let fallback = false;
-    if (ne0 % ggmlTypeInfo(type as 'Q4_K').blockSize !== 0) {
-      fallback = true;
-      type = FALLBACK[type] ?? type;
-      if (ne0 % ggmlTypeInfo(type as 'Q4_K').blockSize !== 0) type = 'F16';
-    }
-    return { tensor, type, fallback };
+    let type: GgmlTypeName = defaultType;
+    if (overridden) type = overridden.type;
+    else if (!choices.pure) type = recipeType(ft, type, tensor.name, ne0, model, counters, choices.outputType);
+    const fitted = fallbackType(type, ne0);
+    return { tensor, type: fitted, fallback: fitted !== type, needsImatrix: requiresImatrix(tensor.name, fitted, ft) };
   });
   for (const p of planned) {
     if (p.type !== p.tensor.type && !READABLE_TYPES.has(p.tensor.type)) {
@@ -327,16 +413,35 @@ function planTensors(info: GgufInfo, target: QuantizeType): PlannedTensor[] {
   return planned;
 }
 
+/**
+ * Refuses a plan moerun cannot carry out, naming what is missing: a type it has no quantizer for,
+ * or a type llama.cpp only writes with an importance matrix (which moerun's quantize does not take yet).
+ */
+function checkWritable(plan: PlannedTensor[], target: QuantizeType): void {
+  const missing = new Map<string, string>(); // type -> first tensor that needs it
+  const imatrix = new Map<string, string>();
+  for (const p of plan) {
+    if (p.type === p.tensor.type) continue;
+    // only a type given for output / token_embd skips the fallback
+    const ne0 = p.tensor.shape[0]!;
+    if (ne0 % ggmlTypeInfo(p.type as GgmlTypeName).blockSize !== 0) {
+      throw new MoerunError('ERR_INVALID_ARGUMENT', `quantize: tensor '${p.tensor.name}' cannot be ${p.type}: its rows of ${ne0} are not whole ${p.type} blocks`);
+    }
+    if (!WRITABLE_TYPES.has(p.type) && !missing.has(p.type)) missing.set(p.type, p.tensor.name);
+    if (p.needsImatrix && !imatrix.has(p.type)) imatrix.set(p.type, p.tensor.name);
+  }
+  const list = (m: Map<string, string>): string => [...m].map(([t, n]) => `${t} (e.g. '${n}')`).join(', ');
+  const problems: string[] = [];
+  if (missing.size > 0) problems.push(`it needs the ${[...missing.keys()].join(', ')} quantizer${missing.size > 1 ? 's' : ''}, which moerun does not have yet: ${list(missing)}`);
+  if (imatrix.size > 0) problems.push(`llama.cpp writes ${list(imatrix)} only with an importance matrix, which moerun's quantize does not take yet`);
+  if (problems.length > 0) throw new MoerunError('ERR_UNSUPPORTED', `quantize: cannot write ${target}: ${problems.join('; and ')}`);
+}
+
 /** Source types the quantizer can decode: what it writes, and the types moerun reads but does not write yet. */
 const READABLE_TYPES = new Set<string>([
   ...quantizeBlockTypes,
   'IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ3_XXS', 'IQ3_S', 'IQ1_S', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4',
 ]);
-
-/** llama.cpp's fallback for a 256-block type (32-block types go straight to F16). */
-const FALLBACK: Record<string, string> = {
-  Q2_K: 'Q4_0', Q3_K: 'Q4_0', Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0', IQ4_XS: 'IQ4_NL',
-};
 
 // ============================================================================================
 // Tensor data: read a slab of rows, dequantize if needed, quantize, hand to the writer

@@ -25,11 +25,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 describe('quantize() options', () => {
   it('rejects bad arguments with exact messages', async () => {
     await expect(quantize('', out('x.gguf'), 'Q8_0')).rejects.toThrow("Expected a non-empty string for inPath but received \"\" (string)");
-    await expect(quantize(bundledModelPath, out('x.gguf'), 'Q4_K_S' as QuantizeType)).rejects.toThrow(
-      /^Expected one of 'F32', 'F16', 'BF16', 'Q8_0', .*'Q4_K_M', 'Q5_K_M' for type but received "Q4_K_S" \(string\)$/,
+    await expect(quantize(bundledModelPath, out('x.gguf'), 'Q4_K_X' as QuantizeType)).rejects.toThrow(
+      /^Expected one of 'F32', 'F16', 'BF16', 'Q8_0', .*'Q4_K_M', .*'IQ3_M' for type but received "Q4_K_X" \(string\)$/,
     );
     await expect(quantize(bundledModelPath, out('x.gguf'), 'Q8_0', { thread: 2 } as never)).rejects.toThrow(
-      "Unknown option 'thread' for quantize(); did you mean 'threads'?. Known options: threads, onProgress, signal",
+      "Unknown option 'thread' for quantize(); did you mean 'threads'?. Known options: threads, onProgress, signal, tensorTypes, outputTensorType, tokenEmbeddingType, pure",
     );
     await expect(quantize(bundledModelPath, out('x.gguf'), 'Q8_0', { threads: 0 })).rejects.toThrow(
       'Expected a positive integer for threads but received 0 (number)',
@@ -39,6 +39,27 @@ describe('quantize() options', () => {
     expect((err as MoerunError).code).toBe('ERR_INVALID_ARGUMENT');
     await expect(quantize(out('missing.gguf'), out('x.gguf'), 'Q8_0')).rejects.toMatchObject({ code: 'ERR_IO' });
     expect(existsSync(out('x.gguf'))).toBe(false);
+  });
+
+  it('checks tensor-type overrides, and refuses what it cannot write before writing anything', async () => {
+    const q = (opts: object, type: QuantizeType = 'Q4_K_M') => quantize(bundledModelPath, out('o.gguf'), type, opts as never);
+    await expect(q({ tensorTypes: 'x' })).rejects.toThrow('Expected an array of { pattern, type } for tensorTypes but received "x" (string)');
+    await expect(q({ tensorTypes: [{ pattern: '', type: 'Q4_K' }] })).rejects.toThrow('Expected a non-empty string for tensorTypes[0].pattern');
+    await expect(q({ tensorTypes: [{ pattern: 'a(', type: 'Q4_K' }] })).rejects.toThrow(/^tensorTypes\[0\]\.pattern is not a regular expression: /);
+    await expect(q({ tensorTypes: [{ pattern: 'attn', type: 'Q9_K' }] })).rejects.toThrow(
+      "Expected a tensor type name ('Q4_K', 'F16', ...) for tensorTypes[0].type but received \"Q9_K\" (string)",
+    );
+    await expect(q({ outputTensorType: 7 })).rejects.toThrow("Expected a tensor type name ('Q4_K', 'F16', ...) for outputTensorType but received 7 (number)");
+    await expect(q({ tensorTypes: [{ pattern: 'attn', type: 'Q4_K' }] }, 'F16')).rejects.toThrow('tensorTypes apply to quantized targets only, not F16');
+    await expect(q({ pure: 'yes' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    // A type moerun has no quantizer for: refused, naming it and a tensor that needs it; no file.
+    // (stories260K's 64-wide rows: an IQ type would fall back to IQ4_NL; MXFP4's 32-blocks stay)
+    const err = await q({ tensorTypes: [{ pattern: 'ffn_up', type: 'MXFP4' }] }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_UNSUPPORTED' });
+    expect((err as Error).message).toBe(
+      "quantize: cannot write Q4_K_M: it needs the MXFP4 quantizer, which moerun does not have yet: MXFP4 (e.g. 'blk.0.ffn_up.weight')",
+    );
+    expect(existsSync(out('o.gguf'))).toBe(false);
   });
 
   it('leaves no file behind when aborted, before or during the work', async () => {

@@ -4,6 +4,7 @@
  */
 import type { GgufInfo } from '../gguf/reader.js';
 import { stringTableOf } from '../gguf/string-table.js';
+import { LLAMA_FILE_TYPES } from '../quantize/recipes.js';
 
 function numberMeta(info: GgufInfo, key: string): number {
   const v = info.metadata[key];
@@ -62,11 +63,8 @@ export function activeWeightBytes(info: GgufInfo): number {
   return bytes;
 }
 
-/** llama.cpp's LLAMA_FTYPE names. */
-const FILE_TYPES: Record<number, string> = {
-  0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 7: 'Q8_0', 8: 'Q5_0', 9: 'Q5_1', 10: 'Q2_K', 11: 'Q3_K_S', 12: 'Q3_K_M',
-  13: 'Q3_K_L', 14: 'Q4_K_S', 15: 'Q4_K_M', 16: 'Q5_K_S', 17: 'Q5_K_M', 18: 'Q6_K', 25: 'IQ4_NL', 30: 'IQ4_XS', 32: 'BF16',
-};
+/** llama.cpp's LLAMA_FTYPE names, by value. */
+const FILE_TYPES: Record<number, string> = Object.fromEntries(Object.entries(LLAMA_FILE_TYPES).map(([name, f]) => [f.id, name]));
 
 /** The file type's name, or the type holding most matrix bytes when `general.file_type` is absent. */
 export function fileTypeName(info: GgufInfo): string {

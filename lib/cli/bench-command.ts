@@ -21,7 +21,8 @@ export interface BenchCliArgs {
 /** Usage of `moerun bench`. */
 export const benchUsage = `  moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q4_K_M,Q6_K,Q8_0] [--text FILE]
                [--threads N] [--pp 512] [--tg 128] [--repeats 3] [--json out.json] [--svg out.svg] [--vs-llama-cpp]
-      Measures each file (and each --quants level of it, quantized into a temp dir): size, load time,
+      Measures each file (and each --quants level of it, quantized into a temp dir with any TYPE
+      \`moerun quantize\` takes: Q2_K, Q3_K_M, Q4_K_S, IQ4_XS, ...): size, load time,
       peak RSS, pp/tg tokens/s, decode GB/s against measured memory bandwidth, and KL divergence,
       top-1 agreement and perplexity against the highest-precision file over --text (default: Aesop).
       --vs-llama-cpp runs llama.cpp (node-llama-cpp) on the same files, interleaved, with ratios.

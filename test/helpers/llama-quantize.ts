@@ -62,12 +62,13 @@ export async function llamaQuantize(inPath: string, outPath: string, type: Llama
 }
 
 /**
- * What `llama-quantize [--pure] IN OUT FTYPE` writes: llama.cpp's default parameters and no
- * importance matrix; `recipe` applies the file type's per-tensor mix, `pure` gives every quantizable
- * tensor the file type's own type.
+ * What `llama-quantize [--pure] [OPTIONS] IN OUT FTYPE` writes: llama.cpp's default parameters and
+ * no importance matrix; `recipe` applies the file type's per-tensor mix, `pure` gives every
+ * quantizable tensor the file type's own type. `options` are llama-quantize's (`--tensor-type P=T`,
+ * `--output-tensor-type T`, `--token-embedding-type T`), plus `--imatrix-ones` (a matrix of ones).
  */
-export async function llamaQuantizeFile(inPath: string, outPath: string, ftype: number, mode: 'recipe' | 'pure'): Promise<void> {
+export async function llamaQuantizeFile(inPath: string, outPath: string, ftype: number, mode: 'recipe' | 'pure', options: string[] = []): Promise<void> {
   const exe = await llamaQuantizer();
-  const r = await run(exe, [inPath, outPath, String(ftype), mode]);
+  const r = await run(exe, [inPath, outPath, String(ftype), mode, ...options]);
   if (r.status !== 0) throw new Error(`llama_quantize ${inPath} ${ftype} ${mode} failed:\n${r.output}`);
 }
