@@ -21,7 +21,7 @@ const N_VOCAB = 512;
 // BOS, then a mix of byte tokens and word pieces.
 const PROMPT = [1, 300, 72, 350, 301, 400, 120, 302, 450, 303, 500, 304];
 const OPTS = { threads: 1 } as const;
-const TIMEOUT = 30_000;
+const TIMEOUT = 180_000; // several llama.cpp runs each: minutes on a loaded 2-core machine
 
 const model = (name: string, o: Partial<MakeModelOptions> = {}) => makeModel({ arch: 'llama', out: join(dir, name), seed: 7, ...o });
 
