@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 namespace moerun {
@@ -40,8 +41,22 @@ void sampler::accept(int32_t token) {
 
 int32_t sampler::sample(const float* logits, int n_vocab, const uint32_t* allowed) {
     auto& c = candidates_;
-    c.resize(size_t(n_vocab));
-    for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {logits[i], i};
+    if (allowed) {
+        // Grammar mask: only the allowed tokens become candidates, in token order, found word by
+        // word (a strict grammar state allows a few tokens: a scan of zero words, not of n_vocab).
+        c.clear();
+        const int words = (n_vocab + 31) / 32;
+        for (int w = 0; w < words; ++w) {
+            for (uint32_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
+                const int t = w * 32 + std::countr_zero(bits);
+                if (t < n_vocab) c.push_back({logits[t], t});
+            }
+        }
+        if (c.empty()) return -1;
+    } else {
+        c.resize(size_t(n_vocab));
+        for (int i = 0; i < n_vocab; ++i) c[size_t(i)] = {logits[i], i};
+    }
 #ifdef MOERUN_PLANT_OOB
     // Planted bug, sanitizer builds' moerun_core_planted only (CMakeLists.txt): reads one float
     // past the row, which ASan and the fuzzer must report (test/sanitizers.test.ts).
@@ -55,22 +70,12 @@ int32_t sampler::sample(const float* logits, int n_vocab, const uint32_t* allowe
         std::vector<int32_t> seen(history_.begin(), history_.end());
         std::sort(seen.begin(), seen.end());
         seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-        for (int32_t t : seen) {
-            if (t < 0 || t >= n_vocab) continue;
-            float& l = c[size_t(t)].first;
-            l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty;
+        auto penalize = [&](float& l) { l = l > 0 ? l / params_.repeat_penalty : l * params_.repeat_penalty; };
+        if (allowed) {
+            for (auto& [l, t] : c) if (std::binary_search(seen.begin(), seen.end(), t)) penalize(l);
+        } else {
+            for (int32_t t : seen) if (t >= 0 && t < n_vocab) penalize(c[size_t(t)].first);
         }
-    }
-
-    // Grammar mask: keep the allowed tokens only (the penalty above indexed c by token id).
-    if (allowed) {
-        size_t kept = 0;
-        for (size_t i = 0; i < c.size(); ++i) {
-            const int32_t t = c[i].second;
-            if ((allowed[t >> 5] >> (t & 31)) & 1u) c[kept++] = c[i];
-        }
-        c.resize(kept);
-        if (c.empty()) return -1;
     }
 
     auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
