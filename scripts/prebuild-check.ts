@@ -134,9 +134,12 @@ async function main(): Promise<void> {
   if (fs.existsSync(path.join(root, 'prebuilds/win32-x64'))) {
     const binary = path.join(root, 'prebuilds/win32-x64/moerun.napi.node');
     process.stdout.write(`win32-x64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
+    // Node-API comes through MinGW's delay-load thunks (GNU ld leaves the PE's delay-import
+    // directory empty, so objdump lists only the ordinary imports); the thunks name node.exe.
     const dlls = [...execFileSync('objdump', ['-p', binary], { encoding: 'utf8' }).matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]!);
-    report(dlls.includes('node.exe') && dlls.every((d) => /^(node\.exe|KERNEL32\.dll|msvcrt\.dll|api-ms-win-.*|ADVAPI32\.dll|USER32\.dll)$/i.test(d)),
-      `win32-x64: imports ${dlls.join(', ')} (Node-API from node.exe, no MinGW DLL)`);
+    const namesNode = fs.readFileSync(binary).includes(Buffer.from('node.exe\0'));
+    report(namesNode && dlls.every((d) => /^(KERNEL32\.dll|msvcrt\.dll|api-ms-win-.*|ADVAPI32\.dll|USER32\.dll)$/i.test(d)),
+      `win32-x64: imports ${dlls.join(', ')} and, delay-loaded, node.exe (no MinGW DLL)`);
     const wine = '/usr/lib/wine/wine64';
     if (fs.existsSync(wine)) {
       const exe = linkRunModel(targets.find((x) => x.name === 'win32-x64')!);

@@ -43,8 +43,9 @@ export const targets: PrebuildTarget[] = [
     name: 'win32-x64', cxx: 'x86_64-w64-mingw32-g++-posix', x64: true, windows: true,
     // 64-bit stat sizes (models over 2 GiB); M_PI from <cmath>.
     cflags: ['-D_FILE_OFFSET_BITS=64', '-D_USE_MATH_DEFINES'],
-    // Everything static: the .node depends on no MinGW DLL, only on Windows and node.exe.
-    libs: ['-static', '-static-libstdc++', '-static-libgcc', '-lwinpthread'],
+    // Everything static: the .node depends on no MinGW DLL, only on Windows and node.exe. -s drops
+    // the static runtime's debug sections (3.4 -> 1.7 MiB).
+    libs: ['-static', '-static-libstdc++', '-static-libgcc', '-lwinpthread', '-s'],
   },
 ];
 
