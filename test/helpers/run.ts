@@ -28,6 +28,8 @@ export function run(cmd: string, args: readonly string[], options: RunOptions = 
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr, output: stdout + stderr }));
+    // A child that exits without reading its stdin makes this write fail with EPIPE: not an error here.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
