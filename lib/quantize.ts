@@ -266,7 +266,7 @@ function tensorTypeName(name: string, value: unknown): GgmlTypeName {
 }
 
 function tensorChoices(target: QuantizeType, opts: Partial<QuantizeOptions>): TensorChoices {
-  const pure = target in PURE_TARGETS || (opts.pure !== undefined && booleanOption('pure', opts.pure));
+  const pure = opts.pure !== undefined && booleanOption('pure', opts.pure);
   const overrides: TensorChoices['overrides'] = [];
   if (opts.tensorTypes !== undefined) {
     if (!Array.isArray(opts.tensorTypes)) throw invalid(`Expected an array of { pattern, type } for tensorTypes but received ${describe(opts.tensorTypes)}`);
@@ -386,6 +386,7 @@ export function planTensors(info: GgufInfo, target: QuantizeType, choices: Tenso
   const counters: RecipeCounters = { attnV: 0, ffnDown: 0, ffnGate: 0, ffnUp: 0 };
   const ft = fileTypeOf(target);
   const defaultType: GgmlTypeName = LLAMA_FILE_TYPES[ft].type;
+  const pure = choices.pure || target in PURE_TARGETS;
 
   const planned = tensors.map((tensor): PlannedTensor => {
     const keep = { tensor, type: tensor.type, fallback: false, needsImatrix: false };
@@ -401,7 +402,7 @@ export function planTensors(info: GgufInfo, target: QuantizeType, choices: Tenso
     const ne0 = tensor.shape[0]!;
     let type: GgmlTypeName = defaultType;
     if (overridden) type = overridden.type;
-    else if (!choices.pure) type = recipeType(ft, type, tensor.name, ne0, model, counters, choices.outputType);
+    else if (!pure) type = recipeType(ft, type, tensor.name, ne0, model, counters, choices.outputType);
     const fitted = fallbackType(type, ne0);
     return { tensor, type: fitted, fallback: fitted !== type, needsImatrix: requiresImatrix(tensor.name, fitted, ft) };
   });

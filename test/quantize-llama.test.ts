@@ -9,16 +9,17 @@
 //
 // The mixes moerun refuses (a tensor type it has no quantizer for yet, or one llama.cpp only writes
 // with an importance matrix) must be refused with ERR_UNSUPPORTED naming what is missing, and their
-// planned per-tensor types must still equal those of llama.cpp's file (quantized with an importance
-// matrix of ones where llama.cpp needs one).
+// planned per-tensor types must still equal llama.cpp's (`llama-quantize --dry-run`, with an
+// importance matrix of ones where llama.cpp needs one).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, MoerunError, quantize, quantizeTypes, readGgufInfo, type QuantizeOptions, type QuantizeType } from 'moerun';
 import { planTensors } from '../lib/quantize.js';
+import { LLAMA_FILE_TYPES, type LlamaFileType } from '../lib/quantize/recipes.js';
 import { makeModel } from '../scripts/make-model.js';
-import { llamaQuantizeFile } from './helpers/llama-quantize.js';
+import { llamaQuantizeFile, llamaQuantizePlan } from './helpers/llama-quantize.js';
 import { tensorBytes } from './helpers/twin.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'moerun-quantize-llama-'));
@@ -155,7 +156,7 @@ describe("moerun's quantized files equal llama-quantize's, tensor by tensor and 
     outputTensorType: 'Q8_0',
     tokenEmbeddingType: 'Q4_K',
   };
-  const mla: QuantizeOptions = { tensorTypes: [{ pattern: 'attn_kv_b', type: 'Q6_K' }, { pattern: '_shexp', type: 'Q5_0' }] };
+  const mla: QuantizeOptions = { tensorTypes: [{ pattern: 'attn_k_b', type: 'Q6_K' }, { pattern: '_shexp', type: 'Q5_0' }] };
   const cases: [string, QuantizeType, QuantizeOptions, string][] = [
     ['qwen3moe', 'Q4_K_M', dynamic, ' + overrides'],
     ['qwen3moe', 'Q3_K_M', { pure: true }, ' --pure'],
@@ -175,19 +176,39 @@ describe('the mixes moerun cannot write yet: refused, and planned as llama.cpp p
       it(`${source} → ${target}`, async () => {
         const written = await quantizeBoth(source, target);
         if (written) return; // its quantizers have landed: compared byte for byte above
-        // llama.cpp writes the file (with an importance matrix of ones where it needs one); our plan
-        // for the same choice must give every tensor the type llama.cpp gave it.
+        // llama.cpp's plan for the same file type (llama-quantize --dry-run, with an importance
+        // matrix of ones where the mix needs one: it changes a few IQ3_XXS rules) must give every
+        // tensor the type ours gives it.
         const hasImatrix = REFUSED[target]!.imatrix === true;
-        const theirs = path.join(dir, `${source}-${target}-plan-llama.gguf`);
-        const ftype = (await import('../lib/quantize/recipes.js')).LLAMA_FILE_TYPES[target as 'IQ1_S'].id;
-        await llamaQuantizeFile(sources[source]!, theirs, ftype, 'recipe', hasImatrix ? ['--imatrix-ones'] : []);
-        const info = await readGgufInfo(sources[source]!);
-        const plan = planTensors(info, target, { pure: false, overrides: [], hasImatrix });
-        const llama = await readGgufInfo(theirs);
-        expect(plan.map((p) => `${p.tensor.name} ${p.type}`)).toEqual(llama.tensors.map((t) => `${t.name} ${t.type}`));
-        expect(llama.metadata['general.file_type']).toBe(ftype);
+        const llama = await llamaQuantizePlan(sources[source]!, LLAMA_FILE_TYPES[target as LlamaFileType].id, 'recipe', hasImatrix ? ['--imatrix-ones'] : []);
+        const plan = planTensors(await readGgufInfo(sources[source]!), target, { pure: false, overrides: [], hasImatrix });
+        expect(plan.map((p) => `${p.tensor.name} ${p.type}`)).toEqual(llama.map((t) => `${t.name} ${t.type}`));
         table.push(`${`${source} / ${target} (plan)`.padEnd(33)} ${String(plan.length).padStart(7)} ${'types only'.padStart(16)}  0`);
       }, 60_000);
     }
   }
 });
+
+// The layer rules (use_more_bits, the first eighth / sixteenth of the layers, Q3_K_M's first two
+// attn_v) need more layers than the models above have: on a 16-layer dense llama with GQA 4, every
+// target's plan, with and without an importance matrix, against llama-quantize --dry-run's.
+describe('plans on a 16-layer model equal llama-quantize --dry-run, for every target', () => {
+  let deep = '';
+  beforeAll(async () => {
+    deep = (await makeModel({ arch: 'llama', nLayer: 16, nFf: 256, nHead: 8, nHeadKv: 2, out: path.join(dir, 'llama16.gguf'), type: 'f32' })).path;
+  }, 120_000);
+  for (const hasImatrix of [false, true]) {
+    it(hasImatrix ? 'with an importance matrix' : 'without an importance matrix', async () => {
+      const info = await readGgufInfo(deep);
+      for (const target of quantizeTypes) {
+        const pure = PURE.has(target);
+        const ftype = LLAMA_FILE_TYPES[(pure ? `${target}_S` : target) as LlamaFileType].id; // Q4_K: Q4_K_S --pure
+        const llama = await llamaQuantizePlan(deep, ftype, pure ? 'pure' : 'recipe', hasImatrix ? ['--imatrix-ones'] : []);
+        const plan = planTensors(info, target, { pure: false, overrides: [], hasImatrix });
+        expect(plan.map((p) => `${target} ${p.tensor.name} ${p.type}`)).toEqual(llama.map((t) => `${target} ${t.name} ${t.type}`));
+      }
+      table.push(`${`llama16 / all ${quantizeTypes.length} (plan${hasImatrix ? ', imatrix' : ''})`.padEnd(33)} ${String(info.tensors.length).padStart(7)} ${'types only'.padStart(16)}  0`);
+    }, 120_000);
+  }
+});
+

@@ -72,3 +72,20 @@ export async function llamaQuantizeFile(inPath: string, outPath: string, ftype: 
   const r = await run(exe, [inPath, outPath, String(ftype), mode, ...options]);
   if (r.status !== 0) throw new Error(`llama_quantize ${inPath} ${ftype} ${mode} failed:\n${r.output}`);
 }
+
+/**
+ * The type llama.cpp gives each tensor for `llama-quantize --dry-run [OPTIONS] IN x FTYPE` (no file
+ * written, nothing quantized), in its order, parsed from its per-tensor log: `type = SOURCE` and,
+ * for tensors it converts, `(NEW)`. Type names as GGUF's (upper case).
+ */
+export async function llamaQuantizePlan(inPath: string, ftype: number, mode: 'recipe' | 'pure', options: string[] = []): Promise<{ name: string; type: string }[]> {
+  const exe = await llamaQuantizer();
+  const r = await run(exe, [inPath, '/dev/null', String(ftype), mode, '--dry-run', ...options]);
+  if (r.status !== 0) throw new Error(`llama_quantize --dry-run ${inPath} ${ftype} ${mode} failed:\n${r.output}`);
+  const plan: { name: string; type: string }[] = [];
+  for (const m of r.stdout.matchAll(/^\[\s*\d+\/\s*\d+\] (\S+)\s+- \[[^\]]*\], type =\s*(\w+), size =[^\n(]*(?:\((\w+)\))?$/gm)) {
+    plan.push({ name: m[1]!, type: (m[3] ?? m[2]!).toUpperCase() });
+  }
+  if (plan.length === 0) throw new Error(`llama_quantize --dry-run printed no tensors:\n${r.output}`);
+  return plan;
+}

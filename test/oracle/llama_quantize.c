@@ -14,8 +14,10 @@
 // importance matrix; `recipe` applies FTYPE's per-tensor mix, `pure` gives every tensor FTYPE's type.
 // OPTIONS, as llama-quantize's (types by ggml name, patterns lower-cased as it does):
 //   --tensor-type PATTERN=TYPE (repeatable), --output-tensor-type TYPE, --token-embedding-type TYPE,
-//   --imatrix-ones (an importance matrix of ones, as above: the mixes that need one).
+//   --imatrix-ones (an importance matrix of ones, as above: the mixes that need one),
+//   --dry-run (llama-quantize's: no file; its per-tensor log, with each tensor's new type, on stdout).
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +25,13 @@
 #include "gguf.h"
 #include "llama.h"
 
-// llama.cpp's log, errors only (it logs every tensor at info level).
+// llama.cpp's log, errors only (it logs every tensor at info level); with --dry-run that per-tensor
+// info goes to stdout.
+static bool log_info = false;
 static void log_errors(enum ggml_log_level level, const char * text, void * user) {
     (void) user;
     if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    else if (log_info && (level == GGML_LOG_LEVEL_INFO || level == GGML_LOG_LEVEL_CONT)) fputs(text, stdout);
 }
 
 // An importance matrix of ones for every tensor of the file (NULL-terminated), or NULL.
@@ -71,7 +76,10 @@ static int quantize_file(int argc, char ** argv) {
     int n_overrides = 0;
     for (int i = 5; i < argc; ++i) {
         const bool has_value = i + 1 < argc;
-        if (strcmp(argv[i], "--imatrix-ones") == 0) {
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            qp.dry_run = true;
+            log_info = true;
+        } else if (strcmp(argv[i], "--imatrix-ones") == 0) {
             qp.imatrix = imatrix_of_ones(argv[1]);
             if (!qp.imatrix) return 1;
         } else if (strcmp(argv[i], "--tensor-type") == 0 && has_value) {
@@ -109,7 +117,7 @@ int main(int argc, char ** argv) {
     if (argc != 6 && !plain) {
         fprintf(stderr, "usage: %s IN.gguf OUT.gguf FTYPE TOKEN_EMBD_TYPE OUTPUT_TYPE\n"
                         "       %s IN.gguf OUT.gguf FTYPE recipe|pure [--tensor-type P=T]... [--output-tensor-type T]\n"
-                        "                                  [--token-embedding-type T] [--imatrix-ones]\n", argv[0], argv[0]);
+                        "                                  [--token-embedding-type T] [--imatrix-ones] [--dry-run]\n", argv[0], argv[0]);
         return 2;
     }
     llama_log_set(log_errors, NULL);
