@@ -116,8 +116,8 @@ async function main(): Promise<void> {
   if (fs.existsSync(path.join(root, 'prebuilds/linux-arm64'))) {
     const binary = path.join(root, 'prebuilds/linux-arm64/moerun.napi.glibc.node');
     process.stdout.write(`linux-arm64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
-    const arch = execFileSync('objdump', ['-f', binary], { encoding: 'utf8' });
-    report(/architecture: aarch64/.test(arch), 'linux-arm64: the .node is aarch64 code');
+    // ELF e_machine (bytes 18-19, little-endian): 183 = EM_AARCH64 (the host's objdump cannot read it).
+    report(fs.readFileSync(binary).readUInt16LE(18) === 183, 'linux-arm64: the .node is an aarch64 ELF');
     const glibc = glibcVersions(binary);
     report(glibc.above.length === 0, `linux-arm64: needs glibc symbols up to ${glibc.highest}${glibc.above.length ? `; above 2.28: ${glibc.above.join(', ')}` : ''}`);
     if (have('qemu-aarch64-static', ['--version'])) {
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
     process.stdout.write(`win32-x64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
     // Node-API comes through MinGW's delay-load thunks (GNU ld leaves the PE's delay-import
     // directory empty, so objdump lists only the ordinary imports); the thunks name node.exe.
-    const dlls = [...execFileSync('objdump', ['-p', binary], { encoding: 'utf8' }).matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]!);
+    const dlls = [...execFileSync('objdump', ['-p', binary], { encoding: 'utf8', maxBuffer: 256 << 20 }).matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]!);
     const namesNode = fs.readFileSync(binary).includes(Buffer.from('node.exe\0'));
     report(namesNode && dlls.every((d) => /^(KERNEL32\.dll|msvcrt\.dll|api-ms-win-.*|ADVAPI32\.dll|USER32\.dll)$/i.test(d)),
       `win32-x64: imports ${dlls.join(', ')} and, delay-loaded, node.exe (no MinGW DLL)`);
