@@ -90,10 +90,18 @@ describe('moerun quantize (CLI)', () => {
     expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/file type 7; tensors: 32 Q8_0, 11 F32, 5 F16; 5 fell back/);
     expect(existsSync(file)).toBe(true);
-    const bad = await run(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q4_K_S']);
+    const bad = await run(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q4_K_X']);
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/Expected one of 'F32', .* for type but received "Q4_K_S" \(string\) \[ERR_INVALID_ARGUMENT\]/);
+    expect(bad.stderr).toMatch(/Expected one of 'F32', .* for type but received "Q4_K_X" \(string\) \[ERR_INVALID_ARGUMENT\]/);
     expect(existsSync(out('cli-bad.gguf'))).toBe(false);
+    // --tensor-type: ffn_up and ffn_gate of the 5 layers as Q4_0, the rest as Q8_0 decides
+    const mixed = await run(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-mixed.gguf'), 'Q8_0', '--tensor-type', 'ffn_(up|gate)=q4_0']);
+    expect(mixed.status).toBe(0);
+    expect(mixed.stdout).toMatch(/tensors: .*\b22 Q8_0\b/);
+    expect(mixed.stdout).toMatch(/\b10 Q4_0\b/);
+    const badOverride = await run(process.execPath, [cli, 'quantize', bundledModelPath, out('cli-bad.gguf'), 'Q8_0', '--tensor-type', 'ffn_up']);
+    expect(badOverride.status).toBe(1);
+    expect(badOverride.stderr).toContain('Expected PATTERN=TYPE for --tensor-type but received "ffn_up" (string)');
   });
 
   it('stops on Ctrl-C (SIGINT) and leaves no file, not even the temp file', async () => {
