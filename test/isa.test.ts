@@ -84,3 +84,21 @@ describe.skipIf(!canDisassemble)('the addon at x86-64-v2 outside the per-ISA ker
     expect(shared_?.reason).toBe('also defined in generic code');
   }, 60_000);
 });
+
+describe.skipIf(!hasAddon)('moerun info', () => {
+  it('prints the binary and the kernel path in use among those this CPU supports (MOERUN_CPU overrides)', async () => {
+    const cli = (env: NodeJS.ProcessEnv) => run(process.execPath, ['--import', 'tsx', 'lib/cli.ts', 'info'], { cwd: root, env: { ...process.env, ...env } });
+    const auto = await cli({});
+    expect(auto.status, auto.output).toBe(0);
+    const m = /^cpu kernels: (\w+) \(this CPU supports ([\w, ]+)\)$/m.exec(auto.stdout);
+    expect(m, auto.stdout).not.toBeNull();
+    const supported = m![2]!.split(', ');
+    expect(supported).toContain('scalar');
+    expect(supported).toContain(m![1]);
+    expect(auto.stdout).toContain(`.node (${process.platform}-${process.arch})\n`);
+    const scalar = await cli({ MOERUN_CPU: 'scalar' });
+    expect(scalar.stdout).toMatch(/^cpu kernels: scalar /m);
+    const bogus = await cli({ MOERUN_CPU: 'bogus' });
+    expect(bogus.stdout).toMatch(/^cpu kernels: none: .*bogus/m);
+  }, 60_000);
+});
