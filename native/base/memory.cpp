@@ -11,12 +11,33 @@
 
 namespace moerun {
 
-uint64_t host_memory_available() {
-    uint64_t available = UINT64_MAX;
+namespace {
+
+// Installed physical memory in bytes; UINT64_MAX when the platform does not say.
+uint64_t physical_memory() {
+#if defined(__unix__) || defined(__APPLE__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return uint64_t(pages) * uint64_t(page);
+#endif
+    return UINT64_MAX;
+}
+
+// The address-space limit (ulimit -v) in bytes; UINT64_MAX when none is set.
+uint64_t address_space_limit() {
+#if defined(__unix__) || defined(__APPLE__)
+    rlimit as{};
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) return uint64_t(as.rlim_cur);
+#endif
+    return UINT64_MAX;
+}
+
+// /proc/meminfo's MemAvailable in bytes (Linux); UINT64_MAX elsewhere.
+uint64_t kernel_available_estimate() {
 #if defined(__linux__)
     if (FILE* f = std::fopen("/proc/meminfo", "r")) {
         char line[256];
         unsigned long long kib = 0;
+        uint64_t available = UINT64_MAX;
         while (std::fgets(line, sizeof line, f)) {
             if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
                 available = uint64_t(kib) * 1024;
@@ -24,29 +45,21 @@ uint64_t host_memory_available() {
             }
         }
         std::fclose(f);
+        return available;
     }
 #endif
-#if defined(__unix__) || defined(__APPLE__)
-    if (available == UINT64_MAX) {
-        const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        if (pages > 0 && page > 0) available = uint64_t(pages) * uint64_t(page);
-    }
-    rlimit as{};
-    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) available = std::min<uint64_t>(available, uint64_t(as.rlim_cur));
-#endif
-    return available;
+    return UINT64_MAX;
 }
 
-uint64_t host_memory_total() {
-    uint64_t total = UINT64_MAX;
-#if defined(__unix__) || defined(__APPLE__)
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) total = uint64_t(pages) * uint64_t(page);
-    rlimit as{};
-    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) total = std::min<uint64_t>(total, uint64_t(as.rlim_cur));
-#endif
-    return total;
+}  // namespace
+
+uint64_t host_memory_available() {
+    uint64_t available = kernel_available_estimate();
+    if (available == UINT64_MAX) available = physical_memory();
+    return std::min(available, address_space_limit());
 }
+
+uint64_t host_memory_total() { return std::min(physical_memory(), address_space_limit()); }
 
 std::string format_bytes(uint64_t bytes) {
     char buf[32];
