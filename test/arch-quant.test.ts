@@ -74,6 +74,7 @@ const COMMON_TYPES: readonly QuantizeType[] = ['Q8_0', 'Q4_0', 'Q4_K_M'];
 const ALL_TYPES_ARCH = 'qwen3moe';
 const ALL_TYPES: readonly QuantizeType[] = [
   'Q8_0', 'Q4_0', 'Q4_K_M', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'Q5_K_M', 'IQ4_NL', 'IQ4_XS', 'F16', 'BF16',
+  'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_K_S', 'Q5_K_S', // llama.cpp's K-quant mixes (issue 19)
 ];
 
 /**
