@@ -47,7 +47,11 @@
         "<!@(node scripts/list-sources.cjs native/base native/gguf native/quant native/cpu native/runtime native/arch native/addon)"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a worker terminated while native work runs tears its
+      # environment down before the work completes; completing it then fails every N-API call, and
+      # without this node-addon-api turns the failed throw into a fatal error that aborts the whole
+      # process (test/lifecycle.test.ts). With it, the throw is dropped: nothing is left to receive it.
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags_cc": ["-pthread"],
       "ldflags": ["-pthread"],
       # The generic code's baseline on x86-64: x86-64-v2 (SSE4.2, POPCNT), no AVX, so the binary runs on
