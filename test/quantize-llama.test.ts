@@ -107,9 +107,9 @@ function llamaOptions(o: QuantizeOptions): string[] {
 }
 
 const table: string[] = [];
-afterAll(() => table.length && console.log(['source / target                   tensors    bytes compared  mismatches', ...table].join('\n')));
+afterAll(() => table.length && console.log(['source / target                      tensors    bytes compared  mismatches', ...table].join('\n')));
 function record(label: string, c: Comparison): void {
-  table.push(`${label.padEnd(33)} ${String(c.tensors).padStart(7)} ${String(c.bytes).padStart(16)}  ${c.mismatches.length}`);
+  table.push(`${label.padEnd(36)} ${String(c.tensors).padStart(7)} ${String(c.bytes).padStart(16)}  ${c.mismatches.length}`);
 }
 
 /** Quantizes with both and compares; returns false (after checking the refusal) when moerun refuses. */
@@ -183,7 +183,7 @@ describe('the mixes moerun cannot write yet: refused, and planned as llama.cpp p
         const llama = await llamaQuantizePlan(sources[source]!, LLAMA_FILE_TYPES[target as LlamaFileType].id, 'recipe', hasImatrix ? ['--imatrix-ones'] : []);
         const plan = planTensors(await readGgufInfo(sources[source]!), target, { pure: false, overrides: [], hasImatrix });
         expect(plan.map((p) => `${p.tensor.name} ${p.type}`)).toEqual(llama.map((t) => `${t.name} ${t.type}`));
-        table.push(`${`${source} / ${target} (plan)`.padEnd(33)} ${String(plan.length).padStart(7)} ${'types only'.padStart(16)}  0`);
+        table.push(`${`${source} / ${target} (plan)`.padEnd(36)} ${String(plan.length).padStart(7)} ${'types only'.padStart(16)}  0`);
       }, 60_000);
     }
   }
@@ -207,7 +207,7 @@ describe('plans on a 16-layer model equal llama-quantize --dry-run, for every ta
         const plan = planTensors(info, target, { pure: false, overrides: [], hasImatrix });
         expect(plan.map((p) => `${target} ${p.tensor.name} ${p.type}`)).toEqual(llama.map((t) => `${target} ${t.name} ${t.type}`));
       }
-      table.push(`${`llama16 / all ${quantizeTypes.length} (plan${hasImatrix ? ', imatrix' : ''})`.padEnd(33)} ${String(info.tensors.length).padStart(7)} ${'types only'.padStart(16)}  0`);
+      table.push(`${`llama16 / all ${quantizeTypes.length} (plan${hasImatrix ? ', imatrix' : ''})`.padEnd(36)} ${String(info.tensors.length).padStart(7)} ${'types only'.padStart(16)}  0`);
     }, 120_000);
   }
 });
