@@ -76,6 +76,11 @@ const ALL_TYPES: readonly QuantizeType[] = [
   'Q8_0', 'Q4_0', 'Q4_K_M', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'Q5_K_M', 'IQ4_NL', 'IQ4_XS', 'F16', 'BF16',
   'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_K_S', 'Q5_K_S', // llama.cpp's K-quant mixes (issue 19)
 ];
+/** The MLA architecture also runs llama.cpp's K-quant mixes (its attn_k_b / attn_v_b, shared experts, dense first layer). */
+const MLA_MIXES_ARCH = 'deepseek2-v3';
+const MLA_MIXES: readonly QuantizeType[] = [...COMMON_TYPES, 'Q2_K', 'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q4_K_S', 'Q5_K_S'];
+/** The types an architecture runs. */
+const typesOf = (arch: string): readonly QuantizeType[] => (arch === ALL_TYPES_ARCH ? ALL_TYPES : arch === MLA_MIXES_ARCH ? MLA_MIXES : COMMON_TYPES);
 
 /**
  * arch/type cases where moerun is known to fail the comparison: each entry says how (which tensor
@@ -320,12 +325,11 @@ async function runCase(c: (typeof CASES)[number], type: QuantizeType): Promise<C
   };
 }
 
-// Start everything now, in test order: common types arch by arch, then qwen3moe's other types.
+// Start everything now, in test order: common types arch by arch, then the other types of the archs that run more.
 const results = new Map<string, Promise<Settled<CaseResult>>>();
 const key = (arch: string, type: string) => `${arch}/${type}`;
 for (const c of CASES) for (const type of COMMON_TYPES) results.set(key(c.name, type), settle(runCase(c, type)));
-const allTypesCase = CASES.find((c) => c.name === ALL_TYPES_ARCH)!;
-for (const type of ALL_TYPES) if (!results.has(key(ALL_TYPES_ARCH, type))) results.set(key(ALL_TYPES_ARCH, type), settle(runCase(allTypesCase, type)));
+for (const c of CASES) for (const type of typesOf(c.name)) if (!results.has(key(c.name, type))) results.set(key(c.name, type), settle(runCase(c, type)));
 const started = Date.now();
 
 async function result(arch: string, type: string): Promise<CaseResult> {
@@ -341,7 +345,7 @@ async function result(arch: string, type: string): Promise<CaseResult> {
 const rows = new Map<string, string>();
 const routingNotes: string[] = [];
 afterAll(() => {
-  const order = CASES.flatMap((c) => (c.name === ALL_TYPES_ARCH ? ALL_TYPES : COMMON_TYPES).map((t) => key(c.name, t)));
+  const order = CASES.flatMap((c) => typesOf(c.name).map((t) => key(c.name, t)));
   const lines = order.filter((k) => rows.has(k)).map((k) => rows.get(k)!);
   if (lines.length === 0) return;
   console.log(
@@ -442,7 +446,6 @@ function check(arch: string, type: QuantizeType): void {
 
 for (const c of CASES) {
   describe(c.name, () => {
-    const types = c.name === ALL_TYPES_ARCH ? ALL_TYPES : COMMON_TYPES;
-    for (const type of types) check(c.name, type);
+    for (const type of typesOf(c.name)) check(c.name, type);
   });
 }
