@@ -20,7 +20,7 @@ describe('lifecycle with generation in flight', () => {
     expect(r.signal).toBeNull();
     expect(r.status, r.output).toBe(0);
     // Each worker reached its phase before it was terminated (not "exited before ...").
-    expect(r.stdout).toMatch(/ok terminate loading:1 decoding:1 loading:1 decoding:1; then \d+ tokens/);
+    expect(r.stdout).toMatch(/ok terminate loading:1 loaded:1 decoding:1 loading:1 loaded:1 decoding:1; then \d+ tokens/);
   }, 120_000);
 
   it('process.exit() with a prompt evaluating and tokens decoding exits with its status', async () => {

@@ -706,6 +706,16 @@ private:
 
 // ---- module functions --------------------------------------------------------------------------
 
+// The native object behind a handle just made by `ctor.New({})`, or nullptr when no object was made:
+// a JS exception is pending, or the environment is being torn down (worker.terminate() landing
+// during the call or before a completion ran). Unwrap() of that empty object would hand node-addon-api
+// a null env, which it turns into a fatal error.
+template <class Handle>
+Handle* unwrap_new(const Napi::Object& obj) {
+    if (obj.IsEmpty()) return nullptr;
+    return Handle::Unwrap(obj);
+}
+
 struct instance_data {
     Napi::FunctionReference model_ctor;
     Napi::FunctionReference session_ctor;
@@ -728,8 +738,10 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         },
         [data](Napi::Env env, opened& r) -> Napi::Value {
             Napi::Object obj = data->gguf_ctor.New({});
-            gguf_handle::Unwrap(obj)->file_ = r.first;
-            gguf_handle::Unwrap(obj)->tables_ = r.second;
+            gguf_handle* h = unwrap_new<gguf_handle>(obj);
+            if (!h) return env.Undefined();
+            h->file_ = r.first;
+            h->tables_ = r.second;
             return obj;
         });
 }
@@ -775,8 +787,10 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
         },
         [data](Napi::Env env, loaded& r) -> Napi::Value {
             Napi::Object obj = data->model_ctor.New({});
-            model_handle::Unwrap(obj)->model_ = r.first;
-            model_handle::Unwrap(obj)->tables_ = r.second;
+            model_handle* h = unwrap_new<model_handle>(obj);
+            if (!h) return env.Undefined();
+            h->model_ = r.first;
+            h->tables_ = r.second;
             return obj;
         });
     Napi::Object out = Napi::Object::New(env);
@@ -822,7 +836,9 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
         return throw_error(env, "ERR_OUT_OF_MEMORY", "createSession: out of memory");
     }
     Napi::Object obj = data->session_ctor.New({});
-    session_handle::Unwrap(obj)->state_ = st;
+    session_handle* h = unwrap_new<session_handle>(obj);
+    if (!h) return env.Undefined();
+    h->state_ = st;
     return obj;
 }
 

@@ -33,10 +33,9 @@ if (!isMainThread) {
 } else {
   const [scenario, modelPath] = process.argv.slice(2);
   if (scenario === 'terminate') {
-    // Not right after 'loaded': a worker terminated while it makes its next synchronous native
-    // call (createSession) still aborts the process in node-addon-api's Error::New (a fatal
-    // 'napi_get_last_error_info' failure; open, reported with issue 18).
-    const phases = ['loading', 'decoding', 'loading', 'decoding'];
+    // 'loaded' lands as the worker makes its next synchronous native call (createSession), which
+    // used to abort the process (a constructor's empty result unwrapped with a null env).
+    const phases = ['loading', 'loaded', 'decoding', 'loading', 'loaded', 'decoding'];
     const reached = [];
     for (const phase of phases) {
       const worker = new Worker(new URL(import.meta.url), { workerData: { modelPath } });
