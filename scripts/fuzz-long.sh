@@ -38,5 +38,6 @@ echo "fuzz-long: exit status $status"
 echo "fuzz-long: last status line: $last"
 grep -E '^stat::' "$dir/fuzz.log" || true
 echo "fuzz-long: corpus $(find "$dir/corpus" -type f | wc -l) files, $(du -sh "$dir/corpus" | cut -f1)"
-echo "fuzz-long: crashes $(find "$dir/crashes" -type f | wc -l) (in $dir/crashes)"
+echo "fuzz-long: findings $(find "$dir/crashes" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'oom-*' -o -name 'timeout-*' \) | wc -l)," \
+  "slow inputs (over 10 s, not findings) $(find "$dir/crashes" -type f -name 'slow-unit-*' | wc -l) (in $dir/crashes)"
 exit "$status"
