@@ -551,7 +551,7 @@ describe('serve: a client that disconnects aborts its generation', () => {
     const m = await metricsOf(server);
     console.log(`unstreamed abort: ${m.generatedTokens} tokens generated of 4000`);
     expect(m.activeGenerations).toBe(0);
-    expect(m.generatedTokens).toBeGreaterThan(0);
+    // The abort may land while the prompt is still being evaluated (0 tokens) or a few tokens in.
     expect(m.generatedTokens).toBeLessThan(4000);
     expect(m.requests['/v1/completions']).toEqual({ '499': 1 });
   });
