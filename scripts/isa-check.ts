@@ -24,8 +24,11 @@ const exec = promisify(execFile);
 
 // Mnemonics starting with v that are not VEX/EVEX vector ops (virtualisation, segment checks).
 const NOT_VECTOR = new Set(['verr', 'verw', 'vmcall', 'vmlaunch', 'vmresume', 'vmxoff', 'vmxon', 'vmread', 'vmwrite', 'vmptrld', 'vmptrst', 'vmclear', 'vmfunc']);
-// Scalar instructions newer than x86-64-v2 (BMI1, BMI2, LZCNT, MOVBE: x86-64-v3).
-const BEYOND_V2_SCALAR = new Set(['andn', 'bextr', 'blsi', 'blsmsk', 'blsr', 'bzhi', 'mulx', 'pdep', 'pext', 'rorx', 'sarx', 'shlx', 'shrx', 'lzcnt', 'tzcnt', 'movbe']);
+// Scalar instructions newer than x86-64-v2 (BMI1, BMI2, LZCNT, MOVBE: x86-64-v3). Not TZCNT: its
+// encoding is REP BSF, which a CPU without BMI1 runs as BSF, and GCC emits it for __builtin_ctz /
+// std::countr_zero at -mtune=generic for that reason (with its own zero check where zero is
+// defined). LZCNT has no such fallback: as BSR it gives another answer, so it stays listed.
+const BEYOND_V2_SCALAR = new Set(['andn', 'bextr', 'blsi', 'blsmsk', 'blsr', 'bzhi', 'mulx', 'pdep', 'pext', 'rorx', 'sarx', 'shlx', 'shrx', 'lzcnt', 'movbe']);
 
 /** True for an objdump (AT&T syntax) instruction that needs more than x86-64-v2. */
 export function beyondX86_64v2(mnemonic: string, operands: string): boolean {
