@@ -196,30 +196,7 @@ void quantize_iq2_xxs_block(const float* xbl, block_iq2_xxs* y, const float* qua
         const float* qw = quant_weights + 32 * ib;
         for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
         for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 4; ++k) {  // signs per 8; an odd count flips the least important weight
-            int nflip = 0;
-            uint8_t sg = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    ++nflip;
-                    sg |= uint8_t(1 << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; ++i) {
-                    const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) { min = ax; imin = i; }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                sg ^= uint8_t(1 << imin);
-            }
-            block_signs[k] = sg & 127;
-        }
+        for (int k = 0; k < 4; ++k) block_signs[k] = even_parity_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
         if (max < k_group_max_eps) {

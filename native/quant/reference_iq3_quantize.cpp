@@ -118,30 +118,7 @@ void quantize_iq3_xxs_block(const float* xbl, block_iq3_xxs* y, const float* qua
             for (int i = 0; i < 32; ++i) weight[i] = xb[i] * xb[i];
         }
         for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 4; ++k) {  // signs per 8; an odd count flips the least important weight
-            int nflip = 0;
-            uint8_t sg = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    ++nflip;
-                    sg |= uint8_t(1 << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; ++i) {
-                    const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) { min = ax; imin = i; }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                sg ^= uint8_t(1 << imin);
-            }
-            block_signs[k] = sg & 127;
-        }
+        for (int k = 0; k < 4; ++k) block_signs[k] = even_parity_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
         float max = xval[0];
         for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
         std::memset(L, 0, 32);
