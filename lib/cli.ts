@@ -2,7 +2,7 @@
 /**
  * The `moerun` command line.
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
- *   moerun info [PATH]
+ *   moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
  *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
@@ -18,6 +18,7 @@ import { serveCommand, serveUsage } from './cli/serve-command.js';
 import { MoerunError } from './errors.js';
 import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
+import type { ExpertPlacement } from './placement.js';
 import type { ChatMessage } from './chat.js';
 import { describeQuantizeType, parseTensorTypeArg, quantize, quantizeTypes, type QuantizeTensorType, type QuantizeType } from './quantize.js';
 import { bundledModelPath, cpuInfo } from './system.js';
@@ -27,9 +28,11 @@ const usage = `Usage:
   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
       Streams a continuation of the prompt (default "Once upon a time"). Without --model it
       runs the bundled TinyStories 260K model.
-  moerun info [PATH]
+  moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
       Prints the native binary in use and the CPU kernel paths (in use, supported); with PATH,
-      also a GGUF file's architecture, metadata and tensors.
+      also a GGUF file's architecture, metadata and tensors. With --vram (e.g. 24GiB), instead
+      where the model's parts would go on a GPU with that much memory for it: KV cache,
+      activations and non-expert weights first, then as many routed experts as the rest holds.
   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]...
                  [--output-tensor-type TYPE] [--token-embedding-type TYPE] [--pure]
       Re-encodes the weights as TYPE, as \`llama-quantize IN OUT TYPE\` does: llama.cpp's per-tensor
@@ -146,10 +149,21 @@ function show(value: GgufValue): string {
 }
 
 async function info(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { vram: { type: 'string' }, ctx: { type: 'string' }, experts: { type: 'string' } },
+  });
   if (positionals.length > 1) {
     process.stderr.write(`moerun info: expected at most one GGUF path\n\n${usage}`);
     return 2;
+  }
+  if (values.vram !== undefined) {
+    if (positionals.length !== 1) {
+      process.stderr.write(`moerun info: --vram plans a model's placement: give its GGUF path\n\n${usage}`);
+      return 2;
+    }
+    return placementCommand(positionals[0]!, values.vram, values.ctx, values.experts);
   }
   const cpu = cpuInfo();
   const out: string[] = [];
@@ -174,6 +188,33 @@ async function info(args: string[]): Promise<number> {
   for (const [type, e] of byType) out.push(`  ${type.padEnd(8)} ${String(e.count).padStart(6)} tensors ${(e.bytes / 2 ** 20).toFixed(2).padStart(10)} MiB`);
   out.push('', 'tensors:');
   for (const t of gguf.tensors) out.push(`  ${t.name.padEnd(40)} ${t.type.padEnd(8)} [${t.shape.join(', ')}]`);
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
+
+/** `moerun info PATH --vram SIZE`: the model mapped (not read) and its placement on such a device. */
+async function placementCommand(path: string, vram: string, ctx: string | undefined, experts: string | undefined): Promise<number> {
+  const MiB = (n: number): string => `${(n / 2 ** 20).toFixed(1).padStart(10)} MiB`;
+  await using model = await loadModel(path, { prefetch: false });
+  const p = model.planPlacement({
+    vram,
+    ...(ctx === undefined ? {} : { contextSize: parseNumber('ctx', ctx) }),
+    ...(experts === undefined ? {} : { experts: experts as ExpertPlacement }),
+  });
+  const out = [
+    `placement of ${path} on a device with ${MiB(p.budgetBytes).trim()}:`,
+    `  device  weights (non-expert)  ${MiB(p.device.weightBytes)}`,
+    `          KV cache              ${MiB(p.device.kvCacheBytes)}`,
+    `          activations           ${MiB(p.device.scratchBytes)}`,
+    `          routed experts        ${MiB(p.device.expertBytes)}  ${p.device.expertCount} of ${p.expertCount}`,
+    `          total                 ${MiB(p.device.totalBytes)}`,
+    `  host    token embedding       ${MiB(p.host.weightBytes)}`,
+    `          routed experts        ${MiB(p.host.expertBytes)}  ${p.host.expertCount} of ${p.expertCount}`,
+  ];
+  const moe = p.layers.filter((l) => l.expertBytes > 0);
+  if (moe.length > 0 && p.host.expertCount > 0) {
+    out.push(`  experts on the device per MoE layer: ${[...new Set(moe.map((l) => l.deviceExperts))].sort((a, b) => a - b).join(' or ')} of ${p.expertCount / moe.length}`);
+  }
   process.stdout.write(out.join('\n') + '\n');
   return 0;
 }

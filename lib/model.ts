@@ -8,6 +8,7 @@ import { Session, type SessionModel, type SessionOptions } from './session.js';
 import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
 import type { ModelInfo } from './model-info.js';
+import { placementArgs, toPlacement, type Placement, type PlacementOptions } from './placement.js';
 import {
   abortSignal,
   booleanOption,
@@ -45,6 +46,12 @@ export interface LoadModelOptions {
    * disk speed. Default false.
    */
   allowLargerThanRam?: boolean;
+  /**
+   * Read every weight page once while loading (with progress, abortable), so that the first
+   * tokens do not wait on page faults. `false` only maps the file: loading is then instant
+   * whatever the size, as for {@link Model.planPlacement} or inspecting a model. Default true.
+   */
+  prefetch?: boolean;
 }
 
 /**
@@ -132,6 +139,21 @@ export class Model implements SessionModel {
     return this.tokenizer.detokenize(ids, o);
   }
 
+  /**
+   * Where this model's parts would go on a GPU with `vram` bytes for it: the KV cache, the
+   * activations and the non-expert weights first, then as many routed experts as the rest holds
+   * (see {@link Placement}). Throws `ERR_OUT_OF_MEMORY` naming the sizes when the budget cannot
+   * hold the non-expert part. Only arithmetic: nothing is allocated or copied.
+   * @example model.planPlacement({ vram: '24GiB', contextSize: 8192 }).summary
+   */
+  planPlacement(options: PlacementOptions): Placement {
+    this.#check();
+    const nativeModel = this.#native;
+    if (!nativeModel) throw new MoerunError('ERR_UNSUPPORTED', `planPlacement(): ${this.path} was loaded with vocabOnly: true; load it without vocabOnly to plan its weights`);
+    const args = placementArgs(options, Math.min(this.info.contextLength || 4096, 4096));
+    return toPlacement(callNativeSync(() => nativeModel.placement(...args)));
+  }
+
   /** A new session (its own KV cache) on this model. */
   createSession(options?: SessionOptions): Session<Model> {
     this.#check();
@@ -206,9 +228,10 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
 export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
   nonEmptyString('path', path);
   const o = optionsObject(options, 'loadModel()');
-  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
+  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam', 'prefetch'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
   const vocabOnly = o.vocabOnly === undefined ? false : booleanOption('vocabOnly', o.vocabOnly);
   const allowLargerThanRam = o.allowLargerThanRam === undefined ? false : booleanOption('allowLargerThanRam', o.allowLargerThanRam);
+  const prefetch = o.prefetch === undefined ? true : booleanOption('prefetch', o.prefetch);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
   const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
   const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
@@ -229,7 +252,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
         onProgress(f);
       }
     : undefined;
-  const job = callNativeSync(() => native().loadModel(path, { threads, allowLargerThanRam }, report));
+  const job = callNativeSync(() => native().loadModel(path, { threads, allowLargerThanRam, prefetch }, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
 import type { ModelInfo } from './model-info.js';
+import type { NativePlacement } from './placement.js';
 
 /** Fields of `model.info` that come from native code (all but `name`). */
 export type NativeModelInfo = Omit<ModelInfo, 'name'>;
@@ -35,6 +36,7 @@ export interface NativeGgufSource {
 
 export interface NativeModel extends NativeGgufSource {
   info(): NativeModelInfo;
+  placement(budgetBytes: number, contextSize: number, kvType: string, batchSize: number, experts: string): NativePlacement;
   dispose(): void;
 }
 
@@ -98,7 +100,7 @@ export interface NativeBinding {
   openGguf(path: string): Promise<NativeGguf>;
   loadModel(
     path: string,
-    options: { threads: number; allowLargerThanRam: boolean },
+    options: { threads: number; allowLargerThanRam: boolean; prefetch: boolean },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;

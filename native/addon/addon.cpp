@@ -15,6 +15,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,17 @@ Napi::Error make_error(Napi::Env env, const char* code, const std::string& messa
 Napi::Value throw_error(Napi::Env env, const char* code, const std::string& message) {
     make_error(env, code, message).ThrowAsJavaScriptException();
     return env.Undefined();
+}
+
+// ---- options --------------------------------------------------------------------------------
+
+// A KV cache element type by its option name (f32, f16, bf16, q8_0).
+std::optional<tensor_type> parse_kv_type(const std::string& name) {
+    if (name == "f32") return tensor_type::F32;
+    if (name == "f16") return tensor_type::F16;
+    if (name == "bf16") return tensor_type::BF16;
+    if (name == "q8_0") return tensor_type::Q8_0;
+    return std::nullopt;
 }
 
 // Runs `work` on the libuv pool; `done` converts its result on the JS thread. A moerun::error (or
@@ -377,6 +389,7 @@ public:
         return DefineClass(env, "NativeModel", {
             InstanceMethod("info", &model_handle::info),
             InstanceMethod("gguf", &model_handle::gguf),
+            InstanceMethod("placement", &model_handle::placement),
             InstanceMethod("ggufStringTableChunk", &model_handle::gguf_string_table_chunk),
             InstanceMethod("ggufArrayInto", &model_handle::gguf_array_into),
             InstanceMethod("dispose", &model_handle::dispose),
@@ -414,6 +427,54 @@ private:
         o.Set("threads", mi.n_threads);
         o.Set("cpuPath", mi.cpu_path);
         return o;
+    }
+    // placement(budgetBytes, contextSize, kvType, batchSize, experts: 'auto' | 'cpu' | 'gpu'): where
+    // the model's parts would go on a device with that much memory (runtime/placement.h).
+    Napi::Value placement(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto m = get(env);
+        if (!m) return env.Undefined();
+        if (cb.Length() < 5 || !cb[0].IsNumber() || !cb[1].IsNumber() || !cb[2].IsString() || !cb[3].IsNumber() || !cb[4].IsString()) {
+            return throw_error(env, "ERR_INVALID_ARGUMENT", "placement(budgetBytes, contextSize, kvType, batchSize, experts)");
+        }
+        placement_request r;
+        r.device_budget = uint64_t(std::max(0.0, cb[0].As<Napi::Number>().DoubleValue()));
+        r.n_ctx = cb[1].As<Napi::Number>().Int32Value();
+        r.n_batch = cb[3].As<Napi::Number>().Int32Value();
+        const std::string kv = cb[2].As<Napi::String>(), experts = cb[4].As<Napi::String>();
+        const std::optional<tensor_type> kv_type = parse_kv_type(kv);
+        if (!kv_type) return throw_error(env, "ERR_INVALID_ARGUMENT", "placement: kvType '" + kv + "' is not one of f32, f16, bf16, q8_0");
+        r.kv_type = *kv_type;
+        if (experts == "auto") r.experts = expert_placement::automatic;
+        else if (experts == "cpu") r.experts = expert_placement::host;
+        else if (experts == "gpu") r.experts = expert_placement::device;
+        else return throw_error(env, "ERR_INVALID_ARGUMENT", "placement: experts '" + experts + "' is not one of auto, cpu, gpu");
+        try {
+            const placement_plan p = plan_placement(*m, r);
+            Napi::Object o = Napi::Object::New(env);
+            auto num = [&](const char* key, double v) { o.Set(key, Napi::Number::New(env, v)); };
+            num("budgetBytes", double(p.device_budget));
+            num("deviceWeightBytes", double(p.device_weights));
+            num("deviceKvBytes", double(p.device_kv));
+            num("deviceScratchBytes", double(p.device_scratch));
+            num("deviceExpertBytes", double(p.device_experts));
+            num("hostWeightBytes", double(p.host_weights));
+            num("hostExpertBytes", double(p.host_experts));
+            num("expertCount", p.n_expert_total);
+            num("deviceExpertCount", p.n_expert_slots);
+            Napi::Array slots = Napi::Array::New(env, p.layer_slots.size());
+            Napi::Array expert_bytes = Napi::Array::New(env, p.layer_expert_bytes.size());
+            for (size_t i = 0; i < p.layer_slots.size(); ++i) {
+                slots.Set(uint32_t(i), p.layer_slots[i]);
+                expert_bytes.Set(uint32_t(i), Napi::Number::New(env, double(p.layer_expert_bytes[i])));
+            }
+            o.Set("layerDeviceExperts", slots);
+            o.Set("layerExpertBytes", expert_bytes);
+            o.Set("summary", describe(p));
+            return o;
+        } catch (const error& e) {
+            return throw_error(env, error_code_name(e.code()), e.what());
+        }
     }
     // gguf(maxInline?: number): header, metadata (long string arrays deferred) and tensors.
     Napi::Value gguf(const Napi::CallbackInfo& cb) {
@@ -746,7 +807,7 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         });
 }
 
-// loadModel(path, { threads, allowLargerThanRam }, onProgress?: (fraction) => void)
+// loadModel(path, { threads, allowLargerThanRam, prefetch }, onProgress?: (fraction) => void)
 //   -> { promise: Promise<NativeModel>, abort() }
 Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
@@ -758,6 +819,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     if (!options.Get("threads").IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: threads must be a number");
     const int threads = options.Get("threads").As<Napi::Number>().Int32Value();
     const bool allow_larger_than_ram = options.Get("allowLargerThanRam").ToBoolean().Value();
+    const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
         progress = std::shared_ptr<Napi::ThreadSafeFunction>(
@@ -769,9 +831,10 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, allow_larger_than_ram, progress, abort] {
+        [path, threads, allow_larger_than_ram, prefetch, progress, abort] {
             model_load_params p;
             p.n_threads = threads;
+            p.prefetch = prefetch;
             p.allow_larger_than_ram = allow_larger_than_ram;
             p.abort = abort.get();
             double last = -1;
@@ -822,11 +885,9 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     }
     p.n_ctx = int(n_ctx);
     const std::string kv = cb[2].As<Napi::String>();
-    if (kv == "f32") p.kv_type = tensor_type::F32;
-    else if (kv == "f16") p.kv_type = tensor_type::F16;
-    else if (kv == "bf16") p.kv_type = tensor_type::BF16;
-    else if (kv == "q8_0") p.kv_type = tensor_type::Q8_0;
-    else return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: kvType '" + kv + "' is not one of f32, f16, bf16, q8_0");
+    const std::optional<tensor_type> kv_type = parse_kv_type(kv);
+    if (!kv_type) return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: kvType '" + kv + "' is not one of f32, f16, bf16, q8_0");
+    p.kv_type = *kv_type;
     auto st = std::make_shared<session_state>();
     try {
         st->s = std::make_unique<session>(m, p);

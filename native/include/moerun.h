@@ -13,6 +13,7 @@
 #include "../gguf/gguf.h"
 #include "../base/error.h"
 #include "../runtime/model.h"
+#include "../runtime/placement.h"
 #include "../runtime/sampler.h"
 #include "../runtime/session.h"
 
@@ -25,6 +26,9 @@ struct model_load_params {
     // Weights larger than the host's RAM are refused (error out_of_memory) unless this is set;
     // then they are mapped and read from disk as the pages are needed, and not prefetched.
     bool allow_larger_than_ram = false;
+    // Read every weight page once at load (progress, abortable) so the first tokens pay no page
+    // faults. Off: the weights are only mapped, as for planning a placement.
+    bool prefetch = true;
 };
 
 // Maps and validates a GGUF model; the returned model is immutable and shared by sessions.

@@ -45,6 +45,10 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
         return m;  // not prefetched: the pages come from disk as the forward pass needs them
     }
 
+    if (!params.prefetch) {
+        if (params.on_progress) params.on_progress(1.0);
+        return m;
+    }
     // Touch every page of the weights once so the first token does not pay for page faults, and
     // so a long load reports progress and can be aborted.
     m->file->prefetch();
