@@ -22,7 +22,7 @@ File layouts (little endian), all starting b"MQFX", u32 version, u32 ggml type i
     for the type, as for Q8_1).
   version 2, <TYPE>.bin for the types llama.cpp quantizes only with an importance matrix
     (IQ2_XXS, IQ2_XS, IQ1_S), and <TYPE>-imatrix.bin for those that take one optionally (IQ3_XXS,
-    IQ1_M): as version 1 with f32 imatrix[n] (the row's column weights) after src.
+    IQ3_S, IQ2_S, IQ1_M): as version 1 with f32 imatrix[n] (the row's column weights) after src.
   version 3, <TYPE>-blocks.bin for the lattice, ternary and FP4 formats: u8 blocks[row bytes], f32
     deq[n]. Seeded random blocks whose grid indices run through every point of the type's grid,
     with random signs, sub-block scales and deltas, and llama.cpp's dequantization of them: every
@@ -60,7 +60,7 @@ TYPES = {
     "TQ1_0": (34, 256, 54), "TQ2_0": (35, 256, 66), "MXFP4": (39, 32, 17),
 }
 NEEDS_IMATRIX = {"IQ2_XXS", "IQ2_XS", "IQ1_S"}  # ggml_quantize_requires_imatrix
-TAKES_IMATRIX = {"IQ3_XXS", "IQ1_M"}  # optional: a second fixture with one
+TAKES_IMATRIX = {"IQ3_XXS", "IQ3_S", "IQ2_S", "IQ1_M"}  # optional: a second fixture with one
 # Types with a -blocks.bin fixture, and the number of points of their grid (0: no grid)
 BLOCK_FIXTURES = {"IQ2_XXS": 256, "IQ2_XS": 512, "IQ2_S": 1024, "IQ3_XXS": 256, "IQ3_S": 512,
                   "IQ1_S": 2048, "IQ1_M": 2048, "TQ1_0": 0, "TQ2_0": 0, "MXFP4": 0}

@@ -76,22 +76,26 @@ void to_float_iq4_xs(const void* src, float* dst, int64_t n);
 void from_float_iq4_xs(const float* src, void* dst, int64_t n);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 
-// Lattice formats: quantizers only for IQ3_XXS and IQ1_M (with or without an importance matrix),
-// IQ2_XXS and IQ1_S (which llama.cpp quantizes only with one) so far; files written by llama.cpp
-// load and run.
+// Lattice formats: quantizers with or without an importance matrix, except IQ2_XXS, IQ2_XS and
+// IQ1_S, which llama.cpp quantizes only with one (from_float_imatrix only).
 // Ternary and FP4: llama.cpp's quantizers.
 void to_float_iq2_xxs(const void* src, float* dst, int64_t n);
 void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp
 void vec_dot_iq2_xxs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq2_xs(const void* src, float* dst, int64_t n);
+void from_float_imatrix_iq2_xs(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp
 void vec_dot_iq2_xs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq2_s(const void* src, float* dst, int64_t n);
+void from_float_iq2_s(const float* src, void* dst, int64_t n);  // reference_iq2_quantize.cpp
+void from_float_imatrix_iq2_s(const float* src, void* dst, int64_t n, const float* imatrix);
 void vec_dot_iq2_s(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq3_xxs(const void* src, float* dst, int64_t n);
 void from_float_iq3_xxs(const float* src, void* dst, int64_t n);  // reference_iq3_quantize.cpp
 void from_float_imatrix_iq3_xxs(const float* src, void* dst, int64_t n, const float* imatrix);
 void vec_dot_iq3_xxs(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq3_s(const void* src, float* dst, int64_t n);
+void from_float_iq3_s(const float* src, void* dst, int64_t n);  // reference_iq3_quantize.cpp
+void from_float_imatrix_iq3_s(const float* src, void* dst, int64_t n, const float* imatrix);
 void vec_dot_iq3_s(int64_t n, float* s, const void* x, const void* y);
 void to_float_iq1_s(const void* src, float* dst, int64_t n);
 void from_float_imatrix_iq1_s(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq2_quantize.cpp

@@ -1,273 +1,99 @@
-// The quantizers of the 8-element lattice formats with 2-bit level codes, IQ2_XXS, IQ1_S and IQ1_M:
-// llama.cpp's quantize_row_iq2_xxs_impl, quantize_row_iq1_s_impl and quantize_row_iq1_m_impl (what
-// llama-quantize runs), so they write llama.cpp's bytes. llama.cpp quantizes IQ2_XXS and IQ1_S only
-// with an importance matrix (from_float_imatrix only); IQ1_M with or without one.
+// The quantizers of the 8-element lattice formats with 2-bit level codes: IQ2_XXS, IQ2_XS, IQ2_S,
+// IQ1_S and IQ1_M, as llama.cpp's quantize_row_*_impl (what llama-quantize runs), so they write
+// llama.cpp's bytes. llama.cpp quantizes IQ2_XXS, IQ2_XS and IQ1_S only with an importance matrix
+// (from_float_imatrix only); IQ2_S and IQ1_M with or without one.
 //
-// IQ2_XXS: Per 32 weights: the signs are split off (flipping the least important
-// weight when a group of 8 has an odd number of negatives), a first scale comes from make_qp_quants,
-// then 13 trial scales each snap every group of 8 magnitudes to a grid point (iq_grids.h) or, off
-// the grid, to the best of its nearest grid points; the weighted least-squares scale wins, and the
-// sub-block scales are coded in 4 bits against the super-block's fp16 d.
+// IQ2_XXS / IQ2_XS / IQ2_S: the search of lattice_search.h, per 32 / 16 / 16 weights; the formats
+// differ in its constants (lattice_format below) and in how they pack the grid indices, signs and
+// 4-bit sub-block scales. IQ1_S / IQ1_M: an exact split of each sub-block's sorted values into three
+// levels, each group of 8 then mapped to the grid or its best neighbour.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <limits>
 
 #include "blocks.h"
 #include "iq_grids.h"
+#include "lattice_search.h"
 #include "reference.h"
 #include "search.h"
 
 namespace moerun::ref {
 namespace {
 
-constexpr int k_max_q = 3;                 // levels per element (2 bits, 3 used)
-constexpr float k_group_max_eps = 1e-15f;  // sub-blocks below this are zero
-constexpr int k_map_size = 43692;          // 8-element points of levels 0..2 (2 bits each): codes <= 43690
-
-// The search tables of an 8-element grid with 2-bit level codes (IQ2_XXS: 256 points, IQ1_S: 2048),
-// from its codes (as in reference_iq3_quantize.cpp): map[u] = grid index of the point with code u,
-// or for a point off the grid -(offset + 1) into `neighbours`: a count n, then the n grid indices at
-// the n_want smallest distinct squared distances (in 2l+1 units), by distance then index.
-struct grid8_search {
-    std::vector<int> map = std::vector<int>(k_map_size, -1);
-    std::vector<uint16_t> neighbours;
-    std::vector<int8_t> grid;  // grid point k, element i: 2l + 1
-
-    grid8_search(const uint16_t* codes, int n_grid, int n_want) : grid(size_t(8 * n_grid)) {
-        for (int k = 0; k < n_grid; ++k) {
-            for (int i = 0; i < 8; ++i) grid[size_t(8 * k + i)] = int8_t(2 * ((codes[k] >> (2 * i)) & 3) + 1);
-            map[codes[k]] = k;
-        }
-        std::vector<int> dist(static_cast<size_t>(n_grid));
-        for (int u = 0; u < k_map_size; ++u) {
-            if (map[size_t(u)] >= 0) continue;
-            // The n_want smallest distinct distances, then every point at each, in index order: the
-            // prefix of the points sorted by (distance, index).
-            std::vector<int> nearest;
-            for (int j = 0; j < n_grid; ++j) {
-                int d2 = 0;
-                for (int i = 0; i < 8; ++i) {
-                    const int diff = grid[size_t(8 * j + i)] - (2 * ((u >> (2 * i)) & 3) + 1);
-                    d2 += diff * diff;
-                }
-                dist[size_t(j)] = d2;
-                if (std::find(nearest.begin(), nearest.end(), d2) == nearest.end()) {
-                    nearest.push_back(d2);
-                    std::sort(nearest.begin(), nearest.end());
-                    if (int(nearest.size()) > n_want) nearest.pop_back();
-                }
-            }
-            map[size_t(u)] = -int(neighbours.size()) - 1;
-            const size_t count_at = neighbours.size();
-            neighbours.push_back(0);
-            for (int d2 : nearest) {
-                for (int j = 0; j < n_grid; ++j) if (dist[size_t(j)] == d2) neighbours.push_back(uint16_t(j));
-            }
-            neighbours[count_at] = uint16_t(neighbours.size() - count_at - 1);
-        }
-    }
-};
-
-const grid8_search& iq2xxs_tables() {
-    static const grid8_search s(k_iq2xxs_codes, 256, 2);
-    return s;
+// The 2-bit grids, groups of 8 with levels 0..2, and llama.cpp's neighbour depth (nwant) for each.
+const lattice_grid& iq2xxs_grid() {
+    static const lattice_grid g(k_iq2xxs_codes, 256, 8, 2, 2, 2);
+    return g;
 }
 
-const grid8_search& iq1s_tables() {
-    static const grid8_search s(k_iq1s_codes, 2048, 3);
-    return s;
+const lattice_grid& iq2xs_grid() {
+    static const lattice_grid g(k_iq2xs_codes, 512, 8, 2, 2, 2);
+    return g;
 }
 
-int best_neighbour(const grid8_search& s, const uint16_t* nb, const float* xval, const float* weight, float scale, int8_t* L) {
-    float best_d2 = 3.402823466e+38f;
-    int best = -1;
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t* pg = &s.grid[size_t(8 * nb[j])];
-        float d2 = 0;
-        for (int i = 0; i < 8; ++i) {
-            const float diff = scale * float(pg[i]) - xval[i];
-            d2 += weight[i] * diff * diff;
-        }
-        if (d2 < best_d2) {
-            best_d2 = d2;
-            best = nb[j];
-        }
-    }
-    const int8_t* pg = &s.grid[size_t(8 * best)];
-    for (int i = 0; i < 8; ++i) L[i] = int8_t((pg[i] - 1) / 2);
-    return best;
+const lattice_grid& iq2s_grid() {
+    static const lattice_grid g(k_iq2s_codes, 1024, 8, 2, 2, 1);
+    return g;
 }
 
-// ggml's make_qp_quants: a non-negative scale for levels 0..nmax, weighted least squares with a
-// few trial scales and coordinate descent.
-float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
-    float max = 0;
-    for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
-    if (max < k_group_max_eps) {
-        std::memset(L, 0, size_t(n));
-        return 0.f;
-    }
-    float iscale = float(nmax) / max;
-    for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
-    const float scale = 1 / iscale;
-    float best_mse = 0;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale * float(L[i]);
-        best_mse += w[i] * diff * diff;
-    }
-    for (int is = -4; is <= 4; ++is) {
-        if (is == 0) continue;
-        const float iscale_is = (0.1f * float(is) + float(nmax)) / max;
-        const float scale_is = 1 / iscale_is;
-        float mse = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
-            const float diff = x[i] - scale_is * float(l);
-            mse += w[i] * diff * diff;
-        }
-        if (mse < best_mse) {
-            best_mse = mse;
-            iscale = iscale_is;
-        }
-    }
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = std::min(nmax, nearest_int(iscale * x[i]));
-        L[i] = uint8_t(l);
-        sumlx += w[i] * x[i] * float(l);
-        suml2 += w[i] * float(l) * float(l);
-    }
-    for (int itry = 0; itry < 5; ++itry) {
-        int n_changed = 0;
-        for (int i = 0; i < n; ++i) {
-            float slx = sumlx - w[i] * x[i] * float(L[i]);
-            float sl2 = suml2 - w[i] * float(L[i]) * float(L[i]);
-            if (slx > 0 && sl2 > 0) {
-                const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
-                if (new_l != L[i]) {
-                    slx += w[i] * x[i] * float(new_l);
-                    sl2 += w[i] * float(new_l) * float(new_l);
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = uint8_t(new_l);
-                        sumlx = slx;
-                        suml2 = sl2;
-                        ++n_changed;
-                    }
-                }
-            }
-        }
-        if (!n_changed) break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+const lattice_grid& iq1s_grid() {
+    static const lattice_grid g(k_iq1s_codes, 2048, 8, 2, 2, 3);
+    return g;
 }
 
-// One super-block with its slice of the importance matrix (256 column weights).
+// llama.cpp's constants: sub-block, levels, sigma2 and no-imatrix weights, zero threshold, sign
+// parity, start, trials, re-snap rule, d fudge (lattice_format's fields in order).
+constexpr lattice_format k_iq2_xxs = {32, 3, 1.f, 0.f, 1e-15f, true, true, 6, 0.1f, true, true, true, 1.f};
+constexpr lattice_format k_iq2_xs = {16, 3, 1.f, 0.f, 1e-15f, true, false, 9, 0.1f, true, false, false, 1.f};
+constexpr lattice_format k_iq2_s = {16, 3, 2.f, 0.25f, 1e-8f, false, false, 9, 0.1f, true, false, false, 0.9875f};
+
+// IQ2_XXS, per 32 weights: two 32-bit words, four 8-bit grid indices, then four 7-bit sign groups
+// and the 4-bit scale at bit 28.
 void quantize_iq2_xxs_block(const float* xbl, block_iq2_xxs* y, const float* quant_weights) {
-    const grid8_search& s = iq2xxs_tables();
-    float scales[8], weight[32], xval[32], waux[32];
-    int8_t L[32], Laux[32];
-    uint8_t block_signs[4];
     uint32_t q2[16] = {};
-    y->d = fp32_to_fp16(0.f);
-
-    float sumx2 = 0;
-    for (int i = 0; i < k_qk_k; ++i) sumx2 += xbl[i] * xbl[i];
-    const float sigma2 = sumx2 / k_qk_k;
-    float max_scale = 0;
-
-    // The 2l+1 levels of group k snapped at inverse scale id, or its best neighbour.
-    auto snap = [&](int k, float id, float scale, int8_t* Lk) {
-        uint16_t u = 0;
-        for (int i = 0; i < 8; ++i) {
-            const int l = std::max(0, std::min(k_max_q - 1, nearest_int(0.5f * (id * xval[8 * k + i] - 1))));
-            Lk[i] = int8_t(l);
-            u = uint16_t(u | (l << (2 * i)));
-        }
-        int grid_index = s.map[u];
-        if (grid_index < 0) grid_index = best_neighbour(s, s.neighbours.data() - s.map[u] - 1, xval + 8 * k, waux + 8 * k, scale, Lk);
-        return grid_index;
-    };
-
-    for (int ib = 0; ib < 8; ++ib) {
-        const float* xb = xbl + 32 * ib;
-        const float* qw = quant_weights + 32 * ib;
-        for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
-        for (int k = 0; k < 4; ++k) block_signs[k] = even_parity_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-        float max = xval[0];
-        for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
-        if (max < k_group_max_eps) {
-            scales[ib] = 0;
-            std::memset(L, 0, 32);
-            continue;
-        }
-        float scale = make_qp_quants(32, k_max_q + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
-        const float eff_max = scale * k_max_q;
-        if (eff_max <= 0) {
-            scales[ib] = 0;
-            std::memset(L, 0, 32);
-            continue;
-        }
-        float best = 0;
-        for (int is = -6; is <= 6; ++is) {
-            const float id = (float(2 * k_max_q - 1) + float(is) * 0.1f) / eff_max;
-            const float this_scale = 1 / id;
-            for (int k = 0; k < 4; ++k) snap(k, id, this_scale, Laux + 8 * k);
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; ++i) {
-                const float w = weight[i], q = float(2 * Laux[i] + 1);
-                sumqx += w * xval[i] * q;
-                sumq2 += w * q * q;
-            }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                std::memcpy(L, Laux, 32);
-            }
-        }
-        if (scale > 0) {  // re-snap every group at the final scale
-            const float id = 1 / scale;
+    const bool any = quantize_lattice_super_block(
+        iq2xxs_grid(), k_iq2_xxs, xbl, quant_weights, y->d,
+        [&](int ib, const uint16_t* index, const uint8_t* signs) {
             for (int k = 0; k < 4; ++k) {
-                const int grid_index = snap(k, id, scale, L + 8 * k);
-                for (int i = 0; i < 8; ++i) L[8 * k + i] = int8_t((s.grid[size_t(8 * grid_index + i)] - 1) / 2);
+                q2[2 * ib] |= uint32_t(index[k]) << (8 * k);
+                q2[2 * ib + 1] |= uint32_t(signs[k]) << (7 * k);
             }
-            float sumqx = 0, sumq2 = 0;
-            for (int i = 0; i < 32; ++i) {
-                const float w = weight[i], q = float(2 * L[i] + 1);
-                sumqx += w * xval[i] * q;
-                sumq2 += w * q * q;
-            }
-            if (sumq2 > 0) scale = sumqx / sumq2;
-        }
-        if (scale < 0) {  // never expected; scales are stored unsigned, so flip the signs instead
-            scale = -scale;
-            for (uint8_t& b : block_signs) b = uint8_t(~b) & 127;
-        }
-        for (int k = 0; k < 4; ++k) {
-            uint16_t u = 0;
-            for (int i = 0; i < 8; ++i) u = uint16_t(u | (L[8 * k + i] << (2 * i)));
-            q2[2 * ib] |= uint32_t(std::max(0, s.map[u])) << (8 * k);  // on the grid by construction
-            q2[2 * ib + 1] |= uint32_t(block_signs[k]) << (7 * k);
-        }
-        scales[ib] = scale;
-        max_scale = std::max(max_scale, scale);
-    }
-
-    if (!max_scale) {
-        std::memset(y->qs, 0, sizeof y->qs);
-        return;
-    }
-    const float d = max_scale / 31;
-    y->d = fp32_to_fp16(d);
-    const float id = 1 / d;
-    for (int ib = 0; ib < 8; ++ib) {
-        const int l = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
-        q2[2 * ib + 1] |= uint32_t(l) << 28;
-    }
+        },
+        [&](int ib, int l) { q2[2 * ib + 1] |= uint32_t(l) << 28; });
+    if (!any) std::memset(q2, 0, sizeof q2);
     std::memcpy(y->qs, q2, sizeof y->qs);
+}
+
+// IQ2_XS, per 8 weights: a 9-bit grid index and 7 sign bits; 4-bit scales per 16, two a byte.
+void quantize_iq2_xs_block(const float* xbl, block_iq2_xs* y, const float* quant_weights) {
+    std::memset(y, 0, sizeof *y);
+    const bool any = quantize_lattice_super_block(
+        iq2xs_grid(), k_iq2_xs, xbl, quant_weights, y->d,
+        [&](int ib, const uint16_t* index, const uint8_t* signs) {
+            for (int k = 0; k < 2; ++k) y->qs[2 * ib + k] = uint16_t(index[k] | (signs[k] << 9));
+        },
+        [&](int ib, int l) { y->scales[ib / 2] = uint8_t(y->scales[ib / 2] | (l << (4 * (ib % 2)))); });
+    if (!any) std::memset(y->qs, 0, sizeof y->qs);
+}
+
+// IQ2_S, per 8 weights: the low 8 bits of a 10-bit grid index, 2 high bits in qh, a full sign
+// byte; 4-bit scales per 16 as IQ2_XS. A super-block whose scales are all 0 keeps what its
+// sub-blocks packed (llama.cpp's order).
+void quantize_iq2_s_block(const float* xbl, block_iq2_s* y, const float* quant_weights) {
+    std::memset(y, 0, sizeof *y);
+    quantize_lattice_super_block(
+        iq2s_grid(), k_iq2_s, xbl, quant_weights, y->d,
+        [&](int ib, const uint16_t* index, const uint8_t* signs) {
+            for (int k = 0; k < 2; ++k) {
+                const int i8 = 2 * ib + k;
+                y->qs[i8] = uint8_t(index[k] & 255);
+                y->qh[i8 / 4] = uint8_t(y->qh[i8 / 4] | ((index[k] >> 8) << (2 * (i8 % 4))));
+                y->qs[k_qk_k / 8 + i8] = signs[k];
+            }
+        },
+        [&](int ib, int l) { y->scales[ib / 2] = uint8_t(y->scales[ib / 2] | (l << (4 * (ib % 2)))); });
 }
 
 // ---- IQ1_S ----
@@ -279,35 +105,11 @@ int iq1_pair_order(const void* left, const void* right) {
     return l < r ? -1 : l > r ? 1 : 0;
 }
 
-// The neighbour of an off-grid group with the least weighted error at `scale`, grid values mapped
-// through xg (the levels -1, 0, 1 shifted by +-delta); writes its levels 0..2.
-int iq1_best_neighbour(const grid8_search& s, const uint16_t* nb, const float* xval, const float* weight, float scale,
-                       const float* xg, int8_t* L) {
-    float best = 3.402823466e+38f;
-    int best_index = -1;
-    for (int j = 1; j <= nb[0]; ++j) {
-        const int8_t* pg = &s.grid[size_t(8 * nb[j])];
-        float d2 = 0;
-        for (int i = 0; i < 8; ++i) {
-            const float diff = scale * xg[(pg[i] - 1) / 2] - xval[i];
-            d2 += weight[i] * diff * diff;
-        }
-        if (d2 < best) {
-            best = d2;
-            best_index = nb[j];
-        }
-    }
-    if (best_index < 0) best_index = nb[1];  // only when every distance is NaN
-    const int8_t* pg = &s.grid[size_t(8 * best_index)];
-    for (int i = 0; i < 8; ++i) L[i] = int8_t((pg[i] - 1) / 2);
-    return best_index;
-}
-
 // One IQ1_S super-block. Per 32 weights, the exact weighted least-squares split of the sorted
 // values into the levels -1, 0, 1 (both signs of the delta tried), then each group of 8 mapped to
 // the grid or its best neighbour.
 void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_weights) {
-    const grid8_search& s = iq1s_tables();
+    const lattice_grid& grid = iq1s_grid();
     const float x_p[3] = {-1 + k_iq1_delta, k_iq1_delta, 1 + k_iq1_delta};
     const float x_m[3] = {-1 - k_iq1_delta, -k_iq1_delta, 1 - k_iq1_delta};
     float scales[8], weight[32], sumx[33], sumw[33], pairs[64];
@@ -324,8 +126,7 @@ void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_w
 
     for (int ib = 0; ib < 8; ++ib) {
         const float* xb = xbl + 32 * ib;
-        const float* qw = quant_weights + 32 * ib;
-        for (int i = 0; i < 32; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        importance_weights(32, xb, quant_weights + 32 * ib, sigma2, 0.f, weight);
         float max = std::fabs(xb[0]);
         for (int i = 1; i < 32; ++i) max = std::max(max, std::fabs(xb[i]));
         if (max < 1e-12f) {
@@ -385,21 +186,15 @@ void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_w
         bool all_on_grid = true;
         const float* xx = best_shift == 1 ? x_p : x_m;
         for (int k = 0; k < 4; ++k) {
-            uint16_t u = 0;
-            for (int j = 0; j < 8; ++j) u = uint16_t(u | (L[8 * k + j] << (2 * j)));
-            int grid_index = s.map[u];
-            if (grid_index < 0) {
-                all_on_grid = false;
-                grid_index = iq1_best_neighbour(s, s.neighbours.data() - s.map[u] - 1, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k);
-            }
-            index[k] = uint16_t(grid_index);
+            all_on_grid = all_on_grid && grid.index_of(L + 8 * k) >= 0;
+            index[k] = uint16_t(grid.nearest_point(L + 8 * k, xb + 8 * k, weight + 8 * k, scale, xx));
         }
         if (!all_on_grid) {
             float sumqx = 0, sumq2 = 0;
             for (int k = 0; k < 4; ++k) {
-                const int8_t* pg = &s.grid[size_t(8 * index[k])];
+                const int8_t* p = grid.levels(index[k]);
                 for (int j = 0; j < 8; ++j) {
-                    const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2];
+                    const float w = weight[8 * k + j], q = xx[p[j]];
                     sumqx += w * q * xb[8 * k + j];
                     sumq2 += w * q * q;
                 }
@@ -434,7 +229,7 @@ void quantize_iq1_s_block(const float* xbl, block_iq1_s* y, const float* quant_w
 // group of 8 (the four sign combinations of the two groups searched together), 3-bit scales, and d
 // refit over the whole super-block.
 void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_weights) {
-    const grid8_search& s = iq1s_tables();
+    const lattice_grid& grid = iq1s_grid();
     const float x_p[3] = {-1 + k_iq1_delta, k_iq1_delta, 1 + k_iq1_delta};
     const float x_m[3] = {-1 - k_iq1_delta, -k_iq1_delta, 1 - k_iq1_delta};
     const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};  // delta sign bits of the two groups, per shift k
@@ -448,13 +243,7 @@ void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_w
     const float sigma2 = 2 * sumx2 / k_qk_k;
     float max_scale = 0;
     auto weights_of = [&](int ib) {
-        const float* xb = xbl + 16 * ib;
-        if (quant_weights) {
-            const float* qw = quant_weights + 16 * ib;
-            for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        } else {
-            for (int i = 0; i < 16; ++i) weight[i] = xb[i] * xb[i];
-        }
+        importance_weights(16, xbl + 16 * ib, quant_weights ? quant_weights + 16 * ib : nullptr, sigma2, 0.f, weight);
     };
     // Levels of group k (0, 1) under shift combination `shift`: 0 (+,+), 1 (+,-), 2 (-,+), 3 (-,-).
     auto levels = [&](int shift, int k) { return (k == 0 ? shift < 2 : shift % 2 == 0) ? x_p : x_m; };
@@ -535,22 +324,16 @@ void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_w
         }
         bool all_on_grid = true;
         for (int k = 0; k < 2; ++k) {
-            uint16_t u = 0;
-            for (int j = 0; j < 8; ++j) u = uint16_t(u | (L[8 * k + j] << (2 * j)));
-            int grid_index = s.map[u];
-            if (grid_index < 0) {
-                all_on_grid = false;
-                grid_index = iq1_best_neighbour(s, s.neighbours.data() - s.map[u] - 1, xb + 8 * k, weight + 8 * k, scale, levels(best_k, k), L + 8 * k);
-            }
-            index[k] = uint16_t(grid_index);
+            all_on_grid = all_on_grid && grid.index_of(L + 8 * k) >= 0;
+            index[k] = uint16_t(grid.nearest_point(L + 8 * k, xb + 8 * k, weight + 8 * k, scale, levels(best_k, k)));
         }
         if (!all_on_grid) {
             float sumqx = 0, sumq2 = 0;
             for (int k = 0; k < 2; ++k) {
                 const float* xx = levels(best_k, k);
-                const int8_t* pg = &s.grid[size_t(8 * index[k])];
+                const int8_t* p = grid.levels(index[k]);
                 for (int j = 0; j < 8; ++j) {
-                    const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2];
+                    const float w = weight[8 * k + j], q = xx[p[j]];
                     sumqx += w * q * xb[8 * k + j];
                     sumq2 += w * q * q;
                 }
@@ -579,9 +362,9 @@ void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_w
         weights_of(ib);
         for (int k = 0; k < 2; ++k) {
             const float* xx = levels(shifts[ib], k);
-            const int8_t* pg = &s.grid[size_t(8 * (y->qs[2 * ib + k] + ((y->qh[ib] << (8 - 4 * k)) & 0x700)))];
+            const int8_t* p = grid.levels(y->qs[2 * ib + k] + ((y->qh[ib] << (8 - 4 * k)) & 0x700));
             for (int j = 0; j < 8; ++j) {
-                const float w = weight[8 * k + j], q = xx[(pg[j] - 1) / 2] * float(2 * l + 1);
+                const float w = weight[8 * k + j], q = xx[p[j]] * float(2 * l + 1);
                 sumqx += w * q * xb[8 * k + j];
                 sumq2 += w * q * q;
             }
@@ -599,23 +382,27 @@ void quantize_iq1_m_block(const float* xbl, block_iq1_m* y, const float* quant_w
 }  // namespace
 
 void from_float_imatrix_iq2_xxs(const float* src, void* dst, int64_t n, const float* imatrix) {
-    block_iq2_xxs* y = static_cast<block_iq2_xxs*>(dst);
-    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq2_xxs_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+    quantize_super_blocks<block_iq2_xxs, quantize_iq2_xxs_block>(src, dst, n, imatrix);
+}
+
+void from_float_imatrix_iq2_xs(const float* src, void* dst, int64_t n, const float* imatrix) {
+    quantize_super_blocks<block_iq2_xs, quantize_iq2_xs_block>(src, dst, n, imatrix);
+}
+
+void from_float_iq2_s(const float* src, void* dst, int64_t n) { quantize_super_blocks<block_iq2_s, quantize_iq2_s_block>(src, dst, n, nullptr); }
+
+void from_float_imatrix_iq2_s(const float* src, void* dst, int64_t n, const float* imatrix) {
+    quantize_super_blocks<block_iq2_s, quantize_iq2_s_block>(src, dst, n, imatrix);
 }
 
 void from_float_imatrix_iq1_s(const float* src, void* dst, int64_t n, const float* imatrix) {
-    block_iq1_s* y = static_cast<block_iq1_s*>(dst);
-    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_s_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+    quantize_super_blocks<block_iq1_s, quantize_iq1_s_block>(src, dst, n, imatrix);
 }
 
-void from_float_iq1_m(const float* src, void* dst, int64_t n) {
-    block_iq1_m* y = static_cast<block_iq1_m*>(dst);
-    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_m_block(src + k_qk_k * i, &y[i], nullptr);
-}
+void from_float_iq1_m(const float* src, void* dst, int64_t n) { quantize_super_blocks<block_iq1_m, quantize_iq1_m_block>(src, dst, n, nullptr); }
 
 void from_float_imatrix_iq1_m(const float* src, void* dst, int64_t n, const float* imatrix) {
-    block_iq1_m* y = static_cast<block_iq1_m*>(dst);
-    for (int64_t i = 0; i < n / k_qk_k; ++i) quantize_iq1_m_block(src + k_qk_k * i, &y[i], imatrix + k_qk_k * i);
+    quantize_super_blocks<block_iq1_m, quantize_iq1_m_block>(src, dst, n, imatrix);
 }
 
 }  // namespace moerun::ref

@@ -83,17 +83,20 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
     kernels(T::Q8_K, ref::to_float_q8_k, ref::from_float_q8_k, nullptr, T::Q8_K);
     kernels(T::IQ4_NL, ref::to_float_iq4_nl, ref::from_float_iq4_nl, ref::vec_dot_iq4_nl, T::Q8_0);
     kernels(T::IQ4_XS, ref::to_float_iq4_xs, ref::from_float_iq4_xs, ref::vec_dot_iq4_xs, T::Q8_K);
-    // Lattice formats: read and computed with; only IQ3_XXS, IQ1_M (and IQ2_XXS, IQ1_S with an
-    // importance matrix) written so far.
+    // Lattice formats: IQ2_XXS, IQ2_XS and IQ1_S are written only with an importance matrix, as in
+    // llama.cpp (no from_float); the others with or without one.
     kernels(T::IQ2_XXS, ref::to_float_iq2_xxs, nullptr, ref::vec_dot_iq2_xxs, T::Q8_K);
     kernels(T::IQ2_XS, ref::to_float_iq2_xs, nullptr, ref::vec_dot_iq2_xs, T::Q8_K);
-    kernels(T::IQ2_S, ref::to_float_iq2_s, nullptr, ref::vec_dot_iq2_s, T::Q8_K);
+    kernels(T::IQ2_S, ref::to_float_iq2_s, ref::from_float_iq2_s, ref::vec_dot_iq2_s, T::Q8_K);
     kernels(T::IQ3_XXS, ref::to_float_iq3_xxs, ref::from_float_iq3_xxs, ref::vec_dot_iq3_xxs, T::Q8_K);
-    kernels(T::IQ3_S, ref::to_float_iq3_s, nullptr, ref::vec_dot_iq3_s, T::Q8_K);
+    kernels(T::IQ3_S, ref::to_float_iq3_s, ref::from_float_iq3_s, ref::vec_dot_iq3_s, T::Q8_K);
     kernels(T::IQ1_S, ref::to_float_iq1_s, nullptr, ref::vec_dot_iq1_s, T::Q8_K);
     kernels(T::IQ1_M, ref::to_float_iq1_m, ref::from_float_iq1_m, ref::vec_dot_iq1_m, T::Q8_K);
     t[uint32_t(T::IQ2_XXS)].from_float_imatrix = ref::from_float_imatrix_iq2_xxs;
+    t[uint32_t(T::IQ2_XS)].from_float_imatrix = ref::from_float_imatrix_iq2_xs;
+    t[uint32_t(T::IQ2_S)].from_float_imatrix = ref::from_float_imatrix_iq2_s;
     t[uint32_t(T::IQ3_XXS)].from_float_imatrix = ref::from_float_imatrix_iq3_xxs;
+    t[uint32_t(T::IQ3_S)].from_float_imatrix = ref::from_float_imatrix_iq3_s;
     t[uint32_t(T::IQ1_S)].from_float_imatrix = ref::from_float_imatrix_iq1_s;
     t[uint32_t(T::IQ1_M)].from_float_imatrix = ref::from_float_imatrix_iq1_m;
     kernels(T::TQ1_0, ref::to_float_tq1_0, ref::from_float_tq1_0, ref::vec_dot_tq1_0, T::Q8_K);
