@@ -60,7 +60,7 @@ import {
 /** Tensor types the quantizer writes (it has an encoder for each); tensorTypes may name any of them. */
 export const quantizeBlockTypes = [
   'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1',
-  'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS',
+  'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS', 'IQ2_S', 'IQ3_S',
 ] as const;
 
 /**
@@ -159,8 +159,8 @@ export interface QuantizeResult {
  * key for key, with `general.file_type` and `general.quantization_version` set as llama-quantize
  * sets them. Quantized sources are dequantized first (requantizing loses accuracy twice).
  *
- * A mix that needs a tensor type moerun cannot write yet (IQ1_S ... IQ3_S), or that llama.cpp only
- * writes with an importance matrix (the IQ1/IQ2 mixes, IQ3_XXS, IQ3_XS, Q2_K_S), is refused with
+ * A mix that needs a tensor type moerun cannot write yet (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ3_XXS), or
+ * that llama.cpp only writes with an importance matrix (the IQ1/IQ2 mixes, IQ3_XXS, IQ3_XS, Q2_K_S), is refused with
  * `ERR_UNSUPPORTED` naming what is missing, before anything is written.
  *
  * The work runs on native threads, a slab of rows at a time, so the JS thread stays responsive.
@@ -441,7 +441,7 @@ function checkWritable(plan: PlannedTensor[], target: QuantizeType): void {
 /** Source types the quantizer can decode: what it writes, and the types moerun reads but does not write yet. */
 const READABLE_TYPES = new Set<string>([
   ...quantizeBlockTypes,
-  'IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ3_XXS', 'IQ3_S', 'IQ1_S', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4',
+  'IQ2_XXS', 'IQ2_XS', 'IQ3_XXS', 'IQ1_S', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4',
 ]);
 
 // ============================================================================================

@@ -40,11 +40,9 @@ const REFUSED: Partial<Record<QuantizeType, { quantizer?: string; imatrix?: true
   IQ2_XXS: { quantizer: 'IQ2_XXS', imatrix: true },
   IQ2_XS: { quantizer: 'IQ2_XS', imatrix: true },
   IQ2_S: { quantizer: 'IQ2_XS', imatrix: true },
-  IQ2_M: { quantizer: 'IQ2_S', imatrix: true },
+  IQ2_M: { imatrix: true },
   IQ3_XXS: { quantizer: 'IQ3_XXS', imatrix: true },
-  IQ3_XS: { quantizer: 'IQ3_S', imatrix: true },
-  IQ3_S: { quantizer: 'IQ3_S' },
-  IQ3_M: { quantizer: 'IQ3_S' },
+  IQ3_XS: { quantizer: 'IQ3_XXS', imatrix: true },
 };
 
 const sources: Record<string, string> = {};
