@@ -1,6 +1,6 @@
 // Benchmark models: synthetic GGUFs with the exact shapes of real MoE models and random weights.
 //
-//   npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0] [--layers N] [--dir DIR] [--force] [--check]
+//   npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0|IQ2_XXS|IQ1_S] [--layers N] [--dir DIR] [--force] [--check]
 //   SHAPE: ling-mini-2.0 | qwen3-30b-a3b | olmoe-1b-7b | deepseek-v2-lite
 //
 // Speed does not depend on weight values, so nothing is quantized: each quantized tensor is a run of
@@ -91,11 +91,15 @@ export const BENCH_SHAPES = {
 /** A shape name: `ling-mini-2.0`, `qwen3-30b-a3b`, `olmoe-1b-7b`, `deepseek-v2-lite`. */
 export type BenchShapeName = keyof typeof BENCH_SHAPES;
 
-/** File types this script writes: llama.cpp's Q4_K_M recipe, or every matrix of one block type. */
-export type BenchQuant = 'Q4_K_M' | 'Q8_0' | 'Q6_K' | 'Q4_0';
+/**
+ * File types this script writes: llama.cpp's Q4_K_M recipe, or every matrix of one block type (a
+ * `--pure` file; IQ2_XXS and IQ1_S as pure runs, for speed only: llama.cpp's mixes for them need
+ * an importance matrix, and values do not change speed).
+ */
+export type BenchQuant = 'Q4_K_M' | 'Q8_0' | 'Q6_K' | 'Q4_0' | 'IQ2_XXS' | 'IQ1_S';
 
 /** LLAMA_FTYPE values written as general.file_type. */
-const FILE_TYPES: Record<BenchQuant, number> = { Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q6_K: 18 }; // llama.cpp's LLAMA_FTYPE
+const FILE_TYPES: Record<BenchQuant, number> = { Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q6_K: 18, IQ2_XXS: 19, IQ1_S: 24 }; // llama.cpp's LLAMA_FTYPE
 
 /** Options of {@link makeBenchModel}. */
 export interface MakeBenchModelOptions {
@@ -137,6 +141,9 @@ const BLOCKS: Partial<Record<GgmlTypeName, [number, number][]>> = {
   Q4_K: [[0, 1.5e-4], [2, 1.1e-3]], // d, dmin; 6-bit scales and mins
   Q5_K: [[0, 8e-5], [2, 1.2e-3]],
   Q6_K: [[208, 2e-5]], // d at the end; int8 scales × (q - 32)
+  IQ4_NL: [[0, 3e-4]], // d; nonlinear levels -127..113
+  IQ2_XXS: [[0, 3e-4]], // d; grid levels 8..43 × (2s + 1) / 8
+  IQ1_S: [[0, 2.5e-3]], // d; (2s + 1) × (grid -1..1 ± 1/8)
 };
 
 const POOL_BYTES = 16 << 20;
@@ -204,7 +211,8 @@ function useMoreBits(i: number, n: number): boolean {
   return i < Math.trunc(n / 8) || i >= Math.trunc((7 * n) / 8) || (i - Math.trunc(n / 8)) % 3 === 2;
 }
 
-const FALLBACK: Partial<Record<GgmlTypeName, GgmlTypeName>> = { Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0' };
+/** llama.cpp's type for a row that does not fit the chosen type's blocks (llama_tensor_get_type). */
+const FALLBACK: Partial<Record<GgmlTypeName, GgmlTypeName>> = { Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0', IQ2_XXS: 'IQ4_NL', IQ1_S: 'IQ4_NL' };
 
 /**
  * The type of each tensor, given in llama.cpp's order (non-layer tensors, then by layer and name),
@@ -407,7 +415,7 @@ export async function checkBenchModel(file: string, threads = 2): Promise<{ moer
 // CLI
 // ============================================================================================
 
-const usage = `Usage: npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0] [--layers N] [--dir DIR] [--force] [--check]
+const usage = `Usage: npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0|IQ2_XXS|IQ1_S] [--layers N] [--dir DIR] [--force] [--check]
   SHAPE: ${Object.keys(BENCH_SHAPES).join(', ')}
   Writes (or finds) a random-weight GGUF with that model's exact shapes under ${benchModelDir} and prints its path.
   --check loads it in moerun and in llama.cpp (node-llama-cpp) and checks that both give finite logits.

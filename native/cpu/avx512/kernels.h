@@ -45,6 +45,13 @@ void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, con
 void vec_dot_q4_0_x4(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
+// iq_grid.cpp: lattice formats against Q8_K, two sub-blocks per register (AVX512_VNNI and BMI2);
+// bit for bit the reference, like the AVX2 kernels they replace
+void vec_dot_iq2_xxs_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_iq1_s_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_iq2_xxs_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq1_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);

@@ -52,6 +52,12 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::Q4_0).vec_dot = avx512::vec_dot_q4_0_x4;  // the same kernel, nibbles - 8 expanded
         at(T::Q4_0).vec_dot_n = avx512::vec_dot_n_q4_0_x4;
     }
+    if (f.avx512vnni) {  // the lattice formats, two sub-blocks per register (iq_grid.cpp)
+        at(T::IQ2_XXS).vec_dot = avx512::vec_dot_iq2_xxs_vnni;
+        at(T::IQ2_XXS).vec_dot_n = avx512::vec_dot_n_iq2_xxs_vnni;
+        at(T::IQ1_S).vec_dot = avx512::vec_dot_iq1_s_vnni;
+        at(T::IQ1_S).vec_dot_n = avx512::vec_dot_n_iq1_s_vnni;
+    }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
 #endif
