@@ -41,8 +41,47 @@
       ]
     },
     {
+      # arm64: plain ARMv8-A NEON (baseline, no flags), then SDOT and SMMLA kernels compiled for
+      # those features alone; cpu/dispatch.cpp runs them only where the OS reports the features.
+      "target_name": "moerun_neon",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='arm64'", {
+          "sources": ["<!@(node scripts/list-sources.cjs native/cpu/neon)"]
+        }, {
+          "sources": ["native/cpu/neon/register.cpp"]
+        }]
+      ]
+    },
+    {
+      "target_name": "moerun_neon_dotprod",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='arm64'", {
+          "sources": ["<!@(node scripts/list-sources.cjs native/cpu/neon/dotprod)"],
+          "cflags_cc": ["-march=armv8.2-a+dotprod"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fvisibility=hidden", "-march=armv8.2-a+dotprod"] }
+        }, {
+          "type": "none"
+        }]
+      ]
+    },
+    {
+      "target_name": "moerun_neon_i8mm",
+      "type": "static_library",
+      "conditions": [
+        ["target_arch=='arm64'", {
+          "sources": ["<!@(node scripts/list-sources.cjs native/cpu/neon/i8mm)"],
+          "cflags_cc": ["-march=armv8.2-a+dotprod+i8mm"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fvisibility=hidden", "-march=armv8.2-a+dotprod+i8mm"] }
+        }, {
+          "type": "none"
+        }]
+      ]
+    },
+    {
       "target_name": "moerun",
-      "dependencies": ["moerun_avx2", "moerun_avx512"],
+      "dependencies": ["moerun_avx2", "moerun_avx512", "moerun_neon", "moerun_neon_dotprod", "moerun_neon_i8mm"],
       "sources": [
         "<!@(node scripts/list-sources.cjs native/base native/gguf native/quant native/cpu native/runtime native/arch native/addon)"
       ],

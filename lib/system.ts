@@ -7,7 +7,7 @@ import { moerunPackageRoot, native } from './native.js';
 
 /** CPU kernel paths and features. */
 export interface CpuInfo {
-  /** Kernel paths this CPU can run: `scalar`, `avx2`, `avx512` */
+  /** Kernel paths this CPU can run: `scalar`, then `avx2`, `avx512` (x86-64) or `neon`, `dotprod`, `i8mm` (arm64) */
   supportedPaths: string[];
   /** The path in use (`MOERUN_CPU` overrides the best one); null when MOERUN_CPU is invalid */
   activePath: string | null;
@@ -15,7 +15,7 @@ export interface CpuInfo {
   error?: string;
   /** Physical cores (the default thread count) */
   physicalCores: number;
-  /** cpuid feature flags */
+  /** CPU feature flags (cpuid on x86-64; `neon`, `dotprod`, `i8mm` from the OS on arm64) */
   features: Record<string, boolean>;
 }
 

@@ -22,7 +22,7 @@ export interface PrebuildTarget {
   /** prebuildify's folder name, `${process.platform}-${process.arch}`. */
   name: string;
   cxx: string;
-  /** x64 targets compile the per-ISA kernel folders with their own flags; others get only their register.cpp stubs. */
+  /** x64 targets compile the x86 ISA kernel folders with their own flags, arm64 targets the NEON ones; each gets the other's register.cpp stubs. */
   x64: boolean;
   /** node-gyp-build tag: a glibc build must not be picked on musl (Alpine). */
   libcTag?: 'glibc';
@@ -50,7 +50,9 @@ export const targets: PrebuildTarget[] = [
 ];
 
 /** binding.gyp is a Python literal; ours parses as JSON once its # comments are gone. */
-function readBindingGyp(): { core: string[]; x64Baseline: string[]; avx2: string[]; avx512: string[]; defines: string[] } {
+function readBindingGyp(): {
+  core: string[]; x64Baseline: string[]; avx2: string[]; avx512: string[]; neonDotprod: string[]; neonI8mm: string[]; defines: string[];
+} {
   const text = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
   const gyp = JSON.parse(text) as {
     variables: { core_cflags: string[] };
@@ -58,12 +60,14 @@ function readBindingGyp(): { core: string[]; x64Baseline: string[]; avx2: string
   };
   const target = (n: string) => gyp.targets.find((t) => t.target_name === n)!;
   // A target's flags under its "target_arch=='x64'" condition.
-  const isaFlags = (n: string) => target(n).conditions!.find(([cond]) => cond.includes("'x64'"))![1].cflags_cc;
+  const isaFlags = (n: string, arch = 'x64') => target(n).conditions!.find(([cond]) => cond.includes(`'${arch}'`))![1].cflags_cc;
   return {
     core: gyp.variables.core_cflags,
     x64Baseline: isaFlags('moerun'),
     avx2: isaFlags('moerun_avx2'),
     avx512: isaFlags('moerun_avx512'),
+    neonDotprod: isaFlags('moerun_neon_dotprod', 'arm64'),
+    neonI8mm: isaFlags('moerun_neon_i8mm', 'arm64'),
     defines: target('moerun').defines ?? [],
   };
 }
@@ -146,8 +150,12 @@ export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<
   if (t.x64) {
     for (const src of listSources('native/cpu/avx2')) units.push({ src, extra: flags.avx2 });
     for (const src of listSources('native/cpu/avx512')) units.push({ src, extra: flags.avx512 });
+    units.push({ src: 'native/cpu/neon/register.cpp', extra: [] });
   } else {
     units.push({ src: 'native/cpu/avx2/register.cpp', extra: [] }, { src: 'native/cpu/avx512/register.cpp', extra: [] });
+    for (const src of listSources('native/cpu/neon')) units.push({ src, extra: [] });
+    for (const src of listSources('native/cpu/neon/dotprod')) units.push({ src, extra: flags.neonDotprod });
+    for (const src of listSources('native/cpu/neon/i8mm')) units.push({ src, extra: flags.neonI8mm });
   }
   if (t.windows) units.push({ src: 'native/addon/win32/delay_load_hook.cpp', extra: [] });
   const objects: string[] = [];

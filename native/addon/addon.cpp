@@ -920,7 +920,7 @@ Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
     Napi::Object o = Napi::Object::New(env);
     Napi::Array paths = Napi::Array::New(env);
     uint32_t i = 0;
-    for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+    for (cpu_path p : k_cpu_paths) {
         if (cpu_path_supported(p)) paths.Set(i++, cpu_path_name(p));
     }
     o.Set("supportedPaths", paths);
@@ -930,7 +930,7 @@ Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
     feats.Set("avx512f", f.avx512f); feats.Set("avx512bw", f.avx512bw); feats.Set("avx512vl", f.avx512vl);
     feats.Set("avx512vnni", f.avx512vnni); feats.Set("avx512bf16", f.avx512bf16);
     feats.Set("amxTile", f.amx_tile); feats.Set("amxInt8", f.amx_int8); feats.Set("amxBf16", f.amx_bf16);
-    feats.Set("neon", f.neon);
+    feats.Set("neon", f.neon); feats.Set("dotprod", f.dotprod); feats.Set("i8mm", f.i8mm);
     o.Set("features", feats);
     try {
         o.Set("activePath", cpu_path_name(cpu_active_path()));

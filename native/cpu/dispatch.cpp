@@ -12,6 +12,10 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace moerun {
@@ -52,7 +56,21 @@ const cpu_features& cpu_detect() {
         }
         if (os_avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);
 #elif defined(__aarch64__)
-        f.neon = true;
+        f.neon = true;  // Advanced SIMD is part of every ARMv8-A application profile
+#if defined(__linux__)
+        // Linux's arm64 hwcap bits (uapi asm/hwcap.h): HWCAP_ASIMDDP, HWCAP2_I8MM.
+        constexpr unsigned long hwcap_asimddp = 1ul << 20, hwcap2_i8mm = 1ul << 13;
+        f.dotprod = getauxval(AT_HWCAP) & hwcap_asimddp;
+        f.i8mm = getauxval(AT_HWCAP2) & hwcap2_i8mm;
+#elif defined(__APPLE__)
+        auto has = [](const char* name) {
+            int v = 0;
+            size_t size = sizeof(v);
+            return sysctlbyname(name, &v, &size, nullptr, 0) == 0 && v != 0;
+        };
+        f.dotprod = has("hw.optional.arm.FEAT_DotProd");
+        f.i8mm = has("hw.optional.arm.FEAT_I8MM");
+#endif
 #endif
         return f;
     }();
@@ -66,6 +84,9 @@ bool cpu_path_supported(cpu_path path) {
         case cpu_path::avx2: return f.avx2 && f.fma && f.f16c;
         case cpu_path::avx512:
             return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+        case cpu_path::neon: return f.neon;
+        case cpu_path::dotprod: return f.neon && f.dotprod;
+        case cpu_path::i8mm: return f.neon && f.dotprod && f.i8mm;
     }
     return false;
 }
@@ -75,6 +96,9 @@ const char* cpu_path_name(cpu_path path) {
         case cpu_path::scalar: return "scalar";
         case cpu_path::avx2: return "avx2";
         case cpu_path::avx512: return "avx512";
+        case cpu_path::neon: return "neon";
+        case cpu_path::dotprod: return "dotprod";
+        case cpu_path::i8mm: return "i8mm";
     }
     return "?";
 }
@@ -146,22 +170,31 @@ void fill_table(cpu_path path, cpu_kernels* table) {
     for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = reference_row(tensor_type(i));
     if (path == cpu_path::avx2 || path == cpu_path::avx512) apply_registration(cpu_register_avx2, table);
     if (path == cpu_path::avx512) apply_registration(cpu_register_avx512, table);
+    if (path == cpu_path::neon || path == cpu_path::dotprod || path == cpu_path::i8mm) apply_registration(cpu_register_neon, table);
+    if (path == cpu_path::dotprod || path == cpu_path::i8mm) apply_registration(cpu_register_neon_dotprod, table);
+    if (path == cpu_path::i8mm) apply_registration(cpu_register_neon_i8mm, table);
+}
+
+// The best path this CPU supports (the last supported one of each family's chain).
+cpu_path best_path() {
+    for (cpu_path p : {cpu_path::avx512, cpu_path::avx2, cpu_path::i8mm, cpu_path::dotprod, cpu_path::neon}) {
+        if (cpu_path_supported(p)) return p;
+    }
+    return cpu_path::scalar;
 }
 
 const dispatch_state& dispatch() {
     static const dispatch_state state = [] {
         dispatch_state s;
         for (uint32_t i = 0; i < k_tensor_type_count; ++i) s.table[i] = reference_row(tensor_type(i));
-        cpu_path want = cpu_path_supported(cpu_path::avx512) ? cpu_path::avx512
-                        : cpu_path_supported(cpu_path::avx2)  ? cpu_path::avx2
-                                                              : cpu_path::scalar;
+        cpu_path want = best_path();
         if (const char* env = std::getenv("MOERUN_CPU"); env && *env && std::strcmp(env, "auto") != 0) {
             bool known = false;
-            for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+            for (cpu_path p : k_cpu_paths) {
                 if (std::strcmp(env, cpu_path_name(p)) == 0) { want = p; known = true; }
             }
             if (!known) {
-                s.error = std::string("MOERUN_CPU='") + env + "' is not one of auto, scalar, avx2, avx512";
+                s.error = std::string("MOERUN_CPU='") + env + "' is not one of auto, scalar, avx2, avx512, neon, dotprod, i8mm";
             } else if (!cpu_path_supported(want)) {
                 s.error = std::string("MOERUN_CPU='") + env + "' but this CPU does not support it";
             }
@@ -180,9 +213,9 @@ const dispatch_state& dispatch() {
 
 const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type) {
     using table_t = std::array<cpu_kernels, k_tensor_type_count>;
-    static const std::array<table_t, 3> tables = [] {
-        std::array<table_t, 3> t{};
-        for (cpu_path p : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+    static const std::array<table_t, std::size(k_cpu_paths)> tables = [] {
+        std::array<table_t, std::size(k_cpu_paths)> t{};
+        for (cpu_path p : k_cpu_paths) {
             if (cpu_path_supported(p)) fill_table(p, t[size_t(p)].data());
         }
         return t;

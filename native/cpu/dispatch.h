@@ -1,6 +1,7 @@
-// CPU feature detection and kernel selection. The ISA is picked once, at first use, by cpuid
-// (overridable with MOERUN_CPU=scalar|avx2|avx512); kernels live in per-ISA files compiled with
-// their own -m flags, so one binary runs on every x86-64 CPU.
+// CPU feature detection and kernel selection. The ISA is picked once, at first use, by cpuid on
+// x86-64 and by the OS's feature bits on arm64 (getauxval on Linux, sysctl on macOS); overridable
+// with MOERUN_CPU=scalar|avx2|avx512|neon|dotprod|i8mm. Kernels live in per-ISA files compiled
+// with their own -m/-march flags, so one binary runs on every x86-64 and every ARMv8-A CPU.
 #pragma once
 
 #include <string>
@@ -9,14 +10,19 @@
 
 namespace moerun {
 
-enum class cpu_path { scalar, avx2, avx512 };
+// neon: ARMv8-A Advanced SIMD (every arm64 CPU); dotprod adds SDOT (ARMv8.2 DotProd), i8mm adds
+// SMMLA (ARMv8.6 I8MM). Each path's table starts from the one before it (scalar < avx2 < avx512,
+// scalar < neon < dotprod < i8mm).
+enum class cpu_path { scalar, avx2, avx512, neon, dotprod, i8mm };
+inline constexpr cpu_path k_cpu_paths[] = {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512,
+                                           cpu_path::neon, cpu_path::dotprod, cpu_path::i8mm};
 
 struct cpu_features {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
     bool avx512vnni = false, avx512bf16 = false;
     bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
-    bool neon = false;
+    bool neon = false, dotprod = false, i8mm = false;
 };
 
 const cpu_features& cpu_detect();
@@ -32,8 +38,12 @@ cpu_path cpu_active_path();
 const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type);
 
 // Per-ISA registration: each overrides the table rows it has faster kernels for. Defined in
-// cpu/avx2/ and cpu/avx512/; on non-x86 builds they are empty.
+// cpu/avx2/ and cpu/avx512/ (empty on non-x86 builds) and cpu/neon/register.cpp (empty on
+// non-arm64 builds).
 void cpu_register_avx2(cpu_kernels* table);
 void cpu_register_avx512(cpu_kernels* table);
+void cpu_register_neon(cpu_kernels* table);
+void cpu_register_neon_dotprod(cpu_kernels* table);
+void cpu_register_neon_i8mm(cpu_kernels* table);
 
 }  // namespace moerun

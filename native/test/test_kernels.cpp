@@ -16,6 +16,7 @@
 //   vec_dot    each path's dot products against the reference, NMSE within a bound per type
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
+//   gemm_tile  quantized weights' tiles (i8mm): every output equals the path's vec_dot bit for bit
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
 //              emulation of llama.cpp's summation order for that path bit for bit (cpu/kernels.h),
 //              and the reference within the vec_dot bound
@@ -361,6 +362,43 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
                want.size(), is_override ? "" : "  [reference kernel]"));
 }
 
+// gemm_tile of quantized weights (the i8mm path's SMMLA tiles): every nw x nx shape, each output
+// equal to the same path's vec_dot bit for bit, and nothing written outside the tile.
+void check_quant_tile(cpu_path path, const type_case& c, size_t n) {
+    const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
+    if (!c.block_bytes || !p.gemm_tile) return;
+    const type_traits& r = type_traits_reference(c.type);
+    n += 3 * 32;  // a last group of 3 blocks
+    const size_t wrow = row_size(c.type, int64_t(n)), arow = act_row_bytes(path, r.vec_dot_type, n);
+    std::vector<uint8_t> w(4 * wrow), act(size_t(p.gemm_tile_x) * arow);
+    for (int i = 0; i < 4; ++i) {
+        const std::vector<uint8_t> q = weight_row(c.type, n, 7000 + uint32_t(i));
+        std::copy(q.begin(), q.end(), w.begin() + std::ptrdiff_t(size_t(i) * wrow));
+    }
+    for (int j = 0; j < p.gemm_tile_x; ++j) {
+        const std::vector<uint8_t> a = act_quantize(path, r.vec_dot_type, gaussian(n, 7100 + uint32_t(j)));
+        std::copy(a.begin(), a.end(), act.begin() + std::ptrdiff_t(size_t(j) * arow));
+    }
+    size_t mismatches = 0, total = 0;
+    const int64_t ys = 6;  // y[j * ys + r]: rows 4 and 5 of each stride must stay untouched
+    for (int64_t nw = 1; nw <= 4; ++nw) {
+        for (int64_t nx = 1; nx <= p.gemm_tile_x; ++nx) {
+            std::vector<float> y(size_t(nx * ys), -1.0f);
+            p.gemm_tile(int64_t(n), w.data(), wrow, nw, act.data(), arow, nx, y.data(), ys);
+            for (int64_t j = 0; j < nx; ++j) {
+                for (int64_t i = 0; i < ys; ++i) {
+                    float want = -1.0f;
+                    if (i < nw) p.vec_dot(int64_t(n), &want, w.data() + size_t(i) * wrow, act.data() + size_t(j) * arow);
+                    mismatches += std::memcmp(&want, &y[size_t(j * ys + i)], 4) != 0;
+                    ++total;
+                }
+            }
+        }
+    }
+    report(mismatches == 0, "gemm_tile", format("%-6s %-6s every tile up to 4 x %d: %zu of %zu outputs differ from vec_dot", cpu_path_name(path),
+                                                r.name, p.gemm_tile_x, mismatches, total));
+}
+
 void check_path(cpu_path path, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
@@ -399,6 +437,7 @@ void check_path(cpu_path path, const type_case& c) {
     report(e <= c.dot_max, "vec_dot",
            format("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
     check_dot_n(path, c, n, rows);
+    check_quant_tile(path, c, n);
 }
 
 // ---- llama.cpp's summation orders, emulated in scalar code ----
@@ -635,13 +674,13 @@ std::string default_fixture_dir() {
 int main(int argc, char** argv) {
     const std::string fixtures = argc > 1 ? argv[1] : default_fixture_dir();
     const cpu_features& f = cpu_detect();
-    std::printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d dq %d vnni %d bf16 %d; active path %s\n", f.avx2,
-                f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.avx512bf16,
-                cpu_path_name(cpu_active_path()));
+    std::printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d dq %d vnni %d bf16 %d neon %d dotprod %d i8mm %d; active path %s\n",
+                f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.avx512bf16, f.neon,
+                f.dotprod, f.i8mm, cpu_path_name(cpu_active_path()));
 
     for (const type_case& c : k_cases) check_reference(c);
     for (const type_case& c : k_cases) check_fixture(fixtures, c);
-    for (cpu_path path : {cpu_path::scalar, cpu_path::avx2, cpu_path::avx512}) {
+    for (cpu_path path : k_cpu_paths) {
         if (!cpu_path_supported(path)) {
             std::printf("skip %-10s %s: not supported by this CPU\n", "path", cpu_path_name(path));
             continue;

@@ -1,0 +1,63 @@
+// arm64 kernel rows: plain NEON (every ARMv8-A CPU), then SDOT (dotprod) and SMMLA (i8mm), each
+// registration on top of the one before (cpu/dispatch.cpp). On other architectures only this file
+// of the folder is built, and the registrations are empty: the rows stay as they were.
+#include "../dispatch.h"
+#include "kernels.h"
+
+namespace moerun {
+
+void cpu_register_neon(cpu_kernels* table) {
+#if defined(__aarch64__)
+    using T = tensor_type;
+    auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
+
+    // F32 and F16 in the 16-lane orders (cpu/kernels.h), as four float32x4 per vector.
+    at(T::F32).vec_dot = neon::vec_dot_f32;
+    at(T::F32).vec_dot_n = neon::vec_dot_n_f32;
+    at(T::F32).vec_dot_unrolled = neon::vec_dot_unrolled_f32;
+    at(T::F32).gemm_lanes = 16;
+    at(T::F32).gemm_tile = neon::gemm_tile_f32;
+    at(T::F32).gemm_tile_x = 2;
+    at(T::F16).vec_dot = neon::vec_dot_f16;
+    at(T::F16).vec_dot_n = neon::vec_dot_n_f16;
+    at(T::F16).vec_dot_unrolled = neon::vec_dot_unrolled_f16;
+    at(T::F16).gemm_lanes = 16;
+    at(T::F16).gemm_tile = neon::gemm_tile_f16;
+    at(T::F16).gemm_tile_x = 2;
+    at(T::F16).to_float = neon::to_float_f16;
+    at(T::F16).from_float = neon::from_float_f16;
+    at(T::BF16).vec_dot = neon::vec_dot_bf16;
+    at(T::BF16).vec_dot_n = neon::vec_dot_n_bf16;
+    at(T::BF16).to_float = neon::to_float_bf16;
+    at(T::BF16).from_float = neon::from_float_bf16;
+
+    // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS: vec_dot and vec_dot_n
+    neon::register_int8_rows(table);
+#else
+    (void)table;
+#endif
+}
+
+void cpu_register_neon_dotprod(cpu_kernels* table) {
+#if defined(__aarch64__)
+    neon_dotprod::register_int8_rows(table);  // the same rows with SDOT
+#else
+    (void)table;
+#endif
+}
+
+void cpu_register_neon_i8mm(cpu_kernels* table) {
+#if defined(__aarch64__)
+    // Prompt batches of Q8_0 and Q4_0 weights in 2 x 2 SMMLA tiles (matmul's gemm_tile path; a
+    // single activation row, as in decoding, stays on SDOT). Every output equals vec_dot's.
+    using T = tensor_type;
+    table[uint32_t(T::Q8_0)].gemm_tile = neon_i8mm::gemm_tile_q8_0;
+    table[uint32_t(T::Q8_0)].gemm_tile_x = neon_i8mm::k_tile_x;
+    table[uint32_t(T::Q4_0)].gemm_tile = neon_i8mm::gemm_tile_q4_0;
+    table[uint32_t(T::Q4_0)].gemm_tile_x = neon_i8mm::k_tile_x;
+#else
+    (void)table;
+#endif
+}
+
+}  // namespace moerun
