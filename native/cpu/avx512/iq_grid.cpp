@@ -16,9 +16,9 @@
 #include "kernels.h"
 #include "simd.h"
 
-// Every AVX-512 CPU has BMI2 (Skylake-X and Zen 4 on), whose pdep is fast on all of them.
-#pragma GCC target("bmi2")
-#include <immintrin.h>
+// Every AVX-512 CPU has BMI2 (Skylake-X and Zen 4 on), with a fast pdep on all of them: the
+// functions that use it are compiled for it (an attribute, so GCC and clang both take it).
+#define MOERUN_BMI2 __attribute__((target("bmi2")))
 
 namespace moerun::avx512 {
 namespace {
@@ -41,7 +41,7 @@ inline __m512i points8(const uint64_t* g, size_t i0, size_t i1, size_t i2, size_
 
 // The sign mask of two IQ2_XXS sub-blocks from their sign words (4 x 7 bits in bits 0-27 each):
 // bit 8l + j for weight 8l + j, the 8th bit of each byte the parity of its 7.
-inline __mmask64 parity_sign_mask(uint32_t a, uint32_t b) {
+MOERUN_BMI2 inline __mmask64 parity_sign_mask(uint32_t a, uint32_t b) {
     const uint64_t bits = uint64_t(a & 0x0fffffff) | (uint64_t(b & 0x0fffffff) << 28);
     const uint64_t e = _pdep_u64(bits, 0x7f7f7f7f7f7f7f7full);
     uint64_t p = e ^ (e >> 4);  // bit 0 of each byte: the parity of that byte's bits
@@ -53,7 +53,7 @@ inline __mmask64 parity_sign_mask(uint32_t a, uint32_t b) {
 // ---- IQ2_XXS: per sub-block two words, 4 grid-index bytes, then 28 sign bits | ls << 28 ----
 
 template <int R>
-inline void iq2_xxs_rows(int64_t nb, const block_iq2_xxs* x, const uint8_t* y, size_t y_stride, float* out) {
+MOERUN_BMI2 inline void iq2_xxs_rows(int64_t nb, const block_iq2_xxs* x, const uint8_t* y, size_t y_stride, float* out) {
     float sum[R];
     const block_q8_K* yr[R];
     for (int r = 0; r < R; ++r) {
@@ -86,12 +86,12 @@ inline void iq2_xxs_rows(int64_t nb, const block_iq2_xxs* x, const uint8_t* y, s
 
 // A sub-block's four 11-bit grid indices as 16-bit fields: the low bytes from its qs word, bits
 // 3l..3l+2 of its qh word on top of index l.
-inline uint64_t iq1s_indices(uint32_t qs, uint32_t qh) {
+MOERUN_BMI2 inline uint64_t iq1s_indices(uint32_t qs, uint32_t qh) {
     return _pdep_u64(qs, 0x00ff00ff00ff00ffull) | _pdep_u64(qh, 0x0700070007000700ull);
 }
 
 template <int R>
-inline void iq1_s_rows(int64_t nb, const block_iq1_s* x, const uint8_t* y, size_t y_stride, float* out) {
+MOERUN_BMI2 inline void iq1_s_rows(int64_t nb, const block_iq1_s* x, const uint8_t* y, size_t y_stride, float* out) {
     float sum[R];
     const block_q8_K* yr[R];
     for (int r = 0; r < R; ++r) {
