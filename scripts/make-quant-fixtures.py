@@ -44,9 +44,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 LLAMA_CPP = Path(os.environ.get("LLAMA_CPP", "/work/scratch/llama.cpp"))
 GGML_BUILD = Path(os.environ.get("GGML_BUILD", "/work/scratch/build/ggml"))
-OUT = REPO / "test" / "fixtures" / "quant"
+# Overrides for a broader one-off check (not for the committed fixtures): another directory, more
+# super-blocks for the lattice, ternary and FP4 types, another seed (e.g. QUANT_FIXTURES_OUT=/tmp/fx
+# QUANT_FIXTURES_N_LARGE=524288 QUANT_FIXTURES_SEED=1, then ./build-core/test_kernels /tmp/fx).
+OUT = Path(os.environ.get("QUANT_FIXTURES_OUT", REPO / "test" / "fixtures" / "quant"))
+SEED = int(os.environ.get("QUANT_FIXTURES_SEED", "0"))
 N = 1024  # elements per fixture: 32 blocks of 32 or 4 super-blocks of 256
-N_LARGE = 8192  # the lattice, ternary and FP4 types: 32 super-blocks, for their search-heavy quantizers
+N_LARGE = int(os.environ.get("QUANT_FIXTURES_N_LARGE", "8192"))  # the lattice, ternary and FP4 types: 32 super-blocks, for their search-heavy quantizers
 
 # name: (ggml type id, block size, bytes per block)
 TYPES = {
@@ -141,7 +145,7 @@ def build_driver(workdir: Path) -> Path:
 def source_data(type_id: int, n: int = N) -> np.ndarray:
     """Per 32-element block, Gaussian data at a random scale (1e-3..10), plus edge-case blocks:
     all zero, one dominant outlier, constant, all negative, tiny values, uniform."""
-    rng = np.random.default_rng(20240 + type_id)
+    rng = np.random.default_rng(20240 + type_id + 100000 * SEED)
     x = np.empty(n, dtype=np.float32)
     for b in range(n // 32):
         blk = rng.standard_normal(32) * 10 ** rng.uniform(-3, 1)
@@ -176,7 +180,7 @@ def gguf_py_dequantize(name: str, blocks: bytes):
 
 def imatrix_data(type_id: int, n: int = N) -> np.ndarray:
     """Column weights as llama-imatrix would give them: positive, spread over two decades."""
-    rng = np.random.default_rng(30240 + type_id)
+    rng = np.random.default_rng(30240 + type_id + 100000 * SEED)
     return (10 ** rng.uniform(-1, 1, n)).astype(np.float32)
 
 
@@ -264,10 +268,10 @@ def main() -> None:
                     path.write_bytes(b"MQFX" + struct.pack("<III", 1, type_id, n) + x.tobytes() + blocks + deq.tobytes())
                 else:
                     path.write_bytes(b"MQFX" + struct.pack("<III", 2, type_id, n) + x.tobytes() + imatrix.tobytes() + blocks + deq.tobytes())
-                print(f"{path.relative_to(REPO)}: {path.stat().st_size} bytes ({note})")
+                print(f"{os.path.relpath(path, REPO)}: {path.stat().st_size} bytes ({note})")
 
             if name in BLOCK_FIXTURES:
-                rng = np.random.default_rng(40240 + type_id)
+                rng = np.random.default_rng(40240 + type_id + 100000 * SEED)
                 qb = grid_blocks(name, BLOCK_FIXTURES[name], rng)
                 n = len(qb) // size * block
                 (work / "blocks.bin").write_bytes(qb)
@@ -283,7 +287,7 @@ def main() -> None:
                     note = f"gguf-py max |diff| {float(np.max(np.abs(check - deq))):.3g}"
                 path = OUT / f"{name}-blocks.bin"
                 path.write_bytes(b"MQFX" + struct.pack("<III", 3, type_id, n) + qb + deq.tobytes())
-                print(f"{path.relative_to(REPO)}: {path.stat().st_size} bytes, {n // block} blocks ({note})")
+                print(f"{os.path.relpath(path, REPO)}: {path.stat().st_size} bytes, {n // block} blocks ({note})")
 
 
 if __name__ == "__main__":
