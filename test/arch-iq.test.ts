@@ -13,13 +13,17 @@
 //
 // Architectures: qwen3moe runs every type; the DeepSeek-V2-Lite shape (deepseek2, MLA) IQ1_S and
 // IQ2_XXS, the bulk of DeepSeek R1's 1.6-2.7-bit files.
+//
+// Files written by moerun's own quantizer (quantize(), the same layout: --pure, token_embd F32,
+// output Q8_0; or a llama.cpp mix), on both architectures, in the IQ types it writes without an
+// importance matrix: the same criterion, and top-1 on every decisive position.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadModel, readGgufInfo } from 'moerun';
+import { loadModel, quantize, readGgufInfo, type QuantizeType } from 'moerun';
 import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
 import { llamaQuantize, llamaQuantizer, type LlamaQuantType } from './helpers/llama-quantize.js';
 import { compareLogits, type LogitComparison, worstRowNmse } from './helpers/metrics.js';
@@ -92,10 +96,27 @@ function source(c: (typeof CASES)[number]): Promise<string> {
   return p;
 }
 
-async function runCase(c: (typeof CASES)[number], type: LlamaQuantType): Promise<CaseResult> {
-  const qPath = join(dir, `${c.name}-${type}.gguf`);
-  const twinPath = join(dir, `${c.name}-${type}-twin.gguf`);
-  await llamaQuantize(await source(c), qPath, type);
+/** Who writes the quantized file: llama.cpp (pure, importance matrix of ones) or moerun's quantize(). */
+type Writer = 'llama.cpp' | 'moerun';
+
+/**
+ * moerun's targets here: a pure run of a block type (llama.cpp's pure layout) or a llama.cpp mix,
+ * and the IQ tensor type the file must hold.
+ */
+const MOERUN_TARGETS: Record<string, { target: QuantizeType; pure: boolean; tensorType: string }> = {
+  IQ3_S: { target: 'IQ3_S', pure: true, tensorType: 'IQ3_S' },
+  'IQ3_M mix': { target: 'IQ3_M', pure: false, tensorType: 'IQ3_S' },
+};
+
+async function runCase(c: (typeof CASES)[number], type: string, writer: Writer = 'llama.cpp'): Promise<CaseResult> {
+  const qPath = join(dir, `${c.name}-${type.replace(/\W+/g, '-')}-${writer}.gguf`);
+  const twinPath = join(dir, `${c.name}-${type.replace(/\W+/g, '-')}-${writer}-twin.gguf`);
+  if (writer === 'llama.cpp') {
+    await llamaQuantize(await source(c), qPath, type as LlamaQuantType);
+  } else {
+    const { target, pure } = MOERUN_TARGETS[type]!;
+    await quantize(await source(c), qPath, target, pure ? { pure, tokenEmbeddingType: 'F32', outputTensorType: 'Q8_0', threads: 1 } : { threads: 1 });
+  }
   await writeF32Twin(qPath, twinPath, 1);
   const info = await readGgufInfo(qPath);
   const counts = new Map<string, number>();
@@ -107,7 +128,7 @@ async function runCase(c: (typeof CASES)[number], type: LlamaQuantType): Promise
   await Promise.all([rm(qPath, { force: true }), rm(twinPath, { force: true })]);
   return {
     tensorTypes: [...counts].map(([t, n]) => `${t}×${n}`).join(' '),
-    nTarget: counts.get(type) ?? 0,
+    nTarget: counts.get(writer === 'moerun' ? MOERUN_TARGETS[type]!.tensorType : type) ?? 0,
     llama: compareLogits(llama, ref, N_VOCAB),
     ours: compareLogits(ours, ref, N_VOCAB),
     worstRow: { llama: worstRowNmse(llama, ref, N_VOCAB), ours: worstRowNmse(ours, ref, N_VOCAB) },
@@ -117,7 +138,8 @@ async function runCase(c: (typeof CASES)[number], type: LlamaQuantType): Promise
 const rows: string[] = [];
 afterAll(() => {
   if (rows.length === 0) return;
-  console.log(['arch / type                NMSE moerun  llama.cpp  worst row: moerun  llama.cpp  top-1 decisive: moerun  llama.cpp  tensors', ...rows].join('\n'));
+  const header = `${'arch / type'.padEnd(44)} NMSE moerun  llama.cpp  worst row: moerun  llama.cpp  top-1 decisive: moerun  llama.cpp  tensors`;
+  console.log([header, ...rows].join('\n'));
 });
 
 describe.runIf(ready)('files written by llama.cpp in the IQ, TQ and MXFP4 types', () => {
@@ -129,20 +151,39 @@ describe.runIf(ready)('files written by llama.cpp in the IQ, TQ and MXFP4 types'
     describe(c.name, () => {
       for (const type of c.types) {
         it(`${type}: moerun is no further from the F32 twin than llama.cpp (NMSE ≤ 1.25×, top-1 on decisive ≥)`, async () => {
-          const r = await runCase(c, type);
-          const fmt = (x: number) => x.toExponential(2);
-          const top1 = (x: LogitComparison) => `${x.top1Decisive.agree}/${x.top1Decisive.total}`;
-          rows.push(`${`${c.name} / ${type}`.padEnd(26)} ${fmt(r.ours.nmse).padStart(11)} ${fmt(r.llama.nmse).padStart(10)}` +
-            ` ${fmt(r.worstRow.ours).padStart(18)} ${fmt(r.worstRow.llama).padStart(10)} ${top1(r.ours).padStart(23)} ${top1(r.llama).padStart(10)}  ${r.tensorTypes}`);
-          // The file really is in the type (not all fallbacks), and the twin is decisive enough to judge top-1.
-          expect(r.nTarget, `tensors of type ${type} in ${r.tensorTypes}`).toBeGreaterThanOrEqual(4);
-          expect(r.ours.top1Decisive.total).toBeGreaterThanOrEqual(PROMPT.length / 2);
-          expect(r.llama.nmse, "llama.cpp's own distance to the twin (a wrong twin blows it up)").toBeLessThanOrEqual(LLAMA_MAX_NMSE);
-          expect(r.ours.nmse).toBeLessThanOrEqual(1.25 * r.llama.nmse + NMSE_FLOOR);
-          expect(r.worstRow.ours, 'worst row').toBeLessThanOrEqual(1.25 * r.worstRow.llama + NMSE_FLOOR);
-          expect(r.ours.top1Decisive.agree).toBeGreaterThanOrEqual(r.llama.top1Decisive.agree);
+          checkCase(c, type, await runCase(c, type));
         }, TIMEOUT);
       }
     });
   }
 });
+
+describe.runIf(ready)('files written by moerun in the IQ types it writes without an importance matrix', () => {
+  for (const c of CASES) {
+    const types = c.name === 'qwen3moe' ? ['IQ3_S'] : ['IQ3_S', 'IQ3_M mix'];
+    describe(c.name, () => {
+      for (const type of types) {
+        it(`${type}: moerun is no further from the F32 twin than llama.cpp on the same file (NMSE ≤ 1.25×, top-1 on every decisive position)`, async () => {
+          const r = await runCase(c, type, 'moerun');
+          checkCase(c, `${type} (moerun's file)`, r);
+          expect(r.ours.top1Decisive.agree).toBe(r.ours.top1Decisive.total);
+        }, TIMEOUT);
+      }
+    });
+  }
+});
+
+/** Records the row and applies the criterion. */
+function checkCase(c: (typeof CASES)[number], label: string, r: CaseResult): void {
+  const fmt = (x: number) => x.toExponential(2);
+  const top1 = (x: LogitComparison) => `${x.top1Decisive.agree}/${x.top1Decisive.total}`;
+  rows.push(`${`${c.name} / ${label}`.padEnd(44)} ${fmt(r.ours.nmse).padStart(11)} ${fmt(r.llama.nmse).padStart(10)}` +
+    ` ${fmt(r.worstRow.ours).padStart(18)} ${fmt(r.worstRow.llama).padStart(10)} ${top1(r.ours).padStart(23)} ${top1(r.llama).padStart(10)}  ${r.tensorTypes}`);
+  // The file really is in the type (not all fallbacks), and the twin is decisive enough to judge top-1.
+  expect(r.nTarget, `tensors of the target type in ${r.tensorTypes}`).toBeGreaterThanOrEqual(4);
+  expect(r.ours.top1Decisive.total).toBeGreaterThanOrEqual(PROMPT.length / 2);
+  expect(r.llama.nmse, "llama.cpp's own distance to the twin (a wrong twin blows it up)").toBeLessThanOrEqual(LLAMA_MAX_NMSE);
+  expect(r.ours.nmse).toBeLessThanOrEqual(1.25 * r.llama.nmse + NMSE_FLOOR);
+  expect(r.worstRow.ours, 'worst row').toBeLessThanOrEqual(1.25 * r.worstRow.llama + NMSE_FLOOR);
+  expect(r.ours.top1Decisive.agree).toBeGreaterThanOrEqual(r.llama.top1Decisive.agree);
+}
