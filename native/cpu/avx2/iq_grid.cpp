@@ -8,6 +8,7 @@
 // reference (quant/reference_iq_grid.cpp) does, so these kernels equal it bit for bit.
 #include "../../quant/blocks.h"
 #include "../../quant/iq_grids.h"
+#include "../iq_tables.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -15,10 +16,10 @@ namespace moerun::avx2 {
 namespace {
 
 // One 32-weight sub-block as the lattice kernel takes it: unsigned magnitudes, a byte vector whose
-// sign (or zero) multiplies each activation, the int16 scale of each half of 16, and for IQ1 the
-// +-1 delta sign of each byte.
+// sign (or zero) multiplies each activation (not for IQ1, see iq1_points), and the int16 scale of
+// each half of 16.
 struct sub_block {
-    __m256i w, sign, scale, delta;
+    __m256i w, sign, scale;
 };
 
 inline __m256i points8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
@@ -49,11 +50,11 @@ inline uint32_t load_u32(const uint8_t* p) {
 }
 
 // Per format: the block type, its scale d, the sub-block expansion, the final factor of the sum
-// and whether it has IQ1's delta term.
+// and whether it is an IQ1 format (unsigned points with their delta, see iq1_points).
 struct iq2_xxs_fmt {
     using block = block_iq2_xxs;
     static constexpr float factor = 0.125f;
-    static constexpr bool has_delta = false;
+    static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         uint32_t aux[2];
@@ -68,7 +69,7 @@ struct iq2_xxs_fmt {
 struct iq2_xs_fmt {
     using block = block_iq2_xs;
     static constexpr float factor = 0.125f;
-    static constexpr bool has_delta = false;
+    static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         const uint16_t* q = b.qs + 4 * ib;
@@ -81,7 +82,7 @@ struct iq2_xs_fmt {
 struct iq2_s_fmt {
     using block = block_iq2_s;
     static constexpr float factor = 0.125f;
-    static constexpr bool has_delta = false;
+    static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         const uint8_t* qs = b.qs + 4 * ib;
@@ -96,7 +97,7 @@ struct iq2_s_fmt {
 struct iq3_xxs_fmt {
     using block = block_iq3_xxs;
     static constexpr float factor = 0.25f;
-    static constexpr bool has_delta = false;
+    static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         const uint8_t* q3 = b.qs + 8 * ib;
@@ -112,7 +113,7 @@ struct iq3_xxs_fmt {
 struct iq3_s_fmt {
     using block = block_iq3_s;
     static constexpr float factor = 1.0f;
-    static constexpr bool has_delta = false;
+    static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         const uint8_t* qs = b.qs + 8 * ib;
@@ -124,32 +125,46 @@ struct iq3_s_fmt {
     }
 };
 
-// IQ1 grid values are -1, 0, 1: |value| as the magnitude, the value itself as the sign.
-inline void iq1_points(sub_block& s, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
-    const __m256i g = points8(a, b, c, d);
-    s.w = _mm256_abs_epi8(g);
-    s.sign = g;
+// IQ1 weights are g + delta / 8 (g in -1, 0, 1 from the grid, delta +-1), and the reference sums
+// sumi = dot(g, q) and sumi_delta = dot(delta, q) per scale, then takes sumi + sumi_delta / 8 in
+// float. The kernels take one dot instead, of the unsigned bytes u = 8 (g + 1) + (delta + 1) in
+// 0..18: dot(u, q) - 9 sum(q) = 8 sumi + sumi_delta, with sum(q) from Q8_K's per-16 sums
+// (bsums). That integer, C, is below 2^24, so float(C) / 8 is exact and equals the reference's
+// float(sumi) + float(sumi_delta) / 8 (one rounding of the same exact value, itself exact here).
+// `plus` holds delta + 1 per byte (0 or 2).
+inline void iq1_points(sub_block& s, uint64_t a, uint64_t b, uint64_t c, uint64_t d, __m256i plus) {
+    s.w = _mm256_add_epi8(_mm256_slli_epi16(points8(a, b, c, d), 3), plus);  // bytes <= 2: no carry across
 }
+
+// Per sub-block (IQ1_S) or per 16 (IQ1_M), lane by lane with bsums: 9 x the int16 scale.
+inline __m256i nine_times(__m256i ls) { return _mm256_add_epi16(_mm256_slli_epi16(ls, 3), ls); }
 
 struct iq1_s_fmt {
     using block = block_iq1_s;
     static constexpr float factor = 1.0f;
-    static constexpr bool has_delta = true;
+    static constexpr bool is_iq1 = true;
     static float d(const block& b) { return f16(b.d); }
     static void sub(const block& b, int ib, sub_block& s) {
         const uint8_t* qs = b.qs + 4 * ib;
         const int qh = b.qh[ib];
-        iq1_points(s, k_iq1s_grid[size_t(qs[0] | ((qh << 8) & 0x700))], k_iq1s_grid[size_t(qs[1] | ((qh << 5) & 0x700))],
-                   k_iq1s_grid[size_t(qs[2] | ((qh << 2) & 0x700))], k_iq1s_grid[size_t(qs[3] | ((qh >> 1) & 0x700))]);
+        const auto& g = k_iq1s_grid_plus1;
+        iq1_points(s, g[size_t(qs[0] | ((qh << 8) & 0x700))], g[size_t(qs[1] | ((qh << 5) & 0x700))],
+                   g[size_t(qs[2] | ((qh << 2) & 0x700))], g[size_t(qs[3] | ((qh >> 1) & 0x700))],
+                   _mm256_set1_epi8(qh & 0x8000 ? 0 : 2));
         s.scale = _mm256_set1_epi16(short(2 * ((qh >> 12) & 7) + 1));
-        s.delta = _mm256_set1_epi8(qh & 0x8000 ? -1 : 1);
+    }
+    // 9 x each sub-block's scale, for its two bsums lanes.
+    static __m256i bsum_scales9(const block& b) {
+        const __m128i qh = load128(b.qh);
+        const __m128i ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+        return nine_times(_mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls)));
     }
 };
 
 struct iq1_m_fmt {
     using block = block_iq1_m;
     static constexpr float factor = 1.0f;
-    static constexpr bool has_delta = true;
+    static constexpr bool is_iq1 = true;
     static uint16_t word(const block& b, int w) {
         uint16_t v;
         std::memcpy(&v, b.scales + 2 * w, 2);
@@ -161,12 +176,25 @@ struct iq1_m_fmt {
     static void sub(const block& b, int ib, sub_block& s) {
         const uint8_t* qs = b.qs + 4 * ib;
         const int h0 = b.qh[2 * ib], h1 = b.qh[2 * ib + 1];
-        iq1_points(s, k_iq1s_grid[size_t(qs[0] | ((h0 << 8) & 0x700))], k_iq1s_grid[size_t(qs[1] | ((h0 << 4) & 0x700))],
-                   k_iq1s_grid[size_t(qs[2] | ((h1 << 8) & 0x700))], k_iq1s_grid[size_t(qs[3] | ((h1 << 4) & 0x700))]);
+        const auto& g = k_iq1s_grid_plus1;
+        auto plus8 = [](int neg) { return neg ? int64_t(0) : int64_t(0x0202020202020202); };  // delta + 1 for 8 bytes
+        iq1_points(s, g[size_t(qs[0] | ((h0 << 8) & 0x700))], g[size_t(qs[1] | ((h0 << 4) & 0x700))],
+                   g[size_t(qs[2] | ((h1 << 8) & 0x700))], g[size_t(qs[3] | ((h1 << 4) & 0x700))],
+                   _mm256_setr_epi64x(plus8(h0 & 0x08), plus8(h0 & 0x80), plus8(h1 & 0x08), plus8(h1 & 0x80)));
         const int sc = word(b, ib / 2) >> (6 * (ib % 2));
         s.scale = scales_2x16(2 * (sc & 7) + 1, 2 * ((sc >> 3) & 7) + 1);
-        auto delta8 = [](int neg) { return neg ? int64_t(-1) : int64_t(0x0101010101010101); };  // 8 bytes of -1 or +1
-        s.delta = _mm256_setr_epi64x(delta8(h0 & 0x08), delta8(h0 & 0x80), delta8(h1 & 0x08), delta8(h1 & 0x80));
+    }
+    // 9 x the scale of each 16 weights, lane 2 ib + h for half h of sub-block ib (bsums' order):
+    // bits 3k..3k+2 of word w for lane 4w + k.
+    static __m256i bsum_scales9(const block& b) {
+        const __m256i words = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales)));
+        const __m256i spread = _mm256_shuffle_epi8(words, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5,
+                                                                           4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+        // field k to the top 3 bits (a multiply by 2^(13 - 3k)), then down
+        const __m256i top = _mm256_mullo_epi16(spread, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13,
+                                                                          1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4));
+        const __m256i ls = _mm256_add_epi16(_mm256_slli_epi16(_mm256_srli_epi16(top, 13), 1), _mm256_set1_epi16(1));
+        return nine_times(ls);
     }
 };
 
@@ -179,28 +207,27 @@ inline void lattice_rows(int64_t nb, const typename F::block* x, const uint8_t* 
         sum[r] = 0;
         yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
     }
-    const __m256i ones = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nb; ++i) {
-        __m256i isum[R], dsum[R];
-        for (int r = 0; r < R; ++r) isum[r] = dsum[r] = _mm256_setzero_si256();
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
         for (int ib = 0; ib < 8; ++ib) {
             sub_block s;
             F::sub(x[i], ib, s);
             for (int r = 0; r < R; ++r) {
                 const __m256i q8 = load256(yr[r][i].qs + 32 * ib);
-                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(mul_u8_i8(s.w, _mm256_sign_epi8(q8, s.sign)), s.scale));
-                if constexpr (F::has_delta) {
-                    dsum[r] = _mm256_add_epi32(dsum[r], sum_i16_scaled(mul_u8_i8(ones, _mm256_sign_epi8(q8, s.delta)), s.scale));
-                }
+                const __m256i p = F::is_iq1 ? mul_u8_i8(s.w, q8) : mul_u8_i8(s.w, _mm256_sign_epi8(q8, s.sign));
+                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p, s.scale));
             }
         }
         const float d = F::d(x[i]);
-        for (int r = 0; r < R; ++r) {
-            if constexpr (F::has_delta) {
-                sum[r] += d * yr[r][i].d * (float(hsum_i32(isum[r])) + k_iq1_delta * float(hsum_i32(dsum[r])));
-            } else {
-                sum[r] += d * yr[r][i].d * float(hsum_i32(isum[r]));
+        if constexpr (F::is_iq1) {  // C = dot(u, q) - 9 sum(q) per scale (iq1_points)
+            const __m256i scales9 = F::bsum_scales9(x[i]);
+            for (int r = 0; r < R; ++r) {
+                const __m256i nine_q = _mm256_madd_epi16(load256(yr[r][i].bsums), scales9);
+                sum[r] += d * yr[r][i].d * (float(hsum_i32(_mm256_sub_epi32(isum[r], nine_q))) * k_iq1_delta);
             }
+        } else {
+            for (int r = 0; r < R; ++r) sum[r] += d * yr[r][i].d * float(hsum_i32(isum[r]));
         }
     }
     for (int r = 0; r < R; ++r) out[r] = F::factor * sum[r];
