@@ -21,7 +21,7 @@ import { loadModel } from './model.js';
 import type { ExpertPlacement } from './placement.js';
 import type { ChatMessage } from './chat.js';
 import { describeQuantizeType, parseTensorTypeArg, quantize, quantizeTypes, type QuantizeTensorType, type QuantizeType } from './quantize.js';
-import { bundledModelPath, cpuInfo } from './system.js';
+import { bundledModelPath, cpuInfo, gpuInfo } from './system.js';
 import { nativeBinaryPath } from './native.js';
 
 const usage = `Usage:
@@ -148,6 +148,18 @@ function show(value: GgufValue): string {
   return `[${head.join(', ')}${arr.length > 6 ? ', ...' : ''}] (${arr.length})`;
 }
 
+/** `moerun info`'s CUDA lines: the library, each device (name, memory, compute capability), or why none. */
+function gpuLines(): string[] {
+  const g = gpuInfo();
+  const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  const lines = [`cuda library: ${g.library ?? 'none'}`];
+  for (const d of g.devices) {
+    lines.push(`cuda device ${d.index}: ${d.name}, ${gib(d.totalMemory)} (${gib(d.freeMemory)} free), compute capability ${d.computeCapability}${d.supported ? '' : ' (no kernels for it in this build)'}`);
+  }
+  lines.push(g.usable ? `gpu: cuda (driver ${g.driverVersion}, runtime ${g.runtimeVersion})` : `gpu: none (${g.reason})`);
+  return lines;
+}
+
 async function info(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -169,6 +181,7 @@ async function info(args: string[]): Promise<number> {
   const out: string[] = [];
   out.push(`native: ${nativeBinaryPath()} (${process.platform}-${process.arch})`);
   out.push(`cpu kernels: ${cpu.activePath ?? `none: ${cpu.error}`} (this CPU supports ${cpu.supportedPaths.join(', ')})`);
+  out.push(...gpuLines());
   if (positionals.length === 0) {
     process.stdout.write(out.join('\n') + '\n');
     return 0;

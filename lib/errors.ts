@@ -12,6 +12,7 @@ export type MoerunErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_CONTEXT_FULL'
   | 'ERR_OUT_OF_MEMORY'
+  | 'ERR_NO_GPU'
   | 'ERR_DISPOSED'
   | 'ERR_BUSY'
   | 'ERR_INVALID_STATE'
@@ -32,7 +33,7 @@ export class MoerunError extends Error {
 
 const knownCodes = new Set<string>([
   'ERR_IO', 'ERR_BAD_FORMAT', 'ERR_UNSUPPORTED', 'ERR_INVALID_ARGUMENT', 'ERR_ABORTED', 'ERR_CONTEXT_FULL',
-  'ERR_OUT_OF_MEMORY', 'ERR_DISPOSED', 'ERR_BUSY', 'ERR_INVALID_STATE', 'ERR_NATIVE_LOAD', 'ERR_INTERNAL',
+  'ERR_OUT_OF_MEMORY', 'ERR_NO_GPU', 'ERR_DISPOSED', 'ERR_BUSY', 'ERR_INVALID_STATE', 'ERR_NATIVE_LOAD', 'ERR_INTERNAL',
 ]);
 
 /**

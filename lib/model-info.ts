@@ -37,4 +37,10 @@ export interface ModelInfo {
   threads: number;
   /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
   cpuPath: string;
+  /** Where the model computes: `cpu`, `cuda`, or `none` for a vocab-only model */
+  backend: 'cpu' | 'cuda' | 'none';
+  /** The backend in words: `cpu (avx512)`, `cuda (NVIDIA H200, 139.8 GiB, compute capability 9.0)` */
+  backendName: string;
+  /** With `gpu: 'auto'` on the CPU: why no GPU was used (no CUDA library, driver or device) */
+  gpuNote?: string;
 }

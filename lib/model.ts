@@ -15,6 +15,7 @@ import {
   checkKnownKeys,
   functionOption,
   nonEmptyString,
+  nonNegativeInteger,
   optionsObject,
   positiveInteger,
   describe,
@@ -46,6 +47,16 @@ export interface LoadModelOptions {
    * disk speed. Default false.
    */
   allowLargerThanRam?: boolean;
+  /**
+   * Where to compute. `'auto'` (default): on a CUDA GPU when a usable one is found (the CUDA
+   * library is present, a driver and a device it has kernels for), else on the CPU;
+   * `info.backend` says which and `info.gpuNote` why not the GPU. `'cuda'`: on the GPU, or reject
+   * with `ERR_NO_GPU` naming what is missing. `false`: the CPU. The weights are copied to the
+   * GPU's memory at load; a model larger than it is `ERR_OUT_OF_MEMORY`.
+   */
+  gpu?: 'auto' | 'cuda' | false;
+  /** CUDA device index for `gpu` (default 0; see {@link gpuInfo}). */
+  gpuDevice?: number;
   /**
    * Read every weight page once while loading (with progress, abortable), so that the first
    * tokens do not wait on page faults. `false` only maps the file: loading is then instant
@@ -217,6 +228,8 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
     activeParameterCount: parameterCount,
     threads: 0,
     cpuPath: 'none',
+    backend: 'none',
+    backendName: 'none',
   };
 }
 
@@ -228,11 +241,16 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
 export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
   nonEmptyString('path', path);
   const o = optionsObject(options, 'loadModel()');
-  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam', 'prefetch'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
+  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam', 'gpu', 'gpuDevice', 'prefetch'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
   const vocabOnly = o.vocabOnly === undefined ? false : booleanOption('vocabOnly', o.vocabOnly);
   const allowLargerThanRam = o.allowLargerThanRam === undefined ? false : booleanOption('allowLargerThanRam', o.allowLargerThanRam);
   const prefetch = o.prefetch === undefined ? true : booleanOption('prefetch', o.prefetch);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
+  if (o.gpu !== undefined && o.gpu !== false && o.gpu !== 'auto' && o.gpu !== 'cuda') {
+    throw invalid(`Expected 'auto', 'cuda' or false for gpu but received ${describe(o.gpu)}`);
+  }
+  const gpu = o.gpu === false ? 'off' : (o.gpu ?? 'auto');
+  const gpuDevice = o.gpuDevice === undefined ? 0 : nonNegativeInteger('gpuDevice', o.gpuDevice);
   const signal = o.signal === undefined ? undefined : abortSignal('signal', o.signal);
   const onProgress = o.onProgress === undefined ? undefined : functionOption<(f: number) => void>('onProgress', o.onProgress);
   if (signal?.aborted) throw new MoerunError('ERR_ABORTED', 'loadModel: aborted before it started');
@@ -252,7 +270,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
         onProgress(f);
       }
     : undefined;
-  const job = callNativeSync(() => native().loadModel(path, { threads, allowLargerThanRam, prefetch }, report));
+  const job = callNativeSync(() => native().loadModel(path, { threads, gpu, gpuDevice, allowLargerThanRam, prefetch }, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { MoerunError } from './errors.js';
 import type { GgufInfo } from './gguf/reader.js';
 import type { ModelInfo } from './model-info.js';
+import type { GpuInfo } from './system.js';
 import type { NativePlacement } from './placement.js';
 
 /** Fields of `model.info` that come from native code (all but `name`). */
@@ -100,11 +101,12 @@ export interface NativeBinding {
   openGguf(path: string): Promise<NativeGguf>;
   loadModel(
     path: string,
-    options: { threads: number; allowLargerThanRam: boolean; prefetch: boolean },
+    options: { threads: number; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
   createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
   cpuInfo(): NativeCpuInfo;
+  gpuInfo(): GpuInfo;
   /** CPU time of the calling thread in milliseconds (NaN where the platform has no such clock). */
   threadCpuMs(): number;
   /** Encodes rows of `rowLength` floats as `type` (GGML type name), threaded, off the JS thread. */

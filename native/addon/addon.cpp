@@ -426,6 +426,9 @@ private:
         o.Set("activeParameterCount", Napi::Number::New(env, double(mi.n_params_active)));
         o.Set("threads", mi.n_threads);
         o.Set("cpuPath", mi.cpu_path);
+        o.Set("backend", mi.backend);
+        o.Set("backendName", mi.backend_name);
+        if (!mi.gpu_note.empty()) o.Set("gpuNote", mi.gpu_note);
         return o;
     }
     // placement(budgetBytes, contextSize, kvType, batchSize, experts: 'auto' | 'cpu' | 'gpu'): where
@@ -819,6 +822,11 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     if (!options.Get("threads").IsNumber()) return throw_error(env, "ERR_INVALID_ARGUMENT", "loadModel: threads must be a number");
     const int threads = options.Get("threads").As<Napi::Number>().Int32Value();
     const bool allow_larger_than_ram = options.Get("allowLargerThanRam").ToBoolean().Value();
+    // gpu: 'auto' | 'cuda' | 'off' (lib/model.ts validates; anything else is the CPU).
+    using gpu_mode = model_load_params::gpu_mode;
+    const std::string gpu_opt = options.Get("gpu").IsString() ? options.Get("gpu").As<Napi::String>().Utf8Value() : "off";
+    const gpu_mode gpu = gpu_opt == "auto" ? gpu_mode::auto_detect : gpu_opt == "cuda" ? gpu_mode::cuda : gpu_mode::off;
+    const int gpu_device = options.Get("gpuDevice").IsNumber() ? options.Get("gpuDevice").As<Napi::Number>().Int32Value() : 0;
     const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
@@ -831,11 +839,13 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, allow_larger_than_ram, prefetch, progress, abort] {
+        [path, threads, gpu, gpu_device, allow_larger_than_ram, prefetch, progress, abort] {
             model_load_params p;
             p.n_threads = threads;
             p.prefetch = prefetch;
             p.allow_larger_than_ram = allow_larger_than_ram;
+            p.gpu = gpu;
+            p.gpu_device = gpu_device;
             p.abort = abort.get();
             double last = -1;
             if (progress) {
@@ -912,6 +922,34 @@ Napi::Value thread_cpu_ms(const Napi::CallbackInfo& cb) {
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) ms = double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
 #endif
     return Napi::Number::New(cb.Env(), ms);
+}
+
+// gpuInfo() -> { library, usable, reason, driverVersion, runtimeVersion, devices: [{ index, name,
+// totalMemory, freeMemory, computeCapability, supported }] }: the CUDA library and its devices.
+// Opens libmoerun_cuda.so on the first call (milliseconds; no device context is created).
+Napi::Value gpu_info(const Napi::CallbackInfo& cb) {
+    Napi::Env env = cb.Env();
+    const gpu_probe probe = cuda_probe();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("library", probe.library.empty() ? env.Null() : Napi::String::New(env, probe.library));
+    o.Set("usable", probe.usable);
+    o.Set("reason", probe.reason);
+    o.Set("driverVersion", probe.driver_version);
+    o.Set("runtimeVersion", probe.runtime_version);
+    Napi::Array devices = Napi::Array::New(env, probe.devices.size());
+    for (size_t i = 0; i < probe.devices.size(); ++i) {
+        const gpu_device_info& d = probe.devices[i];
+        Napi::Object dev = Napi::Object::New(env);
+        dev.Set("index", d.index);
+        dev.Set("name", d.name);
+        dev.Set("totalMemory", double(d.total_bytes));
+        dev.Set("freeMemory", double(d.free_bytes));
+        dev.Set("computeCapability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
+        dev.Set("supported", d.supported);
+        devices.Set(uint32_t(i), dev);
+    }
+    o.Set("devices", devices);
+    return o;
 }
 
 Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
@@ -1003,6 +1041,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("loadModel", Napi::Function::New(env, load_model));
     exports.Set("createSession", Napi::Function::New(env, create_session));
     exports.Set("cpuInfo", Napi::Function::New(env, cpu_info));
+    exports.Set("gpuInfo", Napi::Function::New(env, gpu_info));
     exports.Set("threadCpuMs", Napi::Function::New(env, thread_cpu_ms));
     exports.Set("quantize", Napi::Function::New(env, quantize));
     exports.Set("dequantize", Napi::Function::New(env, dequantize));

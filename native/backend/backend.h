@@ -7,7 +7,7 @@
 //           ├─▶ runtime/ (forward orchestration, KV cache policy, sampler, loading)
 //           │     ├─▶ arch/ (GGUF metadata and tensor names → model_config / model_weights)
 //           │     └─▶ backend/backend.h (this interface) and backend/registry.h (choosing one)
-//           │             ▲ implemented by cpu/ (scalar, AVX2, AVX-512 kernels), cuda/ next
+//           │             ▲ implemented by cpu/ (scalar, AVX2, AVX-512 kernels) and cuda/ (libmoerun_cuda.so)
 //           └─▶ gguf/ (the file reader) ─▶ quant/ (formats: blocks, reference code) ─▶ base/
 //   base/: error, thread pool, tensor view, type ids: what everything stands on.
 //
@@ -31,6 +31,7 @@ namespace moerun {
 
 struct model_config;
 struct layer_weights;
+struct model_weights;
 
 // How llama.cpp's graph hands a matmul its activations, which decides its summation order for
 // float weights (cpu/kernels.h): a contiguous tensor goes to its GEMM (the GEMM order); a permuted
@@ -70,6 +71,11 @@ public:
     virtual int threads() const = 0;
 
     // ---- memory ----
+    // Called once at load, after the architecture file has described the model: moves the
+    // weights into the backend's memory (a GPU's) and points the tensors there. Throws
+    // error(unsupported) for a weight it cannot compute with, so that never surfaces mid-run, and
+    // error(out_of_memory) naming the sizes. The CPU reads the mapped file in place.
+    virtual void place_weights(const model_config& c, model_weights& w) {}
     virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;
     // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
     // out_of_memory) for a type or shape the backend cannot hold.

@@ -14,6 +14,7 @@ const char* error_code_name(error_code code) {
         case error_code::aborted: return "ERR_ABORTED";
         case error_code::context_full: return "ERR_CONTEXT_FULL";
         case error_code::out_of_memory: return "ERR_OUT_OF_MEMORY";
+        case error_code::no_gpu: return "ERR_NO_GPU";
         case error_code::internal: return "ERR_INTERNAL";
     }
     return "ERR_INTERNAL";

@@ -15,6 +15,7 @@ enum class error_code {
     aborted,           // an abort was requested and work stopped early
     context_full,      // the KV cache has no room for the tokens
     out_of_memory,
+    no_gpu,            // a GPU was asked for and none is usable (no library, driver or device)
     internal,
 };
 

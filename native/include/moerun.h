@@ -11,6 +11,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../gguf/gguf.h"
+#include "../backend/registry.h"  // cuda_probe(): the GPU library and devices, for `moerun info`
 #include "../base/error.h"
 #include "../runtime/model.h"
 #include "../runtime/placement.h"
@@ -26,6 +27,10 @@ struct model_load_params {
     // Weights larger than the host's RAM are refused (error out_of_memory) unless this is set;
     // then they are mapped and read from disk as the pages are needed, and not prefetched.
     bool allow_larger_than_ram = false;
+    // Where to compute: the CPU (off), CUDA when a usable device is found (auto_detect), or CUDA
+    // or error(no_gpu) saying why not (cuda). The C++ drivers default to the CPU; JS to auto.
+    enum class gpu_mode { off, auto_detect, cuda } gpu = gpu_mode::off;
+    int gpu_device = 0;
     // Read every weight page once at load (progress, abortable) so the first tokens pay no page
     // faults. Off: the weights are only mapped, as for planning a placement.
     bool prefetch = true;
@@ -47,6 +52,9 @@ struct model_info {
     uint64_t n_params_active = 0;  // elements read per token (routed experts at used/total)
     int n_threads = 0;
     std::string cpu_path;     // kernels in use: scalar, avx2, avx512
+    std::string backend;      // "cpu" or "cuda"
+    std::string backend_name; // "cpu (avx512)", "cuda (NVIDIA H200, 139.8 GiB, compute capability 9.0)"
+    std::string gpu_note;     // gpu auto_detect that chose the CPU: why (no library, driver, device)
 };
 model_info model_get_info(const model& m);
 

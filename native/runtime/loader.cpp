@@ -17,7 +17,18 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     auto m = std::make_shared<model>();
     backend_params bp;
     bp.n_threads = params.n_threads;
-    m->compute = backend_create_cpu(bp);
+    bp.gpu_device = params.gpu_device;
+    using gpu_mode = model_load_params::gpu_mode;
+    if (params.gpu != gpu_mode::off) {
+        try {
+            m->compute = backend_create_cuda(bp);
+            m->backend_kind = "cuda";
+        } catch (const error& e) {
+            if (params.gpu == gpu_mode::cuda || e.code() != error_code::no_gpu) throw;
+            m->gpu_note = e.what();
+        }
+    }
+    if (!m->compute) m->compute = backend_create_cpu(bp);
     m->file = open();
     auto arch = m->file->get_string("general.architecture");
     if (!arch) throw error(error_code::bad_format, format("model: %s: key 'general.architecture' is missing", path.c_str()));
@@ -25,6 +36,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     if (!loader) throw error(error_code::unsupported, format("model: %s: architecture '%s' is not supported", path.c_str(), arch->c_str()));
     m->config.architecture = *arch;
     loader->load(*m);
+    m->compute->place_weights(m->config, m->weights);  // a GPU's copy; refuses what it cannot run
 
     const auto& tensors = m->file->tensors();
     uint64_t total = 0, done = 0;
@@ -105,6 +117,9 @@ model_info model_get_info(const model& m) {
     }
     info.n_params_active = uint64_t(active);
     info.cpu_path = m.compute->kernel_path();
+    info.backend = m.backend_kind;
+    info.backend_name = m.compute->name();
+    info.gpu_note = m.gpu_note;
     return info;
 }
 

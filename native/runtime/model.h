@@ -21,6 +21,8 @@ struct model {
     model_config config;
     model_weights weights;
     std::unique_ptr<backend> compute;
+    std::string backend_kind = "cpu";  // "cpu" or "cuda"
+    std::string gpu_note;              // why gpu auto_detect chose the CPU
     // A backend runs one forward call at a time; sessions on the same model take turns per
     // evaluate call.
     std::mutex compute_mutex;

@@ -1,0 +1,178 @@
+// libmoerun_cuda.so's entry: devices, contexts, memory, and the table of api.h.
+#include <cstring>
+#include <new>
+
+#include "common.cuh"
+
+namespace {
+
+void write_msg(char* msg, size_t cap, const char* text) {
+    if (!msg || cap == 0) return;
+    std::strncpy(msg, text, cap - 1);
+    msg[cap - 1] = '\0';
+}
+
+mc_status check_msg(cudaError_t e, const char* what, char* msg, size_t cap) {
+    if (e == cudaSuccess) return MC_OK;
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    write_msg(msg, cap, buf);
+    return mc::status_of(e);
+}
+
+mc_status device_count(int* n, char* msg, size_t cap) {
+    *n = 0;
+    return check_msg(cudaGetDeviceCount(n), "cudaGetDeviceCount", msg, cap);
+}
+
+mc_status device_info(int device, mc_device_info* out, char* msg, size_t cap) {
+    std::memset(out, 0, sizeof *out);
+    cudaDeviceProp prop;
+    MC_TRY(check_msg(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties", msg, cap));
+    std::snprintf(out->name, sizeof out->name, "%s", prop.name);
+    out->total_bytes = prop.totalGlobalMem;
+    out->cc_major = prop.major;
+    out->cc_minor = prop.minor;
+    out->sm_count = prop.multiProcessorCount;
+    cudaDriverGetVersion(&out->driver_version);
+    cudaRuntimeGetVersion(&out->runtime_version);
+    int previous = 0;
+    cudaGetDevice(&previous);
+    if (cudaSetDevice(device) == cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) out->free_bytes = free_b;
+        cudaSetDevice(previous);
+    }
+    return MC_OK;
+}
+
+__global__ void probe_kernel(int* out) {
+    if (out) *out = 1;
+}
+
+// Whether this library carries code (SASS or PTX) the device can run.
+mc_status device_supported(int device, int* supported, char* msg, size_t cap) {
+    *supported = 0;
+    MC_TRY(check_msg(cudaSetDevice(device), "cudaSetDevice", msg, cap));
+    cudaFuncAttributes attr;
+    const cudaError_t e = cudaFuncGetAttributes(&attr, probe_kernel);
+    if (e == cudaSuccess) {
+        *supported = 1;
+        return MC_OK;
+    }
+    if (e == cudaErrorInvalidDeviceFunction || e == cudaErrorNoKernelImageForDevice) {
+        cudaGetLastError();
+        return MC_OK;
+    }
+    return check_msg(e, "cudaFuncGetAttributes", msg, cap);
+}
+
+mc_status create(int device, mc_context** out, char* msg, size_t cap) {
+    *out = nullptr;
+    MC_TRY(check_msg(cudaSetDevice(device), "cudaSetDevice", msg, cap));
+    cudaStream_t stream;
+    MC_TRY(check_msg(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate", msg, cap));
+    mc_context* ctx = new (std::nothrow) mc_context;
+    if (!ctx) {
+        cudaStreamDestroy(stream);
+        write_msg(msg, cap, "cuda: out of host memory");
+        return MC_OUT_OF_MEMORY;
+    }
+    ctx->device = device;
+    ctx->stream = stream;
+    *out = ctx;
+    return MC_OK;
+}
+
+void destroy(mc_context* ctx) {
+    if (!ctx) return;
+    cudaSetDevice(ctx->device);
+    if (ctx->act) cudaFreeAsync(ctx->act, ctx->stream);  // scratch comes from the stream-ordered allocator
+    if (ctx->tmp) cudaFreeAsync(ctx->tmp, ctx->stream);
+    cudaStreamSynchronize(ctx->stream);
+    cudaStreamDestroy(ctx->stream);
+    delete ctx;
+}
+
+const char* last_error(mc_context* ctx) { return ctx ? ctx->error.c_str() : ""; }
+
+// Every entry point makes the context's device current: the core may call from any thread.
+#define MC_ON_DEVICE(ctx) MC_TRY(mc::check(ctx, cudaSetDevice((ctx)->device), "cudaSetDevice"))
+
+mc_status alloc(mc_context* ctx, size_t bytes, void** out) {
+    *out = nullptr;
+    MC_ON_DEVICE(ctx);
+    if (bytes == 0) bytes = 1;
+    const cudaError_t e = cudaMalloc(out, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        return mc::fail(ctx, MC_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of device memory (%zu of %zu free)", bytes, free_b, total_b);
+    }
+    return mc::check(ctx, e, "cudaMalloc");
+}
+
+void free_(mc_context* ctx, void* p) {
+    if (!p) return;
+    cudaSetDevice(ctx->device);
+    cudaStreamSynchronize(ctx->stream);
+    cudaFree(p);
+}
+
+mc_status upload(mc_context* ctx, void* dst, const void* src, size_t bytes) {
+    MC_ON_DEVICE(ctx);
+    // Synchronous: the source may be a mapped file's pages or a caller's temporary.
+    MC_TRY(mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream), "upload"));
+    return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "upload");
+}
+
+mc_status download(mc_context* ctx, void* dst, const void* src, size_t bytes) {
+    MC_ON_DEVICE(ctx);
+    MC_TRY(mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream), "download"));
+    return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "download (or a kernel before it)");
+}
+
+mc_status synchronize(mc_context* ctx) {
+    MC_ON_DEVICE(ctx);
+    return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "synchronize (or a kernel before it)");
+}
+
+// Wrappers that make the device current before the op.
+#define MC_WRAP(name, params, args) \
+    mc_status name##_on params {    \
+        MC_ON_DEVICE(ctx);          \
+        return mc::op_##name args;      \
+    }
+MC_WRAP(rms_norm, (mc_context* ctx, const float* x, const float* w, float* out, int64_t rows, int64_t n, int64_t stride, float eps),
+        (ctx, x, w, out, rows, n, stride, eps))
+MC_WRAP(rope, (mc_context* ctx, float* x, int nt, int64_t ts, int nh, int hd, int nr, int pos0, const mc_rope* p),
+        (ctx, x, nt, ts, nh, hd, nr, pos0, p))
+MC_WRAP(matmul, (mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t ys), (ctx, w, x, m, y, ys))
+MC_WRAP(moe_gate_up, (mc_context* ctx, const mc_tensor* g, const mc_tensor* u, const float* x, const int32_t* ids, int nt, int nu, float* h),
+        (ctx, g, u, x, ids, nt, nu, h))
+MC_WRAP(moe_down, (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, int64_t rows, float* y), (ctx, d, h, ids, rows, y))
+MC_WRAP(moe_route, (mc_context* ctx, const float* l, const float* b, int nt, const mc_moe* p, int32_t* ids, float* w), (ctx, l, b, nt, p, ids, w))
+MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, float* out), (ctx, y, w, nt, nu, d, out))
+MC_WRAP(scale_by_sigmoid, (mc_context* ctx, float* x, const float* g, int nt, int64_t d), (ctx, x, g, nt, d))
+MC_WRAP(swiglu, (mc_context* ctx, float* g, const float* u, int64_t n), (ctx, g, u, n))
+MC_WRAP(copy, (mc_context* ctx, const float* s, int64_t ss, float* d, int64_t ds, int64_t r, int64_t c), (ctx, s, ss, d, ds, r, c))
+MC_WRAP(add, (mc_context* ctx, float* x, const float* y, int64_t n), (ctx, x, y, n))
+MC_WRAP(add_bias, (mc_context* ctx, float* y, const float* b, int64_t r, int64_t d), (ctx, y, b, r, d))
+MC_WRAP(kv_store, (mc_context* ctx, uint32_t t, const float* s, int64_t ss, int64_t n, int dim, void* d, uint64_t rb),
+        (ctx, t, s, ss, n, dim, d, rb))
+MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
+#undef MC_WRAP
+
+const mc_api k_api = {
+    MC_API_VERSION,
+    device_count, device_info, device_supported,
+    create, destroy, last_error,
+    alloc, free_, upload, download, synchronize,
+    rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
+    swiglu_on, copy_on, add_on, add_bias_on, kv_store_on, attention_on,
+};
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const mc_api* moerun_cuda_api(void) { return &k_api; }

@@ -1,0 +1,142 @@
+// The C interface of libmoerun_cuda.so, the CUDA backend's device half.
+//
+// native/cuda/ holds two halves:
+//   *.cu  (nvcc) -> libmoerun_cuda.so: kernels and the CUDA runtime (linked statically), behind the
+//                   plain-C table below. Nothing C++ crosses it (no exceptions, no std types), so the
+//                   library works with any build of the core (static libstdc++ prebuilds included).
+//   *.cpp (g++)  -> the core: loader.cpp finds and dlopen()s the library only when a GPU is asked
+//                   for or probed; backend.cpp implements backend/backend.h by calling this table.
+// The core never links the CUDA runtime, so the .node loads on machines with no NVIDIA driver.
+//
+// Every function returns an mc_status; on failure mc_last_error(ctx) (or the msg buffer of the
+// context-free calls) says what failed, naming the CUDA call and its error string. All device
+// work of a context is ordered on its one stream; only mc_download waits for it.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MC_API_VERSION 1
+
+typedef enum mc_status {
+    MC_OK = 0,
+    MC_NO_DRIVER = 1,       // no NVIDIA driver, or one too old for this library's CUDA runtime
+    MC_NO_DEVICE = 2,       // a driver but no (such) device
+    MC_OUT_OF_MEMORY = 3,
+    MC_UNSUPPORTED = 4,     // a type or shape these kernels do not handle
+    MC_INVALID_ARGUMENT = 5,
+    MC_CUDA_ERROR = 6,      // any other CUDA failure (a kernel fault, a launch error)
+} mc_status;
+
+// A weight on the device: ne[0] elements per row (row_stride bytes), ne[1] rows, ne[2] experts
+// (expert e starts at row e * ne[1]). type: GGUF's type id (base/tensor_type.h).
+typedef struct mc_tensor {
+    const void* data;
+    uint32_t type;
+    int64_t ne[4];
+    uint64_t row_stride;
+} mc_tensor;
+
+typedef struct mc_device_info {
+    char name[256];
+    uint64_t total_bytes, free_bytes;  // device memory
+    int cc_major, cc_minor;            // compute capability
+    int sm_count;
+    int driver_version, runtime_version;  // 13000 = CUDA 13.0
+} mc_device_info;
+
+// RoPE parameters (backend/model_desc.h's model_config fields; theta_scale precomputed on the host
+// as base^(-2/n_rot) so both backends start from the same float).
+typedef struct mc_rope {
+    int neox;            // 0: rotate pairs (2i, 2i+1); 1: rotate (i, i + n_rot/2)
+    float theta_scale;   // theta_{i+1} = theta_i * theta_scale, theta_0 = position
+    float freq_scale, ext_factor, mscale, corr_dims[2];
+} mc_rope;
+
+// Expert routing (model_config's MoE fields).
+typedef struct mc_moe {
+    int n_expert, n_expert_used;
+    int sigmoid;          // 0: softmax over all experts; 1: sigmoid of each logit
+    int norm;             // renormalize the selected weights to sum 1
+    float scale;          // then multiply them by this (1 = none)
+    int n_groups, n_group_used;  // group-limited top-k (1, 1 = none)
+} mc_moe;
+
+// One layer's cache as attention reads it: rows of head_dim elements of `type` (F32 or F16),
+// (position, KV head) major. MLA: v = k, v_row_stride = k's, head_dim_v < head_dim_k (the latent
+// part of each key row).
+typedef struct mc_kv_view {
+    uint32_t type;
+    void* k;
+    void* v;
+    uint64_t k_row_bytes, v_row_bytes;  // one head's row
+    int n_head, n_head_kv, head_dim_k, head_dim_v;
+    float scale;          // score scale
+} mc_kv_view;
+
+typedef struct mc_context mc_context;
+
+typedef struct mc_api {
+    int version;  // MC_API_VERSION
+    // ---- devices (no context) ----
+    mc_status (*device_count)(int* n, char* msg, size_t msg_cap);
+    mc_status (*device_info)(int device, mc_device_info* out, char* msg, size_t msg_cap);
+    // Whether the library has kernels for the device's compute capability.
+    mc_status (*device_supported)(int device, int* supported, char* msg, size_t msg_cap);
+    // ---- context: one device, one stream ----
+    mc_status (*create)(int device, mc_context** out, char* msg, size_t msg_cap);
+    void (*destroy)(mc_context* ctx);
+    const char* (*last_error)(mc_context* ctx);
+    // ---- memory ----
+    mc_status (*alloc)(mc_context* ctx, size_t bytes, void** out);
+    void (*free)(mc_context* ctx, void* p);
+    mc_status (*upload)(mc_context* ctx, void* dst, const void* host_src, size_t bytes);
+    mc_status (*download)(mc_context* ctx, void* host_dst, const void* src, size_t bytes);  // waits
+    mc_status (*synchronize)(mc_context* ctx);
+    // ---- operations (device pointers; rows contiguous unless a stride in floats is given) ----
+    // out (rows x n) = x / rms(x) * weight (weight may be null); x and out may alias.
+    mc_status (*rms_norm)(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride,
+                          float eps);
+    mc_status (*rope)(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
+                      const mc_rope* p);
+    // y (m x w.ne[1], rows y_stride floats apart) = x (m x w.ne[0]) . w^T. Activations are rounded
+    // to the weight's dot type first, as the CPU does: F16/BF16 weights to halves, quantized ones
+    // to int8 blocks (Q8_0, Q8_1 or Q8_K).
+    mc_status (*matmul)(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
+    // Routed experts. rows = n_tokens * n_used (token t, slot k: row t * n_used + k); ids
+    // (rows) on the device. gate_up: h[row] = silu(x[t] . gate[e]^T) * (x[t] . up[e]^T);
+    // down: y[row] = h[row] . down[e]^T.
+    mc_status (*moe_gate_up)(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
+                             int n_tokens, int n_used, float* h);
+    mc_status (*moe_down)(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, int64_t rows, float* y);
+    // ids, weights (n_tokens x n_used) from router logits (n_tokens x n_expert), bias optional.
+    mc_status (*moe_route)(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids,
+                           float* weights);
+    // out[t] = sum over slots k in order of y[t * n_used + k] * weights[t * n_used + k] (d floats).
+    mc_status (*moe_combine)(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out);
+    // x[t] *= sigmoid(g[t]) for n_tokens rows of d floats (qwen2moe's shared-expert gate).
+    mc_status (*scale_by_sigmoid)(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d);
+    // gate[i] = silu(gate[i]) * up[i].
+    mc_status (*swiglu)(mc_context* ctx, float* gate, const float* up, int64_t n);
+    mc_status (*copy)(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+    mc_status (*add)(mc_context* ctx, float* x, const float* y, int64_t n);
+    mc_status (*add_bias)(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
+    // Converts n rows of `dim` floats (src_stride floats apart) into cache rows of `type` at
+    // dst + i * dst_row_bytes.
+    mc_status (*kv_store)(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst,
+                          uint64_t dst_row_bytes);
+    // Causal attention of n queries at positions pos0.. over cached positions 0..pos0+i.
+    mc_status (*attention)(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
+} mc_api;
+
+// The library's one export.
+const mc_api* moerun_cuda_api(void);
+typedef const mc_api* (*moerun_cuda_api_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif

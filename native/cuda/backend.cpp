@@ -1,0 +1,402 @@
+// The CUDA backend as the forward pass sees it (backend/backend.h): every operation is a call into
+// libmoerun_cuda.so's table (api.h) on device memory. Weights are uploaded to VRAM at load
+// (place_weights); activations and the KV cache live on the device; only matmul_to_host (the
+// logits) waits for the GPU. The token embedding stays readable on the host too (the mapped
+// file): get_rows dequantizes the few rows it needs there and uploads them.
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "../backend/model_desc.h"
+#include "../base/error.h"
+#include "../base/memory.h"
+#include "../quant/types.h"
+#include "loader.h"
+
+namespace moerun {
+namespace {
+
+// Raises a failed call's status as the matching error, with the library's message.
+void check(const mc_api& api, mc_context* ctx, mc_status s, const char* op) {
+    if (s == MC_OK) return;
+    const std::string msg = std::string(op) + ": " + api.last_error(ctx);
+    switch (s) {
+        case MC_OUT_OF_MEMORY: throw error(error_code::out_of_memory, msg);
+        case MC_UNSUPPORTED: throw error(error_code::unsupported, msg);
+        case MC_INVALID_ARGUMENT: throw error(error_code::invalid_argument, msg);
+        case MC_NO_DRIVER:
+        case MC_NO_DEVICE: throw error(error_code::no_gpu, msg);
+        default: throw error(error_code::internal, msg);
+    }
+}
+
+// Device memory owned by the backend's context.
+class device_memory {
+public:
+    device_memory() = default;
+    device_memory(const mc_api* api, mc_context* ctx, size_t bytes) : api_(api), ctx_(ctx) {
+        check(*api, ctx, api->alloc(ctx, bytes, &p_), "cuda: alloc");
+        bytes_ = bytes;
+    }
+    device_memory(device_memory&& o) noexcept { *this = std::move(o); }
+    device_memory& operator=(device_memory&& o) noexcept {
+        std::swap(api_, o.api_);
+        std::swap(ctx_, o.ctx_);
+        std::swap(p_, o.p_);
+        std::swap(bytes_, o.bytes_);
+        return *this;
+    }
+    ~device_memory() {
+        if (p_) api_->free(ctx_, p_);
+    }
+    void* get() const { return p_; }
+    size_t bytes() const { return bytes_; }
+
+private:
+    const mc_api* api_ = nullptr;
+    mc_context* ctx_ = nullptr;
+    void* p_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+class device_buffer final : public buffer {
+public:
+    device_buffer(const mc_api* api, mc_context* ctx, size_t n) : mem_(api, ctx, n * sizeof(float)), n_(n) {}
+    float* data() override { return static_cast<float*>(mem_.get()); }
+    size_t size() const override { return n_; }
+
+private:
+    device_memory mem_;
+    size_t n_;
+};
+
+// Per layer: (n_ctx, n_head_kv) rows of head_dim_k (keys) and head_dim_v (values) elements of
+// `type`, as the CPU's cache. MLA: one latent row per position in k, no v.
+struct cuda_kv_cache final : kv_cache {
+    const model_config* config = nullptr;
+    tensor_type type = tensor_type::F16;
+    size_t k_row_bytes = 0, v_row_bytes = 0;
+    std::vector<device_memory> k, v;
+    size_t bytes() const override {
+        size_t total = 0;
+        for (size_t i = 0; i < k.size(); ++i) total += k[i].bytes() + v[i].bytes();
+        return total;
+    }
+};
+
+// Weight types the kernels compute with (matmul weights), and types read only as floats.
+bool matmul_type_supported(tensor_type t) {
+    switch (t) {
+        case tensor_type::F32: case tensor_type::F16: case tensor_type::BF16: case tensor_type::Q8_0: case tensor_type::Q4_0:
+        case tensor_type::Q4_1: case tensor_type::Q5_0: case tensor_type::Q5_1: case tensor_type::Q2_K: case tensor_type::Q3_K:
+        case tensor_type::Q4_K: case tensor_type::Q5_K: case tensor_type::Q6_K: case tensor_type::IQ4_NL: case tensor_type::IQ4_XS:
+            return true;
+        default: return false;
+    }
+}
+
+mc_tensor to_mc(const tensor& t) {
+    mc_tensor m{};
+    m.data = t.data;
+    m.type = uint32_t(t.type);
+    for (int i = 0; i < 4; ++i) m.ne[i] = t.ne[i];
+    m.row_stride = t.row_stride;
+    return m;
+}
+
+class cuda_backend final : public backend {
+public:
+    cuda_backend(const mc_api* api, mc_context* ctx, const gpu_device_info& dev) : api_(api), ctx_(ctx), dev_(dev) {}
+    ~cuda_backend() override {
+        // Device memory goes before the context it belongs to.
+        weights_.clear();
+        scratch_.clear();
+        api_->destroy(ctx_);
+    }
+
+    std::string name() const override {
+        return format("cuda (%s, %.1f GiB, compute capability %d.%d)", dev_.name.c_str(), double(dev_.total_bytes) / (1024.0 * 1024 * 1024),
+                      dev_.cc_major, dev_.cc_minor);
+    }
+    std::string kernel_path() const override { return format("cuda sm_%d%d", dev_.cc_major, dev_.cc_minor); }
+    int threads() const override { return 1; }
+
+    void place_weights(const model_config& c, model_weights& w) override;
+    std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<device_buffer>(api_, ctx_, n_floats); }
+    std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) override;
+
+    void get_rows(const tensor& w, const int32_t* ids, int n, float* out) override;
+    void rms_norm(const float* x, const tensor& weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) override {
+        const float* wv = weight ? static_cast<const float*>(weight.data) : nullptr;
+        check(*api_, ctx_, api_->rms_norm(ctx_, x, wv, out, rows, n, stride, eps), "cuda: rms_norm");
+    }
+    void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, const model_config& c) override {
+        mc_rope p{};
+        p.neox = c.rope_type == rope_kind::neox;
+        p.theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));  // as cpu/ops.cpp
+        p.freq_scale = c.rope_freq_scale;
+        p.ext_factor = c.rope_ext_factor;
+        p.mscale = c.rope_mscale;
+        p.corr_dims[0] = c.rope_corr_dims[0];
+        p.corr_dims[1] = c.rope_corr_dims[1];
+        check(*api_, ctx_, api_->rope(ctx_, x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, &p), "cuda: rope");
+    }
+    void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view) override {
+        const mc_tensor t = to_mc(w);
+        check(*api_, ctx_, api_->matmul(ctx_, &t, x, m, y, w.ne[1]), "cuda: matmul");
+    }
+    void matmul_to_host(const tensor& w, const float* x, int64_t m, float* host_y) override {
+        const size_t n = size_t(m) * size_t(w.ne[1]);
+        float* y = scratch(slot::logits, n);
+        matmul(w, x, m, y, activation_view::contiguous);
+        check(*api_, ctx_, api_->download(ctx_, host_y, y, n * sizeof(float)), "cuda: logits");
+    }
+    void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) override {
+        for (const matmul_job& j : jobs) matmul(*j.w, x, m, j.y, activation_view::contiguous);
+    }
+    void copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) override {
+        check(*api_, ctx_, api_->copy(ctx_, src, src_stride, dst, dst_stride, rows, cols), "cuda: copy");
+    }
+    void add(float* x, const float* y, int64_t n) override { check(*api_, ctx_, api_->add(ctx_, x, y, n), "cuda: add"); }
+    void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) override {
+        check(*api_, ctx_, api_->add_bias(ctx_, y, static_cast<const float*>(b.data), rows, dim), "cuda: add_bias");
+    }
+    void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) override;
+    void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) override;
+    void ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) override;
+    void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) override;
+
+private:
+    // Scratch regions, each grown to its largest use and reused (one forward call at a time).
+    enum class slot { logits, gate, up, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, count };
+    float* scratch(slot s, size_t n_floats) {
+        if (scratch_.empty()) scratch_.resize(size_t(slot::count));
+        device_memory& m = scratch_[size_t(s)];
+        if (m.bytes() < n_floats * sizeof(float)) m = device_memory(api_, ctx_, n_floats * sizeof(float) + 1024);
+        return static_cast<float*>(m.get());
+    }
+    void upload_tensor(tensor& t);
+
+    const mc_api* api_;
+    mc_context* ctx_;
+    gpu_device_info dev_;
+    std::vector<device_memory> weights_;
+    std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
+    std::map<const void*, const void*> host_to_device_;  // tied tensors are uploaded once
+    std::vector<device_memory> scratch_;
+    std::vector<float> host_rows_;  // get_rows staging
+};
+
+size_t tensor_bytes(const tensor& t) { return size_t(t.rows()) * t.row_stride; }
+
+// Every tensor of the model, with whether it is a matmul weight (others are read as floats).
+template <class F>
+void for_each_tensor(model_weights& w, F&& f) {
+    f(w.token_embd, false);
+    f(w.output_norm, false);
+    f(w.output, true);
+    for (layer_weights& l : w.layers) {
+        for (tensor* t : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.attn_q_a_norm, &l.attn_kv_a_norm, &l.ffn_norm,
+                          &l.ffn_exp_probs_b}) {
+            f(*t, false);
+        }
+        for (tensor* t : {&l.wqkv, &l.wq, &l.wk, &l.wv, &l.wo, &l.wq_a, &l.wq_b, &l.wkv_a_mqa, &l.wk_b, &l.wv_b, &l.ffn_gate, &l.ffn_up,
+                          &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate_shexp,
+                          &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
+            f(*t, true);
+        }
+    }
+}
+
+void cuda_backend::place_weights(const model_config& c, model_weights& w) {
+    // Refuse what the kernels cannot compute before uploading anything.
+    uint64_t total = 0;
+    std::map<const void*, bool> seen;
+    for_each_tensor(w, [&](tensor& t, bool matmul_weight) {
+        if (!t) return;
+        const char* name = t.name ? t.name->c_str() : "?";
+        if (matmul_weight && !matmul_type_supported(t.type)) {
+            throw error(error_code::unsupported, format("cuda: tensor '%s' has type %s, which the CUDA backend does not compute with yet "
+                                                        "(load with gpu: false to run it on the CPU)", name, tensor_type_name(t.type)));
+        }
+        if (!matmul_weight && &t != &w.token_embd && t.type != tensor_type::F32) {
+            throw error(error_code::unsupported, format("cuda: tensor '%s' has type %s; the CUDA backend reads norms and biases as F32 only",
+                                                        name, tensor_type_name(t.type)));
+        }
+        if (!seen.emplace(t.data, true).second) return;
+        total += tensor_bytes(t);
+    });
+    if (c.head_dim_k > 12 * 1024) {  // the attention kernel keeps a query head in 48 KiB of shared memory
+        throw error(error_code::unsupported, format("cuda: key heads of %d elements are beyond the attention kernel", c.head_dim_k));
+    }
+    if (c.n_expert_used > 64 || c.n_expert_groups > 64) {
+        throw error(error_code::unsupported, format("cuda: %d experts used of %d groups is beyond the routing kernel (64, 64)", c.n_expert_used,
+                                                    c.n_expert_groups));
+    }
+    if (total > dev_.free_bytes) {
+        throw error(error_code::out_of_memory, format("cuda: the weights need %s of device memory and %s has %s free (placing part of a "
+                                                      "model on the CPU is not supported yet; load with gpu: false)",
+                                                      format_bytes(total).c_str(), dev_.name.c_str(), format_bytes(dev_.free_bytes).c_str()));
+    }
+    for_each_tensor(w, [&](tensor& t, bool) {
+        if (t) upload_tensor(t);
+    });
+}
+
+void cuda_backend::upload_tensor(tensor& t) {
+    const auto again = host_to_device_.find(t.data);
+    if (again != host_to_device_.end()) {  // tied (output = token_embd)
+        t.data = again->second;
+        t.location = memory_location::device;
+        return;
+    }
+    const size_t bytes = tensor_bytes(t);
+    device_memory m(api_, ctx_, bytes);
+    check(*api_, ctx_, api_->upload(ctx_, m.get(), t.data, bytes), "cuda: upload");
+    host_to_device_[t.data] = m.get();
+    device_to_host_[m.get()] = t.data;
+    t.data = m.get();
+    t.location = memory_location::device;
+    weights_.push_back(std::move(m));
+}
+
+std::unique_ptr<kv_cache> cuda_backend::new_kv_cache(const model_config& c, int n_ctx, tensor_type type) {
+    if (type != tensor_type::F32 && type != tensor_type::F16 && type != tensor_type::BF16) {
+        throw error(error_code::unsupported, format("session: KV cache type %s is not available on the CUDA backend (F32, F16, BF16 are)",
+                                                    tensor_type_name(type)));
+    }
+    auto cache = std::make_unique<cuda_kv_cache>();
+    cache->config = &c;
+    cache->type = type;
+    cache->k_row_bytes = row_size(type, c.head_dim_k);
+    cache->v_row_bytes = c.mla ? 0 : row_size(type, c.head_dim_v);
+    const size_t per_layer = size_t(n_ctx) * size_t(c.n_head_kv);
+    for (int il = 0; il < c.n_layer; ++il) {
+        cache->k.emplace_back(api_, ctx_, per_layer * cache->k_row_bytes);
+        cache->v.emplace_back(api_, ctx_, c.mla ? 1 : per_layer * cache->v_row_bytes);
+    }
+    return cache;
+}
+
+void cuda_backend::get_rows(const tensor& w, const int32_t* ids, int n, float* out) {
+    const auto host = device_to_host_.find(w.data);
+    const void* base = host != device_to_host_.end() ? host->second : w.data;
+    if (host == device_to_host_.end() && w.location == memory_location::device) {
+        throw error(error_code::internal, "cuda: get_rows: the embedding has no host copy");
+    }
+    const type_traits& tt = type_traits_reference(w.type);
+    if (!tt.to_float) throw error(error_code::unsupported, format("cuda: get_rows: type %s cannot be read as floats", tensor_type_name(w.type)));
+    const size_t d = size_t(w.ne[0]);
+    host_rows_.resize(size_t(n) * d);
+    for (int i = 0; i < n; ++i) tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[i]) * w.row_stride, host_rows_.data() + size_t(i) * d, w.ne[0]);
+    check(*api_, ctx_, api_->upload(ctx_, out, host_rows_.data(), host_rows_.size() * sizeof(float)), "cuda: get_rows");
+}
+
+void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {
+    auto& cache = static_cast<cuda_kv_cache&>(kv);
+    const model_config& c = *cache.config;
+    // Token i's heads are contiguous in k/v and in the cache's slots (pos, head): one block of rows.
+    const int64_t rows = int64_t(n) * c.n_head_kv;
+    uint8_t* kd = static_cast<uint8_t*>(cache.k[size_t(il)].get()) + size_t(pos0) * size_t(c.n_head_kv) * cache.k_row_bytes;
+    check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), k, c.head_dim_k, rows, c.head_dim_k, kd, cache.k_row_bytes), "cuda: kv_store");
+    if (v) {
+        uint8_t* vd = static_cast<uint8_t*>(cache.v[size_t(il)].get()) + size_t(pos0) * size_t(c.n_head_kv) * cache.v_row_bytes;
+        check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), v, c.head_dim_v, rows, c.head_dim_v, vd, cache.v_row_bytes), "cuda: kv_store");
+    }
+}
+
+void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int pos0, float* out) {
+    auto& cache = static_cast<cuda_kv_cache&>(kv);
+    const model_config& c = *cache.config;
+    mc_kv_view view{};
+    view.type = uint32_t(cache.type);
+    view.k = cache.k[size_t(il)].get();
+    view.v = c.mla ? view.k : cache.v[size_t(il)].get();  // MLA: values are the latent part of each key row
+    view.k_row_bytes = cache.k_row_bytes;
+    view.v_row_bytes = c.mla ? cache.k_row_bytes : cache.v_row_bytes;
+    view.n_head = c.n_head;
+    view.n_head_kv = c.n_head_kv;
+    view.head_dim_k = c.head_dim_k;
+    view.head_dim_v = c.head_dim_v;
+    view.scale = c.attn_scale != 0.0f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim_k));
+    check(*api_, ctx_, api_->attention(ctx_, &view, q, n, pos0, out), "cuda: attention");
+}
+
+void cuda_backend::ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) {
+    const size_t width = size_t(n) * size_t(gate.ne[1]);
+    float* g = scratch(slot::gate, width);
+    float* u = scratch(slot::up, width);
+    matmul(gate, x, n, g, activation_view::contiguous);
+    matmul(up, x, n, u, activation_view::contiguous);
+    check(*api_, ctx_, api_->swiglu(ctx_, g, u, int64_t(width)), "cuda: swiglu");
+    matmul(down, g, n, out, activation_view::contiguous);
+}
+
+// Router, top-k and weights on the device; experts as two grouped passes over the (token, slot)
+// rows (gate/up fused with SwiGLU, then down); the weighted combine in slot order; the shared
+// expert. No expert id reaches the host.
+void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) {
+    const int n_used = c.n_expert_used;
+    const int64_t d = c.n_embd, rows = int64_t(n) * n_used;
+    float* logits = scratch(slot::router, size_t(n) * size_t(c.n_expert));
+    matmul(l.ffn_gate_inp, x, n, logits, activation_view::contiguous);
+    auto* ids = reinterpret_cast<int32_t*>(scratch(slot::ids, size_t(rows)));
+    float* weights = scratch(slot::weights, size_t(rows));
+    mc_moe p{};
+    p.n_expert = c.n_expert;
+    p.n_expert_used = n_used;
+    p.sigmoid = c.gating == expert_gating::sigmoid;
+    p.norm = c.expert_weights_norm;
+    p.scale = c.expert_weights_scale;
+    p.n_groups = c.n_expert_groups;
+    p.n_group_used = c.n_group_used;
+    const float* bias = l.ffn_exp_probs_b ? static_cast<const float*>(l.ffn_exp_probs_b.data) : nullptr;
+    check(*api_, ctx_, api_->moe_route(ctx_, logits, bias, n, &p, ids, weights), "cuda: moe_route");
+
+    float* h = scratch(slot::expert_h, size_t(rows) * size_t(c.n_ff_exp));
+    float* y = scratch(slot::expert_y, size_t(rows) * size_t(d));
+    const mc_tensor gate = to_mc(l.ffn_gate_exps), up = to_mc(l.ffn_up_exps), down = to_mc(l.ffn_down_exps);
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, n, n_used, h), "cuda: moe_gate_up");
+    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, rows, y), "cuda: moe_down");
+    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
+
+    if (l.ffn_up_shexp) {
+        float* shared = scratch(slot::shared, size_t(n) * size_t(d));
+        ffn_dense(l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, shared);
+        if (l.ffn_gate_inp_shexp) {
+            // The gate is an (n_embd) vector: a matmul with one output row.
+            tensor g = l.ffn_gate_inp_shexp;
+            g.ne[1] = 1;
+            g.row_stride = row_size(g.type, g.ne[0]);
+            float* gv = scratch(slot::shared_gate, size_t(n));
+            matmul(g, x, n, gv, activation_view::contiguous);
+            check(*api_, ctx_, api_->scale_by_sigmoid(ctx_, shared, gv, n, d), "cuda: shared expert gate");
+        }
+        add(out, shared, int64_t(n) * d);
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<backend> backend_create_cuda(const backend_params& params) {
+    std::string path, why;
+    const mc_api* api = cuda_library(&path, &why);
+    if (!api) throw error(error_code::no_gpu, "cuda: " + why);
+    const gpu_probe probe = cuda_probe();
+    if (probe.devices.empty()) throw error(error_code::no_gpu, "cuda: " + probe.reason);
+    if (params.gpu_device < 0 || params.gpu_device >= int(probe.devices.size())) {
+        throw error(error_code::no_gpu, format("cuda: there is no CUDA device %d (%zu found)", params.gpu_device, probe.devices.size()));
+    }
+    const gpu_device_info& dev = probe.devices[size_t(params.gpu_device)];
+    if (!dev.supported) {
+        throw error(error_code::no_gpu, format("cuda: device %d (%s, compute capability %d.%d) has no kernels in %s", dev.index, dev.name.c_str(),
+                                               dev.cc_major, dev.cc_minor, path.c_str()));
+    }
+    char msg[512] = "";
+    mc_context* ctx = nullptr;
+    const mc_status s = api->create(params.gpu_device, &ctx, msg, sizeof msg);
+    if (s != MC_OK) throw error(s == MC_OUT_OF_MEMORY ? error_code::out_of_memory : error_code::no_gpu, std::string("cuda: ") + msg);
+    return std::make_unique<cuda_backend>(api, ctx, dev);
+}
+
+}  // namespace moerun

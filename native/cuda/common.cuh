@@ -1,0 +1,140 @@
+// What the .cu files of libmoerun_cuda.so share: the context, error reporting, scratch memory.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+
+#include "api.h"
+
+// One device, one stream, and scratch that grows to the largest request (one forward call at a
+// time per context: the core's model::compute_mutex).
+struct mc_context {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    std::string error;
+    void* act = nullptr;  // activations rounded/quantized for a matmul
+    size_t act_bytes = 0;
+    void* tmp = nullptr;  // attention scores
+    size_t tmp_bytes = 0;
+};
+
+namespace mc {
+
+inline mc_status status_of(cudaError_t e) {
+    switch (e) {
+        case cudaSuccess: return MC_OK;
+        case cudaErrorInsufficientDriver:
+        case cudaErrorNoDevice:
+        case cudaErrorStubLibrary:
+        case cudaErrorInitializationError:
+        case cudaErrorCompatNotSupportedOnDevice:
+            return e == cudaErrorNoDevice ? MC_NO_DEVICE : MC_NO_DRIVER;
+        case cudaErrorMemoryAllocation: return MC_OUT_OF_MEMORY;
+        case cudaErrorNoKernelImageForDevice:
+        case cudaErrorInvalidDeviceFunction:
+        case cudaErrorUnsupportedPtxVersion:
+            return MC_UNSUPPORTED;
+        default: return MC_CUDA_ERROR;
+    }
+}
+
+__attribute__((format(printf, 3, 4))) inline mc_status fail(mc_context* ctx, mc_status s, const char* fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (ctx) ctx->error = buf;
+    return s;
+}
+
+inline mc_status check(mc_context* ctx, cudaError_t e, const char* what) {
+    if (e == cudaSuccess) return MC_OK;
+    return fail(ctx, status_of(e), "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+// After a kernel launch: launch errors (bad configuration, no image for this device).
+inline mc_status check_launch(mc_context* ctx, const char* kernel) { return check(ctx, cudaGetLastError(), kernel); }
+
+// Grows a scratch buffer to `bytes` (stream-ordered: the old one is freed after the work queued
+// on it).
+inline mc_status reserve(mc_context* ctx, void** p, size_t* have, size_t bytes, const char* what) {
+    if (*have >= bytes) return MC_OK;
+    if (*p) cudaFreeAsync(*p, ctx->stream);
+    *p = nullptr;
+    *have = 0;
+    const size_t grown = bytes + bytes / 4;
+    mc_status s = check(ctx, cudaMallocAsync(p, grown, ctx->stream), what);
+    if (s == MC_OK) *have = grown;
+    return s;
+}
+
+#define MC_TRY(expr)                        \
+    do {                                    \
+        const mc_status s_ = (expr);        \
+        if (s_ != MC_OK) return s_;         \
+    } while (0)
+
+inline unsigned blocks_for(int64_t n, int per_block) { return unsigned((n + per_block - 1) / per_block); }
+
+// ---- warp and block reductions ----
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ inline double warp_sum(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Sum over a block of blockDim.x threads (a multiple of 32, at most 1024); every thread gets it.
+template <class T>
+__device__ inline T block_sum(T v) {
+    __shared__ T partial[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? partial[lane] : T(0);
+    return warp_sum(v);
+}
+__device__ inline float block_max(float v) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? partial[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+}  // namespace mc
+
+// Implemented in matmul.cu and ops.cu, gathered into the table by api.cu.
+namespace mc {
+mc_status op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
+mc_status op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids, int n_tokens,
+                         int n_used, float* h);
+mc_status op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, int64_t rows, float* y);
+mc_status op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps);
+mc_status op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
+                  const mc_rope* p);
+mc_status op_moe_route(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids, float* weights);
+mc_status op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out);
+mc_status op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d);
+mc_status op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n);
+mc_status op_copy(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+mc_status op_add(mc_context* ctx, float* x, const float* y, int64_t n);
+mc_status op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
+mc_status op_kv_store(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst,
+                      uint64_t dst_row_bytes);
+mc_status op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
+}  // namespace mc

@@ -1,0 +1,362 @@
+// The forward pass's other operations: norms, RoPE, element-wise ops, the KV cache, attention
+// and expert routing. Each follows the CPU backend's arithmetic (cpu/ops.cpp, cpu/ffn.cpp,
+// cpu/backend.cpp) closely enough for NMSE <= 1e-7 against it: sums of squares in double, the
+// RoPE angle by repeated multiplication, F16 caches' queries and probabilities rounded to halves.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../base/tensor_type.h"
+#include "common.cuh"
+
+using moerun::tensor_type;
+
+namespace {
+
+// ---- norms and element-wise ----
+
+// One block per row; squares in float, summed in double, as ggml.
+__global__ void rms_norm_rows(const float* x, const float* weight, float* out, int64_t n, int64_t stride, float eps) {
+    const float* xr = x + int64_t(blockIdx.x) * stride;
+    float* yr = out + int64_t(blockIdx.x) * stride;
+    double sum = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += double(xr[i] * xr[i]);
+    sum = mc::block_sum(sum);
+    const float mean = float(sum / double(n));
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = weight ? (xr[i] * scale) * weight[i] : xr[i] * scale;
+}
+
+__device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+__global__ void swiglu_kernel(float* gate, const float* up, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) gate[i] = silu(gate[i]) * up[i];
+}
+
+__global__ void copy_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    const int64_t r = i / cols, c = i % cols;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void add_bias_kernel(float* y, const float* b, int64_t rows, int64_t dim) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < rows * dim) y[i] += b[i % dim];
+}
+
+// x[t] *= sigmoid(g[t]), sigmoid as the CPU computes it: silu(g) / g, 0.5 at g = 0.
+__global__ void scale_by_sigmoid_kernel(float* x, const float* g, int64_t d, int64_t n) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float gv = g[i / d];
+    x[i] *= gv == 0.0f ? 0.5f : gv / (1.0f + expf(-gv)) / gv;
+}
+
+// ---- RoPE: one thread per (token, head, rotated pair) ----
+
+__global__ void rope_kernel(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, mc_rope p) {
+    const int pairs = n_rot / 2;
+    const int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (id >= int64_t(n_tokens) * n_heads * pairs) return;
+    const int pair = int(id % pairs);
+    const int h = int((id / pairs) % n_heads);
+    const int t = int(id / (int64_t(pairs) * n_heads));
+    // theta_pair = pos * theta_scale^pair, by repeated multiplication in float as the CPU does.
+    float theta = float(pos0 + t);
+    for (int i = 0; i < pair; ++i) theta *= p.theta_scale;
+    const float extrap = theta, interp = p.freq_scale * theta;
+    float angle = interp, mscale = p.mscale;
+    if (p.ext_factor != 0.0f) {  // YaRN
+        const float y = (float(pair) - p.corr_dims[0]) / fmaxf(0.001f, p.corr_dims[1] - p.corr_dims[0]);
+        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p.ext_factor;
+        angle = fmaf(interp, 1.0f - ramp, extrap * ramp);
+        mscale *= fmaf(0.1f, logf(1.0f / p.freq_scale), 1.0f);
+    }
+    const float cs = cosf(angle) * mscale, sn = sinf(angle) * mscale;
+    float* v = x + int64_t(t) * token_stride + int64_t(h) * head_dim;
+    const int a = p.neox ? pair : 2 * pair;
+    const int b = p.neox ? pair + n_rot / 2 : 2 * pair + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = fmaf(x0, cs, -(x1 * sn));
+    v[b] = fmaf(x0, sn, x1 * cs);
+}
+
+// ---- KV cache and attention ----
+
+__device__ inline float round_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float(((u >> 16) | 64u) << 16);
+    return __uint_as_float(((u + (0x7fffu + ((u >> 16) & 1u))) >> 16) << 16);
+}
+
+__global__ void kv_store_kernel(uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, uint8_t* dst, uint64_t dst_row_bytes) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n * dim) return;
+    const int64_t r = i / dim, e = i % dim;
+    const float v = src[r * src_stride + e];
+    uint8_t* row = dst + size_t(r) * dst_row_bytes;
+    if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = v;
+    else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(v);
+    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(v)) >> 16);
+}
+
+__device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
+    if (type == uint32_t(tensor_type::F32)) return reinterpret_cast<const float*>(row)[e];
+    if (type == uint32_t(tensor_type::F16)) return __half2float(reinterpret_cast<const __half*>(row)[e]);
+    return __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(row)[e]) << 16);
+}
+
+// One block per (head, query token). Scores go to `scores` (n_kv_max floats per block), then
+// softmax, then the weighted sum of values, one output element per thread. As the CPU: an F16
+// cache sees the query rounded to F16 and the probabilities rounded to F16; BF16 the query
+// rounded to BF16.
+__global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float* out, float* scores_all, int n_kv_max) {
+    extern __shared__ float q_sh[];  // head_dim_k
+    const int h = blockIdx.x, i = blockIdx.y;
+    const int hk = h / (kv.n_head / kv.n_head_kv);
+    const int n_kv = pos0 + i + 1;
+    const bool f16 = kv.type == uint32_t(tensor_type::F16), bf16 = kv.type == uint32_t(tensor_type::BF16);
+    const float* qh = q + (int64_t(i) * kv.n_head + h) * kv.head_dim_k;
+    for (int e = threadIdx.x; e < kv.head_dim_k; e += blockDim.x) {
+        const float v = qh[e];
+        q_sh[e] = f16 ? __half2float(__float2half_rn(v)) : bf16 ? round_bf16(v) : v;
+    }
+    __syncthreads();
+    float* scores = scores_all + (int64_t(i) * kv.n_head + h) * n_kv_max;
+    const uint8_t* k0 = static_cast<const uint8_t*>(kv.k) + size_t(hk) * kv.k_row_bytes;
+    const size_t k_step = size_t(kv.n_head_kv) * kv.k_row_bytes;  // between positions
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    for (int j = warp; j < n_kv; j += n_warps) {
+        const uint8_t* krow = k0 + size_t(j) * k_step;
+        float s = 0;
+        for (int e = lane; e < kv.head_dim_k; e += 32) s += q_sh[e] * kv_at(krow, e, kv.type);
+        s = mc::warp_sum(s);
+        if (lane == 0) scores[j] = s * kv.scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n_kv; j += blockDim.x) mx = fmaxf(mx, scores[j]);
+    mx = mc::block_max(mx);
+    double sum = 0;
+    for (int j = threadIdx.x; j < n_kv; j += blockDim.x) {
+        const float e = expf(scores[j] - mx);
+        scores[j] = e;
+        sum += double(e);
+    }
+    sum = mc::block_sum(sum);
+    const float inv = float(1.0 / sum);
+    for (int j = threadIdx.x; j < n_kv; j += blockDim.x) {
+        const float p = scores[j] * inv;
+        scores[j] = f16 ? __half2float(__float2half_rn(p)) : p;
+    }
+    __syncthreads();
+    const uint8_t* v0 = static_cast<const uint8_t*>(kv.v) + size_t(hk) * kv.v_row_bytes;
+    const size_t v_step = size_t(kv.n_head_kv) * kv.v_row_bytes;
+    float* oh = out + (int64_t(i) * kv.n_head + h) * kv.head_dim_v;
+    for (int e = threadIdx.x; e < kv.head_dim_v; e += blockDim.x) {
+        float acc = 0;
+        for (int j = 0; j < n_kv; ++j) acc += scores[j] * kv_at(v0 + size_t(j) * v_step, e, kv.type);
+        oh[e] = acc;
+    }
+}
+
+// ---- expert routing: one warp per token ----
+
+// The best unselected, unmasked expert: highest score, lowest index on ties.
+__device__ inline int warp_argmax(const float* score, const unsigned char* taken, int n) {
+    float best = -INFINITY;
+    int best_i = 0x7fffffff;
+    for (int e = threadIdx.x; e < n; e += 32) {
+        if (taken[e]) continue;
+        const float v = score[e];
+        if (v > best || (v == best && e < best_i)) { best = v; best_i = e; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+        if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
+    }
+    return best_i;
+}
+
+// Shared memory: probs, score (n_expert floats each), taken (n_expert bytes).
+__global__ void moe_route_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
+    extern __shared__ float sh[];
+    const int n = p.n_expert, t = blockIdx.x, lane = threadIdx.x;
+    float* probs = sh;
+    float* score = sh + n;
+    unsigned char* taken = reinterpret_cast<unsigned char*>(sh + 2 * n);
+    const float* lt = logits + int64_t(t) * n;
+    if (p.sigmoid) {
+        for (int e = lane; e < n; e += 32) probs[e] = 1.0f / (1.0f + expf(-lt[e]));
+    } else {
+        float mx = -INFINITY;
+        for (int e = lane; e < n; e += 32) mx = fmaxf(mx, lt[e]);
+        mx = mc::warp_max(mx);
+        double sum = 0;
+        for (int e = lane; e < n; e += 32) {
+            probs[e] = expf(lt[e] - mx);
+            sum += double(probs[e]);
+        }
+        sum = mc::warp_sum(sum);
+        const float inv = float(1.0 / sum);
+        for (int e = lane; e < n; e += 32) probs[e] *= inv;
+    }
+    for (int e = lane; e < n; e += 32) {
+        score[e] = probs[e] + (bias ? bias[e] : 0.0f);
+        taken[e] = 0;
+    }
+    __syncwarp();
+    // Group-limited: keep the n_group_used groups with the best sums of their top two scores.
+    if (p.n_groups > 1 && lane == 0) {
+        const int per_group = n / p.n_groups;
+        unsigned long long kept = 0;  // n_groups <= 64 (checked by the host)
+        for (int round = 0; round < p.n_group_used; ++round) {
+            float best_score = -INFINITY;
+            int best_g = -1;
+            for (int g = 0; g < p.n_groups; ++g) {
+                if (kept >> g & 1ull) continue;
+                float b1 = -INFINITY, b2 = -INFINITY;
+                for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
+                    const float v = score[e];
+                    if (v > b1) { b2 = b1; b1 = v; }
+                    else if (v > b2) b2 = v;
+                }
+                const float gs = per_group > 1 ? b1 + b2 : b1;
+                if (best_g < 0 || gs > best_score) { best_score = gs; best_g = g; }
+            }
+            kept |= 1ull << best_g;
+        }
+        for (int e = 0; e < n; ++e) {
+            if (!(kept >> (e / per_group) & 1ull)) score[e] = -INFINITY;
+        }
+    }
+    __syncwarp();
+    double wsum = 0;
+    float w[64];  // n_expert_used <= 64 (checked by the host)
+    for (int k = 0; k < p.n_expert_used; ++k) {
+        const int e = warp_argmax(score, taken, n);
+        if (lane == 0) taken[e] = 1;
+        __syncwarp();
+        w[k] = probs[e];
+        wsum += double(w[k]);
+        if (lane == 0) ids[int64_t(t) * p.n_expert_used + k] = e;
+    }
+    if (lane != 0) return;
+    const float denom = fmaxf(float(wsum), 6.103515625e-5f);
+    for (int k = 0; k < p.n_expert_used; ++k) {
+        float v = w[k];
+        if (p.norm) v /= denom;
+        if (p.scale != 0.0f && p.scale != 1.0f) v *= p.scale;
+        weights[int64_t(t) * p.n_expert_used + k] = v;
+    }
+}
+
+__global__ void moe_combine_kernel(const float* y, const float* weights, int n_used, int64_t d, int64_t n, float* out) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int64_t t = i / d, e = i % d;
+    const float* w = weights + t * n_used;
+    const float* yt = y + t * n_used * d;
+    float o = yt[e] * w[0];
+    for (int k = 1; k < n_used; ++k) o += yt[int64_t(k) * d + e] * w[k];
+    out[i] = o;
+}
+
+constexpr int k_threads = 256;
+
+}  // namespace
+
+mc_status mc::op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) {
+    if (rows <= 0) return MC_OK;
+    rms_norm_rows<<<unsigned(rows), k_threads, 0, ctx->stream>>>(x, weight, out, n, stride, eps);
+    return mc::check_launch(ctx, "rms_norm");
+}
+
+mc_status mc::op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
+                  const mc_rope* p) {
+    const int64_t n = int64_t(n_tokens) * n_heads * (n_rot / 2);
+    if (n <= 0) return MC_OK;
+    rope_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, *p);
+    return mc::check_launch(ctx, "rope");
+}
+
+mc_status mc::op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n) {
+    if (n <= 0) return MC_OK;
+    swiglu_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(gate, up, n);
+    return mc::check_launch(ctx, "swiglu");
+}
+
+mc_status mc::op_copy(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0) return MC_OK;
+    if (src_stride == cols && dst_stride == cols) {
+        return mc::check(ctx, cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(float), cudaMemcpyDeviceToDevice, ctx->stream), "copy");
+    }
+    copy_kernel<<<mc::blocks_for(rows * cols, k_threads), k_threads, 0, ctx->stream>>>(src, src_stride, dst, dst_stride, rows, cols);
+    return mc::check_launch(ctx, "copy");
+}
+
+mc_status mc::op_add(mc_context* ctx, float* x, const float* y, int64_t n) {
+    if (n <= 0) return MC_OK;
+    add_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, y, n);
+    return mc::check_launch(ctx, "add");
+}
+
+mc_status mc::op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim) {
+    if (rows * dim <= 0) return MC_OK;
+    add_bias_kernel<<<mc::blocks_for(rows * dim, k_threads), k_threads, 0, ctx->stream>>>(y, b, rows, dim);
+    return mc::check_launch(ctx, "add_bias");
+}
+
+mc_status mc::op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d) {
+    const int64_t n = int64_t(n_tokens) * d;
+    if (n <= 0) return MC_OK;
+    scale_by_sigmoid_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, g, d, n);
+    return mc::check_launch(ctx, "scale_by_sigmoid");
+}
+
+mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst, uint64_t dst_row_bytes) {
+    if (type != uint32_t(tensor_type::F32) && type != uint32_t(tensor_type::F16) && type != uint32_t(tensor_type::BF16)) {
+        return mc::fail(ctx, MC_UNSUPPORTED, "cuda: kv_store: cache type %u is not F32, F16 or BF16", type);
+    }
+    if (n * dim <= 0) return MC_OK;
+    kv_store_kernel<<<mc::blocks_for(n * dim, k_threads), k_threads, 0, ctx->stream>>>(type, src, src_stride, n, dim,
+                                                                                       static_cast<uint8_t*>(dst), dst_row_bytes);
+    return mc::check_launch(ctx, "kv_store");
+}
+
+mc_status mc::op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out) {
+    if (n <= 0) return MC_OK;
+    const int n_kv_max = pos0 + n;
+    MC_TRY(mc::reserve(ctx, &ctx->tmp, &ctx->tmp_bytes, size_t(n) * size_t(kv->n_head) * size_t(n_kv_max) * sizeof(float), "attention scores"));
+    const size_t q_shared = size_t(kv->head_dim_k) * sizeof(float);
+    if (q_shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention: head size %d is too large", kv->head_dim_k);
+    const dim3 grid(unsigned(kv->n_head), unsigned(n));
+    attention_kernel<<<grid, 128, q_shared, ctx->stream>>>(*kv, q, pos0, out, static_cast<float*>(ctx->tmp), n_kv_max);
+    return mc::check_launch(ctx, "attention");
+}
+
+mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids, float* weights) {
+    if (n_tokens <= 0) return MC_OK;
+    if (p->n_expert_used > 64 || p->n_groups > 64 || p->n_expert_used > p->n_expert) {
+        return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d of %d experts in %d groups is beyond these kernels (at most 64 used, 64 groups)",
+                        p->n_expert_used, p->n_expert, p->n_groups);
+    }
+    const size_t shared = 2 * size_t(p->n_expert) * sizeof(float) + size_t(p->n_expert);
+    if (shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d experts is beyond these kernels", p->n_expert);
+    moe_route_kernel<<<unsigned(n_tokens), 32, shared, ctx->stream>>>(logits, bias, *p, ids, weights);
+    return mc::check_launch(ctx, "moe_route");
+}
+
+mc_status mc::op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out) {
+    const int64_t n = int64_t(n_tokens) * d;
+    if (n <= 0) return MC_OK;
+    moe_combine_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(y, weights, n_used, d, n, out);
+    return mc::check_launch(ctx, "moe_combine");
+}

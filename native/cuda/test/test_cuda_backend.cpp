@@ -1,0 +1,556 @@
+// The CUDA backend against the CPU backend: one test body per operation, run on both with the
+// same random inputs, compared by NMSE (as llama.cpp's test-backend-ops). Then whole models:
+// teacher-forced logits of every prompt position and greedy tokens, CPU vs CUDA.
+//
+//   test_cuda_backend [--ops] [--models FILE.gguf...] [--filter TEXT] [--bench FILE.gguf]
+//
+// Data reaches each backend only through backend/backend.h: inputs are written with get_rows from
+// a host F32 "embedding" of the rows, outputs read with matmul_to_host against an F32 identity
+// (both exact). Float ops must agree to NMSE <= 1e-7; quantized matmuls multiply the same int8
+// activation blocks on both sides (the CUDA kernels round activations as the CPU does), so they
+// differ only in the order floats are added, and meet the same bound.
+//
+// Prints one line per check ("ok"/"FAIL", the NMSE and the bound) and a summary; exits 0 when all
+// pass, 1 on a failure, 77 when no CUDA device is usable (printing why), 2 on bad arguments.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../backend/registry.h"
+#include "../../include/moerun.h"
+#include "../../quant/types.h"
+
+namespace moerun {
+namespace {
+
+int g_failures = 0, g_checks = 0;
+std::string g_filter;
+
+double nmse(const std::vector<float>& ref, const std::vector<float>& got) {
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double d = double(got[i]) - double(ref[i]);
+        err += d * d;
+        norm += double(ref[i]) * double(ref[i]);
+    }
+    if (!std::isfinite(err)) return INFINITY;
+    return norm > 0 ? err / norm : err;
+}
+
+void report(const std::string& what, double e, double bound) {
+    ++g_checks;
+    const bool ok = e <= bound;
+    if (!ok) ++g_failures;
+    std::printf("%s %-58s nmse %.3e (bound %.0e)\n", ok ? "ok  " : "FAIL", what.c_str(), e, bound);
+    std::fflush(stdout);
+}
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+// Host tensors that outlive the backends using them.
+struct host_tensor {
+    std::vector<uint8_t> bytes;
+    std::string name;
+    tensor t;
+};
+
+std::vector<std::unique_ptr<host_tensor>> g_host;
+
+tensor make_tensor(const std::string& name, tensor_type type, const std::vector<float>& values, int64_t ne0, int64_t ne1, int64_t ne2 = 1) {
+    auto h = std::make_unique<host_tensor>();
+    h->name = name;
+    const type_traits& tt = type_traits_reference(type);
+    const size_t row = row_size(type, ne0);
+    h->bytes.resize(row * size_t(ne1 * ne2));
+    for (int64_t r = 0; r < ne1 * ne2; ++r) tt.from_float(values.data() + r * ne0, h->bytes.data() + size_t(r) * row, ne0);
+    h->t.data = h->bytes.data();
+    h->t.type = type;
+    h->t.ne[0] = ne0;
+    h->t.ne[1] = ne1;
+    h->t.ne[2] = ne2;
+    h->t.row_stride = row;
+    h->t.name = &h->name;
+    g_host.push_back(std::move(h));
+    return g_host.back()->t;
+}
+
+// One backend with helpers to move rows in and out through the interface.
+struct side {
+    std::unique_ptr<backend> be;
+    std::vector<std::unique_ptr<buffer>> buffers;
+    std::map<int64_t, tensor> identity;  // width -> F32 identity, placed on the backend
+    model_config cfg;
+
+    float* upload(const std::vector<float>& rows, int64_t width) {
+        const int64_t n = int64_t(rows.size()) / width;
+        buffers.push_back(be->alloc(rows.size()));
+        float* out = buffers.back()->data();
+        tensor src = make_tensor("input", tensor_type::F32, rows, width, n);
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t(i);
+        be->get_rows(src, ids.data(), int(n), out);
+        return out;
+    }
+    float* zeros(size_t n_floats, int64_t width) { return upload(std::vector<float>(n_floats, 0.0f), width); }
+    std::vector<float> download(const float* x, int64_t rows, int64_t width) {
+        auto it = identity.find(width);
+        if (it == identity.end()) {
+            std::vector<float> eye(size_t(width * width), 0.0f);
+            for (int64_t i = 0; i < width; ++i) eye[size_t(i * width + i)] = 1.0f;
+            model_weights w;
+            w.output = make_tensor("identity", tensor_type::F32, eye, width, width);
+            be->place_weights(cfg, w);
+            it = identity.emplace(width, w.output).first;
+        }
+        std::vector<float> out(size_t(rows * width));
+        be->matmul_to_host(it->second, x, rows, out.data());
+        return out;
+    }
+    // Places a layer's weights (and anything else in w) on the backend; returns the placed copy.
+    model_weights place(model_weights w) {
+        be->place_weights(cfg, w);
+        return w;
+    }
+};
+
+struct pair_of_sides {
+    side cpu, cuda;
+    // Runs `body` on both and compares what it returns.
+    void compare(const std::string& what, const std::function<std::vector<float>(side&)>& body, double bound = 1e-7) {
+        if (!g_filter.empty() && what.find(g_filter) == std::string::npos) return;
+        try {
+            backend_scope sc(*cpu.be);
+            const std::vector<float> ref = body(cpu);
+            std::vector<float> got;
+            {
+                backend_scope sg(*cuda.be);
+                got = body(cuda);
+            }
+            report(what, ref.size() == got.size() ? nmse(ref, got) : INFINITY, bound);
+        } catch (const error& e) {
+            ++g_checks;
+            ++g_failures;
+            std::printf("FAIL %-58s %s: %s\n", what.c_str(), error_code_name(e.code()), e.what());
+        }
+    }
+};
+
+// ---- operations ----
+
+const tensor_type k_weight_types[] = {tensor_type::F32,  tensor_type::F16,  tensor_type::BF16, tensor_type::Q8_0,  tensor_type::Q4_0,
+                                      tensor_type::Q4_1, tensor_type::Q5_0, tensor_type::Q5_1, tensor_type::IQ4_NL, tensor_type::Q2_K,
+                                      tensor_type::Q3_K, tensor_type::Q4_K, tensor_type::Q5_K, tensor_type::Q6_K,  tensor_type::IQ4_XS};
+
+void test_matmul(pair_of_sides& p, std::mt19937& rng) {
+    const int64_t k = 512, n_out = 96;
+    for (tensor_type type : k_weight_types) {
+        const tensor w_host = make_tensor("w", type, random_floats(rng, size_t(k * n_out), 0.05f), k, n_out);
+        for (int64_t m : {1, 3, 8, 19}) {
+            const std::vector<float> x = random_floats(rng, size_t(m * k));
+            p.compare(format("matmul %-6s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_out),
+                      [&](side& s) {
+                          model_weights w;
+                          w.output = w_host;
+                          w = s.place(w);
+                          float* xd = s.upload(x, k);
+                          float* y = s.zeros(size_t(m * n_out), n_out);
+                          s.be->matmul(w.output, xd, m, y);
+                          return s.download(y, m, n_out);
+                      });
+        }
+        // matmul_to_host and matmul_group on the same weight
+        const std::vector<float> x = random_floats(rng, size_t(2 * k));
+        p.compare(format("matmul_to_host+group %-6s m=2", tensor_type_name(type)), [&](side& s) {
+            model_weights w;
+            w.output = w_host;
+            w = s.place(w);
+            float* xd = s.upload(x, k);
+            float* y1 = s.zeros(size_t(2 * n_out), n_out);
+            float* y2 = s.zeros(size_t(2 * n_out), n_out);
+            s.be->matmul_group({{&w.output, y1}, {&w.output, y2}}, xd, 2);
+            std::vector<float> out = s.download(y1, 2, n_out), b = s.download(y2, 2, n_out), h(size_t(2 * n_out));
+            s.be->matmul_to_host(w.output, xd, 2, h.data());
+            out.insert(out.end(), b.begin(), b.end());
+            out.insert(out.end(), h.begin(), h.end());
+            return out;
+        });
+    }
+}
+
+void test_elementwise(pair_of_sides& p, std::mt19937& rng) {
+    const int64_t rows = 5, n = 320;
+    const std::vector<float> x = random_floats(rng, size_t(rows * n), 2.0f), y = random_floats(rng, size_t(rows * n));
+    const tensor norm_w = make_tensor("norm", tensor_type::F32, random_floats(rng, size_t(n)), n, 1);
+    for (bool with_weight : {true, false}) {
+        p.compare(format("rms_norm rows=%lld n=%lld%s", (long long)rows, (long long)n, with_weight ? " weight" : ""), [&](side& s) {
+            model_weights w;
+            w.output_norm = norm_w;
+            w = s.place(w);
+            float* xd = s.upload(x, n);
+            s.be->rms_norm(xd, with_weight ? w.output_norm : tensor{}, xd, rows, n, n, 1e-5f);
+            return s.download(xd, rows, n);
+        });
+    }
+    p.compare("rms_norm strided (64 of each 320, in place)", [&](side& s) {
+        float* xd = s.upload(x, n);
+        s.be->rms_norm(xd + 10, tensor{}, xd + 10, rows, 64, n, 1e-6f);
+        return s.download(xd, rows, n);
+    });
+    p.compare("copy strided / add / add_bias", [&](side& s) {
+        model_weights w;
+        w.output_norm = norm_w;
+        w = s.place(w);
+        float* xd = s.upload(x, n);
+        float* yd = s.upload(y, n);
+        float* z = s.zeros(size_t(rows * 100), 100);
+        s.be->copy(xd + 7, n, z, 100, rows, 100);
+        s.be->add(xd, yd, rows * n);
+        s.be->add_bias(yd, w.output_norm, rows, n);
+        std::vector<float> out = s.download(z, rows, 100), a = s.download(xd, rows, n), b = s.download(yd, rows, n);
+        out.insert(out.end(), a.begin(), a.end());
+        out.insert(out.end(), b.begin(), b.end());
+        return out;
+    });
+}
+
+void test_rope(pair_of_sides& p, std::mt19937& rng) {
+    struct variant {
+        const char* name;
+        rope_kind kind;
+        int n_rot;
+        bool yarn;
+    };
+    const int n_tokens = 6, n_heads = 4, head_dim = 64;
+    const std::vector<float> x = random_floats(rng, size_t(n_tokens * n_heads * head_dim));
+    for (const variant& v : {variant{"normal", rope_kind::normal, 64, false}, variant{"neox", rope_kind::neox, 64, false},
+                             variant{"neox partial n_rot=32", rope_kind::neox, 32, false}, variant{"normal YaRN", rope_kind::normal, 64, true}}) {
+        for (int pos0 : {0, 3000}) {
+            p.compare(format("rope %s pos0=%d", v.name, pos0), [&](side& s) {
+                model_config c;
+                c.rope_type = v.kind;
+                c.rope_freq_base = 10000.0f;
+                if (v.yarn) {
+                    c.rope_freq_scale = 0.25f;
+                    c.rope_ext_factor = 1.0f;
+                    c.rope_mscale = 1.1f;
+                    c.rope_corr_dims[0] = 4.0f;
+                    c.rope_corr_dims[1] = 20.0f;
+                }
+                float* xd = s.upload(x, head_dim);
+                s.be->rope(xd, n_tokens, int64_t(n_heads) * head_dim, n_heads, head_dim, v.n_rot, pos0, c);
+                return s.download(xd, int64_t(n_tokens) * n_heads, head_dim);
+            });
+        }
+    }
+}
+
+void test_attention(pair_of_sides& p, std::mt19937& rng) {
+    struct shape {
+        const char* name;
+        int n_head, n_head_kv, dk, dv;
+        bool mla;
+    };
+    for (const shape& sh : {shape{"GQA 8/2 heads of 64", 8, 2, 64, 64, false}, shape{"MHA 4 heads of 128", 4, 4, 128, 128, false},
+                            shape{"MLA latent 1 kv head 96/64", 4, 1, 96, 64, true}}) {
+        for (tensor_type kv_type : {tensor_type::F32, tensor_type::F16, tensor_type::BF16}) {
+            const int n_ctx = 64;
+            // Prefill 20 tokens, then 7 more, then decode one: outputs of all three calls.
+            const std::vector<int> batches = {20, 7, 1};
+            std::vector<std::vector<float>> q, k, v;
+            for (int n : batches) {
+                q.push_back(random_floats(rng, size_t(n * sh.n_head * sh.dk)));
+                k.push_back(random_floats(rng, size_t(n * sh.n_head_kv * sh.dk)));
+                v.push_back(random_floats(rng, size_t(n * sh.n_head_kv * sh.dv)));
+            }
+            p.compare(format("attention %s kv=%s prefill 20+7, decode 1", sh.name, tensor_type_name(kv_type)), [&](side& s) {
+                model_config& c = s.cfg;
+                c = model_config{};
+                c.n_layer = 1;
+                c.n_head = sh.n_head;
+                c.n_head_kv = sh.n_head_kv;
+                c.head_dim_k = sh.dk;
+                c.head_dim_v = sh.dv;
+                c.mla = sh.mla;
+                auto cache = s.be->new_kv_cache(c, n_ctx, kv_type);
+                std::vector<float> out;
+                int pos = 0;
+                for (size_t b = 0; b < batches.size(); ++b) {
+                    const int n = batches[b];
+                    float* qd = s.upload(q[b], sh.dk);
+                    float* kd = s.upload(k[b], sh.dk);
+                    float* vd = sh.mla ? nullptr : s.upload(v[b], sh.dv);
+                    float* o = s.zeros(size_t(n * sh.n_head * sh.dv), sh.dv);
+                    s.be->kv_store(*cache, 0, kd, vd, pos, n);
+                    s.be->attention(*cache, 0, qd, n, pos, o);
+                    const std::vector<float> got = s.download(o, int64_t(n) * sh.n_head, sh.dv);
+                    out.insert(out.end(), got.begin(), got.end());
+                    pos += n;
+                }
+                return out;
+            });
+        }
+    }
+}
+
+void test_ffn(pair_of_sides& p, std::mt19937& rng) {
+    const int d = 256, n_ff = 512;
+    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q8_0, tensor_type::Q4_K, tensor_type::Q6_K}) {
+        layer_weights l;
+        l.ffn_gate = make_tensor("gate", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
+        l.ffn_up = make_tensor("up", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
+        l.ffn_down = make_tensor("down", type, random_floats(rng, size_t(n_ff * d), 0.05f), n_ff, d);
+        for (int n : {1, 9}) {
+            const std::vector<float> x = random_floats(rng, size_t(n * d));
+            p.compare(format("ffn_dense %-5s n=%d d=%d ff=%d", tensor_type_name(type), n, d, n_ff), [&](side& s) {
+                model_weights w;
+                w.layers.push_back(l);
+                w = s.place(w);
+                const layer_weights& pl = w.layers[0];
+                float* xd = s.upload(x, d);
+                float* o = s.zeros(size_t(n * d), d);
+                s.be->ffn_dense(pl.ffn_gate, pl.ffn_up, pl.ffn_down, xd, n, o);
+                return s.download(o, n, d);
+            });
+        }
+    }
+}
+
+void test_moe(pair_of_sides& p, std::mt19937& rng) {
+    struct gating {
+        const char* name;
+        expert_gating kind;
+        bool norm, bias, shared, shared_gate;
+        float scale;
+        int groups, groups_used;
+    };
+    const int d = 256, n_ff = 256, n_expert = 16, n_used = 4;
+    const gating variants[] = {
+        {"softmax top-4 (mixtral)", expert_gating::softmax, false, false, false, false, 1.0f, 1, 1},
+        {"softmax top-4 normalized + shared (qwen3moe/olmoe)", expert_gating::softmax, true, false, true, false, 1.0f, 1, 1},
+        {"softmax + shared expert with sigmoid gate (qwen2moe)", expert_gating::softmax, false, false, true, true, 1.0f, 1, 1},
+        {"sigmoid + bias + 4 groups of which 2 + scale 2.5 (deepseek v3 / ling)", expert_gating::sigmoid, true, true, true, false, 2.5f, 4, 2},
+    };
+    for (tensor_type type : {tensor_type::F32, tensor_type::Q8_0, tensor_type::Q4_K}) {
+        for (const gating& g : variants) {
+            model_config c;
+            c.n_embd = d;
+            c.n_expert = n_expert;
+            c.n_expert_used = n_used;
+            c.n_ff_exp = n_ff;
+            c.gating = g.kind;
+            c.expert_weights_norm = g.norm;
+            c.expert_weights_scale = g.scale;
+            c.n_expert_groups = g.groups;
+            c.n_group_used = g.groups_used;
+            layer_weights l;
+            l.ffn_gate_inp = make_tensor("router", tensor_type::F32, random_floats(rng, size_t(d * n_expert), 0.2f), d, n_expert);
+            if (g.bias) l.ffn_exp_probs_b = make_tensor("bias", tensor_type::F32, random_floats(rng, size_t(n_expert), 0.1f), n_expert, 1);
+            l.ffn_gate_exps = make_tensor("gate_exps", type, random_floats(rng, size_t(d * n_ff * n_expert), 0.05f), d, n_ff, n_expert);
+            l.ffn_up_exps = make_tensor("up_exps", type, random_floats(rng, size_t(d * n_ff * n_expert), 0.05f), d, n_ff, n_expert);
+            l.ffn_down_exps = make_tensor("down_exps", type, random_floats(rng, size_t(n_ff * d * n_expert), 0.05f), n_ff, d, n_expert);
+            if (g.shared) {
+                l.ffn_gate_shexp = make_tensor("gate_shexp", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
+                l.ffn_up_shexp = make_tensor("up_shexp", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
+                l.ffn_down_shexp = make_tensor("down_shexp", type, random_floats(rng, size_t(n_ff * d), 0.05f), n_ff, d);
+            }
+            if (g.shared_gate) l.ffn_gate_inp_shexp = make_tensor("gate_inp_shexp", tensor_type::F32, random_floats(rng, size_t(d), 0.1f), d, 1);
+            for (int n : {1, 7}) {
+                const std::vector<float> x = random_floats(rng, size_t(n * d));
+                p.compare(format("ffn_moe %-4s n=%d %s", tensor_type_name(type), n, g.name), [&](side& s) {
+                    s.cfg = c;
+                    model_weights w;
+                    w.layers.push_back(l);
+                    w = s.place(w);
+                    float* xd = s.upload(x, d);
+                    float* o = s.zeros(size_t(n * d), d);
+                    s.be->ffn_moe(c, w.layers[0], xd, n, o);
+                    return s.download(o, n, d);
+                });
+            }
+        }
+    }
+}
+
+void test_get_rows(pair_of_sides& p, std::mt19937& rng) {
+    const int64_t d = 256, vocab = 50;
+    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q4_K, tensor_type::Q8_0}) {
+        const tensor embd = make_tensor("token_embd", type, random_floats(rng, size_t(d * vocab)), d, vocab);
+        p.compare(format("get_rows %s", tensor_type_name(type)), [&](side& s) {
+            model_weights w;
+            w.token_embd = embd;
+            w = s.place(w);
+            const int32_t ids[] = {3, 49, 0, 3, 17};
+            float* o = s.zeros(size_t(5 * d), d);
+            s.be->get_rows(w.token_embd, ids, 5, o);
+            return s.download(o, 5, d);
+        });
+    }
+}
+
+// ---- whole models ----
+
+void test_model(const std::string& path, int n_prompt, int n_greedy) {
+    if (!g_filter.empty() && path.find(g_filter) == std::string::npos) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        model_load_params cpu_p, gpu_p;
+        gpu_p.gpu = model_load_params::gpu_mode::cuda;
+        auto mc = model_load(path, cpu_p);
+        auto mg = model_load(path, gpu_p);
+        const int n_vocab = mc->config.n_vocab;
+        std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
+        for (int i = 0; i < n_prompt; ++i) prompt[size_t(i)] = 1 + (i * 37) % std::max(1, n_vocab - 1);
+        for (tensor_type kv : {tensor_type::F32, tensor_type::F16}) {
+            session_params sp;
+            sp.n_ctx = n_prompt + n_greedy + 1;
+            sp.kv_type = kv;
+            sp.n_batch = 16;  // several batches: prefill over a filled cache too
+            session sc(mc, sp), sg(mg, sp);
+            std::vector<float> lc, lg;
+            sc.evaluate(prompt.data(), n_prompt, logits_mode::all, lc, nullptr);
+            sg.evaluate(prompt.data(), n_prompt, logits_mode::all, lg, nullptr);
+            const std::string name = path.substr(path.rfind('/') + 1);
+            // Float files: as the CPU to NMSE 1e-8 (issue 13). Quantized files quantize activations
+            // on both sides from floats that differ in their last bits, so an int8 value can
+            // round the other way now and then: a looser bound, still far below quantization noise
+            // (llama.cpp vs its F32 twin: 1e-5..1e-4).
+            const int64_t ftype = model_get_info(*mc).file_type;
+            const double bound = ftype == 0 || ftype == 1 ? 1e-8 : 1e-6;
+            report(format("model %s kv=%s logits of %d positions", name.c_str(), tensor_type_name(kv), n_prompt), nmse(lc, lg), bound);
+            // Greedy continuation: identical tokens.
+            auto argmax = [&](const std::vector<float>& l, size_t row) {
+                const float* r = l.data() + row * size_t(n_vocab);
+                return int32_t(std::max_element(r, r + n_vocab) - r);
+            };
+            int32_t tc = argmax(lc, size_t(n_prompt - 1)), tg = argmax(lg, size_t(n_prompt - 1));
+            int same = 0;
+            for (int i = 0; i < n_greedy && tc == tg; ++i, ++same) {
+                sc.evaluate(&tc, 1, logits_mode::last, lc, nullptr);
+                sg.evaluate(&tg, 1, logits_mode::last, lg, nullptr);
+                tc = argmax(lc, 0);
+                tg = argmax(lg, 0);
+            }
+            ++g_checks;
+            if (same < n_greedy) ++g_failures;
+            std::printf("%s model %s kv=%s greedy: %d of %d tokens identical\n", same == n_greedy ? "ok  " : "FAIL", name.c_str(),
+                        tensor_type_name(kv), same, n_greedy);
+        }
+        std::printf("     (%s: %s, %.1f s)\n", path.c_str(), model_get_info(*mg).backend_name.c_str(),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    } catch (const error& e) {
+        ++g_checks;
+        ++g_failures;
+        std::printf("FAIL model %s: %s: %s\n", path.c_str(), error_code_name(e.code()), e.what());
+    }
+    std::fflush(stdout);
+}
+
+// Prefill (a prompt of n_prompt tokens) and greedy decode speed on each backend, one after the other.
+void bench_model(const std::string& path, int n_prompt, int n_decode) {
+    for (auto mode : {model_load_params::gpu_mode::off, model_load_params::gpu_mode::cuda}) {
+        try {
+            model_load_params lp;
+            lp.gpu = mode;
+            auto m = model_load(path, lp);
+            session_params sp;
+            sp.n_ctx = n_prompt + n_decode + 1;
+            sp.kv_type = tensor_type::F16;
+            sp.n_batch = 512;
+            session s(m, sp);
+            std::vector<int32_t> prompt(static_cast<size_t>(n_prompt));
+            for (int i = 0; i < n_prompt; ++i) prompt[size_t(i)] = 1 + (i * 37) % std::max(1, m->config.n_vocab - 1);
+            std::vector<float> logits;
+            const auto t0 = std::chrono::steady_clock::now();
+            s.evaluate(prompt.data(), n_prompt, logits_mode::last, logits, nullptr);
+            const double prefill = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const auto t1 = std::chrono::steady_clock::now();
+            for (int i = 0; i < n_decode; ++i) {
+                int32_t tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+                s.evaluate(&tok, 1, logits_mode::last, logits, nullptr);
+            }
+            const double decode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+            std::printf("%-60s prefill %d: %8.1f tok/s   decode %d: %8.1f tok/s\n", model_get_info(*m).backend_name.c_str(), n_prompt,
+                        n_prompt / prefill, n_decode, n_decode / decode);
+        } catch (const error& e) {
+            ++g_failures;
+            std::printf("FAIL bench %s: %s: %s\n", path.c_str(), error_code_name(e.code()), e.what());
+        }
+        std::fflush(stdout);
+    }
+}
+
+}  // namespace
+}  // namespace moerun
+
+int main(int argc, char** argv) {
+    using namespace moerun;
+    bool ops = false;
+    std::vector<std::string> models;
+    std::string bench;
+    int n_prompt = 40, n_greedy = 64;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--ops")) ops = true;
+        else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) g_filter = argv[++i];
+        else if (!std::strcmp(argv[i], "--bench") && i + 1 < argc) bench = argv[++i];
+        else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--greedy") && i + 1 < argc) n_greedy = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--models")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-') models.push_back(argv[++i]);
+        } else {
+            std::fprintf(stderr, "usage: %s [--ops] [--models FILE.gguf...] [--bench FILE.gguf] [--filter TEXT] [--prompt N] [--greedy N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (!ops && models.empty() && bench.empty()) ops = true;
+
+    const gpu_probe probe = cuda_probe();
+    std::printf("cuda library: %s\n", probe.library.empty() ? "(none)" : probe.library.c_str());
+    for (const gpu_device_info& d : probe.devices) {
+        std::printf("cuda device %d: %s, %.1f GiB (%.1f free), compute capability %d.%d, %s\n", d.index, d.name.c_str(),
+                    double(d.total_bytes) / (1 << 30), double(d.free_bytes) / (1 << 30), d.cc_major, d.cc_minor,
+                    d.supported ? "kernels present" : "no kernels for it");
+    }
+    if (!probe.usable) {
+        std::printf("no device: %s\n", probe.reason.c_str());
+        return 77;
+    }
+    std::printf("driver %d, runtime %d\n", probe.driver_version, probe.runtime_version);
+
+    if (ops) {
+        backend_params bp;
+        pair_of_sides p;
+        try {
+            p.cpu.be = backend_create_cpu(bp);
+            p.cuda.be = backend_create_cuda(bp);
+        } catch (const error& e) {
+            std::printf("FAIL creating the backends: %s: %s\n", error_code_name(e.code()), e.what());
+            return 1;
+        }
+        std::printf("cpu: %s; cuda: %s\n", p.cpu.be->name().c_str(), p.cuda.be->name().c_str());
+        std::mt19937 rng(1234);
+        test_get_rows(p, rng);
+        test_elementwise(p, rng);
+        test_rope(p, rng);
+        test_matmul(p, rng);
+        test_attention(p, rng);
+        test_ffn(p, rng);
+        test_moe(p, rng);
+    }
+    for (const std::string& m : models) test_model(m, n_prompt, n_greedy);
+    if (!bench.empty()) bench_model(bench, 512, 128);
+    std::printf("%d checks, %d failed\n", g_checks, g_failures);
+    return g_failures ? 1 : 0;
+}

@@ -1,0 +1,125 @@
+// The CUDA backend where there is no GPU (this machine and CI): the addon and the core load and
+// run without the NVIDIA driver and without libmoerun_cuda.so; gpu 'auto' falls back to the CPU
+// saying why; gpu 'cuda' is ERR_NO_GPU naming what is missing; `moerun info` reports it. With
+// nvcc, the real library is built on its own (native/cuda/CMakeLists.txt: sm_90a, the CUDA
+// runtime static; about a minute) and loaded: it must see "no driver" cleanly. The kernels need a
+// GPU: bench/peer/gpu-check.sh runs them there (and its test driver, which reports "no device"
+// and exits 77 here, links the whole core, too slow a build for CI).
+//
+// Each scenario runs in its own Node process: the library is looked for once per process
+// (MOERUN_CUDA_LIBRARY chooses it).
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, MoerunError } from 'moerun';
+import { hasTool, run } from './helpers/run.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const stories = path.join(root, 'models', 'stories260K.gguf');
+const buildDir = path.join(root, 'build-cuda-lib');
+const library = path.join(buildDir, 'libmoerun_cuda.so');
+
+/** Runs `body` (an ES module's statements, with loadModel, gpuInfo and the model path in scope) in a child Node; returns its JSON. */
+async function inChild(body: string, env: NodeJS.ProcessEnv): Promise<any> {
+  const script = `import { loadModel, gpuInfo } from 'moerun'; const stories = ${JSON.stringify(stories)};
+    const out = {}; ${body}; process.stdout.write(JSON.stringify(out));`;
+  const r = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`child failed (${r.status}):\n${r.output}`);
+  return JSON.parse(r.stdout);
+}
+
+// What every no-GPU scenario checks: info, 'auto' on the CPU with the reason, 'cuda' refused, false.
+const scenario = `
+  out.info = gpuInfo();
+  const auto = await loadModel(stories);
+  out.autoInfo = { backend: auto.info.backend, backendName: auto.info.backendName, gpuNote: auto.info.gpuNote };
+  let text = '';
+  for await (const c of auto.createSession().generate('Once upon a time', { maxTokens: 8, temperature: 0 })) text += c.text;
+  out.text = text;
+  await auto.dispose();
+  try { await loadModel(stories, { gpu: 'cuda' }); out.cuda = 'loaded'; } catch (e) { out.cuda = { code: e.code, message: e.message, name: e.name }; }
+  const cpu = await loadModel(stories, { gpu: false });
+  out.offInfo = { backend: cpu.info.backend, gpuNote: cpu.info.gpuNote ?? null };
+  await cpu.dispose();
+`;
+
+describe('gpu options (validated in TypeScript)', () => {
+  it('rejects a misspelled gpu mode and a bad device index with exact messages', async () => {
+    await expect(loadModel(stories, { gpu: 'metal' as never })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: `Expected 'auto', 'cuda' or false for gpu but received "metal" (string)`,
+    });
+    await expect(loadModel(stories, { gpu: true as never })).rejects.toBeInstanceOf(MoerunError);
+    await expect(loadModel(stories, { gpuDevice: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(loadModel(stories, { gpu: 'cuda', gpuDevice: 1.5 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+});
+
+describe('without libmoerun_cuda.so', () => {
+  it("loads and runs on the CPU; gpu 'cuda' is ERR_NO_GPU naming the missing library", async () => {
+    const missing = path.join(root, 'build-cuda-lib', 'no-such-dir', 'libmoerun_cuda.so');
+    const out = await inChild(scenario, { MOERUN_CUDA_LIBRARY: missing });
+    expect(out.info.library).toBeNull();
+    expect(out.info.usable).toBe(false);
+    expect(out.info.devices).toEqual([]);
+    expect(out.info.reason).toContain(missing);
+    expect(out.autoInfo.backend).toBe('cpu');
+    expect(out.autoInfo.backendName).toMatch(/^cpu \(/);
+    expect(out.autoInfo.gpuNote).toContain('cannot be loaded');
+    expect(out.text.length).toBeGreaterThan(0);
+    expect(out.cuda.name).toBe('MoerunError');
+    expect(out.cuda.code).toBe('ERR_NO_GPU');
+    expect(out.cuda.message).toContain(missing);
+    expect(out.offInfo).toEqual({ backend: 'cpu', gpuNote: null });
+  }, 60_000);
+
+  it('moerun info says there is no CUDA library', async () => {
+    const r = await run(process.execPath, [path.join(root, 'dist', 'cli.js'), 'info'], {
+      cwd: root,
+      env: { ...process.env, MOERUN_CUDA_LIBRARY: '/nonexistent/libmoerun_cuda.so' },
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('cuda library: none');
+    expect(r.stdout).toMatch(/gpu: none \(the CUDA backend library cannot be loaded \(\/nonexistent\/libmoerun_cuda\.so: cannot open/);
+  }, 60_000);
+});
+
+// The real library, built here with nvcc for sm_90a. This machine has no NVIDIA driver; a machine
+// with one but no GPU answers "no device": both are ERR_NO_GPU.
+const hasNvcc = hasTool('nvcc', 'cuda.test');
+describe.skipIf(!hasNvcc)('with the real libmoerun_cuda.so and no GPU', () => {
+  beforeAll(async () => {
+    const env = { ...process.env, CI: process.env.CI ?? '' };
+    if (!existsSync(path.join(buildDir, 'CMakeCache.txt'))) {
+      const c = await run('cmake', ['-S', 'native/cuda', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release'], { cwd: root, env });
+      if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
+    }
+    const b = await run('cmake', ['--build', buildDir, '-j2'], { cwd: root, env });
+    if (b.status !== 0) throw new Error(`building libmoerun_cuda.so failed:\n${b.output.slice(-4000)}`);
+  }, 900_000);
+
+  it('links the CUDA runtime statically and the addon not at all', async () => {
+    const lib = await run('objdump', ['-p', library]);
+    const needed = lib.stdout.split('\n').filter((l) => l.includes('NEEDED')).join('\n');
+    console.log(`libmoerun_cuda.so needs:\n${needed}`);
+    expect(needed).not.toMatch(/libcudart|libcublas|libstdc\+\+/);
+    const dyn = await run('objdump', ['-T', library]);
+    expect(dyn.stdout).toContain('moerun_cuda_api');
+    const addon = await run('objdump', ['-p', path.join(root, 'build', 'Release', 'moerun.node')]);
+    expect(addon.stdout).not.toMatch(/NEEDED\s+\S*cud/);
+  }, 60_000);
+
+  it("loads it, finds no driver, runs on the CPU under 'auto' and refuses 'cuda' with the reason", async () => {
+    const out = await inChild(scenario, { MOERUN_CUDA_LIBRARY: library });
+    console.log(`cuda.test: gpuInfo() with the library here: ${JSON.stringify(out.info)}`);
+    expect(out.info.library).toBe(library);
+    expect(out.info.usable).toBe(false);
+    expect(out.info.reason).toMatch(/no usable NVIDIA driver|no CUDA device/);
+    expect(out.autoInfo.backend).toBe('cpu');
+    expect(out.autoInfo.gpuNote).toMatch(/driver|device/);
+    expect(out.text.length).toBeGreaterThan(0);
+    expect(out.cuda.code).toBe('ERR_NO_GPU');
+    expect(out.cuda.message).toMatch(/driver|device/);
+  }, 60_000);
+});
