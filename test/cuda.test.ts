@@ -2,9 +2,11 @@
 // run without the NVIDIA driver and without libmoerun_cuda.so; gpu 'auto' falls back to the CPU
 // saying why; gpu 'cuda' is ERR_NO_GPU naming what is missing; `moerun info` reports it. With
 // nvcc, the real library is built on its own (native/cuda/CMakeLists.txt: sm_90a, the CUDA
-// runtime static; about a minute) and loaded: it must see "no driver" cleanly. The kernels need a
-// GPU: bench/peer/gpu-check.sh runs them there (and its test driver, which reports "no device"
-// and exits 77 here, links the whole core, too slow a build for CI).
+// runtime static; about a minute) and loaded: it must see "no driver" cleanly; and the matmul
+// kernels' arithmetic (native/cuda/dot.cuh, compiled for the host by test_cuda_dots) must match the
+// CPU's reference dots for every weight type. The kernels themselves need a GPU:
+// bench/peer/gpu-check.sh runs them there (its test driver, which reports "no device" and exits 77
+// here, links the whole core, too slow a build for CI).
 //
 // Each scenario runs in its own Node process: the library is looked for once per process
 // (MOERUN_CUDA_LIBRARY chooses it).
@@ -19,6 +21,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const stories = path.join(root, 'models', 'stories260K.gguf');
 const buildDir = path.join(root, 'build-cuda-lib');
 const library = path.join(buildDir, 'libmoerun_cuda.so');
+const dotsDriver = path.join(buildDir, 'test_cuda_dots');
 
 /** Runs `body` (an ES module's statements, with loadModel, gpuInfo and the model path in scope) in a child Node; returns its JSON. */
 async function inChild(body: string, env: NodeJS.ProcessEnv): Promise<any> {
@@ -98,6 +101,15 @@ describe.skipIf(!hasNvcc)('with the real libmoerun_cuda.so and no GPU', () => {
     const b = await run('cmake', ['--build', buildDir, '-j2'], { cwd: root, env });
     if (b.status !== 0) throw new Error(`building libmoerun_cuda.so failed:\n${b.output.slice(-4000)}`);
   }, 900_000);
+
+  it("computes every weight type's dot products as the CPU reference does (dot.cuh on the host)", async () => {
+    const r = await run(dotsDriver, [], { cwd: root });
+    const failed = r.output.split('\n').filter((l) => l.startsWith('FAIL'));
+    if (r.status !== 0) console.log(`test_cuda_dots failed:\n${failed.join('\n') || r.output.slice(-4000)}`);
+    else console.log(`test_cuda_dots: ${r.output.trim().split('\n').length - 1} checks, ${r.output.trim().split('\n').at(-1)}`);
+    expect(r.status).toBe(0);
+    expect(r.output).toContain('ok   IQ4_XS  unit_dot sums vs reference vec_dot (NMSE)'); // it ran to the last type
+  }, 60_000);
 
   it('links the CUDA runtime statically and the addon not at all', async () => {
     const lib = await run('objdump', ['-p', library]);
