@@ -45,6 +45,11 @@ struct cpu_kernels : type_traits {
     int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
     gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
     int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
+    // Integer-dot types with an int8 GEMM: an nw x nx tile of outputs for nw <= int8_tile_rows
+    // weight rows and any nx >= 1 activation rows (same arguments as gemm_tile), bit for bit
+    // vec_dot. The weight rows are unpacked once for all the activation rows.
+    gemm_tile_fn int8_tile = nullptr;
+    int int8_tile_rows = 0;
     // As a vec_dot_type: activation rows may carry act_extra_per_block bytes per block after the
     // blocks, which from_float_act writes and this path's kernels read (Q8_0 on the SIMD paths:
     // each block's scale as a float, read instead of a half converted per block and row; four at

@@ -71,6 +71,13 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
         }
         return;
     }
+    if (wt.int8_tile) {  // integer types: each tile of rows unpacked once for every activation row
+        for (int64_t r = r0; r < r1; r += wt.int8_tile_rows) {
+            wt.int8_tile(k, wb + size_t(r) * w_row, w_row, std::min<int64_t>(wt.int8_tile_rows, r1 - r), xb + size_t(i0) * xq_row, xq_row,
+                         i1 - i0, y + i0 * n + r, n);
+        }
+        return;
+    }
     if (wt.vec_dot_n && i1 - i0 >= 2) {
         for (int64_t i = i0; i < i1; i += k_act_group) {
             const int64_t ny = std::min(k_act_group, i1 - i);

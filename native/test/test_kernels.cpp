@@ -17,6 +17,8 @@
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
 //   gemm_tile  quantized weights' tiles (i8mm): every output equals the path's vec_dot bit for bit
+//   int8_tile  each path's int8 GEMM tiles (cpu/kernels.h) equal its vec_dot bit for bit, and the
+//              reference within the vec_dot bound
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
 //              emulation of llama.cpp's summation order for that path bit for bit (cpu/kernels.h),
 //              and the reference within the vec_dot bound
@@ -399,6 +401,58 @@ void check_quant_tile(cpu_path path, const type_case& c, size_t n) {
                                                 r.name, p.gemm_tile_x, mismatches, total));
 }
 
+// int8_tile: nw weight rows against nx activation rows in one call, for tile shapes that take
+// every branch (full and partial tiles; the few-row and packed activation paths). Each output must
+// equal the same path's vec_dot bit for bit (so matmul's results stay independent of the batch
+// size and the row split), outputs outside the tile stay untouched, and the NMSE against the
+// reference is reported within the vec_dot bound.
+void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
+    const type_traits& r = type_traits_reference(c.type);
+    const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
+    if (!p.int8_tile) return;
+    const char* pn = cpu_path_name(path);
+    const int max_rows = p.int8_tile_rows, max_nx = 19;
+    const size_t wrow = row_size(c.type, int64_t(n)), arow = act_row_bytes(path, r.vec_dot_type, n);
+    std::vector<uint8_t> w(wrow * size_t(max_rows)), act(arow * max_nx);
+    for (int i = 0; i < max_rows; ++i) {
+        const std::vector<uint8_t> q = weight_row(c.type, n, 7000 + uint32_t(i));
+        std::copy(q.begin(), q.end(), w.begin() + std::ptrdiff_t(size_t(i) * wrow));
+    }
+    for (int j = 0; j < max_nx; ++j) {
+        const std::vector<uint8_t> a = act_quantize(path, r.vec_dot_type, gaussian(n, 8000 + uint32_t(j)));
+        std::copy(a.begin(), a.end(), act.begin() + std::ptrdiff_t(size_t(j) * arow));
+    }
+    std::vector<float> want, got;
+    size_t mismatches = 0, outputs = 0;
+    for (int nw : {1, 3, max_rows - 1, max_rows}) {
+        for (int nx : {1, 2, 3, 4, 5, 8, 9, 16, max_nx}) {
+            const int64_t stride = max_rows + 2;  // y[i * stride + row]; the rest must stay -1
+            std::vector<float> y(size_t(nx * stride), -1.0f);
+            p.int8_tile(int64_t(n), w.data(), wrow, nw, act.data(), arow, nx, y.data(), stride);
+            for (int i = 0; i < nx; ++i) {
+                for (int64_t row = 0; row < stride; ++row) {
+                    const float g = y[size_t(i * stride + row)];
+                    if (row >= nw) {
+                        mismatches += g != -1.0f;
+                        continue;
+                    }
+                    float v = 0, ref = 0;
+                    p.vec_dot(int64_t(n), &v, w.data() + size_t(row) * wrow, act.data() + size_t(i) * arow);
+                    r.vec_dot(int64_t(n), &ref, w.data() + size_t(row) * wrow, act.data() + size_t(i) * arow);
+                    mismatches += std::memcmp(&g, &v, 4) != 0;
+                    want.push_back(ref);
+                    got.push_back(g);
+                    ++outputs;
+                }
+            }
+        }
+    }
+    const double e = nmse(want.data(), got.data(), want.size());
+    report(e <= c.dot_max && mismatches == 0, "int8_tile",
+           format("%-6s %-6s nmse %.3e (bound %.0e), %zu of %zu differ from vec_dot or wrote outside the tile", pn, r.name, e,
+                  c.dot_max, mismatches, outputs));
+}
+
 void check_path(cpu_path path, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
@@ -438,6 +492,7 @@ void check_path(cpu_path path, const type_case& c) {
            format("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
     check_dot_n(path, c, n, rows);
     check_quant_tile(path, c, n);
+    check_int8_tile(path, c, n);
 }
 
 // ---- llama.cpp's summation orders, emulated in scalar code ----

@@ -39,11 +39,18 @@ void vec_dot_q4_k_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// Q8_0 with four blocks per float step (vpdpbusd, vphaddd): vec_dot_n bit for bit this vec_dot, not AVX2's
-void vec_dot_q8_0_x4(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_q4_0_x4(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
+// int8_gemm.cpp: Q8_0 and Q4_0 against Q8_0 activations (AVX512_VNNI), in the reference's float
+// order: vec_dot, vec_dot_n and int8_tile (cpu/kernels.h, up to 16 weight rows) equal
+// ref::vec_dot_q8_0 / ref::vec_dot_q4_0 bit for bit. Their activation rows come from
+// from_float_q8_0_act: the blocks, each block's scale as a float, then -128 * the sum of its quants.
+void from_float_q8_0_act(const float* src, void* dst, int64_t n);
+void vec_dot_q8_0_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_0_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_q8_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q4_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void int8_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 
 // iq_grid.cpp: lattice formats against Q8_K, two sub-blocks per register (AVX512_VNNI and BMI2);
 // bit for bit the reference, like the AVX2 kernels they replace

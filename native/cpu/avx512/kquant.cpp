@@ -9,7 +9,6 @@
 // per-row accumulators in memory. Measured on Zen 4 (bench_matmul, 1 thread, m 64): Q4_K 95 -> 131,
 // Q8_0 62 -> 81, Q5_K 110 -> 115 GFLOP/s. (The AVX2 kernels, with 16 registers, gained nothing.)
 #include "../../quant/blocks.h"
-#include "../avx2/kernels.h"  // avx2::q8_0_act_scales
 #include "kernels.h"
 #include "simd.h"
 
@@ -232,95 +231,6 @@ void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t ss, const void* x, const v
     avx2::dot_n_rows<4, 8>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
         dot_q45_k_rows_vnni<decltype(rows)::value>(n / 256, static_cast<const block_q4_K*>(x), yj, ys, out, q4_k_chunk);
     });
-}
-
-// ---- Q8_0 and Q4_0, four blocks per float step (AVX512_VNNI at 256 bits) ----
-//
-// Per row and four blocks: four vpdpbusd dots, reduced to {block 0..3 of the low half, block 0..3
-// of the high half} by three vphaddd, converted once and weighted by the four d_x * d_y (F16
-// converted four at a time) in one fma, where the per-block kernels pay a scalar conversion,
-// multiply, broadcast, convert and fma per block. The weight block is expanded once to signed
-// bytes (Q8_0: as stored; Q4_0: nibbles - 8) and multiplied as |x| * sign(y, x). A different float
-// order from the AVX2 kernels, so the AVX-512 table takes vec_dot and vec_dot_n from here, which
-// agree bit for bit.
-namespace {
-
-template <typename B>
-inline __m128 f16x4(const B* b) {
-    return _mm_cvtph_ps(_mm_setr_epi16(short(b[0].d), short(b[1].d), short(b[2].d), short(b[3].d), 0, 0, 0, 0));
-}
-
-inline __m256i expand_i8(const block_q8_0& b) { return load256(b.qs); }
-inline __m256i expand_i8(const block_q4_0& b) { return _mm256_sub_epi8(avx2::unpack_nibbles(b.qs), _mm256_set1_epi8(8)); }
-
-template <typename B, int R>
-inline void dot_q80_rows_x4(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out) {
-    __m256 acc[R];
-    const block_q8_0* yr[R];
-    const float* ydr[R];  // each row's block scales
-    MOERUN_UNROLL
-    for (int r = 0; r < R; ++r) {
-        acc[r] = _mm256_setzero_ps();
-        yr[r] = reinterpret_cast<const block_q8_0*>(y + size_t(r) * y_stride);
-        ydr[r] = avx2::q8_0_act_scales(yr[r], nb);
-    }
-    int64_t i = 0;
-    for (; i + 4 <= nb; i += 4) {
-        __m256i qx[4], ux[4];
-        MOERUN_UNROLL
-        for (int b = 0; b < 4; ++b) {
-            qx[b] = expand_i8(x[i + b]);
-            ux[b] = _mm256_sign_epi8(qx[b], qx[b]);
-        }
-        const __m128 dx = f16x4(x + i);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) {
-            __m256i p[4];
-            MOERUN_UNROLL
-            for (int b = 0; b < 4; ++b) {
-                p[b] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux[b], _mm256_sign_epi8(load256(yr[r][i + b].qs), qx[b]));
-            }
-            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-            const __m128 d4 = _mm_mul_ps(dx, _mm_loadu_ps(ydr[r] + i));
-            acc[r] = _mm256_fmadd_ps(_mm256_set_m128(d4, d4), _mm256_cvtepi32_ps(h), acc[r]);
-        }
-    }
-    for (; i < nb; ++i) {
-        const __m256i qx = expand_i8(x[i]);
-        const __m256i ux = _mm256_sign_epi8(qx, qx);
-        const float dx = f16(x[i].d);
-        MOERUN_UNROLL
-        for (int r = 0; r < R; ++r) {
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, _mm256_sign_epi8(load256(yr[r][i].qs), qx));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dx * ydr[r][i]), _mm256_cvtepi32_ps(p), acc[r]);
-        }
-    }
-    MOERUN_UNROLL
-    for (int r = 0; r < R; ++r) out[r] = avx2::hsum(acc[r]);
-}
-
-}  // namespace
-
-void vec_dot_q8_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
-    dot_q80_rows_x4<block_q8_0, 1>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
-}
-namespace {
-// 8 rows first: the expanded weight blocks serve twice as many rows.
-template <typename B>
-void dot_n_q80_x4(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    avx2::dot_n_rows<4, 8>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
-        dot_q80_rows_x4<B, decltype(rows)::value>(n / 32, static_cast<const B*>(x), yj, ys, out);
-    });
-}
-}  // namespace
-void vec_dot_n_q8_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    dot_n_q80_x4<block_q8_0>(n, s, ss, vx, vy, ys, ny);
-}
-void vec_dot_q4_0_x4(int64_t n, float* s, const void* vx, const void* vy) {
-    dot_q80_rows_x4<block_q4_0, 1>(n / 32, static_cast<const block_q4_0*>(vx), static_cast<const uint8_t*>(vy), 0, s);
-}
-void vec_dot_n_q4_0_x4(int64_t n, float* s, int64_t ss, const void* vx, const void* vy, size_t ys, int64_t ny) {
-    dot_n_q80_x4<block_q4_0>(n, s, ss, vx, vy, ys, ny);
 }
 
 // ---- Q4_K / Q5_K for several activation rows at 512 bits (AVX512_VNNI) ----

@@ -2,10 +2,14 @@
 // after cpuid says so. Runs after cpu_register_avx2: rows not set here keep the AVX2 kernels.
 //
 // Only kernels measured faster than their AVX2 versions are installed: F32, BF16 (vdpbf16ps),
-// Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids.
-// Q4_K and Q5_K were faster at 256 bits on both and keep the AVX2 kernels.
-// VNNI (vpdpbusd) versions of the 32-element formats, and 512-bit Q3_K/IQ4_XS dots, were
-// written and passed test_kernels but ran 5-40% slower than AVX2 here (see git history, 5908cb7).
+// Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids;
+// Q4_K/Q5_K with VNNI. 512-bit Q3_K/IQ4_XS dots were written and passed test_kernels but ran
+// 5-40% slower than AVX2 (see git history, 5908cb7).
+// Q8_0 and Q4_0 (VNNI): the int8 GEMM of int8_gemm.cpp for every batch size. Zen 5, bench_matmul
+// --threads 2 --n 2048, GFLOP/s, interleaved in one run (load average 4-5):
+//   m = 64: Q8_0 435 (the four-blocks-per-step AVX-512 kernel it replaces: 91; AVX2: 54),
+//           Q4_0 446-938 (67-92; AVX2 58)
+//   m = 1 (--threads 1): Q8_0 78 (80), Q4_0 66 (57), both within this machine's noise.
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
@@ -46,11 +50,17 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k_512;
         at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_512;
     }
-    if (f.avx512vnni) {  // Q8_0 four blocks per float step: vec_dot and vec_dot_n agree bit for bit
-        at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_x4;
-        at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_x4;
-        at(T::Q4_0).vec_dot = avx512::vec_dot_q4_0_x4;  // the same kernel, nibbles - 8 expanded
-        at(T::Q4_0).vec_dot_n = avx512::vec_dot_n_q4_0_x4;
+    if (f.avx512vnni) {  // Q8_0 and Q4_0 as an int8 GEMM, bit for bit the reference (int8_gemm.cpp)
+        at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act;
+        at(T::Q8_0).act_extra_per_block = sizeof(float) + sizeof(int32_t);
+        at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_int8;
+        at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_int8;
+        at(T::Q8_0).int8_tile = avx512::int8_tile_q8_0;
+        at(T::Q8_0).int8_tile_rows = 16;
+        at(T::Q4_0).vec_dot = avx512::vec_dot_q4_0_int8;
+        at(T::Q4_0).vec_dot_n = avx512::vec_dot_n_q4_0_int8;
+        at(T::Q4_0).int8_tile = avx512::int8_tile_q4_0;
+        at(T::Q4_0).int8_tile_rows = 16;
     }
     if (f.avx512vnni) {  // the lattice formats, two sub-blocks per register (iq_grid.cpp)
         at(T::IQ2_XXS).vec_dot = avx512::vec_dot_iq2_xxs_vnni;
