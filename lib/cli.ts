@@ -3,7 +3,8 @@
  * The `moerun` command line.
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
  *   moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
- *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
+ *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix F] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
+ *   moerun imatrix --model X --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N] [--kv-type T]
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
  *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
@@ -11,6 +12,7 @@
  * The entry point (package.json `bin`); commands that outgrow it live in lib/cli/ (bench-command.ts,
  * with the report's table and SVG in render.ts). Nothing in the library imports lib/cli*.
  */
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { benchCommand, benchUsage } from './cli/bench-command.js';
@@ -20,6 +22,7 @@ import { readGgufInfo, type GgufValue } from './gguf/reader.js';
 import { loadModel } from './model.js';
 import type { ExpertPlacement } from './placement.js';
 import type { ChatMessage } from './chat.js';
+import { computeImatrix, writeImatrix } from './imatrix.js';
 import { describeQuantizeType, parseTensorTypeArg, quantize, quantizeTypes, type QuantizeTensorType, type QuantizeType } from './quantize.js';
 import { bundledModelPath, cpuInfo, gpuInfo } from './system.js';
 import { nativeBinaryPath } from './native.js';
@@ -33,13 +36,20 @@ const usage = `Usage:
       also a GGUF file's architecture, metadata and tensors. With --vram (e.g. 24GiB), instead
       where the model's parts would go on a GPU with that much memory for it: KV cache,
       activations and non-expert weights first, then as many routed experts as the rest holds.
-  moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--tensor-type PATTERN=TYPE]...
+  moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix FILE] [--tensor-type PATTERN=TYPE]...
                  [--output-tensor-type TYPE] [--token-embedding-type TYPE] [--pure]
       Re-encodes the weights as TYPE, as \`llama-quantize IN OUT TYPE\` does: llama.cpp's per-tensor
       recipe for that file type (Q3_K, Q4_K, Q5_K: every quantizable tensor that block type).
-      --tensor-type gives the tensors whose name matches the regular expression PATTERN a type of
-      their own (first match wins); --pure drops the recipe. Routers, norms and 1-D tensors are copied.
+      --imatrix takes an importance matrix (moerun imatrix's or llama-imatrix's, GGUF or .dat),
+      which the 1- and 2-bit mixes need; --tensor-type gives the tensors whose name matches the
+      regular expression PATTERN a type of their own (first match wins); --pure drops the recipe.
+      Routers, norms and 1-D tensors are copied.
       TYPE: ${quantizeTypes.join(', ')}
+  moerun imatrix --model X.gguf --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N]
+                 [--kv-type f16]
+      Computes an importance matrix of the model on the text, as \`llama-imatrix -m X -f FILE\`
+      does: chunks of --ctx tokens (default 512; the text must hold two), at most --chunks of them.
+      Writes llama.cpp's imatrix GGUF format (default imatrix.gguf).
   moerun chat [--model PATH] [--system TEXT] [--threads N]
       Interactive chat with the model's chat template, streaming answers. Ctrl-C stops an
       answer; Ctrl-C at an empty prompt (or Ctrl-D) exits.
@@ -56,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
       return info(rest);
     case 'quantize':
       return quantizeCommand(rest);
+    case 'imatrix':
+      return imatrixCommand(rest);
     case 'bench':
       return benchCommand(rest);
     case 'chat':
@@ -242,6 +254,7 @@ async function quantizeCommand(args: string[]): Promise<number> {
       'output-tensor-type': { type: 'string' },
       'token-embedding-type': { type: 'string' },
       pure: { type: 'boolean' },
+      imatrix: { type: 'string' },
     },
   });
   if (positionals.length !== 3) {
@@ -276,6 +289,7 @@ async function quantizeCommand(args: string[]): Promise<number> {
       ...(values['output-tensor-type'] ? { outputTensorType: values['output-tensor-type'] as QuantizeTensorType } : {}),
       ...(values['token-embedding-type'] ? { tokenEmbeddingType: values['token-embedding-type'] as QuantizeTensorType } : {}),
       ...(values.pure ? { pure: true } : {}),
+      ...(values.imatrix ? { imatrix: values.imatrix } : {}),
       onProgress: draw,
       signal: controller.signal,
     });
@@ -294,6 +308,66 @@ async function quantizeCommand(args: string[]): Promise<number> {
     if (tty) process.stderr.write('\n');
     if (err instanceof MoerunError && err.code === 'ERR_ABORTED') {
       process.stderr.write('moerun quantize: interrupted; no output file was written\n');
+      return 130;
+    }
+    throw err;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+async function imatrixCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string', short: 'm' },
+      text: { type: 'string', short: 'f' },
+      output: { type: 'string', short: 'o' },
+      ctx: { type: 'string', short: 'c' },
+      chunks: { type: 'string' },
+      threads: { type: 'string', short: 't' },
+      'kv-type': { type: 'string' },
+    },
+  });
+  if (positionals.length > 0 || !values.model || !values.text) {
+    process.stderr.write(`moerun imatrix: expected --model X.gguf --text FILE\n\n${usage}`);
+    return 2;
+  }
+  const outPath = values.output ?? 'imatrix.gguf';
+  const contextSize = parseNumber('ctx', values.ctx);
+  const chunks = parseNumber('chunks', values.chunks);
+  const threads = parseNumber('threads', values.threads);
+  let text: string;
+  try {
+    text = await readFile(values.text, 'utf8');
+  } catch (err) {
+    throw new MoerunError('ERR_IO', `moerun imatrix: cannot read ${values.text}: ${(err as Error).message}`, { cause: err });
+  }
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.once(s, onSignal);
+  const started = Date.now();
+  try {
+    const matrix = await computeImatrix(values.model, text, {
+      ...(contextSize === undefined ? {} : { contextSize }),
+      ...(chunks === undefined ? {} : { chunks }),
+      ...(threads === undefined ? {} : { threads }),
+      ...(values['kv-type'] ? { kvCacheType: values['kv-type'] as 'f16' } : {}),
+      dataset: values.text,
+      signal: controller.signal,
+      onProgress: (done, total) => {
+        if (process.stderr.isTTY) process.stderr.write(`\rchunk ${done}/${total}`);
+      },
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    await writeImatrix(outPath, matrix);
+    process.stdout.write(`${outPath}: ${matrix.entries.size} tensors, ${matrix.chunkCount} chunks of ${matrix.chunkSize} tokens, in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof MoerunError && err.code === 'ERR_ABORTED') {
+      process.stderr.write('\nmoerun imatrix: interrupted; nothing was written\n');
       return 130;
     }
     throw err;

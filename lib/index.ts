@@ -41,6 +41,15 @@ export {
   type ToolCallSyntax,
 } from './chat.js';
 export { cpuInfo, gpuInfo, bundledModelPath, type CpuInfo, type GpuInfo, type GpuDevice } from './system.js';
+export {
+  computeImatrix,
+  readImatrix,
+  writeImatrix,
+  importanceOf,
+  type Imatrix,
+  type ImatrixEntry,
+  type ComputeImatrixOptions,
+} from './imatrix.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';
 export { bench, type BenchOptions, type BenchReport, type BenchFileResult, type BenchConditions, type EngineResult, type QualityResult, type Spread } from './bench/index.js';
 export { serve, type ServeOptions, type MoerunServer, type ServerMetrics, type FinishKind, type ApiErrorBody, type ApiErrorType } from './server/index.js';

@@ -74,7 +74,18 @@ export interface NativeSession {
   nPast(): number;
   kvBytes(): number;
   workCounters(): NativeWorkCounters;
+  /** Later evaluations accumulate an importance matrix (native/runtime/imatrix.h). */
+  imatrixStart(): void;
+  /** What they accumulated, by tensor name in name order; stops collecting. */
+  imatrixTake(): NativeImatrixEntry[];
   dispose(): void;
+}
+
+/** One weight's importance-matrix sums (matrices × columns) and row counts (one per matrix, or one). */
+export interface NativeImatrixEntry {
+  name: string;
+  sums: Float32Array;
+  counts: Float64Array;
 }
 
 /** What a session's native compute loop has done (a layer step is one layer of one batch). */
@@ -104,13 +115,19 @@ export interface NativeBinding {
     options: { threads: number; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
-  createSession(model: NativeModel, contextSize: number, kvType: string): NativeSession;
+  /** batchSize: tokens per forward chunk (default 256). */
+  createSession(model: NativeModel, contextSize: number, kvType: string, batchSize?: number): NativeSession;
   cpuInfo(): NativeCpuInfo;
   gpuInfo(): GpuInfo;
   /** CPU time of the calling thread in milliseconds (NaN where the platform has no such clock). */
   threadCpuMs(): number;
   /** Encodes rows of `rowLength` floats as `type` (GGML type name), threaded, off the JS thread. */
   quantize(type: string, src: Float32Array, rowLength: number, threads: number): Promise<Uint8Array>;
+  /**
+   * The same with the tensor's importance matrix (`rowLength` values per matrix, each matrix
+   * `rowsPerMatrix` rows; `src` holds rows `firstRow`..), as llama.cpp's quantizers take it.
+   */
+  quantize(type: string, src: Float32Array, rowLength: number, threads: number, importance: Float32Array, rowsPerMatrix: number, firstRow: number): Promise<Uint8Array>;
   /** Decodes `rows` rows of `rowLength` elements of `type` into floats. */
   dequantize(type: string, src: Uint8Array, rows: number, rowLength: number, threads: number): Promise<Float32Array>;
 }

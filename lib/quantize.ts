@@ -25,6 +25,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 
 import { callNative, MoerunError } from './errors.js';
 import { GgmlType, ggmlTensorByteSize, ggmlTypeInfo, type GgmlTypeName } from './gguf/constants.js';
+import { importanceOf, readImatrix, type Imatrix } from './imatrix.js';
 import { readGgufInfo, type GgufInfo, type GgufTensorInfo, type GgufValue as ReadValue } from './gguf/reader.js';
 import { writeGguf, type GgufTensorInput, type GgufValue as WriteValue } from './gguf/writer.js';
 import { native } from './native.js';
@@ -61,6 +62,7 @@ import {
 export const quantizeBlockTypes = [
   'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1',
   'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS', 'IQ2_S', 'IQ3_S',
+  'IQ2_XXS', 'IQ2_XS', 'IQ3_XXS', 'IQ1_S', 'IQ1_M',
 ] as const;
 
 /**
@@ -116,11 +118,22 @@ export interface QuantizeOptions {
   tokenEmbeddingType?: QuantizeTensorType;
   /** Every quantizable tensor gets the file type's own type, no recipe (llama-quantize's `--pure`). */
   pure?: boolean;
+  /**
+   * An importance matrix (llama-quantize's `--imatrix`): a file path (llama.cpp's GGUF or legacy
+   * `.dat` format) or one from {@link readImatrix} / {@link computeImatrix}. As in llama.cpp, each
+   * tensor's vector (per expert for expert tensors) goes to its quantizer where that type's
+   * quantizer takes one (every K, IQ and 4/5-bit legacy type; not F16, BF16, Q8_0, TQ1_0, TQ2_0,
+   * MXFP4), the recipes take the matrix into account, and the mixes llama.cpp writes only with one
+   * (Q2_K_S, IQ1_S/M, IQ2_XXS/XS/S/M, IQ3_XXS/XS) become writable. A tensor such a mix needs it for
+   * must have an entry of the tensor's size (`ERR_INVALID_ARGUMENT` otherwise, before anything is
+   * written), and so must every tensor that has an entry at all.
+   */
+  imatrix?: string | Imatrix;
 }
 
 /** The names of {@link QuantizeOptions}, each checked against the interface. */
 const quantizeOptionKeys = [
-  'threads', 'onProgress', 'signal', 'tensorTypes', 'outputTensorType', 'tokenEmbeddingType', 'pure',
+  'threads', 'onProgress', 'signal', 'tensorTypes', 'outputTensorType', 'tokenEmbeddingType', 'pure', 'imatrix',
 ] as const satisfies readonly (keyof QuantizeOptions)[];
 
 /** What happened to one tensor. */
@@ -159,9 +172,9 @@ export interface QuantizeResult {
  * key for key, with `general.file_type` and `general.quantization_version` set as llama-quantize
  * sets them. Quantized sources are dequantized first (requantizing loses accuracy twice).
  *
- * A mix that needs a tensor type moerun cannot write yet (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ3_XXS), or
- * that llama.cpp only writes with an importance matrix (the IQ1/IQ2 mixes, IQ3_XXS, IQ3_XS, Q2_K_S), is refused with
- * `ERR_UNSUPPORTED` naming what is missing, before anything is written.
+ * A mix that needs a tensor type moerun cannot write yet, or that llama.cpp only writes with an
+ * importance matrix (the IQ1/IQ2 mixes, IQ3_XXS, IQ3_XS, Q2_K_S) when none is given, is refused
+ * with `ERR_UNSUPPORTED` naming what is missing, before anything is written.
  *
  * The work runs on native threads, a slab of rows at a time, so the JS thread stays responsive.
  *
@@ -183,17 +196,27 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
   const checkAbort = (): void => {
     if (signal?.aborted) throw new MoerunError('ERR_ABORTED', `quantize: aborted while writing ${outPath}; no file was written`);
   };
+  const imatrix = await imatrixOption(opts.imatrix);
   checkAbort();
 
   const info = await readGgufInfo(inPath);
   const file = await open(inPath, 'r');
   try {
     const metadata = await typedMetadata(file, info, inPath);
-    const plan = planTensors(info, target, { ...choices, hasImatrix: false });
-    checkWritable(plan, target);
+    const plan = planTensors(info, target, { ...choices, hasImatrix: imatrix !== undefined });
+    checkWritable(plan, target, imatrix !== undefined);
+    const importance = imatrix ? importanceByTensor(plan, imatrix.matrix) : new Map<string, Float32Array>();
     const fileType = LLAMA_FILE_TYPES[fileTypeOf(target)].id;
     setKey(metadata, 'general.quantization_version', { type: 'u32', value: GGML_QNT_VERSION });
     setKey(metadata, 'general.file_type', { type: 'u32', value: fileType });
+    if (imatrix) {
+      // llama-quantize records its matrix as these keys (values capped at 127 bytes, as it does)
+      setKey(metadata, 'quantize.imatrix.file', { type: 'string', value: truncateUtf8(imatrix.source, 127) });
+      const dataset = imatrix.matrix.datasets[0];
+      if (dataset !== undefined) setKey(metadata, 'quantize.imatrix.dataset', { type: 'string', value: truncateUtf8(dataset, 127) });
+      setKey(metadata, 'quantize.imatrix.entries_count', { type: 'u32', value: imatrix.matrix.entries.size });
+      if (imatrix.matrix.chunkCount > 0) setKey(metadata, 'quantize.imatrix.chunks_count', { type: 'u32', value: imatrix.matrix.chunkCount });
+    }
 
     const totalElements = plan.reduce((n, p) => n + elementCount(p.tensor.shape), 0) || 1;
     let doneElements = 0;
@@ -202,7 +225,7 @@ export async function quantize(inPath: string, outPath: string, type: QuantizeTy
       type: p.type as GgmlTypeName,
       shape: p.tensor.shape,
       data: () =>
-        convertTensor(file, p.tensor, p.type, threads, (rows) => {
+        convertTensor(file, p.tensor, p.type, threads, importance.get(p.tensor.name), (rows) => {
           checkAbort();
           doneElements += rows * (p.tensor.shape[0] ?? 1);
           onProgress?.(doneElements / totalElements, p.tensor.name);
@@ -416,9 +439,9 @@ export function planTensors(info: GgufInfo, target: QuantizeType, choices: Tenso
 
 /**
  * Refuses a plan moerun cannot carry out, naming what is missing: a type it has no quantizer for,
- * or a type llama.cpp only writes with an importance matrix (which moerun's quantize does not take yet).
+ * or, without an importance matrix, a type llama.cpp only writes with one.
  */
-function checkWritable(plan: PlannedTensor[], target: QuantizeType): void {
+function checkWritable(plan: PlannedTensor[], target: QuantizeType, hasImatrix: boolean): void {
   const missing = new Map<string, string>(); // type -> first tensor that needs it
   const imatrix = new Map<string, string>();
   for (const p of plan) {
@@ -429,20 +452,79 @@ function checkWritable(plan: PlannedTensor[], target: QuantizeType): void {
       throw new MoerunError('ERR_INVALID_ARGUMENT', `quantize: tensor '${p.tensor.name}' cannot be ${p.type}: its rows of ${ne0} are not whole ${p.type} blocks`);
     }
     if (!WRITABLE_TYPES.has(p.type) && !missing.has(p.type)) missing.set(p.type, p.tensor.name);
-    if (p.needsImatrix && !imatrix.has(p.type)) imatrix.set(p.type, p.tensor.name);
+    if (p.needsImatrix && !hasImatrix && !imatrix.has(p.type)) imatrix.set(p.type, p.tensor.name);
   }
   const list = (m: Map<string, string>): string => [...m].map(([t, n]) => `${t} (e.g. '${n}')`).join(', ');
   const problems: string[] = [];
   if (missing.size > 0) problems.push(`it needs the ${[...missing.keys()].join(', ')} quantizer${missing.size > 1 ? 's' : ''}, which moerun does not have yet: ${list(missing)}`);
-  if (imatrix.size > 0) problems.push(`llama.cpp writes ${list(imatrix)} only with an importance matrix, which moerun's quantize does not take yet`);
+  if (imatrix.size > 0) problems.push(`llama.cpp writes ${list(imatrix)} only with an importance matrix: pass one (imatrix option, --imatrix FILE; moerun imatrix computes one)`);
   if (problems.length > 0) throw new MoerunError('ERR_UNSUPPORTED', `quantize: cannot write ${target}: ${problems.join('; and ')}`);
 }
 
 /** Source types the quantizer can decode: what it writes, and the types moerun reads but does not write yet. */
 const READABLE_TYPES = new Set<string>([
   ...quantizeBlockTypes,
-  'IQ2_XXS', 'IQ2_XS', 'IQ3_XXS', 'IQ1_S', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4',
+  'TQ1_0', 'TQ2_0', 'MXFP4',
 ]);
+
+// ============================================================================================
+// The importance matrix: llama-quantize's --imatrix (tools/quantize/quantize.cpp load_imatrix) and
+// how llama_model_quantize hands each tensor its part
+// ============================================================================================
+
+/** The imatrix option, loaded and checked as llama-quantize checks its file. */
+async function imatrixOption(value: unknown): Promise<{ matrix: Imatrix; source: string } | undefined> {
+  if (value === undefined) return undefined;
+  let matrix: Imatrix;
+  let source: string;
+  if (typeof value === 'string') {
+    nonEmptyString('imatrix', value);
+    matrix = await readImatrix(value);
+    source = value;
+  } else if (typeof value === 'object' && value !== null && (value as Imatrix).entries instanceof Map) {
+    matrix = value as Imatrix;
+    source = matrix.datasets[0] ?? '';
+  } else {
+    throw invalid(`Expected a file path or an Imatrix for imatrix but received ${describe(value)}`);
+  }
+  if (matrix.format === 'gguf' && !matrix.hasMetadata) {
+    throw new MoerunError('ERR_BAD_FORMAT', 'quantize: the importance matrix lacks its imatrix.datasets / imatrix.chunk_count / imatrix.chunk_size keys (llama-quantize refuses it too)');
+  }
+  if (matrix.entries.size === 0) throw invalid('quantize: the importance matrix has no entries');
+  for (const [name, e] of matrix.entries) {
+    if (!e.sums.every(Number.isFinite)) throw invalid(`quantize: the importance matrix has non-finite values for '${name}'`);
+  }
+  return { matrix, source };
+}
+
+/**
+ * Each converted tensor's importance vector (ne0 values per expert), as llama_model_quantize looks
+ * them up: by tensor name, used when its size is ne0 × n_expert. A size that differs is an error
+ * (llama.cpp throws, except for token_embd, which then goes without); a tensor whose type needs a
+ * matrix and has none is an error too. Both before anything is written.
+ */
+function importanceByTensor(plan: PlannedTensor[], matrix: Imatrix): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const p of plan) {
+    if (p.type === p.tensor.type) continue;
+    const values = importanceOf(matrix, p.tensor.name);
+    const want = (p.tensor.shape[0] ?? 1) * (p.tensor.shape[2] ?? 1);
+    if (values && values.length === want) out.set(p.tensor.name, values);
+    else if (values && tensorCategory(p.tensor.name) !== 'token_embd') {
+      throw invalid(`quantize: the importance matrix has ${values.length} values for '${p.tensor.name}', which needs ${want}`);
+    }
+    if (!out.has(p.tensor.name) && p.needsImatrix) {
+      throw invalid(`quantize: the importance matrix has no entry for '${p.tensor.name}', which llama.cpp quantizes to ${p.type} only with one`);
+    }
+  }
+  return out;
+}
+
+/** At most `max` bytes of UTF-8 (llama-quantize copies its strings into 128-byte fields). */
+function truncateUtf8(s: string, max: number): string {
+  const b = Buffer.from(s, 'utf8');
+  return b.length <= max ? s : b.subarray(0, max).toString('utf8').replace(/\uFFFD$/, '');
+}
 
 // ============================================================================================
 // Tensor data: read a slab of rows, dequantize if needed, quantize, hand to the writer
@@ -460,6 +542,7 @@ async function* convertTensor(
   tensor: GgufTensorInfo,
   type: string,
   threads: number,
+  importance: Float32Array | undefined,
   progress: (rows: number) => void,
 ): AsyncGenerator<Uint8Array> {
   const ne0 = tensor.shape[0] ?? 1;
@@ -478,7 +561,10 @@ async function* convertTensor(
           ? new Float32Array(src.buffer, src.byteOffset, n * ne0)
           : await callNative(() => bin.dequantize(tensor.type, src, n, ne0, threads));
       if (type === 'F32') yield new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
-      else yield await callNative(() => bin.quantize(type, floats, ne0, threads));
+      else if (importance) {
+        const rowsPerMatrix = tensor.shape[1] ?? 1; // one vector per expert: ne1 rows each
+        yield await callNative(() => bin.quantize(type, floats, ne0, threads, importance, rowsPerMatrix, r));
+      } else yield await callNative(() => bin.quantize(type, floats, ne0, threads));
     }
     progress(n);
   }

@@ -544,6 +544,7 @@ struct session_state {
     std::unique_ptr<session> s;
     std::unique_ptr<sampler> smp;
     std::vector<float> last_logits;  // (n_vocab) the row step() sampled from, for resample()
+    std::unique_ptr<imatrix_collector> imatrix;  // while collecting (imatrixStart .. imatrixTake)
     std::atomic<bool> abort{false};
     std::atomic<bool> busy{false};
 };
@@ -567,6 +568,8 @@ public:
             InstanceMethod("nPast", &session_handle::n_past),
             InstanceMethod("kvBytes", &session_handle::kv_bytes),
             InstanceMethod("workCounters", &session_handle::work_counters),
+            InstanceMethod("imatrixStart", &session_handle::imatrix_start),
+            InstanceMethod("imatrixTake", &session_handle::imatrix_take),
             InstanceMethod("dispose", &session_handle::dispose),
         });
     }
@@ -760,6 +763,41 @@ private:
         o.Set("lastAbortStepsPlanned", double(w.last_abort_steps_planned));
         return o;
     }
+    // imatrixStart(): later evaluations accumulate an importance matrix (runtime/imatrix.h).
+    Napi::Value imatrix_start(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        st->imatrix = std::make_unique<imatrix_collector>(*st->s->get_model().file);
+        st->s->set_observer(st->imatrix.get());
+        return env.Undefined();
+    }
+    // imatrixTake() -> [{ name, sums: Float32Array (n_mat x ne0), counts: Float64Array (n_mat or 1) }]
+    // in name order, and stops collecting.
+    Napi::Value imatrix_take(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (!st->imatrix) return throw_error(env, "ERR_INVALID_STATE", "imatrixTake: imatrixStart was not called");
+        st->s->set_observer(nullptr);
+        std::unique_ptr<imatrix_collector> c = std::move(st->imatrix);
+        Napi::Array out = Napi::Array::New(env, c->entries().size());
+        uint32_t i = 0;
+        for (const auto& [name, e] : c->entries()) {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("name", name);
+            Napi::Float32Array sums = Napi::Float32Array::New(env, e.sums.size());
+            std::memcpy(sums.Data(), e.sums.data(), e.sums.size() * sizeof(float));
+            Napi::Float64Array counts = Napi::Float64Array::New(env, e.counts.size());
+            for (size_t j = 0; j < e.counts.size(); ++j) counts[j] = double(e.counts[j]);
+            o.Set("sums", sums);
+            o.Set("counts", counts);
+            out.Set(i++, o);
+        }
+        return out;
+    }
     // Drops the handle's reference; an in-flight worker keeps the state alive until it finishes.
     Napi::Value dispose(const Napi::CallbackInfo& cb) {
         if (state_) state_->abort.store(true);
@@ -887,7 +925,7 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     if (!m) return env.Undefined();
     session_params p;
     if (!cb[1].IsNumber() || !cb[2].IsString()) {
-        return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession(model, contextSize: number, kvType: string)");
+        return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession(model, contextSize: number, kvType: string, batchSize?: number)");
     }
     const double n_ctx = cb[1].As<Napi::Number>().DoubleValue();
     if (!(n_ctx >= 1 && n_ctx <= double(INT32_MAX)) || n_ctx != std::floor(n_ctx)) {
@@ -898,6 +936,13 @@ Napi::Value create_session(const Napi::CallbackInfo& cb) {
     const std::optional<tensor_type> kv_type = parse_kv_type(kv);
     if (!kv_type) return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: kvType '" + kv + "' is not one of f32, f16, bf16, q8_0");
     p.kv_type = *kv_type;
+    if (cb.Length() > 3 && !cb[3].IsUndefined()) {  // batchSize: tokens per forward chunk
+        const double n_batch = cb[3].IsNumber() ? cb[3].As<Napi::Number>().DoubleValue() : -1;
+        if (!(n_batch >= 1 && n_batch <= double(INT32_MAX)) || n_batch != std::floor(n_batch)) {
+            return throw_error(env, "ERR_INVALID_ARGUMENT", "createSession: batchSize must be a positive integer");
+        }
+        p.n_batch = int(n_batch);
+    }
     auto st = std::make_shared<session_state>();
     try {
         st->s = std::make_unique<session>(m, p);
@@ -979,12 +1024,19 @@ Napi::Value cpu_info(const Napi::CallbackInfo& cb) {
     return o;
 }
 
-// quantize(type, src: Float32Array, rowLength, threads) -> Promise<Uint8Array>
+// quantize(type, src: Float32Array, rowLength, threads, importance?: Float32Array,
+//          rowsPerMatrix?: number, firstRow?: number) -> Promise<Uint8Array>
+// importance: the tensor's importance matrix (cpu/quantize.h row_importance); src holds its rows
+// firstRow.. .
 Napi::Value quantize(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
     if (!need_args(cb, 4, "quantize")) return env.Undefined();
-    if (!cb[0].IsString() || !cb[1].IsTypedArray() || cb[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !cb[2].IsNumber() || !cb[3].IsNumber()) {
-        return throw_error(env, "ERR_INVALID_ARGUMENT", "quantize(type: string, src: Float32Array, rowLength: number, threads: number)");
+    const bool has_importance = cb.Length() > 4 && !cb[4].IsUndefined() && !cb[4].IsNull();
+    const auto is_f32 = [&](size_t i) { return cb[i].IsTypedArray() && cb[i].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array; };
+    if (!cb[0].IsString() || !is_f32(1) || !cb[2].IsNumber() || !cb[3].IsNumber() ||
+        (has_importance && (!is_f32(4) || cb.Length() < 7 || !cb[5].IsNumber() || !cb[6].IsNumber()))) {
+        return throw_error(env, "ERR_INVALID_ARGUMENT",
+                           "quantize(type: string, src: Float32Array, rowLength: number, threads: number[, importance: Float32Array, rowsPerMatrix: number, firstRow: number])");
     }
     const std::string type = cb[0].As<Napi::String>();
     Napi::Float32Array src = cb[1].As<Napi::Float32Array>();
@@ -993,12 +1045,23 @@ Napi::Value quantize(const Napi::CallbackInfo& cb) {
     if (row_len <= 0 || src.ElementLength() % size_t(row_len) != 0) {
         return throw_error(env, "ERR_INVALID_ARGUMENT", "quantize: the source length is not a multiple of rowLength");
     }
-    // Copy the input so the worker never touches a JS-owned buffer.
+    // Copy the inputs so the worker never touches a JS-owned buffer.
     auto data = std::make_shared<std::vector<float>>(src.Data(), src.Data() + src.ElementLength());
+    auto importance = std::make_shared<std::vector<float>>();
+    row_importance ri;
+    if (has_importance) {
+        Napi::Float32Array imp = cb[4].As<Napi::Float32Array>();
+        importance->assign(imp.Data(), imp.Data() + imp.ElementLength());
+        ri.n_values = int64_t(importance->size());
+        ri.rows_per_matrix = cb[5].As<Napi::Number>().Int64Value();
+        ri.first_row = cb[6].As<Napi::Number>().Int64Value();
+    }
     return queue<std::vector<uint8_t>>(
         env,
-        [type, data, row_len, threads] {
-            return quantize_rows(tensor_type_from_name(type.c_str()), data->data(), int64_t(data->size()) / row_len, row_len, threads);
+        [type, data, importance, ri, row_len, threads, has_importance]() mutable {
+            ri.values = importance->data();
+            return quantize_rows(tensor_type_from_name(type.c_str()), data->data(), int64_t(data->size()) / row_len, row_len, threads,
+                                 has_importance ? &ri : nullptr);
         },
         [](Napi::Env env, std::vector<uint8_t>& out) -> Napi::Value {
             Napi::Uint8Array a = Napi::Uint8Array::New(env, out.size());

@@ -45,6 +45,22 @@ struct matmul_job {
     float* y;
 };
 
+// Sees the input rows of the weight matrices a forward pass multiplies, as host floats: the
+// importance-matrix collector (runtime/imatrix.h). A backend calls its observer, when one is set,
+// before each product; with none set (the default) that is one null check per product, nothing in
+// the kernels.
+class activation_observer {
+public:
+    virtual ~activation_observer() = default;
+    // x: m rows of w.ne[0] floats, `stride` floats apart, multiplied by w (one 2-D slice of a 3-D
+    // weight when w.slice >= 0, as MLA's per-head attn_k_b / attn_v_b).
+    virtual void on_matmul(const tensor& w, const float* x, int64_t m, int64_t stride) = 0;
+    // Routed experts of a (ne0, ne1, n_expert) weight: for token t < n_tokens and slot k < n_used,
+    // expert selected[t * n_used + k] multiplies row row_of[t * n_used + k] of x (rows of w.ne[0]).
+    virtual void on_experts(const tensor& w, const int32_t* selected, const int32_t* row_of, int n_tokens, int n_used,
+                            const float* x) = 0;
+};
+
 // Activations in a backend's memory: `size` floats at data(), valid until the buffer is freed.
 class buffer {
 public:
@@ -80,6 +96,10 @@ public:
     // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
     // out_of_memory) for a type or shape the backend cannot hold.
     virtual std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) = 0;
+
+    // The observer of the forward calls that follow (nullptr: none). A session sets it around its
+    // own calls, under the model's compute lock.
+    void set_observer(activation_observer* o) { observer_ = o; }
 
     // A forward call's extent: begin() before its first op, end() after its last (the CPU keeps
     // its threads spinning in between). Use backend_scope.
@@ -119,6 +139,9 @@ public:
     // out (n x n_embd) = the layer's routed experts (router, top-k, weights, grouped experts,
     // weighted combine) plus its shared expert.
     virtual void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) = 0;
+
+protected:
+    activation_observer* observer_ = nullptr;
 };
 
 // begin() ... end() around one forward call.

@@ -22,6 +22,7 @@ struct tensor {
     size_t row_stride = 0;         // bytes of one row of ne[0] elements of `type`
     memory_location location = memory_location::host;
     const std::string* name = nullptr;
+    int64_t slice = -1;  // which 2-D slice of a 3-D tensor this view is (expert()); -1: the whole tensor
 
     explicit operator bool() const { return data != nullptr; }
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }
@@ -32,6 +33,7 @@ struct tensor {
         tensor t = *this;
         t.data = row(e * ne[1]);
         t.ne[2] = 1;
+        t.slice = e;
         return t;
     }
 };

@@ -79,12 +79,17 @@ public:
         for (int i = 0; i < n_tokens; ++i) rope_apply(x + size_t(i) * size_t(token_stride), n_heads, head_dim, n_rot, pos0 + i, c);
     }
     void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view view) override {
+        if (observer_) observer_->on_matmul(w, x, m, w.ne[0]);
         moerun::matmul(*pool_, w, x, m, y, quant_scratch_, view);
     }
     void matmul_to_host(const tensor& w, const float* x, int64_t m, float* host_y) override {
+        if (observer_) observer_->on_matmul(w, x, m, w.ne[0]);
         moerun::matmul(*pool_, w, x, m, host_y, quant_scratch_);
     }
     void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) override {
+        if (observer_) {
+            for (const matmul_job& j : jobs) observer_->on_matmul(*j.w, x, m, j.w->ne[0]);
+        }
         moerun::matmul_group(*pool_, jobs, x, m, quant_scratch_);
     }
     void copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) override {
@@ -101,10 +106,10 @@ public:
     void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) override;
     void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) override;
     void ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) override {
-        moerun::ffn_dense(*pool_, gate, up, down, x, n, int(down.ne[1]), out, ffn_);
+        moerun::ffn_dense(*pool_, gate, up, down, x, n, int(down.ne[1]), out, ffn_, observer_);
     }
     void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) override {
-        moerun::ffn_moe(*pool_, c, l, x, n, out, ffn_);
+        moerun::ffn_moe(*pool_, c, l, x, n, out, ffn_, observer_);
     }
 
 private:

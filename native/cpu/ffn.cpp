@@ -11,12 +11,17 @@
 namespace moerun {
 
 void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const tensor& down, const float* x, int n,
-               int n_embd, float* out, ffn_scratch& s) {
+               int n_embd, float* out, ffn_scratch& s, activation_observer* observer) {
     const int64_t n_ff = gate.ne[1];
     s.gate.resize(size_t(n) * size_t(n_ff));
     s.up.resize(size_t(n) * size_t(n_ff));
+    if (observer) {
+        observer->on_matmul(gate, x, n, gate.ne[0]);
+        observer->on_matmul(up, x, n, up.ne[0]);
+    }
     matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, x, n, s.quant);
     swiglu_rows(s.gate.data(), s.up.data(), n, n_ff);
+    if (observer) observer->on_matmul(down, s.gate.data(), n, n_ff);
     matmul(pool, down, s.gate.data(), n, out, s.quant);
     (void)n_embd;
 }
@@ -79,12 +84,13 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
-             ffn_scratch& s) {
+             ffn_scratch& s, activation_observer* observer) {
     const int d = c.n_embd, n_used = c.n_expert_used, n_expert = c.n_expert;
     const int64_t n_ff = c.n_ff_exp;
 
     // ---- route ----
     s.router.resize(size_t(n) * size_t(n_expert));
+    if (observer) observer->on_matmul(l.ffn_gate_inp, x, n, d);
     matmul(pool, l.ffn_gate_inp, x, n, s.router.data(), s.quant);
     s.selected.resize(size_t(n) * size_t(n_used));
     s.weights.resize(size_t(n) * size_t(n_used));
@@ -121,8 +127,21 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
     for (int r = 0; r < rows; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
     s.gate.resize(size_t(rows) * size_t(n_ff));
     s.up.resize(size_t(rows) * size_t(n_ff));
+    // For the observer: the row of x (gate, up: the token's) and of s.gate (down: the pair's) that
+    // each (token, slot) pair multiplies.
+    std::vector<int32_t> row_of;
+    if (observer) {
+        row_of.resize(size_t(rows));
+        for (int p = 0; p < rows; ++p) row_of[size_t(p)] = p / n_used;
+        observer->on_experts(l.ffn_gate_exps, s.selected.data(), row_of.data(), n, n_used, x);
+        observer->on_experts(l.ffn_up_exps, s.selected.data(), row_of.data(), n, n_used, x);
+    }
     matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
     swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
+    if (observer) {
+        for (int r = 0; r < rows; ++r) row_of[size_t(pair_of_row[size_t(r)])] = r;
+        observer->on_experts(l.ffn_down_exps, s.selected.data(), row_of.data(), n, n_used, s.gate.data());
+    }
     s.ye.resize(size_t(rows) * size_t(d));
     matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
     s.expert_out.resize(size_t(rows) * size_t(d));
@@ -142,8 +161,9 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
     // ---- shared expert ----
     if (l.ffn_up_shexp) {
         s.shared.resize(size_t(n) * size_t(d));
-        ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s);
+        ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s, observer);
         if (l.ffn_gate_inp_shexp) {
+            if (observer) observer->on_matmul(l.ffn_gate_inp_shexp, x, n, d);
             // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
             // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
             // llama.cpp sums in the vector-dot order.

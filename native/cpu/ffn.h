@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../backend/backend.h"
 #include "../backend/model_desc.h"
 #include "../base/thread_pool.h"
 
@@ -21,9 +22,10 @@ struct ffn_scratch {
     std::vector<uint8_t> quant;           // activations converted to the weights' dot type
 };
 
-// out (n x n_embd) = SwiGLU FFN of x with (gate, up, down).
+// out (n x n_embd) = SwiGLU FFN of x with (gate, up, down). `observer` (may be null) sees each
+// weight's input rows.
 void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const tensor& down, const float* x, int n,
-               int n_embd, float* out, ffn_scratch& s);
+               int n_embd, float* out, ffn_scratch& s, activation_observer* observer);
 
 // out (n x n_embd) = routed experts (+ shared expert) of x for one MoE layer.
 //   route: router logits -> softmax|sigmoid probabilities -> (+ selection bias) -> optional
@@ -32,7 +34,8 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
 //   run:   tokens are grouped by expert and each expert runs once over its tokens (gate and up
 //          fused), so a prompt batch costs one matrix-matrix product per active expert;
 //   combine: out[t] = sum over slots k of weight[t,k] * expert_out[t,k] (+ shared expert).
+// `observer` (may be null) sees the router's, each expert's and the shared expert's input rows.
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
-             ffn_scratch& s);
+             ffn_scratch& s, activation_observer* observer);
 
 }  // namespace moerun

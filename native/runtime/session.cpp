@@ -57,6 +57,12 @@ void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vect
 
     std::lock_guard<std::mutex> lock(model_->compute_mutex);
     backend_scope scope(compute_);
+    // The backend is shared by the model's sessions: the observer is this call's only.
+    struct observed {
+        backend& be;
+        ~observed() { be.set_observer(nullptr); }
+    } observing{compute_};
+    compute_.set_observer(observer_);
     const int start = n_past_;
     const uint64_t steps_before = layer_steps_.load(std::memory_order_relaxed);
     const int64_t steps_planned = int64_t((n + params_.n_batch - 1) / params_.n_batch) * c.n_layer;

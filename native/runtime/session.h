@@ -42,6 +42,10 @@ public:
     };
     work_counters counters() const;
 
+    // Hands the input rows of every weight product of later evaluate() calls to `o` (nullptr:
+    // stop); the session does not own it. See runtime/imatrix.h.
+    void set_observer(activation_observer* o) { observer_ = o; }
+
     int n_past() const { return n_past_; }
     int n_ctx() const { return params_.n_ctx; }
     // Forgets cached positions >= n (0 = everything).
@@ -61,6 +65,7 @@ private:
     std::atomic<uint64_t> layer_steps_{0}, aborted_evaluations_{0};
     std::atomic<int64_t> last_abort_steps_done_{-1}, last_abort_steps_planned_{-1};
     session_params params_;
+    activation_observer* observer_ = nullptr;
     int n_past_ = 0;
     std::unique_ptr<kv_cache> kv_;
 

@@ -26,23 +26,44 @@ export type LlamaQuantType = keyof typeof LLAMA_FTYPE;
 /** ggml type ids for token_embd / output. */
 export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, Q6_K: 14 } as const;
 
-let built: Promise<string> | undefined;
+let source: Promise<string> | undefined;
 
-/** Clones the bundle's headers (once) and builds the driver (cached by its source and the bundle). */
-export function llamaQuantizer(): Promise<string> {
-  built ??= (async () => {
+/** llama.cpp's source as node-llama-cpp bundles it (same version as its binaries), cloned once; its folder. */
+export function llamaSourceDir(): Promise<string> {
+  source ??= (async () => {
     const st = statSync(bundle);
-    const key = createHash('sha256').update(readFileSync(driverSource)).update(`${st.size}-${st.mtimeMs}`).digest('hex').slice(0, 16);
-    const exe = path.join(cacheDir, `llama_quantize-${key}`);
-    if (existsSync(exe)) return exe;
     mkdirSync(cacheDir, { recursive: true });
     const src = path.join(cacheDir, `llama.cpp-${st.size}-${Math.floor(st.mtimeMs)}`);
     if (!existsSync(path.join(src, 'include/llama.h'))) {
       const r = await run('git', ['clone', '--quiet', bundle, src]);
       if (r.status !== 0) throw new Error(`git clone of ${bundle} failed:\n${r.output}`);
     }
+    return src;
+  })();
+  return source;
+}
+
+/** A build cache key: the given sources' contents and the bundle's identity. */
+export function buildKey(...sources: string[]): string {
+  const st = statSync(bundle);
+  const h = createHash('sha256');
+  for (const s of sources) h.update(readFileSync(s));
+  return h.update(`${st.size}-${st.mtimeMs}`).digest('hex').slice(0, 16);
+}
+
+/** Where the oracle tools are built and cached. */
+export const oracleCacheDir = cacheDir;
+
+let built: Promise<string> | undefined;
+
+/** Clones the bundle's headers (once) and builds the driver (cached by its source and the bundle). */
+export function llamaQuantizer(): Promise<string> {
+  built ??= (async () => {
+    const exe = path.join(cacheDir, `llama_quantize-${buildKey(driverSource)}`);
+    if (existsSync(exe)) return exe;
+    const src = await llamaSourceDir();
     const r = await run('gcc', ['-O1', '-o', exe, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
-      '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so', '-lggml-base', `-Wl,-rpath,${llamaBins}`]);
+      '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so', '-lggml-base', '-lm', `-Wl,-rpath,${llamaBins}`]);
     if (r.status !== 0) throw new Error(`building ${driverSource} failed:\n${r.output}`);
     return exe;
   })();
