@@ -118,6 +118,13 @@ private:
     std::vector<uint16_t> neighbours_;  // per code off the grid: a count n, then n grid indices
 };
 
+// The tables of one grid (codes from iq_grids.h), built on first use; n_want as above.
+template <const uint16_t* codes, int n_points, int group, int bits, int max_level, int n_want>
+const lattice_grid& lattice_grid_of() {
+    static const lattice_grid g(codes, n_points, group, bits, max_level, n_want);
+    return g;
+}
+
 // ---- Weights ----
 
 // The quantizers' importance of each of n weights x: with an importance matrix slice qw,

@@ -22,26 +22,11 @@
 namespace moerun::ref {
 namespace {
 
-// The 2-bit grids, groups of 8 with levels 0..2, and llama.cpp's neighbour depth (nwant) for each.
-const lattice_grid& iq2xxs_grid() {
-    static const lattice_grid g(k_iq2xxs_codes, 256, 8, 2, 2, 2);
-    return g;
-}
-
-const lattice_grid& iq2xs_grid() {
-    static const lattice_grid g(k_iq2xs_codes, 512, 8, 2, 2, 2);
-    return g;
-}
-
-const lattice_grid& iq2s_grid() {
-    static const lattice_grid g(k_iq2s_codes, 1024, 8, 2, 2, 1);
-    return g;
-}
-
-const lattice_grid& iq1s_grid() {
-    static const lattice_grid g(k_iq1s_codes, 2048, 8, 2, 2, 3);
-    return g;
-}
+// The 2-bit grids: groups of 8, levels 0..2, and llama.cpp's neighbour depth (nwant) for each.
+constexpr auto iq2xxs_grid = lattice_grid_of<k_iq2xxs_codes, 256, 8, 2, 2, 2>;
+constexpr auto iq2xs_grid = lattice_grid_of<k_iq2xs_codes, 512, 8, 2, 2, 2>;
+constexpr auto iq2s_grid = lattice_grid_of<k_iq2s_codes, 1024, 8, 2, 2, 1>;
+constexpr auto iq1s_grid = lattice_grid_of<k_iq1s_codes, 2048, 8, 2, 2, 3>;
 
 // llama.cpp's constants: sub-block, levels, sigma2 and no-imatrix weights, zero threshold, sign
 // parity, start, trials, re-snap rule, d fudge (lattice_format's fields in order).

@@ -15,16 +15,9 @@
 namespace moerun::ref {
 namespace {
 
-// The 3-bit grids, groups of 4 with levels 0..7, and llama.cpp's neighbour depth (nwant) for each.
-const lattice_grid& iq3xxs_grid() {
-    static const lattice_grid g(k_iq3xxs_codes, 256, 4, 3, 7, 2);
-    return g;
-}
-
-const lattice_grid& iq3s_grid() {
-    static const lattice_grid g(k_iq3s_codes, 512, 4, 3, 7, 3);
-    return g;
-}
+// The 3-bit grids: groups of 4, levels 0..7, and llama.cpp's neighbour depth (nwant) for each.
+constexpr auto iq3xxs_grid = lattice_grid_of<k_iq3xxs_codes, 256, 4, 3, 7, 2>;
+constexpr auto iq3s_grid = lattice_grid_of<k_iq3s_codes, 512, 4, 3, 7, 3>;
 
 // llama.cpp's constants (lattice_format's fields in order). IQ3_S stores nothing for a sub-block
 // only when it is exactly zero (its test is !max): below the smallest positive float.
