@@ -13,6 +13,7 @@ namespace moerun::neon_i8mm {
 namespace {
 
 using neon_int8::f16x4;
+using neon_int8::static_for;
 
 struct sdot {
     static int32x4_t dot(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
@@ -39,36 +40,35 @@ template <class F, int NA, int N>
 inline void group_2xn(const typename F::block* w0, const typename F::block* w1, const typename F::act* const* a, int64_t g,
                       float32x4_t (*acc)[4]) {
     int32x4_t res[NA][4];
-    uint16_t dw[2][4] = {}, da[2 * NA][4] = {};
-    for (int b = 0; b < N; ++b) {
+    uint16x4_t dw[2] = {vdup_n_u16(0), vdup_n_u16(0)}, da[2 * NA];
+    for (int j = 0; j < 2 * NA; ++j) da[j] = vdup_n_u16(0);
+    for (int p = 0; p < NA; ++p)
+        for (int b = 0; b < 4; ++b) res[p][b] = vdupq_n_s32(0);
+    static_for<N>([&](auto b) {
         int8x16_t lo0, hi0, lo1, hi1;
         F::expand(w0[g + b], lo0, hi0);
         F::expand(w1[g + b], lo1, hi1);
         const int8x16_t c[4] = {zip1_64(lo0, lo1), zip2_64(lo0, lo1), zip1_64(hi0, hi1), zip2_64(hi0, hi1)};
-        dw[0][b] = w0[g + b].d;
-        dw[1][b] = w1[g + b].d;
-        for (int p = 0; p < NA; ++p) {
+        dw[0] = vld1_lane_u16(&w0[g + b].d, dw[0], b);
+        dw[1] = vld1_lane_u16(&w1[g + b].d, dw[1], b);
+        static_for<NA>([&](auto p) {
             const int8_t* qa = a[2 * p][g + b].qs;
             const int8_t* qb = a[2 * p + 1][g + b].qs;
             int32x4_t r = vdupq_n_s32(0);
-            for (int k = 0; k < 4; ++k) r = vmmlaq_s32(r, c[k], vcombine_s8(vld1_s8(qa + 8 * k), vld1_s8(qb + 8 * k)));
+            static_for<4>([&](auto k) { r = vmmlaq_s32(r, c[k], vcombine_s8(vld1_s8(qa + 8 * k), vld1_s8(qb + 8 * k))); });
             res[p][b] = r;
-            da[2 * p][b] = a[2 * p][g + b].d;
-            da[2 * p + 1][b] = a[2 * p + 1][g + b].d;
-        }
-    }
-    for (int p = 0; p < NA; ++p)
-        for (int b = N; b < 4; ++b) res[p][b] = vdupq_n_s32(0);
+            da[2 * p] = vld1_lane_u16(&a[2 * p][g + b].d, da[2 * p], b);
+            da[2 * p + 1] = vld1_lane_u16(&a[2 * p + 1][g + b].d, da[2 * p + 1], b);
+        });
+    });
     const float32x4_t dw4[2] = {f16x4(dw[0]), f16x4(dw[1])};
-    for (int p = 0; p < NA; ++p) {
+    static_for<NA>([&](auto p) {
         transpose4(res[p]);  // res[p][2i + t] = weight row i against activation row 2p + t
-        for (int i = 0; i < 2; ++i) {
-            for (int t = 0; t < 2; ++t) {
-                const int j = 2 * p + t;
-                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(res[p][2 * i + t]), vmulq_f32(dw4[i], f16x4(da[j])));
-            }
-        }
-    }
+        static_for<4>([&](auto o) {
+            constexpr int i = o / 2, j = 2 * p + o % 2;
+            acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(res[p][o]), vmulq_f32(dw4[i], f16x4(da[j])));
+        });
+    });
 }
 
 // Two weight rows against 2 * NA activation rows (the odd ones may repeat a row; out[i][j]).
