@@ -1,7 +1,8 @@
 // NEON kernels for the float types. F32 and F16 dots sum in llama.cpp's orders with L = 16 lanes
 // (cpu/kernels.h), a 16-lane vector being four float32x4 (lanes 0-3, 4-7, 8-11, 12-15): the same
-// orders as the AVX-512 path, so an F32 or F16 model gives the AVX-512 build's logits bit for
-// bit. (llama.cpp's own NEON build sums in 4-lane orders; nothing here can run it to compare.)
+// orders as the AVX-512 path, so these dots equal its dots bit for bit (the row ops, softmax and
+// SwiGLU, are still the plain-C ones here). llama.cpp's own NEON build sums in 4-lane orders;
+// nothing here can run it to compare.
 // BF16 dots keep four 16-lane accumulators, zero-padding the remainder.
 #include <arm_neon.h>
 
