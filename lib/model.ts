@@ -9,6 +9,7 @@ import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
 import type { ModelInfo } from './model-info.js';
 import { placementArgs, toPlacement, type Placement, type PlacementOptions } from './placement.js';
+import { routingArgs, routingInput, type RoutingStats, type RoutingStatsOptions } from './routing.js';
 import {
   abortSignal,
   booleanOption,
@@ -163,6 +164,39 @@ export class Model implements SessionModel {
     if (!nativeModel) throw new MoerunError('ERR_UNSUPPORTED', `planPlacement(): ${this.path} was loaded with vocabOnly: true; load it without vocabOnly to plan its weights`);
     const args = placementArgs(options, Math.min(this.info.contextLength || 4096, 4096));
     return toPlacement(callNativeSync(() => nativeModel.placement(...args)));
+  }
+
+  /**
+   * Which routed experts `input` (text, or token ids) selects at each MoE layer, read in windows
+   * of `contextSize` tokens; with `vram`, also the hit rate a hot-expert cache on a GPU of that
+   * size would have on it (see {@link RoutingStats}). Runs the model over the whole input.
+   * @example (await model.routingStats(text, { vram: '16GiB' })).cache?.hitRate
+   */
+  async routingStats(input: string | ArrayLike<number>, options?: RoutingStatsOptions): Promise<RoutingStats> {
+    this.#check();
+    const o = routingArgs(options);
+    const tokens = routingInput(input, (text) => this.tokenize(text));
+    if (tokens.length === 0) throw invalid('routingStats(): the input has no tokens');
+    const placement = o.vram === undefined ? undefined : this.planPlacement({ vram: o.vram, contextSize: o.contextSize });
+    const session = this.createSession({ contextSize: o.contextSize });
+    try {
+      session.startExpertStats(placement ? Int32Array.from(placement.layers, (l) => l.deviceExperts) : null);
+      for (let i = 0; i < tokens.length; i += o.contextSize) {
+        if (o.signal?.aborted) throw new MoerunError('ERR_ABORTED', 'routingStats: aborted');
+        session.reset();
+        await session.evaluate(tokens.slice(i, i + o.contextSize), o.signal ? { signal: o.signal } : {});
+      }
+      const raw = session.takeExpertStats();
+      const layers = raw.selections.flatMap((a, layer) => (a.length > 0 && a.some((n) => n > 0) ? [{ layer, selections: Array.from(a) }] : []));
+      const stats: RoutingStats = { tokens: tokens.length, layers };
+      if (placement) {
+        const total = raw.hits + raw.misses;
+        stats.cache = { placement, hits: raw.hits, misses: raw.misses, hitRate: total > 0 ? raw.hits / total : 0, loadsPerToken: raw.loads / tokens.length };
+      }
+      return stats;
+    } finally {
+      await session.dispose();
+    }
   }
 
   /** A new session (its own KV cache) on this model. */

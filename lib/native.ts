@@ -74,6 +74,9 @@ export interface NativeSession {
   nPast(): number;
   kvBytes(): number;
   workCounters(): NativeWorkCounters;
+  /** Counts later evaluations' expert selections; with slots, simulates that hot-expert cache. */
+  expertStatsStart(slotsPerLayer: Int32Array | null): void;
+  expertStatsTake(): NativeExpertStats;
   /** Later evaluations accumulate an importance matrix (native/runtime/imatrix.h). */
   imatrixStart(): void;
   /** What they accumulated, by tensor name in name order; stops collecting. */
@@ -86,6 +89,16 @@ export interface NativeImatrixEntry {
   name: string;
   sums: Float32Array;
   counts: Float64Array;
+}
+
+/** Expert selections counted by a session (runtime/expert_stats.h). */
+export interface NativeExpertStats {
+  tokens: number;
+  /** Per layer, per expert: tokens that selected it (empty arrays on dense models). */
+  selections: Float64Array[];
+  hits: number;
+  misses: number;
+  loads: number;
 }
 
 /** What a session's native compute loop has done (a layer step is one layer of one batch). */

@@ -9,7 +9,7 @@ import type { GgufInfo } from './gguf/reader.js';
 import { grammarOption, type Grammar, type JsonSchema } from './grammar/index.js';
 import { TokenMatcher, vocabIndexOfAsync } from './grammar/token-mask.js';
 import type { ModelInfo } from './model-info.js';
-import type { NativeModel, NativeSamplerParams, NativeSession, NativeWorkCounters } from './native.js';
+import type { NativeModel, NativeSamplerParams, NativeSession, NativeWorkCounters, NativeExpertStats } from './native.js';
 import { native } from './native.js';
 import { SliceClock } from './slices.js';
 import { StopMatcher } from './stop.js';
@@ -229,6 +229,20 @@ export class Session<M extends SessionModel = SessionModel> {
   /** @internal What the native compute loop has done: layer steps, and where the last abort landed. */
   get workCounters(): NativeWorkCounters {
     return this.#check().workCounters();
+  }
+
+  /** @internal Later evaluations count expert selections (and simulate a cache of these slots): Model.routingStats. */
+  startExpertStats(slotsPerLayer: Int32Array | null): void {
+    const s = this.#check();
+    this.#assertIdle();
+    callNativeSync(() => s.expertStatsStart(slotsPerLayer));
+  }
+
+  /** @internal What was counted since startExpertStats; stops counting. */
+  takeExpertStats(): NativeExpertStats {
+    const s = this.#check();
+    this.#assertIdle();
+    return callNativeSync(() => s.expertStatsTake());
   }
 
   /** Bytes held by the KV cache. */

@@ -198,6 +198,7 @@ function fixtureReport(): BenchReport {
     conditions: { date: '2025-01-01T00:00:00.000Z', commit: 'abc1234', moerunVersion: '0.1.0', node: 'v20', cpu: 'AMD "EPYC" <test>', isa: 'avx512', threads: 2,
       bandwidthGBs: 20, loadAverage: { start: 1, end: 1, cpus: 2 }, pp: 512, tg: 128, repeats: 3, text: 'aesop.txt', textTokens: 100 },
     results: [file('F32', 0, 3000, true), file('Q8_0', 0.0013, 3500, true), file('Q4_0', 0.19, 3800, false)],
+    routing: [],
   };
 }
 
@@ -237,7 +238,8 @@ describe('bench() on stories260K', () => {
       onProgress: (f) => fractions.push(f),
     });
     const json = JSON.parse(JSON.stringify(report)) as BenchReport;
-    expect(Object.keys(json).sort()).toEqual(['conditions', 'results']);
+    expect(Object.keys(json).sort()).toEqual(['conditions', 'results', 'routing']);
+    expect(json.routing).toEqual([]);  // a dense model
     expect(Object.keys(json.conditions).sort()).toEqual(
       ['bandwidthGBs', 'commit', 'cpu', 'date', 'isa', 'loadAverage', 'moerunVersion', 'node', 'pp', 'repeats', 'text', 'textTokens', 'tg', 'threads'],
     );

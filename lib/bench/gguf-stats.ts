@@ -28,6 +28,11 @@ export function vocabSize(info: GgufInfo): number {
   return embd?.shape[1] ?? 0;
 }
 
+/** Routed experts per MoE layer (0: a dense model). */
+export function expertCount(info: GgufInfo): number {
+  return numberMeta(info, `${arch(info)}.expert_count`);
+}
+
 /** Elements of all tensors. */
 export function parameterCount(info: GgufInfo): number {
   return info.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);

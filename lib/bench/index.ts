@@ -30,10 +30,10 @@ import { cpuInfo } from '../system.js';
 import { measureBandwidth } from './bandwidth.js';
 import { gitCommit, packageVersion } from './conditions.js';
 import type { EngineName } from './engines.js';
-import { activeWeightBytes, arch, bitsPerWeight, fileTypeName, parameterCount, vocabSize } from './gguf-stats.js';
-import { measureQuality, measureSpeed } from './measure.js';
+import { activeWeightBytes, arch, bitsPerWeight, expertCount, fileTypeName, parameterCount, vocabSize } from './gguf-stats.js';
+import { measureQuality, measureRouting, measureSpeed } from './measure.js';
 import { defaultTextPath, validateBenchOptions, type BenchOptions } from './options.js';
-import type { BenchFileResult, EngineResult, QualityResult, BenchReport } from './report.js';
+import type { BenchFileResult, EngineResult, QualityResult, BenchReport, RoutingResult } from './report.js';
 
 export { defaultTextPath, type BenchOptions } from './options.js';
 export type { BenchConditions, BenchFileResult, BenchReport, EngineResult, QualityResult, Spread } from './report.js';
@@ -55,7 +55,7 @@ export async function bench(options: BenchOptions): Promise<BenchReport> {
   try {
     // ---- files: the given models, then their quantizations ----
     const files: { label: string; path: string; type?: string }[] = o.models.map((m) => ({ label: path.basename(m), path: m }));
-    const steps = o.models.length * o.quants.length + (o.models.length * (1 + o.quants.length)) * (o.vsLlamaCpp ? 3 : 2) + 1;
+    const steps = o.models.length * o.quants.length + (o.models.length * (1 + o.quants.length)) * (o.vsLlamaCpp ? 3 : 2) + 1 + o.models.length;
     let done = 0;
     const progress = (label: string): void => o.onProgress?.(Math.min(1, done / steps), label);
     for (const model of o.models) {
@@ -76,6 +76,17 @@ export async function bench(options: BenchOptions): Promise<BenchReport> {
     done++;
     const textPath = o.text ?? defaultTextPath;
     const text = await readFile(textPath, 'utf8');
+
+    // ---- expert routing of the MoE models: popularity per layer, and the simulated cache (first,
+    // so that a --vram too small for the model fails before the long measures) ----
+    const routing: RoutingResult[] = [];
+    for (let i = 0; i < o.models.length; i++) {
+      check();
+      done++;
+      if (expertCount(infos[i]!) === 0) continue;
+      progress(`routing: ${files[i]!.label}`);
+      routing.push(await measureRouting(files[i]!.label, files[i]!.path, text, o));
+    }
 
     // ---- speed ----
     const speed: { moerun: EngineResult; llamaCpp?: EngineResult | { error: string } }[] = [];
@@ -156,6 +167,7 @@ export async function bench(options: BenchOptions): Promise<BenchReport> {
         textTokens,
       },
       results,
+      routing,
     };
   } finally {
     await rm(tmp, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import { cpuInfo } from '../system.js';
 import { EngineProcess, type EngineName, type WorkerRequest } from './engines.js';
 import type { ResolvedBenchOptions } from './options.js';
 import { logSoftmax, QualityAccumulator } from './quality.js';
-import type { EngineResult, QualityResult, Spread } from './report.js';
+import type { EngineResult, QualityResult, RoutingResult, Spread } from './report.js';
 
 // ============================================================================================
 // Speed: engines in child processes, interleaved
@@ -204,4 +204,29 @@ export async function measureQuality(
   }
   for (const p of paths) results.push(byPath.get(p)!);
   return { tokens, results };
+}
+
+// ============================================================================================
+// Expert routing (MoE models)
+// ============================================================================================
+
+/**
+ * Which experts the text's first `qualityTokens` tokens select per layer, in windows of 512, and
+ * with `vram` the hit rate of that placement's hot-expert cache ({@link Model.routingStats}).
+ */
+export async function measureRouting(label: string, file: string, text: string, o: Pick<ResolvedBenchOptions, 'threads' | 'qualityTokens' | 'vram' | 'signal'>): Promise<RoutingResult> {
+  const model = await loadModel(file, { threads: o.threads });
+  try {
+    const tokens = [...model.tokenize(text)].slice(0, o.qualityTokens);
+    const contextSize = Math.min(512, Math.max(16, tokens.length));
+    const stats = await model.routingStats(tokens, { contextSize, ...(o.vram === undefined ? {} : { vram: o.vram }), ...(o.signal ? { signal: o.signal } : {}) });
+    const result: RoutingResult = { label, tokens: stats.tokens, layers: stats.layers };
+    if (stats.cache) {
+      const p = stats.cache.placement;
+      result.cache = { vramBytes: p.budgetBytes, deviceExperts: p.device.expertCount, expertCount: p.expertCount, hitRate: stats.cache.hitRate, loadsPerToken: stats.cache.loadsPerToken };
+    }
+    return result;
+  } finally {
+    await model.dispose();
+  }
 }

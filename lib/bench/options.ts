@@ -4,6 +4,7 @@
 import path from 'node:path';
 
 import { moerunPackageRoot } from '../native.js';
+import { parseByteSize } from '../placement.js';
 import { describeQuantizeType, type QuantizeType } from '../quantize.js';
 import { cpuInfo } from '../system.js';
 import { checkKnownKeys, describe, functionOption, invalid, optionsObject, positiveInteger, abortSignal, booleanOption, nonEmptyString } from '../validate.js';
@@ -26,6 +27,12 @@ export interface BenchOptions {
   repeats?: number;
   /** At most this many text tokens for the quality measures (default 1024). */
   qualityTokens?: number;
+  /**
+   * For MoE models, expert routing is measured on the text (popularity per layer); with this, also
+   * the hit rate of a hot-expert cache on a GPU with this much memory for the model (bytes or
+   * `'24GiB'`), simulated on the same tokens ({@link Model.routingStats}).
+   */
+  vram?: number | string;
   /** Also run llama.cpp (the `node-llama-cpp` package) on every file and report the ratio. */
   vsLlamaCpp?: boolean;
   /** Called with the fraction done and what is running. */
@@ -36,12 +43,12 @@ export interface BenchOptions {
 
 /** The names of {@link BenchOptions}, each checked against the interface. */
 const benchOptionKeys = [
-  'models', 'quants', 'text', 'threads', 'pp', 'tg', 'repeats', 'qualityTokens', 'vsLlamaCpp', 'onProgress', 'signal',
+  'models', 'quants', 'text', 'threads', 'pp', 'tg', 'repeats', 'qualityTokens', 'vram', 'vsLlamaCpp', 'onProgress', 'signal',
 ] as const satisfies readonly (keyof BenchOptions)[];
 
 /** {@link BenchOptions} with every default filled in (`text`, `onProgress` and `signal` may stay undefined). @internal */
-export type ResolvedBenchOptions = Required<Omit<BenchOptions, 'text' | 'onProgress' | 'signal'>> & {
-  [K in 'text' | 'onProgress' | 'signal']: BenchOptions[K];
+export type ResolvedBenchOptions = Required<Omit<BenchOptions, 'text' | 'vram' | 'onProgress' | 'signal'>> & {
+  [K in 'text' | 'vram' | 'onProgress' | 'signal']: BenchOptions[K];
 };
 
 /** The bundled default text for quality: Aesop's fables (public domain). */
@@ -64,6 +71,7 @@ export function validateBenchOptions(options: BenchOptions): ResolvedBenchOption
     tg: o.tg === undefined ? 128 : positiveInteger('tg', o.tg),
     repeats: o.repeats === undefined ? 3 : positiveInteger('repeats', o.repeats),
     qualityTokens: o.qualityTokens === undefined ? 1024 : positiveInteger('qualityTokens', o.qualityTokens),
+    vram: o.vram === undefined ? undefined : parseByteSize('vram', o.vram),
     vsLlamaCpp: o.vsLlamaCpp === undefined ? false : booleanOption('vsLlamaCpp', o.vsLlamaCpp),
     onProgress: o.onProgress === undefined ? undefined : functionOption<NonNullable<BenchOptions['onProgress']>>('onProgress', o.onProgress),
     signal: o.signal === undefined ? undefined : abortSignal('signal', o.signal),

@@ -86,8 +86,21 @@ export interface BenchConditions {
   textTokens: number;
 }
 
+/** Expert routing of one MoE model over the text. */
+export interface RoutingResult {
+  label: string;
+  /** Text tokens read. */
+  tokens: number;
+  /** Per MoE layer: how many tokens selected each expert. */
+  layers: { layer: number; selections: number[] }[];
+  /** With `vram`: the hot-expert cache of that placement, simulated on the same tokens. */
+  cache?: { vramBytes: number; deviceExperts: number; expertCount: number; hitRate: number; loadsPerToken: number };
+}
+
 /** What {@link bench} returns (and `--json` writes). */
 export interface BenchReport {
   conditions: BenchConditions;
   results: BenchFileResult[];
+  /** MoE models given as `models` (not their quantizations). */
+  routing: RoutingResult[];
 }

@@ -20,11 +20,14 @@ export interface BenchCliArgs {
 
 /** Usage of `moerun bench`. */
 export const benchUsage = `  moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q4_K_M,Q6_K,Q8_0] [--text FILE]
-               [--threads N] [--pp 512] [--tg 128] [--repeats 3] [--json out.json] [--svg out.svg] [--vs-llama-cpp]
+               [--threads N] [--pp 512] [--tg 128] [--repeats 3] [--vram SIZE] [--json out.json] [--svg out.svg]
+               [--vs-llama-cpp]
       Measures each file (and each --quants level of it, quantized into a temp dir with any TYPE
       \`moerun quantize\` takes: Q2_K, Q3_K_M, Q4_K_S, IQ4_XS, ...): size, load time,
       peak RSS, pp/tg tokens/s, decode GB/s against measured memory bandwidth, and KL divergence,
       top-1 agreement and perplexity against the highest-precision file over --text (default: Aesop).
+      For MoE models, expert popularity per layer on the text; with --vram (e.g. 16GiB), also the
+      hit rate of a hot-expert cache on a GPU with that much memory, simulated on the same tokens.
       --vs-llama-cpp runs llama.cpp (node-llama-cpp) on the same files, interleaved, with ratios.
 `;
 
@@ -43,6 +46,7 @@ export function parseBenchArgs(args: string[]): BenchCliArgs {
         pp: { type: 'string' },
         tg: { type: 'string' },
         repeats: { type: 'string' },
+        vram: { type: 'string' },
         json: { type: 'string' },
         svg: { type: 'string' },
         'vs-llama-cpp': { type: 'boolean' },
@@ -72,6 +76,7 @@ export function parseBenchArgs(args: string[]): BenchCliArgs {
   if (tg !== undefined) options.tg = tg;
   const repeats = int('repeats', v.repeats);
   if (repeats !== undefined) options.repeats = repeats;
+  if (v.vram !== undefined) options.vram = v.vram;
   if (v['vs-llama-cpp']) options.vsLlamaCpp = true;
   return { options, json: v.json, svg: v.svg };
 }

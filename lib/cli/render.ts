@@ -2,7 +2,8 @@
  * The renderings of a {@link BenchReport} that `moerun bench` prints and writes: the conditions
  * line, plain text tables (speed and quality; llama.cpp and ratios when measured) and an SVG plot.
  */
-import type { BenchConditions, BenchFileResult, BenchReport, Spread } from '../bench/report.js';
+import type { BenchConditions, BenchFileResult, BenchReport, RoutingResult, Spread } from '../bench/report.js';
+import { popularityBar } from '../routing.js';
 
 /** A plain text table: one header row, right-aligned cells (left-aligned first column). */
 export function formatTable(header: string[], rows: string[][]): string {
@@ -49,6 +50,7 @@ export function formatBenchTable(report: BenchReport): string {
       rows,
     ),
   ];
+  for (const r of report.routing) out.push('', ...formatRouting(r, c.text));
   const refs = [...new Set(report.results.map((r) => r.reference).filter((r): r is string => r !== null))];
   if (refs.length > 0) out.push(`quality reference: ${refs.join(', ')} (the highest-precision file of each vocabulary)`);
   if (report.results.some((r) => r.llamaCpp)) {
@@ -176,4 +178,20 @@ export function renderBenchSvg(report: BenchReport, title = 'Decode speed vs qua
   }
   s.push('</svg>');
   return s.join('\n') + '\n';
+}
+
+/** An MoE model's routing: one popularity bar per layer, and the simulated hot-expert cache. */
+function formatRouting(r: RoutingResult, text: string): string[] {
+  const out = [`expert routing of ${r.label} over ${r.tokens} tokens of ${text} (per MoE layer: experts sorted by use, the busiest's share of selections)`];
+  for (const l of r.layers) {
+    const total = l.selections.reduce((a, b) => a + b, 0);
+    const top = total > 0 ? Math.max(...l.selections) / total : 0;
+    out.push(`  layer ${String(l.layer).padStart(3)} ${popularityBar(l.selections)} ${fmt(top * 100, 1)}%`);
+  }
+  if (r.cache) {
+    const vram = r.cache.vramBytes >= 2 ** 30 ? `${fmt(r.cache.vramBytes / 2 ** 30, 1)} GiB` : `${fmt(r.cache.vramBytes / 2 ** 20, 0)} MiB`;
+    out.push(`  with ${vram} of GPU memory: ${r.cache.deviceExperts} of ${r.cache.expertCount} experts resident; ` +
+      `hot-expert cache hit rate ${fmt(r.cache.hitRate * 100, 1)}%, ${fmt(r.cache.loadsPerToken, 2)} expert loads per token (simulated on this text)`);
+  }
+  return out;
 }

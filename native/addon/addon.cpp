@@ -545,6 +545,7 @@ struct session_state {
     std::unique_ptr<sampler> smp;
     std::vector<float> last_logits;  // (n_vocab) the row step() sampled from, for resample()
     std::unique_ptr<imatrix_collector> imatrix;  // while collecting (imatrixStart .. imatrixTake)
+    std::unique_ptr<expert_stats> routing_stats;  // while counting (expertStatsStart .. expertStatsTake)
     std::atomic<bool> abort{false};
     std::atomic<bool> busy{false};
 };
@@ -570,6 +571,8 @@ public:
             InstanceMethod("workCounters", &session_handle::work_counters),
             InstanceMethod("imatrixStart", &session_handle::imatrix_start),
             InstanceMethod("imatrixTake", &session_handle::imatrix_take),
+            InstanceMethod("expertStatsStart", &session_handle::expert_stats_start),
+            InstanceMethod("expertStatsTake", &session_handle::expert_stats_take),
             InstanceMethod("dispose", &session_handle::dispose),
         });
     }
@@ -769,6 +772,7 @@ private:
         auto st = get(env);
         if (!st) return env.Undefined();
         if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (st->routing_stats) return throw_error(env, "ERR_INVALID_STATE", "imatrixStart: the session is counting expert selections");
         st->imatrix = std::make_unique<imatrix_collector>(*st->s->get_model().file);
         st->s->set_observer(st->imatrix.get());
         return env.Undefined();
@@ -797,6 +801,54 @@ private:
             out.Set(i++, o);
         }
         return out;
+    }
+    // expertStatsStart(slotsPerLayer: Int32Array | null): later evaluations count each MoE layer's
+    // expert selections and, with slots, simulate a hot-expert cache of that placement
+    // (runtime/expert_stats.h).
+    Napi::Value expert_stats_start(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (st->imatrix) return throw_error(env, "ERR_INVALID_STATE", "expertStatsStart: the session is collecting an importance matrix");
+        const model_config& c = st->s->get_model().config;
+        std::vector<int> slots;
+        if (cb.Length() > 0 && cb[0].IsTypedArray()) {
+            Napi::Int32Array a = cb[0].As<Napi::Int32Array>();
+            slots.assign(a.Data(), a.Data() + a.ElementLength());
+        }
+        try {
+            st->routing_stats = std::make_unique<expert_stats>(c.n_layer, c.n_expert, std::move(slots));
+        } catch (const error& e) {
+            return throw_error(env, error_code_name(e.code()), e.what());
+        }
+        st->s->set_observer(st->routing_stats.get());
+        return env.Undefined();
+    }
+    // expertStatsTake() -> { tokens, selections: Float64Array[] (per layer, per expert), hits,
+    // misses, loads }, and stops collecting.
+    Napi::Value expert_stats_take(const Napi::CallbackInfo& cb) {
+        Napi::Env env = cb.Env();
+        auto st = get(env);
+        if (!st) return env.Undefined();
+        if (st->busy.load()) return throw_error(env, "ERR_BUSY", "session is busy with another evaluation");
+        if (!st->routing_stats) return throw_error(env, "ERR_INVALID_STATE", "expertStatsTake: expertStatsStart was not called");
+        st->s->set_observer(nullptr);
+        std::unique_ptr<expert_stats> x = std::move(st->routing_stats);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("tokens", Napi::Number::New(env, double(x->tokens())));
+        Napi::Array layers = Napi::Array::New(env, size_t(x->n_layer()));
+        for (int l = 0; l < x->n_layer(); ++l) {
+            const std::vector<uint64_t>& counts = x->selections(l);
+            Napi::Float64Array a = Napi::Float64Array::New(env, counts.size());
+            for (size_t e = 0; e < counts.size(); ++e) a[e] = double(counts[e]);
+            layers.Set(uint32_t(l), a);
+        }
+        o.Set("selections", layers);
+        o.Set("hits", Napi::Number::New(env, double(x->hits())));
+        o.Set("misses", Napi::Number::New(env, double(x->misses())));
+        o.Set("loads", Napi::Number::New(env, double(x->loads())));
+        return o;
     }
     // Drops the handle's reference; an in-flight worker keeps the state alive until it finishes.
     Napi::Value dispose(const Napi::CallbackInfo& cb) {

@@ -13,6 +13,7 @@
 #include "../gguf/gguf.h"
 #include "../backend/registry.h"  // cuda_probe(): the GPU library and devices, for `moerun info`
 #include "../base/error.h"
+#include "../runtime/expert_stats.h"
 #include "../runtime/imatrix.h"
 #include "../runtime/model.h"
 #include "../runtime/placement.h"
