@@ -4,7 +4,8 @@
 // nvcc, the real library is built on its own (native/cuda/CMakeLists.txt: sm_90a, the CUDA
 // runtime static; about a minute) and loaded: it must see "no driver" cleanly; and the matmul
 // kernels' arithmetic (native/cuda/dot.cuh, compiled for the host by test_cuda_dots) must match the
-// CPU's reference dots for every weight type. The kernels themselves need a GPU:
+// CPU's reference dots for every weight type, and routing and RoPE (native/cuda/route.cuh, by
+// test_cuda_ops) their semantics. The kernels themselves need a GPU:
 // bench/peer/gpu-check.sh runs them there (its test driver, which reports "no device" and exits 77
 // here, links the whole core, too slow a build for CI).
 //
@@ -22,6 +23,7 @@ const stories = path.join(root, 'models', 'stories260K.gguf');
 const buildDir = path.join(root, 'build-cuda-lib');
 const library = path.join(buildDir, 'libmoerun_cuda.so');
 const dotsDriver = path.join(buildDir, 'test_cuda_dots');
+const opsDriver = path.join(buildDir, 'test_cuda_ops');
 
 /** Runs `body` (an ES module's statements, with loadModel, gpuInfo and the model path in scope) in a child Node; returns its JSON. */
 async function inChild(body: string, env: NodeJS.ProcessEnv): Promise<any> {
@@ -109,6 +111,14 @@ describe.skipIf(!hasNvcc)('with the real libmoerun_cuda.so and no GPU', () => {
     else console.log(`test_cuda_dots: ${r.output.trim().split('\n').length - 1} checks, ${r.output.trim().split('\n').at(-1)}`);
     expect(r.status).toBe(0);
     expect(r.output).toContain('ok   IQ4_XS  unit_dot sums vs reference vec_dot (NMSE)'); // it ran to the last type
+  }, 60_000);
+
+  it('routes experts (softmax/sigmoid, bias, groups, ties, norm, scale) and applies RoPE (normal, NeoX, partial, YaRN) as specified (route.cuh on the host)', async () => {
+    const r = await run(opsDriver, [], { cwd: root });
+    if (r.status !== 0) console.log(`test_cuda_ops failed:\n${r.output.slice(-4000)}`);
+    expect(r.status).toBe(0);
+    expect(r.output).toContain('ok   rope normal YaRN (x4, ramp 4..20, mscale) pos 37');
+    expect(r.output).toContain('0 failed');
   }, 60_000);
 
   it('links the CUDA runtime statically and the addon not at all', async () => {

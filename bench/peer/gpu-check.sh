@@ -4,7 +4,7 @@
 #   here:  npx tsx bench/peer/gpu-prepare.ts          # fills .device/ (git-ignored)
 #   there: bash bench/peer/gpu-check.sh               # device tool: carry [".device"]; results in $OUT
 # Writes to ${OUT:-/tmp/gpu-check} (at most 8 files): summary.txt (the verdict lines), env.txt
-# (GPU, driver, library), ops.txt (every op CPU vs CUDA by NMSE), models.txt (every architecture's
+# (GPU, driver, library), harness.txt (the test driver checked against itself on the CPU), ops.txt (every op CPU vs CUDA by NMSE), models.txt (every architecture's
 # test model, logits and greedy tokens, CPU vs CUDA), bench.txt (decode and prefill tok/s, CPU vs
 # CUDA), memcheck.txt (compute-sanitizer over the ops). Each step has its own time limit, and a step that fails or times out does not stop the
 # others. Where no GPU is usable (a CPU machine), the drivers exit 77 with "no device: <why>";
@@ -41,13 +41,20 @@ fi
 {
   echo "date: $(date -u)"
   echo "host: $(uname -srm), $(nproc) cores, $(ldd --version 2>&1 | head -1)"
-  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || echo "nvidia-smi: not available"
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.max.sm,clocks.max.mem --format=csv 2>&1
+  else
+    echo "nvidia-smi: not available"
+  fi
   echo "library: $(ls -l $bin/libmoerun_cuda.so)"
   objdump -p $bin/libmoerun_cuda.so 2>/dev/null | grep NEEDED
   ldd $bin/test_cuda_backend 2>&1 | grep -E "not found|GLIBC" || echo "test_cuda_backend: all libraries found"
 } > "$out/env.txt" 2>&1
 note "env: $(grep -m1 -iE 'H200|H100|NVIDIA|not available' "$out/env.txt" || echo unknown)"
 
+# 0. The harness itself, a second CPU backend in CUDA's place (must agree exactly, and catch a
+#    planted difference), so a failure below is the GPU's.
+step "harness" 60 "$out/harness.txt" "$bin/test_cuda_backend" --self-test --ops --models .device/models/llama-F32.gguf
 # 1. Every operation on both backends (random inputs, NMSE <= 1e-7).
 step "ops" 120 "$out/ops.txt" "$bin/test_cuda_backend" --ops
 # 2. Every architecture's test model: F32 at NMSE <= 1e-8 with 64 identical greedy tokens; the
@@ -56,14 +63,13 @@ step "models" 240 "$out/models.txt" "$bin/test_cuda_backend" --models .device/mo
 # 3. Speed: decode and prefill, CPU (all cores) vs CUDA, on the largest prepared model.
 big=$(ls -S .device/models/*.gguf 2>/dev/null | head -1)
 step "bench" 90 "$out/bench.txt" "$bin/test_cuda_backend" --bench "$big"
-grep -E "tok/s" "$out/bench.txt" >> "$summary"
+grep -E "tok/s" "$out/bench.txt" | tee -a "$summary"
 # 4. The ops again under compute-sanitizer's memcheck (out-of-bounds and misaligned accesses),
 #    where the runtime lets it read the device (Firecracker yes, gVisor no: KINDS.md).
 if command -v compute-sanitizer > /dev/null; then
   step "memcheck" 150 "$out/memcheck.txt" compute-sanitizer --tool memcheck --error-exitcode 1 "$bin/test_cuda_backend" --ops
-  grep -m5 -E "Invalid|ERROR SUMMARY" "$out/memcheck.txt" >> "$summary"
+  grep -m5 -E "Invalid|ERROR SUMMARY" "$out/memcheck.txt" | tee -a "$summary"
 else
   note "memcheck: compute-sanitizer not on PATH"
 fi
-cat "$summary"
 exit 0

@@ -6,7 +6,10 @@
 // .device/cuda/   libmoerun_cuda.so and test_cuda_backend (the core linked in statically,
 //                 the C++ runtime too, so they need only glibc there)
 // .device/models/ <arch>-<type>.gguf: scripts/make-model.ts's well-conditioned models (the
-//                 shapes of test/arch.test.ts) at F32, and at Q8_0 and Q4_K_M (moerun's quantizer)
+//                 shapes of test/arch.test.ts): every architecture at Q4_K_M (moerun's quantizer),
+//                 float files (F32 dense, F16 MLA) and Q8_0 for a few, ~50 MiB in all: the device
+//                 tool carries at most 64 MiB with the working tree. Every op and weight type is
+//                 also checked on its own by test_cuda_backend --ops.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -18,24 +21,25 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const device = path.join(root, '.device');
 const build = path.join(root, 'build-cuda');
 
-const archs: { name: string; options: Omit<MakeModelOptions, 'out'> }[] = [
-  { name: 'llama', options: { arch: 'llama' } },
-  { name: 'llama-moe', options: { arch: 'llama', nExpert: 8, nExpertUsed: 2, nFfExp: 256 } },
-  { name: 'qwen2', options: { arch: 'qwen2' } },
-  { name: 'qwen3moe', options: { arch: 'qwen3moe', nExpert: 8, nExpertUsed: 2, nFfExp: 256 } },
-  { name: 'qwen2moe', options: { arch: 'qwen2moe' } },
-  { name: 'olmoe', options: { arch: 'olmoe' } },
-  { name: 'bailingmoe2', options: { arch: 'bailingmoe2' } },
-  { name: 'deepseek2-v3', options: { arch: 'deepseek2' } },
+type Written = 'F32' | 'F16' | 'Q8_0' | 'Q4_K_M';
+const archs: { name: string; options: Omit<MakeModelOptions, 'out'>; types: Written[] }[] = [
+  { name: 'llama', options: { arch: 'llama' }, types: ['F32', 'Q4_K_M'] },
+  { name: 'llama-moe', options: { arch: 'llama', nExpert: 8, nExpertUsed: 2, nFfExp: 256 }, types: ['Q8_0', 'Q4_K_M'] },
+  { name: 'qwen2', options: { arch: 'qwen2' }, types: ['F32', 'Q4_K_M'] },
+  { name: 'qwen3moe', options: { arch: 'qwen3moe', nExpert: 8, nExpertUsed: 2, nFfExp: 256 }, types: ['Q4_K_M'] },
+  { name: 'qwen2moe', options: { arch: 'qwen2moe' }, types: ['Q4_K_M'] },
+  { name: 'olmoe', options: { arch: 'olmoe' }, types: ['Q4_K_M'] },
+  { name: 'bailingmoe2', options: { arch: 'bailingmoe2' }, types: ['Q4_K_M'] },
+  { name: 'deepseek2-v3', options: { arch: 'deepseek2' }, types: ['F16', 'Q4_K_M'] },
   {
     name: 'deepseek2-v2lite',
     options: {
       arch: 'deepseek2', qLoraRank: 0, expertGating: 'softmax', expertSelectionBias: false, nExpertGroups: 0,
       expertWeightsNorm: false, expertWeightsScale: 0, nExpertShared: 2, yarnMscaleAllDim: 0.707,
     },
+    types: ['Q4_K_M'],
   },
 ];
-const quantTypes = ['Q8_0', 'Q4_K_M'] as const;
 
 function sh(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -52,15 +56,18 @@ for (const f of ['libmoerun_cuda.so', 'test_cuda_backend']) copyFileSync(path.jo
 const models = path.join(device, 'models');
 rmSync(models, { recursive: true, force: true });
 mkdirSync(models, { recursive: true });
-let bytes = 0;
+let bytes = 0, count = 0;
+const scratch = path.join(models, 'source-F32.gguf');  // each architecture's F32 file, quantized from
 for (const a of archs) {
-  const f32 = path.join(models, `${a.name}-F32.gguf`);
-  await makeModel({ ...a.options, out: f32 });
-  bytes += statSync(f32).size;
-  for (const t of quantTypes) {
+  await makeModel({ ...a.options, out: scratch });
+  for (const t of a.types) {
     const out = path.join(models, `${a.name}-${t}.gguf`);
-    await quantize(f32, out, t, { threads: 2 });
+    if (t === 'F32') copyFileSync(scratch, out);
+    else if (t === 'F16') await makeModel({ ...a.options, type: 'f16', out });
+    else await quantize(scratch, out, t, { threads: 2 });
     bytes += statSync(out).size;
+    ++count;
   }
 }
-console.log(`gpu-prepare: .device/cuda and ${archs.length * (1 + quantTypes.length)} models (${(bytes / 2 ** 20).toFixed(1)} MiB) ready`);
+rmSync(scratch);
+console.log(`gpu-prepare: .device/cuda and ${count} models (${(bytes / 2 ** 20).toFixed(1)} MiB) ready`);

@@ -7,6 +7,7 @@
 
 #include "../base/tensor_type.h"
 #include "common.cuh"
+#include "route.cuh"
 
 using moerun::tensor_type;
 
@@ -67,24 +68,7 @@ __global__ void rope_kernel(float* x, int n_tokens, int64_t token_stride, int n_
     const int pair = int(id % pairs);
     const int h = int((id / pairs) % n_heads);
     const int t = int(id / (int64_t(pairs) * n_heads));
-    // theta_pair = pos * theta_scale^pair, by repeated multiplication in float as the CPU does.
-    float theta = float(pos0 + t);
-    for (int i = 0; i < pair; ++i) theta *= p.theta_scale;
-    const float extrap = theta, interp = p.freq_scale * theta;
-    float angle = interp, mscale = p.mscale;
-    if (p.ext_factor != 0.0f) {  // YaRN
-        const float y = (float(pair) - p.corr_dims[0]) / fmaxf(0.001f, p.corr_dims[1] - p.corr_dims[0]);
-        const float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p.ext_factor;
-        angle = fmaf(interp, 1.0f - ramp, extrap * ramp);
-        mscale *= fmaf(0.1f, logf(1.0f / p.freq_scale), 1.0f);
-    }
-    const float cs = cosf(angle) * mscale, sn = sinf(angle) * mscale;
-    float* v = x + int64_t(t) * token_stride + int64_t(h) * head_dim;
-    const int a = p.neox ? pair : 2 * pair;
-    const int b = p.neox ? pair + n_rot / 2 : 2 * pair + 1;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = fmaf(x0, cs, -(x1 * sn));
-    v[b] = fmaf(x0, sn, x1 * cs);
+    mc::rope_pair(x + int64_t(t) * token_stride + int64_t(h) * head_dim, pair, n_rot, pos0 + t, p);
 }
 
 // ---- KV cache and attention ----
@@ -166,96 +150,14 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float*
     }
 }
 
-// ---- expert routing: one warp per token ----
-
-// The best unselected, unmasked expert: highest score, lowest index on ties.
-__device__ inline int warp_argmax(const float* score, const unsigned char* taken, int n) {
-    float best = -INFINITY;
-    int best_i = 0x7fffffff;
-    for (int e = threadIdx.x; e < n; e += 32) {
-        if (taken[e]) continue;
-        const float v = score[e];
-        if (v > best || (v == best && e < best_i)) { best = v; best_i = e; }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-        if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
-    }
-    return best_i;
-}
+// ---- expert routing: one thread per token (route.cuh) ----
 
 // Shared memory: probs, score (n_expert floats each), taken (n_expert bytes).
 __global__ void moe_route_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
     extern __shared__ float sh[];
-    const int n = p.n_expert, t = blockIdx.x, lane = threadIdx.x;
-    float* probs = sh;
-    float* score = sh + n;
-    unsigned char* taken = reinterpret_cast<unsigned char*>(sh + 2 * n);
-    const float* lt = logits + int64_t(t) * n;
-    if (p.sigmoid) {
-        for (int e = lane; e < n; e += 32) probs[e] = 1.0f / (1.0f + expf(-lt[e]));
-    } else {
-        float mx = -INFINITY;
-        for (int e = lane; e < n; e += 32) mx = fmaxf(mx, lt[e]);
-        mx = mc::warp_max(mx);
-        double sum = 0;
-        for (int e = lane; e < n; e += 32) {
-            probs[e] = expf(lt[e] - mx);
-            sum += double(probs[e]);
-        }
-        sum = mc::warp_sum(sum);
-        const float inv = float(1.0 / sum);
-        for (int e = lane; e < n; e += 32) probs[e] *= inv;
-    }
-    for (int e = lane; e < n; e += 32) {
-        score[e] = probs[e] + (bias ? bias[e] : 0.0f);
-        taken[e] = 0;
-    }
-    __syncwarp();
-    // Group-limited: keep the n_group_used groups with the best sums of their top two scores.
-    if (p.n_groups > 1 && lane == 0) {
-        const int per_group = n / p.n_groups;
-        unsigned long long kept = 0;  // n_groups <= 64 (checked by the host)
-        for (int round = 0; round < p.n_group_used; ++round) {
-            float best_score = -INFINITY;
-            int best_g = -1;
-            for (int g = 0; g < p.n_groups; ++g) {
-                if (kept >> g & 1ull) continue;
-                float b1 = -INFINITY, b2 = -INFINITY;
-                for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
-                    const float v = score[e];
-                    if (v > b1) { b2 = b1; b1 = v; }
-                    else if (v > b2) b2 = v;
-                }
-                const float gs = per_group > 1 ? b1 + b2 : b1;
-                if (best_g < 0 || gs > best_score) { best_score = gs; best_g = g; }
-            }
-            kept |= 1ull << best_g;
-        }
-        for (int e = 0; e < n; ++e) {
-            if (!(kept >> (e / per_group) & 1ull)) score[e] = -INFINITY;
-        }
-    }
-    __syncwarp();
-    double wsum = 0;
-    float w[64];  // n_expert_used <= 64 (checked by the host)
-    for (int k = 0; k < p.n_expert_used; ++k) {
-        const int e = warp_argmax(score, taken, n);
-        if (lane == 0) taken[e] = 1;
-        __syncwarp();
-        w[k] = probs[e];
-        wsum += double(w[k]);
-        if (lane == 0) ids[int64_t(t) * p.n_expert_used + k] = e;
-    }
-    if (lane != 0) return;
-    const float denom = fmaxf(float(wsum), 6.103515625e-5f);
-    for (int k = 0; k < p.n_expert_used; ++k) {
-        float v = w[k];
-        if (p.norm) v /= denom;
-        if (p.scale != 0.0f && p.scale != 1.0f) v *= p.scale;
-        weights[int64_t(t) * p.n_expert_used + k] = v;
-    }
+    const int n = p.n_expert, t = blockIdx.x;
+    mc::route_token(logits + int64_t(t) * n, bias, p, sh, sh + n, reinterpret_cast<unsigned char*>(sh + 2 * n),
+                    ids + int64_t(t) * p.n_expert_used, weights + int64_t(t) * p.n_expert_used);
 }
 
 __global__ void moe_combine_kernel(const float* y, const float* weights, int n_used, int64_t d, int64_t n, float* out) {
@@ -350,7 +252,7 @@ mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bi
     }
     const size_t shared = 2 * size_t(p->n_expert) * sizeof(float) + size_t(p->n_expert);
     if (shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d experts is beyond these kernels", p->n_expert);
-    moe_route_kernel<<<unsigned(n_tokens), 32, shared, ctx->stream>>>(logits, bias, *p, ids, weights);
+    moe_route_kernel<<<unsigned(n_tokens), 1, shared, ctx->stream>>>(logits, bias, *p, ids, weights);
     return mc::check_launch(ctx, "moe_route");
 }
 

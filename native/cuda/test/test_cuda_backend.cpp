@@ -2,7 +2,10 @@
 // same random inputs, compared by NMSE (as llama.cpp's test-backend-ops). Then whole models:
 // teacher-forced logits of every prompt position and greedy tokens, CPU vs CUDA.
 //
-//   test_cuda_backend [--ops] [--models FILE.gguf...] [--filter TEXT] [--bench FILE.gguf]
+//   test_cuda_backend [--ops] [--models FILE.gguf...] [--filter TEXT] [--bench FILE.gguf] [--self-test]
+//
+// --self-test runs the same checks with a second CPU backend in place of CUDA (no GPU needed):
+// the harness itself (moving data in and out, each op's body, the model runs) must then agree.
 //
 // Data reaches each backend only through backend/backend.h: inputs are written with get_rows from
 // a host F32 "embedding" of the rows, outputs read with matmul_to_host against an F32 identity
@@ -33,6 +36,8 @@ namespace {
 
 int g_failures = 0, g_checks = 0;
 std::string g_filter;
+// --self-test: the "CUDA" side is a second CPU backend, to check this harness where no GPU is.
+bool g_self_test = false;
 
 double nmse(const std::vector<float>& ref, const std::vector<float>& got) {
     double err = 0, norm = 0;
@@ -138,6 +143,14 @@ struct pair_of_sides {
             {
                 backend_scope sg(*cuda.be);
                 got = body(cuda);
+            }
+            double ref_norm = 0;
+            for (float v : ref) ref_norm += double(v) * v;
+            if (ref_norm == 0 || !std::isfinite(ref_norm)) {  // nothing moved: a broken harness would pass
+                ++g_checks;
+                ++g_failures;
+                std::printf("FAIL %-58s the reference output is all zero or not finite\n", what.c_str());
+                return;
             }
             report(what, ref.size() == got.size() ? nmse(ref, got) : INFINITY, bound);
         } catch (const error& e) {
@@ -407,7 +420,7 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
         model_load_params cpu_p, gpu_p;
-        gpu_p.gpu = model_load_params::gpu_mode::cuda;
+        gpu_p.gpu = g_self_test ? model_load_params::gpu_mode::off : model_load_params::gpu_mode::cuda;
         auto mc = model_load(path, cpu_p);
         auto mg = model_load(path, gpu_p);
         const int n_vocab = mc->config.n_vocab;
@@ -460,7 +473,8 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
 
 // Prefill (a prompt of n_prompt tokens) and greedy decode speed on each backend, one after the other.
 void bench_model(const std::string& path, int n_prompt, int n_decode) {
-    for (auto mode : {model_load_params::gpu_mode::off, model_load_params::gpu_mode::cuda}) {
+    const auto gpu = g_self_test ? model_load_params::gpu_mode::off : model_load_params::gpu_mode::cuda;
+    for (auto mode : {model_load_params::gpu_mode::off, gpu}) {
         try {
             model_load_params lp;
             lp.gpu = mode;
@@ -505,12 +519,13 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "--ops")) ops = true;
         else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) g_filter = argv[++i];
         else if (!std::strcmp(argv[i], "--bench") && i + 1 < argc) bench = argv[++i];
+        else if (!std::strcmp(argv[i], "--self-test")) g_self_test = true;
         else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--greedy") && i + 1 < argc) n_greedy = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--models")) {
             while (i + 1 < argc && argv[i + 1][0] != '-') models.push_back(argv[++i]);
         } else {
-            std::fprintf(stderr, "usage: %s [--ops] [--models FILE.gguf...] [--bench FILE.gguf] [--filter TEXT] [--prompt N] [--greedy N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--ops] [--models FILE.gguf...] [--bench FILE.gguf] [--filter TEXT] [--prompt N] [--greedy N] [--self-test]\n", argv[0]);
             return 2;
         }
     }
@@ -523,10 +538,11 @@ int main(int argc, char** argv) {
                     double(d.total_bytes) / (1 << 30), double(d.free_bytes) / (1 << 30), d.cc_major, d.cc_minor,
                     d.supported ? "kernels present" : "no kernels for it");
     }
-    if (!probe.usable) {
+    if (!probe.usable && !g_self_test) {
         std::printf("no device: %s\n", probe.reason.c_str());
         return 77;
     }
+    if (g_self_test) std::printf("self-test: a second CPU backend stands in for CUDA\n");
     std::printf("driver %d, runtime %d\n", probe.driver_version, probe.runtime_version);
 
     if (ops) {
@@ -534,7 +550,7 @@ int main(int argc, char** argv) {
         pair_of_sides p;
         try {
             p.cpu.be = backend_create_cpu(bp);
-            p.cuda.be = backend_create_cuda(bp);
+            p.cuda.be = g_self_test ? backend_create_cpu(bp) : backend_create_cuda(bp);
         } catch (const error& e) {
             std::printf("FAIL creating the backends: %s: %s\n", error_code_name(e.code()), e.what());
             return 1;
@@ -548,6 +564,26 @@ int main(int argc, char** argv) {
         test_attention(p, rng);
         test_ffn(p, rng);
         test_moe(p, rng);
+        if (g_self_test) {
+            // The comparison must see a difference: the "CUDA" side multiplies by other weights.
+            const int64_t k = 256, n = 32;
+            const tensor a = make_tensor("a", tensor_type::Q4_K, random_floats(rng, size_t(k * n)), k, n);
+            const tensor b = make_tensor("b", tensor_type::Q4_K, random_floats(rng, size_t(k * n)), k, n);
+            const std::vector<float> x = random_floats(rng, size_t(2 * k));
+            const int before = g_failures;
+            p.compare("planted difference (must FAIL)", [&](side& s) {
+                model_weights w;
+                w.output = &s == &p.cpu ? a : b;
+                w = s.place(w);
+                float* xd = s.upload(x, k);
+                float* y = s.zeros(size_t(2 * n), n);
+                s.be->matmul(w.output, xd, 2, y);
+                return s.download(y, 2, n);
+            });
+            const bool caught = g_failures == before + 1;
+            g_failures = before + (caught ? 0 : 1);
+            std::printf("%s the planted difference was %s\n", caught ? "ok  " : "FAIL", caught ? "caught" : "missed");
+        }
     }
     for (const std::string& m : models) test_model(m, n_prompt, n_greedy);
     if (!bench.empty()) bench_model(bench, 512, 128);
