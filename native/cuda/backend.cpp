@@ -238,9 +238,13 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w) {
                                                       "model on the CPU is not supported yet; load with gpu: false)",
                                                       format_bytes(total).c_str(), dev_.name.c_str(), format_bytes(dev_.free_bytes).c_str()));
     }
-    for_each_tensor(w, [&](tensor& t, bool) {
+    // Upload into a copy and hand it over only when everything is on the device: a failure leaves
+    // the caller's weights pointing at the mapped file (gpu 'auto' then runs them on the CPU).
+    model_weights placed = w;
+    for_each_tensor(placed, [&](tensor& t, bool) {
         if (t) upload_tensor(t);
     });
+    w = std::move(placed);
 }
 
 void cuda_backend::upload_tensor(tensor& t) {

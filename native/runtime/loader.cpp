@@ -36,7 +36,18 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     if (!loader) throw error(error_code::unsupported, format("model: %s: architecture '%s' is not supported", path.c_str(), arch->c_str()));
     m->config.architecture = *arch;
     loader->load(*m);
-    m->compute->place_weights(m->config, m->weights);  // a GPU's copy; refuses what it cannot run
+    // A GPU's copy of the weights. It refuses what it cannot run (a weight type without kernels, a
+    // model larger than its memory) before changing anything: gpu 'auto' then runs on the CPU.
+    try {
+        m->compute->place_weights(m->config, m->weights);
+    } catch (const error& e) {
+        const bool fallback = params.gpu == gpu_mode::auto_detect && m->backend_kind == "cuda" &&
+                              (e.code() == error_code::unsupported || e.code() == error_code::out_of_memory);
+        if (!fallback) throw;
+        m->gpu_note = e.what();
+        m->compute = backend_create_cpu(bp);
+        m->backend_kind = "cpu";
+    }
 
     const auto& tensors = m->file->tensors();
     uint64_t total = 0, done = 0;
