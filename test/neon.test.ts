@@ -73,6 +73,26 @@ describe.skipIf(!tools)('NEON kernels under qemu-aarch64', () => {
     expect(text.startsWith(golden), text).toBe(true);
   }, 300_000);
 
+  // SDOT/SMMLA (and any other ARMv8.2+ extension the -march flags allow) only in the functions of
+  // cpu/neon/dotprod and cpu/neon/i8mm, which run only where the OS reports the feature: the
+  // generic code and the plain NEON path run on any ARMv8-A CPU. libgcc's outline atomics
+  // (__aarch64_*) test for LSE at run time.
+  it('uses SDOT and SMMLA only in the dotprod and i8mm kernels', async () => {
+    const r = await run('aarch64-linux-gnu-objdump', ['-d', '--no-show-raw-insn', '-C', path.join(buildDir, 'test_kernels')]);
+    expect(r.status).toBe(0);
+    let fn = '';
+    const users = new Map<string, string>();
+    for (const line of r.stdout.split('\n')) {
+      const head = /^[0-9a-f]+ <(.*)>:$/.exec(line);
+      if (head) fn = head[1]!;
+      else if (/\t(sdot|udot|usdot|sudot|smmla|ummla|usmmla|ldadd\w*|cas\w*|swp\w*|ldclr\w*|ldset\w*)\s/.test(line)) users.set(fn, line.trim());
+    }
+    const kernels = [...users.keys()].filter((f) => /neon_dotprod|neon_i8mm/.test(f));
+    const others = [...users.entries()].filter(([f]) => !/neon_dotprod|neon_i8mm/.test(f) && !f.startsWith('__aarch64_'));
+    expect(kernels.length).toBeGreaterThan(20);  // the check sees the kernels it allows
+    expect(others).toEqual([]);
+  });
+
   it.each([
     ['max', 'i8mm', []],
     ['neoverse-n1', 'dotprod', ['i8mm']],
