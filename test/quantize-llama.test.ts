@@ -19,6 +19,7 @@ import { bundledModelPath, MoerunError, quantize, quantizeTypes, readGgufInfo, t
 import { planTensors } from '../lib/quantize.js';
 import { LLAMA_FILE_TYPES, type LlamaFileType } from '../lib/quantize/recipes.js';
 import { makeModel } from '../scripts/make-model.js';
+import { computeImatrix, writeImatrix } from '../lib/imatrix.js';
 import { llamaQuantizeFile, llamaQuantizePlan } from './helpers/llama-quantize.js';
 import { tensorBytes } from './helpers/twin.js';
 
@@ -29,9 +30,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const PURE = new Set<QuantizeType>(['Q3_K', 'Q4_K', 'Q5_K']);
 
 /**
- * The targets moerun refuses today without an importance matrix, and why: `quantizer` (a tensor
- * type it cannot write yet) and/or `imatrix` (llama.cpp writes these mixes only with an importance
- * matrix). Any other refusal fails the test.
+ * The targets moerun refuses without an importance matrix, and why: `quantizer` (a tensor type it
+ * cannot write yet) and/or `imatrix` (llama.cpp writes these mixes only with an importance matrix;
+ * with one they are compared byte for byte below). Any other refusal fails the test.
  */
 const REFUSED: Partial<Record<QuantizeType, { quantizer?: string; imatrix?: true }>> = {
   Q2_K_S: { imatrix: true },
@@ -98,6 +99,7 @@ async function compareFiles(ours: string, theirs: string, bytesToo = true): Prom
 /** llama-quantize's options for the same choices. */
 function llamaOptions(o: QuantizeOptions): string[] {
   const args: string[] = [];
+  if (typeof o.imatrix === 'string') args.push('--imatrix', o.imatrix);
   for (const t of o.tensorTypes ?? []) args.push('--tensor-type', `${t.pattern}=${t.type}`);
   if (o.outputTensorType) args.push('--output-tensor-type', o.outputTensorType);
   if (o.tokenEmbeddingType) args.push('--token-embedding-type', o.tokenEmbeddingType);
@@ -116,7 +118,7 @@ async function quantizeBoth(source: string, target: QuantizeType, options: Quant
   const ours = path.join(dir, `${slug}-moerun.gguf`);
   const theirs = path.join(dir, `${slug}-llama.gguf`);
   const r = await quantize(sources[source]!, ours, target, { threads: 2, ...options }).catch((e: unknown) => e);
-  const refused = REFUSED[target];
+  const refused = options.imatrix === undefined ? REFUSED[target] : undefined;
   if (r instanceof MoerunError && r.code === 'ERR_UNSUPPORTED' && refused) {
     if (refused.quantizer) expect(r.message).toMatch(new RegExp(`needs the [A-Z0-9_, ]*\\b${refused.quantizer}\\b`));
     if (refused.imatrix) expect(r.message).toContain('only with an importance matrix');
@@ -164,6 +166,38 @@ describe("moerun's quantized files equal llama-quantize's, tensor by tensor and 
   for (const [source, target, options, label] of cases) {
     it(`${source} → ${target}${label}`, async () => {
       expect(await quantizeBoth(source, target, options, label)).toBe(true);
+    }, 60_000);
+  }
+});
+
+// With an importance matrix (moerun's own, computed on the model, one file given to both): the
+// mixes llama.cpp writes only with one, and targets whose quantizers then take another path
+// (K-quants, the legacy 4/5-bit types, IQ4_NL / IQ4_XS, also as the IQ types' fallback for
+// short rows), byte for byte.
+describe('with an importance matrix: the same files as llama-quantize --imatrix', () => {
+  const imatrixOf: Record<string, string> = {};
+  const calibration = Array.from({ length: 1500 }, (_, i) => ['once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'lily', 'who', 'loved', 'the', 'park'][(i * 7919) % 15]).join(' ');
+  beforeAll(async () => {
+    for (const source of ['stories260K', 'qwen3moe', 'deepseek2']) {
+      const out = path.join(dir, `${source}-imatrix.gguf`);
+      await writeImatrix(out, await computeImatrix(sources[source]!, calibration, { contextSize: 64, chunks: 2, threads: 2 }));
+      imatrixOf[source] = out;
+    }
+  }, 120_000);
+  // For CI time, one IQ2 and one IQ3 mix (the lattice searches take 10-30 s a file here); IQ1_S,
+  // IQ2_M, IQ3_XXS (qwen3moe) and IQ2_XS, IQ2_S, IQ1_M (deepseek2) also pass (EXTRA=1: all 17, ~4 min).
+  const extra: [string, QuantizeType][] = [
+    ['qwen3moe', 'IQ1_S'], ['qwen3moe', 'IQ2_M'], ['qwen3moe', 'IQ3_XXS'], ['deepseek2', 'IQ2_XS'], ['deepseek2', 'IQ2_S'], ['deepseek2', 'IQ1_M'],
+  ];
+  const cases: [string, QuantizeType][] = [
+    ['qwen3moe', 'IQ2_XXS'], ['qwen3moe', 'Q2_K_S'], ['deepseek2', 'IQ3_XS'], ['deepseek2', 'Q3_K_M'], ['deepseek2', 'Q6_K'],
+    ['deepseek2', 'Q4_0'], ['deepseek2', 'Q4_1'], ['deepseek2', 'Q5_1'], ['deepseek2', 'IQ4_NL'],
+    ['stories260K', 'Q5_0'], ['stories260K', 'IQ4_XS'],
+    ...(process.env.EXTRA === '1' ? extra : []),
+  ];
+  for (const [source, target] of cases) {
+    it(`${source} → ${target} --imatrix`, async () => {
+      expect(await quantizeBoth(source, target, { imatrix: imatrixOf[source]! }, ' --imatrix')).toBe(true);
     }, 60_000);
   }
 });

@@ -65,6 +65,19 @@ void to_float_q6_k(const void* src, float* dst, int64_t n);
 void from_float_q6_k(const float* src, void* dst, int64_t n);
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 
+// With an importance matrix (imatrix[n]: one weight per column), as llama-quantize --imatrix.
+void from_float_imatrix_q2_k(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q3_k(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q4_k(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q5_k(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q6_k(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q4_0(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_k.cpp
+void from_float_imatrix_q4_1(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q5_0(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_q5_1(const float* src, void* dst, int64_t n, const float* imatrix);
+void from_float_imatrix_iq4_nl(const float* src, void* dst, int64_t n, const float* imatrix);  // reference_iq.cpp
+void from_float_imatrix_iq4_xs(const float* src, void* dst, int64_t n, const float* imatrix);
+
 void to_float_q8_k(const void* src, float* dst, int64_t n);
 void from_float_q8_k(const float* src, void* dst, int64_t n);
 

@@ -19,19 +19,29 @@ constexpr float k_group_max_eps = 1e-15f;
 constexpr int k_ntry = 7;
 
 // Quantizes one IQ4_NL block (sb == 32) or IQ4_XS super-block (sb == 256). Writes d, the nibbles
-// and, for IQ4_XS, the packed 6-bit sub-block scales.
-void quantize_iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l) {
+// and, for IQ4_XS, the packed 6-bit sub-block scales. qw (optional): the block's importance; each
+// weight then counts qw * sqrt(sigma2 + x^2) instead of x^2, as in llama.cpp's quantize_row_iq4_nl_impl.
+void quantize_iq4_block(int sb, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
+                        const float* qw = nullptr) {
     const int8_t* values = k_iq4nl_values;
     uint8_t L[256];
     float scales[8], weight[32];
     std::memset(q4, 0, size_t(sb / 2));
     *dh = fp32_to_fp16(0.f);
 
+    float sigma2 = 0;
+    for (int j = 0; j < sb; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / float(sb);
+
     float max_scale = 0, amax_scale = 0;
     for (int ib = 0; ib < sb / 32; ++ib) {
         const float* xb = x + 32 * ib;
         uint8_t* Lb = L + 32 * ib;
-        for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+        if (qw) {
+            for (int j = 0; j < 32; ++j) weight[j] = qw[32 * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+        } else {
+            for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+        }
         float amax = 0, max = 0;
         for (int j = 0; j < 32; ++j) {
             const float ax = std::fabs(xb[j]);
@@ -128,6 +138,11 @@ void from_float_iq4_nl(const float* src, void* dst, int64_t n) {
     for (int64_t i = 0; i < n / k_qk32; ++i) quantize_iq4_block(32, src + 32 * i, &y[i].d, y[i].qs, nullptr, nullptr);
 }
 
+void from_float_imatrix_iq4_nl(const float* src, void* dst, int64_t n, const float* imatrix) {
+    block_iq4_nl* y = static_cast<block_iq4_nl*>(dst);
+    for (int64_t i = 0; i < n / k_qk32; ++i) quantize_iq4_block(32, src + 32 * i, &y[i].d, y[i].qs, nullptr, nullptr, imatrix + 32 * i);
+}
+
 void vec_dot_iq4_nl(int64_t n, float* s, const void* vx, const void* vy) {
     const block_iq4_nl* x = static_cast<const block_iq4_nl*>(vx);
     const block_q8_0* y = static_cast<const block_q8_0*>(vy);
@@ -159,6 +174,13 @@ void from_float_iq4_xs(const float* src, void* dst, int64_t n) {
     block_iq4_xs* y = static_cast<block_iq4_xs*>(dst);
     for (int64_t i = 0; i < n / k_qk_k; ++i) {
         quantize_iq4_block(256, src + 256 * i, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
+    }
+}
+
+void from_float_imatrix_iq4_xs(const float* src, void* dst, int64_t n, const float* imatrix) {
+    block_iq4_xs* y = static_cast<block_iq4_xs*>(dst);
+    for (int64_t i = 0; i < n / k_qk_k; ++i) {
+        quantize_iq4_block(256, src + 256 * i, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l, imatrix + 256 * i);
     }
 }
 

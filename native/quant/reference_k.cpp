@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "blocks.h"
+#include "lattice_search.h"
 #include "reference.h"
 #include "search.h"
 
@@ -23,9 +24,9 @@ constexpr float k_group_max_eps = 1e-15f;
 
 // ==== scale searches ====
 
-// Symmetric quants L in [0, 2*nmax) for w ≈ scale * (L - nmax), weighted by x^2 (ggml's
-// make_qx_quants with rmse_type 1): try 19 scales around nmax/max, keep the best weighted fit.
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+// Symmetric quants L in [0, 2*nmax) for w ≈ scale * (L - nmax), weighted by qw, or by x^2 without
+// (ggml's make_qx_quants with rmse_type 1): try 19 scales around nmax/max, keep the best weighted fit.
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw = nullptr) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
         const float ax = std::fabs(x[i]);
@@ -41,7 +42,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
         int l = nearest_int(iscale * x[i]);
         l = std::max(-nmax, std::min(nmax - 1, l));
         L[i] = int8_t(l + nmax);
-        const float w = x[i] * x[i];
+        const float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * float(l);
         suml2 += w * float(l) * float(l);
     }
@@ -54,7 +55,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
         for (int i = 0; i < n; ++i) {
             int l = nearest_int(iscale * x[i]);
             l = std::max(-nmax, std::min(nmax - 1, l));
-            const float w = x[i] * x[i];
+            const float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * float(l);
             suml2 += w * float(l) * float(l);
         }
@@ -411,6 +412,31 @@ void to_float_q3_k(const void* src, float* dst, int64_t n) {
     }
 }
 
+namespace {
+// The end of a Q3_K super-block once its scales are stored: requantize each sub-block with its
+// stored scale (a sub-block whose scale is zero keeps its search's levels, as in ggml), then the
+// high bits into hmask and the low two into qs.
+void finish_q3_k_block(const float* x, block_q3_K& y, int8_t* L) {
+    int8_t sc[16];
+    q3k_unpack_scales(y.scales, sc);
+    for (int j = 0; j < 16; ++j) {
+        const float d = fp16_to_fp32(y.d) * float(sc[j]);
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ++ii) {
+            const int l = nearest_int(x[16 * j + ii] / d);
+            L[16 * j + ii] = int8_t(std::max(-4, std::min(3, l)) + 4);
+        }
+    }
+    std::memset(y.hmask, 0, 32);
+    uint8_t low[256];
+    for (int j = 0; j < 256; ++j) {
+        if (L[j] > 3) y.hmask[j % 32] |= uint8_t(1 << (j / 32));
+        low[j] = uint8_t(L[j] > 3 ? L[j] - 4 : L[j]);
+    }
+    pack_2bit(low, y.qs);
+}
+}  // namespace
+
 void from_float_q3_k(const float* x, void* dst, int64_t n) {
     block_q3_K* y = static_cast<block_q3_K*>(dst);
     int8_t L[256];
@@ -436,24 +462,7 @@ void from_float_q3_k(const float* x, void* dst, int64_t n) {
         } else {
             y[i].d = fp32_to_fp16(0.f);
         }
-        int8_t sc[16];
-        q3k_unpack_scales(y[i].scales, sc);
-        for (int j = 0; j < 16; ++j) {
-            const float d = fp16_to_fp32(y[i].d) * float(sc[j]);
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int(x[16 * j + ii] / d);
-                L[16 * j + ii] = int8_t(std::max(-4, std::min(3, l)) + 4);
-            }
-        }
-        // Sub-blocks with a zero scale keep their make_q3_quants levels, as in ggml.
-        std::memset(y[i].hmask, 0, 32);
-        uint8_t low[256];
-        for (int j = 0; j < 256; ++j) {
-            if (L[j] > 3) y[i].hmask[j % 32] |= uint8_t(1 << (j / 32));
-            low[j] = uint8_t(L[j] > 3 ? L[j] - 4 : L[j]);
-        }
-        pack_2bit(low, y[i].qs);
+        finish_q3_k_block(x, y[i], L);
     }
 }
 
@@ -489,15 +498,35 @@ void to_float_q4_k(const void* src, float* dst, int64_t n) {
     }
 }
 
+namespace {
+// 256 4-bit quants (0..15) into a Q4_K block's qs.
+void pack_q4_k_quants(const uint8_t* L, block_q4_K& y) {
+    uint8_t* q = y.qs;
+    for (int j = 0; j < 256; j += 64, q += 32) {
+        for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+// 256 5-bit quants (0..31) into a Q5_K block's qs (low four bits) and qh (the fifth).
+void pack_q5_k_quants(const uint8_t* L, block_q5_K& y) {
+    std::memset(y.qh, 0, 32);
+    uint8_t* ql = y.qs;
+    for (int j = 0; j < 256; j += 64, ql += 32) {
+        for (int l = 0; l < 32; ++l) {
+            const int l1 = L[j + l], l2 = L[j + l + 32];
+            if (l1 > 15) y.qh[l] |= uint8_t(1 << (j / 32));
+            if (l2 > 15) y.qh[l] |= uint8_t(2 << (j / 32));
+            ql[l] = uint8_t((l1 & 0xF) | ((l2 & 0xF) << 4));
+        }
+    }
+}
+}  // namespace
+
 void from_float_q4_k(const float* x, void* dst, int64_t n) {
     block_q4_K* y = static_cast<block_q4_K*>(dst);
     uint8_t L[256];
     for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k) {
         quantize_q45_k_block(x, 15, -1.f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t* q = y[i].qs;
-        for (int j = 0; j < 256; j += 64, q += 32) {
-            for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
-        }
+        pack_q4_k_quants(L, y[i]);
     }
 }
 
@@ -535,16 +564,7 @@ void from_float_q5_k(const float* x, void* dst, int64_t n) {
     uint8_t L[256];
     for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k) {
         quantize_q45_k_block(x, 31, -0.5f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
-        std::memset(y[i].qh, 0, 32);
-        uint8_t* ql = y[i].qs;
-        for (int j = 0; j < 256; j += 64, ql += 32) {
-            for (int l = 0; l < 32; ++l) {
-                const int l1 = L[j + l], l2 = L[j + l + 32];
-                if (l1 > 15) y[i].qh[l] |= uint8_t(1 << (j / 32));
-                if (l2 > 15) y[i].qh[l] |= uint8_t(2 << (j / 32));
-                ql[l] = uint8_t((l1 & 0xF) | ((l2 & 0xF) << 4));
-            }
-        }
+        pack_q5_k_quants(L, y[i]);
     }
 }
 
@@ -572,6 +592,38 @@ void to_float_q6_k(const void* src, float* dst, int64_t n) {
     }
 }
 
+namespace {
+// The end of a Q6_K super-block from its 16 sub-block scales (max_scale: the one of largest
+// magnitude): 8-bit scales against d, the weights requantized with them, packed into ql / qh.
+void finish_q6_k_block(const float* x, const float* scales, float max_scale, float max_abs_scale, block_q6_K& y, int8_t* L) {
+    if (max_abs_scale < k_group_max_eps) {
+        std::memset(&y, 0, sizeof(block_q6_K));
+        return;
+    }
+    const float iscale = -128.f / max_scale;
+    y.d = fp32_to_fp16(1 / iscale);
+    for (int ib = 0; ib < 16; ++ib) y.scales[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
+    for (int j = 0; j < 16; ++j) {
+        const float d = fp16_to_fp32(y.d) * float(y.scales[j]);
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ++ii) {
+            const int l = nearest_int(x[16 * j + ii] / d);
+            L[16 * j + ii] = int8_t(std::max(-32, std::min(31, l)) + 32);
+        }
+    }
+    for (int half = 0; half < 2; ++half) {
+        const int8_t* Lh = L + 128 * half;
+        uint8_t* ql = y.ql + 64 * half;
+        uint8_t* qh = y.qh + 32 * half;
+        for (int l = 0; l < 32; ++l) {
+            ql[l] = uint8_t((Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4));
+            ql[l + 32] = uint8_t((Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4));
+            qh[l] = uint8_t((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
+        }
+    }
+}
+}  // namespace
+
 void from_float_q6_k(const float* x, void* dst, int64_t n) {
     block_q6_K* y = static_cast<block_q6_K*>(dst);
     int8_t L[256];
@@ -583,31 +635,7 @@ void from_float_q6_k(const float* x, void* dst, int64_t n) {
             const float abs_scale = std::fabs(scales[ib]);
             if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scales[ib]; }
         }
-        if (max_abs_scale < k_group_max_eps) {
-            std::memset(&y[i], 0, sizeof(block_q6_K));
-            continue;
-        }
-        const float iscale = -128.f / max_scale;
-        y[i].d = fp32_to_fp16(1 / iscale);
-        for (int ib = 0; ib < 16; ++ib) y[i].scales[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
-        for (int j = 0; j < 16; ++j) {
-            const float d = fp16_to_fp32(y[i].d) * float(y[i].scales[j]);
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ++ii) {
-                const int l = nearest_int(x[16 * j + ii] / d);
-                L[16 * j + ii] = int8_t(std::max(-32, std::min(31, l)) + 32);
-            }
-        }
-        for (int half = 0; half < 2; ++half) {
-            const int8_t* Lh = L + 128 * half;
-            uint8_t* ql = y[i].ql + 64 * half;
-            uint8_t* qh = y[i].qh + 32 * half;
-            for (int l = 0; l < 32; ++l) {
-                ql[l] = uint8_t((Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4));
-                ql[l + 32] = uint8_t((Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4));
-                qh[l] = uint8_t((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
-            }
-        }
+        finish_q6_k_block(x, scales, max_scale, max_abs_scale, y[i], L);
     }
 }
 
@@ -656,6 +684,230 @@ void from_float_q8_k(const float* x, void* dst, int64_t n) {
             y[i].bsums[j] = int16_t(sum);
         }
         y[i].d = 1 / iscale;
+    }
+}
+
+// ==== quantizers with an importance matrix ====
+// llama.cpp's quantize_row_q*_K_impl (what llama-quantize runs with --imatrix), expression for
+// expression. Each column's importance qw scales a per-weight error weight qw * sqrt(sigma2 + x^2)
+// (Q6_K: qw alone), which drives the sub-block scale search; the sub-block scales are then fitted
+// to the super-block scale with the same weights summed per sub-block (make_qp_quants).
+
+namespace {
+
+// mean of x^2 over a 256-element super-block, times `times`
+float sigma2_of(const float* x, float times) {
+    float sum_x2 = 0;
+    for (int j = 0; j < 256; ++j) sum_x2 += x[j] * x[j];
+    return times * sum_x2 / 256;
+}
+
+// Q4_K / Q5_K (levels 0..nmax): affine search per 32 weights, then 6-bit scales and mins against
+// d and dmin by weighted fit; fills L and the block's d, dmin, scales.
+void quantize_q45_k_block_imatrix(const float* x, const float* qw, int nmax, uint16_t* d_out, uint16_t* dmin_out,
+                                  uint8_t* scales_out, uint8_t* L) {
+    uint8_t Laux[32], Ls[8], Lm[8];
+    float weights[32], sw[8], mins[8], scales[8];
+    const float sigma2 = sigma2_of(x, 2);
+    for (int j = 0; j < 8; ++j) {
+        for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        // ggml's make_qkx3_quants, which with weights given is make_qkx2_quants
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
+    const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+    for (int j = 0; j < 8; ++j) {
+        Ls[j] = std::min<uint8_t>(63, Ls[j]);
+        Lm[j] = std::min<uint8_t>(63, Lm[j]);
+    }
+    std::memset(scales_out, 0, 12);
+    pack_scale_min_k4(Ls, Lm, scales_out);
+    *d_out = fp32_to_fp16(d_block);
+    *dmin_out = fp32_to_fp16(m_block);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, scales_out, &sc, &m);
+        const float d = fp16_to_fp32(*d_out) * float(sc);
+        if (!d) continue;
+        const float dm = fp16_to_fp32(*dmin_out) * float(m);
+        for (int ii = 0; ii < 32; ++ii) {
+            const int l = nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
+        }
+    }
+}
+
+}  // namespace
+
+void from_float_imatrix_q2_k(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q2_K* y = static_cast<block_q2_K*>(dst);
+    uint8_t L[256], Laux[16], Ls[16], Lm[16];
+    float mins[16], scales[16], sw[16], weight[16];
+    for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k, qw += k_qk_k) {
+        const float sigma2 = sigma2_of(x, 1);
+        for (int j = 0; j < 16; ++j) {
+            for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            sw[j] = 0;
+            for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        }
+        y[i].d = fp32_to_fp16(make_qp_quants(16, 15, scales, Ls, sw));
+        y[i].dmin = fp32_to_fp16(make_qp_quants(16, 15, mins, Lm, sw));
+        const float dm = fp16_to_fp32(y[i].d), mm = fp16_to_fp32(y[i].dmin);
+        for (int j = 0; j < 16; ++j) y[i].scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
+        for (int j = 0; j < 16; ++j) {  // requantize with the stored scales
+            const float d = dm * float(y[i].scales[j] & 0xF);
+            if (!d) continue;
+            const float m = mm * float(y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ++ii) {
+                const int l = nearest_int((x[16 * j + ii] + m) / d);
+                L[16 * j + ii] = uint8_t(std::max(0, std::min(3, l)));
+            }
+        }
+        pack_2bit(L, y[i].qs);
+    }
+}
+
+void from_float_imatrix_q3_k(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q3_K* y = static_cast<block_q3_K*>(dst);
+    int8_t L[256], Ls[16];
+    float scales[16], weight[16], sw[16];
+    for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k, qw += k_qk_k) {
+        const float sigma2 = sigma2_of(x, 2);
+        for (int j = 0; j < 16; ++j) {
+            for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 16; ++l) sumw += weight[l];
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+        }
+        std::memset(y[i].scales, 0, 12);
+        const float d_block = make_qx_quants(16, 32, scales, Ls, sw);
+        for (int j = 0; j < 16; ++j) {  // 6-bit scales (0..63, 32 = zero): low 4 bits, then high 2
+            const int l = Ls[j];
+            if (j < 8) y[i].scales[j] = uint8_t(l & 0xF);
+            else y[i].scales[j - 8] |= uint8_t((l & 0xF) << 4);
+            y[i].scales[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
+        }
+        y[i].d = fp32_to_fp16(d_block);
+        finish_q3_k_block(x, y[i], L);
+    }
+}
+
+void from_float_imatrix_q4_k(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q4_K* y = static_cast<block_q4_K*>(dst);
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k, qw += k_qk_k) {
+        quantize_q45_k_block_imatrix(x, qw, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+        pack_q4_k_quants(L, y[i]);
+    }
+}
+
+void from_float_imatrix_q5_k(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q5_K* y = static_cast<block_q5_K*>(dst);
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k, qw += k_qk_k) {
+        quantize_q45_k_block_imatrix(x, qw, 31, &y[i].d, &y[i].dmin, y[i].scales, L);
+        pack_q5_k_quants(L, y[i]);
+    }
+}
+
+void from_float_imatrix_q6_k(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q6_K* y = static_cast<block_q6_K*>(dst);
+    int8_t L[256];
+    float scales[16];
+    for (int64_t i = 0; i < n / k_qk_k; ++i, x += k_qk_k, qw += k_qk_k) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < 16; ++ib) {
+            scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw + 16 * ib);
+            const float abs_scale = std::fabs(scales[ib]);
+            if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scales[ib]; }
+        }
+        finish_q6_k_block(x, scales, max_scale, max_abs_scale, y[i], L);
+    }
+}
+
+// ==== the 32-element legacy formats with an importance matrix ====
+// llama.cpp's quantize_row_q{4,5}_{0,1}_impl: the K-quants' searches (hence here) on each block of
+// 32, weighted by qw * sqrt(sigma2 + x^2) with sigma2 the mean of x^2 over the whole row.
+
+namespace {
+
+float row_sigma2(const float* x, int64_t n) {
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+    return sum_x2 / float(n);
+}
+
+void legacy_weights(const float* xb, const float* qw, float sigma2, float* weight) {
+    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+}
+
+// 32 levels (0..31) into qs (low nibbles, element j and j + 16) and a 32-bit qh (the fifth bits).
+template <typename L_t>
+void pack_q5_32(const L_t* L, uint8_t* qs, uint8_t* qh_bytes) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+        const uint8_t xi0 = uint8_t(L[j]), xi1 = uint8_t(L[j + 16]);
+        qs[j] = uint8_t((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+        qh |= ((xi0 & 0x10u) >> 4) << j;
+        qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+    }
+    std::memcpy(qh_bytes, &qh, sizeof(qh));
+}
+
+}  // namespace
+
+void from_float_imatrix_q4_0(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q4_0* y = static_cast<block_q4_0*>(dst);
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32];
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        legacy_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
+        y[ib].d = fp32_to_fp16(make_qx_quants(32, 8, x + 32 * ib, L, weight));
+        for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    }
+}
+
+void from_float_imatrix_q4_1(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q4_1* y = static_cast<block_q4_1*>(dst);
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32], min;
+    uint8_t L[32], Laux[32];
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        legacy_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
+        y[ib].d = fp32_to_fp16(make_qkx2_quants(32, 15, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36, false));
+        y[ib].m = fp32_to_fp16(-min);
+        for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+    }
+}
+
+void from_float_imatrix_q5_0(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q5_0* y = static_cast<block_q5_0*>(dst);
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32];
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        legacy_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
+        y[ib].d = fp32_to_fp16(make_qx_quants(32, 16, x + 32 * ib, L, weight));
+        pack_q5_32(L, y[ib].qs, y[ib].qh);
+    }
+}
+
+void from_float_imatrix_q5_1(const float* x, void* dst, int64_t n, const float* qw) {
+    block_q5_1* y = static_cast<block_q5_1*>(dst);
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32], min;
+    uint8_t L[32], Laux[32];
+    for (int64_t ib = 0; ib < n / 32; ++ib) {
+        legacy_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
+        y[ib].d = fp32_to_fp16(make_qkx2_quants(32, 31, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36, false));
+        y[ib].m = fp32_to_fp16(-min);
+        pack_q5_32(L, y[ib].qs, y[ib].qh);
     }
 }
 

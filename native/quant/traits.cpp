@@ -92,6 +92,17 @@ std::array<type_traits, k_tensor_type_count> make_reference_table() {
     kernels(T::IQ3_S, ref::to_float_iq3_s, ref::from_float_iq3_s, ref::vec_dot_iq3_s, T::Q8_K);
     kernels(T::IQ1_S, ref::to_float_iq1_s, nullptr, ref::vec_dot_iq1_s, T::Q8_K);
     kernels(T::IQ1_M, ref::to_float_iq1_m, ref::from_float_iq1_m, ref::vec_dot_iq1_m, T::Q8_K);
+    t[uint32_t(T::Q4_0)].from_float_imatrix = ref::from_float_imatrix_q4_0;
+    t[uint32_t(T::Q4_1)].from_float_imatrix = ref::from_float_imatrix_q4_1;
+    t[uint32_t(T::Q5_0)].from_float_imatrix = ref::from_float_imatrix_q5_0;
+    t[uint32_t(T::Q5_1)].from_float_imatrix = ref::from_float_imatrix_q5_1;
+    t[uint32_t(T::Q2_K)].from_float_imatrix = ref::from_float_imatrix_q2_k;
+    t[uint32_t(T::IQ4_NL)].from_float_imatrix = ref::from_float_imatrix_iq4_nl;
+    t[uint32_t(T::IQ4_XS)].from_float_imatrix = ref::from_float_imatrix_iq4_xs;
+    t[uint32_t(T::Q3_K)].from_float_imatrix = ref::from_float_imatrix_q3_k;
+    t[uint32_t(T::Q4_K)].from_float_imatrix = ref::from_float_imatrix_q4_k;
+    t[uint32_t(T::Q5_K)].from_float_imatrix = ref::from_float_imatrix_q5_k;
+    t[uint32_t(T::Q6_K)].from_float_imatrix = ref::from_float_imatrix_q6_k;
     t[uint32_t(T::IQ2_XXS)].from_float_imatrix = ref::from_float_imatrix_iq2_xxs;
     t[uint32_t(T::IQ2_XS)].from_float_imatrix = ref::from_float_imatrix_iq2_xs;
     t[uint32_t(T::IQ2_S)].from_float_imatrix = ref::from_float_imatrix_iq2_s;
