@@ -34,8 +34,16 @@ inline uint32_t load_u32(const void* p) {
     return v;
 }
 
-// Two sub-blocks' int16 scales: a in the low 32 bytes' lanes, b in the high ones.
-inline __m512i scales_2x32(int a, int b) { return join(_mm256_set1_epi16(short(a)), _mm256_set1_epi16(short(b))); }
+// The int16 scales of sub-blocks 2p and 2p + 1 over the 32 lanes of a 64-byte product (the first
+// in lanes 0-15, the second in 16-31), from int16 lane `at + 2p * stride` and `at + (2p + 1) *
+// stride` of a super-block's scale vector (one vpermw).
+inline __m512i pair_scales(__m512i scales, int p, int at, int stride) {
+    const __m512i half = _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11,
+                                                            10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           4);  // 0 for lanes 0-15, 1 for 16-31
+    const __m512i idx = _mm512_add_epi16(_mm512_mullo_epi16(half, _mm512_set1_epi16(short(stride))), _mm512_set1_epi16(short(at + 2 * p * stride)));
+    return _mm512_permutexvar_epi16(idx, scales);
+}
 
 // Grid points i0..i7 in one register, point j in bytes 8j..8j+7.
 inline __m512i points8(const uint64_t* g, size_t i0, size_t i1, size_t i2, size_t i3, size_t i4, size_t i5, size_t i6, size_t i7) {
@@ -68,6 +76,9 @@ MOERUN_BMI2 inline void iq2_xxs_rows(int64_t nb, const block_iq2_xxs* x, const u
     for (int64_t i = 0; i < nb; ++i) {
         _mm_prefetch(reinterpret_cast<const char*>(x + i) + k_prefetch_bytes, _MM_HINT_T0);
         const uint8_t* q = reinterpret_cast<const uint8_t*>(x[i].qs);
+        // 2 ls + 1 of sub-block ib from the top nibble of its second word: int16 lane 4 ib + 3
+        const __m512i words = load512(q);
+        const __m512i scales = _mm512_add_epi32(_mm512_slli_epi32(_mm512_srli_epi32(words, 28), 17), _mm512_set1_epi32(1 << 16));
         __m512i acc[R];
         for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
         for (int p = 0; p < 4; ++p) {  // sub-blocks 2p, 2p + 1
@@ -75,7 +86,7 @@ MOERUN_BMI2 inline void iq2_xxs_rows(int64_t nb, const block_iq2_xxs* x, const u
             const uint32_t sg_a = load_u32(ia + 4), sg_b = load_u32(ia + 12);
             const __m512i w = points8(k_iq2xxs_grid.data(), ia[0], ia[1], ia[2], ia[3], ia[8], ia[9], ia[10], ia[11]);
             const __mmask64 neg = parity_sign_mask(sg_a, sg_b);
-            const __m512i scale = scales_2x32(2 * int(sg_a >> 28) + 1, 2 * int(sg_b >> 28) + 1);
+            const __m512i scale = pair_scales(scales, p, 3, 4);
             for (int r = 0; r < R; ++r) {
                 const __m512i q8 = load512(yr[r][i].qs + 64 * p);
                 const __m512i q8s = _mm512_mask_sub_epi8(q8, neg, _mm512_setzero_si512(), q8);
@@ -115,6 +126,7 @@ MOERUN_BMI2 inline void iq1_s_rows(int64_t nb, const block_iq1_s* x, const uint8
         const __m128i lsd = _mm_sub_epi16(_mm_xor_si128(ls, neg), neg);
         const __m256i ls_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls));
         const __m256i lsd_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(lsd, lsd), _mm_unpacklo_epi16(lsd, lsd));
+        const __m512i scales = _mm512_castsi128_si512(ls);  // ls of sub-block ib in int16 lane ib
         __m512i acc[R];
         for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
         for (int p = 0; p < 4; ++p) {
@@ -122,7 +134,7 @@ MOERUN_BMI2 inline void iq1_s_rows(int64_t nb, const block_iq1_s* x, const uint8
             const uint64_t ib = iq1s_indices(load_u32(b.qs + 8 * p + 4), b.qh[2 * p + 1]);
             const __m512i w = points8(k_iq1s_grid_plus1.data(), ia & 0xffff, (ia >> 16) & 0xffff, (ia >> 32) & 0xffff, ia >> 48,
                                       ib & 0xffff, (ib >> 16) & 0xffff, (ib >> 32) & 0xffff, ib >> 48);
-            const __m512i scale = scales_2x32(2 * ((b.qh[2 * p] >> 12) & 7) + 1, 2 * ((b.qh[2 * p + 1] >> 12) & 7) + 1);
+            const __m512i scale = pair_scales(scales, p, 0, 1);
             for (int r = 0; r < R; ++r) {
                 acc[r] = _mm512_dpwssd_epi32(acc[r], _mm512_maddubs_epi16(w, load512(yr[r][i].qs + 64 * p)), scale);
             }
