@@ -28,8 +28,12 @@ void from_float_f16(const float* src, void* dst, int64_t n);
 void to_float_bf16(const void* src, float* dst, int64_t n);
 void from_float_bf16(const float* src, void* dst, int64_t n);
 
-// quant.cpp: the integer-dot rows (int8_dots.h) with a widening multiply (SMULL + SADALP)
+// quant.cpp: the integer-dot rows (int8_dots.h) with a widening multiply (SMULL + SADALP), and
+// the activation quantizers, byte for byte the reference's
 void register_int8_rows(cpu_kernels* table);
+void from_float_q8_0(const float* src, void* dst, int64_t n);
+void from_float_q8_1(const float* src, void* dst, int64_t n);
+void from_float_q8_k(const float* src, void* dst, int64_t n);
 
 }  // namespace moerun::neon
 

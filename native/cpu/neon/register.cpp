@@ -31,6 +31,9 @@ void cpu_register_neon(cpu_kernels* table) {
     at(T::BF16).to_float = neon::to_float_bf16;
     at(T::BF16).from_float = neon::from_float_bf16;
 
+    at(T::Q8_0).from_float = neon::from_float_q8_0;
+    at(T::Q8_1).from_float = neon::from_float_q8_1;
+    at(T::Q8_K).from_float = neon::from_float_q8_k;
     // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS: vec_dot and vec_dot_n
     neon::register_int8_rows(table);
 #else
