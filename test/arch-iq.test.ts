@@ -15,15 +15,16 @@
 // IQ2_XXS, the bulk of DeepSeek R1's 1.6-2.7-bit files.
 //
 // Files written by moerun's own quantizer (quantize(), the same layout: --pure, token_embd F32,
-// output Q8_0; or a llama.cpp mix), on both architectures, in the IQ types it writes without an
-// importance matrix: the same criterion, and top-1 on every decisive position.
+// output Q8_0), on both architectures, in the types whose quantizers issue 19 added last: IQ3_S
+// (no importance matrix), IQ2_XS and IQ2_S (with one, computed by moerun on a short text): the same
+// criterion, and top-1 on every decisive position.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadModel, quantize, readGgufInfo, type QuantizeType } from 'moerun';
+import { computeImatrix, loadModel, quantize, readGgufInfo, type Imatrix, type QuantizeType } from 'moerun';
 import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
 import { llamaQuantize, llamaQuantizer, type LlamaQuantType } from './helpers/llama-quantize.js';
 import { compareLogits, type LogitComparison, worstRowNmse } from './helpers/metrics.js';
@@ -100,13 +101,28 @@ function source(c: (typeof CASES)[number]): Promise<string> {
 type Writer = 'llama.cpp' | 'moerun';
 
 /**
- * moerun's targets here: a pure run of a block type (llama.cpp's pure layout) or a llama.cpp mix,
- * and the IQ tensor type the file must hold.
+ * moerun's pure runs here, by the tensor type they write: the file type whose type it is (IQ2_S is
+ * the IQ2_M file type's), and whether it takes an importance matrix (llama.cpp requires one for
+ * IQ2_XS and IQ2_S tensors).
  */
-const MOERUN_TARGETS: Record<string, { target: QuantizeType; pure: boolean; tensorType: string }> = {
-  IQ3_S: { target: 'IQ3_S', pure: true, tensorType: 'IQ3_S' },
-  'IQ3_M mix': { target: 'IQ3_M', pure: false, tensorType: 'IQ3_S' },
+const MOERUN_TARGETS: Record<string, { target: QuantizeType; imatrix: boolean }> = {
+  IQ3_S: { target: 'IQ3_S', imatrix: false },
+  IQ2_XS: { target: 'IQ2_XS', imatrix: true },
+  IQ2_S: { target: 'IQ2_M', imatrix: true },
 };
+
+/** An importance matrix of each case's F32 model on a short made-up text, computed once. */
+const imatrices = new Map<string, Promise<Imatrix>>();
+function imatrixOf(c: (typeof CASES)[number]): Promise<Imatrix> {
+  let p = imatrices.get(c.name);
+  if (!p) {
+    const words = ['once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'lily', 'who', 'loved', 'the', 'park'];
+    const text = Array.from({ length: 1500 }, (_, i) => words[(i * 7919) % words.length]).join(' ');
+    p = source(c).then((src) => computeImatrix(src, text, { contextSize: 64, chunks: 2, threads: 1 }));
+    imatrices.set(c.name, p);
+  }
+  return p;
+}
 
 async function runCase(c: (typeof CASES)[number], type: string, writer: Writer = 'llama.cpp'): Promise<CaseResult> {
   const qPath = join(dir, `${c.name}-${type.replace(/\W+/g, '-')}-${writer}.gguf`);
@@ -114,8 +130,10 @@ async function runCase(c: (typeof CASES)[number], type: string, writer: Writer =
   if (writer === 'llama.cpp') {
     await llamaQuantize(await source(c), qPath, type as LlamaQuantType);
   } else {
-    const { target, pure } = MOERUN_TARGETS[type]!;
-    await quantize(await source(c), qPath, target, pure ? { pure, tokenEmbeddingType: 'F32', outputTensorType: 'Q8_0', threads: 1 } : { threads: 1 });
+    const { target, imatrix } = MOERUN_TARGETS[type]!;
+    await quantize(await source(c), qPath, target, {
+      pure: true, tokenEmbeddingType: 'F32', outputTensorType: 'Q8_0', threads: 1, ...(imatrix ? { imatrix: await imatrixOf(c) } : {}),
+    });
   }
   await writeF32Twin(qPath, twinPath, 1);
   const info = await readGgufInfo(qPath);
@@ -128,7 +146,7 @@ async function runCase(c: (typeof CASES)[number], type: string, writer: Writer =
   await Promise.all([rm(qPath, { force: true }), rm(twinPath, { force: true })]);
   return {
     tensorTypes: [...counts].map(([t, n]) => `${t}×${n}`).join(' '),
-    nTarget: counts.get(writer === 'moerun' ? MOERUN_TARGETS[type]!.tensorType : type) ?? 0,
+    nTarget: counts.get(type) ?? 0,
     llama: compareLogits(llama, ref, N_VOCAB),
     ours: compareLogits(ours, ref, N_VOCAB),
     worstRow: { llama: worstRowNmse(llama, ref, N_VOCAB), ours: worstRowNmse(ours, ref, N_VOCAB) },
@@ -158,11 +176,10 @@ describe.runIf(ready)('files written by llama.cpp in the IQ, TQ and MXFP4 types'
   }
 });
 
-describe.runIf(ready)('files written by moerun in the IQ types it writes without an importance matrix', () => {
+describe.runIf(ready)('files written by moerun in IQ3_S, IQ2_XS and IQ2_S', () => {
   for (const c of CASES) {
-    const types = c.name === 'qwen3moe' ? ['IQ3_S'] : ['IQ3_S', 'IQ3_M mix'];
     describe(c.name, () => {
-      for (const type of types) {
+      for (const type of Object.keys(MOERUN_TARGETS)) {
         it(`${type}: moerun is no further from the F32 twin than llama.cpp on the same file (NMSE ≤ 1.25×, top-1 on every decisive position)`, async () => {
           const r = await runCase(c, type, 'moerun');
           checkCase(c, `${type} (moerun's file)`, r);
