@@ -387,7 +387,7 @@ std::unique_ptr<backend> backend_create_cuda(const backend_params& params) {
     const mc_api* api = cuda_library(&path, &why);
     if (!api) throw error(error_code::no_gpu, "cuda: " + why);
     const gpu_probe probe = cuda_probe();
-    if (probe.devices.empty()) throw error(error_code::no_gpu, "cuda: " + probe.reason);
+    if (probe.devices.empty()) throw error(error_code::no_gpu, probe.reason);  // "no usable NVIDIA driver: ..."
     if (params.gpu_device < 0 || params.gpu_device >= int(probe.devices.size())) {
         throw error(error_code::no_gpu, format("cuda: there is no CUDA device %d (%zu found)", params.gpu_device, probe.devices.size()));
     }
