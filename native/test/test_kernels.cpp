@@ -16,7 +16,7 @@
 //   vec_dot    each path's dot products against the reference, NMSE within a bound per type
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
-//   gemm_tile  quantized weights' tiles (i8mm): every output equals the path's vec_dot bit for bit
+//   gemm_tile  every tile shape of each path's gemm_tile equals its vec_dot bit for bit
 //   int8_tile  each path's int8 GEMM tiles (cpu/kernels.h) equal its vec_dot bit for bit, and the
 //              reference within the vec_dot bound
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
@@ -364,13 +364,14 @@ void check_dot_n(cpu_path path, const type_case& c, size_t n, int rows) {
                want.size(), is_override ? "" : "  [reference kernel]"));
 }
 
-// gemm_tile of quantized weights (the i8mm path's SMMLA tiles): every nw x nx shape, each output
-// equal to the same path's vec_dot bit for bit, and nothing written outside the tile.
-void check_quant_tile(cpu_path path, const type_case& c, size_t n) {
+// gemm_tile (float weights' register tiles, the i8mm path's SMMLA tiles of quantized ones): every
+// nw x nx shape, each output equal to the same path's vec_dot bit for bit, and nothing written
+// outside the tile.
+void check_tile(cpu_path path, const type_case& c, size_t n) {
     const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
-    if (!c.block_bytes || !p.gemm_tile) return;
+    if (!p.gemm_tile) return;
     const type_traits& r = type_traits_reference(c.type);
-    n += 3 * 32;  // a last group of 3 blocks
+    n += c.block_bytes ? 3 * 32 : 16 * 3;  // a last group of 3 blocks; whole vectors for the GEMM order
     const size_t wrow = row_size(c.type, int64_t(n)), arow = act_row_bytes(path, r.vec_dot_type, n);
     std::vector<uint8_t> w(4 * wrow), act(size_t(p.gemm_tile_x) * arow);
     for (int i = 0; i < 4; ++i) {
@@ -491,7 +492,7 @@ void check_path(cpu_path path, const type_case& c) {
     report(e <= c.dot_max, "vec_dot",
            format("%-6s %-6s nmse %.3e (bound %.0e)%s", pn, r.name, e, c.dot_max, is_override ? "" : "  [reference kernel]"));
     check_dot_n(path, c, n, rows);
-    check_quant_tile(path, c, n);
+    check_tile(path, c, n);
     check_int8_tile(path, c, n);
 }
 
