@@ -18,6 +18,7 @@ const buildDir = path.join(root, 'build-core');
 const driver = path.join(buildDir, 'test_kernels');
 const ordersDriver = path.join(buildDir, 'ggml_orders');
 const seamDriver = path.join(buildDir, 'backend_seam');
+const splitDriver = path.join(buildDir, 'moe_split');
 /** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
 const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
 const hasCmake = hasTool('cmake', 'kernels.test');
@@ -31,7 +32,7 @@ if (hasCmake) {
       const c = await run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
       if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
     }
-    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders', 'backend_seam']);
+    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders', 'backend_seam', 'moe_split']);
     if (b.status !== 0) throw new Error(`cmake build of the kernel drivers failed:\n${b.output.slice(-4000)}`);
   }, 600_000);
 }
@@ -87,6 +88,35 @@ describe.skipIf(!hasCmake)('backend seam (C++): every architecture through a bac
       console.log(`backend_seam:\n${r.output.trim()}`);
       expect(r.status).toBe(0);
       expect(r.output.match(/bit-identical/g)?.length).toBe(2 * models.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
+
+// native/test/moe_split.cpp: a MoE layer computed in the parts a GPU/CPU split would compute it in
+// (issue 14): route, the experts of a random half, the experts of the other half, the shared
+// expert. The parts add up to the whole (NMSE <= 1e-12: only the summation order may differ), the
+// all-experts steps equal ffn_moe bit for bit, and experts no token chose contribute zeros.
+describe.skipIf(!hasCmake)('MoE layer split (C++): the CPU half of a hybrid layer', () => {
+  it('adds up to the whole layer on every MoE architecture', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'moerun-split-'));
+    try {
+      const models: Omit<MakeModelOptions, 'out'>[] = [
+        { arch: 'qwen3moe', nExpert: 16, nExpertUsed: 4 }, { arch: 'qwen2moe', type: 'f16' }, { arch: 'olmoe' },
+        { arch: 'bailingmoe2' }, { arch: 'deepseek2' },
+      ];
+      const files: string[] = [];
+      for (const [i, m] of models.entries()) {
+        const out = path.join(dir, `${i}-${m.arch}.gguf`);
+        await makeModel({ ...m, out });
+        files.push(out);
+      }
+      const r = await run(splitDriver, files);
+      console.log(`moe_split:\n${r.output.trim()}`);
+      expect(r.status).toBe(0);
+      expect(r.output).not.toMatch(/FAIL/);
+      expect(r.output).toMatch(/(\d+) MoE layers checked, 0 failed/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -83,12 +83,9 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
-             ffn_scratch& s, activation_observer* observer) {
+void ffn_moe_route(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, ffn_scratch& s,
+                   activation_observer* observer) {
     const int d = c.n_embd, n_used = c.n_expert_used, n_expert = c.n_expert;
-    const int64_t n_ff = c.n_ff_exp;
-
-    // ---- route ----
     s.router.resize(size_t(n) * size_t(n_expert));
     if (observer) observer->on_matmul(l.ffn_gate_inp, x, n, d);
     matmul(pool, l.ffn_gate_inp, x, n, s.router.data(), s.quant);
@@ -105,79 +102,111 @@ void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, c
         }
         route_token(c, p, bias, s.selected.data() + size_t(t) * size_t(n_used), s.weights.data() + size_t(t) * size_t(n_used), score);
     }
+}
+
+void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n,
+                     const int32_t* selected, const float* weights, const uint8_t* host_expert, float* out, ffn_scratch& s,
+                     activation_observer* observer) {
+    const int d = c.n_embd, n_used = c.n_expert_used, n_expert = c.n_expert;
+    const int64_t n_ff = c.n_ff_exp;
+    auto included = [&](int32_t e) { return !host_expert || host_expert[e]; };
 
     // ---- run each active expert once over its tokens ----
-    // Rows of (token, slot) pairs sorted by expert: xe holds each pair's input, and the experts
-    // run in two grouped passes (gate+up, then down) over all of them.
+    // Rows of the included (token, slot) pairs sorted by expert: xe holds each pair's input, and
+    // the experts run in two grouped passes (gate+up, then down) over all of them.
     std::vector<std::vector<int32_t>> routed(static_cast<size_t>(n_expert));
     for (int t = 0; t < n; ++t) {
-        for (int k = 0; k < n_used; ++k) routed[size_t(s.selected[size_t(t) * size_t(n_used) + size_t(k)])].push_back(t * n_used + k);
+        for (int k = 0; k < n_used; ++k) {
+            const int32_t e = selected[size_t(t) * size_t(n_used) + size_t(k)];
+            if (included(e)) routed[size_t(e)].push_back(t * n_used + k);
+        }
     }
-    const int rows = n * n_used;
     std::vector<expert_batch> batches;
     std::vector<int32_t> pair_of_row;  // row -> (token * n_used + slot)
-    pair_of_row.reserve(size_t(rows));
+    pair_of_row.reserve(size_t(n) * size_t(n_used));
     for (int e = 0; e < n_expert; ++e) {
         const auto& pairs = routed[size_t(e)];
         if (pairs.empty()) continue;
         batches.push_back({e, int64_t(pair_of_row.size()), int64_t(pairs.size())});
         pair_of_row.insert(pair_of_row.end(), pairs.begin(), pairs.end());
     }
+    const int rows = int(pair_of_row.size());
     s.xe.resize(size_t(rows) * size_t(d));
     for (int r = 0; r < rows; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
     s.gate.resize(size_t(rows) * size_t(n_ff));
     s.up.resize(size_t(rows) * size_t(n_ff));
-    // For the observer: the row of x (gate, up: the token's) and of s.gate (down: the pair's) that
-    // each (token, slot) pair multiplies.
+    // For the observer (full runs only): the row of x (gate, up: the token's) and of s.gate
+    // (down: the pair's) that each (token, slot) pair multiplies.
+    if (host_expert) observer = nullptr;
     std::vector<int32_t> row_of;
     if (observer) {
         row_of.resize(size_t(rows));
         for (int p = 0; p < rows; ++p) row_of[size_t(p)] = p / n_used;
-        observer->on_experts(l.ffn_gate_exps, s.selected.data(), row_of.data(), n, n_used, x);
-        observer->on_experts(l.ffn_up_exps, s.selected.data(), row_of.data(), n, n_used, x);
+        observer->on_experts(l.ffn_gate_exps, selected, row_of.data(), n, n_used, x);
+        observer->on_experts(l.ffn_up_exps, selected, row_of.data(), n, n_used, x);
     }
-    matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
-    swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
+    if (rows > 0) {
+        matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
+        swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
+    }
     if (observer) {
         for (int r = 0; r < rows; ++r) row_of[size_t(pair_of_row[size_t(r)])] = r;
-        observer->on_experts(l.ffn_down_exps, s.selected.data(), row_of.data(), n, n_used, s.gate.data());
+        observer->on_experts(l.ffn_down_exps, selected, row_of.data(), n, n_used, s.gate.data());
     }
     s.ye.resize(size_t(rows) * size_t(d));
-    matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
-    s.expert_out.resize(size_t(rows) * size_t(d));
+    if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
+    s.expert_out.resize(size_t(n) * size_t(n_used) * size_t(d));
     for (int r = 0; r < rows; ++r) std::copy_n(s.ye.data() + size_t(r) * size_t(d), d, s.expert_out.data() + size_t(pair_of_row[size_t(r)]) * size_t(d));
 
-    // ---- combine, slot by slot (the order llama.cpp adds them) ----
+    // ---- combine the included slots, slot by slot (the order llama.cpp adds them) ----
     for (int t = 0; t < n; ++t) {
         float* o = out + size_t(t) * size_t(d);
-        const float* w = s.weights.data() + size_t(t) * size_t(n_used);
+        const int32_t* sel = selected + size_t(t) * size_t(n_used);
+        const float* w = weights + size_t(t) * size_t(n_used);
         const float* eo = s.expert_out.data() + size_t(t) * size_t(n_used) * size_t(d);
-        for (int i = 0; i < d; ++i) o[i] = eo[i] * w[0];
-        for (int k = 1; k < n_used; ++k) {
-            for (int i = 0; i < d; ++i) o[i] += eo[size_t(k) * size_t(d) + size_t(i)] * w[k];
-        }
-    }
-
-    // ---- shared expert ----
-    if (l.ffn_up_shexp) {
-        s.shared.resize(size_t(n) * size_t(d));
-        ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s, observer);
-        if (l.ffn_gate_inp_shexp) {
-            if (observer) observer->on_matmul(l.ffn_gate_inp_shexp, x, n, d);
-            // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
-            // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
-            // llama.cpp sums in the vector-dot order.
-            const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
-            const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
-            for (int t = 0; t < n; ++t) {
-                float g;
-                dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
-                const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
-                for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
+        bool first = true;
+        for (int k = 0; k < n_used; ++k) {
+            if (!included(sel[k])) continue;
+            const float* e = eo + size_t(k) * size_t(d);
+            if (first) {
+                for (int i = 0; i < d; ++i) o[i] = e[i] * w[k];
+            } else {
+                for (int i = 0; i < d; ++i) o[i] += e[i] * w[k];
             }
+            first = false;
         }
-        for (size_t i = 0; i < size_t(n) * size_t(d); ++i) out[i] += s.shared[i];
+        if (first) std::fill_n(o, d, 0.0f);  // no included expert for this token
     }
+}
+
+void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
+                    ffn_scratch& s, activation_observer* observer) {
+    if (!l.ffn_up_shexp) return;
+    const int d = c.n_embd;
+    s.shared.resize(size_t(n) * size_t(d));
+    ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s, observer);
+    if (l.ffn_gate_inp_shexp) {
+        if (observer) observer->on_matmul(l.ffn_gate_inp_shexp, x, n, d);
+        // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
+        // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
+        // llama.cpp sums in the vector-dot order.
+        const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
+        const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
+        for (int t = 0; t < n; ++t) {
+            float g;
+            dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
+            const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
+            for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
+        }
+    }
+    for (size_t i = 0; i < size_t(n) * size_t(d); ++i) out[i] += s.shared[i];
+}
+
+void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
+             ffn_scratch& s, activation_observer* observer) {
+    ffn_moe_route(pool, c, l, x, n, s, observer);
+    ffn_moe_experts(pool, c, l, x, n, s.selected.data(), s.weights.data(), nullptr, out, s, observer);
+    ffn_moe_shared(pool, c, l, x, n, out, s, observer);
 }
 
 }  // namespace moerun

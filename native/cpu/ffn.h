@@ -38,4 +38,19 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
              ffn_scratch& s, activation_observer* observer);
 
+// ffn_moe's three steps, apart for a layer split between a GPU and the CPU (issue 14): the GPU
+// routes and computes the experts it holds, the CPU the others, and the partial sums add up.
+// Route: s.selected and s.weights (n x n_expert_used) for x.
+void ffn_moe_route(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, ffn_scratch& s,
+                   activation_observer* observer);
+// out (n x n_embd) = sum over the slots k whose expert selected[t,k] is marked in host_expert
+// (n_expert flags; null: all) of weights[t,k] * expert(x[t]), in slot order; 0 for a token with
+// none. `selected` and `weights` may be s.selected / s.weights. The observer sees full runs only.
+void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n,
+                     const int32_t* selected, const float* weights, const uint8_t* host_expert, float* out, ffn_scratch& s,
+                     activation_observer* observer);
+// out += the shared expert of x (gated where the layer has ffn_gate_inp_shexp); nothing without one.
+void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
+                    ffn_scratch& s, activation_observer* observer);
+
 }  // namespace moerun
