@@ -32,10 +32,10 @@ describe('CI=true forbids skipping', () => {
         const condition = m[1]!;
         // Inline hasTool/hasData calls are fine; every other name must be assigned from them, or
         // the file must throw for it under CI=true.
-        const names = condition.replace(/has(?:Tool|Data)\([^)]*\)/g, '').match(/[A-Za-z_]\w*/g) ?? [];
+        const names = condition.replace(/has(?:Tool|Data|CudaToolkit)\([^)]*\)/g, '').match(/[A-Za-z_]\w*/g) ?? [];
         for (const name of names) {
-          const assigned = new RegExp(`(?:const|let)\\s+${name}\\s*=[^;]*has(?:Tool|Data)\\(`).test(src) ||
-            new RegExp(`${name}\\s*=\\s*has(?:Tool|Data)\\(`).test(src);
+          const assigned = new RegExp(`(?:const|let)\\s+${name}\\s*=[^;]*has(?:Tool|Data|CudaToolkit)\\(`).test(src) ||
+            new RegExp(`${name}\\s*=\\s*has(?:Tool|Data|CudaToolkit)\\(`).test(src);
           const throwsInCi = new RegExp(`${name}[^\\n]*CI === 'true'[^\\n]*throw`).test(src) || new RegExp(`${name}[^\\n]*&& process\\.env\\.CI === 'true'\\) throw`).test(src);
           if (!assigned && !throwsInCi) offenders.push(`${file}: ${m[0]} (${name})`);
         }

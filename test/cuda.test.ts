@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, MoerunError } from 'moerun';
-import { hasTool, run } from './helpers/run.js';
+import { hasCudaToolkit, run } from './helpers/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const stories = path.join(root, 'models', 'stories260K.gguf');
@@ -92,7 +92,7 @@ describe('without libmoerun_cuda.so', () => {
 
 // The real library, built here with nvcc for sm_90a. This machine has no NVIDIA driver; a machine
 // with one but no GPU answers "no device": both are ERR_NO_GPU.
-const hasNvcc = hasTool('nvcc', 'cuda.test');
+const hasNvcc = hasCudaToolkit('cuda.test');
 describe.skipIf(!hasNvcc)('with the real libmoerun_cuda.so and no GPU', () => {
   beforeAll(async () => {
     const env = { ...process.env, CI: process.env.CI ?? '' };

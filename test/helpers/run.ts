@@ -48,6 +48,19 @@ export function hasTool(cmd: string, testFile: string): boolean {
 }
 
 /**
+ * Whether the CUDA toolkit (nvcc 12 or later) is installed. Unlike the tools above it is optional
+ * everywhere, CI included, as a GPU is: the package builds and runs without it, and Debian has no
+ * package of it that can build the library (sm_90a needs CUDA 12+). Its tests skip with a line
+ * saying why.
+ */
+export function hasCudaToolkit(testFile: string): boolean {
+  const r = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
+  const major = r.status === 0 ? Number(/release (\d+)\./.exec(r.stdout)?.[1] ?? 0) : 0;
+  if (major < 12) console.log(`${testFile}: ${r.status === 0 ? `nvcc ${major}` : 'no nvcc'} (the CUDA toolkit 12+ builds the GPU library; optional like a GPU), so the tests that need it are skipped`);
+  return major >= 12;
+}
+
+/**
  * Whether test data a suite needs is present (`present`), with the same rule as {@link hasTool}:
  * under CI=true missing data is an error, elsewhere the suite is skipped with a line saying why.
  */
