@@ -267,6 +267,32 @@ void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* scales) {
     }
 }
 
+// The tail both Q4_K/Q5_K block quantizers share: the 6-bit sub-block scales ls and mins lm
+// (clamped to 63 here) packed against fp16 d and dmin, then every weight requantized to 0..nmax
+// with the scales as stored.
+void store_q45_k_scales(const float* x, int nmax, uint8_t* ls, uint8_t* lm, float d_block, float dmin_block, uint16_t* d_out,
+                        uint16_t* dmin_out, uint8_t* scales_out, uint8_t* L) {
+    for (int j = 0; j < 8; ++j) {
+        ls[j] = std::min<uint8_t>(63, ls[j]);
+        lm[j] = std::min<uint8_t>(63, lm[j]);
+    }
+    std::memset(scales_out, 0, 12);
+    pack_scale_min_k4(ls, lm, scales_out);
+    *d_out = fp32_to_fp16(d_block);
+    *dmin_out = fp32_to_fp16(dmin_block);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, scales_out, &sc, &m);
+        const float d = fp16_to_fp32(*d_out) * float(sc);
+        if (!d) continue;
+        const float dm = fp16_to_fp32(*dmin_out) * float(m);
+        for (int ii = 0; ii < 32; ++ii) {
+            const int l = nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
+        }
+    }
+}
+
 // Q4_K/Q5_K: per-sub-block affine search, then 6-bit scales and mins against fp16 d and dmin.
 // Fills L (0..nmax) and the block's d, dmin and scales.
 void quantize_q45_k_block(const float* x, int nmax, float rmin, int nstep, uint16_t* d_out, uint16_t* dmin_out,
@@ -287,24 +313,10 @@ void quantize_q45_k_block(const float* x, int nmax, float rmin, int nstep, uint1
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; ++j) {
-        ls[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
-        lm[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+        ls[j] = uint8_t(nearest_int(inv_scale * scales[j]));
+        lm[j] = uint8_t(nearest_int(inv_min * mins[j]));
     }
-    std::memset(scales_out, 0, 12);
-    pack_scale_min_k4(ls, lm, scales_out);
-    *d_out = fp32_to_fp16(max_scale / 63.f);
-    *dmin_out = fp32_to_fp16(max_min / 63.f);
-    for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, scales_out, &sc, &m);
-        const float d = fp16_to_fp32(*d_out) * float(sc);
-        if (!d) continue;
-        const float dm = fp16_to_fp32(*dmin_out) * float(m);
-        for (int ii = 0; ii < 32; ++ii) {
-            const int l = nearest_int((x[32 * j + ii] + dm) / d);
-            L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
-        }
-    }
+    store_q45_k_scales(x, nmax, ls, lm, max_scale / 63.f, max_min / 63.f, d_out, dmin_out, scales_out, L);
 }
 
 // Dot of a Q4_K/Q5_K super-block's quants q (0..31) with a Q8_K block:
@@ -719,25 +731,7 @@ void quantize_q45_k_block_imatrix(const float* x, const float* qw, int nmax, uin
     }
     const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
-    for (int j = 0; j < 8; ++j) {
-        Ls[j] = std::min<uint8_t>(63, Ls[j]);
-        Lm[j] = std::min<uint8_t>(63, Lm[j]);
-    }
-    std::memset(scales_out, 0, 12);
-    pack_scale_min_k4(Ls, Lm, scales_out);
-    *d_out = fp32_to_fp16(d_block);
-    *dmin_out = fp32_to_fp16(m_block);
-    for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, scales_out, &sc, &m);
-        const float d = fp16_to_fp32(*d_out) * float(sc);
-        if (!d) continue;
-        const float dm = fp16_to_fp32(*dmin_out) * float(m);
-        for (int ii = 0; ii < 32; ++ii) {
-            const int l = nearest_int((x[32 * j + ii] + dm) / d);
-            L[32 * j + ii] = uint8_t(std::max(0, std::min(nmax, l)));
-        }
-    }
+    store_q45_k_scales(x, nmax, Ls, Lm, d_block, m_block, d_out, dmin_out, scales_out, L);
 }
 
 }  // namespace
