@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `moerun` command line.
- *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
+ *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N] [--pin-threads]
  *   moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
  *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix F] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
  *   moerun imatrix --model X --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N] [--kv-type T]
@@ -28,9 +28,10 @@ import { bundledModelPath, cpuInfo, gpuInfo } from './system.js';
 import { nativeBinaryPath } from './native.js';
 
 const usage = `Usage:
-  moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N]
+  moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N] [--pin-threads]
       Streams a continuation of the prompt (default "Once upon a time"). Without --model it
-      runs the bundled TinyStories 260K model.
+      runs the bundled TinyStories 260K model. --pin-threads binds each compute thread to its own
+      physical core (loadModel's pinThreads).
   moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
       Prints the native binary in use and the CPU kernel paths (in use, supported); with PATH,
       also a GGUF file's architecture, metadata and tensors. With --vram (e.g. 24GiB), instead
@@ -105,6 +106,7 @@ async function run(args: string[]): Promise<number> {
       temperature: { type: 'string', short: 't' },
       seed: { type: 'string' },
       threads: { type: 'string' },
+      'pin-threads': { type: 'boolean' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },
       'min-p': { type: 'string' },
@@ -117,7 +119,10 @@ async function run(args: string[]): Promise<number> {
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
-  await using model = await loadModel(values.model ?? bundledModelPath, threads === undefined ? {} : { threads });
+  await using model = await loadModel(values.model ?? bundledModelPath, {
+    ...(threads === undefined ? {} : { threads }),
+    ...(values['pin-threads'] ? { pinThreads: true } : {}),
+  });
   const contextSize = parseNumber('context-size', values['context-size']);
   const session = model.createSession(contextSize === undefined ? {} : { contextSize });
   const options = {

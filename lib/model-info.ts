@@ -35,6 +35,8 @@ export interface ModelInfo {
   activeParameterCount: number;
   /** Compute threads in use */
   threads: number;
+  /** Whether the compute threads are bound one per physical core (`pinThreads`); false when not asked for or refused by the OS */
+  threadsPinned?: boolean;
   /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
   cpuPath: string;
   /** Where the model computes: `cpu`, `cuda`, or `none` for a vocab-only model */

@@ -30,6 +30,13 @@ export type { ModelInfo } from './model-info.js';
 export interface LoadModelOptions {
   /** Compute threads: a positive integer, or `'auto'` (default) for the number of physical cores. */
   threads?: number | 'auto';
+  /**
+   * Bind each compute thread to its own physical core (Linux; one logical CPU per core, within
+   * the process's affinity mask). Steadier speed on a busy many-core machine, where the OS would
+   * otherwise move threads between cores or onto SMT siblings; the calling thread stays unbound.
+   * Where the OS refuses, the threads run unbound and `info.threadsPinned` is false. Default false.
+   */
+  pinThreads?: boolean;
   /** Aborts loading; the promise rejects with `ERR_ABORTED`. */
   signal?: AbortSignal;
   /** Called with the fraction of weights loaded, 0..1. */
@@ -261,6 +268,7 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
     // Routed experts' share is the native loader's knowledge; without weights, all parameters.
     activeParameterCount: parameterCount,
     threads: 0,
+    threadsPinned: false,
     cpuPath: 'none',
     backend: 'none',
     backendName: 'none',
@@ -275,11 +283,12 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
 export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
   nonEmptyString('path', path);
   const o = optionsObject(options, 'loadModel()');
-  checkKnownKeys(o, ['threads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam', 'gpu', 'gpuDevice', 'prefetch'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
+  checkKnownKeys(o, ['threads', 'pinThreads', 'signal', 'onProgress', 'vocabOnly', 'allowLargerThanRam', 'gpu', 'gpuDevice', 'prefetch'] satisfies (keyof LoadModelOptions)[], 'loadModel()');
   const vocabOnly = o.vocabOnly === undefined ? false : booleanOption('vocabOnly', o.vocabOnly);
   const allowLargerThanRam = o.allowLargerThanRam === undefined ? false : booleanOption('allowLargerThanRam', o.allowLargerThanRam);
   const prefetch = o.prefetch === undefined ? true : booleanOption('prefetch', o.prefetch);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
+  const pinThreads = o.pinThreads === undefined ? false : booleanOption('pinThreads', o.pinThreads);
   if (o.gpu !== undefined && o.gpu !== false && o.gpu !== 'auto' && o.gpu !== 'cuda') {
     throw invalid(`Expected 'auto', 'cuda' or false for gpu but received ${describe(o.gpu)}`);
   }
@@ -304,7 +313,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
         onProgress(f);
       }
     : undefined;
-  const job = callNativeSync(() => native().loadModel(path, { threads, gpu, gpuDevice, allowLargerThanRam, prefetch }, report));
+  const job = callNativeSync(() => native().loadModel(path, { threads, pinThreads, gpu, gpuDevice, allowLargerThanRam, prefetch }, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;

@@ -125,7 +125,7 @@ export interface NativeBinding {
   openGguf(path: string): Promise<NativeGguf>;
   loadModel(
     path: string,
-    options: { threads: number; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
+    options: { threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
   /** batchSize: tokens per forward chunk (default 256). */

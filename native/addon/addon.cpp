@@ -425,6 +425,7 @@ private:
         o.Set("parameterCount", Napi::Number::New(env, double(mi.n_params)));
         o.Set("activeParameterCount", Napi::Number::New(env, double(mi.n_params_active)));
         o.Set("threads", mi.n_threads);
+        o.Set("threadsPinned", mi.threads_pinned);
         o.Set("cpuPath", mi.cpu_path);
         o.Set("backend", mi.backend);
         o.Set("backendName", mi.backend_name);
@@ -900,7 +901,7 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         });
 }
 
-// loadModel(path, { threads, allowLargerThanRam, prefetch }, onProgress?: (fraction) => void)
+// loadModel(path, { threads, pinThreads, allowLargerThanRam, prefetch }, onProgress?: (fraction) => void)
 //   -> { promise: Promise<NativeModel>, abort() }
 Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
@@ -918,6 +919,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const gpu_mode gpu = gpu_opt == "auto" ? gpu_mode::auto_detect : gpu_opt == "cuda" ? gpu_mode::cuda : gpu_mode::off;
     const int gpu_device = options.Get("gpuDevice").IsNumber() ? options.Get("gpuDevice").As<Napi::Number>().Int32Value() : 0;
     const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
+    const bool pin_threads = options.Get("pinThreads").ToBoolean().Value();
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
         progress = std::shared_ptr<Napi::ThreadSafeFunction>(
@@ -929,9 +931,10 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, gpu, gpu_device, allow_larger_than_ram, prefetch, progress, abort] {
+        [path, threads, pin_threads, gpu, gpu_device, allow_larger_than_ram, prefetch, progress, abort] {
             model_load_params p;
             p.n_threads = threads;
+            p.pin_threads = pin_threads;
             p.prefetch = prefetch;
             p.allow_larger_than_ram = allow_larger_than_ram;
             p.gpu = gpu;

@@ -85,6 +85,8 @@ public:
     virtual std::string name() const = 0;
     virtual std::string kernel_path() const = 0;
     virtual int threads() const = 0;
+    // Whether its compute threads are bound one per physical core (backend_params.pin_threads).
+    virtual bool threads_pinned() const { return false; }
 
     // ---- memory ----
     // Called once at load, after the architecture file has described the model: moves the

@@ -12,6 +12,7 @@ namespace moerun {
 
 struct backend_params {
     int n_threads = 0;  // CPU compute threads; 0 = one per physical core
+    bool pin_threads = false;  // bind them one per physical core (thread_pool)
     int gpu_device = 0; // CUDA device index
 };
 

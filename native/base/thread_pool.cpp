@@ -1,16 +1,51 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
 #include <utility>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 namespace moerun {
 
-thread_pool::thread_pool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+namespace {
+// Binds a thread to one logical CPU; false where the OS refuses or cannot.
+bool bind_thread(std::thread& t, int cpu) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(t.native_handle(), sizeof(set), &set) == 0;
+#else
+    (void)t;
+    (void)cpu;
+    return false;
+#endif
+}
+}  // namespace
+
+thread_pool::thread_pool(int n_threads, bool pin) : n_threads_(std::max(1, n_threads)) {
     workers_.reserve(size_t(n_threads_ - 1));
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+    worker_cpus_.assign(size_t(n_threads_ - 1), -1);
+    const std::vector<int> cpus = pin ? physical_core_cpus() : std::vector<int>();
+    for (int i = 1; i < n_threads_; ++i) {
+        workers_.emplace_back([this, i] { worker_main(i); });
+        // More threads than cores: the extra workers share cores round robin.
+        if (!cpus.empty()) {
+            const int cpu = cpus[size_t(i) % cpus.size()];
+            if (bind_thread(workers_.back(), cpu)) worker_cpus_[size_t(i - 1)] = cpu;
+        }
+    }
+}
+
+bool thread_pool::pinned() const {
+    return !worker_cpus_.empty() && std::all_of(worker_cpus_.begin(), worker_cpus_.end(), [](int c) { return c >= 0; });
 }
 
 namespace {
@@ -124,6 +159,30 @@ int physical_core_count() {
     }
     const int n = cores.empty() ? int(std::thread::hardware_concurrency()) : int(cores.size());
     return std::max(1, n);
+}
+
+std::vector<int> physical_core_cpus() {
+    std::vector<int> cpus;
+#if defined(__linux__)
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return cpus;
+    std::set<std::pair<int, int>> seen;  // (package, core)
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        auto read_id = [cpu](const char* what) {
+            char path[96];
+            std::snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, what);
+            std::ifstream f(path);
+            int v = -1;
+            return f >> v ? v : -1;
+        };
+        const int core = read_id("core_id"), package = read_id("physical_package_id");
+        if (core < 0) return {};  // no topology: binding blindly could put two workers on one core
+        if (seen.emplace(package, core).second) cpus.push_back(cpu);
+    }
+#endif
+    return cpus;
 }
 
 }  // namespace moerun

@@ -14,12 +14,19 @@ namespace moerun {
 
 class thread_pool {
 public:
-    explicit thread_pool(int n_threads);
+    // pin: each worker thread is bound to its own physical core (physical_core_cpus(): worker i to
+    // the i-th, so the caller, which is not pinned, has the first to itself). Where binding fails
+    // (another OS, a restricted affinity mask) the workers run unpinned: worker_cpus() says.
+    explicit thread_pool(int n_threads, bool pin = false);
     ~thread_pool();
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
 
     int size() const { return n_threads_; }
+    // The logical CPU each worker (index 1..size()-1, at [index - 1]) is bound to, -1 where unpinned.
+    const std::vector<int>& worker_cpus() const { return worker_cpus_; }
+    // True when pinning was asked for and every worker is bound.
+    bool pinned() const;
 
     // Runs fn(thread_index, n_threads) on every thread (the caller is index 0) and waits for all.
     // Not reentrant; one caller at a time (the owner serializes).
@@ -47,6 +54,7 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
+    std::vector<int> worker_cpus_;
     // Workers spin on generation_ for a short while after each job (decode issues jobs every few
     // microseconds, and a condition-variable wake-up costs tens of them), then sleep on start_cv_.
     std::mutex mutex_;
@@ -63,5 +71,9 @@ private:
 
 // Physical cores (not SMT siblings) of this machine; at least 1.
 int physical_core_count();
+
+// One logical CPU per physical core that this process may run on (the first SMT sibling of each),
+// in CPU order. Linux only (sysfs topology and sched_getaffinity); empty elsewhere or when unreadable.
+std::vector<int> physical_core_cpus();
 
 }  // namespace moerun

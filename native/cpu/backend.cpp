@@ -48,12 +48,13 @@ class cpu_backend final : public backend {
 public:
     explicit cpu_backend(const backend_params& p) : path_(cpu_active_path()) {
         const int n_threads = p.n_threads > 0 ? p.n_threads : physical_core_count();
-        pool_ = std::make_unique<thread_pool>(std::min(n_threads, 256));
+        pool_ = std::make_unique<thread_pool>(std::min(n_threads, 256), p.pin_threads);
     }
 
     std::string name() const override { return std::string("cpu (") + cpu_path_name(path_) + ")"; }
     std::string kernel_path() const override { return cpu_path_name(path_); }
     int threads() const override { return pool_->size(); }
+    bool threads_pinned() const override { return pool_->pinned(); }
 
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<host_buffer>(n_floats); }
 

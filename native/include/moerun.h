@@ -24,6 +24,7 @@ namespace moerun {
 
 struct model_load_params {
     int n_threads = 0;                              // 0 = physical cores
+    bool pin_threads = false;                       // bind the compute threads one per physical core
     std::function<void(double)> on_progress;        // fraction loaded, 0..1, from the loading thread
     const std::atomic<bool>* abort = nullptr;       // set to stop loading (throws error(aborted))
     // Weights larger than the host's RAM are refused (error out_of_memory) unless this is set;
@@ -53,6 +54,7 @@ struct model_info {
     uint64_t n_params = 0;    // elements of all tensors in the file
     uint64_t n_params_active = 0;  // elements read per token (routed experts at used/total)
     int n_threads = 0;
+    bool threads_pinned = false;  // pin_threads asked for and every worker bound
     std::string cpu_path;     // kernels in use: scalar, avx2, avx512
     std::string backend;      // "cpu" or "cuda"
     std::string backend_name; // "cpu (avx512)", "cuda (NVIDIA H200, 139.8 GiB, compute capability 9.0)"

@@ -17,6 +17,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     auto m = std::make_shared<model>();
     backend_params bp;
     bp.n_threads = params.n_threads;
+    bp.pin_threads = params.pin_threads;
     bp.gpu_device = params.gpu_device;
     using gpu_mode = model_load_params::gpu_mode;
     if (params.gpu != gpu_mode::off) {
@@ -110,6 +111,7 @@ model_info model_get_info(const model& m) {
     info.file_type = m.file->get_int("general.file_type").value_or(-1);
     info.size_bytes = m.file->file_size();
     info.n_threads = m.compute->threads();
+    info.threads_pinned = m.compute->threads_pinned();
     for (const auto& t : m.file->tensors()) info.n_params += uint64_t(t.n_elements());
     // Active parameters: every weight the forward pass reads per token, with routed experts
     // counted at n_expert_used / n_expert (what "A3B" in a model's name means).

@@ -1,6 +1,7 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
-//   run_model MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--prompt N] TOKEN...
+//   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] TOKEN...
+// --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
 // --prompt N appends N synthetic prompt tokens (for prefill timing).
 #include <chrono>
 #include <cstdio>
@@ -16,11 +17,13 @@ int main(int argc, char** argv) {
         return 2;
     }
     int n_gen = 32, n_threads = 0;
+    bool pin = false;
     moerun::tensor_type kv = moerun::tensor_type::F32;
     std::vector<int32_t> prompt;
     for (int i = 2; i < argc; ++i) {
         if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--pin")) pin = true;
         else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) {
             const int np = std::atoi(argv[++i]);
             for (int k = 0; k < np; ++k) prompt.push_back(1 + (k * 37) % 500);
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
     try {
         moerun::model_load_params lp;
         lp.n_threads = n_threads;
+        lp.pin_threads = pin;
         auto model = moerun::model_load(argv[1], lp);
         moerun::session_params sp;
         sp.n_ctx = int(prompt.size()) + n_gen + 1;
@@ -49,8 +53,9 @@ int main(int argc, char** argv) {
             s.evaluate(&tok, 1, moerun::logits_mode::last, logits, nullptr);
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads, %s)\n", prompt.size(), double(prompt.size()) / prompt_sec,
-                    n_gen / sec, model->compute->threads(), moerun::model_get_info(*model).cpu_path.c_str());
+        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s)\n", prompt.size(), double(prompt.size()) / prompt_sec,
+                    n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
+                    moerun::model_get_info(*model).cpu_path.c_str());
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
         return 1;
