@@ -1,6 +1,6 @@
-// npm run bench: moerun against llama.cpp (node-llama-cpp) on real MoE shapes with random weights.
+// npm run bench: moerun against llama.cpp (node-llama-cpp) on real MoE shapes (and one dense one) with random weights.
 //
-//   npm run bench -- [--shapes ling-mini-2.0,qwen3-30b-a3b] [--quants Q4_K_M,Q8_0]
+//   npm run bench -- [--shapes ling-mini-2.0,qwen3-30b-a3b,tinyllama-1.1b] [--quants Q4_K_M,Q8_0]
 //                    [--layers ling-mini-2.0=10,qwen3-30b-a3b=12] [--threads 2] [--pp 512] [--tg 128]
 //                    [--repeats 3] [--json out.json]
 //
@@ -35,7 +35,7 @@ const { values } = parseArgs({
   options: {
     shapes: { type: 'string', default: 'ling-mini-2.0,qwen3-30b-a3b' },
     quants: { type: 'string', default: 'Q4_K_M,Q8_0' },
-    layers: { type: 'string', default: 'ling-mini-2.0=10,qwen3-30b-a3b=12,olmoe-1b-7b=16,deepseek-v2-lite=12' },
+    layers: { type: 'string', default: 'ling-mini-2.0=10,qwen3-30b-a3b=12,olmoe-1b-7b=16,deepseek-v2-lite=12,tinyllama-1.1b=22' },
     threads: { type: 'string', default: '2' },
     pp: { type: 'string', default: '512' },
     tg: { type: 'string', default: '128' },

@@ -86,9 +86,18 @@ export const BENCH_SHAPES = {
       yarnMscaleAllDim: 0.707, contextLength: 163840, rmsEps: 1e-6,
     },
   },
+  // TinyLlama/TinyLlama-1.1B (Llama 2 architecture, dense): 1.1B parameters, all active.
+  'tinyllama-1.1b': {
+    title: 'TinyLlama-1.1B',
+    nVocab: 32000,
+    options: {
+      arch: 'llama', nLayer: 22, nEmbd: 2048, nHead: 32, nHeadKv: 4, nFf: 5632, contextLength: 2048,
+      ropeFreqBase: 10000, rmsEps: 1e-5,
+    },
+  },
 } satisfies Record<string, BenchShape>;
 
-/** A shape name: `ling-mini-2.0`, `qwen3-30b-a3b`, `olmoe-1b-7b`, `deepseek-v2-lite`. */
+/** A shape name: `ling-mini-2.0`, `qwen3-30b-a3b`, `olmoe-1b-7b`, `deepseek-v2-lite`, `tinyllama-1.1b` (dense). */
 export type BenchShapeName = keyof typeof BENCH_SHAPES;
 
 /**
