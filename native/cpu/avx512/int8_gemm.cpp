@@ -16,6 +16,7 @@
 // that starts at 0, as separate multiplies and adds (this tree builds with -ffp-contract=off).
 #include "../../quant/blocks.h"
 #include "../avx2/kernels.h"  // avx2::from_float_q8_0_act, avx2::q8_0_act_scales
+#include "int8_gemm.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -29,8 +30,6 @@ namespace moerun::avx512 {
 
 namespace {
 
-constexpr int k_tile_rows = 16;  // weight rows per tile: one int32 / float lane each
-
 // Where a Q8_0 activation row's block corrections start: after its float scales.
 inline const int32_t* act_corrections(const void* row, int64_t nb) {
     return reinterpret_cast<const int32_t*>(avx2::q8_0_act_scales(row, nb) + nb);
@@ -42,27 +41,6 @@ struct packed_block {
     __m512i q[8];
     __m512 d;
 };
-
-// Dword j of the 16 bytes at row[r] + offset in lane r of out[j] (r < 16, j < 4): four 16-byte
-// rows per register, then a 4 x 4 transpose within each 128-bit lane.
-inline void transpose_16x4(const uint8_t* const* row, size_t offset, __m512i out[4]) {
-    __m512i z[4];
-    MOERUN_UNROLL
-    for (int i = 0; i < 4; ++i) {  // 128-bit lane l of z[i]: row 4l + i
-        __m512i v = _mm512_castsi128_si512(load128(row[i] + offset));
-        v = _mm512_inserti32x4(v, load128(row[4 + i] + offset), 1);
-        v = _mm512_inserti32x4(v, load128(row[8 + i] + offset), 2);
-        z[i] = _mm512_inserti32x4(v, load128(row[12 + i] + offset), 3);
-    }
-    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]);  // per 128-bit lane: a0 b0 a1 b1
-    const __m512i t1 = _mm512_unpackhi_epi32(z[0], z[1]);  // a2 b2 a3 b3
-    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]);
-    const __m512i t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    out[0] = _mm512_unpacklo_epi64(t0, t2);  // a0 b0 c0 d0
-    out[1] = _mm512_unpackhi_epi64(t0, t2);
-    out[2] = _mm512_unpacklo_epi64(t1, t3);
-    out[3] = _mm512_unpackhi_epi64(t1, t3);
-}
 
 // Packs the quants of block b of the tile's 16 rows (row[r]: the rows' first bytes; rows past the
 // tile's last repeat it). The scales go apart (copy_scales).
@@ -109,12 +87,6 @@ struct tile_scratch {
     std::vector<packed_block> packed;  // 576 bytes per block
     std::vector<block_scales> scales;  // 32 bytes per block
 };
-
-inline int32_t load_i32(const int8_t* p) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 
 // T activation rows against a packed tile: y[t * y_stride + r] for the rows in `store`.
 template <int T>
@@ -209,10 +181,6 @@ void tile_direct(const uint8_t* const* row, int64_t nb, const block_scales* scal
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
 }
 
-// Activation rows per pass over a packed tile: 8 accumulators, 8 block sums in flight and the 8
-// packed quant registers fit the 32 registers.
-constexpr int k_tile_tokens = 8;
-
 template <typename B>
 void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                int64_t y_stride) {
@@ -225,9 +193,9 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
     packed_block* const packed = scratch.packed.data();
     const block_scales* const scales = scratch.scales.data();
     const uint8_t* row[k_tile_rows];
-    for (int r = 0; r < k_tile_rows; ++r) row[r] = static_cast<const uint8_t*>(vw) + size_t(std::min<int64_t>(r, nw - 1)) * w_row;
+    tile_row_pointers(vw, w_row, nw, row);
     copy_scales<B>(row, nb, scratch.scales.data());
-    const __mmask16 store = __mmask16((1u << nw) - 1);
+    const __mmask16 store = tile_store_mask(nw);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     switch (nx) {  // decode: packing costs more than it saves
         case 1: tile_direct<B, 1>(row, nb, scales, x, x_row, y, y_stride, store); return;
@@ -240,20 +208,11 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
         packed[b].d = scales_of(scales[b]);
     }
 
-    int64_t i = 0;
-    for (; i + k_tile_tokens <= nx; i += k_tile_tokens) {
-        tile_tokens<k_tile_tokens>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
-    }
-    switch (nx - i) {  // the remaining 0..7 rows in one pass
-        case 7: tile_tokens<7>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 6: tile_tokens<6>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 5: tile_tokens<5>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 4: tile_tokens<4>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 3: tile_tokens<3>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 2: tile_tokens<2>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        case 1: tile_tokens<1>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store); break;
-        default: break;
-    }
+    // 8 activation rows per pass: 8 accumulators, 8 block sums in flight and the 8 packed quant
+    // registers fit the 32 registers.
+    for_token_passes(nx, [&](auto tokens, int64_t i) {
+        tile_tokens<decltype(tokens)::value>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
+    });
 }
 
 // One weight row (vec_dot, vec_dot_n: attention over a Q8_0 cache, single rows): the same integer

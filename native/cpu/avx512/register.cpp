@@ -43,12 +43,20 @@ void cpu_register_avx512(cpu_kernels* table) {
     at(T::Q2_K).vec_dot = avx512::vec_dot_q2_k;
     at(T::Q2_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q2_k_vnni : avx512::vec_dot_n_q2_k;
     at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k;
-    at(T::Q6_K).vec_dot_n = f.avx512vnni ? avx512::vec_dot_n_q6_k_vnni : avx512::vec_dot_n_q6_k;
-    if (f.avx512vnni) {  // vec_dot and vec_dot_n from one kernel each (Q5_K at 512 bits: faster there)
-        at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k_vnni;
-        at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_vnni;
-        at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k_512;
-        at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_512;
+    at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k;
+    if (f.avx512vnni) {  // Q4_K, Q5_K and Q6_K as an int8 GEMM, bit for bit the reference (int8_gemm_k.cpp)
+        at(T::Q4_K).vec_dot = avx512::vec_dot_q4_k_int8;
+        at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_int8;
+        at(T::Q4_K).int8_tile = avx512::int8_tile_q4_k;
+        at(T::Q4_K).int8_tile_rows = 16;
+        at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k_int8;
+        at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_int8;
+        at(T::Q5_K).int8_tile = avx512::int8_tile_q5_k;
+        at(T::Q5_K).int8_tile_rows = 16;
+        at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k_int8;
+        at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k_int8;
+        at(T::Q6_K).int8_tile = avx512::int8_tile_q6_k;
+        at(T::Q6_K).int8_tile_rows = 16;
     }
     if (f.avx512vnni) {  // Q8_0 and Q4_0 as an int8 GEMM, bit for bit the reference (int8_gemm.cpp)
         at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act;

@@ -1,0 +1,408 @@
+// Q4_K, Q5_K and Q6_K weights against Q8_K activations (AVX512_VNNI), in the scalar reference's
+// order (quant/reference_k.cpp), so vec_dot, vec_dot_n and int8_tile equal ref::vec_dot_q4_k /
+// q5_k / q6_k bit for bit: per super-block exact int32 sums, then the reference's float steps,
+//   Q4_K, Q5_K: sum += (d * d_y) * float(isum) - (dmin * d_y) * float(msum)
+//   Q6_K:       sum += (d * d_y) * float(isum)
+// as separate multiplies and adds (this tree builds with -ffp-contract=off).
+//
+// int8_tile (prompt processing) works as the Q8_0/Q4_0 tile of int8_gemm.cpp: a tile's 16 rows are
+// unpacked once per call into an interleaved copy (packed_q45_k, packed_q6_k: 5.2 / 5.7 KB per
+// super-block), quants 4g..4g+3 of row r in dword lane r of register g, so one vpdpbusd takes 4
+// quants of all 16 rows against 4 activation bytes broadcast from memory. The quants are
+// unsigned (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63: no bias). Per sub-block and activation row the
+// 16 dot lanes are multiplied by the rows' scales (vpmulld) and added; the mins (Q4_K, Q5_K) and
+// Q6_K's -32 offset go through the activation's 16-element block sums, one vpdpwssd per pair of
+// them against the rows' (min, min) or (-32 sc, -32 sc) int16 pairs. A super-block and a token
+// then cost 64 vpdpbusd, 8 (Q6_K 16) vpmulld and 8 vpdpwssd for 4,096 products.
+//
+// With few activation rows (decode, small expert batches) packing costs more than it saves: the
+// tile then runs each weight row in place (dot_rows below, the kernel of vec_dot and vec_dot_n).
+#include "../../quant/blocks.h"
+#include "../avx2/simd.h"  // avx2::dot_n_rows
+#include "int8_gemm.h"
+#include "kernels.h"
+#include "simd.h"
+
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+namespace moerun::avx512 {
+
+namespace {
+
+inline __m512i bcast_i32(const void* p) { return _mm512_set1_epi32(load_i32(p)); }
+inline __m512i bytes(int v) { return _mm512_set1_epi8(char(v)); }
+
+// The bits of every byte moved from position `from` up or down to `to`, then masked by `mask`
+// (16-bit shifts: the mask drops the bits that cross into the neighbouring byte).
+inline __m512i move_bits(__m512i v, int from, int to, int mask) {
+    const __m512i s = from < to ? _mm512_slli_epi16(v, unsigned(to - from)) : from > to ? _mm512_srli_epi16(v, unsigned(from - to)) : v;
+    return _mm512_and_si512(s, bytes(mask));
+}
+
+// ---- one weight row in place (vec_dot, vec_dot_n, and the tile for few activation rows) ----
+
+// Q4_K / Q5_K chunk c of a super-block (64 quants, sub-blocks 2c and 2c + 1): sub-block 2c (the
+// low nibbles) in the low 256 bits, 2c + 1 (the high nibbles) in the high 256 bits.
+template <typename B>
+inline __m512i q45_chunk(const B& b, int c) {
+    const __m512i q = _mm512_broadcast_i64x4(load256(b.qs + 32 * c));
+    const __m512i nib = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)), bytes(0xF));
+    if constexpr (std::is_same_v<B, block_q4_K>) {
+        return nib;
+    } else {  // Q5_K: qh bit 2c -> bit 4 of the low group, bit 2c + 1 -> bit 4 of the high group
+        const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh));
+        const __m512i h = _mm512_srlv_epi64(qh, _mm512_setr_epi64(2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1));
+        return _mm512_or_si512(nib, _mm512_slli_epi16(_mm512_and_si512(h, bytes(1)), 4));
+    }
+}
+
+// The sums of a's 8 lanes and of b's 8 lanes.
+inline void hsum2_i32(__m256i a, __m256i b, int32_t* sa, int32_t* sb) {
+    __m256i h = _mm256_hadd_epi32(a, b);  // per 128 bits: a01 a23 b01 b23
+    h = _mm256_hadd_epi32(h, h);          // a0-3 b0-3 a0-3 b0-3
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    *sa = _mm_cvtsi128_si32(s);
+    *sb = _mm_extract_epi32(s, 1);
+}
+
+// T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t]. The products as int16
+// pairs (vpmaddubsw: at most 31 * 127 * 2, no saturation) weighted by the sub-block scales into
+// int32 lanes (vpdpwssd); per super-block the lanes are added in integers.
+template <int T, typename B>
+inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
+    const block_q8_K* xq[T];
+    float sum[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        sum[t] = 0;
+    }
+    // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (int64_t i = 0; i < nb; ++i) {
+        uint8_t sc[8], m[8];
+        unpack_scales_min_k4(w[i].scales, sc, m);
+        const float d = f16(w[i].d), dmin = f16(w[i].dmin);
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
+        __m512i isum[T];
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        MOERUN_UNROLL
+        for (int c = 0; c < 4; ++c) {
+            const __m512i q = q45_chunk(w[i], c);
+            const __m512i s = _mm512_permutexvar_epi16(
+                _mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1), sc16);
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, load512(xq[t][i].qs + 64 * c)), s);
+        }
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            const __m256i q8 = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
+            int32_t is, ms;
+            hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16), &is, &ms);
+            const float dy = xq[t][i].d;
+            sum[t] += d * dy * float(is) - dmin * dy * float(ms);
+        }
+    }
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+inline __m256i bits256(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask))); }
+
+// T activation rows against one Q6_K row: the unsigned quants 0..63, 64 per register, as int16
+// pairs (at most 63 * 127 * 2) weighted by the int8 scales; the -32 through the block sums.
+template <int T>
+inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, size_t x_row, float* out) {
+    const block_q8_K* xq[T];
+    float sum[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        sum[t] = 0;
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m512i sc16 = scales_to_i16(w[i].scales);
+        __m512i isum[T];
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        MOERUN_UNROLL
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(w[i].ql + 64 * h), ql1 = load256(w[i].ql + 64 * h + 32);
+            const __m256i qh = load256(w[i].qh + 32 * h);
+            const __m512i q01 = join(_mm256_or_si256(bits256(ql0, 0, 0xF), _mm256_slli_epi16(bits256(qh, 0, 3), 4)),
+                                     _mm256_or_si256(bits256(ql1, 0, 0xF), _mm256_slli_epi16(bits256(qh, 2, 3), 4)));
+            const __m512i q23 = join(_mm256_or_si256(bits256(ql0, 4, 0xF), _mm256_slli_epi16(bits256(qh, 4, 3), 4)),
+                                     _mm256_or_si256(bits256(ql1, 4, 0xF), _mm256_slli_epi16(bits256(qh, 6, 3), 4)));
+            const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) {
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q01, load512(xq[t][i].qs + 128 * h)), s01);
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
+            }
+        }
+        const float d = f16(w[i].d);
+        const __m256i sc = _mm512_castsi512_si256(sc16);
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            // 32 * sum_j sc_j * bsum_j in 8 lanes, taken from the lanes before they are added
+            const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);
+            const __m512i v = _mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset));
+            sum[t] += d * xq[t][i].d * float(_mm512_reduce_add_epi32(v));
+        }
+    }
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+template <int T, typename B>
+inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
+    if constexpr (std::is_same_v<B, block_q6_K>) dot_rows_q6_k<T>(nb, w, x, x_row, out);
+    else dot_rows_q45_k<T>(nb, w, x, x_row, out);
+}
+
+// ---- packed tiles ----
+
+// One super-block of a tile's 16 rows, row r in lane r of every register.
+struct packed_q45_k {
+    __m512i q[64];      // quants 4g..4g+3 (0..15 or 0..31) in register g
+    __m512i scale[8];   // sub-block j's 6-bit scale, int32
+    __m512i min[8];     // sub-block j's 6-bit min twice, as an int16 pair (against bsums 2j, 2j+1)
+    __m512 d, dmin;
+};
+struct packed_q6_k {
+    __m512i q[64];       // quants 4g..4g+3 (0..63) in register g
+    __m512i scale[16];   // sub-block j's int8 scale, int32
+    __m512i offset[8];   // (-32 sc_2k, -32 sc_2k+1) as an int16 pair (against bsums 2k, 2k+1)
+    __m512 d;
+};
+template <typename B>
+using packed_k = std::conditional_t<std::is_same_v<B, block_q6_K>, packed_q6_k, packed_q45_k>;
+
+// Packs super-block b of the tile's rows (row[r]: the rows' first bytes).
+template <typename B>
+inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q45_k* out) {
+    const size_t at = size_t(b) * sizeof(B);
+    // The block's first 16 bytes: d | dmin << 16, then scales[0..3], [4..7], [8..11]; unpacked as
+    // unpack_scales_min_k4 does, in 32-bit lanes.
+    static_assert(offsetof(B, d) == 0 && offsetof(B, dmin) == 2 && offsetof(B, scales) == 4);
+    __m512i head[4];
+    transpose_16x4(row, at, head);
+    out->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+    out->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+    const __m512i low6 = bytes(0x3F), low4 = bytes(0xF);
+    const __m512i s03 = _mm512_and_si512(head[1], low6), m03 = _mm512_and_si512(head[2], low6);
+    const __m512i s47 = _mm512_or_si512(_mm512_and_si512(head[3], low4), move_bits(head[1], 6, 4, 0x30));
+    const __m512i m47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(head[3], 4), low4), move_bits(head[2], 6, 4, 0x30));
+    const __m512i byte0 = _mm512_set1_epi32(0xFF);
+    MOERUN_UNROLL
+    for (int j = 0; j < 4; ++j) {
+        out->scale[j] = _mm512_and_si512(_mm512_srli_epi32(s03, unsigned(8 * j)), byte0);
+        out->scale[j + 4] = _mm512_and_si512(_mm512_srli_epi32(s47, unsigned(8 * j)), byte0);
+        const __m512i mlo = _mm512_and_si512(_mm512_srli_epi32(m03, unsigned(8 * j)), byte0);
+        const __m512i mhi = _mm512_and_si512(_mm512_srli_epi32(m47, unsigned(8 * j)), byte0);
+        out->min[j] = _mm512_or_si512(mlo, _mm512_slli_epi32(mlo, 16));
+        out->min[j + 4] = _mm512_or_si512(mhi, _mm512_slli_epi32(mhi, 16));
+    }
+    // Q5_K: dword j of qh (bytes 4j..4j+3, elements 32k + 4j.. at bit k) in h[j]
+    __m512i h[8];
+    if constexpr (std::is_same_v<B, block_q5_K>) {
+        transpose_16x4(row, at + offsetof(B, qh), h);
+        transpose_16x4(row, at + offsetof(B, qh) + 16, h + 4);
+    }
+    MOERUN_UNROLL
+    for (int c = 0; c < 4; ++c) {  // 64 elements: byte l of qs[32c..] holds 64c + l and 64c + 32 + l
+        __m512i v[8];
+        transpose_16x4(row, at + offsetof(B, qs) + 32 * c, v);
+        transpose_16x4(row, at + offsetof(B, qs) + 32 * c + 16, v + 4);
+        MOERUN_UNROLL
+        for (int j = 0; j < 8; ++j) {
+            __m512i lo = _mm512_and_si512(v[j], low4), hi = _mm512_and_si512(_mm512_srli_epi16(v[j], 4), low4);
+            if constexpr (std::is_same_v<B, block_q5_K>) {
+                lo = _mm512_or_si512(lo, move_bits(h[j], 2 * c, 4, 0x10));
+                hi = _mm512_or_si512(hi, move_bits(h[j], 2 * c + 1, 4, 0x10));
+            }
+            out->q[16 * c + j] = lo;
+            out->q[16 * c + 8 + j] = hi;
+        }
+    }
+}
+
+template <typename B>
+inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q6_k* out) {
+    const size_t at = size_t(b) * sizeof(block_q6_K);
+    __m512i s[4];  // scales 4k..4k+3 in s[k]
+    transpose_16x4(row, at + offsetof(block_q6_K, scales), s);
+    __m512i sc[16];
+    MOERUN_UNROLL
+    for (int j = 0; j < 16; ++j) sc[j] = _mm512_srai_epi32(_mm512_slli_epi32(s[j / 4], unsigned(24 - 8 * (j % 4))), 24);
+    MOERUN_UNROLL
+    for (int j = 0; j < 16; ++j) out->scale[j] = sc[j];
+    const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+    MOERUN_UNROLL
+    for (int k = 0; k < 8; ++k) {  // -32 * sc as int16 (|.| <= 4096)
+        const __m512i lo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * k], 5));
+        const __m512i hi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * k + 1], 5));
+        out->offset[k] = _mm512_or_si512(_mm512_and_si512(lo, low16), _mm512_slli_epi32(hi, 16));
+    }
+    // d ends the block: a 16-byte load there would read past the last row, so 2-byte moves.
+    alignas(32) uint16_t d[k_tile_rows];
+    for (int r = 0; r < k_tile_rows; ++r) std::memcpy(&d[r], row[r] + at + offsetof(block_q6_K, d), 2);
+    out->d = _mm512_cvtph_ps(load256(d));
+    // Per half h (128 elements), element 128h + 32p + l (p < 4, l < 32): low bits in nibble p / 2
+    // of ql[64h + 32(p % 2) + l], high bits at bit 2p of qh[32h + l].
+    const __m512i low4 = bytes(0xF);
+    MOERUN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+        __m512i qh[8];
+        transpose_16x4(row, at + offsetof(block_q6_K, qh) + 32 * h, qh);
+        transpose_16x4(row, at + offsetof(block_q6_K, qh) + 32 * h + 16, qh + 4);
+        MOERUN_UNROLL
+        for (int p = 0; p < 2; ++p) {
+            __m512i ql[8];
+            transpose_16x4(row, at + offsetof(block_q6_K, ql) + 64 * h + 32 * p, ql);
+            transpose_16x4(row, at + offsetof(block_q6_K, ql) + 64 * h + 32 * p + 16, ql + 4);
+            MOERUN_UNROLL
+            for (int j = 0; j < 8; ++j) {
+                out->q[32 * h + 8 * p + j] = _mm512_or_si512(_mm512_and_si512(ql[j], low4), move_bits(qh[j], 2 * p, 4, 0x30));
+                out->q[32 * h + 8 * (p + 2) + j] =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql[j], 4), low4), move_bits(qh[j], 2 * (p + 2), 4, 0x30));
+            }
+        }
+    }
+}
+
+// Sub-block j's dots (G registers of 4 quants, from register first) for each activation row,
+// multiplied by the rows' scales and added to isum[t].
+template <int T, int G>
+inline void add_sub_block(const __m512i* q, __m512i scale, const block_q8_K* const* xq, int64_t b, int first, __m512i* isum) {
+    __m512i w[G];
+    MOERUN_UNROLL
+    for (int g = 0; g < G; ++g) w[g] = q[first + g];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        const int8_t* a = xq[t][b].qs + 4 * first;
+        __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast_i32(a));
+        MOERUN_UNROLL
+        for (int g = 1; g < G; ++g) dot = _mm512_dpbusd_epi32(dot, w[g], bcast_i32(a + 4 * g));
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, scale));
+    }
+}
+
+// vpdpwssd of the 8 int16-pair registers p against the activation's bsums, pair k against k.
+inline __m512i dot_bsums(__m512i acc, const __m512i* p, const int16_t* bsums) {
+    MOERUN_UNROLL
+    for (int k = 0; k < 8; ++k) acc = _mm512_dpwssd_epi32(acc, p[k], bcast_i32(bsums + 2 * k));
+    return acc;
+}
+
+// T activation rows against a packed tile: y[t * y_stride + r] for the rows in `store`.
+template <int T, typename B>
+inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride, __mmask16 store) {
+    const block_q8_K* xq[T];
+    __m512 acc[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+        const packed_k<B>& p = pw[b];
+        __m512i isum[T];
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        if constexpr (std::is_same_v<B, block_q6_K>) {
+            for (int j = 0; j < 16; ++j) add_sub_block<T, 4>(p.q, p.scale[j], xq, b, 4 * j, isum);
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) {
+                isum[t] = dot_bsums(isum[t], p.offset, xq[t][b].bsums);
+                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(p.d, _mm512_set1_ps(xq[t][b].d)), _mm512_cvtepi32_ps(isum[t])));
+            }
+        } else {
+            for (int j = 0; j < 8; ++j) add_sub_block<T, 8>(p.q, p.scale[j], xq, b, 8 * j, isum);
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) {
+                const __m512i msum = dot_bsums(_mm512_setzero_si512(), p.min, xq[t][b].bsums);
+                const __m512 dy = _mm512_set1_ps(xq[t][b].d);
+                const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum[t])),
+                                               _mm512_mul_ps(_mm512_mul_ps(p.dmin, dy), _mm512_cvtepi32_ps(msum)));
+                acc[t] = _mm512_add_ps(acc[t], v);
+            }
+        }
+    }
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+}
+
+// Up to this many activation rows the tile runs each weight row in place instead of packing it.
+// bench_matmul --threads 1, k 2048, n 512 and 2048: a packed Q4_K/Q5_K tile is as fast at one row
+// and faster from two (Q4_K m 2: 135 against 110 GFLOP/s); Q6_K, whose unpacking costs more, runs
+// one row in place at 86 against 54 packed, two rows 97-128 against 96-100.
+template <typename B>
+constexpr int64_t k_direct_max_tokens = std::is_same_v<B, block_q6_K> ? 2 : 1;
+
+template <typename B>
+void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
+                 int64_t y_stride) {
+    const int64_t nb = n / 256;
+    const uint8_t* x = static_cast<const uint8_t*>(vx);
+    if (nx <= k_direct_max_tokens<B>) {
+        for (int64_t r = 0; r < nw; ++r) {
+            const B* wr = reinterpret_cast<const B*>(static_cast<const uint8_t*>(w) + size_t(r) * w_row);
+            avx2::for_row_groups<2>(nx, [&](auto rows, int64_t i) {
+                constexpr int T = decltype(rows)::value;
+                float out[T];
+                dot_rows<T>(nb, wr, x + size_t(i) * x_row, x_row, out);
+                for (int t = 0; t < T; ++t) y[(i + t) * y_stride + r] = out[t];
+            });
+        }
+        return;
+    }
+    // Per-thread scratch, grown to the longest row seen; its type is local to this file, so the
+    // vector code instantiated here is never shared with other files through the linker.
+    thread_local std::vector<packed_k<B>> scratch;
+    if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
+    packed_k<B>* const packed = scratch.data();
+    const uint8_t* row[k_tile_rows];
+    tile_row_pointers(w, w_row, nw, row);
+    for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(row, b, &packed[b]);
+    const __mmask16 store = tile_store_mask(nw);
+    for_token_passes(nx, [&](auto tokens, int64_t i) {
+        tile_tokens<decltype(tokens)::value, B>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
+    });
+}
+
+template <typename B>
+void vec_dot_k(int64_t n, float* s, const void* w, const void* x) {
+    dot_rows<1>(n / 256, static_cast<const B*>(w), static_cast<const uint8_t*>(x), 0, s);
+}
+
+template <typename B>
+void vec_dot_n_k(int64_t n, float* s, int64_t s_stride, const void* w, const void* x, size_t x_row, int64_t nx) {
+    avx2::dot_n_rows<4>(nx, s, s_stride, x, x_row, [&](auto rows, const uint8_t* xj, float* out) {
+        dot_rows<decltype(rows)::value>(n / 256, static_cast<const B*>(w), xj, x_row, out);
+    });
+}
+
+}  // namespace
+
+void vec_dot_q4_k_int8(int64_t n, float* s, const void* w, const void* x) { vec_dot_k<block_q4_K>(n, s, w, x); }
+void vec_dot_q5_k_int8(int64_t n, float* s, const void* w, const void* x) { vec_dot_k<block_q5_K>(n, s, w, x); }
+void vec_dot_q6_k_int8(int64_t n, float* s, const void* w, const void* x) { vec_dot_k<block_q6_K>(n, s, w, x); }
+void vec_dot_n_q4_k_int8(int64_t n, float* s, int64_t ss, const void* w, const void* x, size_t xs, int64_t nx) { vec_dot_n_k<block_q4_K>(n, s, ss, w, x, xs, nx); }
+void vec_dot_n_q5_k_int8(int64_t n, float* s, int64_t ss, const void* w, const void* x, size_t xs, int64_t nx) { vec_dot_n_k<block_q5_K>(n, s, ss, w, x, xs, nx); }
+void vec_dot_n_q6_k_int8(int64_t n, float* s, int64_t ss, const void* w, const void* x, size_t xs, int64_t nx) { vec_dot_n_k<block_q6_K>(n, s, ss, w, x, xs, nx); }
+void int8_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
+    int8_tile_k<block_q4_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
+    int8_tile_k<block_q5_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
+    int8_tile_k<block_q6_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+
+}  // namespace moerun::avx512
