@@ -245,112 +245,186 @@ void lattice_dot_n(int64_t n, float* s, int64_t ss, const void* x, const void* y
     });
 }
 
-// ---- ternary ----
+// ---- block sums to the reference's float chain ----
 
-// Sum of a Q8_K block's 256 quants, from its 16 group sums.
-inline int q8k_sum(const block_q8_K& y) {
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.bsums));
-    return hsum_i32(_mm256_madd_epi16(b, _mm256_set1_epi16(1)));
+// The reference kernels of these formats reduce each block to one exact int32 and add a float
+// term per block to one running sum, in block order. A horizontal sum per block costs as much as
+// a lattice sub-block's products, so the kernels reduce blocks 4 at a time: `block(i, v)` leaves
+// block i's products as 8 int32 lanes per row in v[0..R) (their total is the block's sum), and
+// `term(i, r, f)` gives the float the reference adds for block i of row r, f being the block's
+// sum converted to float; `terms4(i, r, f)` the same for blocks i..i+3 at once, f holding their
+// sums (by default, term lane by lane). sum[r] takes the terms in block order, as the reference
+// does.
+// Lanes of pair_sums(a, b): a0+a2, b0+b2, a1+a3, b1+b3 per half.
+inline __m256i pair_sums(__m256i a, __m256i b) { return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b)); }
+// From pair_sums(a, b) and pair_sums(c, d): the totals of a, b, c, d.
+inline __m128 quad_totals(__m256i ab, __m256i cd) {
+    const __m256i s = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    return _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+}
+// s + t0 + t1 + ... in that order, for the first n lanes of t.
+inline float add_lanes_in_order(float s, __m128 t, int n = 4) {
+    alignas(16) float f[4];
+    _mm_store_ps(f, t);
+    for (int j = 0; j < n; ++j) s += f[j];
+    return s;
 }
 
-// TQ2_0: q in 0..3 as unsigned bytes, sum(q * y) - sum(y) = sum((q - 1) * y).
+template <int R, typename BlockFn, typename Terms4Fn, typename TermFn>
+inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, Terms4Fn&& terms4, TermFn&& term) {
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m256i a[R], b[R], ab[R];
+        block(i, a);
+        block(i + 1, b);
+        for (int r = 0; r < R; ++r) ab[r] = pair_sums(a[r], b[r]);
+        block(i + 2, a);
+        block(i + 3, b);
+        for (int r = 0; r < R; ++r) sum[r] = add_lanes_in_order(sum[r], terms4(i, r, quad_totals(ab[r], pair_sums(a[r], b[r]))));
+    }
+    for (; i < nb; ++i) {  // the last 1..3 blocks one by one
+        __m256i a[R];
+        block(i, a);
+        for (int r = 0; r < R; ++r) sum[r] += term(i, r, float(hsum_i32(a[r])));
+    }
+}
+
+template <int R, typename BlockFn, typename TermFn>
+inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, TermFn&& term) {
+    auto terms4 = [&](int64_t i, int r, __m128 f) {
+        alignas(16) float v[4];
+        _mm_store_ps(v, f);
+        return _mm_setr_ps(term(i, r, v[0]), term(i + 1, r, v[1]), term(i + 2, r, v[2]), term(i + 3, r, v[3]));
+    };
+    sum_block_terms<R>(nb, sum, block, terms4, term);
+}
+
+// ---- ternary ----
+
+// The ternary formats store t + 1 (0..2 or 0..3) as unsigned bytes: sum((t + 1) y) - sum(y) is
+// the reference's sum(t y). Each block's maddubs pair sums are added in int16 (`acc16`; each lane
+// at most 8 x 2 x 3 x 127 = 6096 in size), less the block's Q8_K sums per 16 (only the total of
+// the lanes matters), then widened to 8 int32 lanes.
+inline __m256i ternary_block_lanes(__m256i acc16, const block_q8_K& y) { return sum_i16(_mm256_sub_epi16(acc16, load256(y.bsums))); }
+
+template <int R>
+inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R]) {
+    for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+}
+
+// TQ2_0: byte m of 32-byte chunk c holds elements 128c + 32l + m at bits 2l..2l+1.
 template <int R>
 inline void tq2_rows(int64_t nb, const block_tq2_0* x, const uint8_t* y, size_t y_stride, float* out) {
-    float sum[R];
     const block_q8_K* yr[R];
-    for (int r = 0; r < R; ++r) {
-        sum[r] = 0;
-        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-    }
+    q8k_rows<R>(y, y_stride, yr);
     const __m256i m3 = _mm256_set1_epi8(3);
-    for (int64_t i = 0; i < nb; ++i) {
-        __m256i isum[R];
-        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+    auto block = [&](int64_t i, __m256i* lanes) {
+        __m256i acc16[R];
+        for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
         for (int c = 0; c < 2; ++c) {
             const __m256i v = load256(x[i].qs + 32 * c);
             for (int l = 0; l < 4; ++l) {
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * l), m3);
-                for (int r = 0; r < R; ++r) {
-                    isum[r] = _mm256_add_epi32(isum[r], sum_i16(mul_u8_i8(q, load256(yr[r][i].qs + 128 * c + 32 * l))));
-                }
+                for (int r = 0; r < R; ++r) acc16[r] = _mm256_add_epi16(acc16[r], mul_u8_i8(q, load256(yr[r][i].qs + 128 * c + 32 * l)));
             }
         }
-        const float d = f16(x[i].d);
-        for (int r = 0; r < R; ++r) sum[r] += float(hsum_i32(isum[r]) - q8k_sum(yr[r][i])) * (yr[r][i].d * d);
-    }
+        for (int r = 0; r < R; ++r) lanes[r] = ternary_block_lanes(acc16[r], yr[r][i]);
+    };
+    float sum[R] = {};
+    sum_block_terms<R>(nb, sum, block, [&](int64_t i, int r, float isum) { return isum * (yr[r][i].d * f16(x[i].d)); });
     for (int r = 0; r < R; ++r) out[r] = sum[r];
 }
 
-// TQ1_0 trits: for 16 bytes widened to int16 in a and b, trit pa of a and trit pb of b (pa, pb
-// powers of 3) as 32 bytes in element order: (byte * 3^k mod 256) * 3 >> 8.
-inline __m256i trits_2x16(__m256i a, __m256i b, int pa, int pb) {
-    const __m256i lo8 = _mm256_set1_epi16(0xff);
-    auto trit = [&](__m256i v, int p) {
-        const __m256i shifted = _mm256_and_si256(_mm256_mullo_epi16(v, _mm256_set1_epi16(short(p))), lo8);
-        return _mm256_srli_epi16(_mm256_mullo_epi16(shifted, _mm256_set1_epi16(3)), 8);
-    };
-    return _mm256_permute4x64_epi64(_mm256_packus_epi16(trit(a, pa), trit(b, pb)), 0xD8);
+// TQ1_0 packs 5 trits per byte as a base-3 fraction: trit k of byte b is (3 (b 3^k mod 256)) >> 8.
+// With b in the high byte of a 16-bit lane (low byte 0), mullo by 3^k leaves exactly
+// (b 3^k mod 256) << 8 there, and mulhi_epu16 by 3 takes (3 b') >> 8 into the low byte.
+// `lo`, `hi`: the bytes of a 32-byte vector unpacked that way (unpack{lo,hi}_epi8(0, v)); pow_lo,
+// pow_hi: 3^k per lane. packus puts the 32 trits back in the bytes' order.
+inline __m256i tq1_trits(__m256i lo, __m256i hi, __m256i pow_lo, __m256i pow_hi) {
+    const __m256i three = _mm256_set1_epi16(3);
+    const __m256i t_lo = _mm256_mulhi_epu16(_mm256_mullo_epi16(lo, pow_lo), three);
+    const __m256i t_hi = _mm256_mulhi_epu16(_mm256_mullo_epi16(hi, pow_hi), three);
+    return _mm256_packus_epi16(t_lo, t_hi);
 }
 
-// TQ1_0: the 256 trits (0..2) of a block as bytes, in element order, in 8 registers.
+// 3^a for the first 16 bytes of a vector, 3^b for the last 16 (as int16 lanes of the unpacked halves).
+inline __m256i pow3_halves(int a, int b) {
+    static constexpr short pow3[5] = {1, 3, 9, 27, 81};
+    return _mm256_set_m128i(_mm_set1_epi16(pow3[b]), _mm_set1_epi16(pow3[a]));
+}
+
+// TQ1_0: the 256 trits (0..2) of a block as bytes, in element order, in 8 registers:
+// bytes 0..31 give elements 32k + m (trit k of byte m), bytes 32..47 give 160 + 16k + m, and
+// qh's 4 bytes give 240 + 4k + j.
 inline void tq1_unpack(const block_tq1_0& b, __m256i t[8]) {
-    static constexpr int pow3[5] = {1, 3, 9, 27, 81};
-    const __m256i lo = _mm256_cvtepu8_epi16(load128(b.qs)), hi = _mm256_cvtepu8_epi16(load128(b.qs + 16));
-    for (int k = 0; k < 5; ++k) t[k] = trits_2x16(lo, hi, pow3[k], pow3[k]);  // elements 32k..32k+31
-    const __m256i tail = _mm256_cvtepu8_epi16(load128(b.qs + 32));             // bytes 32..47: runs of 16
-    t[5] = trits_2x16(tail, tail, pow3[0], pow3[1]);                           // elements 160..191
-    t[6] = trits_2x16(tail, tail, pow3[2], pow3[3]);                           // 192..223
-    alignas(32) uint8_t last[32];                                              // 224..239, then qh's 240..255
-    _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm256_castsi256_si128(trits_2x16(tail, tail, pow3[4], pow3[4])));
-    for (int k = 0; k < 4; ++k) {
-        for (int j = 0; j < 4; ++j) last[16 + 4 * k + j] = uint8_t((int(uint8_t(b.qh[j] * pow3[k])) * 3) >> 8);
-    }
-    t[7] = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i v = load256(b.qs);
+    const __m256i v_lo = _mm256_unpacklo_epi8(zero, v), v_hi = _mm256_unpackhi_epi8(zero, v);
+    const __m256i three = _mm256_set1_epi16(3);
+    t[0] = _mm256_packus_epi16(_mm256_mulhi_epu16(v_lo, three), _mm256_mulhi_epu16(v_hi, three));
+    for (int k = 1; k < 5; ++k) t[k] = tq1_trits(v_lo, v_hi, pow3_halves(k, k), pow3_halves(k, k));
+    const __m128i tail = load128(b.qs + 32);  // bytes 32..47, two trits per register
+    const __m256i tt = _mm256_set_m128i(tail, tail);
+    const __m256i tt_lo = _mm256_unpacklo_epi8(zero, tt), tt_hi = _mm256_unpackhi_epi8(zero, tt);
+    t[5] = tq1_trits(tt_lo, tt_hi, pow3_halves(0, 1), pow3_halves(0, 1));
+    t[6] = tq1_trits(tt_lo, tt_hi, pow3_halves(2, 3), pow3_halves(2, 3));
+    // trit 4 of the tail, then qh[j] at byte 16 + 4k + j with 3^k (4 bytes per unpacked half-lane run)
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    const __m256i last = _mm256_set_m128i(_mm_set1_epi32(int(qh)), tail);
+    const __m256i pow_lo = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 1, 1, 3, 3, 3, 3);
+    const __m256i pow_hi = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 9, 9, 9, 9, 27, 27, 27, 27);
+    t[7] = tq1_trits(_mm256_unpacklo_epi8(zero, last), _mm256_unpackhi_epi8(zero, last), pow_lo, pow_hi);
 }
 
 template <int R>
 inline void tq1_rows(int64_t nb, const block_tq1_0* x, const uint8_t* y, size_t y_stride, float* out) {
-    float sum[R];
     const block_q8_K* yr[R];
-    for (int r = 0; r < R; ++r) {
-        sum[r] = 0;
-        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        __m256i t[8], isum[R];
+    q8k_rows<R>(y, y_stride, yr);
+    auto block = [&](int64_t i, __m256i* lanes) {
+        __m256i t[8];
         tq1_unpack(x[i], t);
         for (int r = 0; r < R; ++r) {
-            isum[r] = _mm256_setzero_si256();
-            for (int k = 0; k < 8; ++k) isum[r] = _mm256_add_epi32(isum[r], sum_i16(mul_u8_i8(t[k], load256(yr[r][i].qs + 32 * k))));
+            __m256i acc16 = mul_u8_i8(t[0], load256(yr[r][i].qs));
+            for (int k = 1; k < 8; ++k) acc16 = _mm256_add_epi16(acc16, mul_u8_i8(t[k], load256(yr[r][i].qs + 32 * k)));
+            lanes[r] = ternary_block_lanes(acc16, yr[r][i]);
         }
-        const float d = f16(x[i].d);
-        for (int r = 0; r < R; ++r) sum[r] += float(hsum_i32(isum[r]) - q8k_sum(yr[r][i])) * (d * yr[r][i].d);
-    }
+    };
+    float sum[R] = {};
+    sum_block_terms<R>(nb, sum, block, [&](int64_t i, int r, float isum) { return isum * (f16(x[i].d) * yr[r][i].d); });
     for (int r = 0; r < R; ++r) out[r] = sum[r];
 }
 
 // ---- MXFP4 against Q8_0 (activation rows carry float scales, kernels.h) ----
 
+// e8m0_to_fp32_half of every exponent byte (blocks.h), one load per block.
+inline const std::array<float, 256> k_e8m0_half = [] {
+    std::array<float, 256> t{};
+    for (int e = 0; e < 256; ++e) t[size_t(e)] = e8m0_to_fp32_half(uint8_t(e));
+    return t;
+}();
+
 template <int R>
 inline void mxfp4_rows(int64_t nb, const block_mxfp4* x, const uint8_t* y, size_t y_stride, float* out) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_mxfp4_values.data()));
-    float sum[R];
     const block_q8_0* yr[R];
     const float* yd[R];
     for (int r = 0; r < R; ++r) {
-        sum[r] = 0;
         yr[r] = reinterpret_cast<const block_q8_0*>(y + size_t(r) * y_stride);
         yd[r] = q8_0_act_scales(yr[r], nb);
     }
-    for (int64_t i = 0; i < nb; ++i) {
+    auto block = [&](int64_t i, __m256i* lanes) {
         const __m256i q = _mm256_shuffle_epi8(lut, unpack_nibbles(x[i].qs));
         const __m256i uq = _mm256_sign_epi8(q, q);  // |q|; the sign moves to the activations
-        const float e = e8m0_to_fp32_half(x[i].e);
-        for (int r = 0; r < R; ++r) {
-            const int isum = hsum_i32(sum_i16(mul_u8_i8(uq, _mm256_sign_epi8(load256(yr[r][i].qs), q))));
-            sum[r] += yd[r][i] * e * float(isum);
-        }
-    }
+        for (int r = 0; r < R; ++r) lanes[r] = sum_i16(mul_u8_i8(uq, _mm256_sign_epi8(load256(yr[r][i].qs), q)));
+    };
+    float sum[R] = {};
+    // yd * e * isum as the reference, 4 blocks per vector
+    auto e = [&](int64_t b) { return k_e8m0_half[x[b].e]; };
+    auto terms4 = [&](int64_t i, int r, __m128 isum) {
+        return _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(yd[r] + i), _mm_setr_ps(e(i), e(i + 1), e(i + 2), e(i + 3))), isum);
+    };
+    sum_block_terms<R>(nb, sum, block, terms4, [&](int64_t i, int r, float isum) { return yd[r][i] * e(i) * isum; });
     for (int r = 0; r < R; ++r) out[r] = sum[r];
 }
 
