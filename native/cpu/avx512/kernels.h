@@ -59,28 +59,28 @@ void vec_dot_q4_k_int8(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_k_int8(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q6_k_int8(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q4_k_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q5_k_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_q6_k_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void int8_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+
 // iq_grid.cpp: lattice formats against Q8_K, two sub-blocks per register (AVX512_VNNI and BMI2);
 // bit for bit the reference, like the AVX2 kernels they replace
-void vec_dot_n_q5_k_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_iq2_xxs_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq2_xs_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq2_s_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq3_xxs_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq3_s_vnni(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_n_q6_k_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_iq1_s_vnni(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq1_m_vnni(int64_t n, float* s, const void* x, const void* y);
-void int8_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void vec_dot_n_iq2_xxs_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq2_xs_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq2_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq3_xxs_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq3_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
-void vec_dot_n_iq1_m_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
-
-void vec_dot_iq2_xxs_vnni(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_iq1_s_vnni(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_n_iq2_xxs_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq1_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_iq1_m_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);

@@ -81,7 +81,6 @@ void cpu_register_avx512(cpu_kernels* table) {
     if (f.avx512vnni) {  // the lattice formats, two sub-blocks per register (iq_grid.cpp)
         at(T::IQ2_XXS).vec_dot = avx512::vec_dot_iq2_xxs_vnni;
         at(T::IQ2_XXS).vec_dot_n = avx512::vec_dot_n_iq2_xxs_vnni;
-        at(T::IQ1_S).vec_dot = avx512::vec_dot_iq1_s_vnni;
         at(T::IQ2_XS).vec_dot = avx512::vec_dot_iq2_xs_vnni;
         at(T::IQ2_XS).vec_dot_n = avx512::vec_dot_n_iq2_xs_vnni;
         at(T::IQ2_S).vec_dot = avx512::vec_dot_iq2_s_vnni;
@@ -90,10 +89,11 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::IQ3_XXS).vec_dot_n = avx512::vec_dot_n_iq3_xxs_vnni;
         at(T::IQ3_S).vec_dot = avx512::vec_dot_iq3_s_vnni;
         at(T::IQ3_S).vec_dot_n = avx512::vec_dot_n_iq3_s_vnni;
+        at(T::IQ1_S).vec_dot = avx512::vec_dot_iq1_s_vnni;
         at(T::IQ1_S).vec_dot_n = avx512::vec_dot_n_iq1_s_vnni;
-    }
         at(T::IQ1_M).vec_dot = avx512::vec_dot_iq1_m_vnni;
         at(T::IQ1_M).vec_dot_n = avx512::vec_dot_n_iq1_m_vnni;
+    }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
 #endif
