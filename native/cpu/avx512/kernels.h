@@ -31,14 +31,6 @@ void vec_dot_n_q2_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, c
 void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 // vec_dot_n (see cpu/kernels.h): equal to the vec_dot above row by row, bit for bit
 void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// The same with vpdpwssd (AVX512_VNNI)
-void vec_dot_n_q6_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-// Q4_K with vpdpwssd at 256 bits (AVX512_VNNI + VL), Q5_K at 512 bits; vec_dot and vec_dot_n of
-// each agree bit for bit (the mins term in the float accumulator, not a scalar per super-block)
-void vec_dot_q4_k_vnni(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q5_k_512(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_n_q4_k_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_q5_k_512(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // int8_gemm.cpp: Q8_0 and Q4_0 against Q8_0 activations (AVX512_VNNI), in the reference's float
 // order: vec_dot, vec_dot_n and int8_tile (cpu/kernels.h, up to 16 weight rows) equal
