@@ -58,13 +58,20 @@ inline __m512i q45_chunk(const B& b, int c) {
     }
 }
 
-// The sums of a's 8 lanes and of b's 8 lanes.
-inline void hsum2_i32(__m256i a, __m256i b, int32_t* sa, int32_t* sb) {
+// The sum of a's 8 lanes in lane 0, of b's in lane 1 (kept in a vector register: the float steps
+// that follow take them from there, without a round trip through integer registers).
+inline __m128i hsum2_i32(__m256i a, __m256i b) {
     __m256i h = _mm256_hadd_epi32(a, b);  // per 128 bits: a01 a23 b01 b23
     h = _mm256_hadd_epi32(h, h);          // a0-3 b0-3 a0-3 b0-3
-    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    *sa = _mm_cvtsi128_si32(s);
-    *sb = _mm_extract_epi32(s, 1);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// The sum of the 16 lanes in lane 0.
+inline __m128i hsum_i32_512(__m512i v) {
+    const __m256i a = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    return _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
 }
 
 // T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t]. The products as int16
@@ -84,7 +91,8 @@ inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_ro
     for (int64_t i = 0; i < nb; ++i) {
         uint8_t sc[8], m[8];
         unpack_scales_min_k4(w[i].scales, sc, m);
-        const float d = f16(w[i].d), dmin = f16(w[i].dmin);
+        static_assert(offsetof(B, dmin) == offsetof(B, d) + 2);
+        const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(load_i32(&w[i].d)));  // d, dmin in lanes 0, 1
         const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
         __m512i isum[T];
@@ -101,10 +109,10 @@ inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_ro
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
             const __m256i q8 = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
-            int32_t is, ms;
-            hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16), &is, &ms);
-            const float dy = xq[t][i].d;
-            sum[t] += d * dy * float(is) - dmin * dy * float(ms);
+            const __m128i sums = hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16));  // isum, msum
+            // lanes 0, 1: (d * d_y) * float(isum), (dmin * d_y) * float(msum); then their difference
+            const __m128 p = _mm_mul_ps(_mm_mul_ps(d_dmin, _mm_set1_ps(xq[t][i].d)), _mm_cvtepi32_ps(sums));
+            sum[t] += _mm_cvtss_f32(_mm_sub_ss(p, _mm_movehdup_ps(p)));
         }
     }
     MOERUN_UNROLL
@@ -144,14 +152,14 @@ inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, siz
                 isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
             }
         }
-        const float d = f16(w[i].d);
+        const __m128 d = _mm_set_ss(f16(w[i].d));
         const __m256i sc = _mm512_castsi512_si256(sc16);
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
             // 32 * sum_j sc_j * bsum_j in 8 lanes, taken from the lanes before they are added
             const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);
-            const __m512i v = _mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset));
-            sum[t] += d * xq[t][i].d * float(_mm512_reduce_add_epi32(v));
+            const __m128i isum_total = hsum_i32_512(_mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset)));
+            sum[t] += _mm_cvtss_f32(_mm_mul_ss(_mm_mul_ss(d, _mm_set_ss(xq[t][i].d)), _mm_cvtepi32_ps(isum_total)));
         }
     }
     MOERUN_UNROLL
@@ -338,9 +346,10 @@ inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, siz
 }
 
 // Up to this many activation rows the tile runs each weight row in place instead of packing it.
-// bench_matmul --threads 1, k 2048, n 512 and 2048: a packed Q4_K/Q5_K tile is as fast at one row
-// and faster from two (Q4_K m 2: 135 against 110 GFLOP/s); Q6_K, whose unpacking costs more, runs
-// one row in place at 86 against 54 packed, two rows 97-128 against 96-100.
+// bench_matmul --threads 1, k 2048, n 512 and 2048, GFLOP/s: at one row a packed Q4_K/Q5_K tile
+// ran as fast as the rows in place (Q4_K 88 against 86; in place now 105-109), from two rows faster
+// (Q4_K m 2: 135 against 110); Q6_K, whose unpacking costs more, runs one row in place at 86
+// against 54 packed, two rows 97-128 against 96-100.
 template <typename B>
 constexpr int64_t k_direct_max_tokens = std::is_same_v<B, block_q6_K> ? 2 : 1;
 
