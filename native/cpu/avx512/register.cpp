@@ -2,9 +2,9 @@
 // after cpuid says so. Runs after cpu_register_avx2: rows not set here keep the AVX2 kernels.
 //
 // Only kernels measured faster than their AVX2 versions are installed: F32, BF16 (vdpbf16ps),
-// Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids;
-// Q4_K/Q5_K with VNNI. 512-bit Q3_K/IQ4_XS dots were written and passed test_kernels but ran
-// 5-40% slower than AVX2 (see git history, 5908cb7).
+// Q2_K and Q6_K, on both AMD Zen 4 (512-bit ops as two 256-bit halves) and Intel Sapphire Rapids.
+// 512-bit Q3_K/IQ4_XS dots were written and passed test_kernels but ran 5-40% slower than AVX2
+// (see git history, 5908cb7).
 // Q8_0 and Q4_0 (VNNI): the int8 GEMM of int8_gemm.cpp for every batch size. Zen 5, bench_matmul
 // --threads 2 --n 2048, GFLOP/s, interleaved in one run (load average 4-5):
 //   m = 64: Q8_0 435 (the four-blocks-per-step AVX-512 kernel it replaces: 91; AVX2: 54),
@@ -18,6 +18,15 @@
 //   m = 64 (vec_dot_n, 4 rows a pass): 1.9-4.1x faster than AVX2's, 2.6-3.5x llama.cpp's
 //   matvec, n 131072 (from DRAM, two runs): IQ2_XXS 1.25-1.28x, IQ2_XS 0.90-1.05x, IQ2_S 1.30-1.39x,
 //     IQ3_XXS 1.14-1.17x, IQ3_S 0.91-1.05x, IQ1_S 1.14-1.20x, IQ1_M 1.05-1.08x (AVX2: 0.36-1.09x)
+// Q4_K, Q5_K and Q6_K (VNNI): the int8 GEMM of int8_gemm_k.cpp, bit for bit the reference (the
+// float-lane AVX-512 kernels it replaces were not). Zen 5, bench_matmul --n 2048, GFLOP/s, best of
+// 9 interleaved runs against those kernels (in parentheses), load average 3.7-6.4:
+//   m = 64, --threads 2: Q4_K 814 (275), Q5_K 966 (300), Q6_K 831 (334); Q8_0 883 in the same runs
+//   m = 16, --threads 2: Q4_K 656 (297), Q5_K 742 (363), Q6_K 746 (337)
+//   m = 1, --threads 1 (best of 5, load 2.9-3.6): Q4_K 109 (98), Q5_K 90 (97), Q6_K 88 (99); single
+//           rows pay a horizontal sum per super-block for the reference's order.
+//   npm run bench, ling-mini-2.0 10 layers, Q4_K_M, 2 threads, pp512: 2.58x llama.cpp at load
+//   5.3-3.9 (1.17x before, on a quiet machine).
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
