@@ -121,7 +121,16 @@ private:
     // Scratch reused across ops and calls (one forward call at a time: model::compute_mutex).
     std::vector<uint8_t> quant_scratch_;
     ffn_scratch ffn_;
-    std::vector<std::vector<float>> thread_scratch_;  // per thread: scores + dequantized K/V rows
+    // Per thread, for attention: one task's score rows, converted queries and row pointers.
+    struct attention_scratch {
+        std::vector<float> scores;     // (queries, padded positions)
+        std::vector<float> v_row;      // one dequantized value row (caches other than F32 and F16)
+        std::vector<uint8_t> queries;  // (queries of one token, the dot type's row)
+        std::vector<const float*> p;   // per query: its probabilities
+        std::vector<float*> out;       // per query: its output row
+        std::vector<int64_t> n_kv;     // per query: its causal length
+    };
+    std::vector<attention_scratch> attention_scratch_;
 };
 
 std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n_ctx, tensor_type type) {
@@ -183,36 +192,51 @@ void cpu_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v,
     }
 }
 
-// Threads split the (token, head) pairs.
+template <typename T>
+void grow(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+// Causal attention of n tokens at positions pos0.. (q: (n, n_head, head_dim_k)) over the cache.
+// A task is one kv head with a block of the queries that read it: `heads` of the `group` query
+// heads sharing it, for `tokens` consecutive tokens (at most 8 queries where the batch gives
+// every thread enough tasks; fewer heads per task where it does not, as in decoding). Each key
+// row is dotted with a token's queries in one pass and each value row weighted for all of the
+// block's queries in one pass (their causal lengths differ by one per token: the kernels take the
+// ragged end exactly), so K and V are read once per block instead of once per query. Each query's
+// result is bit for bit what it would be alone.
 void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, int pos0, float* out) {
     auto& cache = static_cast<cpu_kv_cache&>(kv_base);
     const model_config& c = *cache.config;
     thread_pool& pool = *pool_;
     const cpu_kernels& kv = cpu_kernels_of(cache.type);
-    const bool kv_f32 = cache.type == tensor_type::F32;
+    const bool kv_f32 = cache.type == tensor_type::F32, kv_f16 = cache.type == tensor_type::F16;
     const int group = c.n_head / c.n_head_kv;
     const float scale = c.attn_scale != 0.0f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim_k));
     const uint8_t* kc = cache.k[size_t(il)].data();
     // MLA: values are the first head_dim_v elements of each key row.
     const uint8_t* vc = c.mla ? kc : cache.v[size_t(il)].data();
-    const size_t v_stride = c.mla ? cache.k_row_bytes : cache.v_row_bytes;
-    const int n_tasks = n * c.n_head;
-    const size_t q_stride = size_t(c.n_head) * size_t(c.head_dim_k);
-    const size_t o_stride = size_t(c.n_head) * size_t(c.head_dim_v);
+    const size_t v_row_bytes = c.mla ? cache.k_row_bytes : cache.v_row_bytes;
+    const int64_t dim_k = c.head_dim_k, dim_v = c.head_dim_v;
+    const size_t k_stride = size_t(c.n_head_kv) * cache.k_row_bytes;  // bytes between one head's keys
+    const size_t v_stride = size_t(c.n_head_kv) * v_row_bytes;        // and values
+    const size_t q_stride = size_t(c.n_head) * size_t(dim_k);
+    const size_t o_stride = size_t(c.n_head) * size_t(dim_v);
+
+    // The tasks: (token block, kv head, head block), at least 4 per thread where possible.
+    const int nth = pool.size();
+    int tokens = std::max(1, 8 / group), heads = group;
+    const auto count_tasks = [&] { return c.n_head_kv * ((n + tokens - 1) / tokens) * (group / heads); };
+    while (tokens > 1 && count_tasks() < 4 * nth) tokens /= 2;
+    while (heads % 2 == 0 && count_tasks() < 4 * nth) heads /= 2;
+    const int n_tasks = count_tasks(), head_blocks = group / heads, max_queries = tokens * heads;
 
     // llama.cpp's score rows span its whole padded KV window, a multiple of 256 cells; masked cells
     // have probability 0. Padding ours with -inf to a multiple of the vector width gives its softmax
     // the same chunks (extra all-zero chunks add nothing).
     const vector_ops& ops = vector_ops_active();
     const int pad = std::max(ops.lanes, 1);
-    thread_scratch_.resize(size_t(pool.size()));
-    // Per thread: padded scores, one V row (head_dim_v), the converted query (an activation row of
-    // the cache's dot type: at most 4 bytes per element plus 4 per block).
-    const size_t q_floats = (act_row_size(kv.vec_dot_type, c.head_dim_k) + sizeof(float) - 1) / sizeof(float);
-    const size_t need = size_t(pos0 + n + pad) + size_t(c.head_dim_v) + std::max(q_floats, size_t(c.head_dim_k)) + 64;
-    for (auto& s : thread_scratch_) {
-        if (s.size() < need) s.resize(need);
-    }
+    const size_t row_len = size_t((pos0 + n + pad - 1) / pad * pad);  // floats of a score row
 
     // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
     // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
@@ -220,54 +244,99 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     // view, which skips its GEMM (the vector-dot order); F16 ones are converted to a contiguous
     // copy first, which its GEMM takes when the head size is a multiple of its vector width.
     const from_float_fn q_from_float = act_from_float(kv.vec_dot_type);
-    const bool score_gemm = !kv_f32 && kv.gemm_lanes > 0 && c.head_dim_k % kv.gemm_lanes == 0;
-    const vec_dot_fn score_dot = kv.vec_dot_unrolled && !score_gemm ? kv.vec_dot_unrolled : kv.vec_dot;
-    const bool kv_f16 = cache.type == tensor_type::F16;
-    pool.run([&](int ith, int nth) {
-        float* scores = thread_scratch_[size_t(ith)].data();
-        float* row = scores + pos0 + n + pad;  // one dequantized V row
-        uint8_t* q_conv = reinterpret_cast<uint8_t*>(row + c.head_dim_v);  // the query in the dot type
-        for (int task = ith; task < n_tasks; task += nth) {
-            const int i = task / c.n_head, h = task % c.n_head, hk = h / group;
-            const int n_kv = pos0 + i + 1;  // causal: positions 0..pos0+i
-            const float* qh = q + size_t(i) * q_stride + size_t(h) * size_t(c.head_dim_k);
-            const void* qd = qh;
-            if (kv.vec_dot_type != tensor_type::F32) {
-                q_from_float(qh, q_conv, c.head_dim_k);
-                qd = q_conv;
-            }
-            const size_t k_stride = size_t(c.n_head_kv) * cache.k_row_bytes;  // between one head's keys
+    const bool convert_q = kv.vec_dot_type != tensor_type::F32;
+    const size_t q_row = convert_q ? act_row_size(kv.vec_dot_type, dim_k) : size_t(dim_k) * sizeof(float);
+    const bool gemm_order = !kv_f32 && kv.gemm_lanes > 0 && dim_k % kv.gemm_lanes == 0;
+    const vec_dot_fn score_dot = kv.vec_dot_unrolled && !gemm_order ? kv.vec_dot_unrolled : kv.vec_dot;
+    const gemm_tile_fn unrolled_tile = kv.vec_dot_unrolled && !gemm_order ? kv.unrolled_tile : nullptr;
+    const gemm_tile_fn score_tile = gemm_order ? kv.gemm_tile : nullptr;
+
+    attention_scratch_.resize(size_t(nth));
+    for (attention_scratch& s : attention_scratch_) {
+        grow(s.scores, size_t(max_queries) * row_len);
+        grow(s.v_row, size_t(dim_v));
+        grow(s.queries, size_t(heads) * q_row);
+        grow(s.p, size_t(max_queries));
+        grow(s.out, size_t(max_queries));
+        grow(s.n_kv, size_t(max_queries));
+    }
+
+    pool.run([&](int ith, int n_threads) {
+        attention_scratch& s = attention_scratch_[size_t(ith)];
+        for (int task = ith; task < n_tasks; task += n_threads) {
+            const int hb = task % head_blocks, hk = task / head_blocks % c.n_head_kv, tb = task / (head_blocks * c.n_head_kv);
+            const int i0 = tb * tokens, n_tok = std::min(tokens, n - i0);
+            const int h0 = hk * group + hb * heads;  // the block's first query head
+            const int n_q = n_tok * heads;           // its queries: token-major, head-minor
             const uint8_t* k0 = kc + size_t(hk) * cache.k_row_bytes;
-            int j = 0;
-            if (score_gemm && kv.gemm_tile) {  // 4 keys per call: 4 independent accumulator chains
-                for (; j + 4 <= n_kv; j += 4) kv.gemm_tile(c.head_dim_k, k0 + size_t(j) * k_stride, k_stride, 4, qd, 0, 1, scores + j, 1);
+            for (int t = 0; t < n_tok; ++t) {
+                const int n_kv = pos0 + i0 + t + 1;  // causal: positions 0..pos0+i0+t
+                const float* qt = q + size_t(i0 + t) * q_stride + size_t(h0) * size_t(dim_k);  // `heads` rows
+                float* st = s.scores.data() + size_t(t) * size_t(heads) * row_len;
+                const uint8_t* qd = reinterpret_cast<const uint8_t*>(qt);
+                if (convert_q) {
+                    for (int g = 0; g < heads; ++g) q_from_float(qt + size_t(g) * size_t(dim_k), s.queries.data() + size_t(g) * q_row, dim_k);
+                    qd = s.queries.data();
+                }
+                if (unrolled_tile) {
+                    unrolled_tile(dim_k, k0, k_stride, n_kv, qd, q_row, heads, st, int64_t(row_len));
+                } else if (score_tile) {
+                    // 4 keys x gemm_tile_x queries per call; keys in blocks of 64, which the
+                    // block's next queries find in L1.
+                    for (int j0 = 0; j0 < n_kv; j0 += 64) {
+                        const int j1 = std::min(n_kv, j0 + 64);
+                        for (int g0 = 0; g0 < heads; g0 += kv.gemm_tile_x) {
+                            const int nx = std::min(kv.gemm_tile_x, heads - g0);
+                            for (int j = j0; j < j1; j += 4) {
+                                score_tile(dim_k, k0 + size_t(j) * k_stride, k_stride, std::min(4, j1 - j), qd + size_t(g0) * q_row, q_row, nx,
+                                           st + size_t(g0) * row_len + size_t(j), int64_t(row_len));
+                            }
+                        }
+                    }
+                } else {
+                    for (int g = 0; g < heads; ++g) {
+                        for (int j = 0; j < n_kv; ++j) score_dot(dim_k, st + size_t(g) * row_len + size_t(j), k0 + size_t(j) * k_stride, qd + size_t(g) * q_row);
+                    }
+                }
+                for (int g = 0; g < heads; ++g) {
+                    float* row = st + size_t(g) * row_len;
+                    for (int j = 0; j < n_kv; ++j) row[j] *= scale;
+                    const int n_padded = (n_kv + pad - 1) / pad * pad;
+                    std::fill(row + n_kv, row + n_padded, -INFINITY);
+                    ops.softmax(row, n_padded);
+                    // An F16 cache's matmul rounds the probabilities to F16 first.
+                    if (kv_f16) {
+                        for (int j = 0; j < n_kv; ++j) row[j] = fp16_to_fp32(fp32_to_fp16(row[j]));
+                    }
+                    const size_t qi = size_t(t) * size_t(heads) + size_t(g);
+                    s.p[qi] = row;
+                    s.n_kv[qi] = n_kv;
+                    s.out[qi] = out + size_t(i0 + t) * o_stride + size_t(h0 + g) * size_t(dim_v);
+                }
             }
-            for (; j < n_kv; ++j) score_dot(c.head_dim_k, &scores[j], k0 + size_t(j) * k_stride, qd);
-            for (j = 0; j < n_kv; ++j) scores[j] *= scale;
-            const int n_padded = (n_kv + pad - 1) / pad * pad;
-            std::fill(scores + n_kv, scores + n_padded, -INFINITY);
-            ops.softmax(scores, n_padded);
-            float* oh = out + size_t(i) * o_stride + size_t(h) * size_t(c.head_dim_v);
-            // Values weighted in llama.cpp's order (its GEMM over the positions); an F16 cache's
-            // matmul rounds the probabilities to F16 first.
+            // Values weighted in llama.cpp's order (its GEMM over the positions).
+            const uint8_t* v0 = vc + size_t(hk) * v_row_bytes;
             if (kv_f32) {
-                const float* v0 = reinterpret_cast<const float*>(vc + size_t(hk) * v_stride);
-                ops.weighted_sum(scores, n_kv, v0, size_t(c.n_head_kv) * v_stride / sizeof(float), c.head_dim_v, oh);
+                ops.weighted_sum(n_q, s.p.data(), s.n_kv.data(), reinterpret_cast<const float*>(v0), v_stride / sizeof(float), dim_v, s.out.data());
                 continue;
             }
             if (kv_f16) {
-                for (int j = 0; j < n_kv; ++j) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j]));
-                const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vc + size_t(hk) * v_stride);
-                ops.weighted_sum_f16(scores, n_kv, v0, size_t(c.n_head_kv) * v_stride / sizeof(uint16_t), c.head_dim_v, oh);
+                ops.weighted_sum_f16(n_q, s.p.data(), s.n_kv.data(), reinterpret_cast<const uint16_t*>(v0), v_stride / sizeof(uint16_t), dim_v,
+                                     s.out.data());
                 continue;
             }
-            std::fill(oh, oh + c.head_dim_v, 0.0f);
-            for (int j = 0; j < n_kv; ++j) {
-                const uint8_t* vrow = vc + (size_t(j) * size_t(c.n_head_kv) + size_t(hk)) * v_stride;
-                kv.to_float(vrow, row, c.head_dim_v);
-                const float* vf = row;
-                const float p = scores[j];
-                for (int e = 0; e < c.head_dim_v; ++e) oh[e] += p * vf[e];
+            // Other caches: each value row dequantized once for the block's queries, summed in order.
+            for (int qi = 0; qi < n_q; ++qi) std::fill(s.out[size_t(qi)], s.out[size_t(qi)] + dim_v, 0.0f);
+            const int64_t n_max = s.n_kv[size_t(n_q - 1)];  // the block's last token sees the most
+            for (int64_t j = 0; j < n_max; ++j) {
+                kv.to_float(v0 + size_t(j) * v_stride, s.v_row.data(), dim_v);
+                const float* vf = s.v_row.data();
+                for (int qi = 0; qi < n_q; ++qi) {
+                    if (j >= s.n_kv[size_t(qi)]) continue;
+                    const float p = s.p[size_t(qi)][j];
+                    float* oh = s.out[size_t(qi)];
+                    for (int64_t e = 0; e < dim_v; ++e) oh[e] += p * vf[e];
+                }
             }
         }
     });

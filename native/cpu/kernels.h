@@ -45,6 +45,11 @@ struct cpu_kernels : type_traits {
     int gemm_lanes = 0;                     // float types: L of vec_dot's GEMM order; 0 = sequential
     gemm_tile_fn gemm_tile = nullptr;       // float types with gemm_lanes: tiles of the GEMM order
     int gemm_tile_x = 0;                    // the most activation rows a gemm_tile call takes
+    // F32 with vec_dot_unrolled: an nw x nx tile in the vector-dot order (same arguments as
+    // gemm_tile, any nw, nx >= 1), y[i * y_stride + r] = vec_dot_unrolled(w_r, x_i) bit for bit;
+    // each weight row is loaded once for several activation rows (attention: keys against the
+    // queries that share them). nullptr = callers loop over vec_dot_unrolled.
+    gemm_tile_fn unrolled_tile = nullptr;
     // Integer-dot types with an int8 GEMM: an nw x nx tile of outputs for nw <= int8_tile_rows
     // weight rows and any nx >= 1 activation rows (same arguments as gemm_tile), bit for bit
     // vec_dot. The weight rows are unpacked once for all the activation rows.

@@ -22,8 +22,11 @@
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
 //              emulation of llama.cpp's summation order for that path bit for bit (cpu/kernels.h),
 //              and the reference within the vec_dot bound
+//   unrolled   each path's F32 unrolled_tile (keys x queries, attention scores) equals its
+//              vec_dot_unrolled bit for bit, for key counts across its blocks and every query count
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
-//              1.5 ulp of expf), and weighted_sum equal to the emulated GEMM order bit for bit
+//              1.5 ulp of expf), weighted_sum equal to the emulated GEMM order bit for bit, and
+//              weighted_sum of many queries with ragged lengths equal to each query alone
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <algorithm>
 #include <cmath>
@@ -590,7 +593,82 @@ void check_orders(cpu_path path, T type) {
            format("%-6s %-6s L %d: %zu of %zu differ from the emulated orders; nmse vs plain %.1e", pn, r.name, L, mismatches, total, e));
 }
 
+// unrolled_tile (F32): nw keys against nx queries in one call, each output bit for bit the same
+// path's vec_dot_unrolled, outputs outside the tile untouched. Head sizes with and without a
+// remainder past the 4L-element steps; key counts across the kernels' 32-row blocks.
+void check_unrolled_tile(cpu_path path) {
+    const cpu_kernels& p = cpu_kernels_for_path(path, T::F32);
+    const char* pn = cpu_path_name(path);
+    if (!p.unrolled_tile) {
+        report(p.gemm_lanes == 0 || !p.vec_dot_unrolled, "unrolled", format("%-6s none: attention loops over vec_dot_unrolled", pn));
+        return;
+    }
+    size_t mismatches = 0, total = 0;
+    for (int64_t n : {int64_t(128), int64_t(64), int64_t(72), int64_t(100), int64_t(192 + 13)}) {
+        const int64_t n_keys = 70, max_q = 9, ys = n_keys + 3;  // y[i * ys + r]: 3 cells per row stay -1
+        const std::vector<float> keys = gaussian(size_t(n_keys * n), 7300 + uint32_t(n)), queries = gaussian(size_t(max_q * n), 7400 + uint32_t(n));
+        for (int64_t nw : {int64_t(1), int64_t(5), int64_t(33), n_keys}) {
+            for (int64_t nx = 1; nx <= max_q; ++nx) {
+                std::vector<float> y(size_t(nx * ys), -1.0f);
+                p.unrolled_tile(n, keys.data(), size_t(n) * 4, nw, queries.data(), size_t(n) * 4, nx, y.data(), ys);
+                for (int64_t i = 0; i < nx; ++i) {
+                    for (int64_t r = 0; r < ys; ++r) {
+                        float want = -1.0f;
+                        if (r < nw) p.vec_dot_unrolled(n, &want, keys.data() + r * n, queries.data() + i * n);
+                        mismatches += std::memcmp(&want, &y[size_t(i * ys + r)], 4) != 0;
+                        ++total;
+                    }
+                }
+            }
+        }
+    }
+    report(mismatches == 0, "unrolled", format("%-6s F32 unrolled_tile: %zu of %zu outputs differ from vec_dot_unrolled", pn, mismatches, total));
+}
+
 // ---- row operations (cpu/vector_ops.h) ----
+
+// weighted_sum for 1..19 queries at once (blocks of 8 and the rest), with causal lengths as
+// attention gives them (3 heads per token, one more position per token, from 0 up to past a few
+// lane blocks), over F32 and F16 values of a 72- and a 128-wide head: every query's output equals
+// the same query alone bit for bit (which the checks above compare with the GEMM order).
+void check_weighted_sum_queries(const vector_ops& ops, const char* pn) {
+    size_t mismatches = 0, total = 0;
+    for (int64_t dim : {int64_t(72), int64_t(128)}) {
+        const size_t stride = size_t(dim) + 8;
+        const int64_t max_q = 19, max_n = 45;
+        const std::vector<float> v = gaussian(size_t(max_n) * stride, 76 + uint32_t(dim));
+        std::vector<uint16_t> vh(v.size());
+        for (size_t i = 0; i < v.size(); ++i) vh[i] = fp32_to_fp16(v[i]);
+        std::vector<float> p = gaussian(size_t(max_q * max_n), 77 + uint32_t(dim));
+        for (float& x : p) x = fp16_to_fp32(fp32_to_fp16(x));  // also valid F16 probabilities
+        for (int64_t base : {int64_t(0), int64_t(13), int64_t(36)}) {
+            for (int64_t nq = 1; nq <= max_q; ++nq) {
+                std::vector<const float*> pq(static_cast<size_t>(nq));
+                std::vector<int64_t> n(static_cast<size_t>(nq));
+                std::vector<float> out(static_cast<size_t>(nq * dim)), out_h(static_cast<size_t>(nq * dim)), one(static_cast<size_t>(dim));
+                std::vector<float*> po(static_cast<size_t>(nq)), po_h(static_cast<size_t>(nq));
+                for (int64_t q = 0; q < nq; ++q) {
+                    pq[size_t(q)] = p.data() + q * max_n;
+                    n[size_t(q)] = std::min(max_n, base + q / 3);
+                    po[size_t(q)] = out.data() + q * dim;
+                    po_h[size_t(q)] = out_h.data() + q * dim;
+                }
+                ops.weighted_sum(nq, pq.data(), n.data(), v.data(), stride, dim, po.data());
+                ops.weighted_sum_f16(nq, pq.data(), n.data(), vh.data(), stride, dim, po_h.data());
+                for (int64_t q = 0; q < nq; ++q) {
+                    float* o = one.data();
+                    ops.weighted_sum(1, &pq[size_t(q)], &n[size_t(q)], v.data(), stride, dim, &o);
+                    mismatches += std::memcmp(one.data(), po[size_t(q)], size_t(dim) * 4) != 0;
+                    ops.weighted_sum_f16(1, &pq[size_t(q)], &n[size_t(q)], vh.data(), stride, dim, &o);
+                    mismatches += std::memcmp(one.data(), po_h[size_t(q)], size_t(dim) * 4) != 0;
+                    total += 2;
+                }
+            }
+        }
+    }
+    report(mismatches == 0, "vector_ops",
+           format("%-6s weighted_sum(_f16) of 1-19 queries, ragged: %zu of %zu query rows differ from the query alone", pn, mismatches, total));
+}
 
 void check_vector_ops(cpu_path path) {
     if (!cpu_path_supported(path)) return;
@@ -601,6 +679,7 @@ void check_vector_ops(cpu_path path) {
     const char* pn = cpu_path_name(path);
     if (ops.lanes == 0) {
         report(ops.softmax == ref.softmax, "vector_ops", format("%-6s plain-C (the reference)", pn));
+        check_weighted_sum_queries(ops, pn);
         return;
     }
     // softmax: scores of a long row with -inf padding (masked cells) and a short one with a tail.
@@ -632,7 +711,9 @@ void check_vector_ops(cpu_path path) {
         const size_t stride = 80;
         const std::vector<float> p = gaussian(size_t(n), 74), v = gaussian(size_t(n) * stride, 75);
         std::vector<float> out(static_cast<size_t>(dim));
-        ops.weighted_sum(p.data(), n, v.data(), stride, dim, out.data());
+        const float* pp = p.data();
+        float* po = out.data();
+        ops.weighted_sum(1, &pp, &n, v.data(), stride, dim, &po);
         size_t mismatches = 0;
         std::vector<float> want(static_cast<size_t>(dim));
         for (int64_t e = 0; e < dim; ++e) {
@@ -652,7 +733,8 @@ void check_vector_ops(cpu_path path) {
         std::vector<float> vr(v.size()), ph(p.size());
         for (size_t i = 0; i < v.size(); ++i) vh[i] = fp32_to_fp16(v[i]), vr[i] = fp16_to_fp32(vh[i]);
         for (size_t i = 0; i < p.size(); ++i) ph[i] = fp16_to_fp32(fp32_to_fp16(p[i]));
-        ops.weighted_sum_f16(ph.data(), n, vh.data(), stride, dim, out.data());
+        const float* pph = ph.data();
+        ops.weighted_sum_f16(1, &pph, &n, vh.data(), stride, dim, &po);
         mismatches = 0;
         for (int64_t e = 0; e < dim; ++e) {
             const int64_t padded = (n + ops.lanes - 1) / ops.lanes * ops.lanes;
@@ -664,6 +746,7 @@ void check_vector_ops(cpu_path path) {
         }
         report(mismatches == 0, "vector_ops", format("%-6s weighted_sum_f16: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
     }
+    check_weighted_sum_queries(ops, pn);
 }
 
 // ---- matmul on the active path ----
@@ -743,6 +826,7 @@ int main(int argc, char** argv) {
         }
         for (const type_case& c : k_cases) check_path(path, c);
         for (T type : {T::F32, T::F16}) check_orders(path, type);
+        check_unrolled_tile(path);
         check_vector_ops(path);
     }
     thread_pool pool(2);

@@ -15,6 +15,8 @@ void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
+// unrolled_tile (cpu/kernels.h) for F32: any nw x nx, 2 activation rows per pass over a weight row
+void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 // gemm_tile (cpu/kernels.h): up to 4 x 3 outputs per call
@@ -90,7 +92,8 @@ void vec_dot_n_mxfp4(int64_t n, float* s, int64_t s_stride, const void* x, const
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);
-void weighted_sum(const float* p, int64_t n, const float* v, size_t v_stride, int64_t dim, float* out);
-void weighted_sum_f16(const float* p, int64_t n, const uint16_t* v, size_t v_stride, int64_t dim, float* out);
+void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim, float* const* out);
+void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
+                      float* const* out);
 
 }  // namespace moerun::avx2

@@ -14,6 +14,7 @@ void cpu_register_avx2(cpu_kernels* table) {
     // F32 and F16 in llama.cpp's 8-lane orders (cpu/kernels.h), which its AVX2 builds use.
     at(T::F32).vec_dot = avx2::vec_dot_f32;
     at(T::F32).vec_dot_unrolled = avx2::vec_dot_unrolled_f32;
+    at(T::F32).unrolled_tile = avx2::unrolled_tile_f32;
     at(T::F32).gemm_lanes = 8;
     at(T::F32).gemm_tile = avx2::gemm_tile_f32;
     at(T::F32).gemm_tile_x = 3;

@@ -146,14 +146,34 @@ void gemm_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void
 }
 
 // Vector-dot order: four 16-lane accumulators over the first n & ~63 elements, added
-// (0 + 2) + (1 + 3), then hsum_tree.
-template <typename E, __m512 (*load)(const E*, __mmask16)>
-float dot_unrolled_body(int64_t n, const E* a, const E* b) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+// (0 + 2) + (1 + 3), then hsum_gemm; for Q rows b[0..Q) against one row a, a's vectors loaded
+// once for all of them (each out[q] bit for bit the one-row result).
+template <int Q, typename E, __m512 (*load)(const E*, __mmask16)>
+void dot_unrolled_body(int64_t n, const E* a, const E* const* b, float* out) {
+    __m512 acc[Q][4];
+    MOERUN_UNROLL
+    for (int q = 0; q < Q; ++q)
+        for (int k = 0; k < 4; ++k) acc[q][k] = _mm512_setzero_ps();
     for (int64_t i = 0; i + 64 <= n; i += 64) {
-        for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(load(a + i + 16 * k, 0xFFFF), load(b + i + 16 * k, 0xFFFF), acc[k]);
+        __m512 va[4];
+        for (int k = 0; k < 4; ++k) va[k] = load(a + i + 16 * k, 0xFFFF);
+        MOERUN_UNROLL
+        for (int q = 0; q < Q; ++q)
+            for (int k = 0; k < 4; ++k) acc[q][k] = _mm512_fmadd_ps(va[k], load(b[q] + i + 16 * k, 0xFFFF), acc[q][k]);
     }
-    return hsum_gemm(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+    MOERUN_UNROLL
+    for (int q = 0; q < Q; ++q) out[q] = hsum_gemm(_mm512_add_ps(_mm512_add_ps(acc[q][0], acc[q][2]), _mm512_add_ps(acc[q][1], acc[q][3])));
+}
+
+// The F32 vector-dot order's remainder after the body's `sum`: in float; llama.cpp's build (GCC)
+// vectorizes the remainder loop: its vector part rounds each product before adding it (this
+// file's -ffp-contract=off does the same), and its scalar epilogue, the last (n - 64k) mod 8
+// elements, fuses multiply and add.
+float unrolled_rest_f32(int64_t n, const float* a, const float* b, float sum) {
+    const int64_t rest = n & ~int64_t(63), fused = rest + ((n - rest) & ~int64_t(7));
+    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
+    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
+    return sum;
 }
 
 // Groups of 4 rows through `rows_fn<R>`.
@@ -204,26 +224,53 @@ void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
     gemm_tile<1, 1, uint16_t, load_f16>(n, &a, &b, s, 1);
 }
 
-// Vector-dot order: the remainder accumulates in float for F32, in double for F16 (its products
-// are exact in float). For F32, llama.cpp's build (GCC) vectorizes the remainder loop: its vector
-// part rounds each product before adding it (this file's -ffp-contract=off does the same), and its
-// scalar epilogue, the last (n - 64k) mod 8 elements, fuses multiply and add.
+// Vector-dot order: the remainder accumulates in float for F32 (unrolled_rest_f32), in double
+// for F16 (its products are exact in float).
 void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
     const float* a = static_cast<const float*>(x);
     const float* b = static_cast<const float*>(y);
-    float sum = dot_unrolled_body<float, load_f32>(n, a, b);
-    const int64_t rest = n & ~int64_t(63), fused = rest + ((n - rest) & ~int64_t(7));
-    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
-    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
-    *s = sum;
+    float sum;
+    dot_unrolled_body<1, float, load_f32>(n, a, &b, &sum);
+    *s = unrolled_rest_f32(n, a, b, sum);
 }
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
     const uint16_t* a = static_cast<const uint16_t*>(x);
     const uint16_t* b = static_cast<const uint16_t*>(y);
-    double sum = dot_unrolled_body<uint16_t, load_f16>(n, a, b);
+    float body;
+    dot_unrolled_body<1, uint16_t, load_f16>(n, a, &b, &body);
+    double sum = body;
     for (int64_t i = n & ~int64_t(63); i < n; ++i) sum += double(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
     *s = float(sum);
 }
+
+// Tiles of the F32 vector-dot order: each weight row (an attention key) against up to 4 activation
+// rows (queries) at a time, 16 accumulators; weight rows in blocks of 32 (16 KiB at a head size
+// of 128), so that the next 4 rows find them in L1.
+void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                       int64_t y_stride) {
+    constexpr int64_t k_rows = 4, k_block = 32;
+    using rows_fn = void (*)(int64_t, const float*, const float* const*, float*);
+    static constexpr rows_fn bodies[k_rows] = {&dot_unrolled_body<1, float, load_f32>, &dot_unrolled_body<2, float, load_f32>,
+                                              &dot_unrolled_body<3, float, load_f32>, &dot_unrolled_body<4, float, load_f32>};
+    const auto row = [](const void* base, size_t stride, int64_t i) {
+        return reinterpret_cast<const float*>(static_cast<const uint8_t*>(base) + size_t(i) * stride);
+    };
+    for (int64_t r0 = 0; r0 < nw; r0 += k_block) {
+        const int64_t r1 = std::min(nw, r0 + k_block);
+        for (int64_t i0 = 0; i0 < nx; i0 += k_rows) {
+            const int64_t ni = std::min(k_rows, nx - i0);
+            const float* xr[k_rows];
+            for (int64_t i = 0; i < ni; ++i) xr[i] = row(x, x_row, i0 + i);
+            for (int64_t r = r0; r < r1; ++r) {
+                const float* wr = row(w, w_row, r);
+                float out[k_rows];
+                bodies[ni - 1](n, wr, xr, out);
+                for (int64_t i = 0; i < ni; ++i) y[(i0 + i) * y_stride + r] = unrolled_rest_f32(n, wr, xr[i], out[i]);
+            }
+        }
+    }
+}
+
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {
     *s = dot<uint16_t, load_bf16>(n, static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(y));
 }

@@ -43,6 +43,7 @@ void cpu_register_avx512(cpu_kernels* table) {
     at(T::F32).vec_dot = avx512::vec_dot_f32;
     at(T::F32).vec_dot_n = avx512::vec_dot_n_f32;
     at(T::F32).vec_dot_unrolled = avx512::vec_dot_unrolled_f32;
+    at(T::F32).unrolled_tile = avx512::unrolled_tile_f32;
     at(T::F32).gemm_lanes = 16;
     at(T::F32).gemm_tile = avx512::gemm_tile_f32;
     at(T::F32).gemm_tile_x = 6;
