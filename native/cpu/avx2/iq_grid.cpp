@@ -49,202 +49,6 @@ inline uint32_t load_u32(const uint8_t* p) {
     return v;
 }
 
-// Per format: the block type, its scale d, the sub-block expansion, the final factor of the sum
-// and whether it is an IQ1 format (unsigned points with their delta, see iq1_points).
-struct iq2_xxs_fmt {
-    using block = block_iq2_xxs;
-    static constexpr float factor = 0.125f;
-    static constexpr bool is_iq1 = false;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        uint32_t aux[2];
-        std::memcpy(aux, b.qs + 4 * ib, 8);
-        const uint8_t* idx = reinterpret_cast<const uint8_t*>(aux);
-        s.w = points8(k_iq2xxs_grid[idx[0]], k_iq2xxs_grid[idx[1]], k_iq2xxs_grid[idx[2]], k_iq2xxs_grid[idx[3]]);
-        s.sign = parity_signs(aux[1]);
-        s.scale = _mm256_set1_epi16(short(2 * (aux[1] >> 28) + 1));
-    }
-};
-
-struct iq2_xs_fmt {
-    using block = block_iq2_xs;
-    static constexpr float factor = 0.125f;
-    static constexpr bool is_iq1 = false;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint16_t* q = b.qs + 4 * ib;
-        s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
-        s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
-        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
-    }
-};
-
-struct iq2_s_fmt {
-    using block = block_iq2_s;
-    static constexpr float factor = 0.125f;
-    static constexpr bool is_iq1 = false;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 4 * ib;
-        const int qh = b.qh[ib];
-        s.w = points8(k_iq2s_grid[size_t(qs[0] | ((qh << 8) & 0x300))], k_iq2s_grid[size_t(qs[1] | ((qh << 6) & 0x300))],
-                      k_iq2s_grid[size_t(qs[2] | ((qh << 4) & 0x300))], k_iq2s_grid[size_t(qs[3] | ((qh << 2) & 0x300))]);
-        s.sign = signs_pm1(load_u32(b.qs + 32 + 4 * ib));
-        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
-    }
-};
-
-struct iq3_xxs_fmt {
-    using block = block_iq3_xxs;
-    static constexpr float factor = 0.25f;
-    static constexpr bool is_iq1 = false;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* q3 = b.qs + 8 * ib;
-        const uint32_t aux = load_u32(b.qs + 64 + 4 * ib);
-        const auto& g = k_iq3xxs_grid;
-        s.w = _mm256_setr_epi32(int(g[q3[0]]), int(g[q3[1]]), int(g[q3[2]]), int(g[q3[3]]), int(g[q3[4]]), int(g[q3[5]]),
-                                int(g[q3[6]]), int(g[q3[7]]));
-        s.sign = parity_signs(aux);
-        s.scale = _mm256_set1_epi16(short(2 * (aux >> 28) + 1));
-    }
-};
-
-struct iq3_s_fmt {
-    using block = block_iq3_s;
-    static constexpr float factor = 1.0f;
-    static constexpr bool is_iq1 = false;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 8 * ib;
-        const int qh = b.qh[ib];
-        auto g = [&](int k) { return int(k_iq3s_grid[size_t(qs[k] | (((qh >> k) & 1) << 8))]); };
-        s.w = _mm256_setr_epi32(g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
-        s.sign = signs_pm1(load_u32(b.signs + 4 * ib));
-        s.scale = _mm256_set1_epi16(short(2 * ((b.scales[ib / 2] >> (4 * (ib % 2))) & 0xf) + 1));
-    }
-};
-
-// IQ1 weights are g + delta / 8 (g in -1, 0, 1 from the grid, delta +-1), and the reference sums
-// sumi = dot(g, q) and sumi_delta = dot(delta, q) per scale, then takes sumi + sumi_delta / 8 in
-// float. The kernels take one dot instead, of the unsigned bytes u = 8 (g + 1) + (delta + 1) in
-// 0..18: dot(u, q) - 9 sum(q) = 8 sumi + sumi_delta, with sum(q) from Q8_K's per-16 sums
-// (bsums). That integer, C, is below 2^24, so float(C) / 8 is exact and equals the reference's
-// float(sumi) + float(sumi_delta) / 8 (one rounding of the same exact value, itself exact here).
-// `plus` holds delta + 1 per byte (0 or 2).
-inline void iq1_points(sub_block& s, uint64_t a, uint64_t b, uint64_t c, uint64_t d, __m256i plus) {
-    s.w = _mm256_add_epi8(_mm256_slli_epi16(points8(a, b, c, d), 3), plus);  // bytes <= 2: no carry across
-}
-
-// Per sub-block (IQ1_S) or per 16 (IQ1_M), lane by lane with bsums: 9 x the int16 scale.
-inline __m256i nine_times(__m256i ls) { return _mm256_add_epi16(_mm256_slli_epi16(ls, 3), ls); }
-
-struct iq1_s_fmt {
-    using block = block_iq1_s;
-    static constexpr float factor = 1.0f;
-    static constexpr bool is_iq1 = true;
-    static float d(const block& b) { return f16(b.d); }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 4 * ib;
-        const int qh = b.qh[ib];
-        const auto& g = k_iq1s_grid_plus1;
-        iq1_points(s, g[size_t(qs[0] | ((qh << 8) & 0x700))], g[size_t(qs[1] | ((qh << 5) & 0x700))],
-                   g[size_t(qs[2] | ((qh << 2) & 0x700))], g[size_t(qs[3] | ((qh >> 1) & 0x700))],
-                   _mm256_set1_epi8(qh & 0x8000 ? 0 : 2));
-        s.scale = _mm256_set1_epi16(short(2 * ((qh >> 12) & 7) + 1));
-    }
-    // 9 x each sub-block's scale, for its two bsums lanes.
-    static __m256i bsum_scales9(const block& b) {
-        const __m128i qh = load128(b.qh);
-        const __m128i ls = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
-        return nine_times(_mm256_set_m128i(_mm_unpackhi_epi16(ls, ls), _mm_unpacklo_epi16(ls, ls)));
-    }
-};
-
-struct iq1_m_fmt {
-    using block = block_iq1_m;
-    static constexpr float factor = 1.0f;
-    static constexpr bool is_iq1 = true;
-    static uint16_t word(const block& b, int w) {
-        uint16_t v;
-        std::memcpy(&v, b.scales + 2 * w, 2);
-        return v;
-    }
-    static float d(const block& b) {
-        return f16(uint16_t((word(b, 0) >> 12) | ((word(b, 1) >> 8) & 0x00f0) | ((word(b, 2) >> 4) & 0x0f00) | (word(b, 3) & 0xf000)));
-    }
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 4 * ib;
-        const int h0 = b.qh[2 * ib], h1 = b.qh[2 * ib + 1];
-        const auto& g = k_iq1s_grid_plus1;
-        auto plus8 = [](int neg) { return neg ? int64_t(0) : int64_t(0x0202020202020202); };  // delta + 1 for 8 bytes
-        iq1_points(s, g[size_t(qs[0] | ((h0 << 8) & 0x700))], g[size_t(qs[1] | ((h0 << 4) & 0x700))],
-                   g[size_t(qs[2] | ((h1 << 8) & 0x700))], g[size_t(qs[3] | ((h1 << 4) & 0x700))],
-                   _mm256_setr_epi64x(plus8(h0 & 0x08), plus8(h0 & 0x80), plus8(h1 & 0x08), plus8(h1 & 0x80)));
-        const int sc = word(b, ib / 2) >> (6 * (ib % 2));
-        s.scale = scales_2x16(2 * (sc & 7) + 1, 2 * ((sc >> 3) & 7) + 1);
-    }
-    // 9 x the scale of each 16 weights, lane 2 ib + h for half h of sub-block ib (bsums' order):
-    // bits 3k..3k+2 of word w for lane 4w + k.
-    static __m256i bsum_scales9(const block& b) {
-        const __m256i words = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales)));
-        const __m256i spread = _mm256_shuffle_epi8(words, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5,
-                                                                           4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
-        // field k to the top 3 bits (a multiply by 2^(13 - 3k)), then down
-        const __m256i top = _mm256_mullo_epi16(spread, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13,
-                                                                          1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4));
-        const __m256i ls = _mm256_add_epi16(_mm256_slli_epi16(_mm256_srli_epi16(top, 13), 1), _mm256_set1_epi16(1));
-        return nine_times(ls);
-    }
-};
-
-// R activation rows at once: each sub-block is expanded once for all of them.
-template <typename F, int R>
-inline void lattice_rows(int64_t nb, const typename F::block* x, const uint8_t* y, size_t y_stride, float* out) {
-    float sum[R];
-    const block_q8_K* yr[R];
-    for (int r = 0; r < R; ++r) {
-        sum[r] = 0;
-        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        __m256i isum[R];
-        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
-        for (int ib = 0; ib < 8; ++ib) {
-            sub_block s;
-            F::sub(x[i], ib, s);
-            for (int r = 0; r < R; ++r) {
-                const __m256i q8 = load256(yr[r][i].qs + 32 * ib);
-                const __m256i p = F::is_iq1 ? mul_u8_i8(s.w, q8) : mul_u8_i8(s.w, _mm256_sign_epi8(q8, s.sign));
-                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p, s.scale));
-            }
-        }
-        const float d = F::d(x[i]);
-        if constexpr (F::is_iq1) {  // C = dot(u, q) - 9 sum(q) per scale (iq1_points)
-            const __m256i scales9 = F::bsum_scales9(x[i]);
-            for (int r = 0; r < R; ++r) {
-                const __m256i nine_q = _mm256_madd_epi16(load256(yr[r][i].bsums), scales9);
-                sum[r] += d * yr[r][i].d * (float(hsum_i32(_mm256_sub_epi32(isum[r], nine_q))) * k_iq1_delta);
-            }
-        } else {
-            for (int r = 0; r < R; ++r) sum[r] += d * yr[r][i].d * float(hsum_i32(isum[r]));
-        }
-    }
-    for (int r = 0; r < R; ++r) out[r] = F::factor * sum[r];
-}
-
-template <typename F>
-void lattice_dot(int64_t n, float* s, const void* x, const void* y) {
-    lattice_rows<F, 1>(n / 256, static_cast<const typename F::block*>(x), static_cast<const uint8_t*>(y), 0, s);
-}
-
-template <typename F>
-void lattice_dot_n(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
-        lattice_rows<F, decltype(rows)::value>(n / 256, static_cast<const typename F::block*>(x), yj, ys, out);
-    });
-}
-
 // ---- block sums to the reference's float chain ----
 
 // The reference kernels of these formats reduce each block to one exact int32 and add a float
@@ -270,8 +74,10 @@ inline float add_lanes_in_order(float s, __m128 t, int n = 4) {
     return s;
 }
 
+// flatten: GCC otherwise calls the block expansion (a lambda, and its prepared super-block) out
+// of line, passing the lanes through memory.
 template <int R, typename BlockFn, typename Terms4Fn, typename TermFn>
-inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, Terms4Fn&& terms4, TermFn&& term) {
+[[gnu::flatten]] inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, Terms4Fn&& terms4, TermFn&& term) {
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
         __m256i a[R], b[R], ab[R];
@@ -299,6 +105,264 @@ inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, TermFn&& 
     sum_block_terms<R>(nb, sum, block, terms4, term);
 }
 
+template <int R>
+inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R]) {
+    for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
+}
+
+// The IQ2/IQ3 formats expand each sub-block from the block alone.
+template <typename F>
+struct sub_by_sub {
+    const typename F::block& b;
+    explicit sub_by_sub(const typename F::block& blk) : b(blk) {}
+    void sub(int ib, sub_block& s) const { F::sub(b, ib, s); }
+    __m256i lanes(__m256i isum, const block_q8_K&) const { return isum; }
+};
+
+// Per format: the block type, its scale d, `prepared` (what is computed once per super-block:
+// sub(ib, s) expands sub-block ib, lanes(isum, y) turns the scaled sub-block sums into the lanes
+// of the block's integer), value(f) (the factor of d * y.d in the reference's term, from the
+// integer as a float), the final factor of the sum, and whether it is an IQ1 format (unsigned
+// points, no sign step).
+struct iq2_xxs_fmt {
+    using block = block_iq2_xxs;
+    static constexpr float factor = 0.125f;
+    static constexpr bool is_iq1 = false;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float bsum) { return bsum; }
+    using prepared = sub_by_sub<iq2_xxs_fmt>;
+    static void sub(const block& b, int ib, sub_block& s) {
+        uint32_t aux[2];
+        std::memcpy(aux, b.qs + 4 * ib, 8);
+        const uint8_t* idx = reinterpret_cast<const uint8_t*>(aux);
+        s.w = points8(k_iq2xxs_grid[idx[0]], k_iq2xxs_grid[idx[1]], k_iq2xxs_grid[idx[2]], k_iq2xxs_grid[idx[3]]);
+        s.sign = parity_signs(aux[1]);
+        s.scale = _mm256_set1_epi16(short(2 * (aux[1] >> 28) + 1));
+    }
+};
+
+struct iq2_xs_fmt {
+    using block = block_iq2_xs;
+    static constexpr float factor = 0.125f;
+    static constexpr bool is_iq1 = false;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float bsum) { return bsum; }
+    using prepared = sub_by_sub<iq2_xs_fmt>;
+    static void sub(const block& b, int ib, sub_block& s) {
+        const uint16_t* q = b.qs + 4 * ib;
+        s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
+        s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
+        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
+    }
+};
+
+struct iq2_s_fmt {
+    using block = block_iq2_s;
+    static constexpr float factor = 0.125f;
+    static constexpr bool is_iq1 = false;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float bsum) { return bsum; }
+    using prepared = sub_by_sub<iq2_s_fmt>;
+    static void sub(const block& b, int ib, sub_block& s) {
+        const uint8_t* qs = b.qs + 4 * ib;
+        const int qh = b.qh[ib];
+        s.w = points8(k_iq2s_grid[size_t(qs[0] | ((qh << 8) & 0x300))], k_iq2s_grid[size_t(qs[1] | ((qh << 6) & 0x300))],
+                      k_iq2s_grid[size_t(qs[2] | ((qh << 4) & 0x300))], k_iq2s_grid[size_t(qs[3] | ((qh << 2) & 0x300))]);
+        s.sign = signs_pm1(load_u32(b.qs + 32 + 4 * ib));
+        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
+    }
+};
+
+struct iq3_xxs_fmt {
+    using block = block_iq3_xxs;
+    static constexpr float factor = 0.25f;
+    static constexpr bool is_iq1 = false;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float bsum) { return bsum; }
+    using prepared = sub_by_sub<iq3_xxs_fmt>;
+    static void sub(const block& b, int ib, sub_block& s) {
+        const uint8_t* q3 = b.qs + 8 * ib;
+        const uint32_t aux = load_u32(b.qs + 64 + 4 * ib);
+        const auto& g = k_iq3xxs_grid;
+        s.w = _mm256_setr_epi32(int(g[q3[0]]), int(g[q3[1]]), int(g[q3[2]]), int(g[q3[3]]), int(g[q3[4]]), int(g[q3[5]]),
+                                int(g[q3[6]]), int(g[q3[7]]));
+        s.sign = parity_signs(aux);
+        s.scale = _mm256_set1_epi16(short(2 * (aux >> 28) + 1));
+    }
+};
+
+struct iq3_s_fmt {
+    using block = block_iq3_s;
+    static constexpr float factor = 1.0f;
+    static constexpr bool is_iq1 = false;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float bsum) { return bsum; }
+    using prepared = sub_by_sub<iq3_s_fmt>;
+    static void sub(const block& b, int ib, sub_block& s) {
+        const uint8_t* qs = b.qs + 8 * ib;
+        const int qh = b.qh[ib];
+        auto g = [&](int k) { return int(k_iq3s_grid[size_t(qs[k] | (((qh >> k) & 1) << 8))]); };
+        s.w = _mm256_setr_epi32(g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
+        s.sign = signs_pm1(load_u32(b.signs + 4 * ib));
+        s.scale = _mm256_set1_epi16(short(2 * ((b.scales[ib / 2] >> (4 * (ib % 2))) & 0xf) + 1));
+    }
+};
+
+// IQ1 weights are g + delta / 8 (g in -1, 0, 1 from the grid, delta +-1), and the reference sums
+// sumi = dot(g, q) and sumi_delta = dot(delta, q) per scale, then takes sumi + sumi_delta / 8 in
+// float. The kernels compute one integer instead, C = 8 sumi + sumi_delta, below 2^24, so
+// float(C) / 8 is exact and equals the reference's float(sumi) + float(sumi_delta) / 8 (one
+// rounding of the same exact value, itself exact here). The grid part is taken with the unsigned
+// points g + 1 (k_iq1s_grid_plus1), less sum(q) from Q8_K's per-16 sums (bsums).
+//
+// After a super-block's indices are stored: the kernels read them back one by one as scalar
+// loads (one load uop each). Without this GCC keeps them in vector registers and extracts each
+// with vpextrw (two uops, on the shuffle ports the points need).
+inline void read_back_from_memory(uint16_t (&idx)[32]) { asm("" : "+m"(idx)); }
+
+// shuffle_epi8 controls that broadcast within each 128-bit half: word w0 to the first half's 8
+// lanes and w1 to the second's; bytes a, b, c, d to 8 lanes each.
+inline __m256i words_spread(int w0, int w1) {
+    return _mm256_set_m128i(_mm_set1_epi16(short(((2 * w1 + 1) << 8) | (2 * w1))), _mm_set1_epi16(short(((2 * w0 + 1) << 8) | (2 * w0))));
+}
+inline __m256i bytes_spread(int a, int b, int c, int d) {
+    constexpr int64_t ones = 0x0101010101010101;
+    return _mm256_setr_epi64x(a * ones, b * ones, c * ones, d * ones);
+}
+// Lane i of a 128-bit vector of 8 words, twice: the 16 lanes of Q8_K's bsums for 8 per-sub-block values.
+inline __m256i words_to_pairs(__m128i v) { return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)); }
+
+// IQ1_S: sub-block ib has one scale ls and one delta (bit 15 of qh[ib]), so the delta goes through
+// bsums too: C = 8 sum_ib ls dot(g + 1, q) + sum_ib ls (delta - 8) bsum_ib.
+struct iq1_s_fmt {
+    using block = block_iq1_s;
+    static constexpr float factor = 1.0f;
+    static constexpr bool is_iq1 = true;
+    static float d(const block& b) { return f16(b.d); }
+    static float value(float c) { return c * k_iq1_delta; }
+    struct prepared {
+        const block& b;
+        __m256i ls;           // word ib (both halves): the scale of sub-block ib
+        __m256i bsum_factor;  // bsums lanes 2 ib, 2 ib + 1: ls (delta - 8)
+        explicit prepared(const block& blk) : b(blk) {
+            const __m128i qh = load128(b.qh);
+            const __m128i ls8 = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+            ls = _mm256_set_m128i(ls8, ls8);
+            const __m128i negative = _mm_srai_epi16(qh, 15);  // -1 where delta = -1
+            const __m128i delta_minus_8 = _mm_add_epi16(_mm_set1_epi16(-7), _mm_add_epi16(negative, negative));
+            bsum_factor = words_to_pairs(_mm_mullo_epi16(ls8, delta_minus_8));
+        }
+        void sub(int ib, sub_block& s) const {
+            // the grid indices in scalar code: extracting them from a vector costs shuffle uops the points need
+            const auto& g = k_iq1s_grid_plus1;
+            const uint8_t* qs = b.qs + 4 * ib;
+            const int qh = b.qh[ib];
+            s.w = points8(g[size_t(qs[0] | ((qh << 8) & 0x700))], g[size_t(qs[1] | ((qh << 5) & 0x700))],
+                   g[size_t(qs[2] | ((qh << 2) & 0x700))], g[size_t(qs[3] | ((qh >> 1) & 0x700))]);
+            s.scale = _mm256_shuffle_epi8(ls, words_spread(ib, ib));
+        }
+        __m256i lanes(__m256i isum, const block_q8_K& y) const {
+            return _mm256_add_epi32(_mm256_slli_epi32(isum, 3), _mm256_madd_epi16(load256(y.bsums), bsum_factor));
+        }
+    };
+};
+
+// IQ1_M: a scale per 16 weights and a delta per 8 (finer than bsums), so its points are the
+// unsigned bytes u = 8 (g + 1) + (delta + 1) in 0..18: dot(u, q) - 9 sum(q) = 8 sumi + sumi_delta,
+// with the 9 sum(q) per scale from bsums.
+struct iq1_m_fmt {
+    using block = block_iq1_m;
+    static constexpr float factor = 1.0f;
+    static constexpr bool is_iq1 = true;
+    static uint16_t word(const block& b, int w) {
+        uint16_t v;
+        std::memcpy(&v, b.scales + 2 * w, 2);
+        return v;
+    }
+    static float d(const block& b) {
+        return f16(uint16_t((word(b, 0) >> 12) | ((word(b, 1) >> 8) & 0x00f0) | ((word(b, 2) >> 4) & 0x0f00) | (word(b, 3) & 0xf000)));
+    }
+    static float value(float c) { return c * k_iq1_delta; }
+    struct prepared {
+        const block& b;
+        __m256i plus[2];  // delta + 1 (0 or 2) of points 16 h .. 16 h + 15, in both halves
+        __m256i ls[2];    // the scales of lanes 2 ib + h of sub-blocks 4 h' .. 4 h' + 3, in both halves
+        __m256i scales9;  // 9 ls per bsums lane
+        explicit prepared(const block& blk) : b(blk) {
+            const __m128i qh = load128(b.qh);
+            const __m128i qh_hi = _mm_srli_epi16(qh, 4);
+            const __m128i m8 = _mm_set1_epi8(8);
+            // bit 3 of each nibble set: delta -1. (flag ^ 8) >> 2 is 2 where it is clear, else 0
+            // (bytes of at most 8, so the 16-bit shift moves no bit across bytes).
+            const __m128i plus_lo = _mm_srli_epi16(_mm_xor_si128(_mm_and_si128(qh, m8), m8), 2);
+            const __m128i plus_hi = _mm_srli_epi16(_mm_xor_si128(_mm_and_si128(qh_hi, m8), m8), 2);
+            const __m128i p0 = _mm_unpacklo_epi8(plus_lo, plus_hi), p1 = _mm_unpackhi_epi8(plus_lo, plus_hi);
+            plus[0] = _mm256_set_m128i(p0, p0);
+            plus[1] = _mm256_set_m128i(p1, p1);
+            // ls of lane 4w + k: bits 3k..3k+2 of scale word w, to the top 3 bits by a multiply, then down
+            const __m256i words = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales)));
+            const __m256i spread = _mm256_shuffle_epi8(words, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5,
+                                                                               4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+            const __m256i top = _mm256_mullo_epi16(spread, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13,
+                                                                              1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4));
+            const __m256i ls16 = _mm256_add_epi16(_mm256_slli_epi16(_mm256_srli_epi16(top, 13), 1), _mm256_set1_epi16(1));
+            ls[0] = _mm256_permute2x128_si256(ls16, ls16, 0x00);
+            ls[1] = _mm256_permute2x128_si256(ls16, ls16, 0x11);
+            scales9 = _mm256_add_epi16(_mm256_slli_epi16(ls16, 3), ls16);
+        }
+        void sub(int ib, sub_block& s) const {
+            const auto& g = k_iq1s_grid_plus1;
+            const uint8_t* qs = b.qs + 4 * ib;
+            const int h0 = b.qh[2 * ib], h1 = b.qh[2 * ib + 1];
+            const int m = ib % 4;  // points 4m.. of the 16 in plus[ib / 4]; lanes 2m, 2m + 1 of ls[ib / 4]
+            const __m256i points = points8(g[size_t(qs[0] | ((h0 << 8) & 0x700))], g[size_t(qs[1] | ((h0 << 4) & 0x700))],
+                                           g[size_t(qs[2] | ((h1 << 8) & 0x700))], g[size_t(qs[3] | ((h1 << 4) & 0x700))]);
+            const __m256i u = _mm256_slli_epi16(points, 3);  // bytes <= 16: no carry across
+            s.w = _mm256_add_epi8(u, _mm256_shuffle_epi8(plus[ib / 4], bytes_spread(4 * m, 4 * m + 1, 4 * m + 2, 4 * m + 3)));
+            s.scale = _mm256_shuffle_epi8(ls[ib / 4], words_spread(2 * m, 2 * m + 1));
+        }
+        __m256i lanes(__m256i isum, const block_q8_K& y) const { return _mm256_sub_epi32(isum, _mm256_madd_epi16(load256(y.bsums), scales9)); }
+    };
+};
+
+// R activation rows at once: each sub-block is expanded once for all of them.
+template <typename F, int R>
+inline void lattice_rows(int64_t nb, const typename F::block* x, const uint8_t* y, size_t y_stride, float* out) {
+    const block_q8_K* yr[R];
+    q8k_rows<R>(y, y_stride, yr);
+    auto block = [&](int64_t i, __m256i* lanes) {
+        const typename F::prepared p(x[i]);
+        __m256i isum[R];
+        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
+        MOERUN_UNROLL
+        for (int ib = 0; ib < 8; ++ib) {
+            sub_block s;
+            p.sub(ib, s);
+            for (int r = 0; r < R; ++r) {
+                const __m256i q8 = load256(yr[r][i].qs + 32 * ib);
+                const __m256i prod = F::is_iq1 ? mul_u8_i8(s.w, q8) : mul_u8_i8(s.w, _mm256_sign_epi8(q8, s.sign));
+                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(prod, s.scale));
+            }
+        }
+        for (int r = 0; r < R; ++r) lanes[r] = p.lanes(isum[r], yr[r][i]);
+    };
+    float sum[R] = {};
+    sum_block_terms<R>(nb, sum, block, [&](int64_t i, int r, float f) { return F::d(x[i]) * yr[r][i].d * F::value(f); });
+    for (int r = 0; r < R; ++r) out[r] = F::factor * sum[r];
+}
+
+template <typename F>
+void lattice_dot(int64_t n, float* s, const void* x, const void* y) {
+    lattice_rows<F, 1>(n / 256, static_cast<const typename F::block*>(x), static_cast<const uint8_t*>(y), 0, s);
+}
+
+template <typename F>
+void lattice_dot_n(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
+    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
+        lattice_rows<F, decltype(rows)::value>(n / 256, static_cast<const typename F::block*>(x), yj, ys, out);
+    });
+}
+
 // ---- ternary ----
 
 // The ternary formats store t + 1 (0..2 or 0..3) as unsigned bytes: sum((t + 1) y) - sum(y) is
@@ -306,11 +370,6 @@ inline void sum_block_terms(int64_t nb, float sum[R], BlockFn&& block, TermFn&& 
 // at most 8 x 2 x 3 x 127 = 6096 in size), less the block's Q8_K sums per 16 (only the total of
 // the lanes matters), then widened to 8 int32 lanes.
 inline __m256i ternary_block_lanes(__m256i acc16, const block_q8_K& y) { return sum_i16(_mm256_sub_epi16(acc16, load256(y.bsums))); }
-
-template <int R>
-inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R]) {
-    for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-}
 
 // TQ2_0: byte m of 32-byte chunk c holds elements 128c + 32l + m at bits 2l..2l+1.
 template <int R>
