@@ -155,14 +155,19 @@ struct dispatch_state {
 };
 
 // Runs one registration function. A row whose vec_dot it replaces without also giving a
-// vec_dot_n loses the old vec_dot_n (which would not match the new vec_dot bit for bit): matmul
-// then loops over the new vec_dot.
+// vec_dot_n or an int8_tile loses the old ones (which would not match the new vec_dot bit for
+// bit, and may read another activation layout): matmul then loops over the new vec_dot.
 void apply_registration(void (*reg)(cpu_kernels*), cpu_kernels* table) {
     std::array<cpu_kernels, k_tensor_type_count> before;
     std::copy(table, table + k_tensor_type_count, before.begin());
     reg(table);
     for (uint32_t i = 0; i < k_tensor_type_count; ++i) {
-        if (table[i].vec_dot != before[i].vec_dot && table[i].vec_dot_n == before[i].vec_dot_n) table[i].vec_dot_n = nullptr;
+        if (table[i].vec_dot == before[i].vec_dot) continue;
+        if (table[i].vec_dot_n == before[i].vec_dot_n) table[i].vec_dot_n = nullptr;
+        if (table[i].int8_tile == before[i].int8_tile) {
+            table[i].int8_tile = nullptr;
+            table[i].int8_tile_rows = 0;
+        }
     }
 }
 

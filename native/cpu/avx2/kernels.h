@@ -89,6 +89,19 @@ void vec_dot_n_tq1_0(int64_t n, float* s, int64_t s_stride, const void* x, const
 void vec_dot_n_tq2_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_mxfp4(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
+// int8_gemm.cpp: Q8_0/Q4_0 (against Q8_0) and Q4_K/Q5_K/Q6_K (against Q8_K) in the scalar reference's
+// float order, bit for bit: int8_tile (cpu/kernels.h) tiles of up to 8 weight rows, and vec_dot
+void vec_dot_q8_0_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_0_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q4_k_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q5_k_int8(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_q6_k_int8(int64_t n, float* s, const void* x, const void* y);
+void int8_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);

@@ -1,5 +1,17 @@
 // AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c; only called after cpuid says so.
 // Rows not named here keep the scalar reference kernels.
+//
+// Q8_0, Q4_0, Q4_K, Q5_K and Q6_K: the int8 GEMM of int8_gemm.cpp (vpmaddubsw + vpmaddwd, no VNNI:
+// Zen 3 and older Intel run it), tiles of 8 weight rows for every batch size, bit for bit the
+// scalar reference like vec_dot. Zen 5 with MOERUN_CPU=avx2, bench_matmul --n 2048 (k = 2048),
+// GFLOP/s, best of 5 runs interleaved with the 8-lane kernels they replace (in brackets), on this
+// shared 2-core machine at load 3-4:
+//   m = 64, 2 threads: Q8_0 247 (185), Q4_0 292 (151), Q4_K 271 (211), Q5_K 324 (208), Q6_K 293 (176)
+//   m = 16, 2 threads: Q8_0 256 (195), Q4_0 221 (158), Q4_K 269 (217), Q5_K 280 (222), Q6_K 225 (200)
+//   m = 64, 1 thread:  Q8_0 121 (90), Q4_0 141 (76), Q4_K 142 (106), Q5_K 157 (99), Q6_K 155 (96)
+//   m = 1, 1 thread:   Q8_0 69 (75), Q4_0 55 (52), Q4_K 80 (88), Q5_K 59 (64), Q6_K 55 (59)
+// Decode pays for the reference's float order (a reduction per block or super-block): 5-10%
+// slower at m = 1 on one thread; 2-thread m = 1 figures swung 2x from run to run here.
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
@@ -40,30 +52,37 @@ void cpu_register_avx2(cpu_kernels* table) {
     at(T::Q8_1).from_float = avx2::from_float_q8_1;
     at(T::Q8_K).from_float = avx2::from_float_q8_k;
 
-    at(T::Q4_0).vec_dot = avx2::vec_dot_q4_0;
     at(T::Q4_1).vec_dot = avx2::vec_dot_q4_1;
     at(T::Q5_0).vec_dot = avx2::vec_dot_q5_0;
     at(T::Q5_1).vec_dot = avx2::vec_dot_q5_1;
-    at(T::Q8_0).vec_dot = avx2::vec_dot_q8_0;
     at(T::IQ4_NL).vec_dot = avx2::vec_dot_iq4_nl;
-    at(T::Q4_0).vec_dot_n = avx2::vec_dot_n_q4_0;
     at(T::Q4_1).vec_dot_n = avx2::vec_dot_n_q4_1;
     at(T::Q5_0).vec_dot_n = avx2::vec_dot_n_q5_0;
     at(T::Q5_1).vec_dot_n = avx2::vec_dot_n_q5_1;
-    at(T::Q8_0).vec_dot_n = avx2::vec_dot_n_q8_0;
     at(T::IQ4_NL).vec_dot_n = avx2::vec_dot_n_iq4_nl;
     at(T::Q2_K).vec_dot = avx2::vec_dot_q2_k;
     at(T::Q3_K).vec_dot = avx2::vec_dot_q3_k;
-    at(T::Q4_K).vec_dot = avx2::vec_dot_q4_k;
-    at(T::Q5_K).vec_dot = avx2::vec_dot_q5_k;
-    at(T::Q6_K).vec_dot = avx2::vec_dot_q6_k;
     at(T::IQ4_XS).vec_dot = avx2::vec_dot_iq4_xs;
     at(T::Q2_K).vec_dot_n = avx2::vec_dot_n_q2_k;
     at(T::Q3_K).vec_dot_n = avx2::vec_dot_n_q3_k;
     at(T::IQ4_XS).vec_dot_n = avx2::vec_dot_n_iq4_xs;
-    at(T::Q4_K).vec_dot_n = avx2::vec_dot_n_q4_k;
-    at(T::Q5_K).vec_dot_n = avx2::vec_dot_n_q5_k;
-    at(T::Q6_K).vec_dot_n = avx2::vec_dot_n_q6_k;
+    // Q8_0, Q4_0, Q4_K, Q5_K and Q6_K as an int8 GEMM without VNNI (int8_gemm.cpp): tiles of 8
+    // weight rows for every batch size, and vec_dot, all bit for bit the scalar reference.
+    // vec_dot_n stays unset (matmul takes the tiles; other callers loop over vec_dot).
+    at(T::Q8_0).vec_dot = avx2::vec_dot_q8_0_int8;
+    at(T::Q8_0).int8_tile = avx2::int8_tile_q8_0;
+    at(T::Q4_0).vec_dot = avx2::vec_dot_q4_0_int8;
+    at(T::Q4_0).int8_tile = avx2::int8_tile_q4_0;
+    at(T::Q4_K).vec_dot = avx2::vec_dot_q4_k_int8;
+    at(T::Q4_K).int8_tile = avx2::int8_tile_q4_k;
+    at(T::Q5_K).vec_dot = avx2::vec_dot_q5_k_int8;
+    at(T::Q5_K).int8_tile = avx2::int8_tile_q5_k;
+    at(T::Q6_K).vec_dot = avx2::vec_dot_q6_k_int8;
+    at(T::Q6_K).int8_tile = avx2::int8_tile_q6_k;
+    for (T id : {T::Q8_0, T::Q4_0, T::Q4_K, T::Q5_K, T::Q6_K}) {
+        at(id).vec_dot_n = nullptr;
+        at(id).int8_tile_rows = 8;
+    }
     // The lattice, ternary and FP4 formats (iq_grid.cpp): bit for bit the reference.
     at(T::IQ2_XXS).vec_dot = avx2::vec_dot_iq2_xxs;
     at(T::IQ2_XXS).vec_dot_n = avx2::vec_dot_n_iq2_xxs;
