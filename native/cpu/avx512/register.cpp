@@ -13,7 +13,7 @@
 // The lattice formats IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (VNNI + BMI2,
 // iq_grid.cpp). bench_dot_peer (k 2048, one thread, Zen 5, load 3.3-4.3), ms per call, this
 // kernel / AVX2's, and llama.cpp zen4's time over this kernel's:
-//   matvec, n 1408 (cached):      IQ2_XXS 0.13/0.17 1.23x, IQ2_XS 0.16/0.21 1.05x, IQ2_S 0.12/0.26 1.30x,
+//   matvec, n 1408 (cached):      IQ2_XXS 0.13/0.17 1.23x, IQ2_XS 0.15/0.21 1.13x, IQ2_S 0.12/0.26 1.30x,
 //     IQ3_XXS 0.20/0.23 1.15x, IQ3_S 0.25/0.37 1.11x, IQ1_S 0.13/0.26 1.27x, IQ1_M 0.13/0.39 1.09x
 //   m = 64 (vec_dot_n, 4 rows a pass): 1.9-4.1x faster than AVX2's, 2.6-3.5x llama.cpp's
 //   matvec, n 131072 (from DRAM, two runs): IQ2_XXS 1.25-1.28x, IQ2_XS 0.90-1.05x, IQ2_S 1.30-1.39x,
