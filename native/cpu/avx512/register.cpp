@@ -16,7 +16,7 @@
 //   matvec, n 1408 (cached):      IQ2_XXS 0.13/0.17 1.23x, IQ2_XS 0.15/0.21 1.13x, IQ2_S 0.12/0.26 1.30x,
 //     IQ3_XXS 0.20/0.23 1.15x, IQ3_S 0.25/0.37 1.11x, IQ1_S 0.13/0.26 1.27x, IQ1_M 0.13/0.39 1.09x
 //   m = 64 (vec_dot_n, 4 rows a pass): 1.9-4.1x faster than AVX2's, 2.6-3.5x llama.cpp's
-//   matvec, n 131072 (from DRAM, two runs): IQ2_XXS 1.25-1.28x, IQ2_XS 0.90-1.05x, IQ2_S 1.30-1.39x,
+//   matvec, n 131072 (from DRAM, two runs): IQ2_XXS 1.25-1.28x, IQ2_XS 1.15-1.28x (load 10), IQ2_S 1.30-1.39x,
 //     IQ3_XXS 1.14-1.17x, IQ3_S 0.91-1.05x, IQ1_S 1.14-1.20x, IQ1_M 1.05-1.08x (AVX2: 0.36-1.09x)
 // Q4_K, Q5_K and Q6_K (VNNI): the int8 GEMM of int8_gemm_k.cpp, bit for bit the reference (the
 // float-lane AVX-512 kernels it replaces were not). Zen 5, bench_matmul --n 2048, GFLOP/s, best of
