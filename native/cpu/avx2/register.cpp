@@ -12,6 +12,9 @@
 //   m = 1, 1 thread:   Q8_0 69 (75), Q4_0 55 (52), Q4_K 80 (88), Q5_K 59 (64), Q6_K 55 (59)
 // Decode pays for the reference's float order (a reduction per block or super-block): 5-10%
 // slower at m = 1 on one thread; 2-thread m = 1 figures swung 2x from run to run here.
+// Attention: the F32 unrolled_tile (float.cpp: each key row against 2 queries per pass, 8
+// accumulators of the 16 registers) and vector_ops.cpp's multi-query weighted_sum, as on AVX-512
+// (not timed on this path).
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
