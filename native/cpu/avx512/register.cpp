@@ -26,7 +26,7 @@
 //   m = 1, --threads 1 (best of 5, load 6.8-7.3): Q4_K 131 (94), Q5_K 103 (93), Q6_K 97 (96): the
 //           16 rows of a tile read in place, their per-super-block sums added for all 16 at once.
 //   npm run bench, ling-mini-2.0 10 layers, Q4_K_M, 2 threads, pp512: 2.58x llama.cpp at load
-//   5.3-3.9 (1.17x before, on a quiet machine).
+//   5.3-3.9, 2.48x at load 9.4-7.7 (1.17x before, on a quiet machine; a quiet rerun is to do).
 // Attention (cpu/backend.cpp): the F32 unrolled_tile (float.cpp: each key row against 4 queries
 // per pass) and vector_ops.cpp's multi-query weighted_sum (each V row once for up to 8 queries).
 // run_model qwen3-30b-a3b-l12-q4_0 --prompt 512 -t 2, perf samples in attention against one
