@@ -26,8 +26,6 @@ inline __m256i points8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     return _mm256_set_epi64x(int64_t(d), int64_t(c), int64_t(b), int64_t(a));
 }
 
-// 4 sign bytes (one per 8 weights, bit j of byte l for weight 8l + j) as +-1 bytes.
-inline __m256i signs_pm1(uint32_t bits) { return _mm256_or_si256(bits_to_bytes(bits), _mm256_set1_epi8(1)); }
 
 // k_iq_signs expanded: 7 stored sign bits -> 8 bytes of +-1 (the 8th by parity), one load per group.
 inline constexpr std::array<uint64_t, 128> k_sign_bytes = [] {
@@ -110,6 +108,64 @@ inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R])
     for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
 }
 
+// shuffle_epi8 controls that broadcast within each 128-bit half: word w0 to the first half's 8
+// lanes and w1 to the second's; bytes a, b, c, d to 8 lanes each.
+inline __m256i words_spread(int w0, int w1) {
+    return _mm256_set_m128i(_mm_set1_epi16(short(((2 * w1 + 1) << 8) | (2 * w1))), _mm_set1_epi16(short(((2 * w0 + 1) << 8) | (2 * w0))));
+}
+inline __m256i bytes_spread(int a, int b, int c, int d) {
+    constexpr int64_t ones = 0x0101010101010101;
+    return _mm256_setr_epi64x(a * ones, b * ones, c * ones, d * ones);
+}
+// Lane i of a 128-bit vector of 8 words, twice: the 16 lanes of Q8_K's bsums for 8 per-sub-block values.
+inline __m256i words_to_pairs(__m128i v) { return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)); }
+
+
+// A super-block's sub-block scales (2 s + 1 of 4-bit s) as int16 lanes, kept so that one shuffle
+// gives sub-block ib's scale vector for sum_i16_scaled.
+// One scale per sub-block: word ib of both halves.
+struct sub_block_scales {
+    __m256i words;
+    explicit sub_block_scales(__m128i ls8) : words(_mm256_set_m128i(ls8, ls8)) {}
+    __m256i operator()(int ib) const { return _mm256_shuffle_epi8(words, words_spread(ib, ib)); }
+};
+// One scale per 16 weights, lane 2 ib + h of ls16: halves of sub-blocks 0..3 / 4..7 in both
+// 128-bit halves of half[0] / half[1].
+struct half_block_scales {
+    __m256i half[2];
+    explicit half_block_scales(__m256i ls16)
+        : half{_mm256_permute2x128_si256(ls16, ls16, 0x00), _mm256_permute2x128_si256(ls16, ls16, 0x11)} {}
+    __m256i operator()(int ib) const {
+        const int m = ib % 4;
+        return _mm256_shuffle_epi8(half[ib / 4], words_spread(2 * m, 2 * m + 1));
+    }
+};
+// 2 s + 1 of the nibbles of n bytes (n <= 8, low nibble first) as int16 lanes 0..2n-1.
+inline __m256i nibble_scales(__m128i bytes) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(bytes, m4), _mm_and_si128(_mm_srli_epi16(bytes, 4), m4));
+    const __m256i s = _mm256_cvtepu8_epi16(nibbles);
+    return _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+}
+
+// The 32 sign bytes of an IQ2_S / IQ3_S super-block (4 per sub-block, bit j of byte l for weight
+// 8l + j), sub-blocks 0..3 / 4..7 in both 128-bit halves of half[0] / half[1]; operator() gives
+// sub-block ib's signs as +-1 bytes (one shuffle, and, compare, or; no GPR-to-vector move).
+struct sign_bits {
+    __m256i half[2];
+    explicit sign_bits(const uint8_t* signs) {
+        const __m256i v = load256(signs);
+        half[0] = _mm256_permute2x128_si256(v, v, 0x00);
+        half[1] = _mm256_permute2x128_si256(v, v, 0x11);
+    }
+    __m256i operator()(int ib) const {
+        const int m = ib % 4;
+        const __m256i bytes = _mm256_shuffle_epi8(half[ib / 4], bytes_spread(4 * m, 4 * m + 1, 4 * m + 2, 4 * m + 3));
+        const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+        return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit), _mm256_set1_epi8(1));
+    }
+};
+
 // The IQ2/IQ3 formats expand each sub-block from the block alone.
 template <typename F>
 struct sub_by_sub {
@@ -147,13 +203,18 @@ struct iq2_xs_fmt {
     static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static float value(float bsum) { return bsum; }
-    using prepared = sub_by_sub<iq2_xs_fmt>;
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint16_t* q = b.qs + 4 * ib;
-        s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
-        s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
-        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
-    }
+    struct prepared {
+        const block& b;
+        half_block_scales scales;
+        explicit prepared(const block& blk) : b(blk), scales(nibble_scales(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.scales)))) {}
+        void sub(int ib, sub_block& s) const {
+            const uint16_t* q = b.qs + 4 * ib;
+            s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
+            s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
+            s.scale = scales(ib);
+        }
+        __m256i lanes(__m256i isum, const block_q8_K&) const { return isum; }
+    };
 };
 
 struct iq2_s_fmt {
@@ -162,15 +223,22 @@ struct iq2_s_fmt {
     static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static float value(float bsum) { return bsum; }
-    using prepared = sub_by_sub<iq2_s_fmt>;
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 4 * ib;
-        const int qh = b.qh[ib];
-        s.w = points8(k_iq2s_grid[size_t(qs[0] | ((qh << 8) & 0x300))], k_iq2s_grid[size_t(qs[1] | ((qh << 6) & 0x300))],
-                      k_iq2s_grid[size_t(qs[2] | ((qh << 4) & 0x300))], k_iq2s_grid[size_t(qs[3] | ((qh << 2) & 0x300))]);
-        s.sign = signs_pm1(load_u32(b.qs + 32 + 4 * ib));
-        s.scale = scales_2x16(2 * (b.scales[ib] & 0xf) + 1, 2 * (b.scales[ib] >> 4) + 1);
-    }
+    struct prepared {
+        const block& b;
+        half_block_scales scales;
+        sign_bits signs;
+        explicit prepared(const block& blk)
+            : b(blk), scales(nibble_scales(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.scales)))), signs(blk.qs + 32) {}
+        void sub(int ib, sub_block& s) const {
+            const uint8_t* qs = b.qs + 4 * ib;
+            const int qh = b.qh[ib];
+            s.w = points8(k_iq2s_grid[size_t(qs[0] | ((qh << 8) & 0x300))], k_iq2s_grid[size_t(qs[1] | ((qh << 6) & 0x300))],
+                          k_iq2s_grid[size_t(qs[2] | ((qh << 4) & 0x300))], k_iq2s_grid[size_t(qs[3] | ((qh << 2) & 0x300))]);
+            s.sign = signs(ib);
+            s.scale = scales(ib);
+        }
+        __m256i lanes(__m256i isum, const block_q8_K&) const { return isum; }
+    };
 };
 
 struct iq3_xxs_fmt {
@@ -197,15 +265,22 @@ struct iq3_s_fmt {
     static constexpr bool is_iq1 = false;
     static float d(const block& b) { return f16(b.d); }
     static float value(float bsum) { return bsum; }
-    using prepared = sub_by_sub<iq3_s_fmt>;
-    static void sub(const block& b, int ib, sub_block& s) {
-        const uint8_t* qs = b.qs + 8 * ib;
-        const int qh = b.qh[ib];
-        auto g = [&](int k) { return int(k_iq3s_grid[size_t(qs[k] | (((qh >> k) & 1) << 8))]); };
-        s.w = _mm256_setr_epi32(g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
-        s.sign = signs_pm1(load_u32(b.signs + 4 * ib));
-        s.scale = _mm256_set1_epi16(short(2 * ((b.scales[ib / 2] >> (4 * (ib % 2))) & 0xf) + 1));
-    }
+    struct prepared {
+        const block& b;
+        sub_block_scales scales;  // nibble ib of the 4 scale bytes
+        sign_bits signs;
+        explicit prepared(const block& blk)
+            : b(blk), scales(_mm256_castsi256_si128(nibble_scales(_mm_cvtsi32_si128(int(load_u32(blk.scales)))))), signs(blk.signs) {}
+        void sub(int ib, sub_block& s) const {
+            const uint8_t* qs = b.qs + 8 * ib;
+            const int qh = b.qh[ib];
+            auto g = [&](int k) { return int(k_iq3s_grid[size_t(qs[k] | (((qh >> k) & 1) << 8))]); };
+            s.w = _mm256_setr_epi32(g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
+            s.sign = signs(ib);
+            s.scale = scales(ib);
+        }
+        __m256i lanes(__m256i isum, const block_q8_K&) const { return isum; }
+    };
 };
 
 // IQ1 weights are g + delta / 8 (g in -1, 0, 1 from the grid, delta +-1), and the reference sums
@@ -220,18 +295,6 @@ struct iq3_s_fmt {
 // with vpextrw (two uops, on the shuffle ports the points need).
 inline void read_back_from_memory(uint16_t (&idx)[32]) { asm("" : "+m"(idx)); }
 
-// shuffle_epi8 controls that broadcast within each 128-bit half: word w0 to the first half's 8
-// lanes and w1 to the second's; bytes a, b, c, d to 8 lanes each.
-inline __m256i words_spread(int w0, int w1) {
-    return _mm256_set_m128i(_mm_set1_epi16(short(((2 * w1 + 1) << 8) | (2 * w1))), _mm_set1_epi16(short(((2 * w0 + 1) << 8) | (2 * w0))));
-}
-inline __m256i bytes_spread(int a, int b, int c, int d) {
-    constexpr int64_t ones = 0x0101010101010101;
-    return _mm256_setr_epi64x(a * ones, b * ones, c * ones, d * ones);
-}
-// Lane i of a 128-bit vector of 8 words, twice: the 16 lanes of Q8_K's bsums for 8 per-sub-block values.
-inline __m256i words_to_pairs(__m128i v) { return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)); }
-
 // IQ1_S: sub-block ib has one scale ls and one delta (bit 15 of qh[ib]), so the delta goes through
 // bsums too: C = 8 sum_ib ls dot(g + 1, q) + sum_ib ls (delta - 8) bsum_ib.
 struct iq1_s_fmt {
@@ -242,15 +305,16 @@ struct iq1_s_fmt {
     static float value(float c) { return c * k_iq1_delta; }
     struct prepared {
         const block& b;
-        __m256i ls;           // word ib (both halves): the scale of sub-block ib
+        sub_block_scales scales;
         __m256i bsum_factor;  // bsums lanes 2 ib, 2 ib + 1: ls (delta - 8)
-        explicit prepared(const block& blk) : b(blk) {
+        static __m128i ls8(__m128i qh) {
+            return _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
+        }
+        explicit prepared(const block& blk) : b(blk), scales(ls8(load128(blk.qh))) {
             const __m128i qh = load128(b.qh);
-            const __m128i ls8 = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1));
-            ls = _mm256_set_m128i(ls8, ls8);
             const __m128i negative = _mm_srai_epi16(qh, 15);  // -1 where delta = -1
             const __m128i delta_minus_8 = _mm_add_epi16(_mm_set1_epi16(-7), _mm_add_epi16(negative, negative));
-            bsum_factor = words_to_pairs(_mm_mullo_epi16(ls8, delta_minus_8));
+            bsum_factor = words_to_pairs(_mm_mullo_epi16(ls8(qh), delta_minus_8));
         }
         void sub(int ib, sub_block& s) const {
             // the grid indices in scalar code: extracting them from a vector costs shuffle uops the points need
@@ -259,7 +323,7 @@ struct iq1_s_fmt {
             const int qh = b.qh[ib];
             s.w = points8(g[size_t(qs[0] | ((qh << 8) & 0x700))], g[size_t(qs[1] | ((qh << 5) & 0x700))],
                    g[size_t(qs[2] | ((qh << 2) & 0x700))], g[size_t(qs[3] | ((qh >> 1) & 0x700))]);
-            s.scale = _mm256_shuffle_epi8(ls, words_spread(ib, ib));
+            s.scale = scales(ib);
         }
         __m256i lanes(__m256i isum, const block_q8_K& y) const {
             return _mm256_add_epi32(_mm256_slli_epi32(isum, 3), _mm256_madd_epi16(load256(y.bsums), bsum_factor));
@@ -286,9 +350,9 @@ struct iq1_m_fmt {
     struct prepared {
         const block& b;
         __m256i plus[2];  // delta + 1 (0 or 2) of points 16 h .. 16 h + 15, in both halves
-        __m256i ls[2];    // the scales of lanes 2 ib + h of sub-blocks 4 h' .. 4 h' + 3, in both halves
+        half_block_scales scales;
         __m256i scales9;  // 9 ls per bsums lane
-        explicit prepared(const block& blk) : b(blk) {
+        explicit prepared(const block& blk) : b(blk), scales(ls16(blk)) {
             const __m128i qh = load128(b.qh);
             const __m128i qh_hi = _mm_srli_epi16(qh, 4);
             const __m128i m8 = _mm_set1_epi8(8);
@@ -299,27 +363,28 @@ struct iq1_m_fmt {
             const __m128i p0 = _mm_unpacklo_epi8(plus_lo, plus_hi), p1 = _mm_unpackhi_epi8(plus_lo, plus_hi);
             plus[0] = _mm256_set_m128i(p0, p0);
             plus[1] = _mm256_set_m128i(p1, p1);
-            // ls of lane 4w + k: bits 3k..3k+2 of scale word w, to the top 3 bits by a multiply, then down
+            const __m256i ls = ls16(b);
+            scales9 = _mm256_add_epi16(_mm256_slli_epi16(ls, 3), ls);
+        }
+        // ls of lane 4w + k (2 ib + h): bits 3k..3k+2 of scale word w, to the top 3 bits by a multiply, then down
+        static __m256i ls16(const block& b) {
             const __m256i words = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales)));
             const __m256i spread = _mm256_shuffle_epi8(words, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5,
                                                                                4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
             const __m256i top = _mm256_mullo_epi16(spread, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13,
                                                                               1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4));
-            const __m256i ls16 = _mm256_add_epi16(_mm256_slli_epi16(_mm256_srli_epi16(top, 13), 1), _mm256_set1_epi16(1));
-            ls[0] = _mm256_permute2x128_si256(ls16, ls16, 0x00);
-            ls[1] = _mm256_permute2x128_si256(ls16, ls16, 0x11);
-            scales9 = _mm256_add_epi16(_mm256_slli_epi16(ls16, 3), ls16);
+            return _mm256_add_epi16(_mm256_slli_epi16(_mm256_srli_epi16(top, 13), 1), _mm256_set1_epi16(1));
         }
         void sub(int ib, sub_block& s) const {
             const auto& g = k_iq1s_grid_plus1;
             const uint8_t* qs = b.qs + 4 * ib;
             const int h0 = b.qh[2 * ib], h1 = b.qh[2 * ib + 1];
-            const int m = ib % 4;  // points 4m.. of the 16 in plus[ib / 4]; lanes 2m, 2m + 1 of ls[ib / 4]
+            const int m = ib % 4;  // points 4m.. of the 16 in plus[ib / 4]
             const __m256i points = points8(g[size_t(qs[0] | ((h0 << 8) & 0x700))], g[size_t(qs[1] | ((h0 << 4) & 0x700))],
                                            g[size_t(qs[2] | ((h1 << 8) & 0x700))], g[size_t(qs[3] | ((h1 << 4) & 0x700))]);
             const __m256i u = _mm256_slli_epi16(points, 3);  // bytes <= 16: no carry across
             s.w = _mm256_add_epi8(u, _mm256_shuffle_epi8(plus[ib / 4], bytes_spread(4 * m, 4 * m + 1, 4 * m + 2, 4 * m + 3)));
-            s.scale = _mm256_shuffle_epi8(ls[ib / 4], words_spread(2 * m, 2 * m + 1));
+            s.scale = scales(ib);
         }
         __m256i lanes(__m256i isum, const block_q8_K& y) const { return _mm256_sub_epi32(isum, _mm256_madd_epi16(load256(y.bsums), scales9)); }
     };
