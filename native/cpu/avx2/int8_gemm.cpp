@@ -81,9 +81,10 @@ inline __m256i reduce_rows(const __m256i p[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(b[0], b[1], 0x20), _mm256_permute2x128_si256(b[0], b[1], 0x31));
 }
 
-// A 16-bit value in both halves of every lane r, from v[r]: vpmaddwd's per-row weight.
-inline __m256i pairs_of(const int32_t v[8]) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
+// vpmaddwd's per-row weights: both_halves(a, b) puts int16 a in the low and b in the high half of
+// a lane (a == b: one weight for both pairs), pairs_of loads 8 such lanes, lane r for row r.
 inline int32_t both_halves(int a, int b) { return int32_t(uint32_t(uint16_t(int16_t(a))) | uint32_t(uint16_t(int16_t(b))) << 16); }
+inline __m256i pairs_of(const int32_t v[8]) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v)); }
 
 // The 8 rows' half-precision field at byte `offset` of block b, as floats.
 template <typename B>
