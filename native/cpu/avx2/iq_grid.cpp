@@ -4,8 +4,12 @@
 // Lattice formats: per 32 weights, the grid points are gathered into one register of unsigned
 // bytes (|value|), their signs are moved onto the activations (_mm256_sign_epi8; Q8_K values are
 // in -127..127, so negating never overflows), and maddubs + madd with the sub-block scales give
-// exact int32 sums. Each super-block's integer sum is reduced and scaled in float exactly as the
-// reference (quant/reference_iq_grid.cpp) does, so these kernels equal it bit for bit.
+// exact int32 sums. Scales (and IQ2_S/IQ3_S signs, IQ1 deltas) are decoded once per super-block
+// into vectors that one shuffle per sub-block spreads. Every format's reference adds one float
+// term per block to a running sum; the kernels reduce the int32 lanes of 4 blocks at once
+// (sum_block_terms) and add the terms one by one in the reference's order, so they equal it
+// (quant/reference_iq_grid.cpp, reference_tq.cpp) bit for bit. MXFP4's matvec is bound by that
+// chain: one dependent float add per 32 weights.
 #include "../../quant/blocks.h"
 #include "../../quant/iq_grids.h"
 #include "../iq_tables.h"
