@@ -38,33 +38,23 @@ inline const float* q8_0_act_scales(const void* row, int64_t nb) {
 }
 void from_float_q8_1(const float* src, void* dst, int64_t n);
 void from_float_q8_k(const float* src, void* dst, int64_t n);
-void vec_dot_q4_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q4_1(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q5_1(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q8_0(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq4_nl(int64_t n, float* s, const void* x, const void* y);
 // vec_dot_n (see cpu/kernels.h): equal to the vec_dot above row by row, bit for bit
-void vec_dot_n_q4_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q4_1(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q5_1(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_q8_0(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq4_nl(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // kquant.cpp: 256-element formats against Q8_K
 void vec_dot_q2_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q3_k(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y);
-void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_iq4_xs(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q2_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_q3_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq4_xs(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_q4_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_q5_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
-void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // iq_grid.cpp: lattice (IQ1/IQ2/IQ3) and ternary formats against Q8_K, MXFP4 against Q8_0; each vec_dot_n
 // equals its vec_dot, and both the reference, bit for bit

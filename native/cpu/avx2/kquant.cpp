@@ -1,10 +1,11 @@
-// AVX2 kernels for the 256-element formats against Q8_K: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
+// AVX2 kernels for the 256-element formats against Q8_K: Q2_K, Q3_K, IQ4_XS (Q4_K, Q5_K and Q6_K:
+// int8_gemm.cpp, whose integer sums take the reference's float steps).
 //
 // Per super-block, each group of 32 quants is expanded to bytes, multiplied with the activations
 // (maddubs -> int16 pair sums), weighted by the integer sub-block scales in the int16 -> int32
 // step (madd), and accumulated in int32; one float multiply by d_x * d_y per super-block.
 // Formats with an offset (Q3_K's -4, Q6_K's -32) use the unsigned quants and subtract
-// offset * scale * bsums, the activation sums Q8_K carries; Q2_K/Q4_K/Q5_K mins work the same way.
+// offset * scale * bsums, the activation sums Q8_K carries; Q2_K's mins work the same way.
 #include "../../quant/blocks.h"
 #include "kernels.h"
 #include "simd.h"
@@ -16,24 +17,6 @@ namespace {
 // Bits `shift`.. of every byte, masked: (v >> shift) & mask per byte.
 inline __m256i bits(__m256i v, int shift, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask)));
-}
-
-// The unsigned quants (0..63) of the four 32-element groups of half h (0, 1) of a Q6_K block:
-// low 4 bits from ql, high 2 bits from qh.
-inline void unpack_q6_k_half(const block_q6_K& b, int h, __m256i q[4]) {
-    const __m256i ql0 = load256(b.ql + 64 * h), ql1 = load256(b.ql + 64 * h + 32);
-    const __m256i qh = load256(b.qh + 32 * h);
-    q[0] = _mm256_or_si256(bits(ql0, 0, 0xF), _mm256_slli_epi16(bits(qh, 0, 3), 4));
-    q[1] = _mm256_or_si256(bits(ql1, 0, 0xF), _mm256_slli_epi16(bits(qh, 2, 3), 4));
-    q[2] = _mm256_or_si256(bits(ql0, 4, 0xF), _mm256_slli_epi16(bits(qh, 4, 3), 4));
-    q[3] = _mm256_or_si256(bits(ql1, 4, 0xF), _mm256_slli_epi16(bits(qh, 6, 3), 4));
-}
-
-// Q6_K's offset, 32 * sum_j scale[j] * bsums[j], as 8 int32 lanes (two sub-blocks each) to take
-// from the block's integer sum lane by lane: the same exact total as one scalar offset, without a
-// scalar loop per super-block and row.
-inline __m256i q6_k_offset(const int16_t* bsums, const int8_t* scales) {
-    return _mm256_slli_epi32(_mm256_madd_epi16(load256(bsums), _mm256_cvtepi8_epi16(load128(scales))), 5);
 }
 
 }  // namespace
@@ -144,101 +127,6 @@ inline void dot_q2_k_rows(int64_t nb, const block_q2_K* x, const uint8_t* y, siz
     for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
 
-// Shared by Q4_K and Q5_K: `quants(c, lo, hi)` gives the two 32-quant groups of 64-element chunk c.
-// The mins term, -dmin * d_y * sum_j m[j] * (bsums[2j] + bsums[2j+1]), goes into the float
-// accumulator lane by lane: lane j of madd(bsums, mins16(m)) is m[j] * (bsums[2j] + bsums[2j+1]),
-// exact.
-inline __m256i mins16(const uint8_t* m) {
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);  // min j -> int16 lanes 2j, 2j+1
-    return _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-}
-
-// Q4_K / Q5_K for R activation rows: scales and quants unpacked once per super-block, each row
-// with its own accumulator (vec_dot is the one-row case).
-template <int R, typename B, typename Quants>
-inline void dot_q45_k_rows(int64_t nb, const B* x, const uint8_t* y, size_t y_stride, float* out, Quants quants) {
-    __m256 acc[R];
-    const block_q8_K* yr[R];
-    for (int r = 0; r < R; ++r) {
-        acc[r] = _mm256_setzero_ps();
-        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        uint8_t sc[8], m[8];
-        unpack_scales_min_k4(x[i].scales, sc, m);
-        const float dmin = f16(x[i].dmin), d = f16(x[i].d);
-        const __m256i m16 = mins16(m);
-        __m256i isum[R];
-        for (int r = 0; r < R; ++r) {
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * yr[r][i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(load256(yr[r][i].bsums), m16)), acc[r]);
-            isum[r] = _mm256_setzero_si256();
-        }
-        for (int c = 0; c < 4; ++c) {
-            __m256i lo, hi;
-            quants(x[i], c, lo, hi);
-            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int r = 0; r < R; ++r) {
-                const __m256i p0 = mul_u8_i8(lo, load256(yr[r][i].qs + 64 * c));
-                const __m256i p1 = mul_u8_i8(hi, load256(yr[r][i].qs + 64 * c + 32));
-                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p0, s0));
-                isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p1, s1));
-            }
-        }
-        for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d), _mm256_cvtepi32_ps(isum[r]), acc[r]);
-    }
-    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
-}
-
-// The two 32-quant groups of chunk c. (Lambdas, not functions: their own types, so the kernel
-// template inlines them.)
-constexpr auto q4_k_chunk = [](const block_q4_K& b, int c, __m256i& lo, __m256i& hi) {
-    const __m256i q = load256(b.qs + 32 * c);
-    lo = bits(q, 0, 0xF);
-    hi = bits(q, 4, 0xF);
-};
-constexpr auto q5_k_chunk = [](const block_q5_K& b, int c, __m256i& lo, __m256i& hi) {
-    const __m256i q = load256(b.qs + 32 * c);
-    const __m256i qh = load256(b.qh);
-    lo = _mm256_or_si256(bits(q, 0, 0xF), _mm256_slli_epi16(bits(qh, 2 * c, 1), 4));
-    hi = _mm256_or_si256(bits(q, 4, 0xF), _mm256_slli_epi16(bits(qh, 2 * c + 1, 1), 4));
-};
-
-// Q6_K for R rows: the four 32-quant groups of each half unpacked once; the -32 offset leaves the
-// integer sums lane by lane (q6_k_offset).
-template <int R>
-inline void dot_q6_k_rows(int64_t nb, const block_q6_K* x, const uint8_t* y, size_t y_stride, float* out) {
-    __m256 acc[R];
-    const block_q8_K* yr[R];
-    for (int r = 0; r < R; ++r) {
-        acc[r] = _mm256_setzero_ps();
-        yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        int sc[16];
-        for (int j = 0; j < 16; ++j) sc[j] = x[i].scales[j];
-        __m256i isum[R];
-        for (int r = 0; r < R; ++r) isum[r] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            __m256i q[4];
-            unpack_q6_k_half(x[i], h, q);
-            for (int k = 0; k < 4; ++k) {
-                const int g = 4 * h + k;
-                const __m256i scale = scales_2x16(sc[2 * g], sc[2 * g + 1]);
-                for (int r = 0; r < R; ++r) {
-                    const __m256i p = mul_u8_i8(q[k], load256(yr[r][i].qs + 32 * g));
-                    isum[r] = _mm256_add_epi32(isum[r], sum_i16_scaled(p, scale));
-                }
-            }
-        }
-        const float d = f16(x[i].d);
-        for (int r = 0; r < R; ++r) {
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yr[r][i].d),
-                                     _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], q6_k_offset(yr[r][i].bsums, x[i].scales))), acc[r]);
-        }
-    }
-    for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
-}
-
 }  // namespace
 
 // Every vec_dot below is its rows kernel for one row, so vec_dot and vec_dot_n agree bit for bit.
@@ -255,33 +143,6 @@ void vec_dot_n_q2_k(int64_t n, float* s, int64_t ss, const void* x, const void* 
 void vec_dot_n_q3_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
         dot_q3_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q3_K*>(x), yj, ys, out);
-    });
-}
-
-void vec_dot_q4_k(int64_t n, float* s, const void* x, const void* y) {
-    dot_q45_k_rows<1>(n / 256, static_cast<const block_q4_K*>(x), static_cast<const uint8_t*>(y), 0, s, q4_k_chunk);
-}
-void vec_dot_n_q4_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
-        dot_q45_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q4_K*>(x), yj, ys, out, q4_k_chunk);
-    });
-}
-
-void vec_dot_q5_k(int64_t n, float* s, const void* x, const void* y) {
-    dot_q45_k_rows<1>(n / 256, static_cast<const block_q5_K*>(x), static_cast<const uint8_t*>(y), 0, s, q5_k_chunk);
-}
-void vec_dot_n_q5_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
-        dot_q45_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q5_K*>(x), yj, ys, out, q5_k_chunk);
-    });
-}
-
-void vec_dot_q6_k(int64_t n, float* s, const void* x, const void* y) {
-    dot_q6_k_rows<1>(n / 256, static_cast<const block_q6_K*>(x), static_cast<const uint8_t*>(y), 0, s);
-}
-void vec_dot_n_q6_k(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_rows<4>(ny, s, ss, y, ys, [&](auto rows, const uint8_t* yj, float* out) {
-        dot_q6_k_rows<decltype(rows)::value>(n / 256, static_cast<const block_q6_K*>(x), yj, ys, out);
     });
 }
 

@@ -221,12 +221,6 @@ void from_float_q8_k(const float* src, void* dst, int64_t n) {
 
 // ---- dots ----
 
-void vec_dot_q4_0(int64_t n, float* s, const void* vx, const void* vy) {
-    const __m256i off = _mm256_set1_epi8(8);
-    *s = hsum(dot_blocks<block_q4_0, block_q8_0, false>(n / 32, static_cast<const block_q4_0*>(vx), static_cast<const block_q8_0*>(vy),
-        [&](const block_q4_0& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), off); }));
-}
-
 void vec_dot_q4_1(int64_t n, float* s, const void* vx, const void* vy) {
     const block_q4_1* x = static_cast<const block_q4_1*>(vx);
     const block_q8_1* y = static_cast<const block_q8_1*>(vy);
@@ -250,11 +244,6 @@ void vec_dot_q5_1(int64_t n, float* s, const void* vx, const void* vy) {
         [](const block_q5_1& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); })) + mins;
 }
 
-void vec_dot_q8_0(int64_t n, float* s, const void* vx, const void* vy) {
-    *s = hsum(dot_blocks<block_q8_0, block_q8_0, false>(n / 32, static_cast<const block_q8_0*>(vx), static_cast<const block_q8_0*>(vy),
-        [](const block_q8_0& b) { return load256(b.qs); }));
-}
-
 void vec_dot_iq4_nl(int64_t n, float* s, const void* vx, const void* vy) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_iq4nl_values));
     *s = hsum(dot_blocks<block_iq4_nl, block_q8_0, false>(n / 32, static_cast<const block_iq4_nl*>(vx), static_cast<const block_q8_0*>(vy),
@@ -262,12 +251,6 @@ void vec_dot_iq4_nl(int64_t n, float* s, const void* vx, const void* vy) {
 }
 
 // ---- multi-row dots (vec_dot_n): the expansions above, once per block for up to 4 rows ----
-
-void vec_dot_n_q4_0(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    const __m256i off = _mm256_set1_epi8(8);
-    dot_n_blocks<block_q4_0, block_q8_0, false>(n, s, ss, x, y, ys, ny,
-        [&](const block_q4_0& b) { return _mm256_sub_epi8(unpack_nibbles(b.qs), off); });
-}
 
 void vec_dot_n_q4_1(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_blocks_min<block_q4_1>(n, s, ss, x, y, ys, ny, [](const block_q4_1& b) { return unpack_nibbles(b.qs); });
@@ -282,10 +265,6 @@ void vec_dot_n_q5_0(int64_t n, float* s, int64_t ss, const void* x, const void* 
 void vec_dot_n_q5_1(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
     dot_n_blocks_min<block_q5_1>(n, s, ss, x, y, ys, ny,
         [](const block_q5_1& b) { return _mm256_or_si256(unpack_nibbles(b.qs), q5_high(b.qh)); });
-}
-
-void vec_dot_n_q8_0(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
-    dot_n_blocks<block_q8_0, block_q8_0, false>(n, s, ss, x, y, ys, ny, [](const block_q8_0& b) { return load256(b.qs); });
 }
 
 void vec_dot_n_iq4_nl(int64_t n, float* s, int64_t ss, const void* x, const void* y, size_t ys, int64_t ny) {
