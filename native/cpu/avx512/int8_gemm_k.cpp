@@ -15,10 +15,8 @@
 // them against the rows' (min, min) or (-32 sc, -32 sc) int16 pairs. A super-block and a token
 // then cost 64 vpdpbusd, 8 (Q6_K 16) vpmulld and 8 vpdpwssd for 4,096 products.
 //
-// With one activation row (decode) packing costs more than it saves: the tile then reads its 16
-// rows in place, each row's integer lanes as in vec_dot, added across lanes for all 16 rows at once
-// (tile_one_token). Q6_K also takes 2 activation rows row by row (dot_rows, the kernel of vec_dot
-// and vec_dot_n).
+// With few activation rows (decode, small expert batches) packing costs more than it saves: the
+// tile then runs each weight row in place (dot_rows below, the kernel of vec_dot and vec_dot_n).
 #include "../../quant/blocks.h"
 #include "../avx2/simd.h"  // avx2::dot_n_rows
 #include "int8_gemm.h"
@@ -76,63 +74,11 @@ inline __m128i hsum_i32_512(__m512i v) {
     return _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
 }
 
-// Super-block i of one Q4_K/Q5_K row against T activation rows: int32 lanes whose sum is the
-// reference's isum = sum_j sc_j * dot_j; m gets the row's 8 mins. The products as int16 pairs
-// (vpmaddubsw: at most 31 * 127 * 2, no saturation) weighted by the sub-block scales (vpdpwssd).
+// T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t]. The products as int16
+// pairs (vpmaddubsw: at most 31 * 127 * 2, no saturation) weighted by the sub-block scales into
+// int32 lanes (vpdpwssd); per super-block the lanes are added in integers.
 template <int T, typename B>
-inline void isum_lanes_q45(const B& w, const block_q8_K* const* xq, int64_t i, __m512i* isum, uint8_t* m) {
-    uint8_t sc[8];
-    unpack_scales_min_k4(w.scales, sc, m);
-    const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-    MOERUN_UNROLL
-    for (int c = 0; c < 4; ++c) {
-        const __m512i q = q45_chunk(w, c);
-        const __m512i s = _mm512_permutexvar_epi16(_mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1), sc16);
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, load512(xq[t][i].qs + 64 * c)), s);
-    }
-}
-
-inline __m256i bits256(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask))); }
-
-// Super-block i of one Q6_K row against T activation rows: int32 lanes whose sum is the
-// reference's isum = sum_j sc_j * (dot_j - 32 * bsum_j). The unsigned quants 0..63, 64 per
-// register, as int16 pairs (at most 63 * 127 * 2) weighted by the int8 scales; the -32 through the
-// block sums, taken from 8 of the lanes.
-template <int T>
-inline void isum_lanes_q6(const block_q6_K& w, const block_q8_K* const* xq, int64_t i, __m512i* isum) {
-    const __m512i sc16 = scales_to_i16(w.scales);
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-    MOERUN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-        const __m256i ql0 = load256(w.ql + 64 * h), ql1 = load256(w.ql + 64 * h + 32);
-        const __m256i qh = load256(w.qh + 32 * h);
-        const __m512i q01 = join(_mm256_or_si256(bits256(ql0, 0, 0xF), _mm256_slli_epi16(bits256(qh, 0, 3), 4)),
-                                 _mm256_or_si256(bits256(ql1, 0, 0xF), _mm256_slli_epi16(bits256(qh, 2, 3), 4)));
-        const __m512i q23 = join(_mm256_or_si256(bits256(ql0, 4, 0xF), _mm256_slli_epi16(bits256(qh, 4, 3), 4)),
-                                 _mm256_or_si256(bits256(ql1, 4, 0xF), _mm256_slli_epi16(bits256(qh, 6, 3), 4)));
-        const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) {
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q01, load512(xq[t][i].qs + 128 * h)), s01);
-            isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
-        }
-    }
-    const __m256i sc = _mm512_castsi512_si256(sc16);
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) {
-        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);  // 32 sc_j bsum_j
-        isum[t] = _mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset));
-    }
-}
-
-// T activation rows (x, x + x_row, ...) against one row: out[t]. Per super-block the isum lanes
-// (and Q4_K/Q5_K's 8 msum lanes) are added in integers, then the reference's float steps.
-template <int T, typename B>
-inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
+inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
     const block_q8_K* xq[T];
     float sum[T];
     MOERUN_UNROLL
@@ -143,32 +89,87 @@ inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, flo
     // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for (int64_t i = 0; i < nb; ++i) {
+        uint8_t sc[8], m[8];
+        unpack_scales_min_k4(w[i].scales, sc, m);
+        static_assert(offsetof(B, dmin) == offsetof(B, d) + 2);
+        const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(load_i32(&w[i].d)));  // d, dmin in lanes 0, 1
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
         __m512i isum[T];
-        if constexpr (std::is_same_v<B, block_q6_K>) {
-            isum_lanes_q6<T>(w[i], xq, i, isum);
-            const __m128 d = _mm_set_ss(f16(w[i].d));
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        MOERUN_UNROLL
+        for (int c = 0; c < 4; ++c) {
+            const __m512i q = q45_chunk(w[i], c);
+            const __m512i s = _mm512_permutexvar_epi16(
+                _mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1), sc16);
             MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) {
-                sum[t] += _mm_cvtss_f32(_mm_mul_ss(_mm_mul_ss(d, _mm_set_ss(xq[t][i].d)), _mm_cvtepi32_ps(hsum_i32_512(isum[t]))));
-            }
-        } else {
-            uint8_t m[8];
-            isum_lanes_q45<T>(w[i], xq, i, isum, m);
-            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-            static_assert(offsetof(B, dmin) == offsetof(B, d) + 2);
-            const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(load_i32(&w[i].d)));  // d, dmin in lanes 0, 1
-            MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) {
-                const __m256i q8 = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
-                const __m128i sums = hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16));  // isum, msum
-                // lanes 0, 1: (d * d_y) * float(isum), (dmin * d_y) * float(msum); then their difference
-                const __m128 p = _mm_mul_ps(_mm_mul_ps(d_dmin, _mm_set1_ps(xq[t][i].d)), _mm_cvtepi32_ps(sums));
-                sum[t] += _mm_cvtss_f32(_mm_sub_ss(p, _mm_movehdup_ps(p)));
-            }
+            for (int t = 0; t < T; ++t) isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, load512(xq[t][i].qs + 64 * c)), s);
+        }
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            const __m256i q8 = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
+            const __m128i sums = hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16));  // isum, msum
+            // lanes 0, 1: (d * d_y) * float(isum), (dmin * d_y) * float(msum); then their difference
+            const __m128 p = _mm_mul_ps(_mm_mul_ps(d_dmin, _mm_set1_ps(xq[t][i].d)), _mm_cvtepi32_ps(sums));
+            sum[t] += _mm_cvtss_f32(_mm_sub_ss(p, _mm_movehdup_ps(p)));
         }
     }
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+inline __m256i bits256(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask))); }
+
+// T activation rows against one Q6_K row: the unsigned quants 0..63, 64 per register, as int16
+// pairs (at most 63 * 127 * 2) weighted by the int8 scales; the -32 through the block sums.
+template <int T>
+inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, size_t x_row, float* out) {
+    const block_q8_K* xq[T];
+    float sum[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        sum[t] = 0;
+    }
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m512i sc16 = scales_to_i16(w[i].scales);
+        __m512i isum[T];
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+        MOERUN_UNROLL
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(w[i].ql + 64 * h), ql1 = load256(w[i].ql + 64 * h + 32);
+            const __m256i qh = load256(w[i].qh + 32 * h);
+            const __m512i q01 = join(_mm256_or_si256(bits256(ql0, 0, 0xF), _mm256_slli_epi16(bits256(qh, 0, 3), 4)),
+                                     _mm256_or_si256(bits256(ql1, 0, 0xF), _mm256_slli_epi16(bits256(qh, 2, 3), 4)));
+            const __m512i q23 = join(_mm256_or_si256(bits256(ql0, 4, 0xF), _mm256_slli_epi16(bits256(qh, 4, 3), 4)),
+                                     _mm256_or_si256(bits256(ql1, 4, 0xF), _mm256_slli_epi16(bits256(qh, 6, 3), 4)));
+            const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) {
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q01, load512(xq[t][i].qs + 128 * h)), s01);
+                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
+            }
+        }
+        const __m128 d = _mm_set_ss(f16(w[i].d));
+        const __m256i sc = _mm512_castsi512_si256(sc16);
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            // 32 * sum_j sc_j * bsum_j in 8 lanes, taken from the lanes before they are added
+            const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);
+            const __m128i isum_total = hsum_i32_512(_mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset)));
+            sum[t] += _mm_cvtss_f32(_mm_mul_ss(_mm_mul_ss(d, _mm_set_ss(xq[t][i].d)), _mm_cvtepi32_ps(isum_total)));
+        }
+    }
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+template <int T, typename B>
+inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
+    if constexpr (std::is_same_v<B, block_q6_K>) dot_rows_q6_k<T>(nb, w, x, x_row, out);
+    else dot_rows_q45_k<T>(nb, w, x, x_row, out);
 }
 
 // ---- packed tiles ----
@@ -189,16 +190,17 @@ struct packed_q6_k {
 template <typename B>
 using packed_k = std::conditional_t<std::is_same_v<B, block_q6_K>, packed_q6_k, packed_q45_k>;
 
-// The first 16 bytes of the Q4_K/Q5_K super-block at byte `at` of the tile's rows (d | dmin << 16,
-// then scales[12]), row r in lane r: d and dmin as floats, the 6-bit scales as int32, the mins as
-// (min, min) int16 pairs (against the block sums 2j, 2j + 1), unpacked as unpack_scales_min_k4.
+// Packs super-block b of the tile's rows (row[r]: the rows' first bytes).
 template <typename B>
-inline void unpack_q45_head(const uint8_t* const* row, size_t at, __m512* d, __m512* dmin, __m512i* scale, __m512i* min) {
+inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q45_k* out) {
+    const size_t at = size_t(b) * sizeof(B);
+    // The block's first 16 bytes: d | dmin << 16, then scales[0..3], [4..7], [8..11]; unpacked as
+    // unpack_scales_min_k4 does, in 32-bit lanes.
     static_assert(offsetof(B, d) == 0 && offsetof(B, dmin) == 2 && offsetof(B, scales) == 4);
     __m512i head[4];
     transpose_16x4(row, at, head);
-    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-    *dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+    out->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+    out->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
     const __m512i low6 = bytes(0x3F), low4 = bytes(0xF);
     const __m512i s03 = _mm512_and_si512(head[1], low6), m03 = _mm512_and_si512(head[2], low6);
     const __m512i s47 = _mm512_or_si512(_mm512_and_si512(head[3], low4), move_bits(head[1], 6, 4, 0x30));
@@ -206,29 +208,13 @@ inline void unpack_q45_head(const uint8_t* const* row, size_t at, __m512* d, __m
     const __m512i byte0 = _mm512_set1_epi32(0xFF);
     MOERUN_UNROLL
     for (int j = 0; j < 4; ++j) {
-        scale[j] = _mm512_and_si512(_mm512_srli_epi32(s03, unsigned(8 * j)), byte0);
-        scale[j + 4] = _mm512_and_si512(_mm512_srli_epi32(s47, unsigned(8 * j)), byte0);
+        out->scale[j] = _mm512_and_si512(_mm512_srli_epi32(s03, unsigned(8 * j)), byte0);
+        out->scale[j + 4] = _mm512_and_si512(_mm512_srli_epi32(s47, unsigned(8 * j)), byte0);
         const __m512i mlo = _mm512_and_si512(_mm512_srli_epi32(m03, unsigned(8 * j)), byte0);
         const __m512i mhi = _mm512_and_si512(_mm512_srli_epi32(m47, unsigned(8 * j)), byte0);
-        min[j] = _mm512_or_si512(mlo, _mm512_slli_epi32(mlo, 16));
-        min[j + 4] = _mm512_or_si512(mhi, _mm512_slli_epi32(mhi, 16));
+        out->min[j] = _mm512_or_si512(mlo, _mm512_slli_epi32(mlo, 16));
+        out->min[j + 4] = _mm512_or_si512(mhi, _mm512_slli_epi32(mhi, 16));
     }
-}
-
-// d of the Q6_K super-block at byte `at` of the tile's rows, row r in lane r. d ends the block: a
-// 16-byte load there would read past the last row, so 2-byte moves.
-inline __m512 q6_k_d_of_rows(const uint8_t* const* row, size_t at) {
-    alignas(32) uint16_t d[k_tile_rows];
-    for (int r = 0; r < k_tile_rows; ++r) std::memcpy(&d[r], row[r] + at + offsetof(block_q6_K, d), 2);
-    return _mm512_cvtph_ps(load256(d));
-}
-
-// Packs super-block b of the tile's rows (row[r]: the rows' first bytes).
-template <typename B>
-inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q45_k* out) {
-    const size_t at = size_t(b) * sizeof(B);
-    unpack_q45_head<B>(row, at, &out->d, &out->dmin, out->scale, out->min);
-    const __m512i low4 = bytes(0xF);
     // Q5_K: dword j of qh (bytes 4j..4j+3, elements 32k + 4j.. at bit k) in h[j]
     __m512i h[8];
     if constexpr (std::is_same_v<B, block_q5_K>) {
@@ -270,7 +256,10 @@ inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q6_k* 
         const __m512i hi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * k + 1], 5));
         out->offset[k] = _mm512_or_si512(_mm512_and_si512(lo, low16), _mm512_slli_epi32(hi, 16));
     }
-    out->d = q6_k_d_of_rows(row, at);
+    // d ends the block: a 16-byte load there would read past the last row, so 2-byte moves.
+    alignas(32) uint16_t d[k_tile_rows];
+    for (int r = 0; r < k_tile_rows; ++r) std::memcpy(&d[r], row[r] + at + offsetof(block_q6_K, d), 2);
+    out->d = _mm512_cvtph_ps(load256(d));
     // Per half h (128 elements), element 128h + 32p + l (p < 4, l < 32): low bits in nibble p / 2
     // of ql[64h + 32(p % 2) + l], high bits at bit 2p of qh[32h + l].
     const __m512i low4 = bytes(0xF);
@@ -356,57 +345,11 @@ inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, siz
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
 }
 
-// Lane r: the sum of the 16 lanes of p[r], for r < 16. A transposing tree of adds (45 operations
-// for the 16 rows): neighbouring registers' dwords, then qwords, interleaved and added, which
-// leaves each 128-bit lane with 4 rows' partial sums; then the 128-bit lanes regrouped and added.
-inline __m512i sum_lanes_16(const __m512i* p) {
-    __m512i a[8], b[4];
-    MOERUN_UNROLL
-    for (int i = 0; i < 8; ++i) a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]), _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1]));
-    MOERUN_UNROLL
-    for (int i = 0; i < 4; ++i) b[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_epi64(a[2 * i], a[2 * i + 1]));
-    // b[i]: rows 4i..4i+3 in dwords 0..3 of every 128-bit lane (four partial sums each)
-    const __m512i c0 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m512i c1 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2], b[3], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(b[2], b[3], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_epi32(_mm512_shuffle_i32x4(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_i32x4(c0, c1, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-// One activation row against the tile's 16 rows read in place (decode): each row's isum lanes as
-// in dot_rows, added across lanes for all 16 rows at once (sum_lanes_16) instead of one horizontal
-// sum per row; the mins (Q4_K, Q5_K) and the float steps then row r in lane r, as tile_tokens.
-template <typename B>
-void tile_one_token(const uint8_t* const* row, int64_t nb, const uint8_t* x, float* y, __mmask16 store) {
-    const block_q8_K* xq[1] = {reinterpret_cast<const block_q8_K*>(x)};
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        __m512i lanes[k_tile_rows];
-        const size_t at = size_t(i) * sizeof(B);
-        const __m512 dy = _mm512_set1_ps(xq[0][i].d);
-        if constexpr (std::is_same_v<B, block_q6_K>) {
-            for (int r = 0; r < k_tile_rows; ++r) isum_lanes_q6<1>(*reinterpret_cast<const B*>(row[r] + at), xq, i, &lanes[r]);
-            const __m512i isum = sum_lanes_16(lanes);
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(q6_k_d_of_rows(row, at), dy), _mm512_cvtepi32_ps(isum)));
-        } else {
-            uint8_t m[8];
-            for (int r = 0; r < k_tile_rows; ++r) isum_lanes_q45<1>(*reinterpret_cast<const B*>(row[r] + at), xq, i, &lanes[r], m);
-            const __m512i isum = sum_lanes_16(lanes);
-            __m512 d, dmin;
-            __m512i scale[8], min[8];
-            unpack_q45_head<B>(row, at, &d, &dmin, scale, min);
-            const __m512i msum = dot_bsums(_mm512_setzero_si512(), min, xq[0][i].bsums);
-            acc = _mm512_add_ps(acc, _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum)),
-                                                   _mm512_mul_ps(_mm512_mul_ps(dmin, dy), _mm512_cvtepi32_ps(msum))));
-        }
-    }
-    _mm512_mask_storeu_ps(y, store, acc);
-}
-
-// Up to this many activation rows the tile reads its rows in place instead of packing them (one
-// row: tile_one_token; more: dot_rows, row by row). bench_matmul --threads 1, k 2048, n 512 and
-// 2048, GFLOP/s, with dot_rows for both: at one row a packed Q4_K/Q5_K tile ran as fast as the
-// rows in place (Q4_K 88 against 86), from two rows faster (Q4_K m 2: 135 against 110); Q6_K,
-// whose unpacking costs more, ran one row in place at 86 against 54 packed, two rows 97-128
-// against 96-100.
+// Up to this many activation rows the tile runs each weight row in place instead of packing it.
+// bench_matmul --threads 1, k 2048, n 512 and 2048, GFLOP/s: at one row a packed Q4_K/Q5_K tile
+// ran as fast as the rows in place (Q4_K 88 against 86; in place now 105-109), from two rows faster
+// (Q4_K m 2: 135 against 110); Q6_K, whose unpacking costs more, runs one row in place at 86
+// against 54 packed, two rows 97-128 against 96-100.
 template <typename B>
 constexpr int64_t k_direct_max_tokens = std::is_same_v<B, block_q6_K> ? 2 : 1;
 
@@ -415,13 +358,6 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
                  int64_t y_stride) {
     const int64_t nb = n / 256;
     const uint8_t* x = static_cast<const uint8_t*>(vx);
-    const uint8_t* row[k_tile_rows];
-    tile_row_pointers(w, w_row, nw, row);
-    const __mmask16 store = tile_store_mask(nw);
-    if (nx == 1) {
-        tile_one_token<B>(row, nb, x, y, store);
-        return;
-    }
     if (nx <= k_direct_max_tokens<B>) {
         for (int64_t r = 0; r < nw; ++r) {
             const B* wr = reinterpret_cast<const B*>(static_cast<const uint8_t*>(w) + size_t(r) * w_row);
@@ -439,7 +375,10 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
     thread_local std::vector<packed_k<B>> scratch;
     if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
     packed_k<B>* const packed = scratch.data();
+    const uint8_t* row[k_tile_rows];
+    tile_row_pointers(w, w_row, nw, row);
     for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(row, b, &packed[b]);
+    const __mmask16 store = tile_store_mask(nw);
     for_token_passes(nx, [&](auto tokens, int64_t i) {
         tile_tokens<decltype(tokens)::value, B>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
     });

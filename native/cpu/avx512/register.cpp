@@ -23,8 +23,11 @@
 // 9 interleaved runs against those kernels (in parentheses), load average 3.7-6.4:
 //   m = 64, --threads 2: Q4_K 814 (275), Q5_K 966 (300), Q6_K 831 (334); Q8_0 883 in the same runs
 //   m = 16, --threads 2: Q4_K 656 (297), Q5_K 742 (363), Q6_K 746 (337)
-//   m = 1, --threads 1 (best of 5, load 6.8-7.3): Q4_K 131 (94), Q5_K 103 (93), Q6_K 97 (96): the
-//           16 rows of a tile read in place, their per-super-block sums added for all 16 at once.
+//   m = 1, --threads 1 (best of 5, load 2.9-3.6): Q4_K 109 (98), Q5_K 90 (97), Q6_K 88 (99); single
+//           rows pay a horizontal sum per super-block for the reference's order. Reading a tile's 16
+//           rows in place instead (983138a) measured 131/103/97 here with the rows in cache, but cut
+//           real decode from DRAM by a third (Ling-mini-2.0 Q4_K_M, run_model -t 2, interleaved,
+//           load 1.5: 31-35 tok/s against 42-48 with the row kernel), so the row kernel stays.
 //   npm run bench, ling-mini-2.0 10 layers, Q4_K_M, 2 threads, pp512: 2.58x llama.cpp at load
 //   5.3-3.9, 2.48x at load 9.4-7.7 (1.17x before, on a quiet machine; a quiet rerun is to do).
 // Attention (cpu/backend.cpp): the F32 unrolled_tile (float.cpp: each key row against 4 queries
