@@ -497,6 +497,7 @@ void check_path(cpu_path path, const type_case& c) {
     check_dot_n(path, c, n, rows);
     check_tile(path, c, n);
     check_int8_tile(path, c, n);
+    check_int8_tile(path, c, n + 2 * size_t(r.block_size));  // rows whose block count is not a multiple of 4
 }
 
 // ---- llama.cpp's summation orders, emulated in scalar code ----
