@@ -282,9 +282,11 @@ struct format_q6_k {
 template <bool has_mins>
 inline __m256 step_qk(__m256 acc, __m256 d, __m256 dmin, float da, __m256i isum, __m256i msum) {
     const __m256 vda = _mm256_set1_ps(da);
-    __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, vda), _mm256_cvtepi32_ps(isum));
-    if constexpr (has_mins) v = _mm256_sub_ps(v, _mm256_mul_ps(_mm256_mul_ps(dmin, vda), _mm256_cvtepi32_ps(msum)));
-    return _mm256_add_ps(acc, v);
+    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, vda), _mm256_cvtepi32_ps(isum));
+    return _mm256_add_ps(acc, _mm256_sub_ps(v, _mm256_mul_ps(_mm256_mul_ps(dmin, vda), _mm256_cvtepi32_ps(msum))));
+}
+inline __m256 step_qk(__m256 acc, __m256 d, float da, __m256i isum) {
+    return _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(da)), _mm256_cvtepi32_ps(isum)));
 }
 
 template <typename F>
@@ -367,9 +369,9 @@ struct kernels_qk {
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
             if constexpr (has_mins) {
-                acc[t] = step_qk<true>(acc[t], p.d, p.dmin, a[t].scale(b), isum[t], aux[t]);
+                acc[t] = step_qk(acc[t], p.d, p.dmin, a[t].scale(b), isum[t], aux[t]);
             } else {
-                acc[t] = step_qk<false>(acc[t], p.d, p.d, a[t].scale(b), _mm256_sub_epi32(isum[t], _mm256_slli_epi32(aux[t], 5)), aux[t]);
+                acc[t] = step_qk(acc[t], p.d, a[t].scale(b), _mm256_sub_epi32(isum[t], _mm256_slli_epi32(aux[t], 5)));
             }
         }
     }
@@ -426,10 +428,10 @@ struct kernels_qk {
         if constexpr (has_mins) {
             const __m256 dmin = row_halves<block>(row, b, offsetof(block, dmin));
             MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) acc[t] = step_qk<true>(acc[t], d, dmin, a[t].scale(b), reduce_rows(isum[t]), reduce_rows(msum[t]));
+            for (int t = 0; t < T; ++t) acc[t] = step_qk(acc[t], d, dmin, a[t].scale(b), reduce_rows(isum[t]), reduce_rows(msum[t]));
         } else {
             MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) acc[t] = step_qk<false>(acc[t], d, d, a[t].scale(b), reduce_rows(isum[t]), isum[t][0]);
+            for (int t = 0; t < T; ++t) acc[t] = step_qk(acc[t], d, a[t].scale(b), reduce_rows(isum[t]));
         }
     }
 
