@@ -277,9 +277,8 @@ struct format_q6_k {
     }
 };
 
-// The float step of a super-block, per lane (K-quants): acc + ((d * d_a) * isum - (dmin * d_a) * msum),
-// or acc + (d * d_a) * isum without mins.
-template <bool has_mins>
+// The float step of a super-block, per lane (K-quants): acc + ((d * d_a) * isum - (dmin * d_a) * msum)
+// with mins (Q4_K, Q5_K), acc + (d * d_a) * isum without (Q6_K).
 inline __m256 step_qk(__m256 acc, __m256 d, __m256 dmin, float da, __m256i isum, __m256i msum) {
     const __m256 vda = _mm256_set1_ps(da);
     const __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, vda), _mm256_cvtepi32_ps(isum));
