@@ -110,7 +110,7 @@ describe.skipIf(!hasNvcc)('with the real libmoerun_cuda.so and no GPU', () => {
     if (r.status !== 0) console.log(`test_cuda_dots failed:\n${failed.join('\n') || r.output.slice(-4000)}`);
     else console.log(`test_cuda_dots: ${r.output.trim().split('\n').length - 1} checks, ${r.output.trim().split('\n').at(-1)}`);
     expect(r.status).toBe(0);
-    expect(r.output).toContain('ok   IQ4_XS  unit_dot sums vs reference vec_dot (NMSE)'); // it ran to the last type
+    expect(r.output).toContain('ok   MXFP4   unit_dot sums vs reference vec_dot (NMSE)'); // it ran to the last type
   }, 60_000);
 
   it('routes experts (softmax/sigmoid, bias, groups, ties, norm, scale) and applies RoPE (normal, NeoX, partial, YaRN) as specified (route.cuh on the host)', async () => {

@@ -90,6 +90,8 @@ bool matmul_type_supported(tensor_type t) {
         case tensor_type::F32: case tensor_type::F16: case tensor_type::BF16: case tensor_type::Q8_0: case tensor_type::Q4_0:
         case tensor_type::Q4_1: case tensor_type::Q5_0: case tensor_type::Q5_1: case tensor_type::Q2_K: case tensor_type::Q3_K:
         case tensor_type::Q4_K: case tensor_type::Q5_K: case tensor_type::Q6_K: case tensor_type::IQ4_NL: case tensor_type::IQ4_XS:
+        case tensor_type::IQ2_XXS: case tensor_type::IQ2_XS: case tensor_type::IQ2_S: case tensor_type::IQ3_XXS: case tensor_type::IQ3_S:
+        case tensor_type::IQ1_S: case tensor_type::IQ1_M: case tensor_type::TQ1_0: case tensor_type::TQ2_0: case tensor_type::MXFP4:
             return true;
         default: return false;
     }

@@ -12,12 +12,17 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "../base/tensor_type.h"
 #include "../quant/blocks.h"
+#include "../quant/iq_grids.h"
 
 #define MC_HD __host__ __device__ inline
 
@@ -25,12 +30,39 @@ namespace mc {
 
 using moerun::tensor_type;
 
-// IQ4_NL/IQ4_XS levels (quant/blocks.h's table) in constant memory, initialized at module load.
-#define MC_IQ4(i) moerun::k_iq4nl_values[i]
-static __constant__ int8_t c_iq4nl_values[16] = {MC_IQ4(0),  MC_IQ4(1),  MC_IQ4(2),  MC_IQ4(3),  MC_IQ4(4),  MC_IQ4(5),
-                                                 MC_IQ4(6),  MC_IQ4(7),  MC_IQ4(8),  MC_IQ4(9),  MC_IQ4(10), MC_IQ4(11),
-                                                 MC_IQ4(12), MC_IQ4(13), MC_IQ4(14), MC_IQ4(15)};
-#undef MC_IQ4
+// ---- the formats' tables on the device ----
+// Each is a copy of quant/'s array (blocks.h, iq_grids.h), made by the compiler from that array
+// when the module is built, so there is nothing to paste or to copy at run time. The device reads
+// its copy, the host (test_cuda_dots) the array itself: MC_TABLE(copy, array)[i].
+template <typename T, size_t N>
+struct device_table {
+    T v[N];
+};
+template <typename Array, size_t... I>
+constexpr auto device_table_of(const Array& a, std::index_sequence<I...>) {
+    return device_table<std::remove_cv_t<std::remove_reference_t<decltype(a[0])>>, sizeof...(I)>{{a[I]...}};
+}
+template <typename T, size_t N>
+constexpr device_table<T, N> device_table_of(const T (&a)[N]) { return device_table_of(a, std::make_index_sequence<N>{}); }
+template <typename T, size_t N>
+constexpr device_table<T, N> device_table_of(const std::array<T, N>& a) { return device_table_of(a, std::make_index_sequence<N>{}); }
+#ifdef __CUDA_ARCH__
+#define MC_TABLE(device_copy, host_array) device_copy.v
+#else
+#define MC_TABLE(device_copy, host_array) host_array
+#endif
+
+// The 16 levels of IQ4_NL/IQ4_XS and MXFP4 (E2M1 doubled): constant memory.
+static __constant__ const device_table<int8_t, 16> c_iq4nl_values = device_table_of(moerun::k_iq4nl_values);
+static __constant__ const device_table<int8_t, 16> c_mxfp4_values = device_table_of(moerun::k_mxfp4_values);
+// The lattice grids (8 bytes per IQ1/IQ2 point, 4 per IQ3 point; 33 KiB in all) in global memory:
+// the lanes of a warp read different points, which constant memory would serve one at a time.
+static __device__ const device_table<uint64_t, 256> g_iq2xxs_grid = device_table_of(moerun::k_iq2xxs_grid);
+static __device__ const device_table<uint64_t, 512> g_iq2xs_grid = device_table_of(moerun::k_iq2xs_grid);
+static __device__ const device_table<uint64_t, 1024> g_iq2s_grid = device_table_of(moerun::k_iq2s_grid);
+static __device__ const device_table<uint32_t, 256> g_iq3xxs_grid = device_table_of(moerun::k_iq3xxs_grid);
+static __device__ const device_table<uint32_t, 512> g_iq3s_grid = device_table_of(moerun::k_iq3s_grid);
+static __device__ const device_table<uint64_t, 2048> g_iq1s_grid = device_table_of(moerun::k_iq1s_grid);
 
 // ---- the dot type of each weight type (quant/types.h's vec_dot_type) ----
 enum class act_kind { f32, f16, bf16, q8_0, q8_1, q8_k };
@@ -40,11 +72,13 @@ inline bool act_kind_of(uint32_t type, act_kind* out) {
         case tensor_type::F32: *out = act_kind::f32; return true;
         case tensor_type::F16: *out = act_kind::f16; return true;
         case tensor_type::BF16: *out = act_kind::bf16; return true;
-        case tensor_type::Q4_0: case tensor_type::Q5_0: case tensor_type::Q8_0: case tensor_type::IQ4_NL:
+        case tensor_type::Q4_0: case tensor_type::Q5_0: case tensor_type::Q8_0: case tensor_type::IQ4_NL: case tensor_type::MXFP4:
             *out = act_kind::q8_0; return true;
         case tensor_type::Q4_1: case tensor_type::Q5_1: *out = act_kind::q8_1; return true;
         case tensor_type::Q2_K: case tensor_type::Q3_K: case tensor_type::Q4_K: case tensor_type::Q5_K: case tensor_type::Q6_K:
-        case tensor_type::IQ4_XS:
+        case tensor_type::IQ4_XS: case tensor_type::IQ2_XXS: case tensor_type::IQ2_XS: case tensor_type::IQ2_S:
+        case tensor_type::IQ3_XXS: case tensor_type::IQ3_S: case tensor_type::IQ1_S: case tensor_type::IQ1_M:
+        case tensor_type::TQ1_0: case tensor_type::TQ2_0:
             *out = act_kind::q8_k; return true;
         default: return false;
     }
@@ -188,7 +222,17 @@ MC_HD uint32_t u32_a2(const uint8_t* p) {
     const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
     return uint32_t(h[0]) | (uint32_t(h[1]) << 16);
 }
-MC_HD float f16_at(const uint8_t* p) { return __half2float(*reinterpret_cast<const __half*>(p)); }
+// 4 bytes at any address (MXFP4's blocks of 17 bytes).
+MC_HD uint32_t u32_a1(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24); }
+MC_HD uint16_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+MC_HD float f16_of(uint16_t bits) {
+    __half_raw raw;
+    raw.x = bits;
+    return __half2float(__half(raw));
+}
+MC_HD float f16_at(const uint8_t* p) { return f16_of(u16_at(p)); }
+// MXFP4's E8M0 exponent e as 2^(e-128), as quant/blocks.h's e8m0_to_fp32_half (e 0 and 1 subnormal).
+MC_HD float e8m0_half(uint8_t e) { return float_of(e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23); }
 
 // c + the dot product of 4 packed int8 values of a and b (the dp4a instruction on the device).
 MC_HD int dp4a(int a, int b, int c) {
@@ -208,17 +252,67 @@ MC_HD int bits_to_bit4(uint32_t b) {
     return int(((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25));
 }
 
-MC_HD int iq4nl_value(uint32_t i) {
+// Level `nibble` (0..15) of weight type T: MXFP4's, or IQ4_NL/IQ4_XS's.
+template <tensor_type T>
+MC_HD int level_of(uint32_t nibble) {
+    if constexpr (T == tensor_type::MXFP4) return MC_TABLE(c_mxfp4_values, moerun::k_mxfp4_values)[nibble];
+    else return MC_TABLE(c_iq4nl_values, moerun::k_iq4nl_values)[nibble];
+}
+// 4 nibbles (one per byte's low 4 bits) -> 4 packed int8 levels.
+template <tensor_type T>
+MC_HD int level_lookup(uint32_t nibbles4) {
+    uint32_t out = 0;
+    for (int i = 0; i < 4; ++i) out |= uint32_t(uint8_t(level_of<T>((nibbles4 >> (8 * i)) & 15))) << (8 * i);
+    return int(out);
+}
+
+// ---- lattice formats (IQ1/IQ2/IQ3) ----
+
+MC_HD uint64_t iq2xxs_point(uint32_t i) { return MC_TABLE(g_iq2xxs_grid, moerun::k_iq2xxs_grid)[i]; }
+MC_HD uint64_t iq2xs_point(uint32_t i) { return MC_TABLE(g_iq2xs_grid, moerun::k_iq2xs_grid)[i]; }
+MC_HD uint64_t iq2s_point(uint32_t i) { return MC_TABLE(g_iq2s_grid, moerun::k_iq2s_grid)[i]; }
+MC_HD uint32_t iq3xxs_point(uint32_t i) { return MC_TABLE(g_iq3xxs_grid, moerun::k_iq3xxs_grid)[i]; }
+MC_HD uint32_t iq3s_point(uint32_t i) { return MC_TABLE(g_iq3s_grid, moerun::k_iq3s_grid)[i]; }
+MC_HD uint64_t iq1s_point(uint32_t i) { return MC_TABLE(g_iq1s_grid, moerun::k_iq1s_grid)[i]; }
+
+// The 8 signs of a group of 8 from its 7 stored bits: bit 7 makes the number of minus signs even
+// (quant/blocks.h's k_iq_signs).
+MC_HD uint32_t iq_signs8(uint32_t bits7) {
 #ifdef __CUDA_ARCH__
-    return c_iq4nl_values[i];
+    return bits7 | uint32_t(__popc(bits7) & 1) << 7;
 #else
-    return moerun::k_iq4nl_values[i];
+    return bits7 | uint32_t(__builtin_popcount(bits7) & 1) << 7;
 #endif
 }
-MC_HD int iq4nl_lookup(uint32_t nibbles4) {  // 4 nibbles (one per byte's low 4 bits) -> 4 packed int8 levels
-    const uint32_t v0 = uint8_t(iq4nl_value(nibbles4 & 15)), v1 = uint8_t(iq4nl_value((nibbles4 >> 8) & 15)),
-                   v2 = uint8_t(iq4nl_value((nibbles4 >> 16) & 15)), v3 = uint8_t(iq4nl_value((nibbles4 >> 24) & 15));
-    return int(v0 | (v1 << 8) | (v2 << 16) | (v3 << 24));
+
+// 4 packed int8 values, byte i negated where bit i of signs4 is set (values within -127..127).
+MC_HD int negate_where(uint32_t v, uint32_t signs4) {
+    const uint32_t mask = ((signs4 & 15u) * 0x00204081u & 0x01010101u) * 0xffu;  // bit i -> 0xff in byte i
+#ifdef __CUDA_ARCH__
+    return int(__vsub4(v ^ mask, mask));
+#else
+    uint32_t out = 0;
+    for (int i = 0; i < 4; ++i) out |= uint32_t(uint8_t((uint8_t(v >> (8 * i)) ^ uint8_t(mask >> (8 * i))) - uint8_t(mask >> (8 * i)))) << (8 * i);
+    return int(out);
+#endif
+}
+
+// acc + the dot of 8 non-negative grid values (lo: elements 0..3, hi: 4..7) with signs8 applied,
+// and 8 activations (2 packed ints).
+MC_HD int signed_dot8(uint32_t lo, uint32_t hi, uint32_t signs8, const int* x, int acc) {
+    acc = dp4a(negate_where(lo, signs8), x[0], acc);
+    return dp4a(negate_where(hi, signs8 >> 4), x[1], acc);
+}
+
+// ---- ternary formats ----
+
+// TQ1_0 holds 5 trits per byte as a base-3 fraction scaled to 0..255: trit k of byte q is
+// (uint8(q * 3^k) * 3) >> 8. This does 4 bytes at once, two in the 16-bit halves of each product
+// (no product reaches 2^16). Trits 0..2 in bytes 0..3; pow3 = 3^k.
+MC_HD int tq1_trits4(uint32_t bytes4, uint32_t pow3) {
+    const uint32_t even = ((bytes4 & 0x00ff00ffu) * pow3) & 0x00ff00ffu;  // bytes 0, 2 times 3^k mod 256
+    const uint32_t odd = (((bytes4 >> 8) & 0x00ff00ffu) * pow3) & 0x00ff00ffu;
+    return int((((even * 3) >> 8) & 0x00ff00ffu) | ((((odd * 3) >> 8) & 0x00ff00ffu) << 8));
 }
 
 template <tensor_type T>
@@ -243,16 +337,20 @@ MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
             int sumi = 0;
             for (int i = 0; i < 8; ++i) sumi = dp4a(int(u32_a2(b + 2 + 4 * i)), xi[i], sumi);
             return f16_at(b) * xd * float(sumi);
-        } else if constexpr (T == tensor_type::Q4_0 || T == tensor_type::Q4_1 || T == tensor_type::IQ4_NL) {
-            constexpr size_t size = T == tensor_type::Q4_1 ? sizeof(moerun::block_q4_1) : sizeof(moerun::block_q4_0);
-            constexpr int qs_at = T == tensor_type::Q4_1 ? 4 : 2;
+        } else if constexpr (T == tensor_type::Q4_0 || T == tensor_type::Q4_1 || T == tensor_type::IQ4_NL || T == tensor_type::MXFP4) {
+            // 16 bytes of nibbles: element j in the low nibble of byte j, element j + 16 in the high.
+            constexpr bool levels = T == tensor_type::IQ4_NL || T == tensor_type::MXFP4;
+            constexpr size_t size = T == tensor_type::Q4_1    ? sizeof(moerun::block_q4_1)
+                                    : T == tensor_type::MXFP4 ? sizeof(moerun::block_mxfp4)
+                                                              : sizeof(moerun::block_q4_0);
+            constexpr size_t qs_at = size - 16;
             const uint8_t* b = w + u * size;
             int sumi = 0, sumx = 0;
             for (int i = 0; i < 4; ++i) {
-                const uint32_t v = u32_a2(b + qs_at + 4 * i);
-                if constexpr (T == tensor_type::IQ4_NL) {
-                    sumi = dp4a(iq4nl_lookup(v & 0x0F0F0F0Fu), xi[i], sumi);
-                    sumi = dp4a(iq4nl_lookup((v >> 4) & 0x0F0F0F0Fu), xi[i + 4], sumi);
+                const uint32_t v = T == tensor_type::MXFP4 ? u32_a1(b + qs_at + 4 * i) : u32_a2(b + qs_at + 4 * i);
+                if constexpr (levels) {
+                    sumi = dp4a(level_lookup<T>(v & 0x0F0F0F0Fu), xi[i], sumi);
+                    sumi = dp4a(level_lookup<T>((v >> 4) & 0x0F0F0F0Fu), xi[i + 4], sumi);
                 } else {
                     sumi = dp4a(int(v & 0x0F0F0F0Fu), xi[i], sumi);
                     sumi = dp4a(int((v >> 4) & 0x0F0F0F0Fu), xi[i + 4], sumi);
@@ -260,6 +358,7 @@ MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
                 sumx += sum4(xi[i]) + sum4(xi[i + 4]);
             }
             if constexpr (T == tensor_type::Q4_0) sumi -= 8 * sumx;
+            if constexpr (T == tensor_type::MXFP4) return xd * e8m0_half(b[0]) * float(sumi);
             const float dw = f16_at(b);
             if constexpr (T == tensor_type::Q4_1) return dw * xd * float(sumi) + f16_at(b + 2) * a.s[u];
             return dw * xd * float(sumi);
@@ -368,10 +467,140 @@ MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
                 int dot = 0;
                 for (int i = 0; i < 4; ++i) {
                     const uint32_t v = u32_a2(qs + 4 * i);
-                    dot = dp4a(iq4nl_lookup(v & 0x0F0F0F0Fu), xi[i], dot);
-                    dot = dp4a(iq4nl_lookup((v >> 4) & 0x0F0F0F0Fu), xi[i + 4], dot);
+                    dot = dp4a(level_lookup<T>(v & 0x0F0F0F0Fu), xi[i], dot);
+                    dot = dp4a(level_lookup<T>((v >> 4) & 0x0F0F0F0Fu), xi[i + 4], dot);
                 }
                 return f16_at(b) * xd * float(ls * dot);
+            } else if constexpr (T == tensor_type::IQ2_XXS) {
+                // Sub-block j: 4 byte-wide grid indices, then a word of 4 x 7 sign bits | ls << 28.
+                const uint8_t* b = w + sb * sizeof(moerun::block_iq2_xxs);
+                const uint32_t idx = u32_a2(b + 2 + 8 * j), aux = u32_a2(b + 6 + 8 * j);
+                int dot = 0;
+                for (int l = 0; l < 4; ++l) {
+                    const uint64_t p = iq2xxs_point((idx >> (8 * l)) & 0xff);
+                    dot = signed_dot8(uint32_t(p), uint32_t(p >> 32), iq_signs8((aux >> (7 * l)) & 127), xi + 2 * l, dot);
+                }
+                return f16_at(b) * xd * float(dot * int(2 * (aux >> 28) + 1)) * 0.125f;
+            } else if constexpr (T == tensor_type::IQ2_XS || T == tensor_type::IQ2_S) {
+                // Groups l of 8 with a scale per 16 (l / 2). IQ2_XS: a word per group, 9-bit index |
+                // 7 sign bits << 9; IQ2_S: index bits 0-7 in qs, 8-9 in qh, a full sign byte.
+                constexpr bool xs = T == tensor_type::IQ2_XS;
+                using block = std::conditional_t<xs, moerun::block_iq2_xs, moerun::block_iq2_s>;
+                const uint8_t* b = w + sb * sizeof(block);
+                const uint8_t sc = b[offsetof(block, scales) + j];
+                int isum = 0;
+                for (int h = 0; h < 2; ++h) {
+                    int dot = 0;
+                    for (int l = 2 * h; l < 2 * h + 2; ++l) {
+                        uint64_t p;
+                        uint32_t signs;
+                        if constexpr (xs) {
+                            const uint16_t q = u16_at(b + 2 + 2 * (4 * j + l));
+                            p = iq2xs_point(q & 511);
+                            signs = iq_signs8(q >> 9);
+                        } else {
+                            const uint32_t qh = b[offsetof(moerun::block_iq2_s, qh) + j];
+                            p = iq2s_point(b[2 + 4 * j + l] | ((qh << (8 - 2 * l)) & 0x300));
+                            signs = b[2 + 32 + 4 * j + l];
+                        }
+                        dot = signed_dot8(uint32_t(p), uint32_t(p >> 32), signs, xi + 2 * l, dot);
+                    }
+                    isum += dot * (2 * ((sc >> (4 * h)) & 0xf) + 1);
+                }
+                return f16_at(b) * xd * float(isum) * 0.125f;
+            } else if constexpr (T == tensor_type::IQ3_XXS) {
+                // Sub-block j: 8 byte-wide indices of 4-value points, and a word of 4 x 7 sign bits | ls << 28.
+                const uint8_t* b = w + sb * sizeof(moerun::block_iq3_xxs);
+                const uint8_t* q3 = b + 2 + 8 * j;
+                const uint32_t aux = u32_a2(b + 2 + 64 + 4 * j);
+                int dot = 0;
+                for (int l = 0; l < 4; ++l) {
+                    dot = signed_dot8(iq3xxs_point(q3[2 * l]), iq3xxs_point(q3[2 * l + 1]), iq_signs8((aux >> (7 * l)) & 127), xi + 2 * l, dot);
+                }
+                return f16_at(b) * xd * float(dot * int(2 * (aux >> 28) + 1)) * 0.25f;
+            } else if constexpr (T == tensor_type::IQ3_S) {
+                // Index k of sub-block j: 8 bits from qs, bit 8 from bit k of qh[j]; a sign bit per weight.
+                using block = moerun::block_iq3_s;
+                const uint8_t* b = w + sb * sizeof(block);
+                const uint8_t* qs = b + offsetof(block, qs) + 8 * j;
+                const uint32_t qh = b[offsetof(block, qh) + j];
+                const uint8_t* signs = b + offsetof(block, signs) + 4 * j;
+                int dot = 0;
+                for (int l = 0; l < 4; ++l) {
+                    const uint32_t p1 = iq3s_point(qs[2 * l] | (((qh >> (2 * l)) & 1) << 8));
+                    const uint32_t p2 = iq3s_point(qs[2 * l + 1] | (((qh >> (2 * l + 1)) & 1) << 8));
+                    dot = signed_dot8(p1, p2, signs[l], xi + 2 * l, dot);
+                }
+                const int ls = 2 * ((b[offsetof(block, scales) + j / 2] >> (4 * (j % 2))) & 0xf) + 1;
+                return f16_at(b) * xd * float(ls * dot);
+            } else if constexpr (T == tensor_type::IQ1_S) {
+                // w = d*ls * (point + delta): the points' dot in integers, delta (+-1/8) times the
+                // activations' sum, which Q8_K rows carry per 16.
+                using block = moerun::block_iq1_s;
+                const uint8_t* b = w + sb * sizeof(block);
+                const uint8_t* qs = b + offsetof(block, qs) + 4 * j;
+                const uint32_t qh = u16_at(b + offsetof(block, qh) + 2 * j);  // 3 index bits per group, ls, delta sign
+                int dot = 0;
+                for (int l = 0; l < 4; ++l) {
+                    const uint64_t p = iq1s_point(qs[l] | (((qh >> (3 * l)) & 7) << 8));
+                    dot = dp4a(int(uint32_t(p)), xi[2 * l], dot);
+                    dot = dp4a(int(uint32_t(p >> 32)), xi[2 * l + 1], dot);
+                }
+                const int ls = int(2 * ((qh >> 12) & 7) + 1);
+                const int bs = a.bsum[2 * u] + a.bsum[2 * u + 1];
+                return f16_at(b) * xd * (float(ls * dot) + moerun::k_iq1_delta * float(ls * (qh & 0x8000 ? -bs : bs)));
+            } else if constexpr (T == tensor_type::IQ1_M) {
+                // As IQ1_S with a scale per 16 and a delta sign per 8; d is spread over the scale words.
+                using block = moerun::block_iq1_m;
+                const uint8_t* b = w + sb * sizeof(block);
+                const uint8_t* qs = b + offsetof(block, qs) + 4 * j;
+                const uint8_t* sc = b + offsetof(block, scales);  // 4 words: 4 x 3-bit ls, d's bits in the top nibbles
+                const uint32_t s0 = u16_at(sc), s1 = u16_at(sc + 2), s2 = u16_at(sc + 4), s3 = u16_at(sc + 6);
+                const float d = f16_of(uint16_t((s0 >> 12) | ((s1 >> 8) & 0x00f0) | ((s2 >> 4) & 0x0f00) | (s3 & 0xf000)));
+                const uint32_t scale_word = u16_at(sc + 2 * (j / 2));
+                int isum = 0, dsum = 0;
+                for (int h = 0; h < 2; ++h) {
+                    const uint32_t qh = b[offsetof(block, qh) + 2 * j + h];  // groups 2h, 2h + 1: index bits 8-10, delta sign at 3 / 7
+                    int dot = 0, delta = 0;
+                    for (int l = 2 * h; l < 2 * h + 2; ++l) {
+                        const uint64_t p = iq1s_point(qs[l] | ((qh << (8 - 4 * (l % 2))) & 0x700));
+                        dot = dp4a(int(uint32_t(p)), xi[2 * l], dot);
+                        dot = dp4a(int(uint32_t(p >> 32)), xi[2 * l + 1], dot);
+                        const int sumx = sum4(xi[2 * l]) + sum4(xi[2 * l + 1]);
+                        delta += qh & (l % 2 ? 0x80 : 0x08) ? -sumx : sumx;
+                    }
+                    const int ls = int(2 * ((scale_word >> (6 * (j % 2) + 3 * h)) & 7) + 1);
+                    isum += dot * ls;
+                    dsum += delta * ls;
+                }
+                return d * xd * (float(isum) + moerun::k_iq1_delta * float(dsum));
+            } else if constexpr (T == tensor_type::TQ1_0) {
+                // Elements 0..159: trit j of qs[0..31]; 160..239: trits 0..4 of qs[32..47] in runs of
+                // 16; 240..255: trits 0..3 of qh[0..3] in runs of 4. Trits are w/d + 1.
+                using block = moerun::block_tq1_0;
+                const uint8_t* b = w + sb * sizeof(block);
+                int dot = 0;
+                for (int i = 0; i < 8; ++i) {  // elements 4i..4i+3 of the unit
+                    const uint8_t* src;
+                    int k;
+                    if (j < 5) src = b + 4 * i, k = j;
+                    else if (j < 7 || i < 4) src = b + 32 + 4 * (i % 4), k = 2 * (j - 5) + i / 4;
+                    else src = b + offsetof(block, qh), k = i - 4;
+                    const uint32_t pow3 = k == 0 ? 1 : k == 1 ? 3 : k == 2 ? 9 : k == 3 ? 27 : 81;
+                    dot = dp4a(tq1_trits4(u32_a2(src), pow3), xi[i], dot);
+                }
+                const int isum = dot - (a.bsum[2 * u] + a.bsum[2 * u + 1]);
+                return float(isum) * (f16_at(b + offsetof(block, d)) * xd);
+            } else if constexpr (T == tensor_type::TQ2_0) {
+                // As Q2_K's packing: element l + 32k of each 128 at bits 2k of byte l; values w/d + 1.
+                using block = moerun::block_tq2_0;
+                const uint8_t* b = w + sb * sizeof(block);
+                const uint8_t* qs = b + 32 * (j / 4);
+                const int shift = 2 * (j % 4);
+                int dot = 0;
+                for (int i = 0; i < 8; ++i) dot = dp4a(int((u32_a2(qs + 4 * i) >> shift) & 0x03030303u), xi[i], dot);
+                const int isum = dot - (a.bsum[2 * u] + a.bsum[2 * u + 1]);
+                return float(isum) * (xd * f16_at(b + offsetof(block, d)));
             } else {
                 static_assert(T == tensor_type::F32, "no unit_dot for this type");
                 return 0.0f;

@@ -2,9 +2,11 @@
 //
 // Activations are first rounded to the weight's dot type exactly as the CPU rounds them
 // (quant/types.h's vec_dot_type): F16/BF16 weights see activations rounded to halves; quantized
-// weights see int8 blocks: Q8_0 (32 values, fp16 scale), Q8_1 (also the fp16 scaled sum, for the
-// affine Q4_1/Q5_1) or Q8_K (256 values, float scale, sums of 16). The products of int8 blocks are
-// exact integers (dp4a), so the CUDA and CPU results differ only in the order floats are added.
+// weights see int8 blocks: Q8_0 (32 values, fp16 scale; also for MXFP4), Q8_1 (also the fp16
+// scaled sum, for the affine Q4_1/Q5_1) or Q8_K (256 values, float scale, sums of 16; the K-quants,
+// IQ4_XS, the lattice types IQ1_S..IQ3_S and the ternary TQ1_0/TQ2_0). The products of int8 blocks
+// are exact integers (dp4a), so the CUDA and CPU results differ only in the order floats are added.
+// Lattice weights are looked up in grids that dot.cuh keeps in global memory.
 // The per-unit arithmetic and the activation rows' layout are in dot.cuh (host and device code,
 // tested without a GPU by test/test_cuda_dots.cu).
 //
@@ -124,6 +126,8 @@ bool launch_any(const launch& l, cudaStream_t stream) {
     case tensor_type::T: launch_type<tensor_type::T>(l, stream); return true;
         MC_TYPE(F32) MC_TYPE(F16) MC_TYPE(BF16) MC_TYPE(Q8_0) MC_TYPE(Q4_0) MC_TYPE(Q4_1) MC_TYPE(Q5_0) MC_TYPE(Q5_1) MC_TYPE(IQ4_NL)
         MC_TYPE(Q2_K) MC_TYPE(Q3_K) MC_TYPE(Q4_K) MC_TYPE(Q5_K) MC_TYPE(Q6_K) MC_TYPE(IQ4_XS)
+        MC_TYPE(IQ2_XXS) MC_TYPE(IQ2_XS) MC_TYPE(IQ2_S) MC_TYPE(IQ3_XXS) MC_TYPE(IQ3_S) MC_TYPE(IQ1_S) MC_TYPE(IQ1_M)
+        MC_TYPE(TQ1_0) MC_TYPE(TQ2_0) MC_TYPE(MXFP4)
 #undef MC_TYPE
         default: return false;
     }

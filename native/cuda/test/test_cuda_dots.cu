@@ -8,7 +8,8 @@
 // bit for bit (int8 values, scales, Q8_1 sums, Q8_K sums of 16), and the sum of unit_dot over a
 // row must be the reference's vec_dot of the same blocks up to the order floats are added
 // (relative error <= 1e-5 per dot product, NMSE over all <= 1e-10). Float weights: activations
-// rounded to F16/BF16 as the reference rounds them.
+// rounded to F16/BF16 as the reference rounds them. The bit tricks dot.cuh uses in place of
+// quant/'s tables (IQ sign bytes, MXFP4 scales, TQ1_0 trits) are checked over all their inputs.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -36,13 +37,19 @@ void test_type(std::mt19937& rng) {
     const moerun::type_traits& at = moerun::type_traits_reference(wt.vec_dot_type);
     std::normal_distribution<float> dist(0.0f, 1.0f);
 
-    // Weights: random rows through the reference quantizer.
+    // Weights: random rows through the reference quantizer (IQ2_XXS, IQ2_XS and IQ1_S are written
+    // only with an importance matrix: a random positive one).
     const size_t w_row = moerun::row_size(T, k);
     std::vector<uint8_t> w(w_row * n_rows);
-    std::vector<float> tmp(static_cast<size_t>(k));
+    std::vector<float> tmp(static_cast<size_t>(k)), imatrix(static_cast<size_t>(k));
     for (int64_t r = 0; r < n_rows; ++r) {
         for (float& v : tmp) v = dist(rng) * 0.1f;
-        wt.from_float(tmp.data(), w.data() + size_t(r) * w_row, k);
+        if (wt.from_float) {
+            wt.from_float(tmp.data(), w.data() + size_t(r) * w_row, k);
+        } else {
+            for (float& v : imatrix) v = 0.5f + std::fabs(dist(rng));
+            wt.from_float_imatrix(tmp.data(), w.data() + size_t(r) * w_row, k, imatrix.data());
+        }
     }
     // Activations, with a few exact zeros and a large value, as real rows have.
     std::vector<float> x(static_cast<size_t>(k * n_act));
@@ -132,6 +139,36 @@ void test_type(std::mt19937& rng) {
     check(err / norm <= 1e-10, name, "unit_dot sums vs reference vec_dot (NMSE)", err / norm);
 }
 
+// The helpers dot.cuh derives instead of reading quant/'s tables, over all their inputs.
+void test_helpers() {
+    int differ = 0;
+    for (uint32_t bits = 0; bits < 128; ++bits) differ += mc::iq_signs8(bits) != moerun::k_iq_signs[bits];
+    check(differ == 0, "IQ", "sign bytes as k_iq_signs (differ)", differ);
+    differ = 0;
+    for (uint32_t e = 0; e < 256; ++e) differ += mc::bits_of(mc::e8m0_half(uint8_t(e))) != mc::bits_of(moerun::e8m0_to_fp32_half(uint8_t(e)));
+    check(differ == 0, "MXFP4", "E8M0 scales as e8m0_to_fp32_half (differ)", differ);
+    // TQ1_0 trits of every byte value, against the digits of the base-3 fraction it rounds up.
+    differ = 0;
+    for (uint32_t q = 0; q < 256; ++q) {
+        for (int k = 0, pow3 = 1; k < 5; ++k, pow3 *= 3) {
+            const uint32_t got = uint32_t(mc::tq1_trits4(q * 0x01010101u, uint32_t(pow3)));
+            const int want = int(uint8_t(q * pow3)) * 3 >> 8;
+            for (int i = 0; i < 4; ++i) differ += int((got >> (8 * i)) & 0xff) != want;
+        }
+    }
+    check(differ == 0, "TQ1_0", "trits of all 256 bytes (differ)", differ);
+    // Sign application: every 4-bit mask on values of both signs.
+    differ = 0;
+    const int8_t values[4] = {62, -127, 0, 43};
+    uint32_t packed = 0;
+    for (int i = 0; i < 4; ++i) packed |= uint32_t(uint8_t(values[i])) << (8 * i);
+    for (uint32_t s = 0; s < 16; ++s) {
+        const uint32_t got = uint32_t(mc::negate_where(packed, s));
+        for (int i = 0; i < 4; ++i) differ += int8_t(got >> (8 * i)) != (s >> i & 1 ? -values[i] : values[i]);
+    }
+    check(differ == 0, "IQ", "signs applied to 4 packed bytes (differ)", differ);
+}
+
 }  // namespace
 
 int main() {
@@ -151,6 +188,17 @@ int main() {
     test_type<tensor_type::Q5_K>(rng);
     test_type<tensor_type::Q6_K>(rng);
     test_type<tensor_type::IQ4_XS>(rng);
+    test_helpers();
+    test_type<tensor_type::IQ2_XXS>(rng);
+    test_type<tensor_type::IQ2_XS>(rng);
+    test_type<tensor_type::IQ2_S>(rng);
+    test_type<tensor_type::IQ3_XXS>(rng);
+    test_type<tensor_type::IQ3_S>(rng);
+    test_type<tensor_type::IQ1_S>(rng);
+    test_type<tensor_type::IQ1_M>(rng);
+    test_type<tensor_type::TQ1_0>(rng);
+    test_type<tensor_type::TQ2_0>(rng);
+    test_type<tensor_type::MXFP4>(rng);
     std::printf("%d failed\n", g_failures);
     return g_failures ? 1 : 0;
 }
