@@ -56,7 +56,9 @@ note "env: $(grep -m1 -iE 'H200|H100|NVIDIA|not available' "$out/env.txt" || ech
 # 0. The harness itself, a second CPU backend in CUDA's place (must agree exactly, and catch a
 #    planted difference), so a failure below is the GPU's.
 step "harness" 45 "$out/harness.txt" "$bin/test_cuda_backend" --self-test --ops --models .device/models/llama-F32.gguf
-# 1. Every operation on both backends (random inputs, NMSE <= 1e-7).
+# 1. Every operation on both backends (random inputs, NMSE <= 1e-7): matmul for all 25 weight
+#    types (F32..IQ4_XS, the lattice IQ1_S..IQ3_S, TQ1_0, TQ2_0, MXFP4; test_cuda_backend.cpp's
+#    k_weight_types), the FFNs, MoE (F32, Q8_0, Q4_K, IQ2_XXS experts), get_rows, attention.
 step "ops" 90 "$out/ops.txt" "$bin/test_cuda_backend" --ops
 # 2. Every architecture's test model: F32 at NMSE <= 1e-8 with 64 identical greedy tokens; the
 #    quantized files against the CPU on the same file (F32 and F16 KV caches).

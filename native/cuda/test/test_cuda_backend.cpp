@@ -80,7 +80,12 @@ tensor make_tensor(const std::string& name, tensor_type type, const std::vector<
     const type_traits& tt = type_traits_reference(type);
     const size_t row = row_size(type, ne0);
     h->bytes.resize(row * size_t(ne1 * ne2));
-    for (int64_t r = 0; r < ne1 * ne2; ++r) tt.from_float(values.data() + r * ne0, h->bytes.data() + size_t(r) * row, ne0);
+    // IQ2_XXS, IQ2_XS and IQ1_S are written only with an importance matrix: a flat one.
+    const std::vector<float> imatrix(tt.from_float ? 0 : size_t(ne0), 1.0f);
+    for (int64_t r = 0; r < ne1 * ne2; ++r) {
+        if (tt.from_float) tt.from_float(values.data() + r * ne0, h->bytes.data() + size_t(r) * row, ne0);
+        else tt.from_float_imatrix(values.data() + r * ne0, h->bytes.data() + size_t(r) * row, ne0, imatrix.data());
+    }
     h->t.data = h->bytes.data();
     h->t.type = type;
     h->t.ne[0] = ne0;
@@ -163,9 +168,13 @@ struct pair_of_sides {
 
 // ---- operations ----
 
-const tensor_type k_weight_types[] = {tensor_type::F32,  tensor_type::F16,  tensor_type::BF16, tensor_type::Q8_0,  tensor_type::Q4_0,
-                                      tensor_type::Q4_1, tensor_type::Q5_0, tensor_type::Q5_1, tensor_type::IQ4_NL, tensor_type::Q2_K,
-                                      tensor_type::Q3_K, tensor_type::Q4_K, tensor_type::Q5_K, tensor_type::Q6_K,  tensor_type::IQ4_XS};
+const tensor_type k_weight_types[] = {tensor_type::F32,     tensor_type::F16,    tensor_type::BF16,    tensor_type::Q8_0,
+                                      tensor_type::Q4_0,    tensor_type::Q4_1,   tensor_type::Q5_0,    tensor_type::Q5_1,
+                                      tensor_type::IQ4_NL,  tensor_type::Q2_K,   tensor_type::Q3_K,    tensor_type::Q4_K,
+                                      tensor_type::Q5_K,    tensor_type::Q6_K,   tensor_type::IQ4_XS,  tensor_type::IQ2_XXS,
+                                      tensor_type::IQ2_XS,  tensor_type::IQ2_S,  tensor_type::IQ3_XXS, tensor_type::IQ3_S,
+                                      tensor_type::IQ1_S,   tensor_type::IQ1_M,  tensor_type::TQ1_0,   tensor_type::TQ2_0,
+                                      tensor_type::MXFP4};
 
 void test_matmul(pair_of_sides& p, std::mt19937& rng) {
     const int64_t k = 512, n_out = 96;
@@ -173,7 +182,7 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
         const tensor w_host = make_tensor("w", type, random_floats(rng, size_t(k * n_out), 0.05f), k, n_out);
         for (int64_t m : {1, 3, 8, 19}) {
             const std::vector<float> x = random_floats(rng, size_t(m * k));
-            p.compare(format("matmul %-6s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_out),
+            p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_out),
                       [&](side& s) {
                           model_weights w;
                           w.output = w_host;
@@ -186,7 +195,7 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
         }
         // matmul_to_host and matmul_group on the same weight
         const std::vector<float> x = random_floats(rng, size_t(2 * k));
-        p.compare(format("matmul_to_host+group %-6s m=2", tensor_type_name(type)), [&](side& s) {
+        p.compare(format("matmul_to_host+group %-7s m=2", tensor_type_name(type)), [&](side& s) {
             model_weights w;
             w.output = w_host;
             w = s.place(w);
@@ -320,7 +329,7 @@ void test_attention(pair_of_sides& p, std::mt19937& rng) {
 
 void test_ffn(pair_of_sides& p, std::mt19937& rng) {
     const int d = 256, n_ff = 512;
-    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q8_0, tensor_type::Q4_K, tensor_type::Q6_K}) {
+    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q8_0, tensor_type::Q4_K, tensor_type::Q6_K, tensor_type::IQ3_S}) {
         layer_weights l;
         l.ffn_gate = make_tensor("gate", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
         l.ffn_up = make_tensor("up", type, random_floats(rng, size_t(d * n_ff), 0.05f), d, n_ff);
@@ -356,7 +365,7 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
         {"softmax + shared expert with sigmoid gate (qwen2moe)", expert_gating::softmax, false, false, true, true, 1.0f, 1, 1},
         {"sigmoid + bias + 4 groups of which 2 + scale 2.5 (deepseek v3 / ling)", expert_gating::sigmoid, true, true, true, false, 2.5f, 4, 2},
     };
-    for (tensor_type type : {tensor_type::F32, tensor_type::Q8_0, tensor_type::Q4_K}) {
+    for (tensor_type type : {tensor_type::F32, tensor_type::Q8_0, tensor_type::Q4_K, tensor_type::IQ2_XXS}) {
         for (const gating& g : variants) {
             model_config c;
             c.n_embd = d;
@@ -399,7 +408,8 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
 
 void test_get_rows(pair_of_sides& p, std::mt19937& rng) {
     const int64_t d = 256, vocab = 50;
-    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q4_K, tensor_type::Q8_0}) {
+    for (tensor_type type : {tensor_type::F32, tensor_type::F16, tensor_type::Q4_K, tensor_type::Q8_0, tensor_type::IQ2_XXS, tensor_type::TQ1_0,
+                             tensor_type::MXFP4}) {
         const tensor embd = make_tensor("token_embd", type, random_floats(rng, size_t(d * vocab)), d, vocab);
         p.compare(format("get_rows %s", tensor_type_name(type)), [&](side& s) {
             model_weights w;
