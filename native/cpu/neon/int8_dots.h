@@ -1,9 +1,10 @@
 // The integer-dot kernels of the NEON paths, written once over an int8 dot primitive `Dot`:
 //   Dot::dot(acc, a, b): int32x4_t acc plus the 16 products a[i] * b[i] (int8 x int8), spread over
 //   the 4 lanes in some grouping; only the sum of the lanes is used, so it is exact either way.
-// cpu/neon/quant.cpp instantiates them with a widening multiply (plain ARMv8-A), dotprod/quant.cpp
-// with SDOT. Everything here has internal linkage, so the two builds (different -march flags)
-// never share a compiled function.
+// The plain ARMv8-A files (quant.cpp, iq_grid.cpp) instantiate them with mull_dot below, the
+// dotprod/ ones with SDOT (dotprod/sdot.h). Everything here has internal linkage, so the builds
+// (different -march flags) never share a compiled function. iq_dots.h adds the lattice, ternary
+// and MXFP4 formats over the same primitive and row drivers.
 //
 // Summation order, the same for every Dot and for one or many activation rows, so vec_dot_n equals
 // vec_dot and the neon, dotprod and i8mm paths equal each other bit for bit:
@@ -60,6 +61,15 @@ inline uint8x16_t qh_bit4(const uint8_t* qh, int half) {
     const uint8x16_t v = vcombine_u8(vdup_n_u8(qh[2 * half]), vdup_n_u8(qh[2 * half + 1]));
     return vandq_u8(vtstq_u8(v, vld1q_u8(k_bit)), vdupq_n_u8(0x10));
 }
+
+// The Dot of plain ARMv8-A: each int8 x int8 product widened to int16 (SMULL/SMULL2, exact: at
+// most 128 * 128), pairs added into the int32 lanes (SADALP).
+struct mull_dot {
+    static int32x4_t dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+        acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+        return vpadalq_s16(acc, vmull_high_s8(a, b));
+    }
+};
 
 inline int8x16_t s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 // v >> n for a constant n, a left shift for n < 0.
@@ -228,21 +238,23 @@ inline int32_t min_dot8(int16x8_t mins, const int16_t* bsums) {
     return vaddvq_s32(vmlal_high_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(b)), mins, b));
 }
 
+// 256 2-bit values packed as Q2_K's and TQ2_0's qs[64]: element 128h + 32k + l is bits 2k of qs[32h + l].
+MOERUN_ALWAYS_INLINE inline void expand_2bit(const uint8_t* qs, int8x16_t q[16]) {
+    const uint8x16_t three = vdupq_n_u8(3);
+    static_for<2>([&](auto h) {
+        const uint8x16_t v0 = vld1q_u8(qs + 32 * h), v1 = vld1q_u8(qs + 32 * h + 16);
+        q[8 * h + 0] = s8(vandq_u8(v0, three)), q[8 * h + 1] = s8(vandq_u8(v1, three));
+        q[8 * h + 2] = s8(vandq_u8(vshrq_n_u8(v0, 2), three)), q[8 * h + 3] = s8(vandq_u8(vshrq_n_u8(v1, 2), three));
+        q[8 * h + 4] = s8(vandq_u8(vshrq_n_u8(v0, 4), three)), q[8 * h + 5] = s8(vandq_u8(vshrq_n_u8(v1, 4), three));
+        q[8 * h + 6] = s8(vshrq_n_u8(v0, 6)), q[8 * h + 7] = s8(vshrq_n_u8(v1, 6));
+    });
+}
+
 struct fmt_q2_k {
     using block = block_q2_K;
     static constexpr bool has_min = true;
     static constexpr int groups = 16;
-    // Element 128h + 32k + l is bits 2k of qs[32h + l].
-    MOERUN_ALWAYS_INLINE static void expand(const block& b, int8x16_t q[16]) {
-        const uint8x16_t three = vdupq_n_u8(3);
-        static_for<2>([&](auto h) {
-            const uint8x16_t v0 = vld1q_u8(b.qs + 32 * h), v1 = vld1q_u8(b.qs + 32 * h + 16);
-            q[8 * h + 0] = s8(vandq_u8(v0, three)), q[8 * h + 1] = s8(vandq_u8(v1, three));
-            q[8 * h + 2] = s8(vandq_u8(vshrq_n_u8(v0, 2), three)), q[8 * h + 3] = s8(vandq_u8(vshrq_n_u8(v1, 2), three));
-            q[8 * h + 4] = s8(vandq_u8(vshrq_n_u8(v0, 4), three)), q[8 * h + 5] = s8(vandq_u8(vshrq_n_u8(v1, 4), three));
-            q[8 * h + 6] = s8(vshrq_n_u8(v0, 6)), q[8 * h + 7] = s8(vshrq_n_u8(v1, 6));
-        });
-    }
+    MOERUN_ALWAYS_INLINE static void expand(const block& b, int8x16_t q[16]) { expand_2bit(b.qs, q); }
     // Low nibble of scales[j]: group j's scale; high nibble: its min.
     MOERUN_ALWAYS_INLINE static k_prep prep(const block& b) {
         k_prep p;
@@ -417,29 +429,36 @@ inline float k_dmin(const typename F::block& b) {
     else return 0.0f;
 }
 
+// The exact sum over a super-block's `groups` sub-blocks (8 of 32 or 16 of 16 elements) of
+// sc[sub-block] * (its elements q . y), q the 256 elements as 16 vectors, sc the scales as int32x4
+// vectors (sc[0..1] for 8, sc[0..3] for 16). Each sub-block's dot is one int32x4 (two Dots for 32
+// elements, one for 16); four of them fold into one vector, which is multiplied by four scales.
+template <class Dot, int groups>
+MOERUN_ALWAYS_INLINE inline int32_t scaled_dot256(const int8x16_t q[16], const int32x4_t sc[], const int8_t* y) {
+    constexpr int per = 16 / groups;  // vectors per sub-block
+    int32x4_t sumi = vdupq_n_s32(0);
+    static_for<groups / 4>([&](auto c) {
+        int32x4_t p[4];
+        static_for<4>([&](auto k) {
+            constexpr int s = 4 * c + k;  // sub-block
+            p[k] = Dot::dot(vdupq_n_s32(0), q[per * s], vld1q_s8(y + 16 * per * s));
+            if constexpr (per == 2) p[k] = Dot::dot(p[k], q[per * s + 1], vld1q_s8(y + 16 * per * s + 16));
+        });
+        sumi = vmlaq_s32(sumi, fold4(p[0], p[1], p[2], p[3]), sc[c]);
+    });
+    return vaddvq_s32(sumi);
+}
+
 // One super-block of x against R Q8_K rows: acc[r] += its contribution (the header's order).
-// Each sub-block's exact int dot is one int32x4 (two SDOTs for 32 elements, one for 16); four of
-// them fold into one vector, which is multiplied by four scales.
 template <class Dot, class F, int R>
 inline void super_block(const typename F::block& x, const block_q8_K* const* y, int64_t i, float* acc) {
     int8x16_t q[16];
     F::expand(x, q);
     const k_prep pr = F::prep(x);
     const float dx = f16(x.d), dmin = k_dmin<F>(x);
-    constexpr int per = 16 / F::groups;  // vectors per sub-block
     static_for<R>([&](auto r) {
         const block_q8_K& yb = y[r][i];
-        int32x4_t sumi = vdupq_n_s32(0);
-        static_for<F::groups / 4>([&](auto c) {
-            int32x4_t p[4];
-            static_for<4>([&](auto k) {
-                constexpr int s = 4 * c + k;  // sub-block
-                p[k] = Dot::dot(vdupq_n_s32(0), q[per * s], vld1q_s8(yb.qs + 16 * per * s));
-                if constexpr (per == 2) p[k] = Dot::dot(p[k], q[per * s + 1], vld1q_s8(yb.qs + 16 * per * s + 16));
-            });
-            sumi = vmlaq_s32(sumi, fold4(p[0], p[1], p[2], p[3]), pr.sc[c]);
-        });
-        acc[r] += (yb.d * dx) * float(vaddvq_s32(sumi));
+        acc[r] += (yb.d * dx) * float(scaled_dot256<Dot, F::groups>(q, pr.sc, yb.qs));
         if constexpr (F::has_min) acc[r] -= (yb.d * dmin) * float(F::min_sum(pr, yb.bsums));
     });
 }
@@ -454,38 +473,53 @@ inline void dot_rows256(int64_t n, const void* vx, const uint8_t* y, size_t y_st
     for (int r = 0; r < R; ++r) out[r] = acc[r];
 }
 
-// vec_dot and vec_dot_n (groups of 4 rows, then the rest) over a dot_rows kernel.
-template <class Dot, class F, bool k256>
+// A row driver: Rows::run<R>(n, x, y, y_stride, out) sets out[r] = dot(x, y_r) for R activation
+// rows y_r = y + r * y_stride bytes. These two serve the formats above; iq_dots.h adds its own.
+template <class Dot, class F>
+struct rows32 {
+    template <int R>
+    MOERUN_ALWAYS_INLINE static void run(int64_t n, const void* x, const uint8_t* y, size_t y_stride, float* out) {
+        dot_rows32<Dot, F, R>(n, x, y, y_stride, out);
+    }
+};
+template <class Dot, class F>
+struct rows256 {
+    template <int R>
+    MOERUN_ALWAYS_INLINE static void run(int64_t n, const void* x, const uint8_t* y, size_t y_stride, float* out) {
+        dot_rows256<Dot, F, R>(n, x, y, y_stride, out);
+    }
+};
+
+// vec_dot and vec_dot_n (groups of 4 rows, then the rest) over a row driver.
+template <class Rows>
 void vec_dot(int64_t n, float* s, const void* x, const void* y) {
-    if constexpr (k256) dot_rows256<Dot, F, 1>(n, x, static_cast<const uint8_t*>(y), 0, s);
-    else dot_rows32<Dot, F, 1>(n, x, static_cast<const uint8_t*>(y), 0, s);
+    Rows::template run<1>(n, x, static_cast<const uint8_t*>(y), 0, s);
 }
 
-template <class Dot, class F, bool k256, int R>
+template <class Rows, int R>
 inline void dot_group(int64_t n, float* s, int64_t s_stride, const void* x, const uint8_t* y, size_t y_stride) {
     float out[R];
-    if constexpr (k256) dot_rows256<Dot, F, R>(n, x, y, y_stride, out);
-    else dot_rows32<Dot, F, R>(n, x, y, y_stride, out);
+    Rows::template run<R>(n, x, y, y_stride, out);
     for (int r = 0; r < R; ++r) s[r * s_stride] = out[r];
 }
 
-template <class Dot, class F, bool k256>
+template <class Rows>
 void vec_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* vy, size_t y_stride, int64_t ny) {
     const uint8_t* y = static_cast<const uint8_t*>(vy);
     int64_t j = 0;
-    for (; j + 4 <= ny; j += 4) dot_group<Dot, F, k256, 4>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride);
+    for (; j + 4 <= ny; j += 4) dot_group<Rows, 4>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride);
     switch (ny - j) {
-        case 3: dot_group<Dot, F, k256, 3>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
-        case 2: dot_group<Dot, F, k256, 2>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
-        case 1: dot_group<Dot, F, k256, 1>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
+        case 3: dot_group<Rows, 3>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
+        case 2: dot_group<Rows, 2>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
+        case 1: dot_group<Rows, 1>(n, s + j * s_stride, s_stride, x, y + size_t(j) * y_stride, y_stride); break;
         default: break;
     }
 }
 
-template <class Dot, class F, bool k256>
+template <class Rows>
 void set_row(cpu_kernels& row) {
-    row.vec_dot = vec_dot<Dot, F, k256>;
-    row.vec_dot_n = vec_dot_n<Dot, F, k256>;
+    row.vec_dot = vec_dot<Rows>;
+    row.vec_dot_n = vec_dot_n<Rows>;
 }
 
 // The rows these kernels serve, on a path whose int8 primitive is Dot.
@@ -493,18 +527,18 @@ template <class Dot>
 void register_int8_rows(cpu_kernels* table) {
     using T = tensor_type;
     auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
-    set_row<Dot, fmt_q4_0, false>(at(T::Q4_0));
-    set_row<Dot, fmt_q4_1, false>(at(T::Q4_1));
-    set_row<Dot, fmt_q5_0, false>(at(T::Q5_0));
-    set_row<Dot, fmt_q5_1, false>(at(T::Q5_1));
-    set_row<Dot, fmt_q8_0, false>(at(T::Q8_0));
-    set_row<Dot, fmt_iq4_nl, false>(at(T::IQ4_NL));
-    set_row<Dot, fmt_q2_k, true>(at(T::Q2_K));
-    set_row<Dot, fmt_q3_k, true>(at(T::Q3_K));
-    set_row<Dot, fmt_q4_k, true>(at(T::Q4_K));
-    set_row<Dot, fmt_q5_k, true>(at(T::Q5_K));
-    set_row<Dot, fmt_q6_k, true>(at(T::Q6_K));
-    set_row<Dot, fmt_iq4_xs, true>(at(T::IQ4_XS));
+    set_row<rows32<Dot, fmt_q4_0>>(at(T::Q4_0));
+    set_row<rows32<Dot, fmt_q4_1>>(at(T::Q4_1));
+    set_row<rows32<Dot, fmt_q5_0>>(at(T::Q5_0));
+    set_row<rows32<Dot, fmt_q5_1>>(at(T::Q5_1));
+    set_row<rows32<Dot, fmt_q8_0>>(at(T::Q8_0));
+    set_row<rows32<Dot, fmt_iq4_nl>>(at(T::IQ4_NL));
+    set_row<rows256<Dot, fmt_q2_k>>(at(T::Q2_K));
+    set_row<rows256<Dot, fmt_q3_k>>(at(T::Q3_K));
+    set_row<rows256<Dot, fmt_q4_k>>(at(T::Q4_K));
+    set_row<rows256<Dot, fmt_q5_k>>(at(T::Q5_K));
+    set_row<rows256<Dot, fmt_q6_k>>(at(T::Q6_K));
+    set_row<rows256<Dot, fmt_iq4_xs>>(at(T::IQ4_XS));
 }
 
 }  // namespace

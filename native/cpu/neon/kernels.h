@@ -35,11 +35,16 @@ void from_float_q8_0(const float* src, void* dst, int64_t n);
 void from_float_q8_1(const float* src, void* dst, int64_t n);
 void from_float_q8_k(const float* src, void* dst, int64_t n);
 
+// iq_grid.cpp: the lattice, ternary and MXFP4 rows (iq_dots.h), same widening multiply
+void register_iq_rows(cpu_kernels* table);
+
 }  // namespace moerun::neon
 
 namespace moerun::neon_dotprod {
 // dotprod/quant.cpp: the same rows with SDOT (ARMv8.2 DotProd)
 void register_int8_rows(cpu_kernels* table);
+// dotprod/iq_grid.cpp: the lattice, ternary and MXFP4 rows with SDOT
+void register_iq_rows(cpu_kernels* table);
 }  // namespace moerun::neon_dotprod
 
 namespace moerun::neon_i8mm {

@@ -11,13 +11,6 @@ namespace moerun::neon {
 
 namespace {
 
-struct mull_dot {
-    static int32x4_t dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
-        acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
-        return vpadalq_s16(acc, vmull_high_s8(a, b));
-    }
-};
-
 // 32 floats times id, rounded to int8 by `round` (a float32x4_t -> int32x4_t conversion).
 template <int32x4_t (*round)(float32x4_t)>
 inline int8x16x2_t scale_round32(const float32x4_t v[8], float id) {
@@ -50,7 +43,7 @@ inline float quantize_block32(const float* x, int8_t* qs) {
 
 }  // namespace
 
-void register_int8_rows(cpu_kernels* table) { neon_int8::register_int8_rows<mull_dot>(table); }
+void register_int8_rows(cpu_kernels* table) { neon_int8::register_int8_rows<neon_int8::mull_dot>(table); }
 
 void from_float_q8_0(const float* src, void* dst, int64_t n) {
     block_q8_0* y = static_cast<block_q8_0*>(dst);

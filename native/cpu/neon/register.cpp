@@ -36,6 +36,9 @@ void cpu_register_neon(cpu_kernels* table) {
     at(T::Q8_K).from_float = neon::from_float_q8_k;
     // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS: vec_dot and vec_dot_n
     neon::register_int8_rows(table);
+    // IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M TQ1_0 TQ2_0 MXFP4: vec_dot and vec_dot_n, bit for
+    // bit the reference
+    neon::register_iq_rows(table);
 #else
     (void)table;
 #endif
@@ -44,6 +47,7 @@ void cpu_register_neon(cpu_kernels* table) {
 void cpu_register_neon_dotprod(cpu_kernels* table) {
 #if defined(__aarch64__)
     neon_dotprod::register_int8_rows(table);  // the same rows with SDOT
+    neon_dotprod::register_iq_rows(table);
 #else
     (void)table;
 #endif

@@ -5,6 +5,7 @@
 // Four chunks make a block; four blocks' 2 x 2 results are transposed into one int32x4 per output
 // and scaled as int8_dots.h's 32-element order does, so every output equals the dotprod path's
 // vec_dot bit for bit. Compiled with -march=armv8.2-a+dotprod+i8mm; run only where the OS reports I8MM.
+#include "../dotprod/sdot.h"
 #include "../int8_dots.h"
 #include "../kernels.h"
 
@@ -13,11 +14,8 @@ namespace moerun::neon_i8mm {
 namespace {
 
 using neon_int8::f16x4;
+using neon_dotprod::sdot;
 using neon_int8::static_for;
-
-struct sdot {
-    static int32x4_t dot(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
-};
 
 inline int64x2_t s64(int32x4_t v) { return vreinterpretq_s64_s32(v); }
 inline int32x4_t s32(int64x2_t v) { return vreinterpretq_s32_s64(v); }
