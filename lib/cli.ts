@@ -4,7 +4,7 @@
  *   moerun run [prompt] [--model PATH] [-n N] [--temperature T] [--seed S] [--threads N] [--pin-threads]
  *   moerun info [PATH] [--vram SIZE [--ctx N] [--experts auto|cpu|gpu]]
  *   moerun quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix F] [--tensor-type PATTERN=TYPE]... [--output-tensor-type T] [--token-embedding-type T] [--pure]
- *   moerun imatrix --model X --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N] [--kv-type T]
+ *   moerun imatrix --model X --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N] [--kv-type T] [--output-format gguf|dat]
  *   moerun chat [--model PATH] [--system TEXT]
  *   moerun tokenize PATH TEXT
  *   moerun bench --model A.gguf [--model B.gguf ...] [--quants Q4_0,Q8_0] [--vs-llama-cpp] ...
@@ -47,10 +47,11 @@ const usage = `Usage:
       Routers, norms and 1-D tensors are copied.
       TYPE: ${quantizeTypes.join(', ')}
   moerun imatrix --model X.gguf --text FILE [-o imatrix.gguf] [--ctx N] [--chunks N] [--threads N]
-                 [--kv-type f16]
+                 [--kv-type f16] [--output-format gguf|dat]
       Computes an importance matrix of the model on the text, as \`llama-imatrix -m X -f FILE\`
       does: chunks of --ctx tokens (default 512; the text must hold two), at most --chunks of them.
-      Writes llama.cpp's imatrix GGUF format (default imatrix.gguf).
+      Writes llama.cpp's imatrix GGUF format (default imatrix.gguf), or its legacy .dat format
+      with --output-format dat or an -o name ending in .dat.
   moerun chat [--model PATH] [--system TEXT] [--threads N]
       Interactive chat with the model's chat template, streaming answers. Ctrl-C stops an
       answer; Ctrl-C at an empty prompt (or Ctrl-D) exits.
@@ -333,6 +334,7 @@ async function imatrixCommand(args: string[]): Promise<number> {
       chunks: { type: 'string' },
       threads: { type: 'string', short: 't' },
       'kv-type': { type: 'string' },
+      'output-format': { type: 'string' },
     },
   });
   if (positionals.length > 0 || !values.model || !values.text) {
@@ -340,6 +342,11 @@ async function imatrixCommand(args: string[]): Promise<number> {
     return 2;
   }
   const outPath = values.output ?? 'imatrix.gguf';
+  const format = values['output-format'] ?? (outPath.endsWith('.dat') ? 'dat' : 'gguf');
+  if (format !== 'gguf' && format !== 'dat') {
+    process.stderr.write(`moerun imatrix: --output-format is gguf or dat, not '${format}'\n\n${usage}`);
+    return 2;
+  }
   const contextSize = parseNumber('ctx', values.ctx);
   const chunks = parseNumber('chunks', values.chunks);
   const threads = parseNumber('threads', values.threads);
@@ -367,7 +374,7 @@ async function imatrixCommand(args: string[]): Promise<number> {
       },
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
-    await writeImatrix(outPath, matrix);
+    await writeImatrix(outPath, matrix, { format });
     process.stdout.write(`${outPath}: ${matrix.entries.size} tensors, ${matrix.chunkCount} chunks of ${matrix.chunkSize} tokens, in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     return 0;
   } catch (err) {

@@ -9,11 +9,11 @@
  *   squared input activations per column and the number of rows (tokens) that contributed
  *   (native/runtime/imatrix.h has the exact rules);
  * - {@link readImatrix} reads llama.cpp's imatrix GGUF files (`<tensor>.in_sum2` and
- *   `<tensor>.counts`, `imatrix.*` keys) and its legacy `.dat` files; {@link writeImatrix} writes the
- *   GGUF format;
+ *   `<tensor>.counts`, `imatrix.*` keys) and its legacy `.dat` files; {@link writeImatrix} writes
+ *   either (GGUF by default, as llama-imatrix; `.dat` as its `--output-format dat`);
  * - {@link importanceOf} gives one tensor's vector as llama-quantize hands it to the quantizers.
  */
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import { readGgufInfo, convertSliced, type GgufInfo } from './gguf/reader.js';
@@ -245,18 +245,37 @@ async function readLegacyImatrix(path: string): Promise<Imatrix> {
   return { entries: sorted, datasets, chunkCount, chunkSize: 0, format: 'dat', hasMetadata: true };
 }
 
+/** Options for {@link writeImatrix}. */
+export interface WriteImatrixOptions {
+  /**
+   * `'gguf'` (default): llama.cpp's imatrix GGUF format. `'dat'`: its legacy format, for tools that
+   * read only that (`llama-imatrix --output-format dat` writes the same layout).
+   */
+  format?: 'gguf' | 'dat';
+}
+
 /**
  * Writes `imatrix` in llama.cpp's GGUF format, as llama-imatrix does: `general.type = imatrix`,
  * `imatrix.datasets`, `imatrix.chunk_count`, `imatrix.chunk_size`, then per tensor in name order
  * `<name>.in_sum2` (F32, columns × matrices) and `<name>.counts` (F32, 1 × matrices). A matrix read
  * from a legacy file is converted the way llama-imatrix does when it loads one (sums and counts
  * times `chunkSize`, which must then be given).
+ *
+ * With `format: 'dat'`, the legacy layout that llama-imatrix's `save_imatrix_legacy` writes (see
+ * {@link readImatrix}): per tensor in name order, the call count `ncall` = ceil(largest count /
+ * `chunkSize`) and each column's mean times `ncall` (a matrix that saw no rows stores 1 × `ncall`);
+ * tensors that saw no rows at all are left out, as llama-imatrix leaves them; then the chunk count
+ * and the last dataset's name. A legacy matrix is written back as it was read.
  */
-export async function writeImatrix(path: string, imatrix: Imatrix): Promise<void> {
+export async function writeImatrix(path: string, imatrix: Imatrix, options?: WriteImatrixOptions): Promise<void> {
   nonEmptyString('path', path);
   if (typeof imatrix !== 'object' || imatrix === null || !(imatrix.entries instanceof Map)) {
     throw invalid(`Expected an Imatrix (readImatrix or computeImatrix) for imatrix but received ${describe(imatrix)}`);
   }
+  const o = optionsObject(options, 'writeImatrix options');
+  checkKnownKeys(o, ['format'], 'writeImatrix options');
+  const format = o.format === undefined ? 'gguf' : oneOf('format', o.format, ['gguf', 'dat'] as const);
+  if (format === 'dat') return writeLegacyImatrix(path, imatrix);
   const legacyScale = imatrix.format === 'dat' ? imatrix.chunkSize : 1;
   if (imatrix.format === 'dat' && !(legacyScale > 0)) {
     throw invalid('writeImatrix: a legacy .dat matrix needs chunkSize (the tokens per chunk it was computed with) to be converted');
@@ -283,6 +302,55 @@ export async function writeImatrix(path: string, imatrix: Imatrix): Promise<void
     ],
     tensors,
   });
+}
+
+/** The legacy `.dat` layout of {@link writeImatrix} (`format: 'dat'`). */
+async function writeLegacyImatrix(path: string, imatrix: Imatrix): Promise<void> {
+  const chunkSize = imatrix.chunkSize;
+  if (imatrix.format !== 'dat' && !(Number.isInteger(chunkSize) && chunkSize > 0)) {
+    throw invalid('writeImatrix: a .dat file needs chunkSize (the tokens per chunk) to turn counts into call counts');
+  }
+  const i32 = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    return b;
+  };
+  const parts: Buffer[] = [];
+  let stored = 0;
+  for (const name of [...imatrix.entries.keys()].sort()) {
+    const e = imatrix.entries.get(name)!;
+    const columns = imatrixColumns(e);
+    if (!Number.isInteger(columns) || columns < 1) throw invalid(`writeImatrix: '${name}' has ${e.sums.length} sums for ${e.counts.length} counts`);
+    let ncall: number;
+    let values: Float32Array;
+    if (imatrix.format === 'dat') {
+      ncall = e.counts[0]!;
+      values = e.sums;
+    } else {
+      const largest = e.counts.reduce((a, b) => Math.max(a, b), 0);
+      if (largest === 0) continue; // no rows reached it: llama-imatrix skips the entry
+      ncall = Math.ceil(largest / chunkSize);
+      values = new Float32Array(e.sums.length);
+      for (let j = 0; j < e.counts.length; j++) {
+        const count = Math.fround(e.counts[j]!);
+        for (let i = j * columns; i < (j + 1) * columns; i++) {
+          // float arithmetic as llama-imatrix's: (value / count) * ncall; a matrix without rows stores 1
+          values[i] = count === 0 ? Math.fround(ncall) : Math.fround(Math.fround(e.sums[i]! / count) * ncall);
+        }
+      }
+    }
+    const nameBytes = Buffer.from(name, 'utf8');
+    parts.push(i32(nameBytes.length), nameBytes, i32(ncall), i32(values.length), Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+    stored++;
+  }
+  if (stored === 0) throw invalid('writeImatrix: no tensor of this matrix saw any rows; a .dat file would be empty');
+  const dataset = Buffer.from(imatrix.datasets.at(-1) ?? '', 'utf8');
+  const body = Buffer.concat([i32(stored), ...parts, i32(imatrix.chunkCount), i32(dataset.length), dataset]);
+  try {
+    await writeFile(path, body);
+  } catch (err) {
+    throw new MoerunError('ERR_IO', `imatrix: cannot write ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 // ============================================================================================

@@ -49,6 +49,7 @@ export {
   importanceOf,
   type Imatrix,
   type ImatrixEntry,
+  type WriteImatrixOptions,
   type ComputeImatrixOptions,
 } from './imatrix.js';
 export { quantize, quantizeTypes, type QuantizeType, type QuantizeOptions, type QuantizeResult, type QuantizedTensor } from './quantize.js';

@@ -96,6 +96,29 @@ describe('computeImatrix against llama-imatrix (same model, text, context; F32 K
         // legacy files drop experts that saw no tokens to 1 as GGUF's reader does; both are means
         for (let i = 0; i < b.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b[i]!)));
       }
+
+      // our legacy .dat of the same matrix: the entries, call counts, chunk count and dataset
+      // llama-imatrix wrote, and its values within the same 1e-5
+      const oursDatPath = path.join(dir, `${name}-moerun.dat`);
+      await writeImatrix(oursDatPath, ours, { format: 'dat' });
+      const oursDat = await readImatrix(oursDatPath);
+      expect(oursDat.format).toBe('dat');
+      expect([...oursDat.entries.keys()]).toEqual([...dat.entries.keys()]);
+      expect(oursDat.chunkCount).toBe(dat.chunkCount);
+      expect(oursDat.datasets).toEqual(dat.datasets);
+      let worstDat = 0;
+      for (const [key, theirsEntry] of dat.entries) {
+        const e = oursDat.entries.get(key)!;
+        expect(Array.from(e.counts), key).toEqual(Array.from(theirsEntry.counts)); // ncall
+        for (let i = 0; i < e.sums.length; i++) {
+          worstDat = Math.max(worstDat, Math.abs(e.sums[i]! - theirsEntry.sums[i]!) / Math.max(1, Math.abs(theirsEntry.sums[i]!)));
+        }
+      }
+      console.log(`${name}: our .dat against llama-imatrix's: largest relative difference ${worstDat.toExponential(2)}`);
+      expect(worstDat).toBeLessThanOrEqual(1e-5);
+      // and written back unchanged from a legacy matrix
+      await writeImatrix(path.join(dir, `${name}-again.dat`), oursDat, { format: 'dat' });
+      expect(readFileSync(path.join(dir, `${name}-again.dat`)).equals(readFileSync(oursDatPath))).toBe(true);
     });
   }
 });
@@ -190,6 +213,31 @@ describe('imatrix files: malformed ones are ERR_BAD_FORMAT', () => {
     writeFileSync(path.join(dir, 'garbage.dat'), Buffer.from('this is not an importance matrix at all'));
     await expectCode(readImatrix(path.join(dir, 'garbage.dat')), 'ERR_BAD_FORMAT');
   });
+  it('legacy .dat writer: the layout llama-imatrix writes, from sums and counts', async () => {
+    // two experts of 2 columns, the second without rows (stored as 1 x ncall); a tensor no row
+    // reached (left out); chunks of 4 tokens, the largest count 10 -> ncall = ceil(10 / 4) = 3
+    const im: Imatrix = {
+      entries: new Map([
+        ['blk.0.ffn_down_exps.weight', { sums: f32([20, 5, 7, 9]), counts: f32([10, 0]) }],
+        ['blk.0.ffn_gate_exps.weight', { sums: f32([0, 0]), counts: f32([0]) }],
+      ]),
+      datasets: ['a.txt', 'b.txt'],
+      chunkCount: 3,
+      chunkSize: 4,
+      format: 'gguf',
+      hasMetadata: true,
+    };
+    const p = path.join(dir, 'written.dat');
+    await writeImatrix(p, im, { format: 'dat' });
+    const name = Buffer.from('blk.0.ffn_down_exps.weight');
+    const parts = [Int32Array.of(1), Int32Array.of(name.length), name, Int32Array.of(3), Int32Array.of(4), f32([6, 1.5, 3, 3]),
+      Int32Array.of(3), Int32Array.of(5), Buffer.from('b.txt')];
+    const want = Buffer.concat(parts.map((q) => Buffer.from(q.buffer, q.byteOffset, q.byteLength)));
+    expect(readFileSync(p).equals(want)).toBe(true);
+    await expect(writeImatrix(p, { ...im, chunkSize: 0 }, { format: 'dat' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: /chunkSize/ });
+    await expect(writeImatrix(p, im, { format: 'ggml' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(writeImatrix(p, im, { fromat: 'dat' } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
 });
 
 describe('computeImatrix and quantize: arguments, abort, the CLI', () => {
@@ -221,6 +269,13 @@ describe('computeImatrix and quantize: arguments, abort, the CLI', () => {
     expect(im.datasets).toEqual([textFile]);
     const q = await run(process.execPath, [cli, 'quantize', bundledModelPath, path.join(dir, 'cli-q4km.gguf'), 'Q8_0', '--imatrix', out]);
     expect(q.status, q.output).toBe(0);
+    const datOut = path.join(dir, 'cli.dat');  // the name picks the legacy format
+    const d = await run(process.execPath, [cli, 'imatrix', '--model', bundledModelPath, '--text', textFile, '-o', datOut, '--ctx', '128', '--chunks', '2', '--threads', '2']);
+    expect(d.status, d.output).toBe(0);
+    expect((await readImatrix(datOut)).format).toBe('dat');
+    const badFormat = await run(process.execPath, [cli, 'imatrix', '--model', bundledModelPath, '--text', textFile, '--output-format', 'json']);
+    expect(badFormat.status).toBe(2);
+    expect(badFormat.stderr).toMatch(/gguf or dat/);
     const bad = await run(process.execPath, [cli, 'imatrix', '--model', bundledModelPath, '--text', path.join(dir, 'nope.txt')]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/cannot read/);
