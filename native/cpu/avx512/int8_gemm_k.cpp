@@ -42,6 +42,65 @@ inline __m512i move_bits(__m512i v, int from, int to, int mask) {
 }
 
 // ---- one weight row in place (vec_dot, vec_dot_n, and the tile for few activation rows) ----
+//
+// Per super-block and activation row the integer lanes stay in registers; the horizontal sums and
+// the reference's float steps are taken for a group of super-blocks at once (Q4_K/Q5_K: 2, whose
+// isum and msum fill 4 lanes; Q6_K: 4), then added to the row's sum one super-block at a time, in
+// the reference's order.
+
+// Lane j = the sum of the 16 int32 lanes of a, b, c, d (j = 0, 1, 2, 3): 13 operations for 4 sums.
+inline __m128i sum_lanes_4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));  // per 128 bits: a b a b
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    const __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));  // a b c d
+    const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
+}
+
+// sum += lane 0, lane 1, ..., lane N - 1 of v, in that order.
+template <int N>
+inline float add_lanes_in_order(float sum, __m128 v) {
+    sum += _mm_cvtss_f32(v);
+    if constexpr (N > 1) sum += _mm_cvtss_f32(_mm_movehdup_ps(v));
+    if constexpr (N > 2) sum += _mm_cvtss_f32(_mm_movehl_ps(v, v));
+    if constexpr (N > 3) sum += _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3));
+    return sum;
+}
+
+// The 8 scales and 8 mins of a Q4_K/Q5_K super-block (12 bytes of 6-bit fields), unpacked as
+// unpack_scales_min_k4 does but in registers (a stack array read back at once stalls on store
+// forwarding), in every 128-bit lane: dwords sc0-3, m0-3, sc4-7, m4-7 (scale j in byte
+// k_scale_byte[j], min j in byte k_min_byte[j]). Reads 16 bytes: the 4 after the scales are quants.
+constexpr int k_scale_byte[8] = {0, 1, 2, 3, 8, 9, 10, 11};
+constexpr int k_min_byte[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+inline __m512i scales_mins_k4(const uint8_t* scales) {
+    const __m512i v = _mm512_broadcast_i32x4(load128(scales));  // dwords u0, u1, u2 of the 12 bytes
+    // u0, u1, u2 & 0x0F.., (u2 >> 4) & 0x0F.. | 0, 0, (u0 >> 6) << 4, (u1 >> 6) << 4 (per byte)
+    const __m512i x = _mm512_srlv_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CCBA), _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i high = _mm512_srli_epi32(_mm512_and_si512(_mm512_shuffle_epi32(v, _MM_PERM_BABA), _mm512_set4_epi32(int(0xC0C0C0C0), int(0xC0C0C0C0), 0, 0)), 2);
+    return _mm512_ternarylogic_epi32(x, _mm512_set4_epi32(0x0F0F0F0F, 0x0F0F0F0F, 0x3F3F3F3F, 0x3F3F3F3F), high, 0xEA);  // x & mask | high
+}
+
+// vpshufb control with both int16 halves of dword j set to byte idx[j] of the 128-bit lane,
+// zero-extended.
+inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
+    auto pair = [](int i) { return int(uint32_t(i) | 0x8000u | uint32_t(i) << 16 | 0x80000000u); };
+    return _mm512_setr_epi32(pair(idx[0]), pair(idx[1]), pair(idx[2]), pair(idx[3]), pair(idx[4]), pair(idx[5]), pair(idx[6]), pair(idx[7]),
+                             pair(idx[8]), pair(idx[9]), pair(idx[10]), pair(idx[11]), pair(idx[12]), pair(idx[13]), pair(idx[14]), pair(idx[15]));
+}
+
+// The int16 scales against packs_epi32(dots of chunk 2h, dots of chunk 2h + 1), which holds per
+// 128-bit lane L 4 dots of sub-block 4h + (L < 2 ? 0 : 1), then 4 of sub-block 4h + 2 + (L < 2 ? 0 : 1).
+inline __m512i chunk_pair_scales(__m512i sm, int h) {
+    const int a = k_scale_byte[4 * h], b = k_scale_byte[4 * h + 1], c = k_scale_byte[4 * h + 2], d = k_scale_byte[4 * h + 3];
+    return _mm512_shuffle_epi8(sm, dword_words_of_bytes({a, a, c, c, a, a, c, c, b, b, d, d, b, b, d, d}));
+}
+
+// Min j in int16 lanes 2j and 2j + 1, against the block sums 2j and 2j + 1 (256 bits).
+inline __m256i mins_for_bsums(__m512i sm) {
+    const int (&m)[8] = k_min_byte;
+    return _mm512_castsi512_si256(_mm512_shuffle_epi8(sm, dword_words_of_bytes({m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], 0, 0, 0, 0, 0, 0, 0, 0})));
+}
 
 // Q4_K / Q5_K chunk c of a super-block (64 quants, sub-blocks 2c and 2c + 1): sub-block 2c (the
 // low nibbles) in the low 256 bits, 2c + 1 (the high nibbles) in the high 256 bits.
@@ -51,32 +110,65 @@ inline __m512i q45_chunk(const B& b, int c) {
     const __m512i nib = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)), bytes(0xF));
     if constexpr (std::is_same_v<B, block_q4_K>) {
         return nib;
-    } else {  // Q5_K: qh bit 2c -> bit 4 of the low group, bit 2c + 1 -> bit 4 of the high group
+    } else {  // Q5_K: qh bit 2c -> bit 4 of the low group, bit 2c + 1 -> bit 4 of the high group (a rotate
+              // within each qword: the bits that wrap around are masked off)
         const __m512i qh = _mm512_broadcast_i64x4(load256(b.qh));
-        const __m512i h = _mm512_srlv_epi64(qh, _mm512_setr_epi64(2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1));
-        return _mm512_or_si512(nib, _mm512_slli_epi16(_mm512_and_si512(h, bytes(1)), 4));
+        const __m512i h = _mm512_rolv_epi64(qh, _mm512_setr_epi64(4 - 2 * c, 4 - 2 * c, 4 - 2 * c, 4 - 2 * c, (67 - 2 * c) % 64,
+                                                                  (67 - 2 * c) % 64, (67 - 2 * c) % 64, (67 - 2 * c) % 64));
+        return _mm512_ternarylogic_epi32(nib, h, bytes(0x10), 0xF8);  // nib | (h & 0x10)
     }
 }
 
-// The sum of a's 8 lanes in lane 0, of b's in lane 1 (kept in a vector register: the float steps
-// that follow take them from there, without a round trip through integer registers).
-inline __m128i hsum2_i32(__m256i a, __m256i b) {
-    __m256i h = _mm256_hadd_epi32(a, b);  // per 128 bits: a01 a23 b01 b23
-    h = _mm256_hadd_epi32(h, h);          // a0-3 b0-3 a0-3 b0-3
-    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+// One Q4_K/Q5_K super-block against T activation rows: int32 lanes summing to isum (the scaled
+// quant products) and msum (sum_j m_j * (bsums[2j] + bsums[2j + 1])) per row. Each chunk's 4-quant
+// dots (vpdpbusd: at most 4 * 31 * 128, an int16) are packed to int16 two chunks at a time and
+// weighted by the sub-block scales into int32 lanes (vpdpwssd).
+template <int T, typename B>
+inline void super_block_q45_k(const B& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T], __m512i msum[T]) {
+    const __m512i sm = scales_mins_k4(w.scales);
+    const __m512i s01 = chunk_pair_scales(sm, 0), s23 = chunk_pair_scales(sm, 1);
+    __m512i dots[T][4];
+    MOERUN_UNROLL
+    for (int c = 0; c < 4; ++c) {
+        const __m512i q = q45_chunk(w, c);
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) dots[t][c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load512(xq[t][i].qs + 64 * c));
+    }
+    const __m256i m16 = mins_for_bsums(sm);
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        isum[t] = _mm512_dpwssd_epi32(_mm512_madd_epi16(_mm512_packs_epi32(dots[t][0], dots[t][1]), s01),
+                                      _mm512_packs_epi32(dots[t][2], dots[t][3]), s23);
+        msum[t] = _mm512_zextsi256_si512(_mm256_madd_epi16(load256(xq[t][i].bsums), m16));
+    }
 }
 
-// The sum of the 16 lanes in lane 0.
-inline __m128i hsum_i32_512(__m512i v) {
-    const __m256i a = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    return _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+// G (1 or 2) Q4_K/Q5_K super-blocks from i against T activation rows, added to sum[t]:
+//   sum += (d * d_y) * float(isum) - (dmin * d_y) * float(msum), super-block by super-block.
+template <int G, int T, typename B>
+inline void group_q45_k(const B* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
+    static_assert(G == 1 || G == 2);
+    __m512i isum[G][T], msum[G][T];
+    MOERUN_UNROLL
+    for (int g = 0; g < G; ++g) super_block_q45_k<T>(w[i + g], xq, i + g, isum[g], msum[g]);
+    static_assert(offsetof(B, dmin) == offsetof(B, d) + 2);
+    uint64_t d_dmin = uint32_t(load_i32(&w[i].d));
+    if constexpr (G == 2) d_dmin |= uint64_t(uint32_t(load_i32(&w[i + 1].d))) << 32;
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d_dmin)));  // d, dmin of super-blocks i, i + 1
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        const __m512i zero = _mm512_setzero_si512();
+        const __m128i sums = sum_lanes_4(isum[0][t], msum[0][t], G == 2 ? isum[G - 1][t] : zero, G == 2 ? msum[G - 1][t] : zero);
+        const __m128 dy = _mm_setr_ps(xq[t][i].d, xq[t][i].d, xq[t][i + G - 1].d, xq[t][i + G - 1].d);
+        // lanes 2g, 2g + 1: (d * d_y) * float(isum), (dmin * d_y) * float(msum); then their difference
+        const __m128 p = _mm_mul_ps(_mm_mul_ps(d, dy), _mm_cvtepi32_ps(sums));
+        const __m128 v = _mm_sub_ps(p, _mm_movehdup_ps(p));  // lanes 0 and 2
+        sum[t] += _mm_cvtss_f32(v);
+        if constexpr (G == 2) sum[t] += _mm_cvtss_f32(_mm_movehl_ps(v, v));
+    }
 }
 
-// T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t]. The products as int16
-// pairs (vpmaddubsw: at most 31 * 127 * 2, no saturation) weighted by the sub-block scales into
-// int32 lanes (vpdpwssd); per super-block the lanes are added in integers.
+// T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t].
 template <int T, typename B>
 inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
     const block_q8_K* xq[T];
@@ -86,43 +178,75 @@ inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_ro
         xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
         sum[t] = 0;
     }
-    // Mins byte j -> int16 lanes 2j and 2j+1 (each pair of 16-element block sums shares a min).
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    for (int64_t i = 0; i < nb; ++i) {
-        uint8_t sc[8], m[8];
-        unpack_scales_min_k4(w[i].scales, sc, m);
-        static_assert(offsetof(B, dmin) == offsetof(B, d) + 2);
-        const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(load_i32(&w[i].d)));  // d, dmin in lanes 0, 1
-        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
-        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), dup));
-        __m512i isum[T];
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        MOERUN_UNROLL
-        for (int c = 0; c < 4; ++c) {
-            const __m512i q = q45_chunk(w[i], c);
-            const __m512i s = _mm512_permutexvar_epi16(
-                _mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1), sc16);
-            MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q, load512(xq[t][i].qs + 64 * c)), s);
-        }
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) {
-            const __m256i q8 = _mm256_add_epi32(_mm512_castsi512_si256(isum[t]), _mm512_extracti64x4_epi64(isum[t], 1));
-            const __m128i sums = hsum2_i32(q8, _mm256_madd_epi16(load256(xq[t][i].bsums), m16));  // isum, msum
-            // lanes 0, 1: (d * d_y) * float(isum), (dmin * d_y) * float(msum); then their difference
-            const __m128 p = _mm_mul_ps(_mm_mul_ps(d_dmin, _mm_set1_ps(xq[t][i].d)), _mm_cvtepi32_ps(sums));
-            sum[t] += _mm_cvtss_f32(_mm_sub_ss(p, _mm_movehdup_ps(p)));
-        }
-    }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) group_q45_k<2, T>(w, xq, i, sum);
+    if (i < nb) group_q45_k<1, T>(w, xq, i, sum);
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) out[t] = sum[t];
 }
 
-inline __m256i bits256(__m256i v, int shift, int mask) { return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(char(mask))); }
+// One Q6_K super-block against T activation rows: int32 lanes summing to isum - 32 sum_j sc_j
+// bsums_j per row. The unsigned quants 0..63, 64 per register, as int16 pairs (at most 63 * 128 *
+// 2) weighted by the int8 scales; the -32 through the block sums.
+template <int T>
+inline void super_block_q6_k(const block_q6_K& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T]) {
+    const __m512i sc16 = scales_to_i16(w.scales);
+    __m512i acc[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+    const __m512i low4 = bytes(0x0F), bits45 = bytes(0x30);
+    MOERUN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+        // Element 128h + 32p + l: low 4 bits in nibble p / 2 of ql[64h + 32(p % 2) + l], high 2
+        // bits at bit 2p of qh[32h + l]. ql's 64 bytes hold quants 0..63 (low nibbles) and
+        // 64..127 (high); qh's bits go to bit 4 by a shift per 256-bit half.
+        const __m512i ql = load512(w.ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(load256(w.qh + 32 * h));
+        const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2)), bits45);
+        const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2)), bits45);
+        const __m512i q01 = _mm512_ternarylogic_epi32(ql, low4, h01, 0xEA);                           // (ql & 0x0F) | h01
+        const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), low4, h23, 0xEA);  // (ql >> 4 & 0x0F) | h23
+        const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            acc[t] = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(q01, load512(xq[t][i].qs + 128 * h)), s01);
+            acc[t] = _mm512_dpwssd_epi32(acc[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
+        }
+    }
+    const __m256i sc = _mm512_castsi512_si256(sc16);
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        // 32 * sum_j sc_j * bsum_j in 8 lanes
+        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);
+        isum[t] = _mm512_sub_epi32(acc[t], _mm512_zextsi256_si512(offset));
+    }
+}
 
-// T activation rows against one Q6_K row: the unsigned quants 0..63, 64 per register, as int16
-// pairs (at most 63 * 127 * 2) weighted by the int8 scales; the -32 through the block sums.
+// G (1 to 4) Q6_K super-blocks from i against T activation rows, added to sum[t]:
+//   sum += (d * d_y) * float(isum), super-block by super-block.
+template <int G, int T>
+inline void group_q6_k(const block_q6_K* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
+    static_assert(G >= 1 && G <= 4);
+    __m512i isum[4][T];
+    MOERUN_UNROLL
+    for (int g = 0; g < G; ++g) super_block_q6_k<T>(w[i + g], xq, i + g, isum[g]);
+    uint64_t d_bits = 0;  // the G half-precision d, lane g in bits 16g..
+    MOERUN_UNROLL
+    for (int g = 0; g < G; ++g) d_bits |= uint64_t(w[i + g].d) << (16 * g);
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(d_bits)));
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        const __m512i zero = _mm512_setzero_si512();
+        const __m128i sums = sum_lanes_4(isum[0][t], G > 1 ? isum[1][t] : zero, G > 2 ? isum[2][t] : zero, G > 3 ? isum[3][t] : zero);
+        alignas(16) float dy[4] = {0, 0, 0, 0};
+        MOERUN_UNROLL
+        for (int g = 0; g < G; ++g) dy[g] = xq[t][i + g].d;
+        const __m128 p = _mm_mul_ps(_mm_mul_ps(d, _mm_load_ps(dy)), _mm_cvtepi32_ps(sums));
+        sum[t] = add_lanes_in_order<G>(sum[t], p);
+    }
+}
+
+// T activation rows against one Q6_K row: out[t].
 template <int T>
 inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, size_t x_row, float* out) {
     const block_q8_K* xq[T];
@@ -132,35 +256,13 @@ inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, siz
         xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
         sum[t] = 0;
     }
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m512i sc16 = scales_to_i16(w[i].scales);
-        __m512i isum[T];
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
-        MOERUN_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = load256(w[i].ql + 64 * h), ql1 = load256(w[i].ql + 64 * h + 32);
-            const __m256i qh = load256(w[i].qh + 32 * h);
-            const __m512i q01 = join(_mm256_or_si256(bits256(ql0, 0, 0xF), _mm256_slli_epi16(bits256(qh, 0, 3), 4)),
-                                     _mm256_or_si256(bits256(ql1, 0, 0xF), _mm256_slli_epi16(bits256(qh, 2, 3), 4)));
-            const __m512i q23 = join(_mm256_or_si256(bits256(ql0, 4, 0xF), _mm256_slli_epi16(bits256(qh, 4, 3), 4)),
-                                     _mm256_or_si256(bits256(ql1, 4, 0xF), _mm256_slli_epi16(bits256(qh, 6, 3), 4)));
-            const __m512i s01 = spread_scales(sc16, 8 * h, 8), s23 = spread_scales(sc16, 8 * h + 4, 8);
-            MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) {
-                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q01, load512(xq[t][i].qs + 128 * h)), s01);
-                isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_maddubs_epi16(q23, load512(xq[t][i].qs + 128 * h + 64)), s23);
-            }
-        }
-        const __m128 d = _mm_set_ss(f16(w[i].d));
-        const __m256i sc = _mm512_castsi512_si256(sc16);
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) {
-            // 32 * sum_j sc_j * bsum_j in 8 lanes, taken from the lanes before they are added
-            const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(load256(xq[t][i].bsums), sc), 5);
-            const __m128i isum_total = hsum_i32_512(_mm512_sub_epi32(isum[t], _mm512_zextsi256_si512(offset)));
-            sum[t] += _mm_cvtss_f32(_mm_mul_ss(_mm_mul_ss(d, _mm_set_ss(xq[t][i].d)), _mm_cvtepi32_ps(isum_total)));
-        }
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) group_q6_k<4, T>(w, xq, i, sum);
+    switch (nb - i) {
+        case 3: group_q6_k<3, T>(w, xq, i, sum); break;
+        case 2: group_q6_k<2, T>(w, xq, i, sum); break;
+        case 1: group_q6_k<1, T>(w, xq, i, sum); break;
+        default: break;
     }
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) out[t] = sum[t];
