@@ -76,6 +76,15 @@ void vec_dot_n_iq3_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, 
 void vec_dot_n_iq1_s_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_iq1_m_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
+// ternary.cpp: TQ1_0 and TQ2_0 against Q8_K, MXFP4 against Q8_0 (AVX512_VNNI); bit for bit the
+// reference, like the AVX2 kernels they replace
+void vec_dot_tq1_0_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_tq2_0_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_mxfp4_vnni(int64_t n, float* s, const void* x, const void* y);
+void vec_dot_n_tq1_0_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_tq2_0_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+void vec_dot_n_mxfp4_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
+
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);
