@@ -308,7 +308,8 @@ struct fmt_tq1_0 {
         const uint8x16_t v0 = vld1q_u8(b.qs), v1 = vld1q_u8(b.qs + 16), v2 = vld1q_u8(b.qs + 32);
         static_for<5>([&](auto k) MOERUN_ALWAYS_INLINE {
             constexpr uint8_t pow3 = k == 0 ? 1 : k == 1 ? 3 : k == 2 ? 9 : k == 3 ? 27 : 81;
-            const uint8x16_t m = vdupq_n_u8(pow3);
+            uint8x16_t m = vdupq_n_u8(pow3);
+            __asm__("" : "+w"(m));  // an opaque multiplier: GCC would turn * 3 and * 9 into shift + add
             q[2 * k] = trits(k == 0 ? v0 : vmulq_u8(v0, m));
             q[2 * k + 1] = trits(k == 0 ? v1 : vmulq_u8(v1, m));
             q[10 + k] = trits(k == 0 ? v2 : vmulq_u8(v2, m));
