@@ -32,18 +32,9 @@ inline __m256i points8(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 }
 
 
-// k_iq_signs expanded: 7 stored sign bits -> 8 bytes of +-1 (the 8th by parity), one load per group.
-inline constexpr std::array<uint64_t, 128> k_sign_bytes = [] {
-    std::array<uint64_t, 128> t{};
-    for (int i = 0; i < 128; ++i) {
-        for (int j = 0; j < 8; ++j) t[size_t(i)] |= uint64_t((k_iq_signs[size_t(i)] >> j) & 1 ? 0xff : 0x01) << (8 * j);
-    }
-    return t;
-}();
-
 // The 4 x 7 stored sign bits of an IQ2_XXS/IQ3_XXS word as 32 bytes of +-1.
 inline __m256i parity_signs(uint32_t word) {
-    return points8(k_sign_bytes[word & 127], k_sign_bytes[(word >> 7) & 127], k_sign_bytes[(word >> 14) & 127], k_sign_bytes[(word >> 21) & 127]);
+    return points8(k_iq_sign_bytes[word & 127], k_iq_sign_bytes[(word >> 7) & 127], k_iq_sign_bytes[(word >> 14) & 127], k_iq_sign_bytes[(word >> 21) & 127]);
 }
 
 inline uint32_t load_u32(const uint8_t* p) {
@@ -154,7 +145,7 @@ struct iq2_xs_fmt {
         void sub(int ib, sub_block& s) const {
             const uint16_t* q = b.qs + 4 * ib;
             s.w = points8(k_iq2xs_grid[q[0] & 511], k_iq2xs_grid[q[1] & 511], k_iq2xs_grid[q[2] & 511], k_iq2xs_grid[q[3] & 511]);
-            s.sign = points8(k_sign_bytes[q[0] >> 9], k_sign_bytes[q[1] >> 9], k_sign_bytes[q[2] >> 9], k_sign_bytes[q[3] >> 9]);
+            s.sign = points8(k_iq_sign_bytes[q[0] >> 9], k_iq_sign_bytes[q[1] >> 9], k_iq_sign_bytes[q[2] >> 9], k_iq_sign_bytes[q[3] >> 9]);
             s.scale = scales(ib);
         }
         __m256i lanes(__m256i isum, const block_q8_K&) const { return isum; }
