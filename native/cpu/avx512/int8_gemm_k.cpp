@@ -448,12 +448,12 @@ inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, siz
 }
 
 // Up to this many activation rows the tile runs each weight row in place instead of packing it.
-// bench_matmul --threads 1, k 2048, n 512 and 2048, GFLOP/s: at one row a packed Q4_K/Q5_K tile
-// ran as fast as the rows in place (Q4_K 88 against 86; in place now 105-109), from two rows faster
-// (Q4_K m 2: 135 against 110); Q6_K, whose unpacking costs more, runs one row in place at 86
-// against 54 packed, two rows 97-128 against 96-100.
+// bench_matmul --threads 1, k 2048, n 2048 and 5632, GFLOP/s, in place against packed (load 4-9):
+//   Q4_K m 2: 158-159 / 132-137, m 3: 144-163 / 163-167, m 4: 160 / 237, m 8: 155-160 / 256-343
+//   Q5_K m 2: 144 / 113-120, m 3: 146-150 / 145-148
+//   Q6_K m 2: 165-169 / 118-121, m 3: 143-151 / 115-126, m 4: 170 / 177-182, m 8: 168-170 / 265-281
 template <typename B>
-constexpr int64_t k_direct_max_tokens = std::is_same_v<B, block_q6_K> ? 2 : 1;
+constexpr int64_t k_direct_max_tokens = std::is_same_v<B, block_q6_K> ? 3 : 2;
 
 template <typename B>
 void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
