@@ -15,22 +15,6 @@ namespace moerun::avx2 {
 
 namespace {
 
-// Loaders: 8 elements as 8 floats.
-inline __m256 load_f32(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); }
-inline __m256 load_bf16(const uint16_t* p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
-}
-// The first `count` (< 8) elements, zero-padded.
-template <typename E, __m256 (*load)(const E*)>
-inline __m256 load_partial(const E* p, int64_t count) {
-    E tmp[8] = {};
-    std::memcpy(tmp, p, size_t(count) * sizeof(E));
-    return load(tmp);
-}
-
-inline float id_f32(float x) { return x; }
-inline float cvt_f16(uint16_t h) { return f16(h); }
 inline float cvt_bf16(uint16_t h) { return bf16_to_f32(h); }
 
 // ---- GEMM order: one 8-lane accumulator per output, lanes added by hsum's tree ----
@@ -101,44 +85,6 @@ void gemm_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void
         gemm_tile_any<E, load>(n, x, 0, 1, static_cast<const uint8_t*>(y) + size_t(j) * y_stride, y_stride,
                                std::min<int64_t>(k_tile_x, ny - j), s + j * s_stride, s_stride);
     }
-}
-
-// ---- vector-dot order: four 8-lane accumulators over steps of 32 ----
-
-// The four accumulators of the first n & ~31 elements, reduced as llama.cpp's AVX reduce does:
-// (0 + 2) + (1 + 3), halves added, then two horizontal adds. For Q rows b[0..Q) against one row
-// a, a's vectors loaded once for all of them (each out[q] bit for bit the one-row result).
-template <int Q, typename E, __m256 (*load)(const E*)>
-void dot_unrolled_body(int64_t n, const E* a, const E* const* b, float* out) {
-    __m256 acc[Q][4];
-    MOERUN_UNROLL
-    for (int q = 0; q < Q; ++q)
-        for (int k = 0; k < 4; ++k) acc[q][k] = _mm256_setzero_ps();
-    for (int64_t i = 0; i + 32 <= n; i += 32) {
-        __m256 va[4];
-        for (int k = 0; k < 4; ++k) va[k] = load(a + i + 8 * k);
-        MOERUN_UNROLL
-        for (int q = 0; q < Q; ++q)
-            for (int k = 0; k < 4; ++k) acc[q][k] = _mm256_fmadd_ps(va[k], load(b[q] + i + 8 * k), acc[q][k]);
-    }
-    MOERUN_UNROLL
-    for (int q = 0; q < Q; ++q) {
-        const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[q][0], acc[q][2]), _mm256_add_ps(acc[q][1], acc[q][3]));
-        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        const __m128 t1 = _mm_hadd_ps(t0, t0);
-        out[q] = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-    }
-}
-
-// The F32 vector-dot order's remainder after the body's `sum`, in float: llama.cpp's build (GCC)
-// vectorizes the remainder loop: its vector part rounds each product before adding it (this
-// file's -ffp-contract=off does the same), and its scalar epilogue, the last (n - 32k) mod 4
-// elements, fuses multiply and add.
-float unrolled_rest_f32(int64_t n, const float* a, const float* b, float sum) {
-    const int64_t rest = n & ~int64_t(31), fused = rest + ((n - rest) & ~int64_t(3));
-    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
-    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
-    return sum;
 }
 
 // ---- BF16: four accumulators, scalar remainder ----
@@ -228,50 +174,13 @@ void vec_dot_n_bf16(int64_t n, float* s, int64_t ss, const void* x, const void* 
     });
 }
 
-// Vector-dot order: the remainder accumulates in float for F32 (unrolled_rest_f32), in double
-// for F16 (its products are exact in float).
-void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
-    const float* a = static_cast<const float*>(x);
-    const float* b = static_cast<const float*>(y);
-    float sum;
-    dot_unrolled_body<1, float, load_f32>(n, a, &b, &sum);
-    *s = unrolled_rest_f32(n, a, b, sum);
-}
-void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
-    const uint16_t* a = static_cast<const uint16_t*>(x);
-    const uint16_t* b = static_cast<const uint16_t*>(y);
-    float body;
-    dot_unrolled_body<1, uint16_t, load_f16>(n, a, &b, &body);
-    double sum = body;
-    for (int64_t i = n & ~int64_t(31); i < n; ++i) sum += double(f16(a[i]) * f16(b[i]));
-    *s = float(sum);
-}
-
-// Tiles of the F32 vector-dot order: each weight row (an attention key) against 2 activation rows
-// (queries) at a time (8 accumulators of the 16 registers); weight rows in blocks of 32 (16 KiB at
-// a head size of 128), so that the next 2 rows find them in L1.
+// The vector-dot order (cpu/simd_orders.h). Its tiles take each key row against 2 queries at a
+// time: 8 accumulators of the 16 registers.
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f32x8_ops>(n, s, x, y); }
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f16x8_ops>(n, s, x, y); }
 void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
                        int64_t y_stride) {
-    constexpr int64_t k_rows = 2, k_block = 32;
-    using rows_fn = void (*)(int64_t, const float*, const float* const*, float*);
-    static constexpr rows_fn bodies[k_rows] = {&dot_unrolled_body<1, float, load_f32>, &dot_unrolled_body<2, float, load_f32>};
-    const auto row = [](const void* base, size_t stride, int64_t i) {
-        return reinterpret_cast<const float*>(static_cast<const uint8_t*>(base) + size_t(i) * stride);
-    };
-    for (int64_t r0 = 0; r0 < nw; r0 += k_block) {
-        const int64_t r1 = std::min(nw, r0 + k_block);
-        for (int64_t i0 = 0; i0 < nx; i0 += k_rows) {
-            const int64_t ni = std::min(k_rows, nx - i0);
-            const float* xr[k_rows];
-            for (int64_t i = 0; i < ni; ++i) xr[i] = row(x, x_row, i0 + i);
-            for (int64_t r = r0; r < r1; ++r) {
-                const float* wr = row(w, w_row, r);
-                float out[k_rows];
-                bodies[ni - 1](n, wr, xr, out);
-                for (int64_t i = 0; i < ni; ++i) y[(i0 + i) * y_stride + r] = unrolled_rest_f32(n, wr, xr[i], out[i]);
-            }
-        }
-    }
+    simd_orders::unrolled_tile<f32x8_ops, 2>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 
 void to_float_f16(const void* src, float* dst, int64_t n) {

@@ -13,7 +13,8 @@
 // Decode pays for the reference's float order (a reduction per block or super-block): 5-10%
 // slower at m = 1 on one thread; 2-thread m = 1 figures swung 2x from run to run here.
 // Attention: the F32 unrolled_tile (float.cpp: each key row against 2 queries per pass, 8
-// accumulators of the 16 registers) and vector_ops.cpp's multi-query weighted_sum, as on AVX-512.
+// accumulators of the 16 registers) and vector_ops.cpp's multi-query weighted_sum, as on AVX-512
+// (both the templates of cpu/simd_orders.h, shared with AVX-512 and NEON).
 // MOERUN_CPU=avx2 run_model qwen3-30b-a3b-l12-q4_0 --prompt 512 -t 2, F32 KV, perf samples in
 // attention against one query per task (load 9.5): 2595 -> 1167 (values 1576 -> 432).
 #include "../dispatch.h"

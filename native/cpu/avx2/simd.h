@@ -4,13 +4,11 @@
 
 #include <immintrin.h>
 
-// Fully unrolls the next constant-trip loop. Register-blocked tiles need it: GCC otherwise keeps
-// their accumulator arrays in memory, with a store per accumulator per step.
-#define MOERUN_UNROLL _Pragma("GCC unroll 16")
-
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#include "../simd_orders.h"  // also MOERUN_UNROLL
 
 // Everything here has internal linkage (unnamed namespace): the same inline function compiled in
 // an AVX-512 file could otherwise be the copy the linker keeps, and run on an AVX2-only CPU.
@@ -73,6 +71,22 @@ inline __m256i sum_i16_scaled(__m256i p, __m256i scale16) { return _mm256_madd_e
 // Scale vector for a 32-byte product whose first 16 bytes belong to scale a, the rest to b.
 inline __m256i scales_2x16(int a, int b) { return _mm256_set_m128i(_mm_set1_epi16(short(b)), _mm_set1_epi16(short(a))); }
 
+// The 8 scales and 8 mins of a Q4_K/Q5_K super-block (12 bytes of 6-bit fields), unpacked as
+// unpack_scales_min_k4 does but in a register (a stack array read back at once stalls on store
+// forwarding): dwords sc0-3, m0-3, sc4-7, m4-7, so scale j is byte k_scale_byte[j] and min j byte
+// k_min_byte[j], for vpshufb to spread. Reads 16 bytes: the 4 after the scales are quants.
+constexpr int k_scale_byte[8] = {0, 1, 2, 3, 8, 9, 10, 11};
+constexpr int k_min_byte[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+inline __m128i scales_mins_k4(const uint8_t* scales) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));  // dwords u0, u1, u2
+    // u0, u1, u2 & 0x0F.., (u2 >> 4) & 0x0F.. | 0, 0, (u0 >> 6) << 4, (u1 >> 6) << 4 (per byte)
+    const __m128i x = _mm_srlv_epi32(_mm_shuffle_epi32(v, 0xA4), _mm_setr_epi32(0, 0, 0, 4));
+    const __m128i high = _mm_srli_epi32(_mm_and_si128(_mm_shuffle_epi32(v, 0x44), _mm_setr_epi32(0, 0, int(0xC0C0C0C0), int(0xC0C0C0C0))), 2);
+    return _mm_or_si128(_mm_and_si128(x, _mm_setr_epi32(0x3F3F3F3F, 0x3F3F3F3F, 0x0F0F0F0F, 0x0F0F0F0F)), high);
+}
+// A vpshufb control whose int16 lanes (per 128 bits) take byte b of the lane, zero-extended.
+inline int32_t word_pair_of_byte(int b) { return int32_t(uint32_t(b) | 0x8000u | uint32_t(b) << 16 | 0x80000000u); }
+
 // 8 floats -> 8 int32 rounded half away from zero (C's roundf), exact for |x| < 2^23.
 inline __m256i round_away(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -126,6 +140,56 @@ inline void dot_n_rows(int64_t ny, float* s, int64_t s_stride, const void* y, si
 }
 
 inline float bf16_to_f32(uint16_t h) { return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(uint32_t(h) << 16)))); }
+
+// ---- float rows: loaders, and the vector ops of the float orders (cpu/simd_orders.h) ----
+
+// 8 elements as 8 floats.
+inline __m256 load_f32(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load_f16(const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); }
+inline __m256 load_bf16(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+}
+// The first `count` (< 8) elements, zero-padded.
+template <typename E, __m256 (*load)(const E*)>
+inline __m256 load_partial(const E* p, int64_t count) {
+    E tmp[8] = {};
+    std::memcpy(tmp, p, size_t(count) * sizeof(E));
+    return load(tmp);
+}
+
+// L = 8 lanes in one __m256; weighted_sum keeps 8 accumulators (of the 16 registers).
+struct vec8_ops {
+    using vec = __m256;
+    static constexpr int lanes = 8, width = 8, accumulators = 8;
+    static vec zero() { return _mm256_setzero_ps(); }
+    static vec broadcast(float x) { return _mm256_set1_ps(x); }
+    static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+    static vec fmadd(vec a, vec b, vec acc) { return _mm256_fmadd_ps(a, b, acc); }
+    static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+    static void store_part(float* p, vec v, int64_t count) {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        std::memcpy(p, t, size_t(count) * sizeof(float));
+    }
+    // As llama.cpp's AVX vector dot reduces: halves added, then two horizontal adds (not hsum's tree).
+    static float hsum_unrolled(const vec* s) {
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+    }
+};
+struct f32x8_ops : vec8_ops {
+    using elem = float;
+    static vec load(const float* p) { return load_f32(p); }
+    static vec load_part(const float* p, int64_t count) { return load_partial<float, load_f32>(p, count); }
+    static float scalar(float x) { return x; }
+};
+struct f16x8_ops : vec8_ops {
+    using elem = uint16_t;
+    static vec load(const uint16_t* p) { return load_f16(p); }
+    static vec load_part(const uint16_t* p, int64_t count) { return load_partial<uint16_t, load_f16>(p, count); }
+    static float scalar(uint16_t h) { return f16(h); }
+};
 
 }  // namespace
 }  // namespace moerun::avx2

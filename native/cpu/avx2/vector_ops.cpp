@@ -71,106 +71,14 @@ void swiglu(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-namespace {
-
-// GEMM order over j for Q queries: per query, 8 accumulators (lane j % 8), each a vector over 8
-// consecutive e, then the lanes added by hsum's tree: (l + l+4), then (0 + 2) + (1 + 3). Per
-// 8-wide e chunk, LB lanes at a time (Q * LB accumulators in registers, each V row loaded once for
-// the Q queries), the finished lanes kept in `lanes` for the tree; e past the last whole chunk
-// element by element, in the same order. Rows j < min n are taken by every query; the ragged end
-// (j < n[q] for some) query by query. V rows of F32 or F16.
-template <int Q, int LB, typename E, __m256 (*load)(const E*), float (*scalar)(E)>
-void weighted_sum_block(const float* const* p, const int64_t* n, const E* v, size_t v_stride, int64_t dim, float* const* out) {
-    const float* pq[Q];
-    int64_t n_min = n[0], n_max = n[0];
-    for (int q = 0; q < Q; ++q) {
-        pq[q] = p[q];
-        n_min = std::min(n_min, n[q]);
-        n_max = std::max(n_max, n[q]);
-    }
-    int64_t e = 0;
-    for (; e + 8 <= dim; e += 8) {
-        __m256 lanes[8][Q];
-        for (int l0 = 0; l0 < 8; l0 += LB) {
-            __m256 acc[LB][Q];
-            MOERUN_UNROLL
-            for (int b = 0; b < LB; ++b)
-                MOERUN_UNROLL
-                for (int q = 0; q < Q; ++q) acc[b][q] = _mm256_setzero_ps();
-            int64_t j0 = l0;
-            for (; j0 + LB <= n_min; j0 += 8) {
-                MOERUN_UNROLL
-                for (int b = 0; b < LB; ++b) {
-                    const __m256 vj = load(v + size_t(j0 + b) * v_stride + size_t(e));
-                    MOERUN_UNROLL
-                    for (int q = 0; q < Q; ++q) acc[b][q] = _mm256_fmadd_ps(_mm256_set1_ps(pq[q][j0 + b]), vj, acc[b][q]);
-                }
-            }
-            for (; j0 < n_max; j0 += 8) {  // constant indices into acc (unrolled), so it stays in registers
-                MOERUN_UNROLL
-                for (int b = 0; b < LB; ++b) {
-                    if (j0 + b >= n_max) break;
-                    const __m256 vj = load(v + size_t(j0 + b) * v_stride + size_t(e));
-                    MOERUN_UNROLL
-                    for (int q = 0; q < Q; ++q) {
-                        if (j0 + b < n[q]) acc[b][q] = _mm256_fmadd_ps(_mm256_set1_ps(pq[q][j0 + b]), vj, acc[b][q]);
-                    }
-                }
-            }
-            MOERUN_UNROLL
-            for (int b = 0; b < LB; ++b)
-                MOERUN_UNROLL
-                for (int q = 0; q < Q; ++q) lanes[l0 + b][q] = acc[b][q];
-        }
-        for (int q = 0; q < Q; ++q) {
-            __m256 t[4];
-            for (int l = 0; l < 4; ++l) t[l] = _mm256_add_ps(lanes[l][q], lanes[l + 4][q]);
-            _mm256_storeu_ps(out[q] + e, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
-        }
-    }
-    for (int q = 0; q < Q; ++q) {
-        for (int64_t f = e; f < dim; ++f) {
-            float acc[8] = {};
-            for (int64_t j = 0; j < n[q]; ++j) acc[j & 7] = std::fma(pq[q][j], scalar(v[size_t(j) * v_stride + size_t(f)]), acc[j & 7]);
-            for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
-            out[q][f] = (acc[0] + acc[2]) + (acc[1] + acc[3]);
-        }
-    }
-}
-
-// Queries in blocks of up to 8, with 8 accumulators in registers (of the 16).
-template <typename E, __m256 (*load)(const E*), float (*scalar)(E)>
-void weighted_sum_t(int64_t n_queries, const float* const* p, const int64_t* n, const E* v, size_t v_stride, int64_t dim,
-                    float* const* out) {
-    for (int64_t q = 0; q < n_queries; q += 8) {
-        const float* const* pq = p + q;
-        float* const* oq = out + q;
-        switch (std::min<int64_t>(8, n_queries - q)) {
-            case 1: weighted_sum_block<1, 8, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 2: weighted_sum_block<2, 4, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 3: weighted_sum_block<3, 2, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 4: weighted_sum_block<4, 2, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 5: weighted_sum_block<5, 1, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 6: weighted_sum_block<6, 1, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            case 7: weighted_sum_block<7, 1, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-            default: weighted_sum_block<8, 1, E, load, scalar>(pq, n + q, v, v_stride, dim, oq); break;
-        }
-    }
-}
-
-inline __m256 load_f32(const float* q) { return _mm256_loadu_ps(q); }
-inline __m256 load_f16(const uint16_t* q) { return _mm256_cvtph_ps(load128(q)); }
-inline float id(float x) { return x; }
-
-}  // namespace
-
+// Attention values in the GEMM order over j (cpu/simd_orders.h), up to 8 queries per pass over V.
 void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim,
                   float* const* out) {
-    weighted_sum_t<float, load_f32, id>(n_queries, p, n, v, v_stride, dim, out);
+    simd_orders::weighted_sum<f32x8_ops>(n_queries, p, n, v, v_stride, dim, out);
 }
 void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
                       float* const* out) {
-    weighted_sum_t<uint16_t, load_f16, f16>(n_queries, p, n, v, v_stride, dim, out);
+    simd_orders::weighted_sum<f16x8_ops>(n_queries, p, n, v, v_stride, dim, out);
 }
 
 }  // namespace avx2

@@ -14,12 +14,6 @@ namespace moerun::avx512 {
 
 namespace {
 
-inline __m512 load_f32(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load_f16(const uint16_t* p, __mmask16 m) { return _mm512_maskz_cvtph_ps(m, _mm256_maskz_loadu_epi16(m, p)); }
-inline __m512 load_bf16(const uint16_t* p, __mmask16 m) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-
 template <typename E, __m512 (*load)(const E*, __mmask16)>
 float dot(int64_t n, const E* a, const E* b) {
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -145,37 +139,6 @@ void gemm_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void
     }
 }
 
-// Vector-dot order: four 16-lane accumulators over the first n & ~63 elements, added
-// (0 + 2) + (1 + 3), then hsum_gemm; for Q rows b[0..Q) against one row a, a's vectors loaded
-// once for all of them (each out[q] bit for bit the one-row result).
-template <int Q, typename E, __m512 (*load)(const E*, __mmask16)>
-void dot_unrolled_body(int64_t n, const E* a, const E* const* b, float* out) {
-    __m512 acc[Q][4];
-    MOERUN_UNROLL
-    for (int q = 0; q < Q; ++q)
-        for (int k = 0; k < 4; ++k) acc[q][k] = _mm512_setzero_ps();
-    for (int64_t i = 0; i + 64 <= n; i += 64) {
-        __m512 va[4];
-        for (int k = 0; k < 4; ++k) va[k] = load(a + i + 16 * k, 0xFFFF);
-        MOERUN_UNROLL
-        for (int q = 0; q < Q; ++q)
-            for (int k = 0; k < 4; ++k) acc[q][k] = _mm512_fmadd_ps(va[k], load(b[q] + i + 16 * k, 0xFFFF), acc[q][k]);
-    }
-    MOERUN_UNROLL
-    for (int q = 0; q < Q; ++q) out[q] = hsum_gemm(_mm512_add_ps(_mm512_add_ps(acc[q][0], acc[q][2]), _mm512_add_ps(acc[q][1], acc[q][3])));
-}
-
-// The F32 vector-dot order's remainder after the body's `sum`: in float; llama.cpp's build (GCC)
-// vectorizes the remainder loop: its vector part rounds each product before adding it (this
-// file's -ffp-contract=off does the same), and its scalar epilogue, the last (n - 64k) mod 8
-// elements, fuses multiply and add.
-float unrolled_rest_f32(int64_t n, const float* a, const float* b, float sum) {
-    const int64_t rest = n & ~int64_t(63), fused = rest + ((n - rest) & ~int64_t(7));
-    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
-    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
-    return sum;
-}
-
 // Groups of 4 rows through `rows_fn<R>`.
 template <typename E, typename RowsFn>
 void dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny, RowsFn rows_fn) {
@@ -224,51 +187,13 @@ void vec_dot_f16(int64_t n, float* s, const void* x, const void* y) {
     gemm_tile<1, 1, uint16_t, load_f16>(n, &a, &b, s, 1);
 }
 
-// Vector-dot order: the remainder accumulates in float for F32 (unrolled_rest_f32), in double
-// for F16 (its products are exact in float).
-void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
-    const float* a = static_cast<const float*>(x);
-    const float* b = static_cast<const float*>(y);
-    float sum;
-    dot_unrolled_body<1, float, load_f32>(n, a, &b, &sum);
-    *s = unrolled_rest_f32(n, a, b, sum);
-}
-void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
-    const uint16_t* a = static_cast<const uint16_t*>(x);
-    const uint16_t* b = static_cast<const uint16_t*>(y);
-    float body;
-    dot_unrolled_body<1, uint16_t, load_f16>(n, a, &b, &body);
-    double sum = body;
-    for (int64_t i = n & ~int64_t(63); i < n; ++i) sum += double(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
-    *s = float(sum);
-}
-
-// Tiles of the F32 vector-dot order: each weight row (an attention key) against up to 4 activation
-// rows (queries) at a time, 16 accumulators; weight rows in blocks of 32 (16 KiB at a head size
-// of 128), so that the next 4 rows find them in L1.
+// The vector-dot order (cpu/simd_orders.h). Its tiles take each key row against up to 4 queries
+// at a time: 16 accumulators of the 32 registers.
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f32x16_ops>(n, s, x, y); }
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f16x16_ops>(n, s, x, y); }
 void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
                        int64_t y_stride) {
-    constexpr int64_t k_rows = 4, k_block = 32;
-    using rows_fn = void (*)(int64_t, const float*, const float* const*, float*);
-    static constexpr rows_fn bodies[k_rows] = {&dot_unrolled_body<1, float, load_f32>, &dot_unrolled_body<2, float, load_f32>,
-                                              &dot_unrolled_body<3, float, load_f32>, &dot_unrolled_body<4, float, load_f32>};
-    const auto row = [](const void* base, size_t stride, int64_t i) {
-        return reinterpret_cast<const float*>(static_cast<const uint8_t*>(base) + size_t(i) * stride);
-    };
-    for (int64_t r0 = 0; r0 < nw; r0 += k_block) {
-        const int64_t r1 = std::min(nw, r0 + k_block);
-        for (int64_t i0 = 0; i0 < nx; i0 += k_rows) {
-            const int64_t ni = std::min(k_rows, nx - i0);
-            const float* xr[k_rows];
-            for (int64_t i = 0; i < ni; ++i) xr[i] = row(x, x_row, i0 + i);
-            for (int64_t r = r0; r < r1; ++r) {
-                const float* wr = row(w, w_row, r);
-                float out[k_rows];
-                bodies[ni - 1](n, wr, xr, out);
-                for (int64_t i = 0; i < ni; ++i) y[(i0 + i) * y_stride + r] = unrolled_rest_f32(n, wr, xr[i], out[i]);
-            }
-        }
-    }
+    simd_orders::unrolled_tile<f32x16_ops, 4>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y) {

@@ -38,7 +38,8 @@
 //   npm run bench, ling-mini-2.0 10 layers, Q4_K_M, 2 threads, pp512: 2.58x llama.cpp at load
 //   5.3-3.9, 2.48x at load 9.4-7.7 (1.17x before, on a quiet machine; a quiet rerun is to do).
 // Attention (cpu/backend.cpp): the F32 unrolled_tile (float.cpp: each key row against 4 queries
-// per pass) and vector_ops.cpp's multi-query weighted_sum (each V row once for up to 8 queries).
+// per pass) and vector_ops.cpp's multi-query weighted_sum (each V row once for up to 8 queries),
+// both the templates of cpu/simd_orders.h.
 // run_model qwen3-30b-a3b-l12-q4_0 --prompt 512 -t 2, perf samples in attention against one
 // query per task (load 7.5-8.5): F32 KV 1681 -> 777, F16 KV 1082 -> 541; ling-mini-2.0-l10-q4_0
 // (4 query heads per kv head, 2 tokens per task), F32 KV, load 9.7: 856 -> 292.
