@@ -601,9 +601,8 @@ void check_unrolled_tile(cpu_path path) {
     const cpu_kernels& p = cpu_kernels_for_path(path, T::F32);
     const char* pn = cpu_path_name(path);
     if (!p.unrolled_tile) {
-        // The x86 SIMD paths must have one (a lost registration would slow attention silently);
-        // the NEON paths have none yet, and attention loops over their vec_dot_unrolled.
-        const bool required = (path == cpu_path::avx2 || path == cpu_path::avx512) && p.gemm_lanes != 0 && p.vec_dot_unrolled;
+        // Every SIMD path must have one (a lost registration would slow attention silently).
+        const bool required = path != cpu_path::scalar && p.gemm_lanes != 0 && p.vec_dot_unrolled;
         report(!required, "unrolled", format("%-6s none: attention loops over vec_dot_unrolled", pn));
         return;
     }

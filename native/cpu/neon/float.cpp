@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../simd_orders.h"
 #include "kernels.h"
 
 namespace moerun::neon {
@@ -27,34 +28,6 @@ inline float32x4_t f16_hi(uint16x8_t h) { return vcvt_high_f32_f16(vreinterpretq
 inline float32x4_t bf16_lo(uint16x8_t h) { return vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)); }
 inline float32x4_t bf16_hi(uint16x8_t h) { return vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)); }
 
-// Element types: 16 elements from p as a v16.
-struct f32_elem {
-    using type = float;
-    static v16 load(const float* p) { return {{vld1q_f32(p), vld1q_f32(p + 4), vld1q_f32(p + 8), vld1q_f32(p + 12)}}; }
-};
-struct f16_elem {
-    using type = uint16_t;
-    static v16 load(const uint16_t* p) {
-        const uint16x8_t a = vld1q_u16(p), b = vld1q_u16(p + 8);
-        return {{f16_lo(a), f16_hi(a), f16_lo(b), f16_hi(b)}};
-    }
-};
-struct bf16_elem {
-    using type = uint16_t;
-    static v16 load(const uint16_t* p) {
-        const uint16x8_t a = vld1q_u16(p), b = vld1q_u16(p + 8);
-        return {{bf16_lo(a), bf16_hi(a), bf16_lo(b), bf16_hi(b)}};
-    }
-};
-
-// The last n - i < 16 elements, zero-padded (as AVX-512's masked loads).
-template <class E>
-inline v16 load_tail(const typename E::type* p, int64_t count) {
-    typename E::type buf[16] = {};
-    std::memcpy(buf, p, size_t(count) * sizeof(buf[0]));
-    return E::load(buf);
-}
-
 inline void fma16(v16& acc, const v16& a, const v16& b) {
     for (int k = 0; k < 4; ++k) acc.q[k] = vfmaq_f32(acc.q[k], a.q[k], b.q[k]);
 }
@@ -69,10 +42,76 @@ inline float hsum_gemm(const v16& v) {
     return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
 }
 
+inline float f16_to_f32(uint16_t h) {
+    __fp16 v;
+    std::memcpy(&v, &h, 2);
+    return float(v);
+}
+
+// The vector ops of the float orders (cpu/simd_orders.h), L = 16 lanes in one v16.
+struct v16_ops {
+    using vec = v16;
+    static constexpr int lanes = 16, width = 16;
+    static vec zero() { return zero16(); }
+    static vec add(const vec& a, const vec& b) { return add16(a, b); }
+    static vec fmadd(const vec& a, const vec& b, vec acc) {
+        fma16(acc, a, b);
+        return acc;
+    }
+    static float hsum_unrolled(const vec* s) { return hsum_gemm(s[0]); }
+};
+
+// Element types: 16 elements from p as a v16.
+struct f32_elem : v16_ops {
+    using elem = float;
+    static v16 load(const float* p) { return {{vld1q_f32(p), vld1q_f32(p + 4), vld1q_f32(p + 8), vld1q_f32(p + 12)}}; }
+    static float scalar(float x) { return x; }
+};
+struct f16_elem : v16_ops {
+    using elem = uint16_t;
+    static v16 load(const uint16_t* p) {
+        const uint16x8_t a = vld1q_u16(p), b = vld1q_u16(p + 8);
+        return {{f16_lo(a), f16_hi(a), f16_lo(b), f16_hi(b)}};
+    }
+    static float scalar(uint16_t h) { return f16_to_f32(h); }
+};
+struct bf16_elem {
+    using elem = uint16_t;
+    static v16 load(const uint16_t* p) {
+        const uint16x8_t a = vld1q_u16(p), b = vld1q_u16(p + 8);
+        return {{bf16_lo(a), bf16_hi(a), bf16_lo(b), bf16_hi(b)}};
+    }
+};
+
+// The vector-dot order of F32 a quarter of the 16 lanes at a time (a float32x4_t: lanes 4c..4c+3
+// of each 16-element step, one pass per quarter), for unrolled_tile: a pass keeps 4 accumulators
+// per query, so 4 queries (16 accumulators) and the key's 4 vectors fit the 32 registers, where a
+// whole v16 order takes 16 accumulators for one query. Every output is the v16 order's bit for
+// bit: the quarters never mix until hsum_gemm.
+struct f32_quarter_ops {
+    using vec = float32x4_t;
+    using elem = float;
+    static constexpr int lanes = 16, width = 4;
+    static vec zero() { return vdupq_n_f32(0); }
+    static vec add(vec a, vec b) { return vaddq_f32(a, b); }
+    static vec fmadd(vec a, vec b, vec acc) { return vfmaq_f32(acc, a, b); }
+    static vec load(const float* p) { return vld1q_f32(p); }
+    static float scalar(float x) { return x; }
+    static float hsum_unrolled(const vec* quarters) { return hsum_gemm(v16{{quarters[0], quarters[1], quarters[2], quarters[3]}}); }
+};
+
+// The last n - i < 16 elements, zero-padded (as AVX-512's masked loads).
+template <class E>
+inline v16 load_tail(const typename E::elem* p, int64_t count) {
+    typename E::elem buf[16] = {};
+    std::memcpy(buf, p, size_t(count) * sizeof(buf[0]));
+    return E::load(buf);
+}
+
 // GEMM order for an RM x RN tile (RM, RN <= 2: 16 accumulators of the 32 registers): one 16-lane
 // accumulator per output, the remainder past a multiple of 16 zero-padded.
 template <class E, int RM, int RN>
-void gemm_tile(int64_t n, const typename E::type* const* w, const typename E::type* const* x, float* y, int64_t y_stride) {
+void gemm_tile(int64_t n, const typename E::elem* const* w, const typename E::elem* const* x, float* y, int64_t y_stride) {
     v16 acc[RN][RM];
     for (int j = 0; j < RN; ++j)
         for (int r = 0; r < RM; ++r) acc[j][r] = zero16();
@@ -103,7 +142,7 @@ constexpr int k_tile_x = 2;  // activation rows per gemm_tile call
 template <class E>
 void gemm_tile_any(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
                    int64_t y_stride) {
-    using P = const typename E::type*;
+    using P = const typename E::elem*;
     P xr[2] = {static_cast<P>(x), reinterpret_cast<P>(static_cast<const uint8_t*>(x) + x_row)};
     for (int64_t r = 0; r < nw; r += 2) {
         P wr[2] = {reinterpret_cast<P>(static_cast<const uint8_t*>(w) + size_t(r) * w_row),
@@ -127,20 +166,9 @@ void gemm_dot_n(int64_t n, float* s, int64_t s_stride, const void* x, const void
 
 template <class E>
 void gemm_dot(int64_t n, float* s, const void* x, const void* y) {
-    const auto* a = static_cast<const typename E::type*>(x);
-    const auto* b = static_cast<const typename E::type*>(y);
+    const auto* a = static_cast<const typename E::elem*>(x);
+    const auto* b = static_cast<const typename E::elem*>(y);
     gemm_tile<E, 1, 1>(n, &a, &b, s, 1);
-}
-
-// Vector-dot order: four 16-lane accumulators over the first n & ~63 elements, added
-// (0 + 2) + (1 + 3), then hsum_gemm.
-template <class E>
-float dot_unrolled_body(int64_t n, const typename E::type* a, const typename E::type* b) {
-    v16 acc[4] = {zero16(), zero16(), zero16(), zero16()};
-    for (int64_t i = 0; i + 64 <= n; i += 64) {
-        for (int k = 0; k < 4; ++k) fma16(acc[k], E::load(a + i + 16 * k), E::load(b + i + 16 * k));
-    }
-    return hsum_gemm(add16(add16(acc[0], acc[2]), add16(acc[1], acc[3])));
 }
 
 }  // namespace
@@ -160,29 +188,13 @@ void gemm_tile_f16(int64_t n, const void* w, size_t w_row, int64_t nw, const voi
     gemm_tile_any<f16_elem>(n, w, w_row, nw, x, x_row, nx, y, ys);
 }
 
-// Vector-dot order's remainder as the AVX-512 path's (cpu/avx512/float.cpp): F32 in float, each
-// product rounded before the add (this file builds with -ffp-contract=off) except the last
-// (n - 64k) mod 8, which are fused; F16 in double.
-void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) {
-    const float* a = static_cast<const float*>(x);
-    const float* b = static_cast<const float*>(y);
-    float sum = dot_unrolled_body<f32_elem>(n, a, b);
-    const int64_t rest = n & ~int64_t(63), fused = rest + ((n - rest) & ~int64_t(7));
-    for (int64_t i = rest; i < fused; ++i) sum += a[i] * b[i];
-    for (int64_t i = fused; i < n; ++i) sum = std::fma(a[i], b[i], sum);
-    *s = sum;
-}
-void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) {
-    const uint16_t* a = static_cast<const uint16_t*>(x);
-    const uint16_t* b = static_cast<const uint16_t*>(y);
-    double sum = dot_unrolled_body<f16_elem>(n, a, b);
-    for (int64_t i = n & ~int64_t(63); i < n; ++i) {
-        __fp16 ha, hb;
-        std::memcpy(&ha, a + i, 2);
-        std::memcpy(&hb, b + i, 2);
-        sum += double(float(ha) * float(hb));
-    }
-    *s = float(sum);
+// The vector-dot order (cpu/simd_orders.h), as the AVX-512 path sums it. Its tiles take each key
+// row against up to 4 queries at a time, a quarter of the lanes per pass (f32_quarter_ops).
+void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f32_elem>(n, s, x, y); }
+void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y) { simd_orders::vec_dot_unrolled<f16_elem>(n, s, x, y); }
+void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                       int64_t y_stride) {
+    simd_orders::unrolled_tile<f32_quarter_ops, 4>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 
 // BF16: four accumulators over steps of 64, then 16 at a time (zero-padded) into the first;
@@ -211,11 +223,7 @@ void to_float_f16(const void* src, float* dst, int64_t n) {
         vst1q_f32(dst + i, f16_lo(v));
         vst1q_f32(dst + i + 4, f16_hi(v));
     }
-    for (; i < n; ++i) {
-        __fp16 v;
-        std::memcpy(&v, h + i, 2);
-        dst[i] = float(v);
-    }
+    for (; i < n; ++i) dst[i] = f16_to_f32(h[i]);
 }
 
 // Round to nearest even, as the reference (FCVTN under the default FPCR rounding mode).

@@ -17,6 +17,8 @@ void vec_dot_f16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_bf16(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f32(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_unrolled_f16(int64_t n, float* s, const void* x, const void* y);
+// unrolled_tile (cpu/kernels.h): F32 keys x queries in the vector-dot order
+void unrolled_tile_f32(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void vec_dot_n_f32(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_f16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void vec_dot_n_bf16(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);

@@ -1,6 +1,10 @@
 // arm64 kernel rows: plain NEON (every ARMv8-A CPU), then SDOT (dotprod) and SMMLA (i8mm), each
 // registration on top of the one before (cpu/dispatch.cpp). On other architectures only this file
 // of the folder is built, and the registrations are empty: the rows stay as they were.
+// Attention scores over an F32 cache: unrolled_tile (float.cpp, the template of cpu/simd_orders.h)
+// passes over each key once per 4 queries, a quarter of the 16 lanes per pass so that the 16
+// accumulators fit the registers; bit for bit vec_dot_unrolled under qemu, speed not measured
+// (no arm64 hardware here). The values (weighted_sum) are still the plain-C reference's.
 #include "../dispatch.h"
 #include "kernels.h"
 
@@ -15,6 +19,7 @@ void cpu_register_neon(cpu_kernels* table) {
     at(T::F32).vec_dot = neon::vec_dot_f32;
     at(T::F32).vec_dot_n = neon::vec_dot_n_f32;
     at(T::F32).vec_dot_unrolled = neon::vec_dot_unrolled_f32;
+    at(T::F32).unrolled_tile = neon::unrolled_tile_f32;  // attention scores, 4 queries per key pass
     at(T::F32).gemm_lanes = 16;
     at(T::F32).gemm_tile = neon::gemm_tile_f32;
     at(T::F32).gemm_tile_x = 2;
