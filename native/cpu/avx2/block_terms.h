@@ -1,10 +1,11 @@
 // The float chain of the block-scaled integer formats (the lattice, ternary and FP4 formats of
-// iq_grid.cpp here, and avx512/ternary.cpp's TQ1_0 and TQ2_0): each block's exact int32 sum,
-// scaled and added to one running float sum in block order as the scalar reference does, with the
-// horizontal sums of 4 blocks done at once.
+// iq_grid.cpp here, and avx512/ternary.cpp's): each block's exact int32 sum, scaled and added to
+// one running float sum in block order as the scalar reference does, with the horizontal sums of
+// 4 blocks done at once; and MXFP4's block scales as floats.
 // Included only by files compiled with the AVX2 (or AVX-512) flags; internal linkage, like simd.h.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -72,6 +73,13 @@ template <int R>
 inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R]) {
     for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
 }
+
+// e8m0_to_fp32_half of every exponent byte (blocks.h), one load per block.
+inline const std::array<float, 256> k_e8m0_half = [] {
+    std::array<float, 256> t{};
+    for (int e = 0; e < 256; ++e) t[size_t(e)] = e8m0_to_fp32_half(uint8_t(e));
+    return t;
+}();
 
 }  // namespace
 }  // namespace moerun::avx2

@@ -456,13 +456,6 @@ inline void tq1_rows(int64_t nb, const block_tq1_0* x, const uint8_t* y, size_t 
 
 // ---- MXFP4 against Q8_0 (activation rows carry float scales, kernels.h) ----
 
-// e8m0_to_fp32_half of every exponent byte (blocks.h), one load per block.
-inline const std::array<float, 256> k_e8m0_half = [] {
-    std::array<float, 256> t{};
-    for (int e = 0; e < 256; ++e) t[size_t(e)] = e8m0_to_fp32_half(uint8_t(e));
-    return t;
-}();
-
 template <int R>
 inline void mxfp4_rows(int64_t nb, const block_mxfp4* x, const uint8_t* y, size_t y_stride, float* out) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_mxfp4_values.data()));

@@ -18,13 +18,14 @@
 //   m = 64 (vec_dot_n, 4 rows a pass): 1.9-4.1x faster than AVX2's, 2.6-3.5x llama.cpp's
 //   matvec, n 131072 (from DRAM, two runs): IQ2_XXS 1.25-1.28x, IQ2_XS 1.15-1.28x (load 10), IQ2_S 1.30-1.39x,
 //     IQ3_XXS 1.14-1.17x, IQ3_S 0.91-1.05x, IQ1_S 1.14-1.20x, IQ1_M 1.05-1.08x (AVX2: 0.36-1.09x)
-// TQ1_0, TQ2_0 (VNNI, ternary.cpp): vec_dot and vec_dot_n; MXFP4: vec_dot_n only (its vec_dot
-// measured 0.92x AVX2's, below).
-// bench_dot_peer zen4 --m 1,8,64 (k 2048, n 1408, one thread, Zen 5, min of 3 interleaved runs,
-// load 4.4-4.7), ms per call, AVX2 / this kernel, and llama.cpp zen4's time over this kernel's:
-//   TQ1_0  m 1: 0.078/0.057 (1.60x llama.cpp)  m 8: 0.375/0.251 (2.92x)  m 64: 3.23/2.37 (2.72x)
-//   TQ2_0  m 1: 0.043/0.034 (1.03x)            m 8: 0.336/0.187 (1.44x)  m 64: 3.17/1.87 (1.34x)
-//   MXFP4  m 1: 0.134/0.145 (0.74x)            m 8: 0.790/0.590 (1.49x)  m 64: 6.68/5.11 (1.50x)
+// TQ1_0, TQ2_0 and MXFP4 (VNNI, ternary.cpp). bench_dot_peer zen4 --m 1,8,64 (k 2048, n 1408,
+// one thread, Zen 5, min of 3 interleaved runs, load 6.6-7.4), ms per call, AVX2 / this kernel,
+// and llama.cpp zen4's time over this kernel's:
+//   TQ1_0  m 1: 0.075/0.055 (1.58x llama.cpp)  m 8: 0.358/0.241 (2.95x)  m 64: 3.14/2.26 (2.77x)
+//   TQ2_0  m 1: 0.043/0.032 (1.03x)            m 8: 0.321/0.181 (1.43x)  m 64: 2.79/1.75 (1.29x)
+//   MXFP4  m 1: 0.128/0.110 (0.94x)            m 8: 0.760/0.547 (1.56x)  m 64: 6.65/4.68 (1.58x)
+// bench_matmul --n 2048 --m 1,8,64, GFLOP/s, best of 3 interleaved, load 5.5-6.3: TQ1_0 1.33x,
+// 1.52x, 1.48x AVX2's; TQ2_0 1.32x, 1.72x, 1.80x; MXFP4 1.20x, 1.46x, 1.39x.
 // Q4_K, Q5_K and Q6_K (VNNI): the int8 GEMM of int8_gemm_k.cpp, bit for bit the reference (the
 // float-lane AVX-512 kernels it replaces were not). Zen 5, bench_matmul --n 2048, GFLOP/s, best of
 // 9 interleaved runs against those kernels (in parentheses), load average 3.7-6.4:
@@ -120,12 +121,13 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::IQ1_M).vec_dot = avx512::vec_dot_iq1_m_vnni;
         at(T::IQ1_M).vec_dot_n = avx512::vec_dot_n_iq1_m_vnni;
     }
-    if (f.avx512vnni) {  // the ternary formats and MXFP4's multi-row dot (ternary.cpp)
+    if (f.avx512vnni) {  // the ternary formats and MXFP4 (ternary.cpp)
         at(T::TQ1_0).vec_dot = avx512::vec_dot_tq1_0_vnni;
         at(T::TQ1_0).vec_dot_n = avx512::vec_dot_n_tq1_0_vnni;
         at(T::TQ2_0).vec_dot = avx512::vec_dot_tq2_0_vnni;
         at(T::TQ2_0).vec_dot_n = avx512::vec_dot_n_tq2_0_vnni;
-        at(T::MXFP4).vec_dot_n = avx512::vec_dot_n_mxfp4_vnni;  // its vec_dot: AVX2's, faster (top comment)
+        at(T::MXFP4).vec_dot = avx512::vec_dot_mxfp4_vnni;
+        at(T::MXFP4).vec_dot_n = avx512::vec_dot_n_mxfp4_vnni;
     }
 #else
     (void)table;  // other architectures build only this file: the scalar references stay
