@@ -93,8 +93,8 @@ inline int32x4_t top4_scales(uint32x4_t w) { return vreinterpretq_s32_u32(vorrq_
 
 // ---- the 256-element formats ----
 // block, groups (sub-blocks: 8 of 32 or 16 of 16; 1: one unscaled group), expand, prepare, d (the
-// super-block scale), value(sumi, prep, y) (the factor of d * d_y in the reference's term) and
-// factor (of the final sum).
+// super-block scale), value(sumi, prep, y) (the factor of d * d_y in the reference's term),
+// factor (of the final sum), and where a format has its own, dot<Dot>(q, y) (the exact int sum).
 
 struct lattice_defaults {
     static constexpr float factor = 1.0f;
@@ -327,8 +327,31 @@ struct fmt_tq2_0 {
     static constexpr int groups = 1;
     static constexpr float factor = 1.0f;
     static float d(const block& b) { return f16(b.d); }
-    // Q2_K's packing; the weights are the values minus 1 (in value()).
-    MOERUN_ALWAYS_INLINE static void expand(const block& b, int8x16_t q[16]) { expand_2bit(b.qs, q); }
+    // Q2_K's packing (element 128h + 32k + l at bits 2k of qs[32h + l]), each field left in place:
+    // q[8h + 2k + m] holds 4^k times the values for k < 3 (one AND, no shift), the top field shifted
+    // down. The weights are the values minus 1 (in value()).
+    MOERUN_ALWAYS_INLINE static void expand(const block& b, int8x16_t q[16]) {
+        static_for<4>([&](auto j) MOERUN_ALWAYS_INLINE {  // 16 bytes qs[16j..16j+16): h = j / 2, m = j % 2
+            const uint8x16_t v = vld1q_u8(b.qs + 16 * j);
+            constexpr int base = 8 * (j / 2) + j % 2;
+            q[base] = s8(vandq_u8(v, vdupq_n_u8(0x03)));
+            q[base + 2] = s8(vandq_u8(v, vdupq_n_u8(0x0c)));
+            q[base + 4] = s8(vandq_u8(v, vdupq_n_u8(0x30)));
+            q[base + 6] = s8(vshrq_n_u8(v, 6));
+        });
+    }
+    // One accumulator per field k, divided by 4^k at the end (exactly: every product in it is a
+    // multiple of 4^k).
+    template <class Dot>
+    MOERUN_ALWAYS_INLINE static int32_t dot(const int8x16_t q[16], const int8_t* y) {
+        int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+        static_for<16>([&](auto j) MOERUN_ALWAYS_INLINE {
+            constexpr int k = (j % 8) / 2;
+            acc[k] = Dot::dot(acc[k], q[j], vld1q_s8(y + 16 * j));
+        });
+        const int32x4_t s = vsraq_n_s32(vsraq_n_s32(vaddq_s32(acc[0], acc[3]), acc[1], 2), acc[2], 4);
+        return vaddvq_s32(s);
+    }
     static lattice_prep prepare(const block&) { return no_scales(); }
     static float value(int32_t sumi, const lattice_prep&, const block_q8_K& y) { return float(sumi - sum_q8k(y)); }
 };
@@ -358,7 +381,8 @@ struct lattice_rows {
             static_for<R>([&](auto r) MOERUN_ALWAYS_INLINE {
                 const block_q8_K& yb = yr[r][i];
                 int32_t sumi;
-                if constexpr (F::groups == 1) sumi = plain_dot256<Dot>(q, yb.qs);
+                if constexpr (requires { F::template dot<Dot>(q, yb.qs); }) sumi = F::template dot<Dot>(q, yb.qs);  // its own
+                else if constexpr (F::groups == 1) sumi = plain_dot256<Dot>(q, yb.qs);
                 else sumi = scaled_dot256<Dot, F::groups>(q, p.sc, yb.qs);
                 sum[r] += (d * yb.d) * F::value(sumi, p, yb);
             });

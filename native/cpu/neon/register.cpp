@@ -45,7 +45,7 @@ void cpu_register_neon(cpu_kernels* table) {
     // bit the reference. Speed not measured (no arm64 hardware here); executed instructions per 32
     // weights with SDOT, against llama.cpp's NEON dots (scripts/neon-insn-count.sh -O3, GCC 12.2):
     // IQ2_XXS 33.0 (36.4), IQ2_XS 38.5 (38.5), IQ2_S 46.8 (54.9), IQ3_XXS 46.4 (48.5), IQ3_S 49.6
-    // (55.4), IQ1_S 33.9 (44.9), IQ1_M 48.8 (55.4), TQ1_0 16.3 (16.0), TQ2_0 10.8 (10.4), MXFP4 20.5 (26.5).
+    // (55.4), IQ1_S 33.9 (44.9), IQ1_M 48.8 (55.4), TQ1_0 16.3 (16.0), TQ2_0 9.8 (10.4), MXFP4 20.5 (26.5).
     neon::register_iq_rows(table);
 #else
     (void)table;
