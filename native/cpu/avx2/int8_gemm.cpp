@@ -419,13 +419,14 @@ struct kernels_qk {
         __m256i q[8];
         F::groups(w, q);
         int scale[16];
+        __m256i sm = _mm256_setzero_si256();  // Q4_K/Q5_K: the scales and mins in both 128-bit halves (scales_mins_k4)
         if constexpr (has_mins) {
-            uint8_t s[8], m[8];
-            unpack_scales_min_k4(w.scales, s, m);
-            for (int j = 0; j < 8; ++j) scale[j] = s[j];
+            sm = _mm256_broadcastsi128_si256(scales_mins_k4(w.scales));
             // Lane k: m_k * (bsums[2k] + bsums[2k + 1]), with m_k in both int16 halves.
-            const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)),
-                                                                      _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+            const int (&m)[8] = k_min_byte;
+            const __m256i m16 = _mm256_shuffle_epi8(sm, _mm256_setr_epi32(word_pair_of_byte(m[0]), word_pair_of_byte(m[1]), word_pair_of_byte(m[2]),
+                                                                          word_pair_of_byte(m[3]), word_pair_of_byte(m[4]), word_pair_of_byte(m[5]),
+                                                                          word_pair_of_byte(m[6]), word_pair_of_byte(m[7])));
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) msum[t] = _mm256_madd_epi16(load256(a[t].bsums(b)), m16);
         } else {
@@ -441,7 +442,8 @@ struct kernels_qk {
         }
         MOERUN_UNROLL
         for (int j = 0; j < 8; ++j) {
-            const __m256i s = has_mins ? _mm256_set1_epi16(short(scale[j])) : scales_2x16(scale[2 * j], scale[2 * j + 1]);
+            const __m256i s = has_mins ? _mm256_shuffle_epi8(sm, _mm256_set1_epi32(word_pair_of_byte(k_scale_byte[j])))
+                                       : scales_2x16(scale[2 * j], scale[2 * j + 1]);
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(a[t].qs(b) + 32 * j)), s));
         }

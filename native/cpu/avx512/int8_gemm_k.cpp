@@ -67,24 +67,10 @@ inline float add_lanes_in_order(float sum, __m128 v) {
     return sum;
 }
 
-// The 8 scales and 8 mins of a Q4_K/Q5_K super-block (12 bytes of 6-bit fields), unpacked as
-// unpack_scales_min_k4 does but in registers (a stack array read back at once stalls on store
-// forwarding), in every 128-bit lane: dwords sc0-3, m0-3, sc4-7, m4-7 (scale j in byte
-// k_scale_byte[j], min j in byte k_min_byte[j]). Reads 16 bytes: the 4 after the scales are quants.
-constexpr int k_scale_byte[8] = {0, 1, 2, 3, 8, 9, 10, 11};
-constexpr int k_min_byte[8] = {4, 5, 6, 7, 12, 13, 14, 15};
-inline __m512i scales_mins_k4(const uint8_t* scales) {
-    const __m512i v = _mm512_broadcast_i32x4(load128(scales));  // dwords u0, u1, u2 of the 12 bytes
-    // u0, u1, u2 & 0x0F.., (u2 >> 4) & 0x0F.. | 0, 0, (u0 >> 6) << 4, (u1 >> 6) << 4 (per byte)
-    const __m512i x = _mm512_srlv_epi32(_mm512_shuffle_epi32(v, _MM_PERM_CCBA), _mm512_set4_epi32(4, 0, 0, 0));
-    const __m512i high = _mm512_srli_epi32(_mm512_and_si512(_mm512_shuffle_epi32(v, _MM_PERM_BABA), _mm512_set4_epi32(int(0xC0C0C0C0), int(0xC0C0C0C0), 0, 0)), 2);
-    return _mm512_ternarylogic_epi32(x, _mm512_set4_epi32(0x0F0F0F0F, 0x0F0F0F0F, 0x3F3F3F3F, 0x3F3F3F3F), high, 0xEA);  // x & mask | high
-}
-
 // vpshufb control with both int16 halves of dword j set to byte idx[j] of the 128-bit lane,
 // zero-extended.
 inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
-    auto pair = [](int i) { return int(uint32_t(i) | 0x8000u | uint32_t(i) << 16 | 0x80000000u); };
+    auto pair = avx2::word_pair_of_byte;
     return _mm512_setr_epi32(pair(idx[0]), pair(idx[1]), pair(idx[2]), pair(idx[3]), pair(idx[4]), pair(idx[5]), pair(idx[6]), pair(idx[7]),
                              pair(idx[8]), pair(idx[9]), pair(idx[10]), pair(idx[11]), pair(idx[12]), pair(idx[13]), pair(idx[14]), pair(idx[15]));
 }
@@ -92,13 +78,14 @@ inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
 // The int16 scales against packs_epi32(dots of chunk 2h, dots of chunk 2h + 1), which holds per
 // 128-bit lane L 4 dots of sub-block 4h + (L < 2 ? 0 : 1), then 4 of sub-block 4h + 2 + (L < 2 ? 0 : 1).
 inline __m512i chunk_pair_scales(__m512i sm, int h) {
-    const int a = k_scale_byte[4 * h], b = k_scale_byte[4 * h + 1], c = k_scale_byte[4 * h + 2], d = k_scale_byte[4 * h + 3];
+    const int (&s)[8] = avx2::k_scale_byte;
+    const int a = s[4 * h], b = s[4 * h + 1], c = s[4 * h + 2], d = s[4 * h + 3];
     return _mm512_shuffle_epi8(sm, dword_words_of_bytes({a, a, c, c, a, a, c, c, b, b, d, d, b, b, d, d}));
 }
 
 // Min j in int16 lanes 2j and 2j + 1, against the block sums 2j and 2j + 1 (256 bits).
 inline __m256i mins_for_bsums(__m512i sm) {
-    const int (&m)[8] = k_min_byte;
+    const int (&m)[8] = avx2::k_min_byte;
     return _mm512_castsi512_si256(_mm512_shuffle_epi8(sm, dword_words_of_bytes({m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], 0, 0, 0, 0, 0, 0, 0, 0})));
 }
 
@@ -125,7 +112,7 @@ inline __m512i q45_chunk(const B& b, int c) {
 // weighted by the sub-block scales into int32 lanes (vpdpwssd).
 template <int T, typename B>
 inline void super_block_q45_k(const B& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T], __m512i msum[T]) {
-    const __m512i sm = scales_mins_k4(w.scales);
+    const __m512i sm = _mm512_broadcast_i32x4(avx2::scales_mins_k4(w.scales));  // in every 128-bit lane
     const __m512i s01 = chunk_pair_scales(sm, 0), s23 = chunk_pair_scales(sm, 1);
     __m512i dots[T][4];
     MOERUN_UNROLL
