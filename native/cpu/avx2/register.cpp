@@ -10,6 +10,7 @@
 //   m = 16, 2 threads: Q8_0 256 (195), Q4_0 221 (158), Q4_K 269 (217), Q5_K 280 (222), Q6_K 225 (200)
 //   m = 64, 1 thread:  Q8_0 121 (90), Q4_0 141 (76), Q4_K 142 (106), Q5_K 157 (99), Q6_K 155 (96)
 //   m = 1, 1 thread:   Q8_0 69 (75), Q4_0 55 (52), Q4_K 80 (88), Q5_K 59 (64), Q6_K 55 (59)
+//                      (Q4_K 83-85 since its scales are unpacked in registers, 3c49cf4, load 5)
 // Decode pays for the reference's float order (a reduction per block or super-block): 5-10%
 // slower at m = 1 on one thread; 2-thread m = 1 figures swung 2x from run to run here.
 // Attention: the F32 unrolled_tile (float.cpp: each key row against 2 queries per pass, 8

@@ -31,8 +31,10 @@
 // 9 interleaved runs against those kernels (in parentheses), load average 3.7-6.4:
 //   m = 64, --threads 2: Q4_K 814 (275), Q5_K 966 (300), Q6_K 831 (334); Q8_0 883 in the same runs
 //   m = 16, --threads 2: Q4_K 656 (297), Q5_K 742 (363), Q6_K 746 (337)
-//   m = 1, --threads 1 (best of 5, load 2.9-3.6): Q4_K 109 (98), Q5_K 90 (97), Q6_K 88 (99); single
-//           rows pay a horizontal sum per super-block for the reference's order. Reading a tile's 16
+//   m = 1, --threads 1: Q4_K 125, Q5_K 106, Q6_K 126-129 (n 2048 and 5632, best of 2-3, load 5-6;
+//           the float-lane kernels: 98, 97, 99 at load 2.9-3.6). Single rows take the horizontal
+//           sums of 2 (Q6_K 4) super-blocks at once for the reference's order; the tile runs up to 2
+//           (Q6_K 3) activation rows in place (int8_gemm_k.cpp has the figures). Reading a tile's 16
 //           rows in place instead (983138a) measured 131/103/97 here with the rows in cache, but cut
 //           real decode from DRAM by a third (Ling-mini-2.0 Q4_K_M, run_model -t 2, interleaved,
 //           load 1.5: 31-35 tok/s against 42-48 with the row kernel), so the row kernel stays.
