@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -74,12 +75,17 @@ inline void q8k_rows(const uint8_t* y, size_t y_stride, const block_q8_K* yr[R])
     for (int r = 0; r < R; ++r) yr[r] = reinterpret_cast<const block_q8_K*>(y + size_t(r) * y_stride);
 }
 
-// e8m0_to_fp32_half of every exponent byte (blocks.h), one load per block.
-inline const std::array<float, 256> k_e8m0_half = [] {
+// e8m0_to_fp32_half of every exponent byte (blocks.h), one load per block. constexpr, so the
+// compiler fills it: files built with -mavx2 or -mavx512* must run no initializer at load, where
+// a loop vectorized for their ISA faults on CPUs without it (valgrind, which has no AVX-512,
+// stopped at that initializer in ternary.cpp). Entry e is 2^(e - 128), subnormal below e = 2.
+inline constexpr std::array<float, 256> k_e8m0_half = [] {
     std::array<float, 256> t{};
-    for (int e = 0; e < 256; ++e) t[size_t(e)] = e8m0_to_fp32_half(uint8_t(e));
+    for (uint32_t e = 0; e < 256; ++e) t[e] = std::bit_cast<float>(e < 2 ? 0x00200000u << e : (e - 1) << 23);
     return t;
 }();
+static_assert(k_e8m0_half[0] == 0x1p-128f && k_e8m0_half[1] == 0x1p-127f && k_e8m0_half[2] == 0x1p-126f && k_e8m0_half[128] == 1.0f &&
+              k_e8m0_half[255] == 0x1p127f);
 
 }  // namespace
 }  // namespace moerun::avx2
