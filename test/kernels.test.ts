@@ -4,7 +4,7 @@
 // native/test/ggml_orders.cpp: llama.cpp's own row kernels (each CPU variant of node-llama-cpp's
 // prebuilt ggml this machine runs) against moerun's F32/F16 dots, softmax and SwiGLU, bit for bit.
 // The drivers are built with cmake into build-core/, without Node, as a developer would build them.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,35 @@ describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
     expect(r.status).toBe(0);
     expect(r.output).toContain(`active path ${cpuPath}`); // the driver really ran this path
   }, 300_000);
+});
+
+// Files built with ISA flags (-mavx2, -mavx512*, arm64's dotprod/i8mm) must run no code before
+// the dispatcher has checked the CPU: a dynamic initializer of a namespace-scope object there is
+// compiled for that ISA and runs at load on every CPU (a table filled by a loop GCC vectorized
+// with AVX-512 made the addon fault under valgrind, and would on any AVX2-only CPU).
+const hasNm = hasCmake && hasTool('nm', 'kernels.test');
+describe.skipIf(!hasNm)('ISA-specific objects (C++)', () => {
+  it('hold no static initializers', async () => {
+    const objects: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.o')) objects.push(p);
+      }
+    };
+    const isaDirs = readdirSync(path.join(buildDir, 'CMakeFiles')).filter((d) => /^moerun_(avx2|avx512|neon\w*)\.dir$/.test(d));
+    for (const d of isaDirs) walk(path.join(buildDir, 'CMakeFiles', d));
+    expect(objects.length).toBeGreaterThan(0);
+    const offenders: string[] = [];
+    for (const o of objects) {
+      const r = await run('nm', [o]);
+      expect(r.status, r.output).toBe(0);
+      if (/_GLOBAL__sub_I_/.test(r.output)) offenders.push(path.relative(buildDir, o));
+    }
+    console.log(`kernels.test: ${objects.length} ISA objects checked for static initializers`);
+    expect(offenders).toEqual([]);
+  });
 });
 
 describe.skipIf(!hasCmake)('ggml_orders (C++): llama.cpp\'s row kernels as the oracle', () => {
