@@ -9,7 +9,10 @@
 // --threads 2 --n 2048, GFLOP/s, interleaved in one run (load average 4-5):
 //   m = 64: Q8_0 435 (the four-blocks-per-step AVX-512 kernel it replaces: 91; AVX2: 54),
 //           Q4_0 446-938 (67-92; AVX2 58)
-//   m = 1 (--threads 1): Q8_0 78 (80), Q4_0 66 (57), both within this machine's noise.
+//   m = 1 (--threads 1): Q8_0 78 (80), Q4_0 66 (57), both within this machine's noise. Since
+//           b4336b2/b42cc20 the tile reads 1-3 activation rows in place, four weight rows to a
+//           register, scales gathered in the same pass: Q8_0 87-91 (was 64 on that day), Q4_0
+//           142-149 (60), n 2048-5632, load 2.8-3.4, interleaved with the build before.
 // The lattice formats IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (VNNI + BMI2,
 // iq_grid.cpp). bench_dot_peer (k 2048, one thread, Zen 5, load 3.3-4.3), ms per call, this
 // kernel / AVX2's, and llama.cpp zen4's time over this kernel's:
