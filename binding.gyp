@@ -34,7 +34,7 @@
       "conditions": [
         ["target_arch=='x64'", {
           "sources": ["<!@(node scripts/list-sources.cjs native/cpu/avx512)"],
-          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16"]
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mamx-tile", "-mamx-int8"]
         }, {
           "sources": ["native/cpu/avx512/register.cpp"]
         }]

@@ -37,7 +37,7 @@ export interface ModelInfo {
   threads: number;
   /** Whether the compute threads are bound one per physical core (`pinThreads`); false when not asked for or refused by the OS */
   threadsPinned?: boolean;
-  /** CPU kernels in use: `scalar`, `avx2` or `avx512` */
+  /** CPU kernels in use: `scalar`, `avx2`, `avx512` or `amx` (x86-64); `neon`, `dotprod` or `i8mm` (arm64) */
   cpuPath: string;
   /** Where the model computes: `cpu`, `cuda`, or `none` for a vocab-only model */
   backend: 'cpu' | 'cuda' | 'none';

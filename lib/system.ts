@@ -7,7 +7,7 @@ import { moerunPackageRoot, native } from './native.js';
 
 /** CPU kernel paths and features. */
 export interface CpuInfo {
-  /** Kernel paths this CPU can run: `scalar`, then `avx2`, `avx512` (x86-64) or `neon`, `dotprod`, `i8mm` (arm64) */
+  /** Kernel paths this CPU can run: `scalar`, then `avx2`, `avx512`, `amx` (x86-64) or `neon`, `dotprod`, `i8mm` (arm64) */
   supportedPaths: string[];
   /** The path in use (`MOERUN_CPU` overrides the best one); null when MOERUN_CPU is invalid */
   activePath: string | null;

@@ -36,6 +36,7 @@ export function beyondX86_64v2(mnemonic: string, operands: string): boolean {
   if (/%[yz]mm\d|%k[0-7]\b/.test(operands)) return true;
   if (m.startsWith('v') && !NOT_VECTOR.has(m)) return true;
   if (/^k(and|andn|or|xor|xnor|not|mov|shift|test|ortest|add|unpck)/.test(m)) return true;
+  if (/%tmm\d/.test(operands) || /^(ldtilecfg|sttilecfg|tilerelease|tilezero|tileloadd|tilestored|tdp)/.test(m)) return true; // AMX
   return BEYOND_V2_SCALAR.has(m.replace(/[lqw]$/, '')) || BEYOND_V2_SCALAR.has(m);
 }
 

@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     });
     report(cli.status === 0 && cli.stdout.startsWith(golden), `linux-x64: the prebuild streams the golden stories260K text through the CLI${cli.status === 0 ? '' : `: ${cli.stderr.trim().split('\n')[0]}`}`);
     const exe = linkRunModel(targets.find((x) => x.name === 'linux-x64')!);
-    for (const cpu of ['scalar', 'avx2', 'avx512']) {
+    for (const cpu of ['scalar', 'avx2', 'avx512', 'amx']) {
       const r = greedyTokens([exe], { ...process.env, MOERUN_CPU: cpu });
       if (!r.ok) continue;  // a path this CPU lacks
       process.stdout.write(`linux-x64 run_model (${r.path}): ${r.tokens}\n`);

@@ -29,6 +29,9 @@ describe('x86-64 instruction classes', () => {
     expect(beyondX86_64v2('vaddps', '%zmm1,%zmm2,%zmm3{%k1}')).toBe(true);
     expect(beyondX86_64v2('shlx', '%rax,%rbx,%rcx')).toBe(true);
     expect(beyondX86_64v2('lzcnt', '%rax,%rbx')).toBe(true);
+    expect(beyondX86_64v2('tdpbsud', '%tmm2,%tmm0,%tmm4')).toBe(true);
+    expect(beyondX86_64v2('tilerelease', '')).toBe(true);
+    expect(beyondX86_64v2('ldtilecfg', '(%rdi)')).toBe(true);
     expect(beyondX86_64v2('tzcnt', '%rax,%rbx')).toBe(false); // REP BSF: runs as BSF before BMI1
     expect(beyondX86_64v2('movups', '(%rdi),%xmm0')).toBe(false);
     expect(beyondX86_64v2('pshufb', '%xmm1,%xmm0')).toBe(false);

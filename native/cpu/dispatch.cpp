@@ -12,6 +12,10 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #elif defined(__aarch64__) && defined(__APPLE__)
@@ -19,6 +23,22 @@
 #endif
 
 namespace moerun {
+
+namespace {
+
+// Linux (5.16+) gives a process the 8 KiB AMX tile state only on request; without it the first
+// tile instruction faults. Asked once, process-wide; false where refused or on other systems
+// (and under valgrind, which does not know the request).
+bool os_grants_amx_tiles() {
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;  // uapi asm/prctl.h, the XTILEDATA state component
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+}
+
+}  // namespace
 
 const cpu_features& cpu_detect() {
     static const cpu_features features = [] {
@@ -55,6 +75,7 @@ const cpu_features& cpu_detect() {
             }
         }
         if (os_avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = a & (1u << 5);
+        if (f.amx_tile && !os_grants_amx_tiles()) f.amx_tile = f.amx_int8 = f.amx_bf16 = false;
 #elif defined(__aarch64__)
         f.neon = true;  // Advanced SIMD is part of every ARMv8-A application profile
 #if defined(__linux__)
@@ -84,6 +105,7 @@ bool cpu_path_supported(cpu_path path) {
         case cpu_path::avx2: return f.avx2 && f.fma && f.f16c;
         case cpu_path::avx512:
             return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+        case cpu_path::amx: return cpu_path_supported(cpu_path::avx512) && f.avx512vnni && f.amx_tile && f.amx_int8;
         case cpu_path::neon: return f.neon;
         case cpu_path::dotprod: return f.neon && f.dotprod;
         case cpu_path::i8mm: return f.neon && f.dotprod && f.i8mm;
@@ -96,6 +118,7 @@ const char* cpu_path_name(cpu_path path) {
         case cpu_path::scalar: return "scalar";
         case cpu_path::avx2: return "avx2";
         case cpu_path::avx512: return "avx512";
+        case cpu_path::amx: return "amx";
         case cpu_path::neon: return "neon";
         case cpu_path::dotprod: return "dotprod";
         case cpu_path::i8mm: return "i8mm";
@@ -173,8 +196,10 @@ void apply_registration(void (*reg)(cpu_kernels*), cpu_kernels* table) {
 
 void fill_table(cpu_path path, cpu_kernels* table) {
     for (uint32_t i = 0; i < k_tensor_type_count; ++i) table[i] = reference_row(tensor_type(i));
-    if (path == cpu_path::avx2 || path == cpu_path::avx512) apply_registration(cpu_register_avx2, table);
-    if (path == cpu_path::avx512) apply_registration(cpu_register_avx512, table);
+    const bool avx512 = path == cpu_path::avx512 || path == cpu_path::amx;
+    if (path == cpu_path::avx2 || avx512) apply_registration(cpu_register_avx2, table);
+    if (avx512) apply_registration(cpu_register_avx512, table);
+    if (path == cpu_path::amx) apply_registration(cpu_register_amx, table);
     if (path == cpu_path::neon || path == cpu_path::dotprod || path == cpu_path::i8mm) apply_registration(cpu_register_neon, table);
     if (path == cpu_path::dotprod || path == cpu_path::i8mm) apply_registration(cpu_register_neon_dotprod, table);
     if (path == cpu_path::i8mm) apply_registration(cpu_register_neon_i8mm, table);
@@ -182,7 +207,7 @@ void fill_table(cpu_path path, cpu_kernels* table) {
 
 // The best path this CPU supports (the last supported one of each family's chain).
 cpu_path best_path() {
-    for (cpu_path p : {cpu_path::avx512, cpu_path::avx2, cpu_path::i8mm, cpu_path::dotprod, cpu_path::neon}) {
+    for (cpu_path p : {cpu_path::amx, cpu_path::avx512, cpu_path::avx2, cpu_path::i8mm, cpu_path::dotprod, cpu_path::neon}) {
         if (cpu_path_supported(p)) return p;
     }
     return cpu_path::scalar;
@@ -199,7 +224,7 @@ const dispatch_state& dispatch() {
                 if (std::strcmp(env, cpu_path_name(p)) == 0) { want = p; known = true; }
             }
             if (!known) {
-                s.error = std::string("MOERUN_CPU='") + env + "' is not one of auto, scalar, avx2, avx512, neon, dotprod, i8mm";
+                s.error = std::string("MOERUN_CPU='") + env + "' is not one of auto, scalar, avx2, avx512, amx, neon, dotprod, i8mm";
             } else if (!cpu_path_supported(want)) {
                 s.error = std::string("MOERUN_CPU='") + env + "' but this CPU does not support it";
             }
@@ -207,8 +232,7 @@ const dispatch_state& dispatch() {
         if (!s.error.empty()) return s;
         s.path = want;
         fill_table(want, s.table.data());
-        if (want == cpu_path::avx2) cpu_register_avx2_vector_ops(&s.ops);
-        if (want == cpu_path::avx512) cpu_register_avx512_vector_ops(&s.ops);
+        s.ops = vector_ops_for_path(want);
         return s;
     }();
     return state;
@@ -229,6 +253,13 @@ const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type) {
     const uint32_t id = uint32_t(type);
     if (id >= k_tensor_type_count || !cpu_path_supported(path)) return unknown;
     return tables[size_t(path)][id];
+}
+
+vector_ops vector_ops_for_path(cpu_path path) {
+    vector_ops ops = vector_ops_reference();
+    if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
+    if (path == cpu_path::avx512 || path == cpu_path::amx) cpu_register_avx512_vector_ops(&ops);
+    return ops;
 }
 
 cpu_path cpu_active_path() {

@@ -68,9 +68,7 @@ outcome check_variant(const std::string& lib, cpu_path path) {
     }
     const cpu_kernels& t32 = cpu_kernels_for_path(path, tensor_type::F32);
     const cpu_kernels& t16 = cpu_kernels_for_path(path, tensor_type::F16);
-    vector_ops ops = vector_ops_reference();
-    if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
-    if (path == cpu_path::avx512) cpu_register_avx512_vector_ops(&ops);
+    const vector_ops ops = vector_ops_for_path(path);
 
     std::mt19937 rng(7);
     std::normal_distribution<float> gauss;

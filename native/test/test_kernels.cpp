@@ -415,7 +415,7 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
     const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
     if (!p.int8_tile) return;
     const char* pn = cpu_path_name(path);
-    const int max_rows = p.int8_tile_rows, max_nx = 19;
+    const int max_rows = p.int8_tile_rows, max_nx = 37;
     const size_t wrow = row_size(c.type, int64_t(n)), arow = act_row_bytes(path, r.vec_dot_type, n);
     std::vector<uint8_t> w(wrow * size_t(max_rows)), act(arow * max_nx);
     for (int i = 0; i < max_rows; ++i) {
@@ -429,7 +429,7 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
     std::vector<float> want, got;
     size_t mismatches = 0, outputs = 0;
     for (int nw : {1, 3, max_rows - 1, max_rows}) {
-        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, max_nx}) {  // every pass length of 1..8 rows
+        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 19, 32, 33, max_nx}) {  // every pass length of 1..8 rows; AMX passes of 16 and a rest
             const int64_t stride = max_rows + 2;  // y[i * stride + row]; the rest must stay -1
             std::vector<float> y(size_t(nx * stride), -1.0f);
             p.int8_tile(int64_t(n), w.data(), wrow, nw, act.data(), arow, nx, y.data(), stride);
@@ -675,9 +675,7 @@ void check_weighted_sum_queries(const vector_ops& ops, const char* pn) {
 
 void check_vector_ops(cpu_path path) {
     if (!cpu_path_supported(path)) return;
-    vector_ops ops = vector_ops_reference();
-    if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
-    if (path == cpu_path::avx512) cpu_register_avx512_vector_ops(&ops);
+    const vector_ops ops = vector_ops_for_path(path);
     const vector_ops ref = vector_ops_reference();
     const char* pn = cpu_path_name(path);
     if (ops.lanes == 0) {
@@ -816,9 +814,10 @@ std::string default_fixture_dir() {
 int main(int argc, char** argv) {
     const std::string fixtures = argc > 1 ? argv[1] : default_fixture_dir();
     const cpu_features& f = cpu_detect();
-    std::printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d dq %d vnni %d bf16 %d neon %d dotprod %d i8mm %d; active path %s\n",
-                f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.avx512bf16, f.neon,
-                f.dotprod, f.i8mm, cpu_path_name(cpu_active_path()));
+    std::printf("cpu: avx2 %d fma %d f16c %d avx512f %d bw %d vl %d dq %d vnni %d bf16 %d amx tile %d int8 %d neon %d dotprod %d i8mm %d; "
+                "active path %s\n",
+                f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.avx512bf16, f.amx_tile, f.amx_int8,
+                f.neon, f.dotprod, f.i8mm, cpu_path_name(cpu_active_path()));
 
     for (const type_case& c : k_cases) check_reference(c);
     for (const type_case& c : k_cases) check_fixture(fixtures, c);

@@ -45,6 +45,11 @@ void vec_dot_n_q8_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, c
 void vec_dot_n_q4_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 void int8_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void int8_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+// The same tiles on the AMX tile unit (amx path only; fewer than 4 activation rows take the ones above).
+void amx_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void amx_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+void amx_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 
 // int8_gemm_k.cpp: Q4_K, Q5_K and Q6_K against Q8_K (AVX512_VNNI), in the reference's order:
 // vec_dot, vec_dot_n and int8_tile (up to 16 weight rows) equal ref::vec_dot_q4_k / q5_k / q6_k

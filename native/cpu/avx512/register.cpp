@@ -139,6 +139,22 @@ void cpu_register_avx512(cpu_kernels* table) {
 #endif
 }
 
+// AMX: runs after cpu_register_avx512 on CPUs with AMX-TILE and AMX-INT8 whose OS granted the tile
+// state (cpu/dispatch.cpp). Only prompt-batch tiles change; vec_dot and the activation rows stay
+// the AVX-512 ones, and every tile equals them bit for bit (exact int32 sums, the same float steps).
+void cpu_register_amx(cpu_kernels* table) {
+#if defined(__x86_64__) || defined(_M_X64)
+    using T = tensor_type;
+    auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
+    at(T::Q8_0).int8_tile = avx512::amx_tile_q8_0;
+    at(T::Q4_0).int8_tile = avx512::amx_tile_q4_0;
+    at(T::Q4_K).int8_tile = avx512::amx_tile_q4_k;
+    at(T::Q5_K).int8_tile = avx512::amx_tile_q5_k;
+#else
+    (void)table;
+#endif
+}
+
 void cpu_register_avx512_vector_ops(vector_ops* ops) {
 #if defined(__x86_64__) || defined(_M_X64)
     ops->lanes = 16;

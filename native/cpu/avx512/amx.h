@@ -1,0 +1,55 @@
+// AMX (AMX-TILE, AMX-INT8) for the int8 GEMM tiles of this folder, which run on the amx path
+// (cpu/dispatch.h) only. Eight tile registers of up to 16 rows x 64 bytes; TDPBSUD adds to each
+// int32 C[m][n] the dot of A's row m (signed bytes) with B's column n, whose 4-byte groups lie in
+// B's rows: C[m][n] += sum_k A[m][4k..4k+3] . B[k][4n..4n+3]. So B is the "VNNI" layout of the
+// packed weight tiles (dword g of weight row r at bytes 4r..4r+3 of B's row g), the activations
+// load as A straight from their quantized rows (one row per token, any stride), and C holds a
+// token per row and a weight row per int32 lane: the layout the AVX-512 tiles' float steps take.
+//
+// The tile instructions take their register numbers as literals (the intrinsics paste them into
+// the assembly), so the kernels spell out their tile registers. Included only by files of this
+// folder (AVX-512 + AMX flags); internal linkage, like simd.h.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "simd.h"
+
+namespace moerun::avx512 {
+namespace {
+
+// A tile configuration (palette 1): rows and bytes per row of each tile register used.
+struct alignas(64) amx_config {
+    uint8_t palette = 1, start_row = 0, reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+    void set(int tile, int nrows, int bytes_per_row) {
+        rows[tile] = uint8_t(nrows);
+        colsb[tile] = uint16_t(bytes_per_row);
+    }
+};
+static_assert(sizeof(amx_config) == 64, "LDTILECFG reads 64 bytes");
+
+// The tile state of the calling thread for one kernel call: configured by load(), released at the
+// end so that the thread does not keep 8 KiB of tile state (saved on every context switch) and
+// the core's AMX power state between calls.
+class amx_scope {
+public:
+    amx_scope() = default;
+    amx_scope(const amx_scope&) = delete;
+    amx_scope& operator=(const amx_scope&) = delete;
+    ~amx_scope() {
+        if (loaded_) _tile_release();
+    }
+    void load(const amx_config& c) {
+        _tile_loadconfig(&c);
+        loaded_ = true;
+    }
+
+private:
+    bool loaded_ = false;
+};
+
+}  // namespace
+}  // namespace moerun::avx512
