@@ -333,8 +333,8 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
 // tokens' 32 quants, read in place from their Q8_0 rows) . B (packed_block::q: 8 rows of 64 bytes
 // in exactly B's layout; unsigned, biased as for vpdpbusd). C goes to memory, and per token the
 // float steps of tile_tokens follow: isum = C's row + the activation's correction, then
-// acc += (d * d_x) * float(isum). Two sets of tiles alternate, so the tile unit computes block
-// b + 1 while the vector units take block b's sums.
+// acc += (d * d_x) * float(isum). Two sets of tile registers alternate between blocks (tiles are
+// not renamed), and the vector units take block b's sums while the tile unit computes the next.
 
 constexpr int k_amx_tokens = 16;  // activation rows per pass: the rows of A and C
 
@@ -365,15 +365,11 @@ inline void amx_block_set1(const uint8_t* x, size_t x_row, const packed_block& p
     _tile_stored(5, c_out, 64);
 }
 
-// One pass of `tokens` (1..16) activation rows over all blocks: y[t * y_stride + r]. The float
-// steps always run 16 tokens (rows past the pass's last repeat it, and are not stored), so there
-// is one instantiation; the tiles read only the pass's rows.
-//
-// A tile store's data reaches vector loads only once the store has retired and left the store
-// buffer, so the sums are taken a chunk of blocks behind the tile unit: the tile instructions of
-// chunk c + 1 are issued, then chunk c's sums are read (reading each block's right after its
-// store ran 1.5-2x slower than the AVX-512 tile).
-constexpr int k_amx_chunk = 8;  // blocks per chunk: 2 chunks x 8 blocks x 1 KiB of sums in L1
+// One pass of `tokens` (1..16) activation rows over all blocks: y[t * y_stride + r], the sums
+// taken 4 blocks behind the tile unit (tile_pipeline). The float steps always run 16 tokens (rows
+// past the pass's last repeat it, and are not stored), so there is one instantiation; the tiles
+// read only the pass's rows.
+constexpr int k_amx_lead = 4;
 
 inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
                      __mmask16 store) {
@@ -388,30 +384,24 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
         xc[t] = act_corrections(r, nb);
         acc[t] = _mm512_setzero_ps();
     }
-    using block_sums = int32_t[T][k_tile_rows];
-    alignas(64) block_sums c[2][k_amx_chunk];
-    auto issue = [&](int64_t b0, block_sums* out) {
-        const int64_t count = std::min<int64_t>(k_amx_chunk, nb - b0);
-        for (int64_t j = 0; j < count; j += 2) {
-            amx_block_set0(x, x_row, pw[b0 + j], b0 + j, &out[j][0][0]);
-            if (j + 1 < count) amx_block_set1(x, x_row, pw[b0 + j + 1], b0 + j + 1, &out[j + 1][0][0]);
+    alignas(64) int32_t c[k_amx_lead + 1][T][k_tile_rows];
+    auto issue = [&](int64_t b, int slot) {
+        if (b & 1) {
+            amx_block_set1(x, x_row, pw[b], b, &c[slot][0][0]);
+        } else {
+            amx_block_set0(x, x_row, pw[b], b, &c[slot][0][0]);
         }
     };
-    auto take = [&](const block_sums& sums, int64_t b) {
+    auto take = [&](int64_t b, int slot) {
         const __m512 d = pw[b].d;
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
-            const __m512i isum = _mm512_add_epi32(load512(sums[t]), _mm512_set1_epi32(xc[t][b]));
+            const __m512i isum = _mm512_add_epi32(load512(c[slot][t]), _mm512_set1_epi32(xc[t][b]));
             const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(xd[t][b]));
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)));
         }
     };
-    issue(0, c[0]);
-    for (int64_t b0 = 0, chunk = 0; b0 < nb; b0 += k_amx_chunk, chunk ^= 1) {
-        if (b0 + k_amx_chunk < nb) issue(b0 + k_amx_chunk, c[chunk ^ 1]);
-        const int64_t count = std::min<int64_t>(k_amx_chunk, nb - b0);
-        for (int64_t j = 0; j < count; ++j) take(c[chunk][j], b0 + j);
-    }
+    tile_pipeline<k_amx_lead>(nb, issue, take);
     for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
 }
 

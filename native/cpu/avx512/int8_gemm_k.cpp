@@ -474,72 +474,92 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
     });
 }
 
-// ---- AMX (amx.h): Q4_K and Q5_K super-blocks as whole-width tiles ----
+// ---- AMX (amx.h): K-quant super-blocks as whole-width tiles ----
 //
 // The sub-block scales go into the weights, so that one pair of C tiles sums a whole super-block
-// (4 TDPBSUD of 64 quants each) instead of a tile store per sub-block: with sc = lo + 2^S hi,
-// B_lo = q * lo and B_hi = q * hi are unsigned bytes (Q4_K: q <= 15, S = 4, lo <= 15, hi <= 3;
-// Q5_K: q <= 31, S = 3, lo, hi <= 7; every product <= 255), so over the super-block
-//   C_lo = sum_k y_k q_k lo_j(k),  C_hi = sum_k y_k q_k hi_j(k),  isum = C_lo + (C_hi << S)
-// exactly (|C| < 2^23). The mins stay with the vector units (dot_bsums against the activation's
-// block sums), and the float steps are tile_tokens'. Per super-block and 16 activation rows: 4 A
-// and 8 B tile loads, 8 TDPBSUD and 2 tile stores, against 1,024 vpdpbusd on the AVX-512 tile.
+// (4 chunks of 64 quants) instead of a tile store per sub-block: each weight's scaled quant
+// w = (q - o) * sc_j (Q4_K, Q5_K: o = 0, sc 0..63; Q6_K: o = 32, sc int8), at most 4,096 in
+// magnitude, is split into its low byte (unsigned) and the rest, w = lo + 256 hi (hi signed,
+// -16..15), so TDPBSUD and TDPBSSD sum over the super-block
+//   C_lo = sum_k y_k lo_k,  C_hi = sum_k y_k hi_k,  isum = C_lo + 256 C_hi = sum_j sc_j sum_k (q_k - o) y_k
+// exactly (|C_lo| < 2^23, |isum| < 2^28); Q6_K's -32 offset is then inside isum. The mins of
+// Q4_K/Q5_K take a third tile, each weight's sub-block min as a byte: C_min = sum_j m_j sum_k y_k
+// = msum (in the vector units, dot_bsums, they ran Q4_K at half Q6_K's speed). The float steps
+// are tile_tokens'. Per super-block and 16 activation rows: 4 A and 8 (12) B tile loads, 8 (12)
+// dot-product tile operations and 2 (3) tile stores, against 1,024 vpdpbusd on the AVX-512 tile.
 
 constexpr int k_amx_k_tokens = 16;  // activation rows per pass: the rows of A and C
 
-template <typename B>
-constexpr int k_amx_scale_shift = std::is_same_v<B, block_q4_K> ? 4 : 3;
-
-// One super-block of a tile's 16 rows: B tiles per chunk c of 64 quants (row g: quants
-// 64c + 4g..+3 of each weight row, 4 bytes per row, the packed_q45_k::q layout), the mins and d.
-struct packed_amx_k {
+// One super-block of a tile's 16 rows as B tiles per chunk c of 64 quants (row g: weights
+// 64c + 4g..+3 of each weight row, 4 bytes per row, the packed_k::q layout), and d.
+struct packed_amx_q6_k {
     uint8_t lo[4][16][64];
     uint8_t hi[4][16][64];
-    __m512i min[8];
-    __m512 d, dmin;
+    __m512 d;
 };
+struct packed_amx_q45_k : packed_amx_q6_k {
+    uint8_t min[4][16][64];  // the sub-block's min, in each of the 4 bytes
+    __m512 dmin;
+};
+template <typename B>
+using packed_amx = std::conditional_t<std::is_same_v<B, block_q6_K>, packed_amx_q6_k, packed_amx_q45_k>;
 
-// Unsigned bytes of q times the int32 lanes of s (each <= 255 / max q, so every product is a byte).
-inline __m512i times_dword_scale(__m512i q, __m512i s) {
-    const __m512i s16 = _mm512_or_si512(s, _mm512_slli_epi32(s, 16));
-    const __m512i even = _mm512_mullo_epi16(_mm512_and_si512(q, _mm512_set1_epi16(0x00FF)), s16);
-    const __m512i odd = _mm512_mullo_epi16(_mm512_srli_epi16(q, 8), s16);
-    return _mm512_or_si512(even, _mm512_slli_epi16(odd, 8));
+// (q - offset) * s for the unsigned bytes q and the int32 lanes s, split into low bytes and high
+// (signed) bytes, 16-bit products of the even and the odd bytes.
+inline void scaled_bytes(__m512i q, __m512i s, int offset, __m512i* lo, __m512i* hi) {
+    const __m512i s16 = _mm512_or_si512(_mm512_and_si512(s, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(s, 16));
+    const __m512i o = _mm512_set1_epi16(int16_t(offset)), byte0 = _mm512_set1_epi16(0x00FF);
+    const __m512i even = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_and_si512(q, byte0), o), s16);
+    const __m512i odd = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_srli_epi16(q, 8), o), s16);
+    *lo = _mm512_or_si512(_mm512_and_si512(even, byte0), _mm512_slli_epi16(odd, 8));
+    *hi = _mm512_or_si512(_mm512_srli_epi16(even, 8), _mm512_andnot_si512(byte0, odd));
 }
 
 template <typename B>
-inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_q45_k* tmp, packed_amx_k* out) {
-    constexpr int S = k_amx_scale_shift<B>;
+inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_k<B>* tmp, packed_amx<B>* out) {
+    constexpr bool q6 = std::is_same_v<B, block_q6_K>;
+    constexpr int regs_per_scale = q6 ? 4 : 8;  // sub-blocks of 16 (Q6_K) or 32 quants
     pack_super_block<B>(row, b, tmp);
-    const __m512i low = _mm512_set1_epi32((1 << S) - 1);
     MOERUN_UNROLL
-    for (int j = 0; j < 8; ++j) {  // sub-block j: registers 8j..8j+7 (chunk j / 2, rows 8 (j % 2)..)
-        const __m512i lo = _mm512_and_si512(tmp->scale[j], low), hi = _mm512_srli_epi32(tmp->scale[j], S);
-        MOERUN_UNROLL
-        for (int g = 0; g < 8; ++g) {
-            const int reg = 8 * j + g;
-            _mm512_store_si512(out->lo[reg / 16][reg % 16], times_dword_scale(tmp->q[reg], lo));
-            _mm512_store_si512(out->hi[reg / 16][reg % 16], times_dword_scale(tmp->q[reg], hi));
-        }
+    for (int reg = 0; reg < 64; ++reg) {
+        __m512i lo, hi;
+        scaled_bytes(tmp->q[reg], tmp->scale[reg / regs_per_scale], q6 ? 32 : 0, &lo, &hi);
+        _mm512_store_si512(out->lo[reg / 16][reg % 16], lo);
+        _mm512_store_si512(out->hi[reg / 16][reg % 16], hi);
     }
-    MOERUN_UNROLL
-    for (int k = 0; k < 8; ++k) out->min[k] = tmp->min[k];
     out->d = tmp->d;
-    out->dmin = tmp->dmin;
+    if constexpr (!q6) {
+        MOERUN_UNROLL
+        for (int j = 0; j < 8; ++j) {  // tmp->min[j]: (m, m) as int16 -> 4 bytes m
+            const __m512i m = _mm512_or_si512(tmp->min[j], _mm512_slli_epi32(tmp->min[j], 8));
+            MOERUN_UNROLL
+            for (int g = 0; g < 8; ++g) _mm512_store_si512(out->min[j / 2][8 * (j % 2) + g], m);
+        }
+        out->dmin = tmp->dmin;
+    }
 }
 
-// Tile registers: C_lo 3 and C_hi 4; A, B_lo, B_hi are 0, 1, 2 for even chunks and 5, 6, 7 for
-// odd ones. Tiles are not renamed: loading chunk c + 1 into the registers chunk c's TDPBSUDs
-// read would wait for them (one set ran Q4_K at m = 64 about 1.3x slower than two).
+// Tile registers. Tiles are not renamed: loading chunk c + 1 into the registers chunk c's
+// dot products read waits for them (one set ran Q4_K at m = 64 about 1.3x slower than two).
+//   Q6_K: C_lo 3, C_hi 4; A, B_lo, B_hi are 0, 1, 2 for even chunks and 5, 6, 7 for odd ones.
+//   Q4_K, Q5_K: C_lo 3, C_hi 4, C_min 7; A 0 and 5 alternating; B_lo 1, B_hi 2, B_min 6.
+template <typename B>
 inline amx_config amx_k_config(int tokens) {
     amx_config c;
-    for (int tile : {0, 3, 4, 5}) c.set(tile, tokens, 64);
-    for (int tile : {1, 2, 6, 7}) c.set(tile, 16, 64);
+    if constexpr (std::is_same_v<B, block_q6_K>) {
+        for (int tile : {0, 3, 4, 5}) c.set(tile, tokens, 64);
+        for (int tile : {1, 2, 6, 7}) c.set(tile, 16, 64);
+    } else {
+        for (int tile : {0, 3, 4, 5, 7}) c.set(tile, tokens, 64);
+        for (int tile : {1, 2, 6}) c.set(tile, 16, 64);
+    }
     return c;
 }
 
-// Super-block b's C_lo and C_hi of the pass's tokens (A rows from x, x_row apart) into out[0], out[1].
-inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_k& p, int64_t b, int32_t (*out)[k_amx_k_tokens][k_tile_rows]) {
+// Super-block b's C tiles of the pass's tokens (A rows from x, x_row apart) into out[0..2].
+using amx_k_sums = int32_t[3][k_amx_k_tokens][k_tile_rows];  // C_lo, C_hi, C_min
+
+inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_k& p, int64_t b, amx_k_sums& out) {
     _tile_zero(3);
     _tile_zero(4);
     const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
@@ -549,26 +569,52 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_k& 
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_dpbsud(3, 0, 1);
-        _tile_dpbsud(4, 0, 2);
+        _tile_dpbssd(4, 0, 2);
         _tile_loadd(5, a + 64 * (c + 1), x_row);
         _tile_loadd(6, p.lo[c + 1], 64);
         _tile_loadd(7, p.hi[c + 1], 64);
         _tile_dpbsud(3, 5, 6);
-        _tile_dpbsud(4, 5, 7);
+        _tile_dpbssd(4, 5, 7);
     }
     _tile_stored(3, out[0], 64);
     _tile_stored(4, out[1], 64);
 }
 
-// One pass of `tokens` (1..16) activation rows over all super-blocks, the sums taken a chunk of
-// super-blocks behind the tile unit (see amx_pass in int8_gemm.cpp: a tile store reaches vector
-// loads only after it retires). The float steps run 16 tokens (rows past the last repeat it).
-constexpr int k_amx_k_chunk = 4;  // super-blocks per chunk: 2 chunks x 4 x 2 KiB of sums
+inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45_k& p, int64_t b, amx_k_sums& out) {
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(7);
+    const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
+    MOERUN_UNROLL
+    for (int c = 0; c < 4; c += 2) {
+        _tile_loadd(0, a + 64 * c, x_row);
+        _tile_loadd(1, p.lo[c], 64);
+        _tile_loadd(2, p.hi[c], 64);
+        _tile_loadd(6, p.min[c], 64);
+        _tile_dpbsud(3, 0, 1);
+        _tile_dpbssd(4, 0, 2);
+        _tile_dpbsud(7, 0, 6);
+        _tile_loadd(5, a + 64 * (c + 1), x_row);
+        _tile_loadd(1, p.lo[c + 1], 64);
+        _tile_loadd(2, p.hi[c + 1], 64);
+        _tile_loadd(6, p.min[c + 1], 64);
+        _tile_dpbsud(3, 5, 1);
+        _tile_dpbssd(4, 5, 2);
+        _tile_dpbsud(7, 5, 6);
+    }
+    _tile_stored(3, out[0], 64);
+    _tile_stored(4, out[1], 64);
+    _tile_stored(7, out[2], 64);
+}
+
+// One pass of `tokens` (1..16) activation rows over all super-blocks (tile_pipeline, 2 super-blocks
+// ahead). The float steps run 16 tokens (rows past the last repeat it, and are not stored).
+constexpr int k_amx_k_lead = 2;
 
 template <typename B>
-inline void amx_pass_k(const packed_amx_k* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
+inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
                        __mmask16 store) {
-    constexpr int T = k_amx_k_tokens, S = k_amx_scale_shift<B>;
+    constexpr int T = k_amx_k_tokens;
     const block_q8_K* xq[T];
     __m512 acc[T];
     MOERUN_UNROLL
@@ -576,30 +622,26 @@ inline void amx_pass_k(const packed_amx_k* pw, int64_t nb, const uint8_t* x, siz
         xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(std::min(t, tokens - 1)) * x_row);
         acc[t] = _mm512_setzero_ps();
     }
-    using sums = int32_t[2][T][k_tile_rows];  // C_lo, C_hi
-    alignas(64) sums c[2][k_amx_k_chunk];
-    auto issue = [&](int64_t b0, sums* out) {
-        const int64_t count = std::min<int64_t>(k_amx_k_chunk, nb - b0);
-        for (int64_t j = 0; j < count; ++j) amx_super_block(x, x_row, pw[b0 + j], b0 + j, out[j]);
-    };
-    auto take = [&](const sums& cs, int64_t b) {
-        const packed_amx_k& p = pw[b];
+    alignas(64) amx_k_sums c[k_amx_k_lead + 1];
+    auto issue = [&](int64_t b, int slot) { amx_super_block(x, x_row, pw[b], b, c[slot]); };
+    auto take = [&](int64_t b, int slot) {
+        const amx_k_sums& cs = c[slot];
+        const packed_amx<B>& p = pw[b];
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
-            const __m512i isum = _mm512_add_epi32(load512(cs[0][t]), _mm512_slli_epi32(load512(cs[1][t]), S));
-            const __m512i msum = dot_bsums(_mm512_setzero_si512(), p.min, xq[t][b].bsums);
+            const __m512i isum = _mm512_add_epi32(load512(cs[0][t]), _mm512_slli_epi32(load512(cs[1][t]), 8));
             const __m512 dy = _mm512_set1_ps(xq[t][b].d);
-            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum)),
-                                           _mm512_mul_ps(_mm512_mul_ps(p.dmin, dy), _mm512_cvtepi32_ps(msum)));
-            acc[t] = _mm512_add_ps(acc[t], v);
+            if constexpr (std::is_same_v<B, block_q6_K>) {
+                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum)));
+            } else {
+                const __m512i msum = load512(cs[2][t]);
+                const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum)),
+                                               _mm512_mul_ps(_mm512_mul_ps(p.dmin, dy), _mm512_cvtepi32_ps(msum)));
+                acc[t] = _mm512_add_ps(acc[t], v);
+            }
         }
     };
-    issue(0, c[0]);
-    for (int64_t b0 = 0, chunk = 0; b0 < nb; b0 += k_amx_k_chunk, chunk ^= 1) {
-        if (b0 + k_amx_k_chunk < nb) issue(b0 + k_amx_k_chunk, c[chunk ^ 1]);
-        const int64_t count = std::min<int64_t>(k_amx_k_chunk, nb - b0);
-        for (int64_t j = 0; j < count; ++j) take(c[chunk][j], b0 + j);
-    }
+    tile_pipeline<k_amx_k_lead>(nb, issue, take);
     for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
 }
 
@@ -614,13 +656,13 @@ void amx_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* 
                 int64_t y_stride) {
     if (nx < k_amx_k_min_tokens) return int8_tile_k<B>(n, w, w_row, nw, vx, x_row, nx, y, y_stride);
     const int64_t nb = n / 256;
-    thread_local std::vector<packed_amx_k> scratch;  // local type: see int8_tile_k
+    thread_local std::vector<packed_amx<B>> scratch;  // local type: see int8_tile_k
     if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
-    packed_amx_k* const packed = scratch.data();
+    packed_amx<B>* const packed = scratch.data();
     const uint8_t* row[k_tile_rows];
     tile_row_pointers(w, w_row, nw, row);
     {
-        packed_q45_k tmp;
+        packed_k<B> tmp;
         for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[b]);
     }
     const uint8_t* x = static_cast<const uint8_t*>(vx);
@@ -630,7 +672,7 @@ void amx_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* 
     for (int64_t i = 0; i < nx; i += k_amx_k_tokens) {
         const int tokens = int(std::min<int64_t>(k_amx_k_tokens, nx - i));
         if (tokens != configured) {
-            tiles.load(amx_k_config(tokens));
+            tiles.load(amx_k_config<B>(tokens));
             configured = tokens;
         }
         amx_pass_k<B>(packed, nb, x + size_t(i) * x_row, x_row, tokens, y + i * y_stride, y_stride, store);
@@ -671,6 +713,9 @@ void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const voi
 }
 void amx_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     amx_tile_k<block_q5_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void amx_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
+    amx_tile_k<block_q6_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 
 }  // namespace moerun::avx512

@@ -150,6 +150,7 @@ void cpu_register_amx(cpu_kernels* table) {
     at(T::Q4_0).int8_tile = avx512::amx_tile_q4_0;
     at(T::Q4_K).int8_tile = avx512::amx_tile_q4_k;
     at(T::Q5_K).int8_tile = avx512::amx_tile_q5_k;
+    at(T::Q6_K).int8_tile = avx512::amx_tile_q6_k;
 #else
     (void)table;
 #endif
