@@ -391,6 +391,9 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
         } else {
             amx_block_set0(x, x_row, pw[b], b, &c[slot][0][0]);
         }
+        if (b + 2 < nb) {  // the activation quants 2 blocks on (amx_prefetch_rows)
+            amx_prefetch_rows(x + size_t(b + 2) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row, tokens, 1);
+        }
     };
     auto take = [&](int64_t b, int slot) {
         const __m512 d = pw[b].d;

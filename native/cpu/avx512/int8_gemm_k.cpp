@@ -623,7 +623,12 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
         acc[t] = _mm512_setzero_ps();
     }
     alignas(64) amx_k_sums c[k_amx_k_lead + 1];
-    auto issue = [&](int64_t b, int slot) { amx_super_block(x, x_row, pw[b], b, c[slot]); };
+    auto issue = [&](int64_t b, int slot) {
+        amx_super_block(x, x_row, pw[b], b, c[slot]);
+        if (b + 1 < nb) {  // the next super-block's activation quants (amx_prefetch_rows)
+            amx_prefetch_rows(x + size_t(b + 1) * sizeof(block_q8_K) + offsetof(block_q8_K, qs), x_row, tokens, 4);
+        }
+    };
     auto take = [&](int64_t b, int slot) {
         const amx_k_sums& cs = c[slot];
         const packed_amx<B>& p = pw[b];
@@ -649,7 +654,7 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
 // 16 weight rows, Sapphire Rapids (2 cores of a VM), time of the AVX-512 tile over this one:
 // Q4_K m 8 0.67x, 12 0.90x, 16 1.05-1.08x, 32 1.27x, 64 1.35x, 256 1.79x; Q5_K m 16 1.00x,
 // 32 1.21x, 64 1.64x, 256 1.41x.
-constexpr int64_t k_amx_k_min_tokens = 16;
+constexpr int64_t k_amx_k_min_tokens = 32;
 
 template <typename B>
 void amx_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
