@@ -142,6 +142,18 @@ void cpu_register_avx512(cpu_kernels* table) {
 // AMX: runs after cpu_register_avx512 on CPUs with AMX-TILE and AMX-INT8 whose OS granted the tile
 // state (cpu/dispatch.cpp). Only prompt-batch tiles change; vec_dot and the activation rows stay
 // the AVX-512 ones, and every tile equals them bit for bit (exact int32 sums, the same float steps).
+// Fewer activation rows than 12 (Q8_0, Q4_0) or 32 (K-quants) keep the AVX-512 tiles, which win
+// there: a tile pass costs the same for 1 token as for 16, and the K-quant packing is dearer.
+// In cache, 16 weight rows, k 2048, 1 thread, min of 30 interleaved rounds (a 2-core Sapphire
+// Rapids VM whose speed varied by up to 2x from run to run, so these are ranges over runs), the
+// AVX-512 tile's time over this one: m 64: Q8_0 1.26-1.48x, Q4_0 1.19-1.34x, Q4_K 1.24-1.35x,
+// Q5_K 1.28-1.64x, Q6_K 1.41-2.18x; m 512: Q8_0 1.26x, Q4_0 1.37x, Q4_K 1.70x, Q5_K 1.70x,
+// Q6_K 1.60x (best 488 GFLOP/s, Q6_K m 256). End to end, run_model --prompt 512 -t 2,
+// MOERUN_CPU=avx512 vs amx interleaved x3: TinyLlama-1.1B shape Q4_K_M 92.8-97.3 vs 108.2-112.3
+// tok/s, Ling-mini-2.0 10 layers Q4_K_M 167.9-172.4 vs 179.3-186.4 (its experts see ~16 tokens
+// each, below the K-quant threshold). Two threads gained little over one on the AMX tiles here
+// (bench_matmul Q4_K m 512 n 5632: 1 thread 260-265 GFLOP/s, 2 threads 229-251) where the
+// AVX-512 ones gained 1.5-1.7x; whether the VM's two vCPUs share one core's tile unit is unknown.
 void cpu_register_amx(cpu_kernels* table) {
 #if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
