@@ -151,9 +151,11 @@ void cpu_register_avx512(cpu_kernels* table) {
 // Q6_K 1.60x (best 488 GFLOP/s, Q6_K m 256). End to end, run_model --prompt 512 -t 2,
 // MOERUN_CPU=avx512 vs amx interleaved x3: TinyLlama-1.1B shape Q4_K_M 92.8-97.3 vs 108.2-112.3
 // tok/s, Ling-mini-2.0 10 layers Q4_K_M 167.9-172.4 vs 179.3-186.4 (its experts see ~16 tokens
-// each, below the K-quant threshold). Two threads gained little over one on the AMX tiles here
-// (bench_matmul Q4_K m 512 n 5632: 1 thread 260-265 GFLOP/s, 2 threads 229-251) where the
-// AVX-512 ones gained 1.5-1.7x; whether the VM's two vCPUs share one core's tile unit is unknown.
+// each, below the K-quant threshold). Through matmul the AMX tiles gain less from a second thread
+// than the AVX-512 ones: bench_matmul --types Q4_K --m 512 --n 5632 --budget 1, 3 interleaved
+// rounds, GFLOP/s: 1 thread 156-197 (AVX-512 115-125), 2 threads 213-264 (201-232). Two copies of
+// the in-cache bench on the two vCPUs do not slow each other, so the tile units are not shared;
+// what the second thread loses to (the weights' and activations' way through L2/L3) is not found.
 void cpu_register_amx(cpu_kernels* table) {
 #if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
