@@ -156,23 +156,6 @@ inline void group_q45_k(const B* w, const block_q8_K* const* xq, int64_t i, floa
     }
 }
 
-// T activation rows (x, x + x_row, ...) against one Q4_K/Q5_K row: out[t].
-template <int T, typename B>
-inline void dot_rows_q45_k(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
-    const block_q8_K* xq[T];
-    float sum[T];
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) {
-        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
-        sum[t] = 0;
-    }
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) group_q45_k<2, T>(w, xq, i, sum);
-    if (i < nb) group_q45_k<1, T>(w, xq, i, sum);
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) out[t] = sum[t];
-}
-
 // One Q6_K super-block against T activation rows: int32 lanes summing to isum - 32 sum_j sc_j
 // bsums_j per row. The unsigned quants 0..63, 64 per register, as int16 pairs (at most 63 * 128 *
 // 2) weighted by the int8 scales; the -32 through the block sums.
@@ -234,9 +217,10 @@ inline void group_q6_k(const block_q6_K* w, const block_q8_K* const* xq, int64_t
     }
 }
 
-// T activation rows against one Q6_K row: out[t].
-template <int T>
-inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, size_t x_row, float* out) {
+// T activation rows (x, x + x_row, ...) against one weight row: out[t]. Super-blocks go by groups
+// of G (Q4_K/Q5_K: 2, Q6_K: 4), the rest in one smaller group.
+template <int T, typename B>
+inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
     const block_q8_K* xq[T];
     float sum[T];
     MOERUN_UNROLL
@@ -245,21 +229,20 @@ inline void dot_rows_q6_k(int64_t nb, const block_q6_K* w, const uint8_t* x, siz
         sum[t] = 0;
     }
     int64_t i = 0;
-    for (; i + 4 <= nb; i += 4) group_q6_k<4, T>(w, xq, i, sum);
-    switch (nb - i) {
-        case 3: group_q6_k<3, T>(w, xq, i, sum); break;
-        case 2: group_q6_k<2, T>(w, xq, i, sum); break;
-        case 1: group_q6_k<1, T>(w, xq, i, sum); break;
-        default: break;
+    if constexpr (std::is_same_v<B, block_q6_K>) {
+        for (; i + 4 <= nb; i += 4) group_q6_k<4, T>(w, xq, i, sum);
+        switch (nb - i) {
+            case 3: group_q6_k<3, T>(w, xq, i, sum); break;
+            case 2: group_q6_k<2, T>(w, xq, i, sum); break;
+            case 1: group_q6_k<1, T>(w, xq, i, sum); break;
+            default: break;
+        }
+    } else {
+        for (; i + 2 <= nb; i += 2) group_q45_k<2, T>(w, xq, i, sum);
+        if (i < nb) group_q45_k<1, T>(w, xq, i, sum);
     }
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) out[t] = sum[t];
-}
-
-template <int T, typename B>
-inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
-    if constexpr (std::is_same_v<B, block_q6_K>) dot_rows_q6_k<T>(nb, w, x, x_row, out);
-    else dot_rows_q45_k<T>(nb, w, x, x_row, out);
 }
 
 // ---- packed tiles ----
