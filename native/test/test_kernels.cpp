@@ -429,7 +429,7 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
     std::vector<float> want, got;
     size_t mismatches = 0, outputs = 0;
     for (int nw : {1, 3, max_rows - 1, max_rows}) {
-        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 19, 32, 33, max_nx}) {  // every pass length of 1..8 rows; AMX passes of 16 and a rest
+        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 19, 27, 32, 33, max_nx}) {  // every pass length of 1..8 rows; AMX passes of 16, short ones, a rest
             const int64_t stride = max_rows + 2;  // y[i * stride + row]; the rest must stay -1
             std::vector<float> y(size_t(nx * stride), -1.0f);
             p.int8_tile(int64_t(n), w.data(), wrow, nw, act.data(), arow, nx, y.data(), stride);

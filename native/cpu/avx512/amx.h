@@ -52,6 +52,25 @@ private:
     bool loaded_ = false;
 };
 
+constexpr int k_amx_tokens = 16;  // activation rows per pass: the most rows of the A and C tiles
+
+// Runs pass(first, tokens) over nx activation rows in passes of up to k_amx_tokens, loading the
+// tile configuration config(tokens) for each new pass length; the tile state is released at the
+// end (amx_scope).
+template <typename Config, typename Pass>
+inline void amx_token_passes(int64_t nx, Config&& config, Pass&& pass) {
+    amx_scope tiles;
+    int configured = 0;
+    for (int64_t i = 0; i < nx; i += k_amx_tokens) {
+        const int tokens = int(std::min<int64_t>(k_amx_tokens, nx - i));
+        if (tokens != configured) {
+            tiles.load(config(tokens));
+            configured = tokens;
+        }
+        pass(i, tokens);
+    }
+}
+
 // Brings `lines` cache lines from each of `rows` rows (at p, p + stride, ...) into L1 ahead of a tile
 // load. A tile load of 16 rows a row apart (activations: one token each) found little help in the
 // hardware prefetchers: with 512 tokens (1.2 MiB of Q8_K rows, in L2) the Q4_K tile ran at 0.92x

@@ -336,8 +336,6 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
 // acc += (d * d_x) * float(isum). Two sets of tile registers alternate between blocks (tiles are
 // not renamed), and the vector units take block b's sums while the tile unit computes the next.
 
-constexpr int k_amx_tokens = 16;  // activation rows per pass: the rows of A and C
-
 // Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5.
 inline amx_config amx_q8_config(int tokens) {
     amx_config c;
@@ -428,22 +426,14 @@ void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* v
     pack_tile<B>(row, nb, packed);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     const __mmask16 store = tile_store_mask(nw);
-    amx_scope tiles;
-    int configured = 0;
-    for (int64_t i = 0; i < nx; i += k_amx_tokens) {
-        const int tokens = int(std::min<int64_t>(k_amx_tokens, nx - i));
-        if (tokens < k_tile_tokens) {
-            for_token_passes(tokens, [&](auto t, int64_t j) {
-                tile_tokens<decltype(t)::value>(packed, nb, x + size_t(i + j) * x_row, x_row, y + (i + j) * y_stride, y_stride, store);
-            });
-            break;
-        }
-        if (tokens != configured) {
-            tiles.load(amx_q8_config(tokens));
-            configured = tokens;
-        }
+    const int64_t rest = nx % k_amx_tokens < k_tile_tokens ? nx % k_amx_tokens : 0;  // on the vector units
+    amx_token_passes(nx - rest, amx_q8_config, [&](int64_t i, int tokens) {
         amx_pass(packed, nb, x + size_t(i) * x_row, x_row, tokens, y + i * y_stride, y_stride, store);
-    }
+    });
+    for_token_passes(rest, [&](auto t, int64_t j) {
+        const int64_t i = nx - rest + j;
+        tile_tokens<decltype(t)::value>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
+    });
 }
 
 // One weight row (vec_dot, vec_dot_n: attention over a Q8_0 cache, single rows): the same integer

@@ -471,8 +471,6 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
 // are tile_tokens'. Per super-block and 16 activation rows: 4 A and 8 (12) B tile loads, 8 (12)
 // dot-product tile operations and 2 (3) tile stores, against 1,024 vpdpbusd on the AVX-512 tile.
 
-constexpr int k_amx_k_tokens = 16;  // activation rows per pass: the rows of A and C
-
 // One super-block of a tile's 16 rows as B tiles per chunk c of 64 quants (row g: weights
 // 64c + 4g..+3 of each weight row, 4 bytes per row, the packed_k::q layout), and d.
 struct packed_amx_q6_k {
@@ -540,7 +538,7 @@ inline amx_config amx_k_config(int tokens) {
 }
 
 // Super-block b's C tiles of the pass's tokens (A rows from x, x_row apart) into out[0..2].
-using amx_k_sums = int32_t[3][k_amx_k_tokens][k_tile_rows];  // C_lo, C_hi, C_min
+using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
 
 inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_k& p, int64_t b, amx_k_sums& out) {
     _tile_zero(3);
@@ -597,7 +595,7 @@ constexpr int k_amx_k_lead = 2;
 template <typename B>
 inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
                        __mmask16 store) {
-    constexpr int T = k_amx_k_tokens;
+    constexpr int T = k_amx_tokens;
     const block_q8_K* xq[T];
     __m512 acc[T];
     MOERUN_UNROLL
@@ -655,16 +653,9 @@ void amx_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* 
     }
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     const __mmask16 store = tile_store_mask(nw);
-    amx_scope tiles;
-    int configured = 0;
-    for (int64_t i = 0; i < nx; i += k_amx_k_tokens) {
-        const int tokens = int(std::min<int64_t>(k_amx_k_tokens, nx - i));
-        if (tokens != configured) {
-            tiles.load(amx_k_config<B>(tokens));
-            configured = tokens;
-        }
+    amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
         amx_pass_k<B>(packed, nb, x + size_t(i) * x_row, x_row, tokens, y + i * y_stride, y_stride, store);
-    }
+    });
 }
 
 template <typename B>
