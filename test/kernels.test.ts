@@ -19,6 +19,7 @@ const driver = path.join(buildDir, 'test_kernels');
 const ordersDriver = path.join(buildDir, 'ggml_orders');
 const seamDriver = path.join(buildDir, 'backend_seam');
 const splitDriver = path.join(buildDir, 'moe_split');
+const amxRefusalDriver = path.join(buildDir, 'amx_refusal');
 /** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
 const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
 const hasCmake = hasTool('cmake', 'kernels.test');
@@ -32,7 +33,7 @@ if (hasCmake) {
       const c = await run('cmake', ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release']);
       if (c.status !== 0) throw new Error(`cmake configure failed:\n${c.output.slice(-4000)}`);
     }
-    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders', 'backend_seam', 'moe_split']);
+    const b = await run('cmake', ['--build', buildDir, '-j2', '--target', 'test_kernels', 'ggml_orders', 'backend_seam', 'moe_split', 'amx_refusal']);
     if (b.status !== 0) throw new Error(`cmake build of the kernel drivers failed:\n${b.output.slice(-4000)}`);
   }, 600_000);
 }
@@ -56,6 +57,24 @@ describe.skipIf(!hasCmake)('test_kernels (C++)', () => {
 // compiled for that ISA and runs at load on every CPU (a table filled by a loop GCC vectorized
 // with AVX-512 made the addon fault under valgrind, and would on any AVX2-only CPU).
 const hasNm = hasCmake && hasTool('nm', 'kernels.test');
+// The amx path where Linux refuses the tile state (a small sigaltstack makes it refuse): the
+// best other path, its tiles run, and MOERUN_CPU=amx is an error. A CPU without AMX has nothing
+// to refuse, and the driver says so.
+describe.skipIf(!hasCmake)('AMX refused by the OS (native/test/amx_refusal.cpp)', () => {
+  it('falls back to the best other path, and MOERUN_CPU=amx is then an error', async () => {
+    const { MOERUN_CPU: _, ...env } = process.env;
+    const r = await run(amxRefusalDriver, [], env);
+    console.log(`amx_refusal: ${r.output.trim()}`);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toMatch(/^(refused: |no AMX on this CPU)/);
+    if (r.output.startsWith('refused')) {
+      const forced = await run(amxRefusalDriver, [], { ...env, MOERUN_CPU: 'amx' });
+      expect(forced.status, forced.output).toBe(0);
+      expect(forced.output).toContain('MOERUN_CPU=amx is an error');
+    }
+  });
+});
+
 describe.skipIf(!hasNm)('ISA-specific objects (C++)', () => {
   it('hold no static initializers', async () => {
     const objects: string[] = [];
