@@ -43,6 +43,25 @@ inline uint32_t load_u32(const uint8_t* p) {
     return v;
 }
 
+// IQ2_S / IQ3_S grid indices: 8 low bits in qs, the high bits in qh. A super-block's indices are
+// built as int16 lanes in a few vector ops and stored (grid_indices); the kernels then read them
+// back one by one as scalar loads (one load uop each, where per-point scalar code takes 4-5 ALU
+// ops), asm("") stopping GCC from keeping them in registers and extracting each with vpextrw (two
+// uops, on the shuffle port the points need).
+template <size_t N>
+struct grid_indices {
+    alignas(32) uint16_t v[N];
+    void read_back_from_memory() { asm("" : "+m"(v)); }
+};
+// Lanes l of qs_lo (16 points from qs bytes, zero-extended) or'ed with the high bits of qh byte
+// qh_byte[l] at bit `shift[l]`, moved to bit 8 up: qh * 2^(8 - shift) puts them there (lower bits
+// stay below 8, upper ones above the mask), so `mul` holds 2^(8 - shift) and `mask` the bits kept.
+inline __m256i grid_index16(__m256i qs_lo, __m256i qh_spread, __m256i mul, __m256i mask) {
+    return _mm256_or_si256(qs_lo, _mm256_and_si256(_mm256_mullo_epi16(qh_spread, mul), mask));
+}
+// Two 32-bit grid entries as one 64-bit lane (two ALU ops here save a vpinsrd on the shuffle port).
+inline uint64_t pair32(uint32_t lo, uint32_t hi) { return lo | uint64_t(hi) << 32; }
+
 // shuffle_epi8 controls that broadcast within each 128-bit half: word w0 to the first half's 8
 // lanes and w1 to the second's; bytes a, b, c, d to 8 lanes each.
 inline __m256i words_spread(int w0, int w1) {
@@ -51,6 +70,10 @@ inline __m256i words_spread(int w0, int w1) {
 inline __m256i bytes_spread(int a, int b, int c, int d) {
     constexpr int64_t ones = 0x0101010101010101;
     return _mm256_setr_epi64x(a * ones, b * ones, c * ones, d * ones);
+}
+// shuffle_epi8 controls: byte a zero-extended to the 8 int16 lanes of the first 128-bit half, byte b to the second's.
+inline __m256i words_spread_bytes(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16(short(0x8000 | b)), _mm_set1_epi16(short(0x8000 | a)));
 }
 // Lane i of a 128-bit vector of 8 words, twice: the 16 lanes of Q8_K's bsums for 8 per-sub-block values.
 inline __m256i words_to_pairs(__m128i v) { return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)); }
@@ -201,16 +224,25 @@ struct iq3_s_fmt {
     static float d(const block& b) { return f16(b.d); }
     static float value(float bsum) { return bsum; }
     struct prepared {
-        const block& b;
         sub_block_scales scales;  // nibble ib of the 4 scale bytes
         sign_bits signs;
-        explicit prepared(const block& blk)
-            : b(blk), scales(_mm256_castsi256_si128(nibble_scales(_mm_cvtsi32_si128(int(load_u32(blk.scales)))))), signs(blk.signs) {}
+        grid_indices<64> idx;  // point 8 ib + k: qs[8 ib + k] | bit k of qh[ib] << 8
+        explicit prepared(const block& b)
+            : scales(_mm256_castsi256_si128(nibble_scales(_mm_cvtsi32_si128(int(load_u32(b.scales)))))), signs(b.signs) {
+            const __m256i qh = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qh)));
+            const __m256i mul = _mm256_setr_epi16(256, 128, 64, 32, 16, 8, 4, 2, 256, 128, 64, 32, 16, 8, 4, 2);
+            const __m256i mask = _mm256_set1_epi16(0x100);
+            for (int j = 0; j < 4; ++j) {  // sub-blocks 2j, 2j + 1: qh bytes 2j, 2j + 1 to the word lanes of each half
+                const __m256i spread = _mm256_shuffle_epi8(qh, words_spread_bytes(2 * j, 2 * j + 1));
+                const __m256i lo = _mm256_cvtepu8_epi16(load128(b.qs + 16 * j));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(idx.v + 16 * j), grid_index16(lo, spread, mul, mask));
+            }
+            idx.read_back_from_memory();
+        }
         void sub(int ib, sub_block& s) const {
-            const uint8_t* qs = b.qs + 8 * ib;
-            const int qh = b.qh[ib];
-            auto g = [&](int k) { return int(k_iq3s_grid[size_t(qs[k] | (((qh >> k) & 1) << 8))]); };
-            s.w = _mm256_setr_epi32(g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
+            const uint16_t* q = idx.v + 8 * ib;
+            const auto& g = k_iq3s_grid;
+            s.w = points8(pair32(g[q[0]], g[q[1]]), pair32(g[q[2]], g[q[3]]), pair32(g[q[4]], g[q[5]]), pair32(g[q[6]], g[q[7]]));
             s.sign = signs(ib);
             s.scale = scales(ib);
         }
@@ -224,11 +256,7 @@ struct iq3_s_fmt {
 // float(C) / 8 is exact and equals the reference's float(sumi) + float(sumi_delta) / 8 (one
 // rounding of the same exact value, itself exact here). The grid part is taken with the unsigned
 // points g + 1 (k_iq1s_grid_plus1), less sum(q) from Q8_K's per-16 sums (bsums).
-//
-// After a super-block's indices are stored: the kernels read them back one by one as scalar
-// loads (one load uop each). Without this GCC keeps them in vector registers and extracts each
-// with vpextrw (two uops, on the shuffle ports the points need).
-inline void read_back_from_memory(uint16_t (&idx)[32]) { asm("" : "+m"(idx)); }
+
 
 // IQ1_S: sub-block ib has one scale ls and one delta (bit 15 of qh[ib]), so the delta goes through
 // bsums too: C = 8 sum_ib ls dot(g + 1, q) + sum_ib ls (delta - 8) bsum_ib.
