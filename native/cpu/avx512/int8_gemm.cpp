@@ -1,6 +1,7 @@
-// Q8_0 and Q4_0 weights as an int8 GEMM (AVX512_VNNI): tiles of 16 weight rows against any number
-// of Q8_0 activation rows, in the scalar reference's float order, so every result equals
-// ref::vec_dot_q8_0 / ref::vec_dot_q4_0 bit for bit.
+// Q8_0 and Q4_0 weights as an int8 GEMM (AVX512_VNNI, and on the amx path the AMX tile unit for
+// the integer sums): tiles of 16 weight rows against any number of Q8_0 activation rows, in the
+// scalar reference's float order, so every result equals ref::vec_dot_q8_0 / ref::vec_dot_q4_0 bit
+// for bit.
 //
 // A tile's 16 rows are unpacked once, for all its activations, into an interleaved copy in a
 // per-thread buffer (16 rows x 32 quants + 16 scales per block, 576 bytes): dword g of row r in

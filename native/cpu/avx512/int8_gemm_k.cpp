@@ -1,6 +1,7 @@
-// Q4_K, Q5_K and Q6_K weights against Q8_K activations (AVX512_VNNI), in the scalar reference's
-// order (quant/reference_k.cpp), so vec_dot, vec_dot_n and int8_tile equal ref::vec_dot_q4_k /
-// q5_k / q6_k bit for bit: per super-block exact int32 sums, then the reference's float steps,
+// Q4_K, Q5_K and Q6_K weights against Q8_K activations (AVX512_VNNI; on the amx path, AMX tiles for
+// prompt batches: the end of this file), in the scalar reference's order (quant/reference_k.cpp),
+// so vec_dot, vec_dot_n and int8_tile equal ref::vec_dot_q4_k / q5_k / q6_k bit for bit: per
+// super-block exact int32 sums, then the reference's float steps,
 //   Q4_K, Q5_K: sum += (d * d_y) * float(isum) - (dmin * d_y) * float(msum)
 //   Q6_K:       sum += (d * d_y) * float(isum)
 // as separate multiplies and adds (this tree builds with -ffp-contract=off).
