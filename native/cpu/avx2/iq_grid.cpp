@@ -53,9 +53,9 @@ struct grid_indices {
     alignas(32) uint16_t v[N];
     void read_back_from_memory() { asm("" : "+m"(v)); }
 };
-// Lanes l of qs_lo (16 points from qs bytes, zero-extended) or'ed with the high bits of qh byte
-// qh_byte[l] at bit `shift[l]`, moved to bit 8 up: qh * 2^(8 - shift) puts them there (lower bits
-// stay below 8, upper ones above the mask), so `mul` holds 2^(8 - shift) and `mask` the bits kept.
+// 16 indices as int16 lanes: qs_lo (the qs bytes, zero-extended) or'ed with the high bits of
+// each lane's qh byte (qh_spread) found at bit t of it, moved to bit 8 by mul = 2^(8 - t) per lane
+// (lower bits stay below 8, upper ones go above the mask, 0x100 or 0x300).
 inline __m256i grid_index16(__m256i qs_lo, __m256i qh_spread, __m256i mul, __m256i mask) {
     return _mm256_or_si256(qs_lo, _mm256_and_si256(_mm256_mullo_epi16(qh_spread, mul), mask));
 }
@@ -71,9 +71,11 @@ inline __m256i bytes_spread(int a, int b, int c, int d) {
     constexpr int64_t ones = 0x0101010101010101;
     return _mm256_setr_epi64x(a * ones, b * ones, c * ones, d * ones);
 }
-// shuffle_epi8 controls: byte a zero-extended to the 8 int16 lanes of the first 128-bit half, byte b to the second's.
-inline __m256i words_spread_bytes(int a, int b) {
-    return _mm256_set_m128i(_mm_set1_epi16(short(0x8000 | b)), _mm_set1_epi16(short(0x8000 | a)));
+// shuffle_epi8 control: byte a zero-extended to int16 lanes 0..3 of each 128-bit half, b to 4..7
+// of the first half, c to lanes 0..3 and d to 4..7 of the second.
+inline __m256i words_of_bytes(int a, int b, int c, int d) {
+    auto w = [](int x) { return int64_t(0x0001000100010001ull * uint64_t(0x8000 | x)); };
+    return _mm256_setr_epi64x(w(a), w(b), w(c), w(d));
 }
 // Lane i of a 128-bit vector of 8 words, twice: the 16 lanes of Q8_K's bsums for 8 per-sub-block values.
 inline __m256i words_to_pairs(__m128i v) { return _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)); }
@@ -182,16 +184,25 @@ struct iq2_s_fmt {
     static float d(const block& b) { return f16(b.d); }
     static float value(float bsum) { return bsum; }
     struct prepared {
-        const block& b;
         half_block_scales scales;
         sign_bits signs;
-        explicit prepared(const block& blk)
-            : b(blk), scales(nibble_scales(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.scales)))), signs(blk.qs + 32) {}
+        grid_indices<32> idx;  // point 4 ib + k: qs[4 ib + k] | bits 2k, 2k + 1 of qh[ib] << 8
+        explicit prepared(const block& b)
+            : scales(nibble_scales(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales)))), signs(b.qs + 32) {
+            const __m256i qh = _mm256_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qh)));
+            const __m256i mul = _mm256_setr_epi16(256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4, 256, 64, 16, 4);
+            const __m256i mask = _mm256_set1_epi16(0x300);
+            for (int j = 0; j < 2; ++j) {  // sub-blocks 4j .. 4j + 3
+                const __m256i spread = _mm256_shuffle_epi8(qh, words_of_bytes(4 * j, 4 * j + 1, 4 * j + 2, 4 * j + 3));
+                const __m256i lo = _mm256_cvtepu8_epi16(load128(b.qs + 16 * j));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(idx.v + 16 * j), grid_index16(lo, spread, mul, mask));
+            }
+            idx.read_back_from_memory();
+        }
         void sub(int ib, sub_block& s) const {
-            const uint8_t* qs = b.qs + 4 * ib;
-            const int qh = b.qh[ib];
-            s.w = points8(k_iq2s_grid[size_t(qs[0] | ((qh << 8) & 0x300))], k_iq2s_grid[size_t(qs[1] | ((qh << 6) & 0x300))],
-                          k_iq2s_grid[size_t(qs[2] | ((qh << 4) & 0x300))], k_iq2s_grid[size_t(qs[3] | ((qh << 2) & 0x300))]);
+            const uint16_t* q = idx.v + 4 * ib;
+            const auto& g = k_iq2s_grid;
+            s.w = points8(g[q[0]], g[q[1]], g[q[2]], g[q[3]]);
             s.sign = signs(ib);
             s.scale = scales(ib);
         }
@@ -233,7 +244,7 @@ struct iq3_s_fmt {
             const __m256i mul = _mm256_setr_epi16(256, 128, 64, 32, 16, 8, 4, 2, 256, 128, 64, 32, 16, 8, 4, 2);
             const __m256i mask = _mm256_set1_epi16(0x100);
             for (int j = 0; j < 4; ++j) {  // sub-blocks 2j, 2j + 1: qh bytes 2j, 2j + 1 to the word lanes of each half
-                const __m256i spread = _mm256_shuffle_epi8(qh, words_spread_bytes(2 * j, 2 * j + 1));
+                const __m256i spread = _mm256_shuffle_epi8(qh, words_of_bytes(2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
                 const __m256i lo = _mm256_cvtepu8_epi16(load128(b.qs + 16 * j));
                 _mm256_store_si256(reinterpret_cast<__m256i*>(idx.v + 16 * j), grid_index16(lo, spread, mul, mask));
             }
