@@ -499,6 +499,13 @@ inline void tq1_rows(int64_t nb, const block_tq1_0* x, const uint8_t* y, size_t 
 
 // ---- MXFP4 against Q8_0 (activation rows carry float scales, kernels.h) ----
 
+// unpack_nibbles' order (low nibbles in bytes 0..15, high in 16..31) from a 128-bit broadcast
+// load and a per-dword shift: no vinserti128, whose shuffle port the LUT shuffle needs.
+inline __m256i unpack_nibbles_bcast(const uint8_t* qs) {
+    const __m256i v = _mm256_broadcastsi128_si256(load128(qs));
+    return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
 template <int R>
 inline void mxfp4_rows(int64_t nb, const block_mxfp4* x, const uint8_t* y, size_t y_stride, float* out) {
     const __m256i lut = _mm256_broadcastsi128_si256(load128(k_mxfp4_values.data()));
@@ -509,7 +516,7 @@ inline void mxfp4_rows(int64_t nb, const block_mxfp4* x, const uint8_t* y, size_
         yd[r] = q8_0_act_scales(yr[r], nb);
     }
     auto block = [&](int64_t i, __m256i* lanes) {
-        const __m256i q = _mm256_shuffle_epi8(lut, unpack_nibbles(x[i].qs));
+        const __m256i q = _mm256_shuffle_epi8(lut, unpack_nibbles_bcast(x[i].qs));
         const __m256i uq = _mm256_sign_epi8(q, q);  // |q|; the sign moves to the activations
         for (int r = 0; r < R; ++r) lanes[r] = sum_i16(mul_u8_i8(uq, _mm256_sign_epi8(load256(yr[r][i].qs), q)));
     };
