@@ -414,23 +414,34 @@ void lattice_dot_n(int64_t n, float* s, int64_t ss, const void* x, const void* y
 // the lanes matters), then widened to 8 int32 lanes.
 inline __m256i ternary_block_lanes(__m256i acc16, const block_q8_K& y) { return sum_i16(_mm256_sub_epi16(acc16, load256(y.bsums))); }
 
-// TQ2_0: byte m of 32-byte chunk c holds elements 128c + 32l + m at bits 2l..2l+1.
+// TQ2_0: byte m of 32-byte chunk c holds elements 128c + 32l + m at bits 2l..2l+1. Fields 1 and
+// 2 are masked in place, so their products come 4 and 16 times too large; they go to their own
+// int16 sums acc_x4, acc_x16 (at most 2 x 2 x 48 x 128 = 24576 in size), shifted back exactly at
+// the end. That leaves one shift per chunk (field 3) where shifting every field took 3: vector
+// shifts share ports 0 and 1 with maddubs, which bound this kernel.
 template <int R>
 inline void tq2_rows(int64_t nb, const block_tq2_0* x, const uint8_t* y, size_t y_stride, float* out) {
     const block_q8_K* yr[R];
     q8k_rows<R>(y, y_stride, yr);
     const __m256i m3 = _mm256_set1_epi8(3);
     auto block = [&](int64_t i, __m256i* lanes) {
-        __m256i acc16[R];
-        for (int r = 0; r < R; ++r) acc16[r] = _mm256_setzero_si256();
+        __m256i acc_x1[R], acc_x4[R], acc_x16[R];
+        for (int r = 0; r < R; ++r) acc_x1[r] = acc_x4[r] = acc_x16[r] = _mm256_setzero_si256();
         for (int c = 0; c < 2; ++c) {
             const __m256i v = load256(x[i].qs + 32 * c);
-            for (int l = 0; l < 4; ++l) {
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * l), m3);
-                for (int r = 0; r < R; ++r) acc16[r] = _mm256_add_epi16(acc16[r], mul_u8_i8(q, load256(yr[r][i].qs + 128 * c + 32 * l)));
+            const __m256i q0 = _mm256_and_si256(v, m3), q1x4 = _mm256_and_si256(v, _mm256_set1_epi8(0x0c));
+            const __m256i q2x16 = _mm256_and_si256(v, _mm256_set1_epi8(0x30)), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+            for (int r = 0; r < R; ++r) {
+                const int8_t* q8 = yr[r][i].qs + 128 * c;
+                acc_x1[r] = _mm256_add_epi16(acc_x1[r], _mm256_add_epi16(mul_u8_i8(q0, load256(q8)), mul_u8_i8(q3, load256(q8 + 96))));
+                acc_x4[r] = _mm256_add_epi16(acc_x4[r], mul_u8_i8(q1x4, load256(q8 + 32)));
+                acc_x16[r] = _mm256_add_epi16(acc_x16[r], mul_u8_i8(q2x16, load256(q8 + 64)));
             }
         }
-        for (int r = 0; r < R; ++r) lanes[r] = ternary_block_lanes(acc16[r], yr[r][i]);
+        for (int r = 0; r < R; ++r) {
+            const __m256i acc = _mm256_add_epi16(acc_x1[r], _mm256_add_epi16(_mm256_srai_epi16(acc_x4[r], 2), _mm256_srai_epi16(acc_x16[r], 4)));
+            lanes[r] = ternary_block_lanes(acc, yr[r][i]);
+        }
     };
     float sum[R] = {};
     sum_block_terms<R>(nb, sum, block, [&](int64_t i, int r, float isum) { return isum * (yr[r][i].d * f16(x[i].d)); });
