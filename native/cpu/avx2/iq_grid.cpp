@@ -8,8 +8,9 @@
 // into vectors that one shuffle per sub-block spreads. Every format's reference adds one float
 // term per block to a running sum; the kernels reduce the int32 lanes of 4 blocks at once
 // (sum_block_terms) and add the terms one by one in the reference's order, so they equal it
-// (quant/reference_iq_grid.cpp, reference_tq.cpp) bit for bit. MXFP4's matvec is bound by that
-// chain: one dependent float add per 32 weights.
+// (quant/reference_iq_grid.cpp, reference_tq.cpp) bit for bit. That costs MXFP4 most (one float
+// add, and its share of the lane shuffles, per 32 weights): its matvec is bound by the vector
+// ports, the shuffle port first (measured figures: register.cpp).
 #include "../../quant/blocks.h"
 #include "../../quant/iq_grids.h"
 #include "../iq_tables.h"
