@@ -93,6 +93,10 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
     }
 }
 
+// Weight rows per dot_tile call: 16, or the int8 tile's rows where it takes more (the amx path
+// packs a few activation rows once for all of them).
+int64_t row_tile(const cpu_kernels& wt) { return std::max<int64_t>(16, wt.int8_tile ? wt.int8_tile_rows : 0); }
+
 // y_j = x . w_j^T for `count` weights sharing row length and type (their row counts may differ),
 // threaded over the concatenated output rows: one activation conversion and one synchronization
 // for all of them. Threads take contiguous blocks of rows; within a block, a few weight rows are
@@ -110,7 +114,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
     int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
     for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
     const size_t w_row = w0.row_bytes();
-    constexpr int64_t k_row_tile = 16;
+    const int64_t k_row_tile = row_tile(wt);
     pool.parallel_for(first_row[count], 4, [&](int64_t begin, int64_t end) {
         int j = 0;
         for (int64_t r0 = begin; r0 < end;) {
@@ -171,7 +175,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     const int64_t n_batches = int64_t(batches.size());
     const int64_t per_job = n_batches * n;  // output rows of one weight across all experts
     const matmul_job* job_list = jobs.begin();
-    constexpr int64_t k_row_tile = 16;
+    const int64_t k_row_tile = row_tile(wt);
     pool.parallel_for(per_job * int64_t(jobs.size()), 4, [&](int64_t begin, int64_t end) {
         for (int64_t r0 = begin; r0 < end;) {
             const int64_t j = r0 / per_job, b = (r0 % per_job) / n;  // weight, batch

@@ -20,6 +20,14 @@
 namespace moerun::avx512 {
 namespace {
 
+// GCC's tile intrinsics are asm statements that name the memory they load and store only by an
+// address in a register, so the compiler does not know they touch it: without this barrier it may
+// keep a buffer's stores (a tile configuration, unpacked weights) after the tile load that reads
+// them, or read a tile store's result early (it moved a configuration's stores past LDTILECFG,
+// which then configured no tiles and the first tile instruction faulted). Each tile step starts
+// and ends with one.
+inline void amx_compiler_barrier() { __asm__ volatile("" ::: "memory"); }
+
 // A tile configuration (palette 1): rows and bytes per row of each tile register used.
 struct alignas(64) amx_config {
     uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -44,7 +52,9 @@ public:
         if (loaded_) _tile_release();
     }
     void load(const amx_config& c) {
+        amx_compiler_barrier();
         _tile_loadconfig(&c);
+        amx_compiler_barrier();
         loaded_ = true;
     }
 

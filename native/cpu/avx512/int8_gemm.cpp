@@ -350,18 +350,22 @@ inline amx_config amx_q8_config(int tokens) {
 
 // Block b's sums of the pass's tokens (A rows from `x`, x_row apart) into c_out[token][row].
 inline void amx_block_set0(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, int32_t* c_out) {
+    amx_compiler_barrier();
     _tile_zero(2);
     _tile_loadd(0, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
     _tile_loadd(1, p.q, 64);
     _tile_dpbsud(2, 0, 1);
     _tile_stored(2, c_out, 64);
+    amx_compiler_barrier();
 }
 inline void amx_block_set1(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, int32_t* c_out) {
+    amx_compiler_barrier();
     _tile_zero(5);
     _tile_loadd(3, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
     _tile_loadd(4, p.q, 64);
     _tile_dpbsud(5, 3, 4);
     _tile_stored(5, c_out, 64);
+    amx_compiler_barrier();
 }
 
 // One pass of `tokens` (1..16) activation rows over all blocks: y[t * y_stride + r], the sums
@@ -407,17 +411,12 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
     for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
 }
 
-// Fewer activation rows than this take the AVX-512 tile (in place or packed) instead; so does a
-// last pass of fewer than k_tile_tokens rows, on the same packed blocks. A pass costs the tile unit
-// the same for 1 token as for 16. In cache, k 2048, 16 weight rows, Sapphire Rapids (2 cores of a
-// VM), time of the AVX-512 tile over this one: Q8_0 m 8 0.85x, 12 1.09x, 16 1.25-1.31x, 64 1.48x;
-// Q4_0 m 8 0.82x, 16 1.29x, 64 1.34x, 256 1.38x.
-constexpr int64_t k_amx_min_tokens = 12;
-
+// 16 weight rows against more than 16 activation rows: the rows packed once as B tiles, passes of
+// 16 tokens, and a rest of fewer than k_tile_tokens on the vector units (tile_tokens, the same
+// packed blocks).
 template <typename B>
-void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
-              int64_t y_stride) {
-    if (nx < k_amx_min_tokens) return int8_tile<B>(n, vw, w_row, nw, vx, x_row, nx, y, y_stride);
+void amx_tile_group(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
+                    int64_t y_stride) {
     const int64_t nb = n / 32;
     const uint8_t* row[k_tile_rows];
     tile_row_pointers(vw, w_row, nw, row);
@@ -435,6 +434,190 @@ void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* v
         const int64_t i = nx - rest + j;
         tile_tokens<decltype(t)::value>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
     });
+}
+
+// ---- AMX for few activation rows (expert batches): the weights as A, the activations packed ----
+//
+// With 10-16 activation rows (an MoE expert's share of a prompt), packing 16 weight rows costs
+// more than the few tokens' products. Here the roles turn: per block, C (16 weight rows x 16
+// tokens) = A (the weight rows' 32 quants: Q8_0 read in place from the file's rows, Q4_0 unpacked
+// to q - 8 row by row, no transposes) . B (the tokens' quants, packed once per call into B's
+// layout for all the call's weight rows, up to k_amx_rows_per_call). Both signed (TDPBSSD), so
+// isum = C exactly, and per weight row the float steps run across the tokens:
+// acc_r += (d_r * d_x) * float(isum), d_x the tokens' scales as one vector.
+
+// The call's activations, per block: B (8 rows of 64 bytes: dword g of token t at bytes 4t..) and
+// the 16 tokens' scales.
+struct packed_tokens {
+    __m512i q[8];
+    __m512 d;
+};
+
+// Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5 (as amx_q8_config, A and C
+// with `rows` weight rows).
+inline amx_config amx_small_config(int rows) {
+    amx_config c;
+    for (int set = 0; set < 2; ++set) {
+        c.set(3 * set, rows, 32);
+        c.set(3 * set + 1, 8, 64);
+        c.set(3 * set + 2, rows, 64);
+    }
+    return c;
+}
+
+inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& p, int32_t* c_out) {
+    amx_compiler_barrier();
+    _tile_zero(2);
+    _tile_loadd(0, a, a_row);
+    _tile_loadd(1, p.q, 64);
+    _tile_dpbssd(2, 0, 1);
+    _tile_stored(2, c_out, 64);
+    amx_compiler_barrier();
+}
+inline void amx_small_set1(const uint8_t* a, size_t a_row, const packed_tokens& p, int32_t* c_out) {
+    amx_compiler_barrier();
+    _tile_zero(5);
+    _tile_loadd(3, a, a_row);
+    _tile_loadd(4, p.q, 64);
+    _tile_dpbssd(5, 3, 4);
+    _tile_stored(5, c_out, 64);
+    amx_compiler_barrier();
+}
+
+// Packs the nx (<= 16) activation rows' blocks (rows past the last repeat it; their columns of C
+// are not stored).
+inline void pack_tokens(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb, packed_tokens* out) {
+    const uint8_t* row[16];
+    const float* xd[16];
+    for (int t = 0; t < 16; ++t) {
+        row[t] = x + size_t(std::min<int64_t>(t, nx - 1)) * x_row;
+        xd[t] = avx2::q8_0_act_scales(row[t], nb);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+        const size_t at = size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs);
+        transpose_16x4(row, at, out[b].q);
+        transpose_16x4(row, at + 16, out[b].q + 4);
+        alignas(64) float d[16];
+        for (int t = 0; t < 16; ++t) d[t] = xd[t][b];
+        out[b].d = _mm512_load_ps(d);
+    }
+}
+
+// A block's scales of 16 weight rows as floats.
+struct packed_scales {
+    alignas(64) float d[16];
+};
+
+// out[b] = the scales of block b of the 16 rows, for b < nb (scales_of_blocks, G blocks a load).
+template <typename B>
+void scales_of_rows(const uint8_t* const* row, int64_t nb, packed_scales* out) {
+    constexpr int G = k_scale_blocks<B>;
+    int64_t b = 0;
+    for (; b + G <= nb; b += G) {
+        __m512 d[G];
+        scales_of_blocks<B>(row, b, gather_of<B>(), d);
+        MOERUN_UNROLL
+        for (int j = 0; j < G; ++j) _mm512_store_ps(out[b + j].d, d[j]);
+    }
+    for (; b < nb; ++b) _mm512_store_ps(out[b].d, scales_of_block<B>(row, b));
+}
+
+// One group of up to 16 weight rows (row[r], rows past the last repeat it) against the packed
+// tokens: y[t * y_stride + r] for t < nx, r < nrows.
+template <typename B>
+void amx_small_group(const uint8_t* const* row, size_t w_row, int nrows, const packed_tokens* pt, int64_t nb, int64_t nx, float* y,
+                     int64_t y_stride) {
+    // A tiles: Q8_0 rows in place (w_row apart); Q4_0 rows unpacked to q - 8, 32 bytes a row, per block.
+    constexpr bool in_place = std::is_same_v<B, block_q8_0>;
+    alignas(64) int8_t unpacked[k_amx_lead + 1][16][32];
+    alignas(64) int32_t c[k_amx_lead + 1][16][16];
+    thread_local std::vector<packed_scales> scales;  // the rows' block scales, 16 per block
+    if (scales.size() < size_t(nb)) scales.resize(size_t(nb));
+    scales_of_rows<B>(row, nb, scales.data());
+    __m512 acc[16];
+    MOERUN_UNROLL
+    for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+    auto issue = [&](int64_t b, int slot) {
+        const uint8_t* a;
+        size_t a_row;
+        if constexpr (in_place) {
+            a = row[0] + size_t(b) * sizeof(B) + offsetof(B, qs);
+            a_row = w_row;
+        } else {
+            for (int r = 0; r < nrows; ++r) {
+                const __m256i q = avx2::unpack_nibbles(reinterpret_cast<const B*>(row[r])[b].qs);
+                _mm256_store_si256(reinterpret_cast<__m256i*>(unpacked[slot][r]), _mm256_sub_epi8(q, _mm256_set1_epi8(8)));
+            }
+            a = reinterpret_cast<const uint8_t*>(unpacked[slot]);
+            a_row = 32;
+        }
+        if (b & 1) {
+            amx_small_set1(a, a_row, pt[b], &c[slot][0][0]);
+        } else {
+            amx_small_set0(a, a_row, pt[b], &c[slot][0][0]);
+        }
+    };
+    auto take = [&](int64_t b, int slot) {
+        const __m512 dx = pt[b].d;
+        const float* dw = scales[size_t(b)].d;
+        MOERUN_UNROLL
+        for (int r = 0; r < 16; ++r) {
+            const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx);
+            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(load512(c[slot][r]))));
+        }
+    };
+    tile_pipeline<k_amx_lead>(nb, issue, take);
+    alignas(64) float out[16][16];
+    MOERUN_UNROLL
+    for (int r = 0; r < 16; ++r) _mm512_store_ps(out[r], acc[r]);
+    for (int64_t t = 0; t < nx; ++t)
+        for (int r = 0; r < nrows; ++r) y[t * y_stride + r] = out[r][t];
+}
+
+// nw (<= k_amx_rows_per_call) weight rows against 4..16 activation rows.
+template <typename B>
+void amx_small(int64_t n, const void* vw, size_t w_row, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
+               int64_t y_stride) {
+    const int64_t nb = n / 32;
+    thread_local std::vector<packed_tokens> scratch;  // local type: see tile_scratch
+    if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
+    pack_tokens(x, x_row, nx, nb, scratch.data());
+    amx_scope tiles;
+    int configured = 0;
+    for (int64_t r0 = 0; r0 < nw; r0 += 16) {
+        const int nrows = int(std::min<int64_t>(16, nw - r0));
+        if (nrows != configured) {
+            tiles.load(amx_small_config(nrows));
+            configured = nrows;
+        }
+        const uint8_t* row[k_tile_rows];
+        tile_row_pointers(static_cast<const uint8_t*>(vw) + size_t(r0) * w_row, w_row, nrows, row);
+        amx_small_group<B>(row, w_row, nrows, scratch.data(), nb, nx, y + r0, y_stride);
+    }
+}
+
+// The amx path's tile, up to k_amx_rows_per_call weight rows: with more than 16 activation rows
+// amx_tile_group per 16 weight rows, with k_amx_small_min_tokens<B>..16 amx_small, with fewer the
+// AVX-512 tile per 16 weight rows. In cache, k 2048, 64 weight rows, the Sapphire Rapids VM (its
+// speed varied up to 2x between runs), the AVX-512 tile's time over this one, two runs:
+//   Q8_0 m 4 0.72-0.80x, 8 0.94-1.07x, 12 1.37-1.41x, 16 1.48-1.63x, 24 1.06x, 32 1.29x
+//   Q4_0 m 4 0.49-0.50x, 8 0.73-0.78x, 12 0.96-1.02x, 16 1.19-1.37x, 24 0.80x, 32 1.42x
+// (16 weight rows a call, before amx_small: Q8_0 m 16 1.19-1.31x, Q4_0 1.16-1.29x).
+template <typename B>
+constexpr int64_t k_amx_small_min_tokens = std::is_same_v<B, block_q8_0> ? 10 : 12;
+
+template <typename B>
+void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
+              int64_t y_stride) {
+    const uint8_t* w = static_cast<const uint8_t*>(vw);
+    if (nx >= k_amx_small_min_tokens<B> && nx <= k_amx_tokens) {
+        return amx_small<B>(n, vw, w_row, nw, static_cast<const uint8_t*>(vx), x_row, nx, y, y_stride);
+    }
+    for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
+        const int64_t rows = std::min<int64_t>(k_tile_rows, nw - r0);
+        if (nx > k_amx_tokens) amx_tile_group<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride);
+        else int8_tile<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride);
+    }
 }
 
 // One weight row (vec_dot, vec_dot_n: attention over a Q8_0 cache, single rows): the same integer

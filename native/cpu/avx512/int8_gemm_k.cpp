@@ -542,6 +542,7 @@ inline amx_config amx_k_config(int tokens) {
 using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
 
 inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_k& p, int64_t b, amx_k_sums& out) {
+    amx_compiler_barrier();
     _tile_zero(3);
     _tile_zero(4);
     const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
@@ -560,9 +561,11 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_
     }
     _tile_stored(3, out[0], 64);
     _tile_stored(4, out[1], 64);
+    amx_compiler_barrier();
 }
 
 inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45_k& p, int64_t b, amx_k_sums& out) {
+    amx_compiler_barrier();
     _tile_zero(3);
     _tile_zero(4);
     _tile_zero(7);
@@ -587,6 +590,7 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45
     _tile_stored(3, out[0], 64);
     _tile_stored(4, out[1], 64);
     _tile_stored(7, out[2], 64);
+    amx_compiler_barrier();
 }
 
 // One pass of `tokens` (1..16) activation rows over all super-blocks (tile_pipeline, 2 super-blocks
