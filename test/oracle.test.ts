@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeGguf, type GgufValue } from '../lib/gguf/writer.js';
 import { makeModel, makeModelSpec, type MakeModelOptions } from '../scripts/make-model.js';
 import { argmaxRows, compareLogits, decisivePositions, maxAbsDiff, nmse, top1Agreement } from './helpers/metrics.js';
-import { OracleError, llamaCppGenerate, llamaCppLogits } from './helpers/oracle.js';
+import { OracleError, hostHasAmx, llamaCppGenerate, llamaCppLogits, oracleLauncher } from './helpers/oracle.js';
+import { run } from './helpers/run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'moerun-oracle-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -113,6 +114,23 @@ describe('llama.cpp oracle on make-model files', () => {
     expect((err as OracleError).message).toMatch(/blk\.0\.ffn_gate\.weight' has wrong shape/);
     await expect(llamaCppLogits(f32Path, [], OPTS)).rejects.toThrow(/non-empty array/);
     await expect(llamaCppLogits(f32Path, [1], { thread: 2 } as never)).rejects.toThrow("Unknown oracle option 'thread'");
+  }, TIMEOUT);
+});
+
+describe('the oracle on an AMX host', () => {
+  // llama.cpp's AMX buffer type computes F16 matmuls with other kernels (and aborts on deepseek2 F16
+  // files); the oracle refuses it the tile state so that it runs its CPU kernels on every host.
+  it('runs llama.cpp under no_amx_tiles there, and directly elsewhere', async () => {
+    const prefix = await oracleLauncher();
+    if (!hostHasAmx()) {
+      expect(prefix).toEqual([]);
+      return;
+    }
+    expect(prefix).toHaveLength(1);
+    // The launcher exits 2 unless its filter refused the tile state request; then it execs the program.
+    const r = await run(prefix[0], [process.execPath, '-e', 'process.exit(7)']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(7);
   }, TIMEOUT);
 });
 

@@ -3,13 +3,19 @@
 // dead test run.
 //
 // Settings are fixed to make llama.cpp deterministic and comparable: CPU only, no flash attention,
-// F32 KV cache unless asked for F16 (both engines' default), one sequence, batch = context.
+// F32 KV cache unless asked for F16 (both engines' default), one sequence, batch = context. On a
+// host with AMX the child runs under test/oracle/no_amx_tiles.c, so llama.cpp takes its CPU kernels
+// and not its AMX buffer type (see that file).
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { run } from './run.js';
 
 /** Options for every oracle call. */
 export interface OracleOptions {
@@ -79,6 +85,41 @@ export async function llamaCppGenerate(
 }
 
 const WORKER = fileURLToPath(new URL('./oracle-worker.mjs', import.meta.url));
+const NO_AMX_SOURCE = fileURLToPath(new URL('../oracle/no_amx_tiles.c', import.meta.url));
+const LAUNCHER_CACHE = fileURLToPath(new URL('../../node_modules/.cache/moerun-oracle', import.meta.url));
+
+/** Whether this is an x86-64 Linux host whose CPU has AMX tiles (the flag Linux reports). */
+export function hostHasAmx(): boolean {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return false;
+  try {
+    return /^flags\s*:.*\bamx_tile\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+let launcher: Promise<string[]> | undefined;
+
+/**
+ * The command prefix the oracle child runs under: none, or on an AMX host no_amx_tiles (built with
+ * gcc once, cached by its source's hash).
+ */
+export function oracleLauncher(): Promise<string[]> {
+  launcher ??= (async () => {
+    if (!hostHasAmx()) return [];
+    const key = createHash('sha256').update(readFileSync(NO_AMX_SOURCE)).digest('hex').slice(0, 16);
+    const exe = join(LAUNCHER_CACHE, `no_amx_tiles-${key}`);
+    if (!existsSync(exe)) {
+      mkdirSync(LAUNCHER_CACHE, { recursive: true });
+      const tmp = `${exe}.${process.pid}.tmp`;
+      const r = await run('gcc', ['-O1', '-o', tmp, NO_AMX_SOURCE]);
+      if (r.status !== 0) throw new Error(`building ${NO_AMX_SOURCE} failed:\n${r.output}`);
+      await rename(tmp, exe);
+    }
+    return [exe];
+  })();
+  return launcher;
+}
 const OPTION_KEYS = new Set(['threads', 'kvCacheType', 'contextSize', 'timeoutMs']);
 
 async function runOracle(
@@ -101,7 +142,7 @@ async function runOracle(
     const reqPath = join(dir, 'request.json');
     const request = { modelPath, tokens: [...tokens], mode, n, threads: opts.threads ?? 2, kvCacheType: opts.kvCacheType ?? 'f32', contextSize: opts.contextSize, outPath };
     await writeFile(reqPath, JSON.stringify(request));
-    const { stdout, stderr, code, signal } = await runChild(reqPath, opts.timeoutMs ?? 120_000);
+    const { stdout, stderr, code, signal } = await runChild(await oracleLauncher(), reqPath, opts.timeoutMs ?? 120_000);
     const cleanStderr = stderr
       .split('\n')
       .filter((l) => !/bad special token|special_eos_id is not in special_eog_ids/.test(l))
@@ -124,9 +165,14 @@ async function runOracle(
   }
 }
 
-function runChild(reqPath: string, timeoutMs: number): Promise<{ stdout: string; stderr: string; code: number | null; signal: NodeJS.Signals | null }> {
+function runChild(
+  launcherPrefix: readonly string[],
+  reqPath: string,
+  timeoutMs: number,
+): Promise<{ stdout: string; stderr: string; code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WORKER, reqPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [...launcherPrefix, process.execPath, WORKER, reqPath];
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
