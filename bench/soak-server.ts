@@ -1,7 +1,7 @@
 // The server under load: `moerun serve` in its own process, N concurrent clients on loopback for a
 // fixed time, each cycling through a mix of requests, with the server's RSS sampled every 250 ms.
 //
-//   npx tsx bench/soak-server.ts [--seconds 60] [--warmup-requests 1500] [--clients 4] [--parallel 2]
+//   npx tsx bench/soak-server.ts [--seconds 60] [--min-requests 0] [--warmup-requests 1500] [--clients 4] [--parallel 2]
 //                                [--model PATH] [--json out.json] [--no-rss-verdict]
 //
 // The mix, per client in turn: chat streamed; completion; chat with a json_schema response_format
@@ -30,6 +30,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' },
+    // Keep going past --seconds until this many requests were measured (a loaded machine is slow).
+    'min-requests': { type: 'string', default: '0' },
     'warmup-requests': { type: 'string', default: '1500' },
     clients: { type: 'string', default: '4' },
     parallel: { type: 'string', default: '2' },
@@ -43,8 +45,10 @@ const seconds = Number(values.seconds);
 const warmupRequests = Number(values['warmup-requests']);
 const clients = Number(values.clients);
 const parallel = Number(values.parallel);
-if (!(seconds > 0) || !Number.isInteger(warmupRequests) || warmupRequests < 0 || !Number.isInteger(clients) || clients < 1 || !Number.isInteger(parallel) || parallel < 1) {
-  throw new Error('--seconds must be positive, --warmup-requests a non-negative integer, --clients and --parallel positive integers');
+const minRequests = Number(values['min-requests']);
+if (!(seconds > 0) || !Number.isInteger(warmupRequests) || warmupRequests < 0 || !Number.isInteger(clients) || clients < 1 || !Number.isInteger(parallel) || parallel < 1 ||
+  !Number.isInteger(minRequests) || minRequests < 0) {
+  throw new Error('--seconds must be positive, --warmup-requests and --min-requests non-negative integers, --clients and --parallel positive integers');
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -191,7 +195,8 @@ async function main(): Promise<number> {
   const tally: Tally = { sent: 0, ok: Object.fromEntries(kinds.map((k) => [k, 0])) as Record<Kind, number>, errors: [], latencyMs: [] };
   let lastReport = tStart;
   const client = async (c: number): Promise<void> => {
-    for (let i = c; performance.now() < deadline; i++) {
+    const more = () => performance.now() < deadline || (measuring && tally.sent - warmup.requests < minRequests);
+    for (let i = c; more(); i++) {
       const kind = kinds[i % kinds.length]!;
       tally.sent++;
       const start = performance.now();
