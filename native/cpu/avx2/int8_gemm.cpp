@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "../../quant/blocks.h"
+#include "../tile_prefetch.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -507,10 +508,11 @@ typename K::packed* tile_scratch(int64_t nb) {
 
 inline void store_rows(float* y, __m256i mask, __m256 v) { _mm256_maskstore_ps(y, mask, v); }
 
-// T activation rows, in place (packed == nullptr: decode) or against a packed tile.
+// T activation rows, in place (packed == nullptr: decode, with the tile two ahead prefetched
+// meanwhile, tile_prefetch.h; the rows are w_row bytes apart) or against a packed tile.
 template <typename K, int T>
-void tile_pass(const typename K::packed* packed, const uint8_t* const* row, int64_t nb, const uint8_t* x, size_t x_row, float* y,
-               int64_t y_stride, __m256i mask) {
+void tile_pass(const typename K::packed* packed, const uint8_t* const* row, size_t w_row, int64_t nb, const uint8_t* x, size_t x_row,
+               float* y, int64_t y_stride, __m256i mask) {
     typename K::act a[T];
     __m256 acc[T];
     MOERUN_UNROLL
@@ -521,7 +523,11 @@ void tile_pass(const typename K::packed* packed, const uint8_t* const* row, int6
     if (packed) {
         for (int64_t b = 0; b < nb; ++b) K::template tokens<T>(packed[b], a, b, acc);
     } else {
-        for (int64_t b = 0; b < nb; ++b) K::template direct<T>(row, b, a, acc);
+        tile_prefetch ahead(row[0], w_row, k_tile_rows, nb);
+        for (int64_t b = 0; b < nb; ++b) {
+            ahead.step();
+            K::template direct<T>(row, b, a, acc);
+        }
     }
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) store_rows(y + t * y_stride, mask, acc[t]);
@@ -540,7 +546,7 @@ template <typename K, int T>
 void tile_pass_rest(int64_t rest, const typename K::packed* packed, const uint8_t* const* row, int64_t nb, const uint8_t* x, size_t x_row,
                     float* y, int64_t y_stride, __m256i mask) {
     if constexpr (T > 0) {
-        if (rest == T) return tile_pass<K, T>(packed, row, nb, x, x_row, y, y_stride, mask);
+        if (rest == T) return tile_pass<K, T>(packed, row, 0, nb, x, x_row, y, y_stride, mask);
         tile_pass_rest<K, T - 1>(rest, packed, row, nb, x, x_row, y, y_stride, mask);
     }
 }
@@ -553,16 +559,16 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(nw)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     switch (nx) {  // decode: packing costs more than it saves
-        case 1: tile_pass<K, 1>(nullptr, row, nb, x, x_row, y, y_stride, mask); return;
-        case 2: tile_pass<K, 2>(nullptr, row, nb, x, x_row, y, y_stride, mask); return;
-        case 3: tile_pass<K, 3>(nullptr, row, nb, x, x_row, y, y_stride, mask); return;
+        case 1: tile_pass<K, 1>(nullptr, row, w_row, nb, x, x_row, y, y_stride, mask); return;
+        case 2: tile_pass<K, 2>(nullptr, row, w_row, nb, x, x_row, y, y_stride, mask); return;
+        case 3: tile_pass<K, 3>(nullptr, row, w_row, nb, x, x_row, y, y_stride, mask); return;
         default: break;
     }
     typename K::packed* packed = tile_scratch<K>(nb);
     for (int64_t b = 0; b < nb; ++b) K::pack(row, b, packed[b]);
     int64_t i = 0;
     for (; i + k_tile_tokens <= nx; i += k_tile_tokens) {
-        tile_pass<K, k_tile_tokens>(packed, row, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, mask);
+        tile_pass<K, k_tile_tokens>(packed, row, 0, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, mask);
     }
     if (i < nx) tile_pass_rest<K, k_tile_tokens - 1>(nx - i, packed, row, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, mask);
 }

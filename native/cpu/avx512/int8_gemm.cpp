@@ -17,6 +17,7 @@
 // the float steps are the reference's: ((d_w * d_a) * float(isum)), added block by block to a sum
 // that starts at 0, as separate multiplies and adds (this tree builds with -ffp-contract=off).
 #include "../../quant/blocks.h"
+#include "../tile_prefetch.h"
 #include "../avx2/kernels.h"  // avx2::from_float_q8_0_act, avx2::q8_0_act_scales
 #include "amx.h"
 #include "int8_gemm.h"
@@ -207,7 +208,8 @@ inline __m256i biased_quants(const block_q4_0& b) { return _mm256_add_epi8(avx2:
 // block broadcast to every lane (vpdpbusd). Lane l of group g then holds 4 partial sums of row
 // 4l + g; adding them across the groups (unpack 32, then 64 bits) puts row r in dword r. Per
 // block of 16 rows: 16 (Q8_0: 32) loads of 16 bytes, 8 vpdpbusd, 6 for the sums and 8 (Q8_0: XOR) or 12 (Q4_0: AND,
-// shift) to unpack.
+// shift) to unpack. The tile two ahead streams in meanwhile (tile_prefetch.h: 16 lockstep row
+// streams are not what the hardware prefetchers follow).
 
 // The 16 bytes at `at` of rows g, 4 + g, 8 + g, 12 + g in 128-bit lanes 0..3.
 inline __m512i group_bytes(const uint8_t* const* row, size_t at, int g) {
@@ -254,7 +256,8 @@ inline void direct_block(const uint8_t* const* row, int64_t b, __m512 d, const b
 }
 
 template <typename B, int T>
-void tile_direct(const uint8_t* const* row, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride, __mmask16 store) {
+void tile_direct(const uint8_t* const* row, size_t w_row, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride,
+                 __mmask16 store) {
     constexpr int G = k_scale_blocks<B>;
     const scale_gather<B>& gather = gather_of<B>();
     const block_q8_0* xq[T];
@@ -270,7 +273,9 @@ void tile_direct(const uint8_t* const* row, int64_t nb, const uint8_t* x, size_t
         acc[t] = _mm512_setzero_ps();
     }
     int64_t b = 0;
+    tile_prefetch ahead(row[0], w_row, k_tile_rows, nb / G);
     for (; b + G <= nb; b += G) {
+        ahead.step();
         __m512 d[G];
         scales_of_blocks<B>(row, b, gather, d);
         MOERUN_UNROLL
@@ -311,9 +316,9 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
     const __mmask16 store = tile_store_mask(nw);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     switch (nx) {  // decode: packing costs more than it saves
-        case 1: tile_direct<B, 1>(row, nb, x, x_row, y, y_stride, store); return;
-        case 2: tile_direct<B, 2>(row, nb, x, x_row, y, y_stride, store); return;
-        case 3: tile_direct<B, 3>(row, nb, x, x_row, y, y_stride, store); return;
+        case 1: tile_direct<B, 1>(row, w_row, nb, x, x_row, y, y_stride, store); return;
+        case 2: tile_direct<B, 2>(row, w_row, nb, x, x_row, y, y_stride, store); return;
+        case 3: tile_direct<B, 3>(row, w_row, nb, x, x_row, y, y_stride, store); return;
         default: break;
     }
     thread_local tile_scratch scratch;
