@@ -29,13 +29,18 @@ private:
     std::vector<float> data_;
 };
 
-// Per layer: (n_ctx, n_head_kv) rows of head_dim_k (keys) and head_dim_v (values) elements of
-// `type`. MLA: one latent row per position in k, v empty (values are the latent's first part).
+// Per layer: keys as (n_ctx, n_head_kv) rows of head_dim_k elements of `type`. Values of an F32
+// or F16 cache are stored transposed, as llama.cpp stores them without flash attention:
+// (n_head_kv, head_dim_v) rows of v_len positions each, so that weighting them by the
+// probabilities is a matmul over contiguous rows (cpu_backend::attention). Other types: values as
+// (n_ctx, n_head_kv) rows of head_dim_v. MLA: v empty (values are the latent's first part).
 struct cpu_kv_cache final : kv_cache {
     const model_config* config = nullptr;  // the model it was made for
     tensor_type type = tensor_type::F16;
     bool mla = false;
-    size_t k_row_bytes = 0, v_row_bytes = 0;  // one head's key / value row
+    bool v_transposed = false;
+    int64_t v_len = 0;                        // transposed values: positions per row (n_ctx, padded)
+    size_t k_row_bytes = 0, v_row_bytes = 0;  // one head's key / value row (v: untransposed caches)
     std::vector<std::vector<uint8_t>> k, v;
     size_t bytes() const override {
         size_t total = 0;
@@ -43,6 +48,14 @@ struct cpu_kv_cache final : kv_cache {
         return total;
     }
 };
+
+// Caches whose values are kept transposed: element types with a float dot in llama.cpp's order.
+bool stores_values_transposed(tensor_type type) { return type == tensor_type::F32 || type == tensor_type::F16; }
+
+// Rows of transposed values are padded to whole 64-position blocks: every dot over them runs to a
+// multiple of its lanes (at most 16), and the pad's zero probabilities add nothing.
+constexpr int64_t k_value_row_align = 64;
+int64_t align_positions(int64_t n) { return (n + k_value_row_align - 1) / k_value_row_align * k_value_row_align; }
 
 class cpu_backend final : public backend {
 public:
@@ -121,16 +134,19 @@ private:
     // Scratch reused across ops and calls (one forward call at a time: model::compute_mutex).
     std::vector<uint8_t> quant_scratch_;
     ffn_scratch ffn_;
-    // Per thread, for attention: one task's score rows, converted queries and row pointers.
+    // Per thread, for attention: one task's score rows, converted queries and probabilities,
+    // and (caches whose values are not transposed) row pointers.
     struct attention_scratch {
-        std::vector<float> scores;     // (queries, padded positions)
-        std::vector<float> v_row;      // one dequantized value row (caches other than F32 and F16)
-        std::vector<uint8_t> queries;  // (queries of one token, the dot type's row)
-        std::vector<const float*> p;   // per query: its probabilities
-        std::vector<float*> out;       // per query: its output row
-        std::vector<int64_t> n_kv;     // per query: its causal length
+        std::vector<float> scores;           // (queries, padded positions)
+        std::vector<uint8_t> queries;        // (queries of one token, the dot type's row)
+        std::vector<uint8_t> probabilities;  // (queries of one token, the dot type's row)
+        std::vector<float> v_row;            // one dequantized value row
+        std::vector<const float*> p;         // per query: its probabilities
+        std::vector<float*> out;             // per query: its output row
+        std::vector<int64_t> n_kv;           // per query: its causal length
     };
     std::vector<attention_scratch> attention_scratch_;
+    std::vector<uint8_t> mla_values_;  // MLA over an F32/F16 cache: the latent values, transposed
 };
 
 std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n_ctx, tensor_type type) {
@@ -148,8 +164,13 @@ std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n
     }
     // Refuse what the host cannot hold before allocating anything: with overcommit a huge
     // allocation succeeds on paper and the process is killed when the cache fills.
-    const size_t k_row = row_size(type, c.head_dim_k), v_row = c.mla ? 0 : row_size(type, c.head_dim_v);
-    const long double need = (long double)n_ctx * c.n_layer * c.n_head_kv * (long double)(k_row + v_row);
+    const bool v_transposed = !c.mla && stores_values_transposed(type);
+    const int64_t v_len = v_transposed ? align_positions(n_ctx) : 0;
+    const size_t k_layer = size_t(n_ctx) * size_t(c.n_head_kv) * row_size(type, c.head_dim_k);
+    const size_t v_layer = c.mla          ? 0
+                           : v_transposed ? size_t(c.n_head_kv) * size_t(c.head_dim_v) * size_t(v_len) * kt.type_size
+                                          : size_t(n_ctx) * size_t(c.n_head_kv) * row_size(type, c.head_dim_v);
+    const long double need = (long double)c.n_layer * (long double)(k_layer + v_layer);
     const uint64_t available = host_memory_available();
     if (need > (long double)available) {
         throw error(error_code::out_of_memory,
@@ -159,18 +180,20 @@ std::unique_ptr<kv_cache> cpu_backend::new_kv_cache(const model_config& c, int n
     auto cache = std::make_unique<cpu_kv_cache>();
     cache->type = type;
     cache->mla = c.mla;
+    cache->v_transposed = v_transposed;
+    cache->v_len = v_len;
     cache->k_row_bytes = row_size(type, c.head_dim_k);
     cache->v_row_bytes = c.mla ? 0 : row_size(type, c.head_dim_v);  // MLA: V is the latent part of K
     cache->k.resize(size_t(c.n_layer));
     cache->v.resize(size_t(c.n_layer));
     try {
         for (int il = 0; il < c.n_layer; ++il) {
-            cache->k[size_t(il)].resize(size_t(n_ctx) * size_t(c.n_head_kv) * cache->k_row_bytes);
-            cache->v[size_t(il)].resize(size_t(n_ctx) * size_t(c.n_head_kv) * cache->v_row_bytes);
+            cache->k[size_t(il)].resize(k_layer);
+            cache->v[size_t(il)].resize(v_layer);  // zeros: the pad of transposed rows must be finite
         }
     } catch (const std::bad_alloc&) {
-        throw error(error_code::out_of_memory, format("session: cannot allocate a KV cache of %d tokens (%zu bytes)", n_ctx,
-                                                      size_t(n_ctx) * size_t(c.n_layer) * size_t(c.n_head_kv) * (cache->k_row_bytes + cache->v_row_bytes)));
+        throw error(error_code::out_of_memory,
+                    format("session: cannot allocate a KV cache of %d tokens (%zu bytes)", n_ctx, size_t(c.n_layer) * (k_layer + v_layer)));
     }
     cache->config = &c;
     return cache;
@@ -181,47 +204,95 @@ void cpu_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v,
     const model_config& c = *cache.config;
     const cpu_kernels& kt = cpu_kernels_of(cache.type);
     const size_t k_dim = size_t(c.n_head_kv) * size_t(c.head_dim_k), v_dim = size_t(c.n_head_kv) * size_t(c.head_dim_v);
+    const size_t elem = kt.type_size;                                      // transposed values: one element
+    const size_t v_row_stride = size_t(cache.v_len) * elem;                // bytes between their rows
+    std::vector<uint8_t> converted(cache.v_transposed ? size_t(c.head_dim_v) * elem : 0);  // one head's values
     for (int i = 0; i < n; ++i) {
+        const size_t pos = size_t(pos0 + i);
         for (int hk = 0; hk < c.n_head_kv; ++hk) {
-            const size_t slot = size_t(pos0 + i) * size_t(c.n_head_kv) + size_t(hk);
+            const size_t slot = pos * size_t(c.n_head_kv) + size_t(hk);
             kt.from_float(k + size_t(i) * k_dim + size_t(hk) * size_t(c.head_dim_k), cache.k[size_t(il)].data() + slot * cache.k_row_bytes, c.head_dim_k);
-            if (v) {
-                kt.from_float(v + size_t(i) * v_dim + size_t(hk) * size_t(c.head_dim_v), cache.v[size_t(il)].data() + slot * cache.v_row_bytes, c.head_dim_v);
+            if (!v) continue;
+            const float* vh = v + size_t(i) * v_dim + size_t(hk) * size_t(c.head_dim_v);
+            if (!cache.v_transposed) {
+                kt.from_float(vh, cache.v[size_t(il)].data() + slot * cache.v_row_bytes, c.head_dim_v);
+                continue;
             }
+            // Element e of the head goes to position `pos` of row (hk, e).
+            kt.from_float(vh, converted.data(), c.head_dim_v);
+            uint8_t* column = cache.v[size_t(il)].data() + size_t(hk) * size_t(c.head_dim_v) * v_row_stride + pos * elem;
+            for (int e = 0; e < c.head_dim_v; ++e) std::memcpy(column + size_t(e) * v_row_stride, converted.data() + size_t(e) * elem, elem);
         }
     }
 }
+
+// Attention's softmax cutoff: scores more than 69 below the row's maximum get probability 0,
+// not exp(-69..-104), which are below 2^-99.5 (cpu/vector_ops.h). Without it the peaked softmax
+// of a long prompt computed many subnormal exps and probabilities, and each multiply with a
+// subnormal operand costs the core a microcode assist (the F32 values of TinyLlama's 512-token
+// prompt ran 10x slower). What it drops cannot change the probabilities' sum (>= 1, in double)
+// or an F16 cache's result (F16 rounds them to 0); with an F32 cache it drops terms below
+// 2^-99.5 |v|, which changes an output only where the output nearly vanishes itself.
+constexpr float k_attention_cutoff = -69.0f;
 
 template <typename T>
 void grow(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
-// Causal attention of n tokens at positions pos0.. (q: (n, n_head, head_dim_k)) over the cache.
+// Causal attention of n tokens at positions pos0.. (q: (n, n_head, head_dim_k)) over the cache,
+// as llama.cpp computes it without flash attention: scaled key scores, softmax, then the values
+// weighted by the probabilities.
 // A task is one kv head with a block of the queries that read it: `heads` of the `group` query
 // heads sharing it, for `tokens` consecutive tokens (at most 8 queries where the batch gives
 // every thread enough tasks; fewer heads per task where it does not, as in decoding). Each key
-// row is dotted with a token's queries in one pass and each value row weighted for all of the
-// block's queries in one pass (their causal lengths differ by one per token: the kernels take the
-// ragged end exactly), so K and V are read once per block instead of once per query. Each query's
-// result is bit for bit what it would be alone.
+// row is dotted with a token's queries in one pass, so K is read once per token, not per query.
+// Values: an F32 or F16 cache holds them transposed (cpu_kv_cache; MLA's latent values are
+// transposed here once per call), and a token's outputs are those rows dotted with its
+// probability rows: llama.cpp's matmul of its transposed values by the probabilities, in the same
+// order (matmul_rows), the probabilities first converted to the cache type's dot type (F16:
+// rounded to F16, as llama.cpp does). Other caches: each value row dequantized once per block
+// and summed in order. Each query's result is bit for bit what it would be alone.
 void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, int pos0, float* out) {
     auto& cache = static_cast<cpu_kv_cache&>(kv_base);
     const model_config& c = *cache.config;
     thread_pool& pool = *pool_;
     const cpu_kernels& kv = cpu_kernels_of(cache.type);
-    const bool kv_f32 = cache.type == tensor_type::F32, kv_f16 = cache.type == tensor_type::F16;
+    const bool kv_f32 = cache.type == tensor_type::F32;
     const int group = c.n_head / c.n_head_kv;
     const float scale = c.attn_scale != 0.0f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim_k));
     const uint8_t* kc = cache.k[size_t(il)].data();
-    // MLA: values are the first head_dim_v elements of each key row.
-    const uint8_t* vc = c.mla ? kc : cache.v[size_t(il)].data();
-    const size_t v_row_bytes = c.mla ? cache.k_row_bytes : cache.v_row_bytes;
     const int64_t dim_k = c.head_dim_k, dim_v = c.head_dim_v;
     const size_t k_stride = size_t(c.n_head_kv) * cache.k_row_bytes;  // bytes between one head's keys
-    const size_t v_stride = size_t(c.n_head_kv) * v_row_bytes;        // and values
     const size_t q_stride = size_t(c.n_head) * size_t(dim_k);
     const size_t o_stride = size_t(c.n_head) * size_t(dim_v);
+
+    // Transposed values: rows (kv head, element) of positions, vt_row bytes apart.
+    const size_t elem = kv.type_size;
+    const uint8_t* vt = nullptr;
+    size_t vt_row = 0;
+    if (cache.v_transposed) {
+        vt = cache.v[size_t(il)].data();
+        vt_row = size_t(cache.v_len) * elem;
+    } else if (c.mla && stores_values_transposed(cache.type)) {  // values: the first dim_v elements of each key row
+        const int64_t n_pos = pos0 + n, len = align_positions(n_pos);
+        vt_row = size_t(len) * elem;
+        grow(mla_values_, size_t(c.n_head_kv) * size_t(dim_v) * vt_row);
+        uint8_t* dst = mla_values_.data();
+        pool.parallel_for(int64_t(c.n_head_kv) * dim_v, 16, [&](int64_t begin, int64_t end) {
+            for (int64_t row = begin; row < end; ++row) {
+                const uint8_t* src = kc + size_t(row / dim_v) * cache.k_row_bytes + size_t(row % dim_v) * elem;
+                uint8_t* d = dst + size_t(row) * vt_row;
+                for (int64_t j = 0; j < n_pos; ++j) std::memcpy(d + size_t(j) * elem, src + size_t(j) * k_stride, elem);
+                std::memset(d + size_t(n_pos) * elem, 0, size_t(len - n_pos) * elem);
+            }
+        });
+        vt = mla_values_.data();
+    }
+    // Otherwise the values' rows as stored (MLA: the key rows).
+    const uint8_t* vc = c.mla ? kc : cache.v[size_t(il)].data();
+    const size_t v_row_bytes = c.mla ? cache.k_row_bytes : cache.v_row_bytes;
+    const size_t v_stride = size_t(c.n_head_kv) * v_row_bytes;  // bytes between one head's values
 
     // The tasks: (token block, kv head, head block), at least 4 per thread where possible.
     const int nth = pool.size();
@@ -233,19 +304,21 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
 
     // llama.cpp's score rows span its whole padded KV window, a multiple of 256 cells; masked cells
     // have probability 0. Padding ours with -inf to a multiple of the vector width gives its softmax
-    // the same chunks (extra all-zero chunks add nothing).
+    // the same chunks (extra all-zero chunks add nothing). The value dots run over whole multiples
+    // of their lanes, which the zero probabilities past a query's positions pad.
     const vector_ops& ops = vector_ops_active();
-    const int pad = std::max(ops.lanes, 1);
-    const size_t row_len = size_t((pos0 + n + pad - 1) / pad * pad);  // floats of a score row
+    const int pad = std::max(ops.lanes, 1), value_lanes = std::max(kv.gemm_lanes, 1);
+    const auto round_up = [](int64_t x, int64_t m) { return (x + m - 1) / m * m; };
+    const size_t row_len = size_t(round_up(pos0 + n, std::max(pad, value_lanes)));  // floats of a score row
 
     // Scores use the cache type's SIMD dot: each query is converted once to the type's dot
     // operand (F32 stays F32; F16 -> F16, as llama.cpp does), then dotted with every cached key.
     // Summation orders as llama.cpp's (cpu/kernels.h): F32 queries reach its matmul as a permuted
     // view, which skips its GEMM (the vector-dot order); F16 ones are converted to a contiguous
     // copy first, which its GEMM takes when the head size is a multiple of its vector width.
-    const from_float_fn q_from_float = act_from_float(kv.vec_dot_type);
-    const bool convert_q = kv.vec_dot_type != tensor_type::F32;
-    const size_t q_row = convert_q ? act_row_size(kv.vec_dot_type, dim_k) : size_t(dim_k) * sizeof(float);
+    const from_float_fn to_dot_type = act_from_float(kv.vec_dot_type);
+    const bool convert = kv.vec_dot_type != tensor_type::F32;
+    const size_t q_row = convert ? act_row_size(kv.vec_dot_type, dim_k) : size_t(dim_k) * sizeof(float);
     const bool gemm_order = !kv_f32 && kv.gemm_lanes > 0 && dim_k % kv.gemm_lanes == 0;
     const vec_dot_fn score_dot = kv.vec_dot_unrolled && !gemm_order ? kv.vec_dot_unrolled : kv.vec_dot;
     const gemm_tile_fn unrolled_tile = kv.vec_dot_unrolled && !gemm_order ? kv.unrolled_tile : nullptr;
@@ -254,11 +327,14 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     attention_scratch_.resize(size_t(nth));
     for (attention_scratch& s : attention_scratch_) {
         grow(s.scores, size_t(max_queries) * row_len);
-        grow(s.v_row, size_t(dim_v));
         grow(s.queries, size_t(heads) * q_row);
-        grow(s.p, size_t(max_queries));
-        grow(s.out, size_t(max_queries));
-        grow(s.n_kv, size_t(max_queries));
+        if (vt && convert) grow(s.probabilities, size_t(heads) * act_row_size(kv.vec_dot_type, int64_t(row_len)));
+        if (!vt) {
+            grow(s.v_row, size_t(dim_v));
+            grow(s.p, size_t(max_queries));
+            grow(s.out, size_t(max_queries));
+            grow(s.n_kv, size_t(max_queries));
+        }
     }
 
     pool.run([&](int ith, int n_threads) {
@@ -274,8 +350,8 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
                 const float* qt = q + size_t(i0 + t) * q_stride + size_t(h0) * size_t(dim_k);  // `heads` rows
                 float* st = s.scores.data() + size_t(t) * size_t(heads) * row_len;
                 const uint8_t* qd = reinterpret_cast<const uint8_t*>(qt);
-                if (convert_q) {
-                    for (int g = 0; g < heads; ++g) q_from_float(qt + size_t(g) * size_t(dim_k), s.queries.data() + size_t(g) * q_row, dim_k);
+                if (convert) {
+                    for (int g = 0; g < heads; ++g) to_dot_type(qt + size_t(g) * size_t(dim_k), s.queries.data() + size_t(g) * q_row, dim_k);
                     qd = s.queries.data();
                 }
                 if (unrolled_tile) {
@@ -298,34 +374,36 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
                         for (int j = 0; j < n_kv; ++j) score_dot(dim_k, st + size_t(g) * row_len + size_t(j), k0 + size_t(j) * k_stride, qd + size_t(g) * q_row);
                     }
                 }
+                const int64_t n_padded = round_up(n_kv, pad), n_dot = round_up(n_kv, value_lanes);
                 for (int g = 0; g < heads; ++g) {
                     float* row = st + size_t(g) * row_len;
                     for (int j = 0; j < n_kv; ++j) row[j] *= scale;
-                    const int n_padded = (n_kv + pad - 1) / pad * pad;
                     std::fill(row + n_kv, row + n_padded, -INFINITY);
-                    ops.softmax(row, n_padded);
-                    // An F16 cache's matmul rounds the probabilities to F16 first.
-                    if (kv_f16) {
-                        for (int j = 0; j < n_kv; ++j) row[j] = fp16_to_fp32(fp32_to_fp16(row[j]));
+                    ops.softmax(row, n_padded, k_attention_cutoff);
+                    if (n_dot > n_padded) std::fill(row + n_padded, row + n_dot, 0.0f);
+                }
+                float* ot = out + size_t(i0 + t) * o_stride + size_t(h0) * size_t(dim_v);  // `heads` rows
+                if (vt) {
+                    const uint8_t* x = reinterpret_cast<const uint8_t*>(st);
+                    size_t x_row = row_len * sizeof(float);
+                    if (convert) {
+                        x_row = act_row_size(kv.vec_dot_type, n_dot);
+                        for (int g = 0; g < heads; ++g) to_dot_type(st + size_t(g) * row_len, s.probabilities.data() + size_t(g) * x_row, n_dot);
+                        x = s.probabilities.data();
                     }
+                    matmul_rows(kv, n_dot, vt + size_t(hk) * size_t(dim_v) * vt_row, vt_row, dim_v, x, x_row, heads, ot, dim_v);
+                    continue;
+                }
+                for (int g = 0; g < heads; ++g) {
                     const size_t qi = size_t(t) * size_t(heads) + size_t(g);
-                    s.p[qi] = row;
+                    s.p[qi] = st + size_t(g) * row_len;
                     s.n_kv[qi] = n_kv;
-                    s.out[qi] = out + size_t(i0 + t) * o_stride + size_t(h0 + g) * size_t(dim_v);
+                    s.out[qi] = ot + size_t(g) * size_t(dim_v);
                 }
             }
-            // Values weighted in llama.cpp's order (its GEMM over the positions).
-            const uint8_t* v0 = vc + size_t(hk) * v_row_bytes;
-            if (kv_f32) {
-                ops.weighted_sum(n_q, s.p.data(), s.n_kv.data(), reinterpret_cast<const float*>(v0), v_stride / sizeof(float), dim_v, s.out.data());
-                continue;
-            }
-            if (kv_f16) {
-                ops.weighted_sum_f16(n_q, s.p.data(), s.n_kv.data(), reinterpret_cast<const uint16_t*>(v0), v_stride / sizeof(uint16_t), dim_v,
-                                     s.out.data());
-                continue;
-            }
+            if (vt) continue;
             // Other caches: each value row dequantized once for the block's queries, summed in order.
+            const uint8_t* v0 = vc + size_t(hk) * v_row_bytes;
             for (int qi = 0; qi < n_q; ++qi) std::fill(s.out[size_t(qi)], s.out[size_t(qi)] + dim_v, 0.0f);
             const int64_t n_max = s.n_kv[size_t(n_q - 1)];  // the block's last token sees the most
             for (int64_t j = 0; j < n_max; ++j) {

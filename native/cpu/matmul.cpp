@@ -190,6 +190,11 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     });
 }
 
+void matmul_rows(const cpu_kernels& wt, int64_t k, const uint8_t* w, size_t w_row, int64_t rows, const uint8_t* x, size_t x_row, int64_t nx,
+                 float* y, int64_t y_stride) {
+    dot_tile(wt, dense_uses_unrolled(wt, k, rows), k, w, w_row, 0, rows, x, x_row, 0, nx, y, y_stride);
+}
+
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {
     const cpu_kernels& wt = cpu_kernels_of(w.type);
     if (!wt.to_float) {

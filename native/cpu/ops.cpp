@@ -75,6 +75,6 @@ void swiglu_rows(float* gate, const float* up, int64_t rows, int64_t n) {
     for (int64_t r = 0; r < rows; ++r) ops.swiglu(gate + r * n, up + r * n, n);
 }
 
-void softmax(float* x, int64_t n) { vector_ops_active().softmax(x, n); }
+void softmax(float* x, int64_t n) { vector_ops_active().softmax(x, n, -INFINITY); }
 
 }  // namespace moerun

@@ -4,8 +4,6 @@
 // header and instantiates the templates with its own vector type, under its own compiler flags.
 //   vec_dot_unrolled   the vector-dot order of one row pair (F32 or F16)
 //   unrolled_tile      that order for nw keys x nx queries (attention scores), bit for bit
-//   weighted_sum       the GEMM order over j of sum_j p[j] * v_j for up to 8 queries at once
-//                      (attention values), bit for bit each query alone
 //
 // The ops struct `Ops` (one per ISA and element type):
 //   using vec                            a vector of `width` floats
@@ -14,15 +12,11 @@
 //   static constexpr int width           floats per vec: L, or L / slices where a vector holds a
 //                                        slice of the L lanes (NEON's float32x4 quarters: the
 //                                        vector-dot order then runs one pass per slice)
-//   vec zero(), add(a, b), fmadd(a, b, acc) (acc + a * b, one rounding), broadcast(float)
+//   vec zero(), add(a, b), fmadd(a, b, acc) (acc + a * b, one rounding)
 //   vec load(const elem*)                `width` elements
 //   float scalar(elem)                   one element as a float
 //   float hsum_unrolled(const vec* s)    the vector-dot order's lane sum of the vector in
 //                                        s[0..slices): the reduction of llama.cpp's vector dot
-// weighted_sum also needs (width == lanes):
-//   vec load_part(const elem*, int64_t count)          the first count < width, zero-padded
-//   void store(float*, vec), store_part(float*, vec, int64_t count)
-//   static constexpr int accumulators                  vectors it may keep as accumulators
 //
 // Everything has internal linkage (unnamed namespace), as in avx2/simd.h: an instantiation
 // compiled with AVX-512 flags must never be the copy the linker keeps for an AVX2 file.
@@ -30,7 +24,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -156,103 +149,6 @@ void unrolled_tile(int64_t n, const void* w, size_t w_row, int64_t nw, const voi
             }
             rows[size_t(ni - 1)](n, w, w_row, r0, std::min(nw, r0 + k_block), xi, yi);
         }
-    }
-}
-
-// ---- GEMM order over j: the attention values ----
-
-// One `width`-wide chunk of elements [e, e + count) of the Q queries' outputs, sum_j p_q[j] * v_j
-// over j < n[q]: per query L accumulators (accumulator l takes the rows j = l mod L), LB of them
-// at a time (Q * LB in registers, each V row loaded once for the Q queries), the finished ones
-// kept in `lanes`; then added as the GEMM order's lane tree adds them: halves down to 4, then
-// (0 + 2) + (1 + 3). Rows j < min n are taken by every query, the ragged end (j < n[q] for some)
-// query by query. The last chunk, when shorter than a vector (!whole: count < width), is loaded
-// zero-padded. Inlined into weighted_sum_block: as a call per chunk the AVX-512 kernels measured
-// 3-4% slower.
-template <class Ops, int Q, int LB, bool whole>
-[[gnu::always_inline]] inline void weighted_sum_chunk(const float* const* p, const int64_t* n, int64_t n_min, int64_t n_max, const typename Ops::elem* v,
-                        size_t v_stride, int64_t e, int64_t count, float* const* out) {
-    using vec = typename Ops::vec;
-    constexpr int L = Ops::lanes;
-    const auto load = [&](int64_t j) {
-        const typename Ops::elem* row = v + size_t(j) * v_stride + size_t(e);
-        if constexpr (whole) return Ops::load(row);
-        else return Ops::load_part(row, count);
-    };
-    vec lanes[L][Q];
-    for (int l0 = 0; l0 < L; l0 += LB) {
-        vec acc[LB][Q];
-        MOERUN_UNROLL
-        for (int b = 0; b < LB; ++b)
-            MOERUN_UNROLL
-            for (int q = 0; q < Q; ++q) acc[b][q] = Ops::zero();
-        int64_t j0 = l0;
-        for (; j0 + LB <= n_min; j0 += L) {
-            MOERUN_UNROLL
-            for (int b = 0; b < LB; ++b) {
-                const vec vj = load(j0 + b);
-                MOERUN_UNROLL
-                for (int q = 0; q < Q; ++q) acc[b][q] = Ops::fmadd(Ops::broadcast(p[q][j0 + b]), vj, acc[b][q]);
-            }
-        }
-        for (; j0 < n_max; j0 += L) {  // constant indices into acc (unrolled), so it stays in registers
-            MOERUN_UNROLL
-            for (int b = 0; b < LB; ++b) {
-                if (j0 + b >= n_max) break;
-                const vec vj = load(j0 + b);
-                MOERUN_UNROLL
-                for (int q = 0; q < Q; ++q) {
-                    if (j0 + b < n[q]) acc[b][q] = Ops::fmadd(Ops::broadcast(p[q][j0 + b]), vj, acc[b][q]);
-                }
-            }
-        }
-        MOERUN_UNROLL
-        for (int b = 0; b < LB; ++b)
-            MOERUN_UNROLL
-            for (int q = 0; q < Q; ++q) lanes[l0 + b][q] = acc[b][q];
-    }
-    for (int q = 0; q < Q; ++q) {
-        vec t[L / 2];
-        for (int l = 0; l < L / 2; ++l) t[l] = Ops::add(lanes[l][q], lanes[l + L / 2][q]);
-        for (int half = L / 4; half >= 4; half /= 2)
-            for (int l = 0; l < half; ++l) t[l] = Ops::add(t[l], t[l + half]);
-        const vec sum = Ops::add(Ops::add(t[0], t[2]), Ops::add(t[1], t[3]));
-        if constexpr (whole) Ops::store(out[q] + e, sum);
-        else Ops::store_part(out[q] + e, sum, count);
-    }
-}
-
-// Q queries over every chunk of the `dim` elements. LB, the accumulators per query kept at once,
-// is the largest power of two with Q * LB within Ops::accumulators (at most L).
-template <class Ops, int Q>
-void weighted_sum_block(const float* const* p, const int64_t* n, const typename Ops::elem* v, size_t v_stride, int64_t dim,
-                        float* const* out) {
-    static_assert(Ops::width == Ops::lanes, "one vector holds all L lanes");
-    constexpr int LB = int(std::bit_floor(unsigned(std::min(Ops::lanes, Ops::accumulators / Q))));
-    static_assert(LB >= 1, "room for one accumulator per query");
-    const float* pq[Q];  // a local copy, which the compiler can keep in registers
-    int64_t n_min = n[0], n_max = n[0];
-    for (int q = 0; q < Q; ++q) {
-        pq[q] = p[q];
-        n_min = std::min(n_min, n[q]);
-        n_max = std::max(n_max, n[q]);
-    }
-    int64_t e = 0;
-    for (; e + Ops::width <= dim; e += Ops::width) weighted_sum_chunk<Ops, Q, LB, true>(pq, n, n_min, n_max, v, v_stride, e, Ops::width, out);
-    if (e < dim) weighted_sum_chunk<Ops, Q, LB, false>(pq, n, n_min, n_max, v, v_stride, e, dim - e, out);
-}
-
-// vector_ops::weighted_sum (v_stride in elements): queries in blocks of up to 8.
-template <class Ops>
-void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const typename Ops::elem* v, size_t v_stride, int64_t dim,
-                  float* const* out) {
-    constexpr int k_queries = 8;
-    using block_fn = void (*)(const float* const*, const int64_t*, const typename Ops::elem*, size_t, int64_t, float* const*);
-    static constexpr auto blocks = []<int... I>(std::integer_sequence<int, I...>) {
-        return std::array<block_fn, sizeof...(I)>{&weighted_sum_block<Ops, I + 1>...};
-    }(std::make_integer_sequence<int, k_queries>{});
-    for (int64_t q = 0; q < n_queries; q += k_queries) {
-        blocks[size_t(std::min<int64_t>(k_queries, n_queries - q) - 1)](p + q, n + q, v, v_stride, dim, out + q);
     }
 }
 

@@ -25,8 +25,7 @@
 //   unrolled   each path's F32 unrolled_tile (keys x queries, attention scores) equals its
 //              vec_dot_unrolled bit for bit, for key counts across its blocks and every query count
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
-//              1.5 ulp of expf), weighted_sum equal to the emulated GEMM order bit for bit, and
-//              weighted_sum of many queries with ragged lengths equal to each query alone
+//              1.5 ulp of expf); softmax's cutoff gives exact zeros and no subnormal output
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <algorithm>
 #include <cmath>
@@ -630,49 +629,6 @@ void check_unrolled_tile(cpu_path path) {
 
 // ---- row operations (cpu/vector_ops.h) ----
 
-// weighted_sum for 1..19 queries at once (blocks of 8 and the rest), with causal lengths as
-// attention gives them (3 heads per token, one more position per token, from 0 up to past a few
-// lane blocks), over F32 and F16 values of a 72- and a 128-wide head: every query's output equals
-// the same query alone bit for bit (which the checks above compare with the GEMM order).
-void check_weighted_sum_queries(const vector_ops& ops, const char* pn) {
-    size_t mismatches = 0, total = 0;
-    for (int64_t dim : {int64_t(72), int64_t(128)}) {
-        const size_t stride = size_t(dim) + 8;
-        const int64_t max_q = 19, max_n = 45;
-        const std::vector<float> v = gaussian(size_t(max_n) * stride, 76 + uint32_t(dim));
-        std::vector<uint16_t> vh(v.size());
-        for (size_t i = 0; i < v.size(); ++i) vh[i] = fp32_to_fp16(v[i]);
-        std::vector<float> p = gaussian(size_t(max_q * max_n), 77 + uint32_t(dim));
-        for (float& x : p) x = fp16_to_fp32(fp32_to_fp16(x));  // also valid F16 probabilities
-        for (int64_t base : {int64_t(0), int64_t(13), int64_t(36)}) {
-            for (int64_t nq = 1; nq <= max_q; ++nq) {
-                std::vector<const float*> pq(static_cast<size_t>(nq));
-                std::vector<int64_t> n(static_cast<size_t>(nq));
-                std::vector<float> out(static_cast<size_t>(nq * dim)), out_h(static_cast<size_t>(nq * dim)), one(static_cast<size_t>(dim));
-                std::vector<float*> po(static_cast<size_t>(nq)), po_h(static_cast<size_t>(nq));
-                for (int64_t q = 0; q < nq; ++q) {
-                    pq[size_t(q)] = p.data() + q * max_n;
-                    n[size_t(q)] = std::min(max_n, base + q / 3);
-                    po[size_t(q)] = out.data() + q * dim;
-                    po_h[size_t(q)] = out_h.data() + q * dim;
-                }
-                ops.weighted_sum(nq, pq.data(), n.data(), v.data(), stride, dim, po.data());
-                ops.weighted_sum_f16(nq, pq.data(), n.data(), vh.data(), stride, dim, po_h.data());
-                for (int64_t q = 0; q < nq; ++q) {
-                    float* o = one.data();
-                    ops.weighted_sum(1, &pq[size_t(q)], &n[size_t(q)], v.data(), stride, dim, &o);
-                    mismatches += std::memcmp(one.data(), po[size_t(q)], size_t(dim) * 4) != 0;
-                    ops.weighted_sum_f16(1, &pq[size_t(q)], &n[size_t(q)], vh.data(), stride, dim, &o);
-                    mismatches += std::memcmp(one.data(), po_h[size_t(q)], size_t(dim) * 4) != 0;
-                    total += 2;
-                }
-            }
-        }
-    }
-    report(mismatches == 0, "vector_ops",
-           format("%-6s weighted_sum(_f16) of 1-19 queries, ragged: %zu of %zu query rows differ from the query alone", pn, mismatches, total));
-}
-
 void check_vector_ops(cpu_path path) {
     if (!cpu_path_supported(path)) return;
     const vector_ops ops = vector_ops_for_path(path);
@@ -680,20 +636,40 @@ void check_vector_ops(cpu_path path) {
     const char* pn = cpu_path_name(path);
     if (ops.lanes == 0) {
         report(ops.softmax == ref.softmax, "vector_ops", format("%-6s plain-C (the reference)", pn));
-        check_weighted_sum_queries(ops, pn);
         return;
     }
-    // softmax: scores of a long row with -inf padding (masked cells) and a short one with a tail.
+    // softmax: scores of a long row with -inf padding (masked cells) and a short one with a tail;
+    // then, with attention's cutoff, a row spread so wide that most of its exps would be subnormal
+    // or zero: the cells below the cutoff must be exactly 0 and no output subnormal.
     for (int64_t n : {int64_t(256), int64_t(13)}) {
         std::vector<float> x = gaussian(size_t(n), 71, 4.0f);
         for (int64_t i = n * 3 / 4; i < n && n > 16; ++i) x[size_t(i)] = -INFINITY;
         std::vector<float> a = x, b = x;
-        ref.softmax(a.data(), n);
-        ops.softmax(b.data(), n);
+        ref.softmax(a.data(), n, -INFINITY);
+        ops.softmax(b.data(), n, -INFINITY);
         bool zeros = true;
         for (int64_t i = n * 3 / 4; i < n && n > 16; ++i) zeros = zeros && b[size_t(i)] == 0.0f;
         const double e = nmse(a.data(), b.data(), size_t(n));
         report(e <= 1e-12 && zeros, "vector_ops", format("%-6s softmax n %lld nmse %.1e (bound 1e-12), masked cells 0: %s", pn, (long long)n, e, zeros ? "yes" : "no"));
+    }
+    for (int64_t n : {int64_t(512), int64_t(45)}) {
+        const float cutoff = -69.0f;
+        std::vector<float> x = gaussian(size_t(n), 78, 20.0f);
+        std::vector<float> a = x, b = x;
+        ref.softmax(a.data(), n, cutoff);
+        ops.softmax(b.data(), n, cutoff);
+        const float max = *std::max_element(x.begin(), x.end());
+        size_t cut = 0, wrong = 0, subnormal = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            const bool below = x[size_t(i)] - max < cutoff;
+            cut += below;
+            wrong += below && b[size_t(i)] != 0.0f;
+            subnormal += std::fpclassify(b[size_t(i)]) == FP_SUBNORMAL;
+        }
+        const double e = nmse(a.data(), b.data(), size_t(n));
+        report(e <= 1e-12 && cut > 0 && wrong == 0 && subnormal == 0, "vector_ops",
+               format("%-6s softmax cutoff %.0f, n %lld: nmse %.1e (bound 1e-12), %zu cells cut, %zu of them not 0, %zu subnormal outputs", pn,
+                      double(cutoff), (long long)n, e, cut, wrong, subnormal));
     }
     // SwiGLU over a range that reaches exp's limits (|x| > 88: exp flushes to 0 or inf).
     {
@@ -706,48 +682,6 @@ void check_vector_ops(cpu_path path) {
         const double e = nmse(a.data(), b.data(), size_t(n));
         report(e <= 1e-12, "vector_ops", format("%-6s swiglu nmse %.1e (bound 1e-12)", pn, e));
     }
-    // weighted_sum: probabilities times 37 value rows of a 72-wide head (vector and scalar tails).
-    {
-        const int64_t n = 37, dim = 72;
-        const size_t stride = 80;
-        const std::vector<float> p = gaussian(size_t(n), 74), v = gaussian(size_t(n) * stride, 75);
-        std::vector<float> out(static_cast<size_t>(dim));
-        const float* pp = p.data();
-        float* po = out.data();
-        ops.weighted_sum(1, &pp, &n, v.data(), stride, dim, &po);
-        size_t mismatches = 0;
-        std::vector<float> want(static_cast<size_t>(dim));
-        for (int64_t e = 0; e < dim; ++e) {
-            std::vector<float> col(static_cast<size_t>(n));
-            for (int64_t j = 0; j < n; ++j) col[size_t(j)] = v[size_t(j) * stride + size_t(e)];
-            std::vector<float> pad_p(p), pad_c(col);
-            const int64_t padded = (n + ops.lanes - 1) / ops.lanes * ops.lanes;  // zeros add nothing
-            pad_p.resize(size_t(padded), 0.0f);
-            pad_c.resize(size_t(padded), 0.0f);
-            want[size_t(e)] = gemm_order_dot(pad_c.data(), pad_p.data(), padded, ops.lanes);
-            mismatches += std::memcmp(&want[size_t(e)], &out[size_t(e)], 4) != 0;
-        }
-        report(mismatches == 0, "vector_ops", format("%-6s weighted_sum: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
-
-        // The same over an F16 value cache, with the probabilities rounded to F16 (as callers do).
-        std::vector<uint16_t> vh(v.size());
-        std::vector<float> vr(v.size()), ph(p.size());
-        for (size_t i = 0; i < v.size(); ++i) vh[i] = fp32_to_fp16(v[i]), vr[i] = fp16_to_fp32(vh[i]);
-        for (size_t i = 0; i < p.size(); ++i) ph[i] = fp16_to_fp32(fp32_to_fp16(p[i]));
-        const float* pph = ph.data();
-        ops.weighted_sum_f16(1, &pph, &n, vh.data(), stride, dim, &po);
-        mismatches = 0;
-        for (int64_t e = 0; e < dim; ++e) {
-            const int64_t padded = (n + ops.lanes - 1) / ops.lanes * ops.lanes;
-            std::vector<float> col(static_cast<size_t>(padded), 0.0f), pp(ph);
-            pp.resize(size_t(padded), 0.0f);
-            for (int64_t j = 0; j < n; ++j) col[size_t(j)] = vr[size_t(j) * stride + size_t(e)];
-            const float w = gemm_order_dot(col.data(), pp.data(), padded, ops.lanes);
-            mismatches += std::memcmp(&w, &out[size_t(e)], 4) != 0;
-        }
-        report(mismatches == 0, "vector_ops", format("%-6s weighted_sum_f16: %zu of %lld differ from the emulated GEMM order", pn, mismatches, (long long)dim));
-    }
-    check_weighted_sum_queries(ops, pn);
 }
 
 // ---- matmul on the active path ----

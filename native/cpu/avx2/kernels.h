@@ -93,10 +93,7 @@ void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const vo
 void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
-void softmax(float* x, int64_t n);
+void softmax(float* x, int64_t n, float cutoff);
 void swiglu(float* gate, const float* up, int64_t n);
-void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim, float* const* out);
-void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
-                      float* const* out);
 
 }  // namespace moerun::avx2

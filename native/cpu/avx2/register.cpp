@@ -14,10 +14,8 @@
 // Decode pays for the reference's float order (a reduction per block or super-block): 5-10%
 // slower at m = 1 on one thread; 2-thread m = 1 figures swung 2x from run to run here.
 // Attention: the F32 unrolled_tile (float.cpp: each key row against 2 queries per pass, 8
-// accumulators of the 16 registers) and vector_ops.cpp's multi-query weighted_sum, as on AVX-512
-// (both the templates of cpu/simd_orders.h, shared with AVX-512 and NEON).
-// MOERUN_CPU=avx2 run_model qwen3-30b-a3b-l12-q4_0 --prompt 512 -t 2, F32 KV, perf samples in
-// attention against one query per task (load 9.5): 2595 -> 1167 (values 1576 -> 432).
+// accumulators of the 16 registers; the template of cpu/simd_orders.h, shared with AVX-512 and
+// NEON) for scores, the gemm_tile over the transposed value rows for values, as on AVX-512.
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
@@ -135,8 +133,6 @@ void cpu_register_avx2_vector_ops(vector_ops* ops) {
     ops->lanes = 8;
     ops->softmax = avx2::softmax;
     ops->swiglu = avx2::swiglu;
-    ops->weighted_sum = avx2::weighted_sum;
-    ops->weighted_sum_f16 = avx2::weighted_sum_f16;
     ops->contracts_fma = true;  // llama.cpp's AVX2 builds have FMA, and GCC contracts
 #else
     (void)ops;

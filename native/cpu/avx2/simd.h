@@ -157,20 +157,13 @@ inline __m256 load_partial(const E* p, int64_t count) {
     return load(tmp);
 }
 
-// L = 8 lanes in one __m256; weighted_sum keeps 8 accumulators (of the 16 registers).
+// L = 8 lanes in one __m256.
 struct vec8_ops {
     using vec = __m256;
-    static constexpr int lanes = 8, width = 8, accumulators = 8;
+    static constexpr int lanes = 8, width = 8;
     static vec zero() { return _mm256_setzero_ps(); }
-    static vec broadcast(float x) { return _mm256_set1_ps(x); }
     static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
     static vec fmadd(vec a, vec b, vec acc) { return _mm256_fmadd_ps(a, b, acc); }
-    static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
-    static void store_part(float* p, vec v, int64_t count) {
-        float t[8];
-        _mm256_storeu_ps(t, v);
-        std::memcpy(p, t, size_t(count) * sizeof(float));
-    }
     // As llama.cpp's AVX vector dot reduces: halves added, then two horizontal adds (not hsum's tree).
     static float hsum_unrolled(const vec* s) {
         const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s[0]), _mm256_extractf128_ps(s[0], 1));
@@ -181,13 +174,11 @@ struct vec8_ops {
 struct f32x8_ops : vec8_ops {
     using elem = float;
     static vec load(const float* p) { return load_f32(p); }
-    static vec load_part(const float* p, int64_t count) { return load_partial<float, load_f32>(p, count); }
     static float scalar(float x) { return x; }
 };
 struct f16x8_ops : vec8_ops {
     using elem = uint16_t;
     static vec load(const uint16_t* p) { return load_f16(p); }
-    static vec load_part(const uint16_t* p, int64_t count) { return load_partial<uint16_t, load_f16>(p, count); }
     static float scalar(uint16_t h) { return f16(h); }
 };
 

@@ -40,19 +40,29 @@ inline __m256 exp_v(__m256 x) {
 
 }  // namespace
 
-void softmax(float* x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) max = std::fmax(max, x[i]);
-    const __m256 vmax = _mm256_set1_ps(max);
-    double sum = 0;
+void softmax(float* x, int64_t n, float cutoff) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = exp_v(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vmax);
+    float max = -INFINITY;
+    for (float l : lanes) max = std::fmax(max, l);
+    for (; i < n; ++i) max = std::fmax(max, x[i]);
+    const __m256 vm = _mm256_set1_ps(max), vcut = _mm256_set1_ps(cutoff);
+    double sum = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        // Lanes below the cutoff take exp of the cutoff, then 0: none computes a subnormal. NaN
+        // lanes stay NaN (an unordered compare keeps them; max_ps returns its second operand).
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        const __m256 keep = _mm256_cmp_ps(d, vcut, _CMP_NLT_UQ);
+        const __m256 v = _mm256_and_ps(keep, exp_v(_mm256_max_ps(vcut, d)));
         _mm256_storeu_ps(x + i, v);
         sum += double(hsum(v));
     }
     for (; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
+        const float d = x[i] - max;
+        x[i] = d < cutoff ? 0.0f : std::exp(d);
         sum += double(x[i]);
     }
     const __m256 inv = _mm256_set1_ps(float(1.0 / sum));
@@ -69,16 +79,6 @@ void swiglu(float* gate, const float* up, int64_t n) {
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
-// Attention values in the GEMM order over j (cpu/simd_orders.h), up to 8 queries per pass over V.
-void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim,
-                  float* const* out) {
-    simd_orders::weighted_sum<f32x8_ops>(n_queries, p, n, v, v_stride, dim, out);
-}
-void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
-                      float* const* out) {
-    simd_orders::weighted_sum<f16x8_ops>(n_queries, p, n, v, v_stride, dim, out);
 }
 
 }  // namespace avx2

@@ -95,10 +95,7 @@ void vec_dot_n_tq2_0_vnni(int64_t n, float* s, int64_t s_stride, const void* x, 
 void vec_dot_n_mxfp4_vnni(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);
 
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
-void softmax(float* x, int64_t n);
+void softmax(float* x, int64_t n, float cutoff);
 void swiglu(float* gate, const float* up, int64_t n);
-void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim, float* const* out);
-void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
-                      float* const* out);
 
 }  // namespace moerun::avx512

@@ -43,12 +43,9 @@
 //           load 1.5: 31-35 tok/s against 42-48 with the row kernel), so the row kernel stays.
 //   npm run bench, ling-mini-2.0 10 layers, Q4_K_M, 2 threads, pp512: 2.58x llama.cpp at load
 //   5.3-3.9, 2.48x at load 9.4-7.7 (1.17x before, on a quiet machine; a quiet rerun is to do).
-// Attention (cpu/backend.cpp): the F32 unrolled_tile (float.cpp: each key row against 4 queries
-// per pass) and vector_ops.cpp's multi-query weighted_sum (each V row once for up to 8 queries),
-// both the templates of cpu/simd_orders.h.
-// run_model qwen3-30b-a3b-l12-q4_0 --prompt 512 -t 2, perf samples in attention against one
-// query per task (load 7.5-8.5): F32 KV 1681 -> 777, F16 KV 1082 -> 541; ling-mini-2.0-l10-q4_0
-// (4 query heads per kv head, 2 tokens per task), F32 KV, load 9.7: 856 -> 292.
+// Attention (cpu/backend.cpp): scores by the F32 unrolled_tile (float.cpp: each key row against 4
+// queries per pass, the template of cpu/simd_orders.h) or the F16 gemm_tile; values by the
+// gemm_tile over the cache's transposed value rows.
 #include "../dispatch.h"
 #include "../vector_ops.h"
 #include "kernels.h"
@@ -177,8 +174,6 @@ void cpu_register_avx512_vector_ops(vector_ops* ops) {
     ops->lanes = 16;
     ops->softmax = avx512::softmax;
     ops->swiglu = avx512::swiglu;
-    ops->weighted_sum = avx512::weighted_sum;
-    ops->weighted_sum_f16 = avx512::weighted_sum_f16;
     ops->contracts_fma = true;  // llama.cpp's AVX512 builds have FMA, and GCC contracts
 #else
     (void)ops;

@@ -65,30 +65,24 @@ inline __m512 load_f16(const uint16_t* p, __mmask16 m) { return _mm512_maskz_cvt
 inline __m512 load_bf16(const uint16_t* p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
-inline __mmask16 first_lanes(int64_t count) { return __mmask16((1u << count) - 1); }  // count < 16
 
-// L = 16 lanes in one __m512; weighted_sum keeps 16 accumulators (of the 32 registers).
+// L = 16 lanes in one __m512.
 struct vec16_ops {
     using vec = __m512;
-    static constexpr int lanes = 16, width = 16, accumulators = 16;
+    static constexpr int lanes = 16, width = 16;
     static vec zero() { return _mm512_setzero_ps(); }
-    static vec broadcast(float x) { return _mm512_set1_ps(x); }
     static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
     static vec fmadd(vec a, vec b, vec acc) { return _mm512_fmadd_ps(a, b, acc); }
-    static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
-    static void store_part(float* p, vec v, int64_t count) { _mm512_mask_storeu_ps(p, first_lanes(count), v); }
     static float hsum_unrolled(const vec* s) { return hsum_gemm(s[0]); }
 };
 struct f32x16_ops : vec16_ops {
     using elem = float;
     static vec load(const float* p) { return load_f32(p, 0xFFFF); }
-    static vec load_part(const float* p, int64_t count) { return load_f32(p, first_lanes(count)); }
     static float scalar(float x) { return x; }
 };
 struct f16x16_ops : vec16_ops {
     using elem = uint16_t;
     static vec load(const uint16_t* p) { return load_f16(p, 0xFFFF); }
-    static vec load_part(const uint16_t* p, int64_t count) { return load_f16(p, first_lanes(count)); }
     static float scalar(uint16_t h) { return f16(h); }
 };
 

@@ -33,19 +33,26 @@ inline __m512 exp_v(__m512 x) {
 
 }  // namespace
 
-void softmax(float* x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) max = std::fmax(max, x[i]);
-    const __m512 vmax = _mm512_set1_ps(max);
-    double sum = 0;
+void softmax(float* x, int64_t n, float cutoff) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 v = exp_v(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    float max = _mm512_reduce_max_ps(vmax);
+    for (; i < n; ++i) max = std::fmax(max, x[i]);
+    const __m512 vm = _mm512_set1_ps(max), vcut = _mm512_set1_ps(cutoff);
+    double sum = 0;
+    for (i = 0; i + 16 <= n; i += 16) {
+        // Lanes below the cutoff take exp of the cutoff, then 0: none computes a subnormal. NaN
+        // lanes stay NaN (an unordered compare keeps them; max_ps returns its second operand).
+        const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm);
+        const __mmask16 keep = _mm512_cmp_ps_mask(d, vcut, _CMP_NLT_UQ);
+        const __m512 v = _mm512_maskz_mov_ps(keep, exp_v(_mm512_max_ps(vcut, d)));
         _mm512_storeu_ps(x + i, v);
         sum += double(hsum_gemm(v));
     }
     for (; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
+        const float d = x[i] - max;
+        x[i] = d < cutoff ? 0.0f : std::exp(d);
         sum += double(x[i]);
     }
     const float inv = float(1.0 / sum);
@@ -63,16 +70,6 @@ void swiglu(float* gate, const float* up, int64_t n) {
         _mm512_storeu_ps(gate + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up + i)));
     }
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
-// Attention values in the GEMM order over j (cpu/simd_orders.h), up to 8 queries per pass over V.
-void weighted_sum(int64_t n_queries, const float* const* p, const int64_t* n, const float* v, size_t v_stride, int64_t dim,
-                  float* const* out) {
-    simd_orders::weighted_sum<f32x16_ops>(n_queries, p, n, v, v_stride, dim, out);
-}
-void weighted_sum_f16(int64_t n_queries, const float* const* p, const int64_t* n, const uint16_t* v, size_t v_stride, int64_t dim,
-                      float* const* out) {
-    simd_orders::weighted_sum<f16x16_ops>(n_queries, p, n, v, v_stride, dim, out);
 }
 
 }  // namespace avx512

@@ -4,7 +4,7 @@
 // Attention scores over an F32 cache: unrolled_tile (float.cpp, the template of cpu/simd_orders.h)
 // passes over each key once per 4 queries, a quarter of the 16 lanes per pass so that the 16
 // accumulators fit the registers; bit for bit vec_dot_unrolled under qemu, speed not measured
-// (no arm64 hardware here). The values (weighted_sum) are still the plain-C reference's.
+// (no arm64 hardware here). Values: the gemm_tile over the transposed value rows.
 #include "../dispatch.h"
 #include "kernels.h"
 
