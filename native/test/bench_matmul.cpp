@@ -3,10 +3,14 @@
 //
 //   cmake --build build-core -j2 --target bench_matmul
 //   MOERUN_CPU=avx512 ./build-core/bench_matmul [--threads N] [--types Q4_K,Q8_0,F16] [--m 1,8,64,512]
+//                                               [--n 2048,5632] [--budget S] [--clock wall|cpu]
 //
 // Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
 // call, activation conversion included. GFLOP/s counts 2*m*n*k; GB/s is the weight bytes read
-// once per call (what bounds decode, m = 1).
+// once per call (what bounds decode, m = 1). --clock cpu times the process's CPU time instead of
+// the wall clock: on a VM whose host takes its vCPUs away (steal time, 30-50% on a busy day) that
+// stays within a few percent from run to run where the wall clock swung 2x. It sums every thread,
+// so it compares kernels at --threads 1.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +18,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <time.h>
 #include <vector>
 
 #include "../cpu/dispatch.h"
@@ -61,7 +66,12 @@ bool type_by_name(const std::string& name, tensor_type& out) {
     return false;
 }
 
-double now_s() {
+double now_s(bool cpu_clock) {
+    if (cpu_clock) {
+        timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+    }
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
@@ -74,19 +84,21 @@ int main(int argc, char** argv) {
     std::vector<int64_t> ns = {2048, 5632};
     const int64_t k = 2048;
     double budget = 0.4;  // seconds of repetitions per point
+    bool cpu_clock = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--types")) types = split(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--m")) ms = parse_list(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--n")) ns = parse_list(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--budget")) budget = std::atof(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--clock") && (!std::strcmp(argv[i + 1], "wall") || !std::strcmp(argv[i + 1], "cpu"))) cpu_clock = argv[i + 1][0] == 'c';
         else {
             std::fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     thread_pool pool(threads);
-    std::printf("path %s, %d thread(s), k = %lld\n", cpu_path_name(cpu_active_path()), threads, (long long)k);
+    std::printf("path %s, %d thread(s), k = %lld, %s time\n", cpu_path_name(cpu_active_path()), threads, (long long)k, cpu_clock ? "CPU" : "wall");
     std::printf("%-6s %6s %5s %10s %9s %8s\n", "type", "n", "m", "ms", "GFLOP/s", "GB/s");
     std::mt19937 rng(42);
     std::normal_distribution<float> gauss(0.0f, 1.0f);
@@ -134,9 +146,9 @@ int main(int argc, char** argv) {
                 matmul(pool, w, x.data(), m, y.data(), scratch);  // warm up
                 double best = 1e30, spent = 0;
                 for (int rep = 0; rep < 3 || (spent < budget && rep < 1000); ++rep) {
-                    const double t0 = now_s();
+                    const double t0 = now_s(cpu_clock);
                     matmul(pool, w, x.data(), m, y.data(), scratch);
-                    const double dt = now_s() - t0;
+                    const double dt = now_s(cpu_clock) - t0;
                     best = std::min(best, dt);
                     spent += dt;
                 }

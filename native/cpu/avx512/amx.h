@@ -21,12 +21,35 @@ namespace moerun::avx512 {
 namespace {
 
 // GCC's tile intrinsics are asm statements that name the memory they load and store only by an
-// address in a register, so the compiler does not know they touch it: without this barrier it may
-// keep a buffer's stores (a tile configuration, unpacked weights) after the tile load that reads
-// them, or read a tile store's result early (it moved a configuration's stores past LDTILECFG,
-// which then configured no tiles and the first tile instruction faulted). Each tile step starts
-// and ends with one.
-inline void amx_compiler_barrier() { __asm__ volatile("" ::: "memory"); }
+// address in a register, so the compiler does not know which memory they touch: unordered, it
+// may keep a buffer's stores (a tile configuration, packed weights) after the tile load that reads
+// them (it moved a configuration's stores past LDTILECFG, whose intrinsic names only its first 8
+// bytes; no tiles were configured and the first tile instruction faulted). A tile step therefore
+// names the memory its loads read with amx_fence, before and after it: an empty asm statement
+// with that object as an operand, which the compiler orders with every access to the object (and,
+// being volatile, with the tile instructions).
+template <typename T>
+inline void amx_fence(const T& object) {
+    __asm__ volatile("" : : "m"(object));
+}
+
+// C tiles go to memory and back as volatile asm statements only, which the compiler keeps in
+// program order: TILESTORED of tile register `tile` (a literal) to `c` (64-byte rows), and
+// amx_load_row for each row read, after the store that wrote it and before the next store to it.
+// No memory operand names the buffer: GCC's _tile_stored clobbers all memory, and even an operand
+// naming just the buffer kept the kernels' accumulator arrays in memory (a load and a store per
+// accumulator per block).
+#define MOERUN_AMX_STORE(tile, c) __asm__ volatile("tilestored %%tmm" #tile ", (%0,%1,1)" : : "r"(&(c)), "r"(int64_t(64)))
+inline __m512i amx_load_row(const int32_t* row) {
+    __m512i v;
+    __asm__ volatile("vmovdqa32 (%1), %0" : "=v"(v) : "r"(row));
+    return v;
+}
+
+// A tile's int32 results as stored: 16 rows of 16 lanes.
+struct alignas(64) amx_c_tile {
+    int32_t v[16][16];
+};
 
 // A tile configuration (palette 1): rows and bytes per row of each tile register used.
 struct alignas(64) amx_config {
@@ -52,9 +75,9 @@ public:
         if (loaded_) _tile_release();
     }
     void load(const amx_config& c) {
-        amx_compiler_barrier();
+        amx_fence(c);
         _tile_loadconfig(&c);
-        amx_compiler_barrier();
+        amx_fence(c);
         loaded_ = true;
     }
 

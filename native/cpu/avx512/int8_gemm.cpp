@@ -47,20 +47,23 @@ struct packed_block {
 };
 
 // Packs the quants of block b of the tile's 16 rows (row[r]: the rows' first bytes; rows past the
-// tile's last repeat it). The scales go apart (scales_of_blocks).
-template <typename B>
+// tile's last repeat it), biased by 128 for vpdpbusd or, for the AMX tiles' TDPBSSD, Signed (Q8_0:
+// q, Q4_0: q - 8; biased = signed ^ 0x80). The scales go apart (scales_of_blocks).
+template <typename B, bool Signed = false>
 inline void pack_quants(const uint8_t* const* row, int64_t b, packed_block* out) {
     const size_t at = size_t(b) * sizeof(B) + offsetof(B, qs);
     if constexpr (std::is_same_v<B, block_q8_0>) {
         transpose_16x4(row, at, out->q);           // quants 0..15
         transpose_16x4(row, at + 16, out->q + 4);  // quants 16..31
-        const __m512i bias = _mm512_set1_epi8(char(0x80));
-        MOERUN_UNROLL
-        for (int g = 0; g < 8; ++g) out->q[g] = _mm512_xor_si512(out->q[g], bias);
+        if constexpr (!Signed) {
+            const __m512i bias = _mm512_set1_epi8(char(0x80));
+            MOERUN_UNROLL
+            for (int g = 0; g < 8; ++g) out->q[g] = _mm512_xor_si512(out->q[g], bias);
+        }
     } else {  // Q4_0: byte j holds element j (low nibble) and element j + 16 (high)
         __m512i v[4];
         transpose_16x4(row, at, v);
-        const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8(120);  // q - 8 + 128
+        const __m512i low = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8(Signed ? -8 : 120);  // q - 8 (+ 128)
         MOERUN_UNROLL
         for (int g = 0; g < 4; ++g) {
             out->q[g] = _mm512_add_epi8(_mm512_and_si512(v[g], low), bias);
@@ -287,8 +290,8 @@ void tile_direct(const uint8_t* const* row, size_t w_row, int64_t nb, const uint
 }
 
 // Unpacks the tile's rows (row[r]; rows past the last repeat it) into packed[0..nb), once for
-// all the activation rows.
-template <typename B>
+// all the activation rows (Signed: see pack_quants).
+template <typename B, bool Signed = false>
 void pack_tile(const uint8_t* const* row, int64_t nb, packed_block* packed) {
     constexpr int G = k_scale_blocks<B>;
     int64_t b = 0;
@@ -297,12 +300,12 @@ void pack_tile(const uint8_t* const* row, int64_t nb, packed_block* packed) {
         scales_of_blocks<B>(row, b, gather_of<B>(), d);
         MOERUN_UNROLL
         for (int j = 0; j < G; ++j) {
-            pack_quants<B>(row, b + j, &packed[b + j]);
+            pack_quants<B, Signed>(row, b + j, &packed[b + j]);
             packed[b + j].d = d[j];
         }
     }
     for (; b < nb; ++b) {
-        pack_quants<B>(row, b, &packed[b]);
+        pack_quants<B, Signed>(row, b, &packed[b]);
         packed[b].d = scales_of_block<B>(row, b);
     }
 }
@@ -335,12 +338,14 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
 
 // ---- AMX (amx.h): the same packed blocks as B tiles ----
 //
-// Per block and 16 activation rows, one TDPBSUD: C (tokens x 16 weight rows, int32) = A (the
-// tokens' 32 quants, read in place from their Q8_0 rows) . B (packed_block::q: 8 rows of 64 bytes
-// in exactly B's layout; unsigned, biased as for vpdpbusd). C goes to memory, and per token the
-// float steps of tile_tokens follow: isum = C's row + the activation's correction, then
-// acc += (d * d_x) * float(isum). Two sets of tile registers alternate between blocks (tiles are
-// not renamed), and the vector units take block b's sums while the tile unit computes the next.
+// Per block and 16 activation rows, one TDPBSSD: C (tokens x 16 weight rows, int32) = A (the
+// tokens' 32 quants, read in place from their Q8_0 rows) . B (packed_block::q packed Signed: 8
+// rows of 64 bytes in exactly B's layout), so isum = C exactly. C goes to memory, and per token the
+// float steps of tile_tokens follow: acc += (d * d_x) * float(isum). The tokens' scales d_x come
+// from a table gathered once per call (token_scales), so that each is a broadcast at a fixed
+// offset from one address (read through 16 row pointers, the pointers spilled and were reloaded
+// for every broadcast). Two sets of tile registers alternate between blocks (tiles are not
+// renamed), and the vector units take block b's sums while the tile unit computes the next.
 
 // Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5.
 inline amx_config amx_q8_config(int tokens) {
@@ -354,50 +359,59 @@ inline amx_config amx_q8_config(int tokens) {
 }
 
 // Block b's sums of the pass's tokens (A rows from `x`, x_row apart) into c_out[token][row].
-inline void amx_block_set0(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, int32_t* c_out) {
-    amx_compiler_barrier();
+inline void amx_block_set0(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, amx_c_tile& c_out) {
+    amx_fence(p);
     _tile_zero(2);
     _tile_loadd(0, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
     _tile_loadd(1, p.q, 64);
-    _tile_dpbsud(2, 0, 1);
-    _tile_stored(2, c_out, 64);
-    amx_compiler_barrier();
+    _tile_dpbssd(2, 0, 1);
+    MOERUN_AMX_STORE(2, c_out);
+    amx_fence(p);
 }
-inline void amx_block_set1(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, int32_t* c_out) {
-    amx_compiler_barrier();
+inline void amx_block_set1(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, amx_c_tile& c_out) {
+    amx_fence(p);
     _tile_zero(5);
     _tile_loadd(3, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
     _tile_loadd(4, p.q, 64);
-    _tile_dpbsud(5, 3, 4);
-    _tile_stored(5, c_out, 64);
-    amx_compiler_barrier();
+    _tile_dpbssd(5, 3, 4);
+    MOERUN_AMX_STORE(5, c_out);
+    amx_fence(p);
 }
 
-// One pass of `tokens` (1..16) activation rows over all blocks: y[t * y_stride + r], the sums
-// taken 4 blocks behind the tile unit (tile_pipeline). The float steps always run 16 tokens (rows
-// past the pass's last repeat it, and are not stored), so there is one instantiation; the tiles
-// read only the pass's rows.
+// A block's 16 scales, of 16 weight rows (amx_small) or 16 activation rows (amx_pass).
+struct packed_scales {
+    alignas(64) float d[16];
+};
+
+// The activation rows' scales by passes of 16 rows, block-major: out[p * nb + b].d[t] = d_x of
+// row 16 p + t at block b (rows past the last repeat it).
+inline void token_scales(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb, packed_scales* out) {
+    for (int64_t p = 0; p < (nx + k_amx_tokens - 1) / k_amx_tokens; ++p) {
+        const float* xd[k_amx_tokens];
+        for (int t = 0; t < k_amx_tokens; ++t) xd[t] = avx2::q8_0_act_scales(x + size_t(std::min<int64_t>(p * k_amx_tokens + t, nx - 1)) * x_row, nb);
+        for (int64_t b = 0; b < nb; ++b)
+            for (int t = 0; t < k_amx_tokens; ++t) out[p * nb + b].d[t] = xd[t][b];
+    }
+}
+
+// One pass of `tokens` (1..16) activation rows over all blocks, dx their scales (token_scales):
+// y[t * y_stride + r], the sums taken 4 blocks behind the tile unit (tile_pipeline). The float
+// steps always run 16 tokens (rows past the pass's last repeat it, and are not stored), so there
+// is one instantiation; the tiles read only the pass's rows.
 constexpr int k_amx_lead = 4;
 
-inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
-                     __mmask16 store) {
+inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, const packed_scales* dx, float* y,
+                     int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
-    const float* xd[T];
-    const int32_t* xc[T];
     __m512 acc[T];
     MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) {
-        const uint8_t* r = x + size_t(std::min(t, tokens - 1)) * x_row;
-        xd[t] = avx2::q8_0_act_scales(r, nb);
-        xc[t] = act_corrections(r, nb);
-        acc[t] = _mm512_setzero_ps();
-    }
-    alignas(64) int32_t c[k_amx_lead + 1][T][k_tile_rows];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    amx_c_tile c[k_amx_lead + 1];  // token t's sums in row t
     auto issue = [&](int64_t b, int slot) {
         if (b & 1) {
-            amx_block_set1(x, x_row, pw[b], b, &c[slot][0][0]);
+            amx_block_set1(x, x_row, pw[b], b, c[slot]);
         } else {
-            amx_block_set0(x, x_row, pw[b], b, &c[slot][0][0]);
+            amx_block_set0(x, x_row, pw[b], b, c[slot]);
         }
         if (b + 2 < nb) {  // the activation quants 2 blocks on (amx_prefetch_rows)
             amx_prefetch_rows(x + size_t(b + 2) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row, tokens, 1);
@@ -405,36 +419,43 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
     };
     auto take = [&](int64_t b, int slot) {
         const __m512 d = pw[b].d;
+        const float* d_x = dx[b].d;
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
-            const __m512i isum = _mm512_add_epi32(load512(c[slot][t]), _mm512_set1_epi32(xc[t][b]));
-            const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(xd[t][b]));
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(isum)));
+            const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(d_x[t]));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(amx_load_row(c[slot].v[t]))));
         }
     };
     tile_pipeline<k_amx_lead>(nb, issue, take);
-    for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+    MOERUN_UNROLL  // constant indices: acc stays in registers (a loop to `tokens` put it in memory)
+    for (int t = 0; t < T; ++t) {
+        if (t < tokens) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+    }
 }
 
-// 16 weight rows against more than 16 activation rows: the rows packed once as B tiles, passes of
-// 16 tokens, and a rest of fewer than k_tile_tokens on the vector units (tile_tokens, the same
-// packed blocks).
+// 16 weight rows against more than 16 activation rows (dx: their token_scales): the rows packed
+// once as B tiles, passes of 16 tokens, and a rest of fewer than k_tile_tokens on the vector
+// units (tile_tokens, the same blocks biased).
 template <typename B>
-void amx_tile_group(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
-                    int64_t y_stride) {
+void amx_tile_group(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, const packed_scales* dx,
+                    float* y, int64_t y_stride) {
     const int64_t nb = n / 32;
     const uint8_t* row[k_tile_rows];
     tile_row_pointers(vw, w_row, nw, row);
     thread_local tile_scratch scratch;
     if (scratch.packed.size() < size_t(nb)) scratch.packed.resize(size_t(nb));
     packed_block* const packed = scratch.packed.data();
-    pack_tile<B>(row, nb, packed);
+    pack_tile<B, true>(row, nb, packed);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     const __mmask16 store = tile_store_mask(nw);
     const int64_t rest = nx % k_amx_tokens < k_tile_tokens ? nx % k_amx_tokens : 0;  // on the vector units
     amx_token_passes(nx - rest, amx_q8_config, [&](int64_t i, int tokens) {
-        amx_pass(packed, nb, x + size_t(i) * x_row, x_row, tokens, y + i * y_stride, y_stride, store);
+        amx_pass(packed, nb, x + size_t(i) * x_row, x_row, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride, y_stride, store);
     });
+    if (rest == 0) return;
+    const __m512i bias = _mm512_set1_epi8(char(0x80));
+    for (int64_t b = 0; b < nb; ++b)
+        for (__m512i& q : packed[b].q) q = _mm512_xor_si512(q, bias);
     for_token_passes(rest, [&](auto t, int64_t j) {
         const int64_t i = nx - rest + j;
         tile_tokens<decltype(t)::value>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
@@ -470,23 +491,23 @@ inline amx_config amx_small_config(int rows) {
     return c;
 }
 
-inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& p, int32_t* c_out) {
-    amx_compiler_barrier();
+inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& p, amx_c_tile& c_out) {
+    amx_fence(p);
     _tile_zero(2);
     _tile_loadd(0, a, a_row);
     _tile_loadd(1, p.q, 64);
     _tile_dpbssd(2, 0, 1);
-    _tile_stored(2, c_out, 64);
-    amx_compiler_barrier();
+    MOERUN_AMX_STORE(2, c_out);
+    amx_fence(p);
 }
-inline void amx_small_set1(const uint8_t* a, size_t a_row, const packed_tokens& p, int32_t* c_out) {
-    amx_compiler_barrier();
+inline void amx_small_set1(const uint8_t* a, size_t a_row, const packed_tokens& p, amx_c_tile& c_out) {
+    amx_fence(p);
     _tile_zero(5);
     _tile_loadd(3, a, a_row);
     _tile_loadd(4, p.q, 64);
     _tile_dpbssd(5, 3, 4);
-    _tile_stored(5, c_out, 64);
-    amx_compiler_barrier();
+    MOERUN_AMX_STORE(5, c_out);
+    amx_fence(p);
 }
 
 // Packs the nx (<= 16) activation rows' blocks (rows past the last repeat it; their columns of C
@@ -507,11 +528,6 @@ inline void pack_tokens(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb, 
         out[b].d = _mm512_load_ps(d);
     }
 }
-
-// A block's scales of 16 weight rows as floats.
-struct packed_scales {
-    alignas(64) float d[16];
-};
 
 // out[b] = the scales of block b of the 16 rows, for b < nb (scales_of_blocks, G blocks a load).
 template <typename B>
@@ -535,7 +551,7 @@ void amx_small_group(const uint8_t* const* row, size_t w_row, int nrows, const p
     // A tiles: Q8_0 rows in place (w_row apart); Q4_0 rows unpacked to q - 8, 32 bytes a row, per block.
     constexpr bool in_place = std::is_same_v<B, block_q8_0>;
     alignas(64) int8_t unpacked[k_amx_lead + 1][16][32];
-    alignas(64) int32_t c[k_amx_lead + 1][16][16];
+    amx_c_tile c[k_amx_lead + 1];  // weight row r's sums in row r
     thread_local std::vector<packed_scales> scales;  // the rows' block scales, 16 per block
     if (scales.size() < size_t(nb)) scales.resize(size_t(nb));
     scales_of_rows<B>(row, nb, scales.data());
@@ -556,11 +572,13 @@ void amx_small_group(const uint8_t* const* row, size_t w_row, int nrows, const p
             a = reinterpret_cast<const uint8_t*>(unpacked[slot]);
             a_row = 32;
         }
+        amx_fence(unpacked[slot]);
         if (b & 1) {
-            amx_small_set1(a, a_row, pt[b], &c[slot][0][0]);
+            amx_small_set1(a, a_row, pt[b], c[slot]);
         } else {
-            amx_small_set0(a, a_row, pt[b], &c[slot][0][0]);
+            amx_small_set0(a, a_row, pt[b], c[slot]);
         }
+        amx_fence(unpacked[slot]);
     };
     auto take = [&](int64_t b, int slot) {
         const __m512 dx = pt[b].d;
@@ -568,7 +586,7 @@ void amx_small_group(const uint8_t* const* row, size_t w_row, int nrows, const p
         MOERUN_UNROLL
         for (int r = 0; r < 16; ++r) {
             const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx);
-            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(load512(c[slot][r]))));
+            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(amx_load_row(c[slot].v[r]))));
         }
     };
     tile_pipeline<k_amx_lead>(nb, issue, take);
@@ -618,10 +636,17 @@ void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* v
     if (nx >= k_amx_small_min_tokens<B> && nx <= k_amx_tokens) {
         return amx_small<B>(n, vw, w_row, nw, static_cast<const uint8_t*>(vx), x_row, nx, y, y_stride);
     }
+    if (nx <= k_amx_tokens) {
+        for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) int8_tile<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
+        return;
+    }
+    const int64_t nb = n / 32;
+    thread_local std::vector<packed_scales> dx;  // once for all the call's weight rows
+    const size_t need = size_t((nx + k_amx_tokens - 1) / k_amx_tokens * nb);
+    if (dx.size() < need) dx.resize(need);
+    token_scales(static_cast<const uint8_t*>(vx), x_row, nx, nb, dx.data());
     for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
-        const int64_t rows = std::min<int64_t>(k_tile_rows, nw - r0);
-        if (nx > k_amx_tokens) amx_tile_group<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride);
-        else int8_tile<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride);
+        amx_tile_group<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, dx.data(), y + r0, y_stride);
     }
 }
 

@@ -542,7 +542,7 @@ inline amx_config amx_k_config(int tokens) {
 using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
 
 inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_k& p, int64_t b, amx_k_sums& out) {
-    amx_compiler_barrier();
+    amx_fence(p);
     _tile_zero(3);
     _tile_zero(4);
     const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
@@ -559,13 +559,13 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_
         _tile_dpbsud(3, 5, 6);
         _tile_dpbssd(4, 5, 7);
     }
-    _tile_stored(3, out[0], 64);
-    _tile_stored(4, out[1], 64);
-    amx_compiler_barrier();
+    MOERUN_AMX_STORE(3, out[0]);
+    MOERUN_AMX_STORE(4, out[1]);
+    amx_fence(p);
 }
 
 inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45_k& p, int64_t b, amx_k_sums& out) {
-    amx_compiler_barrier();
+    amx_fence(p);
     _tile_zero(3);
     _tile_zero(4);
     _tile_zero(7);
@@ -587,10 +587,10 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45
         _tile_dpbssd(4, 5, 2);
         _tile_dpbsud(7, 5, 6);
     }
-    _tile_stored(3, out[0], 64);
-    _tile_stored(4, out[1], 64);
-    _tile_stored(7, out[2], 64);
-    amx_compiler_barrier();
+    MOERUN_AMX_STORE(3, out[0]);
+    MOERUN_AMX_STORE(4, out[1]);
+    MOERUN_AMX_STORE(7, out[2]);
+    amx_fence(p);
 }
 
 // One pass of `tokens` (1..16) activation rows over all super-blocks (tile_pipeline, 2 super-blocks
@@ -620,12 +620,12 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
         const packed_amx<B>& p = pw[b];
         MOERUN_UNROLL
         for (int t = 0; t < T; ++t) {
-            const __m512i isum = _mm512_add_epi32(load512(cs[0][t]), _mm512_slli_epi32(load512(cs[1][t]), 8));
+            const __m512i isum = _mm512_add_epi32(amx_load_row(cs[0][t]), _mm512_slli_epi32(amx_load_row(cs[1][t]), 8));
             const __m512 dy = _mm512_set1_ps(xq[t][b].d);
             if constexpr (std::is_same_v<B, block_q6_K>) {
                 acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum)));
             } else {
-                const __m512i msum = load512(cs[2][t]);
+                const __m512i msum = amx_load_row(cs[2][t]);
                 const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum)),
                                                _mm512_mul_ps(_mm512_mul_ps(p.dmin, dy), _mm512_cvtepi32_ps(msum)));
                 acc[t] = _mm512_add_ps(acc[t], v);
@@ -633,7 +633,10 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
         }
     };
     tile_pipeline<k_amx_k_lead>(nb, issue, take);
-    for (int t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+    MOERUN_UNROLL  // constant indices: acc stays in registers (a loop to `tokens` put it in memory)
+    for (int t = 0; t < T; ++t) {
+        if (t < tokens) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+    }
 }
 
 // From this many activation rows on the AMX tile runs; fewer take int8_tile_k. In cache, k 2048,
