@@ -52,9 +52,11 @@ struct cpu_kv_cache final : kv_cache {
 // Caches whose values are kept transposed: element types with a float dot in llama.cpp's order.
 bool stores_values_transposed(tensor_type type) { return type == tensor_type::F32 || type == tensor_type::F16; }
 
-// Rows of transposed values are padded to whole 64-position blocks: every dot over them runs to a
-// multiple of its lanes (at most 16), and the pad's zero probabilities add nothing.
-constexpr int64_t k_value_row_align = 64;
+// Rows of transposed values are padded to a multiple of 16 positions: every dot over them runs to
+// a multiple of its lanes (16 at most: AVX-512's and NEON's), and the pad's zero probabilities add
+// nothing. A context of a multiple of 16 tokens takes exactly the bytes of the untransposed layout
+// (what runtime/placement.cpp plans for).
+constexpr int64_t k_value_row_align = 16;
 int64_t align_positions(int64_t n) { return (n + k_value_row_align - 1) / k_value_row_align * k_value_row_align; }
 
 class cpu_backend final : public backend {
@@ -308,6 +310,7 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     // of their lanes, which the zero probabilities past a query's positions pad.
     const vector_ops& ops = vector_ops_active();
     const int pad = std::max(ops.lanes, 1), value_lanes = std::max(kv.gemm_lanes, 1);
+    if (vt && value_lanes > k_value_row_align) throw error(error_code::internal, "attention: value rows are padded for at most 16 lanes");
     const auto round_up = [](int64_t x, int64_t m) { return (x + m - 1) / m * m; };
     const size_t row_len = size_t(round_up(pos0 + n, std::max(pad, value_lanes)));  // floats of a score row
 
