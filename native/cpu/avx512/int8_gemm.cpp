@@ -339,13 +339,18 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
 // ---- AMX (amx.h): the same packed blocks as B tiles ----
 //
 // Per block and 16 activation rows, one TDPBSSD: C (tokens x 16 weight rows, int32) = A (the
-// tokens' 32 quants, read in place from their Q8_0 rows) . B (packed_block::q packed Signed: 8
-// rows of 64 bytes in exactly B's layout), so isum = C exactly. C goes to memory, and per token the
-// float steps of tile_tokens follow: acc += (d * d_x) * float(isum). The tokens' scales d_x come
-// from a table gathered once per call (token_scales), so that each is a broadcast at a fixed
-// offset from one address (read through 16 row pointers, the pointers spilled and were reloaded
-// for every broadcast). Two sets of tile registers alternate between blocks (tiles are not
-// renamed), and the vector units take block b's sums while the tile unit computes the next.
+// tokens' 32 quants) . B (packed_block::q packed Signed: 8 rows of 64 bytes in exactly B's
+// layout), so isum = C exactly. C goes to memory, and per token the float steps of tile_tokens
+// follow: acc += (d * d_x) * float(isum). The tokens' scales d_x come from a table gathered once
+// per call (token_scales), so that each is a broadcast at a fixed offset from one address (read
+// through 16 row pointers, the pointers spilled and were reloaded for every broadcast). Two sets
+// of tile registers alternate between blocks (tiles are not renamed), and the vector units take
+// block b's sums while the tile unit computes the next.
+//
+// A tiles load from a copy of the pass's quants, 32-byte aligned (pass_quants): read in place,
+// the 32 quants at 2 + 34 b of each Q8_0 row cross a cache line in every other block, and a
+// 16-row tile load of such rows took 2-3x the time of an aligned one (13.6 against 4.8 ns,
+// in L1). The copy is made once per pass for all the call's weight rows.
 
 // Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5.
 inline amx_config amx_q8_config(int tokens) {
@@ -358,24 +363,41 @@ inline amx_config amx_q8_config(int tokens) {
     return c;
 }
 
-// Block b's sums of the pass's tokens (A rows from `x`, x_row apart) into c_out[token][row].
-inline void amx_block_set0(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, amx_c_tile& c_out) {
+// A pass's activation quants, block-major: block b's 32 quants of token t at q[b][t].
+struct alignas(64) pass_block {
+    int8_t q[k_amx_tokens][32];
+};
+
+// Copies the quants of `tokens` activation rows (x_row bytes apart) into out[0..nb).
+inline void pass_quants(const uint8_t* x, size_t x_row, int tokens, int64_t nb, pass_block* out) {
+    for (int t = 0; t < tokens; ++t) {
+        const block_q8_0* row = reinterpret_cast<const block_q8_0*>(x + size_t(t) * x_row);
+        for (int64_t b = 0; b < nb; ++b) _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].q[t]), load256(row[b].qs));
+    }
+}
+
+// Block b's sums of the pass's tokens (A: the pass's block) into c_out[token][row].
+inline void amx_block_set0(const pass_block& a, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
+    amx_fence(a);
     _tile_zero(2);
-    _tile_loadd(0, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
+    _tile_loadd(0, a.q, 32);
     _tile_loadd(1, p.q, 64);
     _tile_dpbssd(2, 0, 1);
     MOERUN_AMX_STORE(2, c_out);
     amx_fence(p);
+    amx_fence(a);
 }
-inline void amx_block_set1(const uint8_t* x, size_t x_row, const packed_block& p, int64_t b, amx_c_tile& c_out) {
+inline void amx_block_set1(const pass_block& a, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
+    amx_fence(a);
     _tile_zero(5);
-    _tile_loadd(3, x + size_t(b) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row);
+    _tile_loadd(3, a.q, 32);
     _tile_loadd(4, p.q, 64);
     _tile_dpbssd(5, 3, 4);
     MOERUN_AMX_STORE(5, c_out);
     amx_fence(p);
+    amx_fence(a);
 }
 
 // A block's 16 scales, of 16 weight rows (amx_small) or 16 activation rows (amx_pass).
@@ -394,13 +416,13 @@ inline void token_scales(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb,
     }
 }
 
-// One pass of `tokens` (1..16) activation rows over all blocks, dx their scales (token_scales):
-// y[t * y_stride + r], the sums taken 4 blocks behind the tile unit (tile_pipeline). The float
-// steps always run 16 tokens (rows past the pass's last repeat it, and are not stored), so there
-// is one instantiation; the tiles read only the pass's rows.
+// One pass of `tokens` (1..16) activation rows (a: their quants) over all blocks of one packed
+// tile, dx their scales (token_scales): y[t * y_stride + r], the sums taken 4 blocks behind the
+// tile unit (tile_pipeline). The float steps always run 16 tokens (rows past the pass's last are
+// not stored), so there is one instantiation; the tiles read only the pass's rows.
 constexpr int k_amx_lead = 4;
 
-inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, const packed_scales* dx, float* y,
+inline void amx_pass(const packed_block* pw, int64_t nb, const pass_block* a, int tokens, const packed_scales* dx, float* y,
                      int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
     __m512 acc[T];
@@ -409,12 +431,9 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
     amx_c_tile c[k_amx_lead + 1];  // token t's sums in row t
     auto issue = [&](int64_t b, int slot) {
         if (b & 1) {
-            amx_block_set1(x, x_row, pw[b], b, c[slot]);
+            amx_block_set1(a[b], pw[b], c[slot]);
         } else {
-            amx_block_set0(x, x_row, pw[b], b, c[slot]);
-        }
-        if (b + 2 < nb) {  // the activation quants 2 blocks on (amx_prefetch_rows)
-            amx_prefetch_rows(x + size_t(b + 2) * sizeof(block_q8_0) + offsetof(block_q8_0, qs), x_row, tokens, 1);
+            amx_block_set0(a[b], pw[b], c[slot]);
         }
     };
     auto take = [&](int64_t b, int slot) {
@@ -433,33 +452,56 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* x, size_
     }
 }
 
-// 16 weight rows against more than 16 activation rows (dx: their token_scales): the rows packed
-// once as B tiles, passes of 16 tokens, and a rest of fewer than k_tile_tokens on the vector
-// units (tile_tokens, the same blocks biased).
+// Per-thread scratch of amx_tile_rows (local types: see tile_scratch).
+struct amx_scratch {
+    std::vector<packed_block> packed;  // the call's tiles, nb blocks each
+    std::vector<pass_block> pass;      // one pass's quants
+    std::vector<packed_scales> dx;     // token_scales
+};
+
+// nw (<= k_amx_rows_per_call) weight rows against more than 16 activation rows: the rows packed
+// once per 16 as B tiles, then passes of 16 tokens, each copied aligned once (pass_quants) for all
+// the tiles, and a rest of fewer than k_tile_tokens on the vector units (tile_tokens, the same
+// blocks biased).
 template <typename B>
-void amx_tile_group(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, const packed_scales* dx,
-                    float* y, int64_t y_stride) {
+void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
+                   int64_t y_stride) {
     const int64_t nb = n / 32;
-    const uint8_t* row[k_tile_rows];
-    tile_row_pointers(vw, w_row, nw, row);
-    thread_local tile_scratch scratch;
-    if (scratch.packed.size() < size_t(nb)) scratch.packed.resize(size_t(nb));
+    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
+    thread_local amx_scratch scratch;
+    if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
+    if (scratch.pass.size() < size_t(nb)) scratch.pass.resize(size_t(nb));
+    const size_t need_dx = size_t((nx + k_amx_tokens - 1) / k_amx_tokens * nb);
+    if (scratch.dx.size() < need_dx) scratch.dx.resize(need_dx);
     packed_block* const packed = scratch.packed.data();
-    pack_tile<B, true>(row, nb, packed);
-    const uint8_t* x = static_cast<const uint8_t*>(vx);
-    const __mmask16 store = tile_store_mask(nw);
+    pass_block* const pass = scratch.pass.data();
+    const packed_scales* const dx = scratch.dx.data();
+    token_scales(x, x_row, nx, nb, scratch.dx.data());
+    auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
+    for (int64_t g = 0; g < tiles; ++g) {
+        const uint8_t* row[k_tile_rows];
+        tile_row_pointers(w + size_t(g * k_tile_rows) * w_row, w_row, tile_rows(g), row);
+        pack_tile<B, true>(row, nb, packed + g * nb);
+    }
     const int64_t rest = nx % k_amx_tokens < k_tile_tokens ? nx % k_amx_tokens : 0;  // on the vector units
     amx_token_passes(nx - rest, amx_q8_config, [&](int64_t i, int tokens) {
-        amx_pass(packed, nb, x + size_t(i) * x_row, x_row, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride, y_stride, store);
+        pass_quants(x + size_t(i) * x_row, x_row, tokens, nb, pass);
+        for (int64_t g = 0; g < tiles; ++g) {
+            amx_pass(packed + g * nb, nb, pass, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride + g * k_tile_rows, y_stride,
+                     tile_store_mask(tile_rows(g)));
+        }
     });
     if (rest == 0) return;
     const __m512i bias = _mm512_set1_epi8(char(0x80));
-    for (int64_t b = 0; b < nb; ++b)
+    for (int64_t b = 0; b < tiles * nb; ++b)
         for (__m512i& q : packed[b].q) q = _mm512_xor_si512(q, bias);
-    for_token_passes(rest, [&](auto t, int64_t j) {
-        const int64_t i = nx - rest + j;
-        tile_tokens<decltype(t)::value>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
-    });
+    for (int64_t g = 0; g < tiles; ++g) {
+        for_token_passes(rest, [&](auto t, int64_t j) {
+            const int64_t i = nx - rest + j;
+            tile_tokens<decltype(t)::value>(packed + g * nb, nb, x + size_t(i) * x_row, x_row, y + i * y_stride + g * k_tile_rows, y_stride,
+                                            tile_store_mask(tile_rows(g)));
+        });
+    }
 }
 
 // ---- AMX for few activation rows (expert batches): the weights as A, the activations packed ----
@@ -620,7 +662,7 @@ void amx_small(int64_t n, const void* vw, size_t w_row, int64_t nw, const uint8_
 }
 
 // The amx path's tile, up to k_amx_rows_per_call weight rows: with more than 16 activation rows
-// amx_tile_group per 16 weight rows, with k_amx_small_min_tokens<B>..16 amx_small, with fewer the
+// amx_tile_rows, with k_amx_small_min_tokens<B>..16 amx_small, with fewer the
 // AVX-512 tile per 16 weight rows. In cache, k 2048, 64 weight rows, the Sapphire Rapids VM (its
 // speed varied up to 2x between runs), the AVX-512 tile's time over this one, two runs:
 //   Q8_0 m 4 0.72-0.80x, 8 0.94-1.07x, 12 1.37-1.41x, 16 1.48-1.63x, 24 1.06x, 32 1.29x
@@ -640,14 +682,7 @@ void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* v
         for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) int8_tile<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
         return;
     }
-    const int64_t nb = n / 32;
-    thread_local std::vector<packed_scales> dx;  // once for all the call's weight rows
-    const size_t need = size_t((nx + k_amx_tokens - 1) / k_amx_tokens * nb);
-    if (dx.size() < need) dx.resize(need);
-    token_scales(static_cast<const uint8_t*>(vx), x_row, nx, nb, dx.data());
-    for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
-        amx_tile_group<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, dx.data(), y + r0, y_stride);
-    }
+    amx_tile_rows<B>(n, w, w_row, nw, static_cast<const uint8_t*>(vx), x_row, nx, y, y_stride);
 }
 
 // One weight row (vec_dot, vec_dot_n: attention over a Q8_0 cache, single rows): the same integer
