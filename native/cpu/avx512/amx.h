@@ -104,15 +104,6 @@ inline void amx_token_passes(int64_t nx, Config&& config, Pass&& pass) {
     }
 }
 
-// Brings `lines` cache lines from each of `rows` rows (at p, p + stride, ...) into L1 ahead of a tile
-// load. A tile load of 16 rows a row apart (activations: one token each) found little help in the
-// hardware prefetchers: with 512 tokens (1.2 MiB of Q8_K rows, in L2) the Q4_K tile ran at 0.92x
-// the AVX-512 one, and at 1.70x with this one super-block ahead (k 2048, in-cache bench).
-inline void amx_prefetch_rows(const uint8_t* p, size_t stride, int rows, int lines) {
-    for (int r = 0; r < rows; ++r)
-        for (int l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(p + size_t(r) * stride + 64 * size_t(l)), _MM_HINT_T0);
-}
-
 // Software pipeline of a tile kernel over n steps (blocks, super-blocks): issue(b) runs step b's
 // tile instructions, which store its int32 sums to ring slot b % (Lead + 1); take(b) reads them
 // with vector loads. A tile store's data reaches those loads only after the store retires, and

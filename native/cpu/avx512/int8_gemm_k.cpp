@@ -538,22 +538,41 @@ inline amx_config amx_k_config(int tokens) {
     return c;
 }
 
-// Super-block b's C tiles of the pass's tokens (A rows from x, x_row apart) into out[0..2].
+// A pass's activation quants, super-block-major: chunk c (quants 64c..64c+63) of token t at
+// q[c][t], 64-byte aligned. In place, a block_q8_K's quants start 4 bytes into it, so every row
+// of an A tile crossed a cache line (a 16-row tile load of such rows took 2-4x an aligned one);
+// the copy is made once per pass for all the call's weight rows.
+struct alignas(64) pass_super_block {
+    int8_t q[4][k_amx_tokens][64];
+};
+
+// Copies the quants of `tokens` activation rows (x_row bytes apart) into out[0..nb).
+inline void pass_quants_k(const uint8_t* x, size_t x_row, int tokens, int64_t nb, pass_super_block* out) {
+    for (int t = 0; t < tokens; ++t) {
+        const block_q8_K* row = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        for (int64_t b = 0; b < nb; ++b) {
+            MOERUN_UNROLL
+            for (int c = 0; c < 4; ++c) _mm512_store_si512(out[b].q[c][t], _mm512_loadu_si512(row[b].qs + 64 * c));
+        }
+    }
+}
+
+// Super-block b's C tiles of the pass's tokens (A: the pass's super-block) into out[0..2].
 using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
 
-inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_k& p, int64_t b, amx_k_sums& out) {
+inline void amx_super_block(const pass_super_block& a, const packed_amx_q6_k& p, amx_k_sums& out) {
     amx_fence(p);
+    amx_fence(a);
     _tile_zero(3);
     _tile_zero(4);
-    const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * c, x_row);
+        _tile_loadd(0, a.q[c], 64);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_dpbsud(3, 0, 1);
         _tile_dpbssd(4, 0, 2);
-        _tile_loadd(5, a + 64 * (c + 1), x_row);
+        _tile_loadd(5, a.q[c + 1], 64);
         _tile_loadd(6, p.lo[c + 1], 64);
         _tile_loadd(7, p.hi[c + 1], 64);
         _tile_dpbsud(3, 5, 6);
@@ -562,24 +581,25 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q6_
     MOERUN_AMX_STORE(3, out[0]);
     MOERUN_AMX_STORE(4, out[1]);
     amx_fence(p);
+    amx_fence(a);
 }
 
-inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45_k& p, int64_t b, amx_k_sums& out) {
+inline void amx_super_block(const pass_super_block& a, const packed_amx_q45_k& p, amx_k_sums& out) {
     amx_fence(p);
+    amx_fence(a);
     _tile_zero(3);
     _tile_zero(4);
     _tile_zero(7);
-    const uint8_t* a = x + size_t(b) * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * c, x_row);
+        _tile_loadd(0, a.q[c], 64);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_loadd(6, p.min[c], 64);
         _tile_dpbsud(3, 0, 1);
         _tile_dpbssd(4, 0, 2);
         _tile_dpbsud(7, 0, 6);
-        _tile_loadd(5, a + 64 * (c + 1), x_row);
+        _tile_loadd(5, a.q[c + 1], 64);
         _tile_loadd(1, p.lo[c + 1], 64);
         _tile_loadd(2, p.hi[c + 1], 64);
         _tile_loadd(6, p.min[c + 1], 64);
@@ -591,15 +611,17 @@ inline void amx_super_block(const uint8_t* x, size_t x_row, const packed_amx_q45
     MOERUN_AMX_STORE(4, out[1]);
     MOERUN_AMX_STORE(7, out[2]);
     amx_fence(p);
+    amx_fence(a);
 }
 
-// One pass of `tokens` (1..16) activation rows over all super-blocks (tile_pipeline, 2 super-blocks
-// ahead). The float steps run 16 tokens (rows past the last repeat it, and are not stored).
+// One pass of `tokens` (1..16) activation rows (x: their rows, for the scales; a: their quants)
+// over all super-blocks of one packed tile (tile_pipeline, 2 super-blocks ahead). The float steps
+// run 16 tokens (rows past the last repeat it, and are not stored).
 constexpr int k_amx_k_lead = 2;
 
 template <typename B>
-inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, int tokens, float* y, int64_t y_stride,
-                       __mmask16 store) {
+inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const pass_super_block* a, int tokens, float* y,
+                       int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
     const block_q8_K* xq[T];
     __m512 acc[T];
@@ -609,12 +631,7 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
         acc[t] = _mm512_setzero_ps();
     }
     alignas(64) amx_k_sums c[k_amx_k_lead + 1];
-    auto issue = [&](int64_t b, int slot) {
-        amx_super_block(x, x_row, pw[b], b, c[slot]);
-        if (b + 1 < nb) {  // the next super-block's activation quants (amx_prefetch_rows)
-            amx_prefetch_rows(x + size_t(b + 1) * sizeof(block_q8_K) + offsetof(block_q8_K, qs), x_row, tokens, 4);
-        }
-    };
+    auto issue = [&](int64_t b, int slot) { amx_super_block(a[b], pw[b], c[slot]); };
     auto take = [&](int64_t b, int slot) {
         const amx_k_sums& cs = c[slot];
         const packed_amx<B>& p = pw[b];
@@ -645,24 +662,49 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
 // 32 1.21x, 64 1.64x, 256 1.41x.
 constexpr int64_t k_amx_k_min_tokens = 32;
 
+// Per-thread scratch of amx_tile_k (local types: see int8_tile_k).
 template <typename B>
-void amx_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
+struct amx_k_scratch {
+    std::vector<packed_amx<B>> packed;  // the call's tiles, nb super-blocks each
+    std::vector<pass_super_block> pass;
+};
+
+// Up to k_amx_rows_per_call weight rows: each 16 packed once, then passes of 16 tokens, whose
+// quants are copied aligned once (pass_quants_k) for all the tiles.
+template <typename B>
+void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
-    if (nx < k_amx_k_min_tokens) return int8_tile_k<B>(n, w, w_row, nw, vx, x_row, nx, y, y_stride);
+    const uint8_t* w = static_cast<const uint8_t*>(vw);
+    if (nx < k_amx_k_min_tokens) {
+        for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
+            int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
+        }
+        return;
+    }
     const int64_t nb = n / 256;
-    thread_local std::vector<packed_amx<B>> scratch;  // local type: see int8_tile_k
-    if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
-    packed_amx<B>* const packed = scratch.data();
-    const uint8_t* row[k_tile_rows];
-    tile_row_pointers(w, w_row, nw, row);
+    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
+    thread_local amx_k_scratch<B> scratch;
+    if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
+    if (scratch.pass.size() < size_t(nb)) scratch.pass.resize(size_t(nb));
+    packed_amx<B>* const packed = scratch.packed.data();
+    pass_super_block* const pass = scratch.pass.data();
+    auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
     {
         packed_k<B> tmp;
-        for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[b]);
+        for (int64_t g = 0; g < tiles; ++g) {
+            const uint8_t* row[k_tile_rows];
+            tile_row_pointers(w + size_t(g * k_tile_rows) * w_row, w_row, tile_rows(g), row);
+            for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[g * nb + b]);
+        }
     }
     const uint8_t* x = static_cast<const uint8_t*>(vx);
-    const __mmask16 store = tile_store_mask(nw);
     amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
-        amx_pass_k<B>(packed, nb, x + size_t(i) * x_row, x_row, tokens, y + i * y_stride, y_stride, store);
+        const uint8_t* xi = x + size_t(i) * x_row;
+        pass_quants_k(xi, x_row, tokens, nb, pass);
+        for (int64_t g = 0; g < tiles; ++g) {
+            amx_pass_k<B>(packed + g * nb, nb, xi, x_row, pass, tokens, y + i * y_stride + g * k_tile_rows, y_stride,
+                          tile_store_mask(tile_rows(g)));
+        }
     });
 }
 

@@ -162,8 +162,11 @@ void cpu_register_amx(cpu_kernels* table) {
     at(T::Q4_0).int8_tile = avx512::amx_tile_q4_0;
     at(T::Q4_0).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q4_K).int8_tile = avx512::amx_tile_q4_k;
+    at(T::Q4_K).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q5_K).int8_tile = avx512::amx_tile_q5_k;
+    at(T::Q5_K).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q6_K).int8_tile = avx512::amx_tile_q6_k;
+    at(T::Q6_K).int8_tile_rows = avx512::k_amx_rows_per_call;
 #else
     (void)table;
 #endif
