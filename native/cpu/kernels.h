@@ -61,6 +61,11 @@ struct cpu_kernels : type_traits {
     // a time by the AVX-512 kernels). Every kernel given activations of this type takes such rows.
     from_float_fn from_float_act = nullptr;  // nullptr: from_float
     size_t act_extra_per_block = 0;
+    // 8-bit dot types on the amx path (Q8_0, Q8_K): after the extra bytes, each row carries its
+    // quants once more, contiguous from a 64-byte aligned offset (act_quants_offset), and is a
+    // multiple of 64 bytes. A tile of 16 rows then loads from 16 aligned rows; from the blocks,
+    // whose quants start 2 (Q8_0) or 4 (Q8_K) bytes in, its rows crossed cache lines, 2-4x slower.
+    bool act_aligned_quants = false;
 };
 
 // The active path's table (see cpu/dispatch.h). Never null; unknown ids give a row with
@@ -72,13 +77,24 @@ const cpu_kernels& cpu_kernels_of(tensor_type type);
 // float there is undefined behaviour, caught by UBSan in test/sanitizers.test.ts).
 inline size_t act_extra_offset(size_t blocks_bytes) { return (blocks_bytes + 3) & ~size_t(3); }
 
-// Bytes of an activation row of `n` elements of `type` on the active path (blocks, then the
-// path's extra bytes; a multiple of 4 when there are any), and the function that writes one.
-inline size_t act_row_size(tensor_type type, int64_t n) {
-    const cpu_kernels& t = cpu_kernels_of(type);
-    const size_t nb = size_t(n / t.block_size);
-    return t.act_extra_per_block ? act_extra_offset(nb * t.type_size) + nb * t.act_extra_per_block : nb * t.type_size;
+// Where an activation row's aligned quants start (act_aligned_quants): the first multiple of 64
+// bytes after its blocks and extra bytes.
+constexpr size_t k_act_quants_align = 64;
+inline size_t act_quants_align_up(size_t bytes) { return (bytes + k_act_quants_align - 1) / k_act_quants_align * k_act_quants_align; }
+inline size_t act_quants_offset(size_t blocks_bytes, size_t extra_bytes) {
+    return act_quants_align_up(extra_bytes ? act_extra_offset(blocks_bytes) + extra_bytes : blocks_bytes);
 }
+
+// Bytes of an activation row of `n` elements of a type with the layout of `t` (blocks, then the
+// extra bytes, a multiple of 4 when there are any; then the aligned quants, one byte each, and the
+// row a multiple of 64), and on the active path; and the function that writes one.
+inline size_t act_row_size(const cpu_kernels& t, int64_t n) {
+    const size_t nb = size_t(n / t.block_size);
+    const size_t blocks = nb * t.type_size, extra = nb * t.act_extra_per_block;
+    if (t.act_aligned_quants) return act_quants_align_up(act_quants_offset(blocks, extra) + size_t(n));
+    return extra ? act_extra_offset(blocks) + extra : blocks;
+}
+inline size_t act_row_size(tensor_type type, int64_t n) { return act_row_size(cpu_kernels_of(type), n); }
 inline from_float_fn act_from_float(tensor_type type) {
     const cpu_kernels& t = cpu_kernels_of(type);
     return t.from_float_act ? t.from_float_act : t.from_float;

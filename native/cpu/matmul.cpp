@@ -15,15 +15,17 @@ std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const c
     if (wt.vec_dot_type == tensor_type::F32) return {reinterpret_cast<const uint8_t*>(x), size_t(k) * sizeof(float)};
     const size_t row = act_row_size(wt.vec_dot_type, k);
     const from_float_fn from_float = act_from_float(wt.vec_dot_type);
-    scratch.resize(row * size_t(m));
+    // Rows from a 64-byte boundary, so that the amx path's aligned quants are (cpu/kernels.h).
+    scratch.resize(row * size_t(m) + k_act_quants_align);
+    uint8_t* const rows = scratch.data() + (k_act_quants_align - reinterpret_cast<uintptr_t>(scratch.data()) % k_act_quants_align) % k_act_quants_align;
     if (m <= 2) {  // decode: not worth waking the threads
-        for (int64_t i = 0; i < m; ++i) from_float(x + i * k, scratch.data() + size_t(i) * row, k);
-        return {scratch.data(), row};
+        for (int64_t i = 0; i < m; ++i) from_float(x + i * k, rows + size_t(i) * row, k);
+        return {rows, row};
     }
     pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) from_float(x + i * k, scratch.data() + size_t(i) * row, k);
+        for (int64_t i = b; i < e; ++i) from_float(x + i * k, rows + size_t(i) * row, k);
     });
-    return {scratch.data(), row};
+    return {rows, row};
 }
 
 const cpu_kernels& dot_traits(const tensor& w) {

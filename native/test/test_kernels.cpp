@@ -304,13 +304,9 @@ void check_fixture(const std::string& dir, const type_case& c) {
 // ---- SIMD paths against the reference ----
 
 // An activation row as `path`'s kernels take it: the blocks (the reference's bytes; checked by
-// from_float), then the path's extra bytes (cpu/kernels.h, act_extra_per_block). Reference kernels
-// ignore the extra bytes.
-size_t act_row_bytes(cpu_path path, T type, size_t n) {
-    const cpu_kernels& t = cpu_kernels_for_path(path, type);
-    const size_t nb = n / size_t(t.block_size);
-    return t.act_extra_per_block ? act_extra_offset(nb * t.type_size) + nb * t.act_extra_per_block : nb * t.type_size;
-}
+// from_float), then the path's extra bytes and aligned quants (cpu/kernels.h). Reference kernels
+// ignore what follows the blocks.
+size_t act_row_bytes(cpu_path path, T type, size_t n) { return act_row_size(cpu_kernels_for_path(path, type), int64_t(n)); }
 std::vector<uint8_t> act_quantize(cpu_path path, T type, const std::vector<float>& x) {
     const cpu_kernels& t = cpu_kernels_for_path(path, type);
     std::vector<uint8_t> out(act_row_bytes(path, type, x.size()));

@@ -347,10 +347,10 @@ void int8_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* 
 // of tile registers alternate between blocks (tiles are not renamed), and the vector units take
 // block b's sums while the tile unit computes the next.
 //
-// A tiles load from a copy of the pass's quants, 32-byte aligned (pass_quants): read in place,
-// the 32 quants at 2 + 34 b of each Q8_0 row cross a cache line in every other block, and a
-// 16-row tile load of such rows took 2-3x the time of an aligned one (13.6 against 4.8 ns,
-// in L1). The copy is made once per pass for all the call's weight rows.
+// A tiles load from the activation rows' aligned copy of their quants (act_quants_at, written by
+// from_float_q8_0_act_amx): in place, the 32 quants at 2 + 34 b of each Q8_0 row cross a cache
+// line in every other block, and a 16-row tile load of such rows took 2-3x the time of an
+// aligned one (13.6 against 4.8 ns, in L1).
 
 // Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5.
 inline amx_config amx_q8_config(int tokens) {
@@ -363,41 +363,29 @@ inline amx_config amx_q8_config(int tokens) {
     return c;
 }
 
-// A pass's activation quants, block-major: block b's 32 quants of token t at q[b][t].
-struct alignas(64) pass_block {
-    int8_t q[k_amx_tokens][32];
-};
+// Where a Q8_0 activation row of the amx path keeps its quants aligned (cpu/kernels.h).
+inline size_t act_quants_at(int64_t nb) { return act_quants_offset(size_t(nb) * sizeof(block_q8_0), size_t(nb) * k_q8_0_act_extra); }
 
-// Copies the quants of `tokens` activation rows (x_row bytes apart) into out[0..nb).
-inline void pass_quants(const uint8_t* x, size_t x_row, int tokens, int64_t nb, pass_block* out) {
-    for (int t = 0; t < tokens; ++t) {
-        const block_q8_0* row = reinterpret_cast<const block_q8_0*>(x + size_t(t) * x_row);
-        for (int64_t b = 0; b < nb; ++b) _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].q[t]), load256(row[b].qs));
-    }
-}
-
-// Block b's sums of the pass's tokens (A: the pass's block) into c_out[token][row].
-inline void amx_block_set0(const pass_block& a, const packed_block& p, amx_c_tile& c_out) {
+// Block b's sums of the pass's tokens (A: their quants of the block, x_row apart) into
+// c_out[token][row]. The activation rows are not written during a call, so only the packed
+// weights need fences.
+inline void amx_block_set0(const uint8_t* a, size_t x_row, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
-    amx_fence(a);
     _tile_zero(2);
-    _tile_loadd(0, a.q, 32);
+    _tile_loadd(0, a, x_row);
     _tile_loadd(1, p.q, 64);
     _tile_dpbssd(2, 0, 1);
     MOERUN_AMX_STORE(2, c_out);
     amx_fence(p);
-    amx_fence(a);
 }
-inline void amx_block_set1(const pass_block& a, const packed_block& p, amx_c_tile& c_out) {
+inline void amx_block_set1(const uint8_t* a, size_t x_row, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
-    amx_fence(a);
     _tile_zero(5);
-    _tile_loadd(3, a.q, 32);
+    _tile_loadd(3, a, x_row);
     _tile_loadd(4, p.q, 64);
     _tile_dpbssd(5, 3, 4);
     MOERUN_AMX_STORE(5, c_out);
     amx_fence(p);
-    amx_fence(a);
 }
 
 // A block's 16 scales, of 16 weight rows (amx_small) or 16 activation rows (amx_pass).
@@ -416,13 +404,13 @@ inline void token_scales(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb,
     }
 }
 
-// One pass of `tokens` (1..16) activation rows (a: their quants) over all blocks of one packed
-// tile, dx their scales (token_scales): y[t * y_stride + r], the sums taken 4 blocks behind the
+// One pass of `tokens` (1..16) activation rows (a: their aligned quants, x_row apart) over all
+// blocks of one packed tile, dx their scales (token_scales): y[t * y_stride + r], the sums taken 4 blocks behind the
 // tile unit (tile_pipeline). The float steps always run 16 tokens (rows past the pass's last are
 // not stored), so there is one instantiation; the tiles read only the pass's rows.
 constexpr int k_amx_lead = 4;
 
-inline void amx_pass(const packed_block* pw, int64_t nb, const pass_block* a, int tokens, const packed_scales* dx, float* y,
+inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* a, size_t x_row, int tokens, const packed_scales* dx, float* y,
                      int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
     __m512 acc[T];
@@ -431,9 +419,9 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const pass_block* a, in
     amx_c_tile c[k_amx_lead + 1];  // token t's sums in row t
     auto issue = [&](int64_t b, int slot) {
         if (b & 1) {
-            amx_block_set1(a[b], pw[b], c[slot]);
+            amx_block_set1(a + 32 * b, x_row, pw[b], c[slot]);
         } else {
-            amx_block_set0(a[b], pw[b], c[slot]);
+            amx_block_set0(a + 32 * b, x_row, pw[b], c[slot]);
         }
     };
     auto take = [&](int64_t b, int slot) {
@@ -455,14 +443,12 @@ inline void amx_pass(const packed_block* pw, int64_t nb, const pass_block* a, in
 // Per-thread scratch of amx_tile_rows (local types: see tile_scratch).
 struct amx_scratch {
     std::vector<packed_block> packed;  // the call's tiles, nb blocks each
-    std::vector<pass_block> pass;      // one pass's quants
     std::vector<packed_scales> dx;     // token_scales
 };
 
 // nw (<= k_amx_rows_per_call) weight rows against more than 16 activation rows: the rows packed
-// once per 16 as B tiles, then passes of 16 tokens, each copied aligned once (pass_quants) for all
-// the tiles, and a rest of fewer than k_tile_tokens on the vector units (tile_tokens, the same
-// blocks biased).
+// once per 16 as B tiles, then passes of 16 tokens over all the tiles, and a rest of fewer than
+// k_tile_tokens on the vector units (tile_tokens, the same blocks biased).
 template <typename B>
 void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
                    int64_t y_stride) {
@@ -470,11 +456,9 @@ void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const 
     const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
     thread_local amx_scratch scratch;
     if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
-    if (scratch.pass.size() < size_t(nb)) scratch.pass.resize(size_t(nb));
     const size_t need_dx = size_t((nx + k_amx_tokens - 1) / k_amx_tokens * nb);
     if (scratch.dx.size() < need_dx) scratch.dx.resize(need_dx);
     packed_block* const packed = scratch.packed.data();
-    pass_block* const pass = scratch.pass.data();
     const packed_scales* const dx = scratch.dx.data();
     token_scales(x, x_row, nx, nb, scratch.dx.data());
     auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
@@ -485,9 +469,9 @@ void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const 
     }
     const int64_t rest = nx % k_amx_tokens < k_tile_tokens ? nx % k_amx_tokens : 0;  // on the vector units
     amx_token_passes(nx - rest, amx_q8_config, [&](int64_t i, int tokens) {
-        pass_quants(x + size_t(i) * x_row, x_row, tokens, nb, pass);
+        const uint8_t* a = x + size_t(i) * x_row + act_quants_at(nb);
         for (int64_t g = 0; g < tiles; ++g) {
-            amx_pass(packed + g * nb, nb, pass, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride + g * k_tile_rows, y_stride,
+            amx_pass(packed + g * nb, nb, a, x_row, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride + g * k_tile_rows, y_stride,
                      tile_store_mask(tile_rows(g)));
         }
     });
@@ -717,6 +701,14 @@ void from_float_q8_0_act(const float* src, void* dst, int64_t n) {
     int32_t* c = const_cast<int32_t*>(act_corrections(dst, nb));
     const __m256i ones = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) c[b] = -128 * avx2::hsum_i32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, load256(y[b].qs)));
+}
+
+void from_float_q8_0_act_amx(const float* src, void* dst, int64_t n) {
+    from_float_q8_0_act(src, dst, n);
+    const int64_t nb = n / 32;
+    const block_q8_0* y = static_cast<const block_q8_0*>(dst);
+    uint8_t* q = static_cast<uint8_t*>(dst) + act_quants_at(nb);
+    for (int64_t b = 0; b < nb; ++b) std::memcpy(q + 32 * b, y[b].qs, 32);
 }
 
 void vec_dot_q8_0_int8(int64_t n, float* s, const void* w, const void* x) { *s = dot_row(n / 32, static_cast<const block_q8_0*>(w), static_cast<const uint8_t*>(x)); }

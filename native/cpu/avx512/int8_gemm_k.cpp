@@ -19,13 +19,15 @@
 // With few activation rows (decode, small expert batches) packing costs more than it saves: the
 // tile then runs each weight row in place (dot_rows below, the kernel of vec_dot and vec_dot_n).
 #include "../../quant/blocks.h"
-#include "../avx2/simd.h"  // avx2::dot_n_rows
+#include "../avx2/kernels.h"  // avx2::from_float_q8_k
+#include "../avx2/simd.h"     // avx2::dot_n_rows
 #include "amx.h"
 #include "int8_gemm.h"
 #include "kernels.h"
 #include "simd.h"
 
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -538,41 +540,27 @@ inline amx_config amx_k_config(int tokens) {
     return c;
 }
 
-// A pass's activation quants, super-block-major: chunk c (quants 64c..64c+63) of token t at
-// q[c][t], 64-byte aligned. In place, a block_q8_K's quants start 4 bytes into it, so every row
-// of an A tile crossed a cache line (a 16-row tile load of such rows took 2-4x an aligned one);
-// the copy is made once per pass for all the call's weight rows.
-struct alignas(64) pass_super_block {
-    int8_t q[4][k_amx_tokens][64];
-};
+// Where a Q8_K activation row of the amx path keeps its quants aligned (cpu/kernels.h): in place,
+// a block_q8_K's quants start 4 bytes into it, so every row of an A tile crossed a cache line (a
+// 16-row tile load of such rows took 2-4x an aligned one).
+inline size_t act_quants_at_k(int64_t nb) { return act_quants_offset(size_t(nb) * sizeof(block_q8_K), 0); }
 
-// Copies the quants of `tokens` activation rows (x_row bytes apart) into out[0..nb).
-inline void pass_quants_k(const uint8_t* x, size_t x_row, int tokens, int64_t nb, pass_super_block* out) {
-    for (int t = 0; t < tokens; ++t) {
-        const block_q8_K* row = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
-        for (int64_t b = 0; b < nb; ++b) {
-            MOERUN_UNROLL
-            for (int c = 0; c < 4; ++c) _mm512_store_si512(out[b].q[c][t], _mm512_loadu_si512(row[b].qs + 64 * c));
-        }
-    }
-}
-
-// Super-block b's C tiles of the pass's tokens (A: the pass's super-block) into out[0..2].
+// Super-block b's C tiles of the pass's tokens (A: their aligned quants of it, x_row apart) into
+// out[0..2]. The activation rows are not written during a call, so only the weights need fences.
 using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
 
-inline void amx_super_block(const pass_super_block& a, const packed_amx_q6_k& p, amx_k_sums& out) {
+inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_k& p, amx_k_sums& out) {
     amx_fence(p);
-    amx_fence(a);
     _tile_zero(3);
     _tile_zero(4);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a.q[c], 64);
+        _tile_loadd(0, a + 64 * (c), x_row);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_dpbsud(3, 0, 1);
         _tile_dpbssd(4, 0, 2);
-        _tile_loadd(5, a.q[c + 1], 64);
+        _tile_loadd(5, a + 64 * (c + 1), x_row);
         _tile_loadd(6, p.lo[c + 1], 64);
         _tile_loadd(7, p.hi[c + 1], 64);
         _tile_dpbsud(3, 5, 6);
@@ -581,25 +569,23 @@ inline void amx_super_block(const pass_super_block& a, const packed_amx_q6_k& p,
     MOERUN_AMX_STORE(3, out[0]);
     MOERUN_AMX_STORE(4, out[1]);
     amx_fence(p);
-    amx_fence(a);
 }
 
-inline void amx_super_block(const pass_super_block& a, const packed_amx_q45_k& p, amx_k_sums& out) {
+inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q45_k& p, amx_k_sums& out) {
     amx_fence(p);
-    amx_fence(a);
     _tile_zero(3);
     _tile_zero(4);
     _tile_zero(7);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a.q[c], 64);
+        _tile_loadd(0, a + 64 * (c), x_row);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_loadd(6, p.min[c], 64);
         _tile_dpbsud(3, 0, 1);
         _tile_dpbssd(4, 0, 2);
         _tile_dpbsud(7, 0, 6);
-        _tile_loadd(5, a.q[c + 1], 64);
+        _tile_loadd(5, a + 64 * (c + 1), x_row);
         _tile_loadd(1, p.lo[c + 1], 64);
         _tile_loadd(2, p.hi[c + 1], 64);
         _tile_loadd(6, p.min[c + 1], 64);
@@ -611,16 +597,15 @@ inline void amx_super_block(const pass_super_block& a, const packed_amx_q45_k& p
     MOERUN_AMX_STORE(4, out[1]);
     MOERUN_AMX_STORE(7, out[2]);
     amx_fence(p);
-    amx_fence(a);
 }
 
-// One pass of `tokens` (1..16) activation rows (x: their rows, for the scales; a: their quants)
+// One pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned quants)
 // over all super-blocks of one packed tile (tile_pipeline, 2 super-blocks ahead). The float steps
 // run 16 tokens (rows past the last repeat it, and are not stored).
 constexpr int k_amx_k_lead = 2;
 
 template <typename B>
-inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const pass_super_block* a, int tokens, float* y,
+inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const uint8_t* a, int tokens, float* y,
                        int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
     const block_q8_K* xq[T];
@@ -631,7 +616,7 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
         acc[t] = _mm512_setzero_ps();
     }
     alignas(64) amx_k_sums c[k_amx_k_lead + 1];
-    auto issue = [&](int64_t b, int slot) { amx_super_block(a[b], pw[b], c[slot]); };
+    auto issue = [&](int64_t b, int slot) { amx_super_block(a + 256 * b, x_row, pw[b], c[slot]); };
     auto take = [&](int64_t b, int slot) {
         const amx_k_sums& cs = c[slot];
         const packed_amx<B>& p = pw[b];
@@ -666,11 +651,10 @@ constexpr int64_t k_amx_k_min_tokens = 32;
 template <typename B>
 struct amx_k_scratch {
     std::vector<packed_amx<B>> packed;  // the call's tiles, nb super-blocks each
-    std::vector<pass_super_block> pass;
 };
 
-// Up to k_amx_rows_per_call weight rows: each 16 packed once, then passes of 16 tokens, whose
-// quants are copied aligned once (pass_quants_k) for all the tiles.
+// Up to k_amx_rows_per_call weight rows: each 16 packed once, then passes of 16 tokens over all
+// the tiles.
 template <typename B>
 void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
@@ -685,9 +669,7 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
     const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
     thread_local amx_k_scratch<B> scratch;
     if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
-    if (scratch.pass.size() < size_t(nb)) scratch.pass.resize(size_t(nb));
     packed_amx<B>* const packed = scratch.packed.data();
-    pass_super_block* const pass = scratch.pass.data();
     auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
     {
         packed_k<B> tmp;
@@ -700,13 +682,24 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
         const uint8_t* xi = x + size_t(i) * x_row;
-        pass_quants_k(xi, x_row, tokens, nb, pass);
         for (int64_t g = 0; g < tiles; ++g) {
-            amx_pass_k<B>(packed + g * nb, nb, xi, x_row, pass, tokens, y + i * y_stride + g * k_tile_rows, y_stride,
+            amx_pass_k<B>(packed + g * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + g * k_tile_rows, y_stride,
                           tile_store_mask(tile_rows(g)));
         }
     });
 }
+
+}  // namespace
+
+void from_float_q8_k_act_amx(const float* src, void* dst, int64_t n) {
+    avx2::from_float_q8_k(src, dst, n);
+    const int64_t nb = n / 256;
+    const block_q8_K* y = static_cast<const block_q8_K*>(dst);
+    uint8_t* q = static_cast<uint8_t*>(dst) + act_quants_at_k(nb);
+    for (int64_t b = 0; b < nb; ++b) std::memcpy(q + 256 * b, y[b].qs, 256);
+}
+
+namespace {
 
 template <typename B>
 void vec_dot_k(int64_t n, float* s, const void* w, const void* x) {

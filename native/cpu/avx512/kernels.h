@@ -38,7 +38,12 @@ void vec_dot_n_q6_k(int64_t n, float* s, int64_t s_stride, const void* x, const 
 // order: vec_dot, vec_dot_n and int8_tile (cpu/kernels.h, up to 16 weight rows) equal
 // ref::vec_dot_q8_0 / ref::vec_dot_q4_0 bit for bit. Their activation rows come from
 // from_float_q8_0_act: the blocks, each block's scale as a float, then -128 * the sum of its quants.
+inline constexpr size_t k_q8_0_act_extra = sizeof(float) + sizeof(int32_t);  // per block
 void from_float_q8_0_act(const float* src, void* dst, int64_t n);
+// The amx path's activation rows (cpu/kernels.h, act_aligned_quants): as above (Q8_K: the
+// blocks), then the quants again from a 64-byte aligned offset.
+void from_float_q8_0_act_amx(const float* src, void* dst, int64_t n);
+void from_float_q8_k_act_amx(const float* src, void* dst, int64_t n);
 void vec_dot_q8_0_int8(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_q4_0_int8(int64_t n, float* s, const void* x, const void* y);
 void vec_dot_n_q8_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, const void* y, size_t y_stride, int64_t ny);

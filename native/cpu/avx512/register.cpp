@@ -97,7 +97,7 @@ void cpu_register_avx512(cpu_kernels* table) {
     }
     if (f.avx512vnni) {  // Q8_0 and Q4_0 as an int8 GEMM, bit for bit the reference (int8_gemm.cpp)
         at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act;
-        at(T::Q8_0).act_extra_per_block = sizeof(float) + sizeof(int32_t);
+        at(T::Q8_0).act_extra_per_block = avx512::k_q8_0_act_extra;
         at(T::Q8_0).vec_dot = avx512::vec_dot_q8_0_int8;
         at(T::Q8_0).vec_dot_n = avx512::vec_dot_n_q8_0_int8;
         at(T::Q8_0).int8_tile = avx512::int8_tile_q8_0;
@@ -137,8 +137,10 @@ void cpu_register_avx512(cpu_kernels* table) {
 }
 
 // AMX: runs after cpu_register_avx512 on CPUs with AMX-TILE and AMX-INT8 whose OS granted the tile
-// state (cpu/dispatch.cpp). Only prompt-batch tiles change; vec_dot and the activation rows stay
-// the AVX-512 ones, and every tile equals them bit for bit (exact int32 sums, the same float steps).
+// state (cpu/dispatch.cpp). Only prompt-batch tiles change, and the activation rows of Q8_0 and
+// Q8_K, which carry their quants once more, aligned, for the tiles' loads (cpu/kernels.h); vec_dot
+// stays the AVX-512 one, and every tile equals it bit for bit (exact int32 sums, the same float
+// steps).
 // Fewer activation rows than 12 (Q8_0, Q4_0) or 32 (K-quants) keep the AVX-512 tiles, which win
 // there: a tile pass costs the same for 1 token as for 16, and the K-quant packing is dearer.
 // In cache, 16 weight rows, k 2048, 1 thread, min of 30 interleaved rounds (a 2-core Sapphire
@@ -157,6 +159,10 @@ void cpu_register_amx(cpu_kernels* table) {
 #if defined(__x86_64__) || defined(_M_X64)
     using T = tensor_type;
     auto at = [&](T id) -> cpu_kernels& { return table[uint32_t(id)]; };
+    at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act_amx;
+    at(T::Q8_0).act_aligned_quants = true;
+    at(T::Q8_K).from_float_act = avx512::from_float_q8_k_act_amx;
+    at(T::Q8_K).act_aligned_quants = true;
     at(T::Q8_0).int8_tile = avx512::amx_tile_q8_0;
     at(T::Q8_0).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q4_0).int8_tile = avx512::amx_tile_q4_0;
