@@ -641,11 +641,14 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
     }
 }
 
-// From this many activation rows on the AMX tile runs; fewer take int8_tile_k. In cache, k 2048,
-// 16 weight rows, Sapphire Rapids (2 cores of a VM), time of the AVX-512 tile over this one:
-// Q4_K m 8 0.67x, 12 0.90x, 16 1.05-1.08x, 32 1.27x, 64 1.35x, 256 1.79x; Q5_K m 16 1.00x,
-// 32 1.21x, 64 1.64x, 256 1.41x.
-constexpr int64_t k_amx_k_min_tokens = 32;
+// From this many activation rows on the AMX tile runs; fewer take int8_tile_k. 64 weight rows a
+// call, k 2048, 1 thread, Sapphire Rapids (2 vCPUs of a VM, whose speed swung up to 2x between
+// runs), GFLOP/s of the AMX tile over the AVX-512 one, 3 alternating runs (with aligned
+// activation quants): Q6_K m 8 0.86/0.61/1.21x, 12 1.59/0.81/1.47x, 16 1.92/0.99/1.79x, 32 2.4/1.1/2.0x;
+// Q4_K m 12 0.85/0.64/0.81x, 16 1.03/0.86/1.24x, 24 0.99/0.71/1.27x, 32 1.27/0.86/1.45x. (A
+// pass of fewer than 16 tokens costs as much as a full one, hence the steps.)
+template <typename B>
+constexpr int64_t k_amx_k_min_tokens = std::is_same_v<B, block_q6_K> ? 12 : 32;
 
 // Per-thread scratch of amx_tile_k (local types: see int8_tile_k).
 template <typename B>
@@ -659,7 +662,7 @@ template <typename B>
 void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
     const uint8_t* w = static_cast<const uint8_t*>(vw);
-    if (nx < k_amx_k_min_tokens) {
+    if (nx < k_amx_k_min_tokens<B>) {
         for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
             int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
         }
