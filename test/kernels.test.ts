@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cpuInfo } from 'moerun';
+import { llamaBins } from './helpers/llama-tools.js';
 import { hasTool, run as runTool } from './helpers/run.js';
 import { makeModel, type MakeModelOptions } from '../scripts/make-model.js';
 
@@ -20,8 +21,6 @@ const ordersDriver = path.join(buildDir, 'ggml_orders');
 const seamDriver = path.join(buildDir, 'backend_seam');
 const splitDriver = path.join(buildDir, 'moe_split');
 const amxRefusalDriver = path.join(buildDir, 'amx_refusal');
-/** node-llama-cpp's prebuilt llama.cpp libraries for this platform (its CPU variants), if installed. */
-const llamaBins = path.join(root, 'node_modules', '@node-llama-cpp', `${process.platform}-${process.arch}`, 'bins', `${process.platform}-${process.arch}`);
 const hasCmake = hasTool('cmake', 'kernels.test');
 const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) => runTool(cmd, args, { cwd: root, env });
 

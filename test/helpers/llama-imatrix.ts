@@ -2,40 +2,32 @@
 // source node-llama-cpp bundles (the version of its binaries), compiled against node-llama-cpp's
 // prebuilt libllama, libllama-common (llama.cpp's common/) and libggml, with test/oracle/imatrix_main.cpp
 // as the entry point. About 15 s to build once; cached by source and bundle.
-import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 
-import { buildKey, llamaBins, llamaSourceDir, oracleCacheDir } from './llama-quantize.js';
+import { buildKey, cachedTool, compileStep, llamaBins, llamaSourceDir } from './llama-tools.js';
 import { run } from './run.js';
 
 const root = path.join(__dirname, '..', '..');
 const entrySource = path.join(root, 'test/oracle/imatrix_main.cpp');
 
-let built: Promise<string> | undefined;
-
 /** The llama-imatrix executable, built once. */
-export function llamaImatrixTool(): Promise<string> {
-  built ??= (async () => {
-    const src = await llamaSourceDir();
-    const tool = path.join(src, 'tools/imatrix/imatrix.cpp');
-    const exe = path.join(oracleCacheDir, `llama-imatrix-${buildKey(entrySource, tool)}`);
-    if (existsSync(exe)) return exe;
+export async function llamaImatrixTool(): Promise<string> {
+  const src = await llamaSourceDir();
+  const tool = path.join(src, 'tools/imatrix/imatrix.cpp');
+  return cachedTool('llama-imatrix', buildKey([entrySource, tool]), async (out) => {
     const includes = [`-I${src}/common`, `-I${src}/include`, `-I${src}/ggml/include`, `-I${src}/vendor`];
-    const objTool = `${exe}.tool.o`;
-    const objMain = `${exe}.main.o`;
-    const steps: string[][] = [
-      ['-std=c++17', '-O1', '-c', '-Dmain=imatrix_main', tool, ...includes, '-o', objTool],
-      ['-std=c++17', '-O1', '-c', `-DBACKEND_DIR="${llamaBins}"`, entrySource, ...includes, '-o', objMain],
-      ['-o', exe, objMain, objTool, `-L${llamaBins}`, '-l:libllama-common.so', '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so',
-        '-lggml-base', `-Wl,-rpath,${llamaBins}`],
-    ];
-    for (const args of steps) {
-      const r = await run('g++', args);
-      if (r.status !== 0) throw new Error(`building llama-imatrix failed (g++ ${args.join(' ')}):\n${r.output}`);
+    const objTool = `${out}.tool.o`;
+    const objMain = `${out}.main.o`;
+    try {
+      await compileStep('llama-imatrix', 'g++', ['-std=c++17', '-O1', '-c', '-Dmain=imatrix_main', tool, ...includes, '-o', objTool]);
+      await compileStep('llama-imatrix', 'g++', ['-std=c++17', '-O1', '-c', `-DBACKEND_DIR="${llamaBins}"`, entrySource, ...includes, '-o', objMain]);
+      await compileStep('llama-imatrix', 'g++', ['-o', out, objMain, objTool, `-L${llamaBins}`, '-l:libllama-common.so', '-l:libllama.v0.5.0.so',
+        '-l:libggml.v0.5.0.so', '-lggml-base', `-Wl,-rpath,${llamaBins}`]);
+    } finally {
+      await Promise.all([rm(objTool, { force: true }), rm(objMain, { force: true })]);
     }
-    return exe;
-  })();
-  return built;
+  });
 }
 
 /**

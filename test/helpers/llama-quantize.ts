@@ -1,17 +1,12 @@
 // llama.cpp's quantizer as a test tool: test/oracle/llama_quantize.c built against node-llama-cpp's
 // prebuilt libllama (headers from its bundled source, cloned locally once), for files in the types
 // moerun reads but does not write yet (IQ1/IQ2/IQ3, TQ1_0, TQ2_0, MXFP4).
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
+import { buildKey, cachedTool, compileStep, llamaBins, llamaSourceDir } from './llama-tools.js';
 import { run } from './run.js';
 
 const root = path.join(__dirname, '..', '..');
-const bundle = path.join(root, 'node_modules/node-llama-cpp/llama/gitRelease.bundle');
-/** node-llama-cpp's prebuilt libraries for this platform. */
-export const llamaBins = path.join(root, 'node_modules/@node-llama-cpp/linux-x64/bins/linux-x64');
-const cacheDir = path.join(root, 'node_modules/.cache/moerun-llama-quantize');
 const driverSource = path.join(root, 'test/oracle/llama_quantize.c');
 
 /**
@@ -26,48 +21,13 @@ export type LlamaQuantType = keyof typeof LLAMA_FTYPE;
 /** ggml type ids for token_embd / output. */
 export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, Q6_K: 14 } as const;
 
-let source: Promise<string> | undefined;
-
-/** llama.cpp's source as node-llama-cpp bundles it (same version as its binaries), cloned once; its folder. */
-export function llamaSourceDir(): Promise<string> {
-  source ??= (async () => {
-    const st = statSync(bundle);
-    mkdirSync(cacheDir, { recursive: true });
-    const src = path.join(cacheDir, `llama.cpp-${st.size}-${Math.floor(st.mtimeMs)}`);
-    if (!existsSync(path.join(src, 'include/llama.h'))) {
-      const r = await run('git', ['clone', '--quiet', bundle, src]);
-      if (r.status !== 0) throw new Error(`git clone of ${bundle} failed:\n${r.output}`);
-    }
-    return src;
-  })();
-  return source;
-}
-
-/** A build cache key: the given sources' contents and the bundle's identity. */
-export function buildKey(...sources: string[]): string {
-  const st = statSync(bundle);
-  const h = createHash('sha256');
-  for (const s of sources) h.update(readFileSync(s));
-  return h.update(`${st.size}-${st.mtimeMs}`).digest('hex').slice(0, 16);
-}
-
-/** Where the oracle tools are built and cached. */
-export const oracleCacheDir = cacheDir;
-
-let built: Promise<string> | undefined;
-
 /** Clones the bundle's headers (once) and builds the driver (cached by its source and the bundle). */
 export function llamaQuantizer(): Promise<string> {
-  built ??= (async () => {
-    const exe = path.join(cacheDir, `llama_quantize-${buildKey(driverSource)}`);
-    if (existsSync(exe)) return exe;
+  return cachedTool('llama_quantize', buildKey([driverSource]), async (out) => {
     const src = await llamaSourceDir();
-    const r = await run('gcc', ['-O1', '-o', exe, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
+    await compileStep('llama_quantize', 'gcc', ['-O1', '-o', out, driverSource, `-I${src}/include`, `-I${src}/ggml/include`, `-L${llamaBins}`,
       '-l:libllama.v0.5.0.so', '-l:libggml.v0.5.0.so', '-lggml-base', '-lm', `-Wl,-rpath,${llamaBins}`]);
-    if (r.status !== 0) throw new Error(`building ${driverSource} failed:\n${r.output}`);
-    return exe;
-  })();
-  return built;
+  });
 }
 
 /**

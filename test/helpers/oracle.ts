@@ -8,14 +8,13 @@
 // and not its AMX buffer type (see that file).
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { run } from './run.js';
+import { buildKey, cachedTool, compileStep } from './llama-tools.js';
 
 /** Options for every oracle call. */
 export interface OracleOptions {
@@ -86,7 +85,6 @@ export async function llamaCppGenerate(
 
 const WORKER = fileURLToPath(new URL('./oracle-worker.mjs', import.meta.url));
 const NO_AMX_SOURCE = fileURLToPath(new URL('../oracle/no_amx_tiles.c', import.meta.url));
-const LAUNCHER_CACHE = fileURLToPath(new URL('../../node_modules/.cache/moerun-oracle', import.meta.url));
 
 /** Whether this is an x86-64 Linux host whose CPU has AMX tiles (the flag Linux reports). */
 export function hostHasAmx(): boolean {
@@ -107,19 +105,12 @@ let launcher: Promise<string[]> | undefined;
 export function oracleLauncher(): Promise<string[]> {
   launcher ??= (async () => {
     if (!hostHasAmx()) return [];
-    const key = createHash('sha256').update(readFileSync(NO_AMX_SOURCE)).digest('hex').slice(0, 16);
-    const exe = join(LAUNCHER_CACHE, `no_amx_tiles-${key}`);
-    if (!existsSync(exe)) {
-      mkdirSync(LAUNCHER_CACHE, { recursive: true });
-      const tmp = `${exe}.${process.pid}.tmp`;
-      const r = await run('gcc', ['-O1', '-o', tmp, NO_AMX_SOURCE]);
-      if (r.status !== 0) throw new Error(`building ${NO_AMX_SOURCE} failed:\n${r.output}`);
-      await rename(tmp, exe);
-    }
+    const exe = await cachedTool('no_amx_tiles', buildKey([NO_AMX_SOURCE], false), (out) => compileStep('no_amx_tiles', 'gcc', ['-O1', '-o', out, NO_AMX_SOURCE]));
     return [exe];
   })();
   return launcher;
 }
+
 const OPTION_KEYS = new Set(['threads', 'kvCacheType', 'contextSize', 'timeoutMs']);
 
 async function runOracle(
