@@ -1,6 +1,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "../base/error.h"
 
@@ -17,7 +18,8 @@ std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const c
     const from_float_fn from_float = act_from_float(wt.vec_dot_type);
     // Rows from a 64-byte boundary, so that the amx path's aligned quants are (cpu/kernels.h).
     scratch.resize(row * size_t(m) + k_act_quants_align);
-    uint8_t* const rows = scratch.data() + (k_act_quants_align - reinterpret_cast<uintptr_t>(scratch.data()) % k_act_quants_align) % k_act_quants_align;
+    const uintptr_t misalign = reinterpret_cast<uintptr_t>(scratch.data()) % k_act_quants_align;
+    uint8_t* const rows = scratch.data() + (misalign ? k_act_quants_align - misalign : 0);
     if (m <= 2) {  // decode: not worth waking the threads
         for (int64_t i = 0; i < m; ++i) from_float(x + i * k, rows + size_t(i) * row, k);
         return {rows, row};

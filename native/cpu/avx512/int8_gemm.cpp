@@ -405,9 +405,10 @@ inline void token_scales(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb,
 }
 
 // One pass of `tokens` (1..16) activation rows (a: their aligned quants, x_row apart) over all
-// blocks of one packed tile, dx their scales (token_scales): y[t * y_stride + r], the sums taken 4 blocks behind the
-// tile unit (tile_pipeline). The float steps always run 16 tokens (rows past the pass's last are
-// not stored), so there is one instantiation; the tiles read only the pass's rows.
+// blocks of one packed tile, dx their scales (token_scales): y[t * y_stride + r], the sums taken
+// 4 blocks behind the tile unit (tile_pipeline). The float steps always run 16 tokens (rows past
+// the pass's last are not stored), so there is one instantiation; the tiles read only the pass's
+// rows.
 constexpr int k_amx_lead = 4;
 
 inline void amx_pass(const packed_block* pw, int64_t nb, const uint8_t* a, size_t x_row, int tokens, const packed_scales* dx, float* y,
@@ -646,8 +647,8 @@ void amx_small(int64_t n, const void* vw, size_t w_row, int64_t nw, const uint8_
 }
 
 // The amx path's tile, up to k_amx_rows_per_call weight rows: with more than 16 activation rows
-// amx_tile_rows, with k_amx_small_min_tokens<B>..16 amx_small, with fewer the
-// AVX-512 tile per 16 weight rows. In cache, k 2048, 64 weight rows, the Sapphire Rapids VM (its
+// amx_tile_rows, with k_amx_small_min_tokens<B>..16 amx_small, with fewer the AVX-512 tile per 16
+// weight rows. In cache, k 2048, 64 weight rows, the Sapphire Rapids VM (its
 // speed varied up to 2x between runs), the AVX-512 tile's time over this one, two runs:
 //   Q8_0 m 4 0.72-0.80x, 8 0.94-1.07x, 12 1.37-1.41x, 16 1.48-1.63x, 24 1.06x, 32 1.29x
 //   Q4_0 m 4 0.49-0.50x, 8 0.73-0.78x, 12 0.96-1.02x, 16 1.19-1.37x, 24 0.80x, 32 1.42x

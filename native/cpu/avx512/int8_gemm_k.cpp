@@ -555,7 +555,7 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_
     _tile_zero(4);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * (c), x_row);
+        _tile_loadd(0, a + 64 * c, x_row);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_dpbsud(3, 0, 1);
@@ -578,7 +578,7 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q45
     _tile_zero(7);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * (c), x_row);
+        _tile_loadd(0, a + 64 * c, x_row);
         _tile_loadd(1, p.lo[c], 64);
         _tile_loadd(2, p.hi[c], 64);
         _tile_loadd(6, p.min[c], 64);
@@ -599,9 +599,9 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q45
     amx_fence(p);
 }
 
-// One pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned quants)
-// over all super-blocks of one packed tile (tile_pipeline, 2 super-blocks ahead). The float steps
-// run 16 tokens (rows past the last repeat it, and are not stored).
+// One pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned quants) over all
+// super-blocks of one packed tile (tile_pipeline, 2 super-blocks ahead). The float steps run 16
+// tokens (rows past the last repeat it, and are not stored).
 constexpr int k_amx_k_lead = 2;
 
 template <typename B>
@@ -642,7 +642,7 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
 }
 
 // From this many activation rows on the AMX tile runs; fewer take int8_tile_k. 64 weight rows a
-// call, k 2048, 1 thread, Sapphire Rapids (2 vCPUs of a VM, whose speed swung up to 2x between
+// call, k 2048, n 512, 1 thread, Sapphire Rapids (2 vCPUs of a VM, whose speed swung up to 2x between
 // runs), GFLOP/s of the AMX tile over the AVX-512 one, 3 alternating runs (with aligned
 // activation quants): Q6_K m 8 0.86/0.61/1.21x, 12 1.59/0.81/1.47x, 16 1.92/0.99/1.79x, 32 2.4/1.1/2.0x;
 // Q4_K m 12 0.85/0.64/0.81x, 16 1.03/0.86/1.24x, 24 0.99/0.71/1.27x, 32 1.27/0.86/1.45x. (A
