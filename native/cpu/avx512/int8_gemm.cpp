@@ -454,7 +454,7 @@ template <typename B>
 void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
                    int64_t y_stride) {
     const int64_t nb = n / 32;
-    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
+    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;  // tile g: rows 16 g.., packed at packed + g nb
     thread_local amx_scratch scratch;
     if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
     const size_t need_dx = size_t((nx + k_amx_tokens - 1) / k_amx_tokens * nb);
@@ -462,31 +462,30 @@ void amx_tile_rows(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const 
     packed_block* const packed = scratch.packed.data();
     const packed_scales* const dx = scratch.dx.data();
     token_scales(x, x_row, nx, nb, scratch.dx.data());
-    auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
-    for (int64_t g = 0; g < tiles; ++g) {
+    for_each_tile(nw, [&](int64_t r0, int64_t rows) {
         const uint8_t* row[k_tile_rows];
-        tile_row_pointers(w + size_t(g * k_tile_rows) * w_row, w_row, tile_rows(g), row);
-        pack_tile<B, true>(row, nb, packed + g * nb);
-    }
+        tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
+        pack_tile<B, true>(row, nb, packed + r0 / k_tile_rows * nb);
+    });
     const int64_t rest = nx % k_amx_tokens < k_tile_tokens ? nx % k_amx_tokens : 0;  // on the vector units
     amx_token_passes(nx - rest, amx_q8_config, [&](int64_t i, int tokens) {
         const uint8_t* a = x + size_t(i) * x_row + act_quants_at(nb);
-        for (int64_t g = 0; g < tiles; ++g) {
-            amx_pass(packed + g * nb, nb, a, x_row, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride + g * k_tile_rows, y_stride,
-                     tile_store_mask(tile_rows(g)));
-        }
+        for_each_tile(nw, [&](int64_t r0, int64_t rows) {
+            amx_pass(packed + r0 / k_tile_rows * nb, nb, a, x_row, tokens, dx + (i / k_amx_tokens) * nb, y + i * y_stride + r0, y_stride,
+                     tile_store_mask(rows));
+        });
     });
     if (rest == 0) return;
     const __m512i bias = _mm512_set1_epi8(char(0x80));
     for (int64_t b = 0; b < tiles * nb; ++b)
         for (__m512i& q : packed[b].q) q = _mm512_xor_si512(q, bias);
-    for (int64_t g = 0; g < tiles; ++g) {
+    for_each_tile(nw, [&](int64_t r0, int64_t rows) {
         for_token_passes(rest, [&](auto t, int64_t j) {
             const int64_t i = nx - rest + j;
-            tile_tokens<decltype(t)::value>(packed + g * nb, nb, x + size_t(i) * x_row, x_row, y + i * y_stride + g * k_tile_rows, y_stride,
-                                            tile_store_mask(tile_rows(g)));
+            tile_tokens<decltype(t)::value>(packed + r0 / k_tile_rows * nb, nb, x + size_t(i) * x_row, x_row, y + i * y_stride + r0, y_stride,
+                                            tile_store_mask(rows));
         });
-    }
+    });
 }
 
 // ---- AMX for few activation rows (expert batches): the weights as A, the activations packed ----
@@ -664,7 +663,7 @@ void amx_tile(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* v
         return amx_small<B>(n, vw, w_row, nw, static_cast<const uint8_t*>(vx), x_row, nx, y, y_stride);
     }
     if (nx <= k_amx_tokens) {
-        for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) int8_tile<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
+        for_each_tile(nw, [&](int64_t r0, int64_t rows) { int8_tile<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride); });
         return;
     }
     amx_tile_rows<B>(n, w, w_row, nw, static_cast<const uint8_t*>(vx), x_row, nx, y, y_stride);

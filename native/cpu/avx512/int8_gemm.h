@@ -25,6 +25,13 @@ inline void tile_row_pointers(const void* w, size_t w_row, int64_t nw, const uin
 }
 inline __mmask16 tile_store_mask(int64_t nw) { return __mmask16((1u << nw) - 1); }
 
+// A call's nw weight rows as tiles of k_tile_rows: fn(r0, rows) for each tile, its first row and
+// row count (the last tile may be partial).
+template <typename Fn>
+inline void for_each_tile(int64_t nw, Fn&& fn) {
+    for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) fn(r0, std::min<int64_t>(k_tile_rows, nw - r0));
+}
+
 inline int32_t load_i32(const void* p) {
     int32_t v;
     std::memcpy(&v, p, 4);

@@ -663,32 +663,27 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
                 int64_t y_stride) {
     const uint8_t* w = static_cast<const uint8_t*>(vw);
     if (nx < k_amx_k_min_tokens<B>) {
-        for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
-            int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, std::min<int64_t>(k_tile_rows, nw - r0), vx, x_row, nx, y + r0, y_stride);
-        }
+        for_each_tile(nw, [&](int64_t r0, int64_t rows) { int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride); });
         return;
     }
     const int64_t nb = n / 256;
-    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;
+    const int64_t tiles = (nw + k_tile_rows - 1) / k_tile_rows;  // tile g: rows 16 g.., packed at packed + g nb
     thread_local amx_k_scratch<B> scratch;
     if (scratch.packed.size() < size_t(tiles * nb)) scratch.packed.resize(size_t(tiles * nb));
     packed_amx<B>* const packed = scratch.packed.data();
-    auto tile_rows = [&](int64_t g) { return std::min<int64_t>(k_tile_rows, nw - g * k_tile_rows); };
-    {
-        packed_k<B> tmp;
-        for (int64_t g = 0; g < tiles; ++g) {
-            const uint8_t* row[k_tile_rows];
-            tile_row_pointers(w + size_t(g * k_tile_rows) * w_row, w_row, tile_rows(g), row);
-            for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[g * nb + b]);
-        }
-    }
+    packed_k<B> tmp;
+    for_each_tile(nw, [&](int64_t r0, int64_t rows) {
+        const uint8_t* row[k_tile_rows];
+        tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
+        for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
+    });
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
         const uint8_t* xi = x + size_t(i) * x_row;
-        for (int64_t g = 0; g < tiles; ++g) {
-            amx_pass_k<B>(packed + g * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + g * k_tile_rows, y_stride,
-                          tile_store_mask(tile_rows(g)));
-        }
+        for_each_tile(nw, [&](int64_t r0, int64_t rows) {
+            amx_pass_k<B>(packed + r0 / k_tile_rows * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + r0, y_stride,
+                          tile_store_mask(rows));
+        });
     });
 }
 
