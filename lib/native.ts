@@ -37,6 +37,7 @@ export interface NativeGgufSource {
 
 export interface NativeModel extends NativeGgufSource {
   info(): NativeModelInfo;
+  /** batchSize 0: the session default (see createSession). */
   placement(budgetBytes: number, contextSize: number, kvType: string, batchSize: number, experts: string): NativePlacement;
   dispose(): void;
 }
@@ -128,7 +129,7 @@ export interface NativeBinding {
     options: { threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
-  /** batchSize: tokens per forward chunk (default 256). */
+  /** batchSize: tokens per forward chunk (default: 512 for MoE models, 256 for dense ones). */
   createSession(model: NativeModel, contextSize: number, kvType: string, batchSize?: number): NativeSession;
   cpuInfo(): NativeCpuInfo;
   gpuInfo(): GpuInfo;

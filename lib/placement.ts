@@ -19,7 +19,7 @@ export interface PlacementOptions {
   contextSize?: number;
   /** KV cache element type. Default `'f16'`. */
   kvCacheType?: KvCacheType;
-  /** Tokens per forward chunk, which bounds the activations. Default 256. */
+  /** Tokens per forward chunk, which bounds the activations. Default: a session's, 512 tokens for MoE models and 256 for dense ones. */
   batchSize?: number;
   /** `'cpu'`: every routed expert stays in host memory (llama.cpp's `--cpu-moe`); `'gpu'`: all on the device or an error. Default `'auto'`. */
   experts?: ExpertPlacement;
@@ -95,7 +95,7 @@ export function parseByteSize(name: string, value: unknown): number {
   throw invalid(`Expected ${name} to be a byte size such as 20GiB, 512MiB or 24GB but received ${describe(value)}`);
 }
 
-/** @internal Validated options for the addon: (budget, contextSize, kvType, batchSize, experts). */
+/** @internal Validated options for the addon: (budget, contextSize, kvType, batchSize (0: the default), experts). */
 export function placementArgs(options: PlacementOptions | undefined, defaultContext: number): [number, number, KvCacheType, number, ExpertPlacement] {
   if (options === undefined) throw invalid('planPlacement() needs options with vram, e.g. { vram: "20GiB" }');
   const o = optionsObject(options, 'planPlacement()');
@@ -103,7 +103,7 @@ export function placementArgs(options: PlacementOptions | undefined, defaultCont
   const vram = parseByteSize('vram', o.vram);
   const contextSize = o.contextSize === undefined ? defaultContext : positiveInteger('contextSize', o.contextSize);
   const kv = o.kvCacheType === undefined ? 'f16' : oneOf('kvCacheType', o.kvCacheType, kvCacheTypes);
-  const batch = o.batchSize === undefined ? 256 : positiveInteger('batchSize', o.batchSize);
+  const batch = o.batchSize === undefined ? 0 : positiveInteger('batchSize', o.batchSize); // 0: the session's default
   const experts = o.experts === undefined ? 'auto' : oneOf('experts', o.experts, ['auto', 'cpu', 'gpu'] as const);
   if (contextSize > MAX_CONTEXT_SIZE) throw invalid(`contextSize ${contextSize} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);
   if (batch > MAX_CONTEXT_SIZE) throw invalid(`batchSize ${batch} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);

@@ -432,7 +432,7 @@ private:
         if (!mi.gpu_note.empty()) o.Set("gpuNote", mi.gpu_note);
         return o;
     }
-    // placement(budgetBytes, contextSize, kvType, batchSize, experts: 'auto' | 'cpu' | 'gpu'): where
+    // placement(budgetBytes, contextSize, kvType, batchSize (0: the session default), experts: 'auto' | 'cpu' | 'gpu'): where
     // the model's parts would go on a device with that much memory (runtime/placement.h).
     Napi::Value placement(const Napi::CallbackInfo& cb) {
         Napi::Env env = cb.Env();

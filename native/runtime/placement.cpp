@@ -52,15 +52,18 @@ uint64_t scratch_bytes(const model_config& c, int n_batch) {
     return per_token * uint64_t(std::max(n_batch, 1)) * sizeof(float);
 }
 
+int default_batch_tokens(const model_config& c) { return c.n_expert > 0 ? 512 : 256; }
+
 placement_plan plan_placement(const model& m, const placement_request& r) {
     const model_config& c = m.config;
     if (r.n_ctx <= 0) throw error(error_code::invalid_argument, format("placement: context size %d must be positive", r.n_ctx));
-    if (r.n_batch <= 0) throw error(error_code::invalid_argument, format("placement: batch size %d must be positive", r.n_batch));
+    if (r.n_batch < 0) throw error(error_code::invalid_argument, format("placement: batch size %d must be positive (or 0: the default)", r.n_batch));
+    const int n_batch = r.n_batch > 0 ? r.n_batch : default_batch_tokens(c);
 
     placement_plan p;
     p.device_budget = r.device_budget;
     p.device_kv = kv_cache_bytes(c, r.n_ctx, r.kv_type);
-    p.device_scratch = scratch_bytes(c, std::min(r.n_batch, r.n_ctx));
+    p.device_scratch = scratch_bytes(c, std::min(n_batch, r.n_ctx));
 
     const model_weights& w = m.weights;
     const bool tied = w.output.data == w.token_embd.data;

@@ -6,13 +6,14 @@
 #include <cmath>
 
 #include "../base/error.h"
+#include "placement.h"
 
 namespace moerun {
 
 session::session(std::shared_ptr<model> m, const session_params& params)
     : model_(std::move(m)), compute_(*model_->compute), params_(params) {
     if (params_.n_ctx <= 0) throw error(error_code::invalid_argument, format("session: context size %d must be positive", params_.n_ctx));
-    if (params_.n_batch <= 0) params_.n_batch = 256;
+    if (params_.n_batch <= 0) params_.n_batch = default_batch_tokens(model_->config);
     params_.n_batch = std::min(params_.n_batch, params_.n_ctx);
     kv_ = compute_.new_kv_cache(model_->config, params_.n_ctx, params_.kv_type);
 }

@@ -15,7 +15,8 @@ namespace moerun {
 struct session_params {
     int n_ctx = 4096;                         // KV cache capacity in tokens
     tensor_type kv_type = tensor_type::F16;   // F32, F16, BF16 or Q8_0
-    int n_batch = 256;                        // tokens per forward chunk (bounds scratch memory)
+    int n_batch = 0;                          // tokens per forward chunk (bounds scratch memory); 0: the
+                                              // model's default_batch_tokens (runtime/placement.h)
 };
 
 enum class logits_mode { none, last, all };

@@ -1,8 +1,9 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
-//   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] TOKEN...
+//   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N] TOKEN...
 // --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
-// --prompt N appends N synthetic prompt tokens (for prefill timing).
+// --prompt N appends N synthetic prompt tokens (for prefill timing); --batch N sets the tokens
+// per forward chunk (session_params::n_batch).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,12 +19,14 @@ int main(int argc, char** argv) {
     }
     int n_gen = 32, n_threads = 0;
     bool pin = false;
+    int n_batch = 0;  // session default
     moerun::tensor_type kv = moerun::tensor_type::F32;
     std::vector<int32_t> prompt;
     for (int i = 2; i < argc; ++i) {
         if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--pin")) pin = true;
+        else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) {
             const int np = std::atoi(argv[++i]);
             for (int k = 0; k < np; ++k) prompt.push_back(1 + (k * 37) % 500);
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
         moerun::session_params sp;
         sp.n_ctx = int(prompt.size()) + n_gen + 1;
         sp.kv_type = kv;
+        if (n_batch > 0) sp.n_batch = n_batch;
         moerun::session s(model, sp);
         std::vector<float> logits;
         moerun::sampler_params samp;
