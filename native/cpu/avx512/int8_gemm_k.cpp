@@ -637,7 +637,7 @@ void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, cons
             if (tokens < T) std::memcpy(tail + size_t(t) * tail_row, row + quants_at, tail_row);
         }
     }
-    amx_fence(*tail);
+    __asm__ volatile("" : : : "memory");  // the copies reach memory before the tile loads that read them (amx.h)
     amx_scope tiles;
     tiles.load(amx_k_config<B>(T));
     alignas(64) amx_k_sums c[k_amx_k_lead + 1];
@@ -681,8 +681,8 @@ void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, cons
 
 // ---- AMX for few activation rows (expert batches): the weights as A, a C tile per sub-block ----
 //
-// With a few to a few tens of activation rows (an MoE expert's share of a prompt), packing 16 weight rows into
-// B tiles (transposes, scaled bytes) or into int8_tile_k's registers costs about as much as the
+// With 13-16 activation rows (an MoE expert's share of a prompt), packing 16 weight rows into B
+// tiles (transposes, scaled bytes) or into int8_tile_k's registers costs about as much as the
 // tokens' products. Here the roles turn, as amx_small does for Q8_0/Q4_0 (int8_gemm.cpp): per
 // Q4_K/Q5_K sub-block j of 32 quants, C_j (weight rows x 16 tokens, int32) = A (the rows' quants
 // q, unpacked row by row in place of the file's nibbles: no transposes) . B_j (the tokens' quants,
@@ -743,7 +743,7 @@ inline void unpack_rows_k(const uint8_t* const* row, int nrows, int64_t b, unpac
         const __m128i sm = _mm_shuffle_epi8(avx2::scales_mins_k4(w.scales), order);
         _mm256_store_si256(reinterpret_cast<__m256i*>(out.scale[r]), _mm256_cvtepu8_epi32(sm));
         _mm_store_si128(reinterpret_cast<__m128i*>(out.min_pairs[r]), _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
-        out.d[r] = f16(w.d);  // scalar: 16 stores gathered by one vector load waited on store forwarding
+        out.d[r] = f16(w.d);  // scalar (16 halves stored, then converted by one vector load, waited on store forwarding)
         out.dmin[r] = f16(w.dmin);
     }
 }
@@ -764,9 +764,10 @@ inline void amx_sub_block_set1(const uint8_t* a, const __m512i* b, amx_c_tile& c
     MOERUN_AMX_STORE(5, c_out);
 }
 
-// amx_small_k's super-blocks in flight: each is unpacked one step before its tiles load it (a
-// tile load right after the vector stores of its rows waited for them to reach the cache), and
-// taken k_amx_k_lead steps after.
+// amx_small_k's super-blocks in flight: each is unpacked one step before its tiles load it (perf
+// put the first tile load after the unpacking's stores among the costliest instructions; one step
+// apart measured no different here, but the loads no longer wait on those stores), and taken
+// k_amx_k_lead steps after.
 constexpr int k_small_k_slots = k_amx_k_lead + 2;
 struct amx_small_k_ring {
     unpacked_rows_k rows[k_small_k_slots];
