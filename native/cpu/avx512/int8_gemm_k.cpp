@@ -599,15 +599,58 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q45
     amx_fence(p);
 }
 
-// Up to k_amx_k_block_tokens activation rows (x, x_row apart) against the call's packed tiles:
-// per tile, steps (super-block b, pass p of 16 tokens), b-major, so that b's B tiles (Q4_K/Q5_K
-// 12 KB, Q6_K 8 KB) stay in L1 while the block's passes run over them, and the passes' sums wait
-// in memory between super-blocks (acc, 64 bytes a token). Pass-major, every pass streamed all
-// the call's packed tiles (up to 400 KB) from L2: with this order Q4_K ran 11-18% faster at m 32,
-// 64 and 512 (Q6_K -5% to +3%; bench_matmul --threads 1, n 2048, best of 6 alternating runs).
-// The tiles run 2 steps ahead of the float steps (tile_pipeline); a partial last pass reads its
-// tokens' quants from a copy of 16 rows (the last repeated), so every tile has 16 rows.
+// The tiles run 2 super-blocks (steps) ahead of the float steps (tile_pipeline).
 constexpr int k_amx_k_lead = 2;
+
+// Token t's float step of a super-block from its C tiles (row t of each):
+//   Q4_K/Q5_K: (d * d_y) * float(isum) - (dmin * d_y) * float(msum);  Q6_K: (d * d_y) * float(isum).
+template <typename B>
+inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __m512 d_y) {
+    const __m512i isum = _mm512_add_epi32(amx_load_row(cs[0][t]), _mm512_slli_epi32(amx_load_row(cs[1][t]), 8));
+    if constexpr (std::is_same_v<B, block_q6_K>) {
+        return _mm512_mul_ps(_mm512_mul_ps(p.d, d_y), _mm512_cvtepi32_ps(isum));
+    } else {
+        return _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, d_y), _mm512_cvtepi32_ps(isum)),
+                             _mm512_mul_ps(_mm512_mul_ps(p.dmin, d_y), _mm512_cvtepi32_ps(amx_load_row(cs[2][t]))));
+    }
+}
+
+// Q6_K, pass-major: one pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned
+// quants) over all super-blocks of one packed tile, the sums in registers. The float steps run 16
+// tokens (rows past the last repeat it, and are not stored).
+template <typename B>
+inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const uint8_t* a, int tokens, float* y,
+                       int64_t y_stride, __mmask16 store) {
+    constexpr int T = k_amx_tokens;
+    const block_q8_K* xq[T];
+    __m512 acc[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(std::min(t, tokens - 1)) * x_row);
+        acc[t] = _mm512_setzero_ps();
+    }
+    alignas(64) amx_k_sums c[k_amx_k_lead + 1];
+    auto issue = [&](int64_t b, int slot) { amx_super_block(a + 256 * b, x_row, pw[b], c[slot]); };
+    auto take = [&](int64_t b, int slot) {
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) acc[t] = _mm512_add_ps(acc[t], amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(xq[t][b].d)));
+    };
+    tile_pipeline<k_amx_k_lead>(nb, issue, take);
+    MOERUN_UNROLL  // constant indices: acc stays in registers (a loop to `tokens` put it in memory)
+    for (int t = 0; t < T; ++t) {
+        if (t < tokens) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
+    }
+}
+
+// Q4_K/Q5_K, up to k_amx_k_block_tokens activation rows (x, x_row apart) against the call's
+// packed tiles: per tile, steps (super-block b, pass p of 16 tokens), b-major, so that b's B tiles
+// (12 KB) stay in L1 while the block's passes run over them, and the passes' sums wait in memory
+// between super-blocks (acc, 64 bytes a token). Pass-major (amx_pass_k), every pass streamed all
+// the call's packed tiles (up to 400 KB) from L2. bench_matmul --threads 1, n 2048, best of 6
+// alternating runs, this order over pass-major: Q4_K m 32 1.11x, 64 1.18x, 512 1.14x (m 256, n
+// 2048 and 5632: 1.11x, 1.13x); Q6_K, whose B tiles are 8 KB, m 32 0.99x, 64 1.03x, 512 0.95x (m
+// 256: 1.01x, 0.90x), so it stays pass-major. A partial last pass reads its tokens' quants from a
+// copy of 16 rows (the last repeated), so every tile has 16 rows.
 constexpr int64_t k_amx_k_block_tokens = 64;
 
 struct amx_k_block_scratch {
@@ -653,24 +696,12 @@ void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, cons
         };
         auto take = [&](int64_t step, int slot) {
             const int64_t b = step / passes, p = step % passes;
-            const amx_k_sums& cs = c[slot];
-            const packed_amx<B>& pk = pw[b];
             const float* d_x = d_of + (p * nb + b) * T;
             float (*a)[k_tile_rows] = acc + p * T;
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) {
-                const __m512i isum = _mm512_add_epi32(amx_load_row(cs[0][t]), _mm512_slli_epi32(amx_load_row(cs[1][t]), 8));
-                const __m512 d_y = _mm512_set1_ps(d_x[t]);
-                __m512 v;
-                if constexpr (std::is_same_v<B, block_q6_K>) {
-                    v = _mm512_mul_ps(_mm512_mul_ps(pk.d, d_y), _mm512_cvtepi32_ps(isum));
-                } else {
-                    const __m512i msum = amx_load_row(cs[2][t]);
-                    v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(pk.d, d_y), _mm512_cvtepi32_ps(isum)),
-                                      _mm512_mul_ps(_mm512_mul_ps(pk.dmin, d_y), _mm512_cvtepi32_ps(msum)));
-                }
                 const __m512 sum = b == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(a[t]);  // the reference's sum starts at 0
-                _mm512_storeu_ps(a[t], _mm512_add_ps(sum, v));
+                _mm512_storeu_ps(a[t], _mm512_add_ps(sum, amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(d_x[t]))));
             }
         };
         tile_pipeline<k_amx_k_lead>(nb * passes, issue, take);
@@ -876,7 +907,7 @@ struct amx_k_scratch {
 };
 
 // Up to k_amx_rows_per_call weight rows: with enough activation rows each 16 packed once, then
-// blocks of k_amx_k_block_tokens tokens over all the tiles.
+// passes of 16 tokens over all the tiles (Q6_K), or blocks of k_amx_k_block_tokens tokens.
 template <typename B>
 void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
@@ -900,8 +931,19 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
         tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
         for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
     });
-    for (int64_t i = 0; i < nx; i += k_amx_k_block_tokens) {
-        amx_k_token_block<B>(packed, nb, nw, x + size_t(i) * x_row, x_row, std::min(k_amx_k_block_tokens, nx - i), y + i * y_stride, y_stride);
+    if constexpr (std::is_same_v<B, block_q6_K>) {
+        amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
+            const uint8_t* xi = x + size_t(i) * x_row;
+            for_each_tile(nw, [&](int64_t r0, int64_t rows) {
+                amx_pass_k<B>(packed + r0 / k_tile_rows * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + r0, y_stride,
+                              tile_store_mask(rows));
+            });
+        });
+    } else {
+        for (int64_t i = 0; i < nx; i += k_amx_k_block_tokens) {
+            amx_k_token_block<B>(packed, nb, nw, x + size_t(i) * x_row, x_row, std::min(k_amx_k_block_tokens, nx - i), y + i * y_stride,
+                                 y_stride);
+        }
     }
 }
 
