@@ -469,10 +469,14 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
 // -16..15), so TDPBSUD and TDPBSSD sum over the super-block
 //   C_lo = sum_k y_k lo_k,  C_hi = sum_k y_k hi_k,  isum = C_lo + 256 C_hi = sum_j sc_j sum_k (q_k - o) y_k
 // exactly (|C_lo| < 2^23, |isum| < 2^28); Q6_K's -32 offset is then inside isum. The mins of
-// Q4_K/Q5_K take a third tile, each weight's sub-block min as a byte: C_min = sum_j m_j sum_k y_k
-// = msum (in the vector units, dot_bsums, they ran Q4_K at half Q6_K's speed). The float steps
-// are tile_tokens'. Per super-block and 16 activation rows: 4 A and 8 (12) B tile loads, 8 (12)
-// dot-product tile operations and 2 (3) tile stores, against 1,024 vpdpbusd on the AVX-512 tile.
+// Q4_K/Q5_K go in the vector units, per token: msum = sum_k (m_2k, m_2k+1) . (S_2k, S_2k+1), 4
+// vpdpwssd of the rows' min pairs against the token's sub-block sums S_j = bsums[2j] + bsums[2j + 1]
+// (amx_k_step). A third tile with each weight's min as a byte (C_min = msum; 4 more B tile loads,
+// dot products and a tile store per super-block, 4 KB more to pack) ran Q4_K/Q5_K 0.96-0.99x as
+// fast at m 256, 0.92x at 64 and 0.81-0.88x at 32 (best of 6 alternating runs; with the bsums
+// unsummed, 8 vpdpwssd a token, the vector units had run Q4_K at half Q6_K's speed). The float
+// steps are tile_tokens'. Per super-block and 16 activation rows: 4 A and 8 B tile loads, 8
+// dot-product tile operations and 2 tile stores, against 1,024 vpdpbusd on the AVX-512 tile.
 
 // One super-block of a tile's 16 rows as B tiles per chunk c of 64 quants (row g: weights
 // 64c + 4g..+3 of each weight row, 4 bytes per row, the packed_k::q layout), and d.
@@ -482,7 +486,7 @@ struct packed_amx_q6_k {
     __m512 d;
 };
 struct packed_amx_q45_k : packed_amx_q6_k {
-    uint8_t min[4][16][64];  // the sub-block's min, in each of the 4 bytes
+    __m512i min_pairs[4];  // lane r: row r's (m_2k, m_2k+1) as int16, against a token's sub-block sums
     __m512 dmin;
 };
 template <typename B>
@@ -514,10 +518,8 @@ inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_k<
     out->d = tmp->d;
     if constexpr (!q6) {
         MOERUN_UNROLL
-        for (int j = 0; j < 8; ++j) {  // tmp->min[j]: (m, m) as int16 -> 4 bytes m
-            const __m512i m = _mm512_or_si512(tmp->min[j], _mm512_slli_epi32(tmp->min[j], 8));
-            MOERUN_UNROLL
-            for (int g = 0; g < 8; ++g) _mm512_store_si512(out->min[j / 2][8 * (j % 2) + g], m);
+        for (int k = 0; k < 4; ++k) {  // tmp->min[j]: (m_j, m_j) as int16 -> (m_2k, m_2k+1)
+            out->min_pairs[k] = _mm512_mask_blend_epi16(__mmask32(0xAAAAAAAA), tmp->min[2 * k], tmp->min[2 * k + 1]);
         }
         out->dmin = tmp->dmin;
     }
@@ -525,18 +527,11 @@ inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_k<
 
 // Tile registers. Tiles are not renamed: loading chunk c + 1 into the registers chunk c's
 // dot products read waits for them (one set ran Q4_K at m = 64 about 1.3x slower than two).
-//   Q6_K: C_lo 3, C_hi 4; A, B_lo, B_hi are 0, 1, 2 for even chunks and 5, 6, 7 for odd ones.
-//   Q4_K, Q5_K: C_lo 3, C_hi 4, C_min 7; A 0 and 5 alternating; B_lo 1, B_hi 2, B_min 6.
-template <typename B>
+// C_lo 3, C_hi 4; A, B_lo, B_hi are 0, 1, 2 for even chunks and 5, 6, 7 for odd ones.
 inline amx_config amx_k_config(int tokens) {
     amx_config c;
-    if constexpr (std::is_same_v<B, block_q6_K>) {
-        for (int tile : {0, 3, 4, 5}) c.set(tile, tokens, 64);
-        for (int tile : {1, 2, 6, 7}) c.set(tile, 16, 64);
-    } else {
-        for (int tile : {0, 3, 4, 5, 7}) c.set(tile, tokens, 64);
-        for (int tile : {1, 2, 6}) c.set(tile, 16, 64);
-    }
+    for (int tile : {0, 3, 4, 5}) c.set(tile, tokens, 64);
+    for (int tile : {1, 2, 6, 7}) c.set(tile, 16, 64);
     return c;
 }
 
@@ -546,8 +541,9 @@ inline amx_config amx_k_config(int tokens) {
 inline size_t act_quants_at_k(int64_t nb) { return act_quants_offset(size_t(nb) * sizeof(block_q8_K), 0); }
 
 // Super-block b's C tiles of the pass's tokens (A: their aligned quants of it, x_row apart) into
-// out[0..2]. The activation rows are not written during a call, so only the weights need fences.
-using amx_k_sums = int32_t[3][k_amx_tokens][k_tile_rows];  // C_lo, C_hi, C_min
+// out[0..1]. The activation rows are not written during a call, so only the weights need fences.
+// Q4_K/Q5_K tiles (packed_amx_q45_k) pass as their packed_amx_q6_k part: the same B tiles.
+using amx_k_sums = int32_t[2][k_amx_tokens][k_tile_rows];  // C_lo, C_hi
 
 inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_k& p, amx_k_sums& out) {
     amx_fence(p);
@@ -571,33 +567,6 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_
     amx_fence(p);
 }
 
-inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q45_k& p, amx_k_sums& out) {
-    amx_fence(p);
-    _tile_zero(3);
-    _tile_zero(4);
-    _tile_zero(7);
-    MOERUN_UNROLL
-    for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * c, x_row);
-        _tile_loadd(1, p.lo[c], 64);
-        _tile_loadd(2, p.hi[c], 64);
-        _tile_loadd(6, p.min[c], 64);
-        _tile_dpbsud(3, 0, 1);
-        _tile_dpbssd(4, 0, 2);
-        _tile_dpbsud(7, 0, 6);
-        _tile_loadd(5, a + 64 * (c + 1), x_row);
-        _tile_loadd(1, p.lo[c + 1], 64);
-        _tile_loadd(2, p.hi[c + 1], 64);
-        _tile_loadd(6, p.min[c + 1], 64);
-        _tile_dpbsud(3, 5, 1);
-        _tile_dpbssd(4, 5, 2);
-        _tile_dpbsud(7, 5, 6);
-    }
-    MOERUN_AMX_STORE(3, out[0]);
-    MOERUN_AMX_STORE(4, out[1]);
-    MOERUN_AMX_STORE(7, out[2]);
-    amx_fence(p);
-}
 
 // The tiles run 2 super-blocks (steps) ahead of the float steps (tile_pipeline).
 constexpr int k_amx_k_lead = 2;
@@ -605,13 +574,16 @@ constexpr int k_amx_k_lead = 2;
 // Token t's float step of a super-block from its C tiles (row t of each):
 //   Q4_K/Q5_K: (d * d_y) * float(isum) - (dmin * d_y) * float(msum);  Q6_K: (d * d_y) * float(isum).
 template <typename B>
-inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __m512 d_y) {
+inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __m512 d_y, const int32_t* sum_pairs = nullptr) {
     const __m512i isum = _mm512_add_epi32(amx_load_row(cs[0][t]), _mm512_slli_epi32(amx_load_row(cs[1][t]), 8));
     if constexpr (std::is_same_v<B, block_q6_K>) {
         return _mm512_mul_ps(_mm512_mul_ps(p.d, d_y), _mm512_cvtepi32_ps(isum));
     } else {
+        __m512i msum = _mm512_setzero_si512();
+        MOERUN_UNROLL
+        for (int k = 0; k < 4; ++k) msum = _mm512_dpwssd_epi32(msum, p.min_pairs[k], _mm512_set1_epi32(sum_pairs[k]));
         return _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, d_y), _mm512_cvtepi32_ps(isum)),
-                             _mm512_mul_ps(_mm512_mul_ps(p.dmin, d_y), _mm512_cvtepi32_ps(amx_load_row(cs[2][t]))));
+                             _mm512_mul_ps(_mm512_mul_ps(p.dmin, d_y), _mm512_cvtepi32_ps(msum)));
     }
 }
 
@@ -656,6 +628,7 @@ constexpr int64_t k_amx_k_block_tokens = 64;
 struct amx_k_block_scratch {
     float acc[k_amx_k_block_tokens][k_tile_rows];  // token t's sums of the tile's rows
     std::vector<float> d_of;                       // pass p's 16 tokens' d at super-block b: [(p nb + b) 16 + t]
+    std::vector<int32_t> sums_of;                  // their sub-block sums (S_2k, S_2k+1) as int16 pairs: [((p nb + b) 16 + t) 4 + k]
     std::vector<uint8_t> tail;                     // the partial pass's quants: 16 rows of 256 nb bytes, from a 64-byte boundary
 };
 
@@ -667,22 +640,29 @@ void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, cons
     thread_local amx_k_block_scratch scratch;
     const size_t tail_row = size_t(nb) * 256, quants_at = act_quants_at_k(nb);
     if (scratch.d_of.size() < size_t(passes * nb * T)) scratch.d_of.resize(size_t(passes * nb * T));
+    if (scratch.sums_of.size() < size_t(passes * nb * T * 4)) scratch.sums_of.resize(size_t(passes * nb * T * 4));
     if (scratch.tail.size() < T * tail_row + 64) scratch.tail.resize(T * tail_row + 64);
     float (*const acc)[k_tile_rows] = scratch.acc;
     float* const d_of = scratch.d_of.data();
+    int32_t* const sums_of = scratch.sums_of.data();
     uint8_t* const tail = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scratch.tail.data()) + 63) & ~uintptr_t(63));
     for (int64_t p = 0; p < passes; ++p) {
         const int64_t tokens = p + 1 < passes ? T : last;
         for (int t = 0; t < T; ++t) {
             const uint8_t* row = x + size_t(p * T + std::min<int64_t>(t, tokens - 1)) * x_row;
             const block_q8_K* xq = reinterpret_cast<const block_q8_K*>(row);
-            for (int64_t b = 0; b < nb; ++b) d_of[(p * nb + b) * T + t] = xq[b].d;
+            for (int64_t b = 0; b < nb; ++b) {
+                d_of[(p * nb + b) * T + t] = xq[b].d;
+                const __m256i sj = _mm256_madd_epi16(load256(xq[b].bsums), _mm256_set1_epi16(1));  // S_0..S_7, |S_j| <= 32 * 127
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(sums_of + ((p * nb + b) * T + t) * 4),
+                                 _mm_packs_epi32(_mm256_castsi256_si128(sj), _mm256_extracti128_si256(sj, 1)));
+            }
             if (tokens < T) std::memcpy(tail + size_t(t) * tail_row, row + quants_at, tail_row);
         }
     }
     __asm__ volatile("" : : : "memory");  // the copies reach memory before the tile loads that read them (amx.h)
     amx_scope tiles;
-    tiles.load(amx_k_config<B>(T));
+    tiles.load(amx_k_config(T));
     alignas(64) amx_k_sums c[k_amx_k_lead + 1];
     for_each_tile(nw, [&](int64_t r0, int64_t rows) {
         const packed_amx<B>* pw = packed + r0 / k_tile_rows * nb;
@@ -697,11 +677,12 @@ void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, cons
         auto take = [&](int64_t step, int slot) {
             const int64_t b = step / passes, p = step % passes;
             const float* d_x = d_of + (p * nb + b) * T;
+            const int32_t* sums = sums_of + (p * nb + b) * T * 4;
             float (*a)[k_tile_rows] = acc + p * T;
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) {
                 const __m512 sum = b == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(a[t]);  // the reference's sum starts at 0
-                _mm512_storeu_ps(a[t], _mm512_add_ps(sum, amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(d_x[t]))));
+                _mm512_storeu_ps(a[t], _mm512_add_ps(sum, amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(d_x[t]), sums + 4 * t)));
             }
         };
         tile_pipeline<k_amx_k_lead>(nb * passes, issue, take);
@@ -932,7 +913,7 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
         for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
     });
     if constexpr (std::is_same_v<B, block_q6_K>) {
-        amx_token_passes(nx, amx_k_config<B>, [&](int64_t i, int tokens) {
+        amx_token_passes(nx, amx_k_config, [&](int64_t i, int tokens) {
             const uint8_t* xi = x + size_t(i) * x_row;
             for_each_tile(nw, [&](int64_t r0, int64_t rows) {
                 amx_pass_k<B>(packed + r0 / k_tile_rows * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + r0, y_stride,
