@@ -571,10 +571,18 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_
 // The tiles run 2 super-blocks (steps) ahead of the float steps (tile_pipeline).
 constexpr int k_amx_k_lead = 2;
 
-// Token t's float step of a super-block from its C tiles (row t of each):
+// A Q8_K block's sub-block sums S_j = bsums[2j] + bsums[2j + 1] as int16 pairs: out[k] = (S_2k,
+// S_2k+1), |S_j| <= 32 * 127. The mins of Q4_K/Q5_K take them (msum = sum_j m_j S_j).
+inline void sub_block_sum_pairs(const block_q8_K& x, int32_t out[4]) {
+    const __m256i s = _mm256_madd_epi16(load256(x.bsums), _mm256_set1_epi16(1));  // S_0..S_7, int32
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+}
+
+// Token t's float step of a super-block from its C tiles (row t of each) and, Q4_K/Q5_K, its
+// sub-block sum pairs (sub_block_sum_pairs):
 //   Q4_K/Q5_K: (d * d_y) * float(isum) - (dmin * d_y) * float(msum);  Q6_K: (d * d_y) * float(isum).
 template <typename B>
-inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __m512 d_y, const int32_t* sum_pairs = nullptr) {
+inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __m512 d_y, const int32_t* sum_pairs) {
     const __m512i isum = _mm512_add_epi32(amx_load_row(cs[0][t]), _mm512_slli_epi32(amx_load_row(cs[1][t]), 8));
     if constexpr (std::is_same_v<B, block_q6_K>) {
         return _mm512_mul_ps(_mm512_mul_ps(p.d, d_y), _mm512_cvtepi32_ps(isum));
@@ -587,12 +595,12 @@ inline __m512 amx_k_step(const amx_k_sums& cs, int t, const packed_amx<B>& p, __
     }
 }
 
-// Q6_K, pass-major: one pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned
-// quants) over all super-blocks of one packed tile, the sums in registers. The float steps run 16
-// tokens (rows past the last repeat it, and are not stored).
+// One pass of `tokens` (1..16) activation rows (x: their rows; a: their aligned quants; sums: their
+// sub-block sum pairs, [b][t][k], Q4_K/Q5_K only) over all super-blocks of one packed tile. The
+// float steps run 16 tokens (rows past the last repeat it, and are not stored).
 template <typename B>
-inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const uint8_t* a, int tokens, float* y,
-                       int64_t y_stride, __mmask16 store) {
+inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, const uint8_t* a, const int32_t* sums,
+                       int tokens, float* y, int64_t y_stride, __mmask16 store) {
     constexpr int T = k_amx_tokens;
     const block_q8_K* xq[T];
     __m512 acc[T];
@@ -605,90 +613,15 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
     auto issue = [&](int64_t b, int slot) { amx_super_block(a + 256 * b, x_row, pw[b], c[slot]); };
     auto take = [&](int64_t b, int slot) {
         MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_add_ps(acc[t], amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(xq[t][b].d)));
+        for (int t = 0; t < T; ++t) {
+            acc[t] = _mm512_add_ps(acc[t], amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(xq[t][b].d), sums + (b * T + t) * 4));
+        }
     };
     tile_pipeline<k_amx_k_lead>(nb, issue, take);
     MOERUN_UNROLL  // constant indices: acc stays in registers (a loop to `tokens` put it in memory)
     for (int t = 0; t < T; ++t) {
         if (t < tokens) _mm512_mask_storeu_ps(y + t * y_stride, store, acc[t]);
     }
-}
-
-// Q4_K/Q5_K, up to k_amx_k_block_tokens activation rows (x, x_row apart) against the call's
-// packed tiles: per tile, steps (super-block b, pass p of 16 tokens), b-major, so that b's B tiles
-// (12 KB) stay in L1 while the block's passes run over them, and the passes' sums wait in memory
-// between super-blocks (acc, 64 bytes a token). Pass-major (amx_pass_k), every pass streamed all
-// the call's packed tiles (up to 400 KB) from L2. bench_matmul --threads 1, n 2048, best of 6
-// alternating runs, this order over pass-major: Q4_K m 32 1.11x, 64 1.18x, 512 1.14x (m 256, n
-// 2048 and 5632: 1.11x, 1.13x); Q6_K, whose B tiles are 8 KB, m 32 0.99x, 64 1.03x, 512 0.95x (m
-// 256: 1.01x, 0.90x), so it stays pass-major. A partial last pass reads its tokens' quants from a
-// copy of 16 rows (the last repeated), so every tile has 16 rows.
-constexpr int64_t k_amx_k_block_tokens = 64;
-
-struct amx_k_block_scratch {
-    float acc[k_amx_k_block_tokens][k_tile_rows];  // token t's sums of the tile's rows
-    std::vector<float> d_of;                       // pass p's 16 tokens' d at super-block b: [(p nb + b) 16 + t]
-    std::vector<int32_t> sums_of;                  // their sub-block sums (S_2k, S_2k+1) as int16 pairs: [((p nb + b) 16 + t) 4 + k]
-    std::vector<uint8_t> tail;                     // the partial pass's quants: 16 rows of 256 nb bytes, from a 64-byte boundary
-};
-
-template <typename B>
-void amx_k_token_block(const packed_amx<B>* packed, int64_t nb, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
-                       int64_t y_stride) {
-    constexpr int T = k_amx_tokens;
-    const int64_t passes = (nx + T - 1) / T, last = nx - (passes - 1) * T;
-    thread_local amx_k_block_scratch scratch;
-    const size_t tail_row = size_t(nb) * 256, quants_at = act_quants_at_k(nb);
-    if (scratch.d_of.size() < size_t(passes * nb * T)) scratch.d_of.resize(size_t(passes * nb * T));
-    if (scratch.sums_of.size() < size_t(passes * nb * T * 4)) scratch.sums_of.resize(size_t(passes * nb * T * 4));
-    if (scratch.tail.size() < T * tail_row + 64) scratch.tail.resize(T * tail_row + 64);
-    float (*const acc)[k_tile_rows] = scratch.acc;
-    float* const d_of = scratch.d_of.data();
-    int32_t* const sums_of = scratch.sums_of.data();
-    uint8_t* const tail = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scratch.tail.data()) + 63) & ~uintptr_t(63));
-    for (int64_t p = 0; p < passes; ++p) {
-        const int64_t tokens = p + 1 < passes ? T : last;
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* row = x + size_t(p * T + std::min<int64_t>(t, tokens - 1)) * x_row;
-            const block_q8_K* xq = reinterpret_cast<const block_q8_K*>(row);
-            for (int64_t b = 0; b < nb; ++b) {
-                d_of[(p * nb + b) * T + t] = xq[b].d;
-                const __m256i sj = _mm256_madd_epi16(load256(xq[b].bsums), _mm256_set1_epi16(1));  // S_0..S_7, |S_j| <= 32 * 127
-                _mm_storeu_si128(reinterpret_cast<__m128i*>(sums_of + ((p * nb + b) * T + t) * 4),
-                                 _mm_packs_epi32(_mm256_castsi256_si128(sj), _mm256_extracti128_si256(sj, 1)));
-            }
-            if (tokens < T) std::memcpy(tail + size_t(t) * tail_row, row + quants_at, tail_row);
-        }
-    }
-    __asm__ volatile("" : : : "memory");  // the copies reach memory before the tile loads that read them (amx.h)
-    amx_scope tiles;
-    tiles.load(amx_k_config(T));
-    alignas(64) amx_k_sums c[k_amx_k_lead + 1];
-    for_each_tile(nw, [&](int64_t r0, int64_t rows) {
-        const packed_amx<B>* pw = packed + r0 / k_tile_rows * nb;
-        auto issue = [&](int64_t step, int slot) {
-            const int64_t b = step / passes, p = step % passes;
-            if (p + 1 < passes || last == T) {
-                amx_super_block(x + size_t(p * T) * x_row + quants_at + 256 * size_t(b), x_row, pw[b], c[slot]);
-            } else {
-                amx_super_block(tail + 256 * size_t(b), tail_row, pw[b], c[slot]);
-            }
-        };
-        auto take = [&](int64_t step, int slot) {
-            const int64_t b = step / passes, p = step % passes;
-            const float* d_x = d_of + (p * nb + b) * T;
-            const int32_t* sums = sums_of + (p * nb + b) * T * 4;
-            float (*a)[k_tile_rows] = acc + p * T;
-            MOERUN_UNROLL
-            for (int t = 0; t < T; ++t) {
-                const __m512 sum = b == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(a[t]);  // the reference's sum starts at 0
-                _mm512_storeu_ps(a[t], _mm512_add_ps(sum, amx_k_step<B>(c[slot], t, pw[b], _mm512_set1_ps(d_x[t]), sums + 4 * t)));
-            }
-        };
-        tile_pipeline<k_amx_k_lead>(nb * passes, issue, take);
-        const __mmask16 store = tile_store_mask(rows);
-        for (int64_t t = 0; t < nx; ++t) _mm512_mask_storeu_ps(y + t * y_stride + r0, store, _mm512_loadu_ps(acc[t]));
-    });
 }
 
 // ---- AMX for few activation rows (expert batches): the weights as A, a C tile per sub-block ----
@@ -726,9 +659,8 @@ inline void pack_tokens_k(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb
         alignas(64) int32_t sums[4][k_amx_tokens];
         alignas(64) float d[k_amx_tokens];
         for (int t = 0; t < k_amx_tokens; ++t) {
-            const __m256i s = _mm256_madd_epi16(load256(xq[t][b].bsums), _mm256_set1_epi16(1));  // S_0..S_7, int32
-            alignas(16) int32_t pairs[4];  // S_0..S_7 as int16 (|S_j| <= 32 * 127)
-            _mm_store_si128(reinterpret_cast<__m128i*>(pairs), _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+            int32_t pairs[4];
+            sub_block_sum_pairs(xq[t][b], pairs);
             for (int k = 0; k < 4; ++k) sums[k][t] = pairs[k];
             d[t] = xq[t][b].d;
         }
@@ -888,7 +820,7 @@ struct amx_k_scratch {
 };
 
 // Up to k_amx_rows_per_call weight rows: with enough activation rows each 16 packed once, then
-// passes of 16 tokens over all the tiles (Q6_K), or blocks of k_amx_k_block_tokens tokens.
+// passes of 16 tokens over all the tiles.
 template <typename B>
 void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
@@ -912,20 +844,23 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
         tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
         for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
     });
-    if constexpr (std::is_same_v<B, block_q6_K>) {
-        amx_token_passes(nx, amx_k_config, [&](int64_t i, int tokens) {
-            const uint8_t* xi = x + size_t(i) * x_row;
-            for_each_tile(nw, [&](int64_t r0, int64_t rows) {
-                amx_pass_k<B>(packed + r0 / k_tile_rows * nb, nb, xi, x_row, xi + act_quants_at_k(nb), tokens, y + i * y_stride + r0, y_stride,
-                              tile_store_mask(rows));
-            });
-        });
-    } else {
-        for (int64_t i = 0; i < nx; i += k_amx_k_block_tokens) {
-            amx_k_token_block<B>(packed, nb, nw, x + size_t(i) * x_row, x_row, std::min(k_amx_k_block_tokens, nx - i), y + i * y_stride,
-                                 y_stride);
+    // Q4_K/Q5_K: the pass's sub-block sum pairs, [b][t][k] (rows past the last repeat it)
+    thread_local std::vector<int32_t> sums_of_pass;
+    if (sums_of_pass.size() < size_t(nb * k_amx_tokens * 4)) sums_of_pass.resize(size_t(nb * k_amx_tokens * 4));
+    int32_t* const sums = sums_of_pass.data();
+    amx_token_passes(nx, amx_k_config, [&](int64_t i, int tokens) {
+        const uint8_t* xi = x + size_t(i) * x_row;
+        if constexpr (!std::is_same_v<B, block_q6_K>) {
+            for (int t = 0; t < k_amx_tokens; ++t) {
+                const block_q8_K* xq = reinterpret_cast<const block_q8_K*>(xi + size_t(std::min(t, tokens - 1)) * x_row);
+                for (int64_t b = 0; b < nb; ++b) sub_block_sum_pairs(xq[b], sums + (b * k_amx_tokens + t) * 4);
+            }
         }
-    }
+        for_each_tile(nw, [&](int64_t r0, int64_t rows) {
+            amx_pass_k<B>(packed + r0 / k_tile_rows * nb, nb, xi, x_row, xi + act_quants_at_k(nb), sums, tokens, y + i * y_stride + r0, y_stride,
+                          tile_store_mask(rows));
+        });
+    });
 }
 
 }  // namespace
