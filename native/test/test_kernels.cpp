@@ -424,9 +424,9 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
     std::vector<float> want, got;
     size_t mismatches = 0, outputs = 0;
     for (int nw : {1, 3, max_rows - 1, max_rows}) {
-        // every pass length of 1..8 rows; AMX passes of 16, short ones, a rest; the K-quant AMX
-        // tile's blocks of 64 tokens, a second one with a short pass
-        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 16, 17, 19, 24, 27, 32, 33, 37, 64, 70, max_nx}) {
+        // every pass length of 1..8 rows; AMX passes of 16, short ones, a rest, each side of the
+        // AMX thresholds, and many passes
+        for (int nx : {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17, 19, 24, 27, 32, 33, 37, 64, 70, max_nx}) {
             const int64_t stride = max_rows + 2;  // y[i * stride + row]; the rest must stay -1
             std::vector<float> y(size_t(nx * stride), -1.0f);
             p.int8_tile(int64_t(n), w.data(), wrow, nw, act.data(), arow, nx, y.data(), stride);

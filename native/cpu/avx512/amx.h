@@ -87,20 +87,6 @@ private:
 
 constexpr int k_amx_tokens = 16;  // activation rows per pass: the most rows of the A and C tiles
 
-// The tiles of the kernels that turn the roles for few activation rows (amx_small, amx_small_k):
-// A holds `rows` weight rows of 32 quants, B 8 rows of 64 bytes (4 quants of each of 16 tokens),
-// C `rows` x 16 int32. Two sets alternate between steps: set 0 is A 0, B 1, C 2; set 1 is A 3,
-// B 4, C 5.
-inline amx_config amx_small_config(int rows) {
-    amx_config c;
-    for (int set = 0; set < 2; ++set) {
-        c.set(3 * set, rows, 32);
-        c.set(3 * set + 1, 8, 64);
-        c.set(3 * set + 2, rows, 64);
-    }
-    return c;
-}
-
 // Runs pass(first, tokens) over nx activation rows in passes of up to k_amx_tokens, loading the
 // tile configuration config(tokens) for each new pass length; the tile state is released at the
 // end (amx_scope).

@@ -505,6 +505,18 @@ struct packed_tokens {
     __m512 d;
 };
 
+// Tile registers: set 0 is A 0, B 1, C 2; set 1 is A 3, B 4, C 5 (as amx_q8_config, A and C
+// with `rows` weight rows).
+inline amx_config amx_small_config(int rows) {
+    amx_config c;
+    for (int set = 0; set < 2; ++set) {
+        c.set(3 * set, rows, 32);
+        c.set(3 * set + 1, 8, 64);
+        c.set(3 * set + 2, rows, 64);
+    }
+    return c;
+}
+
 inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& p, amx_c_tile& c_out) {
     amx_fence(p);
     _tile_zero(2);

@@ -567,7 +567,6 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_
     amx_fence(p);
 }
 
-
 // The tiles run 2 super-blocks (steps) ahead of the float steps (tile_pipeline).
 constexpr int k_amx_k_lead = 2;
 
@@ -624,194 +623,15 @@ inline void amx_pass_k(const packed_amx<B>* pw, int64_t nb, const uint8_t* x, si
     }
 }
 
-// ---- AMX for few activation rows (expert batches): the weights as A, a C tile per sub-block ----
-//
-// With 13-16 activation rows (an MoE expert's share of a prompt), packing 16 weight rows into B
-// tiles (transposes, scaled bytes) or into int8_tile_k's registers costs about as much as the
-// tokens' products. Here the roles turn, as amx_small does for Q8_0/Q4_0 (int8_gemm.cpp): per
-// Q4_K/Q5_K sub-block j of 32 quants, C_j (weight rows x 16 tokens, int32) = A (the rows' quants
-// q, unpacked row by row in place of the file's nibbles: no transposes) . B_j (the tokens' quants,
-// packed once per call for all its weight rows), TDPBUSD (q unsigned). The sub-block scales and
-// mins then go in the vector units, per weight row across its 16 tokens:
-//   isum = sum_j sc_j * C_j (vpmulld),  msum = sum_j m_j * (bsums[2j] + bsums[2j + 1]) (vpdpwssd
-// on pairs of sub-blocks against the tokens' sums), both exact, then tile_tokens' float steps.
-// Per super-block and 16 x 16 outputs: 8 TDPBUSD and 8 tile stores, 64 row stores of A, 128
-// vpmulld and 64 vpdpwssd.
-
-// The tokens of a pass (16; rows past the last repeat it), per super-block.
-struct packed_tokens_k {
-    __m512i q[8][8];  // sub-block j as B: row g holds quants 4g..4g+3 of token t at bytes 4t..4t+3
-    __m512i sums[4];  // dword t: (S_2k, S_2k+1) of token t as int16, S_j = bsums[2j] + bsums[2j + 1]
-    __m512 d;         // the tokens' d
-};
-
-inline void pack_tokens_k(const uint8_t* x, size_t x_row, int64_t nx, int64_t nb, packed_tokens_k* out) {
-    const block_q8_K* xq[k_amx_tokens];
-    for (int t = 0; t < k_amx_tokens; ++t) xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(std::min<int64_t>(t, nx - 1)) * x_row);
-    for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* row[k_amx_tokens];
-        for (int t = 0; t < k_amx_tokens; ++t) row[t] = reinterpret_cast<const uint8_t*>(xq[t][b].qs);
-        MOERUN_UNROLL
-        for (int j = 0; j < 8; ++j) {
-            transpose_16x4(row, size_t(32 * j), out[b].q[j]);
-            transpose_16x4(row, size_t(32 * j + 16), out[b].q[j] + 4);
-        }
-        alignas(64) int32_t sums[4][k_amx_tokens];
-        alignas(64) float d[k_amx_tokens];
-        for (int t = 0; t < k_amx_tokens; ++t) {
-            int32_t pairs[4];
-            sub_block_sum_pairs(xq[t][b], pairs);
-            for (int k = 0; k < 4; ++k) sums[k][t] = pairs[k];
-            d[t] = xq[t][b].d;
-        }
-        for (int k = 0; k < 4; ++k) out[b].sums[k] = _mm512_load_si512(sums[k]);
-        out[b].d = _mm512_load_ps(d);
-    }
-}
-
-// One super-block of up to 16 weight rows, unpacked for the tiles and the vector steps.
-struct unpacked_rows_k {
-    alignas(64) uint8_t q[4][k_tile_rows][64];  // chunk c: row r's sub-block 2c (bytes 0..31) and 2c + 1 (32..63)
-    alignas(64) int32_t scale[k_tile_rows][8];  // row r's sub-block scales
-    alignas(64) int32_t min_pairs[k_tile_rows][4];  // row r's (m_2k, m_2k+1) as int16
-    alignas(64) float d[k_tile_rows], dmin[k_tile_rows];
-};
-
-template <typename B>
-inline void unpack_rows_k(const uint8_t* const* row, int nrows, int64_t b, unpacked_rows_k& out) {
-    const __m128i order = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);  // -> sc0..7, m0..7
-    for (int r = 0; r < nrows; ++r) {
-        const B& w = reinterpret_cast<const B*>(row[r])[b];
-        MOERUN_UNROLL
-        for (int c = 0; c < 4; ++c) _mm512_store_si512(out.q[c][r], q45_chunk(w, c));
-        const __m128i sm = _mm_shuffle_epi8(avx2::scales_mins_k4(w.scales), order);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out.scale[r]), _mm256_cvtepu8_epi32(sm));
-        _mm_store_si128(reinterpret_cast<__m128i*>(out.min_pairs[r]), _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
-        out.d[r] = f16(w.d);  // scalar (16 halves stored, then converted by one vector load, waited on store forwarding)
-        out.dmin[r] = f16(w.dmin);
-    }
-}
-
-// Sub-block j (A: the rows' quants, 64 bytes apart; B: the tokens') into c_out, tile set j % 2.
-inline void amx_sub_block_set0(const uint8_t* a, const __m512i* b, amx_c_tile& c_out) {
-    _tile_zero(2);
-    _tile_loadd(0, a, 64);
-    _tile_loadd(1, b, 64);
-    _tile_dpbusd(2, 0, 1);
-    MOERUN_AMX_STORE(2, c_out);
-}
-inline void amx_sub_block_set1(const uint8_t* a, const __m512i* b, amx_c_tile& c_out) {
-    _tile_zero(5);
-    _tile_loadd(3, a, 64);
-    _tile_loadd(4, b, 64);
-    _tile_dpbusd(5, 3, 4);
-    MOERUN_AMX_STORE(5, c_out);
-}
-
-// amx_small_k's super-blocks in flight: each is unpacked one step before its tiles load it (perf
-// put the first tile load after the unpacking's stores among the costliest instructions; one step
-// apart measured no different here, but the loads no longer wait on those stores), and taken
-// k_amx_k_lead steps after.
-constexpr int k_small_k_slots = k_amx_k_lead + 2;
-struct amx_small_k_ring {
-    unpacked_rows_k rows[k_small_k_slots];
-    amx_c_tile c[k_amx_k_lead + 1][8];  // sub-block j: weight row r's 16 token sums in row r
-};
-
-// Per-thread scratch of amx_small_k (local types: see int8_tile_k). Reached once per call: a
-// thread_local named in the kernel's loop was addressed through TLS at every use, behind a call
-// (vzeroupper) that put the accumulators in memory.
-struct amx_small_k_scratch {
-    std::vector<packed_tokens_k> tokens;  // nb super-blocks
-    std::vector<amx_small_k_ring> ring = std::vector<amx_small_k_ring>(1);
-};
-
-// One group of up to 16 weight rows (row[r], rows past the last repeat it) against a pass's packed
-// tokens: y[t * y_stride + r] for t < nx, r < nrows.
-template <typename B>
-void amx_small_k_group(const uint8_t* const* row, int nrows, const packed_tokens_k* pt, int64_t nb, int64_t nx, amx_small_k_ring& ring,
-                       float* y, int64_t y_stride) {
-    __m512 acc[k_tile_rows];
-    MOERUN_UNROLL
-    for (int r = 0; r < k_tile_rows; ++r) acc[r] = _mm512_setzero_ps();
-    unpack_rows_k<B>(row, nrows, 0, ring.rows[0]);
-    auto issue = [&](int64_t b, int slot) {
-        if (b + 1 < nb) unpack_rows_k<B>(row, nrows, b + 1, ring.rows[(b + 1) % k_small_k_slots]);
-        const unpacked_rows_k& u = ring.rows[b % k_small_k_slots];
-        amx_fence(u);
-        amx_fence(pt[b]);
-        MOERUN_UNROLL
-        for (int j = 0; j < 8; j += 2) {
-            amx_sub_block_set0(u.q[j / 2][0], pt[b].q[j], ring.c[slot][j]);
-            amx_sub_block_set1(u.q[j / 2][0] + 32, pt[b].q[j + 1], ring.c[slot][j + 1]);
-        }
-        amx_fence(u);
-        amx_fence(pt[b]);
-    };
-    auto take = [&](int64_t b, int slot) {
-        const unpacked_rows_k& u = ring.rows[b % k_small_k_slots];
-        const amx_c_tile* c = ring.c[slot];
-        const packed_tokens_k& p = pt[b];
-        MOERUN_UNROLL
-        for (int r = 0; r < k_tile_rows; ++r) {
-            if (r >= nrows) break;
-            __m512i isum = _mm512_mullo_epi32(amx_load_row(c[0].v[r]), _mm512_set1_epi32(u.scale[r][0]));
-            MOERUN_UNROLL
-            for (int j = 1; j < 8; ++j) isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(amx_load_row(c[j].v[r]), _mm512_set1_epi32(u.scale[r][j])));
-            __m512i msum = _mm512_setzero_si512();
-            MOERUN_UNROLL
-            for (int k = 0; k < 4; ++k) msum = _mm512_dpwssd_epi32(msum, p.sums[k], _mm512_set1_epi32(u.min_pairs[r][k]));
-            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(u.d[r]), p.d), _mm512_cvtepi32_ps(isum)),
-                                           _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(u.dmin[r]), p.d), _mm512_cvtepi32_ps(msum)));
-            acc[r] = _mm512_add_ps(acc[r], v);
-        }
-    };
-    tile_pipeline<k_amx_k_lead>(nb, issue, take);
-    alignas(64) float out[k_tile_rows][k_amx_tokens];
-    MOERUN_UNROLL
-    for (int r = 0; r < k_tile_rows; ++r) _mm512_store_ps(out[r], acc[r]);
-    for (int64_t t = 0; t < nx; ++t)
-        for (int r = 0; r < nrows; ++r) y[t * y_stride + r] = out[r][t];
-}
-
-// nw (<= k_amx_rows_per_call) Q4_K/Q5_K weight rows against nx activation rows, by passes of 16.
-template <typename B>
-void amx_small_k(int64_t n, const uint8_t* w, size_t w_row, int64_t nw, const uint8_t* x, size_t x_row, int64_t nx, float* y,
-                 int64_t y_stride) {
-    const int64_t nb = n / 256;
-    thread_local amx_small_k_scratch scratch;
-    if (scratch.tokens.size() < size_t(nb)) scratch.tokens.resize(size_t(nb));
-    packed_tokens_k* const tokens_of_pass = scratch.tokens.data();
-    amx_small_k_ring& ring = scratch.ring[0];
-    amx_scope tiles;
-    int configured = 0;
-    for (int64_t i = 0; i < nx; i += k_amx_tokens) {
-        const int64_t tokens = std::min<int64_t>(k_amx_tokens, nx - i);
-        pack_tokens_k(x + size_t(i) * x_row, x_row, tokens, nb, tokens_of_pass);
-        for_each_tile(nw, [&](int64_t r0, int64_t rows) {
-            if (rows != configured) {
-                tiles.load(amx_small_config(int(rows)));
-                configured = int(rows);
-            }
-            const uint8_t* row[k_tile_rows];
-            tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
-            amx_small_k_group<B>(row, int(rows), tokens_of_pass, nb, tokens, ring, y + i * y_stride + r0, y_stride);
-        });
-    }
-}
-
-// Which kernel takes nx activation rows on the amx path. 64 weight rows a call, k 2048, n 512,
-// 1 thread, this Sapphire Rapids VM (its speed swung up to 2x between runs, so best of 6
-// alternating runs), Q4_K GFLOP/s of the AVX-512 tile / amx_small_k / the AMX tile:
-//   m 8 140 / 109 / -, 12 153 / 155 / -, 16 169 / 199 / -, 20 176 / - / 157, 24 180 / - / 187,
-//   28 185 / - / 212, 32 225 / - / 251, 48 258 / - / 286.
-// amx_small_k's 16-token pass costs the same for fewer tokens, as does the AMX tile's last pass.
-// Q6_K (earlier, pass-major AMX tile over the AVX-512 one, 3 runs): m 8 0.86/0.61/1.21x, 12
-// 1.59/0.81/1.47x, 16 1.92/0.99/1.79x; it has no amx_small_k (16 sub-blocks of 16: twice the
-// tile stores).
-template <typename B>
-constexpr int64_t k_amx_k_min_tokens = std::is_same_v<B, block_q6_K> ? 12 : 24;
-constexpr int64_t k_amx_small_k_min_tokens = 13;
+// From this many activation rows on the AMX tile runs; fewer take int8_tile_k. 64 weight rows a
+// call, k 2048, n 512, 1 thread, this Sapphire Rapids VM (its speed swung up to 2x between runs),
+// GFLOP/s of the AVX-512 tile / the AMX tile, best of 6 alternating runs: Q4_K m 8 148 / 131,
+// 12 162 / 178, 17 179 / 178, 20 188 / 208, 24 190 / 231. (A pass of fewer than 16 tokens costs
+// as much as a full one.) Earlier, Q6_K's AMX tile over the AVX-512 one, 3 runs: m 8
+// 0.86/0.61/1.21x, 12 1.59/0.81/1.47x, 16 1.92/0.99/1.79x. A kernel with the roles turned for
+// Q4_K/Q5_K at 13-16 rows (the weights as A, a C tile per sub-block) lost to this tile once its
+// mins left the tile unit: 170-202 against 173-214 GFLOP/s.
+constexpr int64_t k_amx_k_min_tokens = 12;
 
 // Per-thread scratch of amx_tile_k (local types: see int8_tile_k).
 template <typename B>
@@ -826,10 +646,7 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
                 int64_t y_stride) {
     const uint8_t* w = static_cast<const uint8_t*>(vw);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
-    if constexpr (!std::is_same_v<B, block_q6_K>) {
-        if (nx >= k_amx_small_k_min_tokens && nx <= k_amx_tokens) return amx_small_k<B>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
-    }
-    if (nx < k_amx_k_min_tokens<B>) {
+    if (nx < k_amx_k_min_tokens) {
         for_each_tile(nw, [&](int64_t r0, int64_t rows) { int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride); });
         return;
     }

@@ -51,9 +51,9 @@ void vec_dot_n_q4_0_int8(int64_t n, float* s, int64_t s_stride, const void* x, c
 void int8_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void int8_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 // The same tiles on the AMX tile unit (amx path only), up to k_amx_rows_per_call weight rows a
-// call (packed once for all the call's token passes); for up to 16 activation rows the roles turn
-// (the weights as A, the tokens packed), and the fewest rows run the AVX-512 tiles above. Which
-// counts take which: amx_tile (int8_gemm.cpp), amx_tile_k (int8_gemm_k.cpp).
+// call (packed once for all the call's token passes); Q8_0/Q4_0 with up to 16 activation rows
+// turn the roles (the weights as A, the tokens packed), and the fewest rows run the AVX-512 tiles
+// above. Which counts take which: amx_tile (int8_gemm.cpp), amx_tile_k (int8_gemm_k.cpp).
 inline constexpr int k_amx_rows_per_call = 64;
 void amx_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void amx_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
