@@ -149,25 +149,24 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
         matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
         swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
     }
-    if (observer) {
-        for (int r = 0; r < rows; ++r) row_of[size_t(pair_of_row[size_t(r)])] = r;
-        observer->on_experts(l.ffn_down_exps, selected, row_of.data(), n, n_used, s.gate.data());
-    }
-    s.ye.resize(size_t(rows) * size_t(d));
-    if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, s.ye.data()}}, batches, s.gate.data(), rows, s.quant);
-    s.expert_out.resize(size_t(n) * size_t(n_used) * size_t(d));
-    for (int r = 0; r < rows; ++r) std::copy_n(s.ye.data() + size_t(r) * size_t(d), d, s.expert_out.data() + size_t(pair_of_row[size_t(r)]) * size_t(d));
+    // The rows of the (token, slot) pairs; -1: an excluded expert.
+    std::vector<int32_t> row_of_pair(size_t(n) * size_t(n_used), -1);
+    for (int r = 0; r < rows; ++r) row_of_pair[size_t(pair_of_row[size_t(r)])] = r;
+    if (observer) observer->on_experts(l.ffn_down_exps, selected, row_of_pair.data(), n, n_used, s.gate.data());
+    // The down products overwrite the gathered inputs, which the gate and up products were the
+    // last to read (one buffer of rows x n_embd instead of three at a 512-token chunk's 4096 rows).
+    float* const ye = s.xe.data();
+    if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, ye}}, batches, s.gate.data(), rows, s.quant);
 
     // ---- combine the included slots, slot by slot (the order llama.cpp adds them) ----
     for (int t = 0; t < n; ++t) {
         float* o = out + size_t(t) * size_t(d);
         const int32_t* sel = selected + size_t(t) * size_t(n_used);
         const float* w = weights + size_t(t) * size_t(n_used);
-        const float* eo = s.expert_out.data() + size_t(t) * size_t(n_used) * size_t(d);
         bool first = true;
         for (int k = 0; k < n_used; ++k) {
             if (!included(sel[k])) continue;
-            const float* e = eo + size_t(k) * size_t(d);
+            const float* e = ye + size_t(row_of_pair[size_t(t) * size_t(n_used) + size_t(k)]) * size_t(d);
             if (first) {
                 for (int i = 0; i < d; ++i) o[i] = e[i] * w[k];
             } else {

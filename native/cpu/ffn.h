@@ -16,8 +16,7 @@ struct ffn_scratch {
     std::vector<float> router;            // (n, n_expert) router logits, then probabilities
     std::vector<int32_t> selected;        // (n, n_expert_used) expert ids per token
     std::vector<float> weights;           // (n, n_expert_used) combine weights per token
-    std::vector<float> xe, ye;            // gathered inputs / outputs of one expert's tokens
-    std::vector<float> expert_out;        // (n, n_expert_used, n_embd) per-slot outputs, summed in slot order
+    std::vector<float> xe;                // (rows, n_embd) the experts' gathered inputs, then their outputs
     std::vector<float> shared;            // (n, n_embd) shared-expert output
     std::vector<uint8_t> quant;           // activations converted to the weights' dot type
 };
@@ -33,7 +32,7 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
 //          scaled);
 //   run:   tokens are grouped by expert and each expert runs once over its tokens (gate and up
 //          fused), so a prompt batch costs one matrix-matrix product per active expert;
-//   combine: out[t] = sum over slots k of weight[t,k] * expert_out[t,k] (+ shared expert).
+//   combine: out[t] = sum over slots k of weight[t,k] * (slot k's expert output) (+ shared expert).
 // `observer` (may be null) sees the router's, each expert's and the shared expert's input rows.
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
              ffn_scratch& s, activation_observer* observer);

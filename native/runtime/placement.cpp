@@ -47,7 +47,9 @@ uint64_t scratch_bytes(const model_config& c, int n_batch) {
                                : 0;
     const uint64_t used = uint64_t(std::max(c.n_expert_used, 0));
     const uint64_t ffn_width = std::max({uint64_t(std::max(c.n_ff, 0)), used * uint64_t(std::max(c.n_ff_exp, 0))});
-    const uint64_t moe = uint64_t(std::max(c.n_expert, 0)) + 2 * used + used * 3 * d;
+    // router scores, the selection and its weights, the experts' gathered rows (inputs, then
+    // outputs: cpu/ffn.cpp) and room for their int8 copies
+    const uint64_t moe = uint64_t(std::max(c.n_expert, 0)) + 2 * used + used * 2 * d;
     const uint64_t per_token = 4 * d + q_dim + 2 * kv_dim + o_dim + mla + 2 * ffn_width + moe + 2 * d + uint64_t(c.n_vocab);
     return per_token * uint64_t(std::max(n_batch, 1)) * sizeof(float);
 }
