@@ -3,7 +3,7 @@
 //
 //   cmake --build build-core -j2 --target bench_matmul
 //   MOERUN_CPU=avx512 ./build-core/bench_matmul [--threads N] [--types Q4_K,Q8_0,F16] [--m 1,8,64,512]
-//                                               [--n 2048,5632] [--budget S] [--clock wall|cpu]
+//                                               [--n 2048,5632] [--k 2048] [--budget S] [--clock wall|cpu]
 //
 // Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
 // call, activation conversion included. GFLOP/s counts 2*m*n*k; GB/s is the weight bytes read
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> types = {"Q4_K", "Q8_0", "F16"};
     std::vector<int64_t> ms = {1, 8, 64, 512};
     std::vector<int64_t> ns = {2048, 5632};
-    const int64_t k = 2048;
+    int64_t k = 2048;  // the reduction length: a row's elements
     double budget = 0.4;  // seconds of repetitions per point
     bool cpu_clock = false;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -90,12 +90,17 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--types")) types = split(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--m")) ms = parse_list(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--n")) ns = parse_list(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--k")) k = std::atoll(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--budget")) budget = std::atof(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--clock") && (!std::strcmp(argv[i + 1], "wall") || !std::strcmp(argv[i + 1], "cpu"))) cpu_clock = argv[i + 1][0] == 'c';
         else {
             std::fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
+    }
+    if (k <= 0 || k % 256) {
+        std::fprintf(stderr, "--k must be a positive multiple of 256 (every block size divides it)\n");
+        return 2;
     }
     thread_pool pool(threads);
     std::printf("path %s, %d thread(s), k = %lld, %s time\n", cpu_path_name(cpu_active_path()), threads, (long long)k, cpu_clock ? "CPU" : "wall");
