@@ -45,4 +45,10 @@ export interface ModelInfo {
   backendName: string;
   /** With `gpu: 'auto'` on the CPU: why no GPU was used (no CUDA library, driver or device) */
   gpuNote?: string;
+  /**
+   * Where the weights are read from (`weightMemory` of {@link LoadModelOptions}): `mapped`, the
+   * file's pages in the page cache; `copied`, a private copy in this process's memory; `none`
+   * for a vocab-only model.
+   */
+  weightMemory: 'mapped' | 'copied' | 'none';
 }

@@ -126,7 +126,7 @@ export interface NativeBinding {
   openGguf(path: string): Promise<NativeGguf>;
   loadModel(
     path: string,
-    options: { threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean },
+    options: { threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean; weightMemory?: 'auto' | 'map' | 'copy' },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
   /** batchSize: tokens per forward chunk (default: 512 for MoE models, 256 for dense ones). */

@@ -106,7 +106,8 @@ describe('the model file changes under a loaded model', () => {
   it('a file replaced by rename keeps the old mapping: the model generates as before', async () => {
     const file = path.join(dir, 'replaced.gguf');
     copyFileSync(bundledModelPath, file);
-    await using model = await loadModel(file, { threads: 1 });
+    await using model = await loadModel(file, { threads: 1, weightMemory: 'map' });
+    expect(model.info.weightMemory).toBe('mapped');
     const generate = async (): Promise<string> => {
       await using s = model.createSession({ contextSize: 64 });
       return await s.generate('Once upon a time', { maxTokens: 16, temperature: 0 }).text();
@@ -121,12 +122,38 @@ describe('the model file changes under a loaded model', () => {
   it('a file truncated under the mapping is ERR_IO at the next evaluation, not SIGBUS', async () => {
     const file = path.join(dir, 'truncated.gguf');
     copyFileSync(bundledModelPath, file);
-    await using model = await loadModel(file, { threads: 1 });
+    await using model = await loadModel(file, { threads: 1, weightMemory: 'map' });
     await using s = model.createSession({ contextSize: 64 });
     await s.evaluate([1, 2, 3]);
     truncateSync(file, 1000);
     await expect(s.evaluate([4])).rejects.toMatchObject({ code: 'ERR_IO', message: expect.stringMatching(/was truncated while loaded/) });
     await expect(s.generate('x', { maxTokens: 2 }).text()).rejects.toMatchObject({ code: 'ERR_IO' });
+  });
+
+  it("weightMemory 'copy' reads the file once: the same logits as mapped, and a truncated file no longer matters", async () => {
+    const file = path.join(dir, 'copied.gguf');
+    copyFileSync(bundledModelPath, file);
+    const fractions: number[] = [];
+    await using copied = await loadModel(file, { threads: 1, weightMemory: 'copy', onProgress: (f) => fractions.push(f) });
+    await using mapped = await loadModel(bundledModelPath, { threads: 1, weightMemory: 'map' });
+    expect([copied.info.weightMemory, mapped.info.weightMemory]).toEqual(['copied', 'mapped']);
+    expect(fractions.at(-1)).toBe(1);
+    await using a = copied.createSession({ contextSize: 64 });
+    await using b = mapped.createSession({ contextSize: 64 });
+    const tokens = mapped.tokenize('Once upon a time');
+    expect(Array.from(await a.evaluate(tokens))).toEqual(Array.from(await b.evaluate(tokens)));
+    truncateSync(file, 1000);
+    const text = await a.generate(' there', { maxTokens: 8, temperature: 0 }).text();
+    expect(text).toBe(await b.generate(' there', { maxTokens: 8, temperature: 0 }).text());
+  });
+
+  it('weightMemory: a bad value is ERR_INVALID_ARGUMENT; auto maps a model without prefetch', async () => {
+    await expect(loadModel(bundledModelPath, { weightMemory: 'mmap' as never })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: expect.stringContaining("Expected 'auto', 'map' or 'copy' for weightMemory but received"),
+    });
+    await using planned = await loadModel(bundledModelPath, { threads: 1, prefetch: false });
+    expect(planned.info.weightMemory).toBe('mapped');
   });
 });
 

@@ -301,9 +301,9 @@ describe('loadModel(path, { vocabOnly: true })', () => {
     expect(Array.from(vocab.tokenize(text))).toEqual(Array.from(full.tokenize(text)));
     expect(vocab.detokenize(full.tokenize(text))).toBe(full.detokenize(full.tokenize(text)));
     // Where it computes is a loaded model's; a vocab-only one computes nowhere.
-    const { threads: _t, cpuPath: _c, backend: _b, backendName: _n, gpuNote: _g, ...described } = full.info;
+    const { threads: _t, cpuPath: _c, backend: _b, backendName: _n, gpuNote: _g, weightMemory: _w, ...described } = full.info;
     expect(vocab.info).toMatchObject(described);
-    expect(vocab.info).toMatchObject({ cpuPath: 'none', backend: 'none', backendName: 'none' });
+    expect(vocab.info).toMatchObject({ cpuPath: 'none', backend: 'none', backendName: 'none', weightMemory: 'none' });
     expect(vocab.gguf.metadata['tokenizer.chat_template']).toBe(qwq);
     expect(() => vocab.createSession()).toThrow(/was loaded with vocabOnly: true/);
     expect(() => vocab.createSession()).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED' }) as never);

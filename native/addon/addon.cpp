@@ -430,6 +430,7 @@ private:
         o.Set("backend", mi.backend);
         o.Set("backendName", mi.backend_name);
         if (!mi.gpu_note.empty()) o.Set("gpuNote", mi.gpu_note);
+        o.Set("weightMemory", mi.weights_copied ? "copied" : "mapped");
         return o;
     }
     // placement(budgetBytes, contextSize, kvType, batchSize (0: the session default), experts: 'auto' | 'cpu' | 'gpu'): where
@@ -901,7 +902,7 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         });
 }
 
-// loadModel(path, { threads, pinThreads, allowLargerThanRam, prefetch }, onProgress?: (fraction) => void)
+// loadModel(path, { threads, pinThreads, allowLargerThanRam, prefetch, weightMemory }, onProgress?: (fraction) => void)
 //   -> { promise: Promise<NativeModel>, abort() }
 Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
@@ -920,6 +921,10 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const int gpu_device = options.Get("gpuDevice").IsNumber() ? options.Get("gpuDevice").As<Napi::Number>().Int32Value() : 0;
     const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
     const bool pin_threads = options.Get("pinThreads").ToBoolean().Value();
+    // weightMemory: 'auto' | 'map' | 'copy' (lib/model.ts validates; anything else is 'auto').
+    using weight_memory = model_load_params::weight_memory;
+    const std::string weights_opt = options.Get("weightMemory").IsString() ? options.Get("weightMemory").As<Napi::String>().Utf8Value() : "auto";
+    const weight_memory weights = weights_opt == "map" ? weight_memory::map : weights_opt == "copy" ? weight_memory::copy : weight_memory::auto_detect;
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
         progress = std::shared_ptr<Napi::ThreadSafeFunction>(
@@ -931,8 +936,9 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, pin_threads, gpu, gpu_device, allow_larger_than_ram, prefetch, progress, abort] {
+        [path, threads, pin_threads, gpu, gpu_device, allow_larger_than_ram, prefetch, weights, progress, abort] {
             model_load_params p;
+            p.weights = weights;
             p.n_threads = threads;
             p.pin_threads = pin_threads;
             p.prefetch = prefetch;

@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
 #include <unistd.h>
@@ -60,6 +63,15 @@ uint64_t host_memory_available() {
 }
 
 uint64_t host_memory_total() { return std::min(physical_memory(), address_space_limit()); }
+
+bool host_is_virtual_machine() {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 31));  // leaf 1, ECX bit 31: a hypervisor is present
+#else
+    return false;
+#endif
+}
 
 std::string format_bytes(uint64_t bytes) {
     char buf[32];

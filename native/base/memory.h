@@ -16,6 +16,12 @@ uint64_t host_memory_available();
 // the address-space limit where one is set. UINT64_MAX when nothing is known.
 uint64_t host_memory_total();
 
+// Whether this process runs in a virtual machine: x86's cpuid hypervisor bit; false elsewhere,
+// where it is not known. On one (a 2-vCPU cloud VM), weights streamed from a file's page cache
+// read at 14-15 GB/s where the same bytes copied into anonymous memory read at 18-19
+// (model_load_params::weight_memory).
+bool host_is_virtual_machine();
+
 // "23.4 GiB": bytes for messages.
 std::string format_bytes(uint64_t bytes);
 

@@ -408,12 +408,61 @@ std::optional<std::string> gguf_file::get_string(std::string_view key) const {
 }
 
 void gguf_file::check_not_truncated() const {
-    if (fd_ < 0) return;  // in memory, or closed after the header
+    if (in_private_memory()) return;  // nothing is read from the file any more
     struct stat st;
     if (fstat(fd_, &st) == 0 && uint64_t(st.st_size) < size_) {
         throw error(error_code::io, format("gguf: %s was truncated while loaded (%llu of %llu bytes left): load it again",
                                            path_.c_str(), (unsigned long long)st.st_size, (unsigned long long)size_));
     }
+}
+
+void gguf_file::copy_into_memory(const std::function<void(uint64_t done, uint64_t total)>& step) {
+    if (in_private_memory()) return;
+#if defined(__linux__)
+    const size_t size = size_t(size_);
+    // The copy sits at the mapping's offset within a 2 MiB huge page, so that its transparent
+    // huge pages (fewer page faults while filling it: 0.41-0.47 against 0.62-0.68 s per GiB here)
+    // survive the move.
+    const size_t page = size_t(sysconf(_SC_PAGESIZE)), span = (size + page - 1) / page * page, huge = size_t(2) << 20;
+    void* p = mmap(nullptr, span + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        throw error(error_code::out_of_memory, format("gguf: cannot allocate %s to copy '%s' into memory: %s", format_bytes(size_).c_str(),
+                                                      path_.c_str(), std::strerror(errno)));
+    }
+    const uintptr_t raw = reinterpret_cast<uintptr_t>(p), phase = reinterpret_cast<uintptr_t>(base_) % huge;
+    const uintptr_t at = raw + (phase + huge - raw % huge) % huge;
+    if (at > raw) munmap(p, at - raw);
+    if (raw + span + huge > at + span) munmap(reinterpret_cast<void*>(at + span), raw + span + huge - (at + span));
+    uint8_t* const copy = reinterpret_cast<uint8_t*>(at);
+    madvise(copy, span, MADV_HUGEPAGE);
+    try {
+        constexpr uint64_t k_chunk = uint64_t(64) << 20;
+        for (uint64_t done = 0; done < size_;) {
+            const size_t want = size_t(std::min(k_chunk, size_ - done));
+            const ssize_t got = pread(fd_, copy + done, want, off_t(done));
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) throw error(error_code::io, format("gguf: reading '%s' at byte %llu: %s", path_.c_str(), (unsigned long long)done, std::strerror(errno)));
+            if (got == 0) {
+                throw error(error_code::io, format("gguf: %s ended at byte %llu of %llu while it was copied into memory (truncated?): load it again",
+                                                   path_.c_str(), (unsigned long long)done, (unsigned long long)size_));
+            }
+            done += uint64_t(got);
+            step(done, size_);
+        }
+        if (mprotect(copy, span, PROT_READ) != 0) throw error(error_code::io, format("gguf: mprotect: %s", std::strerror(errno)));
+        // Over the mapping, atomically: its pages are unmapped and the copy's take their addresses.
+        if (mremap(copy, span, span, MREMAP_MAYMOVE | MREMAP_FIXED, const_cast<uint8_t*>(base_)) == MAP_FAILED) {
+            throw error(error_code::out_of_memory, format("gguf: cannot move the copy of '%s' in place: %s", path_.c_str(), std::strerror(errno)));
+        }
+    } catch (...) {
+        munmap(copy, span);
+        throw;
+    }
+    copied_ = true;
+#else
+    (void)step;
+    throw error(error_code::unsupported, format("gguf: copying '%s' into memory needs Linux (mremap); map it instead", path_.c_str()));
+#endif
 }
 
 void gguf_file::prefetch() const {

@@ -37,6 +37,15 @@ struct model_load_params {
     // Read every weight page once at load (progress, abortable) so the first tokens pay no page
     // faults. Off: the weights are only mapped, as for planning a placement.
     bool prefetch = true;
+    // Where the CPU reads the weights from: the file's pages in the page cache (map: shared with
+    // other processes, loads at once) or a private copy in this process's memory (copy: read once
+    // at load, about 1 s per 5 GB from the page cache; the file may then change freely).
+    // auto_detect copies on a virtual machine (host_is_virtual_machine) when the CPU computes and
+    // the file fits in 3/4 of the available memory, and maps otherwise: on a 2-vCPU cloud VM the
+    // page cache's pages streamed 20-25% slower than anonymous memory (decode of Ling-mini-2.0
+    // Q4_0: 23-27 against 28-35 tokens/s; memory/ host_is_virtual_machine). copy where there is
+    // no room is error(out_of_memory); where mremap is missing (not Linux), error(unsupported).
+    enum class weight_memory { auto_detect, map, copy } weights = weight_memory::auto_detect;
 };
 
 // Maps and validates a GGUF model; the returned model is immutable and shared by sessions.
@@ -59,6 +68,7 @@ struct model_info {
     std::string backend;      // "cpu" or "cuda"
     std::string backend_name; // "cpu (avx512)", "cuda (NVIDIA H200, 139.8 GiB, compute capability 9.0)"
     std::string gpu_note;     // gpu auto_detect that chose the CPU: why (no library, driver, device)
+    bool weights_copied = false;  // read from this process's memory, not the file's pages (weight_memory)
 };
 model_info model_get_info(const model& m);
 

@@ -54,6 +54,26 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     uint64_t total = 0, done = 0;
     for (const auto& t : tensors) total += t.n_bytes;
 
+    // A private copy of the file (weight_memory), read in place of touching the mapped pages.
+    using weight_memory = model_load_params::weight_memory;
+    const uint64_t file_bytes = m->file->file_size(), available = host_memory_available();
+    const bool copy = !m->file->in_private_memory() &&
+                      (params.weights == weight_memory::copy ||
+                       (params.weights == weight_memory::auto_detect && params.prefetch && m->backend_kind == "cpu" &&
+                        host_is_virtual_machine() && file_bytes <= available / 4 * 3));
+    if (copy) {
+        if (file_bytes > available) {
+            throw error(error_code::out_of_memory, format("model: %s is %s and this host has %s available: it cannot be copied into memory. "
+                                                          "Load it mapped (weightMemory 'map') instead",
+                                                          path.c_str(), format_bytes(file_bytes).c_str(), format_bytes(available).c_str()));
+        }
+        m->file->copy_into_memory([&](uint64_t read, uint64_t size) {
+            if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
+            if (params.on_progress) params.on_progress(double(read) / double(size));
+        });
+        return m;
+    }
+
     // Weights that cannot all be resident would be read from disk again for every token (a
     // 30 GiB model on a 16 GiB machine: minutes per token), which looks like a hang: say so,
     // unless the caller asked for exactly that.
@@ -112,6 +132,7 @@ model_info model_get_info(const model& m) {
     info.size_bytes = m.file->file_size();
     info.n_threads = m.compute->threads();
     info.threads_pinned = m.compute->threads_pinned();
+    info.weights_copied = m.file->in_private_memory();
     for (const auto& t : m.file->tensors()) info.n_params += uint64_t(t.n_elements());
     // Active parameters: every weight the forward pass reads per token, with routed experts
     // counted at n_expert_used / n_expert (what "A3B" in a model's name means).

@@ -1,9 +1,11 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
-//   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N] TOKEN...
+//   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N]
+//             [--weights auto|map|copy] TOKEN...
 // --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
 // --prompt N appends N synthetic prompt tokens (for prefill timing); --batch N sets the tokens
-// per forward chunk (session_params::n_batch).
+// per forward chunk (session_params::n_batch); --weights where the weights are read from
+// (model_load_params::weight_memory).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,12 +16,14 @@
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] TOKEN...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] TOKEN...\n", argv[0]);
         return 2;
     }
     int n_gen = 32, n_threads = 0;
     bool pin = false;
     int n_batch = 0;  // session default
+    using weight_memory = moerun::model_load_params::weight_memory;
+    weight_memory weights = weight_memory::auto_detect;
     moerun::tensor_type kv = moerun::tensor_type::F32;
     std::vector<int32_t> prompt;
     for (int i = 2; i < argc; ++i) {
@@ -27,6 +31,10 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--pin")) pin = true;
         else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--weights") && i + 1 < argc) {
+            const char* w = argv[++i];
+            weights = !std::strcmp(w, "map") ? weight_memory::map : !std::strcmp(w, "copy") ? weight_memory::copy : weight_memory::auto_detect;
+        }
         else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) {
             const int np = std::atoi(argv[++i]);
             for (int k = 0; k < np; ++k) prompt.push_back(1 + (k * 37) % 500);
@@ -37,6 +45,7 @@ int main(int argc, char** argv) {
         moerun::model_load_params lp;
         lp.n_threads = n_threads;
         lp.pin_threads = pin;
+        lp.weights = weights;
         auto model = moerun::model_load(argv[1], lp);
         moerun::session_params sp;
         sp.n_ctx = int(prompt.size()) + n_gen + 1;
@@ -57,9 +66,10 @@ int main(int argc, char** argv) {
             s.evaluate(&tok, 1, moerun::logits_mode::last, logits, nullptr);
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s)\n", prompt.size(), double(prompt.size()) / prompt_sec,
-                    n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
-                    moerun::model_get_info(*model).cpu_path.c_str());
+        const moerun::model_info info = moerun::model_get_info(*model);
+        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s, weights %s)\n", prompt.size(),
+                    double(prompt.size()) / prompt_sec, n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
+                    info.cpu_path.c_str(), info.weights_copied ? "copied" : "mapped");
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
         return 1;
