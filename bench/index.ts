@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 
 import { readGgufInfo } from '../lib/gguf/reader.js';
 import { measureBandwidth } from '../lib/bench/bandwidth.js';
+import { compileBenchWorker } from '../lib/bench/engines.js';
 import { gitCommit } from '../lib/bench/conditions.js';
 import { activeWeightBytes } from '../lib/bench/gguf-stats.js';
 import { measureSpeed } from '../lib/bench/measure.js';
@@ -52,6 +53,8 @@ const tg = Number(values.tg);
 const repeats = Number(values.repeats);
 for (const s of shapes) if (!(s in BENCH_SHAPES)) throw new Error(`unknown shape '${s}'; known: ${Object.keys(BENCH_SHAPES).join(', ')}`);
 
+// The engines' processes run the compiled worker, so their peak RSS is not tsx's (engines.ts).
+compileBenchWorker();
 const cpu = cpuInfo();
 const loadStart = os.loadavg()[0]!;
 const bandwidthBefore = (await measureBandwidth(threads)) / 1e9;
