@@ -18,7 +18,7 @@ uint64_t host_memory_total();
 
 // Whether this process runs in a virtual machine: x86's cpuid hypervisor bit; false elsewhere,
 // where it is not known. On one (a 2-vCPU cloud VM), weights streamed from a file's page cache
-// read at 14-15 GB/s where the same bytes copied into anonymous memory read at 18-19
+// read at 13.4-14.5 GB/s where the same bytes copied into anonymous memory read at 19.1-19.7
 // (model_load_params::weight_memory).
 bool host_is_virtual_machine();
 

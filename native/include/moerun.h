@@ -39,12 +39,12 @@ struct model_load_params {
     bool prefetch = true;
     // Where the CPU reads the weights from: the file's pages in the page cache (map: shared with
     // other processes, loads at once) or a private copy in this process's memory (copy: read once
-    // at load, about 1 s per 5 GB from the page cache; the file may then change freely).
-    // auto_detect copies on a virtual machine (host_is_virtual_machine) when the CPU computes and
-    // the file fits in 3/4 of the available memory, and maps otherwise: on a 2-vCPU cloud VM the
-    // page cache's pages streamed 20-25% slower than anonymous memory (decode of Ling-mini-2.0
-    // Q4_0: 23-27 against 28-35 tokens/s; memory/ host_is_virtual_machine). copy where there is
-    // no room is error(out_of_memory); where mremap is missing (not Linux), error(unsupported).
+    // at load, 4.5 GB in 1.7-2.6 s instead of 0.1 s here; the file may then change freely).
+    // auto_detect copies on a virtual machine (host_is_virtual_machine) when the CPU computes,
+    // prefetch is on and the file fits in 3/4 of the available memory, and maps otherwise: on a
+    // 2-vCPU cloud VM a file's cached pages streamed at 13.4-14.5 GB/s against 19.1-19.7 from
+    // anonymous memory, and decode from the copy was 1.05-1.5x faster (README, "weightMemory").
+    // copy without room for it is error(out_of_memory); without mremap (not Linux), error(unsupported).
     enum class weight_memory { auto_detect, map, copy } weights = weight_memory::auto_detect;
 };
 
