@@ -16,7 +16,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'moerun-faults-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-async function greedy(modelPath: string, options: { allowLargerThanRam?: boolean } = {}): Promise<number[]> {
+async function greedy(modelPath: string, options: { allowLargerThanRam?: boolean; weightMemory?: 'map' | 'copy' } = {}): Promise<number[]> {
   await using model = await loadModel(modelPath, { threads: 1, ...options });
   await using session = model.createSession({ contextSize: 64 });
   const tokens: number[] = [];
@@ -146,6 +146,28 @@ describe('the model file changes under a loaded model', () => {
     const text = await a.generate(' there', { maxTokens: 8, temperature: 0 }).text();
     expect(text).toBe(await b.generate(' there', { maxTokens: 8, temperature: 0 }).text());
   });
+
+  it("weightMemory 'copy': a file larger than the available memory is ERR_OUT_OF_MEMORY; an abort stops the copy", async () => {
+    const giant = path.join(dir, 'giant-copy.gguf');
+    await sparseGiant(giant, Math.max(2 * totalmem(), 32 * 2 ** 30));
+    await expect(loadModel(giant, { threads: 1, weightMemory: 'copy' })).rejects.toMatchObject({
+      code: 'ERR_OUT_OF_MEMORY',
+      message: expect.stringMatching(/GiB available: it cannot be copied into memory\. Load it mapped \(weightMemory 'map'\)/),
+    });
+    // 1 GiB of sparse padding: the copy takes long enough to be aborted at its first progress report.
+    const big = path.join(dir, 'big-copy.gguf');
+    await sparseGiant(big, 2 ** 30);
+    const c = new AbortController();
+    const fractions: number[] = [];
+    const load = loadModel(big, { threads: 1, weightMemory: 'copy', signal: c.signal, onProgress: (f) => { fractions.push(f); c.abort(); } });
+    await expect(load).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    expect(fractions.length).toBeGreaterThan(0);
+    expect(fractions.at(-1)).toBeLessThan(1);
+    // Nothing is left half-done: the same file loads and generates afterwards.
+    const small = path.join(dir, 'small-copy.gguf');
+    await writeGguf(small, makeModelSpec({ arch: 'llama', out: small }));
+    expect(await greedy(big, { weightMemory: 'copy' })).toEqual(await greedy(small));
+  }, 120_000);
 
   it('weightMemory: a bad value is ERR_INVALID_ARGUMENT; auto maps a model without prefetch', async () => {
     await expect(loadModel(bundledModelPath, { weightMemory: 'mmap' as never })).rejects.toMatchObject({

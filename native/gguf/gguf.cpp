@@ -15,8 +15,13 @@
 #include <unistd.h>
 #endif
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <unordered_set>
 
 #include "../base/error.h"
@@ -416,7 +421,63 @@ void gguf_file::check_not_truncated() const {
     }
 }
 
-void gguf_file::copy_into_memory(const std::function<void(uint64_t done, uint64_t total)>& step) {
+// Reads the whole file into dst (size_ bytes) with n_threads readers taking 64 MiB chunks in
+// turn (pread), while this thread calls step(done, total) every few milliseconds and once at the
+// end; a throwing step stops the readers and its exception propagates, as does a reader's error.
+void gguf_file::read_into(uint8_t* dst, int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step) const {
+#if defined(__linux__)
+    constexpr uint64_t k_chunk = uint64_t(64) << 20;
+    const uint64_t chunks = (size_ + k_chunk - 1) / k_chunk;
+    std::atomic<uint64_t> next{0}, done{0};
+    std::atomic<bool> stop{false};
+    std::mutex failed_mutex;
+    std::exception_ptr failed;
+    auto reader = [&] {
+        try {
+            for (uint64_t c; !stop.load(std::memory_order_relaxed) && (c = next.fetch_add(1)) < chunks;) {
+                for (uint64_t at = c * k_chunk, end = std::min(size_, at + k_chunk); at < end;) {
+                    const ssize_t got = pread(fd_, dst + at, size_t(end - at), off_t(at));
+                    if (got < 0 && errno == EINTR) continue;
+                    if (got < 0) throw error(error_code::io, format("gguf: reading '%s' at byte %llu: %s", path_.c_str(), (unsigned long long)at, std::strerror(errno)));
+                    if (got == 0) {
+                        throw error(error_code::io, format("gguf: %s ended at byte %llu of %llu while it was copied into memory (truncated?): load it again",
+                                                           path_.c_str(), (unsigned long long)at, (unsigned long long)size_));
+                    }
+                    at += uint64_t(got);
+                    done.fetch_add(uint64_t(got), std::memory_order_relaxed);
+                }
+            }
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(failed_mutex);
+            if (!failed) failed = std::current_exception();
+            stop.store(true);
+        }
+    };
+    std::vector<std::thread> readers;
+    for (int i = 0; i < std::max(1, n_threads); ++i) readers.emplace_back(reader);
+    auto join = [&] {
+        for (std::thread& t : readers) t.join();
+        readers.clear();
+    };
+    try {
+        while (done.load(std::memory_order_relaxed) < size_ && !stop.load()) {
+            step(done.load(std::memory_order_relaxed), size_);
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    } catch (...) {
+        stop.store(true);
+        join();
+        throw;
+    }
+    join();
+    if (failed) std::rethrow_exception(failed);
+    step(size_, size_);
+#else
+    (void)dst, (void)n_threads, (void)step;
+#endif
+}
+
+void gguf_file::copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step) {
     if (in_private_memory()) return;
 #if defined(__linux__)
     const size_t size = size_t(size_);
@@ -436,19 +497,7 @@ void gguf_file::copy_into_memory(const std::function<void(uint64_t done, uint64_
     uint8_t* const copy = reinterpret_cast<uint8_t*>(at);
     madvise(copy, span, MADV_HUGEPAGE);
     try {
-        constexpr uint64_t k_chunk = uint64_t(64) << 20;
-        for (uint64_t done = 0; done < size_;) {
-            const size_t want = size_t(std::min(k_chunk, size_ - done));
-            const ssize_t got = pread(fd_, copy + done, want, off_t(done));
-            if (got < 0 && errno == EINTR) continue;
-            if (got < 0) throw error(error_code::io, format("gguf: reading '%s' at byte %llu: %s", path_.c_str(), (unsigned long long)done, std::strerror(errno)));
-            if (got == 0) {
-                throw error(error_code::io, format("gguf: %s ended at byte %llu of %llu while it was copied into memory (truncated?): load it again",
-                                                   path_.c_str(), (unsigned long long)done, (unsigned long long)size_));
-            }
-            done += uint64_t(got);
-            step(done, size_);
-        }
+        read_into(copy, n_threads, step);
         if (mprotect(copy, span, PROT_READ) != 0) throw error(error_code::io, format("gguf: mprotect: %s", std::strerror(errno)));
         // Over the mapping, atomically: its pages are unmapped and the copy's take their addresses.
         if (mremap(copy, span, span, MREMAP_MAYMOVE | MREMAP_FIXED, const_cast<uint8_t*>(base_)) == MAP_FAILED) {
@@ -460,7 +509,7 @@ void gguf_file::copy_into_memory(const std::function<void(uint64_t done, uint64_
     }
     copied_ = true;
 #else
-    (void)step;
+    (void)n_threads, (void)step;
     throw error(error_code::unsupported, format("gguf: copying '%s' into memory needs Linux (mremap); map it instead", path_.c_str()));
 #endif
 }

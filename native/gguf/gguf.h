@@ -91,13 +91,13 @@ public:
     // Advises the kernel to read all tensor data ahead (madvise WILLNEED).
     void prefetch() const;
     // Replaces the file's mapping by a private copy of its bytes at the same addresses, so every
-    // pointer into it (tensor data, metadata) stays valid: the file is read (pread, in 64 MiB
-    // chunks, step(done, total) after each; step may throw to stop) into anonymous memory, which
-    // is then made read-only and moved over the mapping (mremap). A file truncated later no longer
+    // pointer into it (tensor data, metadata) stays valid: the file is read (pread, 64 MiB chunks
+    // by n_threads readers; step(done, total) from this thread every few ms, and may throw to
+    // stop) into anonymous memory, which is then made read-only and moved over the mapping (mremap). A file truncated later no longer
     // matters. Throws error(io) on a read error or a file that ends early, error(out_of_memory)
     // when the memory cannot be had, error(unsupported) where mremap is missing (not Linux).
     // Nothing changes unless it succeeds. Does nothing for open_memory's copy.
-    void copy_into_memory(const std::function<void(uint64_t done, uint64_t total)>& step);
+    void copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step);
     // True after copy_into_memory, and for open_memory's copy: no byte is read from the file.
     bool in_private_memory() const { return copied_ || fd_ < 0; }
     // Throws error(io) when the mapped file is now shorter than when it was mapped: its tail pages
@@ -108,6 +108,7 @@ public:
 private:
     gguf_file() = default;
     void parse();
+    void read_into(uint8_t* dst, int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step) const;
 
     std::string path_;
     int fd_ = -1;

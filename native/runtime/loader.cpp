@@ -67,7 +67,8 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
                                                           "Load it mapped (weightMemory 'map') instead",
                                                           path.c_str(), format_bytes(file_bytes).c_str(), format_bytes(available).c_str()));
         }
-        m->file->copy_into_memory([&](uint64_t read, uint64_t size) {
+        // As many readers as compute threads: one thread filled fresh pages at 2.2 GB/s here.
+        m->file->copy_into_memory(m->compute->threads(), [&](uint64_t read, uint64_t size) {
             if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
             if (params.on_progress) params.on_progress(double(read) / double(size));
         });
