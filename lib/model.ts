@@ -79,8 +79,8 @@ export interface LoadModelOptions {
    * Peak RSS is the same, the file's pages stay only as reclaimable cache, and the file may then
    * change or go away; `ERR_OUT_OF_MEMORY` when it does not fit in the available memory,
    * `ERR_UNSUPPORTED` off Linux. `'auto'` (default): `'copy'` on a virtual machine (x86's
-   * hypervisor bit) when the CPU computes, `prefetch` is on and the file fits in 3/4 of the
-   * available memory, else `'map'`. On a 2-vCPU cloud VM a file's cached pages streamed at
+   * hypervisor bit) when the CPU computes, `prefetch` is on and the file is at most a third
+   * of the available memory, else `'map'`. On a 2-vCPU cloud VM a file's cached pages streamed at
    * 13.4-14.5 GB/s where the same bytes in anonymous memory read at 19.1-19.7, and decode from
    * the copy was faster in every pair measured (1.02-1.5x). `info.weightMemory` says which was used.
    */

@@ -41,11 +41,11 @@ struct model_load_params {
     // other processes, loads at once) or a private copy in this process's memory (copy: read once
     // at load by one reader per compute thread, 4.5 GB in 0.8 s and 8.2 GB in 1.9-2.6 s on 2 here;
     // the file may then change freely). auto_detect copies on a virtual machine
-    // (host_is_virtual_machine) when the CPU computes, prefetch is on and the file fits in 3/4 of
-    // the available memory, and maps otherwise: on a 2-vCPU cloud VM a file's cached pages streamed
-    // at 13.4-14.5 GB/s against 19.1-19.7 from anonymous memory, and decode from the copy was
-    // 1.02-1.5x faster (README, "weightMemory"). copy without room for it is error(out_of_memory);
-    // without mremap (not Linux), error(unsupported).
+    // (host_is_virtual_machine) when the CPU computes, prefetch is on and the file is at most a
+    // third of the available memory, and maps otherwise: on a 2-vCPU cloud VM a file's cached
+    // pages streamed at 13.4-14.5 GB/s against 19.1-19.7 from anonymous memory, and decode from
+    // the copy was 1.02-1.5x faster (README, "weightMemory"). copy without room for it is
+    // error(out_of_memory); without mremap (not Linux), error(unsupported).
     enum class weight_memory { auto_detect, map, copy } weights = weight_memory::auto_detect;
 };
 
