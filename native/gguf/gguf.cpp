@@ -454,12 +454,12 @@ void gguf_file::read_into(uint8_t* dst, int n_threads, const std::function<void(
         }
     };
     std::vector<std::thread> readers;
-    for (int i = 0; i < std::max(1, n_threads); ++i) readers.emplace_back(reader);
     auto join = [&] {
         for (std::thread& t : readers) t.join();
         readers.clear();
     };
     try {
+        for (int i = 0; i < std::max(1, n_threads); ++i) readers.emplace_back(reader);  // may throw: join those started
         while (done.load(std::memory_order_relaxed) < size_ && !stop.load()) {
             step(done.load(std::memory_order_relaxed), size_);
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
