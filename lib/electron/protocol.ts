@@ -16,6 +16,8 @@ export type PortChatOptions = Omit<ChatOptions, 'signal' | 'grammar'> & { gramma
 export interface PortLoadOptions {
   threads?: number | 'auto';
   allowLargerThanRam?: boolean;
+  /** As loadModel's (model.ts): where the host process reads the weights from. */
+  weightMemory?: 'auto' | 'map' | 'copy';
 }
 
 /** Client -> host. `id` names the call; replies carry it back. */
