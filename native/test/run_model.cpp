@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
         }
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const moerun::model_info info = moerun::model_get_info(*model);
-        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s, weights %s)\n", prompt.size(),
+        std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s); weights %s\n", prompt.size(),
                     double(prompt.size()) / prompt_sec, n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
                     info.cpu_path.c_str(), info.weights_copied ? "copied" : "mapped");
     } catch (const moerun::error& e) {
