@@ -53,6 +53,11 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     const auto& tensors = m->file->tensors();
     uint64_t total = 0, done = 0;
     for (const auto& t : tensors) total += t.n_bytes;
+    // One step of a long load (the copy or the page walk): stops it when aborted, else reports.
+    auto load_step = [&](uint64_t bytes_done, uint64_t bytes_total) {
+        if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
+        if (params.on_progress && bytes_total) params.on_progress(double(bytes_done) / double(bytes_total));
+    };
 
     // A private copy of the file (weight_memory), read in place of touching the mapped pages. auto
     // copies files of at most a third of the available memory: while the copy is made, the file's
@@ -71,10 +76,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
                                                           path.c_str(), format_bytes(file_bytes).c_str(), format_bytes(available).c_str()));
         }
         // As many readers as compute threads: one thread filled fresh pages at 2.2 GB/s here.
-        m->file->copy_into_memory(m->compute->threads(), [&](uint64_t read, uint64_t size) {
-            if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
-            if (params.on_progress) params.on_progress(double(read) / double(size));
-        });
+        m->file->copy_into_memory(m->compute->threads(), load_step);
         return m;
     }
 
@@ -102,10 +104,9 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     m->file->prefetch();
     volatile uint8_t sink = 0;
     for (const auto& t : tensors) {
-        if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
         for (uint64_t off = 0; off < t.n_bytes; off += 4096) sink = sink + t.data[off];
         done += t.n_bytes;
-        if (params.on_progress && total) params.on_progress(double(done) / double(total));
+        load_step(done, total);
     }
     (void)sink;
     return m;
