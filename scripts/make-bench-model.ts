@@ -18,12 +18,13 @@
 // when missing or with --force.
 import { randomFillSync } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ggmlTensorByteSize, ggmlTypeInfo, type GgmlTypeName } from '../lib/gguf/constants.js';
-import { encodeF32, float32ToFloat16Bits, writeGguf, type GgufTensorInput, type GgufValue } from '../lib/gguf/writer.js';
+import { encodeF32, encodeGgufHeader, float32ToFloat16Bits, writeGguf, type GgufTensorInput, type GgufValue } from '../lib/gguf/writer.js';
 import { tensorAllowsQuantization } from '../lib/quantize.js';
 import { makeModelParts, type MakeModelOptions } from './make-model.js';
 
@@ -199,10 +200,15 @@ function f32Values(name: string, shape: readonly number[], seed: number): Float3
     return (s >>> 0) / 4294967296;
   };
   const normal = (): number => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-  const isNorm = name.includes('norm');
-  const std = name.includes('exp_probs_b') ? 0.1 : 1 / Math.sqrt(shape[0]!);
-  for (let i = 0; i < n; i++) out[i] = isNorm ? 1 + 0.05 * normal() : std * normal();
+  const [mean, std] = f32Moments(name, shape);
+  for (let i = 0; i < n; i++) out[i] = mean + std * normal();
   return out;
+}
+
+/** Mean and standard deviation of a float tensor's values: norms ≈ 1, routers and biases N(0, σ). */
+function f32Moments(name: string, shape: readonly number[]): [number, number] {
+  if (name.includes('norm')) return [1, 0.05];
+  return [0, name.includes('exp_probs_b') ? 0.1 : 1 / Math.sqrt(shape[0]!)];
 }
 
 function hash(name: string): number {
@@ -286,8 +292,14 @@ function spmVocab(nVocab: number): { tokens: string[]; scores: Float32Array; typ
 // The file
 // ============================================================================================
 
-/** Writes (or finds in the cache) a benchmark model and returns its path. */
-export async function makeBenchModel(options: MakeBenchModelOptions): Promise<string> {
+/** A benchmark model's metadata and tensors (types, shapes), before any data is made. */
+interface BenchModelPlan {
+  file: string;
+  metadata: [string, GgufValue][];
+  tensors: { name: string; type: GgmlTypeName; shape: number[]; seed: number }[];
+}
+
+function planBenchModel(options: Pick<MakeBenchModelOptions, 'shape' | 'quant' | 'layers' | 'dir'>): BenchModelPlan {
   const shape: BenchShape = BENCH_SHAPES[options.shape];
   if (!shape) throw new TypeError(`Unknown shape '${String(options.shape)}'; expected one of ${Object.keys(BENCH_SHAPES).join(', ')}`);
   if (!(options.quant in FILE_TYPES)) {
@@ -297,12 +309,9 @@ export async function makeBenchModel(options: MakeBenchModelOptions): Promise<st
   const nLayer = options.layers ?? fullDepth;
   if (!Number.isInteger(nLayer) || nLayer < 2 || nLayer > fullDepth) throw new RangeError(`Expected --layers in [2, ${fullDepth}] but received ${nLayer}`);
   const file = benchModelPath({ ...options, layers: nLayer });
-  if (existsSync(file) && !options.force) return file;
-  mkdirSync(path.dirname(file), { recursive: true });
 
   const o = shape.options;
   const arch = o.arch;
-  // make-model's vocabulary is for small models: ask for a small one and swap in the real one.
   const parts = makeModelParts({ ...o, nLayer, nVocab: 512, routerChannels: 0, out: file });
   const { tokens, scores, types } = spmVocab(shape.nVocab);
   const headDim = shape.headDim;
@@ -338,13 +347,21 @@ export async function makeBenchModel(options: MakeBenchModelOptions): Promise<st
   const layerOf = (n: string): number => Number(/^blk\.(\d+)\./.exec(n)?.[1] ?? -1);
   reshaped.sort((a, b) => layerOf(a.name) - layerOf(b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const typeList = tensorTypes(reshaped, options.quant, nLayer, o.nExpert ?? 0);
+  return { file, metadata, tensors: reshaped.map((t, i) => ({ ...t, type: typeList[i]!, seed: hash(t.name) })) };
+}
 
-  const total = reshaped.reduce((n, t, i) => n + ggmlTensorByteSize(typeList[i]!, t.shape), 0);
+/** Writes (or finds in the cache) a benchmark model and returns its path. */
+export async function makeBenchModel(options: MakeBenchModelOptions): Promise<string> {
+  const plan = planBenchModel(options);
+  const file = plan.file;
+  if (existsSync(file) && !options.force) return file;
+  mkdirSync(path.dirname(file), { recursive: true });
+
+  const total = plan.tensors.reduce((n, t) => n + ggmlTensorByteSize(t.type, t.shape), 0);
   let written = 0;
-  const tensors: GgufTensorInput[] = reshaped.map((t, i) => {
-    const type = typeList[i]!;
+  const tensors: GgufTensorInput[] = plan.tensors.map((t) => {
+    const { type, seed } = t;
     const bytes = ggmlTensorByteSize(type, t.shape);
-    const seed = hash(t.name);
     const data = type === 'F32' || type === 'F16'
       ? (): Uint8Array => {
           const values = f32Values(t.name, t.shape, seed);
@@ -364,8 +381,53 @@ export async function makeBenchModel(options: MakeBenchModelOptions): Promise<st
         };
     return { name: t.name, type, shape: t.shape, data };
   });
-  await writeGguf(file, { metadata, tensors });
+  await writeGguf(file, { metadata: plan.metadata, tensors });
   return file;
+}
+
+/**
+ * A benchmark model as a recipe, for a machine without Node (the GPU host): `<name>.head` holds the
+ * file's bytes before its data section (metadata, the vocabulary, tensor infos), `<name>.recipe`
+ * says how to make each tensor's data, and native/test/expand_bench_model.cpp writes the model from
+ * the two, at disk speed. A few MB in place of many GB, which the device tool could not carry.
+ *
+ * The recipe is text, one record per line: `moerun-bench-recipe 1`; `file NAME.gguf`; `header
+ * NAME.head BYTES`; `size BYTES` (the whole file); per block type, `block TYPE BYTES OFFSET:F16BITS...`
+ * (its size and the fp16 scale fields set in every block, as BLOCKS gives them); per tensor in file
+ * order, `tensor NAME TYPE OFFSET BYTES PADDING FILL SEED MEAN STD`, OFFSET from the data section,
+ * FILL `blocks` (random valid blocks) or `f32`/`f16` (values MEAN + STD × N(0, 1), as f32Values
+ * draws them; the expander's random numbers are its own, which speed does not depend on).
+ * Returns the two paths.
+ */
+export async function writeBenchRecipe(
+  options: Pick<MakeBenchModelOptions, 'shape' | 'quant' | 'layers'>,
+  dir: string,
+): Promise<{ header: string; recipe: string }> {
+  const plan = planBenchModel({ ...options, dir });
+  const name = path.basename(plan.file, '.gguf');
+  const specTensors: GgufTensorInput[] = plan.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, data: new Uint8Array(0) }));
+  const { header, layout } = encodeGgufHeader({ metadata: plan.metadata, tensors: specTensors });
+  mkdirSync(dir, { recursive: true });
+  const headerPath = path.join(dir, `${name}.head`);
+  const recipePath = path.join(dir, `${name}.recipe`);
+  const lines = ['moerun-bench-recipe 1', `file ${name}.gguf`, `header ${name}.head ${header.length}`, `size ${layout.byteSize}`];
+  for (const type of new Set(plan.tensors.map((t) => t.type))) {
+    if (type === 'F32' || type === 'F16') continue;
+    const scales = BLOCKS[type];
+    if (!scales) throw new Error(`make-bench-model: no random-block recipe for ${type}`);
+    lines.push(`block ${type} ${ggmlTypeInfo(type).typeSize} ${scales.map(([at, v]) => `${at}:${float32ToFloat16Bits(v)}`).join(' ')}`);
+  }
+  plan.tensors.forEach((t, i) => {
+    const placed = layout.tensors[i]!;
+    const next = i + 1 < plan.tensors.length ? layout.tensors[i + 1]!.offset : layout.byteSize - layout.dataOffset;
+    const padding = next - placed.offset - placed.byteSize;
+    const float = t.type === 'F32' || t.type === 'F16';
+    const [mean, std] = float ? f32Moments(t.name, t.shape) : [0, 0];
+    lines.push(`tensor ${t.name} ${t.type} ${placed.offset} ${placed.byteSize} ${padding} ${float ? t.type.toLowerCase() : 'blocks'} ${t.seed} ${mean} ${std}`);
+  });
+  await writeFile(headerPath, header);
+  await writeFile(recipePath, `${lines.join('\n')}\n`);
+  return { header: headerPath, recipe: recipePath };
 }
 
 // ============================================================================================
@@ -425,9 +487,12 @@ export async function checkBenchModel(file: string, threads = 2): Promise<{ moer
 // ============================================================================================
 
 const usage = `Usage: npx tsx scripts/make-bench-model.ts SHAPE [--quant Q4_K_M|Q8_0|Q6_K|Q4_0|IQ2_XXS|IQ1_S] [--layers N] [--dir DIR] [--force] [--check]
+       npx tsx scripts/make-bench-model.ts SHAPE [--quant Q] [--layers N] --recipe DIR
   SHAPE: ${Object.keys(BENCH_SHAPES).join(', ')}
   Writes (or finds) a random-weight GGUF with that model's exact shapes under ${benchModelDir} and prints its path.
   --check loads it in moerun and in llama.cpp (node-llama-cpp) and checks that both give finite logits.
+  --recipe writes DIR/NAME.head and DIR/NAME.recipe instead (a few MB), from which
+    native/test/expand_bench_model writes the same model where there is no Node.
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -435,11 +500,20 @@ async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { quant: { type: 'string' }, layers: { type: 'string' }, dir: { type: 'string' }, force: { type: 'boolean' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      quant: { type: 'string' }, layers: { type: 'string' }, dir: { type: 'string' }, force: { type: 'boolean' }, check: { type: 'boolean' },
+      recipe: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help || positionals.length !== 1) {
     process.stdout.write(usage);
     process.exitCode = values.help ? 0 : 2;
+    return;
+  }
+  if (values.recipe !== undefined) {
+    const layers = values.layers === undefined ? undefined : Number(values.layers);
+    const r = await writeBenchRecipe({ shape: positionals[0] as BenchShapeName, quant: (values.quant ?? 'Q4_K_M') as BenchQuant, layers }, values.recipe);
+    process.stdout.write(`${r.recipe}\n${r.header}\n`);
     return;
   }
   const started = performance.now();

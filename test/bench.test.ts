@@ -1,9 +1,17 @@
 // moerun bench (lib/bench/, lib/cli/bench-command.ts, lib/cli/render.ts): argument parsing, the
 // quality arithmetic on distributions small enough to work out by hand, active-bytes arithmetic,
-// SVG well-formedness, and one real run on stories260K (quantized to Q8_0, both engines, tiny
-// pp/tg) checked for the JSON shape. Speed is never asserted here (see bench/).
-import { describe, expect, it } from 'vitest';
-import { bench, bundledModelPath, type BenchReport } from 'moerun';
+// SVG well-formedness, one real run on stories260K (quantized to Q8_0, both engines, tiny
+// pp/tg) checked for the JSON shape, and benchmark models made from a recipe where there is no
+// Node (scripts/make-bench-model.ts --recipe, native/test/expand_bench_model.cpp). Speed is never
+// asserted here (see bench/).
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bench, bundledModelPath, loadModel, type BenchReport } from 'moerun';
+
+import { makeBenchModel, writeBenchRecipe } from '../scripts/make-bench-model.js';
+import { hasTool, run } from './helpers/run.js';
 
 import { activeWeightBytes } from '../lib/bench/gguf-stats.js';
 import { spread } from '../lib/bench/measure.js';
@@ -11,7 +19,7 @@ import { klDivergence, logSoftmax, QualityAccumulator } from '../lib/bench/quali
 import { parseBenchArgs } from '../lib/cli/bench-command.js';
 import { formatBenchTable, niceTicks, renderBenchSvg } from '../lib/cli/render.js';
 import { MoerunError } from '../lib/errors.js';
-import type { GgufInfo, GgufTensorInfo } from '../lib/gguf/reader.js';
+import { readGgufInfo, type GgufInfo, type GgufTensorInfo } from '../lib/gguf/reader.js';
 
 const logs = (p: number[]): Float64Array => Float64Array.from(p, Math.log);
 
@@ -271,4 +279,66 @@ describe('bench() on stories260K', () => {
     expect(table).toContain('tg ratio');
     checkXml(renderBenchSvg(report));
   }, 300_000);
+});
+
+describe('bench models from a recipe (for machines without Node)', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moerun-recipe-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const ready = hasTool('g++', 'bench.test');
+
+  it.runIf(ready)('expand_bench_model writes the file make-bench-model.ts writes, byte for byte up to the data, and it runs', async () => {
+    const options = { shape: 'tinyllama-1.1b', quant: 'Q4_K_M', layers: 2 } as const;
+    const { recipe, header } = await writeBenchRecipe(options, path.join(dir, 'recipe'));
+    const direct = await makeBenchModel({ ...options, dir: path.join(dir, 'direct') });
+    const expander = path.join(dir, 'expand_bench_model');
+    const cc = await run('g++', ['-O2', '-std=c++17', 'native/test/expand_bench_model.cpp', '-o', expander]);
+    expect(cc.status, cc.output).toBe(0);
+    const r = await run(expander, [recipe, dir]);
+    expect(r.status, r.output).toBe(0);
+    const expanded = r.stdout.trim();
+    expect(expanded).toBe(path.join(dir, path.basename(direct)));
+
+    // Same size, same header (metadata, vocabulary, tensor infos); the data differs (its own random numbers).
+    expect(statSync(expanded).size).toBe(statSync(direct).size);
+    const head = readFileSync(header);
+    expect(readFileSync(expanded).subarray(0, head.length).equals(head)).toBe(true);
+    expect(readFileSync(direct).subarray(0, head.length).equals(head)).toBe(true);
+    const [a, b] = [await readGgufInfo(expanded), await readGgufInfo(direct)];
+    expect(a.tensors).toEqual(b.tensors);
+    expect(a.dataOffset).toBe(head.length);
+
+    // It loads and gives finite logits of the same scale as the direct file's.
+    const rms = async (file: string): Promise<number> => {
+      const model = await loadModel(file, { threads: 2 });
+      try {
+        const logits = await model.createSession({ contextSize: 16 }).evaluate([1, 300, 4000, 20000], { logits: 'last' });
+        let s = 0;
+        for (const x of logits) {
+          expect(Number.isFinite(x)).toBe(true);
+          s += x * x;
+        }
+        return Math.sqrt(s / logits.length);
+      } finally {
+        await model.dispose();
+      }
+    };
+    const [ra, rb] = [await rms(expanded), await rms(direct)];
+    expect(ra).toBeGreaterThan(rb / 2);
+    expect(ra).toBeLessThan(rb * 2);
+    rmSync(expanded);
+    rmSync(direct);
+
+    // A broken recipe is refused with the line at fault, and nothing is left behind.
+    const lines = readFileSync(recipe, 'utf8').split('\n');
+    const at = lines.findIndex((l) => l.startsWith('tensor ')) + 1;  // the second tensor
+    const fields = lines[at]!.split(' ');
+    fields[3] = String(Number(fields[3]) + 32);
+    lines[at] = fields.join(' ');
+    const bad = path.join(dir, 'recipe', 'bad.recipe');
+    writeFileSync(bad, lines.join('\n'));
+    const refused = await run(expander, [bad, dir]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`bad\\.recipe:${at + 1}: .*offset`));
+    expect(() => statSync(expanded)).toThrow();
+  }, 120_000);
 });

@@ -250,6 +250,17 @@ export function encodeGguf(spec: GgufWriteSpec): Uint8Array {
   return out;
 }
 
+/**
+ * Everything before a GGUF file's data section (header, metadata, tensor infos, padding) and where
+ * each tensor's data lands, without reading any tensor data: for files whose data another program
+ * writes (bench/peer's model expander, on a machine without Node). `layout.dataOffset` equals
+ * `header.length`; each tensor's data is followed by zeros up to the alignment.
+ */
+export function encodeGgufHeader(spec: GgufWriteSpec): { header: Uint8Array; layout: GgufWriteResult } {
+  const plan = planGguf(spec);
+  return { header: plan.header, layout: plan.result };
+}
+
 // ============================================================================================
 // Float encoders for F32 / F16 / BF16 tensor data
 // ============================================================================================
