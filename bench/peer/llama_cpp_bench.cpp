@@ -3,7 +3,11 @@
 // that have no Node (the GPU host), next to moerun's native/test/run_model on the same file.
 //   g++ -O2 -std=c++17 bench/peer/llama_cpp_bench.cpp -I<llama.cpp>/include -I<llama.cpp>/ggml/include \
 //       -L<bins> -l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -lggml-base -Wl,-rpath,<bins> -o llama_cpp_bench
-//   llama_cpp_bench MODEL.gguf BINS_DIR THREADS N_PROMPT N_GEN
+//   llama_cpp_bench MODEL.gguf BINS_DIR THREADS N_PROMPT N_GEN [REPEATS]
+// THREADS may be a list (1,2,4,8,16): the model is loaded once (llama.cpp repacks some types at
+// load, which takes long) and each count runs in turn on one context, after an excluded warm-up.
+// Each count prints one line per repeat.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,10 +22,19 @@ static double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
     if (argc < 6) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf BINS_DIR THREADS N_PROMPT N_GEN\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf BINS_DIR THREADS[,THREADS...] N_PROMPT N_GEN [REPEATS]\n", argv[0]);
         return 2;
     }
-    const int threads = std::atoi(argv[3]), n_prompt = std::atoi(argv[4]), n_gen = std::atoi(argv[5]);
+    std::vector<int> thread_counts;
+    for (const char* p = argv[3]; *p;) {
+        char* end = nullptr;
+        const long t = std::strtol(p, &end, 10);
+        if (end == p || t < 1) { std::fprintf(stderr, "bad THREADS '%s'\n", argv[3]); return 2; }
+        thread_counts.push_back(int(t));
+        p = *end == ',' ? end + 1 : end;
+    }
+    const int threads = *std::max_element(thread_counts.begin(), thread_counts.end());
+    const int n_prompt = std::atoi(argv[4]), n_gen = std::atoi(argv[5]), repeats = argc > 6 ? std::max(1, std::atoi(argv[6])) : 1;
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     llama_backend_init();
     ggml_backend_load_all_from_path(argv[2]);
@@ -39,22 +52,28 @@ int main(int argc, char** argv) {
 
     std::vector<llama_token> prompt(static_cast<size_t>(n_prompt));
     for (int i = 0; i < n_prompt; ++i) prompt[size_t(i)] = 1 + (i * 37) % (n_vocab - 1);
-    // Warm-up (excluded): one token, then clear the cache.
-    llama_token t0 = 1;
-    llama_decode(ctx, llama_batch_get_one(&t0, 1));
-    llama_memory_clear(llama_get_memory(ctx), true);
-
-    auto start = std::chrono::steady_clock::now();
-    if (n_prompt > 0 && llama_decode(ctx, llama_batch_get_one(prompt.data(), n_prompt)) != 0) return 1;
-    const double pp = n_prompt / seconds_since(start);
-    start = std::chrono::steady_clock::now();
-    llama_token tok = 5;
-    for (int i = 0; i < n_gen; ++i) {
-        if (llama_decode(ctx, llama_batch_get_one(&tok, 1)) != 0) return 1;
-        tok = 1 + (tok * 7 + i) % (n_vocab - 1);
+    for (const int t : thread_counts) {
+        llama_set_n_threads(ctx, t, t);
+        // Warm-up (excluded): one token, then clear the cache.
+        llama_token t0 = 1;
+        llama_decode(ctx, llama_batch_get_one(&t0, 1));
+        llama_memory_clear(llama_get_memory(ctx), true);
+        for (int r = 0; r < repeats; ++r) {
+            auto start = std::chrono::steady_clock::now();
+            if (n_prompt > 0 && llama_decode(ctx, llama_batch_get_one(prompt.data(), n_prompt)) != 0) return 1;
+            const double pp = n_prompt / seconds_since(start);
+            start = std::chrono::steady_clock::now();
+            llama_token tok = 5;
+            for (int i = 0; i < n_gen; ++i) {
+                if (llama_decode(ctx, llama_batch_get_one(&tok, 1)) != 0) return 1;
+                tok = 1 + (tok * 7 + i) % (n_vocab - 1);
+            }
+            const double tg = n_gen / seconds_since(start);
+            std::printf("llama.cpp: pp%d %.1f tok/s, tg%d %.1f tok/s (%d threads)\n", n_prompt, pp, n_gen, tg, t);
+            std::fflush(stdout);
+            llama_memory_clear(llama_get_memory(ctx), true);
+        }
     }
-    const double tg = n_gen / seconds_since(start);
-    std::printf("llama.cpp: pp%d %.1f tok/s, tg%d %.1f tok/s (%d threads)\n", n_prompt, pp, n_gen, tg, threads);
     llama_free(ctx);
     llama_model_free(model);
     return 0;

@@ -1,11 +1,12 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
 //   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N]
-//             [--weights auto|map|copy] TOKEN...
+//             [--weights auto|map|copy] [--warmup] TOKEN...
 // --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
 // --prompt N appends N synthetic prompt tokens (for prefill timing); --batch N sets the tokens
 // per forward chunk (session_params::n_batch); --weights where the weights are read from
-// (model_load_params::weight_memory).
+// (model_load_params::weight_memory); --warmup runs the prompt and one decode step once, untimed,
+// before the timed run (bench/peer/cpu-scaling.sh: llama.cpp's side warms up too).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,11 +17,11 @@
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] TOKEN...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] TOKEN...\n", argv[0]);
         return 2;
     }
     int n_gen = 32, n_threads = 0;
-    bool pin = false;
+    bool pin = false, warmup = false;
     int n_batch = 0;  // session default
     using weight_memory = moerun::model_load_params::weight_memory;
     weight_memory weights = weight_memory::auto_detect;
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--pin")) pin = true;
+        else if (!std::strcmp(argv[i], "--warmup")) warmup = true;
         else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--weights") && i + 1 < argc) {
             const char* w = argv[++i];
@@ -56,6 +58,12 @@ int main(int argc, char** argv) {
         moerun::sampler_params samp;
         samp.temperature = 0;
         moerun::sampler sm(samp);
+        if (warmup) {  // the prompt and one decode step once, untimed: pages, caches and scratch are warm
+            s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
+            int32_t tok = sm.sample(logits.data(), model->config.n_vocab);
+            s.evaluate(&tok, 1, moerun::logits_mode::last, logits, nullptr);
+            s.truncate(0);
+        }
         const auto tp = std::chrono::steady_clock::now();
         s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
         const double prompt_sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
