@@ -180,7 +180,30 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     const int64_t per_job = n_batches * n;  // output rows of one weight across all experts
     const matmul_job* job_list = jobs.begin();
     const int64_t k_row_tile = row_tile(wt);
-    pool.parallel_for(per_job * int64_t(jobs.size()), 4, [&](int64_t begin, int64_t end) {
+    // The rows run in segments (weight j, batch b) of n rows, segment s = j * n_batches + b. A row
+    // of batch b costs about k_row_fixed_cost + count_b token dots (the weights' unpacking and
+    // reading is paid once per row, the dots once per token), so the threads split the rows by
+    // that cost, not by their number: in a prompt batch the experts' token counts differ (a
+    // popular expert has hundreds, most a few), and equal row counts left the threads that drew
+    // the popular experts working while the others waited. Each thread's range starts and ends
+    // on a whole tile of its segment; decode (one token per batch) splits as evenly as before.
+    constexpr int64_t k_row_fixed_cost = 2;
+    const int64_t n_segments = per_job * int64_t(jobs.size()) / n;
+    std::vector<int64_t> cost_before(size_t(n_segments) + 1, 0);  // [s]: the cost of segments 0..s-1
+    for (int64_t seg = 0; seg < n_segments; ++seg) {
+        cost_before[size_t(seg) + 1] = cost_before[size_t(seg)] + n * (k_row_fixed_cost + batches[size_t(seg % n_batches)].count);
+    }
+    const int64_t total_cost = cost_before.back();
+    // The first row at or after cost c, on a tile boundary of its segment.
+    const auto row_at_cost = [&](int64_t c) -> int64_t {
+        if (c >= total_cost) return n_segments * n;
+        const int64_t seg = int64_t(std::upper_bound(cost_before.begin(), cost_before.end(), c) - cost_before.begin()) - 1;
+        const int64_t row_cost = k_row_fixed_cost + batches[size_t(seg % n_batches)].count;
+        const int64_t rows = (c - cost_before[size_t(seg)] + row_cost - 1) / row_cost;
+        return seg * n + std::min(n, (rows + k_row_tile - 1) / k_row_tile * k_row_tile);
+    };
+    const int nth = int(std::min<int64_t>(pool.size(), (n_segments * n + k_row_tile - 1) / k_row_tile));
+    const auto run_rows = [&](int64_t begin, int64_t end) {
         for (int64_t r0 = begin; r0 < end;) {
             const int64_t j = r0 / per_job, b = (r0 % per_job) / n;  // weight, batch
             const int64_t base = j * per_job + b * n;                // a tile stays in one (weight, batch)
@@ -191,6 +214,16 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
                      job_list[j].y, n);
             r0 = r1;
         }
+    };
+    if (nth <= 1) {
+        run_rows(0, n_segments * n);
+        return;
+    }
+    pool.run([&](int ith, int) {
+        if (ith >= nth) return;
+        const int64_t begin = ith == 0 ? 0 : row_at_cost(total_cost * ith / nth);
+        const int64_t end = ith + 1 == nth ? n_segments * n : row_at_cost(total_cost * (ith + 1) / nth);
+        if (begin < end) run_rows(begin, end);
     });
 }
 
