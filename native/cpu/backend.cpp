@@ -59,6 +59,10 @@ bool stores_values_transposed(tensor_type type) { return type == tensor_type::F3
 constexpr int64_t k_value_row_align = 16;
 int64_t align_positions(int64_t n) { return (n + k_value_row_align - 1) / k_value_row_align * k_value_row_align; }
 
+// Rows per task of a row-wise op on the pool, for rows of `n` elements: enough that a task is worth
+// a thread's wake-up (~16K elements, a few microseconds of work), so that small calls run inline.
+int64_t rows_per_task(int64_t n) { return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n)); }
+
 class cpu_backend final : public backend {
 public:
     explicit cpu_backend(const backend_params& p) : path_(cpu_active_path()) {
@@ -83,16 +87,25 @@ public:
         if (--depth_ == 0) burst_.reset();
     }
 
+    // The row-wise ops below run on the pool when a prompt batch gives them enough rows
+    // (rows_per_task: at least ~16K elements per task, so one row or a decode step stays on this
+    // thread); each row is computed as alone, so the results do not depend on the split.
     void get_rows(const tensor& w, const int32_t* ids, int n, float* out) override {
-        for (int i = 0; i < n; ++i) tensor_get_row(w, ids[i], out + size_t(i) * size_t(w.ne[0]));
+        pool_->parallel_for(n, rows_per_task(w.ne[0]), [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) tensor_get_row(w, ids[i], out + size_t(i) * size_t(w.ne[0]));
+        });
     }
     void rms_norm(const float* x, const tensor& weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) override {
         const float* wv = weight ? static_cast<const float*>(weight.data) : nullptr;
-        if (stride == n) return rms_norm_rows(x, wv, out, rows, n, eps);
-        for (int64_t r = 0; r < rows; ++r) rms_norm_rows(x + r * stride, wv, out + r * stride, 1, n, eps);
+        pool_->parallel_for(rows, rows_per_task(n), [&](int64_t b, int64_t e) {
+            if (stride == n) return rms_norm_rows(x + b * n, wv, out + b * n, e - b, n, eps);
+            for (int64_t r = b; r < e; ++r) rms_norm_rows(x + r * stride, wv, out + r * stride, 1, n, eps);
+        });
     }
     void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, const model_config& c) override {
-        for (int i = 0; i < n_tokens; ++i) rope_apply(x + size_t(i) * size_t(token_stride), n_heads, head_dim, n_rot, pos0 + i, c);
+        pool_->parallel_for(n_tokens, rows_per_task(int64_t(n_heads) * head_dim), [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) rope_apply(x + size_t(i) * size_t(token_stride), n_heads, head_dim, n_rot, pos0 + int(i), c);
+        });
     }
     void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view view) override {
         if (observer_) observer_->on_matmul(w, x, m, w.ne[0]);
@@ -109,15 +122,21 @@ public:
         moerun::matmul_group(*pool_, jobs, x, m, quant_scratch_);
     }
     void copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) override {
-        for (int64_t r = 0; r < rows; ++r) std::copy_n(src + r * src_stride, cols, dst + r * dst_stride);
+        pool_->parallel_for(rows, rows_per_task(cols), [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; ++r) std::copy_n(src + r * src_stride, cols, dst + r * dst_stride);
+        });
     }
     void add(float* x, const float* y, int64_t n) override {
-        for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+        pool_->parallel_for(n, rows_per_task(1), [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) x[i] += y[i];
+        });
     }
     void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) override {
         const float* bv = static_cast<const float*>(b.data);
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = 0; j < dim; ++j) y[r * dim + j] += bv[j];
+        pool_->parallel_for(rows, rows_per_task(dim), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t j = 0; j < dim; ++j) y[r * dim + j] += bv[j];
+        });
     }
     void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) override;
     void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) override;

@@ -10,6 +10,18 @@
 
 namespace moerun {
 
+namespace {
+
+// Tokens (rows of n floats) per task of a row-wise step on the pool: ~16K floats, so that a decode
+// step's single row stays on the calling thread. Each row is computed as alone.
+int64_t rows_per_task(int64_t n) { return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n)); }
+
+void swiglu_rows_on(thread_pool& pool, float* gate, const float* up, int64_t rows, int64_t n) {
+    pool.parallel_for(rows, rows_per_task(n), [&](int64_t b, int64_t e) { moerun::swiglu_rows(gate + b * n, up + b * n, e - b, n); });
+}
+
+}  // namespace
+
 void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const tensor& down, const float* x, int n,
                int n_embd, float* out, ffn_scratch& s, activation_observer* observer) {
     const int64_t n_ff = gate.ne[1];
@@ -20,7 +32,7 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
         observer->on_matmul(up, x, n, up.ne[0]);
     }
     matmul_group(pool, {{&gate, s.gate.data()}, {&up, s.up.data()}}, x, n, s.quant);
-    swiglu_rows(s.gate.data(), s.up.data(), n, n_ff);
+    swiglu_rows_on(pool, s.gate.data(), s.up.data(), n, n_ff);
     if (observer) observer->on_matmul(down, s.gate.data(), n, n_ff);
     matmul(pool, down, s.gate.data(), n, out, s.quant);
     (void)n_embd;
@@ -92,16 +104,19 @@ void ffn_moe_route(thread_pool& pool, const model_config& c, const layer_weights
     s.selected.resize(size_t(n) * size_t(n_used));
     s.weights.resize(size_t(n) * size_t(n_used));
     const float* bias = l.ffn_exp_probs_b ? static_cast<const float*>(l.ffn_exp_probs_b.data) : nullptr;
-    std::vector<float> score;
-    for (int t = 0; t < n; ++t) {
-        float* p = s.router.data() + size_t(t) * size_t(n_expert);
-        if (c.gating == expert_gating::softmax) {
-            softmax(p, n_expert);
-        } else {
-            for (int e = 0; e < n_expert; ++e) p[e] = sigmoid(p[e]);
+    // A few microseconds per token (a sort over the experts): prompt batches route on the pool.
+    pool.parallel_for(n, rows_per_task(int64_t(n_expert) * 16), [&](int64_t t0, int64_t t1) {
+        std::vector<float> score;
+        for (int64_t t = t0; t < t1; ++t) {
+            float* p = s.router.data() + size_t(t) * size_t(n_expert);
+            if (c.gating == expert_gating::softmax) {
+                softmax(p, n_expert);
+            } else {
+                for (int e = 0; e < n_expert; ++e) p[e] = sigmoid(p[e]);
+            }
+            route_token(c, p, bias, s.selected.data() + size_t(t) * size_t(n_used), s.weights.data() + size_t(t) * size_t(n_used), score);
         }
-        route_token(c, p, bias, s.selected.data() + size_t(t) * size_t(n_used), s.weights.data() + size_t(t) * size_t(n_used), score);
-    }
+    });
 }
 
 void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n,
@@ -132,7 +147,9 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
     }
     const int rows = int(pair_of_row.size());
     s.xe.resize(size_t(rows) * size_t(d));
-    for (int r = 0; r < rows; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
+    pool.parallel_for(rows, rows_per_task(d), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
+    });
     s.gate.resize(size_t(rows) * size_t(n_ff));
     s.up.resize(size_t(rows) * size_t(n_ff));
     // For the observer (full runs only): the row of x (gate, up: the token's) and of s.gate
@@ -147,7 +164,7 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
     }
     if (rows > 0) {
         matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
-        swiglu_rows(s.gate.data(), s.up.data(), rows, n_ff);
+        swiglu_rows_on(pool, s.gate.data(), s.up.data(), rows, n_ff);
     }
     // The rows of the (token, slot) pairs; -1: an excluded expert.
     std::vector<int32_t> row_of_pair(size_t(n) * size_t(n_used), -1);
@@ -159,23 +176,25 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
     if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, ye}}, batches, s.gate.data(), rows, s.quant);
 
     // ---- combine the included slots, slot by slot (the order llama.cpp adds them) ----
-    for (int t = 0; t < n; ++t) {
-        float* o = out + size_t(t) * size_t(d);
-        const int32_t* sel = selected + size_t(t) * size_t(n_used);
-        const float* w = weights + size_t(t) * size_t(n_used);
-        bool first = true;
-        for (int k = 0; k < n_used; ++k) {
-            if (!included(sel[k])) continue;
-            const float* e = ye + size_t(row_of_pair[size_t(t) * size_t(n_used) + size_t(k)]) * size_t(d);
-            if (first) {
-                for (int i = 0; i < d; ++i) o[i] = e[i] * w[k];
-            } else {
-                for (int i = 0; i < d; ++i) o[i] += e[i] * w[k];
+    pool.parallel_for(n, rows_per_task(int64_t(d) * n_used), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            float* o = out + size_t(t) * size_t(d);
+            const int32_t* sel = selected + size_t(t) * size_t(n_used);
+            const float* w = weights + size_t(t) * size_t(n_used);
+            bool first = true;
+            for (int k = 0; k < n_used; ++k) {
+                if (!included(sel[k])) continue;
+                const float* e = ye + size_t(row_of_pair[size_t(t) * size_t(n_used) + size_t(k)]) * size_t(d);
+                if (first) {
+                    for (int i = 0; i < d; ++i) o[i] = e[i] * w[k];
+                } else {
+                    for (int i = 0; i < d; ++i) o[i] += e[i] * w[k];
+                }
+                first = false;
             }
-            first = false;
+            if (first) std::fill_n(o, d, 0.0f);  // no included expert for this token
         }
-        if (first) std::fill_n(o, d, 0.0f);  // no included expert for this token
-    }
+    });
 }
 
 void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
@@ -191,14 +210,18 @@ void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weight
         // llama.cpp sums in the vector-dot order.
         const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
         const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
-        for (int t = 0; t < n; ++t) {
-            float g;
-            dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
-            const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
-            for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
-        }
+        pool.parallel_for(n, rows_per_task(d), [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                float g;
+                dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
+                const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
+                for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
+            }
+        });
     }
-    for (size_t i = 0; i < size_t(n) * size_t(d); ++i) out[i] += s.shared[i];
+    pool.parallel_for(int64_t(n) * d, rows_per_task(1), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] += s.shared[size_t(i)];
+    });
 }
 
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
