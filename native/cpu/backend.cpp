@@ -59,10 +59,6 @@ bool stores_values_transposed(tensor_type type) { return type == tensor_type::F3
 constexpr int64_t k_value_row_align = 16;
 int64_t align_positions(int64_t n) { return (n + k_value_row_align - 1) / k_value_row_align * k_value_row_align; }
 
-// Rows per task of a row-wise op on the pool, for rows of `n` elements: enough that a task is worth
-// a thread's wake-up (~16K elements, a few microseconds of work), so that small calls run inline.
-int64_t rows_per_task(int64_t n) { return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n)); }
-
 class cpu_backend final : public backend {
 public:
     explicit cpu_backend(const backend_params& p) : path_(cpu_active_path()) {
@@ -88,8 +84,7 @@ public:
     }
 
     // The row-wise ops below run on the pool when a prompt batch gives them enough rows
-    // (rows_per_task: at least ~16K elements per task, so one row or a decode step stays on this
-    // thread); each row is computed as alone, so the results do not depend on the split.
+    // (cpu/ops.h, rows_per_task).
     void get_rows(const tensor& w, const int32_t* ids, int n, float* out) override {
         pool_->parallel_for(n, rows_per_task(w.ne[0]), [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) tensor_get_row(w, ids[i], out + size_t(i) * size_t(w.ne[0]));

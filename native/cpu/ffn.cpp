@@ -12,10 +12,6 @@ namespace moerun {
 
 namespace {
 
-// Tokens (rows of n floats) per task of a row-wise step on the pool: ~16K floats, so that a decode
-// step's single row stays on the calling thread. Each row is computed as alone.
-int64_t rows_per_task(int64_t n) { return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n)); }
-
 void swiglu_rows_on(thread_pool& pool, float* gate, const float* up, int64_t rows, int64_t n) {
     pool.parallel_for(rows, rows_per_task(n), [&](int64_t b, int64_t e) { moerun::swiglu_rows(gate + b * n, up + b * n, e - b, n); });
 }

@@ -22,4 +22,10 @@ void swiglu_rows(float* gate, const float* up, int64_t rows, int64_t n);
 // In-place softmax of n scores, normalized to sum 1.
 void softmax(float* x, int64_t n);
 
+// Rows per task when a row-wise step (the ops above, copies, adds) of rows of n elements runs on
+// the thread pool: ~16K elements a task, a few microseconds of work, worth a thread's wake-up; a
+// decode step's one row stays on the calling thread. Each row is computed as alone, so results
+// do not depend on the split.
+inline int64_t rows_per_task(int64_t n) { return n >= (int64_t(1) << 14) ? 1 : (int64_t(1) << 14) / (n > 0 ? n : 1); }
+
 }  // namespace moerun
