@@ -120,9 +120,9 @@ const type_case k_cases[] = {
     {T::Q8_K, sizeof(block_q8_K), 6.5e-5, 0},
     {T::IQ4_NL, sizeof(block_iq4_nl), 1.0e-2, 1e-11},
     {T::IQ4_XS, sizeof(block_iq4_xs), 1.0e-2, 1e-11},
-    // Lattice formats. IQ2_XXS, IQ2_XS and IQ1_S have no from_float (llama.cpp quantizes them
-    // only with an importance matrix): round trip skipped, weight rows are random valid blocks
-    // (random_blocks). These and the ternary and FP4 formats: their SIMD dots reduce each block's integer sum and scale it in the reference's float order,
+    // Lattice formats. IQ2_XXS, IQ2_XS and IQ1_S have no from_float, only from_float_imatrix (llama.cpp
+    // quantizes them only with an importance matrix; their fixtures check it): round trip skipped,
+    // weight rows are random valid blocks (random_blocks). These and the ternary and FP4 formats: their SIMD dots reduce each block's integer sum and scale it in the reference's float order,
     // so they must equal it exactly (bound 0).
     {T::IQ2_XXS, sizeof(block_iq2_xxs), 0, 0},
     {T::IQ2_XS, sizeof(block_iq2_xs), 0, 0},
@@ -200,7 +200,9 @@ void check_reference(const type_case& c) {
         return;
     }
     if (!r.from_float) {
-        std::printf("skip %-10s %-6s no quantizer yet (reads llama.cpp's files only)\n", "roundtrip", r.name);
+        // IQ2_XXS, IQ2_XS, IQ1_S: quantized only with an importance matrix, as in llama.cpp; their
+        // from_float_imatrix is checked against llama.cpp's bytes by the fixtures (check_fixture).
+        std::printf("skip %-10s %-6s quantized only with an importance matrix (see its fixture)\n", "roundtrip", r.name);
         return;
     }
     const std::vector<float> y = dequantize(r, quantize(r, c.type, x), n);
