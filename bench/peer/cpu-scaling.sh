@@ -28,6 +28,10 @@ threads=${2:-"1 2 4 8 16"}
 repeats=${3:-2}
 n_prompt=512
 n_gen=64
+cpus=$(nproc)
+list=()
+for t in $threads; do ((t <= cpus)) && list+=("$t"); done
+((${#list[@]})) || { echo "cpu-scaling: none of the thread counts '$threads' fits $cpus CPUs"; exit 1; }
 for f in "$dev/bin/run_model" "$dev/bin/test_kernels" "$dev/bin/llama_cpp_bench" "$dev/bin/expand_bench_model"; do
   [[ -x $f ]] || { echo "cpu-scaling: $f is missing (run bench/peer/bench-prepare.ts here, carry .device/bench)"; exit 1; }
 done
@@ -48,9 +52,6 @@ fi
 timeout 300 "$dev/bin/test_kernels" test/fixtures/quant > "$out/kernels.txt" 2>&1
 echo "test_kernels: rc=$? ($(grep -c '^ok' "$out/kernels.txt") checks; $(grep -c '^FAIL' "$out/kernels.txt") failed; $(grep '^skip .*path' "$out/kernels.txt" | tr '\n' ' '))"
 
-cpus=$(nproc)
-list=()
-for t in $threads; do ((t <= cpus)) && list+=("$t"); done
 raw=$out/cpu-scaling.txt
 {
   echo "date: $(date -u); host: $(uname -srm), $cpus CPUs; $(grep -m1 'model name' /proc/cpuinfo)"

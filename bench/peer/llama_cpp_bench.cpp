@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
         thread_counts.push_back(int(t));
         p = *end == ',' ? end + 1 : end;
     }
+    if (thread_counts.empty()) { std::fprintf(stderr, "bad THREADS '%s'\n", argv[3]); return 2; }
     const int threads = *std::max_element(thread_counts.begin(), thread_counts.end());
     const int n_prompt = std::atoi(argv[4]), n_gen = std::atoi(argv[5]), repeats = argc > 6 ? std::max(1, std::atoi(argv[6])) : 1;
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
