@@ -395,8 +395,9 @@ export async function makeBenchModel(options: MakeBenchModelOptions): Promise<st
  * NAME.head BYTES`; `size BYTES` (the whole file); per block type, `block TYPE BYTES OFFSET:F16BITS...`
  * (its size and the fp16 scale fields set in every block, as BLOCKS gives them); per tensor in file
  * order, `tensor NAME TYPE OFFSET BYTES PADDING FILL SEED MEAN STD`, OFFSET from the data section,
- * FILL `blocks` (random valid blocks) or `f32`/`f16` (values MEAN + STD × N(0, 1), as f32Values
- * draws them; the expander's random numbers are its own, which speed does not depend on).
+ * FILL `blocks` (random valid blocks) or `f32` (values MEAN + STD × N(0, 1), as f32Values draws
+ * them; the expander's random numbers are its own, which speed does not depend on). No shape
+ * here has F16 tensors (every row fits its type's blocks or the fallback's); one would be refused.
  * Returns the two paths.
  */
 export async function writeBenchRecipe(
@@ -421,9 +422,10 @@ export async function writeBenchRecipe(
     const placed = layout.tensors[i]!;
     const next = i + 1 < plan.tensors.length ? layout.tensors[i + 1]!.offset : layout.byteSize - layout.dataOffset;
     const padding = next - placed.offset - placed.byteSize;
-    const float = t.type === 'F32' || t.type === 'F16';
+    if (t.type === 'F16') throw new Error(`make-bench-model: ${t.name} is F16, which recipes do not hold (only block types and F32)`);
+    const float = t.type === 'F32';
     const [mean, std] = float ? f32Moments(t.name, t.shape) : [0, 0];
-    lines.push(`tensor ${t.name} ${t.type} ${placed.offset} ${placed.byteSize} ${padding} ${float ? t.type.toLowerCase() : 'blocks'} ${t.seed} ${mean} ${std}`);
+    lines.push(`tensor ${t.name} ${t.type} ${placed.offset} ${placed.byteSize} ${padding} ${float ? 'f32' : 'blocks'} ${t.seed} ${mean} ${std}`);
   });
   await writeFile(headerPath, header);
   await writeFile(recipePath, `${lines.join('\n')}\n`);

@@ -9,7 +9,7 @@
 //   blocks   a run through a 16 MiB pool of random blocks of its type, every block's fp16 scale
 //            fields set to the recipe's values (weights of σ ≈ 0.02), starting at a block chosen
 //            by the tensor's seed, as make-bench-model.ts cuts its pools;
-//   f32/f16  MEAN + STD × N(0, 1) values (norms ≈ 1; routers and biases N(0, σ)).
+//   f32      MEAN + STD × N(0, 1) values (norms ≈ 1; routers and biases N(0, σ)).
 // The random numbers are this program's own (splitmix64), not make-bench-model.ts's: the same
 // shapes, types and value distributions, so the same speed, but not the same bytes.
 // Exit status: 0 written, 1 an I/O error, 2 a bad recipe (each with a message naming the line).
@@ -48,21 +48,6 @@ struct random_source {
         return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
     }
 };
-
-// IEEE half bits of f, rounded to nearest even (normal range and zero; the values here are small).
-uint16_t half_bits(float f) {
-    uint32_t x;
-    std::memcpy(&x, &f, 4);
-    const uint32_t sign = (x >> 16) & 0x8000u;
-    const int32_t exponent = int32_t((x >> 23) & 0xFF) - 127 + 15;
-    uint32_t mantissa = x & 0x7FFFFFu;
-    if (exponent <= 0) return uint16_t(sign);              // underflow to zero (|f| < 6e-5 is not used)
-    if (exponent >= 31) return uint16_t(sign | 0x7C00u);  // overflow to infinity
-    uint32_t h = sign | (uint32_t(exponent) << 10) | (mantissa >> 13);
-    const uint32_t rest = mantissa & 0x1FFFu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
-    return uint16_t(h);
-}
 
 struct block_recipe {
     size_t bytes = 0;
@@ -176,8 +161,8 @@ int expand(const std::string& recipe_path, std::string out_dir) {
             if (t.fill == "blocks") {
                 if (!blocks.count(t.type)) bad("no block line for type " + t.type);
                 if (t.bytes % blocks[t.type].bytes != 0) bad(t.name + ": " + std::to_string(t.bytes) + " bytes is not a whole number of blocks");
-            } else if (t.fill == "f32" || t.fill == "f16") {
-                if (t.bytes % (t.fill == "f32" ? 4 : 2) != 0) bad(t.name + ": bytes do not fit its element size");
+            } else if (t.fill == "f32") {
+                if (t.bytes % 4 != 0) bad(t.name + ": bytes do not fit its element size");
             } else {
                 bad("unknown fill '" + t.fill + "'");
             }
@@ -222,15 +207,10 @@ int expand(const std::string& recipe_path, std::string out_dir) {
                 }
             } else {
                 random_source rng{t.seed};
-                const bool f32 = t.fill == "f32";
                 values.resize(size_t(t.bytes));
-                for (size_t i = 0, n = size_t(t.bytes) / (f32 ? 4 : 2); i < n; ++i) {
+                for (size_t i = 0, n = size_t(t.bytes) / 4; i < n; ++i) {
                     const float v = float(t.mean + t.std * rng.normal());
-                    if (f32) std::memcpy(&values[i * 4], &v, 4);
-                    else {
-                        const uint16_t hb = half_bits(v);
-                        std::memcpy(&values[i * 2], &hb, 2);
-                    }
+                    std::memcpy(&values[i * 4], &v, 4);
                 }
                 out.write(values.data(), values.size());
             }
