@@ -8,7 +8,7 @@
 #           (device tool: carry [".device/bench"]; results in $OUT)
 #
 # MODEL is a GGUF path, or the name of one of .device/bench/models/*.recipe (default
-# ling-mini-2.0-l20-q4_k_m-v1), which is first expanded to /tmp (native/test/expand_bench_model).
+# ling-mini-2.0-l20-q4_k_m-v1), which is first expanded to /tmp (bench/peer/bench-model.sh).
 # THREADS defaults to "1 2 4 8 16" (counts above the CPUs are left out). Per thread count, moerun
 # runs REPEATS (default 2) processes, each a 512-token prompt and 64 decoded tokens after an
 # untimed warm-up (run_model --warmup); llama.cpp loads the file once (it repacks some types at
@@ -36,17 +36,7 @@ for f in "$dev/bin/run_model" "$dev/bin/test_kernels" "$dev/bin/llama_cpp_bench"
   [[ -x $f ]] || { echo "cpu-scaling: $f is missing (run bench/peer/bench-prepare.ts here, carry .device/bench)"; exit 1; }
 done
 if [[ ! -f $model ]]; then
-  recipe=$dev/models/$model.recipe
-  [[ -f $recipe ]] || { echo "cpu-scaling: no file or recipe '$model'"; exit 1; }
-  file=/tmp/moerun-bench-models/$model.gguf
-  if [[ ! -f $file ]]; then
-    mkdir -p /tmp/moerun-bench-models
-    [[ -f $dev/models/$model.head ]] || xz -dk "$dev/models/$model.head.xz"
-    t0=$SECONDS
-    "$dev/bin/expand_bench_model" "$recipe" /tmp/moerun-bench-models > /dev/null || exit 1
-    echo "expanded $file ($(stat -c %s "$file") bytes) in $((SECONDS - t0)) s"
-  fi
-  model=$file
+  model=$(bash bench/peer/bench-model.sh "$model") || exit 1
 fi
 
 timeout 300 "$dev/bin/test_kernels" test/fixtures/quant > "$out/kernels.txt" 2>&1

@@ -39,16 +39,8 @@ t0=$SECONDS
 timeout 330 bash bench/peer/build-llama-cuda.sh build "$dev/llama-src.tar.xz" > "$out/build.txt" 2>&1 &
 build_pid=$!
 models=()
-mkdir -p /tmp/moerun-bench-models
 for r in ${MOERUN_BENCH_RECIPES:-ling-mini-2.0-l20-q4_k_m-v1 ling-mini-2.0-l20-q8_0-v1 qwen3-30b-a3b-l48-q4_k_m-v1}; do
-  [[ -f $dev/models/$r.head ]] || xz -dk "$dev/models/$r.head.xz"
-  if [[ -f /tmp/moerun-bench-models/$r.gguf ]]; then
-    models+=("/tmp/moerun-bench-models/$r.gguf")
-  elif f=$("$dev/bin/expand_bench_model" "$dev/models/$r.recipe" /tmp/moerun-bench-models); then
-    models+=("$f")
-  else
-    note "expand $r: FAILED"
-  fi
+  if f=$(bash bench/peer/bench-model.sh "$r"); then models+=("$f"); else note "expand $r: FAILED"; fi
 done
 note "models expanded in $((SECONDS - t0)) s: ${models[*]}"
 wait "$build_pid"

@@ -188,7 +188,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     // the popular experts working while the others waited. Each thread's range starts and ends
     // on a whole tile of its segment; decode (one token per batch) splits as evenly as before.
     constexpr int64_t k_row_fixed_cost = 2;
-    const int64_t n_segments = per_job * int64_t(jobs.size()) / n;
+    const int64_t n_segments = int64_t(jobs.size()) * n_batches;
     std::vector<int64_t> cost_before(size_t(n_segments) + 1, 0);  // [s]: the cost of segments 0..s-1
     for (int64_t seg = 0; seg < n_segments; ++seg) {
         cost_before[size_t(seg) + 1] = cost_before[size_t(seg)] + n * (k_row_fixed_cost + batches[size_t(seg % n_batches)].count);
