@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 
 #include "../base/error.h"
 #include "../quant/reference.h"
+#include "tile_prefetch.h"
 #include "vector_ops.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -45,6 +47,13 @@ const cpu_features& cpu_detect() {
         cpu_features f;
 #if defined(__x86_64__) || defined(_M_X64)
         unsigned a, b, c, d;
+        if (__get_cpuid(0, &a, &b, &c, &d)) {
+            char vendor[13] = {};  // the vendor string is in b, d, c
+            std::memcpy(vendor, &b, 4);
+            std::memcpy(vendor + 4, &d, 4);
+            std::memcpy(vendor + 8, &c, 4);
+            f.amd = !std::strcmp(vendor, "AuthenticAMD") || !std::strcmp(vendor, "HygonGenuine");
+        }
         if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
         const bool osxsave = c & (1u << 27);
         f.fma = c & (1u << 12);
@@ -97,6 +106,18 @@ const cpu_features& cpu_detect() {
     }();
     return features;
 }
+
+namespace {
+std::atomic<int> prefetch_rows_override{0};
+}  // namespace
+
+int decode_prefetch_rows(int tile_rows) {
+    const int asked = prefetch_rows_override.load(std::memory_order_relaxed);
+    const int rows = asked > 0 ? asked : cpu_detect().amd ? 16 : 2 * tile_rows;
+    return std::max(tile_rows, rows / tile_rows * tile_rows);
+}
+
+void set_decode_prefetch_rows(int rows) { prefetch_rows_override.store(std::max(0, rows), std::memory_order_relaxed); }
 
 bool cpu_path_supported(cpu_path path) {
     const cpu_features& f = cpu_detect();

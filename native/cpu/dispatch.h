@@ -28,6 +28,9 @@ struct cpu_features {
     // arch_prctl(ARCH_REQ_XCOMP_PERM)); a refusal leaves them false, and the avx512 path is used.
     bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
     bool neon = false, dotprod = false, i8mm = false;
+    // AMD (or Hygon, the same cores): its hardware prefetchers want a nearer software prefetch
+    // ahead of a decode tile than Intel's (cpu/tile_prefetch.h).
+    bool amd = false;
 };
 
 const cpu_features& cpu_detect();

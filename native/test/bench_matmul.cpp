@@ -4,6 +4,15 @@
 //   cmake --build build-core -j2 --target bench_matmul
 //   MOERUN_CPU=avx512 ./build-core/bench_matmul [--threads N] [--types Q4_K,Q8_0,F16] [--m 1,8,64,512]
 //                                               [--n 2048,5632] [--k 2048] [--budget S] [--clock wall|cpu]
+//                                               [--experts E:K [--prefetch-rows R1,R2,...]]
+//
+// --experts E:K times decode through an MoE layer's experts instead: for each n, two (k, n, E)
+// weights (gate and up), and calls of matmul_experts with one token routed to K experts drawn at
+// random, so that the weights come from DRAM as in a model (one matrix read over and over stays
+// in the cache). GB/s is the K experts' bytes over the mean time of a call, back to back for the
+// budget. --prefetch-rows alternates the decode tiles' prefetch distance call by call (0: this
+// CPU's default, cpu/tile_prefetch.h) and prints a row for each, so the machine's noise hits all
+// alike.
 //
 // Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
 // call, activation conversion included. GFLOP/s counts 2*m*n*k; GB/s is the weight bytes read
@@ -23,6 +32,7 @@
 
 #include "../cpu/dispatch.h"
 #include "../cpu/matmul.h"
+#include "../cpu/tile_prefetch.h"
 #include "../base/thread_pool.h"
 #include "../quant/types.h"
 #include "../base/tensor.h"
@@ -75,6 +85,50 @@ double now_s(bool cpu_clock) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// --experts: w holds 2 * n_expert matrices of (k, n), the gate weight's experts then the up's.
+void time_experts(thread_pool& pool, const tensor& w, int n_expert, int n_used, const std::vector<int64_t>& prefetch_rows, double budget,
+                  const std::string& name, std::mt19937& rng) {
+    const int64_t k = w.ne[0], n = w.ne[1];
+    tensor gate = w, up = w;
+    gate.ne[2] = up.ne[2] = n_expert;
+    up.data = w.row(n * n_expert);
+    std::vector<float> x(size_t(n_used) * size_t(k)), yg(size_t(n_used) * size_t(n)), yu(yg.size());
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
+    for (float& v : x) v = gauss(rng);
+    std::vector<uint8_t> scratch;
+    std::vector<int> ids(static_cast<size_t>(n_expert));
+    for (int e = 0; e < n_expert; ++e) ids[size_t(e)] = e;
+    std::vector<expert_batch> batches(static_cast<size_t>(n_used));
+    const size_t variants = prefetch_rows.size();
+    std::vector<double> spent(variants, 0.0);
+    std::vector<int64_t> calls(variants, 0);
+    thread_pool::burst b(pool);
+    for (int64_t call = 0; call < 10 * int64_t(variants) || spent[call % variants] < budget; ++call) {
+        const size_t v = size_t(call) % variants;
+        set_decode_prefetch_rows(int(prefetch_rows[v]));
+        std::shuffle(ids.begin(), ids.end(), rng);
+        std::sort(ids.begin(), ids.begin() + n_used);  // in expert order, as ffn_moe_experts batches them
+        for (int i = 0; i < n_used; ++i) batches[size_t(i)] = {ids[size_t(i)], i, 1};  // token i of x
+        const double t0 = now_s(false);
+        matmul_experts(pool, {{&gate, yg.data()}, {&up, yu.data()}}, batches, x.data(), n_used, scratch);
+        spent[v] += now_s(false) - t0;
+        ++calls[v];
+    }
+    set_decode_prefetch_rows(0);
+    const double bytes = 2.0 * double(n_used) * double(n) * double(w.row_bytes()), flops = 4.0 * double(n_used) * double(n) * double(k);
+    for (size_t v = 0; v < variants; ++v) {
+        const double per_call = spent[v] / double(calls[v]);
+        char label[32] = "";
+        if (variants > 1 || prefetch_rows[v] != 0) {
+            if (prefetch_rows[v] == 0) std::snprintf(label, sizeof(label), ", prefetch default");
+            else std::snprintf(label, sizeof(label), ", prefetch %lld rows", (long long)prefetch_rows[v]);
+        }
+        std::printf("%-6s %6lld %5s %10.3f %9.1f %8.1f   (%d of %d experts, gate+up%s; %lld calls)\n", name.c_str(), (long long)n, "1/E",
+                    per_call * 1e3, flops / per_call * 1e-9, bytes / per_call * 1e-9, n_used, n_expert, label, (long long)calls[v]);
+    }
+    std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,6 +139,8 @@ int main(int argc, char** argv) {
     int64_t k = 2048;  // the reduction length: a row's elements
     double budget = 0.4;  // seconds of repetitions per point
     bool cpu_clock = false;
+    int n_expert = 0, n_expert_used = 0;  // --experts E:K
+    std::vector<int64_t> prefetch_rows = {0};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--types")) types = split(argv[i + 1]);
@@ -92,11 +148,22 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--n")) ns = parse_list(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--k")) k = std::atoll(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--budget")) budget = std::atof(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--experts")) {
+            if (std::sscanf(argv[i + 1], "%d:%d", &n_expert, &n_expert_used) != 2 || n_expert_used < 1 || n_expert_used > n_expert) {
+                std::fprintf(stderr, "--experts takes E:K, 1 <= K <= E\n");
+                return 2;
+            }
+        }
+        else if (!std::strcmp(argv[i], "--prefetch-rows")) prefetch_rows = parse_list(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--clock") && (!std::strcmp(argv[i + 1], "wall") || !std::strcmp(argv[i + 1], "cpu"))) cpu_clock = argv[i + 1][0] == 'c';
         else {
             std::fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
+    }
+    if (prefetch_rows.empty() || *std::min_element(prefetch_rows.begin(), prefetch_rows.end()) < 0) {
+        std::fprintf(stderr, "--prefetch-rows takes a list of row counts, 0 for the default\n");
+        return 2;
     }
     if (k <= 0 || k % 256) {
         std::fprintf(stderr, "--k must be a positive multiple of 256 (every block size divides it)\n");
@@ -119,8 +186,9 @@ int main(int argc, char** argv) {
             // without one (the lattice formats), random bytes with a block scale of 1/64.
             std::vector<float> wf(static_cast<size_t>(k));
             const size_t wrow = row_size(type, k);
-            std::vector<uint8_t> wq(wrow * size_t(n));
-            for (int64_t r = 0; r < n; ++r) {
+            const int64_t n_matrices = n_expert > 0 ? 2 * int64_t(n_expert) : 1;
+            std::vector<uint8_t> wq(wrow * size_t(n) * size_t(n_matrices));
+            for (int64_t r = 0; r < n * n_matrices; ++r) {
                 for (float& v : wf) v = gauss(rng);
                 if (ref.from_float) {
                     ref.from_float(wf.data(), wq.data() + size_t(r) * wrow, k);
@@ -143,6 +211,10 @@ int main(int argc, char** argv) {
             w.ne[0] = k;
             w.ne[1] = n;
             w.row_stride = row_size(w.type, k);
+            if (n_expert > 0) {
+                time_experts(pool, w, n_expert, n_expert_used, prefetch_rows, budget, name, rng);
+                continue;
+            }
             for (int64_t m : ms) {
                 std::vector<float> x(size_t(m * k)), y(size_t(m * n));
                 for (float& v : x) v = gauss(rng);
