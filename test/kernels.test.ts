@@ -144,7 +144,8 @@ describe.skipIf(!hasCmake)('backend seam (C++): every architecture through a bac
 // native/test/moe_split.cpp: a MoE layer computed in the parts a GPU/CPU split would compute it in
 // (issue 14): route, the experts of a random half, the experts of the other half, the shared
 // expert. The parts add up to the whole (NMSE <= 1e-12: only the summation order may differ), the
-// all-experts steps equal ffn_moe bit for bit, and experts no token chose contribute zeros.
+// all-experts steps equal ffn_moe bit for bit (where the shared expert has the routed experts'
+// shape, ffn_moe runs it in their passes), and experts no token chose contribute zeros.
 describe.skipIf(!hasCmake)('MoE layer split (C++): the CPU half of a hybrid layer', () => {
   it('adds up to the whole layer on every MoE architecture', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'moerun-split-'));
@@ -152,6 +153,9 @@ describe.skipIf(!hasCmake)('MoE layer split (C++): the CPU half of a hybrid laye
       const models: Omit<MakeModelOptions, 'out'>[] = [
         { arch: 'qwen3moe', nExpert: 16, nExpertUsed: 4 }, { arch: 'qwen2moe', type: 'f16' }, { arch: 'olmoe' },
         { arch: 'bailingmoe2' }, { arch: 'deepseek2' },
+        // A gated shared expert as wide as the routed ones: ffn_moe runs it in the experts' passes
+        // (F16: its dense summation order there), which must equal ffn_moe_shared's result.
+        { arch: 'qwen2moe', type: 'f16', nFfShexp: 256 }, { arch: 'qwen2moe', nFfShexp: 256 },
       ];
       const files: string[] = [];
       for (const [i, m] of models.entries()) {

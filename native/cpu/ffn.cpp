@@ -115,9 +115,37 @@ void ffn_moe_route(thread_pool& pool, const model_config& c, const layer_weights
     });
 }
 
-void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n,
-                     const int32_t* selected, const float* weights, const uint8_t* host_expert, float* out, ffn_scratch& s,
-                     activation_observer* observer) {
+namespace {
+
+// The shared expert joins the routed experts' two passes (matmul_experts) where its matrices have
+// their types and shapes (Ling's 512-wide shared expert does): a decode step then synchronizes the
+// threads twice per MoE layer for the experts instead of four times.
+bool shared_joins_experts(const layer_weights& l) {
+    if (!l.ffn_up_shexp || !l.ffn_gate_shexp || !l.ffn_down_shexp) return false;
+    const auto same = [](const tensor& shared, const tensor& experts) {
+        return shared.type == experts.type && shared.ne[0] == experts.ne[0] && shared.ne[1] == experts.ne[1] && shared.ne[2] == 1 &&
+               shared.row_bytes() == experts.row_bytes() && shared.location == memory_location::host &&
+               experts.location == memory_location::host;
+    };
+    return same(l.ffn_gate_shexp, l.ffn_gate_exps) && same(l.ffn_up_shexp, l.ffn_up_exps) && same(l.ffn_down_shexp, l.ffn_down_exps);
+}
+
+// sigmoid(g) as llama.cpp computes a shared expert's gate, silu(g) / g (to its last bit), except
+// at exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which llama.cpp
+// sums in the vector-dot order.
+float shared_expert_gate(const tensor& gate_inp, const float* x, int d) {
+    const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
+    const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
+    float g;
+    dot(d, &g, gate_inp.data, x);
+    return g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
+}
+
+// ffn_moe_experts, and with with_shared (shared_joins_experts) also the shared expert, as one more
+// batch of the same passes over all n tokens, added after the routed slots as ffn_moe_shared adds it.
+void run_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, const int32_t* selected,
+                 const float* weights, const uint8_t* host_expert, bool with_shared, float* out, ffn_scratch& s,
+                 activation_observer* observer) {
     const int d = c.n_embd, n_used = c.n_expert_used, n_expert = c.n_expert;
     const int64_t n_ff = c.n_ff_exp;
     auto included = [&](int32_t e) { return !host_expert || host_expert[e]; };
@@ -142,12 +170,18 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
         pair_of_row.insert(pair_of_row.end(), pairs.begin(), pairs.end());
     }
     const int rows = int(pair_of_row.size());
-    s.xe.resize(size_t(rows) * size_t(d));
-    pool.parallel_for(rows, rows_per_task(d), [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) std::copy_n(x + size_t(pair_of_row[size_t(r)] / n_used) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
+    // The shared expert's rows follow the routed ones: row rows + t is token t.
+    const int shared_rows = with_shared ? n : 0, all_rows = rows + shared_rows;
+    if (with_shared) batches.push_back({k_shared_expert, rows, n});
+    s.xe.resize(size_t(all_rows) * size_t(d));
+    pool.parallel_for(all_rows, rows_per_task(d), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+            const int64_t token = r < rows ? pair_of_row[size_t(r)] / n_used : r - rows;
+            std::copy_n(x + size_t(token) * size_t(d), d, s.xe.data() + size_t(r) * size_t(d));
+        }
     });
-    s.gate.resize(size_t(rows) * size_t(n_ff));
-    s.up.resize(size_t(rows) * size_t(n_ff));
+    s.gate.resize(size_t(all_rows) * size_t(n_ff));
+    s.up.resize(size_t(all_rows) * size_t(n_ff));
     // For the observer (full runs only): the row of x (gate, up: the token's) and of s.gate
     // (down: the pair's) that each (token, slot) pair multiplies.
     if (host_expert) observer = nullptr;
@@ -158,9 +192,11 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
         observer->on_experts(l.ffn_gate_exps, selected, row_of.data(), n, n_used, x);
         observer->on_experts(l.ffn_up_exps, selected, row_of.data(), n, n_used, x);
     }
-    if (rows > 0) {
-        matmul_experts(pool, {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}}, batches, s.xe.data(), rows, s.quant);
-        swiglu_rows_on(pool, s.gate.data(), s.up.data(), rows, n_ff);
+    if (all_rows > 0) {
+        const std::initializer_list<matmul_job> gate_up = {{&l.ffn_gate_exps, s.gate.data()}, {&l.ffn_up_exps, s.up.data()}};
+        if (with_shared) matmul_experts(pool, gate_up, batches, s.xe.data(), all_rows, s.quant, {&l.ffn_gate_shexp, &l.ffn_up_shexp});
+        else matmul_experts(pool, gate_up, batches, s.xe.data(), all_rows, s.quant);
+        swiglu_rows_on(pool, s.gate.data(), s.up.data(), all_rows, n_ff);
     }
     // The rows of the (token, slot) pairs; -1: an excluded expert.
     std::vector<int32_t> row_of_pair(size_t(n) * size_t(n_used), -1);
@@ -169,7 +205,8 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
     // The down products overwrite the gathered inputs, which the gate and up products were the
     // last to read (one buffer of rows x n_embd instead of three at a 512-token chunk's 4096 rows).
     float* const ye = s.xe.data();
-    if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, ye}}, batches, s.gate.data(), rows, s.quant);
+    if (with_shared) matmul_experts(pool, {{&l.ffn_down_exps, ye}}, batches, s.gate.data(), all_rows, s.quant, {&l.ffn_down_shexp});
+    else if (rows > 0) matmul_experts(pool, {{&l.ffn_down_exps, ye}}, batches, s.gate.data(), rows, s.quant);
 
     // ---- combine the included slots, slot by slot (the order llama.cpp adds them) ----
     pool.parallel_for(n, rows_per_task(int64_t(d) * n_used), [&](int64_t t0, int64_t t1) {
@@ -189,8 +226,24 @@ void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weigh
                 first = false;
             }
             if (first) std::fill_n(o, d, 0.0f);  // no included expert for this token
+            if (with_shared) {
+                float* shared = ye + size_t(rows + t) * size_t(d);
+                if (l.ffn_gate_inp_shexp) {
+                    const float gate = shared_expert_gate(l.ffn_gate_inp_shexp, x + size_t(t) * size_t(d), d);
+                    for (int i = 0; i < d; ++i) shared[i] *= gate;
+                }
+                for (int i = 0; i < d; ++i) o[i] += shared[i];
+            }
         }
     });
+}
+
+}  // namespace
+
+void ffn_moe_experts(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n,
+                     const int32_t* selected, const float* weights, const uint8_t* host_expert, float* out, ffn_scratch& s,
+                     activation_observer* observer) {
+    run_experts(pool, c, l, x, n, selected, weights, host_expert, /*with_shared=*/false, out, s, observer);
 }
 
 void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
@@ -201,16 +254,9 @@ void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weight
     ffn_dense(pool, l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, d, s.shared.data(), s, observer);
     if (l.ffn_gate_inp_shexp) {
         if (observer) observer->on_matmul(l.ffn_gate_inp_shexp, x, n, d);
-        // sigmoid(g) computed as llama.cpp does, silu(g) / g (to its last bit), except at
-        // exactly g = 0, where that is NaN and this is 0.5. g is a one-row matmul, which
-        // llama.cpp sums in the vector-dot order.
-        const cpu_kernels& f32 = cpu_kernels_of(tensor_type::F32);
-        const vec_dot_fn dot = f32.vec_dot_unrolled ? f32.vec_dot_unrolled : f32.vec_dot;
         pool.parallel_for(n, rows_per_task(d), [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t) {
-                float g;
-                dot(d, &g, l.ffn_gate_inp_shexp.data, x + size_t(t) * size_t(d));
-                const float gate = g == 0.0f ? 0.5f : g / (1.0f + std::exp(-g)) / g;
+                const float gate = shared_expert_gate(l.ffn_gate_inp_shexp, x + size_t(t) * size_t(d), d);
                 for (int i = 0; i < d; ++i) s.shared[size_t(t) * size_t(d) + size_t(i)] *= gate;
             }
         });
@@ -223,8 +269,10 @@ void ffn_moe_shared(thread_pool& pool, const model_config& c, const layer_weight
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,
              ffn_scratch& s, activation_observer* observer) {
     ffn_moe_route(pool, c, l, x, n, s, observer);
-    ffn_moe_experts(pool, c, l, x, n, s.selected.data(), s.weights.data(), nullptr, out, s, observer);
-    ffn_moe_shared(pool, c, l, x, n, out, s, observer);
+    // With an observer (imatrix) the shared expert keeps its own passes, which report its inputs.
+    const bool with_shared = !observer && shared_joins_experts(l);
+    run_experts(pool, c, l, x, n, s.selected.data(), s.weights.data(), nullptr, with_shared, out, s, observer);
+    if (!with_shared) ffn_moe_shared(pool, c, l, x, n, out, s, observer);
 }
 
 }  // namespace moerun

@@ -31,7 +31,8 @@ void ffn_dense(thread_pool& pool, const tensor& gate, const tensor& up, const te
 //          group-limited top-k -> top-k -> weights = probabilities of the chosen (normalized,
 //          scaled);
 //   run:   tokens are grouped by expert and each expert runs once over its tokens (gate and up
-//          fused), so a prompt batch costs one matrix-matrix product per active expert;
+//          fused), so a prompt batch costs one matrix-matrix product per active expert; a shared
+//          expert of the routed experts' type and shape runs in the same two passes, over all tokens;
 //   combine: out[t] = sum over slots k of weight[t,k] * (slot k's expert output) (+ shared expert).
 // `observer` (may be null) sees the router's, each expert's and the shared expert's input rows.
 void ffn_moe(thread_pool& pool, const model_config& c, const layer_weights& l, const float* x, int n, float* out,

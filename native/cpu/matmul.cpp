@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../base/error.h"
+#include "ops.h"
 
 namespace moerun {
 
@@ -20,11 +21,9 @@ std::pair<const uint8_t*, size_t> convert_activations(thread_pool& pool, const c
     scratch.resize(row * size_t(m) + k_act_quants_align);
     const uintptr_t misalign = reinterpret_cast<uintptr_t>(scratch.data()) % k_act_quants_align;
     uint8_t* const rows = scratch.data() + (misalign ? k_act_quants_align - misalign : 0);
-    if (m <= 2) {  // decode: not worth waking the threads
-        for (int64_t i = 0; i < m; ++i) from_float(x + i * k, rows + size_t(i) * row, k);
-        return {rows, row};
-    }
-    pool.parallel_for(m, 1, [&](int64_t b, int64_t e) {
+    // A decode step's rows (one token, or one per selected expert: 8 x 2048 floats) convert on the
+    // calling thread; a prompt batch's on the pool.
+    pool.parallel_for(m, rows_per_task(k), [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) from_float(x + i * k, rows + size_t(i) * row, k);
     });
     return {rows, row};
@@ -160,12 +159,27 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
 }
 
 void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, const std::vector<expert_batch>& batches,
-                    const float* x, int64_t m, std::vector<uint8_t>& scratch) {
+                    const float* x, int64_t m, std::vector<uint8_t>& scratch, std::initializer_list<const tensor*> shared) {
     if (jobs.size() == 0 || batches.empty()) return;
     const tensor& w0 = *jobs.begin()->w;
+    const bool has_shared = std::any_of(batches.begin(), batches.end(), [](const expert_batch& b) { return b.expert == k_shared_expert; });
+    if (has_shared) {
+        if (shared.size() != jobs.size()) throw error(error_code::internal, "matmul_experts: a shared batch needs one shared weight per job");
+        for (size_t j = 0; j < jobs.size(); ++j) {
+            const tensor& sw = *shared.begin()[j];
+            const tensor& w = *jobs.begin()[j].w;
+            if (sw.type != w.type || sw.ne[0] != w.ne[0] || sw.ne[1] != w.ne[1] || sw.ne[2] != 1 || sw.row_bytes() != w.row_bytes()) {
+                throw error(error_code::internal, "matmul_experts: a shared weight must have its experts' type and shape");
+            }
+        }
+    }
     for (const matmul_job& j : jobs) {
         if (j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->ne[1] != w0.ne[1]) {
-            for (const matmul_job& each : jobs) matmul_experts(pool, {each}, batches, x, m, scratch);  // mixed types: one pass each
+            // Mixed types: one pass each.
+            for (size_t i = 0; i < jobs.size(); ++i) {
+                if (has_shared) matmul_experts(pool, {jobs.begin()[i]}, batches, x, m, scratch, {shared.begin()[i]});
+                else matmul_experts(pool, {jobs.begin()[i]}, batches, x, m, scratch);
+            }
             return;
         }
     }
@@ -209,9 +223,12 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
             const int64_t base = j * per_job + b * n;                // a tile stays in one (weight, batch)
             const int64_t r1 = std::min({end, r0 + k_row_tile, base + n});
             const expert_batch& eb = batches[size_t(b)];
-            const uint8_t* wb = static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
-            dot_tile(wt, wt.vec_dot_unrolled != nullptr, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count,
-                     job_list[j].y, n);
+            const bool is_shared = eb.expert == k_shared_expert;
+            const uint8_t* wb = is_shared ? static_cast<const uint8_t*>(shared.begin()[j]->data)
+                                          : static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
+            // Experts sum in the vector-dot order (llama.cpp's mul_mat_id), a shared expert as its dense matmul.
+            const bool unrolled = is_shared ? dense_uses_unrolled(wt, k, n) : wt.vec_dot_unrolled != nullptr;
+            dot_tile(wt, unrolled, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
             r0 = r1;
         }
     };

@@ -26,13 +26,17 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
 // go through expert `expert` of each 3-D weight: y_j[row] = x[row] . w_j.expert(e)^T. All experts
 // and weights share one threaded pass over (weight, expert, output row), so a decode step through
 // k experts costs one synchronization, not k.
+// A batch whose expert is k_shared_expert goes through shared[j] instead, a 2-D weight of the
+// experts' type and shape (a shared expert: one more pass would cost one more synchronization),
+// summed in the order a dense matmul of that weight sums (matmul above).
 struct expert_batch {
-    int expert;
+    int expert;     // index into each 3-D weight, or k_shared_expert
     int64_t first;  // first row of x / y
     int64_t count;  // rows routed to this expert
 };
+inline constexpr int k_shared_expert = -1;
 void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, const std::vector<expert_batch>& batches,
-                    const float* x, int64_t m, std::vector<uint8_t>& scratch);
+                    const float* x, int64_t m, std::vector<uint8_t>& scratch, std::initializer_list<const tensor*> shared = {});
 
 // One thread's matmul of rows already in memory: y[i * y_stride + r] = dot(w_r, x_i) for weight
 // rows w_r = w + r * w_row bytes (r < rows, of wt's type) and activation rows x_i = x + i * x_row
