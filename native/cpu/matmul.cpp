@@ -1,6 +1,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "../base/error.h"
@@ -100,10 +101,67 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
 // packs a few activation rows once for all of them).
 int64_t row_tile(const cpu_kernels& wt) { return std::max<int64_t>(16, wt.int8_tile ? wt.int8_tile_rows : 0); }
 
+// Runs unit(u) for every u in [0, n_units) on nth (>= 1) threads of the pool. Thread i owns the
+// contiguous share [bounds[i], bounds[i + 1]) and works through it front to back, so its weight
+// reads stay one sequential stream (tile_prefetch.h). A thread whose share is done takes the back
+// half of the largest share left as its new share (and so on until none is left), contiguous
+// again. With static shares alone the caller of a 2-vCPU VM's decode waited 13% of the step (2.8
+// of 21 ms a token, Ling-mini Q8_0) for a worker that started late, about 10 us per job on
+// average, whether it spun or yielded: a vCPU the host had preempted. Units are independent
+// (disjoint outputs), so who runs one changes no result.
+template <typename Unit>
+void run_shares(thread_pool& pool, int nth, const int64_t* bounds, const Unit& unit) {
+    if (nth <= 1) {
+        for (int64_t u = bounds[0]; u < bounds[1]; ++u) unit(u);
+        return;
+    }
+    // Share i's units not yet taken, [front, back), packed as front << 32 | back.
+    struct alignas(64) share {
+        std::atomic<uint64_t> range;
+    };
+    const auto pack = [](uint64_t front, uint64_t back) { return front << 32 | back; };
+    std::vector<share> shares(static_cast<size_t>(nth));
+    for (int i = 0; i < nth; ++i) shares[size_t(i)].range.store(pack(uint64_t(bounds[i]), uint64_t(bounds[i + 1])), std::memory_order_relaxed);
+    pool.run([&](int ith, int) {
+        if (ith >= nth) return;
+        std::atomic<uint64_t>& own = shares[size_t(ith)].range;
+        for (;;) {
+            uint64_t r = own.load(std::memory_order_relaxed);
+            for (;;) {  // the own share's front unit, until it is empty
+                const uint64_t f = r >> 32, b = r & 0xffffffffu;
+                if (f >= b) break;
+                if (own.compare_exchange_weak(r, pack(f + 1, b), std::memory_order_relaxed)) {
+                    unit(int64_t(f));
+                    r = own.load(std::memory_order_relaxed);
+                }
+            }
+            // The back half (rounded up) of the share with the most units left becomes this one's.
+            int victim = -1;
+            uint64_t most = 0, seen = 0;
+            for (int k = 1; k < nth; ++k) {
+                const int s = (ith + k) % nth;
+                const uint64_t v = shares[size_t(s)].range.load(std::memory_order_relaxed);
+                const uint64_t f = v >> 32, b = v & 0xffffffffu;
+                if (f < b && b - f > most) {
+                    most = b - f;
+                    victim = s;
+                    seen = v;
+                }
+            }
+            if (victim < 0) return;
+            const uint64_t f = seen >> 32, b = seen & 0xffffffffu, half = (b - f + 1) / 2;
+            if (shares[size_t(victim)].range.compare_exchange_strong(seen, pack(f, b - half), std::memory_order_relaxed)) {
+                own.store(pack(b - half, b), std::memory_order_relaxed);
+            }
+        }
+    });
+}
+
 // y_j = x . w_j^T for `count` weights sharing row length and type (their row counts may differ),
 // threaded over the concatenated output rows: one activation conversion and one synchronization
-// for all of them. Threads take contiguous blocks of rows; within a block, a few weight rows are
-// reused across all m activation rows while they are hot in cache.
+// for all of them. Threads take contiguous blocks of rows (and the tails of others' when done,
+// run_shares); within a block, a few weight rows are reused across all m activation rows while
+// they are hot in cache.
 void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, int count, const float* x, int64_t m,
                   std::vector<uint8_t>& scratch, activation_view view) {
     const tensor& w0 = *ws[0];
@@ -118,16 +176,21 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
     for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
     const size_t w_row = w0.row_bytes();
     const int64_t k_row_tile = row_tile(wt);
-    pool.parallel_for(first_row[count], 4, [&](int64_t begin, int64_t end) {
+    // The units are tiles of k_row_tile rows, weight after weight (a tile never crosses into the
+    // next weight); the threads' shares are equal runs of them.
+    int64_t first_tile[5] = {0};  // first_tile[j] = tiles of weights 0..j-1
+    for (int j = 0; j < count; ++j) first_tile[j + 1] = first_tile[j] + (ws[j]->ne[1] + k_row_tile - 1) / k_row_tile;
+    const int64_t n_tiles = first_tile[count];
+    const int nth = int(std::min<int64_t>(pool.size(), n_tiles));
+    std::vector<int64_t> bounds(size_t(nth) + 1);
+    for (int i = 0; i <= nth; ++i) bounds[size_t(i)] = n_tiles * i / nth;
+    run_shares(pool, nth, bounds.data(), [&](int64_t tile) {
         int j = 0;
-        for (int64_t r0 = begin; r0 < end;) {
-            while (r0 >= first_row[j + 1]) ++j;  // a tile never crosses into the next weight
-            const int64_t r1 = std::min({end, r0 + k_row_tile, first_row[j + 1]});
-            const int64_t n = ws[j]->ne[1];
-            const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-            dot_tile(wt, view_unrolled || dense_uses_unrolled(wt, k, n), k, wb, w_row, r0 - first_row[j], r1 - first_row[j], xb, xq_row, 0, m, ys[j], n);
-            r0 = r1;
-        }
+        while (tile >= first_tile[j + 1]) ++j;
+        const int64_t n = ws[j]->ne[1];
+        const int64_t r0 = (tile - first_tile[j]) * k_row_tile, r1 = std::min(n, r0 + k_row_tile);
+        const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
+        dot_tile(wt, view_unrolled || dense_uses_unrolled(wt, k, n), k, wb, w_row, r0, r1, xb, xq_row, 0, m, ys[j], n);
     });
 }
 
@@ -191,7 +254,6 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     const size_t xq_row = converted.second;
     const size_t w_row = w0.row_bytes();
     const int64_t n_batches = int64_t(batches.size());
-    const int64_t per_job = n_batches * n;  // output rows of one weight across all experts
     const matmul_job* job_list = jobs.begin();
     const int64_t k_row_tile = row_tile(wt);
     // The rows run in segments (weight j, batch b) of n rows, segment s = j * n_batches + b. A row
@@ -216,31 +278,25 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
         const int64_t rows = (c - cost_before[size_t(seg)] + row_cost - 1) / row_cost;
         return seg * n + std::min(n, (rows + k_row_tile - 1) / k_row_tile * k_row_tile);
     };
-    const int nth = int(std::min<int64_t>(pool.size(), (n_segments * n + k_row_tile - 1) / k_row_tile));
-    const auto run_rows = [&](int64_t begin, int64_t end) {
-        for (int64_t r0 = begin; r0 < end;) {
-            const int64_t j = r0 / per_job, b = (r0 % per_job) / n;  // weight, batch
-            const int64_t base = j * per_job + b * n;                // a tile stays in one (weight, batch)
-            const int64_t r1 = std::min({end, r0 + k_row_tile, base + n});
-            const expert_batch& eb = batches[size_t(b)];
-            const bool is_shared = eb.expert == k_shared_expert;
-            const uint8_t* wb = is_shared ? static_cast<const uint8_t*>(shared.begin()[j]->data)
-                                          : static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
-            // Experts sum in the vector-dot order (llama.cpp's mul_mat_id), a shared expert as its dense matmul.
-            const bool unrolled = is_shared ? dense_uses_unrolled(wt, k, n) : wt.vec_dot_unrolled != nullptr;
-            dot_tile(wt, unrolled, k, wb, w_row, r0 - base, r1 - base, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
-            r0 = r1;
-        }
-    };
-    if (nth <= 1) {
-        run_rows(0, n_segments * n);
-        return;
-    }
-    pool.run([&](int ith, int) {
-        if (ith >= nth) return;
-        const int64_t begin = ith == 0 ? 0 : row_at_cost(total_cost * ith / nth);
-        const int64_t end = ith + 1 == nth ? n_segments * n : row_at_cost(total_cost * (ith + 1) / nth);
-        if (begin < end) run_rows(begin, end);
+    // The units are the segments' tiles; thread i's share starts at the tile where cost
+    // total * i / nth falls.
+    const int64_t tiles_per_segment = (n + k_row_tile - 1) / k_row_tile;
+    const int64_t n_tiles = n_segments * tiles_per_segment;
+    const auto tile_of_row = [&](int64_t row) { return row / n * tiles_per_segment + (row % n) / k_row_tile; };
+    const int nth = int(std::min<int64_t>(pool.size(), n_tiles));
+    std::vector<int64_t> bounds(size_t(nth) + 1);
+    for (int i = 0; i <= nth; ++i) bounds[size_t(i)] = i == 0 ? 0 : i == nth ? n_tiles : tile_of_row(row_at_cost(total_cost * i / nth));
+    run_shares(pool, nth, bounds.data(), [&](int64_t tile) {
+        const int64_t seg = tile / tiles_per_segment;
+        const int64_t j = seg / n_batches, b = seg % n_batches;  // weight, batch
+        const int64_t r0 = (tile % tiles_per_segment) * k_row_tile, r1 = std::min(n, r0 + k_row_tile);
+        const expert_batch& eb = batches[size_t(b)];
+        const bool is_shared = eb.expert == k_shared_expert;
+        const uint8_t* wb = is_shared ? static_cast<const uint8_t*>(shared.begin()[j]->data)
+                                      : static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
+        // Experts sum in the vector-dot order (llama.cpp's mul_mat_id), a shared expert as its dense matmul.
+        const bool unrolled = is_shared ? dense_uses_unrolled(wt, k, n) : wt.vec_dot_unrolled != nullptr;
+        dot_tile(wt, unrolled, k, wb, w_row, r0, r1, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
     });
 }
 
