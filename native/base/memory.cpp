@@ -7,6 +7,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
 #include <unistd.h>
@@ -63,6 +66,16 @@ uint64_t host_memory_available() {
 }
 
 uint64_t host_memory_total() { return std::min(physical_memory(), address_space_limit()); }
+
+bool populate_pages(const void* p, size_t n) {
+#if defined(__linux__)
+    constexpr int k_madv_populate_read = 22;  // MADV_POPULATE_READ (uapi asm-generic/mman-common.h), Linux 5.14
+    return n == 0 || madvise(const_cast<void*>(p), n, k_madv_populate_read) == 0;
+#else
+    (void)p, (void)n;
+    return false;
+#endif
+}
 
 bool host_is_virtual_machine() {
 #if defined(__x86_64__) || defined(__i386__)

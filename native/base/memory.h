@@ -2,6 +2,7 @@
 // otherwise succeed on paper (overcommit) and then get the process killed when its pages are used.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -21,6 +22,12 @@ uint64_t host_memory_total();
 // read at 13.4-14.5 GB/s where the same bytes copied into anonymous memory read at 19.1-19.7
 // (model_load_params::weight_memory).
 bool host_is_virtual_machine();
+
+// Maps the pages of [p, p + n) of a read-only file mapping into this process as the kernel reads
+// them (Linux 5.14+: madvise MADV_POPULATE_READ), so that the first token does not fault them in
+// one by one. False where that is not available (older kernels, other systems): touch the pages
+// instead. p must be page-aligned.
+bool populate_pages(const void* p, size_t n);
 
 // "23.4 GiB": bytes for messages.
 std::string format_bytes(uint64_t bytes);
