@@ -4,8 +4,9 @@
 //   - ASan + UBSan, on every CPU path this machine has: test_kernels (every quantized kernel
 //     against the reference), run_model on the eight architecture cases of test/arch.test.ts (F32,
 //     and quantized to K-quant and IQ4_XS mixes at full width) with a prompt and decode steps,
-//     and native/test/concurrency.cpp (two sessions at once, an abort mid-evaluation, and
-//     load/eval/dispose cycles, whose leaks LSan would report at exit);
+//     and native/test/concurrency.cpp (the pool's parallel_for and run_shares, two sessions at
+//     once, an abort mid-evaluation, and load/eval/dispose cycles, whose leaks LSan would report
+//     at exit);
 //   - libFuzzer over whole model files (native/fuzz/fuzz_model.cpp: load, a prompt, decode steps)
 //     for about a minute from scripts/fuzz-seeds.ts (scripts/fuzz-long.sh is the long run);
 //   - TSan: native/test/concurrency.cpp;
@@ -115,7 +116,7 @@ describe.skipIf(!hasTools)('ASan + UBSan: the core on every CPU path', () => {
     const r = await run(path.join(asanDir, 'concurrency'), [smallModel, '--cycles', '10', '--threads', '2'], { MOERUN_CPU: cpuPath });
     expect(report(r.output), r.output.slice(-3000)).toBeUndefined();
     expect(r.status, r.output.slice(-3000)).toBe(0);
-    expect(r.output.match(/^ok /gm)?.length).toBe(4);
+    expect(r.output.match(/^ok /gm)?.length).toBe(5);
   }, 300_000);
 
   it('reports the planted out-of-bounds read', async () => {
@@ -171,7 +172,7 @@ describe.skipIf(!hasTools)('TSan: threads, abort and two sessions on one model',
     const r = await run(path.join(tsanDir, 'concurrency'), [smallModel, '--cycles', '3', '--threads', '2']);
     expect(report(r.output), r.output.slice(-4000)).toBeUndefined();
     expect(r.status, r.output.slice(-4000)).toBe(0);
-    expect(r.output.match(/^ok /gm)?.length).toBe(4);
+    expect(r.output.match(/^ok /gm)?.length).toBe(5);
   }, 300_000);
 
   it('reports the planted data race', async () => {

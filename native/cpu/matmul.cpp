@@ -1,7 +1,6 @@
 #include "matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "../base/error.h"
@@ -101,67 +100,11 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
 // packs a few activation rows once for all of them).
 int64_t row_tile(const cpu_kernels& wt) { return std::max<int64_t>(16, wt.int8_tile ? wt.int8_tile_rows : 0); }
 
-// Runs unit(u) for every u in [0, n_units) on nth (>= 1) threads of the pool. Thread i owns the
-// contiguous share [bounds[i], bounds[i + 1]) and works through it front to back, so its weight
-// reads stay one sequential stream (tile_prefetch.h). A thread whose share is done takes the back
-// half of the largest share left as its new share (and so on until none is left), contiguous
-// again. With static shares alone the caller of a 2-vCPU VM's decode waited 13% of the step (2.8
-// of 21 ms a token, Ling-mini Q8_0) for a worker that started late, about 10 us per job on
-// average, whether it spun or yielded: a vCPU the host had preempted. Units are independent
-// (disjoint outputs), so who runs one changes no result.
-template <typename Unit>
-void run_shares(thread_pool& pool, int nth, const int64_t* bounds, const Unit& unit) {
-    if (nth <= 1) {
-        for (int64_t u = bounds[0]; u < bounds[1]; ++u) unit(u);
-        return;
-    }
-    // Share i's units not yet taken, [front, back), packed as front << 32 | back.
-    struct alignas(64) share {
-        std::atomic<uint64_t> range;
-    };
-    const auto pack = [](uint64_t front, uint64_t back) { return front << 32 | back; };
-    std::vector<share> shares(static_cast<size_t>(nth));
-    for (int i = 0; i < nth; ++i) shares[size_t(i)].range.store(pack(uint64_t(bounds[i]), uint64_t(bounds[i + 1])), std::memory_order_relaxed);
-    pool.run([&](int ith, int) {
-        if (ith >= nth) return;
-        std::atomic<uint64_t>& own = shares[size_t(ith)].range;
-        for (;;) {
-            uint64_t r = own.load(std::memory_order_relaxed);
-            for (;;) {  // the own share's front unit, until it is empty
-                const uint64_t f = r >> 32, b = r & 0xffffffffu;
-                if (f >= b) break;
-                if (own.compare_exchange_weak(r, pack(f + 1, b), std::memory_order_relaxed)) {
-                    unit(int64_t(f));
-                    r = own.load(std::memory_order_relaxed);
-                }
-            }
-            // The back half (rounded up) of the share with the most units left becomes this one's.
-            int victim = -1;
-            uint64_t most = 0, seen = 0;
-            for (int k = 1; k < nth; ++k) {
-                const int s = (ith + k) % nth;
-                const uint64_t v = shares[size_t(s)].range.load(std::memory_order_relaxed);
-                const uint64_t f = v >> 32, b = v & 0xffffffffu;
-                if (f < b && b - f > most) {
-                    most = b - f;
-                    victim = s;
-                    seen = v;
-                }
-            }
-            if (victim < 0) return;
-            const uint64_t f = seen >> 32, b = seen & 0xffffffffu, half = (b - f + 1) / 2;
-            if (shares[size_t(victim)].range.compare_exchange_strong(seen, pack(f, b - half), std::memory_order_relaxed)) {
-                own.store(pack(b - half, b), std::memory_order_relaxed);
-            }
-        }
-    });
-}
-
 // y_j = x . w_j^T for `count` weights sharing row length and type (their row counts may differ),
 // threaded over the concatenated output rows: one activation conversion and one synchronization
-// for all of them. Threads take contiguous blocks of rows (and the tails of others' when done,
-// run_shares); within a block, a few weight rows are reused across all m activation rows while
-// they are hot in cache.
+// for all of them. Threads take contiguous blocks of rows (and the tails of others' when done:
+// thread_pool::run_shares); within a block, a few weight rows are reused across all m activation
+// rows while they are hot in cache.
 void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, int count, const float* x, int64_t m,
                   std::vector<uint8_t>& scratch, activation_view view) {
     const tensor& w0 = *ws[0];
@@ -184,7 +127,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
     const int nth = int(std::min<int64_t>(pool.size(), n_tiles));
     std::vector<int64_t> bounds(size_t(nth) + 1);
     for (int i = 0; i <= nth; ++i) bounds[size_t(i)] = n_tiles * i / nth;
-    run_shares(pool, nth, bounds.data(), [&](int64_t tile) {
+    pool.run_shares(nth, bounds.data(), [&](int64_t tile) {
         int j = 0;
         while (tile >= first_tile[j + 1]) ++j;
         const int64_t n = ws[j]->ne[1];
@@ -286,7 +229,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     const int nth = int(std::min<int64_t>(pool.size(), n_tiles));
     std::vector<int64_t> bounds(size_t(nth) + 1);
     for (int i = 0; i <= nth; ++i) bounds[size_t(i)] = i == 0 ? 0 : i == nth ? n_tiles : tile_of_row(row_at_cost(total_cost * i / nth));
-    run_shares(pool, nth, bounds.data(), [&](int64_t tile) {
+    pool.run_shares(nth, bounds.data(), [&](int64_t tile) {
         const int64_t seg = tile / tiles_per_segment;
         const int64_t j = seg / n_batches, b = seg % n_batches;  // weight, batch
         const int64_t r0 = (tile % tiles_per_segment) * k_row_tile, r1 = std::min(n, r0 + k_row_tile);

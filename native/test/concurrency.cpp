@@ -5,6 +5,9 @@
 //
 // Checks, each printed as "ok <name>: ..." (exit status 1 on the first failure):
 //   pool      a thread pool of T threads runs 200 parallel_for jobs; every item is done once
+//   shares    the same pool runs 200 run_shares jobs whose shares differ in size (some empty) and
+//             one of which is slow: every unit is done once per job, and the slow share's units
+//             were run by more than one thread (the others took them over)
 //   sessions  two sessions on one model evaluate a prompt and decode from two threads at once
 //             (their forward calls take turns on the model's backend); each gives the logits of
 //             the same work done alone, bit for bit
@@ -12,7 +15,9 @@
 //             evaluate throws ERR_ABORTED with work left undone (the session's counters), and the
 //             session then evaluates again with the logits of an unaborted run
 //   cycles    N rounds of load -> session -> evaluate -> destroy (leaks show at exit under LSan)
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -136,6 +141,39 @@ void check_cycles(const char* path, int cycles) {
 
 }  // namespace
 
+void check_shares() {
+    moerun::thread_pool pool(std::max(2, n_threads));
+    const int nth = pool.size();
+    const int64_t n = 4001;
+    std::vector<std::atomic<int>> done(static_cast<size_t>(n));
+    std::vector<std::thread::id> ran_by(static_cast<size_t>(n));
+    std::vector<int64_t> bounds(size_t(nth) + 1);
+    int jobs_shared = 0;  // jobs where the slow share's units ran on more than one thread
+    for (int job = 0; job < 200; ++job) {
+        // Uneven shares, share 0 or 1 empty in some jobs; the last share is the slow one.
+        for (int i = 0; i <= nth; ++i) bounds[size_t(i)] = i == nth ? n : n * (int64_t(i) * i + (job % 3 == 0 && i == 1 ? -1 : 0)) / (int64_t(nth) * nth);
+        bounds[1] = std::max(bounds[0], bounds[1]);
+        const int64_t slow_from = bounds[size_t(nth) - 1];
+        pool.run_shares(nth, bounds.data(), [&](int64_t u) {
+            if (u >= slow_from) {
+                const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+                while (std::chrono::steady_clock::now() < until) {}
+            }
+            done[size_t(u)].fetch_add(1, std::memory_order_relaxed);
+            ran_by[size_t(u)] = std::this_thread::get_id();
+        });
+        for (int64_t u = 0; u < n; ++u) {
+            if (done[size_t(u)].exchange(0) != 1) fail("shares: job " + std::to_string(job) + ": unit " + std::to_string(u) + " not done exactly once");
+        }
+        bool others = false;
+        for (int64_t u = slow_from; u < n; ++u) others = others || ran_by[size_t(u)] != ran_by[size_t(slow_from)];
+        jobs_shared += others;
+    }
+    if (jobs_shared == 0) fail("shares: the slow share's units always ran on one thread: nothing was taken over");
+    std::printf("ok shares: %d threads, 200 jobs of %lld units in uneven shares, each unit done once per job; the slow share's units "
+                "ran on several threads in %d jobs\n", nth, (long long)n, jobs_shared);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s MODEL.gguf [--cycles N] [--threads T]\n", argv[0]);
@@ -149,6 +187,7 @@ int main(int argc, char** argv) {
     }
     try {
         check_pool();
+        check_shares();
         check_sessions(argv[1]);
         check_abort(argv[1]);
         check_cycles(argv[1], cycles);
