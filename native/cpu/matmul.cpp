@@ -115,8 +115,6 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
     const uint8_t* const xb = converted.first;
     const size_t xq_row = converted.second;
     const bool view_unrolled = view == activation_view::permuted && wt.vec_dot_type == tensor_type::F32 && wt.vec_dot_unrolled;
-    int64_t first_row[5] = {0};  // first_row[j] = rows of weights 0..j-1
-    for (int j = 0; j < count; ++j) first_row[j + 1] = first_row[j] + ws[j]->ne[1];
     const size_t w_row = w0.row_bytes();
     const int64_t k_row_tile = row_tile(wt);
     // The units are tiles of k_row_tile rows, weight after weight (a tile never crosses into the
