@@ -34,6 +34,11 @@
 // their accumulator arrays in memory, with a store per accumulator per step.
 #define MOERUN_UNROLL _Pragma("GCC unroll 16")
 
+// Kernel helpers are inlined whatever GCC's size heuristics say: every vector register is
+// caller-saved, so a helper left out of line spills the caller's live registers around each call
+// (at -O3 GCC kept a one-instruction vpshufb helper and a Q6_K super-block out of line).
+#define MOERUN_ALWAYS_INLINE __attribute__((always_inline))
+
 namespace moerun::simd_orders {
 namespace {
 

@@ -51,9 +51,15 @@ inline __m512i move_bits(__m512i v, int from, int to, int mask) {
 // the reference's float steps are taken for a group of super-blocks at once (Q4_K/Q5_K: 2, whose
 // isum and msum fill 4 lanes; Q6_K: 4), then added to the row's sum one super-block at a time, in
 // the reference's order.
+//
+// Every helper down to dot_rows is forced inline (MOERUN_ALWAYS_INLINE): GCC kept
+// chunk_pair_scales (one vpshufb), mins_for_bsums and super_block_q6_k out of line, so each call
+// spilled the live vector registers. Inlined, one thread's decode (bench_matmul --threads 1 --m 1
+// --n 256 --k 2048, in cache, Zen 5, 3 alternating runs) went Q4_K 99-101 -> 123-126 GFLOP/s,
+// Q5_K 83-84 -> 95-106, Q6_K 107-110 -> 121-130.
 
 // Lane j = the sum of the 16 int32 lanes of a, b, c, d (j = 0, 1, 2, 3): 13 operations for 4 sums.
-inline __m128i sum_lanes_4(__m512i a, __m512i b, __m512i c, __m512i d) {
+MOERUN_ALWAYS_INLINE inline __m128i sum_lanes_4(__m512i a, __m512i b, __m512i c, __m512i d) {
     const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));  // per 128 bits: a b a b
     const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
     const __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));  // a b c d
@@ -63,7 +69,7 @@ inline __m128i sum_lanes_4(__m512i a, __m512i b, __m512i c, __m512i d) {
 
 // sum += lane 0, lane 1, ..., lane N - 1 of v, in that order.
 template <int N>
-inline float add_lanes_in_order(float sum, __m128 v) {
+MOERUN_ALWAYS_INLINE inline float add_lanes_in_order(float sum, __m128 v) {
     sum += _mm_cvtss_f32(v);
     if constexpr (N > 1) sum += _mm_cvtss_f32(_mm_movehdup_ps(v));
     if constexpr (N > 2) sum += _mm_cvtss_f32(_mm_movehl_ps(v, v));
@@ -73,7 +79,7 @@ inline float add_lanes_in_order(float sum, __m128 v) {
 
 // vpshufb control with both int16 halves of dword j set to byte idx[j] of the 128-bit lane,
 // zero-extended.
-inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
+MOERUN_ALWAYS_INLINE inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
     auto pair = avx2::word_pair_of_byte;
     return _mm512_setr_epi32(pair(idx[0]), pair(idx[1]), pair(idx[2]), pair(idx[3]), pair(idx[4]), pair(idx[5]), pair(idx[6]), pair(idx[7]),
                              pair(idx[8]), pair(idx[9]), pair(idx[10]), pair(idx[11]), pair(idx[12]), pair(idx[13]), pair(idx[14]), pair(idx[15]));
@@ -81,14 +87,14 @@ inline __m512i dword_words_of_bytes(const int (&idx)[16]) {
 
 // The int16 scales against packs_epi32(dots of chunk 2h, dots of chunk 2h + 1), which holds per
 // 128-bit lane L 4 dots of sub-block 4h + (L < 2 ? 0 : 1), then 4 of sub-block 4h + 2 + (L < 2 ? 0 : 1).
-inline __m512i chunk_pair_scales(__m512i sm, int h) {
+MOERUN_ALWAYS_INLINE inline __m512i chunk_pair_scales(__m512i sm, int h) {
     const int (&s)[8] = avx2::k_scale_byte;
     const int a = s[4 * h], b = s[4 * h + 1], c = s[4 * h + 2], d = s[4 * h + 3];
     return _mm512_shuffle_epi8(sm, dword_words_of_bytes({a, a, c, c, a, a, c, c, b, b, d, d, b, b, d, d}));
 }
 
 // Min j in int16 lanes 2j and 2j + 1, against the block sums 2j and 2j + 1 (256 bits).
-inline __m256i mins_for_bsums(__m512i sm) {
+MOERUN_ALWAYS_INLINE inline __m256i mins_for_bsums(__m512i sm) {
     const int (&m)[8] = avx2::k_min_byte;
     return _mm512_castsi512_si256(_mm512_shuffle_epi8(sm, dword_words_of_bytes({m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], 0, 0, 0, 0, 0, 0, 0, 0})));
 }
@@ -96,7 +102,7 @@ inline __m256i mins_for_bsums(__m512i sm) {
 // Q4_K / Q5_K chunk c of a super-block (64 quants, sub-blocks 2c and 2c + 1): sub-block 2c (the
 // low nibbles) in the low 256 bits, 2c + 1 (the high nibbles) in the high 256 bits.
 template <typename B>
-inline __m512i q45_chunk(const B& b, int c) {
+MOERUN_ALWAYS_INLINE inline __m512i q45_chunk(const B& b, int c) {
     const __m512i q = _mm512_broadcast_i64x4(load256(b.qs + 32 * c));
     const __m512i nib = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)), bytes(0xF));
     if constexpr (std::is_same_v<B, block_q4_K>) {
@@ -115,7 +121,7 @@ inline __m512i q45_chunk(const B& b, int c) {
 // dots (vpdpbusd: at most 4 * 31 * 128, an int16) are packed to int16 two chunks at a time and
 // weighted by the sub-block scales into int32 lanes (vpdpwssd).
 template <int T, typename B>
-inline void super_block_q45_k(const B& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T], __m512i msum[T]) {
+MOERUN_ALWAYS_INLINE inline void super_block_q45_k(const B& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T], __m512i msum[T]) {
     const __m512i sm = _mm512_broadcast_i32x4(avx2::scales_mins_k4(w.scales));  // in every 128-bit lane
     const __m512i s01 = chunk_pair_scales(sm, 0), s23 = chunk_pair_scales(sm, 1);
     __m512i dots[T][4];
@@ -137,7 +143,7 @@ inline void super_block_q45_k(const B& w, const block_q8_K* const* xq, int64_t i
 // G (1 or 2) Q4_K/Q5_K super-blocks from i against T activation rows, added to sum[t]:
 //   sum += (d * d_y) * float(isum) - (dmin * d_y) * float(msum), super-block by super-block.
 template <int G, int T, typename B>
-inline void group_q45_k(const B* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
+MOERUN_ALWAYS_INLINE inline void group_q45_k(const B* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
     static_assert(G == 1 || G == 2);
     __m512i isum[G][T], msum[G][T];
     MOERUN_UNROLL
@@ -163,7 +169,7 @@ inline void group_q45_k(const B* w, const block_q8_K* const* xq, int64_t i, floa
 // bsums_j per row. The unsigned quants 0..63, 64 per register, as int16 pairs (at most 63 * 128 *
 // 2) weighted by the int8 scales; the -32 through the block sums.
 template <int T>
-inline void super_block_q6_k(const block_q6_K& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T]) {
+MOERUN_ALWAYS_INLINE inline void super_block_q6_k(const block_q6_K& w, const block_q8_K* const* xq, int64_t i, __m512i isum[T]) {
     const __m512i sc16 = scales_to_i16(w.scales);
     __m512i acc[T];
     MOERUN_UNROLL
@@ -199,7 +205,7 @@ inline void super_block_q6_k(const block_q6_K& w, const block_q8_K* const* xq, i
 // G (1 to 4) Q6_K super-blocks from i against T activation rows, added to sum[t]:
 //   sum += (d * d_y) * float(isum), super-block by super-block.
 template <int G, int T>
-inline void group_q6_k(const block_q6_K* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
+MOERUN_ALWAYS_INLINE inline void group_q6_k(const block_q6_K* w, const block_q8_K* const* xq, int64_t i, float sum[T]) {
     static_assert(G >= 1 && G <= 4);
     __m512i isum[4][T];
     MOERUN_UNROLL
@@ -223,7 +229,7 @@ inline void group_q6_k(const block_q6_K* w, const block_q8_K* const* xq, int64_t
 // T activation rows (x, x + x_row, ...) against one weight row: out[t]. Super-blocks go by groups
 // of G (Q4_K/Q5_K: 2, Q6_K: 4), the rest in one smaller group.
 template <int T, typename B>
-inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
+MOERUN_ALWAYS_INLINE inline void dot_rows(int64_t nb, const B* w, const uint8_t* x, size_t x_row, float* out) {
     const block_q8_K* xq[T];
     float sum[T];
     MOERUN_UNROLL

@@ -26,13 +26,14 @@
 
 #include "../../quant/blocks.h"
 #include "../kernels.h"
+#include "../simd_orders.h"  // MOERUN_ALWAYS_INLINE
 
 namespace moerun::neon_int8 {
 namespace {
 
-// Kernel helpers are inlined whatever the optimization level (at -O2 GCC kept the 256-element
-// formats' expand out of line, through the stack: 31 instead of 17 instructions per 32 IQ4_XS values).
-#define MOERUN_ALWAYS_INLINE __attribute__((always_inline))
+// Kernel helpers are inlined whatever the optimization level (MOERUN_ALWAYS_INLINE, simd_orders.h:
+// at -O2 GCC kept the 256-element formats' expand out of line, through the stack: 31 instead of
+// 17 instructions per 32 IQ4_XS values).
 
 // f(std::integral_constant<int, I>{}) for I = 0..N-1, unrolled, so lane indices are constants.
 template <int N, class Fn>
