@@ -24,6 +24,13 @@ void swiglu_ref(float* gate, const float* up, int64_t n) {
     for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void weighted_rows_ref(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n) {
+    for (int64_t j = 0; j < rows; ++j) {
+        const float* vj = v + j * v_stride;
+        for (int64_t e = 0; e < n; ++e) y[e] += p[j] * vj[e];
+    }
+}
+
 }  // namespace
 
 vector_ops vector_ops_reference() {
@@ -31,6 +38,7 @@ vector_ops vector_ops_reference() {
     ops.lanes = 0;
     ops.softmax = softmax_ref;
     ops.swiglu = swiglu_ref;
+    ops.weighted_rows = weighted_rows_ref;
     ops.contracts_fma = false;
     return ops;
 }

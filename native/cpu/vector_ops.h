@@ -21,6 +21,12 @@ struct vector_ops {
     // gate[i] <- silu(gate[i]) * up[i] for i < n, silu(x) = x / (1 + exp(-x)). One row: llama.cpp
     // chunks each row from its start.
     void (*swiglu)(float* gate, const float* up, int64_t n) = nullptr;
+    // y[e] += p[j] * v[j * v_stride + e] for j = 0, 1, ..., rows - 1 in that order, e < n: the
+    // probability-weighted sum of value rows of an attention over a cache whose values are not
+    // transposed (cpu/backend.cpp). Each y[e] sees the same operations however the rows are split
+    // over calls. The SIMD paths fuse each step (fma, as llama.cpp's ggml_vec_mad_f32); the
+    // reference multiplies, then adds.
+    void (*weighted_rows)(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n) = nullptr;
     // Whether llama.cpp's build for this path contracts `a*b + c*d` into fma(a, b, c*d) (RoPE).
     bool contracts_fma = false;
 };

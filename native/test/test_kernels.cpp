@@ -25,7 +25,8 @@
 //   unrolled   each path's F32 unrolled_tile (keys x queries, attention scores) equals its
 //              vec_dot_unrolled bit for bit, for key counts across its blocks and every query count
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
-//              1.5 ulp of expf); softmax's cutoff gives exact zeros and no subnormal output
+//              1.5 ulp of expf); softmax's cutoff gives exact zeros and no subnormal output;
+//              weighted_rows against a double-precision sum, and the same split over two calls
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <algorithm>
 #include <cmath>
@@ -681,6 +682,25 @@ void check_vector_ops(cpu_path path) {
         ops.swiglu(b.data(), u.data(), n);
         const double e = nmse(a.data(), b.data(), size_t(n));
         report(e <= 1e-12, "vector_ops", format("%-6s swiglu nmse %.1e (bound 1e-12)", pn, e));
+    }
+    // weighted_rows: 45 value rows of 128 (attention's head size) and of 77 (a masked tail) into a
+    // nonzero y, against the same sum in double; then the rows split over two calls at a point
+    // that is not a block boundary must give the same bytes as one call.
+    for (int64_t n : {int64_t(128), int64_t(77)}) {
+        const int64_t rows = 45, stride = n + 3;
+        const std::vector<float> v = gaussian(size_t(rows * stride), 74), p = gaussian(size_t(rows), 75), y0 = gaussian(size_t(n), 76);
+        std::vector<double> want(y0.begin(), y0.end());
+        for (int64_t j = 0; j < rows; ++j)
+            for (int64_t e = 0; e < n; ++e) want[size_t(e)] += double(p[size_t(j)]) * double(v[size_t(j * stride + e)]);
+        std::vector<float> one = y0, two = y0, want_f(want.begin(), want.end());
+        ops.weighted_rows(one.data(), v.data(), stride, p.data(), rows, n);
+        ops.weighted_rows(two.data(), v.data(), stride, p.data(), 19, n);
+        ops.weighted_rows(two.data(), v.data() + 19 * stride, stride, p.data() + 19, rows - 19, n);
+        const double e = nmse(want_f.data(), one.data(), size_t(n));
+        const bool split_same = std::memcmp(one.data(), two.data(), size_t(n) * sizeof(float)) == 0;
+        report(e <= 1e-12 && split_same, "vector_ops",
+               format("%-6s weighted_rows n %lld: nmse %.1e vs double (bound 1e-12), split over two calls identical: %s", pn, (long long)n, e,
+                      split_same ? "yes" : "no"));
     }
 }
 

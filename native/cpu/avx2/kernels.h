@@ -30,6 +30,7 @@ void from_float_bf16(const float* src, void* dst, int64_t n);
 
 // quant.cpp: 32-element formats and the activation quantizers
 void from_float_q8_0(const float* src, void* dst, int64_t n);
+void to_float_q8_0(const void* src, float* dst, int64_t n);
 // Q8_0 activation rows of the SIMD paths (cpu/kernels.h, from_float_act): the blocks, then each block's
 // scale as a float, which the kernels read instead of converting the half per block and row.
 void from_float_q8_0_act(const float* src, void* dst, int64_t n);
@@ -95,5 +96,6 @@ void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const vo
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n, float cutoff);
 void swiglu(float* gate, const float* up, int64_t n);
+void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n);
 
 }  // namespace moerun::avx2

@@ -151,6 +151,21 @@ inline __m256i quantize_q8_block(const float* x, float* d_out) {
 
 }  // namespace
 
+// ---- dequantizer ----
+
+// As the reference, value by value: float(q) times the block's d (attention over a Q8_0 cache
+// dequantizes its values with it, cpu/backend.cpp).
+void to_float_q8_0(const void* src, float* dst, int64_t n) {
+    const block_q8_0* x = static_cast<const block_q8_0*>(src);
+    for (int64_t i = 0; i < n / 32; ++i, dst += 32) {
+        const __m256 d = _mm256_set1_ps(f16(x[i].d));
+        for (int k = 0; k < 4; ++k) {
+            const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[i].qs + 8 * k)));
+            _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}
+
 // ---- activation quantizers ----
 
 void from_float_q8_0(const float* src, void* dst, int64_t n) {

@@ -49,6 +49,7 @@ void cpu_register_avx2(cpu_kernels* table) {
     at(T::BF16).vec_dot_n = avx2::vec_dot_n_bf16;
 
     at(T::Q8_0).from_float = avx2::from_float_q8_0;
+    at(T::Q8_0).to_float = avx2::to_float_q8_0;
     // Q8_0 activation rows carry their block scales as floats for every kernel of this path and
     // the AVX-512 one (cpu/kernels.h).
     at(T::Q8_0).from_float_act = avx2::from_float_q8_0_act;
@@ -133,6 +134,7 @@ void cpu_register_avx2_vector_ops(vector_ops* ops) {
     ops->lanes = 8;
     ops->softmax = avx2::softmax;
     ops->swiglu = avx2::swiglu;
+    ops->weighted_rows = avx2::weighted_rows;
     ops->contracts_fma = true;  // llama.cpp's AVX2 builds have FMA, and GCC contracts
 #else
     (void)ops;

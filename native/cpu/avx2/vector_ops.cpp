@@ -81,5 +81,29 @@ void swiglu(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// Up to 4 x 8 elements of y stay in registers while the rows pass, then 8 at a time, then the
+// last n % 8 with the same fused step one by one.
+void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n) {
+    int64_t e = 0;
+    for (; e + 32 <= n; e += 32) {
+        __m256 acc[4];
+        for (int k = 0; k < 4; ++k) acc[k] = _mm256_loadu_ps(y + e + 8 * k);
+        for (int64_t j = 0; j < rows; ++j) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float* vj = v + j * v_stride + e;
+            for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8 * k), pj, acc[k]);
+        }
+        for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + e + 8 * k, acc[k]);
+    }
+    for (; e + 8 <= n; e += 8) {
+        __m256 acc = _mm256_loadu_ps(y + e);
+        for (int64_t j = 0; j < rows; ++j) acc = _mm256_fmadd_ps(_mm256_loadu_ps(v + j * v_stride + e), _mm256_set1_ps(p[j]), acc);
+        _mm256_storeu_ps(y + e, acc);
+    }
+    for (; e < n; ++e) {
+        for (int64_t j = 0; j < rows; ++j) y[e] = std::fma(v[j * v_stride + e], p[j], y[e]);
+    }
+}
+
 }  // namespace avx2
 }  // namespace moerun

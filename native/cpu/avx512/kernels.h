@@ -103,5 +103,6 @@ void vec_dot_n_mxfp4_vnni(int64_t n, float* s, int64_t s_stride, const void* x, 
 // vector_ops.cpp: the row operations of cpu/vector_ops.h for this path
 void softmax(float* x, int64_t n, float cutoff);
 void swiglu(float* gate, const float* up, int64_t n);
+void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n);
 
 }  // namespace moerun::avx512

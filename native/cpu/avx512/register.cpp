@@ -183,6 +183,7 @@ void cpu_register_avx512_vector_ops(vector_ops* ops) {
     ops->lanes = 16;
     ops->softmax = avx512::softmax;
     ops->swiglu = avx512::swiglu;
+    ops->weighted_rows = avx512::weighted_rows;
     ops->contracts_fma = true;  // llama.cpp's AVX512 builds have FMA, and GCC contracts
 #else
     (void)ops;

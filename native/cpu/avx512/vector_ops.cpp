@@ -72,5 +72,27 @@ void swiglu(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// Up to 4 x 16 elements of y stay in registers while the rows pass (the rows of a block of
+// positions are in L1: cpu/backend.cpp dequantizes them once for all queries), then the rest.
+void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n) {
+    int64_t e = 0;
+    for (; e + 64 <= n; e += 64) {
+        __m512 acc[4];
+        for (int k = 0; k < 4; ++k) acc[k] = _mm512_loadu_ps(y + e + 16 * k);
+        for (int64_t j = 0; j < rows; ++j) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            const float* vj = v + j * v_stride + e;
+            for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(vj + 16 * k), pj, acc[k]);
+        }
+        for (int k = 0; k < 4; ++k) _mm512_storeu_ps(y + e + 16 * k, acc[k]);
+    }
+    for (; e < n; e += 16) {
+        const __mmask16 m = n - e >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - e)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(m, y + e);
+        for (int64_t j = 0; j < rows; ++j) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, v + j * v_stride + e), _mm512_set1_ps(p[j]), acc);
+        _mm512_mask_storeu_ps(y + e, m, acc);
+    }
+}
+
 }  // namespace avx512
 }  // namespace moerun
