@@ -30,7 +30,7 @@ bool bind_thread(std::thread& t, int cpu) {
 }
 }  // namespace
 
-thread_pool::thread_pool(int n_threads, bool pin) : n_threads_(std::max(1, n_threads)) {
+thread_pool::thread_pool(int n_threads, bool pin) : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<share[]>(size_t(n_threads_))) {
     workers_.reserve(size_t(n_threads_ - 1));
     worker_cpus_.assign(size_t(n_threads_ - 1), -1);
     const std::vector<int> cpus = pin ? physical_core_cpus() : std::vector<int>();

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -80,6 +81,13 @@ private:
     alignas(64) std::atomic<int> sleepers_{0};         // workers blocked on start_cv_
     std::atomic<bool> stopping_{false};
     std::atomic<int> bursts_{0};                       // open bursts: workers spin only while > 0
+    // run_shares' share of each thread, the units not yet taken, [front, back) packed as
+    // front << 32 | back, one cache line each; kept for every call (one job at a time) instead of
+    // allocated per call (a decode step makes some 80 of them).
+    struct alignas(64) share {
+        std::atomic<uint64_t> range;
+    };
+    std::unique_ptr<share[]> shares_;
 };
 
 template <typename Unit>
@@ -90,16 +98,12 @@ void thread_pool::run_shares(int nth, const int64_t* bounds, const Unit& unit) {
         }
         return;
     }
-    // Share i's units not yet taken, [front, back), packed as front << 32 | back in one word.
-    struct alignas(64) share {
-        std::atomic<uint64_t> range;
-    };
     const auto pack = [](uint64_t front, uint64_t back) { return front << 32 | back; };
-    std::vector<share> shares(static_cast<size_t>(nth));
-    for (int i = 0; i < nth; ++i) shares[size_t(i)].range.store(pack(uint64_t(bounds[i]), uint64_t(bounds[i + 1])), std::memory_order_relaxed);
+    share* const shares = shares_.get();
+    for (int i = 0; i < nth; ++i) shares[i].range.store(pack(uint64_t(bounds[i]), uint64_t(bounds[i + 1])), std::memory_order_relaxed);
     run([&](int ith, int) {
         if (ith >= nth) return;
-        std::atomic<uint64_t>& own = shares[size_t(ith)].range;
+        std::atomic<uint64_t>& own = shares[ith].range;
         for (;;) {
             uint64_t r = own.load(std::memory_order_relaxed);
             for (;;) {  // the own share's front unit, until it is empty
@@ -115,7 +119,7 @@ void thread_pool::run_shares(int nth, const int64_t* bounds, const Unit& unit) {
             uint64_t most = 0, seen = 0;
             for (int k = 1; k < nth; ++k) {
                 const int s = (ith + k) % nth;
-                const uint64_t v = shares[size_t(s)].range.load(std::memory_order_relaxed);
+                const uint64_t v = shares[s].range.load(std::memory_order_relaxed);
                 const uint64_t f = v >> 32, b = v & 0xffffffffu;
                 if (f < b && b - f > most) {
                     most = b - f;
@@ -125,7 +129,7 @@ void thread_pool::run_shares(int nth, const int64_t* bounds, const Unit& unit) {
             }
             if (victim < 0) return;
             const uint64_t f = seen >> 32, b = seen & 0xffffffffu, half = (b - f + 1) / 2;
-            if (shares[size_t(victim)].range.compare_exchange_strong(seen, pack(f, b - half), std::memory_order_relaxed)) {
+            if (shares[victim].range.compare_exchange_strong(seen, pack(f, b - half), std::memory_order_relaxed)) {
                 own.store(pack(b - half, b), std::memory_order_relaxed);
             }
         }
