@@ -49,8 +49,9 @@ bool dense_uses_unrolled(const cpu_kernels& wt, int64_t k, int64_t rows) {
 // [i0, i1). With several activation rows the type's multi-row dot takes them in groups, so each
 // weight block is unpacked once per group instead of once per row; the group's activations stay
 // in L1 while the tile's weight rows pass through. `unrolled`: the vector-dot order, row by row.
+// float_tile_rows: weight rows per float register tile (matmul_rows; 0: the choice below).
 void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1,
-              const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n) {
+              const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n, int float_tile_rows = 0) {
     constexpr int64_t k_act_group = 8;
     if (unrolled) {
         for (int64_t i = i0; i < i1; ++i) {
@@ -64,7 +65,7 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
         // then stream from memory in one sequential pass. Four rows at a time read four streams a
         // row apart (4 KiB for k = 2048 in F16), which ran a 1B F16 model's decode at 9.7 tok/s
         // against 17.3 (1 thread, Zen 4).
-        const int64_t nw_max = i1 - i0 <= wt.gemm_tile_x ? 1 : 4;
+        const int64_t nw_max = float_tile_rows > 0 ? std::min(float_tile_rows, 4) : i1 - i0 <= wt.gemm_tile_x ? 1 : 4;
         for (int64_t r = r0; r < r1; r += nw_max) {
             const int64_t nw = std::min<int64_t>(nw_max, r1 - r);
             for (int64_t i = i0; i < i1; i += wt.gemm_tile_x) {
@@ -242,8 +243,8 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
 }
 
 void matmul_rows(const cpu_kernels& wt, int64_t k, const uint8_t* w, size_t w_row, int64_t rows, const uint8_t* x, size_t x_row, int64_t nx,
-                 float* y, int64_t y_stride) {
-    dot_tile(wt, dense_uses_unrolled(wt, k, rows), k, w, w_row, 0, rows, x, x_row, 0, nx, y, y_stride);
+                 float* y, int64_t y_stride, int float_tile_rows) {
+    dot_tile(wt, dense_uses_unrolled(wt, k, rows), k, w, w_row, 0, rows, x, x_row, 0, nx, y, y_stride, float_tile_rows);
 }
 
 void tensor_get_row(const tensor& w, int64_t r, float* dst) {

@@ -41,9 +41,11 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
 // One thread's matmul of rows already in memory: y[i * y_stride + r] = dot(w_r, x_i) for weight
 // rows w_r = w + r * w_row bytes (r < rows, of wt's type) and activation rows x_i = x + i * x_row
 // bytes (i < nx, already of wt's vec_dot_type), summed as llama.cpp's matmul of a (k, rows) weight
-// sums them (cpu/kernels.h). Attention weights its values with it.
+// sums them (cpu/kernels.h). Attention weights its values with it. Float weights go through
+// their register tiles float_tile_rows weight rows at a time (1 to 4; 0: as matmul() does, one
+// row where the tile takes all the activations, else 4); the results are the same either way.
 void matmul_rows(const cpu_kernels& wt, int64_t k, const uint8_t* w, size_t w_row, int64_t rows, const uint8_t* x, size_t x_row, int64_t nx,
-                 float* y, int64_t y_stride);
+                 float* y, int64_t y_stride, int float_tile_rows = 0);
 
 // dst (n) = row `r` of `w` as floats (embedding lookups).
 void tensor_get_row(const tensor& w, int64_t r, float* dst);
