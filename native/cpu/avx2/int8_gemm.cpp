@@ -413,14 +413,20 @@ struct kernels_qk {
         }
     }
 
+    // vpshufb control: int16 word 2c of each 128-bit half repeated in the low half, word 2c + 1
+    // in the high half.
+    static __m256i scale_pair_spread(int c) {
+        return _mm256_set_m128i(_mm_set1_epi16(short((4 * c + 2) | (4 * c + 3) << 8)), _mm_set1_epi16(short((4 * c) | (4 * c + 1) << 8)));
+    }
+
     // One row's super-block b against T activation rows: int32 lanes summing to each isum (Q6_K:
     // its offset included) and, with mins, to each msum.
     template <int T>
     MOERUN_ALWAYS_INLINE static void row_lanes(const block& w, const act* a, int64_t b, __m256i isum[T], __m256i msum[T]) {
         __m256i q[8];
         F::groups(w, q);
-        int scale[16];
         __m256i sm = _mm256_setzero_si256();  // Q4_K/Q5_K: the scales and mins in both 128-bit halves (scales_mins_k4)
+        __m256i s_lo = sm, s_hi = sm;          // Q6_K: its scales 0-7, and 8-15, as int16 in both halves
         if constexpr (has_mins) {
             sm = _mm256_broadcastsi128_si256(scales_mins_k4(w.scales));
             // Lane k: m_k * (bsums[2k] + bsums[2k + 1]), with m_k in both int16 halves.
@@ -431,9 +437,10 @@ struct kernels_qk {
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) msum[t] = _mm256_madd_epi16(load256(a[t].bsums(b)), m16);
         } else {
-            for (int j = 0; j < 16; ++j) scale[j] = w.scales[j];
             // Lane k: scale_2k * bsums[2k] + scale_2k+1 * bsums[2k + 1], times 32, taken off isum.
             const __m256i s16 = _mm256_cvtepi8_epi16(load128(w.scales));
+            s_lo = _mm256_permute2x128_si256(s16, s16, 0x00);
+            s_hi = _mm256_permute2x128_si256(s16, s16, 0x11);
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(a[t].bsums(b)), s16), 5));
         }
@@ -443,8 +450,10 @@ struct kernels_qk {
         }
         MOERUN_UNROLL
         for (int j = 0; j < 8; ++j) {
+            // Q6_K: scale 2j in the low half (its sub-block 2j), 2j + 1 in the high half, spread
+            // from the int16 scales by one vpshufb (16 scalar loads and 8 inserts before).
             const __m256i s = has_mins ? _mm256_shuffle_epi8(sm, _mm256_set1_epi32(word_pair_of_byte(k_scale_byte[j])))
-                                       : scales_2x16(scale[2 * j], scale[2 * j + 1]);
+                                       : _mm256_shuffle_epi8(j < 4 ? s_lo : s_hi, scale_pair_spread(j % 4));
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], load256(a[t].qs(b) + 32 * j)), s));
         }
