@@ -64,8 +64,15 @@ void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb
         // When one tile takes all the activations (decode), one weight row per tile: the weights
         // then stream from memory in one sequential pass. Four rows at a time read four streams a
         // row apart (4 KiB for k = 2048 in F16), which ran a 1B F16 model's decode at 9.7 tok/s
-        // against 17.3 (1 thread, Zen 4).
-        const int64_t nw_max = float_tile_rows > 0 ? std::min(float_tile_rows, 4) : i1 - i0 <= wt.gemm_tile_x ? 1 : 4;
+        // against 17.3 (1 thread, Zen 4). But one row is one chain of fused multiply-adds (the
+        // GEMM order has one accumulator per output), gemm_lanes elements per FMA latency: where
+        // that is under 32 bytes (AVX2's F16: 8 lanes of 2 bytes) the chain is slower than memory,
+        // and four rows run four chains. AVX2 F16 decode, bench_matmul --m 1 --k 2048 (Zen 5):
+        // 2 threads, n 65536 (from DRAM) 30-34 -> 41-51 GB/s, n 256 (in cache) 30-34 -> 87-94.
+        const bool one_chain_keeps_up = int64_t(wt.gemm_lanes) * int64_t(wt.type_size) >= 32;
+        const int64_t nw_max = float_tile_rows > 0                                 ? std::min(float_tile_rows, 4)
+                               : i1 - i0 <= wt.gemm_tile_x && one_chain_keeps_up ? 1
+                                                                                    : 4;
         for (int64_t r = r0; r < r1; r += nw_max) {
             const int64_t nw = std::min<int64_t>(nw_max, r1 - r);
             for (int64_t i = i0; i < i1; i += wt.gemm_tile_x) {
