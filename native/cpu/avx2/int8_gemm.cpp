@@ -413,12 +413,6 @@ struct kernels_qk {
         }
     }
 
-    // vpshufb control: int16 word 2c of each 128-bit half repeated in the low half, word 2c + 1
-    // in the high half.
-    static __m256i scale_pair_spread(int c) {
-        return _mm256_set_m128i(_mm_set1_epi16(short((4 * c + 2) | (4 * c + 3) << 8)), _mm_set1_epi16(short((4 * c) | (4 * c + 1) << 8)));
-    }
-
     // One row's super-block b against T activation rows: int32 lanes summing to each isum (Q6_K:
     // its offset included) and, with mins, to each msum.
     template <int T>

@@ -71,6 +71,26 @@ inline __m256i sum_i16_scaled(__m256i p, __m256i scale16) { return _mm256_madd_e
 // Scale vector for a 32-byte product whose first 16 bytes belong to scale a, the rest to b.
 inline __m256i scales_2x16(int a, int b) { return _mm256_set_m128i(_mm_set1_epi16(short(b)), _mm_set1_epi16(short(a))); }
 
+// The same from int16 scales in a register: with s holding 8 int16 scales in both 128-bit
+// halves, vpshufb by scale_pair_spread(c) gives scale 2c in every word of the low half and
+// 2c + 1 in the high half (one instruction where scales_2x16 of two scalars took several).
+inline __m256i scale_pair_spread(int c) {
+    return _mm256_set_m128i(_mm_set1_epi16(short((4 * c + 2) | (4 * c + 3) << 8)), _mm_set1_epi16(short((4 * c) | (4 * c + 1) << 8)));
+}
+
+// q3k_unpack_scales (quant/blocks.h) in a register, as 16 int16: scale j = (low nibble j | high
+// bits j << 4) - 32, the low nibbles of bytes 0-7 (j < 8) then their high nibbles, the high bits
+// 2-bit fields of bytes 8-11 (field j / 4 of byte 8 + j % 4). Reads the 12 bytes only.
+inline __m256i q3k_scales16(const uint8_t* s) {
+    const __m128i lo8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(lo8, _mm_srli_epi16(lo8, 4)), _mm_set1_epi8(0x0F));
+    int32_t h4;
+    std::memcpy(&h4, s + 8, 4);
+    const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(h4), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    const __m128i sc = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+    return _mm256_cvtepi8_epi16(sc);
+}
+
 // The 8 scales and 8 mins of a Q4_K/Q5_K super-block (12 bytes of 6-bit fields), unpacked as
 // unpack_scales_min_k4 does but in a register (a stack array read back at once stalls on store
 // forwarding): dwords sc0-3, m0-3, sc4-7, m4-7, so scale j is byte k_scale_byte[j] and min j byte
