@@ -267,6 +267,26 @@ void grow(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
+// MLA's values transposed: rows [row0, row1) of (kv head, element), each n_pos elements of T
+// (one per position, dst_row bytes apart), from the latent rows (head h's position j at
+// src + h * src_head + j * src_stride). Positions go in blocks whose source lines stay in L1
+// while every row of the range takes its elements from them. (An element-sized memcpy per
+// element, position after position, took 78% of DeepSeek-V2-Lite's decode attention: 2.2 ms a
+// layer at 2,048 positions.)
+template <typename T>
+void transpose_rows(const uint8_t* src, size_t src_head, size_t src_stride, int64_t dim_v, int64_t n_pos, int64_t row0, int64_t row1,
+                    uint8_t* dst, size_t dst_row) {
+    constexpr int64_t k_positions = 32;
+    for (int64_t j0 = 0; j0 < n_pos; j0 += k_positions) {
+        const int64_t j1 = std::min(n_pos, j0 + k_positions);
+        for (int64_t row = row0; row < row1; ++row) {
+            const uint8_t* s = src + size_t(row / dim_v) * src_head + size_t(row % dim_v) * sizeof(T);
+            T* d = reinterpret_cast<T*>(dst + size_t(row) * dst_row);
+            for (int64_t j = j0; j < j1; ++j) std::memcpy(&d[j], s + size_t(j) * src_stride, sizeof(T));
+        }
+    }
+}
+
 // Causal attention of n tokens at positions pos0.. (q: (n, n_head, head_dim_k)) over the cache,
 // as llama.cpp computes it without flash attention: scaled key scores, softmax, then the values
 // weighted by the probabilities.
@@ -309,12 +329,9 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
         grow(mla_values_, size_t(c.n_head_kv) * size_t(dim_v) * vt_row);
         uint8_t* dst = mla_values_.data();
         pool.parallel_for(int64_t(c.n_head_kv) * dim_v, 16, [&](int64_t begin, int64_t end) {
-            for (int64_t row = begin; row < end; ++row) {
-                const uint8_t* src = kc + size_t(row / dim_v) * k_head + size_t(row % dim_v) * elem;
-                uint8_t* d = dst + size_t(row) * vt_row;
-                for (int64_t j = 0; j < n_pos; ++j) std::memcpy(d + size_t(j) * elem, src + size_t(j) * k_stride, elem);
-                std::memset(d + size_t(n_pos) * elem, 0, size_t(len - n_pos) * elem);
-            }
+            if (elem == 2) transpose_rows<uint16_t>(kc, k_head, k_stride, dim_v, n_pos, begin, end, dst, vt_row);
+            else transpose_rows<uint32_t>(kc, k_head, k_stride, dim_v, n_pos, begin, end, dst, vt_row);
+            for (int64_t row = begin; row < end; ++row) std::memset(dst + size_t(row) * vt_row + size_t(n_pos) * elem, 0, size_t(len - n_pos) * elem);
         });
         vt = mla_values_.data();
     }

@@ -3,12 +3,14 @@
 //
 //   cmake --build build-core -j2 --target bench_attention
 //   ./build-core/bench_attention [--threads N] [--ctx 512,2048,8192] [--kv f16,q8_0,f32,bf16]
-//                                [--heads 16:4] [--head-dim 128] [--layers 20] [--budget S]
+//                                [--heads 16:4] [--head-dim 128] [--mla RANK:ROPE] [--layers 20] [--budget S]
 //
 // The cache holds --layers layers of random keys and values (default 20, Ling-mini's depth) and
 // the calls cycle through them, so that, as in a model, the cache comes from DRAM and not from
 // the last call's L2/L3 (--layers 1 times the in-cache case). --heads Q:KV sets the query and kv
-// head counts (Ling-mini 16:4, Qwen3-30B-A3B 32:4). Each row: the mean and the best time of a
+// head counts (Ling-mini 16:4, Qwen3-30B-A3B 32:4). --mla 512:64 makes it deepseek2's absorbed
+// latent attention instead (DeepSeek-V2-Lite: --heads 16:1 --mla 512:64): one latent row of
+// RANK + ROPE per position, whose first RANK elements are the values. Each row: the mean and the best time of a
 // call over the budget (default 1 s), and GB/s of the keys and values of one layer at the mean.
 // The hash is of the last call's output bytes: two builds that compute the same attention print
 // the same hash.
@@ -59,7 +61,7 @@ bool parse_kv(const std::string& name, tensor_type& t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int threads = 2, n_head = 16, n_head_kv = 4, head_dim = 128, layers = 20;
+    int threads = 2, n_head = 16, n_head_kv = 4, head_dim = 128, layers = 20, mla_rank = 0, mla_rope = 0;
     double budget = 1.0;
     std::vector<int> contexts = {512, 2048, 8192};
     std::vector<std::string> kv_names = {"f16", "q8_0"};
@@ -74,6 +76,13 @@ int main(int argc, char** argv) {
             if (std::sscanf(argv[++i], "%d:%d", &n_head, &n_head_kv) != 2) n_head = 0;
         } else if (!std::strcmp(argv[i], "--head-dim") && has) head_dim = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--layers") && has) layers = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--mla") && has) {
+            if (std::sscanf(argv[++i], "%d:%d", &mla_rank, &mla_rope) != 2 || mla_rank < 32 || mla_rank % 32 != 0 || mla_rope < 0 || mla_rope % 32 != 0) {
+                std::fprintf(stderr, "bench_attention: --mla takes RANK:ROPE, multiples of 32\n");
+                return 2;
+            }
+            n_head_kv = 1;
+        }
         else if (!std::strcmp(argv[i], "--budget") && has) budget = std::atof(argv[++i]);
         else {
             std::fprintf(stderr, "bench_attention: unknown or incomplete option '%s'\n", argv[i]);
@@ -95,8 +104,13 @@ int main(int argc, char** argv) {
         backend_params bp;
         bp.n_threads = threads;
         const std::unique_ptr<backend> be = backend_create_cpu(bp);
-        std::printf("%s, %d threads, %d:%d heads of %d, %d layers cycled\n", be->name().c_str(), be->threads(), n_head, n_head_kv, head_dim,
-                    layers);
+        if (mla_rank > 0) {
+            std::printf("%s, %d threads, %d heads over a latent of %d + %d, %d layers cycled\n", be->name().c_str(), be->threads(), n_head, mla_rank,
+                        mla_rope, layers);
+        } else {
+            std::printf("%s, %d threads, %d:%d heads of %d, %d layers cycled\n", be->name().c_str(), be->threads(), n_head, n_head_kv, head_dim,
+                        layers);
+        }
         std::printf("%-5s %7s %10s %10s %8s   %s\n", "kv", "ctx", "mean us", "best us", "GB/s", "output hash");
         for (const std::string& kv_name : kv_names) {
             tensor_type type;
@@ -110,18 +124,25 @@ int main(int argc, char** argv) {
                 c.n_head = n_head;
                 c.n_head_kv = n_head_kv;
                 c.head_dim_k = c.head_dim_v = head_dim;
+                if (mla_rank > 0) {
+                    c.mla = true;
+                    c.kv_lora_rank = mla_rank;
+                    c.head_dim_k = mla_rank + mla_rope;
+                    c.head_dim_v = mla_rank;
+                }
                 c.n_embd = n_head * head_dim;
                 const std::unique_ptr<kv_cache> kv = be->new_kv_cache(c, ctx + 1, type);
                 std::mt19937 rng(1);
                 std::normal_distribution<float> gauss(0.0f, 1.0f);
-                const size_t kv_dim = size_t(n_head_kv) * size_t(head_dim);
-                std::vector<float> k(kv_dim * size_t(ctx + 1)), v(k.size()), q(size_t(n_head) * size_t(head_dim)), out(q.size());
+                const size_t k_dim = size_t(n_head_kv) * size_t(c.head_dim_k), v_dim = size_t(n_head_kv) * size_t(c.head_dim_v);
+                std::vector<float> k(k_dim * size_t(ctx + 1)), v(v_dim * size_t(ctx + 1)), q(size_t(n_head) * size_t(c.head_dim_k)),
+                    out(size_t(n_head) * size_t(c.head_dim_v));
                 for (float& x : k) x = gauss(rng);
                 for (float& x : v) x = gauss(rng);
                 for (float& x : q) x = 0.3f * gauss(rng);
                 be->begin();
                 // positions 0..ctx: the keys and values before the token, and its own
-                for (int l = 0; l < layers; ++l) be->kv_store(*kv, l, k.data(), v.data(), 0, ctx + 1);
+                for (int l = 0; l < layers; ++l) be->kv_store(*kv, l, k.data(), mla_rank > 0 ? nullptr : v.data(), 0, ctx + 1);
                 double spent = 0, best = 1e30;
                 int64_t calls = 0;
                 while (calls < 2 * layers || spent < budget) {
@@ -140,7 +161,9 @@ int main(int argc, char** argv) {
                     hash = (hash ^ b) * 1099511628211ull;
                 }
                 const double mean = spent / double(calls);
-                const double bytes = 2.0 * double(ctx + 1) * double(kv_dim) * double(row_size(type, head_dim)) / double(head_dim);
+                // Bytes of one layer's keys and values (MLA: the latent rows, read for both).
+                const double per_elem = double(row_size(type, 32)) / 32.0;
+                const double bytes = double(ctx + 1) * per_elem * double(mla_rank > 0 ? k_dim : k_dim + v_dim);
                 std::printf("%-5s %7d %10.1f %10.1f %8.1f   %016llx\n", kv_name.c_str(), ctx, mean * 1e6, best * 1e6, bytes / mean * 1e-9,
                             (unsigned long long)hash);
                 std::fflush(stdout);
