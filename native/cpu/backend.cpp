@@ -267,7 +267,8 @@ void grow(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
-// MLA's values transposed: rows [row0, row1) of (kv head, element), each n_pos elements of T
+// MLA's values transposed (F32; F16 through vector_ops::transpose_u16): rows [row0, row1) of
+// (kv head, element), each n_pos elements of T
 // (one per position, dst_row bytes apart), from the latent rows (head h's position j at
 // src + h * src_head + j * src_stride). Positions go in blocks whose source lines stay in L1
 // while every row of the range takes its elements from them. (An element-sized memcpy per
@@ -316,6 +317,7 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     const size_t q_stride = size_t(c.n_head) * size_t(dim_k);
     const size_t o_stride = size_t(c.n_head) * size_t(dim_v);
 
+    const vector_ops& ops = vector_ops_active();
     // Transposed values: rows (kv head, element) of positions, vt_row bytes apart.
     const size_t elem = kv.type_size;
     const uint8_t* vt = nullptr;
@@ -329,8 +331,16 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
         grow(mla_values_, size_t(c.n_head_kv) * size_t(dim_v) * vt_row);
         uint8_t* dst = mla_values_.data();
         pool.parallel_for(int64_t(c.n_head_kv) * dim_v, 16, [&](int64_t begin, int64_t end) {
-            if (elem == 2) transpose_rows<uint16_t>(kc, k_head, k_stride, dim_v, n_pos, begin, end, dst, vt_row);
-            else transpose_rows<uint32_t>(kc, k_head, k_stride, dim_v, n_pos, begin, end, dst, vt_row);
+            if (elem == 2) {  // F16: 8 x 8 blocks through registers where the path has them (vector_ops)
+                for (int64_t row = begin; row < end;) {
+                    const int64_t head = row / dim_v, seg_end = std::min(end, (head + 1) * dim_v);
+                    ops.transpose_u16(kc + size_t(head) * k_head + size_t(row % dim_v) * 2, k_stride, dst + size_t(row) * vt_row, vt_row, n_pos,
+                                      seg_end - row);
+                    row = seg_end;
+                }
+            } else {
+                transpose_rows<uint32_t>(kc, k_head, k_stride, dim_v, n_pos, begin, end, dst, vt_row);
+            }
             for (int64_t row = begin; row < end; ++row) std::memset(dst + size_t(row) * vt_row + size_t(n_pos) * elem, 0, size_t(len - n_pos) * elem);
         });
         vt = mla_values_.data();
@@ -356,7 +366,6 @@ void cpu_backend::attention(kv_cache& kv_base, int il, const float* q, int n, in
     // have probability 0. Padding ours with -inf to a multiple of the vector width gives its softmax
     // the same chunks (extra all-zero chunks add nothing). The value dots run over whole multiples
     // of their lanes, which the zero probabilities past a query's positions pad.
-    const vector_ops& ops = vector_ops_active();
     const int pad = std::max(ops.lanes, 1), value_lanes = std::max(kv.gemm_lanes, 1);
     if (vt && value_lanes > k_value_row_align) throw error(error_code::internal, "attention: value rows are padded for at most 16 lanes");
     const auto round_up = [](int64_t x, int64_t m) { return (x + m - 1) / m * m; };

@@ -277,9 +277,12 @@ const cpu_kernels& cpu_kernels_for_path(cpu_path path, tensor_type type) {
 }
 
 vector_ops vector_ops_for_path(cpu_path path) {
+    // As the kernel tables: the AVX-512 paths start from AVX2's operations and replace those
+    // they have their own of (transpose_u16 stays AVX2's).
     vector_ops ops = vector_ops_reference();
-    if (path == cpu_path::avx2) cpu_register_avx2_vector_ops(&ops);
-    if (path == cpu_path::avx512 || path == cpu_path::amx) cpu_register_avx512_vector_ops(&ops);
+    const bool avx512 = path == cpu_path::avx512 || path == cpu_path::amx;
+    if (path == cpu_path::avx2 || avx512) cpu_register_avx2_vector_ops(&ops);
+    if (avx512) cpu_register_avx512_vector_ops(&ops);
     return ops;
 }
 

@@ -2,6 +2,7 @@
 #include "vector_ops.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace moerun {
 
@@ -31,6 +32,12 @@ void weighted_rows_ref(float* y, const float* v, int64_t v_stride, const float* 
     }
 }
 
+void transpose_u16_ref(const uint8_t* src, size_t src_stride, uint8_t* dst, size_t dst_stride, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) std::memcpy(dst + size_t(c) * dst_stride + size_t(r) * 2, src + size_t(r) * src_stride + size_t(c) * 2, 2);
+    }
+}
+
 }  // namespace
 
 vector_ops vector_ops_reference() {
@@ -39,6 +46,7 @@ vector_ops vector_ops_reference() {
     ops.softmax = softmax_ref;
     ops.swiglu = swiglu_ref;
     ops.weighted_rows = weighted_rows_ref;
+    ops.transpose_u16 = transpose_u16_ref;
     ops.contracts_fma = false;
     return ops;
 }

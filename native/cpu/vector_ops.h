@@ -27,6 +27,10 @@ struct vector_ops {
     // over calls. The SIMD paths fuse each step (fma, as llama.cpp's ggml_vec_mad_f32); the
     // reference multiplies, then adds.
     void (*weighted_rows)(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n) = nullptr;
+    // Transposes 16-bit elements: element c of source row r (src + r * src_stride bytes) to element
+    // r of destination row c (dst + c * dst_stride bytes), r < rows, c < cols. MLA attention over
+    // an F16 cache transposes its latent values with it each call (cpu/backend.cpp).
+    void (*transpose_u16)(const uint8_t* src, size_t src_stride, uint8_t* dst, size_t dst_stride, int64_t rows, int64_t cols) = nullptr;
     // Whether llama.cpp's build for this path contracts `a*b + c*d` into fma(a, b, c*d) (RoPE).
     bool contracts_fma = false;
 };

@@ -26,7 +26,8 @@
 //              vec_dot_unrolled bit for bit, for key counts across its blocks and every query count
 //   vector_ops each path's softmax and SwiGLU against the scalar reference (its exp is within
 //              1.5 ulp of expf); softmax's cutoff gives exact zeros and no subnormal output;
-//              weighted_rows against a double-precision sum, and the same split over two calls
+//              weighted_rows against a double-precision sum, and the same split over two calls;
+//              transpose_u16 equal to the reference
 //   matmul     matmul() on the active path against a naive double-precision loop
 #include <algorithm>
 #include <cmath>
@@ -701,6 +702,18 @@ void check_vector_ops(cpu_path path) {
         report(e <= 1e-12 && split_same, "vector_ops",
                format("%-6s weighted_rows n %lld: nmse %.1e vs double (bound 1e-12), split over two calls identical: %s", pn, (long long)n, e,
                       split_same ? "yes" : "no"));
+    }
+    // transpose_u16: whole 8 x 8 blocks and ragged edges, between strided rows, equal to the
+    // reference element for element (and nothing written outside the destination rows' span).
+    for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{64, 40}, {21, 13}, {8, 3}}) {
+        const size_t src_stride = size_t(cols + 5) * 2, dst_stride = size_t(rows + 7) * 2;
+        std::vector<uint8_t> src(size_t(rows) * src_stride);
+        for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 131 + 7);
+        std::vector<uint8_t> want(size_t(cols) * dst_stride, 0xEE), got = want;
+        ref.transpose_u16(src.data(), src_stride, want.data(), dst_stride, rows, cols);
+        ops.transpose_u16(src.data(), src_stride, got.data(), dst_stride, rows, cols);
+        report(want == got, "vector_ops", format("%-6s transpose_u16 %lld x %lld: %s the reference", pn, (long long)rows, (long long)cols,
+                                                 want == got ? "equals" : "differs from"));
     }
 }
 

@@ -97,5 +97,6 @@ void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const vo
 void softmax(float* x, int64_t n, float cutoff);
 void swiglu(float* gate, const float* up, int64_t n);
 void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, int64_t rows, int64_t n);
+void transpose_u16(const uint8_t* src, size_t src_stride, uint8_t* dst, size_t dst_stride, int64_t rows, int64_t cols);
 
 }  // namespace moerun::avx2

@@ -135,6 +135,7 @@ void cpu_register_avx2_vector_ops(vector_ops* ops) {
     ops->softmax = avx2::softmax;
     ops->swiglu = avx2::swiglu;
     ops->weighted_rows = avx2::weighted_rows;
+    ops->transpose_u16 = avx2::transpose_u16;
     ops->contracts_fma = true;  // llama.cpp's AVX2 builds have FMA, and GCC contracts
 #else
     (void)ops;

@@ -1,6 +1,7 @@
 // AVX2 row operations in llama.cpp's AVX2 order (L = 8), with its AVX2 vector exp.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels.h"
 #include "simd.h"
@@ -102,6 +103,40 @@ void weighted_rows(float* y, const float* v, int64_t v_stride, const float* p, i
     }
     for (; e < n; ++e) {
         for (int64_t j = 0; j < rows; ++j) y[e] = std::fma(v[j * v_stride + e], p[j], y[e]);
+    }
+}
+
+// 8 x 8 blocks through registers (three rounds of 16/32/64-bit interleaves), the edges element
+// by element.
+void transpose_u16(const uint8_t* src, size_t src_stride, uint8_t* dst, size_t dst_stride, int64_t rows, int64_t cols) {
+    const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
+    for (int64_t r = 0; r < rows8; r += 8) {
+        for (int64_t c = 0; c < cols8; c += 8) {
+            __m128i a[8], b[8];
+            for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + size_t(r + i) * src_stride + size_t(c) * 2));
+            for (int i = 0; i < 4; ++i) {
+                b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);      // rows 2i, 2i+1: columns 0-3 interleaved
+                b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);  // columns 4-7
+            }
+            for (int i = 0; i < 2; ++i) {
+                for (int h = 0; h < 2; ++h) {
+                    a[4 * i + 2 * h] = _mm_unpacklo_epi32(b[4 * i + h], b[4 * i + 2 + h]);
+                    a[4 * i + 2 * h + 1] = _mm_unpackhi_epi32(b[4 * i + h], b[4 * i + 2 + h]);
+                }
+            }
+            // a[4i + k]: rows 4i..4i+3 of columns 2k, 2k+1 (k = 0..3)
+            for (int k = 0; k < 4; ++k) {
+                const __m128i lo = _mm_unpacklo_epi64(a[k], a[4 + k]), hi = _mm_unpackhi_epi64(a[k], a[4 + k]);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + size_t(c + 2 * k) * dst_stride + size_t(r) * 2), lo);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + size_t(c + 2 * k + 1) * dst_stride + size_t(r) * 2), hi);
+            }
+        }
+        for (int64_t c = cols8; c < cols; ++c) {
+            for (int64_t i = r; i < r + 8; ++i) std::memcpy(dst + size_t(c) * dst_stride + size_t(i) * 2, src + size_t(i) * src_stride + size_t(c) * 2, 2);
+        }
+    }
+    for (int64_t r = rows8; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) std::memcpy(dst + size_t(c) * dst_stride + size_t(r) * 2, src + size_t(r) * src_stride + size_t(c) * 2, 2);
     }
 }
 
