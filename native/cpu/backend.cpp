@@ -267,13 +267,12 @@ void grow(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
-// MLA's values transposed (F32; F16 through vector_ops::transpose_u16): rows [row0, row1) of
-// (kv head, element), each n_pos elements of T
-// (one per position, dst_row bytes apart), from the latent rows (head h's position j at
-// src + h * src_head + j * src_stride). Positions go in blocks whose source lines stay in L1
-// while every row of the range takes its elements from them. (An element-sized memcpy per
-// element, position after position, took 78% of DeepSeek-V2-Lite's decode attention: 2.2 ms a
-// layer at 2,048 positions.)
+// MLA's values transposed (F32 caches; F16 ones use vector_ops::transpose_u16): rows [row0, row1)
+// of (kv head, element), each n_pos elements of T (one per position, dst_row bytes apart), from
+// the latent rows (head h's position j at src + h * src_head + j * src_stride). Positions go in
+// blocks whose source lines stay in L1 while every row of the range takes its elements from them.
+// (An element-sized memcpy call per element, position after position, took 78% of
+// DeepSeek-V2-Lite's decode attention: 2.2 ms a layer at 2,048 positions.)
 template <typename T>
 void transpose_rows(const uint8_t* src, size_t src_head, size_t src_stride, int64_t dim_v, int64_t n_pos, int64_t row0, int64_t row1,
                     uint8_t* dst, size_t dst_row) {
