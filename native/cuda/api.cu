@@ -89,6 +89,7 @@ void destroy(mc_context* ctx) {
     cudaSetDevice(ctx->device);
     if (ctx->act) cudaFreeAsync(ctx->act, ctx->stream);  // scratch comes from the stream-ordered allocator
     if (ctx->tmp) cudaFreeAsync(ctx->tmp, ctx->stream);
+    if (ctx->up) cudaFreeAsync(ctx->up, ctx->stream);
     cudaStreamSynchronize(ctx->stream);
     cudaStreamDestroy(ctx->stream);
     delete ctx;

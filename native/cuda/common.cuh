@@ -19,6 +19,8 @@ struct mc_context {
     size_t act_bytes = 0;
     void* tmp = nullptr;  // attention scores
     size_t tmp_bytes = 0;
+    void* up = nullptr;   // experts' up rows where gate and up differ in type
+    size_t up_bytes = 0;
 };
 
 namespace mc {
@@ -79,6 +81,29 @@ inline mc_status reserve(mc_context* ctx, void** p, size_t* have, size_t bytes, 
     } while (0)
 
 inline unsigned blocks_for(int64_t n, int per_block) { return unsigned((n + per_block - 1) / per_block); }
+
+// kernel<<<grid, block, shared_bytes, stream>>>(args...): the one place that spells a launch, so
+// that the CPU emulator (emulator/, MOERUN_CUDA_EMULATOR) runs the same kernels.
+template <class... Params, class... Args>
+inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const Args&... args) {
+#ifdef MOERUN_CUDA_EMULATOR
+    (void)stream;
+    auto body = [&] { kernel(args...); };
+    mc_emu_launch_lambda(grid, block, shared_bytes, body);
+#else
+    kernel<<<grid, block, shared_bytes, stream>>>(args...);
+#endif
+}
+
+// A kernel's dynamic shared memory (the launch's shared_bytes) as an array of T named `name`.
+#ifdef MOERUN_CUDA_EMULATOR
+#define MC_DYNAMIC_SHARED(T, name) T* const name = static_cast<T*>(mc_emu_dynamic_shared())
+#else
+#define MC_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
+// SwiGLU's gate activation, as the CPU's (x * sigmoid(x)).
+__device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // ---- warp and block reductions ----
 __device__ inline float warp_sum(float v) {

@@ -49,8 +49,6 @@ __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act
     mc::quantize_super_q8_k(x + row * k + sb * 256, o.q + sb * 256, o.d + sb * 8, o.bsum + sb * 16);
 }
 
-__device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
-
 // y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
 // all through the same weight. Experts (ids != null, TILE 1): activation row r = blockIdx.y goes
 // through expert ids[r] and reads act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
@@ -86,7 +84,7 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     for (int t = 0; t < TILE; ++t) {
         const float s = mc::warp_sum(acc[t]);
         const float s2 = wr2 ? mc::warp_sum(acc2[t]) : 0.0f;
-        if (lane == 0 && r0 + t < m) y[(r0 + t) * y_stride + o] = wr2 ? silu(s) * s2 : s;
+        if (lane == 0 && r0 + t < m) y[(r0 + t) * y_stride + o] = wr2 ? mc::silu(s) * s2 : s;
     }
 }
 
@@ -112,11 +110,12 @@ void launch_type(const launch& l, cudaStream_t stream) {
     const dim3 block(32 * k_warps_per_block);
     if (l.ids || l.m < k_prompt_tile) {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.m));
-        mul_mat_vec<T, 1><<<grid, block, 0, stream>>>(w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride, l.ids, l.x_div);
+        mc::launch(mul_mat_vec<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
+                   l.ids, l.x_div);
     } else {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), mc::blocks_for(l.m, k_prompt_tile));
-        mul_mat_vec<T, k_prompt_tile><<<grid, block, 0, stream>>>(w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
-                                                                  nullptr, 1);
+        mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
+                   l.y_stride, nullptr, 1);
     }
 }
 
@@ -143,11 +142,11 @@ mc_status prepare_act(mc_context* ctx, uint32_t type, const float* x, int64_t k,
     MC_TRY(mc::reserve(ctx, &ctx->act, &ctx->act_bytes, mc::act_row_bytes(*kind, k) * size_t(m), "matmul activations"));
     uint8_t* act = static_cast<uint8_t*>(ctx->act);
     if (!quantized) {
-        round_rows<<<mc::blocks_for(k * m, 256), 256, 0, ctx->stream>>>(x, k, m, *kind, reinterpret_cast<float*>(act));
+        mc::launch(round_rows, mc::blocks_for(k * m, 256), 256, 0, ctx->stream, x, k, m, *kind, reinterpret_cast<float*>(act));
     } else if (*kind == act_kind::q8_k) {
-        quantize_q8_k<<<mc::blocks_for(k / 256 * m, 64), 64, 0, ctx->stream>>>(x, k, m, act);
+        mc::launch(quantize_q8_k, mc::blocks_for(k / 256 * m, 64), 64, 0, ctx->stream, x, k, m, act);
     } else {
-        quantize_q8_32<<<mc::blocks_for(k / 32 * m, 128), 128, 0, ctx->stream>>>(x, k, m, *kind == act_kind::q8_1, act);
+        mc::launch(quantize_q8_32, mc::blocks_for(k / 32 * m, 128), 128, 0, ctx->stream, x, k, m, *kind == act_kind::q8_1, act);
     }
     return mc::check_launch(ctx, "quantize activations");
 }
@@ -167,14 +166,27 @@ mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int
 mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids, int n_tokens,
                          int n_used, float* h) {
     if (n_tokens <= 0) return MC_OK;
-    if (gate->type != up->type || gate->ne[0] != up->ne[0] || gate->ne[1] != up->ne[1]) {
-        return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_gate_up: gate and up experts differ in type or shape");
+    if (gate->ne[0] != up->ne[0] || gate->ne[1] != up->ne[1] || gate->ne[2] != up->ne[2]) {
+        return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: moe_gate_up: gate and up experts differ in shape");
     }
+    const int64_t rows = int64_t(n_tokens) * n_used, n_ff = gate->ne[1];
     act_kind kind;
     MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind));
-    const int64_t rows = int64_t(n_tokens) * n_used;
-    launch_any({gate, up, static_cast<const uint8_t*>(ctx->act), kind, rows, h, gate->ne[1], ids, n_used}, ctx->stream);
-    return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
+    if (gate->type == up->type) {  // one pass: both products of a weight unit, then SwiGLU
+        launch_any({gate, up, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, n_used}, ctx->stream);
+        return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
+    }
+    // Gate and up of different types (llama.cpp's low-bit mixes, e.g. IQ1_S gate and IQ1_M up):
+    // gate into h, up into scratch, each with its own activation blocks (stream order keeps the
+    // gate pass's reads before the second quantization), then h = silu(h) * up.
+    launch_any({gate, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, n_used}, ctx->stream);
+    MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, gate)"));
+    MC_TRY(mc::reserve(ctx, &ctx->up, &ctx->up_bytes, size_t(rows * n_ff) * sizeof(float), "experts' up rows"));
+    float* u = static_cast<float*>(ctx->up);
+    MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &kind));
+    launch_any({up, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, u, n_ff, ids, n_used}, ctx->stream);
+    MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, up)"));
+    return mc::op_swiglu(ctx, h, u, rows * n_ff);
 }
 
 mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, int64_t rows, float* y) {

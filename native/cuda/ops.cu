@@ -27,11 +27,9 @@ __global__ void rms_norm_rows(const float* x, const float* weight, float* out, i
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = weight ? (xr[i] * scale) * weight[i] : xr[i] * scale;
 }
 
-__device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
-
 __global__ void swiglu_kernel(float* gate, const float* up, int64_t n) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < n) gate[i] = silu(gate[i]) * up[i];
+    if (i < n) gate[i] = mc::silu(gate[i]) * up[i];
 }
 
 __global__ void copy_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
@@ -101,7 +99,7 @@ __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
 // cache sees the query rounded to F16 and the probabilities rounded to F16; BF16 the query
 // rounded to BF16.
 __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float* out, float* scores_all, int n_kv_max) {
-    extern __shared__ float q_sh[];  // head_dim_k
+    MC_DYNAMIC_SHARED(float, q_sh);  // head_dim_k
     const int h = blockIdx.x, i = blockIdx.y;
     const int hk = h / (kv.n_head / kv.n_head_kv);
     const int n_kv = pos0 + i + 1;
@@ -154,7 +152,7 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float*
 
 // Shared memory: probs, score (n_expert floats each), taken (n_expert bytes).
 __global__ void moe_route_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
-    extern __shared__ float sh[];
+    MC_DYNAMIC_SHARED(float, sh);
     const int n = p.n_expert, t = blockIdx.x;
     mc::route_token(logits + int64_t(t) * n, bias, p, sh, sh + n, reinterpret_cast<unsigned char*>(sh + 2 * n),
                     ids + int64_t(t) * p.n_expert_used, weights + int64_t(t) * p.n_expert_used);
@@ -177,7 +175,7 @@ constexpr int k_threads = 256;
 
 mc_status mc::op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) {
     if (rows <= 0) return MC_OK;
-    rms_norm_rows<<<unsigned(rows), k_threads, 0, ctx->stream>>>(x, weight, out, n, stride, eps);
+    mc::launch(rms_norm_rows, unsigned(rows), k_threads, 0, ctx->stream, x, weight, out, n, stride, eps);
     return mc::check_launch(ctx, "rms_norm");
 }
 
@@ -185,13 +183,14 @@ mc_status mc::op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_str
                   const mc_rope* p) {
     const int64_t n = int64_t(n_tokens) * n_heads * (n_rot / 2);
     if (n <= 0) return MC_OK;
-    rope_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, *p);
+    mc::launch(rope_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, x, n_tokens, token_stride, n_heads, head_dim,
+               n_rot, pos0, *p);
     return mc::check_launch(ctx, "rope");
 }
 
 mc_status mc::op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n) {
     if (n <= 0) return MC_OK;
-    swiglu_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(gate, up, n);
+    mc::launch(swiglu_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, gate, up, n);
     return mc::check_launch(ctx, "swiglu");
 }
 
@@ -200,26 +199,27 @@ mc_status mc::op_copy(mc_context* ctx, const float* src, int64_t src_stride, flo
     if (src_stride == cols && dst_stride == cols) {
         return mc::check(ctx, cudaMemcpyAsync(dst, src, size_t(rows * cols) * sizeof(float), cudaMemcpyDeviceToDevice, ctx->stream), "copy");
     }
-    copy_kernel<<<mc::blocks_for(rows * cols, k_threads), k_threads, 0, ctx->stream>>>(src, src_stride, dst, dst_stride, rows, cols);
+    mc::launch(copy_kernel, mc::blocks_for(rows * cols, k_threads), k_threads, 0, ctx->stream, src, src_stride, dst, dst_stride, rows,
+               cols);
     return mc::check_launch(ctx, "copy");
 }
 
 mc_status mc::op_add(mc_context* ctx, float* x, const float* y, int64_t n) {
     if (n <= 0) return MC_OK;
-    add_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, y, n);
+    mc::launch(add_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, x, y, n);
     return mc::check_launch(ctx, "add");
 }
 
 mc_status mc::op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim) {
     if (rows * dim <= 0) return MC_OK;
-    add_bias_kernel<<<mc::blocks_for(rows * dim, k_threads), k_threads, 0, ctx->stream>>>(y, b, rows, dim);
+    mc::launch(add_bias_kernel, mc::blocks_for(rows * dim, k_threads), k_threads, 0, ctx->stream, y, b, rows, dim);
     return mc::check_launch(ctx, "add_bias");
 }
 
 mc_status mc::op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d) {
     const int64_t n = int64_t(n_tokens) * d;
     if (n <= 0) return MC_OK;
-    scale_by_sigmoid_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(x, g, d, n);
+    mc::launch(scale_by_sigmoid_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, x, g, d, n);
     return mc::check_launch(ctx, "scale_by_sigmoid");
 }
 
@@ -228,8 +228,8 @@ mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, const float* src, int6
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: kv_store: cache type %u is not F32, F16 or BF16", type);
     }
     if (n * dim <= 0) return MC_OK;
-    kv_store_kernel<<<mc::blocks_for(n * dim, k_threads), k_threads, 0, ctx->stream>>>(type, src, src_stride, n, dim,
-                                                                                       static_cast<uint8_t*>(dst), dst_row_bytes);
+    mc::launch(kv_store_kernel, mc::blocks_for(n * dim, k_threads), k_threads, 0, ctx->stream, type, src, src_stride, n, dim,
+               static_cast<uint8_t*>(dst), dst_row_bytes);
     return mc::check_launch(ctx, "kv_store");
 }
 
@@ -240,7 +240,7 @@ mc_status mc::op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q
     const size_t q_shared = size_t(kv->head_dim_k) * sizeof(float);
     if (q_shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention: head size %d is too large", kv->head_dim_k);
     const dim3 grid(unsigned(kv->n_head), unsigned(n));
-    attention_kernel<<<grid, 128, q_shared, ctx->stream>>>(*kv, q, pos0, out, static_cast<float*>(ctx->tmp), n_kv_max);
+    mc::launch(attention_kernel, grid, 128, q_shared, ctx->stream, *kv, q, pos0, out, static_cast<float*>(ctx->tmp), n_kv_max);
     return mc::check_launch(ctx, "attention");
 }
 
@@ -252,13 +252,13 @@ mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bi
     }
     const size_t shared = 2 * size_t(p->n_expert) * sizeof(float) + size_t(p->n_expert);
     if (shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d experts is beyond these kernels", p->n_expert);
-    moe_route_kernel<<<unsigned(n_tokens), 1, shared, ctx->stream>>>(logits, bias, *p, ids, weights);
+    mc::launch(moe_route_kernel, unsigned(n_tokens), 1, shared, ctx->stream, logits, bias, *p, ids, weights);
     return mc::check_launch(ctx, "moe_route");
 }
 
 mc_status mc::op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out) {
     const int64_t n = int64_t(n_tokens) * d;
     if (n <= 0) return MC_OK;
-    moe_combine_kernel<<<mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream>>>(y, weights, n_used, d, n, out);
+    mc::launch(moe_combine_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, y, weights, n_used, d, n, out);
     return mc::check_launch(ctx, "moe_combine");
 }
