@@ -11,7 +11,7 @@
  */
 export { MoerunError, type MoerunErrorCode } from './errors.js';
 export { readGgufInfo, type GgufInfo, type GgufTensorInfo, type GgufValue } from './gguf/reader.js';
-export { loadModel, Model, type LoadModelOptions, type LoadStats, type ModelInfo, type TokenizeOptions, type DetokenizeOptions } from './model.js';
+export { loadModel, Model, type GpuOptions, type LoadModelOptions, type LoadStats, type ModelInfo, type TokenizeOptions, type DetokenizeOptions } from './model.js';
 export type { Placement, PlacementOptions, ExpertPlacement } from './placement.js';
 export type { RoutingStats, RoutingStatsOptions } from './routing.js';
 export type { SliceStats } from './slices.js';

@@ -4,6 +4,8 @@
  */
 
 /** A loaded model's description. */
+import type { Placement } from './placement.js';
+
 export interface ModelInfo {
   /** GGUF `general.architecture`, e.g. `llama`, `qwen3moe` */
   architecture: string;
@@ -45,6 +47,12 @@ export interface ModelInfo {
   backendName: string;
   /** With `gpu: 'auto'` on the CPU: why no GPU was used (no CUDA library, driver or device) */
   gpuNote?: string;
+  /**
+   * On a GPU: where the weights went, in bytes (the plan of {@link Model.planPlacement} for the
+   * `gpu` options' budget). Routed experts without a device slot stay in host memory and are
+   * computed by the CPU.
+   */
+  placement?: Placement;
   /**
    * Where the weights are read from (`weightMemory` of {@link LoadModelOptions}): `mapped`, the
    * file's pages in the page cache; `copied`, a private copy in this process's memory; `none`

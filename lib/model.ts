@@ -4,11 +4,11 @@
 import { callNative, callNativeSync, MoerunError } from './errors.js';
 import { convertSliced, readGgufInfo, type GgufInfo } from './gguf/reader.js';
 import { native, type NativeModel, type NativeModelInfo } from './native.js';
-import { Session, type SessionModel, type SessionOptions } from './session.js';
+import { kvCacheTypes, MAX_CONTEXT_SIZE, Session, type KvCacheType, type SessionModel, type SessionOptions } from './session.js';
 import { SliceClock, type SliceStats } from './slices.js';
 import { Tokenizer } from './tokenizer/index.js';
 import type { ModelInfo } from './model-info.js';
-import { placementArgs, toPlacement, type Placement, type PlacementOptions } from './placement.js';
+import { parseByteSize, placementArgs, toPlacement, type ExpertPlacement, type Placement, type PlacementOptions } from './placement.js';
 import { routingArgs, routingInput, type RoutingStats, type RoutingStatsOptions } from './routing.js';
 import {
   abortSignal,
@@ -17,6 +17,7 @@ import {
   functionOption,
   nonEmptyString,
   nonNegativeInteger,
+  oneOf,
   optionsObject,
   positiveInteger,
   describe,
@@ -27,6 +28,26 @@ import {
 export type { ModelInfo } from './model-info.js';
 
 /** Options of {@link loadModel}. */
+/** {@link LoadModelOptions.gpu} with a memory budget and expert placement (a model larger than the GPU). */
+export interface GpuOptions {
+  /** `'auto'` (default): the GPU when a usable one is found, else the CPU; `'cuda'`: the GPU or `ERR_NO_GPU`. */
+  mode?: 'auto' | 'cuda';
+  /** The device memory the model may use: bytes, or `'20GiB'`, `'512MiB'`, `'24GB'`. Default: the device's free memory less 512 MiB and 2% of it. */
+  vram?: number | string;
+  /**
+   * Where routed experts go: as many on the GPU as the budget holds, the others in host memory
+   * computed by the CPU (`'auto'`, default); all in host memory (`'cpu'`, llama.cpp's `--cpu-moe`);
+   * all on the GPU or an error (`'gpu'`).
+   */
+  experts?: ExpertPlacement;
+  /** KV cache positions to keep room for on the device. Default 4096. */
+  contextSize?: number;
+  /** KV cache element type to plan for. Default `'f16'`. */
+  kvCacheType?: KvCacheType;
+  /** Tokens per forward chunk to plan activations for. Default: a session's (512 for MoE models, 256 for dense ones). */
+  batchSize?: number;
+}
+
 export interface LoadModelOptions {
   /** Compute threads: a positive integer, or `'auto'` (default) for the number of physical cores. */
   threads?: number | 'auto';
@@ -60,9 +81,12 @@ export interface LoadModelOptions {
    * library is present, a driver and a device it has kernels for), else on the CPU;
    * `info.backend` says which and `info.gpuNote` why not the GPU. `'cuda'`: on the GPU, or reject
    * with `ERR_NO_GPU` naming what is missing. `false`: the CPU. The weights are copied to the
-   * GPU's memory at load; a model larger than it is `ERR_OUT_OF_MEMORY`.
+   * GPU's memory at load, as much as its budget holds: routed experts that do not fit stay in
+   * host memory and are computed by the CPU ({@link GpuOptions}; `info.placement` says what went
+   * where). A budget that cannot hold the rest of the model is `ERR_OUT_OF_MEMORY` under
+   * `'cuda'`, the CPU under `'auto'`.
    */
-  gpu?: 'auto' | 'cuda' | false;
+  gpu?: 'auto' | 'cuda' | false | GpuOptions;
   /** CUDA device index for `gpu` (default 0; see {@link gpuInfo}). */
   gpuDevice?: number;
   /**
@@ -143,7 +167,8 @@ export class Model implements SessionModel {
     this.tokenizer = tokenizer;
     const name = gguf.metadata['general.name'];
     const described = nativeModel ? callNativeSync(() => nativeModel.info()) : metadataInfo(gguf, tokenizer);
-    this.info = Object.freeze({ ...described, name: typeof name === 'string' ? name : undefined });
+    const placement = described.placement ? toPlacement(described.placement) : undefined;
+    this.info = Object.freeze({ ...described, placement, name: typeof name === 'string' ? name : undefined });
   }
 
   /** True once {@link dispose} was called. */
@@ -256,6 +281,29 @@ export class Model implements SessionModel {
   }
 }
 
+/** The `gpu` option for the addon: the mode, and the placement request of its object form. */
+function gpuArgs(value: unknown): {
+  gpu: 'auto' | 'cuda' | 'off';
+  gpuPlacement?: { budget: number; contextSize: number; kvType: KvCacheType; batchSize: number; experts: ExpertPlacement };
+} {
+  if (value === undefined || value === 'auto' || value === 'cuda') return { gpu: value ?? 'auto' };
+  if (value === false) return { gpu: 'off' };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid(`Expected 'auto', 'cuda', false or an object such as { vram: '20GiB' } for gpu but received ${describe(value)}`);
+  }
+  const g = optionsObject(value as GpuOptions, 'gpu');
+  checkKnownKeys(g, ['mode', 'vram', 'experts', 'contextSize', 'kvCacheType', 'batchSize'] satisfies (keyof GpuOptions)[], 'gpu');
+  const mode = g.mode === undefined ? 'auto' : oneOf('gpu.mode', g.mode, ['auto', 'cuda'] as const);
+  const budget = g.vram === undefined ? 0 : parseByteSize('gpu.vram', g.vram);
+  const experts = g.experts === undefined ? 'auto' : oneOf('gpu.experts', g.experts, ['auto', 'cpu', 'gpu'] as const);
+  const contextSize = g.contextSize === undefined ? 4096 : positiveInteger('gpu.contextSize', g.contextSize);
+  if (contextSize > MAX_CONTEXT_SIZE) throw invalid(`gpu.contextSize ${contextSize} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);
+  const kvType = g.kvCacheType === undefined ? 'f16' : oneOf('gpu.kvCacheType', g.kvCacheType, kvCacheTypes);
+  const batchSize = g.batchSize === undefined ? 0 : positiveInteger('gpu.batchSize', g.batchSize);
+  if (batchSize > MAX_CONTEXT_SIZE) throw invalid(`gpu.batchSize ${batchSize} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);
+  return { gpu: mode, gpuPlacement: { budget, contextSize, kvType, batchSize, experts } };
+}
+
 /** A vocab-only model's {@link NativeModelInfo}, from the metadata and tensor list alone. */
 function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
   const md = gguf.metadata;
@@ -308,10 +356,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
   const prefetch = o.prefetch === undefined ? true : booleanOption('prefetch', o.prefetch);
   const threads = o.threads === undefined || o.threads === 'auto' ? 0 : positiveInteger('threads', o.threads);
   const pinThreads = o.pinThreads === undefined ? false : booleanOption('pinThreads', o.pinThreads);
-  if (o.gpu !== undefined && o.gpu !== false && o.gpu !== 'auto' && o.gpu !== 'cuda') {
-    throw invalid(`Expected 'auto', 'cuda' or false for gpu but received ${describe(o.gpu)}`);
-  }
-  const gpu = o.gpu === false ? 'off' : (o.gpu ?? 'auto');
+  const { gpu, gpuPlacement } = gpuArgs(o.gpu);
   if (o.weightMemory !== undefined && o.weightMemory !== 'auto' && o.weightMemory !== 'map' && o.weightMemory !== 'copy') {
     throw invalid(`Expected 'auto', 'map' or 'copy' for weightMemory but received ${describe(o.weightMemory)}`);
   }
@@ -336,7 +381,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
         onProgress(f);
       }
     : undefined;
-  const job = callNativeSync(() => native().loadModel(path, { threads, pinThreads, gpu, gpuDevice, allowLargerThanRam, prefetch, weightMemory }, report));
+  const job = callNativeSync(() => native().loadModel(path, { threads, pinThreads, gpu, gpuDevice, gpuPlacement, allowLargerThanRam, prefetch, weightMemory }, report));
   const onAbort = (): void => job.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   let nativeModel: NativeModel | undefined;

@@ -13,7 +13,7 @@ import type { GpuInfo } from './system.js';
 import type { NativePlacement } from './placement.js';
 
 /** Fields of `model.info` that come from native code (all but `name`). */
-export type NativeModelInfo = Omit<ModelInfo, 'name'>;
+export type NativeModelInfo = Omit<ModelInfo, 'name' | 'placement'> & { placement?: NativePlacement };
 
 /** Chunk c of a large GGUF string array: its elements c * 4096 .. as one string and their offsets. */
 export interface NativeStringTableChunk {
@@ -126,7 +126,11 @@ export interface NativeBinding {
   openGguf(path: string): Promise<NativeGguf>;
   loadModel(
     path: string,
-    options: { threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean; weightMemory?: 'auto' | 'map' | 'copy' },
+    options: {
+      threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean;
+      weightMemory?: 'auto' | 'map' | 'copy';
+      gpuPlacement?: { budget: number; contextSize: number; kvType: string; batchSize: number; experts: 'auto' | 'cpu' | 'gpu' };
+    },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };
   /** batchSize: tokens per forward chunk (default: 512 for MoE models, 256 for dense ones). */

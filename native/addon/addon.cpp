@@ -383,6 +383,31 @@ bool need_args(const Napi::CallbackInfo& info, size_t n, const char* fn) {
 
 // ---- Model -----------------------------------------------------------------------------------
 
+// A placement plan as the addon returns it (lib/placement.ts's NativePlacement).
+Napi::Object plan_to_js(Napi::Env env, const placement_plan& p) {
+    Napi::Object o = Napi::Object::New(env);
+    auto num = [&](const char* key, double v) { o.Set(key, Napi::Number::New(env, v)); };
+    num("budgetBytes", double(p.device_budget));
+    num("deviceWeightBytes", double(p.device_weights));
+    num("deviceKvBytes", double(p.device_kv));
+    num("deviceScratchBytes", double(p.device_scratch));
+    num("deviceExpertBytes", double(p.device_experts));
+    num("hostWeightBytes", double(p.host_weights));
+    num("hostExpertBytes", double(p.host_experts));
+    num("expertCount", p.n_expert_total);
+    num("deviceExpertCount", p.n_expert_slots);
+    Napi::Array slots = Napi::Array::New(env, p.layer_slots.size());
+    Napi::Array expert_bytes = Napi::Array::New(env, p.layer_expert_bytes.size());
+    for (size_t i = 0; i < p.layer_slots.size(); ++i) {
+        slots.Set(uint32_t(i), p.layer_slots[i]);
+        expert_bytes.Set(uint32_t(i), Napi::Number::New(env, double(p.layer_expert_bytes[i])));
+    }
+    o.Set("layerDeviceExperts", slots);
+    o.Set("layerExpertBytes", expert_bytes);
+    o.Set("summary", describe(p));
+    return o;
+}
+
 class model_handle : public Napi::ObjectWrap<model_handle> {
 public:
     static Napi::Function define(Napi::Env env) {
@@ -430,6 +455,7 @@ private:
         o.Set("backend", mi.backend);
         o.Set("backendName", mi.backend_name);
         if (!mi.gpu_note.empty()) o.Set("gpuNote", mi.gpu_note);
+        if (mi.placed) o.Set("placement", plan_to_js(env, mi.placement));
         o.Set("weightMemory", mi.weights_copied ? "copied" : "mapped");
         return o;
     }
@@ -455,28 +481,7 @@ private:
         else if (experts == "gpu") r.experts = expert_placement::device;
         else return throw_error(env, "ERR_INVALID_ARGUMENT", "placement: experts '" + experts + "' is not one of auto, cpu, gpu");
         try {
-            const placement_plan p = plan_placement(*m, r);
-            Napi::Object o = Napi::Object::New(env);
-            auto num = [&](const char* key, double v) { o.Set(key, Napi::Number::New(env, v)); };
-            num("budgetBytes", double(p.device_budget));
-            num("deviceWeightBytes", double(p.device_weights));
-            num("deviceKvBytes", double(p.device_kv));
-            num("deviceScratchBytes", double(p.device_scratch));
-            num("deviceExpertBytes", double(p.device_experts));
-            num("hostWeightBytes", double(p.host_weights));
-            num("hostExpertBytes", double(p.host_experts));
-            num("expertCount", p.n_expert_total);
-            num("deviceExpertCount", p.n_expert_slots);
-            Napi::Array slots = Napi::Array::New(env, p.layer_slots.size());
-            Napi::Array expert_bytes = Napi::Array::New(env, p.layer_expert_bytes.size());
-            for (size_t i = 0; i < p.layer_slots.size(); ++i) {
-                slots.Set(uint32_t(i), p.layer_slots[i]);
-                expert_bytes.Set(uint32_t(i), Napi::Number::New(env, double(p.layer_expert_bytes[i])));
-            }
-            o.Set("layerDeviceExperts", slots);
-            o.Set("layerExpertBytes", expert_bytes);
-            o.Set("summary", describe(p));
-            return o;
+            return plan_to_js(env, plan_placement(*m, r));
         } catch (const error& e) {
             return throw_error(env, error_code_name(e.code()), e.what());
         }
@@ -902,7 +907,7 @@ Napi::Value open_gguf(const Napi::CallbackInfo& cb) {
         });
 }
 
-// loadModel(path, { threads, pinThreads, allowLargerThanRam, prefetch, weightMemory }, onProgress?: (fraction) => void)
+// loadModel(path, { threads, pinThreads, allowLargerThanRam, prefetch, weightMemory, gpu, gpuDevice, gpuPlacement }, onProgress?: (fraction) => void)
 //   -> { promise: Promise<NativeModel>, abort() }
 Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Env env = cb.Env();
@@ -919,6 +924,20 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const std::string gpu_opt = options.Get("gpu").IsString() ? options.Get("gpu").As<Napi::String>().Utf8Value() : "off";
     const gpu_mode gpu = gpu_opt == "auto" ? gpu_mode::auto_detect : gpu_opt == "cuda" ? gpu_mode::cuda : gpu_mode::off;
     const int gpu_device = options.Get("gpuDevice").IsNumber() ? options.Get("gpuDevice").As<Napi::Number>().Int32Value() : 0;
+    // gpuPlacement: { budget (0: the device's free memory less a margin), contextSize, kvType, batchSize, experts } (lib/model.ts validates).
+    placement_request placement;
+    if (options.Get("gpuPlacement").IsObject()) {
+        Napi::Object g = options.Get("gpuPlacement").As<Napi::Object>();
+        auto number = [&](const char* key, double fallback) { return g.Get(key).IsNumber() ? g.Get(key).As<Napi::Number>().DoubleValue() : fallback; };
+        placement.device_budget = uint64_t(std::max(0.0, number("budget", 0)));
+        placement.n_ctx = int(number("contextSize", 4096));
+        placement.n_batch = int(number("batchSize", 0));
+        if (g.Get("kvType").IsString()) {
+            if (const std::optional<tensor_type> kv = parse_kv_type(g.Get("kvType").As<Napi::String>())) placement.kv_type = *kv;
+        }
+        const std::string experts = g.Get("experts").IsString() ? g.Get("experts").As<Napi::String>().Utf8Value() : "auto";
+        placement.experts = experts == "cpu" ? expert_placement::host : experts == "gpu" ? expert_placement::device : expert_placement::automatic;
+    }
     const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
     const bool pin_threads = options.Get("pinThreads").ToBoolean().Value();
     // weightMemory: 'auto' | 'map' | 'copy' (lib/model.ts validates; anything else is 'auto').
@@ -936,7 +955,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
     Napi::Promise promise = queue<loaded>(
         env,
-        [path, threads, pin_threads, gpu, gpu_device, allow_larger_than_ram, prefetch, weights, progress, abort] {
+        [path, threads, pin_threads, gpu, gpu_device, placement, allow_larger_than_ram, prefetch, weights, progress, abort] {
             model_load_params p;
             p.weights = weights;
             p.n_threads = threads;
@@ -945,6 +964,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
             p.allow_larger_than_ram = allow_larger_than_ram;
             p.gpu = gpu;
             p.gpu_device = gpu_device;
+            p.gpu_placement = placement;
             p.abort = abort.get();
             double last = -1;
             if (progress) {

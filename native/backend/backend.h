@@ -24,7 +24,9 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "../base/error.h"
 #include "../base/tensor.h"
 
 namespace moerun {
@@ -77,6 +79,14 @@ public:
     virtual size_t bytes() const = 0;
 };
 
+// Where a device backend's place_weights puts each layer's routed experts (runtime/placement.h
+// plans it from a memory budget): expert_slots[il] of layer il's experts in the device's memory,
+// the others left in host memory and computed by the host (ffn_moe_experts_host). Empty: every
+// weight in the device's memory.
+struct weight_placement {
+    std::vector<int> expert_slots;
+};
+
 class backend {
 public:
     virtual ~backend() = default;
@@ -90,10 +100,11 @@ public:
 
     // ---- memory ----
     // Called once at load, after the architecture file has described the model: moves the
-    // weights into the backend's memory (a GPU's) and points the tensors there. Throws
-    // error(unsupported) for a weight it cannot compute with, so that never surfaces mid-run, and
-    // error(out_of_memory) naming the sizes. The CPU reads the mapped file in place.
-    virtual void place_weights(const model_config& c, model_weights& w) {}
+    // weights into the backend's memory (a GPU's) and points the tensors there, except the
+    // routed experts `p` leaves on the host. Throws error(unsupported) for a weight it cannot
+    // compute with, so that never surfaces mid-run, and error(out_of_memory) naming the sizes.
+    // The CPU reads the mapped file in place.
+    virtual void place_weights(const model_config& c, model_weights& w, const weight_placement& p) {}
     virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;
     // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
     // out_of_memory) for a type or shape the backend cannot hold.
@@ -141,6 +152,15 @@ public:
     // out (n x n_embd) = the layer's routed experts (router, top-k, weights, grouped experts,
     // weighted combine) plus its shared expert.
     virtual void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) = 0;
+    // The host's half of a MoE layer split with a device (issue 14), everything in host memory:
+    // out (n x n_embd) = per token, the sum over its slots k whose expert selected[t * n_used + k]
+    // is marked in `experts` (n_expert flags) of weights[t * n_used + k] * expert(x[t]), in slot
+    // order (0 where none is marked); l's routed experts are read from host memory. Backends that
+    // compute on the host implement it; the default throws error(internal).
+    virtual void ffn_moe_experts_host(const model_config& c, const layer_weights& l, const float* x, int n, const int32_t* selected,
+                                      const float* weights, const uint8_t* experts, float* out) {
+        throw error(error_code::internal, name() + ": routed experts in host memory are not computed by this backend");
+    }
 
 protected:
     activation_observer* observer_ = nullptr;

@@ -145,6 +145,10 @@ public:
     void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) override {
         moerun::ffn_moe(*pool_, c, l, x, n, out, ffn_, observer_);
     }
+    void ffn_moe_experts_host(const model_config& c, const layer_weights& l, const float* x, int n, const int32_t* selected,
+                              const float* weights, const uint8_t* experts, float* out) override {
+        moerun::ffn_moe_experts(*pool_, c, l, x, n, selected, weights, experts, out, ffn_, observer_);
+    }
 
 private:
     cpu_path path_;

@@ -150,9 +150,12 @@ MC_WRAP(rms_norm, (mc_context* ctx, const float* x, const float* w, float* out, 
 MC_WRAP(rope, (mc_context* ctx, float* x, int nt, int64_t ts, int nh, int hd, int nr, int pos0, const mc_rope* p),
         (ctx, x, nt, ts, nh, hd, nr, pos0, p))
 MC_WRAP(matmul, (mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t ys), (ctx, w, x, m, y, ys))
-MC_WRAP(moe_gate_up, (mc_context* ctx, const mc_tensor* g, const mc_tensor* u, const float* x, const int32_t* ids, int nt, int nu, float* h),
-        (ctx, g, u, x, ids, nt, nu, h))
-MC_WRAP(moe_down, (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, int64_t rows, float* y), (ctx, d, h, ids, rows, y))
+MC_WRAP(moe_gate_up,
+        (mc_context* ctx, const mc_tensor* g, const mc_tensor* u, const float* x, const int32_t* ids, const int32_t* so, int nt, int nu,
+         float* h),
+        (ctx, g, u, x, ids, so, nt, nu, h))
+MC_WRAP(moe_down, (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, const int32_t* so, int64_t rows, float* y),
+        (ctx, d, h, ids, so, rows, y))
 MC_WRAP(moe_route, (mc_context* ctx, const float* l, const float* b, int nt, const mc_moe* p, int32_t* ids, float* w), (ctx, l, b, nt, p, ids, w))
 MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, float* out), (ctx, y, w, nt, nu, d, out))
 MC_WRAP(scale_by_sigmoid, (mc_context* ctx, float* x, const float* g, int nt, int64_t d), (ctx, x, g, nt, d))

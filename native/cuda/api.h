@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 1
+#define MC_API_VERSION 2
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -109,10 +109,14 @@ typedef struct mc_api {
     mc_status (*matmul)(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
     // Routed experts. rows = n_tokens * n_used (token t, slot k: row t * n_used + k); ids
     // (rows) on the device. gate_up: h[row] = silu(x[t] . gate[e]^T) * (x[t] . up[e]^T);
-    // down: y[row] = h[row] . down[e]^T.
+    // down: y[row] = h[row] . down[e]^T. Expert e is at e * ne[1] rows into the weights, or, with
+    // slot_of (n_expert ints on the device; null: every expert is there), in slot slot_of[e] of
+    // a tensor holding only the experts the device keeps; a row whose expert has slot -1 is left
+    // to the host: h and y get zeros there.
     mc_status (*moe_gate_up)(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
-                             int n_tokens, int n_used, float* h);
-    mc_status (*moe_down)(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, int64_t rows, float* y);
+                             const int32_t* slot_of, int n_tokens, int n_used, float* h);
+    mc_status (*moe_down)(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
+                          float* y);
     // ids, weights (n_tokens x n_used) from router logits (n_tokens x n_expert), bias optional.
     mc_status (*moe_route)(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids,
                            float* weights);

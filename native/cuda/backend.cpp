@@ -1,8 +1,14 @@
 // The CUDA backend as the forward pass sees it (backend/backend.h): every operation is a call into
 // libmoerun_cuda.so's table (api.h) on device memory. Weights are uploaded to VRAM at load
 // (place_weights); activations and the KV cache live on the device; only matmul_to_host (the
-// logits) waits for the GPU. The token embedding stays readable on the host too (the mapped
-// file): get_rows dequantizes the few rows it needs there and uploads them.
+// logits) waits for the GPU. The token embedding stays on the host (the mapped file) unless the
+// output head shares it: get_rows dequantizes the few rows it needs there and uploads them.
+//
+// Models larger than the device (issue 14): the placement (runtime/placement.h) keeps some of a
+// layer's routed experts, or none, in host memory. Such a layer's MoE step routes on the device,
+// brings the token rows, ids and weights to the host (a few KiB), lets the device compute the
+// experts it holds while a CPU backend computes the others (ffn_moe_experts_host), and adds the
+// host's part on the device.
 #include <cmath>
 #include <map>
 #include <vector>
@@ -106,12 +112,23 @@ mc_tensor to_mc(const tensor& t) {
     return m;
 }
 
+// A MoE layer whose routed experts are not all on the device: the first `slots` experts are (the
+// device tensors hold only those), the others are computed by the host.
+struct split_experts {
+    int slots = 0;
+    tensor gate, up, down;          // on the device, ne[2] = slots (unset when slots = 0)
+    device_memory slot_of;          // n_expert int32 on the device: the expert's slot, -1 on the host
+    std::vector<uint8_t> on_host;   // n_expert flags for ffn_moe_experts_host
+};
+
 class cuda_backend final : public backend {
 public:
-    cuda_backend(const mc_api* api, mc_context* ctx, const gpu_device_info& dev) : api_(api), ctx_(ctx), dev_(dev) {}
+    cuda_backend(const mc_api* api, mc_context* ctx, const gpu_device_info& dev, const backend_params& params)
+        : api_(api), ctx_(ctx), dev_(dev), params_(params) {}
     ~cuda_backend() override {
         // Device memory goes before the context it belongs to.
         weights_.clear();
+        split_.clear();
         scratch_.clear();
         api_->destroy(ctx_);
     }
@@ -121,9 +138,17 @@ public:
                       dev_.cc_major, dev_.cc_minor);
     }
     std::string kernel_path() const override { return format("cuda sm_%d%d", dev_.cc_major, dev_.cc_minor); }
-    int threads() const override { return 1; }
+    // The host's compute threads where it computes experts, else the one thread that drives the GPU.
+    int threads() const override { return host_ ? host_->threads() : 1; }
+    bool threads_pinned() const override { return host_ && host_->threads_pinned(); }
+    void begin() override {
+        if (host_) host_->begin();
+    }
+    void end() override {
+        if (host_) host_->end();
+    }
 
-    void place_weights(const model_config& c, model_weights& w) override;
+    void place_weights(const model_config& c, model_weights& w, const weight_placement& p) override;
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<device_buffer>(api_, ctx_, n_floats); }
     std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) override;
 
@@ -170,7 +195,7 @@ public:
 
 private:
     // Scratch regions, each grown to its largest use and reused (one forward call at a time).
-    enum class slot { logits, gate, up, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, count };
+    enum class slot { logits, gate, up, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, host_part, count };
     float* scratch(slot s, size_t n_floats) {
         if (scratch_.empty()) scratch_.resize(size_t(slot::count));
         device_memory& m = scratch_[size_t(s)];
@@ -178,10 +203,19 @@ private:
         return static_cast<float*>(m.get());
     }
     void upload_tensor(tensor& t);
+    void place_split_experts(const model_config& c, const layer_weights& l, int slots);
+    void ffn_moe_split(const model_config& c, const layer_weights& l, const split_experts& se, const float* x, int n, const int32_t* ids,
+                       const float* weights, float* out);
+    void shared_expert(const layer_weights& l, const float* x, int n, float* out);
 
     const mc_api* api_;
     mc_context* ctx_;
     gpu_device_info dev_;
+    backend_params params_;
+    std::unique_ptr<backend> host_;  // computes the experts left in host memory (a CPU backend)
+    std::map<const void*, split_experts> split_;  // by the layer's host ffn_gate_exps data
+    std::vector<float> host_x_, host_weights_, host_part_;  // a split layer's rows on the host
+    std::vector<int32_t> host_ids_;
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
     std::map<const void*, const void*> host_to_device_;  // tied tensors are uploaded once
@@ -210,7 +244,13 @@ void for_each_tensor(model_weights& w, F&& f) {
     }
 }
 
-void cuda_backend::place_weights(const model_config& c, model_weights& w) {
+void cuda_backend::place_weights(const model_config& c, model_weights& w, const weight_placement& p) {
+    // Which layers keep experts on the host: slots < n_expert.
+    auto slots_of = [&](size_t il) {
+        return il < p.expert_slots.size() && w.layers[il].ffn_gate_exps ? std::min(p.expert_slots[il], c.n_expert) : c.n_expert;
+    };
+    auto split_layer = [&](size_t il) { return w.layers[il].ffn_gate_exps && slots_of(il) < c.n_expert; };
+    const bool embd_on_host = w.token_embd.data != w.output.data;  // the output head does not share it
     // Refuse what the kernels cannot compute before uploading anything.
     uint64_t total = 0;
     std::map<const void*, bool> seen;
@@ -225,9 +265,15 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w) {
             throw error(error_code::unsupported, format("cuda: tensor '%s' has type %s; the CUDA backend reads norms and biases as F32 only",
                                                         name, tensor_type_name(t.type)));
         }
-        if (!seen.emplace(t.data, true).second) return;
+        if (!seen.emplace(t.data, true).second || (&t == &w.token_embd && embd_on_host)) return;
         total += tensor_bytes(t);
     });
+    for (size_t il = 0; il < w.layers.size(); ++il) {
+        if (!split_layer(il)) continue;
+        const layer_weights& l = w.layers[il];
+        const uint64_t routed = tensor_bytes(l.ffn_gate_exps) + tensor_bytes(l.ffn_up_exps) + tensor_bytes(l.ffn_down_exps);
+        total -= routed - routed / uint64_t(c.n_expert) * uint64_t(slots_of(il));
+    }
     if (c.head_dim_k > 12 * 1024) {  // the attention kernel keeps a query head in 48 KiB of shared memory
         throw error(error_code::unsupported, format("cuda: key heads of %d elements are beyond the attention kernel", c.head_dim_k));
     }
@@ -236,17 +282,59 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w) {
                                                     c.n_expert_groups));
     }
     if (total > dev_.free_bytes) {
-        throw error(error_code::out_of_memory, format("cuda: the weights need %s of device memory and %s has %s free (placing part of a "
-                                                      "model on the CPU is not supported yet; load with gpu: false)",
+        throw error(error_code::out_of_memory, format("cuda: the weights placed on the device need %s and %s has %s free (give a "
+                                                      "smaller gpu budget to keep more experts on the host, or load with gpu: false)",
                                                       format_bytes(total).c_str(), dev_.name.c_str(), format_bytes(dev_.free_bytes).c_str()));
     }
     // Upload into a copy and hand it over only when everything is on the device: a failure leaves
     // the caller's weights pointing at the mapped file (gpu 'auto' then runs them on the CPU).
     model_weights placed = w;
+    bool any_split = false;
+    for (size_t il = 0; il < placed.layers.size(); ++il) {
+        if (!split_layer(il)) continue;
+        any_split = true;
+        place_split_experts(c, placed.layers[il], slots_of(il));
+    }
     for_each_tensor(placed, [&](tensor& t, bool) {
-        if (t) upload_tensor(t);
+        if (!t || (&t == &placed.token_embd && embd_on_host)) return;
+        for (size_t il = 0; il < placed.layers.size(); ++il) {
+            const layer_weights& l = placed.layers[il];
+            if (split_layer(il) && (&t == &l.ffn_gate_exps || &t == &l.ffn_up_exps || &t == &l.ffn_down_exps)) return;  // stays on the host
+        }
+        upload_tensor(t);
     });
+    if (any_split && !host_) host_ = backend_create_cpu(params_);
     w = std::move(placed);
+}
+
+// The first `slots` experts of the layer on the device, and the map of where each expert is.
+void cuda_backend::place_split_experts(const model_config& c, const layer_weights& l, int slots) {
+    split_experts se;
+    se.slots = slots;
+    se.on_host.assign(size_t(c.n_expert), 0);
+    std::vector<int32_t> slot_of(size_t(c.n_expert), -1);
+    for (int e = 0; e < c.n_expert; ++e) {
+        if (e < slots) slot_of[size_t(e)] = e;
+        else se.on_host[size_t(e)] = 1;
+    }
+    se.slot_of = device_memory(api_, ctx_, slot_of.size() * sizeof(int32_t));
+    check(*api_, ctx_, api_->upload(ctx_, se.slot_of.get(), slot_of.data(), slot_of.size() * sizeof(int32_t)), "cuda: upload");
+    if (slots > 0) {
+        auto first_experts = [&](const tensor& host, tensor& dev) {
+            dev = host;
+            dev.ne[2] = slots;
+            const size_t bytes = size_t(host.ne[1]) * host.row_stride * size_t(slots);  // experts are contiguous, expert 0 first
+            device_memory m(api_, ctx_, bytes);
+            check(*api_, ctx_, api_->upload(ctx_, m.get(), host.data, bytes), "cuda: upload");
+            dev.data = m.get();
+            dev.location = memory_location::device;
+            weights_.push_back(std::move(m));
+        };
+        first_experts(l.ffn_gate_exps, se.gate);
+        first_experts(l.ffn_up_exps, se.up);
+        first_experts(l.ffn_down_exps, se.down);
+    }
+    split_.emplace(l.ffn_gate_exps.data, std::move(se));
 }
 
 void cuda_backend::upload_tensor(tensor& t) {
@@ -359,13 +447,58 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
     const float* bias = l.ffn_exp_probs_b ? static_cast<const float*>(l.ffn_exp_probs_b.data) : nullptr;
     check(*api_, ctx_, api_->moe_route(ctx_, logits, bias, n, &p, ids, weights), "cuda: moe_route");
 
+    const auto split = split_.find(l.ffn_gate_exps.data);
+    if (split != split_.end()) {
+        ffn_moe_split(c, l, split->second, x, n, ids, weights, out);
+        return;
+    }
     float* h = scratch(slot::expert_h, size_t(rows) * size_t(c.n_ff_exp));
     float* y = scratch(slot::expert_y, size_t(rows) * size_t(d));
     const mc_tensor gate = to_mc(l.ffn_gate_exps), up = to_mc(l.ffn_up_exps), down = to_mc(l.ffn_down_exps);
-    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, n, n_used, h), "cuda: moe_gate_up");
-    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, rows, y), "cuda: moe_down");
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h), "cuda: moe_gate_up");
+    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y), "cuda: moe_down");
     check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
+    shared_expert(l, x, n, out);
+}
 
+// A layer with experts on the host: the token rows, ids and weights go to the host (the download
+// waits for the routing); the device's experts, the combine and the shared expert are queued and
+// run while the CPU computes the host's experts; the host's part comes back and is added.
+void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, const split_experts& se, const float* x, int n,
+                                 const int32_t* ids, const float* weights, float* out) {
+    const int n_used = c.n_expert_used;
+    const int64_t d = c.n_embd, rows = int64_t(n) * n_used;
+    host_x_.resize(size_t(n) * size_t(d));
+    host_ids_.resize(size_t(rows));
+    host_weights_.resize(size_t(rows));
+    host_part_.resize(size_t(n) * size_t(d));
+    check(*api_, ctx_, api_->download(ctx_, host_ids_.data(), ids, host_ids_.size() * sizeof(int32_t)), "cuda: expert ids to the host");
+    check(*api_, ctx_, api_->download(ctx_, host_weights_.data(), weights, host_weights_.size() * sizeof(float)), "cuda: expert weights");
+    check(*api_, ctx_, api_->download(ctx_, host_x_.data(), x, host_x_.size() * sizeof(float)), "cuda: expert inputs");
+    if (se.slots > 0) {
+        float* h = scratch(slot::expert_h, size_t(rows) * size_t(c.n_ff_exp));
+        float* y = scratch(slot::expert_y, size_t(rows) * size_t(d));
+        const mc_tensor gate = to_mc(se.gate), up = to_mc(se.up), down = to_mc(se.down);
+        const auto* slot_of = static_cast<const int32_t*>(se.slot_of.get());
+        check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, slot_of, n, n_used, h), "cuda: moe_gate_up");
+        check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, slot_of, rows, y), "cuda: moe_down");
+        check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
+        shared_expert(l, x, n, out);
+    }
+    host_->ffn_moe_experts_host(c, l, host_x_.data(), n, host_ids_.data(), host_weights_.data(), se.on_host.data(), host_part_.data());
+    if (se.slots > 0) {
+        float* part = scratch(slot::host_part, host_part_.size());
+        check(*api_, ctx_, api_->upload(ctx_, part, host_part_.data(), host_part_.size() * sizeof(float)), "cuda: host experts' part");
+        add(out, part, int64_t(n) * d);
+    } else {
+        check(*api_, ctx_, api_->upload(ctx_, out, host_part_.data(), host_part_.size() * sizeof(float)), "cuda: host experts' part");
+        shared_expert(l, x, n, out);
+    }
+}
+
+// out += the layer's shared expert of x (gated where the layer has ffn_gate_inp_shexp).
+void cuda_backend::shared_expert(const layer_weights& l, const float* x, int n, float* out) {
+    const int64_t d = l.ffn_down_shexp ? l.ffn_down_shexp.ne[1] : 0;
     if (l.ffn_up_shexp) {
         float* shared = scratch(slot::shared, size_t(n) * size_t(d));
         ffn_dense(l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, shared);
@@ -402,7 +535,7 @@ std::unique_ptr<backend> backend_create_cuda(const backend_params& params) {
     mc_context* ctx = nullptr;
     const mc_status s = api->create(params.gpu_device, &ctx, msg, sizeof msg);
     if (s != MC_OK) throw error(s == MC_OUT_OF_MEMORY ? error_code::out_of_memory : error_code::no_gpu, std::string("cuda: ") + msg);
-    return std::make_unique<cuda_backend>(api, ctx, dev);
+    return std::make_unique<cuda_backend>(api, ctx, dev, params);
 }
 
 }  // namespace moerun

@@ -51,11 +51,12 @@ __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act
 
 // y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
 // all through the same weight. Experts (ids != null, TILE 1): activation row r = blockIdx.y goes
-// through expert ids[r] and reads act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
+// through expert ids[r] (at slot slot_of[ids[r]] where slot_of is given; -1: not here, y = 0)
+// and reads act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
 template <tensor_type T, int TILE>
 __global__ void __launch_bounds__(32 * k_warps_per_block)
 mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t n_out, int64_t k, const uint8_t* act, act_kind kind,
-            int64_t m, float* y, int64_t y_stride, const int32_t* ids, int x_div) {
+            int64_t m, float* y, int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div) {
     const int lane = threadIdx.x % 32;
     const int64_t o = int64_t(blockIdx.x) * k_warps_per_block + threadIdx.x / 32;
     if (o >= n_out) return;
@@ -64,7 +65,12 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     size_t w_off = size_t(o) * w_row_stride;
     int64_t act0 = r0;
     if (ids) {
-        w_off += size_t(ids[r0]) * size_t(n_out) * w_row_stride;
+        const int32_t slot = slot_of ? slot_of[ids[r0]] : ids[r0];
+        if (slot < 0) {  // the host computes this row
+            if (lane == 0) y[r0 * y_stride + o] = 0.0f;
+            return;
+        }
+        w_off += size_t(slot) * size_t(n_out) * w_row_stride;
         act0 = r0 / x_div;
     }
     const uint8_t* wr = w + w_off;
@@ -99,6 +105,7 @@ struct launch {
     float* y;
     int64_t y_stride;
     const int32_t* ids;   // experts: one per output row
+    const int32_t* slot_of;  // experts: where each is in w (null: at its id)
     int x_div;
 };
 
@@ -111,11 +118,11 @@ void launch_type(const launch& l, cudaStream_t stream) {
     if (l.ids || l.m < k_prompt_tile) {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.m));
         mc::launch(mul_mat_vec<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
-                   l.ids, l.x_div);
+                   l.ids, l.slot_of, l.x_div);
     } else {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), mc::blocks_for(l.m, k_prompt_tile));
         mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
-                   l.y_stride, nullptr, 1);
+                   l.y_stride, nullptr, nullptr, 1);
     }
 }
 
@@ -157,14 +164,14 @@ mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int
     if (m <= 0) return MC_OK;
     act_kind kind;
     MC_TRY(prepare_act(ctx, w->type, x, w->ne[0], m, &kind));
-    if (!launch_any({w, nullptr, static_cast<const uint8_t*>(ctx->act), kind, m, y, y_stride, nullptr, 1}, ctx->stream)) {
+    if (!launch_any({w, nullptr, static_cast<const uint8_t*>(ctx->act), kind, m, y, y_stride, nullptr, nullptr, 1}, ctx->stream)) {
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: matmul: weight type %u has no CUDA kernel", w->type);
     }
     return mc::check_launch(ctx, "mul_mat_vec");
 }
 
-mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids, int n_tokens,
-                         int n_used, float* h) {
+mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
+                             const int32_t* slot_of, int n_tokens, int n_used, float* h) {
     if (n_tokens <= 0) return MC_OK;
     if (gate->ne[0] != up->ne[0] || gate->ne[1] != up->ne[1] || gate->ne[2] != up->ne[2]) {
         return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: moe_gate_up: gate and up experts differ in shape");
@@ -173,26 +180,27 @@ mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_te
     act_kind kind;
     MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind));
     if (gate->type == up->type) {  // one pass: both products of a weight unit, then SwiGLU
-        launch_any({gate, up, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, n_used}, ctx->stream);
+        launch_any({gate, up, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
         return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
     }
     // Gate and up of different types (llama.cpp's low-bit mixes, e.g. IQ1_S gate and IQ1_M up):
     // gate into h, up into scratch, each with its own activation blocks (stream order keeps the
     // gate pass's reads before the second quantization), then h = silu(h) * up.
-    launch_any({gate, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, n_used}, ctx->stream);
+    launch_any({gate, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, gate)"));
     MC_TRY(mc::reserve(ctx, &ctx->up, &ctx->up_bytes, size_t(rows * n_ff) * sizeof(float), "experts' up rows"));
     float* u = static_cast<float*>(ctx->up);
     MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &kind));
-    launch_any({up, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, u, n_ff, ids, n_used}, ctx->stream);
+    launch_any({up, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, u, n_ff, ids, slot_of, n_used}, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, up)"));
     return mc::op_swiglu(ctx, h, u, rows * n_ff);
 }
 
-mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, int64_t rows, float* y) {
+mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
+                          float* y) {
     if (rows <= 0) return MC_OK;
     act_kind kind;
     MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows, &kind));
-    launch_any({down, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, y, down->ne[1], ids, 1}, ctx->stream);
+    launch_any({down, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, y, down->ne[1], ids, slot_of, 1}, ctx->stream);
     return mc::check_launch(ctx, "mul_mat_vec (experts, down)");
 }

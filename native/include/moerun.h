@@ -34,6 +34,11 @@ struct model_load_params {
     // or error(no_gpu) saying why not (cuda). The C++ drivers default to the CPU; JS to auto.
     enum class gpu_mode { off, auto_detect, cuda } gpu = gpu_mode::off;
     int gpu_device = 0;
+    // On a GPU (issue 14): how much of its memory the model may use (device_budget; 0: the free
+    // memory less default_device_budget's margin), the context and KV type to keep room for, and
+    // where the routed experts go. Experts that do not fit stay in host memory, computed by the
+    // CPU (runtime/placement.h); model_info.placement says what went where.
+    placement_request gpu_placement;
     // Read every weight page once at load (progress, abortable) so the first tokens pay no page
     // faults. Off: the weights are only mapped, as for planning a placement.
     bool prefetch = true;
@@ -69,6 +74,8 @@ struct model_info {
     std::string backend;      // "cpu" or "cuda"
     std::string backend_name; // "cpu (avx512)", "cuda (NVIDIA H200, 139.8 GiB, compute capability 9.0)"
     std::string gpu_note;     // gpu auto_detect that chose the CPU: why (no library, driver, device)
+    bool placed = false;      // on a GPU: `placement` says where the weights went
+    placement_plan placement;
     bool weights_copied = false;  // read from this process's memory, not the file's pages (weight_memory)
 };
 model_info model_get_info(const model& m);

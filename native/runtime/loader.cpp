@@ -37,10 +37,24 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     if (!loader) throw error(error_code::unsupported, format("model: %s: architecture '%s' is not supported", path.c_str(), arch->c_str()));
     m->config.architecture = *arch;
     loader->load(*m);
-    // A GPU's copy of the weights. It refuses what it cannot run (a weight type without kernels, a
-    // model larger than its memory) before changing anything: gpu 'auto' then runs on the CPU.
+    // A GPU's copy of the weights, as much as its budget holds (routed experts that do not fit stay
+    // on the host). It refuses what it cannot run (a weight type without kernels, a budget that
+    // cannot hold the non-expert part) before changing anything: gpu 'auto' then runs on the CPU.
     try {
-        m->compute->place_weights(m->config, m->weights);
+        weight_placement wp;
+        if (m->backend_kind == "cuda") {
+            placement_request r = params.gpu_placement;
+            if (r.device_budget == 0) {
+                const gpu_probe probe = cuda_probe();
+                for (const gpu_device_info& d : probe.devices) {
+                    if (d.index == params.gpu_device) r.device_budget = default_device_budget(d.free_bytes, d.total_bytes);
+                }
+            }
+            m->placement = plan_placement(*m, r);
+            m->placed = true;
+            wp.expert_slots = m->placement.layer_slots;
+        }
+        m->compute->place_weights(m->config, m->weights, wp);
     } catch (const error& e) {
         const bool fallback = params.gpu == gpu_mode::auto_detect && m->backend_kind == "cuda" &&
                               (e.code() == error_code::unsupported || e.code() == error_code::out_of_memory);
@@ -48,6 +62,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
         m->gpu_note = e.what();
         m->compute = backend_create_cpu(bp);
         m->backend_kind = "cpu";
+        m->placed = false;
     }
 
     const auto& tensors = m->file->tensors();
@@ -171,6 +186,8 @@ model_info model_get_info(const model& m) {
     info.backend = m.backend_kind;
     info.backend_name = m.compute->name();
     info.gpu_note = m.gpu_note;
+    info.placed = m.placed;
+    info.placement = m.placement;
     return info;
 }
 

@@ -13,6 +13,7 @@
 #include "../gguf/gguf.h"
 #include "../base/tensor.h"
 #include "../quant/types.h"
+#include "placement.h"
 
 namespace moerun {
 
@@ -23,6 +24,9 @@ struct model {
     std::unique_ptr<backend> compute;
     std::string backend_kind = "cpu";  // "cpu" or "cuda"
     std::string gpu_note;              // why gpu auto_detect chose the CPU
+    // On a GPU: where the weights went (every routed expert on the device, or some on the host).
+    bool placed = false;
+    placement_plan placement;
     // A backend runs one forward call at a time; sessions on the same model take turns per
     // evaluate call.
     std::mutex compute_mutex;

@@ -56,6 +56,11 @@ uint64_t scratch_bytes(const model_config& c, int n_batch) {
 
 int default_batch_tokens(const model_config& c) { return c.n_expert > 0 ? 512 : 256; }
 
+uint64_t default_device_budget(uint64_t free_bytes, uint64_t total_bytes) {
+    const uint64_t margin = (uint64_t(512) << 20) + total_bytes / 50;
+    return free_bytes > margin ? free_bytes - margin : 0;
+}
+
 placement_plan plan_placement(const model& m, const placement_request& r) {
     const model_config& c = m.config;
     if (r.n_ctx <= 0) throw error(error_code::invalid_argument, format("placement: context size %d must be positive", r.n_ctx));

@@ -74,6 +74,10 @@ uint64_t scratch_bytes(const model_config& c, int n_batch);
 // Dense models gained nothing, and TinyLlama's peak RSS grew by 4.5% of its file.
 int default_batch_tokens(const model_config& c);
 
+// The device budget when none is given: the free memory less a margin for the CUDA context, the
+// allocator and what the scratch estimate misses (512 MiB + 2% of the device).
+uint64_t default_device_budget(uint64_t free_bytes, uint64_t total_bytes);
+
 // The placement of `m` under the request. Throws error(out_of_memory) naming the sizes when the
 // budget cannot hold the KV cache, scratch and non-expert weights (or, with experts = device,
 // the experts too), and error(invalid_argument) for a request out of range.
