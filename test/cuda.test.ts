@@ -44,6 +44,10 @@ const scenario = `
   out.text = text;
   await auto.dispose();
   try { await loadModel(stories, { gpu: 'cuda' }); out.cuda = 'loaded'; } catch (e) { out.cuda = { code: e.code, message: e.message, name: e.name }; }
+  try { await loadModel(stories, { gpu: { mode: 'cuda', experts: 'cpu' } }); out.cudaObject = 'loaded'; } catch (e) { out.cudaObject = { code: e.code }; }
+  const budgeted = await loadModel(stories, { gpu: { vram: '8GiB' } });
+  out.budgeted = { backend: budgeted.info.backend, placement: budgeted.info.placement ?? null };
+  await budgeted.dispose();
   const cpu = await loadModel(stories, { gpu: false });
   out.offInfo = { backend: cpu.info.backend, gpuNote: cpu.info.gpuNote ?? null };
   await cpu.dispose();
@@ -53,8 +57,17 @@ describe('gpu options (validated in TypeScript)', () => {
   it('rejects a misspelled gpu mode and a bad device index with exact messages', async () => {
     await expect(loadModel(stories, { gpu: 'metal' as never })).rejects.toMatchObject({
       code: 'ERR_INVALID_ARGUMENT',
-      message: `Expected 'auto', 'cuda' or false for gpu but received "metal" (string)`,
+      message: `Expected 'auto', 'cuda', false or an object such as { vram: '20GiB' } for gpu but received "metal" (string)`,
     });
+    // The object form: a budget, where the experts go, the mode.
+    await expect(loadModel(stories, { gpu: { vram: 'lots' } })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: 'Expected gpu.vram to be a byte size such as 20GiB, 512MiB or 24GB but received "lots" (string)',
+    });
+    await expect(loadModel(stories, { gpu: { experts: 'tpu' as never } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(loadModel(stories, { gpu: { mode: 'metal' as never } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(loadModel(stories, { gpu: { vram: '8GiB', cores: 4 } as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(loadModel(stories, { gpu: { contextSize: 0 } })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(loadModel(stories, { gpu: true as never })).rejects.toBeInstanceOf(MoerunError);
     await expect(loadModel(stories, { gpuDevice: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await expect(loadModel(stories, { gpu: 'cuda', gpuDevice: 1.5 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
@@ -77,6 +90,8 @@ describe('without libmoerun_cuda.so', () => {
     expect(out.cuda.code).toBe('ERR_NO_GPU');
     expect(out.cuda.message).toContain(missing);
     expect(out.offInfo).toEqual({ backend: 'cpu', gpuNote: null });
+    expect(out.cudaObject).toEqual({ code: 'ERR_NO_GPU' });
+    expect(out.budgeted).toEqual({ backend: 'cpu', placement: null });
   }, 60_000);
 
   it('moerun info says there is no CUDA library', async () => {

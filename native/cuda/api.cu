@@ -134,6 +134,34 @@ mc_status download(mc_context* ctx, void* dst, const void* src, size_t bytes) {
     return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "download (or a kernel before it)");
 }
 
+mc_status alloc_host(mc_context* ctx, size_t bytes, void** out) {
+    *out = nullptr;
+    MC_ON_DEVICE(ctx);
+    const cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        return mc::fail(ctx, MC_OUT_OF_MEMORY, "cuda: cannot allocate %zu bytes of page-locked host memory", bytes);
+    }
+    return mc::check(ctx, e, "cudaMallocHost");
+}
+
+void free_host(mc_context* ctx, void* p) {
+    if (!p) return;
+    cudaSetDevice(ctx->device);
+    cudaStreamSynchronize(ctx->stream);  // no copy may still use it
+    cudaFreeHost(p);
+}
+
+mc_status upload_async(mc_context* ctx, void* dst, const void* src, size_t bytes) {
+    MC_ON_DEVICE(ctx);
+    return mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream), "upload");
+}
+
+mc_status download_async(mc_context* ctx, void* dst, const void* src, size_t bytes) {
+    MC_ON_DEVICE(ctx);
+    return mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream), "download");
+}
+
 mc_status synchronize(mc_context* ctx) {
     MC_ON_DEVICE(ctx);
     return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "synchronize (or a kernel before it)");
@@ -172,7 +200,7 @@ const mc_api k_api = {
     MC_API_VERSION,
     device_count, device_info, device_supported,
     create, destroy, last_error,
-    alloc, free_, upload, download, synchronize,
+    alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
     swiglu_on, copy_on, add_on, add_bias_on, kv_store_on, attention_on,
 };

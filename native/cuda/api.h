@@ -97,6 +97,12 @@ typedef struct mc_api {
     mc_status (*upload)(mc_context* ctx, void* dst, const void* host_src, size_t bytes);
     mc_status (*download)(mc_context* ctx, void* host_dst, const void* src, size_t bytes);  // waits
     mc_status (*synchronize)(mc_context* ctx);
+    // Page-locked host memory, for copies that do not wait: an async copy's host memory must not
+    // be touched until a later synchronize (or download) returns.
+    mc_status (*alloc_host)(mc_context* ctx, size_t bytes, void** out);
+    void (*free_host)(mc_context* ctx, void* p);
+    mc_status (*upload_async)(mc_context* ctx, void* dst, const void* host_src, size_t bytes);
+    mc_status (*download_async)(mc_context* ctx, void* host_dst, const void* src, size_t bytes);
     // ---- operations (device pointers; rows contiguous unless a stride in floats is given) ----
     // out (rows x n) = x / rms(x) * weight (weight may be null); x and out may alias.
     mc_status (*rms_norm)(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride,

@@ -65,6 +65,37 @@ private:
     size_t bytes_ = 0;
 };
 
+// Page-locked host memory owned by the backend's context, grown to the largest request.
+class pinned_memory {
+public:
+    pinned_memory() = default;
+    pinned_memory(const pinned_memory&) = delete;
+    pinned_memory& operator=(const pinned_memory&) = delete;
+    ~pinned_memory() { release(); }
+    void release() {
+        if (p_) api_->free_host(ctx_, p_);
+        p_ = nullptr;
+        bytes_ = 0;
+    }
+    template <class T>
+    T* get(const mc_api* api, mc_context* ctx, size_t n) {
+        if (bytes_ < n * sizeof(T)) {
+            release();
+            check(*api, ctx, api->alloc_host(ctx, n * sizeof(T), &p_), "cuda: page-locked host memory");
+            api_ = api;
+            ctx_ = ctx;
+            bytes_ = n * sizeof(T);
+        }
+        return static_cast<T*>(p_);
+    }
+
+private:
+    const mc_api* api_ = nullptr;
+    mc_context* ctx_ = nullptr;
+    void* p_ = nullptr;
+    size_t bytes_ = 0;
+};
+
 class device_buffer final : public buffer {
 public:
     device_buffer(const mc_api* api, mc_context* ctx, size_t n) : mem_(api, ctx, n * sizeof(float)), n_(n) {}
@@ -130,6 +161,7 @@ public:
         weights_.clear();
         split_.clear();
         scratch_.clear();
+        for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_}) p->release();
         api_->destroy(ctx_);
     }
 
@@ -214,8 +246,7 @@ private:
     backend_params params_;
     std::unique_ptr<backend> host_;  // computes the experts left in host memory (a CPU backend)
     std::map<const void*, split_experts> split_;  // by the layer's host ffn_gate_exps data
-    std::vector<float> host_x_, host_weights_, host_part_;  // a split layer's rows on the host
-    std::vector<int32_t> host_ids_;
+    pinned_memory host_x_, host_ids_, host_weights_, host_part_;  // a split layer's rows on the host
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
     std::map<const void*, const void*> host_to_device_;  // tied tensors are uploaded once
@@ -461,23 +492,27 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
     shared_expert(l, x, n, out);
 }
 
-// A layer with experts on the host: the token rows, ids and weights go to the host (the download
-// waits for the routing); the device's experts, the combine and the shared expert are queued and
-// run while the CPU computes the host's experts; the host's part comes back and is added.
+// A layer with experts on the host: the token rows, ids and weights go to the host (one wait, for
+// the routing and these copies); the device's experts, the combine and the shared expert are
+// queued and run while the CPU computes the host's experts; the host's part goes back without a
+// wait (the next wait, a later layer's or the logits', orders it before its buffer is reused) and
+// is added on the device.
 void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, const split_experts& se, const float* x, int n,
                                  const int32_t* ids, const float* weights, float* out) {
     const int n_used = c.n_expert_used;
     const int64_t d = c.n_embd, rows = int64_t(n) * n_used;
-    host_x_.resize(size_t(n) * size_t(d));
-    host_ids_.resize(size_t(rows));
-    host_weights_.resize(size_t(rows));
-    host_part_.resize(size_t(n) * size_t(d));
-    check(*api_, ctx_, api_->download(ctx_, host_ids_.data(), ids, host_ids_.size() * sizeof(int32_t)), "cuda: expert ids to the host");
-    check(*api_, ctx_, api_->download(ctx_, host_weights_.data(), weights, host_weights_.size() * sizeof(float)), "cuda: expert weights");
-    check(*api_, ctx_, api_->download(ctx_, host_x_.data(), x, host_x_.size() * sizeof(float)), "cuda: expert inputs");
+    const size_t n_rows = size_t(rows), n_values = size_t(n) * size_t(d);
+    float* hx = host_x_.get<float>(api_, ctx_, n_values);
+    int32_t* hids = host_ids_.get<int32_t>(api_, ctx_, n_rows);
+    float* hweights = host_weights_.get<float>(api_, ctx_, n_rows);
+    float* hpart = host_part_.get<float>(api_, ctx_, n_values);
+    check(*api_, ctx_, api_->download_async(ctx_, hids, ids, n_rows * sizeof(int32_t)), "cuda: expert ids to the host");
+    check(*api_, ctx_, api_->download_async(ctx_, hweights, weights, n_rows * sizeof(float)), "cuda: expert weights to the host");
+    check(*api_, ctx_, api_->download_async(ctx_, hx, x, n_values * sizeof(float)), "cuda: expert inputs to the host");
+    check(*api_, ctx_, api_->synchronize(ctx_), "cuda: routing");
     if (se.slots > 0) {
-        float* h = scratch(slot::expert_h, size_t(rows) * size_t(c.n_ff_exp));
-        float* y = scratch(slot::expert_y, size_t(rows) * size_t(d));
+        float* h = scratch(slot::expert_h, n_rows * size_t(c.n_ff_exp));
+        float* y = scratch(slot::expert_y, n_rows * size_t(d));
         const mc_tensor gate = to_mc(se.gate), up = to_mc(se.up), down = to_mc(se.down);
         const auto* slot_of = static_cast<const int32_t*>(se.slot_of.get());
         check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, slot_of, n, n_used, h), "cuda: moe_gate_up");
@@ -485,13 +520,13 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
         check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
         shared_expert(l, x, n, out);
     }
-    host_->ffn_moe_experts_host(c, l, host_x_.data(), n, host_ids_.data(), host_weights_.data(), se.on_host.data(), host_part_.data());
+    host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, se.on_host.data(), hpart);
     if (se.slots > 0) {
-        float* part = scratch(slot::host_part, host_part_.size());
-        check(*api_, ctx_, api_->upload(ctx_, part, host_part_.data(), host_part_.size() * sizeof(float)), "cuda: host experts' part");
-        add(out, part, int64_t(n) * d);
+        float* part = scratch(slot::host_part, n_values);
+        check(*api_, ctx_, api_->upload_async(ctx_, part, hpart, n_values * sizeof(float)), "cuda: host experts' part");
+        add(out, part, int64_t(n_values));
     } else {
-        check(*api_, ctx_, api_->upload(ctx_, out, host_part_.data(), host_part_.size() * sizeof(float)), "cuda: host experts' part");
+        check(*api_, ctx_, api_->upload_async(ctx_, out, hpart, n_values * sizeof(float)), "cuda: host experts' part");
         shared_expert(l, x, n, out);
     }
 }

@@ -87,9 +87,7 @@ inline unsigned blocks_for(int64_t n, int per_block) { return unsigned((n + per_
 template <class... Params, class... Args>
 inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const Args&... args) {
 #ifdef MOERUN_CUDA_EMULATOR
-    (void)stream;
-    auto body = [&] { kernel(args...); };
-    mc_emu_launch_lambda(grid, block, shared_bytes, body);
+    mc_emu_launch(grid, block, shared_bytes, stream, [=] { kernel(args...); });  // the arguments copied, as a launch does
 #else
     kernel<<<grid, block, shared_bytes, stream>>>(args...);
 #endif

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 
 // ---- the language's keywords ----
 #define __global__
@@ -173,22 +174,21 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaMalloc(void** p, size_t bytes);
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t stream);
 cudaError_t cudaFree(void* p);
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaFreeAsync(void* p, cudaStream_t stream);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream);
 cudaError_t cudaGetLastError(void);
 const char* cudaGetErrorString(cudaError_t e);
 const char* cudaGetErrorName(cudaError_t e);
 cudaError_t mc_emu_func_attributes(cudaFuncAttributes* attr);
-// Runs body() once per thread of every block of grid x block (blocks in order, one at a time),
-// with shared_bytes of dynamic shared memory per block. Errors go to cudaGetLastError.
-void mc_emu_launch(dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void*), void* arg);
 }
 
 template <class T>
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* /*kernel*/) { return mc_emu_func_attributes(attr); }
 
-// kernel<<<grid, block, shared_bytes, stream>>>(args...), spelled mc::launch in native/cuda.
-template <class F>
-void mc_emu_launch_lambda(dim3 grid, dim3 block, size_t shared_bytes, F& f) {
-    mc_emu_launch(grid, block, shared_bytes, [](void* p) { (*static_cast<F*>(p))(); }, &f);
-}
+// Queues body() to run once per thread of every block of grid x block (blocks in order, one at a
+// time), with shared_bytes of dynamic shared memory per block, on `stream` (null: at once).
+// A bad configuration is reported by cudaGetLastError at once; a fault in the kernel by the
+// synchronization that runs it, as on a GPU.
+void mc_emu_launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, std::function<void()> body);

@@ -7,6 +7,11 @@
 // make no progress (threads waiting at different barriers, a shuffle whose warp has exited
 // lanes) is a launch failure, reported by cudaGetLastError, as a GPU would fault or hang.
 //
+// Streams are queues: a kernel launch or an asynchronous copy on a stream runs when the host waits
+// for that stream (cudaStreamSynchronize, or an implicit wait: cudaFree, cudaFreeHost, destroying
+// the stream), in the order queued, so a host that reads a copy's destination or rewrites its
+// source before waiting sees what it would on a GPU: not the copy. The null stream runs at once.
+//
 // Device memory is host memory, counted against a budget (MOERUN_CUDA_EMULATOR_MEMORY bytes,
 // default 24 GiB) so that out-of-memory paths can be exercised; cudaMemGetInfo reports it.
 // MOERUN_CUDA_EMULATOR_DEVICES=0 makes it a driver with no device.
@@ -16,7 +21,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -95,7 +102,8 @@ struct launch_state {
     std::string fault;  // why the block cannot go on
 };
 
-std::mutex g_lock;
+std::mutex g_lock;       // memory accounting and the last error
+std::mutex g_run_lock;   // one grid runs at a time (the fibers' state is global)
 launch_state g_launch;
 cudaError_t g_last_error = cudaSuccess;
 
@@ -252,51 +260,119 @@ extern "C" uint64_t mc_emu_warp_exchange(uint64_t mine, int src_lane) {
 
 extern "C" void* mc_emu_dynamic_shared(void) { return g_launch.dynamic_shared; }
 
-extern "C" void mc_emu_launch(dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void*), void* arg) {
+namespace {
+
+// Runs a grid now; false (having printed why) when a block faulted.
+bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+    std::lock_guard<std::mutex> run(g_run_lock);
+    launch_state& L = g_launch;
+    const int threads = int(block.x * block.y * block.z);
+    if (!ensure_stacks(threads)) {
+        std::fprintf(stderr, "cuda emulator: cannot map %d fiber stacks\n", threads);
+        return false;
+    }
+    L.n_threads = threads;
+    L.body = [](void* f) { (*static_cast<const std::function<void()>*>(f))(); };
+    L.arg = const_cast<std::function<void()>*>(&body);
+    L.exchange.assign(size_t(threads), 0);
+    L.dynamic_shared = shared_bytes ? std::malloc(shared_bytes) : nullptr;
+    mc_emu_grid_dim = grid;
+    mc_emu_block_dim = block;
+    bool ok = true;
+    for (unsigned z = 0; ok && z < grid.z; ++z)
+        for (unsigned y = 0; ok && y < grid.y; ++y)
+            for (unsigned x = 0; ok && x < grid.x; ++x) {
+                mc_emu_block_idx = {x, y, z};
+                if (!run_block()) {
+                    std::fprintf(stderr, "cuda emulator: launch failed in block (%u, %u, %u): %s\n", x, y, z, L.fault.c_str());
+                    ok = false;
+                }
+            }
+    std::free(L.dynamic_shared);
+    L.dynamic_shared = nullptr;
+    return ok;
+}
+
+}  // namespace
+
+// A stream: work queued until the host waits for it.
+struct mc_emu_stream {
+    std::mutex lock;
+    std::deque<std::function<bool()>> work;  // each returns false on a kernel fault
+};
+
+namespace {
+
+std::mutex g_streams_lock;
+std::set<mc_emu_stream*> g_streams;
+
+// Queues `work` on the stream, or runs it now on the null stream; false on a fault.
+bool submit(cudaStream_t stream, std::function<bool()> work) {
+    if (!stream) return work();
+    std::lock_guard<std::mutex> lock(stream->lock);
+    stream->work.push_back(std::move(work));
+    return true;
+}
+
+// Runs what is queued on the stream; cudaErrorLaunchFailure when a kernel faulted.
+cudaError_t drain(mc_emu_stream* stream) {
+    if (!stream) return cudaSuccess;
+    std::deque<std::function<bool()>> work;
+    {
+        std::lock_guard<std::mutex> lock(stream->lock);
+        work.swap(stream->work);
+    }
+    bool ok = true;
+    for (auto& w : work) ok = w() && ok;
+    if (ok) return cudaSuccess;
     std::lock_guard<std::mutex> lock(g_lock);
+    return g_last_error = cudaErrorLaunchFailure;
+}
+
+// What the runtime's device-wide waits do (cudaFree, cudaFreeHost).
+cudaError_t drain_all() {
+    std::vector<mc_emu_stream*> streams;
+    {
+        std::lock_guard<std::mutex> lock(g_streams_lock);
+        streams.assign(g_streams.begin(), g_streams.end());
+    }
+    cudaError_t e = cudaSuccess;
+    for (mc_emu_stream* st : streams) {
+        const cudaError_t r = drain(st);
+        if (r != cudaSuccess) e = r;
+    }
+    return e;
+}
+
+}  // namespace
+
+void mc_emu_launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, std::function<void()> body) {
     const uint64_t threads = uint64_t(block.x) * block.y * block.z;
     if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         std::fprintf(stderr, "cuda emulator: invalid launch configuration: grid (%u, %u, %u), block (%u, %u, %u)\n", grid.x, grid.y, grid.z,
                      block.x, block.y, block.z);
+        std::lock_guard<std::mutex> lock(g_lock);
         g_last_error = cudaErrorInvalidConfiguration;
         return;
     }
     if (shared_bytes > 48 * 1024) {  // the most a launch gets without cudaFuncSetAttribute
         std::fprintf(stderr, "cuda emulator: %zu bytes of dynamic shared memory (more than 48 KiB)\n", shared_bytes);
+        std::lock_guard<std::mutex> lock(g_lock);
         g_last_error = cudaErrorInvalidValue;
         return;
     }
-    launch_state& L = g_launch;
-    if (!ensure_stacks(int(threads))) {
-        g_last_error = cudaErrorMemoryAllocation;
-        return;
+    const bool ok = submit(stream, [grid, block, shared_bytes, body = std::move(body)] { return run_grid(grid, block, shared_bytes, body); });
+    if (!ok) {
+        std::lock_guard<std::mutex> lock(g_lock);
+        g_last_error = cudaErrorLaunchFailure;
     }
-    L.n_threads = int(threads);
-    L.body = body;
-    L.arg = arg;
-    L.exchange.assign(size_t(threads), 0);
-    L.dynamic_shared = shared_bytes ? std::malloc(shared_bytes) : nullptr;
-    mc_emu_grid_dim = grid;
-    mc_emu_block_dim = block;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                mc_emu_block_idx = {x, y, z};
-                if (!run_block()) {
-                    std::fprintf(stderr, "cuda emulator: launch failed in block (%u, %u, %u): %s\n", x, y, z, L.fault.c_str());
-                    g_last_error = cudaErrorLaunchFailure;
-                    std::free(L.dynamic_shared);
-                    L.dynamic_shared = nullptr;
-                    return;
-                }
-            }
-    std::free(L.dynamic_shared);
-    L.dynamic_shared = nullptr;
 }
 
 // ---- the runtime API ----
 
 extern "C" {
+
+cudaError_t free_now(void* p);
 
 cudaError_t cudaGetDeviceCount(int* count) {
     *count = has_device() ? 1 : 0;
@@ -342,15 +418,22 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-    *stream = reinterpret_cast<cudaStream_t>(new char);  // a distinct handle; work runs at launch
+    *stream = new mc_emu_stream;
+    std::lock_guard<std::mutex> lock(g_streams_lock);
+    g_streams.insert(*stream);
     return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) { return cudaStreamCreate(stream); }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    delete reinterpret_cast<char*>(stream);
+    drain(stream);  // queued work still runs
+    {
+        std::lock_guard<std::mutex> lock(g_streams_lock);
+        g_streams.erase(stream);
+    }
+    delete stream;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) { return drain(stream); }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_lock);
@@ -365,6 +448,10 @@ cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return cudaM
 
 cudaError_t cudaFree(void* p) {
     if (!p) return cudaSuccess;
+    drain_all();  // cudaFree waits for the device
+    return free_now(p);
+}
+cudaError_t free_now(void* p) {
     std::lock_guard<std::mutex> lock(g_lock);
     auto it = g_allocations.find(p);
     if (it == g_allocations.end()) return g_last_error = cudaErrorInvalidValue;
@@ -373,10 +460,28 @@ cudaError_t cudaFree(void* p) {
     std::free(p);
     return cudaSuccess;
 }
-cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaFreeAsync(void* p, cudaStream_t stream) {
+    if (!p) return cudaSuccess;
+    submit(stream, [p] { return free_now(p) == cudaSuccess; });
+    return cudaSuccess;
+}
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
-    if (bytes) std::memmove(dst, src, bytes);
+// Page-locked host memory is ordinary host memory here (not counted against the device budget).
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+    *p = std::malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : (g_last_error = cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void* p) {
+    drain_all();  // as cudaFree
+    std::free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t stream) {
+    if (bytes) submit(stream, [dst, src, bytes] {
+            std::memmove(dst, src, bytes);
+            return true;
+        });
     return cudaSuccess;
 }
 

@@ -582,13 +582,21 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
     std::fflush(stdout);
 }
 
-// Prefill (a prompt of n_prompt tokens) and greedy decode speed on each backend, one after the other.
+// Prefill (a prompt of n_prompt tokens) and greedy decode speed on each backend, one after the
+// other: the CPU, CUDA, and for MoE models CUDA with every routed expert on the host (issue 14's
+// row, against llama.cpp's --n-cpu-moe).
 void bench_model(const std::string& path, int n_prompt, int n_decode) {
     const auto gpu = g_self_test ? model_load_params::gpu_mode::off : model_load_params::gpu_mode::cuda;
-    for (auto mode : {model_load_params::gpu_mode::off, gpu}) {
+    for (int run = 0; run < 3; ++run) {
         try {
             model_load_params lp;
-            lp.gpu = mode;
+            lp.gpu = run == 0 ? model_load_params::gpu_mode::off : gpu;
+            if (run == 2) lp.gpu_placement.experts = expert_placement::host;
+            if (run == 2) {
+                model_load_params probe;
+                probe.prefetch = false;  // mapped only: the config is all that is needed
+                if (g_self_test || model_load(path, probe)->config.n_expert == 0) break;
+            }
             auto m = model_load(path, lp);
             session_params sp;
             sp.n_ctx = n_prompt + n_decode + 1;
@@ -607,8 +615,9 @@ void bench_model(const std::string& path, int n_prompt, int n_decode) {
                 s.evaluate(&tok, 1, logits_mode::last, logits, nullptr);
             }
             const double decode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-            std::printf("%-60s prefill %d: %8.1f tok/s   decode %d: %8.1f tok/s\n", model_get_info(*m).backend_name.c_str(), n_prompt,
-                        n_prompt / prefill, n_decode, n_decode / decode);
+            const std::string label = model_get_info(*m).backend_name + (run == 2 ? " [experts on the host]" : "");
+            std::printf("%-60s prefill %d: %8.1f tok/s   decode %d: %8.1f tok/s\n", label.c_str(), n_prompt, n_prompt / prefill, n_decode,
+                        n_decode / decode);
         } catch (const error& e) {
             ++g_failures;
             std::printf("FAIL bench %s: %s: %s\n", path.c_str(), error_code_name(e.code()), e.what());
