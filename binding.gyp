@@ -83,7 +83,7 @@
       "target_name": "moerun",
       "dependencies": ["moerun_avx2", "moerun_avx512", "moerun_neon", "moerun_neon_dotprod", "moerun_neon_i8mm"],
       "sources": [
-        "<!@(node scripts/list-sources.cjs native/base native/gguf native/quant native/cpu native/runtime native/arch native/cuda native/addon)"
+        "<!@(node scripts/list-sources.cjs native/base native/gguf native/quant native/backend native/cpu native/runtime native/arch native/cuda native/addon)"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a worker terminated while native work runs tears its

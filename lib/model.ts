@@ -46,6 +46,13 @@ export interface GpuOptions {
   kvCacheType?: KvCacheType;
   /** Tokens per forward chunk to plan activations for. Default: a session's (512 for MoE models, 256 for dense ones). */
   batchSize?: number;
+  /**
+   * Where experts are split: the device's expert slots are a cache (default true). A selected
+   * expert without a slot is computed by the CPU for that token and copied into the least recently
+   * used slot for the next ones; `GenerateStats.expertCache` counts hits and misses. `false`: the
+   * slots keep each layer's first experts.
+   */
+  expertCache?: boolean;
 }
 
 export interface LoadModelOptions {
@@ -284,7 +291,7 @@ export class Model implements SessionModel {
 /** The `gpu` option for the addon: the mode, and the placement request of its object form. */
 function gpuArgs(value: unknown): {
   gpu: 'auto' | 'cuda' | 'off';
-  gpuPlacement?: { budget: number; contextSize: number; kvType: KvCacheType; batchSize: number; experts: ExpertPlacement };
+  gpuPlacement?: { budget: number; contextSize: number; kvType: KvCacheType; batchSize: number; experts: ExpertPlacement; expertCache: boolean };
 } {
   if (value === undefined || value === 'auto' || value === 'cuda') return { gpu: value ?? 'auto' };
   if (value === false) return { gpu: 'off' };
@@ -292,7 +299,7 @@ function gpuArgs(value: unknown): {
     throw invalid(`Expected 'auto', 'cuda', false or an object such as { vram: '20GiB' } for gpu but received ${describe(value)}`);
   }
   const g = optionsObject(value as GpuOptions, 'gpu');
-  checkKnownKeys(g, ['mode', 'vram', 'experts', 'contextSize', 'kvCacheType', 'batchSize'] satisfies (keyof GpuOptions)[], 'gpu');
+  checkKnownKeys(g, ['mode', 'vram', 'experts', 'contextSize', 'kvCacheType', 'batchSize', 'expertCache'] satisfies (keyof GpuOptions)[], 'gpu');
   const mode = g.mode === undefined ? 'auto' : oneOf('gpu.mode', g.mode, ['auto', 'cuda'] as const);
   const budget = g.vram === undefined ? 0 : parseByteSize('gpu.vram', g.vram);
   const experts = g.experts === undefined ? 'auto' : oneOf('gpu.experts', g.experts, ['auto', 'cpu', 'gpu'] as const);
@@ -301,7 +308,8 @@ function gpuArgs(value: unknown): {
   const kvType = g.kvCacheType === undefined ? 'f16' : oneOf('gpu.kvCacheType', g.kvCacheType, kvCacheTypes);
   const batchSize = g.batchSize === undefined ? 0 : positiveInteger('gpu.batchSize', g.batchSize);
   if (batchSize > MAX_CONTEXT_SIZE) throw invalid(`gpu.batchSize ${batchSize} is larger than the largest supported, ${MAX_CONTEXT_SIZE}`);
-  return { gpu: mode, gpuPlacement: { budget, contextSize, kvType, batchSize, experts } };
+  const expertCache = g.expertCache === undefined ? true : booleanOption('gpu.expertCache', g.expertCache);
+  return { gpu: mode, gpuPlacement: { budget, contextSize, kvType, batchSize, experts, expertCache } };
 }
 
 /** A vocab-only model's {@link NativeModelInfo}, from the metadata and tensor list alone. */

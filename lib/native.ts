@@ -111,6 +111,10 @@ export interface NativeWorkCounters {
    * steps the whole call needed; -1 before any abort. */
   lastAbortStepsDone: number;
   lastAbortStepsPlanned: number;
+  /** The device's expert cache, this session's calls (routed experts split between a GPU and the host). */
+  expertHits: number;
+  expertMisses: number;
+  expertLoads: number;
 }
 
 export interface NativeCpuInfo {
@@ -129,7 +133,7 @@ export interface NativeBinding {
     options: {
       threads: number; pinThreads?: boolean; gpu: 'auto' | 'cuda' | 'off'; gpuDevice: number; allowLargerThanRam: boolean; prefetch: boolean;
       weightMemory?: 'auto' | 'map' | 'copy';
-      gpuPlacement?: { budget: number; contextSize: number; kvType: string; batchSize: number; experts: 'auto' | 'cpu' | 'gpu' };
+      gpuPlacement?: { budget: number; contextSize: number; kvType: string; batchSize: number; experts: 'auto' | 'cpu' | 'gpu'; expertCache: boolean };
     },
     onProgress?: (fraction: number) => void,
   ): { promise: Promise<NativeModel>; abort(): void };

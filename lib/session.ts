@@ -48,7 +48,7 @@ export interface SessionModel {
   /** The file it was loaded from. */
   readonly path: string;
   /** The parts of {@link ModelInfo} a session reads. */
-  readonly info: Readonly<Pick<ModelInfo, 'name' | 'vocabSize' | 'contextLength'>>;
+  readonly info: Readonly<Pick<ModelInfo, 'name' | 'vocabSize' | 'contextLength' | 'placement'>>;
   /** The file's header and metadata (the chat template). */
   readonly gguf: GgufInfo;
   /** The model's tokenizer. */
@@ -133,6 +133,13 @@ export interface GenerateStats {
   reusedTokens: number;
   /** With a grammar: JS-thread time spent checking tokens and computing masks, ms (part of promptMs + decodeMs). */
   grammarMs?: number;
+  /**
+   * Where routed experts are split between the GPU and the CPU (`info.placement`): the GPU's
+   * expert cache during this generation. `hits`: selected experts found in a device slot; `misses`:
+   * computed by the CPU (each then loaded into a slot for the next tokens: `loads`); per token of
+   * the prompt and of the generated text, over every MoE layer.
+   */
+  expertCache?: { hits: number; misses: number; loads: number; hitRate: number };
 }
 
 /** Options of {@link Session.chat}: those of {@link GenerateOptions} plus the template's. */
@@ -502,6 +509,8 @@ export class Session<M extends SessionModel = SessionModel> {
     let release!: () => void;
     this.#busy = new Promise<void>((r) => (release = r));
     const t0 = performance.now();
+    const split = this.model.info.placement !== undefined && this.model.info.placement.host.expertCount > 0 && this.model.info.placement.device.expertCount > 0;
+    const before = split ? callNativeSync(() => s.workCounters()) : undefined;
     let tFirst: number | undefined;
     const detok = new StreamingDetokenizer(this.model.tokenizer);
     const stop = new StopMatcher(stops);
@@ -577,6 +586,11 @@ export class Session<M extends SessionModel = SessionModel> {
       const tEnd = performance.now();
       stats.promptMs = (tFirst ?? tEnd) - t0;
       stats.decodeMs = tEnd - (tFirst ?? tEnd);
+      if (before) {
+        const after = callNativeSync(() => s.workCounters());
+        const hits = after.expertHits - before.expertHits, misses = after.expertMisses - before.expertMisses;
+        if (hits + misses > 0) stats.expertCache = { hits, misses, loads: after.expertLoads - before.expertLoads, hitRate: hits / (hits + misses) };
+      }
       this.lastStats = stats;
       this.#busy = undefined;
       release();

@@ -145,7 +145,8 @@ export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<
     ...flags.defines.map((d) => `-D${d}`), `-I${napiInclude}`, `-I${path.resolve(root, addonApiInclude)}`, '-MMD',
   ];
   if (!t.windows) common.push('-pthread');
-  const generic = listSources('native/base', 'native/gguf', 'native/quant', 'native/cpu', 'native/runtime', 'native/arch', 'native/addon');
+  const generic = listSources('native/base', 'native/gguf', 'native/quant', 'native/backend', 'native/cpu', 'native/runtime', 'native/arch', 'native/cuda',
+    'native/addon');
   const units: { src: string; extra: string[] }[] = generic.map((src) => ({ src, extra: [] }));
   if (t.x64) {
     for (const src of listSources('native/cpu/avx2')) units.push({ src, extra: flags.avx2 });

@@ -89,12 +89,14 @@ describe.skipIf(!hasCmake)('the CUDA backend under the CUDA emulator', () => {
     expect(r.status).toBe(0);
     // Per KV type (F32, F16): the F32 file logits and greedy tokens; the others logits, top-1,
     // decode steps and their top-1, for the four MoE files under three placements each (all
-    // experts on the device, all on the host, split by a budget).
-    expect(s.checks).toBe(2 * 2 + 4 * 3 * 2 * 4);
+    // experts on the device, all on the host, split by a budget), and the split's expert cache
+    // (hits, misses and loads all happened).
+    expect(s.checks).toBe(2 * 2 + 4 * (3 * 2 * 4 + 1));
     for (const f of files.filter((f) => !f.includes('llama-F32'))) {
       const name = path.basename(f);
       expect(r.stdout).toContain(`ok   model ${name} [experts on the host] kv=F32 logits`);
       expect(r.stdout).toMatch(new RegExp(`\\(${name} \\[experts split\\]: \\d+ of \\d+ experts on the device\\)`));
+      expect(r.stdout).toMatch(new RegExp(`ok   model ${name} \\[experts split\\] expert cache: \\d+ hits`));
     }
   }, 900_000);
 
@@ -111,9 +113,12 @@ describe.skipIf(!hasCmake)('the CUDA backend under the CUDA emulator', () => {
       for (const [label, gpu] of [['cpu', false], ['device', { mode: 'cuda' }], ['host', { mode: 'cuda', experts: 'cpu' }], ['split', { mode: 'cuda', vram: half }]]) {
         const m = await loadModel(file, { gpu });
         let text = '';
-        for await (const c of m.createSession({ kvCacheType: 'f32' }).generate('hello world', { maxTokens: 16, temperature: 0 })) text += c.text;
+        const session = m.createSession({ kvCacheType: 'f32' });
+        for await (const c of session.generate('hello world', { maxTokens: 16, temperature: 0 })) text += c.text;
         const p = m.info.placement;
-        out[label] = { backend: m.info.backend, text, deviceExperts: p?.device.expertCount, hostExperts: p?.host.expertCount, hostExpertBytes: p?.host.expertBytes };
+        const stats = session.lastStats;
+        out[label] = { backend: m.info.backend, text, deviceExperts: p?.device.expertCount, hostExperts: p?.host.expertCount, hostExpertBytes: p?.host.expertBytes,
+          cache: stats?.expertCache ?? null };
         await m.dispose();
       }
       process.stdout.write(JSON.stringify(out));`;
@@ -128,6 +133,13 @@ describe.skipIf(!hasCmake)('the CUDA backend under the CUDA emulator', () => {
     expect(out.split.backend).toBe('cuda');
     expect(out.split.deviceExperts).toBeGreaterThan(0);
     expect(out.split.hostExperts).toBeGreaterThan(0);
+    // The split's device slots are a cache: over the prompt and 16 tokens it hit, missed and loaded.
+    expect(out.split.cache.hits).toBeGreaterThan(0);
+    expect(out.split.cache.misses).toBeGreaterThan(0);
+    expect(out.split.cache.loads).toBeGreaterThan(0);
+    expect(out.split.cache.hitRate).toBeCloseTo(out.split.cache.hits / (out.split.cache.hits + out.split.cache.misses), 10);
+    expect(out.device.cache).toBeNull();
+    expect(out.host.cache).toBeNull();
     for (const label of ['device', 'host', 'split']) expect(out[label].text).toBe(out.cpu.text);  // an F32 file: the same greedy text
     expect(out.cpu.text.length).toBeGreaterThan(0);
   }, 180_000);

@@ -759,7 +759,7 @@ private:
         if (!st) return cb.Env().Undefined();
         return Napi::Number::New(cb.Env(), double(st->s->kv_bytes()));
     }
-    // workCounters() -> { layerSteps, abortedEvaluations, lastAbortStepsDone, lastAbortStepsPlanned }:
+    // workCounters() -> { layerSteps, abortedEvaluations, lastAbortStepsDone, lastAbortStepsPlanned, expertHits, expertMisses, expertLoads }:
     // atomics, safe to read while an evaluation runs on a worker thread.
     Napi::Value work_counters(const Napi::CallbackInfo& cb) {
         Napi::Env env = cb.Env();
@@ -771,6 +771,9 @@ private:
         o.Set("abortedEvaluations", double(w.aborted_evaluations));
         o.Set("lastAbortStepsDone", double(w.last_abort_steps_done));
         o.Set("lastAbortStepsPlanned", double(w.last_abort_steps_planned));
+        o.Set("expertHits", double(w.expert_hits));
+        o.Set("expertMisses", double(w.expert_misses));
+        o.Set("expertLoads", double(w.expert_loads));
         return o;
     }
     // imatrixStart(): later evaluations accumulate an importance matrix (runtime/imatrix.h).
@@ -924,7 +927,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const std::string gpu_opt = options.Get("gpu").IsString() ? options.Get("gpu").As<Napi::String>().Utf8Value() : "off";
     const gpu_mode gpu = gpu_opt == "auto" ? gpu_mode::auto_detect : gpu_opt == "cuda" ? gpu_mode::cuda : gpu_mode::off;
     const int gpu_device = options.Get("gpuDevice").IsNumber() ? options.Get("gpuDevice").As<Napi::Number>().Int32Value() : 0;
-    // gpuPlacement: { budget (0: the device's free memory less a margin), contextSize, kvType, batchSize, experts } (lib/model.ts validates).
+    // gpuPlacement: { budget (0: the device's free memory less a margin), contextSize, kvType, batchSize, experts, expertCache } (lib/model.ts validates).
     placement_request placement;
     if (options.Get("gpuPlacement").IsObject()) {
         Napi::Object g = options.Get("gpuPlacement").As<Napi::Object>();
@@ -937,6 +940,7 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
         }
         const std::string experts = g.Get("experts").IsString() ? g.Get("experts").As<Napi::String>().Utf8Value() : "auto";
         placement.experts = experts == "cpu" ? expert_placement::host : experts == "gpu" ? expert_placement::device : expert_placement::automatic;
+        placement.expert_cache = !g.Get("expertCache").IsBoolean() || g.Get("expertCache").As<Napi::Boolean>().Value();
     }
     const bool prefetch = !options.Get("prefetch").IsBoolean() || options.Get("prefetch").As<Napi::Boolean>().Value();
     const bool pin_threads = options.Get("pinThreads").ToBoolean().Value();

@@ -85,6 +85,16 @@ public:
 // weight in the device's memory.
 struct weight_placement {
     std::vector<int> expert_slots;
+    // The slots are a cache (backend/expert_cache.h): an expert a token selects that has none is
+    // computed by the host for that token and loaded into the least recently used slot for the
+    // next. Off: the slots hold the layer's first experts for good.
+    bool expert_cache = true;
+};
+
+// A device's expert cache since load: selected experts found in a slot (hits), computed by the
+// host (misses), and experts copied into a slot (loads).
+struct expert_cache_counters {
+    uint64_t hits = 0, misses = 0, loads = 0;
 };
 
 class backend {
@@ -152,6 +162,9 @@ public:
     // out (n x n_embd) = the layer's routed experts (router, top-k, weights, grouped experts,
     // weighted combine) plus its shared expert.
     virtual void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) = 0;
+    // Counters of the expert cache where routed experts are split between the device and the
+    // host (zeros elsewhere).
+    virtual expert_cache_counters expert_cache_stats() const { return {}; }
     // The host's half of a MoE layer split with a device (issue 14), everything in host memory:
     // out (n x n_embd) = per token, the sum over its slots k whose expert selected[t * n_used + k]
     // is marked in `experts` (n_expert flags) of weights[t * n_used + k] * expert(x[t]), in slot

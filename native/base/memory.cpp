@@ -77,6 +77,17 @@ bool populate_pages(const void* p, size_t n) {
 #endif
 }
 
+void release_pages(const void* p, size_t n) {
+#if defined(__linux__)
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t first = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t last = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), size_t(last - first), MADV_DONTNEED);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 bool host_is_virtual_machine() {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;

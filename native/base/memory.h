@@ -29,6 +29,11 @@ bool host_is_virtual_machine();
 // instead. p must be page-aligned.
 bool populate_pages(const void* p, size_t n);
 
+// Drops this process's mapping of the whole pages inside [p, p + n) of a read-only *file*
+// mapping (madvise MADV_DONTNEED): they leave the resident set, the page cache keeps them, and a
+// later read faults them back in. Never on anonymous memory (it would zero it). No-op elsewhere.
+void release_pages(const void* p, size_t n);
+
 // "23.4 GiB": bytes for messages.
 std::string format_bytes(uint64_t bytes);
 

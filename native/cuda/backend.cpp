@@ -13,6 +13,7 @@
 #include <map>
 #include <vector>
 
+#include "../backend/expert_cache.h"
 #include "../backend/model_desc.h"
 #include "../base/error.h"
 #include "../base/memory.h"
@@ -143,13 +144,16 @@ mc_tensor to_mc(const tensor& t) {
     return m;
 }
 
-// A MoE layer whose routed experts are not all on the device: the first `slots` experts are (the
-// device tensors hold only those), the others are computed by the host.
+// A MoE layer whose routed experts are not all on the device: `slots` of them are (the device
+// tensors hold only those, in slots), the others are computed by the host. Which ones: the
+// expert cache decides as tokens come (weight_placement::expert_cache), else the first `slots`.
 struct split_experts {
+    int layer = 0;
     int slots = 0;
-    tensor gate, up, down;          // on the device, ne[2] = slots (unset when slots = 0)
-    device_memory slot_of;          // n_expert int32 on the device: the expert's slot, -1 on the host
-    std::vector<uint8_t> on_host;   // n_expert flags for ffn_moe_experts_host
+    tensor host_gate, host_up, host_down;  // the layer's routed experts in host memory (the mapped file)
+    tensor gate, up, down;              // on the device, ne[2] = slots (unset when slots = 0)
+    device_memory slot_of;              // n_expert int32 on the device: the expert's slot, -1 on the host
+    std::vector<int32_t> slot_of_host;  // the same on the host (the device's copy follows it in stream order)
 };
 
 class cuda_backend final : public backend {
@@ -235,8 +239,13 @@ private:
         return static_cast<float*>(m.get());
     }
     void upload_tensor(tensor& t);
-    void place_split_experts(const model_config& c, const layer_weights& l, int slots);
-    void ffn_moe_split(const model_config& c, const layer_weights& l, const split_experts& se, const float* x, int n, const int32_t* ids,
+    void place_split_experts(const model_config& c, const layer_weights& l, int layer, int slots);
+    void load_experts(split_experts& se, const std::vector<expert_cache::load>& loads);
+    expert_cache_counters expert_cache_stats() const override {
+        if (!cache_) return {};
+        return {cache_->hits() - warm_.hits, cache_->misses() - warm_.misses, loads_};
+    }
+    void ffn_moe_split(const model_config& c, const layer_weights& l, split_experts& se, const float* x, int n, const int32_t* ids,
                        const float* weights, float* out);
     void shared_expert(const layer_weights& l, const float* x, int n, float* out);
 
@@ -246,6 +255,11 @@ private:
     backend_params params_;
     std::unique_ptr<backend> host_;  // computes the experts left in host memory (a CPU backend)
     std::map<const void*, split_experts> split_;  // by the layer's host ffn_gate_exps data
+    std::unique_ptr<expert_cache> cache_;          // which experts hold the slots (null: fixed)
+    expert_cache_counters warm_;                   // the cache's counters after the initial fill
+    uint64_t loads_ = 0;                           // experts copied into slots since then
+    std::vector<expert_cache::load> pending_loads_;
+    std::vector<uint8_t> resident_, on_host_;
     pinned_memory host_x_, host_ids_, host_weights_, host_part_;  // a split layer's rows on the host
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
@@ -255,25 +269,6 @@ private:
 };
 
 size_t tensor_bytes(const tensor& t) { return size_t(t.rows()) * t.row_stride; }
-
-// Every tensor of the model, with whether it is a matmul weight (others are read as floats).
-template <class F>
-void for_each_tensor(model_weights& w, F&& f) {
-    f(w.token_embd, false);
-    f(w.output_norm, false);
-    f(w.output, true);
-    for (layer_weights& l : w.layers) {
-        for (tensor* t : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.attn_q_a_norm, &l.attn_kv_a_norm, &l.ffn_norm,
-                          &l.ffn_exp_probs_b}) {
-            f(*t, false);
-        }
-        for (tensor* t : {&l.wqkv, &l.wq, &l.wk, &l.wv, &l.wo, &l.wq_a, &l.wq_b, &l.wkv_a_mqa, &l.wk_b, &l.wv_b, &l.ffn_gate, &l.ffn_up,
-                          &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate_shexp,
-                          &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
-            f(*t, true);
-        }
-    }
-}
 
 void cuda_backend::place_weights(const model_config& c, model_weights& w, const weight_placement& p) {
     // Which layers keep experts on the host: slots < n_expert.
@@ -321,11 +316,17 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w, const 
     // the caller's weights pointing at the mapped file (gpu 'auto' then runs them on the CPU).
     model_weights placed = w;
     bool any_split = false;
+    std::vector<int> cache_slots(placed.layers.size(), 0);
     for (size_t il = 0; il < placed.layers.size(); ++il) {
         if (!split_layer(il)) continue;
         any_split = true;
-        place_split_experts(c, placed.layers[il], slots_of(il));
+        cache_slots[il] = slots_of(il);
     }
+    if (any_split && p.expert_cache) cache_ = std::make_unique<expert_cache>(cache_slots, c.n_expert);
+    for (size_t il = 0; il < placed.layers.size(); ++il) {
+        if (split_layer(il)) place_split_experts(c, placed.layers[il], int(il), slots_of(il));
+    }
+    if (cache_) warm_ = {cache_->hits(), cache_->misses(), 0};
     for_each_tensor(placed, [&](tensor& t, bool) {
         if (!t || (&t == &placed.token_embd && embd_on_host)) return;
         for (size_t il = 0; il < placed.layers.size(); ++il) {
@@ -338,34 +339,59 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w, const 
     w = std::move(placed);
 }
 
-// The first `slots` experts of the layer on the device, and the map of where each expert is.
-void cuda_backend::place_split_experts(const model_config& c, const layer_weights& l, int slots) {
+// The layer's `slots` device slots, filled with its first experts, and the map of where each
+// expert is. With the cache, the fill goes through it, so that it knows what the slots hold.
+void cuda_backend::place_split_experts(const model_config& c, const layer_weights& l, int layer, int slots) {
     split_experts se;
+    se.layer = layer;
     se.slots = slots;
-    se.on_host.assign(size_t(c.n_expert), 0);
-    std::vector<int32_t> slot_of(size_t(c.n_expert), -1);
-    for (int e = 0; e < c.n_expert; ++e) {
-        if (e < slots) slot_of[size_t(e)] = e;
-        else se.on_host[size_t(e)] = 1;
-    }
-    se.slot_of = device_memory(api_, ctx_, slot_of.size() * sizeof(int32_t));
-    check(*api_, ctx_, api_->upload(ctx_, se.slot_of.get(), slot_of.data(), slot_of.size() * sizeof(int32_t)), "cuda: upload");
+    se.host_gate = l.ffn_gate_exps;
+    se.host_up = l.ffn_up_exps;
+    se.host_down = l.ffn_down_exps;
+    se.slot_of_host.assign(size_t(c.n_expert), -1);
+    se.slot_of = device_memory(api_, ctx_, size_t(c.n_expert) * sizeof(int32_t));
     if (slots > 0) {
-        auto first_experts = [&](const tensor& host, tensor& dev) {
+        auto slot_tensor = [&](const tensor& host, tensor& dev) {
             dev = host;
             dev.ne[2] = slots;
-            const size_t bytes = size_t(host.ne[1]) * host.row_stride * size_t(slots);  // experts are contiguous, expert 0 first
-            device_memory m(api_, ctx_, bytes);
-            check(*api_, ctx_, api_->upload(ctx_, m.get(), host.data, bytes), "cuda: upload");
+            device_memory m(api_, ctx_, size_t(host.ne[1]) * host.row_stride * size_t(slots));
             dev.data = m.get();
             dev.location = memory_location::device;
             weights_.push_back(std::move(m));
         };
-        first_experts(l.ffn_gate_exps, se.gate);
-        first_experts(l.ffn_up_exps, se.up);
-        first_experts(l.ffn_down_exps, se.down);
+        slot_tensor(l.ffn_gate_exps, se.gate);
+        slot_tensor(l.ffn_up_exps, se.up);
+        slot_tensor(l.ffn_down_exps, se.down);
     }
+    std::vector<expert_cache::load> fill;
+    std::vector<int32_t> first(static_cast<size_t>(slots));
+    for (int e = 0; e < slots; ++e) first[size_t(e)] = e;
+    if (cache_) {
+        resident_.resize(size_t(slots));
+        cache_->access(layer, first.data(), slots, resident_.data(), fill);
+    } else {
+        for (int e = 0; e < slots; ++e) fill.push_back({e, e, -1});
+    }
+    load_experts(se, fill);
     split_.emplace(l.ffn_gate_exps.data, std::move(se));
+}
+
+// Copies each loaded expert's gate, up and down rows into its slot and updates the slot map, on
+// the stream (after the work queued before, which used the old map). The source is host memory
+// that does not change (the mapped file); the map's host copy is next changed after a wait.
+void cuda_backend::load_experts(split_experts& se, const std::vector<expert_cache::load>& loads) {
+    for (const expert_cache::load& ld : loads) {
+        if (ld.evicted >= 0) se.slot_of_host[size_t(ld.evicted)] = -1;
+        se.slot_of_host[size_t(ld.expert)] = ld.slot;
+        for (const auto& [host, dev] : {std::pair{&se.host_gate, &se.gate}, std::pair{&se.host_up, &se.up}, std::pair{&se.host_down, &se.down}}) {
+            const size_t bytes = size_t(host->ne[1]) * host->row_stride;  // one expert
+            const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(ld.expert) * bytes;
+            uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(dev->data)) + size_t(ld.slot) * bytes;
+            check(*api_, ctx_, api_->upload_async(ctx_, dst, src, bytes), "cuda: expert into its slot");
+        }
+    }
+    check(*api_, ctx_, api_->upload_async(ctx_, se.slot_of.get(), se.slot_of_host.data(), se.slot_of_host.size() * sizeof(int32_t)),
+          "cuda: expert slot map");
 }
 
 void cuda_backend::upload_tensor(tensor& t) {
@@ -497,7 +523,7 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
 // queued and run while the CPU computes the host's experts; the host's part goes back without a
 // wait (the next wait, a later layer's or the logits', orders it before its buffer is reused) and
 // is added on the device.
-void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, const split_experts& se, const float* x, int n,
+void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, split_experts& se, const float* x, int n,
                                  const int32_t* ids, const float* weights, float* out) {
     const int n_used = c.n_expert_used;
     const int64_t d = c.n_embd, rows = int64_t(n) * n_used;
@@ -510,6 +536,9 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     check(*api_, ctx_, api_->download_async(ctx_, hweights, weights, n_rows * sizeof(float)), "cuda: expert weights to the host");
     check(*api_, ctx_, api_->download_async(ctx_, hx, x, n_values * sizeof(float)), "cuda: expert inputs to the host");
     check(*api_, ctx_, api_->synchronize(ctx_), "cuda: routing");
+    // What the device holds now (the map its kernels below read): the rest is the host's.
+    on_host_.resize(se.slot_of_host.size());
+    for (size_t e = 0; e < on_host_.size(); ++e) on_host_[e] = se.slot_of_host[e] < 0;
     if (se.slots > 0) {
         float* h = scratch(slot::expert_h, n_rows * size_t(c.n_ff_exp));
         float* y = scratch(slot::expert_y, n_rows * size_t(d));
@@ -520,7 +549,7 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
         check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
         shared_expert(l, x, n, out);
     }
-    host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, se.on_host.data(), hpart);
+    host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, on_host_.data(), hpart);
     if (se.slots > 0) {
         float* part = scratch(slot::host_part, n_values);
         check(*api_, ctx_, api_->upload_async(ctx_, part, hpart, n_values * sizeof(float)), "cuda: host experts' part");
@@ -528,6 +557,16 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     } else {
         check(*api_, ctx_, api_->upload_async(ctx_, out, hpart, n_values * sizeof(float)), "cuda: host experts' part");
         shared_expert(l, x, n, out);
+    }
+    // The cache sees each token's experts: misses get a slot for the tokens after these.
+    if (cache_ && se.slots > 0) {
+        pending_loads_.clear();
+        resident_.resize(size_t(n_used));
+        for (int t = 0; t < n; ++t) cache_->access(se.layer, hids + size_t(t) * size_t(n_used), n_used, resident_.data(), pending_loads_);
+        if (!pending_loads_.empty()) {
+            load_experts(se, pending_loads_);
+            loads_ += pending_loads_.size();
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../backend/backend.h"
-#include "expert_cache.h"
+#include "../backend/expert_cache.h"
 
 namespace moerun {
 

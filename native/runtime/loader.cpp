@@ -1,5 +1,6 @@
 // Loading: map the GGUF, let the architecture file describe it, fault the weights in with progress.
 #include <algorithm>
+#include <set>
 
 #include "../arch/arch.h"
 #include "../backend/registry.h"
@@ -53,6 +54,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
             m->placement = plan_placement(*m, r);
             m->placed = true;
             wp.expert_slots = m->placement.layer_slots;
+            wp.expert_cache = r.expert_cache;
         }
         m->compute->place_weights(m->config, m->weights, wp);
     } catch (const error& e) {
@@ -65,9 +67,24 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
         m->placed = false;
     }
 
+    // On a GPU the host reads only what stayed in its memory (the token embedding, the routed
+    // experts it computes): the pages of what went to the device leave this process (the page
+    // cache keeps them), and only the host's tensors are prefetched and counted below, so the
+    // file is read once and the resident set is the host's share.
+    const bool on_gpu = m->backend_kind == "cuda";
+    std::set<const void*> host_read;
+    if (on_gpu) {
+        for_each_tensor(m->weights, [&](const tensor& t, bool) {
+            if (t && t.location == memory_location::host) host_read.insert(t.data);
+        });
+    }
+    auto read_by_host = [&](const gguf_tensor_info& t) { return !on_gpu || host_read.count(t.data) > 0; };
     const auto& tensors = m->file->tensors();
     uint64_t total = 0, done = 0;
-    for (const auto& t : tensors) total += t.n_bytes;
+    for (const auto& t : tensors) {
+        if (read_by_host(t)) total += t.n_bytes;
+        else if (!m->file->in_private_memory()) release_pages(t.data, size_t(t.n_bytes));
+    }
     // One step of a long load (the copy or the page walk): stops it when aborted, else reports.
     auto load_step = [&](uint64_t bytes_done, uint64_t bytes_total) {
         if (params.abort && params.abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "model: load aborted");
@@ -123,6 +140,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     bool populate = true;
     volatile uint8_t sink = 0;
     for (const auto& t : tensors) {
+        if (!read_by_host(t)) continue;
         for (uint64_t off = 0; off < t.n_bytes; off += k_step) {
             const uint64_t n = std::min(k_step, t.n_bytes - off);
             const uint8_t* first = t.data + off;

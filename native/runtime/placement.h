@@ -37,6 +37,7 @@ struct placement_request {
     tensor_type kv_type = tensor_type::F16;
     int n_batch = 0;             // tokens per forward chunk: bounds the scratch; 0: default_batch_tokens
     expert_placement experts = expert_placement::automatic;
+    bool expert_cache = true;    // the device's expert slots are a cache (weight_placement::expert_cache)
 };
 
 // Bytes by part; `device_*` are in the device's memory, `host_*` stay in the mapped file.

@@ -36,6 +36,9 @@ session::work_counters session::counters() const {
     w.aborted_evaluations = aborted_evaluations_.load();
     w.last_abort_steps_done = last_abort_steps_done_.load();
     w.last_abort_steps_planned = last_abort_steps_planned_.load();
+    w.expert_hits = expert_hits_.load(std::memory_order_relaxed);
+    w.expert_misses = expert_misses_.load(std::memory_order_relaxed);
+    w.expert_loads = expert_loads_.load(std::memory_order_relaxed);
     return w;
 }
 
@@ -58,11 +61,20 @@ void session::evaluate(const int32_t* tokens, int n, logits_mode mode, std::vect
 
     std::lock_guard<std::mutex> lock(model_->compute_mutex);
     backend_scope scope(compute_);
-    // The backend is shared by the model's sessions: the observer is this call's only.
+    // The backend is shared by the model's sessions: the observer is this call's only, and so is
+    // what its expert cache counts meanwhile (added to this session's counters however the call ends).
     struct observed {
         backend& be;
-        ~observed() { be.set_observer(nullptr); }
-    } observing{compute_};
+        session& s;
+        expert_cache_counters before = be.expert_cache_stats();
+        ~observed() {
+            be.set_observer(nullptr);
+            const expert_cache_counters after = be.expert_cache_stats();
+            s.expert_hits_ += after.hits - before.hits;
+            s.expert_misses_ += after.misses - before.misses;
+            s.expert_loads_ += after.loads - before.loads;
+        }
+    } observing{compute_, *this};
     compute_.set_observer(observer_);
     const int start = n_past_;
     const uint64_t steps_before = layer_steps_.load(std::memory_order_relaxed);

@@ -40,6 +40,10 @@ public:
         // The last aborted evaluate(): layer steps it had finished when it saw the flag, out of
         // the steps the whole call needed (batches × layers); -1 before any abort.
         int64_t last_abort_steps_done = -1, last_abort_steps_planned = -1;
+        // This session's share of the device's expert cache (backend::expert_cache_stats) where
+        // routed experts are split between a GPU and the host: selected experts found in a slot,
+        // computed by the host, and copied into a slot.
+        uint64_t expert_hits = 0, expert_misses = 0, expert_loads = 0;
     };
     work_counters counters() const;
 
@@ -65,6 +69,7 @@ private:
     backend& compute_;
     std::atomic<uint64_t> layer_steps_{0}, aborted_evaluations_{0};
     std::atomic<int64_t> last_abort_steps_done_{-1}, last_abort_steps_planned_{-1};
+    std::atomic<uint64_t> expert_hits_{0}, expert_misses_{0}, expert_loads_{0};
     session_params params_;
     activation_observer* observer_ = nullptr;
     int n_past_ = 0;

@@ -571,7 +571,16 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
                             tensor_type_name(kv), agree, decisive);
             }
         }
+        if (gi.placed && gi.placement.n_expert_slots > 0 && !gi.placement.experts_all_on_device()) {
+            // The split placement's slots are a cache: the tokens above must have moved experts.
+            const expert_cache_counters ec = mg->compute->expert_cache_stats();
+            ++g_checks;
+            if (ec.loads == 0 || ec.hits == 0 || ec.misses == 0) ++g_failures;
+            std::printf("%s model %s expert cache: %llu hits, %llu misses, %llu experts loaded\n",
+                        ec.loads > 0 && ec.hits > 0 && ec.misses > 0 ? "ok  " : "FAIL", name.c_str(), (unsigned long long)ec.hits,
+                        (unsigned long long)ec.misses, (unsigned long long)ec.loads);
         }
+        }  // placements
         std::printf("     (%s: %s, %.1f s)\n", path.c_str(), model_get_info(*mc).backend_name.c_str(),
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     } catch (const error& e) {
