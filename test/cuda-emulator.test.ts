@@ -100,6 +100,20 @@ describe.skipIf(!hasCmake)('the CUDA backend under the CUDA emulator', () => {
     }
   }, 900_000);
 
+  it('computes the host experts of prompt batches on the device in waves: through staging slots, the cache, fixed slots', async () => {
+    const file = path.join(modelsDir, 'qwen3moe-Q4_K_M.gguf');  // made by the test above
+    expect(existsSync(file)).toBe(true);
+    const r = await run(path.join(buildDir, 'test_cuda_backend'), ['--waves', '--greedy', '8', '--models', file], { env: emulated });
+    const s = summary(r.stdout);
+    console.log(`cuda-emulator.test: test_cuda_backend --waves: ${s.checks} checks, ${s.failed} failed${s.failures.length ? `\n${s.failures.join('\n')}` : ''}`);
+    expect(s.failures).toEqual([]);
+    expect(r.status).toBe(0);
+    for (const label of ['experts on the host, waves', 'experts split, waves', 'experts split, fixed slots, waves']) {
+      expect(r.stdout).toContain(`ok   model qwen3moe-Q4_K_M.gguf [${label}] kv=F32 logits`);
+    }
+    expect(s.checks).toBe(6 * 2 * 4 + 1);  // six placements, two KV types, four checks each; the split's cache
+  }, 600_000);
+
   it("places a MoE model by one option: gpu { experts: 'cpu' } or { vram } keeps routed experts on the host, computed by the CPU", async () => {
     const file = path.join(modelsDir || mkdtempSync(path.join(os.tmpdir(), 'moerun-cuda-emu-')), 'qwen3moe-F32-addon.gguf');
     await makeModel({ arch: 'qwen3moe', nExpert: 8, nExpertUsed: 2, nFfExp: 256, out: file });

@@ -62,7 +62,9 @@ step "harness" 45 "$out/harness.txt" "$bin/test_cuda_backend" --self-test --ops 
 step "ops" 90 "$out/ops.txt" "$bin/test_cuda_backend" --ops
 # 2. Every architecture's test model: F32 at NMSE <= 1e-8 with 64 identical greedy tokens; the
 #    quantized files against the CPU on the same file (F32 and F16 KV caches).
-step "models" 150 "$out/models.txt" "$bin/test_cuda_backend" --models .device/models/*.gguf
+#    MoE files also with the routed experts on the host, split by a budget (the expert cache), and
+#    computed on the device in waves (issue 14).
+step "models" 150 "$out/models.txt" "$bin/test_cuda_backend" --waves --models .device/models/*.gguf
 # 3. Speed: decode and prefill, CPU (all cores) vs CUDA, on the largest prepared model.
 big=$(ls -S .device/models/*.gguf 2>/dev/null | head -1)
 step "bench" 60 "$out/bench.txt" "$bin/test_cuda_backend" --bench "$big"

@@ -89,6 +89,12 @@ struct weight_placement {
     // computed by the host for that token and loaded into the least recently used slot for the
     // next. Off: the slots hold the layer's first experts for good.
     bool expert_cache = true;
+    // Prompt batches in a split layer: the host's experts computed by the CPU, or copied to the
+    // device in waves through the slots (or `staging_slots` staging slots where a layer has none)
+    // and computed there, whichever a cost model measured at run time says is faster
+    // (automatic); never or always for tests.
+    enum class batch_offload { automatic, never, always } offload = batch_offload::automatic;
+    int staging_slots = 0;
 };
 
 // A device's expert cache since load: selected experts found in a slot (hits), computed by the

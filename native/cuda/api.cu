@@ -190,6 +190,10 @@ MC_WRAP(scale_by_sigmoid, (mc_context* ctx, float* x, const float* g, int nt, in
 MC_WRAP(swiglu, (mc_context* ctx, float* g, const float* u, int64_t n), (ctx, g, u, n))
 MC_WRAP(copy, (mc_context* ctx, const float* s, int64_t ss, float* d, int64_t ds, int64_t r, int64_t c), (ctx, s, ss, d, ds, r, c))
 MC_WRAP(add, (mc_context* ctx, float* x, const float* y, int64_t n), (ctx, x, y, n))
+mc_status zero_on(mc_context* ctx, float* x, int64_t n) {
+    MC_ON_DEVICE(ctx);
+    return mc::check(ctx, cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), ctx->stream), "zero");
+}
 MC_WRAP(add_bias, (mc_context* ctx, float* y, const float* b, int64_t r, int64_t d), (ctx, y, b, r, d))
 MC_WRAP(kv_store, (mc_context* ctx, uint32_t t, const float* s, int64_t ss, int64_t n, int dim, void* d, uint64_t rb),
         (ctx, t, s, ss, n, dim, d, rb))
@@ -202,7 +206,7 @@ const mc_api k_api = {
     create, destroy, last_error,
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
-    swiglu_on, copy_on, add_on, add_bias_on, kv_store_on, attention_on,
+    swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on,
 };
 
 }  // namespace

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 2
+#define MC_API_VERSION 3
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -118,7 +118,7 @@ typedef struct mc_api {
     // down: y[row] = h[row] . down[e]^T. Expert e is at e * ne[1] rows into the weights, or, with
     // slot_of (n_expert ints on the device; null: every expert is there), in slot slot_of[e] of
     // a tensor holding only the experts the device keeps; a row whose expert has slot -1 is left
-    // to the host: h and y get zeros there.
+    // to another pass or the host: h and y are not written there.
     mc_status (*moe_gate_up)(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
                              const int32_t* slot_of, int n_tokens, int n_used, float* h);
     mc_status (*moe_down)(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
@@ -134,6 +134,8 @@ typedef struct mc_api {
     mc_status (*swiglu)(mc_context* ctx, float* gate, const float* up, int64_t n);
     mc_status (*copy)(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
     mc_status (*add)(mc_context* ctx, float* x, const float* y, int64_t n);
+    // x[0..n) = 0.
+    mc_status (*zero)(mc_context* ctx, float* x, int64_t n);
     mc_status (*add_bias)(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
     // Converts n rows of `dim` floats (src_stride floats apart) into cache rows of `type` at
     // dst + i * dst_row_bytes.

@@ -9,6 +9,8 @@
 // brings the token rows, ids and weights to the host (a few KiB), lets the device compute the
 // experts it holds while a CPU backend computes the others (ffn_moe_experts_host), and adds the
 // host's part on the device.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <vector>
@@ -165,7 +167,8 @@ public:
         weights_.clear();
         split_.clear();
         scratch_.clear();
-        for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_}) p->release();
+        for (device_memory* m : {&stage_gate_, &stage_up_, &stage_down_, &wave_map_}) *m = device_memory();
+        for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_, &wave_maps_host_}) p->release();
         api_->destroy(ctx_);
     }
 
@@ -247,6 +250,9 @@ private:
     }
     void ffn_moe_split(const model_config& c, const layer_weights& l, split_experts& se, const float* x, int n, const int32_t* ids,
                        const float* weights, float* out);
+    bool offload_batch(const split_experts& se, int64_t host_rows, uint64_t host_bytes, int capacity) const;
+    void experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, const int32_t* hids,
+                          float* h, float* y);
     void shared_expert(const layer_weights& l, const float* x, int n, float* out);
 
     const mc_api* api_;
@@ -260,6 +266,17 @@ private:
     uint64_t loads_ = 0;                           // experts copied into slots since then
     std::vector<expert_cache::load> pending_loads_;
     std::vector<uint8_t> resident_, on_host_;
+    // Prompt batches computed on the device in waves (weight_placement::offload).
+    weight_placement::batch_offload offload_ = weight_placement::batch_offload::automatic;
+    int stage_slots_ = 0;                             // staging slots for layers without slots
+    device_memory stage_gate_, stage_up_, stage_down_;  // stage_slots_ experts of the largest layer
+    device_memory wave_map_;                          // n_expert int32: the current wave's slots
+    pinned_memory wave_maps_host_;                    // every wave's map of one layer call
+    std::vector<int32_t> wave_experts_;
+    // The cost model: the CPU's time per (token, expert) row of each layer's host pass, and the
+    // time per byte of a wave pass (copies and kernels), both measured; 0 = not yet.
+    std::vector<double> cpu_ns_per_row_;
+    double wave_ns_per_byte_ = 0;
     pinned_memory host_x_, host_ids_, host_weights_, host_part_;  // a split layer's rows on the host
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
@@ -336,6 +353,27 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w, const 
         upload_tensor(t);
     });
     if (any_split && !host_) host_ = backend_create_cpu(params_);
+    if (any_split) {
+        offload_ = p.offload;
+        cpu_ns_per_row_.assign(placed.layers.size(), 0.0);
+        wave_map_ = device_memory(api_, ctx_, size_t(c.n_expert) * sizeof(int32_t));
+        bool slotless = false;
+        uint64_t gate_bytes = 0, up_bytes = 0, down_bytes = 0;  // one expert of the largest layer
+        for (size_t il = 0; il < placed.layers.size(); ++il) {
+            if (!split_layer(il)) continue;
+            const layer_weights& l = placed.layers[il];
+            slotless = slotless || slots_of(il) == 0;
+            gate_bytes = std::max<uint64_t>(gate_bytes, uint64_t(l.ffn_gate_exps.ne[1]) * l.ffn_gate_exps.row_stride);
+            up_bytes = std::max<uint64_t>(up_bytes, uint64_t(l.ffn_up_exps.ne[1]) * l.ffn_up_exps.row_stride);
+            down_bytes = std::max<uint64_t>(down_bytes, uint64_t(l.ffn_down_exps.ne[1]) * l.ffn_down_exps.row_stride);
+        }
+        if (slotless && p.staging_slots > 0) {
+            stage_slots_ = p.staging_slots;
+            stage_gate_ = device_memory(api_, ctx_, gate_bytes * uint64_t(stage_slots_));
+            stage_up_ = device_memory(api_, ctx_, up_bytes * uint64_t(stage_slots_));
+            stage_down_ = device_memory(api_, ctx_, down_bytes * uint64_t(stage_slots_));
+        }
+    }
     w = std::move(placed);
 }
 
@@ -519,10 +557,10 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
 }
 
 // A layer with experts on the host: the token rows, ids and weights go to the host (one wait, for
-// the routing and these copies); the device's experts, the combine and the shared expert are
-// queued and run while the CPU computes the host's experts; the host's part goes back without a
-// wait (the next wait, a later layer's or the logits', orders it before its buffer is reused) and
-// is added on the device.
+// the routing and these copies). The device computes the rows of the experts it holds; the rows
+// of the others are computed either by the CPU, while the device works (the host's part then goes
+// back without a wait and is added on the device), or, for a prompt batch where the cost model
+// says so, on the device too, their experts copied in waves (experts_in_waves).
 void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, split_experts& se, const float* x, int n,
                                  const int32_t* ids, const float* weights, float* out) {
     const int n_used = c.n_expert_used;
@@ -537,26 +575,50 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     check(*api_, ctx_, api_->download_async(ctx_, hx, x, n_values * sizeof(float)), "cuda: expert inputs to the host");
     check(*api_, ctx_, api_->synchronize(ctx_), "cuda: routing");
     // What the device holds now (the map its kernels below read): the rest is the host's.
-    on_host_.resize(se.slot_of_host.size());
-    for (size_t e = 0; e < on_host_.size(); ++e) on_host_[e] = se.slot_of_host[e] < 0;
+    on_host_.assign(se.slot_of_host.size(), 0);
+    int64_t host_rows = 0;
+    uint64_t host_bytes = 0;
+    const uint64_t expert_bytes = uint64_t(se.host_gate.ne[1]) * se.host_gate.row_stride + uint64_t(se.host_up.ne[1]) * se.host_up.row_stride +
+                                  uint64_t(se.host_down.ne[1]) * se.host_down.row_stride;
+    for (size_t r = 0; r < n_rows; ++r) {
+        const int32_t e = hids[r];
+        if (se.slot_of_host[size_t(e)] >= 0) continue;
+        ++host_rows;
+        if (!on_host_[size_t(e)]) host_bytes += expert_bytes;
+        on_host_[size_t(e)] = 1;
+    }
+    float* h = scratch(slot::expert_h, n_rows * size_t(c.n_ff_exp));
+    float* y = scratch(slot::expert_y, n_rows * size_t(d));
+    check(*api_, ctx_, api_->zero(ctx_, y, int64_t(n_rows) * d), "cuda: zero");  // rows no pass computes stay 0
     if (se.slots > 0) {
-        float* h = scratch(slot::expert_h, n_rows * size_t(c.n_ff_exp));
-        float* y = scratch(slot::expert_y, n_rows * size_t(d));
         const mc_tensor gate = to_mc(se.gate), up = to_mc(se.up), down = to_mc(se.down);
         const auto* slot_of = static_cast<const int32_t*>(se.slot_of.get());
         check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, slot_of, n, n_used, h), "cuda: moe_gate_up");
         check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, slot_of, rows, y), "cuda: moe_down");
+    }
+    const int capacity = se.slots > 0 ? se.slots : stage_slots_;
+    if (host_rows > 0 && offload_batch(se, host_rows, host_bytes, capacity)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        experts_in_waves(c, se, x, n, ids, hids, h, y);
         check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
         shared_expert(l, x, n, out);
+        check(*api_, ctx_, api_->synchronize(ctx_), "cuda: experts in waves");  // measured, for the cost model
+        const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+        const double per_byte = ns / double(host_bytes);
+        wave_ns_per_byte_ = wave_ns_per_byte_ > 0 ? 0.5 * (wave_ns_per_byte_ + per_byte) : per_byte;
+        return;
     }
-    host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, on_host_.data(), hpart);
-    if (se.slots > 0) {
+    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
+    shared_expert(l, x, n, out);
+    if (host_rows > 0) {
+        const auto t0 = std::chrono::steady_clock::now();
+        host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, on_host_.data(), hpart);
+        const double per_row = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / double(host_rows);
+        double& model = cpu_ns_per_row_[size_t(se.layer)];
+        model = model > 0 ? 0.5 * (model + per_row) : per_row;
         float* part = scratch(slot::host_part, n_values);
         check(*api_, ctx_, api_->upload_async(ctx_, part, hpart, n_values * sizeof(float)), "cuda: host experts' part");
         add(out, part, int64_t(n_values));
-    } else {
-        check(*api_, ctx_, api_->upload_async(ctx_, out, hpart, n_values * sizeof(float)), "cuda: host experts' part");
-        shared_expert(l, x, n, out);
     }
     // The cache sees each token's experts: misses get a slot for the tokens after these.
     if (cache_ && se.slots > 0) {
@@ -567,6 +629,101 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
             load_experts(se, pending_loads_);
             loads_ += pending_loads_.size();
         }
+    }
+}
+
+// Whether the host's rows of this batch are cheaper on the device, their experts copied there:
+// the measured time per byte of a wave pass against the CPU's measured time per row. Until the
+// CPU has been measured on the layer, only batches of 32 tokens' rows and more go to the device
+// (llama.cpp offloads from 32 tokens); until a wave pass has been, it is taken to cost 50 ps per
+// byte (20 GB/s over PCIe).
+bool cuda_backend::offload_batch(const split_experts& se, int64_t host_rows, uint64_t host_bytes, int capacity) const {
+    using mode = weight_placement::batch_offload;
+    if (capacity == 0 || offload_ == mode::never) return false;
+    if (offload_ == mode::always) return true;
+    const double cpu = cpu_ns_per_row_[size_t(se.layer)];
+    if (cpu <= 0) return host_rows >= 32;
+    const double wave = wave_ns_per_byte_ > 0 ? wave_ns_per_byte_ : 0.05;
+    return double(host_bytes) * wave < double(host_rows) * cpu;
+}
+
+// The rows of the experts the device does not hold, computed there: the experts go through
+// `capacity` slots (the layer's, where the cache then keeps them, or the staging slots) a wave at
+// a time; each wave's map names only its experts, so each row is computed once, into y.
+void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids,
+                                    const int32_t* hids, float* h, float* y) {
+    const int n_used = c.n_expert_used;
+    const int64_t rows = int64_t(n) * n_used;
+    wave_experts_.clear();
+    for (int e = 0; e < c.n_expert; ++e) {
+        if (on_host_[size_t(e)]) wave_experts_.push_back(e);
+    }
+    (void)hids;
+    const bool staged = se.slots == 0;
+    const int capacity = staged ? stage_slots_ : se.slots;
+    const size_t waves = (wave_experts_.size() + size_t(capacity) - 1) / size_t(capacity);
+    int32_t* maps = wave_maps_host_.get<int32_t>(api_, ctx_, waves * size_t(c.n_expert));  // each wave's map stays until the next wait
+    tensor gate = se.gate, up = se.up, down = se.down;
+    if (staged) {
+        auto stage = [&](const tensor& host, tensor& dev, const device_memory& m) {
+            dev = host;
+            dev.ne[2] = capacity;
+            dev.data = m.get();
+            dev.location = memory_location::device;
+        };
+        stage(se.host_gate, gate, stage_gate_);
+        stage(se.host_up, up, stage_up_);
+        stage(se.host_down, down, stage_down_);
+    }
+    for (size_t w = 0; w < waves; ++w) {
+        const size_t first = w * size_t(capacity), count = std::min(size_t(capacity), wave_experts_.size() - first);
+        int32_t* map = maps + w * size_t(c.n_expert);
+        std::fill(map, map + c.n_expert, -1);
+        if (staged) {
+            for (size_t i = 0; i < count; ++i) {
+                const int e = wave_experts_[first + i];
+                map[e] = int32_t(i);
+                for (const auto& [host, dev] : {std::pair{&se.host_gate, &gate}, std::pair{&se.host_up, &up}, std::pair{&se.host_down, &down}}) {
+                    const size_t bytes = size_t(host->ne[1]) * host->row_stride;
+                    const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(e) * bytes;
+                    uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(dev->data)) + i * bytes;
+                    check(*api_, ctx_, api_->upload_async(ctx_, dst, src, bytes), "cuda: expert into a staging slot");
+                }
+            }
+        } else {
+            // Through the cache: the wave's experts take the least recently used slots (none of
+            // them is resident, and a wave is at most the slots), and stay there afterwards.
+            pending_loads_.clear();
+            resident_.resize(count);
+            const int32_t* wave = wave_experts_.data() + first;
+            if (cache_) {
+                cache_->access(se.layer, wave, int(count), resident_.data(), pending_loads_);
+            } else {
+                for (size_t i = 0; i < count; ++i) {
+                    const int evicted = [&] {
+                        for (int e = 0; e < c.n_expert; ++e)
+                            if (se.slot_of_host[size_t(e)] == int32_t(i)) return e;
+                        return -1;
+                    }();
+                    pending_loads_.push_back({wave[i], int(i), evicted});
+                }
+            }
+            load_experts(se, pending_loads_);
+            loads_ += pending_loads_.size();
+            for (size_t i = 0; i < count; ++i) map[wave[i]] = se.slot_of_host[size_t(wave[i])];
+        }
+        check(*api_, ctx_, api_->upload_async(ctx_, wave_map_.get(), map, size_t(c.n_expert) * sizeof(int32_t)), "cuda: wave map");
+        const mc_tensor g = to_mc(gate), u = to_mc(up), dn = to_mc(down);
+        const auto* wave_map = static_cast<const int32_t*>(wave_map_.get());
+        check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, ids, wave_map, n, n_used, h), "cuda: moe_gate_up (wave)");
+        check(*api_, ctx_, api_->moe_down(ctx_, &dn, h, ids, wave_map, rows, y), "cuda: moe_down (wave)");
+    }
+    if (!staged && !cache_) {
+        // Without the cache the slots hold the layer's first experts: put them back.
+        pending_loads_.clear();
+        std::fill(se.slot_of_host.begin(), se.slot_of_host.end(), -1);
+        for (int i = 0; i < se.slots; ++i) pending_loads_.push_back({i, i, -1});
+        load_experts(se, pending_loads_);
     }
 }
 

@@ -51,7 +51,7 @@ __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act
 
 // y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
 // all through the same weight. Experts (ids != null, TILE 1): activation row r = blockIdx.y goes
-// through expert ids[r] (at slot slot_of[ids[r]] where slot_of is given; -1: not here, y = 0)
+// through expert ids[r] (at slot slot_of[ids[r]] where slot_of is given; -1: not here, y untouched)
 // and reads act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
 template <tensor_type T, int TILE>
 __global__ void __launch_bounds__(32 * k_warps_per_block)
@@ -66,10 +66,7 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     int64_t act0 = r0;
     if (ids) {
         const int32_t slot = slot_of ? slot_of[ids[r0]] : ids[r0];
-        if (slot < 0) {  // the host computes this row
-            if (lane == 0) y[r0 * y_stride + o] = 0.0f;
-            return;
-        }
+        if (slot < 0) return;  // another pass (or the host) computes this row
         w_off += size_t(slot) * size_t(n_out) * w_row_stride;
         act0 = r0 / x_div;
     }

@@ -55,6 +55,14 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
             m->placed = true;
             wp.expert_slots = m->placement.layer_slots;
             wp.expert_cache = r.expert_cache;
+            wp.offload = r.batch_offload;
+            // Layers without a slot (experts: 'cpu') get 8 staging slots for prompt batches from
+            // what the budget leaves, when it holds them.
+            uint64_t largest_expert = 0;
+            for (uint64_t b : m->placement.layer_expert_bytes) largest_expert = std::max(largest_expert, b);
+            const uint64_t left = r.device_budget > m->placement.device_total() ? r.device_budget - m->placement.device_total() : 0;
+            const int staging = std::min(8, m->config.n_expert);
+            if (largest_expert > 0 && left >= uint64_t(staging) * largest_expert) wp.staging_slots = staging;
         }
         m->compute->place_weights(m->config, m->weights, wp);
     } catch (const error& e) {

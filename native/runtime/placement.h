@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../backend/backend.h"
 #include "../base/tensor_type.h"
 
 namespace moerun {
@@ -38,6 +39,7 @@ struct placement_request {
     int n_batch = 0;             // tokens per forward chunk: bounds the scratch; 0: default_batch_tokens
     expert_placement experts = expert_placement::automatic;
     bool expert_cache = true;    // the device's expert slots are a cache (weight_placement::expert_cache)
+    weight_placement::batch_offload batch_offload = weight_placement::batch_offload::automatic;
 };
 
 // Bytes by part; `device_*` are in the device's memory, `host_*` stay in the mapped file.

@@ -485,6 +485,14 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     return cudaSuccess;
 }
 
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+    if (bytes) submit(stream, [dst, value, bytes] {
+            std::memset(dst, value, bytes);
+            return true;
+        });
+    return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError(void) {
     std::lock_guard<std::mutex> lock(g_lock);
     const cudaError_t e = g_last_error;

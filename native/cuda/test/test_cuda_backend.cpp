@@ -2,7 +2,7 @@
 // same random inputs, compared by NMSE (as llama.cpp's test-backend-ops). Then whole models:
 // teacher-forced logits of every prompt position and greedy tokens, CPU vs CUDA.
 //
-//   test_cuda_backend [--ops] [--models FILE.gguf...] [--filter TEXT] [--bench FILE.gguf] [--self-test]
+//   test_cuda_backend [--ops] [--models FILE.gguf...] [--waves] [--filter TEXT] [--bench FILE.gguf] [--self-test]
 //
 // --self-test runs the same checks with a second CPU backend in place of CUDA (no GPU needed):
 // the harness itself (moving data in and out, each op's body, the model runs) must then agree.
@@ -38,6 +38,8 @@ int g_failures = 0, g_checks = 0;
 std::string g_filter;
 // --self-test: the "CUDA" side is a second CPU backend, to check this harness where no GPU is.
 bool g_self_test = false;
+// --waves: also the placements that compute the host's experts on the device in waves.
+bool g_waves = false;
 
 double nmse(const std::vector<float>& ref, const std::vector<float>& got) {
     double err = 0, norm = 0;
@@ -495,8 +497,21 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
             host.experts = expert_placement::host;
             const placement_plan all = plan_placement(*mc, placements[0].request);
             half.device_budget = all.device_total() - all.device_experts / 2;
+            placement_request host_waves = host, half_waves = half, half_fixed = half;
+            host_waves.batch_offload = half_waves.batch_offload = weight_placement::batch_offload::always;
+            host.batch_offload = half.batch_offload = weight_placement::batch_offload::never;
+            half_fixed.expert_cache = false;
             placements.push_back({" [experts on the host]", host});
             placements.push_back({" [experts split]", half});
+            // Every batch's host rows computed on the device instead, the experts copied in waves
+            // (through staging slots, through the cache's slots, through fixed slots), and the
+            // cost model's choice with fixed slots.
+            if (g_waves) {
+                placements.push_back({" [experts on the host, waves]", host_waves});
+                placements.push_back({" [experts split, waves]", half_waves});
+                half_fixed.batch_offload = weight_placement::batch_offload::always;
+                placements.push_back({" [experts split, fixed slots, waves]", half_fixed});
+            }
         }
         for (const placement_case& pc : placements) {
         model_load_params gpu_p;
@@ -571,7 +586,8 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
                             tensor_type_name(kv), agree, decisive);
             }
         }
-        if (gi.placed && gi.placement.n_expert_slots > 0 && !gi.placement.experts_all_on_device()) {
+        if (gi.placed && gi.placement.n_expert_slots > 0 && !gi.placement.experts_all_on_device() && pc.request.expert_cache &&
+            pc.request.batch_offload != weight_placement::batch_offload::always) {
             // The split placement's slots are a cache: the tokens above must have moved experts.
             const expert_cache_counters ec = mg->compute->expert_cache_stats();
             ++g_checks;
@@ -649,6 +665,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) g_filter = argv[++i];
         else if (!std::strcmp(argv[i], "--bench") && i + 1 < argc) bench = argv[++i];
         else if (!std::strcmp(argv[i], "--self-test")) g_self_test = true;
+        else if (!std::strcmp(argv[i], "--waves")) g_waves = true;
         else if (!std::strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--greedy") && i + 1 < argc) n_greedy = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--models")) {
