@@ -57,40 +57,28 @@ extern "C" int mc_emu_lane(void);
 extern "C" void* mc_emu_dynamic_shared(void);
 
 inline void __syncthreads() { mc_emu_syncthreads(); }
+// v of lane `src` of the calling thread's warp (its own v where src is outside its segment of
+// `width` lanes).
 template <class T>
-inline T __shfl_xor_sync(unsigned /*mask: all lanes*/, T v, int lane_mask, int width = 32) {
-    static_assert(sizeof(T) <= 8, "__shfl_xor_sync: at most 8 bytes");
+inline T mc_emu_shuffle(T v, int src, int width) {
+    static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
     uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof v);
     const int lane = mc_emu_lane();
-    int src = lane ^ lane_mask;
-    if (src / width != lane / width) src = lane;  // outside the segment: the lane's own value
+    if (src < 0 || src / width != lane / width) src = lane;
     bits = mc_emu_warp_exchange(bits, src);
     T r;
     std::memcpy(&r, &bits, sizeof r);
     return r;
 }
+// The mask is taken to name every lane (what native/cuda passes).
 template <class T>
-inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-    uint64_t bits = 0;
-    std::memcpy(&bits, &v, sizeof v);
-    const int lane = mc_emu_lane();
-    int src = lane + int(delta);
-    if (src / width != lane / width) src = lane;
-    bits = mc_emu_warp_exchange(bits, src);
-    T r;
-    std::memcpy(&r, &bits, sizeof r);
-    return r;
-}
+inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) { return mc_emu_shuffle(v, mc_emu_lane() ^ lane_mask, width); }
+template <class T>
+inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) { return mc_emu_shuffle(v, mc_emu_lane() + int(delta), width); }
 template <class T>
 inline T __shfl_sync(unsigned, T v, int src_lane, int width = 32) {
-    uint64_t bits = 0;
-    std::memcpy(&bits, &v, sizeof v);
-    const int lane = mc_emu_lane();
-    bits = mc_emu_warp_exchange(bits, lane / width * width + src_lane % width);
-    T r;
-    std::memcpy(&r, &bits, sizeof r);
-    return r;
+    return mc_emu_shuffle(v, mc_emu_lane() / width * width + src_lane % width, width);
 }
 
 // ---- intrinsics, as the PTX ISA defines them ----
