@@ -251,8 +251,7 @@ private:
     void ffn_moe_split(const model_config& c, const layer_weights& l, split_experts& se, const float* x, int n, const int32_t* ids,
                        const float* weights, float* out);
     bool offload_batch(const split_experts& se, int64_t host_rows, uint64_t host_bytes, int capacity) const;
-    void experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, const int32_t* hids,
-                          float* h, float* y);
+    void experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, float* h, float* y);
     void shared_expert(const layer_weights& l, const float* x, int n, float* out);
 
     const mc_api* api_;
@@ -599,7 +598,7 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     const int capacity = se.slots > 0 ? se.slots : stage_slots_;
     if (host_rows > 0 && offload_batch(se, host_rows, host_bytes, capacity)) {
         const auto t0 = std::chrono::steady_clock::now();
-        experts_in_waves(c, se, x, n, ids, hids, h, y);
+        experts_in_waves(c, se, x, n, ids, h, y);
         check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
         shared_expert(l, x, n, out);
         check(*api_, ctx_, api_->synchronize(ctx_), "cuda: experts in waves");  // measured, for the cost model
@@ -647,18 +646,18 @@ bool cuda_backend::offload_batch(const split_experts& se, int64_t host_rows, uin
     return double(host_bytes) * wave < double(host_rows) * cpu;
 }
 
-// The rows of the experts the device does not hold, computed there: the experts go through
-// `capacity` slots (the layer's, where the cache then keeps them, or the staging slots) a wave at
-// a time; each wave's map names only its experts, so each row is computed once, into y.
-void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids,
-                                    const int32_t* hids, float* h, float* y) {
+// The rows of the experts the device does not hold (marked in on_host_), computed there: the
+// experts go through `capacity` slots (the layer's, where the cache then keeps them, or the
+// staging slots) a wave at a time; each wave's map names only its experts, so each row is
+// computed once, into y.
+void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, float* h,
+                                    float* y) {
     const int n_used = c.n_expert_used;
     const int64_t rows = int64_t(n) * n_used;
     wave_experts_.clear();
     for (int e = 0; e < c.n_expert; ++e) {
         if (on_host_[size_t(e)]) wave_experts_.push_back(e);
     }
-    (void)hids;
     const bool staged = se.slots == 0;
     const int capacity = staged ? stage_slots_ : se.slots;
     const size_t waves = (wave_experts_.size() + size_t(capacity) - 1) / size_t(capacity);
