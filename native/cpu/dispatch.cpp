@@ -113,11 +113,12 @@ std::atomic<int> prefetch_rows_override{0};
 
 int decode_prefetch_rows(int tile_rows) {
     const int asked = prefetch_rows_override.load(std::memory_order_relaxed);
+    if (asked < 0) return 0;  // benchmarks: no prefetch
     const int rows = asked > 0 ? asked : cpu_detect().amd ? 16 : 2 * tile_rows;
     return std::max(tile_rows, rows / tile_rows * tile_rows);
 }
 
-void set_decode_prefetch_rows(int rows) { prefetch_rows_override.store(std::max(0, rows), std::memory_order_relaxed); }
+void set_decode_prefetch_rows(int rows) { prefetch_rows_override.store(std::max(-1, rows), std::memory_order_relaxed); }
 
 bool cpu_path_supported(cpu_path path) {
     const cpu_features& f = cpu_detect();

@@ -27,16 +27,13 @@ namespace moerun {
 // tiles: 16 on AMD, two tiles elsewhere (measured above). Defined in cpu/dispatch.cpp.
 int decode_prefetch_rows(int tile_rows);
 // For benchmarks (bench_matmul --prefetch-rows): overrides that choice from the next tile on; 0
-// restores it.
+// restores it, -1 turns the prefetch off (decode_prefetch_rows then returns 0).
 void set_decode_prefetch_rows(int rows);
 
 class tile_prefetch {
 public:
     // tile: the tile's first row; rows rows of w_row bytes; steps: how many times step() will run.
-    tile_prefetch(const void* tile, size_t w_row, int rows, int64_t steps)
-        : next_(static_cast<const char*>(tile) + size_t(decode_prefetch_rows(rows)) * w_row),
-          end_(next_ + size_t(rows) * w_row),
-          per_step_(steps > 0 ? int64_t((size_t(rows) * w_row / k_line + size_t(steps) - 1) / size_t(steps)) : 0) {}
+    tile_prefetch(const void* tile, size_t w_row, int rows, int64_t steps) : tile_prefetch(tile, w_row, rows, steps, decode_prefetch_rows(rows)) {}
 
     // Prefetches this step's share of that tile's lines into L1.
     void step() {
@@ -44,6 +41,11 @@ public:
     }
 
 private:
+    tile_prefetch(const void* tile, size_t w_row, int rows, int64_t steps, int ahead)
+        : next_(static_cast<const char*>(tile) + size_t(ahead) * w_row),
+          end_(next_ + size_t(rows) * w_row),
+          per_step_(steps > 0 && ahead > 0 ? int64_t((size_t(rows) * w_row / k_line + size_t(steps) - 1) / size_t(steps)) : 0) {}
+
     static constexpr size_t k_line = 64;
     const char* next_;
     const char* end_;

@@ -11,7 +11,7 @@
 // random, so that the weights come from DRAM as in a model (one matrix read over and over stays
 // in the cache). GB/s is the K experts' bytes over the mean time of a call, back to back for the
 // budget. --prefetch-rows alternates the decode tiles' prefetch distance call by call (0: this
-// CPU's default, cpu/tile_prefetch.h) and prints a row for each, so the machine's noise hits all
+// CPU's default, cpu/tile_prefetch.h; -1: none) and prints a row for each, so the machine's noise hits all
 // alike.
 //
 // Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
@@ -118,9 +118,10 @@ void time_experts(thread_pool& pool, const tensor& w, int n_expert, int n_used, 
     const double bytes = 2.0 * double(n_used) * double(n) * double(w.row_bytes()), flops = 4.0 * double(n_used) * double(n) * double(k);
     for (size_t v = 0; v < variants; ++v) {
         const double per_call = spent[v] / double(calls[v]);
-        char label[32] = "";
+        char label[48] = "";
         if (variants > 1 || prefetch_rows[v] != 0) {
             if (prefetch_rows[v] == 0) std::snprintf(label, sizeof(label), ", prefetch default");
+            else if (prefetch_rows[v] < 0) std::snprintf(label, sizeof(label), ", no prefetch");
             else std::snprintf(label, sizeof(label), ", prefetch %lld rows", (long long)prefetch_rows[v]);
         }
         std::printf("%-6s %6lld %5s %10.3f %9.1f %8.1f   (%d of %d experts, gate+up%s; %lld calls)\n", name.c_str(), (long long)n, "1/E",
@@ -161,8 +162,8 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (prefetch_rows.empty() || *std::min_element(prefetch_rows.begin(), prefetch_rows.end()) < 0) {
-        std::fprintf(stderr, "--prefetch-rows takes a list of row counts, 0 for the default\n");
+    if (prefetch_rows.empty() || *std::min_element(prefetch_rows.begin(), prefetch_rows.end()) < -1) {
+        std::fprintf(stderr, "--prefetch-rows takes a list of row counts, 0 for the default, -1 for none\n");
         return 2;
     }
     if (k <= 0 || k % 256) {

@@ -1,12 +1,14 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
 //   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N]
-//             [--weights auto|map|copy] [--warmup] TOKEN...
+//             [--weights auto|map|copy] [--warmup] [--profile] TOKEN...
 // --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
 // --prompt N appends N synthetic prompt tokens (for prefill timing); --batch N sets the tokens
 // per forward chunk (session_params::n_batch); --weights where the weights are read from
 // (model_load_params::weight_memory); --warmup runs the prompt and one decode step once, untimed,
-// before the timed run (bench/peer/cpu-scaling.sh: llama.cpp's side warms up too).
+// before the timed run (bench/peer/cpu-scaling.sh: llama.cpp's side warms up too). --profile
+// times each backend operation of the decode steps (op_profile.h) and prints them per token, with
+// the weight bytes each read and its GB/s (the timers add a little to each op).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,14 +16,15 @@
 #include <vector>
 
 #include "../include/moerun.h"
+#include "op_profile.h"
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] TOKEN...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] [--profile] TOKEN...\n", argv[0]);
         return 2;
     }
     int n_gen = 32, n_threads = 0;
-    bool pin = false, warmup = false;
+    bool pin = false, warmup = false, profile = false;
     int n_batch = 0;  // session default
     using weight_memory = moerun::model_load_params::weight_memory;
     weight_memory weights = weight_memory::auto_detect;
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--pin")) pin = true;
         else if (!std::strcmp(argv[i], "--warmup")) warmup = true;
+        else if (!std::strcmp(argv[i], "--profile")) profile = true;
         else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--weights") && i + 1 < argc) {
             const char* w = argv[++i];
@@ -49,6 +53,12 @@ int main(int argc, char** argv) {
         lp.pin_threads = pin;
         lp.weights = weights;
         auto model = moerun::model_load(argv[1], lp);
+        moerun::profiling_backend* profiler = nullptr;
+        if (profile) {
+            auto wrapped = std::make_unique<moerun::profiling_backend>(std::move(model->compute));
+            profiler = wrapped.get();
+            model->compute = std::move(wrapped);
+        }
         moerun::session_params sp;
         sp.n_ctx = int(prompt.size()) + n_gen + 1;
         sp.kv_type = kv;
@@ -67,6 +77,7 @@ int main(int argc, char** argv) {
         const auto tp = std::chrono::steady_clock::now();
         s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
         const double prompt_sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
+        if (profiler) profiler->reset();
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < n_gen; ++i) {
             int32_t tok = sm.sample(logits.data(), model->config.n_vocab);
@@ -78,6 +89,10 @@ int main(int argc, char** argv) {
         std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s); weights %s\n", prompt.size(),
                     double(prompt.size()) / prompt_sec, n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
                     info.cpu_path.c_str(), info.weights_copied ? "copied" : "mapped");
+        if (profiler && n_gen > 0) {
+            std::printf("decode steps: %.1f us each\n", sec * 1e6 / n_gen);
+            profiler->print(stdout, n_gen);
+        }
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());
         return 1;
