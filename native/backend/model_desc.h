@@ -121,24 +121,34 @@ struct model_weights {
     std::vector<layer_weights> layers;
 };
 
-// Calls f(tensor&, bool matmul_weight) for every tensor slot of the model, set or not (norms,
-// biases and the embedding are read as values; the others are matmul weights).
+// Calls f(tensor&, bool matmul_weight) for every tensor slot of one layer, set or not (norms,
+// biases and the expert selection bias are read as values; the others are matmul weights).
+template <class Layer, class F>
+void for_each_layer_tensor(Layer& l, F&& f) {
+    for (auto* t : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.attn_q_a_norm, &l.attn_kv_a_norm, &l.ffn_norm,
+                    &l.ffn_exp_probs_b}) {
+        f(*t, false);
+    }
+    for (auto* t : {&l.wqkv, &l.wq, &l.wk, &l.wv, &l.wo, &l.wq_a, &l.wq_b, &l.wkv_a_mqa, &l.wk_b, &l.wv_b, &l.ffn_gate, &l.ffn_up,
+                    &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate_shexp,
+                    &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
+        f(*t, true);
+    }
+}
+
+// Whether t is one of l's routed-expert tensors (ffn_gate_exps, ffn_up_exps, ffn_down_exps).
+inline bool is_routed_experts(const layer_weights& l, const tensor& t) {
+    return &t == &l.ffn_gate_exps || &t == &l.ffn_up_exps || &t == &l.ffn_down_exps;
+}
+
+// Calls f(tensor&, bool matmul_weight) for every tensor slot of the model, set or not (the
+// embedding is read as values): the model's own, then each layer's (for_each_layer_tensor).
 template <class Weights, class F>
 void for_each_tensor(Weights& w, F&& f) {
     f(w.token_embd, false);
     f(w.output_norm, false);
     f(w.output, true);
-    for (auto& l : w.layers) {
-        for (auto* t : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.attn_q_a_norm, &l.attn_kv_a_norm, &l.ffn_norm,
-                        &l.ffn_exp_probs_b}) {
-            f(*t, false);
-        }
-        for (auto* t : {&l.wqkv, &l.wq, &l.wk, &l.wv, &l.wo, &l.wq_a, &l.wq_b, &l.wkv_a_mqa, &l.wk_b, &l.wv_b, &l.ffn_gate, &l.ffn_up,
-                        &l.ffn_down, &l.ffn_gate_inp, &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps, &l.ffn_gate_shexp,
-                        &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
-            f(*t, true);
-        }
-    }
+    for (auto& l : w.layers) for_each_layer_tensor(l, f);
 }
 
 }  // namespace moerun

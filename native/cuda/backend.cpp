@@ -156,6 +156,7 @@ struct split_experts {
     tensor gate, up, down;              // on the device, ne[2] = slots (unset when slots = 0)
     device_memory slot_of;              // n_expert int32 on the device: the expert's slot, -1 on the host
     std::vector<int32_t> slot_of_host;  // the same on the host (the device's copy follows it in stream order)
+    std::vector<int32_t> expert_in_slot;  // its inverse: `slots` entries, the expert each slot holds (-1: none)
 };
 
 class cuda_backend final : public backend {
@@ -386,6 +387,7 @@ void cuda_backend::place_split_experts(const model_config& c, const layer_weight
     se.host_up = l.ffn_up_exps;
     se.host_down = l.ffn_down_exps;
     se.slot_of_host.assign(size_t(c.n_expert), -1);
+    se.expert_in_slot.assign(size_t(slots), -1);
     se.slot_of = device_memory(api_, ctx_, size_t(c.n_expert) * sizeof(int32_t));
     if (slots > 0) {
         auto slot_tensor = [&](const tensor& host, tensor& dev) {
@@ -420,6 +422,7 @@ void cuda_backend::load_experts(split_experts& se, const std::vector<expert_cach
     for (const expert_cache::load& ld : loads) {
         if (ld.evicted >= 0) se.slot_of_host[size_t(ld.evicted)] = -1;
         se.slot_of_host[size_t(ld.expert)] = ld.slot;
+        se.expert_in_slot[size_t(ld.slot)] = ld.expert;
         for (const auto& [host, dev] : {std::pair{&se.host_gate, &se.gate}, std::pair{&se.host_up, &se.up}, std::pair{&se.host_down, &se.down}}) {
             const size_t bytes = size_t(host->ne[1]) * host->row_stride;  // one expert
             const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(ld.expert) * bytes;
@@ -698,14 +701,7 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
             if (cache_) {
                 cache_->access(se.layer, wave, int(count), resident_.data(), pending_loads_);
             } else {
-                for (size_t i = 0; i < count; ++i) {
-                    const int evicted = [&] {
-                        for (int e = 0; e < c.n_expert; ++e)
-                            if (se.slot_of_host[size_t(e)] == int32_t(i)) return e;
-                        return -1;
-                    }();
-                    pending_loads_.push_back({wave[i], int(i), evicted});
-                }
+                for (size_t i = 0; i < count; ++i) pending_loads_.push_back({wave[i], int(i), se.expert_in_slot[i]});
             }
             load_experts(se, pending_loads_);
             loads_ += pending_loads_.size();
@@ -721,6 +717,7 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
         // Without the cache the slots hold the layer's first experts: put them back.
         pending_loads_.clear();
         std::fill(se.slot_of_host.begin(), se.slot_of_host.end(), -1);
+        std::fill(se.expert_in_slot.begin(), se.expert_in_slot.end(), -1);
         for (int i = 0; i < se.slots; ++i) pending_loads_.push_back({i, i, -1});
         load_experts(se, pending_loads_);
     }

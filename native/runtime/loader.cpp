@@ -198,14 +198,10 @@ model_info model_get_info(const model& m) {
     const model_weights& w = m.weights;
     double active = elems(w.token_embd) + elems(w.output_norm) + (w.output.data != w.token_embd.data ? elems(w.output) : 0.0);
     for (const layer_weights& l : w.layers) {
-        for (const tensor* t : {&l.attn_norm, &l.wqkv, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.wo,
-                                &l.wq_a, &l.attn_q_a_norm, &l.wq_b, &l.wkv_a_mqa, &l.attn_kv_a_norm, &l.wk_b, &l.wv_b, &l.ffn_norm,
-                                &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp, &l.ffn_exp_probs_b, &l.ffn_gate_shexp,
-                                &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
-            active += elems(*t);
-        }
-        const double routed = elems(l.ffn_gate_exps) + elems(l.ffn_up_exps) + elems(l.ffn_down_exps);
-        if (routed > 0) active += routed * double(c.n_expert_used) / double(c.n_expert);
+        for_each_layer_tensor(l, [&](const tensor& t, bool) {
+            if (!t) return;
+            active += is_routed_experts(l, t) ? elems(t) * double(c.n_expert_used) / double(c.n_expert) : elems(t);
+        });
     }
     info.n_params_active = uint64_t(active);
     info.cpu_path = m.compute->kernel_path();

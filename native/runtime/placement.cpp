@@ -18,12 +18,9 @@ uint64_t bytes_of(const tensor& t) { return t ? uint64_t(t.rows()) * uint64_t(t.
 // Every non-expert weight of a layer (the routed experts are ffn_{gate,up,down}_exps).
 uint64_t layer_dense_bytes(const layer_weights& l) {
     uint64_t sum = 0;
-    for (const tensor* t : {&l.attn_norm, &l.wqkv, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.attn_q_norm, &l.attn_k_norm, &l.wo,
-                            &l.wq_a, &l.attn_q_a_norm, &l.wq_b, &l.wkv_a_mqa, &l.attn_kv_a_norm, &l.wk_b, &l.wv_b, &l.ffn_norm,
-                            &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.ffn_gate_inp, &l.ffn_exp_probs_b, &l.ffn_gate_shexp,
-                            &l.ffn_up_shexp, &l.ffn_down_shexp, &l.ffn_gate_inp_shexp}) {
-        sum += bytes_of(*t);
-    }
+    for_each_layer_tensor(l, [&](const tensor& t, bool) {
+        if (!is_routed_experts(l, t)) sum += bytes_of(t);
+    });
     return sum;
 }
 
