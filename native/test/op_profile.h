@@ -2,7 +2,9 @@
 // per op (matmuls by tensor name without the layer prefix, "attn_q.weight"), its calls, wall
 // time and the weight bytes it read, so a decode step's time can be set against the bytes it must
 // stream. The wrapped backend must compute synchronously (the CPU does; a GPU's times would be
-// its launches). Not part of the library: a measuring tool for the drivers in native/test/.
+// its launches). An activation observer set on it does not reach the wrapped backend (set_observer
+// is not virtual), so importance-matrix runs are not profiled. Not part of the library: a
+// measuring tool for the drivers in native/test/.
 #pragma once
 
 #include <chrono>
