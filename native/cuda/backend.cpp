@@ -245,6 +245,7 @@ private:
     void upload_tensor(tensor& t);
     void place_split_experts(const model_config& c, const layer_weights& l, int layer, int slots);
     void load_experts(split_experts& se, const std::vector<expert_cache::load>& loads);
+    void upload_expert(const split_experts& se, const tensor& gate, const tensor& up, const tensor& down, int expert, int slot);
     expert_cache_counters expert_cache_stats() const override {
         if (!cache_) return {};
         return {cache_->hits() - warm_.hits, cache_->misses() - warm_.misses, loads_};
@@ -286,6 +287,8 @@ private:
 };
 
 size_t tensor_bytes(const tensor& t) { return size_t(t.rows()) * t.row_stride; }
+// One expert's matrix of a (ne0, ne1, n_expert) tensor, in bytes.
+size_t expert_bytes(const tensor& t) { return size_t(t.ne[1]) * t.row_stride; }
 
 void cuda_backend::place_weights(const model_config& c, model_weights& w, const weight_placement& p) {
     // Which layers keep experts on the host: slots < n_expert.
@@ -363,9 +366,9 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w, const 
             if (!split_layer(il)) continue;
             const layer_weights& l = placed.layers[il];
             slotless = slotless || slots_of(il) == 0;
-            gate_bytes = std::max<uint64_t>(gate_bytes, uint64_t(l.ffn_gate_exps.ne[1]) * l.ffn_gate_exps.row_stride);
-            up_bytes = std::max<uint64_t>(up_bytes, uint64_t(l.ffn_up_exps.ne[1]) * l.ffn_up_exps.row_stride);
-            down_bytes = std::max<uint64_t>(down_bytes, uint64_t(l.ffn_down_exps.ne[1]) * l.ffn_down_exps.row_stride);
+            gate_bytes = std::max<uint64_t>(gate_bytes, expert_bytes(l.ffn_gate_exps));
+            up_bytes = std::max<uint64_t>(up_bytes, expert_bytes(l.ffn_up_exps));
+            down_bytes = std::max<uint64_t>(down_bytes, expert_bytes(l.ffn_down_exps));
         }
         if (slotless && p.staging_slots > 0) {
             stage_slots_ = p.staging_slots;
@@ -393,7 +396,7 @@ void cuda_backend::place_split_experts(const model_config& c, const layer_weight
         auto slot_tensor = [&](const tensor& host, tensor& dev) {
             dev = host;
             dev.ne[2] = slots;
-            device_memory m(api_, ctx_, size_t(host.ne[1]) * host.row_stride * size_t(slots));
+            device_memory m(api_, ctx_, expert_bytes(host) * size_t(slots));
             dev.data = m.get();
             dev.location = memory_location::device;
             weights_.push_back(std::move(m));
@@ -423,15 +426,21 @@ void cuda_backend::load_experts(split_experts& se, const std::vector<expert_cach
         if (ld.evicted >= 0) se.slot_of_host[size_t(ld.evicted)] = -1;
         se.slot_of_host[size_t(ld.expert)] = ld.slot;
         se.expert_in_slot[size_t(ld.slot)] = ld.expert;
-        for (const auto& [host, dev] : {std::pair{&se.host_gate, &se.gate}, std::pair{&se.host_up, &se.up}, std::pair{&se.host_down, &se.down}}) {
-            const size_t bytes = size_t(host->ne[1]) * host->row_stride;  // one expert
-            const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(ld.expert) * bytes;
-            uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(dev->data)) + size_t(ld.slot) * bytes;
-            check(*api_, ctx_, api_->upload_async(ctx_, dst, src, bytes), "cuda: expert into its slot");
-        }
+        upload_expert(se, se.gate, se.up, se.down, ld.expert, ld.slot);
     }
     check(*api_, ctx_, api_->upload_async(ctx_, se.slot_of.get(), se.slot_of_host.data(), se.slot_of_host.size() * sizeof(int32_t)),
           "cuda: expert slot map");
+}
+
+// Queues the copy of host expert `expert`'s gate, up and down matrices (se's host tensors) into
+// slot `slot` of the device tensors gate, up and down (the layer's slots or the staging slots).
+void cuda_backend::upload_expert(const split_experts& se, const tensor& gate, const tensor& up, const tensor& down, int expert, int slot) {
+    for (const auto& [host, dev] : {std::pair{&se.host_gate, &gate}, std::pair{&se.host_up, &up}, std::pair{&se.host_down, &down}}) {
+        const size_t bytes = expert_bytes(*host);
+        const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(expert) * bytes;
+        uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(dev->data)) + size_t(slot) * bytes;
+        check(*api_, ctx_, api_->upload_async(ctx_, dst, src, bytes), "cuda: expert into a slot");
+    }
 }
 
 void cuda_backend::upload_tensor(tensor& t) {
@@ -580,13 +589,12 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     on_host_.assign(se.slot_of_host.size(), 0);
     int64_t host_rows = 0;
     uint64_t host_bytes = 0;
-    const uint64_t expert_bytes = uint64_t(se.host_gate.ne[1]) * se.host_gate.row_stride + uint64_t(se.host_up.ne[1]) * se.host_up.row_stride +
-                                  uint64_t(se.host_down.ne[1]) * se.host_down.row_stride;
+    const uint64_t one_expert = expert_bytes(se.host_gate) + expert_bytes(se.host_up) + expert_bytes(se.host_down);
     for (size_t r = 0; r < n_rows; ++r) {
         const int32_t e = hids[r];
         if (se.slot_of_host[size_t(e)] >= 0) continue;
         ++host_rows;
-        if (!on_host_[size_t(e)]) host_bytes += expert_bytes;
+        if (!on_host_[size_t(e)]) host_bytes += one_expert;
         on_host_[size_t(e)] = 1;
     }
     float* h = scratch(slot::expert_h, n_rows * size_t(c.n_ff_exp));
@@ -685,12 +693,7 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
             for (size_t i = 0; i < count; ++i) {
                 const int e = wave_experts_[first + i];
                 map[e] = int32_t(i);
-                for (const auto& [host, dev] : {std::pair{&se.host_gate, &gate}, std::pair{&se.host_up, &up}, std::pair{&se.host_down, &down}}) {
-                    const size_t bytes = size_t(host->ne[1]) * host->row_stride;
-                    const uint8_t* src = static_cast<const uint8_t*>(host->data) + size_t(e) * bytes;
-                    uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(dev->data)) + i * bytes;
-                    check(*api_, ctx_, api_->upload_async(ctx_, dst, src, bytes), "cuda: expert into a staging slot");
-                }
+                upload_expert(se, gate, up, down, e, int(i));
             }
         } else {
             // Through the cache: the wave's experts take the least recently used slots (none of

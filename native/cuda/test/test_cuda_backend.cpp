@@ -498,18 +498,16 @@ void test_model(const std::string& path, int n_prompt, int n_greedy) {
             const placement_plan all = plan_placement(*mc, placements[0].request);
             half.device_budget = all.device_total() - all.device_experts / 2;
             placement_request host_waves = host, half_waves = half, half_fixed = half;
-            host_waves.batch_offload = half_waves.batch_offload = weight_placement::batch_offload::always;
+            host_waves.batch_offload = half_waves.batch_offload = half_fixed.batch_offload = weight_placement::batch_offload::always;
             host.batch_offload = half.batch_offload = weight_placement::batch_offload::never;
             half_fixed.expert_cache = false;
             placements.push_back({" [experts on the host]", host});
             placements.push_back({" [experts split]", half});
             // Every batch's host rows computed on the device instead, the experts copied in waves
-            // (through staging slots, through the cache's slots, through fixed slots), and the
-            // cost model's choice with fixed slots.
+            // (through staging slots, through the cache's slots, through fixed slots).
             if (g_waves) {
                 placements.push_back({" [experts on the host, waves]", host_waves});
                 placements.push_back({" [experts split, waves]", half_waves});
-                half_fixed.batch_offload = weight_placement::batch_offload::always;
                 placements.push_back({" [experts split, fixed slots, waves]", half_fixed});
             }
         }
