@@ -23,6 +23,9 @@ struct tensor {
     memory_location location = memory_location::host;
     const std::string* name = nullptr;
     int64_t slice = -1;  // which 2-D slice of a 3-D tensor this view is (expert()); -1: the whole tensor
+    // Host weights the CPU rewrote into its interleaved layout (cpu/interleave.h): groups of 16
+    // rows, each group in place of its rows; a single row is no longer contiguous.
+    bool interleaved = false;
 
     explicit operator bool() const { return data != nullptr; }
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -12,6 +12,7 @@
 #include "../base/thread_pool.h"
 #include "dispatch.h"
 #include "ffn.h"
+#include "interleave.h"
 #include "matmul.h"
 #include "ops.h"
 #include "vector_ops.h"
@@ -75,6 +76,9 @@ public:
     int threads() const override { return pool_->size(); }
     bool threads_pinned() const override { return pool_->pinned(); }
 
+    uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& writable) override {
+        return interleave_weights(w, *pool_, writable);
+    }
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<host_buffer>(n_floats); }
 
     std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) override;

@@ -55,6 +55,10 @@ struct cpu_kernels : type_traits {
     // vec_dot. The weight rows are unpacked once for all the activation rows.
     gemm_tile_fn int8_tile = nullptr;
     int int8_tile_rows = 0;
+    // int8_tile for weights in the interleaved layout (cpu/interleave.h): nw a multiple of 16, the
+    // rows as interleaved groups; bit for bit int8_tile on the same rows in place. Where a path
+    // has it, the loader interleaves the weights of this type (interleave_weights).
+    gemm_tile_fn int8_tile_interleaved = nullptr;
     // As a vec_dot_type: activation rows may carry act_extra_per_block bytes per block after the
     // blocks, which from_float_act writes and this path's kernels read (Q8_0 on the SIMD paths:
     // each block's scale as a float, read instead of a half converted per block and row; four at

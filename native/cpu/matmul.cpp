@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../base/error.h"
+#include "interleave.h"
 #include "ops.h"
 
 namespace moerun {
@@ -50,9 +51,16 @@ bool dense_uses_unrolled(const cpu_kernels& wt, int64_t k, int64_t rows) {
 // weight block is unpacked once per group instead of once per row; the group's activations stay
 // in L1 while the tile's weight rows pass through. `unrolled`: the vector-dot order, row by row.
 // float_tile_rows: weight rows per float register tile (matmul_rows; 0: the choice below).
+// `interleaved`: the weights are in the interleaved layout (cpu/interleave.h; r0 and r1 multiples
+// of 16), which only the type's interleaved tile reads.
 void dot_tile(const cpu_kernels& wt, bool unrolled, int64_t k, const uint8_t* wb, size_t w_row, int64_t r0, int64_t r1,
-              const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n, int float_tile_rows = 0) {
+              const uint8_t* xb, size_t xq_row, int64_t i0, int64_t i1, float* y, int64_t n, int float_tile_rows = 0,
+              bool interleaved = false) {
     constexpr int64_t k_act_group = 8;
+    if (interleaved) {
+        wt.int8_tile_interleaved(k, wb + size_t(r0) * w_row, w_row, r1 - r0, xb + size_t(i0) * xq_row, xq_row, i1 - i0, y + i0 * n + r0, n);
+        return;
+    }
     if (unrolled) {
         for (int64_t i = i0; i < i1; ++i) {
             const uint8_t* xi = xb + size_t(i) * xq_row;
@@ -139,7 +147,7 @@ void matmul_multi(thread_pool& pool, const tensor* const* ws, float* const* ys, 
         const int64_t n = ws[j]->ne[1];
         const int64_t r0 = (tile - first_tile[j]) * k_row_tile, r1 = std::min(n, r0 + k_row_tile);
         const uint8_t* wb = static_cast<const uint8_t*>(ws[j]->data);
-        dot_tile(wt, view_unrolled || dense_uses_unrolled(wt, k, n), k, wb, w_row, r0, r1, xb, xq_row, 0, m, ys[j], n);
+        dot_tile(wt, view_unrolled || dense_uses_unrolled(wt, k, n), k, wb, w_row, r0, r1, xb, xq_row, 0, m, ys[j], n, 0, ws[j]->interleaved);
     });
 }
 
@@ -159,7 +167,7 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
     if (jobs.size() == 0) return;
     for (const matmul_job& j : jobs) {
         const tensor& w0 = *jobs.begin()->w;
-        if (count == 4 || j.w->type != w0.type || j.w->ne[0] != w0.ne[0]) {
+        if (count == 4 || j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->interleaved != w0.interleaved) {
             for (const matmul_job& each : jobs) matmul(pool, *each.w, x, m, each.y, scratch);  // mixed types: one pass each
             return;
         }
@@ -180,13 +188,14 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
         for (size_t j = 0; j < jobs.size(); ++j) {
             const tensor& sw = *shared.begin()[j];
             const tensor& w = *jobs.begin()[j].w;
-            if (sw.type != w.type || sw.ne[0] != w.ne[0] || sw.ne[1] != w.ne[1] || sw.ne[2] != 1 || sw.row_bytes() != w.row_bytes()) {
+            if (sw.type != w.type || sw.ne[0] != w.ne[0] || sw.ne[1] != w.ne[1] || sw.ne[2] != 1 || sw.row_bytes() != w.row_bytes() ||
+                sw.interleaved != w.interleaved) {
                 throw error(error_code::internal, "matmul_experts: a shared weight must have its experts' type and shape");
             }
         }
     }
     for (const matmul_job& j : jobs) {
-        if (j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->ne[1] != w0.ne[1]) {
+        if (j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->ne[1] != w0.ne[1] || j.w->interleaved != w0.interleaved) {
             // Mixed types: one pass each.
             for (size_t i = 0; i < jobs.size(); ++i) {
                 if (has_shared) matmul_experts(pool, {jobs.begin()[i]}, batches, x, m, scratch, {shared.begin()[i]});
@@ -245,7 +254,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
                                       : static_cast<const uint8_t*>(job_list[j].w->data) + size_t(eb.expert) * size_t(n) * w_row;
         // Experts sum in the vector-dot order (llama.cpp's mul_mat_id), a shared expert as its dense matmul.
         const bool unrolled = is_shared ? dense_uses_unrolled(wt, k, n) : wt.vec_dot_unrolled != nullptr;
-        dot_tile(wt, unrolled, k, wb, w_row, r0, r1, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n);
+        dot_tile(wt, unrolled, k, wb, w_row, r0, r1, xb, xq_row, eb.first, eb.first + eb.count, job_list[j].y, n, 0, w0.interleaved);
     });
 }
 
@@ -259,6 +268,13 @@ void tensor_get_row(const tensor& w, int64_t r, float* dst) {
     if (!wt.to_float) {
         throw error(error_code::unsupported, format("tensor '%s' has type %s, which cannot be dequantized",
                                                     w.name ? w.name->c_str() : "?", tensor_type_name(w.type)));
+    }
+    if (w.interleaved) {  // the row's dwords gathered from its group (cpu/interleave.h)
+        thread_local std::vector<uint8_t> row;
+        row.resize(w.row_bytes());
+        deinterleave_row(w.row(r / k_interleave_rows * k_interleave_rows), w.row_bytes(), wt.type_size, int(r % k_interleave_rows), row.data());
+        wt.to_float(row.data(), dst, w.ne[0]);
+        return;
     }
     wt.to_float(w.row(r), dst, w.ne[0]);
 }

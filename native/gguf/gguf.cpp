@@ -477,7 +477,8 @@ void gguf_file::read_into(uint8_t* dst, int n_threads, const std::function<void(
 #endif
 }
 
-void gguf_file::copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step) {
+void gguf_file::copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step,
+                                 const std::function<void(uint8_t* copy, const uint8_t* base)>& edit) {
     if (in_private_memory()) return;
 #if defined(__linux__)
     const size_t size = size_t(size_);
@@ -498,6 +499,7 @@ void gguf_file::copy_into_memory(int n_threads, const std::function<void(uint64_
     madvise(copy, span, MADV_HUGEPAGE);
     try {
         read_into(copy, n_threads, step);
+        if (edit) edit(copy, base_);
         if (mprotect(copy, span, PROT_READ) != 0) throw error(error_code::io, format("gguf: mprotect: %s", std::strerror(errno)));
         // Over the mapping, atomically: its pages are unmapped and the copy's take their addresses.
         if (mremap(copy, span, span, MREMAP_MAYMOVE | MREMAP_FIXED, const_cast<uint8_t*>(base_)) == MAP_FAILED) {
@@ -509,7 +511,7 @@ void gguf_file::copy_into_memory(int n_threads, const std::function<void(uint64_
     }
     copied_ = true;
 #else
-    (void)n_threads, (void)step;
+    (void)n_threads, (void)step, (void)edit;
     throw error(error_code::unsupported, format("gguf: copying '%s' into memory needs Linux (mremap); map it instead", path_.c_str()));
 #endif
 }

@@ -97,7 +97,10 @@ public:
     // matters. Throws error(io) on a read error or a file that ends early, error(out_of_memory)
     // when the memory cannot be had, error(unsupported) where mremap is missing (not Linux).
     // Nothing changes unless it succeeds. Does nothing for open_memory's copy.
-    void copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step);
+    // edit(copy, base), if given, runs once the copy is filled and before it is sealed read-only:
+    // file byte base[i] is then writable at copy[i].
+    void copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step,
+                          const std::function<void(uint8_t* copy, const uint8_t* base)>& edit = nullptr);
     // True after copy_into_memory, and for open_memory's copy: no byte is read from the file.
     bool in_private_memory() const { return copied_ || fd_ < 0; }
     // Throws error(io) when the mapped file is now shorter than when it was mapped: its tail pages

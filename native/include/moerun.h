@@ -77,6 +77,9 @@ struct model_info {
     bool placed = false;      // on a GPU: `placement` says where the weights went
     placement_plan placement;
     bool weights_copied = false;  // read from this process's memory, not the file's pages (weight_memory)
+    // Bytes of weights the backend rewrote at load into a layout of its own (the CPU's interleaved
+    // rows, cpu/interleave.h: AVX512_VNNI's Q4_K and Q5_K, when the weights are copied).
+    uint64_t weights_arranged = 0;
 };
 model_info model_get_info(const model& m);
 

@@ -26,6 +26,7 @@ struct model {
     std::string gpu_note;              // why gpu auto_detect chose the CPU
     // On a GPU: where the weights went (every routed expert on the device, or some on the host).
     bool placed = false;
+    uint64_t arranged_bytes = 0;       // weights the backend rewrote into its own layout at load
     placement_plan placement;
     // A backend runs one forward call at a time; sessions on the same model take turns per
     // evaluate call.

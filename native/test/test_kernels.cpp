@@ -17,6 +17,8 @@
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
 //   gemm_tile  every tile shape of each path's gemm_tile equals its vec_dot bit for bit
+//   interleave each path's interleaved tiles (cpu/interleave.h) equal its int8_tile on the same rows
+//              in place bit for bit; the layout gives every row back
 //   int8_tile  each path's int8 GEMM tiles (cpu/kernels.h) equal its vec_dot bit for bit, and the
 //              reference within the vec_dot bound
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
@@ -40,6 +42,7 @@
 #include <vector>
 
 #include "../cpu/dispatch.h"
+#include "../cpu/interleave.h"
 #include "../cpu/matmul.h"
 #include "../base/thread_pool.h"
 #include "../cpu/vector_ops.h"
@@ -458,6 +461,51 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
                   c.dot_max, mismatches, outputs));
 }
 
+// interleave: the interleaved layout (cpu/interleave.h) gives back each row (deinterleave_row), and
+// the path's interleaved tile over 32 interleaved rows equals its int8_tile over the same rows in
+// place, bit for bit, for every activation row count across its direct and packed passes.
+void check_interleaved_tile(cpu_path path, const type_case& c, size_t n) {
+    const type_traits& r = type_traits_reference(c.type);
+    const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
+    if (!p.int8_tile_interleaved) return;
+    const int rows = 2 * k_interleave_rows, max_nx = 19;
+    const size_t wrow = row_size(c.type, int64_t(n)), arow = act_row_bytes(path, r.vec_dot_type, n);
+    std::vector<uint8_t> w(wrow * rows), inter(w.size()), act(arow * max_nx);
+    for (int i = 0; i < rows; ++i) {
+        const std::vector<uint8_t> q = weight_row(c.type, n, 9000 + uint32_t(i));
+        std::copy(q.begin(), q.end(), w.begin() + std::ptrdiff_t(size_t(i) * wrow));
+    }
+    for (int j = 0; j < max_nx; ++j) {
+        const std::vector<uint8_t> a = act_quantize(path, r.vec_dot_type, gaussian(n, 9500 + uint32_t(j)));
+        std::copy(a.begin(), a.end(), act.begin() + std::ptrdiff_t(size_t(j) * arow));
+    }
+    size_t round_trip = 0;
+    for (int g = 0; g < rows / k_interleave_rows; ++g) {
+        const size_t at = size_t(g) * k_interleave_rows * wrow;
+        interleave_group(w.data() + at, wrow, r.type_size, inter.data() + at);
+        std::vector<uint8_t> back(wrow);
+        for (int i = 0; i < k_interleave_rows; ++i) {
+            deinterleave_row(inter.data() + at, wrow, r.type_size, i, back.data());
+            round_trip += std::memcmp(back.data(), w.data() + at + size_t(i) * wrow, wrow) != 0;
+        }
+    }
+    size_t mismatches = 0, outputs = 0;
+    for (int nx = 1; nx <= max_nx; ++nx) {
+        const int64_t stride = rows + 1;
+        std::vector<float> want(size_t(nx * stride), -1.0f), got(want.size(), -1.0f);
+        for (int r0 = 0; r0 < rows; r0 += p.int8_tile_rows) {
+            p.int8_tile(int64_t(n), w.data() + size_t(r0) * wrow, wrow, std::min(p.int8_tile_rows, rows - r0), act.data(), arow, nx,
+                        want.data() + r0, stride);
+        }
+        p.int8_tile_interleaved(int64_t(n), inter.data(), wrow, rows, act.data(), arow, nx, got.data(), stride);
+        for (size_t i = 0; i < want.size(); ++i) mismatches += std::memcmp(&want[i], &got[i], 4) != 0;
+        outputs += want.size();
+    }
+    report(round_trip == 0 && mismatches == 0, "interleave",
+           format("%-6s %-6s %zu rows not given back; %zu of %zu outputs differ from int8_tile on the rows in place", cpu_path_name(path),
+                  r.name, round_trip, mismatches, outputs));
+}
+
 void check_path(cpu_path path, const type_case& c) {
     const type_traits& r = type_traits_reference(c.type);
     const cpu_kernels& p = cpu_kernels_for_path(path, c.type);
@@ -499,6 +547,8 @@ void check_path(cpu_path path, const type_case& c) {
     check_tile(path, c, n);
     check_int8_tile(path, c, n);
     check_int8_tile(path, c, n + 2 * size_t(r.block_size));  // rows whose block count is not a multiple of 4
+    check_interleaved_tile(path, c, n);
+    check_interleaved_tile(path, c, n + size_t(r.block_size));  // an odd block count
 }
 
 // ---- llama.cpp's summation orders, emulated in scalar code ----

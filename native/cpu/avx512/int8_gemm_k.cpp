@@ -272,42 +272,75 @@ struct packed_q6_k {
 template <typename B>
 using packed_k = std::conditional_t<std::is_same_v<B, block_q6_K>, packed_q6_k, packed_q45_k>;
 
-// Packs super-block b of the tile's rows (row[r]: the rows' first bytes).
-template <typename B>
-inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q45_k* out) {
-    const size_t at = size_t(b) * sizeof(B);
-    // The block's first 16 bytes: d | dmin << 16, then scales[0..3], [4..7], [8..11]; unpacked as
-    // unpack_scales_min_k4 does, in 32-bit lanes.
+// Where a Q4_K/Q5_K tile's 16 rows come from, as dwords of one super-block in lanes:
+// dwords(i, out) puts dwords i..i+3 of each row's block b in out[0..4), row r in lane r.
+struct rows_in_place {  // the file's layout: a 16 x 4 transpose per call
+    const uint8_t* const* row;  // the rows' first bytes
+    template <typename B>
+    MOERUN_ALWAYS_INLINE void dwords(int64_t b, int i, __m512i out[4]) const {
+        transpose_16x4(row, size_t(b) * sizeof(B) + 4 * size_t(i), out);
+    }
+};
+struct rows_interleaved {  // interleaved rows (cpu/interleave.h): already in lanes
+    const uint8_t* group;  // the group's first byte
+    template <typename B>
+    MOERUN_ALWAYS_INLINE void dwords(int64_t b, int i, __m512i out[4]) const {
+        const uint8_t* p = group + size_t(b) * sizeof(B) * k_tile_rows + 64 * size_t(i);
+        MOERUN_UNROLL
+        for (int j = 0; j < 4; ++j) out[j] = _mm512_loadu_si512(p + 64 * j);
+    }
+};
+
+// The block head's dwords 0..3 (d | dmin << 16, then scales[0..3], [4..7], [8..11]) of 16 rows in
+// lanes, unpacked as unpack_scales_min_k4 does: d and dmin as floats, scales[j] and mins[j] (j < 8)
+// as int32 in byte j % 4 of s03/m03 (j < 4) or s47/m47.
+struct q45_k_head {
+    __m512 d, dmin;
+    __m512i s03, m03, s47, m47;
+};
+MOERUN_ALWAYS_INLINE inline q45_k_head unpack_q45_k_head(const __m512i head[4]) {
+    q45_k_head h;
+    h.d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+    h.dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
+    const __m512i low6 = bytes(0x3F), low4 = bytes(0xF);
+    h.s03 = _mm512_and_si512(head[1], low6);
+    h.m03 = _mm512_and_si512(head[2], low6);
+    h.s47 = _mm512_or_si512(_mm512_and_si512(head[3], low4), move_bits(head[1], 6, 4, 0x30));
+    h.m47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(head[3], 4), low4), move_bits(head[2], 6, 4, 0x30));
+    return h;
+}
+// Byte j % 4 of v's dwords (scale or min j of q45_k_head), as int32.
+MOERUN_ALWAYS_INLINE inline __m512i head_byte(__m512i v, int j) {
+    return _mm512_and_si512(_mm512_srli_epi32(v, unsigned(8 * (j % 4))), _mm512_set1_epi32(0xFF));
+}
+
+// Packs super-block b of the tile's rows from `src` (rows_in_place or rows_interleaved).
+template <typename B, typename Source>
+inline void pack_super_block(const Source& src, int64_t b, packed_q45_k* out) {
     static_assert(offsetof(B, d) == 0 && offsetof(B, dmin) == 2 && offsetof(B, scales) == 4);
     __m512i head[4];
-    transpose_16x4(row, at, head);
-    out->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
-    out->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
-    const __m512i low6 = bytes(0x3F), low4 = bytes(0xF);
-    const __m512i s03 = _mm512_and_si512(head[1], low6), m03 = _mm512_and_si512(head[2], low6);
-    const __m512i s47 = _mm512_or_si512(_mm512_and_si512(head[3], low4), move_bits(head[1], 6, 4, 0x30));
-    const __m512i m47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(head[3], 4), low4), move_bits(head[2], 6, 4, 0x30));
-    const __m512i byte0 = _mm512_set1_epi32(0xFF);
+    src.template dwords<B>(b, 0, head);
+    const q45_k_head hd = unpack_q45_k_head(head);
+    out->d = hd.d;
+    out->dmin = hd.dmin;
     MOERUN_UNROLL
-    for (int j = 0; j < 4; ++j) {
-        out->scale[j] = _mm512_and_si512(_mm512_srli_epi32(s03, unsigned(8 * j)), byte0);
-        out->scale[j + 4] = _mm512_and_si512(_mm512_srli_epi32(s47, unsigned(8 * j)), byte0);
-        const __m512i mlo = _mm512_and_si512(_mm512_srli_epi32(m03, unsigned(8 * j)), byte0);
-        const __m512i mhi = _mm512_and_si512(_mm512_srli_epi32(m47, unsigned(8 * j)), byte0);
-        out->min[j] = _mm512_or_si512(mlo, _mm512_slli_epi32(mlo, 16));
-        out->min[j + 4] = _mm512_or_si512(mhi, _mm512_slli_epi32(mhi, 16));
+    for (int j = 0; j < 8; ++j) {
+        out->scale[j] = head_byte(j < 4 ? hd.s03 : hd.s47, j);
+        const __m512i m = head_byte(j < 4 ? hd.m03 : hd.m47, j);
+        out->min[j] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
     }
+    const __m512i low4 = bytes(0xF);
     // Q5_K: dword j of qh (bytes 4j..4j+3, elements 32k + 4j.. at bit k) in h[j]
     __m512i h[8];
     if constexpr (std::is_same_v<B, block_q5_K>) {
-        transpose_16x4(row, at + offsetof(B, qh), h);
-        transpose_16x4(row, at + offsetof(B, qh) + 16, h + 4);
+        src.template dwords<B>(b, offsetof(B, qh) / 4, h);
+        src.template dwords<B>(b, offsetof(B, qh) / 4 + 4, h + 4);
     }
     MOERUN_UNROLL
     for (int c = 0; c < 4; ++c) {  // 64 elements: byte l of qs[32c..] holds 64c + l and 64c + 32 + l
         __m512i v[8];
-        transpose_16x4(row, at + offsetof(B, qs) + 32 * c, v);
-        transpose_16x4(row, at + offsetof(B, qs) + 32 * c + 16, v + 4);
+        src.template dwords<B>(b, offsetof(B, qs) / 4 + 8 * c, v);
+        src.template dwords<B>(b, offsetof(B, qs) / 4 + 8 * c + 4, v + 4);
         MOERUN_UNROLL
         for (int j = 0; j < 8; ++j) {
             __m512i lo = _mm512_and_si512(v[j], low4), hi = _mm512_and_si512(_mm512_srli_epi16(v[j], 4), low4);
@@ -322,7 +355,8 @@ inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q45_k*
 }
 
 template <typename B>
-inline void pack_super_block(const uint8_t* const* row, int64_t b, packed_q6_k* out) {
+inline void pack_super_block(const rows_in_place& src, int64_t b, packed_q6_k* out) {
+    const uint8_t* const* row = src.row;
     const size_t at = size_t(b) * sizeof(block_q6_K);
     __m512i s[4];  // scales 4k..4k+3 in s[k]
     transpose_16x4(row, at + offsetof(block_q6_K, scales), s);
@@ -459,11 +493,139 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
     packed_k<B>* const packed = scratch.data();
     const uint8_t* row[k_tile_rows];
     tile_row_pointers(w, w_row, nw, row);
-    for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(row, b, &packed[b]);
+    for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(rows_in_place{row}, b, &packed[b]);
     const __mmask16 store = tile_store_mask(nw);
     for_token_passes(nx, [&](auto tokens, int64_t i) {
         tile_tokens<decltype(tokens)::value, B>(packed, nb, x + size_t(i) * x_row, x_row, y + i * y_stride, y_stride, store);
     });
+}
+
+// ---- interleaved weights (cpu/interleave.h): Q4_K and Q5_K ----
+//
+// A group of 16 rows stores super-block b's dword i of row r at dword 16 (b dwords + i) + r
+// (dwords = sizeof(B) / 4), so one 64-byte load gives a dword of all 16 rows in lanes: the packed
+// tile's registers without its 16 x 4 transposes. Few activation rows (decode) run on the
+// weights as they are, unpacking each super-block in registers (interleaved_tokens); more are
+// packed as by int8_tile_k, from these loads, then run as its passes. Both sum as tile_tokens
+// does, so the results are bit for bit int8_tile_k's on the same rows.
+
+// Super-blocks the decode kernel prefetches ahead (2.3 KB each for Q4_K): bench_matmul's
+// interleaved rows from DRAM, 1 thread, Zen 5, Q4_K k 2048: none 23 GB/s, 1 ahead 30, 2 45,
+// 4 48, 8 26-29.
+constexpr int k_interleaved_prefetch = 4;
+
+// T (1..4) activation rows against one interleaved group of nb super-blocks: y[t * y_stride + r].
+// Per super-block: the head unpacked once (unpack_q45_k_head), then per chunk of 64 quants its 8
+// dwords of quants loaded and split into nibbles once for all T rows; per row two chains of 8
+// vpdpbusd (sub-blocks 2c and 2c + 1) weighted by the rows' scales, the mins through the bsums.
+template <int T, typename B>
+inline void interleaved_tokens(const uint8_t* group, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride) {
+    static_assert(T >= 1 && T <= 4, "4 rows keep 5 T + 4 accumulators in the 32 registers");
+    constexpr bool q5 = std::is_same_v<B, block_q5_K>;
+    constexpr int dwords = int(sizeof(B) / 4), qs_at = int(offsetof(B, qs) / 4);
+    const block_q8_K* xq[T];
+    __m512 acc[T];
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) {
+        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
+        acc[t] = _mm512_setzero_ps();
+    }
+    const __m512i low4 = bytes(0xF);
+    const rows_interleaved src{group};
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* next = group + size_t(b + k_interleaved_prefetch) * sizeof(B) * k_tile_rows;
+        MOERUN_UNROLL
+        for (int l = 0; l < dwords; ++l) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
+        __m512i head[4];
+        src.dwords<B>(b, 0, head);
+        const q45_k_head hd = unpack_q45_k_head(head);
+        __m512i qh[8];
+        if constexpr (q5) {
+            src.dwords<B>(b, offsetof(B, qh) / 4, qh);
+            src.dwords<B>(b, offsetof(B, qh) / 4 + 4, qh + 4);
+        }
+        __m512i isum[T], msum[T];
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) isum[t] = msum[t] = _mm512_setzero_si512();
+        const uint8_t* qs = group + size_t(b) * sizeof(B) * k_tile_rows + 64 * size_t(qs_at);
+        MOERUN_UNROLL
+        for (int c = 0; c < 4; ++c) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high)
+            __m512i dlo[T], dhi[T];
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) dlo[t] = dhi[t] = _mm512_setzero_si512();
+            MOERUN_UNROLL
+            for (int k = 0; k < 8; ++k) {
+                const __m512i v = _mm512_loadu_si512(qs + 64 * (8 * c + k));
+                __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                if constexpr (q5) {
+                    lo = _mm512_or_si512(lo, move_bits(qh[k], 2 * c, 4, 0x10));
+                    hi = _mm512_or_si512(hi, move_bits(qh[k], 2 * c + 1, 4, 0x10));
+                }
+                MOERUN_UNROLL
+                for (int t = 0; t < T; ++t) {
+                    const int8_t* a = xq[t][b].qs + 64 * c + 4 * k;
+                    dlo[t] = _mm512_dpbusd_epi32(dlo[t], lo, bcast_i32(a));
+                    dhi[t] = _mm512_dpbusd_epi32(dhi[t], hi, bcast_i32(a + 32));
+                }
+            }
+            const __m512i sv = c < 2 ? hd.s03 : hd.s47, mv = c < 2 ? hd.m03 : hd.m47;
+            const __m512i s_lo = head_byte(sv, 2 * c), s_hi = head_byte(sv, 2 * c + 1);
+            const __m512i m_lo = head_byte(mv, 2 * c), m_hi = head_byte(mv, 2 * c + 1);
+            const __m512i mp_lo = _mm512_or_si512(m_lo, _mm512_slli_epi32(m_lo, 16)), mp_hi = _mm512_or_si512(m_hi, _mm512_slli_epi32(m_hi, 16));
+            MOERUN_UNROLL
+            for (int t = 0; t < T; ++t) {
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dlo[t], s_lo));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dhi[t], s_hi));
+                msum[t] = _mm512_dpwssd_epi32(msum[t], mp_lo, bcast_i32(xq[t][b].bsums + 4 * c));
+                msum[t] = _mm512_dpwssd_epi32(msum[t], mp_hi, bcast_i32(xq[t][b].bsums + 4 * c + 2));
+            }
+        }
+        MOERUN_UNROLL
+        for (int t = 0; t < T; ++t) {
+            const __m512 dy = _mm512_set1_ps(xq[t][b].d);
+            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(hd.d, dy), _mm512_cvtepi32_ps(isum[t])),
+                                           _mm512_mul_ps(_mm512_mul_ps(hd.dmin, dy), _mm512_cvtepi32_ps(msum[t])));
+            acc[t] = _mm512_add_ps(acc[t], v);
+        }
+    }
+    MOERUN_UNROLL
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * y_stride, acc[t]);
+}
+
+// Up to this many activation rows the interleaved tile runs on the weights as they are; more are
+// packed first.
+constexpr int64_t k_interleaved_direct_max_tokens = 4;
+
+// int8_tile's arguments, with the nw rows (a multiple of 16) interleaved groups.
+template <typename B>
+void int8_tile_k_interleaved(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
+                             int64_t y_stride) {
+    const int64_t nb = n / 256;
+    const uint8_t* w = static_cast<const uint8_t*>(vw);
+    const uint8_t* x = static_cast<const uint8_t*>(vx);
+    for (int64_t r0 = 0; r0 < nw; r0 += k_tile_rows) {
+        const uint8_t* group = w + size_t(r0) * w_row;
+        if (nx <= k_interleaved_direct_max_tokens) {
+            for (int64_t i = 0; i < nx; i += 4) {
+                const uint8_t* xi = x + size_t(i) * x_row;
+                float* yi = y + i * y_stride + r0;
+                switch (std::min<int64_t>(4, nx - i)) {
+                    case 4: interleaved_tokens<4, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    case 3: interleaved_tokens<3, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    case 2: interleaved_tokens<2, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    default: interleaved_tokens<1, B>(group, nb, xi, x_row, yi, y_stride); break;
+                }
+            }
+            continue;
+        }
+        thread_local std::vector<packed_q45_k> scratch;
+        if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
+        for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(rows_interleaved{group}, b, &scratch[size_t(b)]);
+        for_token_passes(nx, [&](auto tokens, int64_t i) {
+            tile_tokens<decltype(tokens)::value, B>(scratch.data(), nb, x + size_t(i) * x_row, x_row, y + i * y_stride + r0, y_stride,
+                                                    __mmask16(0xFFFF));
+        });
+    }
 }
 
 // ---- AMX (amx.h): K-quant super-blocks as whole-width tiles ----
@@ -513,7 +675,7 @@ template <typename B>
 inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_k<B>* tmp, packed_amx<B>* out) {
     constexpr bool q6 = std::is_same_v<B, block_q6_K>;
     constexpr int regs_per_scale = q6 ? 4 : 8;  // sub-blocks of 16 (Q6_K) or 32 quants
-    pack_super_block<B>(row, b, tmp);
+    pack_super_block<B>(rows_in_place{row}, b, tmp);
     MOERUN_UNROLL
     for (int reg = 0; reg < 64; ++reg) {
         __m512i lo, hi;
@@ -726,6 +888,14 @@ void int8_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const vo
 }
 void int8_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     int8_tile_k<block_q6_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void int8_tile_q4_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                                int64_t y_stride) {
+    int8_tile_k_interleaved<block_q4_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void int8_tile_q5_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                                int64_t y_stride) {
+    int8_tile_k_interleaved<block_q5_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     amx_tile_k<block_q4_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);

@@ -86,10 +86,12 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::Q4_K).vec_dot_n = avx512::vec_dot_n_q4_k_int8;
         at(T::Q4_K).int8_tile = avx512::int8_tile_q4_k;
         at(T::Q4_K).int8_tile_rows = 16;
+        at(T::Q4_K).int8_tile_interleaved = avx512::int8_tile_q4_k_interleaved;
         at(T::Q5_K).vec_dot = avx512::vec_dot_q5_k_int8;
         at(T::Q5_K).vec_dot_n = avx512::vec_dot_n_q5_k_int8;
         at(T::Q5_K).int8_tile = avx512::int8_tile_q5_k;
         at(T::Q5_K).int8_tile_rows = 16;
+        at(T::Q5_K).int8_tile_interleaved = avx512::int8_tile_q5_k_interleaved;
         at(T::Q6_K).vec_dot = avx512::vec_dot_q6_k_int8;
         at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k_int8;
         at(T::Q6_K).int8_tile = avx512::int8_tile_q6_k;
@@ -173,6 +175,9 @@ void cpu_register_amx(cpu_kernels* table) {
     at(T::Q5_K).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q6_K).int8_tile = avx512::amx_tile_q6_k;
     at(T::Q6_K).int8_tile_rows = avx512::k_amx_rows_per_call;
+    // The AMX tiles pack from rows in place: weights stay in the file's layout on this path.
+    at(T::Q4_K).int8_tile_interleaved = nullptr;
+    at(T::Q5_K).int8_tile_interleaved = nullptr;
 #else
     (void)table;
 #endif

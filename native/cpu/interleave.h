@@ -1,0 +1,46 @@
+// Interleaved weight rows: the CPU's own layout for matmul weights whose type has an interleaved
+// tile on the active path (cpu_kernels::int8_tile_interleaved; the AVX512_VNNI path's Q4_K and
+// Q5_K). A group of k_interleave_rows consecutive rows keeps its bytes, 16 * row_bytes in the same
+// place, reordered:
+//
+//   dword i (< block_bytes / 4) of block b of row r  ->  dword (b * block_bytes / 4 + i) * 16 + r
+//
+// so one 64-byte load gives the same dword of all 16 rows, row r in lane r: what the int8 tiles
+// otherwise build per call with a 16 x 4 transpose per 16 bytes (avx512/int8_gemm_k.cpp). Decode
+// then unpacks a super-block of 16 rows in registers: Q4_K in cache 2.5x the in-place rows' speed
+// (330 vs 128 GFLOP/s, 1 thread, Zen 5). The results are bit for bit those of the rows in place.
+//
+// The weights are rewritten once at load, in this process's private copy of the file
+// (weight_memory copy), so the layout costs no memory: see interleave_weights.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "../backend/model_desc.h"
+#include "../base/thread_pool.h"
+
+namespace moerun {
+
+constexpr int k_interleave_rows = 16;
+
+// The group of 16 rows at `rows` (row_bytes apart, blocks of block_bytes, a multiple of 4) into
+// `out` (16 * row_bytes, not overlapping rows).
+void interleave_group(const uint8_t* rows, size_t row_bytes, size_t block_bytes, uint8_t* out);
+
+// Row r (< 16) of an interleaved group back in the file's layout: out (row_bytes).
+void deinterleave_row(const uint8_t* group, size_t row_bytes, size_t block_bytes, int r, uint8_t* out);
+
+// Whether the active path interleaves t: a host matmul weight of a type with an interleaved tile,
+// whose row count per matrix (ne[1]) is a multiple of 16, so each matrix (and each expert of a 3-D
+// weight) is whole groups.
+bool can_interleave(const tensor& t);
+
+// Interleaves every matmul weight of w that can_interleave, except the token embedding (read a
+// row at a time) and what shares its bytes, and sets tensor::interleaved. writable(p) is the
+// writable address of weight byte p. Returns the bytes interleaved. MOERUN_INTERLEAVE=0 turns it
+// off (for comparisons).
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& writable);
+
+}  // namespace moerun
