@@ -122,12 +122,13 @@ public:
     // compute with, so that never surfaces mid-run, and error(out_of_memory) naming the sizes.
     // The CPU reads the mapped file in place.
     virtual void place_weights(const model_config& c, model_weights& w, const weight_placement& p) {}
-    // Called once at load when the host weights are in this process's private memory (the file
-    // copied, model_load_params::weight_memory), before they are sealed read-only: the backend may
-    // rewrite the host weights it computes into a layout of its own and mark their tensors (the
-    // CPU: interleaved rows, cpu/interleave.h). writable(p) is the writable address of weight byte
-    // p. Returns the bytes rewritten.
-    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& writable) { return 0; }
+    // Called once at load, before the host weights are read: the backend may rewrite the host
+    // weights it computes into a layout of its own and mark their tensors (the CPU: interleaved
+    // rows, cpu/interleave.h). dst(p) is where weight byte p's rewritten bytes go: with relocate
+    // false its writable alias in this process's private copy of the file (weight_memory copy,
+    // before it is sealed read-only), with relocate true private memory that the tensors are then
+    // pointed at (mapped weights: the file pages read are released). Returns the bytes rewritten.
+    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, bool relocate) { return 0; }
     virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;
     // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
     // out_of_memory) for a type or shape the backend cannot hold.

@@ -1,6 +1,9 @@
 #include "memory.h"
 
+#include "error.h"
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -85,6 +88,29 @@ void release_pages(const void* p, size_t n) {
     if (last > first) madvise(reinterpret_cast<void*>(first), size_t(last - first), MADV_DONTNEED);
 #else
     (void)p, (void)n;
+#endif
+}
+
+private_pages::private_pages(size_t n) : size_(n) {
+#if defined(__linux__)
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw error(error_code::out_of_memory, format("cannot reserve %s of memory: %s", format_bytes(n).c_str(), std::strerror(errno)));
+    data_ = static_cast<uint8_t*>(p);
+    madvise(p, n, MADV_HUGEPAGE);
+#else
+    throw error(error_code::unsupported, "private weight memory needs Linux");
+#endif
+}
+
+private_pages::~private_pages() {
+#if defined(__linux__)
+    if (data_) munmap(data_, size_);
+#endif
+}
+
+void private_pages::seal() {
+#if defined(__linux__)
+    if (mprotect(data_, size_, PROT_READ) != 0) throw error(error_code::io, format("mprotect: %s", std::strerror(errno)));
 #endif
 }
 

@@ -34,6 +34,23 @@ bool populate_pages(const void* p, size_t n);
 // later read faults them back in. Never on anonymous memory (it would zero it). No-op elsewhere.
 void release_pages(const void* p, size_t n);
 
+// Private anonymous memory of n bytes, reserved but not committed (MAP_NORESERVE): only the pages
+// written take memory. seal() makes it read-only. Linux; elsewhere the constructor throws
+// error(unsupported).
+class private_pages {
+public:
+    explicit private_pages(size_t n);
+    ~private_pages();
+    private_pages(const private_pages&) = delete;
+    private_pages& operator=(const private_pages&) = delete;
+    uint8_t* data() const { return data_; }
+    void seal();
+
+private:
+    uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
 // "23.4 GiB": bytes for messages.
 std::string format_bytes(uint64_t bytes);
 

@@ -2,36 +2,56 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <set>
+#include <map>
 #include <vector>
 
+#include "../base/memory.h"
 #include "kernels.h"
 
 namespace moerun {
 
+namespace {
+// Where byte `at` of block b of row r goes in its group (at < block_bytes): the block's dwords
+// first, 16 rows per dword, then its last block_bytes % 4 bytes row by row.
+size_t interleaved_offset(size_t block_bytes, size_t b, int r, size_t at) {
+    const size_t dwords = block_bytes / 4, group_block = b * block_bytes * k_interleave_rows;
+    if (at < 4 * dwords) return group_block + 4 * ((at / 4) * k_interleave_rows + size_t(r)) + at % 4;
+    return group_block + 4 * dwords * k_interleave_rows + size_t(r) * (block_bytes - 4 * dwords) + (at - 4 * dwords);
+}
+}  // namespace
+
 void interleave_group(const uint8_t* rows, size_t row_bytes, size_t block_bytes, uint8_t* out) {
-    const size_t dwords = row_bytes / 4;  // per row: blocks * block_bytes / 4, in order
-    (void)block_bytes;                     // dword i of block b is dword b * block_bytes / 4 + i of the row
-    for (size_t d = 0; d < dwords; ++d) {
-        for (int r = 0; r < k_interleave_rows; ++r) std::memcpy(out + 4 * (d * k_interleave_rows + size_t(r)), rows + size_t(r) * row_bytes + 4 * d, 4);
+    // interleaved_offset, unrolled: the block's dwords 16 rows at a time, then the rows' tails.
+    const size_t dwords = block_bytes / 4, tail = block_bytes % 4;
+    for (size_t b = 0; b < row_bytes / block_bytes; ++b) {
+        uint8_t* o = out + b * block_bytes * k_interleave_rows;
+        const uint8_t* blk = rows + b * block_bytes;
+        for (size_t i = 0; i < dwords; ++i) {
+            for (int r = 0; r < k_interleave_rows; ++r, o += 4) std::memcpy(o, blk + size_t(r) * row_bytes + 4 * i, 4);
+        }
+        for (int r = 0; tail && r < k_interleave_rows; ++r, o += tail) std::memcpy(o, blk + size_t(r) * row_bytes + 4 * dwords, tail);
     }
 }
 
 void deinterleave_row(const uint8_t* group, size_t row_bytes, size_t block_bytes, int r, uint8_t* out) {
-    (void)block_bytes;
-    for (size_t d = 0; d < row_bytes / 4; ++d) std::memcpy(out + 4 * d, group + 4 * (d * k_interleave_rows + size_t(r)), 4);
+    const size_t tail = block_bytes % 4;
+    for (size_t b = 0; b < row_bytes / block_bytes; ++b) {
+        uint8_t* blk = out + b * block_bytes;
+        for (size_t at = 0; at + 4 <= block_bytes; at += 4) std::memcpy(blk + at, group + interleaved_offset(block_bytes, b, r, at), 4);
+        if (tail) std::memcpy(blk + block_bytes - tail, group + interleaved_offset(block_bytes, b, r, block_bytes - tail), tail);
+    }
 }
 
 bool can_interleave(const tensor& t) {
     if (!t || t.location != memory_location::host || t.ne[1] % k_interleave_rows != 0) return false;
     const cpu_kernels& k = cpu_kernels_of(t.type);
-    return k.int8_tile_interleaved != nullptr && k.type_size % 4 == 0 && t.row_bytes() % k.type_size == 0;
+    return k.int8_tile_interleaved != nullptr && t.row_bytes() % k.type_size == 0;
 }
 
-uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& writable) {
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, bool relocate) {
     const char* env = std::getenv("MOERUN_INTERLEAVE");
     if (env && std::strcmp(env, "0") == 0) return 0;
-    std::set<const void*> done;  // a weight whose bytes another slot shares is rewritten once
+    std::map<const void*, const void*> done;  // the weights rewritten: old bytes -> new; once each
     std::vector<tensor*> todo;
     for_each_tensor(w, [&](tensor& t, bool matmul_weight) {
         if (!matmul_weight || !can_interleave(t) || t.data == w.token_embd.data) return;
@@ -39,26 +59,40 @@ uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::func
     });
     uint64_t bytes = 0;
     for (tensor* t : todo) {
-        if (done.insert(t->data).second) {
+        if (!done.count(t->data)) {
             const size_t row = t->row_bytes(), block = cpu_kernels_of(t->type).type_size, group = row * k_interleave_rows;
-            uint8_t* const base = writable(t->data);
+            const uint8_t* const src = static_cast<const uint8_t*>(t->data);
+            uint8_t* const out = dst(src);
+            const size_t n_bytes = size_t(t->rows()) * row;
+            if (relocate) {  // the file's pages mapped by the kernel at once, not faulted in 4 KiB at a time
+                const uintptr_t page = 4096, first = reinterpret_cast<uintptr_t>(src) / page * page;
+                populate_pages(reinterpret_cast<const void*>(first), size_t(reinterpret_cast<uintptr_t>(src) + n_bytes - first));
+            }
             pool.parallel_for(t->rows() / k_interleave_rows, 1, [&](int64_t b, int64_t e) {
                 thread_local std::vector<uint8_t> tmp;
-                tmp.resize(group);
+                if (!relocate) tmp.resize(group);
                 for (int64_t g = b; g < e; ++g) {
-                    uint8_t* at = base + size_t(g) * group;
-                    interleave_group(at, row, block, tmp.data());
-                    std::memcpy(at, tmp.data(), group);
+                    uint8_t* at = out + size_t(g) * group;
+                    if (relocate) {
+                        interleave_group(src + size_t(g) * group, row, block, at);
+                    } else {
+                        interleave_group(at, row, block, tmp.data());
+                        std::memcpy(at, tmp.data(), group);
+                    }
                 }
             });
-            bytes += uint64_t(t->rows()) * row;
+            if (relocate) release_pages(src, n_bytes);
+            done[t->data] = relocate ? out : t->data;
+            bytes += n_bytes;
         }
-        t->interleaved = true;
     }
-    // A slot that shares a rewritten weight's bytes but was not eligible itself would now read
-    // interleaved bytes as rows: mark it too (the same bytes, the same type and shape).
+    // Every slot on a rewritten weight's bytes (the eligible ones and any other that shares them:
+    // it would read interleaved bytes as rows) is marked, and moved with them.
     for_each_tensor(w, [&](tensor& t, bool) {
-        if (t && !t.interleaved && done.count(t.data)) t.interleaved = true;
+        const auto it = t ? done.find(t.data) : done.end();
+        if (it == done.end()) return;
+        t.interleaved = true;
+        t.data = it->second;
     });
     return bytes;
 }

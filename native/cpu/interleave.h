@@ -1,10 +1,12 @@
 // Interleaved weight rows: the CPU's own layout for matmul weights whose type has an interleaved
-// tile on the active path (cpu_kernels::int8_tile_interleaved; the AVX512_VNNI path's Q4_K and
-// Q5_K). A group of k_interleave_rows consecutive rows keeps its bytes, 16 * row_bytes in the same
+// tile on the active path (cpu_kernels::int8_tile_interleaved; the AVX512_VNNI path's Q4_K, Q5_K
+// and Q6_K). A group of k_interleave_rows consecutive rows keeps its bytes, 16 * row_bytes in the same
 // place, reordered:
 //
-//   dword i (< block_bytes / 4) of block b of row r  ->  dword (b * block_bytes / 4 + i) * 16 + r
+//   dword i (< block_bytes / 4) of block b of row r  ->  byte b * 16 * block_bytes + 64 i + 4 r
 //
+// and the last block_bytes % 4 bytes of each block after the block's dwords, row by row (Q6_K's
+// 2-byte d: 16 halves in one load).
 // so one 64-byte load gives the same dword of all 16 rows, row r in lane r: what the int8 tiles
 // otherwise build per call with a 16 x 4 transpose per 16 bytes (avx512/int8_gemm_k.cpp). Decode
 // then unpacks a super-block of 16 rows in registers: Q4_K in cache 2.5x the in-place rows' speed
@@ -25,7 +27,7 @@ namespace moerun {
 
 constexpr int k_interleave_rows = 16;
 
-// The group of 16 rows at `rows` (row_bytes apart, blocks of block_bytes, a multiple of 4) into
+// The group of 16 rows at `rows` (row_bytes apart, blocks of block_bytes) into
 // `out` (16 * row_bytes, not overlapping rows).
 void interleave_group(const uint8_t* rows, size_t row_bytes, size_t block_bytes, uint8_t* out);
 
@@ -38,9 +40,11 @@ void deinterleave_row(const uint8_t* group, size_t row_bytes, size_t block_bytes
 bool can_interleave(const tensor& t);
 
 // Interleaves every matmul weight of w that can_interleave, except the token embedding (read a
-// row at a time) and what shares its bytes, and sets tensor::interleaved. writable(p) is the
-// writable address of weight byte p. Returns the bytes interleaved. MOERUN_INTERLEAVE=0 turns it
-// off (for comparisons).
-uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& writable);
+// row at a time) and what shares its bytes, and sets tensor::interleaved. dst(p) is where weight
+// byte p's arranged bytes go: its own writable alias (relocate false: rewritten in place, the
+// tensors keep their addresses), or other memory (relocate true: the tensors then point there and
+// the pages they were read from are released, release_pages). Returns the bytes interleaved.
+// MOERUN_INTERLEAVE=0 turns it off (for comparisons).
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, bool relocate);
 
 }  // namespace moerun

@@ -108,6 +108,10 @@ public:
     // One fstat; a truncation racing a running evaluation is not caught (see README, "Faults").
     void check_not_truncated() const;
 
+    // The first byte of the file as mapped (or copied): a tensor's data is mapping() + its offset
+    // in the file.
+    const uint8_t* mapping() const { return base_; }
+
 private:
     gguf_file() = default;
     void parse();
@@ -118,6 +122,7 @@ private:
     bool copied_ = false;         // copy_into_memory replaced the mapping
     std::vector<uint8_t> owned_;  // open_memory's copy (base_ points into it)
     const uint8_t* base_ = nullptr;
+
     uint64_t size_ = 0;
     uint32_t version_ = 0;
     uint32_t alignment_ = 32;

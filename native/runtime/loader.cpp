@@ -1,6 +1,8 @@
 // Loading: map the GGUF, let the architecture file describe it, fault the weights in with progress.
 #include <algorithm>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "../arch/arch.h"
 #include "../backend/registry.h"
@@ -119,7 +121,8 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
         // The backend's own layout of the weights it computes, written into the copy before it is
         // sealed (the CPU's interleaved rows: no second copy, no pass over mapped pages).
         m->file->copy_into_memory(m->compute->threads(), load_step, [&](uint8_t* copy, const uint8_t* base) {
-            m->arranged_bytes = m->compute->arrange_host_weights(m->weights, [&](const void* p) { return copy + (static_cast<const uint8_t*>(p) - base); });
+            m->arranged_bytes =
+                m->compute->arrange_host_weights(m->weights, [&](const void* p) { return copy + (static_cast<const uint8_t*>(p) - base); }, false);
         });
         return m;
     }
@@ -143,6 +146,25 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
         if (params.on_progress) params.on_progress(1.0);
         return m;
     }
+    // The backend's own layout of the host weights (the CPU's interleaved rows) in private memory
+    // shadowing the file (same offsets; only the pages written take memory): each rewritten
+    // weight is read from the file once, its file pages released, and skipped by the walk below.
+    std::set<const void*> moved;  // file bytes of the weights the backend rewrote elsewhere
+    if (m->backend_kind == "cpu" && !m->file->in_private_memory()) {
+        const uint8_t* const base = m->file->mapping();
+        auto shadow = std::make_unique<private_pages>(size_t(file_bytes));
+        std::vector<std::pair<const tensor*, const void*>> before;
+        for_each_tensor(m->weights, [&](const tensor& t, bool) { before.emplace_back(&t, t.data); });
+        m->arranged_bytes =
+            m->compute->arrange_host_weights(m->weights, [&](const void* p) { return shadow->data() + (static_cast<const uint8_t*>(p) - base); }, true);
+        if (m->arranged_bytes > 0) {
+            shadow->seal();
+            m->arranged_memory = std::move(shadow);
+            for (const auto& [t, old] : before) {
+                if (t->data != old) moved.insert(old);
+            }
+        }
+    }
     // Map every page of the weights once so the first token does not pay for page faults, in
     // steps, so that a long load reports progress and can be aborted: the kernel populates each
     // step's pages (populate_pages) or, where it cannot, they are touched one by one. On this
@@ -153,6 +175,10 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     volatile uint8_t sink = 0;
     for (const auto& t : tensors) {
         if (!read_by_host(t)) continue;
+        if (moved.count(t.data)) {  // read and released above
+            done += t.n_bytes;
+            continue;
+        }
         for (uint64_t off = 0; off < t.n_bytes; off += k_step) {
             const uint64_t n = std::min(k_step, t.n_bytes - off);
             const uint8_t* first = t.data + off;

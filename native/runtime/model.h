@@ -11,6 +11,7 @@
 #include "../backend/backend.h"
 #include "../backend/model_desc.h"
 #include "../gguf/gguf.h"
+#include "../base/memory.h"
 #include "../base/tensor.h"
 #include "../quant/types.h"
 #include "placement.h"
@@ -27,6 +28,8 @@ struct model {
     // On a GPU: where the weights went (every routed expert on the device, or some on the host).
     bool placed = false;
     uint64_t arranged_bytes = 0;       // weights the backend rewrote into its own layout at load
+    // Where they went when the file stayed mapped (the file's offsets, only those pages written).
+    std::unique_ptr<private_pages> arranged_memory;
     placement_plan placement;
     // A backend runs one forward call at a time; sessions on the same model take turns per
     // evaluate call.

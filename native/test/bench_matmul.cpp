@@ -4,7 +4,7 @@
 //   cmake --build build-core -j2 --target bench_matmul
 //   MOERUN_CPU=avx512 ./build-core/bench_matmul [--threads N] [--types Q4_K,Q8_0,F16] [--m 1,8,64,512]
 //                                               [--n 2048,5632] [--k 2048] [--budget S] [--clock wall|cpu]
-//                                               [--experts E:K [--prefetch-rows R1,R2,...]]
+//                                               [--experts E:K [--prefetch-rows R1,R2,...]] [--interleave 0|1]
 //
 // --experts E:K times decode through an MoE layer's experts instead: for each n, two (k, n, E)
 // weights (gate and up), and calls of matmul_experts with one token routed to K experts drawn at
@@ -13,6 +13,10 @@
 // budget. --prefetch-rows alternates the decode tiles' prefetch distance call by call (0: this
 // CPU's default, cpu/tile_prefetch.h; -1: none) and prints a row for each, so the machine's noise hits all
 // alike.
+//
+// --interleave 1 rewrites the weights into the CPU's interleaved layout where the path has a tile
+// for it (cpu/interleave.h; n a multiple of 16), as the loader does; 0 (default) leaves the rows in
+// place.
 //
 // Each point is the minimum over repetitions (this machine is shared and noisy) of one matmul()
 // call, activation conversion included. GFLOP/s counts 2*m*n*k; GB/s is the weight bytes read
@@ -30,6 +34,7 @@
 #include <time.h>
 #include <vector>
 
+#include "../cpu/interleave.h"
 #include "../cpu/dispatch.h"
 #include "../cpu/matmul.h"
 #include "../cpu/tile_prefetch.h"
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
     bool cpu_clock = false;
     int n_expert = 0, n_expert_used = 0;  // --experts E:K
     std::vector<int64_t> prefetch_rows = {0};
+    bool interleave = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
         else if (!std::strcmp(argv[i], "--types")) types = split(argv[i + 1]);
@@ -156,6 +162,7 @@ int main(int argc, char** argv) {
             }
         }
         else if (!std::strcmp(argv[i], "--prefetch-rows")) prefetch_rows = parse_list(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--interleave")) interleave = std::atoi(argv[i + 1]) != 0;
         else if (!std::strcmp(argv[i], "--clock") && (!std::strcmp(argv[i + 1], "wall") || !std::strcmp(argv[i + 1], "cpu"))) cpu_clock = argv[i + 1][0] == 'c';
         else {
             std::fprintf(stderr, "unknown option %s\n", argv[i]);
@@ -171,7 +178,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     thread_pool pool(threads);
-    std::printf("path %s, %d thread(s), k = %lld, %s time\n", cpu_path_name(cpu_active_path()), threads, (long long)k, cpu_clock ? "CPU" : "wall");
+    std::printf("path %s, %d thread(s), k = %lld, %s time%s\n", cpu_path_name(cpu_active_path()), threads, (long long)k, cpu_clock ? "CPU" : "wall",
+                interleave ? ", weights interleaved where the path can" : "");
     std::printf("%-6s %6s %5s %10s %9s %8s\n", "type", "n", "m", "ms", "GFLOP/s", "GB/s");
     std::mt19937 rng(42);
     std::normal_distribution<float> gauss(0.0f, 1.0f);
@@ -212,6 +220,14 @@ int main(int argc, char** argv) {
             w.ne[0] = k;
             w.ne[1] = n;
             w.row_stride = row_size(w.type, k);
+            if (interleave && can_interleave(w)) {
+                std::vector<uint8_t> group(wrow * k_interleave_rows);
+                for (size_t at = 0; at < wq.size(); at += group.size()) {
+                    interleave_group(wq.data() + at, wrow, ref.type_size, group.data());
+                    std::memcpy(wq.data() + at, group.data(), group.size());
+                }
+                w.interleaved = true;
+            }
             if (n_expert > 0) {
                 time_experts(pool, w, n_expert, n_expert_used, prefetch_rows, budget, name, rng);
                 continue;
