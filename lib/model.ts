@@ -343,6 +343,7 @@ function metadataInfo(gguf: GgufInfo, tokenizer: Tokenizer): NativeModelInfo {
     backend: 'none',
     backendName: 'none',
     weightMemory: 'none',
+    weightsArranged: 0,
   };
 }
 

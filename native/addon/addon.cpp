@@ -457,6 +457,7 @@ private:
         if (!mi.gpu_note.empty()) o.Set("gpuNote", mi.gpu_note);
         if (mi.placed) o.Set("placement", plan_to_js(env, mi.placement));
         o.Set("weightMemory", mi.weights_copied ? "copied" : "mapped");
+        o.Set("weightsArranged", double(mi.weights_arranged));
         return o;
     }
     // placement(budgetBytes, contextSize, kvType, batchSize (0: the session default), experts: 'auto' | 'cpu' | 'gpu'): where
