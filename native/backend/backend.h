@@ -104,6 +104,9 @@ struct expert_cache_counters {
     uint64_t hits = 0, misses = 0, loads = 0;
 };
 
+// Reads weight bytes [p, p + n) from their source into out (backend::arrange_host_weights).
+using weight_reader = std::function<void(const void* p, size_t n, uint8_t* out)>;
+
 class backend {
 public:
     virtual ~backend() = default;
@@ -124,11 +127,14 @@ public:
     virtual void place_weights(const model_config& c, model_weights& w, const weight_placement& p) {}
     // Called once at load, before the host weights are read: the backend may rewrite the host
     // weights it computes into a layout of its own and mark their tensors (the CPU: interleaved
-    // rows, cpu/interleave.h). dst(p) is where weight byte p's rewritten bytes go: with relocate
-    // false its writable alias in this process's private copy of the file (weight_memory copy,
-    // before it is sealed read-only), with relocate true private memory that the tensors are then
-    // pointed at (mapped weights: the file pages read are released). Returns the bytes rewritten.
-    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, bool relocate) { return 0; }
+    // rows, cpu/interleave.h). dst(p) is where weight byte p's rewritten bytes go. Without `read`,
+    // its writable alias in this process's private copy of the file (weight_memory copy, before
+    // it is sealed read-only); with it, private memory that the tensors are then pointed at, and
+    // read(p, n, out) reads weight bytes [p, p + n) from the file (mapped weights: the mapping's
+    // pages are never touched). Returns the bytes rewritten.
+    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read) {
+        return 0;
+    }
     virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;
     // A KV cache of n_ctx positions for the model; throws error(unsupported / invalid_argument /
     // out_of_memory) for a type or shape the backend cannot hold.

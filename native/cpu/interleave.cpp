@@ -5,7 +5,6 @@
 #include <map>
 #include <vector>
 
-#include "../base/memory.h"
 #include "kernels.h"
 
 namespace moerun {
@@ -48,7 +47,8 @@ bool can_interleave(const tensor& t) {
     return k.int8_tile_interleaved != nullptr && t.row_bytes() % k.type_size == 0;
 }
 
-uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, bool relocate) {
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read) {
+    const bool relocate = bool(read);
     const char* env = std::getenv("MOERUN_INTERLEAVE");
     if (env && std::strcmp(env, "0") == 0) return 0;
     std::map<const void*, const void*> done;  // the weights rewritten: old bytes -> new; once each
@@ -64,24 +64,21 @@ uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::func
             const uint8_t* const src = static_cast<const uint8_t*>(t->data);
             uint8_t* const out = dst(src);
             const size_t n_bytes = size_t(t->rows()) * row;
-            if (relocate) {  // the file's pages mapped by the kernel at once, not faulted in 4 KiB at a time
-                const uintptr_t page = 4096, first = reinterpret_cast<uintptr_t>(src) / page * page;
-                populate_pages(reinterpret_cast<const void*>(first), size_t(reinterpret_cast<uintptr_t>(src) + n_bytes - first));
-            }
+            // Group by group through a buffer: read (or taken in place), then interleaved into place.
             pool.parallel_for(t->rows() / k_interleave_rows, 1, [&](int64_t b, int64_t e) {
                 thread_local std::vector<uint8_t> tmp;
-                if (!relocate) tmp.resize(group);
+                tmp.resize(group);
                 for (int64_t g = b; g < e; ++g) {
                     uint8_t* at = out + size_t(g) * group;
                     if (relocate) {
-                        interleave_group(src + size_t(g) * group, row, block, at);
+                        read(src + size_t(g) * group, group, tmp.data());
+                        interleave_group(tmp.data(), row, block, at);
                     } else {
                         interleave_group(at, row, block, tmp.data());
                         std::memcpy(at, tmp.data(), group);
                     }
                 }
             });
-            if (relocate) release_pages(src, n_bytes);
             done[t->data] = relocate ? out : t->data;
             bytes += n_bytes;
         }

@@ -18,8 +18,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstddef>
 #include <functional>
 
+#include "../backend/backend.h"  // weight_reader
 #include "../backend/model_desc.h"
 #include "../base/thread_pool.h"
 
@@ -41,10 +43,10 @@ bool can_interleave(const tensor& t);
 
 // Interleaves every matmul weight of w that can_interleave, except the token embedding (read a
 // row at a time) and what shares its bytes, and sets tensor::interleaved. dst(p) is where weight
-// byte p's arranged bytes go: its own writable alias (relocate false: rewritten in place, the
-// tensors keep their addresses), or other memory (relocate true: the tensors then point there and
-// the pages they were read from are released, release_pages). Returns the bytes interleaved.
-// MOERUN_INTERLEAVE=0 turns it off (for comparisons).
-uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, bool relocate);
+// byte p's arranged bytes go. Without `read`, dst(p) is p's own writable alias (the copied file)
+// and the weights are rewritten in place, keeping their addresses; with it, read(p, n, out) gives
+// weight bytes [p, p + n) from their source (the file), the arranged bytes go to dst(p) and the
+// tensors point there. Returns the bytes interleaved. MOERUN_INTERLEAVE=0 turns it off.
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read);
 
 }  // namespace moerun

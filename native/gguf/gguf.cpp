@@ -424,6 +424,21 @@ void gguf_file::check_not_truncated() const {
 // Reads the whole file into dst (size_ bytes) with n_threads readers taking 64 MiB chunks in
 // turn (pread), while this thread calls step(done, total) every few milliseconds and once at the
 // end; a throwing step stops the readers and its exception propagates, as does a reader's error.
+void gguf_file::read_range(uint64_t offset, uint64_t n, uint8_t* dst) const {
+#if defined(__linux__)
+    for (uint64_t at = 0; at < n;) {
+        const ssize_t got = pread(fd_, dst + at, size_t(n - at), off_t(offset + at));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) throw error(error_code::io, format("gguf: reading '%s' at byte %llu: %s", path_.c_str(), (unsigned long long)(offset + at), std::strerror(errno)));
+        if (got == 0) throw error(error_code::io, format("gguf: %s ended at byte %llu while it was read (truncated?)", path_.c_str(), (unsigned long long)(offset + at)));
+        at += uint64_t(got);
+    }
+#else
+    (void)offset, (void)n, (void)dst;
+    throw error(error_code::unsupported, "gguf: read_range needs Linux");
+#endif
+}
+
 void gguf_file::read_into(uint8_t* dst, int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step) const {
 #if defined(__linux__)
     constexpr uint64_t k_chunk = uint64_t(64) << 20;

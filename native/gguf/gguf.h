@@ -108,6 +108,9 @@ public:
     // One fstat; a truncation racing a running evaluation is not caught (see README, "Faults").
     void check_not_truncated() const;
 
+    // Reads n bytes of the file from `offset` into dst with pread (no page of the mapping touched);
+    // thread-safe. Throws error(io) on a read error or a file now shorter.
+    void read_range(uint64_t offset, uint64_t n, uint8_t* dst) const;
     // The first byte of the file as mapped (or copied): a tensor's data is mapping() + its offset
     // in the file.
     const uint8_t* mapping() const { return base_; }
