@@ -61,8 +61,8 @@ export interface ModelInfo {
   weightMemory: 'mapped' | 'copied' | 'none';
   /**
    * Bytes of weights the CPU rewrote at load into its interleaved layout (16 rows per group, so
-   * that decode reads a dword of 16 rows in one load; the same results bit for bit): Q4_K, Q5_K
-   * and Q6_K matmul weights on CPUs with AVX512_VNNI (not on the `amx` path yet), in the private
+   * that decode reads a dword of 16 rows in one load; the same results bit for bit): Q4_K and Q5_K
+   * matmul weights on CPUs with AVX512_VNNI (not on the `amx` path yet), in the private
    * copy (`copied`) or in private memory that replaces their file pages (`mapped`). 0 elsewhere,
    * and when the weights are not prefetched (`prefetch: false`, `allowLargerThanRam` past the
    * memory).

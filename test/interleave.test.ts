@@ -1,5 +1,5 @@
 // The CPU's interleaved weight rows (native/cpu/interleave.h): where the CPU path has interleaved
-// tiles (AVX512_VNNI: Q4_K, Q5_K, Q6_K), the loader rewrites those weights at load, in the private
+// tiles (AVX512_VNNI: Q4_K, Q5_K), the loader rewrites those weights at load, in the private
 // copy (weightMemory 'copy') or in private memory that replaces their file pages ('map'). The
 // kernels over that layout sum exactly as the ones over the rows in place, so the logits must be
 // the same bits as a load that keeps the file's layout (prefetch: false skips the rewrite).

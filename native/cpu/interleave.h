@@ -1,19 +1,25 @@
 // Interleaved weight rows: the CPU's own layout for matmul weights whose type has an interleaved
-// tile on the active path (cpu_kernels::int8_tile_interleaved; the AVX512_VNNI path's Q4_K, Q5_K
-// and Q6_K). A group of k_interleave_rows consecutive rows keeps its bytes, 16 * row_bytes in the same
+// tile on the active path (cpu_kernels::int8_tile_interleaved; the AVX512_VNNI path's Q4_K and
+// Q5_K). A group of k_interleave_rows consecutive rows keeps its bytes, 16 * row_bytes in the same
 // place, reordered:
 //
 //   dword i (< block_bytes / 4) of block b of row r  ->  byte b * 16 * block_bytes + 64 i + 4 r
 //
-// and the last block_bytes % 4 bytes of each block after the block's dwords, row by row (Q6_K's
-// 2-byte d: 16 halves in one load).
-// so one 64-byte load gives the same dword of all 16 rows, row r in lane r: what the int8 tiles
+// (a block of block_bytes % 4 != 0 keeps its last bytes after its dwords, row by row), so one
+// 64-byte load gives the same dword of all 16 rows, row r in lane r: what the int8 tiles
 // otherwise build per call with a 16 x 4 transpose per 16 bytes (avx512/int8_gemm_k.cpp). Decode
-// then unpacks a super-block of 16 rows in registers: Q4_K in cache 2.5x the in-place rows' speed
-// (330 vs 128 GFLOP/s, 1 thread, Zen 5). The results are bit for bit those of the rows in place.
+// then unpacks a super-block of 16 rows in registers. The results are bit for bit those of the
+// rows in place. Measured on a Zen 5 (bench_matmul --interleave 0|1, k 2048, m 1):
+//   Q4_K in cache, 1 thread: 330 against 128 GFLOP/s (the kernel alone), 197 against 119 (matmul)
+//   from DRAM, 2 threads, n 65536: Q4_K 85-91 against 56-64 GB/s, Q5_K 70-72 against 59-60
+// Not interleaved, because it measured no faster: Q6_K on AVX-512 (a kernel of this layout read
+// 63-70 against 72-74 GB/s from DRAM: its 6-bit unpacking, not the reduction, binds), and every
+// type on AVX2 (an 8-row kernel packing from this layout decoded Q4_K at 72-75 against 76-78
+// GFLOP/s: without VNNI the rows in place already share the activation loads and reduce 8 rows
+// at once, so the layout saves little).
 //
-// The weights are rewritten once at load, in this process's private copy of the file
-// (weight_memory copy), so the layout costs no memory: see interleave_weights.
+// The weights are rewritten once at load into private memory (interleave_weights), so the layout
+// costs no memory.
 #pragma once
 
 #include <cstddef>

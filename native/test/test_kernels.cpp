@@ -17,8 +17,9 @@
 //   vec_dot_n  each path's multi-row dots equal its vec_dot bit for bit, and the reference within
 //              the vec_dot bound
 //   gemm_tile  every tile shape of each path's gemm_tile equals its vec_dot bit for bit
-//   interleave each path's interleaved tiles (cpu/interleave.h) equal its int8_tile on the same rows
-//              in place bit for bit; the layout gives every row back
+//   layout     the interleaved layout (cpu/interleave.h) of every block format gives every row back
+//   interleave each path's interleaved tiles equal its int8_tile on the same rows in place bit for
+//              bit
 //   int8_tile  each path's int8 GEMM tiles (cpu/kernels.h) equal its vec_dot bit for bit, and the
 //              reference within the vec_dot bound
 //   orders     F32/F16 vec_dot, vec_dot_n and vec_dot_unrolled of each SIMD path equal a scalar
@@ -461,8 +462,30 @@ void check_int8_tile(cpu_path path, const type_case& c, size_t n) {
                   c.dot_max, mismatches, outputs));
 }
 
-// interleave: the interleaved layout (cpu/interleave.h) gives back each row (deinterleave_row), and
-// the path's interleaved tile over 32 interleaved rows equals its int8_tile over the same rows in
+// layout: the interleaved layout (cpu/interleave.h) of every block format, whole dwords and the
+// tails of blocks that are not (Q6_K's 210 bytes, Q8_0's 34), gives back each row, and moves every
+// byte (distinct bytes in, a permutation out).
+void check_interleave_layout(const type_case& c) {
+    if (!c.block_bytes) return;
+    const size_t row = c.block_bytes * 3;
+    std::vector<uint8_t> rows(row * k_interleave_rows), inter(rows.size()), back(row);
+    std::mt19937 rng(uint32_t(c.type));
+    for (uint8_t& b : rows) b = uint8_t(rng());
+    interleave_group(rows.data(), row, c.block_bytes, inter.data());
+    size_t wrong = 0;
+    for (int r = 0; r < k_interleave_rows; ++r) {
+        deinterleave_row(inter.data(), row, c.block_bytes, r, back.data());
+        wrong += std::memcmp(back.data(), rows.data() + size_t(r) * row, row) != 0;
+    }
+    std::vector<uint8_t> a = rows, b = inter;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    report(wrong == 0 && a == b && inter != rows, "layout",
+           format("%-6s interleaved 16 rows of 3 blocks: %zu rows not given back%s", type_traits_reference(c.type).name, wrong,
+                  a == b ? "" : ", bytes lost or duplicated"));
+}
+
+// interleave: the path's interleaved tile over 32 interleaved rows equals its int8_tile over the same rows in
 // place, bit for bit, for every activation row count across its direct and packed passes.
 void check_interleaved_tile(cpu_path path, const type_case& c, size_t n) {
     const type_traits& r = type_traits_reference(c.type);
@@ -838,6 +861,7 @@ int main(int argc, char** argv) {
 
     for (const type_case& c : k_cases) check_reference(c);
     for (const type_case& c : k_cases) check_fixture(fixtures, c);
+    for (const type_case& c : k_cases) check_interleave_layout(c);
     for (cpu_path path : k_cpu_paths) {
         if (!cpu_path_supported(path)) {
             std::printf("skip %-10s %s: not supported by this CPU\n", "path", cpu_path_name(path));

@@ -274,18 +274,11 @@ using packed_k = std::conditional_t<std::is_same_v<B, block_q6_K>, packed_q6_k, 
 
 // Where a Q4_K/Q5_K tile's 16 rows come from, as dwords of one super-block in lanes:
 // dwords(i, out) puts dwords i..i+3 of each row's block b in out[0..4), row r in lane r.
-// q6_k_d(b): the 16 rows' Q6_K d (the 2 bytes after the block's 52 dwords) as floats.
 struct rows_in_place {  // the file's layout: a 16 x 4 transpose per call
     const uint8_t* const* row;  // the rows' first bytes
     template <typename B>
     MOERUN_ALWAYS_INLINE void dwords(int64_t b, int i, __m512i out[4]) const {
         transpose_16x4(row, size_t(b) * sizeof(B) + 4 * size_t(i), out);
-    }
-    MOERUN_ALWAYS_INLINE __m512 q6_k_d(int64_t b) const {
-        // d ends the block: a 16-byte load there would read past the last row, so 2-byte moves.
-        alignas(32) uint16_t d[k_tile_rows];
-        for (int r = 0; r < k_tile_rows; ++r) std::memcpy(&d[r], row[r] + size_t(b) * sizeof(block_q6_K) + offsetof(block_q6_K, d), 2);
-        return _mm512_cvtph_ps(load256(d));
     }
 };
 struct rows_interleaved {  // interleaved rows (cpu/interleave.h): already in lanes
@@ -295,10 +288,6 @@ struct rows_interleaved {  // interleaved rows (cpu/interleave.h): already in la
         const uint8_t* p = group + size_t(b) * sizeof(B) * k_tile_rows + 64 * size_t(i);
         MOERUN_UNROLL
         for (int j = 0; j < 4; ++j) out[j] = _mm512_loadu_si512(p + 64 * j);
-    }
-    MOERUN_ALWAYS_INLINE __m512 q6_k_d(int64_t b) const {
-        static_assert(offsetof(block_q6_K, d) == 4 * 52 && sizeof(block_q6_K) == 4 * 52 + 2);
-        return _mm512_cvtph_ps(load256(group + size_t(b) * sizeof(block_q6_K) * k_tile_rows + 64 * 52));
     }
 };
 
@@ -365,41 +354,41 @@ inline void pack_super_block(const Source& src, int64_t b, packed_q45_k* out) {
     }
 }
 
-// A Q6_K super-block's 16 int8 scales of 16 rows (dwords 48..51 of the block, from `src`) as
-// int32 lanes, and its -32 offsets as int16 pairs (-32 sc_2k, -32 sc_2k+1) against bsums 2k, 2k+1.
-template <typename Source>
-MOERUN_ALWAYS_INLINE inline void q6_k_scales(const Source& src, int64_t b, __m512i sc[16], __m512i offset[8]) {
+template <typename B>
+inline void pack_super_block(const rows_in_place& src, int64_t b, packed_q6_k* out) {
+    const uint8_t* const* row = src.row;
+    const size_t at = size_t(b) * sizeof(block_q6_K);
     __m512i s[4];  // scales 4k..4k+3 in s[k]
-    src.template dwords<block_q6_K>(b, offsetof(block_q6_K, scales) / 4, s);
+    transpose_16x4(row, at + offsetof(block_q6_K, scales), s);
+    __m512i sc[16];
     MOERUN_UNROLL
     for (int j = 0; j < 16; ++j) sc[j] = _mm512_srai_epi32(_mm512_slli_epi32(s[j / 4], unsigned(24 - 8 * (j % 4))), 24);
+    MOERUN_UNROLL
+    for (int j = 0; j < 16; ++j) out->scale[j] = sc[j];
     const __m512i low16 = _mm512_set1_epi32(0xFFFF);
     MOERUN_UNROLL
     for (int k = 0; k < 8; ++k) {  // -32 * sc as int16 (|.| <= 4096)
         const __m512i lo = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * k], 5));
         const __m512i hi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sc[2 * k + 1], 5));
-        offset[k] = _mm512_or_si512(_mm512_and_si512(lo, low16), _mm512_slli_epi32(hi, 16));
+        out->offset[k] = _mm512_or_si512(_mm512_and_si512(lo, low16), _mm512_slli_epi32(hi, 16));
     }
-}
-
-template <typename B, typename Source>
-inline void pack_super_block(const Source& src, int64_t b, packed_q6_k* out) {
-    static_assert(std::is_same_v<B, block_q6_K>);
-    q6_k_scales(src, b, out->scale, out->offset);
-    out->d = src.q6_k_d(b);
+    // d ends the block: a 16-byte load there would read past the last row, so 2-byte moves.
+    alignas(32) uint16_t d[k_tile_rows];
+    for (int r = 0; r < k_tile_rows; ++r) std::memcpy(&d[r], row[r] + at + offsetof(block_q6_K, d), 2);
+    out->d = _mm512_cvtph_ps(load256(d));
     // Per half h (128 elements), element 128h + 32p + l (p < 4, l < 32): low bits in nibble p / 2
     // of ql[64h + 32(p % 2) + l], high bits at bit 2p of qh[32h + l].
     const __m512i low4 = bytes(0xF);
     MOERUN_UNROLL
     for (int h = 0; h < 2; ++h) {
         __m512i qh[8];
-        src.template dwords<B>(b, offsetof(block_q6_K, qh) / 4 + 8 * h, qh);
-        src.template dwords<B>(b, offsetof(block_q6_K, qh) / 4 + 8 * h + 4, qh + 4);
+        transpose_16x4(row, at + offsetof(block_q6_K, qh) + 32 * h, qh);
+        transpose_16x4(row, at + offsetof(block_q6_K, qh) + 32 * h + 16, qh + 4);
         MOERUN_UNROLL
         for (int p = 0; p < 2; ++p) {
             __m512i ql[8];
-            src.template dwords<B>(b, offsetof(block_q6_K, ql) / 4 + 16 * h + 8 * p, ql);
-            src.template dwords<B>(b, offsetof(block_q6_K, ql) / 4 + 16 * h + 8 * p + 4, ql + 4);
+            transpose_16x4(row, at + offsetof(block_q6_K, ql) + 64 * h + 32 * p, ql);
+            transpose_16x4(row, at + offsetof(block_q6_K, ql) + 64 * h + 32 * p + 16, ql + 4);
             MOERUN_UNROLL
             for (int j = 0; j < 8; ++j) {
                 out->q[32 * h + 8 * p + j] = _mm512_or_si512(_mm512_and_si512(ql[j], low4), move_bits(qh[j], 2 * p, 4, 0x30));
@@ -511,10 +500,10 @@ void int8_tile_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void*
     });
 }
 
-// ---- interleaved weights (cpu/interleave.h): Q4_K, Q5_K and Q6_K ----
+// ---- interleaved weights (cpu/interleave.h): Q4_K and Q5_K ----
 //
-// A group of 16 rows stores super-block b's dword i of row r at byte 16 b sizeof(B) + 64 i + 4 r
-// (Q6_K's d after its 52 dwords), so one 64-byte load gives a dword of all 16 rows in lanes: the packed
+// A group of 16 rows stores super-block b's dword i of row r at byte 16 b sizeof(B) + 64 i + 4 r,
+// so one 64-byte load gives a dword of all 16 rows in lanes: the packed
 // tile's registers without its 16 x 4 transposes. Few activation rows (decode) run on the
 // weights as they are, unpacking each super-block in registers (interleaved_tokens); more are
 // packed as by int8_tile_k, from these loads, then run as its passes. Both sum as tile_tokens
@@ -603,79 +592,6 @@ inline void interleaved_tokens(const uint8_t* group, int64_t nb, const uint8_t* 
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * y_stride, acc[t]);
 }
 
-// Q6_K: T (1..4) activation rows against one interleaved group, as interleaved_tokens. Per half h
-// of a super-block and pair p, 8 dwords of low bits (ql) and of high bits (qh) give the quants of
-// sub-blocks 8h + 2p, +1 (low nibbles) and 8h + 2p + 4, +5 (high nibbles): four chains of 4
-// vpdpbusd per row, each weighted by its sub-block's scale; the -32 offset through the bsums.
-template <int T>
-inline void interleaved_tokens_q6_k(const uint8_t* group, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride) {
-    static_assert(T >= 1 && T <= 4);
-    using B = block_q6_K;
-    const block_q8_K* xq[T];
-    __m512 acc[T];
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) {
-        xq[t] = reinterpret_cast<const block_q8_K*>(x + size_t(t) * x_row);
-        acc[t] = _mm512_setzero_ps();
-    }
-    const __m512i low4 = bytes(0xF);
-    const rows_interleaved src{group};
-    for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* next = group + size_t(b + k_interleaved_prefetch) * sizeof(B) * k_tile_rows;
-        MOERUN_UNROLL
-        for (int l = 0; l < int(sizeof(B) * k_tile_rows / 64); ++l) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
-        __m512i sc[16], offset[8];
-        q6_k_scales(src, b, sc, offset);
-        __m512i isum[T];
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) isum[t] = dot_bsums(_mm512_setzero_si512(), offset, xq[t][b].bsums);
-        const uint8_t* blk = group + size_t(b) * sizeof(B) * k_tile_rows;
-        MOERUN_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            MOERUN_UNROLL
-            for (int p = 0; p < 2; ++p) {
-                __m512i dots[T][4];  // sub-blocks 8h + 2p + {0, 1, 4, 5}
-                MOERUN_UNROLL
-                for (int t = 0; t < T; ++t)
-                    for (int s = 0; s < 4; ++s) dots[t][s] = _mm512_setzero_si512();
-                MOERUN_UNROLL
-                for (int j = 0; j < 8; ++j) {
-                    const __m512i ql = _mm512_loadu_si512(blk + 64 * (offsetof(B, ql) / 4 + 16 * h + 8 * p + j));
-                    const __m512i qh = _mm512_loadu_si512(blk + 64 * (offsetof(B, qh) / 4 + 8 * h + j));
-                    // (ql & 0x0F) | high bits, one vpternlogd each
-                    const __m512i qa = _mm512_ternarylogic_epi32(ql, low4, move_bits(qh, 2 * p, 4, 0x30), 0xEA);
-                    const __m512i qb = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), low4, move_bits(qh, 2 * (p + 2), 4, 0x30), 0xEA);
-                    MOERUN_UNROLL
-                    for (int t = 0; t < T; ++t) {  // quants 4g..4g+3 of register g = 32h + 8p + j and 32h + 8(p + 2) + j
-                        const int8_t* a = xq[t][b].qs + 4 * (32 * h + 8 * p + j);
-                        dots[t][j / 4] = _mm512_dpbusd_epi32(dots[t][j / 4], qa, bcast_i32(a));
-                        dots[t][2 + j / 4] = _mm512_dpbusd_epi32(dots[t][2 + j / 4], qb, bcast_i32(a + 64));
-                    }
-                }
-                MOERUN_UNROLL
-                for (int t = 0; t < T; ++t) {
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dots[t][0], sc[8 * h + 2 * p]));
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dots[t][1], sc[8 * h + 2 * p + 1]));
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dots[t][2], sc[8 * h + 2 * p + 4]));
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dots[t][3], sc[8 * h + 2 * p + 5]));
-                }
-            }
-        }
-        const __m512 d = src.q6_k_d(b);
-        MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(xq[t][b].d)), _mm512_cvtepi32_ps(isum[t])));
-    }
-    MOERUN_UNROLL
-    for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * y_stride, acc[t]);
-}
-
-template <int T, typename B>
-MOERUN_ALWAYS_INLINE inline void interleaved_tokens_any(const uint8_t* group, int64_t nb, const uint8_t* x, size_t x_row, float* y,
-                                                        int64_t y_stride) {
-    if constexpr (std::is_same_v<B, block_q6_K>) interleaved_tokens_q6_k<T>(group, nb, x, x_row, y, y_stride);
-    else interleaved_tokens<T, B>(group, nb, x, x_row, y, y_stride);
-}
-
 // Up to this many activation rows the interleaved tile runs on the weights as they are; more are
 // packed first.
 constexpr int64_t k_interleaved_direct_max_tokens = 4;
@@ -694,15 +610,15 @@ void int8_tile_k_interleaved(int64_t n, const void* vw, size_t w_row, int64_t nw
                 const uint8_t* xi = x + size_t(i) * x_row;
                 float* yi = y + i * y_stride + r0;
                 switch (std::min<int64_t>(4, nx - i)) {
-                    case 4: interleaved_tokens_any<4, B>(group, nb, xi, x_row, yi, y_stride); break;
-                    case 3: interleaved_tokens_any<3, B>(group, nb, xi, x_row, yi, y_stride); break;
-                    case 2: interleaved_tokens_any<2, B>(group, nb, xi, x_row, yi, y_stride); break;
-                    default: interleaved_tokens_any<1, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    case 4: interleaved_tokens<4, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    case 3: interleaved_tokens<3, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    case 2: interleaved_tokens<2, B>(group, nb, xi, x_row, yi, y_stride); break;
+                    default: interleaved_tokens<1, B>(group, nb, xi, x_row, yi, y_stride); break;
                 }
             }
             continue;
         }
-        thread_local std::vector<packed_k<B>> scratch;
+        thread_local std::vector<packed_q45_k> scratch;
         if (scratch.size() < size_t(nb)) scratch.resize(size_t(nb));
         for (int64_t b = 0; b < nb; ++b) pack_super_block<B>(rows_interleaved{group}, b, &scratch[size_t(b)]);
         for_token_passes(nx, [&](auto tokens, int64_t i) {
@@ -980,10 +896,6 @@ void int8_tile_q4_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t 
 void int8_tile_q5_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
                                 int64_t y_stride) {
     int8_tile_k_interleaved<block_q5_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
-}
-void int8_tile_q6_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
-                                int64_t y_stride) {
-    int8_tile_k_interleaved<block_q6_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     amx_tile_k<block_q4_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);

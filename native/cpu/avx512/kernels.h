@@ -79,8 +79,6 @@ void int8_tile_q4_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t 
                                 int64_t y_stride);
 void int8_tile_q5_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
                                 int64_t y_stride);
-void int8_tile_q6_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
-                                int64_t y_stride);
 
 // iq_grid.cpp: lattice formats against Q8_K, two sub-blocks per register (AVX512_VNNI and BMI2);
 // bit for bit the reference, like the AVX2 kernels they replace

@@ -96,7 +96,6 @@ void cpu_register_avx512(cpu_kernels* table) {
         at(T::Q6_K).vec_dot_n = avx512::vec_dot_n_q6_k_int8;
         at(T::Q6_K).int8_tile = avx512::int8_tile_q6_k;
         at(T::Q6_K).int8_tile_rows = 16;
-        at(T::Q6_K).int8_tile_interleaved = avx512::int8_tile_q6_k_interleaved;
     }
     if (f.avx512vnni) {  // Q8_0 and Q4_0 as an int8 GEMM, bit for bit the reference (int8_gemm.cpp)
         at(T::Q8_0).from_float_act = avx512::from_float_q8_0_act;
@@ -179,7 +178,6 @@ void cpu_register_amx(cpu_kernels* table) {
     // The AMX tiles pack from rows in place: weights stay in the file's layout on this path.
     at(T::Q4_K).int8_tile_interleaved = nullptr;
     at(T::Q5_K).int8_tile_interleaved = nullptr;
-    at(T::Q6_K).int8_tile_interleaved = nullptr;
 #else
     (void)table;
 #endif
