@@ -151,16 +151,21 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     // weight is read from the file once with pread (in chunks, without mapping its pages: through
     // the mapping, 4 KiB page faults took 2-3x as long) and skipped by the walk below.
     std::set<const void*> moved;  // file bytes of the weights the backend rewrote elsewhere
+#if defined(__linux__)  // private_pages, gguf_file::read_range
     if (m->backend_kind == "cpu" && !m->file->in_private_memory()) {
         const uint8_t* const base = m->file->mapping();
-        auto shadow = std::make_unique<private_pages>(size_t(file_bytes));
+        std::unique_ptr<private_pages> shadow;  // reserved at the first weight the backend rewrites
         std::vector<std::pair<const tensor*, const void*>> before;
         for_each_tensor(m->weights, [&](const tensor& t, bool) { before.emplace_back(&t, t.data); });
         const gguf_file& file = *m->file;
         m->arranged_bytes = m->compute->arrange_host_weights(
-            m->weights, [&](const void* p) { return shadow->data() + (static_cast<const uint8_t*>(p) - base); },
+            m->weights,
+            [&](const void* p) {
+                if (!shadow) shadow = std::make_unique<private_pages>(size_t(file_bytes));
+                return shadow->data() + (static_cast<const uint8_t*>(p) - base);
+            },
             [&](const void* p, size_t n, uint8_t* out) { file.read_range(uint64_t(static_cast<const uint8_t*>(p) - base), n, out); });
-        if (m->arranged_bytes > 0) {
+        if (shadow) {
             shadow->seal();
             m->arranged_memory = std::move(shadow);
             for (const auto& [t, old] : before) {
@@ -168,6 +173,7 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
             }
         }
     }
+#endif
     // Map every page of the weights once so the first token does not pay for page faults, in
     // steps, so that a long load reports progress and can be aborted: the kernel populates each
     // step's pages (populate_pages) or, where it cannot, they are touched one by one. On this

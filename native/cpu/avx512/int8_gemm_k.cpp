@@ -423,6 +423,14 @@ inline __m512i dot_bsums(__m512i acc, const __m512i* p, const int16_t* bsums) {
     return acc;
 }
 
+// The reference's float step of a Q4_K/Q5_K super-block, lane by lane (16 rows):
+//   acc + ((d * d_y) * float(isum) - (dmin * d_y) * float(msum))
+MOERUN_ALWAYS_INLINE inline __m512 step_q45_k(__m512 acc, __m512 d, __m512 dmin, float d_y, __m512i isum, __m512i msum) {
+    const __m512 dy = _mm512_set1_ps(d_y);
+    const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum)), _mm512_mul_ps(_mm512_mul_ps(dmin, dy), _mm512_cvtepi32_ps(msum)));
+    return _mm512_add_ps(acc, v);
+}
+
 // T activation rows against a packed tile: y[t * y_stride + r] for the rows in `store`.
 template <int T, typename B>
 inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, size_t x_row, float* y, int64_t y_stride, __mmask16 store) {
@@ -450,10 +458,7 @@ inline void tile_tokens(const packed_k<B>* pw, int64_t nb, const uint8_t* x, siz
             MOERUN_UNROLL
             for (int t = 0; t < T; ++t) {
                 const __m512i msum = dot_bsums(_mm512_setzero_si512(), p.min, xq[t][b].bsums);
-                const __m512 dy = _mm512_set1_ps(xq[t][b].d);
-                const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(p.d, dy), _mm512_cvtepi32_ps(isum[t])),
-                                               _mm512_mul_ps(_mm512_mul_ps(p.dmin, dy), _mm512_cvtepi32_ps(msum)));
-                acc[t] = _mm512_add_ps(acc[t], v);
+                acc[t] = step_q45_k(acc[t], p.d, p.dmin, xq[t][b].d, isum[t], msum);
             }
         }
     }
@@ -581,12 +586,7 @@ inline void interleaved_tokens(const uint8_t* group, int64_t nb, const uint8_t* 
             }
         }
         MOERUN_UNROLL
-        for (int t = 0; t < T; ++t) {
-            const __m512 dy = _mm512_set1_ps(xq[t][b].d);
-            const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(hd.d, dy), _mm512_cvtepi32_ps(isum[t])),
-                                           _mm512_mul_ps(_mm512_mul_ps(hd.dmin, dy), _mm512_cvtepi32_ps(msum[t])));
-            acc[t] = _mm512_add_ps(acc[t], v);
-        }
+        for (int t = 0; t < T; ++t) acc[t] = step_q45_k(acc[t], hd.d, hd.dmin, xq[t][b].d, isum[t], msum[t]);
     }
     MOERUN_UNROLL
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * y_stride, acc[t]);
