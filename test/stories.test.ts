@@ -146,8 +146,8 @@ describe('stories260K', () => {
     // thread did in one stretch, which other processes on a loaded machine cannot inflate (they
     // delay the tick, not add to it). V8's garbage collections that fall between two ticks are
     // taken off the stretch and bounded on their own: on this project's VM young-generation
-    // scavenges of the test worker's heap took 7-14 ms on some days and under 5 on others, with
-    // the same code (they are V8's, sized by everything the worker holds). A wall-clock bound,
+    // scavenges of the test worker's heap took 7-14 ms on a day when the probe failed with code
+    // that had passed it hours before (they are V8's, sized by what the worker holds). A wall-clock bound,
     // loose enough for a loaded 2-core machine, catches a synchronous wait, which costs no CPU time.
     await using m = await loadModel(bundledModelPath, { threads: 1 });
     const s = m.createSession({ contextSize: 1024 });
