@@ -168,7 +168,7 @@ void matmul_group(thread_pool& pool, std::initializer_list<matmul_job> jobs, con
     for (const matmul_job& j : jobs) {
         const tensor& w0 = *jobs.begin()->w;
         if (count == 4 || j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->interleaved != w0.interleaved) {
-            for (const matmul_job& each : jobs) matmul(pool, *each.w, x, m, each.y, scratch);  // mixed types: one pass each
+            for (const matmul_job& each : jobs) matmul(pool, *each.w, x, m, each.y, scratch);  // mixed types or layouts: one pass each
             return;
         }
         ws[count] = j.w;
@@ -196,7 +196,7 @@ void matmul_experts(thread_pool& pool, std::initializer_list<matmul_job> jobs, c
     }
     for (const matmul_job& j : jobs) {
         if (j.w->type != w0.type || j.w->ne[0] != w0.ne[0] || j.w->ne[1] != w0.ne[1] || j.w->interleaved != w0.interleaved) {
-            // Mixed types: one pass each.
+            // Mixed types or layouts: one pass each.
             for (size_t i = 0; i < jobs.size(); ++i) {
                 if (has_shared) matmul_experts(pool, {jobs.begin()[i]}, batches, x, m, scratch, {shared.begin()[i]});
                 else matmul_experts(pool, {jobs.begin()[i]}, batches, x, m, scratch);

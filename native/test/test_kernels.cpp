@@ -512,6 +512,20 @@ void check_interleaved_tile(cpu_path path, const type_case& c, size_t n) {
             round_trip += std::memcmp(back.data(), w.data() + at + size_t(i) * wrow, wrow) != 0;
         }
     }
+    // tensor_get_row of an interleaved tensor gives each row's reference floats
+    tensor t;
+    t.data = inter.data();
+    t.type = c.type;
+    t.ne[0] = int64_t(n);
+    t.ne[1] = rows;
+    t.row_stride = wrow;
+    t.interleaved = true;
+    std::vector<float> got_row(n), want_row(n);
+    for (int i = 0; i < rows; ++i) {
+        tensor_get_row(t, i, got_row.data());
+        r.to_float(w.data() + size_t(i) * wrow, want_row.data(), int64_t(n));
+        round_trip += std::memcmp(got_row.data(), want_row.data(), n * sizeof(float)) != 0;
+    }
     size_t mismatches = 0, outputs = 0;
     for (int nx = 1; nx <= max_nx; ++nx) {
         const int64_t stride = rows + 1;
@@ -525,7 +539,7 @@ void check_interleaved_tile(cpu_path path, const type_case& c, size_t n) {
         outputs += want.size();
     }
     report(round_trip == 0 && mismatches == 0, "interleave",
-           format("%-6s %-6s %zu rows not given back; %zu of %zu outputs differ from int8_tile on the rows in place", cpu_path_name(path),
+           format("%-6s %-6s %zu rows not given back (deinterleave_row, tensor_get_row); %zu of %zu outputs differ from int8_tile on the rows in place", cpu_path_name(path),
                   r.name, round_trip, mismatches, outputs));
 }
 
