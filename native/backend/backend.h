@@ -148,6 +148,13 @@ public:
     // its threads spinning in between). Use backend_scope.
     virtual void begin() {}
     virtual void end() {}
+    // Waits until every operation issued so far has finished (a GPU's queue; a no-op where the
+    // operations compute before they return). Only measuring tools need it: the data flow never does.
+    virtual void synchronize() {}
+    // A GPU's kernels launched since the last call, one line each with launches and device time
+    // divided by `per` (e.g. the decode steps), where timing was asked for (MOERUN_CUDA_PROFILE);
+    // empty elsewhere. A measuring tool's (run_model --profile --gpu).
+    virtual std::string kernel_profile(int per) { return {}; }
 
     // ---- operations; rows are contiguous unless a stride (in floats) is given ----
     // out (n x ne[0]) = rows ids[0..n) of w (embedding lookup); ids on the host.

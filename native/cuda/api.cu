@@ -1,6 +1,13 @@
 // libmoerun_cuda.so's entry: devices, contexts, memory, and the table of api.h.
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#ifndef MOERUN_CUDA_EMULATOR
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <map>
+#endif
 
 #include "common.cuh"
 
@@ -80,6 +87,9 @@ mc_status create(int device, mc_context** out, char* msg, size_t cap) {
     }
     ctx->device = device;
     ctx->stream = stream;
+#ifndef MOERUN_CUDA_EMULATOR
+    if (std::getenv("MOERUN_CUDA_PROFILE") && !mc::g_launch_timer) mc::g_launch_timer = new (std::nothrow) mc::launch_timer;  // lives with the process
+#endif
     *out = ctx;
     return MC_OK;
 }
@@ -200,6 +210,79 @@ MC_WRAP(kv_store, (mc_context* ctx, uint32_t t, const float* s, int64_t ss, int6
 MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
 #undef MC_WRAP
 
+#ifndef MOERUN_CUDA_EMULATOR
+// "(anonymous namespace)::mul_mat_vec<(moerun::tensor_type)12, 1>(unsigned char const*, ...)"
+// -> "mul_mat_vec<(moerun::tensor_type)12, 1>"
+std::string kernel_name(const void* kernel) {
+    const char* mangled = nullptr;
+    if (cudaFuncGetName(&mangled, kernel) != cudaSuccess || !mangled) {
+        cudaGetLastError();
+        return "?";
+    }
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+    std::string name = status == 0 && demangled ? demangled : mangled;
+    std::free(demangled);
+    const std::string anonymous = "(anonymous namespace)::";
+    for (size_t p; (p = name.find(anonymous)) != std::string::npos;) name.erase(p, anonymous.size());
+    int depth = 0;  // cut the parameter list: the first '(' outside the template arguments
+    for (size_t i = 0; i < name.size(); ++i) {
+        if (name[i] == '<') ++depth;
+        else if (name[i] == '>') --depth;
+        else if (name[i] == '(' && depth == 0) {
+            name.resize(i);
+            break;
+        }
+    }
+    return name;
+}
+#endif
+
+mc_status kernel_profile(mc_context* ctx, int per, char* report, size_t cap) {
+    write_msg(report, cap, "");
+#ifndef MOERUN_CUDA_EMULATOR
+    mc::launch_timer* const timer = mc::g_launch_timer;
+    if (!timer) return MC_OK;
+    MC_ON_DEVICE(ctx);
+    MC_TRY(mc::check(ctx, cudaDeviceSynchronize(), "kernel_profile"));
+    struct row {
+        uint64_t launches = 0;
+        double us = 0;
+    };
+    std::map<const void*, row> by_kernel;
+    row all;
+    for (const mc::launch_timer::span& s : timer->spans) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, s.start, s.stop);
+        row& r = by_kernel[s.kernel];
+        r.launches += 1;
+        r.us += double(ms) * 1e3;
+        all.launches += 1;
+        all.us += double(ms) * 1e3;
+        timer->spare.push_back(s.start);
+        timer->spare.push_back(s.stop);
+    }
+    timer->spans.clear();
+    std::vector<std::pair<std::string, row>> rows;
+    for (const auto& [kernel, r] : by_kernel) rows.emplace_back(kernel_name(kernel), r);
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.us > b.second.us; });
+    rows.emplace_back("all kernels", all);
+    const double d = per > 0 ? per : 1;
+    std::string text = "kernel                                              launches      device us   us each\n";
+    for (const auto& [name, r] : rows) {
+        char line[512];
+        std::snprintf(line, sizeof line, "%-50s %10.1f %14.1f %9.2f\n", name.c_str(), double(r.launches) / d, r.us / d,
+                      r.launches ? r.us / double(r.launches) : 0.0);
+        text += line;
+    }
+    write_msg(report, cap, text.c_str());
+#else
+    (void)ctx;
+    (void)per;
+#endif
+    return MC_OK;
+}
+
 const mc_api k_api = {
     MC_API_VERSION,
     device_count, device_info, device_supported,
@@ -207,6 +290,7 @@ const mc_api k_api = {
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
     swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on,
+    kernel_profile,
 };
 
 }  // namespace

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 3
+#define MC_API_VERSION 4
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -143,6 +143,12 @@ typedef struct mc_api {
                           uint64_t dst_row_bytes);
     // Causal attention of n queries at positions pos0.. over cached positions 0..pos0+i.
     mc_status (*attention)(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
+    // ---- measuring ----
+    // Where MOERUN_CUDA_PROFILE was set when the context was made, every kernel launch is timed
+    // on the device (CUDA events): this waits for the stream, writes one line per kernel launched
+    // since the last call (launches and device µs, each divided by `per`, e.g. decode steps; then
+    // µs per launch) and a total line into report, and starts over. Otherwise the report is empty.
+    mc_status (*kernel_profile)(mc_context* ctx, int per, char* report, size_t cap);
 } mc_api;
 
 // The library's one export.

@@ -187,6 +187,12 @@ public:
     void end() override {
         if (host_) host_->end();
     }
+    void synchronize() override { check(*api_, ctx_, api_->synchronize(ctx_), "cuda: synchronize"); }
+    std::string kernel_profile(int per) override {
+        std::vector<char> report(size_t(1) << 16);
+        check(*api_, ctx_, api_->kernel_profile(ctx_, per, report.data(), report.size()), "cuda: kernel_profile");
+        return report.data();
+    }
 
     void place_weights(const model_config& c, model_weights& w, const weight_placement& p) override;
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<device_buffer>(api_, ctx_, n_floats); }

@@ -33,20 +33,81 @@ __global__ void round_rows(const float* x, int64_t k, int64_t m, act_kind kind, 
     if (i < k * m) out[i] = mc::round_act(x[i], kind);
 }
 
-__global__ void quantize_q8_32(const float* x, int64_t k, int64_t m, bool with_sum, uint8_t* act) {
-    const int64_t units = k / 32, b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (b >= units * m) return;
-    const int64_t row = b / units, u = b % units;
-    const mc::act_row_out o = mc::act_row_out_at(act, k, row);
-    mc::quantize_unit_q8(x + row * k + u * 32, o.q + u * 32, o.d + u, o.s + u, with_sum);
+// ---- activation quantization: one warp per block of values ----
+// The same bytes as dot.cuh's quantize_unit_q8 and quantize_super_q8_k (the CPU's quantizers):
+// their maxima and integer sums are exact in any order, and every other step is per value.
+
+__device__ inline int warp_sum_int(int v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
 }
 
+// Q8_0 / Q8_1: lane j quantizes value j of a 32-value unit.
+__global__ void quantize_q8_32(const float* x, int64_t k, int64_t m, bool with_sum, uint8_t* act) {
+    const int64_t units = k / 32, b = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (b >= units * m) return;  // whole warps leave together
+    const int64_t row = b / units, u = b % units;
+    const mc::act_row_out o = mc::act_row_out_at(act, k, row);
+    const float v = x[row * k + u * 32 + lane];
+    const float amax = mc::warp_max(fabsf(v));
+    const float d = amax / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int q = int(roundf(v * id));
+    o.q[u * 32 + lane] = int8_t(q);
+    const int sum = warp_sum_int(q);
+    if (lane == 0) {
+        o.d[u] = mc::round_f16(d);
+        o.s[u] = with_sum ? mc::round_f16(float(sum) * d) : 0.0f;
+    }
+}
+
+// Q8_K: lane l quantizes values 8l..8l+7 of a 256-value super-block; lanes 2g and 2g+1 make
+// sum group g. The value of largest magnitude is the first on ties: (magnitude, position) pairs
+// are compared, greater magnitude then lower position winning.
 __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act) {
-    const int64_t supers = k / 256, b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t supers = k / 256, b = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
     if (b >= supers * m) return;
     const int64_t row = b / supers, sb = b % supers;
     const mc::act_row_out o = mc::act_row_out_at(act, k, row);
-    mc::quantize_super_q8_k(x + row * k + sb * 256, o.q + sb * 256, o.d + sb * 8, o.bsum + sb * 16);
+    const float* src = x + row * k + sb * 256 + lane * 8;
+    float v[8], amax = 0.0f, max = 0.0f;
+    int at = 256;  // none
+    for (int j = 0; j < 8; ++j) {
+        v[j] = src[j];
+        if (fabsf(v[j]) > amax) {
+            amax = fabsf(v[j]);
+            max = v[j];
+            at = lane * 8 + j;
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        const float other_amax = __shfl_xor_sync(0xffffffffu, amax, off), other_max = __shfl_xor_sync(0xffffffffu, max, off);
+        const int other_at = __shfl_xor_sync(0xffffffffu, at, off);
+        if (other_amax > amax || (other_amax == amax && other_at < at)) {
+            amax = other_amax;
+            max = other_max;
+            at = other_at;
+        }
+    }
+    int8_t* q = o.q + sb * 256 + lane * 8;
+    if (amax == 0.0f) {
+        for (int j = 0; j < 8; ++j) q[j] = 0;
+        if (lane % 2 == 0) o.bsum[sb * 16 + lane / 2] = 0;
+        if (lane < 8) o.d[sb * 8 + lane] = 0.0f;
+        return;
+    }
+    const float iscale = -127.f / max;
+    int sum = 0;
+    for (int j = 0; j < 8; ++j) {
+        const int qv = min(127, mc::nearest_int(iscale * v[j]));
+        q[j] = int8_t(qv);
+        sum += qv;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    if (lane % 2 == 0) o.bsum[sb * 16 + lane / 2] = sum;
+    if (lane < 8) o.d[sb * 8 + lane] = 1 / iscale;
 }
 
 // y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
@@ -136,21 +197,27 @@ bool launch_any(const launch& l, cudaStream_t stream) {
     }
 }
 
-// Rounds or quantizes m rows of k floats into ctx->act for weights of `type`.
-mc_status prepare_act(mc_context* ctx, uint32_t type, const float* x, int64_t k, int64_t m, act_kind* kind) {
+// Rounds or quantizes m rows of k floats into ctx->act for weights of `type`, and points *act at
+// them; F32 weights read x itself (rows of floats are their layout already).
+mc_status prepare_act(mc_context* ctx, uint32_t type, const float* x, int64_t k, int64_t m, act_kind* kind, const uint8_t** act) {
     if (!mc::act_kind_of(type, kind)) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: matmul: weight type %u has no CUDA kernel", type);
+    if (*kind == act_kind::f32) {
+        *act = reinterpret_cast<const uint8_t*>(x);
+        return MC_OK;
+    }
     const bool quantized = !mc::act_is_float(*kind);
     if (quantized && k % (*kind == act_kind::q8_k ? 256 : 32) != 0) {
         return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: matmul: row length %lld is not a multiple of the block size", (long long)k);
     }
     MC_TRY(mc::reserve(ctx, &ctx->act, &ctx->act_bytes, mc::act_row_bytes(*kind, k) * size_t(m), "matmul activations"));
-    uint8_t* act = static_cast<uint8_t*>(ctx->act);
+    uint8_t* out = static_cast<uint8_t*>(ctx->act);
+    *act = out;
     if (!quantized) {
-        mc::launch(round_rows, mc::blocks_for(k * m, 256), 256, 0, ctx->stream, x, k, m, *kind, reinterpret_cast<float*>(act));
-    } else if (*kind == act_kind::q8_k) {
-        mc::launch(quantize_q8_k, mc::blocks_for(k / 256 * m, 64), 64, 0, ctx->stream, x, k, m, act);
+        mc::launch(round_rows, mc::blocks_for(k * m, 256), 256, 0, ctx->stream, x, k, m, *kind, reinterpret_cast<float*>(out));
+    } else if (*kind == act_kind::q8_k) {  // a warp per block: 4 per thread block
+        mc::launch(quantize_q8_k, mc::blocks_for(k / 256 * m, 4), 128, 0, ctx->stream, x, k, m, out);
     } else {
-        mc::launch(quantize_q8_32, mc::blocks_for(k / 32 * m, 128), 128, 0, ctx->stream, x, k, m, *kind == act_kind::q8_1, act);
+        mc::launch(quantize_q8_32, mc::blocks_for(k / 32 * m, 4), 128, 0, ctx->stream, x, k, m, *kind == act_kind::q8_1, out);
     }
     return mc::check_launch(ctx, "quantize activations");
 }
@@ -160,8 +227,9 @@ mc_status prepare_act(mc_context* ctx, uint32_t type, const float* x, int64_t k,
 mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride) {
     if (m <= 0) return MC_OK;
     act_kind kind;
-    MC_TRY(prepare_act(ctx, w->type, x, w->ne[0], m, &kind));
-    if (!launch_any({w, nullptr, static_cast<const uint8_t*>(ctx->act), kind, m, y, y_stride, nullptr, nullptr, 1}, ctx->stream)) {
+    const uint8_t* act;
+    MC_TRY(prepare_act(ctx, w->type, x, w->ne[0], m, &kind, &act));
+    if (!launch_any({w, nullptr, act, kind, m, y, y_stride, nullptr, nullptr, 1}, ctx->stream)) {
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: matmul: weight type %u has no CUDA kernel", w->type);
     }
     return mc::check_launch(ctx, "mul_mat_vec");
@@ -175,20 +243,21 @@ mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_te
     }
     const int64_t rows = int64_t(n_tokens) * n_used, n_ff = gate->ne[1];
     act_kind kind;
-    MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind));
+    const uint8_t* act;
+    MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind, &act));
     if (gate->type == up->type) {  // one pass: both products of a weight unit, then SwiGLU
-        launch_any({gate, up, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
+        launch_any({gate, up, act, kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
         return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
     }
     // Gate and up of different types (llama.cpp's low-bit mixes, e.g. IQ1_S gate and IQ1_M up):
     // gate into h, up into scratch, each with its own activation blocks (stream order keeps the
     // gate pass's reads before the second quantization), then h = silu(h) * up.
-    launch_any({gate, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
+    launch_any({gate, nullptr, act, kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, gate)"));
     MC_TRY(mc::reserve(ctx, &ctx->up, &ctx->up_bytes, size_t(rows * n_ff) * sizeof(float), "experts' up rows"));
     float* u = static_cast<float*>(ctx->up);
-    MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &kind));
-    launch_any({up, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, u, n_ff, ids, slot_of, n_used}, ctx->stream);
+    MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &kind, &act));
+    launch_any({up, nullptr, act, kind, rows, u, n_ff, ids, slot_of, n_used}, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, up)"));
     return mc::op_swiglu(ctx, h, u, rows * n_ff);
 }
@@ -197,7 +266,8 @@ mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h
                           float* y) {
     if (rows <= 0) return MC_OK;
     act_kind kind;
-    MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows, &kind));
-    launch_any({down, nullptr, static_cast<const uint8_t*>(ctx->act), kind, rows, y, down->ne[1], ids, slot_of, 1}, ctx->stream);
+    const uint8_t* act;
+    MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows, &kind, &act));
+    launch_any({down, nullptr, act, kind, rows, y, down->ne[1], ids, slot_of, 1}, ctx->stream);
     return mc::check_launch(ctx, "mul_mat_vec (experts, down)");
 }

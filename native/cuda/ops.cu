@@ -2,6 +2,8 @@
 // and expert routing. Each follows the CPU backend's arithmetic (cpu/ops.cpp, cpu/ffn.cpp,
 // cpu/backend.cpp) closely enough for NMSE <= 1e-7 against it: sums of squares in double, the
 // RoPE angle by repeated multiplication, F16 caches' queries and probabilities rounded to halves.
+#include <algorithm>
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -148,14 +150,12 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float*
     }
 }
 
-// ---- expert routing: one thread per token (route.cuh) ----
+// ---- expert routing: one block per token (route.cuh's route_token_block) ----
 
-// Shared memory: probs, score (n_expert floats each), taken (n_expert bytes).
 __global__ void moe_route_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
     MC_DYNAMIC_SHARED(float, sh);
-    const int n = p.n_expert, t = blockIdx.x;
-    mc::route_token(logits + int64_t(t) * n, bias, p, sh, sh + n, reinterpret_cast<unsigned char*>(sh + 2 * n),
-                    ids + int64_t(t) * p.n_expert_used, weights + int64_t(t) * p.n_expert_used);
+    const int64_t t = blockIdx.x;
+    mc::route_token_block(logits + t * p.n_expert, bias, p, sh, ids + t * p.n_expert_used, weights + t * p.n_expert_used);
 }
 
 __global__ void moe_combine_kernel(const float* y, const float* weights, int n_used, int64_t d, int64_t n, float* out) {
@@ -252,7 +252,8 @@ mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bi
     }
     const size_t shared = 2 * size_t(p->n_expert) * sizeof(float) + size_t(p->n_expert);
     if (shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d experts is beyond these kernels", p->n_expert);
-    mc::launch(moe_route_kernel, unsigned(n_tokens), 1, shared, ctx->stream, logits, bias, *p, ids, weights);
+    const int threads = std::min(256, (p->n_expert + 31) / 32 * 32);
+    mc::launch(moe_route_kernel, unsigned(n_tokens), unsigned(threads), shared, ctx->stream, logits, bias, *p, ids, weights);
     return mc::check_launch(ctx, "moe_route");
 }
 

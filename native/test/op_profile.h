@@ -1,8 +1,9 @@
 // A backend decorator that times each operation of the backend it wraps (run_model --profile):
 // per op (matmuls by tensor name without the layer prefix, "attn_q.weight"), its calls, wall
 // time and the weight bytes it read, so a decode step's time can be set against the bytes it must
-// stream. The wrapped backend must compute synchronously (the CPU does; a GPU's times would be
-// its launches). An activation observer set on it does not reach the wrapped backend (set_observer
+// stream. Each op is timed to its end: the profiler waits for the wrapped backend after it
+// (backend::synchronize, a GPU's queue), so a GPU's small ops also carry one wait's latency
+// (the "synchronize" row: one empty wait per step). An activation observer set on it does not reach the wrapped backend (set_observer
 // is not virtual), so importance-matrix runs are not profiled. Not part of the library: a
 // measuring tool for the drivers in native/test/.
 #pragma once
@@ -61,8 +62,13 @@ public:
     std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) override {
         return in_->new_kv_cache(c, n_ctx, type);
     }
-    void begin() override { in_->begin(); }
+    void begin() override {
+        in_->begin();
+        timed("synchronize", 0, [] {});
+    }
     void end() override { in_->end(); }
+    void synchronize() override { in_->synchronize(); }
+    std::string kernel_profile(int per) override { return in_->kernel_profile(per); }
     expert_cache_counters expert_cache_stats() const override { return in_->expert_cache_stats(); }
 
     void get_rows(const tensor& w, const int32_t* ids, int n, float* out) override {
@@ -137,8 +143,10 @@ private:
 
     template <class F>
     void timed(const std::string& key, double bytes, F&& f) {
+        in_->synchronize();
         const auto t0 = std::chrono::steady_clock::now();
         f();
+        in_->synchronize();
         op_stats& s = stats_[key];
         s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         s.calls += 1;

@@ -1,14 +1,16 @@
 // Core-only driver: loads a model and greedily decodes from given token ids, printing the ids and
 // tokens/s. Used where Node is absent (the GPU host) and under sanitizers.
 //   run_model MODEL.gguf [-n N] [-t THREADS] [--pin] [--kv f32|f16] [--prompt N] [--batch N]
-//             [--weights auto|map|copy] [--warmup] [--profile] TOKEN...
+//             [--weights auto|map|copy] [--warmup] [--profile] [--gpu] TOKEN...
 // --pin binds each compute thread to its own physical core (model_load_params.pin_threads).
 // --prompt N appends N synthetic prompt tokens (for prefill timing); --batch N sets the tokens
 // per forward chunk (session_params::n_batch); --weights where the weights are read from
 // (model_load_params::weight_memory); --warmup runs the prompt and one decode step once, untimed,
 // before the timed run (bench/peer/cpu-scaling.sh: llama.cpp's side warms up too). --profile
 // times each backend operation of the decode steps (op_profile.h) and prints them per token, with
-// the weight bytes each read and its GB/s (the timers add a little to each op).
+// the weight bytes each read and its GB/s (the timers add a little to each op, and on a GPU one
+// wait for the queue). --gpu runs on CUDA (MOERUN_CUDA_LIBRARY or the library beside the driver);
+// with --profile, each kernel's launches and device time per decode step are printed too.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,11 +22,11 @@
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] [--profile] TOKEN...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] [--profile] [--gpu] TOKEN...\n", argv[0]);
         return 2;
     }
     int n_gen = 32, n_threads = 0;
-    bool pin = false, warmup = false, profile = false;
+    bool pin = false, warmup = false, profile = false, gpu = false;
     int n_batch = 0;  // session default
     using weight_memory = moerun::model_load_params::weight_memory;
     weight_memory weights = weight_memory::auto_detect;
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "-n") && i + 1 < argc) n_gen = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "-t") && i + 1 < argc) n_threads = std::atoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--pin")) pin = true;
+        else if (!std::strcmp(argv[i], "--gpu")) gpu = true;
         else if (!std::strcmp(argv[i], "--warmup")) warmup = true;
         else if (!std::strcmp(argv[i], "--profile")) profile = true;
         else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) n_batch = std::atoi(argv[++i]);
@@ -51,6 +54,8 @@ int main(int argc, char** argv) {
         moerun::model_load_params lp;
         lp.n_threads = n_threads;
         lp.pin_threads = pin;
+        if (gpu) lp.gpu = moerun::model_load_params::gpu_mode::cuda;
+        if (gpu && profile) setenv("MOERUN_CUDA_PROFILE", "1", 1);  // the library times each kernel too
         lp.weights = weights;
         auto model = moerun::model_load(argv[1], lp);
         moerun::profiling_backend* profiler = nullptr;
@@ -77,7 +82,10 @@ int main(int argc, char** argv) {
         const auto tp = std::chrono::steady_clock::now();
         s.evaluate(prompt.data(), int(prompt.size()), moerun::logits_mode::last, logits, nullptr);
         const double prompt_sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
-        if (profiler) profiler->reset();
+        if (profiler) {
+            profiler->reset();
+            profiler->kernel_profile(1);  // forgets the prompt's kernels
+        }
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < n_gen; ++i) {
             int32_t tok = sm.sample(logits.data(), model->config.n_vocab);
@@ -88,10 +96,12 @@ int main(int argc, char** argv) {
         const moerun::model_info info = moerun::model_get_info(*model);
         std::printf("\nprompt %zu tokens: %.1f tok/s; decode: %.1f tok/s (%d threads%s, %s); weights %s\n", prompt.size(),
                     double(prompt.size()) / prompt_sec, n_gen / sec, model->compute->threads(), model->compute->threads_pinned() ? " pinned" : "",
-                    info.cpu_path.c_str(), info.weights_copied ? "copied" : "mapped");
+                    gpu ? info.backend_name.c_str() : info.cpu_path.c_str(), info.weights_copied ? "copied" : "mapped");
         if (profiler && n_gen > 0) {
             std::printf("decode steps: %.1f us each\n", sec * 1e6 / n_gen);
             profiler->print(stdout, n_gen);
+            const std::string kernels = profiler->kernel_profile(n_gen);
+            if (!kernels.empty()) std::printf("kernels per decode step (device time):\n%s", kernels.c_str());
         }
     } catch (const moerun::error& e) {
         std::fprintf(stderr, "%s: %s\n", moerun::error_code_name(e.code()), e.what());

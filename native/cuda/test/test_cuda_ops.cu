@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -96,6 +97,57 @@ void test_route(const char* name, mc_moe p, bool with_bias, std::mt19937& rng, i
     check(id_mismatch == 0 && worst <= 1e-5, std::string("route ") + name, detail);
 }
 
+// ---- the moe_route kernel's block-wide routing against route_token ----
+
+__global__ void route_block_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
+    MC_DYNAMIC_SHARED(float, sh);
+    const int64_t t = blockIdx.x;
+    mc::route_token_block(logits + t * p.n_expert, bias, p, sh, ids + t * p.n_expert_used, weights + t * p.n_expert_used);
+}
+
+// Whether kernels can run here: the emulator always; the nvcc build where a GPU is.
+bool g_device = false;
+
+// route_token_block with `threads` threads per token must give route_token's ids and weights,
+// bit for bit.
+void test_route_block(const char* name, mc_moe p, bool with_bias, std::mt19937& rng, int tokens, int threads, bool all_equal = false) {
+    if (!g_device) return;
+    std::normal_distribution<float> dist(0.0f, 2.0f);
+    const size_t n = size_t(p.n_expert), used = size_t(p.n_expert_used);
+    std::vector<float> logits(n * size_t(tokens)), bias(n);
+    for (float& v : logits) v = all_equal ? 0.5f : dist(rng);
+    for (float& v : bias) v = all_equal ? 0.0f : dist(rng) * 0.05f;
+    std::vector<int32_t> want_ids(used * size_t(tokens)), got_ids(want_ids.size());
+    std::vector<float> want_w(want_ids.size()), got_w(want_ids.size()), probs(n), score(n);
+    std::vector<unsigned char> taken(n);
+    for (int t = 0; t < tokens; ++t) {
+        mc::route_token(logits.data() + size_t(t) * n, with_bias ? bias.data() : nullptr, p, probs.data(), score.data(), taken.data(),
+                        want_ids.data() + size_t(t) * used, want_w.data() + size_t(t) * used);
+    }
+    cudaStream_t stream;
+    cudaStreamCreate(&stream);
+    void *d_logits, *d_bias, *d_ids, *d_w;
+    cudaMalloc(&d_logits, logits.size() * sizeof(float));
+    cudaMalloc(&d_bias, bias.size() * sizeof(float));
+    cudaMalloc(&d_ids, want_ids.size() * sizeof(int32_t));
+    cudaMalloc(&d_w, want_w.size() * sizeof(float));
+    cudaMemcpyAsync(d_logits, logits.data(), logits.size() * sizeof(float), cudaMemcpyHostToDevice, stream);
+    cudaMemcpyAsync(d_bias, bias.data(), bias.size() * sizeof(float), cudaMemcpyHostToDevice, stream);
+    const size_t shared = 2 * n * sizeof(float) + n;
+    mc::launch(route_block_kernel, unsigned(tokens), unsigned(threads), shared, stream, static_cast<const float*>(d_logits),
+               with_bias ? static_cast<const float*>(d_bias) : nullptr, p, static_cast<int32_t*>(d_ids), static_cast<float*>(d_w));
+    cudaMemcpyAsync(got_ids.data(), d_ids, got_ids.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream);
+    cudaMemcpyAsync(got_w.data(), d_w, got_w.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
+    const cudaError_t e = cudaStreamSynchronize(stream);
+    for (void* d : {d_logits, d_bias, d_ids, d_w}) cudaFree(d);
+    cudaStreamDestroy(stream);
+    int differ = 0;
+    for (size_t i = 0; i < want_ids.size(); ++i) differ += got_ids[i] != want_ids[i] || std::memcmp(&got_w[i], &want_w[i], sizeof(float)) != 0;
+    char detail[160];
+    std::snprintf(detail, sizeof detail, "%d of %zu (id, weight) pairs differ in a bit; %s", differ, want_ids.size(), cudaGetErrorString(e));
+    check(e == cudaSuccess && differ == 0, std::string("route kernel, ") + std::to_string(threads) + " threads: " + name, detail);
+}
+
 // ---- RoPE ----
 
 void test_rope(const char* name, bool neox, int head_dim, int n_rot, float base, bool yarn, int pos) {
@@ -143,6 +195,23 @@ void test_rope(const char* name, bool neox, int head_dim, int n_rot, float base,
 
 int main() {
     std::mt19937 rng(11);
+    int n_devices = 0;
+    g_device = cudaGetDeviceCount(&n_devices) == cudaSuccess && n_devices > 0;
+    if (!g_device) {
+        cudaGetLastError();
+        std::printf("skip route kernel checks: no CUDA device (the emulated build runs them)\n");
+    }
+    // The kernel on the same shapes, with a block of one warp (several experts per thread) and of
+    // 256 threads (DeepSeek V3's 256 experts, one each; 384 experts, some two).
+    for (int threads : {32, 256}) {
+        test_route_block("softmax top-2 of 8", {8, 2, 0, 0, 1.0f, 1, 1}, false, rng, 50, threads);
+        test_route_block("softmax top-8 of 128, normalized", {128, 8, 0, 1, 1.0f, 1, 1}, false, rng, 50, threads);
+        test_route_block("sigmoid + bias, 4 of 8 groups, top-8 of 256, norm, x2.5", {256, 8, 1, 1, 2.5f, 8, 4}, true, rng, 50, threads);
+        test_route_block("sigmoid + bias, 2 of 4 groups, top-4 of 16, norm, x2.5", {16, 4, 1, 1, 2.5f, 4, 2}, true, rng, 50, threads);
+        test_route_block("softmax top-8 of 384, normalized", {384, 8, 0, 1, 1.0f, 1, 1}, false, rng, 20, threads);
+        test_route_block("all logits equal (ties: lowest index first)", {16, 4, 0, 1, 1.0f, 1, 1}, false, rng, 1, threads, true);
+        test_route_block("all logits equal, groups (lowest group first)", {16, 4, 1, 1, 1.0f, 4, 2}, false, rng, 1, threads, true);
+    }
     // Mixtral: softmax top-2 of 8, weights as they are.
     test_route("softmax top-2 of 8", {8, 2, 0, 0, 1.0f, 1, 1}, false, rng, 200);
     // Qwen3-MoE / OLMoE: softmax top-8 of 128, renormalized.
