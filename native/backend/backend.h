@@ -162,6 +162,13 @@ public:
     // out[r] = x[r] / rms(x[r]) * weight, for `rows` rows of n floats, `stride` floats apart in
     // both x and out (may alias); an empty weight normalizes only.
     virtual void rms_norm(const float* x, const tensor& weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) = 0;
+    // x += y, then out = rms_norm(x) with `weight`, for `rows` contiguous rows of n floats: a
+    // residual add and the norm after it in one call (one kernel on a GPU). The default makes
+    // the two calls.
+    virtual void add_rms_norm(float* x, const float* y, const tensor& weight, float* out, int64_t rows, int64_t n, float eps) {
+        add(x, y, rows * n);
+        rms_norm(x, weight, out, rows, n, n, eps);
+    }
     // Rotates the first n_rot dims of each of n_heads heads (head_dim apart) of n_tokens tokens
     // (token_stride floats apart), token i at position pos0 + i, in place.
     virtual void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,

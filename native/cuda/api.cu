@@ -97,10 +97,21 @@ mc_status create(int device, mc_context** out, char* msg, size_t cap) {
 void destroy(mc_context* ctx) {
     if (!ctx) return;
     cudaSetDevice(ctx->device);
-    if (ctx->act) cudaFreeAsync(ctx->act, ctx->stream);  // scratch comes from the stream-ordered allocator
-    if (ctx->tmp) cudaFreeAsync(ctx->tmp, ctx->stream);
-    if (ctx->up) cudaFreeAsync(ctx->up, ctx->stream);
+    if (ctx->capturing) {
+#ifndef MOERUN_CUDA_EMULATOR
+        cudaGraph_t unused = nullptr;
+        cudaStreamEndCapture(ctx->stream, &unused);
+        if (unused) cudaGraphDestroy(unused);
+#endif
+        ctx->capturing = false;
+    }
     cudaStreamSynchronize(ctx->stream);
+    for (void* p : ctx->frees_after_capture) cudaFree(p);
+    for (void* p : {ctx->act, ctx->tmp, ctx->up}) cudaFree(p);
+#ifndef MOERUN_CUDA_EMULATOR
+    if (ctx->graph) cudaGraphExecDestroy(ctx->graph);
+#endif
+    cudaGetLastError();
     cudaStreamDestroy(ctx->stream);
     delete ctx;
 }
@@ -109,6 +120,11 @@ const char* last_error(mc_context* ctx) { return ctx ? ctx->error.c_str() : ""; 
 
 // Every entry point makes the context's device current: the core may call from any thread.
 #define MC_ON_DEVICE(ctx) MC_TRY(mc::check(ctx, cudaSetDevice((ctx)->device), "cudaSetDevice"))
+// The calls that wait for the device (or pin host memory) are refused while a step is recorded.
+#define MC_NOT_CAPTURING(ctx, what)                                                                                      \
+    do {                                                                                                                 \
+        if ((ctx)->capturing) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: %s while a step is being recorded", what); \
+    } while (0)
 
 mc_status alloc(mc_context* ctx, size_t bytes, void** out) {
     *out = nullptr;
@@ -127,12 +143,12 @@ mc_status alloc(mc_context* ctx, size_t bytes, void** out) {
 void free_(mc_context* ctx, void* p) {
     if (!p) return;
     cudaSetDevice(ctx->device);
-    cudaStreamSynchronize(ctx->stream);
-    cudaFree(p);
+    mc::free_device(ctx, p);
 }
 
 mc_status upload(mc_context* ctx, void* dst, const void* src, size_t bytes) {
     MC_ON_DEVICE(ctx);
+    MC_NOT_CAPTURING(ctx, "upload");
     // Synchronous: the source may be a mapped file's pages or a caller's temporary.
     MC_TRY(mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream), "upload"));
     return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "upload");
@@ -140,6 +156,7 @@ mc_status upload(mc_context* ctx, void* dst, const void* src, size_t bytes) {
 
 mc_status download(mc_context* ctx, void* dst, const void* src, size_t bytes) {
     MC_ON_DEVICE(ctx);
+    MC_NOT_CAPTURING(ctx, "download");
     MC_TRY(mc::check(ctx, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream), "download"));
     return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "download (or a kernel before it)");
 }
@@ -147,6 +164,7 @@ mc_status download(mc_context* ctx, void* dst, const void* src, size_t bytes) {
 mc_status alloc_host(mc_context* ctx, size_t bytes, void** out) {
     *out = nullptr;
     MC_ON_DEVICE(ctx);
+    MC_NOT_CAPTURING(ctx, "page-locked host memory");
     const cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
     if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -174,7 +192,52 @@ mc_status download_async(mc_context* ctx, void* dst, const void* src, size_t byt
 
 mc_status synchronize(mc_context* ctx) {
     MC_ON_DEVICE(ctx);
+    MC_NOT_CAPTURING(ctx, "synchronize");
     return mc::check(ctx, cudaStreamSynchronize(ctx->stream), "synchronize (or a kernel before it)");
+}
+
+// ---- steps as graphs ----
+
+mc_status capture_begin(mc_context* ctx) {
+    MC_ON_DEVICE(ctx);
+    if (ctx->capturing) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: capture_begin: a step is already being recorded");
+#ifndef MOERUN_CUDA_EMULATOR
+    if (mc::g_launch_timer) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: graphs are off while kernels are timed (MOERUN_CUDA_PROFILE)");
+    // Relaxed: cudaMalloc stays legal (scratch may grow while recording; see free_device).
+    MC_TRY(mc::check(ctx, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture"));
+#endif
+    ctx->capturing = true;
+    return MC_OK;
+}
+
+// Ends the recording and runs it; then gives back the memory freed while recording.
+mc_status capture_end(mc_context* ctx) {
+    MC_ON_DEVICE(ctx);
+    if (!ctx->capturing) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: capture_end: no step is being recorded");
+    ctx->capturing = false;
+    mc_status s = MC_OK;
+#ifndef MOERUN_CUDA_EMULATOR
+    cudaGraph_t graph = nullptr;
+    s = mc::check(ctx, cudaStreamEndCapture(ctx->stream, &graph), "recording a step (an operation in it failed)");
+    if (s == MC_OK && ctx->graph) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(ctx->graph, graph, &info) != cudaSuccess) {  // another shape: a new graph
+            cudaGetLastError();
+            cudaGraphExecDestroy(ctx->graph);
+            ctx->graph = nullptr;
+        }
+    }
+    if (s == MC_OK && !ctx->graph) s = mc::check(ctx, cudaGraphInstantiate(&ctx->graph, graph, 0), "cudaGraphInstantiate");
+    if (s == MC_OK) s = mc::check(ctx, cudaGraphLaunch(ctx->graph, ctx->stream), "cudaGraphLaunch");
+    if (graph) cudaGraphDestroy(graph);
+#endif
+    // (The emulator queued the operations as they came: they run in stream order as recorded.)
+    if (!ctx->frees_after_capture.empty()) {
+        cudaStreamSynchronize(ctx->stream);
+        for (void* p : ctx->frees_after_capture) cudaFree(p);
+        ctx->frees_after_capture.clear();
+    }
+    return s;
 }
 
 // Wrappers that make the device current before the op.
@@ -208,6 +271,8 @@ MC_WRAP(add_bias, (mc_context* ctx, float* y, const float* b, int64_t r, int64_t
 MC_WRAP(kv_store, (mc_context* ctx, uint32_t t, const float* s, int64_t ss, int64_t n, int dim, void* d, uint64_t rb),
         (ctx, t, s, ss, n, dim, d, rb))
 MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
+MC_WRAP(add_rms_norm, (mc_context* ctx, float* x, const float* y, const float* w, float* out, int64_t rows, int64_t n, float eps),
+        (ctx, x, y, w, out, rows, n, eps))
 #undef MC_WRAP
 
 #ifndef MOERUN_CUDA_EMULATOR
@@ -289,8 +354,8 @@ const mc_api k_api = {
     create, destroy, last_error,
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
-    swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on,
-    kernel_profile,
+    swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on,
+    capture_begin, capture_end, kernel_profile,
 };
 
 }  // namespace

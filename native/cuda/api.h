@@ -10,7 +10,7 @@
 //
 // Every function returns an mc_status; on failure mc_last_error(ctx) (or the msg buffer of the
 // context-free calls) says what failed, naming the CUDA call and its error string. All device
-// work of a context is ordered on its one stream; only mc_download waits for it.
+// work of a context is ordered on its one stream; only upload, download and synchronize wait for it.
 #pragma once
 
 #include <stddef.h>
@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 4
+#define MC_API_VERSION 5
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -114,7 +114,7 @@ typedef struct mc_api {
     // to int8 blocks (Q8_0, Q8_1 or Q8_K).
     mc_status (*matmul)(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
     // Routed experts. rows = n_tokens * n_used (token t, slot k: row t * n_used + k); ids
-    // (rows) on the device. gate_up: h[row] = silu(x[t] . gate[e]^T) * (x[t] . up[e]^T);
+    // (rows) on the device; no ids (and no slot_of): a dense FFN's gate and up (n_used 1). gate_up: h[row] = silu(x[t] . gate[e]^T) * (x[t] . up[e]^T);
     // down: y[row] = h[row] . down[e]^T. Expert e is at e * ne[1] rows into the weights, or, with
     // slot_of (n_expert ints on the device; null: every expert is there), in slot slot_of[e] of
     // a tensor holding only the experts the device keeps; a row whose expert has slot -1 is left
@@ -143,6 +143,20 @@ typedef struct mc_api {
                           uint64_t dst_row_bytes);
     // Causal attention of n queries at positions pos0.. over cached positions 0..pos0+i.
     mc_status (*attention)(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
+    // x += y, then out = rms_norm(x) * weight (as rms_norm), for rows contiguous rows of n floats.
+    mc_status (*add_rms_norm)(mc_context* ctx, float* x, const float* y, const float* weight, float* out, int64_t rows, int64_t n,
+                              float eps);
+    // ---- steps as graphs ----
+    // Between capture_begin and capture_end the context's operations are recorded, not run; then
+    // capture_end runs the recording as one CUDA graph (reusing the previous step's graph when
+    // only the kernels' arguments changed). In between, alloc works and free waits for the end;
+    // nothing may wait for the device: upload, download, synchronize and alloc_host fail
+    // (MC_INVALID_ARGUMENT). A launch that fails spoils the recording (capture_end then runs
+    // nothing and returns the error); an operation refused before its launch is only missing
+    // from it. capture_begin returns MC_UNSUPPORTED where graphs are off (kernel timing), and
+    // the operations then simply run.
+    mc_status (*capture_begin)(mc_context* ctx);
+    mc_status (*capture_end)(mc_context* ctx);
     // ---- measuring ----
     // Where MOERUN_CUDA_PROFILE was set when the context was made, every kernel launch is timed
     // on the device (CUDA events): this waits for the stream, writes one line per kernel launched

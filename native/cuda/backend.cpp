@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -162,14 +164,17 @@ struct split_experts {
 class cuda_backend final : public backend {
 public:
     cuda_backend(const mc_api* api, mc_context* ctx, const gpu_device_info& dev, const backend_params& params)
-        : api_(api), ctx_(ctx), dev_(dev), params_(params) {}
+        : api_(api), ctx_(ctx), dev_(dev), params_(params) {
+        const char* graphs = std::getenv("MOERUN_CUDA_GRAPHS");
+        graphs_ = !(graphs && std::strcmp(graphs, "0") == 0);
+    }
     ~cuda_backend() override {
         // Device memory goes before the context it belongs to.
         weights_.clear();
         split_.clear();
         scratch_.clear();
         for (device_memory* m : {&stage_gate_, &stage_up_, &stage_down_, &wave_map_}) *m = device_memory();
-        for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_, &wave_maps_host_}) p->release();
+        for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_, &wave_maps_host_, &embd_rows_}) p->release();
         api_->destroy(ctx_);
     }
 
@@ -182,13 +187,29 @@ public:
     int threads() const override { return host_ ? host_->threads() : 1; }
     bool threads_pinned() const override { return host_ && host_->threads_pinned(); }
     void begin() override {
+        if (!capture_error_.empty()) {
+            const std::string why = std::move(capture_error_);
+            capture_error_.clear();
+            throw error(error_code::internal, "cuda: the last decode step, recorded as a graph, did not run: " + why);
+        }
+        forward_open_ = true;
         if (host_) host_->begin();
     }
     void end() override {
+        forward_open_ = false;
+        if (capturing_) {  // a step without logits, or one left by an exception: run what was recorded
+            capturing_ = false;
+            if (api_->capture_end(ctx_) == MC_OK) step_unwaited_ = true;
+            else capture_error_ = api_->last_error(ctx_);
+        }
         if (host_) host_->end();
     }
-    void synchronize() override { check(*api_, ctx_, api_->synchronize(ctx_), "cuda: synchronize"); }
+    void synchronize() override {
+        run_recording();
+        check(*api_, ctx_, api_->synchronize(ctx_), "cuda: synchronize");
+    }
     std::string kernel_profile(int per) override {
+        run_recording();
         std::vector<char> report(size_t(1) << 16);
         check(*api_, ctx_, api_->kernel_profile(ctx_, per, report.data(), report.size()), "cuda: kernel_profile");
         return report.data();
@@ -222,7 +243,9 @@ public:
         const size_t n = size_t(m) * size_t(w.ne[1]);
         float* y = scratch(slot::logits, n);
         matmul(w, x, m, y, activation_view::contiguous);
+        run_recording();
         check(*api_, ctx_, api_->download(ctx_, host_y, y, n * sizeof(float)), "cuda: logits");
+        step_unwaited_ = false;
     }
     void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) override {
         for (const matmul_job& j : jobs) matmul(*j.w, x, m, j.y, activation_view::contiguous);
@@ -231,6 +254,10 @@ public:
         check(*api_, ctx_, api_->copy(ctx_, src, src_stride, dst, dst_stride, rows, cols), "cuda: copy");
     }
     void add(float* x, const float* y, int64_t n) override { check(*api_, ctx_, api_->add(ctx_, x, y, n), "cuda: add"); }
+    void add_rms_norm(float* x, const float* y, const tensor& weight, float* out, int64_t rows, int64_t n, float eps) override {
+        const float* wv = weight ? static_cast<const float*>(weight.data) : nullptr;
+        check(*api_, ctx_, api_->add_rms_norm(ctx_, x, y, wv, out, rows, n, eps), "cuda: add_rms_norm");
+    }
     void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) override {
         check(*api_, ctx_, api_->add_bias(ctx_, y, static_cast<const float*>(b.data), rows, dim), "cuda: add_bias");
     }
@@ -240,8 +267,15 @@ public:
     void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) override;
 
 private:
+    // Ends the recording of a decode step, if one is under way, and runs it: before the logits
+    // are read, and before any call that waits for the device.
+    void run_recording() {
+        if (!capturing_) return;
+        capturing_ = false;
+        check(*api_, ctx_, api_->capture_end(ctx_), "cuda: a decode step recorded as a graph");
+    }
     // Scratch regions, each grown to its largest use and reused (one forward call at a time).
-    enum class slot { logits, gate, up, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, host_part, count };
+    enum class slot { logits, gate, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, host_part, count };
     float* scratch(slot s, size_t n_floats) {
         if (scratch_.empty()) scratch_.resize(size_t(slot::count));
         device_memory& m = scratch_[size_t(s)];
@@ -285,6 +319,17 @@ private:
     std::vector<double> cpu_ns_per_row_;
     double wave_ns_per_byte_ = 0;
     pinned_memory host_x_, host_ids_, host_weights_, host_part_;  // a split layer's rows on the host
+    // Decode steps as CUDA graphs (api.h's capture_begin/end): a forward call of one token is
+    // recorded from just after its embedding row's upload (get_rows, the call's first op) to its
+    // logits' matmul, then run as one graph: one launch instead of hundreds, none of them waiting
+    // on the host. Not with experts on the host (their steps wait for the host's part), nor with
+    // MOERUN_CUDA_GRAPHS=0.
+    bool graphs_ = true;
+    bool forward_open_ = false;  // between begin() and the call's first op
+    bool capturing_ = false;
+    bool step_unwaited_ = false;   // a recorded step ran with no download after it (no logits)
+    std::string capture_error_;    // such a step's failure, raised by the next begin()
+    pinned_memory embd_rows_;      // the recorded step's embedding row, uploaded without waiting
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
     std::map<const void*, const void*> host_to_device_;  // tied tensors are uploaded once
@@ -493,9 +538,26 @@ void cuda_backend::get_rows(const tensor& w, const int32_t* ids, int n, float* o
     const type_traits& tt = type_traits_reference(w.type);
     if (!tt.to_float) throw error(error_code::unsupported, format("cuda: get_rows: type %s cannot be read as floats", tensor_type_name(w.type)));
     const size_t d = size_t(w.ne[0]);
-    host_rows_.resize(size_t(n) * d);
-    for (int i = 0; i < n; ++i) tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[i]) * w.row_stride, host_rows_.data() + size_t(i) * d, w.ne[0]);
-    check(*api_, ctx_, api_->upload(ctx_, out, host_rows_.data(), host_rows_.size() * sizeof(float)), "cuda: get_rows");
+    const bool record = forward_open_ && n == 1 && graphs_ && !host_;
+    forward_open_ = false;
+    run_recording();  // a second get_rows in one call (not the forward pass's): its upload waits
+    if (!record) {
+        host_rows_.resize(size_t(n) * d);
+        for (int i = 0; i < n; ++i) tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[i]) * w.row_stride, host_rows_.data() + size_t(i) * d, w.ne[0]);
+        check(*api_, ctx_, api_->upload(ctx_, out, host_rows_.data(), host_rows_.size() * sizeof(float)), "cuda: get_rows");
+        return;
+    }
+    // A decode step: the row goes up from page-locked memory without waiting (after the last
+    // step's copy from it has run), and the rest of the step is recorded.
+    if (step_unwaited_) check(*api_, ctx_, api_->synchronize(ctx_), "cuda: get_rows");
+    step_unwaited_ = false;
+    float* row = embd_rows_.get<float>(api_, ctx_, d);
+    tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[0]) * w.row_stride, row, w.ne[0]);
+    check(*api_, ctx_, api_->upload_async(ctx_, out, row, d * sizeof(float)), "cuda: get_rows");
+    const mc_status s = api_->capture_begin(ctx_);
+    if (s == MC_UNSUPPORTED) graphs_ = false;  // kernel timing: the step runs as it comes
+    else check(*api_, ctx_, s, "cuda: recording a decode step");
+    capturing_ = s == MC_OK;
 }
 
 void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {
@@ -528,14 +590,13 @@ void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int po
     check(*api_, ctx_, api_->attention(ctx_, &view, q, n, pos0, out), "cuda: attention");
 }
 
+// Gate and up in one pass over one rounding of x, with SwiGLU in the same kernel (the experts'
+// kernel with no ids), then down.
 void cuda_backend::ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) {
-    const size_t width = size_t(n) * size_t(gate.ne[1]);
-    float* g = scratch(slot::gate, width);
-    float* u = scratch(slot::up, width);
-    matmul(gate, x, n, g, activation_view::contiguous);
-    matmul(up, x, n, u, activation_view::contiguous);
-    check(*api_, ctx_, api_->swiglu(ctx_, g, u, int64_t(width)), "cuda: swiglu");
-    matmul(down, g, n, out, activation_view::contiguous);
+    float* h = scratch(slot::gate, size_t(n) * size_t(gate.ne[1]));
+    const mc_tensor g = to_mc(gate), u = to_mc(up);
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, nullptr, nullptr, n, 1, h), "cuda: ffn gate/up");
+    matmul(down, h, n, out, activation_view::contiguous);
 }
 
 // Router, top-k and weights on the device; experts as two grouped passes over the (token, slot)

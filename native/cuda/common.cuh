@@ -22,6 +22,13 @@ struct mc_context {
     size_t tmp_bytes = 0;
     void* up = nullptr;   // experts' up rows where gate and up differ in type
     size_t up_bytes = 0;
+    // Capture (api.h's capture_begin/end): while recording, device memory given up waits here
+    // until the recorded work has run (recorded kernels may still read it).
+    bool capturing = false;
+    std::vector<void*> frees_after_capture;
+#ifndef MOERUN_CUDA_EMULATOR
+    cudaGraphExec_t graph = nullptr;  // the last step's, updated in place when the next one has its shape
+#endif
 };
 
 namespace mc {
@@ -62,15 +69,27 @@ inline mc_status check(mc_context* ctx, cudaError_t e, const char* what) {
 // After a kernel launch: launch errors (bad configuration, no image for this device).
 inline mc_status check_launch(mc_context* ctx, const char* kernel) { return check(ctx, cudaGetLastError(), kernel); }
 
-// Grows a scratch buffer to `bytes` (stream-ordered: the old one is freed after the work queued
-// on it).
+// Gives device memory back once the work queued so far no longer needs it: at once after the
+// stream has finished, or, while a step is being recorded, after the recording has run.
+inline void free_device(mc_context* ctx, void* p) {
+    if (!p) return;
+    if (ctx->capturing) {
+        ctx->frees_after_capture.push_back(p);
+        return;
+    }
+    cudaStreamSynchronize(ctx->stream);
+    cudaFree(p);
+}
+
+// Grows a scratch buffer to `bytes` (a quarter more, so that slowly growing needs, the attention
+// scores of a lengthening context, seldom reallocate). Legal while a step is being recorded.
 inline mc_status reserve(mc_context* ctx, void** p, size_t* have, size_t bytes, const char* what) {
     if (*have >= bytes) return MC_OK;
-    if (*p) cudaFreeAsync(*p, ctx->stream);
+    free_device(ctx, *p);
     *p = nullptr;
     *have = 0;
     const size_t grown = bytes + bytes / 4;
-    mc_status s = check(ctx, cudaMallocAsync(p, grown, ctx->stream), what);
+    mc_status s = check(ctx, cudaMalloc(p, grown), what);
     if (s == MC_OK) *have = grown;
     return s;
 }
@@ -186,6 +205,7 @@ mc_status op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor
 mc_status op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
                       float* y);
 mc_status op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps);
+mc_status op_add_rms_norm(mc_context* ctx, float* x, const float* y, const float* weight, float* out, int64_t rows, int64_t n, float eps);
 mc_status op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
                   const mc_rope* p);
 mc_status op_moe_route(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids, float* weights);

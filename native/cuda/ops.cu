@@ -17,10 +17,15 @@ namespace {
 
 // ---- norms and element-wise ----
 
-// One block per row; squares in float, summed in double, as ggml.
-__global__ void rms_norm_rows(const float* x, const float* weight, float* out, int64_t n, int64_t stride, float eps) {
-    const float* xr = x + int64_t(blockIdx.x) * stride;
+// One block per row; squares in float, summed in double, as ggml. With y (add_rms_norm), the
+// row is first x += y, each thread adding the elements it then reads back.
+__global__ void rms_norm_rows(float* x, const float* y, const float* weight, float* out, int64_t n, int64_t stride, float eps) {
+    float* xr = x + int64_t(blockIdx.x) * stride;
     float* yr = out + int64_t(blockIdx.x) * stride;
+    if (y) {
+        const float* add = y + int64_t(blockIdx.x) * stride;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) xr[i] += add[i];
+    }
     double sum = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += double(xr[i] * xr[i]);
     sum = mc::block_sum(sum);
@@ -175,8 +180,16 @@ constexpr int k_threads = 256;
 
 mc_status mc::op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) {
     if (rows <= 0) return MC_OK;
-    mc::launch(rms_norm_rows, unsigned(rows), k_threads, 0, ctx->stream, x, weight, out, n, stride, eps);
+    // x is only read (no y): the kernel's x is writable for add_rms_norm's sake.
+    mc::launch(rms_norm_rows, unsigned(rows), k_threads, 0, ctx->stream, const_cast<float*>(x), static_cast<const float*>(nullptr), weight,
+               out, n, stride, eps);
     return mc::check_launch(ctx, "rms_norm");
+}
+
+mc_status mc::op_add_rms_norm(mc_context* ctx, float* x, const float* y, const float* weight, float* out, int64_t rows, int64_t n, float eps) {
+    if (rows <= 0) return MC_OK;
+    mc::launch(rms_norm_rows, unsigned(rows), k_threads, 0, ctx->stream, x, y, weight, out, n, n, eps);
+    return mc::check_launch(ctx, "add_rms_norm");
 }
 
 mc_status mc::op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,

@@ -123,35 +123,41 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     };
 
     be.get_rows(w.token_embd, tokens, n, x);
+    be.rms_norm(x, w.layers[0].attn_norm, h, n, d, d, c.norm_eps);
 
+    // Each residual add comes with the norm after it (add_rms_norm): h holds the normed x.
     for (int il = 0; il < c.n_layer; ++il) {
         check_abort();
         const layer_weights& l = w.layers[size_t(il)];
 
         // ---- attention ----
-        be.rms_norm(x, l.attn_norm, h, n, d, d, c.norm_eps);
         if (c.mla) {
             attention_mla(il, l, n, pos0);
         } else {
-            project_qkv(l, n);
-            float* q = q_->data();
-            float* k = k_->data();
-            be.rope(q, n, q_dim, c.n_head, c.head_dim_k, c.n_rot, pos0, c);
-            be.rope(k, n, k_dim, c.n_head_kv, c.head_dim_k, c.n_rot, pos0, c);
-            be.kv_store(*kv_, il, k, v_->data(), pos0, n);
-            be.attention(*kv_, il, q, n, pos0, attn_out);
+            const qkv_rows r = project_qkv(l, n);
+            if (n == 1 && r.k == r.q + q_dim) {  // one token of a fused projection: its q and k heads are adjacent
+                be.rope(r.q, n, q_dim + k_dim, c.n_head + c.n_head_kv, c.head_dim_k, c.n_rot, pos0, c);
+            } else {
+                be.rope(r.q, n, q_dim, c.n_head, c.head_dim_k, c.n_rot, pos0, c);
+                be.rope(r.k, n, k_dim, c.n_head_kv, c.head_dim_k, c.n_rot, pos0, c);
+            }
+            be.kv_store(*kv_, il, r.k, r.v, pos0, n);
+            be.attention(*kv_, il, r.q, n, pos0, attn_out);
         }
         be.matmul(l.wo, attn_out, n, tmp);
-        be.add(x, tmp, int64_t(nt) * d);
+        be.add_rms_norm(x, tmp, l.ffn_norm, h, n, d, c.norm_eps);
 
         // ---- feed-forward: dense SwiGLU or mixture of experts ----
-        be.rms_norm(x, l.ffn_norm, h, n, d, d, c.norm_eps);
         if (l.is_moe()) {
             be.ffn_moe(c, l, h, n, tmp);
         } else {
             be.ffn_dense(l.ffn_gate, l.ffn_up, l.ffn_down, h, n, tmp);
         }
-        be.add(x, tmp, int64_t(nt) * d);
+        if (il + 1 < c.n_layer) {
+            be.add_rms_norm(x, tmp, w.layers[size_t(il) + 1].attn_norm, h, n, d, c.norm_eps);
+        } else {
+            be.add(x, tmp, int64_t(nt) * d);
+        }
         layer_steps_.fetch_add(1, std::memory_order_relaxed);
     }
     check_abort();
@@ -163,8 +169,9 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     be.matmul_to_host(w.output, h, rows, logits_out);
 }
 
-// q_, k_, v_ (n rows each) = projections of h_, with optional bias and Q/K RMSNorm.
-void session::project_qkv(const layer_weights& l, int n) {
+// q, k, v (n rows each) = projections of h_, with optional bias and Q/K RMSNorm: in q_, k_, v_,
+// or, for one token of a fused projection, in place in qkv_ (q, k, v adjacent; no copies).
+session::qkv_rows session::project_qkv(const layer_weights& l, int n) {
     const model_config& c = model_->config;
     backend& be = compute_;
     const int64_t q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
@@ -178,9 +185,15 @@ void session::project_qkv(const layer_weights& l, int n) {
         const int64_t row = q_dim + k_dim + v_dim;
         float* qkv = act(qkv_, nt * size_t(row));
         be.matmul(l.wqkv, h, n, qkv);
-        be.copy(qkv, row, q, q_dim, n, q_dim);
-        be.copy(qkv + q_dim, row, k, k_dim, n, k_dim);
-        be.copy(qkv + q_dim + k_dim, row, v, v_dim, n, v_dim);
+        if (n == 1) {
+            q = qkv;
+            k = qkv + q_dim;
+            v = qkv + q_dim + k_dim;
+        } else {
+            be.copy(qkv, row, q, q_dim, n, q_dim);
+            be.copy(qkv + q_dim, row, k, k_dim, n, k_dim);
+            be.copy(qkv + q_dim + k_dim, row, v, v_dim, n, v_dim);
+        }
     } else {
         be.matmul_group({{&l.wq, q}, {&l.wk, k}, {&l.wv, v}}, h, n);
     }
@@ -195,6 +208,7 @@ void session::project_qkv(const layer_weights& l, int n) {
     };
     norm(l.attn_q_norm, q, q_dim);
     norm(l.attn_k_norm, k, k_dim);
+    return {q, k, v};
 }
 
 // Multi-head latent attention, absorbed form (see model_config::mla). Writes attn_out_:

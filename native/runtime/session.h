@@ -61,7 +61,10 @@ public:
 private:
     void forward_batch(const int32_t* tokens, int n, int pos0, logits_mode mode, float* logits_out,
                        const std::atomic<bool>* abort);
-    void project_qkv(const layer_weights& l, int n);
+    struct qkv_rows {
+        float *q, *k, *v;
+    };
+    qkv_rows project_qkv(const layer_weights& l, int n);
     void attention_mla(int il, const layer_weights& l, int n, int pos0);
     float* act(std::unique_ptr<buffer>& b, size_t n_floats);
 

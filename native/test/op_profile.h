@@ -100,6 +100,9 @@ public:
         timed("copy", 0, [&] { in_->copy(src, src_stride, dst, dst_stride, rows, cols); });
     }
     void add(float* x, const float* y, int64_t n) override { timed("add", 0, [&] { in_->add(x, y, n); }); }
+    void add_rms_norm(float* x, const float* y, const tensor& weight, float* out, int64_t rows, int64_t n, float eps) override {
+        timed("add_rms_norm", 0, [&] { in_->add_rms_norm(x, y, weight, out, rows, n, eps); });
+    }
     void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) override {
         timed("add_bias", 0, [&] { in_->add_bias(y, b, rows, dim); });
     }
