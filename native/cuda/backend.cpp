@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -176,6 +177,12 @@ public:
         for (device_memory* m : {&stage_gate_, &stage_up_, &stage_down_, &wave_map_}) *m = device_memory();
         for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_, &wave_maps_host_, &embd_rows_}) p->release();
         api_->destroy(ctx_);
+        if (graph_times_.steps > 0 && std::getenv("MOERUN_CUDA_GRAPH_TIMES")) {
+            const double n = double(graph_times_.steps);
+            std::fprintf(stderr, "cuda graphs: %llu steps; per step: recording %.1f us, ending and launching %.1f us, then waiting %.1f us\n",
+                         (unsigned long long)graph_times_.steps, graph_times_.record_s * 1e6 / n, graph_times_.end_s * 1e6 / n,
+                         graph_times_.wait_s * 1e6 / n);
+        }
     }
 
     std::string name() const override {
@@ -243,9 +250,11 @@ public:
         const size_t n = size_t(m) * size_t(w.ne[1]);
         float* y = scratch(slot::logits, n);
         matmul(w, x, m, y, activation_view::contiguous);
+        const bool recorded = capturing_;
         run_recording();
         check(*api_, ctx_, api_->download(ctx_, host_y, y, n * sizeof(float)), "cuda: logits");
         step_unwaited_ = false;
+        if (recorded) graph_times_.wait_s += seconds_since(graph_times_.mark);
     }
     void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) override {
         for (const matmul_job& j : jobs) matmul(*j.w, x, m, j.y, activation_view::contiguous);
@@ -272,7 +281,17 @@ private:
     void run_recording() {
         if (!capturing_) return;
         capturing_ = false;
+        graph_times_.record_s += seconds_since(graph_times_.mark);
         check(*api_, ctx_, api_->capture_end(ctx_), "cuda: a decode step recorded as a graph");
+        graph_times_.end_s += seconds_since(graph_times_.mark);
+        graph_times_.steps += 1;
+    }
+    // Seconds since `mark`, which moves to now.
+    static double seconds_since(std::chrono::steady_clock::time_point& mark) {
+        const auto now = std::chrono::steady_clock::now();
+        const double s = std::chrono::duration<double>(now - mark).count();
+        mark = now;
+        return s;
     }
     // Scratch regions, each grown to its largest use and reused (one forward call at a time).
     enum class slot { logits, gate, router, ids, weights, expert_h, expert_y, shared, shared_gate, rows, host_part, count };
@@ -330,6 +349,12 @@ private:
     bool step_unwaited_ = false;   // a recorded step ran with no download after it (no logits)
     std::string capture_error_;    // such a step's failure, raised by the next begin()
     pinned_memory embd_rows_;      // the recorded step's embedding row, uploaded without waiting
+    // Where a recorded step's host time goes (printed at exit with MOERUN_CUDA_GRAPH_TIMES set).
+    struct {
+        std::chrono::steady_clock::time_point mark;
+        double record_s = 0, end_s = 0, wait_s = 0;
+        uint64_t steps = 0;
+    } graph_times_;
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
     std::map<const void*, const void*> host_to_device_;  // tied tensors are uploaded once
@@ -371,8 +396,9 @@ void cuda_backend::place_weights(const model_config& c, model_weights& w, const 
         const uint64_t routed = tensor_bytes(l.ffn_gate_exps) + tensor_bytes(l.ffn_up_exps) + tensor_bytes(l.ffn_down_exps);
         total -= routed - routed / uint64_t(c.n_expert) * uint64_t(slots_of(il));
     }
-    if (c.head_dim_k > 12 * 1024) {  // the attention kernel keeps a query head in 48 KiB of shared memory
-        throw error(error_code::unsupported, format("cuda: key heads of %d elements are beyond the attention kernel", c.head_dim_k));
+    if ((int64_t(c.head_dim_k) + 8 * int64_t(c.head_dim_v)) * 4 > 48 * 1024) {  // a query head and 8 warps' output sums in shared memory
+        throw error(error_code::unsupported, format("cuda: heads of %d (keys) and %d (values) elements are beyond the attention kernel",
+                                                    c.head_dim_k, c.head_dim_v));
     }
     if (c.n_expert_used > 64 || c.n_expert_groups > 64) {
         throw error(error_code::unsupported, format("cuda: %d experts used of %d groups is beyond the routing kernel (64, 64)", c.n_expert_used,
@@ -558,6 +584,7 @@ void cuda_backend::get_rows(const tensor& w, const int32_t* ids, int n, float* o
     if (s == MC_UNSUPPORTED) graphs_ = false;  // kernel timing: the step runs as it comes
     else check(*api_, ctx_, s, "cuda: recording a decode step");
     capturing_ = s == MC_OK;
+    graph_times_.mark = std::chrono::steady_clock::now();
 }
 
 void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {

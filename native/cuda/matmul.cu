@@ -110,6 +110,14 @@ __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act
     if (lane < 8) o.d[sb * 8 + lane] = 1 / iscale;
 }
 
+// Element e of a float weight row.
+template <tensor_type T>
+__device__ inline float float_at(const uint8_t* w, int64_t e) {
+    if constexpr (T == tensor_type::F32) return reinterpret_cast<const float*>(w)[e];
+    else if constexpr (T == tensor_type::F16) return __half2float(reinterpret_cast<const __half*>(w)[e]);
+    else return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(w)[e]);
+}
+
 // y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
 // all through the same weight. Experts (ids != null, TILE 1): activation row r = blockIdx.y goes
 // through expert ids[r] (at slot slot_of[ids[r]] where slot_of is given; -1: not here, y untouched)
@@ -139,10 +147,23 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
         acc[t] = acc2[t] = 0.0f;
         rows[t] = mc::act_row_at(act, k, kind, act0 + t < m ? act0 + t : act0);
     }
-    for (int64_t u = lane; u < units; u += 32) {
-        for (int t = 0; t < TILE; ++t) {
-            acc[t] += mc::unit_dot<T>(wr, rows[t], u);
-            if (wr2) acc2[t] += mc::unit_dot<T>(wr2, rows[t], u);
+    if constexpr (T == tensor_type::F32 || T == tensor_type::F16 || T == tensor_type::BF16) {
+        // Float rows element by element, lane-interleaved: each load instruction of the warp
+        // reads 32 neighbouring elements (a lane per 32-element unit would scatter them).
+#pragma unroll 4
+        for (int64_t e = lane; e < k; e += 32) {
+            const float wv = float_at<T>(wr, e), wv2 = wr2 ? float_at<T>(wr2, e) : 0.0f;
+            for (int t = 0; t < TILE; ++t) {
+                acc[t] += wv * rows[t].f[e];
+                acc2[t] += wv2 * rows[t].f[e];
+            }
+        }
+    } else {
+        for (int64_t u = lane; u < units; u += 32) {
+            for (int t = 0; t < TILE; ++t) {
+                acc[t] += mc::unit_dot<T>(wr, rows[t], u);
+                if (wr2) acc2[t] += mc::unit_dot<T>(wr2, rows[t], u);
+            }
         }
     }
     for (int t = 0; t < TILE; ++t) {

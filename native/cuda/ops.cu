@@ -101,12 +101,18 @@ __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
     return __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(row)[e]) << 16);
 }
 
-// One block per (head, query token). Scores go to `scores` (n_kv_max floats per block), then
-// softmax, then the weighted sum of values, one output element per thread. As the CPU: an F16
-// cache sees the query rounded to F16 and the probabilities rounded to F16; BF16 the query
-// rounded to BF16.
+// One block per (head, query token), k_attention_warps warps. Scores go to `scores` (n_kv_max
+// floats per block), each position's dot product by one warp; then softmax; then the weighted
+// sum of values: warp w sums the positions j = w (mod warps) for 4 output elements per lane at a
+// time (their loads independent of each other), and the warps' partial sums are added in warp
+// order. As the CPU: an F16 cache sees the query rounded to F16 and the probabilities rounded to
+// F16; BF16 the query rounded to BF16. Shared memory: head_dim_k floats (the query), then
+// warps x head_dim_v floats (the partial sums).
+constexpr int k_attention_warps = 8;
 __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float* out, float* scores_all, int n_kv_max) {
-    MC_DYNAMIC_SHARED(float, q_sh);  // head_dim_k
+    MC_DYNAMIC_SHARED(float, sh);
+    float* q_sh = sh;
+    float* partial = sh + kv.head_dim_k;
     const int h = blockIdx.x, i = blockIdx.y;
     const int hk = h / (kv.n_head / kv.n_head_kv);
     const int n_kv = pos0 + i + 1;
@@ -147,11 +153,27 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float*
     __syncthreads();
     const uint8_t* v0 = static_cast<const uint8_t*>(kv.v) + size_t(hk) * kv.v_row_bytes;
     const size_t v_step = size_t(kv.n_head_kv) * kv.v_row_bytes;
+    for (int e0 = 0; e0 < kv.head_dim_v; e0 += 4 * 32) {
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = warp; j < n_kv; j += n_warps) {
+            const float p = scores[j];
+            const uint8_t* vrow = v0 + size_t(j) * v_step;
+            for (int c = 0; c < 4; ++c) {
+                const int e = e0 + c * 32 + lane;
+                if (e < kv.head_dim_v) acc[c] += p * kv_at(vrow, e, kv.type);
+            }
+        }
+        for (int c = 0; c < 4; ++c) {
+            const int e = e0 + c * 32 + lane;
+            if (e < kv.head_dim_v) partial[warp * kv.head_dim_v + e] = acc[c];
+        }
+    }
+    __syncthreads();
     float* oh = out + (int64_t(i) * kv.n_head + h) * kv.head_dim_v;
     for (int e = threadIdx.x; e < kv.head_dim_v; e += blockDim.x) {
-        float acc = 0;
-        for (int j = 0; j < n_kv; ++j) acc += scores[j] * kv_at(v0 + size_t(j) * v_step, e, kv.type);
-        oh[e] = acc;
+        float o = partial[e];
+        for (int w = 1; w < n_warps; ++w) o += partial[w * kv.head_dim_v + e];
+        oh[e] = o;
     }
 }
 
@@ -250,10 +272,14 @@ mc_status mc::op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q
     if (n <= 0) return MC_OK;
     const int n_kv_max = pos0 + n;
     MC_TRY(mc::reserve(ctx, &ctx->tmp, &ctx->tmp_bytes, size_t(n) * size_t(kv->n_head) * size_t(n_kv_max) * sizeof(float), "attention scores"));
-    const size_t q_shared = size_t(kv->head_dim_k) * sizeof(float);
-    if (q_shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention: head size %d is too large", kv->head_dim_k);
+    const size_t shared = (size_t(kv->head_dim_k) + size_t(k_attention_warps) * size_t(kv->head_dim_v)) * sizeof(float);
+    if (shared > 48 * 1024) {
+        return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention: heads of %d (keys) and %d (values) elements are too large", kv->head_dim_k,
+                        kv->head_dim_v);
+    }
     const dim3 grid(unsigned(kv->n_head), unsigned(n));
-    mc::launch(attention_kernel, grid, 128, q_shared, ctx->stream, *kv, q, pos0, out, static_cast<float*>(ctx->tmp), n_kv_max);
+    mc::launch(attention_kernel, grid, 32 * k_attention_warps, shared, ctx->stream, *kv, q, pos0, out, static_cast<float*>(ctx->tmp),
+               n_kv_max);
     return mc::check_launch(ctx, "attention");
 }
 
@@ -265,8 +291,8 @@ mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bi
     }
     const size_t shared = 2 * size_t(p->n_expert) * sizeof(float) + size_t(p->n_expert);
     if (shared > 48 * 1024) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: moe_route: %d experts is beyond these kernels", p->n_expert);
-    const int threads = std::min(256, (p->n_expert + 31) / 32 * 32);
-    mc::launch(moe_route_kernel, unsigned(n_tokens), unsigned(threads), shared, ctx->stream, logits, bias, *p, ids, weights);
+    // One warp per token: its barriers are a warp's, and 256 experts are 8 per lane.
+    mc::launch(moe_route_kernel, unsigned(n_tokens), 32u, shared, ctx->stream, logits, bias, *p, ids, weights);
     return mc::check_launch(ctx, "moe_route");
 }
 

@@ -105,11 +105,20 @@ __global__ void route_block_kernel(const float* logits, const float* bias, mc_mo
     mc::route_token_block(logits + t * p.n_expert, bias, p, sh, ids + t * p.n_expert_used, weights + t * p.n_expert_used);
 }
 
+// route_token itself on the device, one thread per token (its expf is the device's, which may
+// differ from the host's in the last bit).
+__global__ void route_serial_kernel(const float* logits, const float* bias, mc_moe p, int32_t* ids, float* weights) {
+    MC_DYNAMIC_SHARED(float, sh);
+    const int64_t t = blockIdx.x;
+    mc::route_token(logits + t * p.n_expert, bias, p, sh, sh + p.n_expert, reinterpret_cast<unsigned char*>(sh + 2 * p.n_expert),
+                    ids + t * p.n_expert_used, weights + t * p.n_expert_used);
+}
+
 // Whether kernels can run here: the emulator always; the nvcc build where a GPU is.
 bool g_device = false;
 
 // route_token_block with `threads` threads per token must give route_token's ids and weights,
-// bit for bit.
+// bit for bit, route_token run on the same device (one thread per token).
 void test_route_block(const char* name, mc_moe p, bool with_bias, std::mt19937& rng, int tokens, int threads, bool all_equal = false) {
     if (!g_device) return;
     std::normal_distribution<float> dist(0.0f, 2.0f);
@@ -118,12 +127,7 @@ void test_route_block(const char* name, mc_moe p, bool with_bias, std::mt19937& 
     for (float& v : logits) v = all_equal ? 0.5f : dist(rng);
     for (float& v : bias) v = all_equal ? 0.0f : dist(rng) * 0.05f;
     std::vector<int32_t> want_ids(used * size_t(tokens)), got_ids(want_ids.size());
-    std::vector<float> want_w(want_ids.size()), got_w(want_ids.size()), probs(n), score(n);
-    std::vector<unsigned char> taken(n);
-    for (int t = 0; t < tokens; ++t) {
-        mc::route_token(logits.data() + size_t(t) * n, with_bias ? bias.data() : nullptr, p, probs.data(), score.data(), taken.data(),
-                        want_ids.data() + size_t(t) * used, want_w.data() + size_t(t) * used);
-    }
+    std::vector<float> want_w(want_ids.size()), got_w(want_ids.size());
     cudaStream_t stream;
     cudaStreamCreate(&stream);
     void *d_logits, *d_bias, *d_ids, *d_w;
@@ -134,8 +138,13 @@ void test_route_block(const char* name, mc_moe p, bool with_bias, std::mt19937& 
     cudaMemcpyAsync(d_logits, logits.data(), logits.size() * sizeof(float), cudaMemcpyHostToDevice, stream);
     cudaMemcpyAsync(d_bias, bias.data(), bias.size() * sizeof(float), cudaMemcpyHostToDevice, stream);
     const size_t shared = 2 * n * sizeof(float) + n;
-    mc::launch(route_block_kernel, unsigned(tokens), unsigned(threads), shared, stream, static_cast<const float*>(d_logits),
-               with_bias ? static_cast<const float*>(d_bias) : nullptr, p, static_cast<int32_t*>(d_ids), static_cast<float*>(d_w));
+    const float* b = with_bias ? static_cast<const float*>(d_bias) : nullptr;
+    mc::launch(route_serial_kernel, unsigned(tokens), 1u, shared, stream, static_cast<const float*>(d_logits), b, p,
+               static_cast<int32_t*>(d_ids), static_cast<float*>(d_w));
+    cudaMemcpyAsync(want_ids.data(), d_ids, want_ids.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream);
+    cudaMemcpyAsync(want_w.data(), d_w, want_w.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
+    mc::launch(route_block_kernel, unsigned(tokens), unsigned(threads), shared, stream, static_cast<const float*>(d_logits), b, p,
+               static_cast<int32_t*>(d_ids), static_cast<float*>(d_w));
     cudaMemcpyAsync(got_ids.data(), d_ids, got_ids.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream);
     cudaMemcpyAsync(got_w.data(), d_w, got_w.size() * sizeof(float), cudaMemcpyDeviceToHost, stream);
     const cudaError_t e = cudaStreamSynchronize(stream);
