@@ -258,7 +258,8 @@ MC_WRAP(moe_gate_up,
 MC_WRAP(moe_down, (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, const int32_t* so, int64_t rows, float* y),
         (ctx, d, h, ids, so, rows, y))
 MC_WRAP(moe_route, (mc_context* ctx, const float* l, const float* b, int nt, const mc_moe* p, int32_t* ids, float* w), (ctx, l, b, nt, p, ids, w))
-MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, float* out), (ctx, y, w, nt, nu, d, out))
+MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, const float* a, float* out),
+        (ctx, y, w, nt, nu, d, a, out))
 MC_WRAP(scale_by_sigmoid, (mc_context* ctx, float* x, const float* g, int nt, int64_t d), (ctx, x, g, nt, d))
 MC_WRAP(swiglu, (mc_context* ctx, float* g, const float* u, int64_t n), (ctx, g, u, n))
 MC_WRAP(copy, (mc_context* ctx, const float* s, int64_t ss, float* d, int64_t ds, int64_t r, int64_t c), (ctx, s, ss, d, ds, r, c))
@@ -268,8 +269,10 @@ mc_status zero_on(mc_context* ctx, float* x, int64_t n) {
     return mc::check(ctx, cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), ctx->stream), "zero");
 }
 MC_WRAP(add_bias, (mc_context* ctx, float* y, const float* b, int64_t r, int64_t d), (ctx, y, b, r, d))
-MC_WRAP(kv_store, (mc_context* ctx, uint32_t t, const float* s, int64_t ss, int64_t n, int dim, void* d, uint64_t rb),
-        (ctx, t, s, ss, n, dim, d, rb))
+MC_WRAP(kv_store,
+        (mc_context* ctx, uint32_t t, int64_t n, const float* k, int64_t ks, int kd, void* kdst, uint64_t kb, const float* v, int64_t vs,
+         int vd, void* vdst, uint64_t vb),
+        (ctx, t, n, k, ks, kd, kdst, kb, v, vs, vd, vdst, vb))
 MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
 MC_WRAP(add_rms_norm, (mc_context* ctx, float* x, const float* y, const float* w, float* out, int64_t rows, int64_t n, float eps),
         (ctx, x, y, w, out, rows, n, eps))

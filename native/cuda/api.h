@@ -126,8 +126,10 @@ typedef struct mc_api {
     // ids, weights (n_tokens x n_used) from router logits (n_tokens x n_expert), bias optional.
     mc_status (*moe_route)(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids,
                            float* weights);
-    // out[t] = sum over slots k in order of y[t * n_used + k] * weights[t * n_used + k] (d floats).
-    mc_status (*moe_combine)(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out);
+    // out[t] = sum over slots k in order of y[t * n_used + k] * weights[t * n_used + k] (d floats),
+    // then + add[t] where add is given (the shared expert's rows).
+    mc_status (*moe_combine)(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, const float* add,
+                             float* out);
     // x[t] *= sigmoid(g[t]) for n_tokens rows of d floats (qwen2moe's shared-expert gate).
     mc_status (*scale_by_sigmoid)(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d);
     // gate[i] = silu(gate[i]) * up[i].
@@ -137,10 +139,10 @@ typedef struct mc_api {
     // x[0..n) = 0.
     mc_status (*zero)(mc_context* ctx, float* x, int64_t n);
     mc_status (*add_bias)(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
-    // Converts n rows of `dim` floats (src_stride floats apart) into cache rows of `type` at
-    // dst + i * dst_row_bytes.
-    mc_status (*kv_store)(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst,
-                          uint64_t dst_row_bytes);
+    // Stores n rows of keys and of values: row i of k (k_dim floats at k + i * k_stride) becomes
+    // the cache row of `type` at k_dst + i * k_row_bytes, and likewise for v (null: keys only).
+    mc_status (*kv_store)(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
+                          uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes);
     // Causal attention of n queries at positions pos0.. over cached positions 0..pos0+i.
     mc_status (*attention)(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
     // x += y, then out = rms_norm(x) * weight (as rms_norm), for rows contiguous rows of n floats.

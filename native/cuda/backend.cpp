@@ -313,7 +313,8 @@ private:
                        const float* weights, float* out);
     bool offload_batch(const split_experts& se, int64_t host_rows, uint64_t host_bytes, int capacity) const;
     void experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, float* h, float* y);
-    void shared_expert(const layer_weights& l, const float* x, int n, float* out);
+    const float* shared_expert(const layer_weights& l, const float* x, int n);
+    void combine(const model_config& c, const layer_weights& l, const float* x, const float* y, const float* weights, int n, float* out);
 
     const mc_api* api_;
     mc_context* ctx_;
@@ -590,14 +591,15 @@ void cuda_backend::get_rows(const tensor& w, const int32_t* ids, int n, float* o
 void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {
     auto& cache = static_cast<cuda_kv_cache&>(kv);
     const model_config& c = *cache.config;
-    // Token i's heads are contiguous in k/v and in the cache's slots (pos, head): one block of rows.
+    // Token i's heads are contiguous in k/v and in the cache's slots (pos, head): one block of
+    // rows each, keys and values in one kernel.
     const int64_t rows = int64_t(n) * c.n_head_kv;
-    uint8_t* kd = static_cast<uint8_t*>(cache.k[size_t(il)].get()) + size_t(pos0) * size_t(c.n_head_kv) * cache.k_row_bytes;
-    check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), k, c.head_dim_k, rows, c.head_dim_k, kd, cache.k_row_bytes), "cuda: kv_store");
-    if (v) {
-        uint8_t* vd = static_cast<uint8_t*>(cache.v[size_t(il)].get()) + size_t(pos0) * size_t(c.n_head_kv) * cache.v_row_bytes;
-        check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), v, c.head_dim_v, rows, c.head_dim_v, vd, cache.v_row_bytes), "cuda: kv_store");
-    }
+    const size_t first = size_t(pos0) * size_t(c.n_head_kv);
+    uint8_t* kd = static_cast<uint8_t*>(cache.k[size_t(il)].get()) + first * cache.k_row_bytes;
+    uint8_t* vd = v ? static_cast<uint8_t*>(cache.v[size_t(il)].get()) + first * cache.v_row_bytes : nullptr;
+    check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), rows, k, c.head_dim_k, c.head_dim_k, kd, cache.k_row_bytes, v, c.head_dim_v,
+                                      c.head_dim_v, vd, cache.v_row_bytes),
+          "cuda: kv_store");
 }
 
 void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int pos0, float* out) {
@@ -657,8 +659,7 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
     const mc_tensor gate = to_mc(l.ffn_gate_exps), up = to_mc(l.ffn_up_exps), down = to_mc(l.ffn_down_exps);
     check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h), "cuda: moe_gate_up");
     check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y), "cuda: moe_down");
-    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
-    shared_expert(l, x, n, out);
+    combine(c, l, x, y, weights, n, out);
 }
 
 // A layer with experts on the host: the token rows, ids and weights go to the host (one wait, for
@@ -704,16 +705,14 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     if (host_rows > 0 && offload_batch(se, host_rows, host_bytes, capacity)) {
         const auto t0 = std::chrono::steady_clock::now();
         experts_in_waves(c, se, x, n, ids, h, y);
-        check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
-        shared_expert(l, x, n, out);
+        combine(c, l, x, y, weights, n, out);
         check(*api_, ctx_, api_->synchronize(ctx_), "cuda: experts in waves");  // measured, for the cost model
         const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
         const double per_byte = ns / double(host_bytes);
         wave_ns_per_byte_ = wave_ns_per_byte_ > 0 ? 0.5 * (wave_ns_per_byte_ + per_byte) : per_byte;
         return;
     }
-    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, out), "cuda: moe_combine");
-    shared_expert(l, x, n, out);
+    combine(c, l, x, y, weights, n, out);
     if (host_rows > 0) {
         const auto t0 = std::chrono::steady_clock::now();
         host_->ffn_moe_experts_host(c, l, hx, n, hids, hweights, on_host_.data(), hpart);
@@ -821,22 +820,31 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
 }
 
 // out += the layer's shared expert of x (gated where the layer has ffn_gate_inp_shexp).
-void cuda_backend::shared_expert(const layer_weights& l, const float* x, int n, float* out) {
-    const int64_t d = l.ffn_down_shexp ? l.ffn_down_shexp.ne[1] : 0;
-    if (l.ffn_up_shexp) {
-        float* shared = scratch(slot::shared, size_t(n) * size_t(d));
-        ffn_dense(l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, shared);
-        if (l.ffn_gate_inp_shexp) {
-            // The gate is an (n_embd) vector: a matmul with one output row.
-            tensor g = l.ffn_gate_inp_shexp;
-            g.ne[1] = 1;
-            g.row_stride = row_size(g.type, g.ne[0]);
-            float* gv = scratch(slot::shared_gate, size_t(n));
-            matmul(g, x, n, gv, activation_view::contiguous);
-            check(*api_, ctx_, api_->scale_by_sigmoid(ctx_, shared, gv, n, d), "cuda: shared expert gate");
-        }
-        add(out, shared, int64_t(n) * d);
+// The layer's shared expert of x (n x d) in scratch, gated where the model gates it; null where
+// the layer has none.
+const float* cuda_backend::shared_expert(const layer_weights& l, const float* x, int n) {
+    if (!l.ffn_up_shexp) return nullptr;
+    const int64_t d = l.ffn_down_shexp.ne[1];
+    float* shared = scratch(slot::shared, size_t(n) * size_t(d));
+    ffn_dense(l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, shared);
+    if (l.ffn_gate_inp_shexp) {
+        // The gate is an (n_embd) vector: a matmul with one output row.
+        tensor g = l.ffn_gate_inp_shexp;
+        g.ne[1] = 1;
+        g.row_stride = row_size(g.type, g.ne[0]);
+        float* gv = scratch(slot::shared_gate, size_t(n));
+        matmul(g, x, n, gv, activation_view::contiguous);
+        check(*api_, ctx_, api_->scale_by_sigmoid(ctx_, shared, gv, n, d), "cuda: shared expert gate");
     }
+    return shared;
+}
+
+// out (n x n_embd) = the routed experts' rows y weighted in slot order, plus the shared expert's
+// output, in one kernel.
+void cuda_backend::combine(const model_config& c, const layer_weights& l, const float* x, const float* y, const float* weights, int n,
+                           float* out) {
+    const float* shared = shared_expert(l, x, n);
+    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, c.n_expert_used, c.n_embd, shared, out), "cuda: moe_combine");
 }
 
 }  // namespace

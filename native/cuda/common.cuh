@@ -209,13 +209,14 @@ mc_status op_add_rms_norm(mc_context* ctx, float* x, const float* y, const float
 mc_status op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,
                   const mc_rope* p);
 mc_status op_moe_route(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids, float* weights);
-mc_status op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out);
+mc_status op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, const float* add,
+                         float* out);
 mc_status op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d);
 mc_status op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n);
 mc_status op_copy(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 mc_status op_add(mc_context* ctx, float* x, const float* y, int64_t n);
 mc_status op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
-mc_status op_kv_store(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst,
-                      uint64_t dst_row_bytes);
+mc_status op_kv_store(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
+                      uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes);
 mc_status op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
 }  // namespace mc

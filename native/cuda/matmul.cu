@@ -150,7 +150,6 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     if constexpr (T == tensor_type::F32 || T == tensor_type::F16 || T == tensor_type::BF16) {
         // Float rows element by element, lane-interleaved: each load instruction of the warp
         // reads 32 neighbouring elements (a lane per 32-element unit would scatter them).
-#pragma unroll 4
         for (int64_t e = lane; e < k; e += 32) {
             const float wv = float_at<T>(wr, e), wv2 = wr2 ? float_at<T>(wr2, e) : 0.0f;
             for (int t = 0; t < TILE; ++t) {

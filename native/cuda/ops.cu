@@ -84,15 +84,26 @@ __device__ inline float round_bf16(float f) {
     return __uint_as_float(((u + (0x7fffu + ((u >> 16) & 1u))) >> 16) << 16);
 }
 
-__global__ void kv_store_kernel(uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, uint8_t* dst, uint64_t dst_row_bytes) {
-    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n * dim) return;
-    const int64_t r = i / dim, e = i % dim;
-    const float v = src[r * src_stride + e];
-    uint8_t* row = dst + size_t(r) * dst_row_bytes;
-    if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = v;
-    else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(v);
-    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(v)) >> 16);
+// Element i of n rows of keys (the first n * k_dim) and then of values, as cache elements.
+struct kv_rows {
+    const float* src;
+    int64_t stride;
+    int dim;
+    uint8_t* dst;
+    uint64_t row_bytes;
+};
+__global__ void kv_store_kernel(uint32_t type, int64_t n, kv_rows k, kv_rows v) {
+    int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const bool is_v = i >= n * k.dim;
+    const kv_rows& rows = is_v ? v : k;
+    if (is_v) i -= n * k.dim;
+    if (i >= n * rows.dim) return;
+    const int64_t r = i / rows.dim, e = i % rows.dim;
+    const float x = rows.src[r * rows.stride + e];
+    uint8_t* row = rows.dst + size_t(r) * rows.row_bytes;
+    if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = x;
+    else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(x);
+    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(x)) >> 16);
 }
 
 __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
@@ -185,7 +196,7 @@ __global__ void moe_route_kernel(const float* logits, const float* bias, mc_moe 
     mc::route_token_block(logits + t * p.n_expert, bias, p, sh, ids + t * p.n_expert_used, weights + t * p.n_expert_used);
 }
 
-__global__ void moe_combine_kernel(const float* y, const float* weights, int n_used, int64_t d, int64_t n, float* out) {
+__global__ void moe_combine_kernel(const float* y, const float* weights, int n_used, int64_t d, int64_t n, const float* add, float* out) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const int64_t t = i / d, e = i % d;
@@ -193,7 +204,7 @@ __global__ void moe_combine_kernel(const float* y, const float* weights, int n_u
     const float* yt = y + t * n_used * d;
     float o = yt[e] * w[0];
     for (int k = 1; k < n_used; ++k) o += yt[int64_t(k) * d + e] * w[k];
-    out[i] = o;
+    out[i] = add ? o + add[i] : o;
 }
 
 constexpr int k_threads = 256;
@@ -258,13 +269,16 @@ mc_status mc::op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int
     return mc::check_launch(ctx, "scale_by_sigmoid");
 }
 
-mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, const float* src, int64_t src_stride, int64_t n, int dim, void* dst, uint64_t dst_row_bytes) {
+mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
+                          uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes) {
     if (type != uint32_t(tensor_type::F32) && type != uint32_t(tensor_type::F16) && type != uint32_t(tensor_type::BF16)) {
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: kv_store: cache type %u is not F32, F16 or BF16", type);
     }
-    if (n * dim <= 0) return MC_OK;
-    mc::launch(kv_store_kernel, mc::blocks_for(n * dim, k_threads), k_threads, 0, ctx->stream, type, src, src_stride, n, dim,
-               static_cast<uint8_t*>(dst), dst_row_bytes);
+    const kv_rows kr{k, k_stride, k_dim, static_cast<uint8_t*>(k_dst), k_row_bytes};
+    const kv_rows vr{v, v_stride, v ? v_dim : 0, static_cast<uint8_t*>(v_dst), v_row_bytes};
+    const int64_t total = n * (int64_t(kr.dim) + vr.dim);
+    if (total <= 0) return MC_OK;
+    mc::launch(kv_store_kernel, mc::blocks_for(total, k_threads), k_threads, 0, ctx->stream, type, n, kr, vr);
     return mc::check_launch(ctx, "kv_store");
 }
 
@@ -296,9 +310,10 @@ mc_status mc::op_moe_route(mc_context* ctx, const float* logits, const float* bi
     return mc::check_launch(ctx, "moe_route");
 }
 
-mc_status mc::op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, float* out) {
+mc_status mc::op_moe_combine(mc_context* ctx, const float* y, const float* weights, int n_tokens, int n_used, int64_t d, const float* add,
+                             float* out) {
     const int64_t n = int64_t(n_tokens) * d;
     if (n <= 0) return MC_OK;
-    mc::launch(moe_combine_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, y, weights, n_used, d, n, out);
+    mc::launch(moe_combine_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, y, weights, n_used, d, n, add, out);
     return mc::check_launch(ctx, "moe_combine");
 }
