@@ -22,6 +22,6 @@ for r in "${@:-ling-mini-2.0-l20-q4_k_m-v1}"; do
   t0=$SECONDS
   m=$(bash bench/peer/bench-model.sh "$r") || { echo "expand $r: FAILED" | tee -a "$log"; continue; }
   echo "== $r: expanded in $((SECONDS - t0)) s" | tee -a "$log"
-  timeout 120 "$cuda/test_cuda_backend" --bench "$m" 2>&1 | grep -E "tok/s|FAIL|no device|cuda device" | tee -a "$log"
+  timeout 120 "$cuda/test_cuda_backend" --bench "$m" 2>&1 | grep -E "tok/s|FAIL|no device|cuda device|cuda graphs" | tee -a "$log"
   timeout 90 .device/bench/bin/run_model "$m" --gpu --kv f16 --prompt 32 -n 64 --warmup --profile 2>&1 | grep -v "^[0-9 ]*$" | tee -a "$log"
 done

@@ -148,6 +148,10 @@ public:
     // its threads spinning in between). Use backend_scope.
     virtual void begin() {}
     virtual void end() {}
+    // Within a forward call: a batch of n tokens at positions pos0.. of the cache kv is next (its
+    // first op follows). A GPU runs a decode step (n = 1) as one graph, recorded once and then
+    // replayed at each position.
+    virtual void begin_batch(const kv_cache& kv, int pos0, int n) {}
     // Waits until every operation issued so far has finished (a GPU's queue; a no-op where the
     // operations compute before they return). Only measuring tools need it: the data flow never does.
     virtual void synchronize() {}

@@ -1,4 +1,5 @@
 // libmoerun_cuda.so's entry: devices, contexts, memory, and the table of api.h.
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -98,19 +99,16 @@ void destroy(mc_context* ctx) {
     if (!ctx) return;
     cudaSetDevice(ctx->device);
     if (ctx->capturing) {
-#ifndef MOERUN_CUDA_EMULATOR
         cudaGraph_t unused = nullptr;
         cudaStreamEndCapture(ctx->stream, &unused);
         if (unused) cudaGraphDestroy(unused);
-#endif
         ctx->capturing = false;
     }
     cudaStreamSynchronize(ctx->stream);
     for (void* p : ctx->frees_after_capture) cudaFree(p);
-    for (void* p : {ctx->act, ctx->tmp, ctx->up}) cudaFree(p);
-#ifndef MOERUN_CUDA_EMULATOR
+    for (void* p : {ctx->act, ctx->tmp, ctx->up, static_cast<void*>(ctx->dev_pos)}) cudaFree(p);
+    if (ctx->host_pos) cudaFreeHost(ctx->host_pos);
     if (ctx->graph) cudaGraphExecDestroy(ctx->graph);
-#endif
     cudaGetLastError();
     cudaStreamDestroy(ctx->stream);
     delete ctx;
@@ -130,6 +128,7 @@ mc_status alloc(mc_context* ctx, size_t bytes, void** out) {
     *out = nullptr;
     MC_ON_DEVICE(ctx);
     if (bytes == 0) bytes = 1;
+    ++ctx->generation;
     const cudaError_t e = cudaMalloc(out, bytes);
     if (e == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -198,16 +197,24 @@ mc_status synchronize(mc_context* ctx) {
 
 // ---- steps as graphs ----
 
-mc_status capture_begin(mc_context* ctx) {
+mc_status capture_begin(mc_context* ctx, int pos0) {
     MC_ON_DEVICE(ctx);
     if (ctx->capturing) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: capture_begin: a step is already being recorded");
 #ifndef MOERUN_CUDA_EMULATOR
     if (mc::g_launch_timer) return mc::fail(ctx, MC_UNSUPPORTED, "cuda: graphs are off while kernels are timed (MOERUN_CUDA_PROFILE)");
+#endif
+    if (!ctx->dev_pos) {
+        MC_TRY(mc::check(ctx, cudaMalloc(reinterpret_cast<void**>(&ctx->dev_pos), sizeof(int)), "cudaMalloc (step position)"));
+        MC_TRY(mc::check(ctx, cudaMallocHost(reinterpret_cast<void**>(&ctx->host_pos), sizeof(int)), "cudaMallocHost (step position)"));
+    }
+    ctx->record_pos0 = pos0;
+    *ctx->host_pos = pos0;
+    ctx->graph_positions = INT_MAX;
     // Relaxed: cudaMalloc stays legal (scratch may grow while recording; see free_device).
     MC_TRY(mc::check(ctx, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture"));
-#endif
     ctx->capturing = true;
-    return MC_OK;
+    // The graph's first node: the position its kernels read (host_pos when the graph runs).
+    return mc::check(ctx, cudaMemcpyAsync(ctx->dev_pos, ctx->host_pos, sizeof(int), cudaMemcpyHostToDevice, ctx->stream), "step position");
 }
 
 // Ends the recording and runs it; then gives back the memory freed while recording.
@@ -215,10 +222,8 @@ mc_status capture_end(mc_context* ctx) {
     MC_ON_DEVICE(ctx);
     if (!ctx->capturing) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: capture_end: no step is being recorded");
     ctx->capturing = false;
-    mc_status s = MC_OK;
-#ifndef MOERUN_CUDA_EMULATOR
     cudaGraph_t graph = nullptr;
-    s = mc::check(ctx, cudaStreamEndCapture(ctx->stream, &graph), "recording a step (an operation in it failed)");
+    mc_status s = mc::check(ctx, cudaStreamEndCapture(ctx->stream, &graph), "recording a step (an operation in it failed)");
     if (s == MC_OK && ctx->graph) {
         cudaGraphExecUpdateResultInfo info;
         if (cudaGraphExecUpdate(ctx->graph, graph, &info) != cudaSuccess) {  // another shape: a new graph
@@ -230,14 +235,26 @@ mc_status capture_end(mc_context* ctx) {
     if (s == MC_OK && !ctx->graph) s = mc::check(ctx, cudaGraphInstantiate(&ctx->graph, graph, 0), "cudaGraphInstantiate");
     if (s == MC_OK) s = mc::check(ctx, cudaGraphLaunch(ctx->graph, ctx->stream), "cudaGraphLaunch");
     if (graph) cudaGraphDestroy(graph);
-#endif
-    // (The emulator queued the operations as they came: they run in stream order as recorded.)
     if (!ctx->frees_after_capture.empty()) {
         cudaStreamSynchronize(ctx->stream);
         for (void* p : ctx->frees_after_capture) cudaFree(p);
         ctx->frees_after_capture.clear();
     }
+    if (s != MC_OK && ctx->graph) {  // nothing stale may be replayed
+        cudaGraphExecDestroy(ctx->graph);
+        ctx->graph = nullptr;
+    }
+    ctx->graph_generation = ctx->generation;
     return s;
+}
+
+mc_status replay(mc_context* ctx, int pos0, int launch) {
+    MC_ON_DEVICE(ctx);
+    MC_NOT_CAPTURING(ctx, "replay");
+    if (!ctx->graph || ctx->generation != ctx->graph_generation || pos0 < 0 || pos0 >= ctx->graph_positions) return MC_UNSUPPORTED;
+    if (!launch) return MC_OK;
+    *ctx->host_pos = pos0;
+    return mc::check(ctx, cudaGraphLaunch(ctx->graph, ctx->stream), "cudaGraphLaunch (a replayed step)");
 }
 
 // Wrappers that make the device current before the op.
@@ -270,9 +287,9 @@ mc_status zero_on(mc_context* ctx, float* x, int64_t n) {
 }
 MC_WRAP(add_bias, (mc_context* ctx, float* y, const float* b, int64_t r, int64_t d), (ctx, y, b, r, d))
 MC_WRAP(kv_store,
-        (mc_context* ctx, uint32_t t, int64_t n, const float* k, int64_t ks, int kd, void* kdst, uint64_t kb, const float* v, int64_t vs,
-         int vd, void* vdst, uint64_t vb),
-        (ctx, t, n, k, ks, kd, kdst, kb, v, vs, vd, vdst, vb))
+        (mc_context* ctx, uint32_t t, int pos0, int rpp, int64_t n, const float* k, int64_t ks, int kd, void* kc, uint64_t kb, const float* v,
+         int64_t vs, int vd, void* vc, uint64_t vb),
+        (ctx, t, pos0, rpp, n, k, ks, kd, kc, kb, v, vs, vd, vc, vb))
 MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
 MC_WRAP(add_rms_norm, (mc_context* ctx, float* x, const float* y, const float* w, float* out, int64_t rows, int64_t n, float eps),
         (ctx, x, y, w, out, rows, n, eps))
@@ -358,7 +375,7 @@ const mc_api k_api = {
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
     swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on,
-    capture_begin, capture_end, kernel_profile,
+    capture_begin, capture_end, replay, kernel_profile,
 };
 
 }  // namespace

@@ -139,10 +139,12 @@ typedef struct mc_api {
     // x[0..n) = 0.
     mc_status (*zero)(mc_context* ctx, float* x, int64_t n);
     mc_status (*add_bias)(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
-    // Stores n rows of keys and of values: row i of k (k_dim floats at k + i * k_stride) becomes
-    // the cache row of `type` at k_dst + i * k_row_bytes, and likewise for v (null: keys only).
-    mc_status (*kv_store)(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
-                          uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes);
+    // Stores n rows of keys and of values at positions pos0..: row i of k (k_dim floats at
+    // k + i * k_stride) becomes cache row pos0 * rows_per_pos + i of `type` in k_cache (rows
+    // k_row_bytes apart), and likewise for v (null: keys only).
+    mc_status (*kv_store)(mc_context* ctx, uint32_t type, int pos0, int rows_per_pos, int64_t n, const float* k, int64_t k_stride, int k_dim,
+                          void* k_cache, uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_cache,
+                          uint64_t v_row_bytes);
     // Causal attention of n queries at positions pos0.. over cached positions 0..pos0+i.
     mc_status (*attention)(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
     // x += y, then out = rms_norm(x) * weight (as rms_norm), for rows contiguous rows of n floats.
@@ -150,15 +152,23 @@ typedef struct mc_api {
                               float eps);
     // ---- steps as graphs ----
     // Between capture_begin and capture_end the context's operations are recorded, not run; then
-    // capture_end runs the recording as one CUDA graph (reusing the previous step's graph when
-    // only the kernels' arguments changed). In between, alloc works and free waits for the end;
-    // nothing may wait for the device: upload, download, synchronize and alloc_host fail
-    // (MC_INVALID_ARGUMENT). A launch that fails spoils the recording (capture_end then runs
-    // nothing and returns the error); an operation refused before its launch is only missing
-    // from it. capture_begin returns MC_UNSUPPORTED where graphs are off (kernel timing), and
-    // the operations then simply run.
-    mc_status (*capture_begin)(mc_context* ctx);
+    // capture_end runs the recording as one CUDA graph (updating the previous recording's graph in
+    // place when only the kernels' arguments changed). pos0: the step's position; the recorded
+    // kernels read it from the device, so that replay(pos) can run the recording again for the
+    // same step at position pos with no recording: one graph launch per token. In between, alloc
+    // works and free waits for the end; nothing may wait for the device: upload, download,
+    // synchronize and alloc_host fail (MC_INVALID_ARGUMENT). A launch that fails spoils the
+    // recording (capture_end then runs nothing and returns the error); an operation refused
+    // before its launch is only missing from it. capture_begin returns MC_UNSUPPORTED where
+    // graphs are off (kernel timing), and the operations then simply run.
+    mc_status (*capture_begin)(mc_context* ctx, int pos0);
     mc_status (*capture_end)(mc_context* ctx);
+    // Runs the last recording again at position pos0 (launch 0: only says whether it can):
+    // MC_UNSUPPORTED where there is none, device memory was (re)allocated since (its pointers may
+    // be stale), or its attention scratch holds fewer positions. The caller vouches that the step
+    // is the recorded one but for its position (same buffers, same operations), and that the last
+    // step that read the position has finished (a download or synchronize since).
+    mc_status (*replay)(mc_context* ctx, int pos0, int launch);
     // ---- measuring ----
     // Where MOERUN_CUDA_PROFILE was set when the context was made, every kernel launch is timed
     // on the device (CUDA events): this waits for the stream, writes one line per kernel launched

@@ -177,11 +177,14 @@ public:
         for (device_memory* m : {&stage_gate_, &stage_up_, &stage_down_, &wave_map_}) *m = device_memory();
         for (pinned_memory* p : {&host_x_, &host_ids_, &host_weights_, &host_part_, &wave_maps_host_, &embd_rows_}) p->release();
         api_->destroy(ctx_);
-        if (graph_times_.steps > 0 && std::getenv("MOERUN_CUDA_GRAPH_TIMES")) {
-            const double n = double(graph_times_.steps);
-            std::fprintf(stderr, "cuda graphs: %llu steps; per step: recording %.1f us, ending and launching %.1f us, then waiting %.1f us\n",
+        if (graph_times_.steps + graph_times_.replays > 0 && std::getenv("MOERUN_CUDA_GRAPH_TIMES")) {
+            const double n = double(std::max<uint64_t>(graph_times_.steps, 1)), r = double(std::max<uint64_t>(graph_times_.replays, 1));
+            std::fprintf(stderr,
+                         "cuda graphs: %llu steps recorded (per step: recording %.1f us, ending and launching %.1f us, then waiting %.1f us); "
+                         "%llu replayed (launching %.1f us, then waiting %.1f us)\n",
                          (unsigned long long)graph_times_.steps, graph_times_.record_s * 1e6 / n, graph_times_.end_s * 1e6 / n,
-                         graph_times_.wait_s * 1e6 / n);
+                         graph_times_.wait_s * 1e6 / n, (unsigned long long)graph_times_.replays, graph_times_.replay_launch_s * 1e6 / r,
+                         graph_times_.replay_wait_s * 1e6 / r);
         }
     }
 
@@ -197,19 +200,35 @@ public:
         if (!capture_error_.empty()) {
             const std::string why = std::move(capture_error_);
             capture_error_.clear();
-            throw error(error_code::internal, "cuda: the last decode step, recorded as a graph, did not run: " + why);
+            throw error(error_code::internal, "cuda: the last decode step, run as a graph, did not run: " + why);
         }
-        forward_open_ = true;
         if (host_) host_->begin();
     }
     void end() override {
-        forward_open_ = false;
-        if (capturing_) {  // a step without logits, or one left by an exception: run what was recorded
-            capturing_ = false;
+        // A graph step without logits (or cut short by an exception) still runs: the cache
+        // must hold its keys and values. Only a step that reached its logits is replayed later.
+        if (mode_ == step_mode::recording) {
+            mode_ = step_mode::plain;
+            recorded_kv_ = nullptr;
             if (api_->capture_end(ctx_) == MC_OK) step_unwaited_ = true;
             else capture_error_ = api_->last_error(ctx_);
+        } else if (mode_ == step_mode::replaying) {
+            mode_ = step_mode::plain;
+            if (api_->replay(ctx_, step_pos0_, 1) == MC_OK) step_unwaited_ = true;
+            else capture_error_ = api_->last_error(ctx_);
         }
+        mode_ = step_mode::plain;
         if (host_) host_->end();
+    }
+    void begin_batch(const kv_cache& kv, int pos0, int n) override {
+        run_recording();
+        mode_ = step_mode::plain;
+        if (n != 1 || !graphs_ || host_ || observer_) return;
+        if (step_unwaited_) check(*api_, ctx_, api_->synchronize(ctx_), "cuda: the last decode step");
+        step_unwaited_ = false;
+        step_pos0_ = pos0;
+        step_kv_ = &kv;
+        mode_ = recorded_kv_ == &kv && api_->replay(ctx_, pos0, 0) == MC_OK ? step_mode::replaying : step_mode::record_next;
     }
     void synchronize() override {
         run_recording();
@@ -228,10 +247,12 @@ public:
 
     void get_rows(const tensor& w, const int32_t* ids, int n, float* out) override;
     void rms_norm(const float* x, const tensor& weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps) override {
+        if (replaying()) return;
         const float* wv = weight ? static_cast<const float*>(weight.data) : nullptr;
         check(*api_, ctx_, api_->rms_norm(ctx_, x, wv, out, rows, n, stride, eps), "cuda: rms_norm");
     }
     void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, const model_config& c) override {
+        if (replaying()) return;
         mc_rope p{};
         p.neox = c.rope_type == rope_kind::neox;
         p.theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));  // as cpu/ops.cpp
@@ -243,31 +264,51 @@ public:
         check(*api_, ctx_, api_->rope(ctx_, x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, &p), "cuda: rope");
     }
     void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view) override {
+        if (replaying()) return;
         const mc_tensor t = to_mc(w);
         check(*api_, ctx_, api_->matmul(ctx_, &t, x, m, y, w.ne[1]), "cuda: matmul");
     }
     void matmul_to_host(const tensor& w, const float* x, int64_t m, float* host_y) override {
         const size_t n = size_t(m) * size_t(w.ne[1]);
-        float* y = scratch(slot::logits, n);
-        matmul(w, x, m, y, activation_view::contiguous);
-        const bool recorded = capturing_;
-        run_recording();
+        float* y = scratch(slot::logits, n);  // a replayed step's graph writes the recorded one's: nothing was reallocated since
+        const step_mode mode = mode_;
+        if (mode == step_mode::replaying) {
+            mode_ = step_mode::plain;
+            graph_times_.mark = std::chrono::steady_clock::now();
+            check(*api_, ctx_, api_->replay(ctx_, step_pos0_, 1), "cuda: a decode step replayed as a graph");
+            graph_times_.replay_launch_s += seconds_since(graph_times_.mark);
+        } else {
+            matmul(w, x, m, y, activation_view::contiguous);
+            run_recording();
+            if (mode == step_mode::recording) recorded_kv_ = step_kv_;  // it reached its logits: replayable
+        }
         check(*api_, ctx_, api_->download(ctx_, host_y, y, n * sizeof(float)), "cuda: logits");
         step_unwaited_ = false;
-        if (recorded) graph_times_.wait_s += seconds_since(graph_times_.mark);
+        if (mode == step_mode::recording) graph_times_.wait_s += seconds_since(graph_times_.mark);
+        if (mode == step_mode::replaying) {
+            graph_times_.replay_wait_s += seconds_since(graph_times_.mark);
+            graph_times_.replays += 1;
+        }
     }
     void matmul_group(std::initializer_list<matmul_job> jobs, const float* x, int64_t m) override {
+        if (replaying()) return;
         for (const matmul_job& j : jobs) matmul(*j.w, x, m, j.y, activation_view::contiguous);
     }
     void copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols) override {
+        if (replaying()) return;
         check(*api_, ctx_, api_->copy(ctx_, src, src_stride, dst, dst_stride, rows, cols), "cuda: copy");
     }
-    void add(float* x, const float* y, int64_t n) override { check(*api_, ctx_, api_->add(ctx_, x, y, n), "cuda: add"); }
+    void add(float* x, const float* y, int64_t n) override {
+        if (replaying()) return;
+        check(*api_, ctx_, api_->add(ctx_, x, y, n), "cuda: add");
+    }
     void add_rms_norm(float* x, const float* y, const tensor& weight, float* out, int64_t rows, int64_t n, float eps) override {
+        if (replaying()) return;
         const float* wv = weight ? static_cast<const float*>(weight.data) : nullptr;
         check(*api_, ctx_, api_->add_rms_norm(ctx_, x, y, wv, out, rows, n, eps), "cuda: add_rms_norm");
     }
     void add_bias(float* y, const tensor& b, int64_t rows, int64_t dim) override {
+        if (replaying()) return;
         check(*api_, ctx_, api_->add_bias(ctx_, y, static_cast<const float*>(b.data), rows, dim), "cuda: add_bias");
     }
     void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) override;
@@ -279,8 +320,8 @@ private:
     // Ends the recording of a decode step, if one is under way, and runs it: before the logits
     // are read, and before any call that waits for the device.
     void run_recording() {
-        if (!capturing_) return;
-        capturing_ = false;
+        if (mode_ != step_mode::recording) return;
+        mode_ = step_mode::plain;
         graph_times_.record_s += seconds_since(graph_times_.mark);
         check(*api_, ctx_, api_->capture_end(ctx_), "cuda: a decode step recorded as a graph");
         graph_times_.end_s += seconds_since(graph_times_.mark);
@@ -339,22 +380,28 @@ private:
     std::vector<double> cpu_ns_per_row_;
     double wave_ns_per_byte_ = 0;
     pinned_memory host_x_, host_ids_, host_weights_, host_part_;  // a split layer's rows on the host
-    // Decode steps as CUDA graphs (api.h's capture_begin/end): a forward call of one token is
-    // recorded from just after its embedding row's upload (get_rows, the call's first op) to its
-    // logits' matmul, then run as one graph: one launch instead of hundreds, none of them waiting
-    // on the host. Not with experts on the host (their steps wait for the host's part), nor with
-    // MOERUN_CUDA_GRAPHS=0.
+    // Decode steps as CUDA graphs (api.h's capture_begin/end/replay). begin_batch of one token
+    // decides: a step like the last recorded one that reached its logits (the same cache, no
+    // device memory reallocated since, room for its position) is replayed: its ops return at once,
+    // and matmul_to_host (or end()) launches the recorded graph at the new position, one launch
+    // per token. Any other such step is recorded, from just after its embedding row's upload
+    // (get_rows) to its logits' matmul, then run. Not with experts on the host (their steps wait
+    // for the host's part), with an activation observer, nor with MOERUN_CUDA_GRAPHS=0.
+    enum class step_mode { plain, record_next, recording, replaying };
+    bool replaying() const { return mode_ == step_mode::replaying; }
     bool graphs_ = true;
-    bool forward_open_ = false;  // between begin() and the call's first op
-    bool capturing_ = false;
-    bool step_unwaited_ = false;   // a recorded step ran with no download after it (no logits)
+    step_mode mode_ = step_mode::plain;
+    int step_pos0_ = 0;
+    const kv_cache* step_kv_ = nullptr;
+    const kv_cache* recorded_kv_ = nullptr;  // the replayable recording's cache (null: none)
+    bool step_unwaited_ = false;   // a graph step ran with no download after it (no logits)
     std::string capture_error_;    // such a step's failure, raised by the next begin()
-    pinned_memory embd_rows_;      // the recorded step's embedding row, uploaded without waiting
-    // Where a recorded step's host time goes (printed at exit with MOERUN_CUDA_GRAPH_TIMES set).
+    pinned_memory embd_rows_;      // a graph step's embedding row, uploaded without waiting
+    // Where a graph step's host time goes (printed at exit with MOERUN_CUDA_GRAPH_TIMES set).
     struct {
         std::chrono::steady_clock::time_point mark;
-        double record_s = 0, end_s = 0, wait_s = 0;
-        uint64_t steps = 0;
+        double record_s = 0, end_s = 0, wait_s = 0, replay_launch_s = 0, replay_wait_s = 0;
+        uint64_t steps = 0, replays = 0;
     } graph_times_;
     std::vector<device_memory> weights_;
     std::map<const void*, const void*> device_to_host_;  // uploaded weights: device data -> mapped file data
@@ -565,44 +612,43 @@ void cuda_backend::get_rows(const tensor& w, const int32_t* ids, int n, float* o
     const type_traits& tt = type_traits_reference(w.type);
     if (!tt.to_float) throw error(error_code::unsupported, format("cuda: get_rows: type %s cannot be read as floats", tensor_type_name(w.type)));
     const size_t d = size_t(w.ne[0]);
-    const bool record = forward_open_ && n == 1 && graphs_ && !host_;
-    forward_open_ = false;
-    run_recording();  // a second get_rows in one call (not the forward pass's): its upload waits
-    if (!record) {
+    const bool graph_step = (mode_ == step_mode::record_next || mode_ == step_mode::replaying) && n == 1;
+    run_recording();  // a get_rows inside a recorded step (not the forward pass's): its upload waits
+    if (!graph_step) {
+        if (mode_ == step_mode::record_next) mode_ = step_mode::plain;
         host_rows_.resize(size_t(n) * d);
         for (int i = 0; i < n; ++i) tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[i]) * w.row_stride, host_rows_.data() + size_t(i) * d, w.ne[0]);
         check(*api_, ctx_, api_->upload(ctx_, out, host_rows_.data(), host_rows_.size() * sizeof(float)), "cuda: get_rows");
         return;
     }
-    // A decode step: the row goes up from page-locked memory without waiting (after the last
-    // step's copy from it has run), and the rest of the step is recorded.
-    if (step_unwaited_) check(*api_, ctx_, api_->synchronize(ctx_), "cuda: get_rows");
-    step_unwaited_ = false;
+    // A graph step: the row goes up from page-locked memory without waiting (begin_batch waited
+    // for the last step that read it); a step to record is recorded from here.
     float* row = embd_rows_.get<float>(api_, ctx_, d);
     tt.to_float(static_cast<const uint8_t*>(base) + size_t(ids[0]) * w.row_stride, row, w.ne[0]);
     check(*api_, ctx_, api_->upload_async(ctx_, out, row, d * sizeof(float)), "cuda: get_rows");
-    const mc_status s = api_->capture_begin(ctx_);
+    if (mode_ == step_mode::replaying) return;
+    const mc_status s = api_->capture_begin(ctx_, step_pos0_);
+    mode_ = s == MC_OK ? step_mode::recording : step_mode::plain;
     if (s == MC_UNSUPPORTED) graphs_ = false;  // kernel timing: the step runs as it comes
     else check(*api_, ctx_, s, "cuda: recording a decode step");
-    capturing_ = s == MC_OK;
     graph_times_.mark = std::chrono::steady_clock::now();
 }
 
 void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v, int pos0, int n) {
+    if (replaying()) return;
     auto& cache = static_cast<cuda_kv_cache&>(kv);
     const model_config& c = *cache.config;
     // Token i's heads are contiguous in k/v and in the cache's slots (pos, head): one block of
     // rows each, keys and values in one kernel.
     const int64_t rows = int64_t(n) * c.n_head_kv;
-    const size_t first = size_t(pos0) * size_t(c.n_head_kv);
-    uint8_t* kd = static_cast<uint8_t*>(cache.k[size_t(il)].get()) + first * cache.k_row_bytes;
-    uint8_t* vd = v ? static_cast<uint8_t*>(cache.v[size_t(il)].get()) + first * cache.v_row_bytes : nullptr;
-    check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), rows, k, c.head_dim_k, c.head_dim_k, kd, cache.k_row_bytes, v, c.head_dim_v,
-                                      c.head_dim_v, vd, cache.v_row_bytes),
+    check(*api_, ctx_, api_->kv_store(ctx_, uint32_t(cache.type), pos0, c.n_head_kv, rows, k, c.head_dim_k, c.head_dim_k, cache.k[size_t(il)].get(),
+                                      cache.k_row_bytes, v, c.head_dim_v, c.head_dim_v, v ? cache.v[size_t(il)].get() : nullptr,
+                                      cache.v_row_bytes),
           "cuda: kv_store");
 }
 
 void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int pos0, float* out) {
+    if (replaying()) return;
     auto& cache = static_cast<cuda_kv_cache&>(kv);
     const model_config& c = *cache.config;
     mc_kv_view view{};
@@ -622,6 +668,7 @@ void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int po
 // Gate and up in one pass over one rounding of x, with SwiGLU in the same kernel (the experts'
 // kernel with no ids), then down.
 void cuda_backend::ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) {
+    if (replaying()) return;
     float* h = scratch(slot::gate, size_t(n) * size_t(gate.ne[1]));
     const mc_tensor g = to_mc(gate), u = to_mc(up);
     check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, nullptr, nullptr, n, 1, h), "cuda: ffn gate/up");
@@ -632,6 +679,7 @@ void cuda_backend::ffn_dense(const tensor& gate, const tensor& up, const tensor&
 // rows (gate/up fused with SwiGLU, then down); the weighted combine in slot order; the shared
 // expert. No expert id reaches the host.
 void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) {
+    if (replaying()) return;
     const int n_used = c.n_expert_used;
     const int64_t d = c.n_embd, rows = int64_t(n) * n_used;
     float* logits = scratch(slot::router, size_t(n) * size_t(c.n_expert));

@@ -22,13 +22,19 @@ struct mc_context {
     size_t tmp_bytes = 0;
     void* up = nullptr;   // experts' up rows where gate and up differ in type
     size_t up_bytes = 0;
-    // Capture (api.h's capture_begin/end): while recording, device memory given up waits here
-    // until the recorded work has run (recorded kernels may still read it).
+    // Steps as graphs (api.h's capture_begin/end, replay). While recording, device memory given
+    // up waits in frees_after_capture until the recorded work has run (it may still read it).
     bool capturing = false;
     std::vector<void*> frees_after_capture;
-#ifndef MOERUN_CUDA_EMULATOR
-    cudaGraphExec_t graph = nullptr;  // the last step's, updated in place when the next one has its shape
-#endif
+    cudaGraphExec_t graph = nullptr;  // the last recorded step, updated in place by the next recording
+    // A recorded step's kernels read its position from dev_pos, which the graph's first node
+    // copies from host_pos (page-locked): a replay at another position writes host_pos only.
+    int* dev_pos = nullptr;
+    int* host_pos = nullptr;
+    int record_pos0 = 0;
+    int graph_positions = 0;      // the recorded step's attention scratch holds positions < this
+    uint64_t generation = 0;      // device memory (re)allocations so far: a graph recorded before one is stale
+    uint64_t graph_generation = 0;
 };
 
 namespace mc {
@@ -73,6 +79,7 @@ inline mc_status check_launch(mc_context* ctx, const char* kernel) { return chec
 // stream has finished, or, while a step is being recorded, after the recording has run.
 inline void free_device(mc_context* ctx, void* p) {
     if (!p) return;
+    ++ctx->generation;
     if (ctx->capturing) {
         ctx->frees_after_capture.push_back(p);
         return;
@@ -89,6 +96,7 @@ inline mc_status reserve(mc_context* ctx, void** p, size_t* have, size_t bytes, 
     *p = nullptr;
     *have = 0;
     const size_t grown = bytes + bytes / 4;
+    ++ctx->generation;
     mc_status s = check(ctx, cudaMalloc(p, grown), what);
     if (s == MC_OK) *have = grown;
     return s;
@@ -101,6 +109,17 @@ inline mc_status reserve(mc_context* ctx, void** p, size_t* have, size_t bytes, 
     } while (0)
 
 inline unsigned blocks_for(int64_t n, int per_block) { return unsigned((n + per_block - 1) / per_block); }
+
+// A position as kernels take it: fixed, or, in a recorded step, the step's position read from the
+// device when the step runs (so that the recording replays at later positions) plus an offset.
+struct step_pos {
+    const int* dev;
+    int offset;
+};
+inline step_pos position(const mc_context* ctx, int pos0) {
+    return ctx->capturing ? step_pos{ctx->dev_pos, pos0 - ctx->record_pos0} : step_pos{nullptr, pos0};
+}
+__device__ inline int resolve(step_pos p) { return p.dev ? *p.dev + p.offset : p.offset; }
 
 // Kernel timing, a measuring tool (api.h's kernel_profile): where MOERUN_CUDA_PROFILE is set when
 // a context is made, every launch of the process is bracketed by two CUDA events, read when the
@@ -216,7 +235,7 @@ mc_status op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n);
 mc_status op_copy(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 mc_status op_add(mc_context* ctx, float* x, const float* y, int64_t n);
 mc_status op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
-mc_status op_kv_store(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
-                      uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes);
+mc_status op_kv_store(mc_context* ctx, uint32_t type, int pos0, int rows_per_pos, int64_t n, const float* k, int64_t k_stride, int k_dim,
+                      void* k_cache, uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_cache, uint64_t v_row_bytes);
 mc_status op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);
 }  // namespace mc

@@ -3,6 +3,7 @@
 // cpu/backend.cpp) closely enough for NMSE <= 1e-7 against it: sums of squares in double, the
 // RoPE angle by repeated multiplication, F16 caches' queries and probabilities rounded to halves.
 #include <algorithm>
+#include <climits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -66,7 +67,8 @@ __global__ void scale_by_sigmoid_kernel(float* x, const float* g, int64_t d, int
 
 // ---- RoPE: one thread per (token, head, rotated pair) ----
 
-__global__ void rope_kernel(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, mc_rope p) {
+__global__ void rope_kernel(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, mc::step_pos at, mc_rope p) {
+    const int pos0 = mc::resolve(at);
     const int pairs = n_rot / 2;
     const int64_t id = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (id >= int64_t(n_tokens) * n_heads * pairs) return;
@@ -84,15 +86,16 @@ __device__ inline float round_bf16(float f) {
     return __uint_as_float(((u + (0x7fffu + ((u >> 16) & 1u))) >> 16) << 16);
 }
 
-// Element i of n rows of keys (the first n * k_dim) and then of values, as cache elements.
+// Element i of n rows of keys (the first n * k_dim) and then of values, as cache elements; row r
+// goes to cache row at * rows_per_pos + r.
 struct kv_rows {
     const float* src;
     int64_t stride;
     int dim;
-    uint8_t* dst;
+    uint8_t* cache;
     uint64_t row_bytes;
 };
-__global__ void kv_store_kernel(uint32_t type, int64_t n, kv_rows k, kv_rows v) {
+__global__ void kv_store_kernel(uint32_t type, mc::step_pos at, int rows_per_pos, int64_t n, kv_rows k, kv_rows v) {
     int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const bool is_v = i >= n * k.dim;
     const kv_rows& rows = is_v ? v : k;
@@ -100,7 +103,7 @@ __global__ void kv_store_kernel(uint32_t type, int64_t n, kv_rows k, kv_rows v) 
     if (i >= n * rows.dim) return;
     const int64_t r = i / rows.dim, e = i % rows.dim;
     const float x = rows.src[r * rows.stride + e];
-    uint8_t* row = rows.dst + size_t(r) * rows.row_bytes;
+    uint8_t* row = rows.cache + (size_t(mc::resolve(at)) * size_t(rows_per_pos) + size_t(r)) * rows.row_bytes;
     if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = x;
     else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(x);
     else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(x)) >> 16);
@@ -120,7 +123,8 @@ __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
 // F16; BF16 the query rounded to BF16. Shared memory: head_dim_k floats (the query), then
 // warps x head_dim_v floats (the partial sums).
 constexpr int k_attention_warps = 8;
-__global__ void attention_kernel(mc_kv_view kv, const float* q, int pos0, float* out, float* scores_all, int n_kv_max) {
+__global__ void attention_kernel(mc_kv_view kv, const float* q, mc::step_pos at, float* out, float* scores_all, int n_kv_max) {
+    const int pos0 = mc::resolve(at);
     MC_DYNAMIC_SHARED(float, sh);
     float* q_sh = sh;
     float* partial = sh + kv.head_dim_k;
@@ -230,7 +234,7 @@ mc_status mc::op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_str
     const int64_t n = int64_t(n_tokens) * n_heads * (n_rot / 2);
     if (n <= 0) return MC_OK;
     mc::launch(rope_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, x, n_tokens, token_stride, n_heads, head_dim,
-               n_rot, pos0, *p);
+               n_rot, mc::position(ctx, pos0), *p);
     return mc::check_launch(ctx, "rope");
 }
 
@@ -269,31 +273,41 @@ mc_status mc::op_scale_by_sigmoid(mc_context* ctx, float* x, const float* g, int
     return mc::check_launch(ctx, "scale_by_sigmoid");
 }
 
-mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, int64_t n, const float* k, int64_t k_stride, int k_dim, void* k_dst,
-                          uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_dst, uint64_t v_row_bytes) {
+mc_status mc::op_kv_store(mc_context* ctx, uint32_t type, int pos0, int rows_per_pos, int64_t n, const float* k, int64_t k_stride, int k_dim,
+                          void* k_cache, uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_cache,
+                          uint64_t v_row_bytes) {
     if (type != uint32_t(tensor_type::F32) && type != uint32_t(tensor_type::F16) && type != uint32_t(tensor_type::BF16)) {
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: kv_store: cache type %u is not F32, F16 or BF16", type);
     }
-    const kv_rows kr{k, k_stride, k_dim, static_cast<uint8_t*>(k_dst), k_row_bytes};
-    const kv_rows vr{v, v_stride, v ? v_dim : 0, static_cast<uint8_t*>(v_dst), v_row_bytes};
+    const kv_rows kr{k, k_stride, k_dim, static_cast<uint8_t*>(k_cache), k_row_bytes};
+    const kv_rows vr{v, v_stride, v ? v_dim : 0, static_cast<uint8_t*>(v_cache), v_row_bytes};
     const int64_t total = n * (int64_t(kr.dim) + vr.dim);
     if (total <= 0) return MC_OK;
-    mc::launch(kv_store_kernel, mc::blocks_for(total, k_threads), k_threads, 0, ctx->stream, type, n, kr, vr);
+    mc::launch(kv_store_kernel, mc::blocks_for(total, k_threads), k_threads, 0, ctx->stream, type, mc::position(ctx, pos0), rows_per_pos, n,
+               kr, vr);
     return mc::check_launch(ctx, "kv_store");
 }
 
 mc_status mc::op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out) {
     if (n <= 0) return MC_OK;
-    const int n_kv_max = pos0 + n;
-    MC_TRY(mc::reserve(ctx, &ctx->tmp, &ctx->tmp_bytes, size_t(n) * size_t(kv->n_head) * size_t(n_kv_max) * sizeof(float), "attention scores"));
+    // Scores: n_kv_max floats per (query, head). A recorded step keeps room for twice its
+    // positions (at least 1024), so that its replays at later positions fit.
+    int n_kv_max = pos0 + n;
+    if (ctx->capturing) n_kv_max = std::max(2 * n_kv_max, 1024);
+    const size_t per_position = size_t(n) * size_t(kv->n_head) * sizeof(float);
+    MC_TRY(mc::reserve(ctx, &ctx->tmp, &ctx->tmp_bytes, per_position * size_t(n_kv_max), "attention scores"));
+    if (ctx->capturing) {
+        n_kv_max = int(std::min<size_t>(ctx->tmp_bytes / per_position, INT_MAX));
+        ctx->graph_positions = std::min(ctx->graph_positions, n_kv_max - n + 1);
+    }
     const size_t shared = (size_t(kv->head_dim_k) + size_t(k_attention_warps) * size_t(kv->head_dim_v)) * sizeof(float);
     if (shared > 48 * 1024) {
         return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention: heads of %d (keys) and %d (values) elements are too large", kv->head_dim_k,
                         kv->head_dim_v);
     }
     const dim3 grid(unsigned(kv->n_head), unsigned(n));
-    mc::launch(attention_kernel, grid, 32 * k_attention_warps, shared, ctx->stream, *kv, q, pos0, out, static_cast<float*>(ctx->tmp),
-               n_kv_max);
+    mc::launch(attention_kernel, grid, 32 * k_attention_warps, shared, ctx->stream, *kv, q, mc::position(ctx, pos0), out,
+               static_cast<float*>(ctx->tmp), n_kv_max);
     return mc::check_launch(ctx, "attention");
 }
 

@@ -122,6 +122,7 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
         if (abort && abort->load(std::memory_order_relaxed)) throw error(error_code::aborted, "evaluate: aborted");
     };
 
+    be.begin_batch(*kv_, pos0, n);
     be.get_rows(w.token_embd, tokens, n, x);
     be.rms_norm(x, w.layers[0].attn_norm, h, n, d, d, c.norm_eps);
 

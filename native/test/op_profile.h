@@ -67,6 +67,7 @@ public:
         timed("synchronize", 0, [] {});
     }
     void end() override { in_->end(); }
+    void begin_batch(const kv_cache& kv, int pos0, int n) override { in_->begin_batch(kv, pos0, n); }
     void synchronize() override { in_->synchronize(); }
     std::string kernel_profile(int per) override { return in_->kernel_profile(per); }
     expert_cache_counters expert_cache_stats() const override { return in_->expert_cache_stats(); }

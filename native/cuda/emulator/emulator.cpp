@@ -299,6 +299,13 @@ bool run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
 struct mc_emu_stream {
     std::mutex lock;
     std::deque<std::function<bool()>> work;  // each returns false on a kernel fault
+    bool capturing = false;                  // work goes to `captured` instead
+    std::vector<std::function<bool()>> captured;
+};
+
+// A recorded graph, and its instantiation: the work, in order.
+struct mc_emu_graph {
+    std::vector<std::function<bool()>> work;
 };
 
 namespace {
@@ -310,7 +317,8 @@ std::set<mc_emu_stream*> g_streams;
 bool submit(cudaStream_t stream, std::function<bool()> work) {
     if (!stream) return work();
     std::lock_guard<std::mutex> lock(stream->lock);
-    stream->work.push_back(std::move(work));
+    if (stream->capturing) stream->captured.push_back(std::move(work));
+    else stream->work.push_back(std::move(work));
     return true;
 }
 
@@ -433,7 +441,52 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     delete stream;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t stream) { return drain(stream); }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    if (stream && stream->capturing) return g_last_error = cudaErrorStreamCaptureUnsupported;  // as CUDA: no waiting while recording
+    return drain(stream);
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+    if (!stream || stream->capturing) return g_last_error = cudaErrorInvalidValue;
+    std::lock_guard<std::mutex> lock(stream->lock);
+    stream->capturing = true;
+    stream->captured.clear();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+    *graph = nullptr;
+    if (!stream || !stream->capturing) return g_last_error = cudaErrorInvalidValue;
+    std::lock_guard<std::mutex> lock(stream->lock);
+    stream->capturing = false;
+    *graph = new mc_emu_graph{std::move(stream->captured)};
+    stream->captured.clear();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+    *exec = new mc_emu_graph{graph->work};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo* info) {
+    if (exec->work.size() != graph->work.size()) {  // CUDA refuses another topology; the emulator, another length
+        if (info) info->result = 1;
+        return g_last_error = cudaErrorGraphExecUpdateFailure;
+    }
+    exec->work = graph->work;
+    if (info) info->result = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    for (const auto& w : exec->work) submit(stream, w);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete graph;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete exec;
+    return cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_lock);
@@ -509,6 +562,7 @@ const char* cudaGetErrorName(cudaError_t e) {
         MC_EMU_NAME(cudaErrorInsufficientDriver) MC_EMU_NAME(cudaErrorNoDevice) MC_EMU_NAME(cudaErrorStubLibrary)
         MC_EMU_NAME(cudaErrorCompatNotSupportedOnDevice) MC_EMU_NAME(cudaErrorNoKernelImageForDevice)
         MC_EMU_NAME(cudaErrorInvalidDeviceFunction) MC_EMU_NAME(cudaErrorUnsupportedPtxVersion) MC_EMU_NAME(cudaErrorLaunchFailure)
+        MC_EMU_NAME(cudaErrorStreamCaptureUnsupported) MC_EMU_NAME(cudaErrorGraphExecUpdateFailure)
 #undef MC_EMU_NAME
     }
     return "cudaErrorUnknown";
