@@ -270,17 +270,24 @@ public:
     }
     void matmul_to_host(const tensor& w, const float* x, int64_t m, float* host_y) override {
         const size_t n = size_t(m) * size_t(w.ne[1]);
-        float* y = scratch(slot::logits, n);  // a replayed step's graph writes the recorded one's: nothing was reallocated since
         const step_mode mode = mode_;
+        // A replayed step's graph writes the recorded step's logits buffer (nothing was
+        // reallocated since: begin_batch checked).
+        float* y = mode == step_mode::replaying ? recorded_logits_ : scratch(slot::logits, n);
         if (mode == step_mode::replaying) {
             mode_ = step_mode::plain;
+            if (n != recorded_logits_n_) throw error(error_code::internal, "cuda: a replayed decode step asks for other logits than its recording");
             graph_times_.mark = std::chrono::steady_clock::now();
             check(*api_, ctx_, api_->replay(ctx_, step_pos0_, 1), "cuda: a decode step replayed as a graph");
             graph_times_.replay_launch_s += seconds_since(graph_times_.mark);
         } else {
             matmul(w, x, m, y, activation_view::contiguous);
             run_recording();
-            if (mode == step_mode::recording) recorded_kv_ = step_kv_;  // it reached its logits: replayable
+            if (mode == step_mode::recording) {  // it reached its logits: replayable
+                recorded_kv_ = step_kv_;
+                recorded_logits_ = y;
+                recorded_logits_n_ = n;
+            }
         }
         check(*api_, ctx_, api_->download(ctx_, host_y, y, n * sizeof(float)), "cuda: logits");
         step_unwaited_ = false;
@@ -394,6 +401,8 @@ private:
     int step_pos0_ = 0;
     const kv_cache* step_kv_ = nullptr;
     const kv_cache* recorded_kv_ = nullptr;  // the replayable recording's cache (null: none)
+    float* recorded_logits_ = nullptr;       // and where its logits go (recorded_logits_n_ floats)
+    size_t recorded_logits_n_ = 0;
     bool step_unwaited_ = false;   // a graph step ran with no download after it (no logits)
     std::string capture_error_;    // such a step's failure, raised by the next begin()
     pinned_memory embd_rows_;      // a graph step's embedding row, uploaded without waiting
@@ -867,7 +876,6 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
     }
 }
 
-// out += the layer's shared expert of x (gated where the layer has ffn_gate_inp_shexp).
 // The layer's shared expert of x (n x d) in scratch, gated where the model gates it; null where
 // the layer has none.
 const float* cuda_backend::shared_expert(const layer_weights& l, const float* x, int n) {
