@@ -278,7 +278,6 @@ MC_WRAP(moe_route, (mc_context* ctx, const float* l, const float* b, int nt, con
 MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, const float* a, float* out),
         (ctx, y, w, nt, nu, d, a, out))
 MC_WRAP(scale_by_sigmoid, (mc_context* ctx, float* x, const float* g, int nt, int64_t d), (ctx, x, g, nt, d))
-MC_WRAP(swiglu, (mc_context* ctx, float* g, const float* u, int64_t n), (ctx, g, u, n))
 MC_WRAP(copy, (mc_context* ctx, const float* s, int64_t ss, float* d, int64_t ds, int64_t r, int64_t c), (ctx, s, ss, d, ds, r, c))
 MC_WRAP(add, (mc_context* ctx, float* x, const float* y, int64_t n), (ctx, x, y, n))
 mc_status zero_on(mc_context* ctx, float* x, int64_t n) {
@@ -374,7 +373,7 @@ const mc_api k_api = {
     create, destroy, last_error,
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
-    swiglu_on, copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on,
+    copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on,
     capture_begin, capture_end, replay, kernel_profile,
 };
 

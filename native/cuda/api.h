@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 5
+#define MC_API_VERSION 6
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -132,8 +132,6 @@ typedef struct mc_api {
                              float* out);
     // x[t] *= sigmoid(g[t]) for n_tokens rows of d floats (qwen2moe's shared-expert gate).
     mc_status (*scale_by_sigmoid)(mc_context* ctx, float* x, const float* g, int n_tokens, int64_t d);
-    // gate[i] = silu(gate[i]) * up[i].
-    mc_status (*swiglu)(mc_context* ctx, float* gate, const float* up, int64_t n);
     mc_status (*copy)(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
     mc_status (*add)(mc_context* ctx, float* x, const float* y, int64_t n);
     // x[0..n) = 0.
