@@ -2,14 +2,14 @@
 # A GPU session's checks and measurements in one device call (the machine is lent for minutes,
 # and each start costs one): gpu-check.sh (every op and test model, CPU vs CUDA, and memcheck),
 # the routing kernel against route_token on the device, the launch floor of this GPU, then
-# gpu-profile.sh on the real shapes with the GPU's clocks sampled, and the decode step with graphs
-# off for comparison.
+# gpu-profile.sh on the real shapes, the decode step with graphs off for comparison, and the GPU's
+# clocks sampled while it only decodes.
 #   here:   npx tsx bench/peer/gpu-prepare.ts && npx tsx bench/peer/bench-prepare.ts
 #           nvcc -O3 -arch=sm_90a -o .device/cuda/launch_floor bench/peer/launch_floor.cu
 #   there:  bash bench/peer/gpu-session.sh     # device tool: carry [".device/cuda", ".device/models",
 #           ".device/bench/bin/run_model", ".device/bench/bin/expand_bench_model", ".device/bench/models"]
 # Writes gpu-check.sh's 7 files to ${OUT:-/tmp/gpu-session}, the route check appended to its
-# summary.txt, and profile.txt (launch floor, clocks, benches, profiles): 8 files, the tool's limit.
+# summary.txt, and profile.txt (launch floor, benches, profiles, clocks): 8 files, the tool's limit.
 # Typically 3-4 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,22 +27,25 @@ profile=$OUT/profile.txt
   echo "== launch floor"
   [[ -x $cuda/launch_floor ]] && timeout 30 "$cuda/launch_floor" 2>&1
 } > "$profile.head"
-if command -v nvidia-smi > /dev/null; then
-  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv,noheader -lms 500 > "$OUT/clocks.tmp" 2>&1 &
-  smi=$!
-fi
 MOERUN_CUDA_GRAPH_TIMES=1 bash bench/peer/gpu-profile.sh ling-mini-2.0-l20-q4_k_m-v1 qwen3-30b-a3b-l48-q4_k_m-v1 ling-mini-2.0-l20-q8_0-v1 > /dev/null 2>&1
 m=/tmp/moerun-bench-models/ling-mini-2.0-l20-q4_k_m-v1.gguf
 {
   echo "== ling-mini-2.0-l20-q4_k_m-v1, MOERUN_CUDA_GRAPHS=0"
   MOERUN_CUDA_GRAPHS=0 timeout 100 "$cuda/test_cuda_backend" --bench "$m" 2>&1 | grep -E "^cuda.*tok/s"
 } >> "$profile"
-[[ -n ${smi:-} ]] && kill "$smi" 2> /dev/null
+# The GPU's clocks while it only decodes: 1024 replayed steps (a few seconds) sampled every 100 ms
+# (the load before them shows as a few idle samples).
 {
-  cat "$profile.head" "$profile"
-  echo "== GPU clocks while the benches ran (every 500 ms: SM MHz, memory MHz, utilization, power)"
-  [[ -f $OUT/clocks.tmp ]] && awk -F', ' '{print $2, $3, $4, $5}' "$OUT/clocks.tmp" | sort | uniq -c | sort -rn | head -12
-} > "$profile.all"
+  echo "== GPU clocks while decoding (run_model --gpu -n 1024; samples of SM MHz, memory MHz, utilization)"
+  if command -v nvidia-smi > /dev/null && [[ -f $m ]]; then
+    nvidia-smi --query-gpu=clocks.sm,clocks.mem,utilization.gpu --format=csv,noheader -lms 100 > "$OUT/clocks.tmp" 2>&1 &
+    smi=$!
+    timeout 60 .device/bench/bin/run_model "$m" --gpu --kv f16 --prompt 4 -n 1024 2>&1 | tail -1
+    kill "$smi" 2> /dev/null
+    sort "$OUT/clocks.tmp" | uniq -c | sort -rn | head -12
+  fi
+} >> "$profile"
+cat "$profile.head" "$profile" > "$profile.all"
 mv "$profile.all" "$profile"
 rm -f "$profile.head" "$OUT/clocks.tmp"
 cat "$OUT/summary.txt"
