@@ -106,7 +106,7 @@ void destroy(mc_context* ctx) {
     }
     cudaStreamSynchronize(ctx->stream);
     for (void* p : ctx->frees_after_capture) cudaFree(p);
-    for (void* p : {ctx->act, ctx->tmp, ctx->up, static_cast<void*>(ctx->dev_pos)}) cudaFree(p);
+    for (void* p : {ctx->act, ctx->tmp, ctx->up, ctx->tiles, static_cast<void*>(ctx->dev_pos)}) cudaFree(p);
     if (ctx->host_pos) cudaFreeHost(ctx->host_pos);
     if (ctx->graph) cudaGraphExecDestroy(ctx->graph);
     cudaGetLastError();

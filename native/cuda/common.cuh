@@ -22,6 +22,8 @@ struct mc_context {
     size_t tmp_bytes = 0;
     void* up = nullptr;   // experts' up rows where gate and up differ in type
     size_t up_bytes = 0;
+    void* tiles = nullptr;  // a prompt batch's expert rows grouped by expert (matmul.cu)
+    size_t tiles_bytes = 0;
     // Steps as graphs (api.h's capture_begin/end, replay). While recording, device memory given
     // up waits in frees_after_capture until the recorded work has run (it may still read it).
     bool capturing = false;
@@ -177,6 +179,29 @@ inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shar
 
 // SwiGLU's gate activation, as the CPU's (x * sigmoid(x)).
 __device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// ---- tensor cores ----
+// D += A . B for a warp: A 16 x 16 int8 (row-major), B 16 x 8 int8 (column-major), D 16 x 8 int32
+// (PTX mma.m16n8k16.row.col.s32.s8.s8.s32). Lane l = 4g + t holds, as 4 packed int8, a_lo = A[g][4t..4t+3],
+// a_hi = A[g + 8][4t..4t+3], b = B[4t..4t+3][g], and d = {D[g][2t], D[g][2t + 1], D[g + 8][2t],
+// D[g + 8][2t + 1]}. Without tensor cores (the emulator) the warp trades its fragments by shuffles.
+__device__ inline void mma_16x8x16(int d[4], int a_lo, int a_hi, int b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(MOERUN_CUDA_EMULATOR)
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a_lo), "r"(a_hi), "r"(b));
+#else
+    const int lane = int(threadIdx.x % 32), g = lane / 4, t = lane % 4;
+    for (int s = 0; s < 4; ++s) {  // k = 4s..4s+3, held by lane 4g + s (A) and 4n + s (B, column n)
+        const int lo = __shfl_sync(0xffffffffu, a_lo, 4 * g + s), hi = __shfl_sync(0xffffffffu, a_hi, 4 * g + s);
+        const int b0 = __shfl_sync(0xffffffffu, b, 4 * (2 * t) + s), b1 = __shfl_sync(0xffffffffu, b, 4 * (2 * t + 1) + s);
+        d[0] = __dp4a(lo, b0, d[0]);
+        d[1] = __dp4a(lo, b1, d[1]);
+        d[2] = __dp4a(hi, b0, d[2]);
+        d[3] = __dp4a(hi, b1, d[3]);
+    }
+#endif
+}
 
 // ---- warp and block reductions ----
 __device__ inline float warp_sum(float v) {

@@ -297,6 +297,17 @@ MC_HD int negate_where(uint32_t v, uint32_t signs4) {
 #endif
 }
 
+// Byte-wise v - c, each byte modulo 256: values 0..2c-1 in v become signed -c..c-1.
+MC_HD int bytes_minus(uint32_t v, uint32_t c) {
+#ifdef __CUDA_ARCH__
+    return int(__vsub4(v, c));
+#else
+    uint32_t out = 0;
+    for (int i = 0; i < 4; ++i) out |= uint32_t(uint8_t(uint8_t(v >> (8 * i)) - uint8_t(c >> (8 * i)))) << (8 * i);
+    return int(out);
+#endif
+}
+
 // acc + the dot of 8 non-negative grid values (lo: elements 0..3, hi: 4..7) with signs8 applied,
 // and 8 activations (2 packed ints).
 MC_HD int signed_dot8(uint32_t lo, uint32_t hi, uint32_t signs8, const int* x, int acc) {
@@ -607,6 +618,86 @@ MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
             }
         }
     }
+}
+
+// ---- the weights as 4-value quads and scales, for the tensor-core kernels ----
+// For the types below, a 32-element unit u of a weight row dots with the same unit of an act row as
+//   (w0 * Σ_{e<16} q_e x_e + w1 * Σ_{e>=16} q_e x_e) * A - m * S
+// where q_e are signed int8 weight values (weight_quad gives 4 of them), {w0, w1, m} are the
+// unit's weight scales (weight_scales: a half per 16 elements, for the types with scales per 16),
+// A the act row's scale of the unit and S its scaled sum (act_scales). Tensor cores then take the
+// integer sums of 16 (mma m16n8k16): the same products as unit_dot, added in another order.
+
+__host__ __device__ constexpr bool has_weight_quads(tensor_type t) {
+    return t == tensor_type::Q8_0 || t == tensor_type::Q4_0 || t == tensor_type::Q4_K || t == tensor_type::Q5_K || t == tensor_type::Q6_K;
+}
+
+struct unit_scales {
+    float w0, w1, m;
+};
+
+// Elements e..e+3 (e a multiple of 4) of unit u of a weight row, as 4 packed signed int8.
+template <tensor_type T>
+MC_HD int weight_quad(const uint8_t* w, int64_t u, int e) {
+    if constexpr (T == tensor_type::Q8_0) {
+        return int(u32_a2(w + u * sizeof(moerun::block_q8_0) + 2 + e));
+    } else if constexpr (T == tensor_type::Q4_0) {  // element e: the low nibble of byte e, e + 16: the high
+        const uint32_t v = u32_a2(w + u * sizeof(moerun::block_q4_0) + 2 + (e & 15));
+        return bytes_minus(((e < 16 ? v : v >> 4) & 0x0F0F0F0Fu), 0x08080808u);
+    } else if constexpr (T == tensor_type::Q4_K || T == tensor_type::Q5_K) {
+        constexpr bool five = T == tensor_type::Q5_K;
+        const int j = int(u % 8);
+        const uint8_t* b = w + u / 8 * (five ? sizeof(moerun::block_q5_K) : sizeof(moerun::block_q4_K));
+        const uint32_t v = u32_a2(b + (five ? 48 : 16) + 32 * (j / 2) + e);
+        uint32_t q = (j & 1 ? v >> 4 : v) & 0x0F0F0F0Fu;
+        if constexpr (five) q |= ((u32_a2(b + 16 + e) >> j) & 0x01010101u) << 4;
+        return int(q);
+    } else if constexpr (T == tensor_type::Q6_K) {
+        const int j = int(u % 8), half = j / 4, k = j % 4;
+        const uint8_t* b = w + u / 8 * sizeof(moerun::block_q6_K);
+        const uint32_t lo = (u32_a2(b + 64 * half + 32 * (k & 1) + e) >> (k >= 2 ? 4 : 0)) & 0x0F0F0F0Fu;
+        const uint32_t hi = ((u32_a2(b + 128 + 32 * half + e) >> (2 * k)) & 0x03030303u) << 4;
+        return bytes_minus(lo | hi, 0x20202020u);
+    } else {
+        static_assert(T == tensor_type::Q8_0, "no weight quads for this type");
+        return 0;
+    }
+}
+
+template <tensor_type T>
+MC_HD unit_scales weight_scales(const uint8_t* w, int64_t u) {
+    if constexpr (T == tensor_type::Q8_0 || T == tensor_type::Q4_0) {
+        const float d = f16_at(w + u * (T == tensor_type::Q8_0 ? sizeof(moerun::block_q8_0) : sizeof(moerun::block_q4_0)));
+        return {d, d, 0.0f};
+    } else if constexpr (T == tensor_type::Q4_K || T == tensor_type::Q5_K) {
+        const int j = int(u % 8);
+        const uint8_t* b = w + u / 8 * (T == tensor_type::Q5_K ? sizeof(moerun::block_q5_K) : sizeof(moerun::block_q4_K));
+        const uint8_t* scales = b + 4;
+        int sc, m;  // get_scale_min_k4
+        if (j < 4) {
+            sc = scales[j] & 63;
+            m = scales[j + 4] & 63;
+        } else {
+            sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+            m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+        }
+        const float d = f16_at(b) * float(sc);
+        return {d, d, f16_at(b + 2) * float(m)};
+    } else {
+        static_assert(T == tensor_type::Q6_K, "no weight scales for this type");
+        const int j = int(u % 8);
+        const uint8_t* b = w + u / 8 * sizeof(moerun::block_q6_K);
+        const float d = f16_at(b + 208);
+        const int8_t* scales = reinterpret_cast<const int8_t*>(b + 192);
+        return {d * float(scales[2 * j]), d * float(scales[2 * j + 1]), 0.0f};
+    }
+}
+
+// The act row's scale A of unit u and its scaled sum S (Q8_K: d times the unit's two sums of 16;
+// not used by the Q8_0 types, whose weights have no min).
+MC_HD float act_unit_scale(const act_row& a, int64_t u) { return a.d[u]; }
+MC_HD float act_unit_sum(const act_row& a, act_kind kind, int64_t u) {
+    return kind == act_kind::q8_k ? a.d[u] * float(a.bsum[2 * u] + a.bsum[2 * u + 1]) : 0.0f;
 }
 
 }  // namespace mc

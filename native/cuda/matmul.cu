@@ -14,6 +14,13 @@
 // (a legacy block, a K-quant's 32-element sub-block) strided by 32 and dots them with dp4a, then
 // the warp adds its lanes. Batch 1 uses a tile of 1; prompt batches a tile of 8 activation rows per
 // weight row, so each weight unit is read once from memory for 8 rows (from L1 after the first).
+// A prompt batch's expert rows (token, slot) are first grouped by expert on the device
+// (group_rows_by_expert), so that the tiles of 8 hold rows of one expert and read its weights once
+// for all of them, instead of once per row.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
 #include "common.cuh"
 #include "dot.cuh"
 
@@ -110,6 +117,64 @@ __global__ void quantize_q8_k(const float* x, int64_t k, int64_t m, uint8_t* act
     if (lane < 8) o.d[sb * 8 + lane] = 1 / iscale;
 }
 
+// ---- a prompt batch's expert rows, grouped by expert ----
+
+// Up to k_prompt_tile rows that go through the same expert slot; count 0: an unused tile.
+struct expert_tile {
+    int32_t slot;
+    int32_t count;
+    int32_t rows[k_prompt_tile];
+};
+
+// The most tiles `rows` rows over n_slots expert slots can need: each slot's last tile may be partial.
+inline int64_t max_expert_tiles(int64_t rows, int64_t n_slots) { return (rows + k_prompt_tile - 1) / k_prompt_tile + std::min(rows, n_slots); }
+
+// One thread block: row r goes through slot slot_of[ids[r]] (ids[r] without slot_of; < 0: not
+// here). Writes tiles[0, max_tiles): each used slot's rows in tiles of k_prompt_tile, the rest
+// unused. Which tile a row lands in depends on the order of the atomics, its result does not: a
+// row's dot product is summed the same way in any tile. Dynamic shared memory: 3 ints per slot.
+__global__ void group_rows_by_expert(const int32_t* ids, const int32_t* slot_of, int64_t rows, int n_slots, expert_tile* tiles,
+                                     int64_t max_tiles) {
+    MC_DYNAMIC_SHARED(int, shared);
+    int* count = shared;                // rows per slot
+    int* first_tile = shared + n_slots;  // the slot's first tile
+    int* filled = shared + 2 * n_slots;  // rows placed so far
+    __shared__ int used_tiles;
+    const auto slot_of_row = [&](int64_t r) {
+        const int32_t s = slot_of ? slot_of[ids[r]] : ids[r];
+        return s < n_slots ? s : -1;
+    };
+    for (int s = threadIdx.x; s < n_slots; s += blockDim.x) count[s] = filled[s] = 0;
+    __syncthreads();
+    for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+        const int s = slot_of_row(r);
+        if (s >= 0) atomicAdd(&count[s], 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {  // a few hundred slots: one thread's prefix sum
+        int t = 0;
+        for (int s = 0; s < n_slots; ++s) {
+            first_tile[s] = t;
+            t += (count[s] + k_prompt_tile - 1) / k_prompt_tile;
+        }
+        used_tiles = t;
+    }
+    __syncthreads();
+    for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+        const int s = slot_of_row(r);
+        if (s < 0) continue;
+        const int at = atomicAdd(&filled[s], 1);
+        tiles[first_tile[s] + at / k_prompt_tile].rows[at % k_prompt_tile] = int32_t(r);
+    }
+    for (int s = threadIdx.x; s < n_slots; s += blockDim.x) {
+        for (int i = 0; i * k_prompt_tile < count[s]; ++i) {
+            tiles[first_tile[s] + i].slot = s;
+            tiles[first_tile[s] + i].count = min(k_prompt_tile, count[s] - i * k_prompt_tile);
+        }
+    }
+    for (int64_t t = used_tiles + threadIdx.x; t < max_tiles; t += blockDim.x) tiles[t].count = 0;
+}
+
 // Element e of a float weight row.
 template <tensor_type T>
 __device__ inline float float_at(const uint8_t* w, int64_t e) {
@@ -118,26 +183,44 @@ __device__ inline float float_at(const uint8_t* w, int64_t e) {
     else return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(w)[e]);
 }
 
-// y[r][o] for weight rows o and activation rows r. Dense: activation rows [tile * TILE, +TILE),
-// all through the same weight. Experts (ids != null, TILE 1): activation row r = blockIdx.y goes
-// through expert ids[r] (at slot slot_of[ids[r]] where slot_of is given; -1: not here, y untouched)
-// and reads act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
+// y[r][o] for weight rows o and output rows r. Dense: output rows [tile * TILE, +TILE) read the
+// same activation rows, all through the same weight. Experts, one row (ids != null, TILE 1):
+// output row r = blockIdx.y goes through expert ids[r] (at slot slot_of[ids[r]] where slot_of is
+// given; -1: not here, y untouched) and reads act row r / x_div. Experts, a prompt batch (tiles !=
+// null): tile blockIdx.y's rows go through its slot, each reading act row r / x_div. With w2
+// (gate/up), y = silu(w . x) * (w2 . x).
 template <tensor_type T, int TILE>
 __global__ void __launch_bounds__(32 * k_warps_per_block)
 mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t n_out, int64_t k, const uint8_t* act, act_kind kind,
-            int64_t m, float* y, int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div) {
+            int64_t m, float* y, int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div, const expert_tile* tiles) {
     const int lane = threadIdx.x % 32;
     const int64_t o = int64_t(blockIdx.x) * k_warps_per_block + threadIdx.x / 32;
     if (o >= n_out) return;
     const int64_t units = (k + 31) / 32;
-    const int64_t r0 = int64_t(blockIdx.y) * TILE;
+    int64_t out_row[TILE];  // the output row of each tile row (-1: none)
+    int64_t act_of[TILE];
     size_t w_off = size_t(o) * w_row_stride;
-    int64_t act0 = r0;
-    if (ids) {
-        const int32_t slot = slot_of ? slot_of[ids[r0]] : ids[r0];
-        if (slot < 0) return;  // another pass (or the host) computes this row
-        w_off += size_t(slot) * size_t(n_out) * w_row_stride;
-        act0 = r0 / x_div;
+    if (tiles) {
+        const expert_tile& tile = tiles[blockIdx.y];
+        if (tile.count == 0) return;
+        w_off += size_t(tile.slot) * size_t(n_out) * w_row_stride;
+        for (int t = 0; t < TILE; ++t) {
+            out_row[t] = t < tile.count ? tile.rows[t] : -1;
+            act_of[t] = (t < tile.count ? tile.rows[t] : tile.rows[0]) / x_div;
+        }
+    } else {
+        const int64_t r0 = int64_t(blockIdx.y) * TILE;
+        int64_t act0 = r0;
+        if (ids) {
+            const int32_t slot = slot_of ? slot_of[ids[r0]] : ids[r0];
+            if (slot < 0) return;  // another pass (or the host) computes this row
+            w_off += size_t(slot) * size_t(n_out) * w_row_stride;
+            act0 = r0 / x_div;
+        }
+        for (int t = 0; t < TILE; ++t) {
+            out_row[t] = r0 + t < m ? r0 + t : -1;
+            act_of[t] = act0 + t < m ? act0 + t : act0;
+        }
     }
     const uint8_t* wr = w + w_off;
     const uint8_t* wr2 = w2 ? w2 + w_off : nullptr;
@@ -145,7 +228,7 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     act_row rows[TILE];
     for (int t = 0; t < TILE; ++t) {
         acc[t] = acc2[t] = 0.0f;
-        rows[t] = mc::act_row_at(act, k, kind, act0 + t < m ? act0 + t : act0);
+        rows[t] = mc::act_row_at(act, k, kind, act_of[t]);
     }
     if constexpr (T == tensor_type::F32 || T == tensor_type::F16 || T == tensor_type::BF16) {
         // Float rows element by element, lane-interleaved: each load instruction of the warp
@@ -168,13 +251,112 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     for (int t = 0; t < TILE; ++t) {
         const float s = mc::warp_sum(acc[t]);
         const float s2 = wr2 ? mc::warp_sum(acc2[t]) : 0.0f;
-        if (lane == 0 && r0 + t < m) y[(r0 + t) * y_stride + o] = wr2 ? mc::silu(s) * s2 : s;
+        if (lane == 0 && out_row[t] >= 0) y[out_row[t] * y_stride + o] = wr2 ? mc::silu(s) * s2 : s;
     }
+}
+
+// ---- tensor cores: prompt batches of the types with weight quads (dot.cuh) ----
+// A warp computes 16 weight rows x 8 NT output rows: per 32-element unit, two mma's of 16 per tile
+// of 8 output rows (one per half of the unit), whose integer sums the unit's scales then weigh
+// into float accumulators. The 4 warps of a block take 64 consecutive weight rows for the same
+// output rows, so those rows' activations are read from L1 after the first warp. Dense: output
+// rows [blockIdx.y * 8 NT, +8 NT) read the same activation rows; experts (tiles, NT 1): tile
+// blockIdx.y's rows through its slot, reading act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
+template <tensor_type T, int NT>
+__global__ void __launch_bounds__(32 * k_warps_per_block)
+mul_mat_mma(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t n_out, int64_t k, const uint8_t* act, act_kind kind,
+            int64_t m, float* y, int64_t y_stride, int x_div, const expert_tile* tiles) {
+    constexpr int cols = 8 * NT;
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int64_t o0 = (int64_t(blockIdx.x) * k_warps_per_block + threadIdx.x / 32) * 16;
+    if (o0 >= n_out) return;  // whole warps
+    // Output column c: its output row (-1: none) and the act row it reads.
+    size_t slot_off = 0;
+    int count = cols;
+    int64_t first = 0;
+    const expert_tile* tile = nullptr;
+    if (tiles) {
+        tile = &tiles[blockIdx.y];
+        if (tile->count == 0) return;
+        slot_off = size_t(tile->slot) * size_t(n_out) * w_row_stride;
+        count = tile->count;
+    } else {
+        first = int64_t(blockIdx.y) * cols;
+        count = m - first < cols ? int(m - first) : cols;
+    }
+    const auto out_row = [&](int c) -> int64_t { return c >= count ? -1 : tile ? tile->rows[c] : first + c; };
+    const auto act_of = [&](int c) -> act_row {
+        const int64_t r = c < count ? (tile ? tile->rows[c] / x_div : first + c) : (tile ? tile->rows[0] / x_div : first);
+        return mc::act_row_at(act, k, kind, r);
+    };
+    act_row b_rows[NT], e_rows[NT][2];  // the B fragment's column g; the accumulators' columns 2t, 2t + 1
+    for (int nt = 0; nt < NT; ++nt) {
+        b_rows[nt] = act_of(8 * nt + g);
+        e_rows[nt][0] = act_of(8 * nt + 2 * t);
+        e_rows[nt][1] = act_of(8 * nt + 2 * t + 1);
+    }
+    const int64_t row_lo = o0 + g < n_out ? o0 + g : n_out - 1, row_hi = o0 + g + 8 < n_out ? o0 + g + 8 : n_out - 1;
+    const uint8_t* w_lo = w + slot_off + size_t(row_lo) * w_row_stride;
+    const uint8_t* w_hi = w + slot_off + size_t(row_hi) * w_row_stride;
+    const uint8_t* w2_lo = w2 ? w2 + slot_off + size_t(row_lo) * w_row_stride : nullptr;
+    const uint8_t* w2_hi = w2 ? w2 + slot_off + size_t(row_hi) * w_row_stride : nullptr;
+    float acc[NT][4] = {}, acc2[NT][4] = {};
+    const int64_t units = k / 32;
+    for (int64_t u = 0; u < units; ++u) {
+        int sums[NT][2][4] = {}, sums2[NT][2][4] = {};  // [tile][half][accumulator]
+        for (int h = 0; h < 2; ++h) {
+            const int e = 16 * h + 4 * t;
+            const int a_lo = mc::weight_quad<T>(w_lo, u, e), a_hi = mc::weight_quad<T>(w_hi, u, e);
+            int a2_lo = 0, a2_hi = 0;
+            if (w2) {
+                a2_lo = mc::weight_quad<T>(w2_lo, u, e);
+                a2_hi = mc::weight_quad<T>(w2_hi, u, e);
+            }
+            for (int nt = 0; nt < NT; ++nt) {
+                const int b = *reinterpret_cast<const int*>(b_rows[nt].q + u * 32 + e);
+                mc::mma_16x8x16(sums[nt][h], a_lo, a_hi, b);
+                if (w2) mc::mma_16x8x16(sums2[nt][h], a2_lo, a2_hi, b);  // w2 is uniform over the warp
+            }
+        }
+        const mc::unit_scales s_lo = mc::weight_scales<T>(w_lo, u), s_hi = mc::weight_scales<T>(w_hi, u);
+        mc::unit_scales s2_lo{}, s2_hi{};
+        if (w2) {
+            s2_lo = mc::weight_scales<T>(w2_lo, u);
+            s2_hi = mc::weight_scales<T>(w2_hi, u);
+        }
+        for (int nt = 0; nt < NT; ++nt) {
+            for (int i = 0; i < 4; ++i) {
+                const act_row& a = e_rows[nt][i & 1];
+                const float xa = mc::act_unit_scale(a, u), xs = mc::act_unit_sum(a, kind, u);
+                const mc::unit_scales& s = i < 2 ? s_lo : s_hi;
+                acc[nt][i] += (s.w0 * float(sums[nt][0][i]) + s.w1 * float(sums[nt][1][i])) * xa - s.m * xs;
+                if (w2) {
+                    const mc::unit_scales& s2 = i < 2 ? s2_lo : s2_hi;
+                    acc2[nt][i] += (s2.w0 * float(sums2[nt][0][i]) + s2.w1 * float(sums2[nt][1][i])) * xa - s2.m * xs;
+                }
+            }
+        }
+    }
+    for (int nt = 0; nt < NT; ++nt) {
+        for (int i = 0; i < 4; ++i) {
+            const int64_t o = o0 + g + (i < 2 ? 0 : 8), r = out_row(8 * nt + 2 * t + (i & 1));
+            if (o < n_out && r >= 0) y[r * y_stride + o] = w2 ? mc::silu(acc[nt][i]) * acc2[nt][i] : acc[nt][i];
+        }
+    }
+}
+
+// Tensor cores for prompt batches (MOERUN_CUDA_MMA=0: the dp4a tiles instead, for comparisons).
+bool use_tensor_cores() {
+    static const bool on = [] {
+        const char* v = std::getenv("MOERUN_CUDA_MMA");
+        return !v || std::strcmp(v, "0") != 0;
+    }();
+    return on;
 }
 
 // ---- launching ----
 
-struct launch {
+struct matmul_launch {
     const mc_tensor* w;
     const mc_tensor* w2;  // optional second weight (gate/up)
     const uint8_t* act;
@@ -185,26 +367,51 @@ struct launch {
     const int32_t* ids;   // experts: one per output row
     const int32_t* slot_of;  // experts: where each is in w (null: at its id)
     int x_div;
+    const expert_tile* tiles = nullptr;  // experts, a prompt batch: the rows grouped (group_experts)
+    int64_t n_tiles = 0;
 };
 
 template <tensor_type T>
-void launch_type(const launch& l, cudaStream_t stream) {
+void launch_type(const matmul_launch& l, cudaStream_t stream) {
     const int64_t n_out = l.w->ne[1], k = l.w->ne[0];
     const uint8_t* w = static_cast<const uint8_t*>(l.w->data);
     const uint8_t* w2 = l.w2 ? static_cast<const uint8_t*>(l.w2->data) : nullptr;
     const dim3 block(32 * k_warps_per_block);
-    if (l.ids || l.m < k_prompt_tile) {
+    if constexpr (mc::has_weight_quads(T)) {
+        if (use_tensor_cores() && (l.tiles || l.m >= k_prompt_tile)) {
+            constexpr int rows_per_block = 16 * k_warps_per_block, wide = 4;  // dense: 4 tiles of 8 output rows per warp
+            if (l.tiles) {
+                const dim3 grid(mc::blocks_for(n_out, rows_per_block), unsigned(l.n_tiles));
+                mc::launch(mul_mat_mma<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
+                           l.x_div, l.tiles);
+            } else if (l.m >= wide * k_prompt_tile) {
+                const dim3 grid(mc::blocks_for(n_out, rows_per_block), mc::blocks_for(l.m, wide * k_prompt_tile));
+                mc::launch(mul_mat_mma<T, wide>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
+                           l.y_stride, 1, static_cast<const expert_tile*>(nullptr));
+            } else {
+                const dim3 grid(mc::blocks_for(n_out, rows_per_block), mc::blocks_for(l.m, k_prompt_tile));
+                mc::launch(mul_mat_mma<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
+                           1, static_cast<const expert_tile*>(nullptr));
+            }
+            return;
+        }
+    }
+    if (l.tiles) {
+        const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.n_tiles));
+        mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
+                   l.y_stride, nullptr, nullptr, l.x_div, l.tiles);
+    } else if (l.ids || l.m < k_prompt_tile) {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.m));
         mc::launch(mul_mat_vec<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
-                   l.ids, l.slot_of, l.x_div);
+                   l.ids, l.slot_of, l.x_div, static_cast<const expert_tile*>(nullptr));
     } else {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), mc::blocks_for(l.m, k_prompt_tile));
         mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
-                   l.y_stride, nullptr, nullptr, 1);
+                   l.y_stride, nullptr, nullptr, 1, static_cast<const expert_tile*>(nullptr));
     }
 }
 
-bool launch_any(const launch& l, cudaStream_t stream) {
+bool launch_any(const matmul_launch& l, cudaStream_t stream) {
     switch (tensor_type(l.w->type)) {
 #define MC_TYPE(T) \
     case tensor_type::T: launch_type<tensor_type::T>(l, stream); return true;
@@ -242,6 +449,25 @@ mc_status prepare_act(mc_context* ctx, uint32_t type, const float* x, int64_t k,
     return mc::check_launch(ctx, "quantize activations");
 }
 
+// A prompt batch's expert rows grouped by slot into l->tiles (ctx->tiles), where that pays: two
+// tiles of rows or more (a decode step's few rows are all different experts, and stay a row per
+// block without the grouping kernel), and a slot count whose tallies fit in shared memory.
+// Otherwise l is left as it is.
+constexpr int k_max_grouped_slots = 2048;  // 24 KiB of tallies
+mc_status group_experts(mc_context* ctx, matmul_launch* l) {
+    const int64_t n_slots = l->w->ne[2];
+    if (!l->ids || l->m < 2 * k_prompt_tile || n_slots > k_max_grouped_slots) return MC_OK;
+    const int64_t max_tiles = max_expert_tiles(l->m, n_slots);
+    MC_TRY(mc::reserve(ctx, &ctx->tiles, &ctx->tiles_bytes, size_t(max_tiles) * sizeof(expert_tile), "expert tiles"));
+    expert_tile* tiles = static_cast<expert_tile*>(ctx->tiles);
+    mc::launch(group_rows_by_expert, 1, 1024, size_t(3 * n_slots) * sizeof(int), ctx->stream, l->ids, l->slot_of, l->m, int(n_slots), tiles,
+               max_tiles);
+    MC_TRY(mc::check_launch(ctx, "group_rows_by_expert"));
+    l->tiles = tiles;
+    l->n_tiles = max_tiles;
+    return MC_OK;
+}
+
 }  // namespace
 
 mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride) {
@@ -265,21 +491,25 @@ mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_te
     act_kind kind;
     const uint8_t* act;
     MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind, &act));
+    matmul_launch l{gate, up, act, kind, rows, h, n_ff, ids, slot_of, n_used};
+    MC_TRY(group_experts(ctx, &l));
     if (gate->type == up->type) {  // one pass: both products of a weight unit, then SwiGLU
-        launch_any({gate, up, act, kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
+        launch_any(l, ctx->stream);
         return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
     }
     // Gate and up of different types (llama.cpp's low-bit mixes, e.g. IQ1_S gate and IQ1_M up):
     // gate into h, up into scratch, each with its own activation blocks (stream order keeps the
     // gate pass's reads before the second quantization), then h = silu(h) * up.
-    launch_any({gate, nullptr, act, kind, rows, h, n_ff, ids, slot_of, n_used}, ctx->stream);
+    l.w2 = nullptr;
+    launch_any(l, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, gate)"));
     MC_TRY(mc::reserve(ctx, &ctx->up, &ctx->up_bytes, size_t(rows * n_ff) * sizeof(float), "experts' up rows"));
-    float* u = static_cast<float*>(ctx->up);
-    MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &kind, &act));
-    launch_any({up, nullptr, act, kind, rows, u, n_ff, ids, slot_of, n_used}, ctx->stream);
+    l.y = static_cast<float*>(ctx->up);
+    MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &l.kind, &l.act));
+    l.w = up;
+    launch_any(l, ctx->stream);
     MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, up)"));
-    return mc::op_swiglu(ctx, h, u, rows * n_ff);
+    return mc::op_swiglu(ctx, h, l.y, rows * n_ff);
 }
 
 mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
@@ -288,6 +518,8 @@ mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h
     act_kind kind;
     const uint8_t* act;
     MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows, &kind, &act));
-    launch_any({down, nullptr, act, kind, rows, y, down->ne[1], ids, slot_of, 1}, ctx->stream);
+    matmul_launch l{down, nullptr, act, kind, rows, y, down->ne[1], ids, slot_of, 1};
+    MC_TRY(group_experts(ctx, &l));
+    launch_any(l, ctx->stream);
     return mc::check_launch(ctx, "mul_mat_vec (experts, down)");
 }

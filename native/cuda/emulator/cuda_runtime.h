@@ -105,6 +105,9 @@ inline unsigned __vsub4(unsigned a, unsigned b) {
     for (int i = 0; i < 4; ++i) r |= unsigned(uint8_t(uint8_t(a >> (8 * i)) - uint8_t(b >> (8 * i)))) << (8 * i);
     return r;
 }
+// *address += v, returning the old value (the emulator's threads switch only at barriers and
+// shuffles, so a read-modify-write is never interleaved; atomic for host threads too).
+inline int atomicAdd(int* address, int v) { return __atomic_fetch_add(address, v, __ATOMIC_RELAXED); }
 // The integer and float min/max overloads CUDA declares for device and host code.
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

@@ -182,7 +182,9 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
     const int64_t k = 512, n_out = 96;
     for (tensor_type type : k_weight_types) {
         const tensor w_host = make_tensor("w", type, random_floats(rng, size_t(k * n_out), 0.05f), k, n_out);
-        for (int64_t m : {1, 3, 8, 19}) {
+        // m 8 and 19: tiles of 8 rows (tensor cores for the types with weight quads); 45: tiles of
+        // 32, the last partial.
+        for (int64_t m : {1, 3, 8, 19, 45}) {
             const std::vector<float> x = random_floats(rng, size_t(m * k));
             p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_out),
                       [&](side& s) {
@@ -193,6 +195,22 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
                           float* y = s.zeros(size_t(m * n_out), n_out);
                           s.be->matmul(w.output, xd, m, y);
                           return s.download(y, m, n_out);
+                      });
+        }
+        // A row count that is not a multiple of the tensor-core kernels' 16 weight rows.
+        if (type == tensor_type::Q4_K || type == tensor_type::Q6_K || type == tensor_type::Q8_0) {
+            const int64_t n_odd = 100, m = 37;
+            const tensor w_odd = make_tensor("w", type, random_floats(rng, size_t(k * n_odd), 0.05f), k, n_odd);
+            const std::vector<float> x = random_floats(rng, size_t(m * k));
+            p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_odd),
+                      [&](side& s) {
+                          model_weights w;
+                          w.output = w_odd;
+                          w = s.place(w);
+                          float* xd = s.upload(x, k);
+                          float* y = s.zeros(size_t(m * n_odd), n_odd);
+                          s.be->matmul(w.output, xd, m, y);
+                          return s.download(y, m, n_odd);
                       });
         }
         // matmul_to_host and matmul_group on the same weight
@@ -406,7 +424,9 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
                 l.ffn_down_shexp = make_tensor("down_shexp", type, random_floats(rng, size_t(n_ff * d), 0.05f), n_ff, d);
             }
             if (g.shared_gate) l.ffn_gate_inp_shexp = make_tensor("gate_inp_shexp", tensor_type::F32, random_floats(rng, size_t(d), 0.1f), d, 1);
-            for (int n : {1, 7}) {
+            // n = 1: a decode step, a row per block; 7 and 40 tokens: the rows grouped by expert
+            // into tiles (40 x 4 rows over 16 experts: full and partial tiles).
+            for (int n : {1, 7, 40}) {
                 const std::vector<float> x = random_floats(rng, size_t(n * d));
                 p.compare(format("ffn_moe %-4s n=%d %s", type_name.c_str(), n, g.name), [&](side& s) {
                     s.cfg = c;

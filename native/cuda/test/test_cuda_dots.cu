@@ -137,6 +137,30 @@ void test_type(std::mt19937& rng) {
     }
     check(worst <= 1e-5, name, "unit_dot sums vs reference vec_dot (worst rel.)", worst);
     check(err / norm <= 1e-10, name, "unit_dot sums vs reference vec_dot (NMSE)", err / norm);
+
+    // ---- the tensor-core form: quads and scales (integer sums of 16, as mma takes them) ----
+    if constexpr (mc::has_weight_quads(T)) {
+        double qerr = 0, qnorm = 0;
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const uint8_t* wr = w.data() + size_t(r) * w_row;
+            for (int64_t a = 0; a < n_act; ++a) {
+                const mc::act_row row = mc::act_row_at(act.data(), k, kind, a);
+                for (int64_t u = 0; u < k / 32; ++u) {
+                    int half[2] = {0, 0};
+                    for (int e = 0; e < 32; e += 4) {
+                        half[e / 16] = mc::dp4a(mc::weight_quad<T>(wr, u, e), *reinterpret_cast<const int*>(row.q + u * 32 + e), half[e / 16]);
+                    }
+                    const mc::unit_scales sc = mc::weight_scales<T>(wr, u);
+                    const double got = (double(sc.w0) * half[0] + double(sc.w1) * half[1]) * mc::act_unit_scale(row, u) -
+                                       double(sc.m) * mc::act_unit_sum(row, kind, u);
+                    const double want = mc::unit_dot<T>(wr, row, u);
+                    qerr += (got - want) * (got - want);
+                    qnorm += want * want;
+                }
+            }
+        }
+        check(qerr / qnorm <= 1e-12, name, "quads and scales vs unit_dot per unit (NMSE)", qerr / qnorm);
+    }
 }
 
 // The helpers dot.cuh derives instead of reading quant/'s tables, over all their inputs.
