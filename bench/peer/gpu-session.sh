@@ -32,6 +32,9 @@ m=/tmp/moerun-bench-models/ling-mini-2.0-l20-q4_k_m-v1.gguf
 {
   echo "== ling-mini-2.0-l20-q4_k_m-v1, MOERUN_CUDA_GRAPHS=0"
   MOERUN_CUDA_GRAPHS=0 timeout 100 "$cuda/test_cuda_backend" --bench "$m" 2>&1 | grep -E "^cuda.*tok/s"
+  # Prompt batches on the dp4a tiles instead of tensor cores: the mma kernels' gain, same run.
+  echo "== ling-mini-2.0-l20-q4_k_m-v1, MOERUN_CUDA_MMA=0"
+  MOERUN_CUDA_MMA=0 timeout 100 "$cuda/test_cuda_backend" --bench "$m" 2>&1 | grep -E "^cuda.*tok/s"
 } >> "$profile"
 # The GPU's clocks while it only decodes: 1024 replayed steps (a few seconds) sampled every 100 ms
 # (the load before them shows as a few idle samples).

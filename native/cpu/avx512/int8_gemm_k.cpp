@@ -671,11 +671,12 @@ inline void scaled_bytes(__m512i q, __m512i s, int offset, __m512i* lo, __m512i*
     *hi = _mm512_or_si512(_mm512_srli_epi16(even, 8), _mm512_andnot_si512(byte0, odd));
 }
 
-template <typename B>
-inline void pack_amx_super_block(const uint8_t* const* row, int64_t b, packed_k<B>* tmp, packed_amx<B>* out) {
+// Source: rows_in_place, or rows_interleaved (Q4_K, Q5_K), as pack_super_block takes them.
+template <typename B, typename Source>
+inline void pack_amx_super_block(const Source& src, int64_t b, packed_k<B>* tmp, packed_amx<B>* out) {
     constexpr bool q6 = std::is_same_v<B, block_q6_K>;
     constexpr int regs_per_scale = q6 ? 4 : 8;  // sub-blocks of 16 (Q6_K) or 32 quants
-    pack_super_block<B>(rows_in_place{row}, b, tmp);
+    pack_super_block<B>(src, b, tmp);
     MOERUN_UNROLL
     for (int reg = 0; reg < 64; ++reg) {
         __m512i lo, hi;
@@ -808,14 +809,20 @@ struct amx_k_scratch {
 };
 
 // Up to k_amx_rows_per_call weight rows: with enough activation rows each 16 packed once, then
-// passes of 16 tokens over all the tiles.
-template <typename B>
+// passes of 16 tokens over all the tiles. Interleaved: the rows are interleaved groups
+// (cpu/interleave.h; Q4_K, Q5_K), packed without the transposes, and few activation rows go
+// through int8_tile_k_interleaved; the tiles are the same, and so is every sum.
+template <typename B, bool Interleaved = false>
 void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void* vx, size_t x_row, int64_t nx, float* y,
                 int64_t y_stride) {
     const uint8_t* w = static_cast<const uint8_t*>(vw);
     const uint8_t* x = static_cast<const uint8_t*>(vx);
     if (nx < k_amx_k_min_tokens) {
-        for_each_tile(nw, [&](int64_t r0, int64_t rows) { int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride); });
+        if constexpr (Interleaved) {
+            int8_tile_k_interleaved<B>(n, vw, w_row, nw, vx, x_row, nx, y, y_stride);
+        } else {
+            for_each_tile(nw, [&](int64_t r0, int64_t rows) { int8_tile_k<B>(n, w + size_t(r0) * w_row, w_row, rows, vx, x_row, nx, y + r0, y_stride); });
+        }
         return;
     }
     const int64_t nb = n / 256;
@@ -825,9 +832,14 @@ void amx_tile_k(int64_t n, const void* vw, size_t w_row, int64_t nw, const void*
     packed_amx<B>* const packed = scratch.packed.data();
     packed_k<B> tmp;
     for_each_tile(nw, [&](int64_t r0, int64_t rows) {
-        const uint8_t* row[k_tile_rows];
-        tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
-        for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(row, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
+        if constexpr (Interleaved) {  // whole groups of 16 rows
+            const rows_interleaved group{w + size_t(r0) * w_row};
+            for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(group, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
+        } else {
+            const uint8_t* row[k_tile_rows];
+            tile_row_pointers(w + size_t(r0) * w_row, w_row, rows, row);
+            for (int64_t b = 0; b < nb; ++b) pack_amx_super_block<B>(rows_in_place{row}, b, &tmp, &packed[r0 / k_tile_rows * nb + b]);
+        }
     });
     // Q4_K/Q5_K: the pass's sub-block sum pairs, [b][t][k] (rows past the last repeat it)
     thread_local std::vector<int32_t> sums_of_pass;
@@ -902,6 +914,14 @@ void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const voi
 }
 void amx_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     amx_tile_k<block_q5_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void amx_tile_q4_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                               int64_t y_stride) {
+    amx_tile_k<block_q4_K, true>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
+}
+void amx_tile_q5_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                               int64_t y_stride) {
+    amx_tile_k<block_q5_K, true>(n, w, w_row, nw, x, x_row, nx, y, y_stride);
 }
 void amx_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride) {
     amx_tile_k<block_q6_K>(n, w, w_row, nw, x, x_row, nx, y, y_stride);

@@ -59,6 +59,11 @@ void amx_tile_q8_0(int64_t n, const void* w, size_t w_row, int64_t nw, const voi
 void amx_tile_q4_0(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void amx_tile_q4_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 void amx_tile_q5_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
+// The same tiles over interleaved weights (cpu/interleave.h): int8_tile_interleaved on the amx path.
+void amx_tile_q4_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                               int64_t y_stride);
+void amx_tile_q5_k_interleaved(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y,
+                               int64_t y_stride);
 void amx_tile_q6_k(int64_t n, const void* w, size_t w_row, int64_t nw, const void* x, size_t x_row, int64_t nx, float* y, int64_t y_stride);
 
 // int8_gemm_k.cpp: Q4_K, Q5_K and Q6_K against Q8_K (AVX512_VNNI), in the reference's order:

@@ -175,9 +175,10 @@ void cpu_register_amx(cpu_kernels* table) {
     at(T::Q5_K).int8_tile_rows = avx512::k_amx_rows_per_call;
     at(T::Q6_K).int8_tile = avx512::amx_tile_q6_k;
     at(T::Q6_K).int8_tile_rows = avx512::k_amx_rows_per_call;
-    // The AMX tiles pack from rows in place: weights stay in the file's layout on this path.
-    at(T::Q4_K).int8_tile_interleaved = nullptr;
-    at(T::Q5_K).int8_tile_interleaved = nullptr;
+    // Interleaved Q4_K/Q5_K weights: the AMX tiles pack from the groups; decode and small batches
+    // run the AVX512_VNNI interleaved tile.
+    at(T::Q4_K).int8_tile_interleaved = avx512::amx_tile_q4_k_interleaved;
+    at(T::Q5_K).int8_tile_interleaved = avx512::amx_tile_q5_k_interleaved;
 #else
     (void)table;
 #endif
