@@ -44,4 +44,24 @@ describe('interleaved weight rows', () => {
     expect(await logits(copied)).toEqual(want);
     expect(await logits(mapped)).toEqual(want);
   }, 120_000);
+
+  it('report the rewrite as load progress and stop it on an abort (mapped and copied)', async () => {
+    const q = join(dir, 'qwen3moe-q4_k_m.gguf');  // from the test above
+    for (const weightMemory of ['map', 'copy'] as const) {
+      const fractions: number[] = [];
+      await using m = await loadModel(q, { threads: 2, weightMemory, onProgress: (f) => fractions.push(f) });
+      // Mapped, the rewrite reports its bytes first, then the page walk the rest: never backwards.
+      expect(fractions.length).toBeGreaterThan(1);
+      for (let i = 1; i < fractions.length; ++i) expect(fractions[i]).toBeGreaterThanOrEqual(fractions[i - 1]!);
+      expect(fractions.at(-1)).toBe(1);
+      if (weightMemory === 'map' && m.info.weightsArranged > 0) {
+        // The first report comes from the rewrite: at most the share of the bytes it rewrites.
+        expect(fractions[0]).toBeLessThanOrEqual(m.info.weightsArranged / m.info.sizeBytes + 1e-9);
+      }
+      // Aborted at its first report, the load stops with ERR_ABORTED and leaves nothing behind.
+      const c = new AbortController();
+      const load = loadModel(q, { threads: 2, weightMemory, signal: c.signal, onProgress: () => c.abort() });
+      await expect(load).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    }
+  }, 120_000);
 });

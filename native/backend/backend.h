@@ -106,6 +106,9 @@ struct expert_cache_counters {
 
 // Reads weight bytes [p, p + n) from their source into out (backend::arrange_host_weights).
 using weight_reader = std::function<void(const void* p, size_t n, uint8_t* out)>;
+// A long load's step: called on the loading thread between pieces of work with the bytes done of
+// `total`; reports progress, and throws to stop the load (an abort).
+using load_step_fn = std::function<void(uint64_t done, uint64_t total)>;
 
 class backend {
 public:
@@ -131,8 +134,10 @@ public:
     // its writable alias in this process's private copy of the file (weight_memory copy, before
     // it is sealed read-only); with it, private memory that the tensors are then pointed at, and
     // read(p, n, out) reads weight bytes [p, p + n) from the file (mapped weights: the mapping's
-    // pages are never touched). Returns the bytes rewritten.
-    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read) {
+    // pages are never touched). step (may be null) is called between pieces of the work with the
+    // bytes rewritten so far of all to rewrite. Returns the bytes rewritten.
+    virtual uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read,
+                                          const load_step_fn& step) {
         return 0;
     }
     virtual std::unique_ptr<buffer> alloc(size_t n_floats) = 0;

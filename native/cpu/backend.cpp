@@ -76,8 +76,9 @@ public:
     int threads() const override { return pool_->size(); }
     bool threads_pinned() const override { return pool_->pinned(); }
 
-    uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read) override {
-        return interleave_weights(w, *pool_, dst, read);
+    uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read,
+                                  const load_step_fn& step) override {
+        return interleave_weights(w, *pool_, dst, read, step);
     }
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return std::make_unique<host_buffer>(n_floats); }
 

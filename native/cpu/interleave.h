@@ -52,7 +52,11 @@ bool can_interleave(const tensor& t);
 // byte p's arranged bytes go. Without `read`, dst(p) is p's own writable alias (the copied file)
 // and the weights are rewritten in place, keeping their addresses; with it, read(p, n, out) gives
 // weight bytes [p, p + n) from their source (the file), the arranged bytes go to dst(p) and the
-// tensors point there. Returns the bytes interleaved. MOERUN_INTERLEAVE=0 turns it off.
-uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read);
+// tensors point there. step (may be null) is called on the calling thread after every 64 MiB or so
+// with the bytes interleaved so far of all to interleave, and may throw to stop (an aborted load:
+// the weights done so far are rewritten, the rest untouched, and the caller discards them).
+// Returns the bytes interleaved. MOERUN_INTERLEAVE=0 turns it off.
+uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read,
+                            const load_step_fn& step = nullptr);
 
 }  // namespace moerun

@@ -55,8 +55,9 @@ public:
     int threads() const override { return in_->threads(); }
     bool threads_pinned() const override { return in_->threads_pinned(); }
     void place_weights(const model_config& c, model_weights& w, const weight_placement& p) override { in_->place_weights(c, w, p); }
-    uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read) override {
-        return in_->arrange_host_weights(w, dst, read);
+    uint64_t arrange_host_weights(model_weights& w, const std::function<uint8_t*(const void*)>& dst, const weight_reader& read,
+                                  const load_step_fn& step) override {
+        return in_->arrange_host_weights(w, dst, read, step);
     }
     std::unique_ptr<buffer> alloc(size_t n_floats) override { return in_->alloc(n_floats); }
     std::unique_ptr<kv_cache> new_kv_cache(const model_config& c, int n_ctx, tensor_type type) override {
