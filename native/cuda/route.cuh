@@ -16,6 +16,20 @@
 
 namespace mc {
 
+// The sigmoid of a router logit as the CPU's route computes it, 1 / (1 + e^-x) with the host
+// libm's expf, as nearly as a device can: the device's expf is within 2 ulp, and routing takes
+// discrete decisions on these values (a last-bit difference can pick another expert, then the
+// token's output differs by far more than rounding), so the device rounds the double exponential
+// to float instead, which agrees with glibc's expf on all but 7.6e-5 of the floats in (-104, 104)
+// (every one compared on the host). The host and the emulator call expf itself.
+MC_HD float router_sigmoid(float x) {
+#if defined(__CUDA_ARCH__) && !defined(MOERUN_CUDA_EMULATOR)
+    return 1.0f / (1.0f + float(exp(-double(x))));
+#else
+    return 1.0f / (1.0f + expf(-x));
+#endif
+}
+
 // The score of group g of the routing below: the sum of its two best scores (its best alone
 // where a group has one expert), found in expert order.
 MC_HD float group_score(const float* score, int g, int per_group) {
@@ -74,7 +88,7 @@ MC_HD void route_token(const float* logits, const float* bias, const mc_moe& p, 
                        int32_t* ids, float* weights) {
     const int n = p.n_expert;
     if (p.sigmoid) {
-        for (int e = 0; e < n; ++e) probs[e] = 1.0f / (1.0f + expf(-logits[e]));
+        for (int e = 0; e < n; ++e) probs[e] = router_sigmoid(logits[e]);
     } else {
         float mx = -INFINITY;
         for (int e = 0; e < n; ++e) mx = fmaxf(mx, logits[e]);
@@ -138,7 +152,7 @@ __device__ inline void route_token_block(const float* logits, const float* bias,
     float* score = sh + n;
     unsigned char* taken = reinterpret_cast<unsigned char*>(sh + 2 * n);
     if (p.sigmoid) {
-        for (int e = tid; e < n; e += n_threads) probs[e] = 1.0f / (1.0f + expf(-logits[e]));
+        for (int e = tid; e < n; e += n_threads) probs[e] = router_sigmoid(logits[e]);
     } else {
         float mx = -INFINITY;
         for (int e = tid; e < n; e += n_threads) mx = fmaxf(mx, logits[e]);
