@@ -326,6 +326,17 @@ MC_HD int tq1_trits4(uint32_t bytes4, uint32_t pow3) {
     return int((((even * 3) >> 8) & 0x00ff00ffu) | ((((odd * 3) >> 8) & 0x00ff00ffu) << 8));
 }
 
+// The 6-bit scale and min of sub-block j (< 8) of a Q4_K/Q5_K super-block's 12 scale bytes.
+MC_HD void scale_min_k4(const uint8_t* scales, int j, int* sc, int* m) {
+    if (j < 4) {
+        *sc = scales[j] & 63;
+        *m = scales[j + 4] & 63;
+    } else {
+        *sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+        *m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+    }
+}
+
 template <tensor_type T>
 MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
     if constexpr (T == tensor_type::F32 || T == tensor_type::F16 || T == tensor_type::BF16) {
@@ -441,14 +452,8 @@ MC_HD float unit_dot(const uint8_t* w, const act_row& a, int64_t u) {
                     if constexpr (five) q |= ((u32_a2(b + 16 + 4 * i) >> j) & 0x01010101u) << 4;
                     dot = dp4a(int(q), xi[i], dot);
                 }
-                int sc, m;  // get_scale_min_k4
-                if (j < 4) {
-                    sc = scales[j] & 63;
-                    m = scales[j + 4] & 63;
-                } else {
-                    sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
-                    m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-                }
+                int sc, m;
+                scale_min_k4(scales, j, &sc, &m);
                 const int bs = a.bsum[2 * u] + a.bsum[2 * u + 1];
                 return f16_at(b) * xd * float(sc * dot) - f16_at(b + 2) * xd * float(m * bs);
             } else if constexpr (T == tensor_type::Q6_K) {
@@ -673,14 +678,8 @@ MC_HD unit_scales weight_scales(const uint8_t* w, int64_t u) {
         const int j = int(u % 8);
         const uint8_t* b = w + u / 8 * (T == tensor_type::Q5_K ? sizeof(moerun::block_q5_K) : sizeof(moerun::block_q4_K));
         const uint8_t* scales = b + 4;
-        int sc, m;  // get_scale_min_k4
-        if (j < 4) {
-            sc = scales[j] & 63;
-            m = scales[j + 4] & 63;
-        } else {
-            sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
-            m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-        }
+        int sc, m;
+        scale_min_k4(scales, j, &sc, &m);
         const float d = f16_at(b) * float(sc);
         return {d, d, f16_at(b + 2) * float(m)};
     } else {

@@ -175,6 +175,26 @@ __global__ void group_rows_by_expert(const int32_t* ids, const int32_t* slot_of,
     for (int64_t t = used_tiles + threadIdx.x; t < max_tiles; t += blockDim.x) tiles[t].count = 0;
 }
 
+// A prompt block's output rows and the act rows they read, by column c < cols: dense, the rows
+// from blockIdx.y * cols (each reads its own act row); grouped, tile blockIdx.y's rows (row r
+// reads act row r / x_div). Columns past `count` have no output row (-1) and read column 0's.
+struct block_rows {
+    const expert_tile* tile;  // null: dense
+    int64_t first;
+    int count;  // 0: an unused tile, nothing to do
+    int x_div;
+    __device__ int64_t out(int c) const { return c >= count ? -1 : tile ? tile->rows[c] : first + c; }
+    __device__ int64_t act(int c) const {
+        const int i = c < count ? c : 0;
+        return tile ? tile->rows[i] / x_div : first + i;
+    }
+};
+__device__ inline block_rows rows_of_block(const expert_tile* tiles, int cols, int64_t m, int x_div) {
+    if (tiles) return {&tiles[blockIdx.y], 0, tiles[blockIdx.y].count, x_div};
+    const int64_t first = int64_t(blockIdx.y) * cols;
+    return {nullptr, first, m - first < cols ? int(m - first) : cols, 1};
+}
+
 // Element e of a float weight row.
 template <tensor_type T>
 __device__ inline float float_at(const uint8_t* w, int64_t e) {
@@ -200,26 +220,22 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     int64_t out_row[TILE];  // the output row of each tile row (-1: none)
     int64_t act_of[TILE];
     size_t w_off = size_t(o) * w_row_stride;
-    if (tiles) {
-        const expert_tile& tile = tiles[blockIdx.y];
-        if (tile.count == 0) return;
-        w_off += size_t(tile.slot) * size_t(n_out) * w_row_stride;
+    if (ids) {  // TILE 1: output row blockIdx.y
+        const int64_t r = blockIdx.y;
+        const int32_t slot = slot_of ? slot_of[ids[r]] : ids[r];
+        if (slot < 0) return;  // another pass (or the host) computes this row
+        w_off += size_t(slot) * size_t(n_out) * w_row_stride;
         for (int t = 0; t < TILE; ++t) {
-            out_row[t] = t < tile.count ? tile.rows[t] : -1;
-            act_of[t] = (t < tile.count ? tile.rows[t] : tile.rows[0]) / x_div;
+            out_row[t] = t == 0 ? r : -1;
+            act_of[t] = r / x_div;
         }
     } else {
-        const int64_t r0 = int64_t(blockIdx.y) * TILE;
-        int64_t act0 = r0;
-        if (ids) {
-            const int32_t slot = slot_of ? slot_of[ids[r0]] : ids[r0];
-            if (slot < 0) return;  // another pass (or the host) computes this row
-            w_off += size_t(slot) * size_t(n_out) * w_row_stride;
-            act0 = r0 / x_div;
-        }
+        const block_rows br = rows_of_block(tiles, TILE, m, x_div);
+        if (br.count == 0) return;
+        if (br.tile) w_off += size_t(br.tile->slot) * size_t(n_out) * w_row_stride;
         for (int t = 0; t < TILE; ++t) {
-            out_row[t] = r0 + t < m ? r0 + t : -1;
-            act_of[t] = act0 + t < m ? act0 + t : act0;
+            out_row[t] = br.out(t);
+            act_of[t] = br.act(t);
         }
     }
     const uint8_t* wr = w + w_off;
@@ -270,30 +286,14 @@ mul_mat_mma(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int64_t o0 = (int64_t(blockIdx.x) * k_warps_per_block + threadIdx.x / 32) * 16;
     if (o0 >= n_out) return;  // whole warps
-    // Output column c: its output row (-1: none) and the act row it reads.
-    size_t slot_off = 0;
-    int count = cols;
-    int64_t first = 0;
-    const expert_tile* tile = nullptr;
-    if (tiles) {
-        tile = &tiles[blockIdx.y];
-        if (tile->count == 0) return;
-        slot_off = size_t(tile->slot) * size_t(n_out) * w_row_stride;
-        count = tile->count;
-    } else {
-        first = int64_t(blockIdx.y) * cols;
-        count = m - first < cols ? int(m - first) : cols;
-    }
-    const auto out_row = [&](int c) -> int64_t { return c >= count ? -1 : tile ? tile->rows[c] : first + c; };
-    const auto act_of = [&](int c) -> act_row {
-        const int64_t r = c < count ? (tile ? tile->rows[c] / x_div : first + c) : (tile ? tile->rows[0] / x_div : first);
-        return mc::act_row_at(act, k, kind, r);
-    };
+    const block_rows br = rows_of_block(tiles, cols, m, x_div);
+    if (br.count == 0) return;
+    const size_t slot_off = br.tile ? size_t(br.tile->slot) * size_t(n_out) * w_row_stride : 0;
     act_row b_rows[NT], e_rows[NT][2];  // the B fragment's column g; the accumulators' columns 2t, 2t + 1
     for (int nt = 0; nt < NT; ++nt) {
-        b_rows[nt] = act_of(8 * nt + g);
-        e_rows[nt][0] = act_of(8 * nt + 2 * t);
-        e_rows[nt][1] = act_of(8 * nt + 2 * t + 1);
+        b_rows[nt] = mc::act_row_at(act, k, kind, br.act(8 * nt + g));
+        e_rows[nt][0] = mc::act_row_at(act, k, kind, br.act(8 * nt + 2 * t));
+        e_rows[nt][1] = mc::act_row_at(act, k, kind, br.act(8 * nt + 2 * t + 1));
     }
     const int64_t row_lo = o0 + g < n_out ? o0 + g : n_out - 1, row_hi = o0 + g + 8 < n_out ? o0 + g + 8 : n_out - 1;
     const uint8_t* w_lo = w + slot_off + size_t(row_lo) * w_row_stride;
@@ -339,7 +339,7 @@ mul_mat_mma(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     }
     for (int nt = 0; nt < NT; ++nt) {
         for (int i = 0; i < 4; ++i) {
-            const int64_t o = o0 + g + (i < 2 ? 0 : 8), r = out_row(8 * nt + 2 * t + (i & 1));
+            const int64_t o = o0 + g + (i < 2 ? 0 : 8), r = br.out(8 * nt + 2 * t + (i & 1));
             if (o < n_out && r >= 0) y[r * y_stride + o] = w2 ? mc::silu(acc[nt][i]) * acc2[nt][i] : acc[nt][i];
         }
     }

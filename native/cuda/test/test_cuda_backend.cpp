@@ -180,38 +180,29 @@ const tensor_type k_weight_types[] = {tensor_type::F32,     tensor_type::F16,   
 
 void test_matmul(pair_of_sides& p, std::mt19937& rng) {
     const int64_t k = 512, n_out = 96;
+    // y = x . w^T for m random rows x, CPU vs CUDA.
+    const auto compare_matmul = [&](const tensor& w_host, int64_t m) {
+        const int64_t n = w_host.ne[1];
+        const std::vector<float> x = random_floats(rng, size_t(m * k));
+        p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(w_host.type), (long long)m, (long long)k, (long long)n),
+                  [&](side& s) {
+                      model_weights w;
+                      w.output = w_host;
+                      w = s.place(w);
+                      float* xd = s.upload(x, k);
+                      float* y = s.zeros(size_t(m * n), n);
+                      s.be->matmul(w.output, xd, m, y);
+                      return s.download(y, m, n);
+                  });
+    };
     for (tensor_type type : k_weight_types) {
         const tensor w_host = make_tensor("w", type, random_floats(rng, size_t(k * n_out), 0.05f), k, n_out);
         // m 8 and 19: tiles of 8 rows (tensor cores for the types with weight quads); 45: tiles of
         // 32, the last partial.
-        for (int64_t m : {1, 3, 8, 19, 45}) {
-            const std::vector<float> x = random_floats(rng, size_t(m * k));
-            p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_out),
-                      [&](side& s) {
-                          model_weights w;
-                          w.output = w_host;
-                          w = s.place(w);
-                          float* xd = s.upload(x, k);
-                          float* y = s.zeros(size_t(m * n_out), n_out);
-                          s.be->matmul(w.output, xd, m, y);
-                          return s.download(y, m, n_out);
-                      });
-        }
+        for (int64_t m : {1, 3, 8, 19, 45}) compare_matmul(w_host, m);
         // A row count that is not a multiple of the tensor-core kernels' 16 weight rows.
         if (type == tensor_type::Q4_K || type == tensor_type::Q6_K || type == tensor_type::Q8_0) {
-            const int64_t n_odd = 100, m = 37;
-            const tensor w_odd = make_tensor("w", type, random_floats(rng, size_t(k * n_odd), 0.05f), k, n_odd);
-            const std::vector<float> x = random_floats(rng, size_t(m * k));
-            p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(type), (long long)m, (long long)k, (long long)n_odd),
-                      [&](side& s) {
-                          model_weights w;
-                          w.output = w_odd;
-                          w = s.place(w);
-                          float* xd = s.upload(x, k);
-                          float* y = s.zeros(size_t(m * n_odd), n_odd);
-                          s.be->matmul(w.output, xd, m, y);
-                          return s.download(y, m, n_odd);
-                      });
+            compare_matmul(make_tensor("w", type, random_floats(rng, size_t(k * 100), 0.05f), k, 100), 37);
         }
         // matmul_to_host and matmul_group on the same weight
         const std::vector<float> x = random_floats(rng, size_t(2 * k));
