@@ -3,7 +3,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <set>
 #include <vector>
 
 #include "kernels.h"
@@ -53,52 +52,45 @@ uint64_t interleave_weights(model_weights& w, thread_pool& pool, const std::func
     const bool relocate = bool(read);
     const char* env = std::getenv("MOERUN_INTERLEAVE");
     if (env && std::strcmp(env, "0") == 0) return 0;
-    std::map<const void*, const void*> done;  // the weights rewritten: old bytes -> new; once each
-    std::vector<tensor*> todo;
-    for_each_tensor(w, [&](tensor& t, bool matmul_weight) {
-        if (!matmul_weight || !can_interleave(t) || t.data == w.token_embd.data) return;
-        todo.push_back(&t);
-    });
+    std::map<const void*, const void*> done;  // the weights to rewrite: old bytes -> new; once each
+    std::vector<tensor*> todo;                 // one tensor per distinct weight bytes
     uint64_t total = 0;
-    {
-        std::set<const void*> seen;
-        for (tensor* t : todo) {
-            if (seen.insert(t->data).second) total += uint64_t(t->rows()) * t->row_bytes();
-        }
-    }
+    for_each_tensor(w, [&](tensor& t, bool matmul_weight) {
+        if (!matmul_weight || !can_interleave(t) || t.data == w.token_embd.data || !done.emplace(t.data, nullptr).second) return;
+        todo.push_back(&t);
+        total += uint64_t(t.rows()) * t.row_bytes();
+    });
     // Pieces of about this many bytes between the steps: a fraction of a second each, so that a
     // load of a large model reports progress and stops soon after an abort.
     constexpr size_t k_step_bytes = size_t(64) << 20;
     uint64_t bytes = 0;
     for (tensor* t : todo) {
-        if (!done.count(t->data)) {
-            const size_t row = t->row_bytes(), block = cpu_kernels_of(t->type).type_size, group = row * k_interleave_rows;
-            const uint8_t* const src = static_cast<const uint8_t*>(t->data);
-            uint8_t* const out = dst(src);
-            const int64_t n_groups = t->rows() / k_interleave_rows;
-            const int64_t groups_per_step = std::max<int64_t>(1, int64_t(k_step_bytes / group));
-            for (int64_t g0 = 0; g0 < n_groups; g0 += groups_per_step) {
-                const int64_t g1 = std::min(n_groups, g0 + groups_per_step);
-                // Group by group through a buffer: read (or taken in place), then interleaved into place.
-                pool.parallel_for(g1 - g0, 1, [&](int64_t b, int64_t e) {
-                    thread_local std::vector<uint8_t> tmp;
-                    tmp.resize(group);
-                    for (int64_t g = g0 + b; g < g0 + e; ++g) {
-                        uint8_t* at = out + size_t(g) * group;
-                        if (relocate) {
-                            read(src + size_t(g) * group, group, tmp.data());
-                            interleave_group(tmp.data(), row, block, at);
-                        } else {
-                            interleave_group(at, row, block, tmp.data());
-                            std::memcpy(at, tmp.data(), group);
-                        }
+        const size_t row = t->row_bytes(), block = cpu_kernels_of(t->type).type_size, group = row * k_interleave_rows;
+        const uint8_t* const src = static_cast<const uint8_t*>(t->data);
+        uint8_t* const out = dst(src);
+        const int64_t n_groups = t->rows() / k_interleave_rows;
+        const int64_t groups_per_step = std::max<int64_t>(1, int64_t(k_step_bytes / group));
+        for (int64_t g0 = 0; g0 < n_groups; g0 += groups_per_step) {
+            const int64_t g1 = std::min(n_groups, g0 + groups_per_step);
+            // Group by group through a buffer: read (or taken in place), then interleaved into place.
+            pool.parallel_for(g1 - g0, 1, [&](int64_t b, int64_t e) {
+                thread_local std::vector<uint8_t> tmp;
+                tmp.resize(group);
+                for (int64_t g = g0 + b; g < g0 + e; ++g) {
+                    uint8_t* at = out + size_t(g) * group;
+                    if (relocate) {
+                        read(src + size_t(g) * group, group, tmp.data());
+                        interleave_group(tmp.data(), row, block, at);
+                    } else {
+                        interleave_group(at, row, block, tmp.data());
+                        std::memcpy(at, tmp.data(), group);
                     }
-                });
-                bytes += uint64_t(g1 - g0) * group;
-                if (step) step(bytes, total);
-            }
-            done[t->data] = relocate ? out : t->data;
+                }
+            });
+            bytes += uint64_t(g1 - g0) * group;
+            if (step) step(bytes, total);
         }
+        done[t->data] = relocate ? out : t->data;
     }
     // Every slot on a rewritten weight's bytes (the eligible ones and any other that shares them:
     // it would read interleaved bytes as rows) is marked, and moved with them.
