@@ -270,10 +270,12 @@ MC_WRAP(rope, (mc_context* ctx, float* x, int nt, int64_t ts, int nh, int hd, in
 MC_WRAP(matmul, (mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t ys), (ctx, w, x, m, y, ys))
 MC_WRAP(moe_gate_up,
         (mc_context* ctx, const mc_tensor* g, const mc_tensor* u, const float* x, const int32_t* ids, const int32_t* so, int nt, int nu,
-         float* h),
-        (ctx, g, u, x, ids, so, nt, nu, h))
-MC_WRAP(moe_down, (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, const int32_t* so, int64_t rows, float* y),
-        (ctx, d, h, ids, so, rows, y))
+         float* h, const mc_tensor* sg, const mc_tensor* su),
+        (ctx, g, u, x, ids, so, nt, nu, h, sg, su))
+MC_WRAP(moe_down,
+        (mc_context* ctx, const mc_tensor* d, const float* h, const int32_t* ids, const int32_t* so, int64_t rows, float* y,
+         const mc_tensor* sd, int64_t ns),
+        (ctx, d, h, ids, so, rows, y, sd, ns))
 MC_WRAP(moe_route, (mc_context* ctx, const float* l, const float* b, int nt, const mc_moe* p, int32_t* ids, float* w), (ctx, l, b, nt, p, ids, w))
 MC_WRAP(moe_combine, (mc_context* ctx, const float* y, const float* w, int nt, int nu, int64_t d, const float* a, float* out),
         (ctx, y, w, nt, nu, d, a, out))

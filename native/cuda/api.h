@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 6
+#define MC_API_VERSION 7
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -119,10 +119,14 @@ typedef struct mc_api {
     // slot_of (n_expert ints on the device; null: every expert is there), in slot slot_of[e] of
     // a tensor holding only the experts the device keeps; a row whose expert has slot -1 is left
     // to another pass or the host: h and y are not written there.
+    // A shared expert of the routed experts' types and shapes joins their passes (null: none):
+    // gate_up writes its rows after the routed ones (h row rows + t: token t), and down reads
+    // h rows [rows, rows + n_shared) through shared_down into y rows [rows, rows + n_shared).
     mc_status (*moe_gate_up)(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
-                             const int32_t* slot_of, int n_tokens, int n_used, float* h);
+                             const int32_t* slot_of, int n_tokens, int n_used, float* h, const mc_tensor* shared_gate,
+                             const mc_tensor* shared_up);
     mc_status (*moe_down)(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
-                          float* y);
+                          float* y, const mc_tensor* shared_down, int64_t n_shared);
     // ids, weights (n_tokens x n_used) from router logits (n_tokens x n_expert), bias optional.
     mc_status (*moe_route)(mc_context* ctx, const float* logits, const float* bias, int n_tokens, const mc_moe* p, int32_t* ids,
                            float* weights);

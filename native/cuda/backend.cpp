@@ -362,6 +362,8 @@ private:
     bool offload_batch(const split_experts& se, int64_t host_rows, uint64_t host_bytes, int capacity) const;
     void experts_in_waves(const model_config& c, split_experts& se, const float* x, int n, const int32_t* ids, float* h, float* y);
     const float* shared_expert(const layer_weights& l, const float* x, int n);
+    void gate_shared_expert(const layer_weights& l, const float* x, int n, float* shared);
+    bool shared_joins_experts(const layer_weights& l) const;
     void combine(const model_config& c, const layer_weights& l, const float* x, const float* y, const float* weights, int n, float* out);
 
     const mc_api* api_;
@@ -680,7 +682,7 @@ void cuda_backend::ffn_dense(const tensor& gate, const tensor& up, const tensor&
     if (replaying()) return;
     float* h = scratch(slot::gate, size_t(n) * size_t(gate.ne[1]));
     const mc_tensor g = to_mc(gate), u = to_mc(up);
-    check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, nullptr, nullptr, n, 1, h), "cuda: ffn gate/up");
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, nullptr, nullptr, n, 1, h, nullptr, nullptr), "cuda: ffn gate/up");
     matmul(down, h, n, out, activation_view::contiguous);
 }
 
@@ -711,12 +713,37 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
         ffn_moe_split(c, l, split->second, x, n, ids, weights, out);
         return;
     }
-    float* h = scratch(slot::expert_h, size_t(rows) * size_t(c.n_ff_exp));
-    float* y = scratch(slot::expert_y, size_t(rows) * size_t(d));
+    // A shared expert of the routed experts' shape (Ling's) joins their two passes: its rows
+    // follow the routed ones in h and y, and a decode step runs 3 kernels fewer.
+    const bool joined = shared_joins_experts(l);
+    const int64_t all_rows = rows + (joined ? n : 0);
+    float* h = scratch(slot::expert_h, size_t(all_rows) * size_t(c.n_ff_exp));
+    float* y = scratch(slot::expert_y, size_t(all_rows) * size_t(d));
     const mc_tensor gate = to_mc(l.ffn_gate_exps), up = to_mc(l.ffn_up_exps), down = to_mc(l.ffn_down_exps);
-    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h), "cuda: moe_gate_up");
-    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y), "cuda: moe_down");
-    combine(c, l, x, y, weights, n, out);
+    if (!joined) {
+        check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h, nullptr, nullptr), "cuda: moe_gate_up");
+        check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y, nullptr, 0), "cuda: moe_down");
+        combine(c, l, x, y, weights, n, out);
+        return;
+    }
+    const mc_tensor shared_gate = to_mc(l.ffn_gate_shexp), shared_up = to_mc(l.ffn_up_shexp), shared_down = to_mc(l.ffn_down_shexp);
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h, &shared_gate, &shared_up), "cuda: moe_gate_up");
+    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y, &shared_down, n), "cuda: moe_down");
+    float* shared = y + rows * d;
+    gate_shared_expert(l, x, n, shared);
+    check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, shared, out), "cuda: moe_combine");
+}
+
+// Whether the layer's shared expert can join the routed experts' passes: the same types and
+// shapes, gate and up of one type (the passes' fused SwiGLU), all on the device.
+bool cuda_backend::shared_joins_experts(const layer_weights& l) const {
+    if (!l.ffn_up_shexp || !l.ffn_gate_shexp || !l.ffn_down_shexp || l.ffn_gate_exps.type != l.ffn_up_exps.type) return false;
+    const auto same = [](const tensor& shared, const tensor& experts) {
+        return shared.type == experts.type && shared.ne[0] == experts.ne[0] && shared.ne[1] == experts.ne[1] && shared.ne[2] == 1 &&
+               shared.row_stride == experts.row_stride && shared.location == memory_location::device &&
+               experts.location == memory_location::device;
+    };
+    return same(l.ffn_gate_shexp, l.ffn_gate_exps) && same(l.ffn_up_shexp, l.ffn_up_exps) && same(l.ffn_down_shexp, l.ffn_down_exps);
 }
 
 // A layer with experts on the host: the token rows, ids and weights go to the host (one wait, for
@@ -755,8 +782,8 @@ void cuda_backend::ffn_moe_split(const model_config& c, const layer_weights& l, 
     if (se.slots > 0) {
         const mc_tensor gate = to_mc(se.gate), up = to_mc(se.up), down = to_mc(se.down);
         const auto* slot_of = static_cast<const int32_t*>(se.slot_of.get());
-        check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, slot_of, n, n_used, h), "cuda: moe_gate_up");
-        check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, slot_of, rows, y), "cuda: moe_down");
+        check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, slot_of, n, n_used, h, nullptr, nullptr), "cuda: moe_gate_up");
+        check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, slot_of, rows, y, nullptr, 0), "cuda: moe_down");
     }
     const int capacity = se.slots > 0 ? se.slots : stage_slots_;
     if (host_rows > 0 && offload_batch(se, host_rows, host_bytes, capacity)) {
@@ -863,8 +890,8 @@ void cuda_backend::experts_in_waves(const model_config& c, split_experts& se, co
         check(*api_, ctx_, api_->upload_async(ctx_, wave_map_.get(), map, size_t(c.n_expert) * sizeof(int32_t)), "cuda: wave map");
         const mc_tensor g = to_mc(gate), u = to_mc(up), dn = to_mc(down);
         const auto* wave_map = static_cast<const int32_t*>(wave_map_.get());
-        check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, ids, wave_map, n, n_used, h), "cuda: moe_gate_up (wave)");
-        check(*api_, ctx_, api_->moe_down(ctx_, &dn, h, ids, wave_map, rows, y), "cuda: moe_down (wave)");
+        check(*api_, ctx_, api_->moe_gate_up(ctx_, &g, &u, x, ids, wave_map, n, n_used, h, nullptr, nullptr), "cuda: moe_gate_up (wave)");
+        check(*api_, ctx_, api_->moe_down(ctx_, &dn, h, ids, wave_map, rows, y, nullptr, 0), "cuda: moe_down (wave)");
     }
     if (!staged && !cache_) {
         // Without the cache the slots hold the layer's first experts: put them back.
@@ -883,16 +910,21 @@ const float* cuda_backend::shared_expert(const layer_weights& l, const float* x,
     const int64_t d = l.ffn_down_shexp.ne[1];
     float* shared = scratch(slot::shared, size_t(n) * size_t(d));
     ffn_dense(l.ffn_gate_shexp, l.ffn_up_shexp, l.ffn_down_shexp, x, n, shared);
-    if (l.ffn_gate_inp_shexp) {
-        // The gate is an (n_embd) vector: a matmul with one output row.
-        tensor g = l.ffn_gate_inp_shexp;
-        g.ne[1] = 1;
-        g.row_stride = row_size(g.type, g.ne[0]);
-        float* gv = scratch(slot::shared_gate, size_t(n));
-        matmul(g, x, n, gv, activation_view::contiguous);
-        check(*api_, ctx_, api_->scale_by_sigmoid(ctx_, shared, gv, n, d), "cuda: shared expert gate");
-    }
+    gate_shared_expert(l, x, n, shared);
     return shared;
+}
+
+// shared (n x d) *= sigmoid(x . ffn_gate_inp_shexp) per token, where the layer gates its shared
+// expert (qwen2moe).
+void cuda_backend::gate_shared_expert(const layer_weights& l, const float* x, int n, float* shared) {
+    if (!l.ffn_gate_inp_shexp) return;
+    // The gate is an (n_embd) vector: a matmul with one output row.
+    tensor g = l.ffn_gate_inp_shexp;
+    g.ne[1] = 1;
+    g.row_stride = row_size(g.type, g.ne[0]);
+    float* gv = scratch(slot::shared_gate, size_t(n));
+    matmul(g, x, n, gv, activation_view::contiguous);
+    check(*api_, ctx_, api_->scale_by_sigmoid(ctx_, shared, gv, n, l.ffn_down_shexp.ne[1]), "cuda: shared expert gate");
 }
 
 // out (n x n_embd) = the routed experts' rows y weighted in slot order, plus the shared expert's

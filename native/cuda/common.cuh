@@ -245,9 +245,10 @@ __device__ inline float block_max(float v) {
 namespace mc {
 mc_status op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
 mc_status op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
-                         const int32_t* slot_of, int n_tokens, int n_used, float* h);
+                         const int32_t* slot_of, int n_tokens, int n_used, float* h, const mc_tensor* shared_gate = nullptr,
+                         const mc_tensor* shared_up = nullptr);
 mc_status op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
-                      float* y);
+                      float* y, const mc_tensor* shared_down = nullptr, int64_t n_shared = 0);
 mc_status op_rms_norm(mc_context* ctx, const float* x, const float* weight, float* out, int64_t rows, int64_t n, int64_t stride, float eps);
 mc_status op_add_rms_norm(mc_context* ctx, float* x, const float* y, const float* weight, float* out, int64_t rows, int64_t n, float eps);
 mc_status op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0,

@@ -203,16 +203,26 @@ __device__ inline float float_at(const uint8_t* w, int64_t e) {
     else return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(w)[e]);
 }
 
+// A shared expert joined to a decode step's expert rows: output rows from `first` on go through
+// w (and w2) here instead of an expert, row first + i reading act row act0 + i.
+struct joined_shared {
+    const uint8_t* w = nullptr;
+    const uint8_t* w2 = nullptr;
+    int64_t first = INT64_MAX;
+    int64_t act0 = 0;
+};
+
 // y[r][o] for weight rows o and output rows r. Dense: output rows [tile * TILE, +TILE) read the
 // same activation rows, all through the same weight. Experts, one row (ids != null, TILE 1):
 // output row r = blockIdx.y goes through expert ids[r] (at slot slot_of[ids[r]] where slot_of is
-// given; -1: not here, y untouched) and reads act row r / x_div. Experts, a prompt batch (tiles !=
-// null): tile blockIdx.y's rows go through its slot, each reading act row r / x_div. With w2
-// (gate/up), y = silu(w . x) * (w2 . x).
+// given; -1: not here, y untouched) and reads act row r / x_div, or, from shared.first on, through
+// the shared expert. Experts, a prompt batch (tiles != null): tile blockIdx.y's rows go through
+// its slot, each reading act row r / x_div. With w2 (gate/up), y = silu(w . x) * (w2 . x).
 template <tensor_type T, int TILE>
 __global__ void __launch_bounds__(32 * k_warps_per_block)
 mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t n_out, int64_t k, const uint8_t* act, act_kind kind,
-            int64_t m, float* y, int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div, const expert_tile* tiles) {
+            int64_t m, float* y, int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div, const expert_tile* tiles,
+            joined_shared shared) {
     const int lane = threadIdx.x % 32;
     const int64_t o = int64_t(blockIdx.x) * k_warps_per_block + threadIdx.x / 32;
     if (o >= n_out) return;
@@ -222,12 +232,19 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     size_t w_off = size_t(o) * w_row_stride;
     if (ids) {  // TILE 1: output row blockIdx.y
         const int64_t r = blockIdx.y;
-        const int32_t slot = slot_of ? slot_of[ids[r]] : ids[r];
-        if (slot < 0) return;  // another pass (or the host) computes this row
-        w_off += size_t(slot) * size_t(n_out) * w_row_stride;
+        if (r >= shared.first) {
+            w = shared.w;
+            w2 = shared.w2;
+            act_of[0] = shared.act0 + (r - shared.first);
+        } else {
+            const int32_t slot = slot_of ? slot_of[ids[r]] : ids[r];
+            if (slot < 0) return;  // another pass (or the host) computes this row
+            w_off += size_t(slot) * size_t(n_out) * w_row_stride;
+            act_of[0] = r / x_div;
+        }
         for (int t = 0; t < TILE; ++t) {
             out_row[t] = t == 0 ? r : -1;
-            act_of[t] = r / x_div;
+            act_of[t] = act_of[0];
         }
     } else {
         const block_rows br = rows_of_block(tiles, TILE, m, x_div);
@@ -369,6 +386,12 @@ struct matmul_launch {
     int x_div;
     const expert_tile* tiles = nullptr;  // experts, a prompt batch: the rows grouped (group_experts)
     int64_t n_tiles = 0;
+    // Experts, a row per block: a shared expert's n_shared rows after the m routed ones, through
+    // shared (and shared2), row m + i reading act row shared_act0 + i.
+    const mc_tensor* shared = nullptr;
+    const mc_tensor* shared2 = nullptr;
+    int64_t n_shared = 0;
+    int64_t shared_act0 = 0;
 };
 
 template <tensor_type T>
@@ -378,7 +401,9 @@ void launch_type(const matmul_launch& l, cudaStream_t stream) {
     const uint8_t* w2 = l.w2 ? static_cast<const uint8_t*>(l.w2->data) : nullptr;
     const dim3 block(32 * k_warps_per_block);
     if constexpr (mc::has_weight_quads(T)) {
-        if (use_tensor_cores() && (l.tiles || l.m >= k_prompt_tile)) {
+        // Expert rows go through tensor cores only grouped into tiles: ungrouped (a decode step's
+        // rows, each its own expert), they stay a row per block however many there are.
+        if (use_tensor_cores() && (l.tiles || (!l.ids && l.m >= k_prompt_tile))) {
             constexpr int rows_per_block = 16 * k_warps_per_block, wide = 4;  // dense: 4 tiles of 8 output rows per warp
             if (l.tiles) {
                 const dim3 grid(mc::blocks_for(n_out, rows_per_block), unsigned(l.n_tiles));
@@ -399,15 +424,22 @@ void launch_type(const matmul_launch& l, cudaStream_t stream) {
     if (l.tiles) {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.n_tiles));
         mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
-                   l.y_stride, nullptr, nullptr, l.x_div, l.tiles);
+                   l.y_stride, nullptr, nullptr, l.x_div, l.tiles, joined_shared{});
     } else if (l.ids || l.m < k_prompt_tile) {
-        const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.m));
+        joined_shared shared;
+        if (l.n_shared > 0) {
+            shared.w = static_cast<const uint8_t*>(l.shared->data);
+            shared.w2 = l.shared2 ? static_cast<const uint8_t*>(l.shared2->data) : nullptr;
+            shared.first = l.m;
+            shared.act0 = l.shared_act0;
+        }
+        const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), unsigned(l.m + l.n_shared));
         mc::launch(mul_mat_vec<T, 1>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y, l.y_stride,
-                   l.ids, l.slot_of, l.x_div, static_cast<const expert_tile*>(nullptr));
+                   l.ids, l.slot_of, l.x_div, static_cast<const expert_tile*>(nullptr), shared);
     } else {
         const dim3 grid(mc::blocks_for(n_out, k_warps_per_block), mc::blocks_for(l.m, k_prompt_tile));
         mc::launch(mul_mat_vec<T, k_prompt_tile>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, l.act, l.kind, l.m, l.y,
-                   l.y_stride, nullptr, nullptr, 1, static_cast<const expert_tile*>(nullptr));
+                   l.y_stride, nullptr, nullptr, 1, static_cast<const expert_tile*>(nullptr), joined_shared{});
     }
 }
 
@@ -481,45 +513,83 @@ mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int
     return mc::check_launch(ctx, "mul_mat_vec");
 }
 
+namespace {
+
+// Whether `shared` (and shared2) can join the passes of experts `w` (and w2): same types, shapes and rows.
+bool joins(const mc_tensor* shared, const mc_tensor* w) {
+    return shared->type == w->type && shared->ne[0] == w->ne[0] && shared->ne[1] == w->ne[1] && shared->row_stride == w->row_stride;
+}
+
+// The experts' pass l, then its shared expert's rows (l.n_shared of them) after the routed ones:
+// in the same launch where the routed rows are a row per block, else as a dense product of its own
+// over the same activation blocks.
+mc_status launch_experts(mc_context* ctx, matmul_launch l, const char* what) {
+    MC_TRY(group_experts(ctx, &l));
+    if (l.n_shared == 0 || !l.tiles) {
+        launch_any(l, ctx->stream);
+        return mc::check_launch(ctx, what);
+    }
+    matmul_launch shared{l.shared, l.shared2, l.act + mc::act_row_bytes(l.kind, l.w->ne[0]) * size_t(l.shared_act0), l.kind, l.n_shared,
+                         l.y + l.m * l.y_stride, l.y_stride, nullptr, nullptr, 1};
+    l.n_shared = 0;
+    launch_any(l, ctx->stream);
+    MC_TRY(mc::check_launch(ctx, what));
+    launch_any(shared, ctx->stream);
+    return mc::check_launch(ctx, what);
+}
+
+}  // namespace
+
 mc_status mc::op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
-                             const int32_t* slot_of, int n_tokens, int n_used, float* h) {
+                             const int32_t* slot_of, int n_tokens, int n_used, float* h, const mc_tensor* shared_gate,
+                             const mc_tensor* shared_up) {
     if (n_tokens <= 0) return MC_OK;
     if (gate->ne[0] != up->ne[0] || gate->ne[1] != up->ne[1] || gate->ne[2] != up->ne[2]) {
         return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: moe_gate_up: gate and up experts differ in shape");
+    }
+    const bool with_shared = shared_gate || shared_up;
+    if (with_shared && (!shared_gate || !shared_up || !ids || gate->type != up->type || !joins(shared_gate, gate) || !joins(shared_up, up))) {
+        return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: moe_gate_up: the shared expert differs from the routed ones in type or shape");
     }
     const int64_t rows = int64_t(n_tokens) * n_used, n_ff = gate->ne[1];
     act_kind kind;
     const uint8_t* act;
     MC_TRY(prepare_act(ctx, gate->type, x, gate->ne[0], n_tokens, &kind, &act));
     matmul_launch l{gate, up, act, kind, rows, h, n_ff, ids, slot_of, n_used};
-    MC_TRY(group_experts(ctx, &l));
     if (gate->type == up->type) {  // one pass: both products of a weight unit, then SwiGLU
-        launch_any(l, ctx->stream);
-        return mc::check_launch(ctx, "mul_mat_vec (experts, gate/up)");
+        if (with_shared) {
+            l.shared = shared_gate;
+            l.shared2 = shared_up;
+            l.n_shared = n_tokens;  // h row rows + t: token t's, act row t
+        }
+        return launch_experts(ctx, l, "mul_mat_vec (experts, gate/up)");
     }
     // Gate and up of different types (llama.cpp's low-bit mixes, e.g. IQ1_S gate and IQ1_M up):
     // gate into h, up into scratch, each with its own activation blocks (stream order keeps the
     // gate pass's reads before the second quantization), then h = silu(h) * up.
     l.w2 = nullptr;
-    launch_any(l, ctx->stream);
-    MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, gate)"));
+    MC_TRY(launch_experts(ctx, l, "mul_mat_vec (experts, gate)"));
     MC_TRY(mc::reserve(ctx, &ctx->up, &ctx->up_bytes, size_t(rows * n_ff) * sizeof(float), "experts' up rows"));
     l.y = static_cast<float*>(ctx->up);
     MC_TRY(prepare_act(ctx, up->type, x, up->ne[0], n_tokens, &l.kind, &l.act));
     l.w = up;
-    launch_any(l, ctx->stream);
-    MC_TRY(mc::check_launch(ctx, "mul_mat_vec (experts, up)"));
+    MC_TRY(launch_experts(ctx, l, "mul_mat_vec (experts, up)"));
     return mc::op_swiglu(ctx, h, l.y, rows * n_ff);
 }
 
 mc_status mc::op_moe_down(mc_context* ctx, const mc_tensor* down, const float* h, const int32_t* ids, const int32_t* slot_of, int64_t rows,
-                          float* y) {
+                          float* y, const mc_tensor* shared_down, int64_t n_shared) {
     if (rows <= 0) return MC_OK;
+    if (shared_down && (!ids || n_shared <= 0 || !joins(shared_down, down))) {
+        return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: moe_down: the shared expert differs from the routed ones in type or shape");
+    }
+    if (!shared_down) n_shared = 0;
     act_kind kind;
     const uint8_t* act;
-    MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows, &kind, &act));
+    MC_TRY(prepare_act(ctx, down->type, h, down->ne[0], rows + n_shared, &kind, &act));
     matmul_launch l{down, nullptr, act, kind, rows, y, down->ne[1], ids, slot_of, 1};
-    MC_TRY(group_experts(ctx, &l));
-    launch_any(l, ctx->stream);
-    return mc::check_launch(ctx, "mul_mat_vec (experts, down)");
+    l.shared = shared_down;
+    l.n_shared = n_shared;
+    l.shared_act0 = rows;  // h row rows + i: the shared expert's i-th
+    return launch_experts(ctx, l, "mul_mat_vec (experts, down)");
 }

@@ -377,10 +377,10 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
         float scale;
         int groups, groups_used;
     };
-    const int d = 256, n_ff = 256, n_expert = 16, n_used = 4;
+    const int d = 256, n_ff = 256, n_expert = 16;
     const gating variants[] = {
-        {"softmax top-4 (mixtral)", expert_gating::softmax, false, false, false, false, 1.0f, 1, 1},
-        {"softmax top-4 normalized + shared (qwen3moe/olmoe)", expert_gating::softmax, true, false, true, false, 1.0f, 1, 1},
+        {"softmax (mixtral)", expert_gating::softmax, false, false, false, false, 1.0f, 1, 1},
+        {"softmax normalized + shared (qwen3moe/olmoe)", expert_gating::softmax, true, false, true, false, 1.0f, 1, 1},
         {"softmax + shared expert with sigmoid gate (qwen2moe)", expert_gating::softmax, false, false, true, true, 1.0f, 1, 1},
         {"sigmoid + bias + 4 groups of which 2 + scale 2.5 (deepseek v3 / ling)", expert_gating::sigmoid, true, true, true, false, 2.5f, 4, 2},
     };
@@ -396,7 +396,6 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
             model_config c;
             c.n_embd = d;
             c.n_expert = n_expert;
-            c.n_expert_used = n_used;
             c.n_ff_exp = n_ff;
             c.gating = g.kind;
             c.expert_weights_norm = g.norm;
@@ -416,10 +415,14 @@ void test_moe(pair_of_sides& p, std::mt19937& rng) {
             }
             if (g.shared_gate) l.ffn_gate_inp_shexp = make_tensor("gate_inp_shexp", tensor_type::F32, random_floats(rng, size_t(d), 0.1f), d, 1);
             // n = 1: a decode step, a row per block; 7 and 40 tokens: the rows grouped by expert
-            // into tiles (40 x 4 rows over 16 experts: full and partial tiles).
-            for (int n : {1, 7, 40}) {
+            // into tiles (40 x 4 rows over 16 experts: full and partial tiles). 8 experts per
+            // token (Ling's, Qwen3's): a decode step's 8 rows stay a row per block, 2 tokens' 16
+            // are grouped.
+            const std::pair<int, int> batches[] = {{1, 4}, {7, 4}, {40, 4}, {1, 8}, {2, 8}};  // (tokens, experts used)
+            for (const auto& [n, n_used] : batches) {
+                c.n_expert_used = n_used;
                 const std::vector<float> x = random_floats(rng, size_t(n * d));
-                p.compare(format("ffn_moe %-4s n=%d %s", type_name.c_str(), n, g.name), [&](side& s) {
+                p.compare(format("ffn_moe %-4s n=%d top-%d %s", type_name.c_str(), n, n_used, g.name), [&](side& s) {
                     s.cfg = c;
                     model_weights w;
                     w.layers.push_back(l);
