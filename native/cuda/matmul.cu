@@ -212,6 +212,27 @@ struct joined_shared {
     int64_t act0 = 0;
 };
 
+// Where expert row r of a row-per-block launch reads: expert ids[r] (at slot slot_of[ids[r]] where
+// slot_of is given; expert_bytes apart in w and w2) with act row r / x_div, or from shared.first on
+// the joined shared expert. False: slot -1, a row another pass (or the host) computes.
+struct row_source {
+    const uint8_t* w;
+    const uint8_t* w2;
+    int64_t act;
+};
+__device__ inline bool source_of_expert_row(int64_t r, const uint8_t* w, const uint8_t* w2, size_t expert_bytes, const int32_t* ids,
+                                            const int32_t* slot_of, int x_div, const joined_shared& shared, row_source* out) {
+    if (r >= shared.first) {
+        *out = {shared.w, shared.w2, shared.act0 + (r - shared.first)};
+        return true;
+    }
+    const int32_t slot = slot_of ? slot_of[ids[r]] : ids[r];
+    if (slot < 0) return false;
+    const size_t off = size_t(slot) * expert_bytes;
+    *out = {w + off, w2 ? w2 + off : nullptr, r / x_div};
+    return true;
+}
+
 // y[r][o] for weight rows o and output rows r. Dense: output rows [tile * TILE, +TILE) read the
 // same activation rows, all through the same weight. Experts, one row (ids != null, TILE 1):
 // output row r = blockIdx.y goes through expert ids[r] (at slot slot_of[ids[r]] where slot_of is
@@ -231,17 +252,12 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
     int64_t act_of[TILE];
     size_t w_off = size_t(o) * w_row_stride;
     if (ids) {  // TILE 1: output row blockIdx.y
+        row_source src;
+        if (!source_of_expert_row(blockIdx.y, w, w2, size_t(n_out) * w_row_stride, ids, slot_of, x_div, shared, &src)) return;
+        w = src.w;
+        w2 = src.w2;
+        act_of[0] = src.act;
         const int64_t r = blockIdx.y;
-        if (r >= shared.first) {
-            w = shared.w;
-            w2 = shared.w2;
-            act_of[0] = shared.act0 + (r - shared.first);
-        } else {
-            const int32_t slot = slot_of ? slot_of[ids[r]] : ids[r];
-            if (slot < 0) return;  // another pass (or the host) computes this row
-            w_off += size_t(slot) * size_t(n_out) * w_row_stride;
-            act_of[0] = r / x_div;
-        }
         for (int t = 0; t < TILE; ++t) {
             out_row[t] = t == 0 ? r : -1;
             act_of[t] = act_of[0];
@@ -286,6 +302,98 @@ mul_mat_vec(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t 
         const float s2 = wr2 ? mc::warp_sum(acc2[t]) : 0.0f;
         if (lane == 0 && out_row[t] >= 0) y[out_row[t] * y_stride + o] = wr2 ? mc::silu(s) * s2 : s;
     }
+}
+
+// ---- float weights, a row per block ----
+
+// Four consecutive elements e..e+3 of a float weight row (16-byte aligned for F32, 8 for halves).
+template <tensor_type T>
+__device__ inline float4 float4_at(const uint8_t* w, int64_t e) {
+    if constexpr (T == tensor_type::F32) {
+        return *reinterpret_cast<const float4*>(reinterpret_cast<const float*>(w) + e);
+    } else {
+        const uint2 h = *reinterpret_cast<const uint2*>(reinterpret_cast<const uint16_t*>(w) + e);
+        float4 f;
+        if constexpr (T == tensor_type::F16) {
+            const auto half_of = [](unsigned bits) {
+                __half_raw r;
+                r.x = static_cast<unsigned short>(bits);
+                return __half2float(__half(r));
+            };
+            f.x = half_of(h.x & 0xffffu);
+            f.y = half_of(h.x >> 16);
+            f.z = half_of(h.y & 0xffffu);
+            f.w = half_of(h.y >> 16);
+        } else {
+            f.x = __uint_as_float(h.x << 16);
+            f.y = __uint_as_float(h.x & 0xffff0000u);
+            f.z = __uint_as_float(h.y << 16);
+            f.w = __uint_as_float(h.y & 0xffff0000u);
+        }
+        return f;
+    }
+}
+
+// y[r][o] for float weights (F32, F16, BF16) and few output rows (a decode step; the router,
+// 256 rows of 2048 F32, in every MoE layer): a block per (weight row o = blockIdx.x, output row
+// r = blockIdx.y). Its 4 warps take a quarter of the row each, lane l elements 4l..4l+3 of every
+// 128 (vec4: the rows' length a multiple of 4 and the rows 16-byte aligned; else one element per
+// lane), and their sums are added in warp order. With a warp per row, the router ran as 64
+// blocks, each warp a chain of 64 loads. Rows as mul_mat_vec's with TILE 1: dense (act row r)
+// or experts (ids, slot_of, x_div, shared). With w2 (gate/up), y = silu(w . x) * (w2 . x).
+template <tensor_type T>
+__global__ void __launch_bounds__(32 * k_warps_per_block)
+mul_mat_vec_float(const uint8_t* w, const uint8_t* w2, uint64_t w_row_stride, int64_t n_out, int64_t k, const float* act, float* y,
+                  int64_t y_stride, const int32_t* ids, const int32_t* slot_of, int x_div, joined_shared shared, bool vec4) {
+    __shared__ float partial[k_warps_per_block], partial2[k_warps_per_block];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t o = blockIdx.x, r = blockIdx.y;
+    int64_t a = r;
+    if (ids) {
+        row_source src;
+        if (!source_of_expert_row(r, w, w2, size_t(n_out) * w_row_stride, ids, slot_of, x_div, shared, &src)) return;  // the whole block
+        w = src.w;
+        w2 = src.w2;
+        a = src.act;
+    }
+    const uint8_t* wr = w + size_t(o) * w_row_stride;
+    const uint8_t* wr2 = w2 ? w2 + size_t(o) * w_row_stride : nullptr;
+    const float* x = act + a * k;
+    // The warp's quarter: whole 128-element steps, the last warp's ending at k.
+    const int64_t step = 128, quarter = (k + step * k_warps_per_block - 1) / (step * k_warps_per_block) * step;
+    const int64_t begin = warp * quarter, end = begin + quarter < k ? begin + quarter : k;
+    float acc = 0.0f, acc2 = 0.0f;
+    int64_t e = begin + 4 * lane;
+    if (vec4) {
+        for (; e + 4 <= end; e += step) {
+            const float4 xv = *reinterpret_cast<const float4*>(x + e);
+            const float4 wv = float4_at<T>(wr, e);
+            acc += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
+            if (wr2) {
+                const float4 wv2 = float4_at<T>(wr2, e);
+                acc2 += wv2.x * xv.x + wv2.y * xv.y + wv2.z * xv.z + wv2.w * xv.w;
+            }
+        }
+    } else {
+        for (e = begin + lane; e < end; e += 32) {
+            acc += float_at<T>(wr, e) * x[e];
+            if (wr2) acc2 += float_at<T>(wr2, e) * x[e];
+        }
+    }
+    acc = mc::warp_sum(acc);
+    acc2 = mc::warp_sum(acc2);
+    if (lane == 0) {
+        partial[warp] = acc;
+        partial2[warp] = acc2;
+    }
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    float s = 0.0f, s2 = 0.0f;
+    for (int i = 0; i < k_warps_per_block; ++i) {
+        s += partial[i];
+        s2 += partial2[i];
+    }
+    y[r * y_stride + o] = wr2 ? mc::silu(s) * s2 : s;
 }
 
 // ---- tensor cores: prompt batches of the types with weight quads (dot.cuh) ----
@@ -400,6 +508,20 @@ void launch_type(const matmul_launch& l, cudaStream_t stream) {
     const uint8_t* w = static_cast<const uint8_t*>(l.w->data);
     const uint8_t* w2 = l.w2 ? static_cast<const uint8_t*>(l.w2->data) : nullptr;
     const dim3 block(32 * k_warps_per_block);
+    if constexpr (T == tensor_type::F32 || T == tensor_type::F16 || T == tensor_type::BF16) {
+        if (!l.tiles && (l.ids || l.m < k_prompt_tile)) {
+            joined_shared shared;
+            if (l.n_shared > 0) shared = {static_cast<const uint8_t*>(l.shared->data), l.shared2 ? static_cast<const uint8_t*>(l.shared2->data) : nullptr, l.m, l.shared_act0};
+            const float* x = reinterpret_cast<const float*>(l.act);
+            const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+            const bool vec4 = k % 4 == 0 && l.w->row_stride % 16 == 0 && aligned(w) && (!w2 || aligned(w2)) && aligned(x) &&
+                              (l.n_shared == 0 || (aligned(shared.w) && (!shared.w2 || aligned(shared.w2))));
+            const dim3 grid(unsigned(n_out), unsigned(l.m + l.n_shared));
+            mc::launch(mul_mat_vec_float<T>, grid, block, 0, stream, w, w2, l.w->row_stride, n_out, k, x, l.y, l.y_stride, l.ids, l.slot_of,
+                       l.x_div, shared, vec4);
+            return;
+        }
+    }
     if constexpr (mc::has_weight_quads(T)) {
         // Expert rows go through tensor cores only grouped into tiles: ungrouped (a decode step's
         // rows, each its own expert), they stay a row per block however many there are.

@@ -182,14 +182,14 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
     const int64_t k = 512, n_out = 96;
     // y = x . w^T for m random rows x, CPU vs CUDA.
     const auto compare_matmul = [&](const tensor& w_host, int64_t m) {
-        const int64_t n = w_host.ne[1];
-        const std::vector<float> x = random_floats(rng, size_t(m * k));
-        p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(w_host.type), (long long)m, (long long)k, (long long)n),
+        const int64_t n = w_host.ne[1], kw = w_host.ne[0];
+        const std::vector<float> x = random_floats(rng, size_t(m * kw));
+        p.compare(format("matmul %-7s m=%-2lld k=%lld n=%lld", tensor_type_name(w_host.type), (long long)m, (long long)kw, (long long)n),
                   [&](side& s) {
                       model_weights w;
                       w.output = w_host;
                       w = s.place(w);
-                      float* xd = s.upload(x, k);
+                      float* xd = s.upload(x, kw);
                       float* y = s.zeros(size_t(m * n), n);
                       s.be->matmul(w.output, xd, m, y);
                       return s.download(y, m, n);
@@ -203,6 +203,11 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
         // A row count that is not a multiple of the tensor-core kernels' 16 weight rows.
         if (type == tensor_type::Q4_K || type == tensor_type::Q6_K || type == tensor_type::Q8_0) {
             compare_matmul(make_tensor("w", type, random_floats(rng, size_t(k * 100), 0.05f), k, 100), 37);
+        }
+        // Float rows whose quarters (mul_mat_vec_float) end inside a 128-element step (300),
+        // and rows of a length that is not a multiple of 4 (301: an element per lane).
+        if (type == tensor_type::F32 || type == tensor_type::F16 || type == tensor_type::BF16) {
+            for (int64_t kw : {300, 301}) compare_matmul(make_tensor("w", type, random_floats(rng, size_t(kw * 7), 0.05f), kw, 7), 2);
         }
         // matmul_to_host and matmul_group on the same weight
         const std::vector<float> x = random_floats(rng, size_t(2 * k));
