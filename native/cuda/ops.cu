@@ -115,8 +115,47 @@ __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
     return __uint_as_float(uint32_t(reinterpret_cast<const uint16_t*>(row)[e]) << 16);
 }
 
+// The dot product of a query (floats, in shared memory) with a cache row of n elements of `type`,
+// read 16 bytes at a time: the row's bytes and its start a multiple of 16.
+__device__ inline float dot_cache_row16(const float* q, const uint8_t* row, int n, uint32_t type) {
+    float s = 0.0f;
+    if (type == uint32_t(tensor_type::F32)) {
+        for (int e = 0; e < n; e += 4) {
+            const float4 k = *reinterpret_cast<const float4*>(row + size_t(e) * 4);
+            s += q[e] * k.x;
+            s += q[e + 1] * k.y;
+            s += q[e + 2] * k.z;
+            s += q[e + 3] * k.w;
+        }
+        return s;
+    }
+    const bool f16 = type == uint32_t(tensor_type::F16);
+    for (int e = 0; e < n; e += 8) {
+        const uint4 k = *reinterpret_cast<const uint4*>(row + size_t(e) * 2);
+        const unsigned words[4] = {k.x, k.y, k.z, k.w};
+        for (int i = 0; i < 4; ++i) {
+            float lo, hi;
+            if (f16) {
+                __half_raw r;
+                r.x = static_cast<unsigned short>(words[i] & 0xffffu);
+                lo = __half2float(__half(r));
+                r.x = static_cast<unsigned short>(words[i] >> 16);
+                hi = __half2float(__half(r));
+            } else {
+                lo = __uint_as_float(words[i] << 16);
+                hi = __uint_as_float(words[i] & 0xffff0000u);
+            }
+            s += q[e + 2 * i] * lo;
+            s += q[e + 2 * i + 1] * hi;
+        }
+    }
+    return s;
+}
+
 // One block per (head, query token), k_attention_warps warps. Scores go to `scores` (n_kv_max
-// floats per block), each position's dot product by one warp; then softmax; then the weighted
+// floats per block), each position's whole dot product by one thread (a warp per position, its
+// lanes' sums added by shuffles, made a decode step's 600 positions a chain of 75 reductions per
+// warp on 16 blocks); then softmax; then the weighted
 // sum of values: warp w sums the positions j = w (mod warps) for 4 output elements per lane at a
 // time (their loads independent of each other), and the warps' partial sums are added in warp
 // order. As the CPU: an F16 cache sees the query rounded to F16 and the probabilities rounded to
@@ -142,12 +181,17 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, mc::step_pos at,
     const uint8_t* k0 = static_cast<const uint8_t*>(kv.k) + size_t(hk) * kv.k_row_bytes;
     const size_t k_step = size_t(kv.n_head_kv) * kv.k_row_bytes;  // between positions
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    for (int j = warp; j < n_kv; j += n_warps) {
+    const size_t k_bytes = size_t(kv.head_dim_k) * (kv.type == uint32_t(tensor_type::F32) ? 4 : 2);
+    const bool rows16 = k_bytes % 16 == 0 && kv.k_row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(kv.k) % 16 == 0;
+    for (int j = threadIdx.x; j < n_kv; j += blockDim.x) {
         const uint8_t* krow = k0 + size_t(j) * k_step;
         float s = 0;
-        for (int e = lane; e < kv.head_dim_k; e += 32) s += q_sh[e] * kv_at(krow, e, kv.type);
-        s = mc::warp_sum(s);
-        if (lane == 0) scores[j] = s * kv.scale;
+        if (rows16) {
+            s = dot_cache_row16(q_sh, krow, kv.head_dim_k, kv.type);
+        } else {
+            for (int e = 0; e < kv.head_dim_k; ++e) s += q_sh[e] * kv_at(krow, e, kv.type);
+        }
+        scores[j] = s * kv.scale;
     }
     __syncthreads();
     float mx = -INFINITY;

@@ -302,7 +302,9 @@ void test_attention(pair_of_sides& p, std::mt19937& rng) {
         bool mla;
     };
     for (const shape& sh : {shape{"GQA 8/2 heads of 64", 8, 2, 64, 64, false}, shape{"MHA 4 heads of 128", 4, 4, 128, 128, false},
-                            shape{"MLA latent 1 kv head 96/64", 4, 1, 96, 64, true}}) {
+                            shape{"MLA latent 1 kv head 96/64", 4, 1, 96, 64, true},
+                            // Rows of 36 elements: not whole 16-byte loads in an F16/BF16 cache.
+                            shape{"GQA 4/2 heads of 36", 4, 2, 36, 36, false}}) {
         for (tensor_type kv_type : {tensor_type::F32, tensor_type::F16, tensor_type::BF16}) {
             const int n_ctx = 64;
             // Prefill 20 tokens, then 7 more, then decode one: outputs of all three calls.
