@@ -197,6 +197,14 @@ public:
     // Stores n tokens' keys and values (rows of n_head_kv x head_dim_k / head_dim_v floats) at
     // positions pos0.. of a layer. MLA: v is null and k holds the latent rows.
     virtual void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) = 0;
+    // A layer's attention inputs after its projections, for attention at positions pos0..: q (n x
+    // n_head x head_dim_k), k (n x n_head_kv x head_dim_k) and v (n x n_head_kv x head_dim_v),
+    // each contiguous. q and k get their RMSNorm where q_norm / k_norm are given (per head where
+    // the weight has head_dim_k elements, else over a token's whole projection), then RoPE; then
+    // k and v are stored in the cache. One call, so that a GPU can run it as one kernel; the
+    // default makes the separate calls (the norms, one RoPE where q and k are adjacent, the store).
+    virtual void attention_inputs(kv_cache& kv, int layer, float* q, float* k, const float* v, int n, int pos0, const tensor& q_norm,
+                                  const tensor& k_norm, const model_config& c);
     // Causal attention of n queries (n x n_head x head_dim_k, positions pos0..) over the layer's
     // cached positions 0..pos0+i; out: n x n_head x head_dim_v.
     virtual void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) = 0;

@@ -294,6 +294,8 @@ MC_WRAP(kv_store,
 MC_WRAP(attention, (mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out), (ctx, kv, q, n, pos0, out))
 MC_WRAP(add_rms_norm, (mc_context* ctx, float* x, const float* y, const float* w, float* out, int64_t rows, int64_t n, float eps),
         (ctx, x, y, w, out, rows, n, eps))
+MC_WRAP(attention_inputs, (mc_context* ctx, float* q, float* k, const float* v, int nt, int pos0, const mc_attention_inputs* p),
+        (ctx, q, k, v, nt, pos0, p))
 #undef MC_WRAP
 
 #ifndef MOERUN_CUDA_EMULATOR
@@ -375,7 +377,7 @@ const mc_api k_api = {
     create, destroy, last_error,
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
     rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
-    copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on,
+    copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on, attention_inputs_on,
     capture_begin, capture_end, replay, kernel_profile,
 };
 

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 7
+#define MC_API_VERSION 8
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -56,6 +56,22 @@ typedef struct mc_rope {
     float theta_scale;   // theta_{i+1} = theta_i * theta_scale, theta_0 = position
     float freq_scale, ext_factor, mscale, corr_dims[2];
 } mc_rope;
+
+// A layer's attention inputs (api.attention_inputs): q and k rows of head_dim_k floats get their
+// RMSNorm (q_norm / k_norm: head_dim_k floats, null: none) and RoPE; k and v rows are then stored
+// in a cache of cache_type (F32, F16 or BF16) as kv_store stores them (n_head_kv rows per position).
+typedef struct mc_attention_inputs {
+    int n_head, n_head_kv, head_dim_k, head_dim_v, n_rot;
+    const float* q_norm;
+    const float* k_norm;
+    float eps;
+    mc_rope rope;
+    uint32_t cache_type;
+    void* k_cache;
+    uint64_t k_row_bytes;
+    void* v_cache;
+    uint64_t v_row_bytes;
+} mc_attention_inputs;
 
 // Expert routing (model_config's MoE fields).
 typedef struct mc_moe {
@@ -152,6 +168,10 @@ typedef struct mc_api {
     // x += y, then out = rms_norm(x) * weight (as rms_norm), for rows contiguous rows of n floats.
     mc_status (*add_rms_norm)(mc_context* ctx, float* x, const float* y, const float* weight, float* out, int64_t rows, int64_t n,
                               float eps);
+    // q (n_tokens x n_head rows), k and v (n_tokens x n_head_kv rows), each contiguous, of token
+    // i at position pos0 + i: RMSNorm and RoPE of q and k in place, then k and v into the cache,
+    // in one kernel (the steps between a layer's projections and its attention).
+    mc_status (*attention_inputs)(mc_context* ctx, float* q, float* k, const float* v, int n_tokens, int pos0, const mc_attention_inputs* p);
     // ---- steps as graphs ----
     // Between capture_begin and capture_end the context's operations are recorded, not run; then
     // capture_end runs the recording as one CUDA graph (updating the previous recording's graph in

@@ -253,6 +253,10 @@ public:
     }
     void rope(float* x, int n_tokens, int64_t token_stride, int n_heads, int head_dim, int n_rot, int pos0, const model_config& c) override {
         if (replaying()) return;
+        const mc_rope p = rope_params(c, n_rot);
+        check(*api_, ctx_, api_->rope(ctx_, x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, &p), "cuda: rope");
+    }
+    static mc_rope rope_params(const model_config& c, int n_rot) {
         mc_rope p{};
         p.neox = c.rope_type == rope_kind::neox;
         p.theta_scale = std::pow(c.rope_freq_base, -2.0f / float(n_rot));  // as cpu/ops.cpp
@@ -261,7 +265,7 @@ public:
         p.mscale = c.rope_mscale;
         p.corr_dims[0] = c.rope_corr_dims[0];
         p.corr_dims[1] = c.rope_corr_dims[1];
-        check(*api_, ctx_, api_->rope(ctx_, x, n_tokens, token_stride, n_heads, head_dim, n_rot, pos0, &p), "cuda: rope");
+        return p;
     }
     void matmul(const tensor& w, const float* x, int64_t m, float* y, activation_view) override {
         if (replaying()) return;
@@ -319,6 +323,8 @@ public:
         check(*api_, ctx_, api_->add_bias(ctx_, y, static_cast<const float*>(b.data), rows, dim), "cuda: add_bias");
     }
     void kv_store(kv_cache& kv, int layer, const float* k, const float* v, int pos0, int n) override;
+    void attention_inputs(kv_cache& kv, int layer, float* q, float* k, const float* v, int n, int pos0, const tensor& q_norm,
+                          const tensor& k_norm, const model_config& c) override;
     void attention(kv_cache& kv, int layer, const float* q, int n, int pos0, float* out) override;
     void ffn_dense(const tensor& gate, const tensor& up, const tensor& down, const float* x, int n, float* out) override;
     void ffn_moe(const model_config& c, const layer_weights& l, const float* x, int n, float* out) override;
@@ -656,6 +662,35 @@ void cuda_backend::kv_store(kv_cache& kv, int il, const float* k, const float* v
                                       cache.k_row_bytes, v, c.head_dim_v, c.head_dim_v, v ? cache.v[size_t(il)].get() : nullptr,
                                       cache.v_row_bytes),
           "cuda: kv_store");
+}
+
+// One kernel where the Q/K norms are per head (or absent) and the layer has values to store;
+// otherwise (a norm over a token's whole projection, as OLMoE's) the separate calls.
+void cuda_backend::attention_inputs(kv_cache& kv, int il, float* q, float* k, const float* v, int n, int pos0, const tensor& q_norm,
+                                    const tensor& k_norm, const model_config& c) {
+    if (replaying()) return;
+    const auto per_head = [&](const tensor& w) { return !w || (w.ne[0] == c.head_dim_k && w.type == tensor_type::F32); };
+    if (!v || !per_head(q_norm) || !per_head(k_norm)) {
+        backend::attention_inputs(kv, il, q, k, v, n, pos0, q_norm, k_norm, c);
+        return;
+    }
+    auto& cache = static_cast<cuda_kv_cache&>(kv);
+    mc_attention_inputs p{};
+    p.n_head = c.n_head;
+    p.n_head_kv = c.n_head_kv;
+    p.head_dim_k = c.head_dim_k;
+    p.head_dim_v = c.head_dim_v;
+    p.n_rot = c.n_rot;
+    p.q_norm = q_norm ? static_cast<const float*>(q_norm.data) : nullptr;
+    p.k_norm = k_norm ? static_cast<const float*>(k_norm.data) : nullptr;
+    p.eps = c.norm_eps;
+    p.rope = rope_params(c, c.n_rot);
+    p.cache_type = uint32_t(cache.type);
+    p.k_cache = cache.k[size_t(il)].get();
+    p.k_row_bytes = cache.k_row_bytes;
+    p.v_cache = cache.v[size_t(il)].get();
+    p.v_row_bytes = cache.v_row_bytes;
+    check(*api_, ctx_, api_->attention_inputs(ctx_, q, k, v, n, pos0, &p), "cuda: attention_inputs");
 }
 
 void cuda_backend::attention(kv_cache& kv, int il, const float* q, int n, int pos0, float* out) {

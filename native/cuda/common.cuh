@@ -261,6 +261,7 @@ mc_status op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n);
 mc_status op_copy(mc_context* ctx, const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 mc_status op_add(mc_context* ctx, float* x, const float* y, int64_t n);
 mc_status op_add_bias(mc_context* ctx, float* y, const float* b, int64_t rows, int64_t dim);
+mc_status op_attention_inputs(mc_context* ctx, float* q, float* k, const float* v, int n_tokens, int pos0, const mc_attention_inputs* p);
 mc_status op_kv_store(mc_context* ctx, uint32_t type, int pos0, int rows_per_pos, int64_t n, const float* k, int64_t k_stride, int k_dim,
                       void* k_cache, uint64_t k_row_bytes, const float* v, int64_t v_stride, int v_dim, void* v_cache, uint64_t v_row_bytes);
 mc_status op_attention(mc_context* ctx, const mc_kv_view* kv, const float* q, int n, int pos0, float* out);

@@ -95,6 +95,13 @@ struct kv_rows {
     uint8_t* cache;
     uint64_t row_bytes;
 };
+// Element e of a cache row of `type` (F32, F16 or BF16) = x, rounded to nearest even.
+__device__ inline void store_cache_element(uint8_t* row, int64_t e, float x, uint32_t type) {
+    if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = x;
+    else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(x);
+    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(x)) >> 16);
+}
+
 __global__ void kv_store_kernel(uint32_t type, mc::step_pos at, int rows_per_pos, int64_t n, kv_rows k, kv_rows v) {
     int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const bool is_v = i >= n * k.dim;
@@ -102,11 +109,44 @@ __global__ void kv_store_kernel(uint32_t type, mc::step_pos at, int rows_per_pos
     if (is_v) i -= n * k.dim;
     if (i >= n * rows.dim) return;
     const int64_t r = i / rows.dim, e = i % rows.dim;
-    const float x = rows.src[r * rows.stride + e];
     uint8_t* row = rows.cache + (size_t(mc::resolve(at)) * size_t(rows_per_pos) + size_t(r)) * rows.row_bytes;
-    if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = x;
-    else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(x);
-    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(x)) >> 16);
+    store_cache_element(row, e, rows.src[r * rows.stride + e], type);
+}
+
+// One block per head row of a token: the token's n_head q rows, then n_head_kv k rows, then
+// n_head_kv v rows. A q or k row: RMSNorm as rms_norm_rows (squares in float summed in double),
+// where the row has a norm weight; then RoPE, a thread per pair; a k row is then stored in the
+// cache, and a v row only stored. __syncthreads orders each step's writes before the next's reads.
+__global__ void attention_inputs_kernel(float* q, float* k, const float* v, mc::step_pos at, mc_attention_inputs p) {
+    const int per_token = p.n_head + 2 * p.n_head_kv;
+    const int t = int(blockIdx.x) / per_token, r = int(blockIdx.x) % per_token;
+    const int pos = mc::resolve(at) + t;
+    if (r >= p.n_head + p.n_head_kv) {  // the whole block: a value row
+        const int h = r - p.n_head - p.n_head_kv;
+        const float* src = v + (int64_t(t) * p.n_head_kv + h) * p.head_dim_v;
+        uint8_t* row = static_cast<uint8_t*>(p.v_cache) + (size_t(pos) * size_t(p.n_head_kv) + size_t(h)) * p.v_row_bytes;
+        for (int e = threadIdx.x; e < p.head_dim_v; e += blockDim.x) store_cache_element(row, e, src[e], p.cache_type);
+        return;
+    }
+    const bool is_k = r >= p.n_head;
+    const int h = is_k ? r - p.n_head : r;
+    const int n = p.head_dim_k;
+    float* x = is_k ? k + (int64_t(t) * p.n_head_kv + h) * n : q + (int64_t(t) * p.n_head + h) * n;
+    const float* weight = is_k ? p.k_norm : p.q_norm;
+    if (weight) {
+        double sum = 0;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) sum += double(x[i] * x[i]);
+        sum = mc::block_sum(sum);
+        const float mean = float(sum / double(n));
+        const float scale = 1.0f / sqrtf(mean + p.eps);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] = (x[i] * scale) * weight[i];
+        __syncthreads();
+    }
+    for (int pair = threadIdx.x; pair < p.n_rot / 2; pair += blockDim.x) mc::rope_pair(x, pair, p.n_rot, pos, p.rope);
+    if (!is_k) return;
+    __syncthreads();
+    uint8_t* row = static_cast<uint8_t*>(p.k_cache) + (size_t(pos) * size_t(p.n_head_kv) + size_t(h)) * p.k_row_bytes;
+    for (int e = threadIdx.x; e < n; e += blockDim.x) store_cache_element(row, e, x[e], p.cache_type);
 }
 
 __device__ inline float kv_at(const uint8_t* row, int e, uint32_t type) {
@@ -280,6 +320,18 @@ mc_status mc::op_rope(mc_context* ctx, float* x, int n_tokens, int64_t token_str
     mc::launch(rope_kernel, mc::blocks_for(n, k_threads), k_threads, 0, ctx->stream, x, n_tokens, token_stride, n_heads, head_dim,
                n_rot, mc::position(ctx, pos0), *p);
     return mc::check_launch(ctx, "rope");
+}
+
+mc_status mc::op_attention_inputs(mc_context* ctx, float* q, float* k, const float* v, int n_tokens, int pos0, const mc_attention_inputs* p) {
+    if (n_tokens <= 0) return MC_OK;
+    const uint32_t t = p->cache_type;
+    if (t != uint32_t(tensor_type::F32) && t != uint32_t(tensor_type::F16) && t != uint32_t(tensor_type::BF16)) {
+        return mc::fail(ctx, MC_UNSUPPORTED, "cuda: attention_inputs: cache type %u", t);
+    }
+    if (p->n_rot > p->head_dim_k || p->n_rot % 2 != 0) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: attention_inputs: n_rot %d", p->n_rot);
+    const int64_t blocks = int64_t(n_tokens) * (p->n_head + 2 * p->n_head_kv);
+    mc::launch(attention_inputs_kernel, unsigned(blocks), 128u, 0, ctx->stream, q, k, v, mc::position(ctx, pos0), *p);
+    return mc::check_launch(ctx, "attention_inputs");
 }
 
 mc_status mc::op_swiglu(mc_context* ctx, float* gate, const float* up, int64_t n) {

@@ -110,8 +110,7 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     const model_weights& w = model_->weights;
     backend& be = compute_;
     const int64_t d = c.n_embd;
-    const int64_t q_dim = int64_t(c.n_head) * c.head_dim_k, k_dim = int64_t(c.n_head_kv) * c.head_dim_k,
-                  o_dim = int64_t(c.n_head) * std::max(c.head_dim_v, c.head_dim_v_mla);
+    const int64_t o_dim = int64_t(c.n_head) * std::max(c.head_dim_v, c.head_dim_v_mla);
     const size_t nt = size_t(n);
     float* x = act(x_, nt * size_t(d));
     float* h = act(h_, nt * size_t(d));
@@ -136,13 +135,7 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
             attention_mla(il, l, n, pos0);
         } else {
             const qkv_rows r = project_qkv(l, n);
-            if (n == 1 && r.k == r.q + q_dim) {  // one token of a fused projection: its q and k heads are adjacent
-                be.rope(r.q, n, q_dim + k_dim, c.n_head + c.n_head_kv, c.head_dim_k, c.n_rot, pos0, c);
-            } else {
-                be.rope(r.q, n, q_dim, c.n_head, c.head_dim_k, c.n_rot, pos0, c);
-                be.rope(r.k, n, k_dim, c.n_head_kv, c.head_dim_k, c.n_rot, pos0, c);
-            }
-            be.kv_store(*kv_, il, r.k, r.v, pos0, n);
+            be.attention_inputs(*kv_, il, r.q, r.k, r.v, n, pos0, l.attn_q_norm, l.attn_k_norm, c);
             be.attention(*kv_, il, r.q, n, pos0, attn_out);
         }
         be.matmul(l.wo, attn_out, n, tmp);
@@ -170,7 +163,7 @@ void session::forward_batch(const int32_t* tokens, int n, int pos0, logits_mode 
     be.matmul_to_host(w.output, h, rows, logits_out);
 }
 
-// q, k, v (n rows each) = projections of h_, with optional bias and Q/K RMSNorm: in q_, k_, v_,
+// q, k, v (n rows each) = projections of h_, with optional bias (the Q/K norms come in attention_inputs): in q_, k_, v_,
 // or, for one token of a fused projection, in place in qkv_ (q, k, v adjacent; no copies).
 session::qkv_rows session::project_qkv(const layer_weights& l, int n) {
     const model_config& c = model_->config;
@@ -201,15 +194,7 @@ session::qkv_rows session::project_qkv(const layer_weights& l, int n) {
     if (l.bq) be.add_bias(q, l.bq, n, q_dim);
     if (l.bk) be.add_bias(k, l.bk, n, k_dim);
     if (l.bv) be.add_bias(v, l.bv, n, v_dim);
-    // Q/K norm: per head when the weight has head_dim elements, else over the whole projection.
-    auto norm = [&](const tensor& wt, float* y, int64_t dim) {
-        if (!wt) return;
-        const int64_t len = wt.ne[0];
-        be.rms_norm(y, wt, y, int64_t(n) * dim / len, len, len, c.norm_eps);
-    };
-    norm(l.attn_q_norm, q, q_dim);
-    norm(l.attn_k_norm, k, k_dim);
-    return {q, k, v};
+    return {q, k, v};  // the Q/K norms follow in attention_inputs
 }
 
 // Multi-head latent attention, absorbed form (see model_config::mla). Writes attn_out_:

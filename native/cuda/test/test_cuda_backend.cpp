@@ -295,6 +295,66 @@ void test_rope(pair_of_sides& p, std::mt19937& rng) {
     }
 }
 
+// attention_inputs (CUDA: one kernel; CPU: the separate norms, RoPE and store), then attention
+// over what it stored: a prompt of 5 tokens, then one token whose q, k, v are adjacent (a fused
+// projection's row). Per-head Q/K norms (qwen3moe, bailingmoe2) or none (llama); partial NeoX
+// RoPE; every cache type. The compared output: q after its norm and RoPE, and the attention.
+void test_attention_inputs(pair_of_sides& p, std::mt19937& rng) {
+    const int n_head = 4, n_head_kv = 2, hd = 64, n_ctx = 16;
+    const int64_t q_dim = n_head * hd, k_dim = n_head_kv * hd, row = q_dim + 2 * k_dim;
+    for (bool norms : {true, false}) {
+        for (tensor_type kv_type : {tensor_type::F32, tensor_type::F16, tensor_type::BF16}) {
+            const std::vector<float> prompt = random_floats(rng, size_t(5 * row)), step = random_floats(rng, size_t(row));
+            const tensor q_norm = make_tensor("q_norm", tensor_type::F32, random_floats(rng, size_t(hd), 0.5f), hd, 1);
+            const tensor k_norm = make_tensor("k_norm", tensor_type::F32, random_floats(rng, size_t(hd), 0.5f), hd, 1);
+            p.compare(format("attention_inputs %s kv=%s prompt 5, step 1", norms ? "Q/K norms" : "no norms", tensor_type_name(kv_type)),
+                      [&](side& s) {
+                model_config& c = s.cfg;
+                c = model_config{};
+                c.n_layer = 1;
+                c.n_head = n_head;
+                c.n_head_kv = n_head_kv;
+                c.head_dim_k = c.head_dim_v = hd;
+                c.n_rot = 32;
+                c.rope_type = rope_kind::neox;
+                c.rope_freq_base = 10000.0f;
+                c.norm_eps = 1e-6f;
+                model_weights w;
+                w.layers.emplace_back();
+                if (norms) {
+                    w.layers[0].attn_q_norm = q_norm;
+                    w.layers[0].attn_k_norm = k_norm;
+                }
+                w = s.place(w);
+                const layer_weights& l = w.layers[0];
+                auto cache = s.be->new_kv_cache(c, n_ctx, kv_type);
+                std::vector<float> out;
+                // The prompt as separate q, k, v rows (n x dim each), the step as one fused row.
+                std::vector<float> q(size_t(5 * q_dim)), k(size_t(5 * k_dim)), v(size_t(5 * k_dim));
+                for (int t = 0; t < 5; ++t) {
+                    const float* r = prompt.data() + t * row;
+                    std::copy_n(r, q_dim, q.data() + t * q_dim);
+                    std::copy_n(r + q_dim, k_dim, k.data() + t * k_dim);
+                    std::copy_n(r + q_dim + k_dim, k_dim, v.data() + t * k_dim);
+                }
+                float* qd = s.upload(q, q_dim);
+                float* kd = s.upload(k, k_dim);
+                float* vd = s.upload(v, k_dim);
+                float* o = s.zeros(size_t(5 * q_dim), q_dim);
+                s.be->attention_inputs(*cache, 0, qd, kd, vd, 5, 0, l.attn_q_norm, l.attn_k_norm, c);
+                s.be->attention(*cache, 0, qd, 5, 0, o);
+                for (const std::vector<float>& part : {s.download(qd, 5, q_dim), s.download(o, 5, q_dim)}) out.insert(out.end(), part.begin(), part.end());
+                float* fused = s.upload(step, row);
+                float* o1 = s.zeros(size_t(q_dim), q_dim);
+                s.be->attention_inputs(*cache, 0, fused, fused + q_dim, fused + q_dim + k_dim, 1, 5, l.attn_q_norm, l.attn_k_norm, c);
+                s.be->attention(*cache, 0, fused, 1, 5, o1);
+                for (const std::vector<float>& part : {s.download(fused, 1, row), s.download(o1, 1, q_dim)}) out.insert(out.end(), part.begin(), part.end());
+                return out;
+            });
+        }
+    }
+}
+
 void test_attention(pair_of_sides& p, std::mt19937& rng) {
     struct shape {
         const char* name;
@@ -727,6 +787,7 @@ int main(int argc, char** argv) {
         test_rope(p, rng);
         test_matmul(p, rng);
         test_attention(p, rng);
+        test_attention_inputs(p, rng);
         test_ffn(p, rng);
         test_moe(p, rng);
         if (g_self_test) {
