@@ -16,7 +16,8 @@
 // weight row, so each weight unit is read once from memory for 8 rows (from L1 after the first).
 // A prompt batch's expert rows (token, slot) are first grouped by expert on the device
 // (group_rows_by_expert), so that the tiles of 8 hold rows of one expert and read its weights once
-// for all of them, instead of once per row.
+// for all of them, instead of once per row. Float weights (F32, F16, BF16) of a decode step take a
+// block per weight row instead (mul_mat_vec_float): the router's 256 rows were too few warps.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
