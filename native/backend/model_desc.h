@@ -112,6 +112,16 @@ struct layer_weights {
     tensor ffn_gate_inp_shexp;  // optional scalar gate: (n_embd); output *= sigmoid(gate . x) (qwen2moe)
 
     bool is_moe() const { return bool(ffn_gate_inp); }
+    // Whether the shared expert has the routed experts' types, shapes and row strides (Ling's
+    // 512-wide one does), so that a backend can run it as one more row of their passes.
+    bool shared_expert_like_routed() const {
+        if (!ffn_up_shexp || !ffn_gate_shexp || !ffn_down_shexp) return false;
+        const auto same = [](const tensor& shared, const tensor& experts) {
+            return shared.type == experts.type && shared.ne[0] == experts.ne[0] && shared.ne[1] == experts.ne[1] && shared.ne[2] == 1 &&
+                   shared.row_stride == experts.row_stride;
+        };
+        return same(ffn_gate_shexp, ffn_gate_exps) && same(ffn_up_shexp, ffn_up_exps) && same(ffn_down_shexp, ffn_down_exps);
+    }
 };
 
 struct model_weights {

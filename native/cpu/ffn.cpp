@@ -121,13 +121,9 @@ namespace {
 // their types and shapes (Ling's 512-wide shared expert does): a decode step then synchronizes the
 // threads twice per MoE layer for the experts instead of four times.
 bool shared_joins_experts(const layer_weights& l) {
-    if (!l.ffn_up_shexp || !l.ffn_gate_shexp || !l.ffn_down_shexp) return false;
-    const auto same = [](const tensor& shared, const tensor& experts) {
-        return shared.type == experts.type && shared.ne[0] == experts.ne[0] && shared.ne[1] == experts.ne[1] && shared.ne[2] == 1 &&
-               shared.row_bytes() == experts.row_bytes() && shared.location == memory_location::host &&
-               experts.location == memory_location::host;
-    };
-    return same(l.ffn_gate_shexp, l.ffn_gate_exps) && same(l.ffn_up_shexp, l.ffn_up_exps) && same(l.ffn_down_shexp, l.ffn_down_exps);
+    const auto on_host = [](const tensor& t) { return t.location == memory_location::host; };
+    return l.shared_expert_like_routed() && on_host(l.ffn_gate_shexp) && on_host(l.ffn_up_shexp) && on_host(l.ffn_down_shexp) &&
+           on_host(l.ffn_gate_exps) && on_host(l.ffn_up_exps) && on_host(l.ffn_down_exps);
 }
 
 // sigmoid(g) as llama.cpp computes a shared expert's gate, silu(g) / g (to its last bit), except

@@ -749,21 +749,26 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
         return;
     }
     // A shared expert of the routed experts' shape (Ling's) joins their two passes: its rows
-    // follow the routed ones in h and y, and a decode step runs 3 kernels fewer.
+    // follow the routed ones in h and y, and a decode step runs 4 kernels fewer.
     const bool joined = shared_joins_experts(l);
     const int64_t all_rows = rows + (joined ? n : 0);
     float* h = scratch(slot::expert_h, size_t(all_rows) * size_t(c.n_ff_exp));
     float* y = scratch(slot::expert_y, size_t(all_rows) * size_t(d));
     const mc_tensor gate = to_mc(l.ffn_gate_exps), up = to_mc(l.ffn_up_exps), down = to_mc(l.ffn_down_exps);
+    mc_tensor shared_gate{}, shared_up{}, shared_down{};
+    if (joined) {
+        shared_gate = to_mc(l.ffn_gate_shexp);
+        shared_up = to_mc(l.ffn_up_shexp);
+        shared_down = to_mc(l.ffn_down_shexp);
+    }
+    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h, joined ? &shared_gate : nullptr,
+                                         joined ? &shared_up : nullptr),
+          "cuda: moe_gate_up");
+    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y, joined ? &shared_down : nullptr, joined ? n : 0), "cuda: moe_down");
     if (!joined) {
-        check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h, nullptr, nullptr), "cuda: moe_gate_up");
-        check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y, nullptr, 0), "cuda: moe_down");
         combine(c, l, x, y, weights, n, out);
         return;
     }
-    const mc_tensor shared_gate = to_mc(l.ffn_gate_shexp), shared_up = to_mc(l.ffn_up_shexp), shared_down = to_mc(l.ffn_down_shexp);
-    check(*api_, ctx_, api_->moe_gate_up(ctx_, &gate, &up, x, ids, nullptr, n, n_used, h, &shared_gate, &shared_up), "cuda: moe_gate_up");
-    check(*api_, ctx_, api_->moe_down(ctx_, &down, h, ids, nullptr, rows, y, &shared_down, n), "cuda: moe_down");
     float* shared = y + rows * d;
     gate_shared_expert(l, x, n, shared);
     check(*api_, ctx_, api_->moe_combine(ctx_, y, weights, n, n_used, d, shared, out), "cuda: moe_combine");
@@ -772,13 +777,10 @@ void cuda_backend::ffn_moe(const model_config& c, const layer_weights& l, const 
 // Whether the layer's shared expert can join the routed experts' passes: the same types and
 // shapes, gate and up of one type (the passes' fused SwiGLU), all on the device.
 bool cuda_backend::shared_joins_experts(const layer_weights& l) const {
-    if (!l.ffn_up_shexp || !l.ffn_gate_shexp || !l.ffn_down_shexp || l.ffn_gate_exps.type != l.ffn_up_exps.type) return false;
-    const auto same = [](const tensor& shared, const tensor& experts) {
-        return shared.type == experts.type && shared.ne[0] == experts.ne[0] && shared.ne[1] == experts.ne[1] && shared.ne[2] == 1 &&
-               shared.row_stride == experts.row_stride && shared.location == memory_location::device &&
-               experts.location == memory_location::device;
-    };
-    return same(l.ffn_gate_shexp, l.ffn_gate_exps) && same(l.ffn_up_shexp, l.ffn_up_exps) && same(l.ffn_down_shexp, l.ffn_down_exps);
+    const auto on_device = [](const tensor& t) { return t.location == memory_location::device; };
+    return l.shared_expert_like_routed() && l.ffn_gate_exps.type == l.ffn_up_exps.type && on_device(l.ffn_gate_shexp) &&
+           on_device(l.ffn_up_shexp) && on_device(l.ffn_down_shexp) && on_device(l.ffn_gate_exps) && on_device(l.ffn_up_exps) &&
+           on_device(l.ffn_down_exps);
 }
 
 // A layer with experts on the host: the token rows, ids and weights go to the host (one wait, for

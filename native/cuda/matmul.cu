@@ -316,20 +316,15 @@ __device__ inline float4 float4_at(const uint8_t* w, int64_t e) {
         const uint2 h = *reinterpret_cast<const uint2*>(reinterpret_cast<const uint16_t*>(w) + e);
         float4 f;
         if constexpr (T == tensor_type::F16) {
-            const auto half_of = [](unsigned bits) {
-                __half_raw r;
-                r.x = static_cast<unsigned short>(bits);
-                return __half2float(__half(r));
-            };
-            f.x = half_of(h.x & 0xffffu);
-            f.y = half_of(h.x >> 16);
-            f.z = half_of(h.y & 0xffffu);
-            f.w = half_of(h.y >> 16);
+            f.x = mc::f16_of(uint16_t(h.x));
+            f.y = mc::f16_of(uint16_t(h.x >> 16));
+            f.z = mc::f16_of(uint16_t(h.y));
+            f.w = mc::f16_of(uint16_t(h.y >> 16));
         } else {
-            f.x = __uint_as_float(h.x << 16);
-            f.y = __uint_as_float(h.x & 0xffff0000u);
-            f.z = __uint_as_float(h.y << 16);
-            f.w = __uint_as_float(h.y & 0xffff0000u);
+            f.x = mc::float_of(h.x << 16);
+            f.y = mc::float_of(h.x & 0xffff0000u);
+            f.z = mc::float_of(h.y << 16);
+            f.w = mc::float_of(h.y & 0xffff0000u);
         }
         return f;
     }

@@ -10,6 +10,7 @@
 
 #include "../base/tensor_type.h"
 #include "common.cuh"
+#include "dot.cuh"
 #include "route.cuh"
 
 using moerun::tensor_type;
@@ -80,12 +81,6 @@ __global__ void rope_kernel(float* x, int n_tokens, int64_t token_stride, int n_
 
 // ---- KV cache and attention ----
 
-__device__ inline float round_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float(((u >> 16) | 64u) << 16);
-    return __uint_as_float(((u + (0x7fffu + ((u >> 16) & 1u))) >> 16) << 16);
-}
-
 // Element i of n rows of keys (the first n * k_dim) and then of values, as cache elements; row r
 // goes to cache row at * rows_per_pos + r.
 struct kv_rows {
@@ -99,7 +94,7 @@ struct kv_rows {
 __device__ inline void store_cache_element(uint8_t* row, int64_t e, float x, uint32_t type) {
     if (type == uint32_t(tensor_type::F32)) reinterpret_cast<float*>(row)[e] = x;
     else if (type == uint32_t(tensor_type::F16)) reinterpret_cast<__half*>(row)[e] = __float2half_rn(x);
-    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(round_bf16(x)) >> 16);
+    else reinterpret_cast<uint16_t*>(row)[e] = uint16_t(__float_as_uint(mc::round_bf16(x)) >> 16);
 }
 
 __global__ void kv_store_kernel(uint32_t type, mc::step_pos at, int rows_per_pos, int64_t n, kv_rows k, kv_rows v) {
@@ -174,17 +169,8 @@ __device__ inline float dot_cache_row16(const float* q, const uint8_t* row, int 
         const uint4 k = *reinterpret_cast<const uint4*>(row + size_t(e) * 2);
         const unsigned words[4] = {k.x, k.y, k.z, k.w};
         for (int i = 0; i < 4; ++i) {
-            float lo, hi;
-            if (f16) {
-                __half_raw r;
-                r.x = static_cast<unsigned short>(words[i] & 0xffffu);
-                lo = __half2float(__half(r));
-                r.x = static_cast<unsigned short>(words[i] >> 16);
-                hi = __half2float(__half(r));
-            } else {
-                lo = __uint_as_float(words[i] << 16);
-                hi = __uint_as_float(words[i] & 0xffff0000u);
-            }
+            const float lo = f16 ? mc::f16_of(uint16_t(words[i])) : mc::float_of(words[i] << 16);
+            const float hi = f16 ? mc::f16_of(uint16_t(words[i] >> 16)) : mc::float_of(words[i] & 0xffff0000u);
             s += q[e + 2 * i] * lo;
             s += q[e + 2 * i + 1] * hi;
         }
@@ -214,7 +200,7 @@ __global__ void attention_kernel(mc_kv_view kv, const float* q, mc::step_pos at,
     const float* qh = q + (int64_t(i) * kv.n_head + h) * kv.head_dim_k;
     for (int e = threadIdx.x; e < kv.head_dim_k; e += blockDim.x) {
         const float v = qh[e];
-        q_sh[e] = f16 ? __half2float(__float2half_rn(v)) : bf16 ? round_bf16(v) : v;
+        q_sh[e] = f16 ? mc::round_f16(v) : bf16 ? mc::round_bf16(v) : v;
     }
     __syncthreads();
     float* scores = scores_all + (int64_t(i) * kv.n_head + h) * n_kv_max;
