@@ -12,6 +12,7 @@
 #include <map>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,29 @@ std::optional<tensor_type> parse_kv_type(const std::string& name) {
     return std::nullopt;
 }
 
+// ---- JS values an env may fail to make --------------------------------------------------------
+//
+// A Worker being terminated keeps running its JS until the termination lands, while every N-API
+// call that needs JS (promises, array buffers, ...) already fails. node-addon-api then returns an
+// empty value, or, for Napi::Promise::Deferred, leaves the promise handle uninitialised, which
+// crashed Node when returned to JS. The helpers below turn each such failure into an empty value,
+// which N-API returns to JS as undefined, and never write through a failed allocation.
+
+// A new typed array holding `n` elements of `src`, converted to the array's element type.
+template <typename TypedArray, typename Elem>
+Napi::Value typed_array_copy(Napi::Env env, const Elem* src, size_t n) {
+    TypedArray a = TypedArray::New(env, n);
+    if (a.IsEmpty()) return Napi::Value();
+    auto* dst = a.Data();
+    using Out = std::remove_pointer_t<decltype(dst)>;
+    if constexpr (std::is_same_v<Out, Elem>) {
+        if (n) std::memcpy(dst, src, n * sizeof(Elem));
+    } else {
+        for (size_t i = 0; i < n; ++i) dst[i] = Out(src[i]);
+    }
+    return a;
+}
+
 // Runs `work` on the libuv pool; `done` converts its result on the JS thread. A moerun::error (or
 // any std::exception) rejects the promise with a coded Error.
 template <typename Result>
@@ -58,10 +82,8 @@ public:
     using work_fn = std::function<Result()>;
     using done_fn = std::function<Napi::Value(Napi::Env, Result&)>;
 
-    promise_worker(Napi::Env env, work_fn work, done_fn done)
-        : Napi::AsyncWorker(env, "moerun"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
-
-    Napi::Promise promise() const { return deferred_.Promise(); }
+    promise_worker(Napi::Env env, napi_deferred deferred, work_fn work, done_fn done)
+        : Napi::AsyncWorker(env, "moerun"), deferred_(deferred), work_(std::move(work)), done_(std::move(done)) {}
 
 protected:
     void Execute() override {
@@ -81,21 +103,23 @@ protected:
     void OnOK() override {
         Napi::Env env = Env();
         Napi::HandleScope scope(env);
-        if (code_) {
-            deferred_.Reject(make_error(env, code_, message_).Value());
-            return;
-        }
+        if (code_) return settle(false, make_error(env, code_, message_).Value());
         Napi::Value v = done_(env, result_);
-        if (env.IsExceptionPending()) {
-            deferred_.Reject(env.GetAndClearPendingException().Value());
-        } else {
-            deferred_.Resolve(v);
-        }
+        if (env.IsExceptionPending()) return settle(false, env.GetAndClearPendingException().Value());
+        settle(true, v);
     }
-    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+    void OnError(const Napi::Error& e) override { settle(false, e.Value()); }
 
 private:
-    Napi::Promise::Deferred deferred_;
+    // An empty value (the env can no longer make one) settles as undefined; where JS can no
+    // longer run, settling itself fails, and nobody is left to observe the promise.
+    void settle(bool resolve, Napi::Value v) {
+        napi_value value = v.IsEmpty() ? Env().Undefined() : v;
+        if (resolve) napi_resolve_deferred(Env(), deferred_, value);
+        else napi_reject_deferred(Env(), deferred_, value);
+    }
+
+    napi_deferred deferred_;
     work_fn work_;
     done_fn done_;
     Result result_{};
@@ -103,12 +127,15 @@ private:
     std::string message_;
 };
 
+// The promise of `work` run by a promise_worker, or an empty value, without starting the work,
+// where this env can no longer make a promise (see above).
 template <typename Result>
-Napi::Promise queue(Napi::Env env, typename promise_worker<Result>::work_fn work, typename promise_worker<Result>::done_fn done) {
-    auto* w = new promise_worker<Result>(env, std::move(work), std::move(done));
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+Napi::Value queue(Napi::Env env, typename promise_worker<Result>::work_fn work, typename promise_worker<Result>::done_fn done) {
+    napi_deferred deferred = nullptr;
+    napi_value promise = nullptr;
+    if (napi_create_promise(env, &deferred, &promise) != napi_ok) return Napi::Value();
+    (new promise_worker<Result>(env, deferred, std::move(work), std::move(done)))->Queue();
+    return Napi::Value(env, promise);
 }
 
 // ---- GGUF metadata to JS -----------------------------------------------------------------------
@@ -116,7 +143,8 @@ Napi::Promise queue(Napi::Env env, typename promise_worker<Result>::work_fn work
 template <typename TypedArray, typename Elem>
 Napi::Value typed_copy(Napi::Env env, const gguf_value& v) {
     TypedArray a = TypedArray::New(env, size_t(v.count));
-    std::memcpy(a.Data(), v.data, size_t(v.count) * sizeof(Elem));
+    if (a.IsEmpty()) return Napi::Value();  // see typed_array_copy
+    std::memcpy(a.Data(), v.data, size_t(v.count) * sizeof(Elem));  // unaligned little-endian elements in the mapping
     return a;
 }
 
@@ -364,9 +392,7 @@ Napi::Value string_table_chunk_to_js(const Napi::CallbackInfo& cb, string_tables
     const string_table::chunk& ch = t.chunks[size_t(c)];
     Napi::Object out = Napi::Object::New(env);
     out.Set("text", Napi::String::New(env, ch.text.data(), ch.text.size()));
-    Napi::Uint32Array offsets = Napi::Uint32Array::New(env, ch.offsets.size());
-    std::memcpy(offsets.Data(), ch.offsets.data(), ch.offsets.size() * sizeof(uint32_t));
-    out.Set("offsets", offsets);
+    out.Set("offsets", typed_array_copy<Napi::Uint32Array>(env, ch.offsets.data(), ch.offsets.size()));
     if (++t.fetched == t.chunks.size()) tables->erase(it);
     return out;
 }
@@ -604,6 +630,11 @@ private:
         st->abort.store(false);
         return st;
     }
+    // The claim ends with the queued work, or now where the work could not be queued (queue).
+    static Napi::Value unclaim_unless_queued(const std::shared_ptr<session_state>& st, Napi::Value promise) {
+        if (promise.IsEmpty()) st->busy.store(false);
+        return promise;
+    }
     static bool tokens_arg(const Napi::CallbackInfo& cb, size_t i, std::vector<int32_t>& out) {
         if (!cb[i].IsTypedArray() || cb[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
             throw_error(cb.Env(), "ERR_INVALID_ARGUMENT", "tokens must be an Int32Array");
@@ -625,7 +656,7 @@ private:
         const logits_mode mode = mode_i == 2 ? logits_mode::all : mode_i == 1 ? logits_mode::last : logits_mode::none;
         auto st = claim(env);
         if (!st) return env.Undefined();
-        return queue<evaluate_result>(
+        return unclaim_unless_queued(st, queue<evaluate_result>(
             env,
             [st, tokens = std::move(tokens), mode] {
                 struct release { session_state& s; ~release() { s.busy.store(false); } } r{*st};
@@ -635,10 +666,8 @@ private:
                 return res;
             },
             [](Napi::Env env, evaluate_result& res) -> Napi::Value {
-                Napi::Float32Array a = Napi::Float32Array::New(env, res.logits.size());
-                if (!res.logits.empty()) std::memcpy(a.Data(), res.logits.data(), res.logits.size() * sizeof(float));
-                return a;
-            });
+                return typed_array_copy<Napi::Float32Array>(env, res.logits.data(), res.logits.size());
+            }));
     }
 
     // A grammar mask argument: a Uint32Array of ceil(n_vocab / 32) words (bit t: token t allowed).
@@ -677,7 +706,7 @@ private:
             st->busy.store(false);
             return throw_error(env, "ERR_INVALID_STATE", "step: no sampler set");
         }
-        return queue<evaluate_result>(
+        return unclaim_unless_queued(st, queue<evaluate_result>(
             env,
             [st, tokens = std::move(tokens), mask = std::move(mask)] {
                 struct release { session_state& s; ~release() { s.busy.store(false); } } r{*st};
@@ -687,7 +716,7 @@ private:
                 res.token = st->smp->sample(st->last_logits.data(), int(st->last_logits.size()), mask.empty() ? nullptr : mask.data());
                 return res;
             },
-            [](Napi::Env env, evaluate_result& res) -> Napi::Value { return Napi::Number::New(env, res.token); });
+            [](Napi::Env env, evaluate_result& res) -> Napi::Value { return Napi::Number::New(env, res.token); }));
     }
 
     // resample(mask: Uint32Array) -> number: samples again from the row the last step() sampled
@@ -803,12 +832,8 @@ private:
         for (const auto& [name, e] : c->entries()) {
             Napi::Object o = Napi::Object::New(env);
             o.Set("name", name);
-            Napi::Float32Array sums = Napi::Float32Array::New(env, e.sums.size());
-            std::memcpy(sums.Data(), e.sums.data(), e.sums.size() * sizeof(float));
-            Napi::Float64Array counts = Napi::Float64Array::New(env, e.counts.size());
-            for (size_t j = 0; j < e.counts.size(); ++j) counts[j] = double(e.counts[j]);
-            o.Set("sums", sums);
-            o.Set("counts", counts);
+            o.Set("sums", typed_array_copy<Napi::Float32Array>(env, e.sums.data(), e.sums.size()));
+            o.Set("counts", typed_array_copy<Napi::Float64Array>(env, e.counts.data(), e.counts.size()));
             out.Set(i++, o);
         }
         return out;
@@ -851,9 +876,7 @@ private:
         Napi::Array layers = Napi::Array::New(env, size_t(x->n_layer()));
         for (int l = 0; l < x->n_layer(); ++l) {
             const std::vector<uint64_t>& counts = x->selections(l);
-            Napi::Float64Array a = Napi::Float64Array::New(env, counts.size());
-            for (size_t e = 0; e < counts.size(); ++e) a[e] = double(counts[e]);
-            layers.Set(uint32_t(l), a);
+            layers.Set(uint32_t(l), typed_array_copy<Napi::Float64Array>(env, counts.data(), counts.size()));
         }
         o.Set("selections", layers);
         o.Set("hits", Napi::Number::New(env, double(x->hits())));
@@ -951,14 +974,16 @@ Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const weight_memory weights = weights_opt == "map" ? weight_memory::map : weights_opt == "copy" ? weight_memory::copy : weight_memory::auto_detect;
     std::shared_ptr<Napi::ThreadSafeFunction> progress;
     if (cb.Length() > 2 && cb[2].IsFunction()) {
-        progress = std::shared_ptr<Napi::ThreadSafeFunction>(
-            new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, cb[2].As<Napi::Function>(), "moerun-progress", 0, 1)),
-            [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+        Napi::ThreadSafeFunction f = Napi::ThreadSafeFunction::New(env, cb[2].As<Napi::Function>(), "moerun-progress", 0, 1);
+        // Not made (the env is going away): no progress calls. Releasing a null one would abort.
+        if (napi_threadsafe_function(f) != nullptr) {
+            progress = std::shared_ptr<Napi::ThreadSafeFunction>(new Napi::ThreadSafeFunction(f), [](Napi::ThreadSafeFunction* p) { p->Release(); delete p; });
+        }
     }
     auto abort = std::make_shared<std::atomic<bool>>(false);
     auto* data = env.GetInstanceData<instance_data>();
     using loaded = std::pair<std::shared_ptr<model>, std::shared_ptr<string_tables>>;
-    Napi::Promise promise = queue<loaded>(
+    Napi::Value promise = queue<loaded>(
         env,
         [path, threads, pin_threads, gpu, gpu_device, placement, allow_larger_than_ram, prefetch, weights, progress, abort] {
             model_load_params p;
@@ -1150,9 +1175,7 @@ Napi::Value quantize(const Napi::CallbackInfo& cb) {
                                  has_importance ? &ri : nullptr);
         },
         [](Napi::Env env, std::vector<uint8_t>& out) -> Napi::Value {
-            Napi::Uint8Array a = Napi::Uint8Array::New(env, out.size());
-            if (!out.empty()) std::memcpy(a.Data(), out.data(), out.size());
-            return a;
+            return typed_array_copy<Napi::Uint8Array>(env, out.data(), out.size());
         });
 }
 
@@ -1174,9 +1197,7 @@ Napi::Value dequantize(const Napi::CallbackInfo& cb) {
             return dequantize_rows(tensor_type_from_name(type.c_str()), data->data(), data->size(), rows, row_len, threads);
         },
         [](Napi::Env env, std::vector<float>& out) -> Napi::Value {
-            Napi::Float32Array a = Napi::Float32Array::New(env, out.size());
-            if (!out.empty()) std::memcpy(a.Data(), out.data(), out.size() * sizeof(float));
-            return a;
+            return typed_array_copy<Napi::Float32Array>(env, out.data(), out.size());
         });
 }
 

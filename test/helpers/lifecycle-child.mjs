@@ -9,6 +9,11 @@
 //              process.exit(7) is called in the middle of it; the test expects status 7, no signal
 //   dropped    models and sessions with generation in flight are dropped without dispose(),
 //              collected by the GC (run with --expose-gc), then process.exit(0) while the last ones still run
+//   pending    the addon's loadModel is called with an options getter that throws, so it reaches
+//              the point of making its promise with a JS exception pending; N-API can make no
+//              promise then, as in a Worker whose termination has begun (the cause of the
+//              "terminate" crash). Each call must throw the getter's error and start no work; then
+//              this thread loads the model and generates, and prints "ok pending ..."
 // MOERUN_DIST: the package entry to import instead of 'moerun' (a sanitized addon's copy).
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
@@ -80,6 +85,26 @@ if (!isMainThread) {
     globalThis.gc?.();
     console.log(`ok dropped ${rounds} models with generation in flight; exiting`);
     process.exit(0);
+  } else if (scenario === 'pending') {
+    const entry = import.meta.resolve(process.env.MOERUN_DIST ?? 'moerun');
+    const { native } = await import(new URL('./native.js', entry).href);
+    const binding = native();
+    let thrown = 0;
+    for (let i = 0; i < 3; i++) {
+      // weightMemory is the last option read before the promise is made.
+      const options = { threads: 1, get weightMemory() { throw new Error('options getter threw'); } };
+      try {
+        binding.loadModel(modelPath, options);
+      } catch (e) {
+        if (e.message === 'options getter threw') thrown++;
+      }
+    }
+    // Work queued with no promise (the defect) completes within this wait and crashed the process.
+    await new Promise((r) => setTimeout(r, 1000));
+    const model = await loadModel(modelPath, { threads: 2 });
+    const n = await generateLong(model, () => {}, 16);
+    await model.dispose();
+    console.log(`ok pending ${thrown} of 3 calls threw the getter's error; then ${n} tokens in this thread`);
   } else {
     console.error(`unknown scenario ${scenario}`);
     process.exit(2);
