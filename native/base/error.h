@@ -30,7 +30,12 @@ private:
     error_code code_;
 };
 
-// printf-style message builder, for errors that quote values.
+// printf-style message builder, for errors that quote values. MinGW's C++ stdio is its C99 one
+// (__USE_MINGW_ANSI_STDIO), which knows %zu and %llu; GCC checks "printf" there as msvcrt's.
+#ifdef __MINGW32__
+std::string format(const char* fmt, ...) __attribute__((format(gnu_printf, 1, 2)));
+#else
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+#endif
 
 }  // namespace moerun

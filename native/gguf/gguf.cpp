@@ -30,13 +30,10 @@
 #ifdef _WIN32
 // The POSIX calls below over Win32, for the win32-x64 (MinGW) build: a read-only view of a whole
 // file (the file stays open for check_not_truncated). Build with -D_FILE_OFFSET_BITS=64 so stat's
-// size is 64-bit. Paths go through the C runtime's ANSI code page, not UTF-16.
+// size is 64-bit. Paths are opened as UTF-16 (open_read_only).
 namespace {
 constexpr int PROT_READ = 1, MAP_PRIVATE = 2, MADV_WILLNEED = 3;
 void* const MAP_FAILED = reinterpret_cast<void*>(-1);
-#ifndef O_CLOEXEC
-#define O_CLOEXEC O_BINARY
-#endif
 
 void* mmap(void*, size_t size, int, int, int fd, long long) {
     HANDLE mapping = CreateFileMappingW(reinterpret_cast<HANDLE>(_get_osfhandle(fd)), nullptr, PAGE_READONLY, 0, 0, nullptr);
@@ -200,12 +197,30 @@ void read_value(cursor& c, gguf_type type, gguf_value& out, const std::string& k
     }
 }
 
+// A file descriptor of `path` (UTF-8, as JS strings reach the addon), read-only; -1 and errno on
+// failure. Windows opens it as UTF-16, so that any name opens, not only those the ANSI code page
+// can spell (a user folder named "José" or "张伟"); EILSEQ where the path is not valid UTF-8.
+int open_read_only(const std::string& path) {
+#ifdef _WIN32
+    const int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, nullptr, 0);
+    if (n <= 0) {
+        errno = EILSEQ;
+        return -1;
+    }
+    std::wstring wide(size_t(n), L'\0');
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path.c_str(), -1, wide.data(), n);
+    return _wopen(wide.c_str(), O_RDONLY | O_BINARY);
+#else
+    return ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+#endif
+}
+
 }  // namespace
 
 std::unique_ptr<gguf_file> gguf_file::open(const std::string& path) {
     std::unique_ptr<gguf_file> f(new gguf_file());
     f->path_ = path;
-    f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    f->fd_ = open_read_only(path);
     if (f->fd_ < 0) {
         throw error(error_code::io, format("gguf: cannot open '%s': %s", path.c_str(), std::strerror(errno)));
     }

@@ -101,6 +101,14 @@ public:
     // file byte base[i] is then writable at copy[i].
     void copy_into_memory(int n_threads, const std::function<void(uint64_t done, uint64_t total)>& step,
                           const std::function<void(uint8_t* copy, const uint8_t* base)>& edit = nullptr);
+    // Whether copy_into_memory works on this system (Linux; elsewhere it is error(unsupported)).
+    static constexpr bool can_copy_into_memory() {
+#if defined(__linux__)
+        return true;
+#else
+        return false;
+#endif
+    }
     // True after copy_into_memory, and for open_memory's copy: no byte is read from the file.
     bool in_private_memory() const { return copied_ || fd_ < 0; }
     // Throws error(io) when the mapped file is now shorter than when it was mapped: its tail pages

@@ -50,7 +50,7 @@ struct model_load_params {
     // third of the available memory, and maps otherwise: on a 2-vCPU cloud VM a file's cached
     // pages streamed at 13.4-14.5 GB/s against 19.1-19.7 from anonymous memory, and decode from
     // the copy was 1.02-1.5x faster (README, "weightMemory"). copy without room for it is
-    // error(out_of_memory); without mremap (not Linux), error(unsupported).
+    // error(out_of_memory); without mremap (not Linux), error(unsupported), and auto_detect maps.
     enum class weight_memory { auto_detect, map, copy } weights = weight_memory::auto_detect;
 };
 

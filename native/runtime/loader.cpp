@@ -103,15 +103,16 @@ std::shared_ptr<model> load(const std::string& path, const model_load_params& pa
     };
 
     // A private copy of the file (weight_memory), read in place of touching the mapped pages. auto
-    // copies files of at most a third of the available memory: while the copy is made, the file's
+    // copies (on Linux: elsewhere a copy is unsupported, and Windows with Hyper-V or VBS reports a
+    // hypervisor too) files of at most a third of the available memory: while the copy is made, the file's
     // pages fill the page cache too, so the two take twice the file (in `npm run bench`, with
     // llama.cpp's process beside it, 8.2 GB files with 20 GB available loaded in 5-8 s copied).
     using weight_memory = model_load_params::weight_memory;
     const uint64_t file_bytes = m->file->file_size(), available = host_memory_available();
     const bool copy = !m->file->in_private_memory() &&
                       (params.weights == weight_memory::copy ||
-                       (params.weights == weight_memory::auto_detect && params.prefetch && m->backend_kind == "cpu" &&
-                        host_is_virtual_machine() && file_bytes <= available / 3));
+                       (params.weights == weight_memory::auto_detect && gguf_file::can_copy_into_memory() && params.prefetch &&
+                        m->backend_kind == "cpu" && host_is_virtual_machine() && file_bytes <= available / 3));
     if (copy) {
         if (file_bytes > available) {
             throw error(error_code::out_of_memory, format("model: %s is %s and this host has %s available: it cannot be copied into memory. "

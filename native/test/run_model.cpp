@@ -55,7 +55,9 @@ int main(int argc, char** argv) {
         lp.n_threads = n_threads;
         lp.pin_threads = pin;
         if (gpu) lp.gpu = moerun::model_load_params::gpu_mode::cuda;
+#ifndef _WIN32  // no CUDA on the win32 build (scripts/prebuild-check.ts links this driver for wine)
         if (gpu && profile) setenv("MOERUN_CUDA_PROFILE", "1", 1);  // the library times each kernel too
+#endif
         lp.weights = weights;
         auto model = moerun::model_load(argv[1], lp);
         moerun::profiling_backend* profiler = nullptr;

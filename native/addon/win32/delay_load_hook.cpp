@@ -21,5 +21,7 @@ FARPROC WINAPI resolve_host_module(unsigned event, PDelayLoadInfo info) {
 }  // namespace
 
 // Read by MinGW's __delayLoadHelper2 (libmingwex) before it loads a delay-imported DLL.
-extern "C" PfnDliHook __pfnDliNotifyHook2 = resolve_host_module;
+extern "C" {
+PfnDliHook __pfnDliNotifyHook2 = resolve_host_module;
+}
 #endif

@@ -40,6 +40,12 @@ inline void amx_fence(const T& object) {
 // naming just the buffer kept the kernels' accumulator arrays in memory (a load and a store per
 // accumulator per block).
 #define MOERUN_AMX_STORE(tile, c) __asm__ volatile("tilestored %%tmm" #tile ", (%0,%1,1)" : : "r"(&(c)), "r"(int64_t(64)))
+
+// TILELOADD of tile register `tile` (a literal) from `base`, rows `stride` bytes apart. GCC's
+// _tile_loadd passes the stride as a long, which Windows (LLP64) keeps in a 32-bit register, and
+// "(base,index32,1)" does not assemble: the win32-x64 build failed so.
+#define MOERUN_AMX_LOAD(tile, base, stride) \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #tile : : "r"(static_cast<const void*>(base)), "r"(int64_t(stride)))
 inline __m512i amx_load_row(const int32_t* row) {
     __m512i v;
     __asm__ volatile("vmovdqa32 (%1), %0" : "=v"(v) : "r"(row));

@@ -372,8 +372,8 @@ inline size_t act_quants_at(int64_t nb) { return act_quants_offset(size_t(nb) * 
 inline void amx_block_set0(const uint8_t* a, size_t x_row, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
     _tile_zero(2);
-    _tile_loadd(0, a, x_row);
-    _tile_loadd(1, p.q, 64);
+    MOERUN_AMX_LOAD(0, a, x_row);
+    MOERUN_AMX_LOAD(1, p.q, 64);
     _tile_dpbssd(2, 0, 1);
     MOERUN_AMX_STORE(2, c_out);
     amx_fence(p);
@@ -381,8 +381,8 @@ inline void amx_block_set0(const uint8_t* a, size_t x_row, const packed_block& p
 inline void amx_block_set1(const uint8_t* a, size_t x_row, const packed_block& p, amx_c_tile& c_out) {
     amx_fence(p);
     _tile_zero(5);
-    _tile_loadd(3, a, x_row);
-    _tile_loadd(4, p.q, 64);
+    MOERUN_AMX_LOAD(3, a, x_row);
+    MOERUN_AMX_LOAD(4, p.q, 64);
     _tile_dpbssd(5, 3, 4);
     MOERUN_AMX_STORE(5, c_out);
     amx_fence(p);
@@ -520,8 +520,8 @@ inline amx_config amx_small_config(int rows) {
 inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& p, amx_c_tile& c_out) {
     amx_fence(p);
     _tile_zero(2);
-    _tile_loadd(0, a, a_row);
-    _tile_loadd(1, p.q, 64);
+    MOERUN_AMX_LOAD(0, a, a_row);
+    MOERUN_AMX_LOAD(1, p.q, 64);
     _tile_dpbssd(2, 0, 1);
     MOERUN_AMX_STORE(2, c_out);
     amx_fence(p);
@@ -529,8 +529,8 @@ inline void amx_small_set0(const uint8_t* a, size_t a_row, const packed_tokens& 
 inline void amx_small_set1(const uint8_t* a, size_t a_row, const packed_tokens& p, amx_c_tile& c_out) {
     amx_fence(p);
     _tile_zero(5);
-    _tile_loadd(3, a, a_row);
-    _tile_loadd(4, p.q, 64);
+    MOERUN_AMX_LOAD(3, a, a_row);
+    MOERUN_AMX_LOAD(4, p.q, 64);
     _tile_dpbssd(5, 3, 4);
     MOERUN_AMX_STORE(5, c_out);
     amx_fence(p);

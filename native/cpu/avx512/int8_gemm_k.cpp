@@ -720,14 +720,14 @@ inline void amx_super_block(const uint8_t* a, size_t x_row, const packed_amx_q6_
     _tile_zero(4);
     MOERUN_UNROLL
     for (int c = 0; c < 4; c += 2) {
-        _tile_loadd(0, a + 64 * c, x_row);
-        _tile_loadd(1, p.lo[c], 64);
-        _tile_loadd(2, p.hi[c], 64);
+        MOERUN_AMX_LOAD(0, a + 64 * c, x_row);
+        MOERUN_AMX_LOAD(1, p.lo[c], 64);
+        MOERUN_AMX_LOAD(2, p.hi[c], 64);
         _tile_dpbsud(3, 0, 1);
         _tile_dpbssd(4, 0, 2);
-        _tile_loadd(5, a + 64 * (c + 1), x_row);
-        _tile_loadd(6, p.lo[c + 1], 64);
-        _tile_loadd(7, p.hi[c + 1], 64);
+        MOERUN_AMX_LOAD(5, a + 64 * (c + 1), x_row);
+        MOERUN_AMX_LOAD(6, p.lo[c + 1], 64);
+        MOERUN_AMX_LOAD(7, p.hi[c + 1], 64);
         _tile_dpbsud(3, 5, 6);
         _tile_dpbssd(4, 5, 7);
     }
