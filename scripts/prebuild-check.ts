@@ -71,7 +71,7 @@ function linkRunModel(target: (typeof targets)[number]): string {
 function greedyTokens(cmd: string[], env: NodeJS.ProcessEnv = process.env): { tokens: string; path: string; ok: boolean; output: string } {
   const r = spawnSync(cmd[0]!, [...cmd.slice(1), model, '-n', '60', '-t', '2', '1'], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
   const lines = (r.stdout ?? '').trim().split('\n');
-  const pathMatch = /, (\w+)\)$/.exec(lines[1] ?? '');
+  const pathMatch = /threads, (\w+)\)/.exec(lines[1] ?? '');
   return { tokens: lines[0]?.trim() ?? '', path: pathMatch?.[1] ?? '?', ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
 }
 

@@ -30,8 +30,8 @@ namespace {
 
 // Linux (5.16+) gives a process the 8 KiB AMX tile state only on request; without it the first
 // tile instruction faults. Asked once, process-wide; false where refused or on other systems
-// (and under valgrind, which does not know the request).
-bool os_grants_amx_tiles() {
+// (and under valgrind, which does not know the request). x86-64 only.
+[[maybe_unused]] bool os_grants_amx_tiles() {
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
     constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;  // uapi asm/prctl.h, the XTILEDATA state component
     return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
