@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkIsa } from './isa-check.js';
-import { targets } from './prebuild.js';
+import { linkRunModel, prebuildObjects, targets } from './prebuild.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const model = path.join(root, 'models/stories260K.gguf');
@@ -36,13 +36,6 @@ function have(cmd: string, args = ['--version']): boolean {
   return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 }
 
-function objectsOf(target: string): { all: string[]; isa: string[]; generic: string[] } {
-  const dir = path.join(root, 'build-prebuild', target);
-  const all = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.o')).map((f) => path.join(dir, f));
-  const isIsa = (f: string) => /native\/cpu\/avx(2|512)\//.test(f);
-  return { all, isa: all.filter(isIsa), generic: all.filter((f) => !isIsa(f)) };
-}
-
 /** The highest GLIBC_x.y among the binary's dynamic symbols, and the symbols that need more than the limit. */
 function glibcVersions(binary: string): { highest: string; above: string[] } {
   const out = execFileSync('objdump', ['-T', binary], { encoding: 'utf8' });
@@ -55,16 +48,6 @@ function glibcVersions(binary: string): { highest: string; above: string[] } {
     if (cmp(v, GLIBC_LIMIT) > 0) above.push(`${m[3]}@GLIBC_${v.join('.')}`);
   }
   return { highest: `GLIBC_${highest.join('.')}`, above: [...new Set(above)] };
-}
-
-/** Links native/test/run_model from a prebuild's objects (all but the addon's) and returns the executable. */
-function linkRunModel(target: (typeof targets)[number]): string {
-  const { all } = objectsOf(target.name);
-  const core = all.filter((f) => !f.includes(`${path.sep}native${path.sep}addon${path.sep}`));
-  const exe = path.join(root, 'build-prebuild', target.name, target.windows ? 'run_model.exe' : 'run_model');
-  const flags = ['-std=c++20', '-O2', '-ffp-contract=off', '-fno-math-errno', ...(target.windows ? ['-static'] : ['-pthread', '-static-libstdc++', '-static-libgcc'])];
-  execFileSync(target.cxx, [...flags, 'native/test/run_model.cpp', ...core, '-o', exe, ...(target.windows ? ['-lwinpthread'] : [])], { cwd: root, stdio: 'inherit' });
-  return exe;
 }
 
 /** run_model's greedy tokens from BOS (first output line) and the CPU path it reports. */
@@ -99,7 +82,7 @@ async function main(): Promise<void> {
     process.stdout.write(`linux-x64: ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB\n`);
     const glibc = glibcVersions(binary);
     report(glibc.above.length === 0, `linux-x64: needs glibc symbols up to ${glibc.highest}${glibc.above.length ? `; above 2.28: ${glibc.above.join(', ')}` : ''}`);
-    const objs = objectsOf('linux-x64');
+    const objs = prebuildObjects('linux-x64');
     const isa = await checkIsa(binary, objs.isa, objs.generic);
     report(isa.violations.length === 0 && isa.kernelFunctions > 0,
       `linux-x64: ${isa.violations.length} functions with instructions beyond x86-64-v2 outside the per-ISA kernels (${isa.kernelFunctions} kernel functions use them)${isa.violations.map((v) => `\n       ${v.symbol}: ${v.instruction}`).join('')}`);
@@ -107,7 +90,7 @@ async function main(): Promise<void> {
       cwd: root, encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1' }, timeout: 120_000,
     });
     report(cli.status === 0 && cli.stdout.startsWith(golden), `linux-x64: the prebuild streams the golden stories260K text through the CLI${cli.status === 0 ? '' : `: ${cli.stderr.trim().split('\n')[0]}`}`);
-    const exe = linkRunModel(targets.find((x) => x.name === 'linux-x64')!);
+    const exe = await linkRunModel(targets.find((x) => x.name === 'linux-x64')!);
     for (const cpu of ['scalar', 'avx2', 'avx512', 'amx']) {
       const r = greedyTokens([exe], { ...process.env, MOERUN_CPU: cpu });
       if (!r.ok) continue;  // a path this CPU lacks
@@ -123,7 +106,7 @@ async function main(): Promise<void> {
     const glibc = glibcVersions(binary);
     report(glibc.above.length === 0, `linux-arm64: needs glibc symbols up to ${glibc.highest}${glibc.above.length ? `; above 2.28: ${glibc.above.join(', ')}` : ''}`);
     if (have('qemu-aarch64-static', ['--version'])) {
-      const exe = linkRunModel(targets.find((x) => x.name === 'linux-arm64')!);
+      const exe = await linkRunModel(targets.find((x) => x.name === 'linux-arm64')!);
       const r = greedyTokens(['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu', exe]);
       process.stdout.write(`linux-arm64 run_model under qemu (${r.path}): ${r.tokens}\n`);
       report(r.ok && reference !== undefined && r.tokens === reference, `linux-arm64: run_model under qemu-aarch64 gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim()}`}`);
@@ -144,7 +127,7 @@ async function main(): Promise<void> {
       `win32-x64: imports ${dlls.join(', ')} and, delay-loaded, node.exe (no MinGW DLL)`);
     const wine = '/usr/lib/wine/wine64';
     if (fs.existsSync(wine)) {
-      const exe = linkRunModel(targets.find((x) => x.name === 'win32-x64')!);
+      const exe = await linkRunModel(targets.find((x) => x.name === 'win32-x64')!);
       const r = greedyTokens([wine, exe], { ...process.env, WINEDEBUG: '-all', MOERUN_CPU: 'scalar' });
       process.stdout.write(`win32-x64 run_model under wine (${r.path}): ${r.tokens}\n`);
       report(r.ok && reference !== undefined && r.tokens === reference, `win32-x64: run_model.exe under wine gives x64's greedy tokens${r.ok ? '' : `: ${r.output.trim().slice(0, 400)}`}`);

@@ -100,11 +100,16 @@ function stale(obj: string): boolean {
   });
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
+/** Runs a compiler or linker; its stderr (warnings, errors) is printed and added to `diagnostics`. */
+function run(cmd: string, args: string[], diagnostics: string[] = []): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'inherit', 'pipe'] });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      process.stderr.write(d);
+      diagnostics.push(d);
+    });
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}`))));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}`))));
   });
 }
 
@@ -135,11 +140,18 @@ function windowsImportLibrary(outDir: string): string {
   return lib;
 }
 
-export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<string> {
+/**
+ * Compiles a target's objects into <buildRoot>/build-prebuild/<name>/ (only those older than their
+ * sources or headers) and links <buildRoot>/prebuilds/<name>/moerun.napi[.<libc>].node. buildRoot
+ * is the repository (the package's prebuilds) unless given (test/prebuild-win32.test.ts builds
+ * into a temporary one). Returns the binary and what the compilers wrote to stderr.
+ */
+export async function buildTarget(t: PrebuildTarget, parallel: number, buildRoot = root): Promise<{ binary: string; diagnostics: string }> {
   const flags = readBindingGyp();
   const napiInclude = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'include');
   const addonApiInclude = (require('node-addon-api') as { include_dir: string }).include_dir;
-  const objDir = path.join(root, 'build-prebuild', t.name);
+  const objDir = path.join(buildRoot, 'build-prebuild', t.name);
+  const diagnostics: string[] = [];
   const common = [
     '-std=c++20', '-fexceptions', ...flags.core, ...t.cflags,
     ...flags.defines.map((d) => `-D${d}`), `-I${napiInclude}`, `-I${path.resolve(root, addonApiInclude)}`, '-MMD',
@@ -169,16 +181,36 @@ export async function buildTarget(t: PrebuildTarget, parallel: number): Promise<
     fs.mkdirSync(path.dirname(obj), { recursive: true });
     jobs.push(async () => {
       process.stdout.write(`  ${t.name}: ${src}\n`);
-      await run(t.cxx, [...common, ...extra, '-c', src, '-o', obj]);
+      await run(t.cxx, [...common, ...extra, '-c', src, '-o', obj], diagnostics);
     });
   }
   await pool(jobs, parallel);
-  const outDir = path.join(root, 'prebuilds', t.name);
+  const outDir = path.join(buildRoot, 'prebuilds', t.name);
   fs.mkdirSync(outDir, { recursive: true });
   const out = path.join(outDir, `moerun.napi${t.libcTag ? `.${t.libcTag}` : ''}.node`);
   const linkLibs = t.windows ? [windowsImportLibrary(objDir), ...t.libs] : t.libs;
-  await run(t.cxx, ['-shared', '-o', out, ...objects, ...linkLibs, ...(t.windows ? [] : ['-Wl,-z,noexecstack'])]);
-  return out;
+  await run(t.cxx, ['-shared', '-o', out, ...objects, ...linkLibs, ...(t.windows ? [] : ['-Wl,-z,noexecstack'])], diagnostics);
+  return { binary: out, diagnostics: diagnostics.join('') };
+}
+
+/** The objects buildTarget compiled for a target: all, those of the x86 ISA folders, the rest. */
+export function prebuildObjects(name: string, buildRoot = root): { all: string[]; isa: string[]; generic: string[] } {
+  const dir = path.join(buildRoot, 'build-prebuild', name);
+  const all = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.o')).map((f) => path.join(dir, f));
+  const isIsa = (f: string) => /native\/cpu\/avx(2|512)\//.test(f);
+  return { all, isa: all.filter(isIsa), generic: all.filter((f) => !isIsa(f)) };
+}
+
+/**
+ * Links native/test/run_model (run_model.exe for Windows) from a target's objects, all but the
+ * addon's, into its object folder, for running the prebuild's own code under qemu or wine.
+ */
+export async function linkRunModel(t: PrebuildTarget, buildRoot = root): Promise<string> {
+  const core = prebuildObjects(t.name, buildRoot).all.filter((f) => !f.includes(`${path.sep}native${path.sep}addon${path.sep}`));
+  const exe = path.join(buildRoot, 'build-prebuild', t.name, t.windows ? 'run_model.exe' : 'run_model');
+  const flags = ['-std=c++20', '-O2', '-ffp-contract=off', '-fno-math-errno', ...(t.windows ? ['-static'] : ['-pthread', '-static-libstdc++', '-static-libgcc'])];
+  await run(t.cxx, [...flags, 'native/test/run_model.cpp', ...core, '-o', exe, ...(t.windows ? ['-municode', '-lwinpthread'] : [])]);
+  return exe;
 }
 
 async function main(): Promise<void> {
@@ -191,8 +223,8 @@ async function main(): Promise<void> {
   for (const t of chosen) {
     if (spawnSync(t.cxx, ['--version']).status !== 0) throw new Error(`${t.name}: ${t.cxx} not found (see the toolchains at the top of scripts/prebuild.ts)`);
     const started = Date.now();
-    const out = await buildTarget(t, parallel);
-    process.stdout.write(`${t.name}: ${path.relative(root, out)} ${(fs.statSync(out).size / 2 ** 20).toFixed(2)} MiB in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+    const { binary } = await buildTarget(t, parallel);
+    process.stdout.write(`${t.name}: ${path.relative(root, binary)} ${(fs.statSync(binary).size / 2 ** 20).toFixed(2)} MiB in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   }
 }
 

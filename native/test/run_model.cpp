@@ -15,12 +15,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#endif
 
 #include "../include/moerun.h"
 #include "op_profile.h"
 
-int main(int argc, char** argv) {
+static int run_model(int argc, char** argv) {
     if (argc < 3) {
         std::fprintf(stderr, "usage: %s MODEL.gguf [-n N] [-t THREADS] [--kv f32|f16] [--weights auto|map|copy] [--prompt N] [--warmup] [--profile] [--gpu] TOKEN...\n", argv[0]);
         return 2;
@@ -111,3 +116,24 @@ int main(int argc, char** argv) {
     }
     return 0;
 }
+
+#ifdef _WIN32
+// Windows (linked with -municode): the arguments as UTF-8, as the addon gets paths from JS, so
+// that a model path may name any file (a char** argv would be in the ANSI code page).
+int wmain(int argc, wchar_t** wargv) {
+    std::vector<std::string> args;
+    for (int i = 0; i < argc; ++i) {
+        const int n = WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, nullptr, 0, nullptr, nullptr);
+        std::string a(size_t(n > 0 ? n : 1), '\0');
+        if (n > 0) WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, a.data(), n, nullptr, nullptr);
+        a.resize(std::strlen(a.c_str()));
+        args.push_back(std::move(a));
+    }
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return run_model(argc, argv.data());
+}
+#else
+int main(int argc, char** argv) { return run_model(argc, argv); }
+#endif
