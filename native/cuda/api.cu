@@ -268,6 +268,7 @@ MC_WRAP(rms_norm, (mc_context* ctx, const float* x, const float* w, float* out, 
 MC_WRAP(rope, (mc_context* ctx, float* x, int nt, int64_t ts, int nh, int hd, int nr, int pos0, const mc_rope* p),
         (ctx, x, nt, ts, nh, hd, nr, pos0, p))
 MC_WRAP(matmul, (mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t ys), (ctx, w, x, m, y, ys))
+MC_WRAP(matmul_group, (mc_context* ctx, const mc_tensor* w, float* const* y, int n, const float* x, int64_t m), (ctx, w, y, n, x, m))
 MC_WRAP(moe_gate_up,
         (mc_context* ctx, const mc_tensor* g, const mc_tensor* u, const float* x, const int32_t* ids, const int32_t* so, int nt, int nu,
          float* h, const mc_tensor* sg, const mc_tensor* su),
@@ -376,7 +377,7 @@ const mc_api k_api = {
     device_count, device_info, device_supported,
     create, destroy, last_error,
     alloc, free_, upload, download, synchronize, alloc_host, free_host, upload_async, download_async,
-    rms_norm_on, rope_on, matmul_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
+    rms_norm_on, rope_on, matmul_on, matmul_group_on, moe_gate_up_on, moe_down_on, moe_route_on, moe_combine_on, scale_by_sigmoid_on,
     copy_on, add_on, zero_on, add_bias_on, kv_store_on, attention_on, add_rms_norm_on, attention_inputs_on,
     capture_begin, capture_end, replay, kernel_profile,
 };

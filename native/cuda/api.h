@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define MC_API_VERSION 8
+#define MC_API_VERSION 9
 
 typedef enum mc_status {
     MC_OK = 0,
@@ -129,6 +129,10 @@ typedef struct mc_api {
     // to the weight's dot type first, as the CPU does: F16/BF16 weights to halves, quantized ones
     // to int8 blocks (Q8_0, Q8_1 or Q8_K).
     mc_status (*matmul)(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
+    // y[i] (m x w[i].ne[1], contiguous) = x . w[i]^T for n weights of one row length, as matmul,
+    // with x rounded or quantized once for each run of weights of one dot type (Q, K and V of
+    // Q4_K and Q6_K: one Q8_K quantization instead of three).
+    mc_status (*matmul_group)(mc_context* ctx, const mc_tensor* w, float* const* y, int n, const float* x, int64_t m);
     // Routed experts. rows = n_tokens * n_used (token t, slot k: row t * n_used + k); ids
     // (rows) on the device; no ids (and no slot_of): a dense FFN's gate and up (n_used 1). gate_up: h[row] = silu(x[t] . gate[e]^T) * (x[t] . up[e]^T);
     // down: y[row] = h[row] . down[e]^T. Expert e is at e * ne[1] rows into the weights, or, with

@@ -244,6 +244,7 @@ __device__ inline float block_max(float v) {
 // Implemented in matmul.cu and ops.cu, gathered into the table by api.cu.
 namespace mc {
 mc_status op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int64_t m, float* y, int64_t y_stride);
+mc_status op_matmul_group(mc_context* ctx, const mc_tensor* w, float* const* y, int n, const float* x, int64_t m);
 mc_status op_moe_gate_up(mc_context* ctx, const mc_tensor* gate, const mc_tensor* up, const float* x, const int32_t* ids,
                          const int32_t* slot_of, int n_tokens, int n_used, float* h, const mc_tensor* shared_gate = nullptr,
                          const mc_tensor* shared_up = nullptr);

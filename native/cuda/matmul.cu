@@ -631,6 +631,23 @@ mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int
     return mc::check_launch(ctx, "mul_mat_vec");
 }
 
+mc_status mc::op_matmul_group(mc_context* ctx, const mc_tensor* w, float* const* y, int n, const float* x, int64_t m) {
+    if (m <= 0) return MC_OK;
+    act_kind kind{};
+    const uint8_t* act = nullptr;  // x as the weights before took it, in ctx->act
+    for (int i = 0; i < n; ++i) {
+        if (w[i].ne[0] != w[0].ne[0]) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: matmul_group: the weights' rows differ in length");
+        act_kind wanted;
+        // Another dot type overwrites ctx->act: the stream runs the products before that read it first.
+        if (!act || !mc::act_kind_of(w[i].type, &wanted) || wanted != kind) MC_TRY(prepare_act(ctx, w[i].type, x, w[i].ne[0], m, &kind, &act));
+        if (!launch_any({&w[i], nullptr, act, kind, m, y[i], w[i].ne[1], nullptr, nullptr, 1}, ctx->stream)) {
+            return mc::fail(ctx, MC_UNSUPPORTED, "cuda: matmul: weight type %u has no CUDA kernel", w[i].type);
+        }
+        MC_TRY(mc::check_launch(ctx, "mul_mat_vec"));
+    }
+    return MC_OK;
+}
+
 namespace {
 
 // Whether `shared` (and shared2) can join the passes of experts `w` (and w2): same types, shapes and rows.

@@ -226,6 +226,50 @@ void test_matmul(pair_of_sides& p, std::mt19937& rng) {
             return out;
         });
     }
+    // matmul_group over weights of several types, as a layer's Q, K and V: runs that share a dot
+    // type take one quantization of x (Q4_K, Q6_K: Q8_K), and a change of type (Q8_0, F16, F32)
+    // quantizes or rounds again, into the same activation buffer.
+    const std::vector<std::vector<tensor_type>> groups = {
+        {tensor_type::Q4_K, tensor_type::Q4_K, tensor_type::Q6_K},
+        {tensor_type::Q4_K, tensor_type::Q8_0, tensor_type::Q5_K, tensor_type::F16},
+        {tensor_type::F32, tensor_type::Q4_0, tensor_type::BF16, tensor_type::Q4_1},
+    };
+    for (const std::vector<tensor_type>& types : groups) {
+        std::vector<tensor> host;
+        std::string names;
+        for (size_t i = 0; i < types.size(); ++i) {
+            host.push_back(make_tensor("w" + std::to_string(i), types[i], random_floats(rng, size_t(k * (n_out + 8 * i)), 0.05f), k,
+                                       n_out + 8 * int64_t(i)));
+            names += std::string(names.empty() ? "" : ",") + tensor_type_name(types[i]);
+        }
+        for (int64_t m : {1, 5}) {
+            const std::vector<float> x = random_floats(rng, size_t(m * k));
+            p.compare(format("matmul_group %-28s m=%lld", names.c_str(), (long long)m), [&](side& s) {
+                model_weights w;
+                w.layers.emplace_back();
+                layer_weights& l = w.layers[0];
+                tensor* slots[] = {&l.wq, &l.wk, &l.wv, &l.wo};
+                for (size_t i = 0; i < host.size(); ++i) *slots[i] = host[i];
+                w = s.place(w);
+                const layer_weights& pl = w.layers[0];
+                const tensor* placed[] = {&pl.wq, &pl.wk, &pl.wv, &pl.wo};
+                float* xd = s.upload(x, k);
+                std::vector<float*> y;
+                for (size_t i = 0; i < host.size(); ++i) y.push_back(s.zeros(size_t(m * host[i].ne[1]), host[i].ne[1]));
+                if (host.size() == 3) {
+                    s.be->matmul_group({{placed[0], y[0]}, {placed[1], y[1]}, {placed[2], y[2]}}, xd, m);
+                } else {
+                    s.be->matmul_group({{placed[0], y[0]}, {placed[1], y[1]}, {placed[2], y[2]}, {placed[3], y[3]}}, xd, m);
+                }
+                std::vector<float> out;
+                for (size_t i = 0; i < host.size(); ++i) {
+                    const std::vector<float> yi = s.download(y[i], m, host[i].ne[1]);
+                    out.insert(out.end(), yi.begin(), yi.end());
+                }
+                return out;
+            });
+        }
+    }
 }
 
 void test_elementwise(pair_of_sides& p, std::mt19937& rng) {
