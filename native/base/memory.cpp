@@ -17,6 +17,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #endif
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#endif
 
 namespace moerun {
 
@@ -27,6 +34,10 @@ uint64_t physical_memory() {
 #if defined(__unix__) || defined(__APPLE__)
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0) return uint64_t(pages) * uint64_t(page);
+#elif defined(_WIN32)
+    MEMORYSTATUSEX s{};
+    s.dwLength = sizeof s;
+    if (GlobalMemoryStatusEx(&s)) return uint64_t(s.ullTotalPhys);
 #endif
     return UINT64_MAX;
 }
@@ -40,7 +51,8 @@ uint64_t address_space_limit() {
     return UINT64_MAX;
 }
 
-// /proc/meminfo's MemAvailable in bytes (Linux); UINT64_MAX elsewhere.
+// /proc/meminfo's MemAvailable in bytes (Linux), the available physical memory (Windows);
+// UINT64_MAX elsewhere.
 uint64_t kernel_available_estimate() {
 #if defined(__linux__)
     if (FILE* f = std::fopen("/proc/meminfo", "r")) {
@@ -56,6 +68,10 @@ uint64_t kernel_available_estimate() {
         std::fclose(f);
         return available;
     }
+#elif defined(_WIN32)
+    MEMORYSTATUSEX s{};
+    s.dwLength = sizeof s;
+    if (GlobalMemoryStatusEx(&s)) return uint64_t(s.ullAvailPhys);
 #endif
     return UINT64_MAX;
 }
