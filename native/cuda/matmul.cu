@@ -634,7 +634,7 @@ mc_status mc::op_matmul(mc_context* ctx, const mc_tensor* w, const float* x, int
 mc_status mc::op_matmul_group(mc_context* ctx, const mc_tensor* w, float* const* y, int n, const float* x, int64_t m) {
     if (m <= 0) return MC_OK;
     act_kind kind{};
-    const uint8_t* act = nullptr;  // x as the weights before took it, in ctx->act
+    const uint8_t* act = nullptr;  // x in dot type `kind`, as the weights before read it (ctx->act, or x itself for F32)
     for (int i = 0; i < n; ++i) {
         if (w[i].ne[0] != w[0].ne[0]) return mc::fail(ctx, MC_INVALID_ARGUMENT, "cuda: matmul_group: the weights' rows differ in length");
         act_kind wanted;
