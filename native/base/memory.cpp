@@ -1,6 +1,7 @@
 #include "memory.h"
 
 #include "error.h"
+#include "win32.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -16,13 +17,6 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
 #include <unistd.h>
-#endif
-#ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#define WIN32_LEAN_AND_MEAN
-#include <windows.h>
 #endif
 
 namespace moerun {

@@ -1,4 +1,5 @@
 #include "thread_pool.h"
+#include "win32.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -10,13 +11,6 @@
 #if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
-#endif
-#ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#define WIN32_LEAN_AND_MEAN
-#include <windows.h>
 #endif
 
 namespace moerun {

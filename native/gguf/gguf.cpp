@@ -4,12 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#define WIN32_LEAN_AND_MEAN
 #include <io.h>
-#include <windows.h>
 #else
 #include <sys/mman.h>
 #include <unistd.h>
@@ -26,6 +21,7 @@
 
 #include "../base/error.h"
 #include "../base/memory.h"
+#include "../base/win32.h"
 
 #ifdef _WIN32
 // The POSIX calls below over Win32, for the win32-x64 (MinGW) build: a read-only view of a whole

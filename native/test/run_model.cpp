@@ -17,11 +17,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
-#ifdef _WIN32
-#define WIN32_LEAN_AND_MEAN
-#include <windows.h>
-#endif
 
+#include "../base/win32.h"
 #include "../include/moerun.h"
 #include "op_profile.h"
 
