@@ -29,11 +29,15 @@ const tools = [win32.cxx, 'x86_64-w64-mingw32-dlltool', wine].every((t) => hasTo
 
 let work = '';
 let built: { binary: string; diagnostics: string };
+let runModelExe = '';
 let model: Model;
+/** run_model.exe (linked from the prebuild's objects) under wine. */
+const runModel = (args: string[]) => run(wine, [runModelExe, ...args], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
 if (tools) {
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'moerun-win32-'));
     built = await buildTarget(win32, 2, work);
+    runModelExe = await linkRunModel(win32, work);
     model = await loadModel(bundledModelPath, { threads: 1 });  // the tokenizer, for run_model's ids
   }, 900_000);
   afterAll(async () => {
@@ -49,15 +53,12 @@ describe.skipIf(!tools)('the win32-x64 prebuild (MinGW-w64, run under wine)', ()
   });
 
   it('decodes the golden text from a path with non-ANSI characters, weights mapped by default', async () => {
-    const exe = await linkRunModel(win32, work);
     const dir = path.join(work, 'moerun-José-模型-🦙');
     mkdirSync(dir);
     const modelPath = path.join(dir, 'stories260K.gguf');
     copyFileSync(bundledModelPath, modelPath);
     const prompt = Array.from(model.tokenize('Once upon a time'));
-    const r = await run(wine, [exe, modelPath, '-n', '60', '-t', '2', ...prompt.map(String)], {
-      cwd: root, env: { ...process.env, WINEDEBUG: '-all' },
-    });
+    const r = await runModel([modelPath, '-n', '60', '-t', '2', ...prompt.map(String)]);
     expect(r.status, r.output.slice(-4000)).toBe(0);
     // 'auto' maps there: a private copy needs Linux's mremap.
     expect(r.stdout).toMatch(/weights mapped/);
@@ -68,17 +69,15 @@ describe.skipIf(!tools)('the win32-x64 prebuild (MinGW-w64, run under wine)', ()
   }, 600_000);
 
   it('refuses weights larger than the memory wine reports, as Linux does', async () => {
-    const exe = await linkRunModel(win32, work);
     const giant = path.join(work, 'giant.gguf');
     await sparseGiant(giant, Math.max(2 * totalmem(), 32 * 2 ** 30));  // sparse: no disk blocks
-    const r = await run(wine, [exe, giant, '-n', '1', '-t', '1', '1'], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
+    const r = await runModel([giant, '-n', '1', '-t', '1', '1']);
     expect(r.status, r.output.slice(-4000)).not.toBe(0);
     expect(r.output).toMatch(/ERR_OUT_OF_MEMORY: model: .* GiB of weights and this host has .* GiB of memory/);
   }, 300_000);
 
   it('defaults to one thread per physical core, as Linux counts them on this machine', async () => {
-    const exe = await linkRunModel(win32, work);
-    const r = await run(wine, [exe, bundledModelPath, '-n', '4', '1'], { cwd: root, env: { ...process.env, WINEDEBUG: '-all' } });
+    const r = await runModel([bundledModelPath, '-n', '4', '1']);
     expect(r.status, r.output.slice(-4000)).toBe(0);
     expect(r.stdout).toContain(`(${cpuInfo().physicalCores} threads, `);
   }, 300_000);
